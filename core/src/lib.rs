@@ -1,0 +1,10 @@
+//! The pure domain of managed-agents.
+//!
+//! Everything that decides what happens to an object lives here: typed ids, the object model,
+//! the session event model, the fold that turns an event log into state, `decide` that validates
+//! commands against that state, and the storage trait every backend implements. This crate does
+//! no IO and depends on no async runtime, storage engine or HTTP crate.
+
+pub mod ids;
+pub mod storage;
+pub mod time;
