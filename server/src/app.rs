@@ -1,0 +1,107 @@
+//! The router: every route, the fallback 404, and the edge middleware that gives each request a
+//! `req_…` id, a tracing span, the error envelope body, the `request-id` header and metrics.
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use managed_agents_core::ids::RequestId;
+use managed_agents_core::time::Timestamp;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+
+use crate::error::{Envelope, Error};
+use crate::routes;
+use crate::state::AppState;
+
+/// The id of the current request, in request extensions.
+#[derive(Debug, Clone)]
+pub struct ReqId(pub String);
+
+/// The whole HTTP API over `state`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::ops::router())
+        .nest("/v1", routes::v1())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(crate::BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn_with_state(state.clone(), edge))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> Error {
+    Error::NotFound(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+async fn method_not_allowed(request: Request) -> Error {
+    Error::MethodNotAllowed(format!(
+        "method {} is not allowed on {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("non-string panic payload");
+    Error::Internal(format!("handler panicked: {detail}")).into_response()
+}
+
+async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let request_id = RequestId::generate(Timestamp::now()).to_string();
+    request.extensions_mut().insert(ReqId(request_id.clone()));
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        path = %request.uri().path(),
+        workspace = tracing::field::Empty,
+        session_id = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    if let Some(envelope) = response.extensions_mut().remove::<Envelope>() {
+        let body = envelope.body(&request_id).to_string();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.remove(header::CONTENT_LENGTH);
+        *response.body_mut() = axum::body::Body::from(body);
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("request-id", value);
+    }
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .request(method.as_str(), &route, status, elapsed);
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            route = %route,
+            "request finished"
+        )
+    });
+    response
+}

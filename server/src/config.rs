@@ -1,0 +1,170 @@
+//! Command-line flags (with environment-variable equivalents) parsed into a raw form, then
+//! validated into a typed [`ServeConfig`] before anything starts. A bad value is reported in one
+//! line naming the flag.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `managed-agents`: a self-hosted Claude Managed Agents API.
+#[derive(Debug, Parser)]
+#[command(name = "managed-agents", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API.
+    Serve(ServeArgs),
+    /// Manage API keys (stop the server first when it uses RocksDB on the same data dir).
+    Keys {
+        /// The key operation.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// Which storage backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StorageKind {
+    /// Durable, under the data dir.
+    Rocksdb,
+    /// In process memory; nothing survives a restart.
+    Memory,
+}
+
+/// Flags of `serve`, as given.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (`host:port`; port 0 picks a free one).
+    #[arg(long, env = "MANAGED_AGENTS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Directory for the database, file bytes and the generated secret key.
+    #[arg(long, env = "MANAGED_AGENTS_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Storage backend.
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_STORAGE",
+        value_enum,
+        default_value = "rocksdb"
+    )]
+    pub storage: StorageKind,
+    /// Key that encrypts secrets at rest: 64 hex digits or base64 of 32 bytes. Default: a key
+    /// generated into `<data-dir>/secret.key` (mode 0600).
+    #[arg(long, env = "MANAGED_AGENTS_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// An API key to install for workspace `default` at start-up (for CI and containers).
+    #[arg(long, env = "MANAGED_AGENTS_BOOTSTRAP_KEY", hide_env_values = true)]
+    pub bootstrap_key: Option<String>,
+    /// Seconds between `ping` frames on idle SSE streams.
+    #[arg(long, env = "MANAGED_AGENTS_PING_SECONDS", default_value_t = 15)]
+    pub ping_seconds: u64,
+}
+
+/// Where `keys` subcommands find the store.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Directory of the database.
+    #[arg(long, env = "MANAGED_AGENTS_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it once.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Workspace name (created if new).
+        #[arg(long, default_value = crate::keys::DEFAULT_WORKSPACE)]
+        workspace: String,
+        /// A label for the key.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List keys (never their values).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a key by id (`apikey_…`).
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key id.
+        id: String,
+    },
+}
+
+/// A configuration value that is not acceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `--listen` is not an address.
+    #[error("--listen {0:?}: expected host:port, e.g. 127.0.0.1:8080")]
+    Listen(String),
+    /// `--secret-key` is malformed.
+    #[error("--secret-key: {0}")]
+    SecretKey(crate::secrets::Error),
+    /// `--ping-seconds` out of range.
+    #[error("--ping-seconds {0}: must be between 1 and 3600")]
+    Ping(u64),
+    /// `--data-dir` unusable.
+    #[error("--data-dir {0}: must not be empty")]
+    DataDir(String),
+}
+
+/// The validated configuration of `serve`.
+#[derive(Debug)]
+pub struct ServeConfig {
+    /// The address to bind.
+    pub listen: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The backend.
+    pub storage: StorageKind,
+    /// The explicit secret key, if given.
+    pub secrets: Option<crate::secrets::Secrets>,
+    /// The bootstrap key, if given.
+    pub bootstrap_key: Option<String>,
+    /// SSE ping interval.
+    pub ping_interval: std::time::Duration,
+}
+
+impl ServeArgs {
+    /// Validates the flags.
+    pub fn validate(self) -> Result<ServeConfig, Error> {
+        let listen = self
+            .listen
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| Error::Listen(self.listen.clone()))?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Error::DataDir(self.data_dir.display().to_string()));
+        }
+        let secrets = self
+            .secret_key
+            .as_deref()
+            .map(crate::secrets::Secrets::from_text)
+            .transpose()
+            .map_err(Error::SecretKey)?;
+        if !(1..=3600).contains(&self.ping_seconds) {
+            return Err(Error::Ping(self.ping_seconds));
+        }
+        Ok(ServeConfig {
+            listen,
+            data_dir: self.data_dir,
+            storage: self.storage,
+            secrets,
+            bootstrap_key: self.bootstrap_key.filter(|k| !k.is_empty()),
+            ping_interval: std::time::Duration::from_secs(self.ping_seconds),
+        })
+    }
+}

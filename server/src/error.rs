@@ -1,0 +1,200 @@
+//! The one application error type and its mapping onto the API's error envelope.
+//!
+//! Handlers return `Result<_, Error>`. [`Error::into_response`] only records *what* went wrong
+//! (an [`Envelope`] in the response extensions); the request-id middleware in [`crate::app`]
+//! renders the JSON body, because only it knows the request id that the body must carry.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use managed_agents_core::storage;
+use serde_json::{json, Value};
+
+/// Everything a request can fail with, each mapped to one HTTP status and `error.type`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 400 `invalid_request_error`: the request is malformed or breaks a rule.
+    #[error("{message}")]
+    Invalid {
+        /// What is wrong, naming the field and the rule.
+        message: String,
+        /// A stable machine code for `error.details.error_code`.
+        code: Option<&'static str>,
+    },
+    /// 401 `authentication_error`.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403 `permission_error`.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404 `not_found_error`.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405 `invalid_request_error`.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 409 `invalid_request_error`. Deterministic conflicts carry `x-should-retry: false`.
+    #[error("{message}")]
+    Conflict {
+        /// What conflicts.
+        message: String,
+        /// Whether retrying the same request can succeed (a lost race, not a rule).
+        retryable: bool,
+    },
+    /// 413 `request_too_large`.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 500 `api_error`. The detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// 503 `overloaded_error`: the store is shut down or unreachable.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl Error {
+    /// A 400 with a message naming the field and the rule.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid {
+            message: message.into(),
+            code: None,
+        }
+    }
+
+    /// A 400 with a stable `error_code`.
+    pub fn invalid_code(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            message: message.into(),
+            code: Some(code),
+        }
+    }
+
+    /// A 404 for an object of `kind` with `id`.
+    pub fn not_found(kind: &str, id: &str) -> Self {
+        Self::NotFound(format!("{kind} {id:?} not found"))
+    }
+
+    /// A deterministic 409 (a retry cannot succeed).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Invalid { .. } => StatusCode::BAD_REQUEST,
+            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The envelope's `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Invalid { .. } | Error::MethodNotAllowed(_) | Error::Conflict { .. } => {
+                "invalid_request_error"
+            }
+            Error::Unauthenticated(_) => "authentication_error",
+            Error::Forbidden(_) => "permission_error",
+            Error::NotFound(_) => "not_found_error",
+            Error::TooLarge(_) => "request_too_large",
+            Error::Internal(_) => "api_error",
+            Error::Unavailable(_) => "overloaded_error",
+        }
+    }
+
+    /// What the client is told (internal details stay in the log).
+    fn public_message(&self) -> String {
+        match self {
+            Error::Internal(_) => "Internal server error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The envelope this error renders as.
+    pub fn envelope(&self) -> Envelope {
+        let details = match self {
+            Error::Invalid {
+                code: Some(code), ..
+            } => Some(json!({ "error_code": code })),
+            _ => None,
+        };
+        Envelope {
+            status: self.status(),
+            kind: self.kind(),
+            message: self.public_message(),
+            details,
+        }
+    }
+}
+
+impl From<storage::Error> for Error {
+    fn from(err: storage::Error) -> Self {
+        match err {
+            storage::Error::WrongExpectedVersion { .. } => Error::Conflict {
+                message: "the object was changed concurrently; retry the request".to_owned(),
+                retryable: true,
+            },
+            storage::Error::Deleted(stream) => Error::NotFound(format!("{stream} was deleted")),
+            storage::Error::Closed => Error::Unavailable("the store is shutting down".to_owned()),
+            storage::Error::Backend(detail) => Error::Internal(detail),
+        }
+    }
+}
+
+/// A rendered-later error: status, `error.type`, message and optional details.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// `error.type`.
+    pub kind: &'static str,
+    /// `error.message`.
+    pub message: String,
+    /// `error.details`, if any.
+    pub details: Option<Value>,
+}
+
+impl Envelope {
+    /// The JSON body with `request_id`.
+    pub fn body(&self, request_id: &str) -> Value {
+        let mut error = json!({ "type": self.kind, "message": self.message });
+        if let Some(details) = &self.details {
+            error["details"] = details.clone();
+        }
+        json!({ "type": "error", "error": error, "request_id": request_id })
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match &self {
+            Error::Internal(detail) => tracing::error!(%detail, "internal error"),
+            Error::Unavailable(detail) => tracing::warn!(%detail, "unavailable"),
+            _ => tracing::debug!(error = %self, "request rejected"),
+        }
+        let envelope = self.envelope();
+        let mut response = envelope.status.into_response();
+        if let Error::Conflict {
+            retryable: false, ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        response.extensions_mut().insert(envelope);
+        response
+    }
+}
+
+/// The result of a handler.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,30 @@
+//! The HTTP edge of managed-agents.
+//!
+//! [`app`] builds the axum router over an [`AppState`]; `main.rs` only parses flags, opens the
+//! store and serves it. The server is thin: it authenticates, decodes and validates requests,
+//! calls `managed_agents_core` for every decision, stores what core returns, and renders core's
+//! projections as JSON or SSE frames.
+
+pub mod app;
+pub mod auth;
+pub mod blobs;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod query;
+pub mod routes;
+pub mod secrets;
+pub mod state;
+pub mod store;
+
+pub use app::app;
+pub use error::Error;
+pub use state::AppState;
+pub use store::AnyStore;
+
+/// Largest accepted JSON request body, in bytes (larger bodies get 413 `request_too_large`).
+pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// Largest accepted file upload, in bytes.
+pub const UPLOAD_LIMIT: usize = 500 * 1024 * 1024;

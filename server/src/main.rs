@@ -1,0 +1,160 @@
+//! The `managed-agents` binary: parses flags, opens the store, and serves the API or manages
+//! API keys.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Parser;
+use managed_agents_server::blobs::Blobs;
+use managed_agents_server::config::{Cli, Command, KeysCommand, ServeConfig, StorageKind};
+use managed_agents_server::secrets::Secrets;
+use managed_agents_server::{app, keys, AnyStore, AppState};
+use managed_agents_storage_memory::MemoryStore;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("MANAGED_AGENTS_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => fail(&anyhow::Error::new(err).context("starting the async runtime")),
+    };
+    if let Err(err) = runtime.block_on(run(cli)) {
+        fail(&err);
+    }
+}
+
+fn fail(err: &anyhow::Error) -> ! {
+    eprintln!("managed-agents: error: {err:#}");
+    std::process::exit(2);
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args.validate()?).await,
+        Command::Keys { command } => keys_command(command).await,
+    }
+}
+
+fn open_store(kind: StorageKind, data_dir: &std::path::Path) -> anyhow::Result<AnyStore> {
+    match kind {
+        StorageKind::Memory => Ok(AnyStore::Memory(MemoryStore::new())),
+        StorageKind::Rocksdb => {
+            let _ = data_dir;
+            anyhow::bail!("--storage rocksdb: the RocksDB backend is not built into this binary yet; use --storage memory")
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let store = open_store(config.storage, &config.data_dir)?;
+    let (secrets, blobs) = match config.storage {
+        StorageKind::Memory => (
+            config.secrets.map_or_else(Secrets::ephemeral, Ok)?,
+            Blobs::memory(),
+        ),
+        StorageKind::Rocksdb => (
+            match config.secrets {
+                Some(secrets) => secrets,
+                None => Secrets::load_or_generate(&config.data_dir)?,
+            },
+            Blobs::Dir(config.data_dir.join("files")),
+        ),
+    };
+    if let Some(key) = &config.bootstrap_key {
+        keys::install(&store, key, keys::DEFAULT_WORKSPACE, Some("bootstrap"))
+            .await
+            .context("installing MANAGED_AGENTS_BOOTSTRAP_KEY")?;
+    } else if !keys::any(&store).await? {
+        let (id, key) = keys::create(&store, keys::DEFAULT_WORKSPACE, Some("first")).await?;
+        println!(
+            "created API key {id} for workspace {}: {key}",
+            keys::DEFAULT_WORKSPACE
+        );
+        println!("(this is the only time the key is shown)");
+    }
+    let (mut state, shutdown) = AppState::new(store, secrets, blobs);
+    state.ping_interval = config.ping_interval;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
+    let local = listener.local_addr()?;
+    println!("listening on http://{local}");
+    std::io::stdout().flush()?;
+    tracing::info!(%local, storage = ?config.storage, "serving");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = shutdown.send(true);
+        })
+        .await
+        .context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create {
+            store,
+            workspace,
+            name,
+        } => {
+            let store = open_store(StorageKind::Rocksdb, &store.data_dir)?;
+            let (id, key) = keys::create(&store, &workspace, name.as_deref()).await?;
+            println!("{id}\t{workspace}\t{key}");
+            eprintln!("store the key now: it cannot be shown again");
+        }
+        KeysCommand::List { store } => {
+            let store = open_store(StorageKind::Rocksdb, &store.data_dir)?;
+            for key in keys::list(&store).await? {
+                println!(
+                    "{}\t{}\t{}\t...{}\t{}\t{}",
+                    key.id,
+                    key.workspace_name,
+                    key.name.as_deref().unwrap_or("-"),
+                    key.hint,
+                    key.created_at,
+                    if key.revoked { "revoked" } else { "active" }
+                );
+            }
+        }
+        KeysCommand::Revoke { store, id } => {
+            let store = open_store(StorageKind::Rocksdb, &store.data_dir)?;
+            keys::revoke(&store, &id).await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Prometheus metrics in text exposition format, kept with plain atomics and one mutex-guarded
+//! map per labelled family: requests by route and status, request latency histograms by route,
+//! open SSE streams, and appended events.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    open_streams: AtomicI64,
+    appended_events: AtomicU64,
+    append_batches: AtomicU64,
+}
+
+/// The process's metrics; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+/// Decrements the open-stream gauge when dropped.
+pub struct StreamGuard(Metrics);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.inner.open_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// Records one finished request.
+    pub fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let mut requests = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+        drop(requests);
+        let seconds = elapsed.as_secs_f64();
+        let mut latency = self.inner.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let histogram = latency.entry(format!("{method} {route}")).or_default();
+        for (slot, bound) in histogram.counts.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *slot += 1;
+            }
+        }
+        histogram.count += 1;
+        histogram.sum += seconds;
+    }
+
+    /// Counts an open SSE stream until the guard drops.
+    pub fn stream_opened(&self) -> StreamGuard {
+        self.inner.open_streams.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(self.clone())
+    }
+
+    /// Counts one append of `events` events.
+    pub fn appended(&self, events: usize) {
+        self.inner.append_batches.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .appended_events
+            .fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// The number of open SSE streams.
+    pub fn open_streams(&self) -> i64 {
+        self.inner.open_streams.load(Ordering::Relaxed)
+    }
+
+    /// Renders everything in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP managed_agents_http_requests_total HTTP requests by route and status."
+        );
+        let _ = writeln!(out, "# TYPE managed_agents_http_requests_total counter");
+        for ((method, route, status), n) in self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "managed_agents_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                escape(route)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP managed_agents_http_request_duration_seconds HTTP request latency by route."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE managed_agents_http_request_duration_seconds histogram"
+        );
+        for (route, h) in self
+            .inner
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let route = escape(route);
+            for (count, bound) in h.counts.iter().zip(BUCKETS) {
+                let _ = writeln!(
+                    out,
+                    "managed_agents_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "managed_agents_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "managed_agents_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "managed_agents_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                h.count
+            );
+        }
+        let gauges = [
+            (
+                "managed_agents_sse_open_streams",
+                "gauge",
+                "Open SSE streams.",
+                self.open_streams().to_string(),
+            ),
+            (
+                "managed_agents_appended_events_total",
+                "counter",
+                "Session events appended through the API.",
+                self.inner
+                    .appended_events
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            ),
+            (
+                "managed_agents_append_batches_total",
+                "counter",
+                "Append batches written through the API.",
+                self.inner
+                    .append_batches
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"")
+}

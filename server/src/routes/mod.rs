@@ -1,0 +1,12 @@
+//! The `/v1` routes, one module per resource, plus operational endpoints.
+
+use axum::Router;
+
+use crate::state::AppState;
+
+pub mod ops;
+
+/// Every route under `/v1`.
+pub fn v1() -> Router<AppState> {
+    Router::new()
+}

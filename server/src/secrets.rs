@@ -1,0 +1,214 @@
+//! Secrets at rest: vault credential secrets and GitHub tokens are sealed with
+//! XChaCha20-Poly1305 under one 32-byte server key and kept in a per-owner stream
+//! `secret:<owner id>` (never in an object's or session's event log). The key comes from
+//! `--secret-key` / `MANAGED_AGENTS_SECRET_KEY` (64 hex digits or base64 of 32 bytes) or is
+//! generated once into `<data-dir>/secret.key` with mode 0600.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use bytes::Bytes;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use managed_agents_core::storage::{Append, Direction, Expected, Kind, Store, StreamId};
+use serde_json::Value;
+
+const NONCE_LEN: usize = 24;
+const KEY_FILE: &str = "secret.key";
+
+/// What can go wrong with secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configured key is not 32 bytes in hex or base64.
+    #[error("the secret key must be 64 hex digits or base64 of 32 bytes")]
+    BadKey,
+    /// Reading or writing the key file failed.
+    #[error("secret key file {path}: {source}")]
+    Io {
+        /// The key file.
+        path: String,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The OS random source failed.
+    #[error("no randomness available")]
+    Random,
+    /// A sealed value did not open (wrong key or corrupted).
+    #[error("a stored secret could not be decrypted (wrong secret key?)")]
+    Open,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] managed_agents_core::storage::Error),
+}
+
+/// The server's sealing key.
+#[derive(Clone)]
+pub struct Secrets {
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+fn parse_key(text: &str) -> Result<[u8; 32], Error> {
+    let text = text.trim();
+    let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| Error::BadKey))
+            .collect::<Result<Vec<u8>, Error>>()?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| Error::BadKey)?
+    };
+    bytes.try_into().map_err(|_| Error::BadKey)
+}
+
+fn random<const N: usize>() -> Result<[u8; N], Error> {
+    let mut bytes = [0u8; N];
+    getrandom::getrandom(&mut bytes).map_err(|_| Error::Random)?;
+    Ok(bytes)
+}
+
+impl Secrets {
+    /// From key text (64 hex digits or base64 of 32 bytes).
+    pub fn from_text(text: &str) -> Result<Self, Error> {
+        Ok(Self::from_bytes(parse_key(text)?))
+    }
+
+    fn from_bytes(key: [u8; 32]) -> Self {
+        Self {
+            cipher: XChaCha20Poly1305::new(&key.into()),
+        }
+    }
+
+    /// A random key that lives only as long as the process (for `--storage memory`).
+    pub fn ephemeral() -> Result<Self, Error> {
+        Ok(Self::from_bytes(random()?))
+    }
+
+    /// The key in `<dir>/secret.key`, generated with mode 0600 if absent.
+    pub fn load_or_generate(dir: &Path) -> Result<Self, Error> {
+        let path = dir.join(KEY_FILE);
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Self::from_text(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let key: [u8; 32] = random()?;
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path).map_err(io)?;
+        file.write_all(hex.as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(Self::from_bytes(key))
+    }
+
+    /// Encrypts `plaintext` as `nonce || ciphertext`.
+    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        let nonce: [u8; NONCE_LEN] = random()?;
+        let sealed = self
+            .cipher
+            .encrypt(XNonce::from_slice(&nonce), plaintext)
+            .map_err(|_| Error::Random)?;
+        Ok([nonce.as_slice(), &sealed].concat())
+    }
+
+    /// Decrypts what [`Secrets::seal`] produced.
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+        if sealed.len() < NONCE_LEN {
+            return Err(Error::Open);
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(XNonce::from_slice(nonce), body)
+            .map_err(|_| Error::Open)
+    }
+
+    fn stream(owner: &str) -> StreamId {
+        StreamId::new(format!("secret:{owner}"))
+    }
+
+    /// Stores the secret fields of `owner` (a credential or resource id), replacing earlier
+    /// ones.
+    pub async fn put<S: Store>(&self, store: &S, owner: &str, value: &Value) -> Result<(), Error> {
+        let plain = serde_json::to_vec(value).unwrap_or_default();
+        let sealed = self.seal(&plain)?;
+        store
+            .append(Append {
+                stream: Self::stream(owner),
+                expected: Expected::Any,
+                events: vec![Bytes::from(sealed)],
+                catalog: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The latest secret fields of `owner`, if any.
+    pub async fn get<S: Store>(&self, store: &S, owner: &str) -> Result<Option<Value>, Error> {
+        let latest = store
+            .read(&Self::stream(owner), u64::MAX, Direction::Backward, 1)
+            .await?;
+        let Some(record) = latest.first() else {
+            return Ok(None);
+        };
+        let plain = self.open(&record.payload)?;
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|_| Error::Open)
+    }
+
+    /// Forgets the secret fields of `owner`.
+    pub async fn delete<S: Store>(&self, store: &S, owner: &str) -> Result<(), Error> {
+        store.delete(Kind::Credential, &Self::stream(owner)).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_round_trips_and_rejects_a_wrong_key() {
+        let a = Secrets::ephemeral().expect("random");
+        let b = Secrets::ephemeral().expect("random");
+        let sealed = a.seal(b"token").expect("seal");
+        assert!(!sealed.windows(5).any(|w| w == b"token"));
+        assert_eq!(a.open(&sealed).expect("open"), b"token");
+        assert!(b.open(&sealed).is_err());
+    }
+
+    #[test]
+    fn key_file_is_generated_once_with_mode_0600() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = Secrets::load_or_generate(dir.path()).expect("generate");
+        let again = Secrets::load_or_generate(dir.path()).expect("load");
+        let sealed = first.seal(b"x").expect("seal");
+        assert_eq!(again.open(&sealed).expect("open"), b"x");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .expect("stat")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(Secrets::from_text("short").is_err());
+        assert!(Secrets::from_text(&"ab".repeat(32)).is_ok());
+    }
+}

@@ -1,0 +1,59 @@
+//! [`AnyStore`]: the storage backend chosen at start-up, behind one concrete type that
+//! implements [`Store`] by delegation, so handlers are not generic over the backend.
+
+use managed_agents_core::storage::{
+    Append, Appended, CatalogEntry, CatalogPage, CatalogQuery, Direction, Error, Kind, Record,
+    Store, StreamId, Subscription, Version,
+};
+use managed_agents_storage_memory::MemoryStore;
+
+/// One of the storage backends.
+#[derive(Clone)]
+pub enum AnyStore {
+    /// Everything in memory; nothing survives the process.
+    Memory(MemoryStore),
+}
+
+macro_rules! delegate {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Memory($store) => $call,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn append(&self, append: Append) -> Result<Appended, Error> {
+        delegate!(self, s => s.append(append).await)
+    }
+
+    async fn read(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Record>, Error> {
+        delegate!(self, s => s.read(stream, from, direction, limit).await)
+    }
+
+    async fn head(&self, stream: &StreamId) -> Result<Version, Error> {
+        delegate!(self, s => s.head(stream).await)
+    }
+
+    fn subscribe(&self, stream: &StreamId, after: Version) -> Subscription {
+        delegate!(self, s => s.subscribe(stream, after))
+    }
+
+    async fn entry(&self, kind: Kind, id: &str) -> Result<Option<CatalogEntry>, Error> {
+        delegate!(self, s => s.entry(kind, id).await)
+    }
+
+    async fn list(&self, query: &CatalogQuery) -> Result<CatalogPage, Error> {
+        delegate!(self, s => s.list(query).await)
+    }
+
+    async fn delete(&self, kind: Kind, stream: &StreamId) -> Result<(), Error> {
+        delegate!(self, s => s.delete(kind, stream).await)
+    }
+}

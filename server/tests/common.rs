@@ -1,0 +1,105 @@
+//! Shared helpers for router tests: an app over a fresh memory store with one key, and a
+//! one-shot request helper that returns status, headers and JSON.
+#![allow(dead_code, unreachable_pub)]
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use managed_agents_server::blobs::Blobs;
+use managed_agents_server::secrets::Secrets;
+use managed_agents_server::{app, keys, AnyStore, AppState};
+use managed_agents_storage_memory::MemoryStore;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const KEY: &str = "sk-test-key-0123456789abcdef";
+pub const OTHER_KEY: &str = "sk-test-key-other-workspace-0123";
+
+pub struct Harness {
+    pub app: Router,
+    pub state: AppState,
+    _shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn error_type(&self) -> String {
+        self.json()["error"]["type"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    pub fn message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+pub async fn harness() -> Harness {
+    let store = AnyStore::Memory(MemoryStore::new());
+    keys::install(&store, KEY, "default", None)
+        .await
+        .expect("key");
+    keys::install(&store, OTHER_KEY, "other", None)
+        .await
+        .expect("key");
+    let secrets = Secrets::ephemeral().expect("random");
+    let (state, shutdown) = AppState::new(store, secrets, Blobs::memory());
+    Harness {
+        app: app(state.clone()),
+        state,
+        _shutdown: shutdown,
+    }
+}
+
+impl Harness {
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            bytes,
+        }
+    }
+
+    pub async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
+        self.call_as(KEY, method, uri, body).await
+    }
+
+    pub async fn call_as(&self, key: &str, method: &str, uri: &str, body: Option<Value>) -> Reply {
+        let builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json");
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.send(builder.body(body).expect("request")).await
+    }
+}

@@ -1,0 +1,78 @@
+//! Router tests without a socket: the error envelope, request ids, auth and body limits.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::{harness, KEY};
+
+#[tokio::test]
+async fn unknown_route_is_a_404_envelope_with_request_id() {
+    let h = harness().await;
+    let reply = h.call("GET", "/v1/nope", None).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let body = reply.json();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "not_found_error");
+    let id = reply.header("request-id").expect("request-id header");
+    assert!(id.starts_with("req_"));
+    assert_eq!(body["request_id"], id);
+}
+
+#[tokio::test]
+async fn success_responses_carry_a_request_id() {
+    let h = harness().await;
+    let reply = h.call("GET", "/healthz", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply
+        .header("request-id")
+        .is_some_and(|id| id.starts_with("req_")));
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let h = harness().await;
+    h.call("GET", "/healthz", None).await;
+    let reply = h.call("GET", "/metrics", None).await;
+    let text = String::from_utf8(reply.bytes).expect("utf8");
+    assert!(text.contains("managed_agents_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"), "{text}");
+    assert!(text.contains("managed_agents_sse_open_streams 0"));
+}
+
+#[tokio::test]
+async fn readyz_answers_when_the_store_does() {
+    let h = harness().await;
+    assert_eq!(h.call("GET", "/readyz", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn missing_or_wrong_key_is_401() {
+    let h = harness().await;
+    let request = Request::get("/v1/agents")
+        .body(Body::empty())
+        .expect("request");
+    let reply = h.send(request).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.error_type(), "authentication_error");
+    let reply = h
+        .call_as("sk-wrong-key-000000000000", "GET", "/v1/agents", None)
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.header("request-id").is_some());
+}
+
+#[tokio::test]
+async fn x_api_key_is_accepted() {
+    let h = harness().await;
+    let request = Request::get("/v1/agents")
+        .header("x-api-key", KEY)
+        .body(Body::empty())
+        .expect("request");
+    let reply = h.send(request).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
+}
