@@ -1,0 +1,273 @@
+//! Storage benchmarks of the RocksDB backend, run with
+//! `cargo bench -p managed-agents-benches --bench storage` (see `benches/README.md`).
+//!
+//! A plain program, not a timed test: it prints one table per benchmark.
+//!
+//! - Durable append throughput: single-event appends (512-byte payloads, fsync on) from 1, 8 and
+//!   64 concurrent appenders, next to the raw ceiling measured in the same run: a plain loop of
+//!   RocksDB `WriteBatch` + sync on the same disk with the batch sizes our writer formed.
+//! - Append-to-subscriber delivery latency with 1, 100 and 1,000 subscribers on one stream.
+//! - Reading a 10,000-event session.
+//!
+//! Environment: `BENCH_DIR` (where databases go; default the system temp dir, which must be on
+//! the disk being measured), `BENCH_SECS` (seconds per throughput point, default 5), and an
+//! optional first argument naming one benchmark (`throughput`, `latency`, `read`).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::executor::block_on;
+use futures::StreamExt;
+use managed_agents_core::storage::{read_all, Append, Expected, Store, StreamId, Version};
+use managed_agents_storage_rocksdb::{Options, RocksStore};
+use tempfile::TempDir;
+
+const PAYLOAD: usize = 512;
+
+fn main() {
+    let only = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
+    let root = std::env::var_os("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let secs = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+    println!("databases under {}", root.display());
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if wanted("throughput") {
+        throughput(&root, Duration::from_secs_f64(secs));
+    }
+    if wanted("latency") {
+        latency(&root);
+    }
+    if wanted("read") {
+        read(&root);
+    }
+}
+
+fn temp(root: &Path) -> TempDir {
+    tempfile::tempdir_in(root).expect("temporary directory under BENCH_DIR")
+}
+
+fn payload(tag: u64) -> Bytes {
+    let mut bytes = vec![b'x'; PAYLOAD];
+    bytes[..8].copy_from_slice(&tag.to_le_bytes());
+    Bytes::from(bytes)
+}
+
+fn append_one(store: &RocksStore, stream: &StreamId, expected: Version, tag: u64) -> Version {
+    block_on(store.append(Append {
+        stream: stream.clone(),
+        expected: Expected::Exactly(expected),
+        events: vec![payload(tag)],
+        catalog: None,
+    }))
+    .expect("append")
+    .last
+}
+
+/// Durable append throughput from 1, 8 and 64 appenders against the raw WriteBatch+sync
+/// ceiling at the same mean batch size.
+fn throughput(root: &Path, duration: Duration) {
+    println!("\n## durable append throughput (512-byte events, fsync on, {duration:?} per point)");
+    println!(
+        "| appenders | events/s | mean batch | fsyncs/s | raw events/s at that batch | ratio |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for appenders in [1usize, 8, 64] {
+        let dir = temp(root);
+        let store = RocksStore::open(Options::new(dir.path().join("store"))).expect("open");
+        let stop = AtomicBool::new(false);
+        let acked = AtomicU64::new(0);
+        let (events_per_sec, stats) = thread::scope(|scope| {
+            for appender in 0..appenders {
+                let (store, stop, acked) = (&store, &stop, &acked);
+                scope.spawn(move || {
+                    let stream = StreamId::new(format!("sesn_bench{appender}"));
+                    let mut head = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        head = append_one(store, &stream, head, head);
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            thread::sleep(Duration::from_millis(500));
+            let (before, stats_before, start) =
+                (acked.load(Ordering::Relaxed), store.stats(), Instant::now());
+            thread::sleep(duration);
+            let (after, stats_after, elapsed) = (
+                acked.load(Ordering::Relaxed),
+                store.stats(),
+                start.elapsed(),
+            );
+            stop.store(true, Ordering::Relaxed);
+            (
+                (after - before) as f64 / elapsed.as_secs_f64(),
+                stats_after.since(&stats_before),
+            )
+        });
+        drop(store);
+        let mean = stats.mean_events_per_batch();
+        let fsyncs = events_per_sec / mean.max(1.0);
+        let raw = raw_ceiling(&dir.path().join("raw"), mean, duration);
+        println!(
+            "| {appenders} | {events_per_sec:.0} | {mean:.1} | {fsyncs:.0} | {raw:.0} | {:.2} |",
+            events_per_sec / raw
+        );
+    }
+}
+
+/// Events per second of a plain loop writing `WriteBatch`es of 512-byte puts with sync, sized
+/// so that their mean is `mean` events.
+fn raw_ceiling(path: &Path, mean: f64, duration: Duration) -> f64 {
+    let mut options = rocksdb::Options::default();
+    options.create_if_missing(true);
+    options.set_compression_type(rocksdb::DBCompressionType::None);
+    let db = rocksdb::DB::open(&options, path).expect("open raw db");
+    let mut sync = rocksdb::WriteOptions::default();
+    sync.set_sync(true);
+    let value = payload(0);
+    let mean = mean.max(1.0);
+    let mut key: u64 = 0;
+    let mut batches: u64 = 0;
+    let write = |batches: &mut u64, key: &mut u64| {
+        // Batch sizes alternate around the mean: floor((n+1)·mean) − floor(n·mean).
+        let size = ((*batches + 1) as f64 * mean).floor() - (*batches as f64 * mean).floor();
+        let mut batch = rocksdb::WriteBatch::default();
+        for _ in 0..size as u64 {
+            let mut k = b"sesn_raw\0".to_vec();
+            k.extend_from_slice(&key.to_be_bytes());
+            batch.put(k, &value);
+            *key += 1;
+        }
+        db.write_opt(batch, &sync).expect("raw write");
+        *batches += 1;
+    };
+    let warmup = Instant::now();
+    while warmup.elapsed() < Duration::from_millis(500) {
+        write(&mut batches, &mut key);
+    }
+    let (start, start_key) = (Instant::now(), key);
+    while start.elapsed() < duration {
+        write(&mut batches, &mut key);
+    }
+    (key - start_key) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index] as f64 / 1e6
+}
+
+/// Latency from submitting an append to each subscriber receiving it.
+fn latency(root: &Path) {
+    const EVENTS: u64 = 200;
+    const SPACING: Duration = Duration::from_millis(10);
+    println!(
+        "\n## append-to-subscriber delivery latency ({EVENTS} appends, one every {SPACING:?})"
+    );
+    println!("| subscribers | p50 ms | p99 ms | max ms | append ack p50 ms |");
+    println!("|---:|---:|---:|---:|---:|");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for subscribers in [1usize, 100, 1000] {
+        let dir = temp(root);
+        let store = RocksStore::open(Options::new(dir.path())).expect("open");
+        let stream = StreamId::new("sesn_latency");
+        let origin = Instant::now();
+        let tasks: Vec<_> = (0..subscribers)
+            .map(|_| {
+                let mut subscription = store.subscribe(&stream, 0);
+                runtime.spawn(async move {
+                    let mut latencies = Vec::with_capacity(EVENTS as usize);
+                    while let Some(record) = subscription.next().await {
+                        let record = record.expect("record");
+                        let now = origin.elapsed().as_nanos() as u64;
+                        let sent = u64::from_le_bytes(record.payload[..8].try_into().unwrap());
+                        latencies.push(now - sent);
+                        if record.version == EVENTS {
+                            break;
+                        }
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        let mut acks = Vec::with_capacity(EVENTS as usize);
+        for version in 0..EVENTS {
+            thread::sleep(SPACING);
+            let sent = origin.elapsed().as_nanos() as u64;
+            append_one(&store, &stream, version, sent);
+            acks.push(origin.elapsed().as_nanos() as u64 - sent);
+        }
+        let mut latencies: Vec<u64> = runtime.block_on(async {
+            let mut all = Vec::new();
+            for task in tasks {
+                all.extend(task.await.expect("subscriber task"));
+            }
+            all
+        });
+        latencies.sort_unstable();
+        acks.sort_unstable();
+        assert_eq!(latencies.len(), subscribers * EVENTS as usize);
+        println!(
+            "| {subscribers} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            percentile(&latencies, 1.0),
+            percentile(&acks, 0.50),
+        );
+    }
+}
+
+/// Reading a 10,000-event session (512-byte events) after reopening the store.
+fn read(root: &Path) {
+    const EVENTS: u64 = 10_000;
+    const RUNS: usize = 20;
+    println!("\n## reading a {EVENTS}-event session (512-byte events)");
+    let dir = temp(root);
+    let stream = StreamId::new("sesn_read");
+    {
+        let store = RocksStore::open(Options::new(dir.path())).expect("open");
+        let mut head = 0;
+        while head < EVENTS {
+            head = block_on(store.append(Append {
+                stream: stream.clone(),
+                expected: Expected::Exactly(head),
+                events: (head..head + 100).map(payload).collect(),
+                catalog: None,
+            }))
+            .expect("append")
+            .last;
+        }
+    }
+    let store = RocksStore::open(Options::new(dir.path())).expect("reopen");
+    let mut times = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let records = block_on(read_all(&store, &stream)).expect("read");
+        times.push(start.elapsed().as_nanos() as u64);
+        assert_eq!(records.len() as u64, EVENTS);
+    }
+    let first = times[0];
+    times.sort_unstable();
+    println!("| first read after reopen ms | median ms | p99 ms | min ms |");
+    println!("|---:|---:|---:|---:|");
+    println!(
+        "| {:.2} | {:.2} | {:.2} | {:.2} |",
+        first as f64 / 1e6,
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        percentile(&times, 0.0),
+    );
+}

@@ -1,0 +1,237 @@
+//! The managed-agents storage trait on RocksDB.
+//!
+//! Durable by default: an append resolves only after its batch's WAL write was fsynced. One
+//! writer thread does group commit (see [`writer`](crate::writer)); reads go straight to
+//! RocksDB on the caller's thread; subscriptions use the shared [`Hub`]. No async runtime is
+//! needed: appends await a `futures` oneshot that any executor can drive. Key layouts are in
+//! [`keys`](crate::keys).
+//!
+//! ```
+//! use futures::executor::block_on;
+//! use managed_agents_core::storage::{Append, Expected, Store, StreamId};
+//! use managed_agents_storage_rocksdb::{Options, RocksStore};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = RocksStore::open(Options::new(dir.path()))?;
+//! let stream = StreamId::new("sesn_doc");
+//! let appended = block_on(store.append(Append {
+//!     stream: stream.clone(),
+//!     expected: Expected::Exactly(0),
+//!     events: vec!["hello".into()],
+//!     catalog: None,
+//! }))?;
+//! assert_eq!(appended.last, 1);
+//! assert_eq!(block_on(store.head(&stream))?, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod db;
+mod keys;
+mod stats;
+mod writer;
+
+use std::any::Any;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use futures::channel::oneshot;
+use managed_agents_core::storage::live::Hub;
+use managed_agents_core::storage::{
+    self, Append, Appended, CatalogEntry, CatalogPage, CatalogQuery, Direction, Kind, Record,
+    Store, StreamId, Subscription, Version,
+};
+
+pub use stats::{Stats, BUCKETS};
+
+use writer::{Request, Writer};
+
+/// Failures opening a store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// RocksDB failed.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The store was written in a format this build does not read.
+    #[error("store format version {found} is not supported (this build reads {supported})")]
+    UnsupportedFormat {
+        /// The format found on disk.
+        found: u32,
+        /// The format this build reads.
+        supported: u32,
+    },
+    /// Stored data is not what this crate writes.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// The writer thread could not be started.
+    #[error("starting the writer thread: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+/// How to open a [`RocksStore`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// The database directory (created if missing).
+    pub path: PathBuf,
+    /// Fsync the WAL before acknowledging an append (default true). Without it an
+    /// acknowledged append survives a process crash but not a power loss.
+    pub sync: bool,
+    /// The most requests one group commit takes (default 4096).
+    pub max_batch: usize,
+}
+
+impl Options {
+    /// Durable defaults for a database at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            sync: true,
+            max_batch: 4096,
+        }
+    }
+}
+
+/// A store on RocksDB. Cheap to clone; clones share the database and the writer thread, which
+/// stops when the last clone (including live subscriptions) is dropped.
+#[derive(Clone)]
+pub struct RocksStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    requests: Sender<Request>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    db: Arc<rocksdb::DB>,
+    hub: Arc<Hub>,
+    counters: Arc<stats::Counters>,
+    /// Dropped after the database closes (a test's temporary directory).
+    _guard: Option<Box<dyn Any + Send + Sync>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.requests.send(Request::Shutdown);
+        let handle = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl RocksStore {
+    /// Opens (or creates) the store at `options.path` and starts its writer thread. A store
+    /// left by a killed process opens normally: RocksDB replays its WAL, and stream heads are
+    /// read from the last event keys.
+    pub fn open(options: Options) -> Result<Self, Error> {
+        Self::open_guarded(options, None)
+    }
+
+    fn open_guarded(
+        options: Options,
+        guard: Option<Box<dyn Any + Send + Sync>>,
+    ) -> Result<Self, Error> {
+        let db = Arc::new(db::open(&options.path)?);
+        let hub = Arc::new(Hub::new());
+        let counters = Arc::new(stats::Counters::default());
+        let (requests, receiver) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            hub: hub.clone(),
+            counters: counters.clone(),
+            requests: receiver,
+            sync: options.sync,
+            max_batch: options.max_batch.max(1),
+        };
+        let handle = std::thread::Builder::new()
+            .name("rocksdb-writer".into())
+            .spawn(move || writer.run())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                requests,
+                writer: Mutex::new(Some(handle)),
+                db,
+                hub,
+                counters,
+                _guard: guard,
+            }),
+        })
+    }
+
+    /// The writer's group-commit counters since the store was opened.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    fn send(&self, request: Request) -> Result<(), storage::Error> {
+        self.inner
+            .requests
+            .send(request)
+            .map_err(|_| storage::Error::Closed)
+    }
+}
+
+impl Store for RocksStore {
+    async fn append(&self, append: Append) -> Result<Appended, storage::Error> {
+        let (ack, acked) = oneshot::channel();
+        self.send(Request::Append { append, ack })?;
+        acked.await.map_err(|_| storage::Error::Closed)?
+    }
+
+    async fn read(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Record>, storage::Error> {
+        Ok(db::read(&self.inner.db, stream, from, direction, limit)?)
+    }
+
+    async fn head(&self, stream: &StreamId) -> Result<Version, storage::Error> {
+        Ok(db::head(&self.inner.db, stream)?)
+    }
+
+    fn subscribe(&self, stream: &StreamId, after: Version) -> Subscription {
+        self.inner
+            .hub
+            .subscribe(self.clone(), stream.clone(), after)
+    }
+
+    async fn entry(&self, kind: Kind, id: &str) -> Result<Option<CatalogEntry>, storage::Error> {
+        Ok(db::entry(&self.inner.db, kind, id)?)
+    }
+
+    async fn list(&self, query: &CatalogQuery) -> Result<CatalogPage, storage::Error> {
+        Ok(db::list(&self.inner.db, query)?)
+    }
+
+    async fn delete(&self, kind: Kind, stream: &StreamId) -> Result<(), storage::Error> {
+        let (ack, acked) = oneshot::channel();
+        self.send(Request::Delete {
+            kind,
+            stream: stream.clone(),
+            ack,
+        })?;
+        acked.await.map_err(|_| storage::Error::Closed)?
+    }
+}
+
+#[cfg(test)]
+mod conformance {
+    use super::{Options, RocksStore};
+
+    /// A store in a fresh temporary directory, removed when the store is dropped.
+    fn fresh() -> RocksStore {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let options = Options::new(dir.path());
+        RocksStore::open_guarded(options, Some(Box::new(dir))).expect("open store")
+    }
+
+    managed_agents_core::conformance_tests!(fresh());
+}

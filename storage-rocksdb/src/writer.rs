@@ -1,0 +1,340 @@
+//! The single writer thread and its group commit.
+//!
+//! Appenders and deleters send requests over a channel and await a oneshot ack. The writer
+//! blocks for one request, drains whatever else is queued (never waiting on a timer), checks
+//! each request against its head cache, builds one `WriteBatch` of everything it accepted,
+//! writes it with one sync, then acknowledges every request and publishes the new records to the
+//! [`Hub`] in version order. A rejected request never affects the others in its batch.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+use managed_agents_core::storage::live::Hub;
+use managed_agents_core::storage::{
+    self, Append, Appended, Expected, Kind, Record, StreamId, Version,
+};
+use rocksdb::{ColumnFamily, WriteBatch, WriteOptions, DB};
+
+use crate::stats::Counters;
+use crate::{db, keys, Error};
+
+/// A write the writer thread performs.
+// Appends are nearly all the traffic; boxing them would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Request {
+    /// Append a batch to one stream.
+    Append {
+        append: Append,
+        ack: oneshot::Sender<Result<Appended, storage::Error>>,
+    },
+    /// Delete a stream, its events and its catalog entry of `kind`.
+    Delete {
+        kind: Kind,
+        stream: StreamId,
+        ack: oneshot::Sender<Result<(), storage::Error>>,
+    },
+    /// Stop after the requests queued before this one (sent when the store is dropped).
+    Shutdown,
+}
+
+/// An accepted request waiting for its batch to be written.
+enum Pending {
+    Appended {
+        stream: StreamId,
+        records: Vec<Record>,
+        appended: Appended,
+        ack: oneshot::Sender<Result<Appended, storage::Error>>,
+    },
+    Deleted {
+        stream: StreamId,
+        ack: oneshot::Sender<Result<(), storage::Error>>,
+    },
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    pub(crate) db: Arc<DB>,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) requests: Receiver<Request>,
+    pub(crate) sync: bool,
+    pub(crate) max_batch: usize,
+}
+
+/// Heads cached beyond this many streams are dropped and reloaded lazily.
+const MAX_CACHED_HEADS: usize = 100_000;
+
+/// What one batch is building: the write, the heads and catalog owners it changes.
+struct Batch<'a> {
+    db: &'a DB,
+    events_family: &'a ColumnFamily,
+    catalog_family: &'a ColumnFamily,
+    ids_family: &'a ColumnFamily,
+    heads: &'a mut HashMap<StreamId, Version>,
+    /// Catalog owners changed by earlier requests of this batch (`None`: removed).
+    owners: HashMap<(Kind, String), Option<String>>,
+    write: WriteBatch,
+    pending: Vec<Pending>,
+    events: usize,
+}
+
+impl Writer {
+    /// Runs until the store is dropped.
+    pub(crate) fn run(self) {
+        let mut heads = HashMap::new();
+        let mut queue = Vec::with_capacity(self.max_batch);
+        loop {
+            match self.requests.recv() {
+                Ok(request) => queue.push(request),
+                Err(_) => return,
+            }
+            let mut stop = false;
+            while queue.len() < self.max_batch {
+                match self.requests.try_recv() {
+                    Ok(request) => queue.push(request),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        stop = true;
+                        break;
+                    }
+                }
+            }
+            if heads.len() > MAX_CACHED_HEADS {
+                heads.clear();
+            }
+            stop |= self.commit(&mut heads, queue.drain(..));
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Writes one batch; returns whether a shutdown was requested.
+    fn commit(
+        &self,
+        heads: &mut HashMap<StreamId, Version>,
+        requests: impl Iterator<Item = Request>,
+    ) -> bool {
+        let families = (
+            db::family(&self.db, keys::EVENTS),
+            db::family(&self.db, keys::CATALOG),
+            db::family(&self.db, keys::CATALOG_IDS),
+        );
+        let (Ok(events_family), Ok(catalog_family), Ok(ids_family)) = families else {
+            // Unreachable after a successful open, which creates every family.
+            let error = storage::Error::Backend("a column family is missing".into());
+            return self.fail_all(requests, &error);
+        };
+        let mut batch = Batch {
+            db: &self.db,
+            events_family,
+            catalog_family,
+            ids_family,
+            heads,
+            owners: HashMap::new(),
+            write: WriteBatch::default(),
+            pending: Vec::new(),
+            events: 0,
+        };
+        let mut stop = false;
+        for request in requests {
+            match request {
+                Request::Append { append, ack } => match batch.append(append) {
+                    Ok((stream, records, appended)) => batch.pending.push(Pending::Appended {
+                        stream,
+                        records,
+                        appended,
+                        ack,
+                    }),
+                    Err(error) => {
+                        self.counters.rejected();
+                        let _ = ack.send(Err(error));
+                    }
+                },
+                Request::Delete { kind, stream, ack } => match batch.delete(kind, &stream) {
+                    Ok(()) => batch.pending.push(Pending::Deleted { stream, ack }),
+                    Err(error) => {
+                        self.counters.rejected();
+                        let _ = ack.send(Err(error));
+                    }
+                },
+                Request::Shutdown => stop = true,
+            }
+        }
+        let Batch {
+            write,
+            pending,
+            events,
+            heads,
+            ..
+        } = batch;
+        if pending.is_empty() {
+            return stop;
+        }
+        let written = if write.is_empty() {
+            Ok(())
+        } else {
+            let mut options = WriteOptions::default();
+            options.set_sync(self.sync);
+            self.db.write_opt(write, &options)
+        };
+        match written {
+            Ok(()) => {
+                self.counters.batch(pending.len(), events);
+                for done in pending {
+                    self.acknowledge(done);
+                }
+            }
+            Err(error) => {
+                // Nothing of the batch was applied; reload heads from the database.
+                heads.clear();
+                let error = storage::Error::Backend(error.to_string());
+                for done in pending {
+                    match done {
+                        Pending::Appended { ack, .. } => {
+                            let _ = ack.send(Err(error.clone()));
+                        }
+                        Pending::Deleted { ack, .. } => {
+                            let _ = ack.send(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        stop
+    }
+
+    /// Fails every request (used when the batch cannot even be built); returns whether a
+    /// shutdown was requested.
+    fn fail_all(&self, requests: impl Iterator<Item = Request>, error: &storage::Error) -> bool {
+        let mut stop = false;
+        for request in requests {
+            self.counters.rejected();
+            match request {
+                Request::Append { ack, .. } => {
+                    let _ = ack.send(Err(error.clone()));
+                }
+                Request::Delete { ack, .. } => {
+                    let _ = ack.send(Err(error.clone()));
+                }
+                Request::Shutdown => stop = true,
+            }
+        }
+        stop
+    }
+
+    fn acknowledge(&self, done: Pending) {
+        match done {
+            Pending::Appended {
+                stream,
+                records,
+                appended,
+                ack,
+            } => {
+                let _ = ack.send(Ok(appended));
+                self.hub.publish(&stream, &records);
+            }
+            Pending::Deleted { stream, ack } => {
+                let _ = ack.send(Ok(()));
+                self.hub.close(&stream);
+            }
+        }
+    }
+}
+
+impl Batch<'_> {
+    fn head(&mut self, stream: &StreamId) -> Result<Version, storage::Error> {
+        if let Some(head) = self.heads.get(stream) {
+            return Ok(*head);
+        }
+        let head = db::head(self.db, stream)?;
+        self.heads.insert(stream.clone(), head);
+        Ok(head)
+    }
+
+    fn owner(&self, kind: Kind, id: &str) -> Result<Option<String>, storage::Error> {
+        match self.owners.get(&(kind, id.to_owned())) {
+            Some(owner) => Ok(owner.clone()),
+            None => Ok(db::owner(self.db, kind, id)?),
+        }
+    }
+
+    /// Checks and stages one append; returns its stream, records and versions.
+    fn append(
+        &mut self,
+        append: Append,
+    ) -> Result<(StreamId, Vec<Record>, Appended), storage::Error> {
+        let head = self.head(&append.stream)?;
+        if let Expected::Exactly(expected) = append.expected {
+            if expected != head {
+                return Err(storage::Error::WrongExpectedVersion {
+                    stream: append.stream,
+                    expected,
+                    actual: head,
+                });
+            }
+        }
+        if let Some(entry) = &append.catalog {
+            let encoded = serde_json::to_vec(entry)
+                .map_err(|e| storage::Error::Backend(format!("encoding catalog entry: {e}")))?;
+            let previous = self.owner(entry.kind, &entry.id)?;
+            let (catalog, ids) = (self.catalog_family, self.ids_family);
+            if let Some(previous) = previous.filter(|owner| *owner != entry.workspace) {
+                self.write
+                    .delete_cf(catalog, keys::catalog(entry.kind, &previous, &entry.id));
+            }
+            self.write.put_cf(
+                catalog,
+                keys::catalog(entry.kind, &entry.workspace, &entry.id),
+                encoded,
+            );
+            self.write.put_cf(
+                ids,
+                keys::catalog_id(entry.kind, &entry.id),
+                entry.workspace.as_bytes(),
+            );
+            self.owners.insert(
+                (entry.kind, entry.id.clone()),
+                Some(entry.workspace.clone()),
+            );
+        }
+        let events = self.events_family;
+        let first = head + 1;
+        let mut records = Vec::with_capacity(append.events.len());
+        for (offset, payload) in append.events.into_iter().enumerate() {
+            let version = first + offset as Version;
+            self.write
+                .put_cf(events, keys::event(&append.stream, version), &payload);
+            records.push(Record { version, payload });
+        }
+        let last = head + records.len() as Version;
+        self.events += records.len();
+        self.heads.insert(append.stream.clone(), last);
+        Ok((append.stream, records, Appended { first, last }))
+    }
+
+    /// Stages the deletion of a stream's events and its catalog entry of `kind`.
+    fn delete(&mut self, kind: Kind, stream: &StreamId) -> Result<(), storage::Error> {
+        let id = stream.as_str();
+        let owner = self.owner(kind, id)?;
+        let (events, catalog, ids) = (self.events_family, self.catalog_family, self.ids_family);
+        self.write
+            .delete_range_cf(events, keys::stream_start(stream), keys::stream_end(stream));
+        if let Some(owner) = owner {
+            self.write
+                .delete_cf(catalog, keys::catalog(kind, &owner, id));
+        }
+        self.write.delete_cf(ids, keys::catalog_id(kind, id));
+        self.owners.insert((kind, id.to_owned()), None);
+        self.heads.insert(stream.clone(), 0);
+        Ok(())
+    }
+}
+
+impl From<Error> for storage::Error {
+    fn from(error: Error) -> Self {
+        storage::Error::Backend(error.to_string())
+    }
+}
