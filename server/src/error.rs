@@ -6,7 +6,8 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use managed_agents_core::storage;
+use managed_agents_core::validate::FieldError;
+use managed_agents_core::{object, storage};
 use serde_json::{json, Value};
 
 /// Everything a request can fail with, each mapped to one HTTP status and `error.type`.
@@ -133,6 +134,37 @@ impl Error {
             message: self.public_message(),
             details,
         }
+    }
+}
+
+impl From<object::Error> for Error {
+    fn from(err: object::Error) -> Self {
+        match err {
+            object::Error::Invalid(field) => Error::Invalid {
+                message: field.to_string(),
+                code: field.code,
+            },
+            object::Error::Conflict(message) => Error::conflict(message),
+            object::Error::Code { code, message } => Error::Invalid {
+                message,
+                code: Some(code),
+            },
+        }
+    }
+}
+
+impl From<FieldError> for Error {
+    fn from(field: FieldError) -> Self {
+        Error::Invalid {
+            message: field.to_string(),
+            code: field.code,
+        }
+    }
+}
+
+impl From<object::DecodeError> for Error {
+    fn from(err: object::DecodeError) -> Self {
+        Error::Internal(err.to_string())
     }
 }
 

@@ -13,6 +13,8 @@ pub mod config;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod objects;
+pub mod pagination;
 pub mod query;
 pub mod routes;
 pub mod secrets;

@@ -4,9 +4,13 @@ use axum::Router;
 
 use crate::state::AppState;
 
+pub mod agents;
+pub mod environments;
 pub mod ops;
 
 /// Every route under `/v1`.
 pub fn v1() -> Router<AppState> {
     Router::new()
+        .merge(agents::router())
+        .merge(environments::router())
 }

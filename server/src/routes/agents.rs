@@ -1,0 +1,180 @@
+//! Agents (API §4): create, retrieve (`?version=`), update (new version; stale `version` is a
+//! deterministic 409), list (newest first, `include_archived`, `created_at` range), archive and
+//! versions list. Every rule is core's (`managed_agents_core::agent`).
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use managed_agents_core::agent::{self, Agent, AgentCreateParams, AgentObject, AgentUpdateParams};
+use managed_agents_core::ids::{AgentId, WorkspaceId};
+use managed_agents_core::storage::{CatalogQuery, Kind, Order};
+use managed_agents_core::time::Timestamp;
+
+use crate::auth::Auth;
+use crate::body;
+use crate::error::{Error, Result};
+use crate::objects;
+use crate::pagination::{self, Page};
+use crate::query::Query;
+use crate::state::AppState;
+
+/// The agent routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/agents", post(create).get(list))
+        .route("/agents/{agent_id}", get(retrieve).post(update))
+        .route("/agents/{agent_id}/archive", post(archive))
+        .route("/agents/{agent_id}/versions", get(versions))
+}
+
+fn workspace_id(auth: &Auth) -> Result<WorkspaceId> {
+    WorkspaceId::parse(auth.workspace()).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Loads agent `id` of the caller's workspace (404 otherwise).
+pub async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<(Agent, Vec<agent::Record>)> {
+    if AgentId::parse(id).is_err() {
+        return Err(Error::not_found("agent", id));
+    }
+    let stored = objects::records(state, id).await?;
+    let records = stored
+        .iter()
+        .map(|r| agent::Record::decode(&r.payload))
+        .collect::<Result<Vec<_>, _>>()?;
+    let found = agent::fold(records.clone());
+    let agent = objects::owned(
+        found,
+        |a| a.workspace.as_str() == auth.workspace(),
+        "agent",
+        id,
+    )?;
+    Ok((agent, records))
+}
+
+async fn save(
+    state: &AppState,
+    agent_id: &str,
+    mut records: Vec<agent::Record>,
+    new: Vec<agent::Record>,
+) -> Result<Agent> {
+    let expected = records.len() as u64;
+    let events = new.iter().map(agent::Record::encode).collect();
+    records.extend(new);
+    let agent = agent::fold(records).ok_or_else(|| Error::Internal("agent fold empty".into()))?;
+    objects::append(
+        state,
+        agent_id,
+        expected,
+        events,
+        Some(agent.catalog_entry()),
+    )
+    .await?;
+    Ok(agent)
+}
+
+fn latest(agent: &Agent) -> Result<AgentObject> {
+    agent
+        .render(None)
+        .ok_or_else(|| Error::Internal(format!("agent {} has no versions", agent.id)))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    body::Json(params): body::Json<AgentCreateParams>,
+) -> Result<Json<AgentObject>> {
+    let now = Timestamp::now();
+    let id = AgentId::generate(now);
+    let records = agent::create(params, id.clone(), workspace_id(&auth)?, now)?;
+    let agent = save(&state, id.as_str(), Vec::new(), records).await?;
+    Ok(Json(latest(&agent)?))
+}
+
+async fn retrieve(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(agent_id): Path<String>,
+    query: Query,
+) -> Result<Json<AgentObject>> {
+    let version = query.uint("version")?;
+    if version == Some(0) {
+        return Err(Error::invalid("version: must be at least 1"));
+    }
+    let (agent, _) = load(&state, &auth, &agent_id).await?;
+    agent.render(version).map(Json).ok_or_else(|| {
+        Error::NotFound(format!(
+            "agent {agent_id:?} has no version {}",
+            version.unwrap_or(0)
+        ))
+    })
+}
+
+async fn update(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(agent_id): Path<String>,
+    body::Json(params): body::Json<AgentUpdateParams>,
+) -> Result<Json<AgentObject>> {
+    let (agent, records) = load(&state, &auth, &agent_id).await?;
+    let new = agent::update(&agent, params, Timestamp::now())?;
+    if new.is_empty() {
+        return Ok(Json(latest(&agent)?));
+    }
+    let agent = save(&state, &agent_id, records, new).await?;
+    Ok(Json(latest(&agent)?))
+}
+
+async fn archive(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(agent_id): Path<String>,
+) -> Result<Json<AgentObject>> {
+    let (agent, records) = load(&state, &auth, &agent_id).await?;
+    let new = agent::archive(&agent, Timestamp::now())?;
+    if new.is_empty() {
+        return Ok(Json(latest(&agent)?));
+    }
+    let agent = save(&state, &agent_id, records, new).await?;
+    Ok(Json(latest(&agent)?))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    query: Query,
+) -> Result<Json<Page<AgentObject>>> {
+    let mut catalog = CatalogQuery::new(Kind::Agent, auth.workspace());
+    catalog.limit = query.limit(20, 100)?;
+    catalog.include_archived = query.flag("include_archived", false)?;
+    catalog.created = query.time_range("created_at", &["gt", "gte", "lt", "lte"])?;
+    catalog.order = Order::Desc;
+    let page = pagination::list_catalog(&state.store, catalog, query.one("page")?).await?;
+    let mut data = Vec::with_capacity(page.entries.len());
+    for entry in &page.entries {
+        let (agent, _) = load(&state, &auth, &entry.id).await?;
+        data.push(latest(&agent)?);
+    }
+    Ok(Json(Page {
+        data,
+        next_page: page.next,
+    }))
+}
+
+async fn versions(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(agent_id): Path<String>,
+    query: Query,
+) -> Result<Json<Page<AgentObject>>> {
+    let limit = query.limit(20, 100)?;
+    let (agent, _) = load(&state, &auth, &agent_id).await?;
+    let all = agent.render_versions();
+    let skip = match query.one("page")?.filter(|p| !p.is_empty()) {
+        None => 0,
+        Some(cursor) => pagination::parse_event_cursor(cursor, Order::Desc)? as usize,
+    };
+    let data: Vec<AgentObject> = all.iter().skip(skip).take(limit).cloned().collect();
+    let end = skip + data.len();
+    let next_page = (end < all.len()).then(|| pagination::event_cursor(Order::Desc, end as u64));
+    Ok(Json(Page { data, next_page }))
+}

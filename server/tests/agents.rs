@@ -1,0 +1,192 @@
+//! Router tests for agents and environments: validation naming the field, 409 with
+//! `x-should-retry: false`, workspace isolation and pagination.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{harness, OTHER_KEY};
+use serde_json::json;
+
+#[tokio::test]
+async fn create_retrieve_update_with_stale_version_conflicts() {
+    let h = harness().await;
+    let created = h
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(json!({"name": "a", "model": "claude-sonnet-4-6"})),
+        )
+        .await;
+    assert_eq!(
+        created.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&created.bytes)
+    );
+    let agent = created.json();
+    assert_eq!(agent["type"], "agent");
+    assert_eq!(agent["version"], 1);
+    let id = agent["id"].as_str().expect("id").to_owned();
+
+    let updated = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{id}"),
+            Some(json!({"version": 1, "system": "be brief"})),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK);
+    assert_eq!(updated.json()["version"], 2);
+
+    let stale = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{id}"),
+            Some(json!({"version": 1, "system": "x"})),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert_eq!(stale.header("x-should-retry"), Some("false"));
+    assert_eq!(stale.error_type(), "invalid_request_error");
+    assert!(stale.message().contains("stale"), "{}", stale.message());
+
+    let v1 = h
+        .call("GET", &format!("/v1/agents/{id}?version=1"), None)
+        .await;
+    assert_eq!(v1.json()["system"], serde_json::Value::Null);
+    let versions = h
+        .call("GET", &format!("/v1/agents/{id}/versions?limit=1"), None)
+        .await;
+    let page = versions.json();
+    assert_eq!(page["data"][0]["version"], 2);
+    let next = page["next_page"].as_str().expect("next page");
+    let rest = h
+        .call(
+            "GET",
+            &format!("/v1/agents/{id}/versions?limit=1&page={next}"),
+            None,
+        )
+        .await;
+    assert_eq!(rest.json()["data"][0]["version"], 1);
+    assert_eq!(rest.json()["next_page"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_field() {
+    let h = harness().await;
+    let missing = h
+        .call("POST", "/v1/agents", Some(json!({"name": "a"})))
+        .await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert!(missing.message().contains("model"), "{}", missing.message());
+    let empty = h
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(json!({"name": "", "model": "claude-sonnet-4-6"})),
+        )
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert!(empty.message().contains("name"), "{}", empty.message());
+    let bad_json = h
+        .send(
+            axum::http::Request::post("/v1/agents")
+                .header("x-api-key", common::KEY)
+                .body(axum::body::Body::from("{\"name\":"))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(bad_json.status, StatusCode::BAD_REQUEST);
+    assert!(bad_json.message().contains("JSON"));
+}
+
+#[tokio::test]
+async fn other_workspaces_get_404() {
+    let h = harness().await;
+    let agent = h
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(json!({"name": "a", "model": "claude-sonnet-4-6"})),
+        )
+        .await
+        .json();
+    let id = agent["id"].as_str().expect("id");
+    let foreign = h
+        .call_as(OTHER_KEY, "GET", &format!("/v1/agents/{id}"), None)
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    assert_eq!(foreign.error_type(), "not_found_error");
+    let list = h.call_as(OTHER_KEY, "GET", "/v1/agents", None).await;
+    assert_eq!(list.json()["data"], json!([]));
+}
+
+#[tokio::test]
+async fn list_pages_newest_first() {
+    let h = harness().await;
+    for i in 0..3 {
+        h.call(
+            "POST",
+            "/v1/agents",
+            Some(json!({"name": format!("a{i}"), "model": "claude-sonnet-4-6"})),
+        )
+        .await;
+    }
+    let first = h.call("GET", "/v1/agents?limit=2", None).await.json();
+    assert_eq!(first["data"][0]["name"], "a2");
+    assert_eq!(first["data"][1]["name"], "a1");
+    let next = first["next_page"].as_str().expect("next");
+    let second = h
+        .call("GET", &format!("/v1/agents?limit=2&page={next}"), None)
+        .await
+        .json();
+    assert_eq!(second["data"][0]["name"], "a0");
+    assert_eq!(second["next_page"], serde_json::Value::Null);
+    let bad = h.call("GET", "/v1/agents?limit=500", None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.message().contains("limit"));
+}
+
+#[tokio::test]
+async fn environments_have_unique_names_and_delete() {
+    let h = harness().await;
+    let env = h
+        .call("POST", "/v1/environments", Some(json!({"name": "e"})))
+        .await;
+    assert_eq!(
+        env.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&env.bytes)
+    );
+    let env = env.json();
+    assert_eq!(env["config"]["type"], "cloud");
+    let dup = h
+        .call("POST", "/v1/environments", Some(json!({"name": "e"})))
+        .await;
+    assert_eq!(dup.status, StatusCode::CONFLICT);
+    assert_eq!(dup.header("x-should-retry"), Some("false"));
+    let id = env["id"].as_str().expect("id");
+    let deleted = h
+        .call("DELETE", &format!("/v1/environments/{id}"), None)
+        .await
+        .json();
+    assert_eq!(deleted, json!({"id": id, "type": "environment_deleted"}));
+    let gone = h.call("GET", &format!("/v1/environments/{id}"), None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let h = harness().await;
+    let big = "x".repeat(managed_agents_server::BODY_LIMIT + 10);
+    let reply = h
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(json!({"name": big, "model": "m"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.error_type(), "request_too_large");
+}
