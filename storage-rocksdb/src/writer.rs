@@ -338,3 +338,99 @@ impl From<Error> for storage::Error {
         storage::Error::Backend(error.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use bytes::Bytes;
+    use futures::executor::block_on;
+    use managed_agents_core::storage::{CatalogEntry, Direction};
+    use managed_agents_core::time::Timestamp;
+
+    use super::*;
+
+    fn append(stream: &str, expected: Expected, event: &str) -> (Request, AppendAck) {
+        let (ack, acked) = oneshot::channel();
+        let append = Append {
+            stream: StreamId::new(stream),
+            expected,
+            events: vec![Bytes::from(event.to_owned())],
+            catalog: Some(CatalogEntry::new(
+                Kind::Session,
+                stream,
+                "ws",
+                Timestamp::from_millis(1),
+            )),
+        };
+        (Request::Append { append, ack }, acked)
+    }
+
+    type AppendAck = oneshot::Receiver<Result<Appended, storage::Error>>;
+
+    /// One batch mixing accepted, rejected and deleting requests: each is judged against the
+    /// state left by the requests before it, and a rejection leaves the others alone.
+    #[test]
+    fn one_batch_judges_each_request_in_order() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = Arc::new(db::open(dir.path()).expect("open"));
+        let (_tx, requests) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            hub: Arc::new(Hub::new()),
+            counters: Arc::new(Counters::default()),
+            requests,
+            sync: true,
+            max_batch: 64,
+        };
+        let (first, first_ack) = append("sesn_a", Expected::Exactly(0), "a1");
+        let (stale, stale_ack) = append("sesn_a", Expected::Exactly(0), "stale");
+        let (second, second_ack) = append("sesn_a", Expected::Exactly(1), "a2");
+        let (other, other_ack) = append("sesn_b", Expected::Any, "b1");
+        let (ack, deleted_ack) = oneshot::channel();
+        let delete = Request::Delete {
+            kind: Kind::Session,
+            stream: StreamId::new("sesn_b"),
+            ack,
+        };
+        let (again, again_ack) = append("sesn_b", Expected::Exactly(0), "b1 again");
+        let mut heads = HashMap::new();
+        let stop = writer.commit(
+            &mut heads,
+            vec![first, stale, second, other, delete, again].into_iter(),
+        );
+        assert!(!stop);
+
+        let versions = |acked: AppendAck| {
+            let appended = block_on(acked).expect("acked").expect("appended");
+            (appended.first, appended.last)
+        };
+        assert_eq!(versions(first_ack), (1, 1));
+        assert!(matches!(
+            block_on(stale_ack).expect("acked"),
+            Err(storage::Error::WrongExpectedVersion { actual: 1, .. })
+        ));
+        assert_eq!(versions(second_ack), (2, 2));
+        assert_eq!(versions(other_ack), (1, 1));
+        block_on(deleted_ack).expect("acked").expect("deleted");
+        assert_eq!(versions(again_ack), (1, 1));
+
+        let stats = writer.counters.snapshot();
+        assert_eq!((stats.batches, stats.requests, stats.rejected), (1, 5, 1));
+        let payloads = |stream: &str| -> Vec<Bytes> {
+            db::read(&db, &StreamId::new(stream), 1, Direction::Forward, 10)
+                .expect("read")
+                .into_iter()
+                .map(|r| r.payload)
+                .collect()
+        };
+        assert_eq!(
+            payloads("sesn_a"),
+            vec![Bytes::from("a1"), Bytes::from("a2")]
+        );
+        assert_eq!(payloads("sesn_b"), vec![Bytes::from("b1 again")]);
+        assert!(db::entry(&db, Kind::Session, "sesn_b")
+            .expect("entry")
+            .is_some());
+    }
+}
