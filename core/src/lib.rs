@@ -5,6 +5,8 @@
 //! commands against that state, and the storage trait every backend implements. This crate does
 //! no IO and depends on no async runtime, storage engine or HTTP crate.
 
+pub mod event;
 pub mod ids;
+pub mod session;
 pub mod storage;
 pub mod time;

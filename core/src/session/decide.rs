@@ -1,0 +1,326 @@
+//! `decide`: validates a command against a folded session and returns the records to append.
+//!
+//! Rules (API section 7.2), checked all-or-nothing per batch, in order, each event against the
+//! state as the earlier events of the same batch leave it:
+//! - nothing is accepted on a deleted (404), archived (409) or terminated (409) session;
+//! - `user.tool_confirmation` only answers a pending `agent.tool_use` / `agent.mcp_tool_use`
+//!   listed in `requires_action`; `deny_message` only with `deny`;
+//! - `user.custom_tool_result` only answers a pending `agent.custom_tool_use`;
+//! - `user.tool_result` only answers an open `agent.tool_use` (self-hosted workers);
+//! - while paused at the budget only settle events and interrupts are accepted;
+//! - while `requires_action`, `system.message` only right after a tool result/confirmation.
+//!
+//! What is appended: the echoed events with fresh ids. `user.custom_tool_result`,
+//! `user.tool_result`, `user.define_outcome` and `user.interrupt` are processed at once
+//! (`processed_at` = now); `user.message`, `user.tool_confirmation` and `system.message` stay
+//! queued (`null`) until the runner records `inputs_processed`. Then, on an idle session:
+//! resolving some but not all pending actions re-emits `session.status_idle` with the
+//! remaining ids; otherwise, if the batch brought work for a turn (anything but interrupts and
+//! system messages) and nothing is pending, `session.status_running` follows.
+//!
+//! Interrupts: on a running or rescheduling session the interrupt is input the runner acts on.
+//! On a session idle in `requires_action` it cancels the wait (`session.status_idle` with
+//! `end_turn` follows). On any other idle session it is a no-op that is still persisted (with
+//! `processed_at` = now), so the echoed id is a real event a client can find in the list; the
+//! hosted API drops such interrupts instead.
+
+use super::ids::IdSource;
+use super::record::{Created, Fact, SessionRecord};
+use super::rejection::Rejection;
+use super::state::{SessionState, Status, ToolKind};
+use super::update::{changes, Update};
+use crate::event::{self, Body, Event, EventParams, StatusIdle, StopReason};
+use crate::time::Timestamp;
+use crate::validate;
+
+/// What a client (or the server on its behalf) asks of a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Create the session, then process `initial_events` (≤50 messages/outcomes).
+    Create {
+        /// The resolved configuration.
+        created: Box<Created>,
+        /// Sent in the create body.
+        initial_events: Vec<EventParams>,
+    },
+    /// `POST /v1/sessions/{id}/events`.
+    Send(Vec<EventParams>),
+    /// `POST /v1/sessions/{id}`.
+    Update(Update),
+    /// `POST /v1/sessions/{id}/archive`.
+    Archive,
+    /// `DELETE /v1/sessions/{id}`: appends `session.deleted` (for open streams) before the
+    /// caller deletes the stream.
+    Delete,
+}
+
+/// Validates `command` against `state` and returns the records to append, in order. An empty
+/// list means an accepted no-op (an update that changes nothing, archiving twice).
+pub fn decide(
+    state: &SessionState,
+    command: Command,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    let command = match command {
+        Command::Create {
+            created,
+            initial_events,
+        } => return create(state, created, initial_events, now, ids),
+        other => other,
+    };
+    if !state.exists() {
+        return Err(Rejection::NotFound("session not found".into()));
+    }
+    let busy = matches!(state.status, Status::Running | Status::Rescheduling);
+    match command {
+        Command::Create { .. } => Err(Rejection::Conflict("session already exists".into())),
+        Command::Send(batch) => {
+            writable(state)?;
+            send(state, batch, "events", now, ids)
+        }
+        Command::Update(update) => {
+            if state.archived_at.is_some() {
+                return Err(Rejection::Conflict(
+                    "the session is archived and cannot be updated".into(),
+                ));
+            }
+            Ok(changes(state, update)?
+                .map(|updated| {
+                    let event = Event::new(ids.event(), now, Body::SessionUpdated(updated));
+                    vec![SessionRecord::Event(event)]
+                })
+                .unwrap_or_default())
+        }
+        Command::Archive if busy => Err(Rejection::Conflict(format!(
+            "the session is {}; interrupt it before archiving",
+            state.status
+        ))),
+        Command::Archive if state.archived_at.is_some() => Ok(Vec::new()),
+        Command::Archive => Ok(vec![Fact::Archived { at: now }.into()]),
+        Command::Delete if busy => Err(Rejection::Conflict(format!(
+            "the session is {}; interrupt it before deleting",
+            state.status
+        ))),
+        Command::Delete => Ok(vec![
+            Event::new(ids.event(), now, Body::SessionDeleted).into()
+        ]),
+    }
+}
+
+fn writable(state: &SessionState) -> Result<(), Rejection> {
+    if state.archived_at.is_some() {
+        return Err(Rejection::Conflict(
+            "the session is archived and accepts no new events".into(),
+        ));
+    }
+    if state.status == Status::Terminated {
+        return Err(Rejection::Conflict(
+            "the session is terminated and accepts no new events".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn create(
+    state: &SessionState,
+    created: Box<Created>,
+    initial_events: Vec<EventParams>,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    if state.config.is_some() {
+        return Err(Rejection::Conflict(format!(
+            "session {} already exists",
+            created.id
+        )));
+    }
+    validate::metadata("metadata", &created.metadata)?;
+    event::validate_initial(&initial_events)?;
+    let first: SessionRecord = Fact::Created(created).into();
+    let mut sim = state.clone();
+    sim.apply(&first);
+    let mut records = vec![first];
+    if !initial_events.is_empty() {
+        records.extend(send(&sim, initial_events, "initial_events", now, ids)?);
+    }
+    Ok(records)
+}
+
+fn settles(params: &EventParams) -> bool {
+    matches!(
+        params,
+        EventParams::UserToolConfirmation(_)
+            | EventParams::UserCustomToolResult(_)
+            | EventParams::UserToolResult(_)
+            | EventParams::UserInterrupt(_)
+    )
+}
+
+/// Checks one event against the state the earlier events of its batch leave.
+fn admit(
+    sim: &SessionState,
+    requires_action: bool,
+    previous: Option<&EventParams>,
+    params: &EventParams,
+    at: &str,
+) -> Result<(), Rejection> {
+    if sim.budget_paused() && !settles(params) {
+        return Err(Rejection::invalid(
+            format!("{at}type"),
+            format!(
+                "{} is not accepted while the session is paused at its budget; only tool \
+                 confirmations, tool results and interrupts are",
+                params.type_name()
+            ),
+        ));
+    }
+    let pending = |id| sim.pending_actions.contains(id);
+    match params {
+        EventParams::UserToolConfirmation(p) => {
+            let kind = sim.open_tool_uses.get(&p.tool_use_id);
+            if !pending(&p.tool_use_id) || kind == Some(&ToolKind::Custom) {
+                return Err(Rejection::invalid(
+                    format!("{at}tool_use_id"),
+                    format!(
+                        "{} is not an agent.tool_use or agent.mcp_tool_use awaiting confirmation",
+                        p.tool_use_id
+                    ),
+                ));
+            }
+        }
+        EventParams::UserCustomToolResult(p) => {
+            let kind = sim.open_tool_uses.get(&p.custom_tool_use_id);
+            if !pending(&p.custom_tool_use_id) || kind != Some(&ToolKind::Custom) {
+                return Err(Rejection::invalid(
+                    format!("{at}custom_tool_use_id"),
+                    format!(
+                        "{} is not an agent.custom_tool_use awaiting a result",
+                        p.custom_tool_use_id
+                    ),
+                ));
+            }
+        }
+        EventParams::UserToolResult(p) => {
+            if sim.open_tool_uses.get(&p.tool_use_id) != Some(&ToolKind::Builtin) {
+                return Err(Rejection::invalid(
+                    format!("{at}tool_use_id"),
+                    format!(
+                        "{} is not an agent.tool_use awaiting a result",
+                        p.tool_use_id
+                    ),
+                ));
+            }
+        }
+        EventParams::SystemMessage(_) => {
+            let after_result = previous.is_some_and(|p| settles(p) && !is_interrupt(p));
+            if requires_action && !after_result {
+                return Err(Rejection::invalid(
+                    format!("{at}type"),
+                    "while the session requires action, system.message is accepted only right \
+                     after a tool confirmation or tool result in the same request",
+                ));
+            }
+        }
+        EventParams::UserMessage(_)
+        | EventParams::UserInterrupt(_)
+        | EventParams::UserDefineOutcome(_) => {}
+    }
+    Ok(())
+}
+
+fn is_interrupt(params: &EventParams) -> bool {
+    matches!(params, EventParams::UserInterrupt(_))
+}
+
+fn processed_at_once(params: &EventParams) -> bool {
+    matches!(
+        params,
+        EventParams::UserCustomToolResult(_)
+            | EventParams::UserToolResult(_)
+            | EventParams::UserDefineOutcome(_)
+            | EventParams::UserInterrupt(_)
+    )
+}
+
+fn send(
+    state: &SessionState,
+    batch: Vec<EventParams>,
+    field: &str,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    if batch.is_empty() {
+        return Err(Rejection::invalid(field, "must contain at least one event"));
+    }
+    for (i, params) in batch.iter().enumerate() {
+        params
+            .validate()
+            .map_err(|e| event::within(&format!("{field}[{i}]."), e))?;
+    }
+    let requires_action = !state.pending_actions.is_empty();
+    let mut sim = state.clone();
+    let mut records = Vec::with_capacity(batch.len() + 1);
+    let mut push = |sim: &mut SessionState, event: Event| {
+        let record = SessionRecord::Event(event);
+        sim.apply(&record);
+        records.push(record);
+    };
+    let mut previous: Option<EventParams> = None;
+    let mut work = false;
+    for (i, params) in batch.into_iter().enumerate() {
+        admit(
+            &sim,
+            requires_action,
+            previous.as_ref(),
+            &params,
+            &format!("{field}[{i}]."),
+        )?;
+        let cancels_wait =
+            is_interrupt(&params) && sim.status == Status::Idle && !sim.pending_actions.is_empty();
+        let processed_at = processed_at_once(&params).then_some(now);
+        work |= !matches!(
+            params,
+            EventParams::UserInterrupt(_) | EventParams::SystemMessage(_)
+        );
+        previous = Some(params.clone());
+        let body = params.into_body(|| ids.outcome());
+        push(
+            &mut sim,
+            Event {
+                id: ids.event(),
+                processed_at,
+                body,
+            },
+        );
+        if cancels_wait {
+            push(&mut sim, idle(ids.event(), now, StopReason::EndTurn));
+        }
+    }
+    if sim.status == Status::Idle && !sim.budget_paused() {
+        if !sim.pending_actions.is_empty() && sim.pending_actions != state.pending_actions {
+            let event_ids = sim.pending_actions.clone();
+            push(
+                &mut sim,
+                idle(ids.event(), now, StopReason::RequiresAction { event_ids }),
+            );
+        } else if work && sim.needs_turn() {
+            push(
+                &mut sim,
+                Event::new(ids.event(), now, Body::SessionStatusRunning),
+            );
+        }
+    }
+    Ok(records)
+}
+
+fn idle(id: crate::ids::EventId, now: Timestamp, stop_reason: StopReason) -> Event {
+    Event::new(
+        id,
+        now,
+        Body::SessionStatusIdle(StatusIdle {
+            stop_reason,
+            stop_details: None,
+        }),
+    )
+}

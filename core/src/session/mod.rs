@@ -1,0 +1,22 @@
+//! The session as a fold over its log.
+//!
+//! A session's stream (keyed by the session id) holds [`SessionRecord`]s: public events and
+//! internal facts. [`fold`] turns them into a [`SessionState`]; [`decide`] validates a
+//! [`Command`] against that state and returns the records to append (or a [`Rejection`]);
+//! [`SessionState::render`] and [`SessionState::render_event`] project the state for the API.
+//! Everything here is pure: time and ids are passed in.
+
+mod decide;
+mod ids;
+mod record;
+mod rejection;
+mod render;
+mod state;
+mod update;
+
+pub use decide::{decide, Command};
+pub use ids::{Fresh, IdSource, Sequential};
+pub use record::{Created, DecodeError, Fact, SessionRecord};
+pub use rejection::Rejection;
+pub use state::{fold, Input, InputKind, Outcome, SessionState, Status, ToolKind};
+pub use update::Update;

@@ -1,0 +1,142 @@
+//! What a session's stream holds: public events and internal facts, encoded as JSON.
+//!
+//! Internal facts never appear in the event list API. Their `type` values carry the
+//! `internal.` prefix so they can never collide with a public event type the API adds later;
+//! [`SessionRecord::decode`] dispatches on that prefix.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::{Budget, Event};
+use crate::ids::{EnvironmentId, EventId, SessionId, VaultId, WorkspaceId};
+use crate::time::Timestamp;
+
+const INTERNAL: &str = "internal.";
+
+/// One entry of a session stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionRecord {
+    /// A public event, listed and streamed.
+    Event(Event),
+    /// An internal fact.
+    Fact(Fact),
+}
+
+/// Facts about a session that are not events of the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Fact {
+    /// The session was created; always the first record.
+    #[serde(rename = "internal.session_created")]
+    Created(Box<Created>),
+    /// The runner consumed these client events; queued ones were processed at `at`.
+    #[serde(rename = "internal.inputs_processed")]
+    InputsProcessed {
+        /// The consumed `user.*` / `system.message` events.
+        event_ids: Vec<EventId>,
+        /// When.
+        at: Timestamp,
+    },
+    /// The session was archived.
+    #[serde(rename = "internal.session_archived")]
+    Archived {
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// The configuration a session was created with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Created {
+    /// The session id (also the stream key).
+    pub id: SessionId,
+    /// The owning workspace.
+    pub workspace: WorkspaceId,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// The resolved agent snapshot (the Session object's `agent`).
+    pub agent: Value,
+    /// The environment it runs in.
+    pub environment_id: EnvironmentId,
+    /// The title.
+    pub title: Option<String>,
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Resource objects as rendered by the API.
+    #[serde(default)]
+    pub resources: Vec<Value>,
+    /// Vaults whose credentials the session may use.
+    #[serde(default)]
+    pub vault_ids: Vec<VaultId>,
+    /// The spend cap, if any.
+    #[serde(default)]
+    pub budget: Option<Budget>,
+}
+
+/// A stored record that is not a valid session record.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode session record: {0}")]
+pub struct DecodeError(#[from] serde_json::Error);
+
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+}
+
+impl SessionRecord {
+    /// The record as stored: JSON bytes.
+    pub fn encode(&self) -> Bytes {
+        let json = match self {
+            SessionRecord::Event(event) => serde_json::to_vec(event),
+            SessionRecord::Fact(fact) => serde_json::to_vec(fact),
+        };
+        // Plain data with string map keys always serializes; an empty payload would fail to
+        // decode loudly rather than corrupt state silently.
+        Bytes::from(json.unwrap_or_default())
+    }
+
+    /// Decodes a stored record.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let peek: Peek<'_> = serde_json::from_slice(bytes)?;
+        if peek.kind.starts_with(INTERNAL) {
+            Ok(SessionRecord::Fact(serde_json::from_slice(bytes)?))
+        } else {
+            Ok(SessionRecord::Event(serde_json::from_slice(bytes)?))
+        }
+    }
+
+    /// The public event, if this record is one (what the list and stream APIs show).
+    pub fn event(&self) -> Option<&Event> {
+        match self {
+            SessionRecord::Event(event) => Some(event),
+            SessionRecord::Fact(_) => None,
+        }
+    }
+
+    /// Whether this record is a public event.
+    pub fn is_public(&self) -> bool {
+        matches!(self, SessionRecord::Event(_))
+    }
+
+    /// The record consuming `event_ids` at `at` (what the runner appends when it takes input).
+    pub fn inputs_processed(event_ids: Vec<EventId>, at: Timestamp) -> Self {
+        SessionRecord::Fact(Fact::InputsProcessed { event_ids, at })
+    }
+}
+
+impl From<Event> for SessionRecord {
+    fn from(event: Event) -> Self {
+        SessionRecord::Event(event)
+    }
+}
+
+impl From<Fact> for SessionRecord {
+    fn from(fact: Fact) -> Self {
+        SessionRecord::Fact(fact)
+    }
+}

@@ -1,0 +1,425 @@
+//! The session as a fold over its log: [`SessionState`] and [`SessionState::apply`].
+//!
+//! Every derived fact (status, stop reason, pending actions, queued input, usage, stats, title,
+//! metadata) comes from here; nothing else keeps a copy that could disagree with the log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde_json::Value;
+
+use super::record::{Created, Fact, SessionRecord};
+use crate::event::{
+    Body, Budget, Event, OutcomeResult, SessionError, StopDetails, StopReason, Usage,
+};
+use crate::ids::{self, EventId, OutcomeId};
+use crate::time::Timestamp;
+
+/// The session status of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Status {
+    /// Waiting for input (sessions start here).
+    #[default]
+    Idle,
+    /// The agent is working.
+    Running,
+    /// Waiting to retry after a transient failure.
+    Rescheduling,
+    /// Ended for good.
+    Terminated,
+}
+
+impl Status {
+    /// The status on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Idle => "idle",
+            Status::Running => "running",
+            Status::Rescheduling => "rescheduling",
+            Status::Terminated => "terminated",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which kind of tool call an open tool-use event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolKind {
+    /// `agent.tool_use` (built-in).
+    Builtin,
+    /// `agent.mcp_tool_use`.
+    Mcp,
+    /// `agent.custom_tool_use`.
+    Custom,
+}
+
+/// What kind of client input an unconsumed event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// `user.message`.
+    Message,
+    /// `user.interrupt` received while running.
+    Interrupt,
+    /// `user.tool_confirmation`.
+    ToolConfirmation,
+    /// `user.custom_tool_result`.
+    CustomToolResult,
+    /// `user.tool_result`.
+    ToolResult,
+    /// `user.define_outcome`.
+    DefineOutcome,
+    /// `system.message`.
+    SystemMessage,
+}
+
+impl InputKind {
+    /// Whether this input gives the agent a turn's work (system messages and interrupts don't).
+    pub fn starts_turn(self) -> bool {
+        !matches!(self, InputKind::SystemMessage | InputKind::Interrupt)
+    }
+}
+
+/// A client event the runner has not consumed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// The event.
+    pub id: EventId,
+    /// Its kind.
+    pub kind: InputKind,
+    /// Whether it is queued (`processed_at` still `null`).
+    pub queued: bool,
+}
+
+/// One entry of the Session object's `outcome_evaluations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The outcome.
+    pub outcome_id: OutcomeId,
+    /// Its description.
+    pub description: String,
+    /// 0-based iteration.
+    pub iteration: u32,
+    /// Where grading stands.
+    pub result: OutcomeResult,
+    /// The grader's last explanation.
+    pub explanation: Option<String>,
+    /// When grading finished.
+    pub completed_at: Option<Timestamp>,
+}
+
+/// Everything known about a session, folded from its records. Mutate only through
+/// [`SessionState::apply`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SessionState {
+    /// The creation fact; `None` until the session exists.
+    pub config: Option<Created>,
+    /// The status.
+    pub status: Status,
+    /// Why the session last went idle.
+    pub stop_reason: Option<StopReason>,
+    /// Details of the last stop.
+    pub stop_details: Option<StopDetails>,
+    /// Tool-use events the session waits on (`requires_action.event_ids` minus answered ones).
+    pub pending_actions: Vec<EventId>,
+    /// Tool-use events without a result yet.
+    pub open_tool_uses: BTreeMap<EventId, ToolKind>,
+    /// Client events the runner has not consumed, in order.
+    pub inputs: Vec<Input>,
+    /// When queued client events were processed (from `inputs_processed`).
+    pub processed: HashMap<EventId, Timestamp>,
+    /// An interrupt waiting for the runner to stop.
+    pub interrupt: Option<EventId>,
+    /// Cumulative usage.
+    pub usage: Usage,
+    /// Milliseconds spent running, excluding the current run.
+    pub active_millis: i64,
+    /// When the current run started.
+    pub running_since: Option<Timestamp>,
+    /// When the session terminated.
+    pub terminated_at: Option<Timestamp>,
+    /// The title.
+    pub title: Option<String>,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// The agent snapshot.
+    pub agent: Value,
+    /// The budget.
+    pub budget: Option<Budget>,
+    /// Outcome evaluations, in definition order.
+    pub outcomes: Vec<Outcome>,
+    /// The last `session.error`.
+    pub last_error: Option<SessionError>,
+    /// When it was archived.
+    pub archived_at: Option<Timestamp>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When anything last happened.
+    pub updated_at: Timestamp,
+    /// Whether `session.deleted` was recorded.
+    pub deleted: bool,
+}
+
+/// Folds `records` into a state.
+pub fn fold<'a>(records: impl IntoIterator<Item = &'a SessionRecord>) -> SessionState {
+    let mut state = SessionState::default();
+    for record in records {
+        state.apply(record);
+    }
+    state
+}
+
+fn event_time(event: &Event) -> Option<Timestamp> {
+    event
+        .processed_at
+        .or_else(|| ids::created_at(event.id.as_str()))
+}
+
+impl SessionState {
+    /// Whether the session exists (created, not deleted).
+    pub fn exists(&self) -> bool {
+        self.config.is_some() && !self.deleted
+    }
+
+    /// Whether the session is idle at its budget cap.
+    pub fn budget_paused(&self) -> bool {
+        self.status == Status::Idle && self.stop_reason == Some(StopReason::BudgetReached)
+    }
+
+    /// The ids of the tool-use events the session waits on.
+    pub fn pending_action_ids(&self) -> &[EventId] {
+        &self.pending_actions
+    }
+
+    /// The client events the runner has to take into its next turn, in order.
+    pub fn pending_input(&self) -> &[Input] {
+        &self.inputs
+    }
+
+    /// Whether the runner should run a turn: input that starts one, nothing pending, not
+    /// paused at the budget, not terminated, archived or deleted.
+    pub fn needs_turn(&self) -> bool {
+        self.exists()
+            && self.archived_at.is_none()
+            && self.status != Status::Terminated
+            && self.pending_actions.is_empty()
+            && !self.budget_paused()
+            && self.inputs.iter().any(|input| input.kind.starts_turn())
+    }
+
+    /// Applies one record.
+    pub fn apply(&mut self, record: &SessionRecord) {
+        match record {
+            SessionRecord::Fact(fact) => self.apply_fact(fact),
+            SessionRecord::Event(event) => self.apply_event(event),
+        }
+    }
+
+    fn touch(&mut self, at: Option<Timestamp>) {
+        if let Some(at) = at {
+            self.updated_at = self.updated_at.max(at);
+        }
+    }
+
+    fn apply_fact(&mut self, fact: &Fact) {
+        match fact {
+            Fact::Created(created) => {
+                self.title = created.title.clone();
+                self.metadata = created.metadata.clone();
+                self.agent = created.agent.clone();
+                self.budget = created.budget.clone();
+                self.created_at = created.created_at;
+                self.updated_at = created.created_at;
+                self.usage = Usage::zero();
+                self.config = Some((**created).clone());
+            }
+            Fact::InputsProcessed { event_ids, at } => {
+                for id in event_ids {
+                    if let Some(pos) = self.inputs.iter().position(|input| &input.id == id) {
+                        let input = self.inputs.remove(pos);
+                        if input.queued {
+                            self.processed.insert(input.id, *at);
+                        }
+                    }
+                }
+                self.touch(Some(*at));
+            }
+            Fact::Archived { at } => {
+                self.archived_at = Some(*at);
+                self.touch(Some(*at));
+            }
+        }
+    }
+
+    fn input(&mut self, event: &Event, kind: InputKind) {
+        self.inputs.push(Input {
+            id: event.id.clone(),
+            kind,
+            queued: event.processed_at.is_none(),
+        });
+    }
+
+    fn resolve(&mut self, id: &EventId, closes: bool) {
+        self.pending_actions.retain(|pending| pending != id);
+        if closes {
+            self.open_tool_uses.remove(id);
+        }
+    }
+
+    fn stop_running(&mut self, at: Option<Timestamp>) {
+        if let (Some(since), Some(at)) = (self.running_since.take(), at) {
+            self.active_millis += (at.millis() - since.millis()).max(0);
+        }
+    }
+
+    fn apply_event(&mut self, event: &Event) {
+        let at = event_time(event);
+        self.touch(at);
+        match &event.body {
+            Body::UserMessage(_) => self.input(event, InputKind::Message),
+            Body::UserInterrupt(_) => {
+                if matches!(self.status, Status::Running | Status::Rescheduling) {
+                    self.interrupt = Some(event.id.clone());
+                    self.input(event, InputKind::Interrupt);
+                }
+            }
+            Body::UserToolConfirmation(c) => {
+                self.resolve(&c.tool_use_id, false);
+                self.input(event, InputKind::ToolConfirmation);
+            }
+            Body::UserCustomToolResult(r) => {
+                self.resolve(&r.custom_tool_use_id, true);
+                self.input(event, InputKind::CustomToolResult);
+            }
+            Body::UserToolResult(r) => {
+                self.resolve(&r.tool_use_id, true);
+                self.input(event, InputKind::ToolResult);
+            }
+            Body::UserDefineOutcome(o) => {
+                self.outcomes.push(Outcome {
+                    outcome_id: o.outcome_id.clone(),
+                    description: o.description.clone(),
+                    iteration: 0,
+                    result: OutcomeResult::Pending,
+                    explanation: None,
+                    completed_at: None,
+                });
+                self.input(event, InputKind::DefineOutcome);
+            }
+            Body::SystemMessage(_) => self.input(event, InputKind::SystemMessage),
+            Body::AgentToolUse(_) => {
+                self.open_tool_uses
+                    .insert(event.id.clone(), ToolKind::Builtin);
+            }
+            Body::AgentMcpToolUse(_) => {
+                self.open_tool_uses.insert(event.id.clone(), ToolKind::Mcp);
+            }
+            Body::AgentCustomToolUse(_) => {
+                self.open_tool_uses
+                    .insert(event.id.clone(), ToolKind::Custom);
+            }
+            Body::AgentToolResult(r) => self.resolve(&r.tool_use_id, true),
+            Body::AgentMcpToolResult(r) => self.resolve(&r.mcp_tool_use_id, true),
+            Body::SessionStatusRunning => {
+                self.status = Status::Running;
+                if self.running_since.is_none() {
+                    self.running_since = at;
+                }
+                for outcome in &mut self.outcomes {
+                    if outcome.result == OutcomeResult::Pending {
+                        outcome.result = OutcomeResult::Running;
+                    }
+                }
+            }
+            Body::SessionStatusIdle(idle) => {
+                self.stop_running(at);
+                self.status = Status::Idle;
+                self.pending_actions = match &idle.stop_reason {
+                    StopReason::RequiresAction { event_ids } => event_ids.clone(),
+                    _ => Vec::new(),
+                };
+                self.stop_reason = Some(idle.stop_reason.clone());
+                self.stop_details = idle.stop_details.clone();
+                self.interrupt = None;
+            }
+            Body::SessionStatusRescheduled => {
+                self.stop_running(at);
+                self.status = Status::Rescheduling;
+            }
+            Body::SessionStatusTerminated => {
+                self.stop_running(at);
+                self.status = Status::Terminated;
+                self.pending_actions.clear();
+                self.interrupt = None;
+                self.terminated_at = at;
+            }
+            Body::SessionError(e) => self.last_error = Some(e.error.clone()),
+            Body::SessionUpdated(u) => {
+                if let Some(title) = &u.title {
+                    self.title = title.clone();
+                }
+                if let Some(metadata) = &u.metadata {
+                    self.metadata = metadata.clone().unwrap_or_default();
+                }
+                if let Some(agent) = &u.agent {
+                    self.agent = agent.clone().unwrap_or(Value::Null);
+                }
+                if let Some(budget) = &u.budget {
+                    self.budget = budget.clone();
+                }
+            }
+            Body::SessionUsage(u) => {
+                self.usage = u.usage.clone();
+                if u.budget.is_some() {
+                    self.budget = u.budget.clone();
+                }
+            }
+            Body::SessionDeleted => self.deleted = true,
+            Body::SpanModelRequestEnd(end) => self.usage.add(&end.model_usage),
+            Body::SpanOutcomeEvaluationStart(s) => {
+                if let Some(outcome) = self.outcome(&s.outcome_id) {
+                    outcome.iteration = s.iteration;
+                    outcome.result = OutcomeResult::Evaluating;
+                }
+            }
+            Body::SpanOutcomeEvaluationEnd(end) => {
+                self.usage.add(&end.usage);
+                if let Some(outcome) = self.outcome(&end.outcome_id) {
+                    outcome.iteration = end.iteration;
+                    outcome.result = end.result;
+                    outcome.explanation = Some(end.explanation.clone());
+                    if end.result != OutcomeResult::NeedsRevision {
+                        outcome.completed_at = at;
+                    }
+                }
+            }
+            Body::AgentMessage(_)
+            | Body::AgentThinking
+            | Body::AgentThreadMessageSent(_)
+            | Body::AgentThreadMessageReceived(_)
+            | Body::AgentThreadContextCompacted
+            | Body::SessionThreadCreated(_)
+            | Body::SessionThreadStatusRunning(_)
+            | Body::SessionThreadStatusIdle(_)
+            | Body::SessionThreadStatusRescheduled(_)
+            | Body::SessionThreadStatusTerminated(_)
+            | Body::SpanModelRequestStart
+            | Body::SpanOutcomeEvaluationOngoing(_)
+            | Body::WorkflowRunCreated(_)
+            | Body::WorkflowRunStatusRunning(_)
+            | Body::WorkflowRunStatusIdle(_)
+            | Body::WorkflowRunPhaseStarted(_)
+            | Body::WorkflowRunPhaseEnded(_)
+            | Body::WorkflowRunStatusEnded(_)
+            | Body::WorkflowRunError(_) => {}
+        }
+    }
+
+    fn outcome(&mut self, id: &OutcomeId) -> Option<&mut Outcome> {
+        self.outcomes.iter_mut().find(|o| &o.outcome_id == id)
+    }
+}

@@ -1,0 +1,122 @@
+//! Session update (`POST /v1/sessions/{id}`): title and metadata patches, the session-local
+//! agent snapshot and the budget, validated into one `session.updated` event.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::rejection::Rejection;
+use super::state::{SessionState, Status};
+use crate::event::{Budget, SessionUpdated};
+use crate::patch::Patch;
+use crate::validate::{self, FieldError};
+
+/// An update body. `metadata: null` (the whole bag) changes nothing; a `null` value deletes
+/// its key.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct Update {
+    /// The new title; `null` clears it.
+    #[serde(default)]
+    pub title: Patch<String>,
+    /// Keys to upsert (string) or delete (`null`).
+    #[serde(default)]
+    pub metadata: Patch<BTreeMap<String, Option<String>>>,
+    /// The full agent snapshot after the change. The HTTP body carries only
+    /// `{tools?, mcp_servers?}`; the caller merges it into the current snapshot (agent module)
+    /// and puts the result here. Requires an idle session.
+    #[serde(skip)]
+    pub agent: Option<Value>,
+    /// The new budget; `null` removes it (one-way).
+    #[serde(default)]
+    pub budget: Patch<Budget>,
+    /// Reserved: any value is rejected.
+    #[serde(default)]
+    pub vault_ids: Option<Value>,
+}
+
+fn minor_units(budget: &Budget) -> Option<u128> {
+    let Budget::Limit { max_list_cost } = budget;
+    max_list_cost.amount.parse().ok()
+}
+
+/// Validates `update` against `state` and returns the changed fields, or `None` when nothing
+/// changes. The caller has checked that the session exists and is not archived.
+pub(crate) fn changes(
+    state: &SessionState,
+    update: Update,
+) -> Result<Option<SessionUpdated>, Rejection> {
+    if update.vault_ids.is_some() {
+        return Err(Rejection::invalid(
+            "vault_ids",
+            "cannot be updated; vaults are fixed at session creation",
+        ));
+    }
+    let mut out = SessionUpdated::default();
+    match update.title {
+        Patch::Absent => {}
+        Patch::Null if state.title.is_some() => out.title = Some(None),
+        Patch::Value(title) if state.title.as_ref() != Some(&title) => {
+            out.title = Some(Some(title))
+        }
+        _ => {}
+    }
+    if let Patch::Value(patch) = &update.metadata {
+        let merged = validate::patch_metadata("metadata", &state.metadata, patch, false)?;
+        if merged != state.metadata {
+            out.metadata = Some(Some(merged));
+        }
+    }
+    if let Some(agent) = update.agent {
+        if state.status != Status::Idle {
+            return Err(Rejection::Conflict(format!(
+                "agent: the session is {}; the agent can be updated only while it is idle",
+                state.status
+            )));
+        }
+        if agent != state.agent {
+            out.agent = Some(Some(agent));
+        }
+    }
+    if !update.budget.is_absent() && state.status == Status::Terminated {
+        return Err(Rejection::invalid(
+            "budget",
+            "cannot be changed on a terminated session",
+        ));
+    }
+    match update.budget {
+        Patch::Absent => {}
+        Patch::Null if state.budget.is_some() => out.budget = Some(None),
+        Patch::Null => {}
+        Patch::Value(budget) => {
+            if state.budget.is_none() {
+                return Err(FieldError::new(
+                    "budget",
+                    "can only be set when the session is created",
+                )
+                .with_code("budget_create_only")
+                .into());
+            }
+            let spent = state
+                .usage
+                .list_cost
+                .as_ref()
+                .and_then(|cost| cost.amount.parse::<u128>().ok());
+            if let (Some(spent), Some(cap)) = (spent, minor_units(&budget)) {
+                if cap <= spent {
+                    return Err(FieldError::new(
+                        "budget.max_list_cost.amount",
+                        format!("must exceed the list cost already consumed ({spent})"),
+                    )
+                    .with_code("budget_not_raised")
+                    .into());
+                }
+            }
+            if state.budget.as_ref() != Some(&budget) {
+                out.budget = Some(Some(budget));
+            }
+        }
+    }
+    let unchanged = out == SessionUpdated::default();
+    Ok((!unchanged).then_some(out))
+}
