@@ -1,0 +1,245 @@
+//! Directives in the prompt (`[[mock:...]]`) that override the script for one request. The syntax
+//! is documented in the header of [`crate::mock_model`].
+
+use std::time::Duration;
+
+use super::script::{ErrorReply, Repeat, Reply, ReplyKind, ToolCall};
+
+/// What the directives of one prompt ask for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Directives {
+    /// `[[mock:error ...]]`, with the directive's own text (the key its repeat count is kept by).
+    pub(crate) error: Option<(String, ErrorReply)>,
+    /// A reply from `text`/`tool`/`thinking`/`refusal`/`echo`, if any of them was given.
+    pub(crate) reply: Option<Reply>,
+    /// `[[mock:delay D]]`.
+    pub(crate) delay: Option<Duration>,
+    /// `[[mock:slow D [N]]]`: per-chunk delay and optional chunk count.
+    pub(crate) slow: Option<(Duration, Option<usize>)>,
+}
+
+impl Directives {
+    /// Apply the timing directives to a reply chosen elsewhere (script or default).
+    pub(crate) fn shape(&self, mut reply: Reply) -> Reply {
+        if let Some(d) = self.delay {
+            reply = reply.delayed(d);
+        }
+        if let Some((d, n)) = self.slow {
+            reply.chunk_delay_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            if n.is_some() {
+                reply.chunks = n;
+            }
+        }
+        reply
+    }
+}
+
+/// Parse every `[[mock:...]]` directive in `prompt`. Unknown or malformed directives are ignored
+/// (they are logged), so a prompt never fails because of them.
+pub(crate) fn parse(prompt: &str) -> Directives {
+    let mut out = Directives::default();
+    let mut text: Option<String> = None;
+    let mut thinking: Option<String> = None;
+    let mut refusal: Option<String> = None;
+    let mut calls: Vec<ToolCall> = Vec::new();
+    let mut echo = false;
+    for body in bodies(prompt) {
+        let (verb, rest) = body.split_once(' ').unwrap_or((body, ""));
+        let rest = rest.trim();
+        match verb {
+            "text" => text = Some(rest.to_owned()),
+            "echo" => echo = true,
+            "thinking" => thinking = Some(rest.to_owned()),
+            "refusal" => refusal = Some(rest.to_owned()),
+            "tool" => match tool(rest) {
+                Some(call) => calls.push(call),
+                None => tracing::warn!(directive = body, "malformed mock tool directive"),
+            },
+            "error" => match error(rest) {
+                Some(e) => out.error = Some((body.to_owned(), e)),
+                None => tracing::warn!(directive = body, "malformed mock error directive"),
+            },
+            "delay" => out.delay = duration(rest),
+            "slow" => {
+                let mut words = rest.split_whitespace();
+                if let Some(d) = words.next().and_then(duration) {
+                    out.slow = Some((d, words.next().and_then(|n| n.parse().ok())));
+                }
+            }
+            _ => tracing::warn!(directive = body, "unknown mock directive"),
+        }
+    }
+    if echo && text.is_none() {
+        text = Some(strip(prompt));
+    }
+    out.reply = if let Some(r) = refusal {
+        Some(if r.is_empty() {
+            Reply::refusal("I can't help with that.")
+        } else {
+            Reply::refusal(r)
+        })
+    } else if !calls.is_empty() {
+        let mut reply = Reply::tools(calls);
+        if let ReplyKind::ToolUse { text: t, .. } = &mut reply.kind {
+            *t = text;
+        }
+        Some(reply)
+    } else if let Some(th) = thinking {
+        Some(Reply::thinking(th, text.unwrap_or_else(|| "ok".to_owned())))
+    } else {
+        text.map(Reply::text)
+    };
+    out
+}
+
+/// The bodies of the directives (`text hello` for `[[mock:text hello]]`), in order.
+fn bodies(prompt: &str) -> Vec<&str> {
+    const OPEN: &str = "[[mock:";
+    let mut out = Vec::new();
+    let mut rest = prompt;
+    while let Some(start) = rest.find(OPEN) {
+        let after = &rest[start + OPEN.len()..];
+        // A tool's JSON may itself contain `]]`: take the first close that leaves valid JSON.
+        let mut end = None;
+        let mut from = 0;
+        while let Some(i) = after[from..].find("]]") {
+            let cand = from + i;
+            end = Some(cand);
+            let body = after[..cand].trim();
+            if !body.starts_with("tool ") || tool(&body[5..]).is_some() {
+                break;
+            }
+            from = cand + 1;
+        }
+        let Some(end) = end else { break };
+        out.push(after[..end].trim());
+        rest = &after[end + 2..];
+    }
+    out
+}
+
+/// The prompt with its directives removed.
+fn strip(prompt: &str) -> String {
+    let mut out = prompt.to_owned();
+    for body in bodies(prompt) {
+        for candidate in [format!("[[mock:{body}]]"), format!("[[mock: {body}]]")] {
+            out = out.replacen(&candidate, "", 1);
+        }
+    }
+    out.trim().to_owned()
+}
+
+fn tool(rest: &str) -> Option<ToolCall> {
+    let (name, input) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    if name.is_empty() {
+        return None;
+    }
+    let input = match input.trim() {
+        "" => serde_json::json!({}),
+        json => serde_json::from_str(json).ok()?,
+    };
+    Some(ToolCall {
+        name: name.to_owned(),
+        input,
+    })
+}
+
+fn error(rest: &str) -> Option<ErrorReply> {
+    let mut words = rest.split_whitespace();
+    let mut e = ErrorReply::new(words.next()?.parse().ok()?);
+    e.retry_after = Some(0);
+    for w in words {
+        if w == "always" {
+            e.repeat = Repeat::Always;
+        } else if let Some(n) = w.strip_prefix('x').and_then(|n| n.parse().ok()) {
+            e.repeat = Repeat::Times(n);
+        } else if let Some(s) = w
+            .strip_prefix("retry-after=")
+            .or_else(|| w.strip_prefix("ra="))
+        {
+            e.retry_after = if s == "none" { None } else { s.parse().ok() };
+        } else {
+            e.error_type = Some(w.to_owned());
+        }
+    }
+    Some(e)
+}
+
+/// `20ms`, `1s`, `1.5s`, or a bare number of milliseconds.
+pub(crate) fn duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse().ok().map(Duration::from_millis);
+    }
+    if let Some(secs) = s.strip_suffix('s') {
+        return secs
+            .parse::<f64>()
+            .ok()
+            .and_then(|f| Duration::try_from_secs_f64(f).ok());
+    }
+    s.parse().ok().map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reply(prompt: &str) -> Option<Reply> {
+        parse(prompt).reply
+    }
+
+    #[test]
+    fn text() {
+        assert_eq!(
+            reply("say [[mock:text hello world]] please"),
+            Some(Reply::text("hello world"))
+        );
+    }
+
+    #[test]
+    fn tools_with_nested_brackets() {
+        assert_eq!(
+            reply(r#"[[mock:tool bash {"command":"ls"}]] [[mock:tool t {"a":[[1]]}]]"#),
+            Some(Reply::tools(vec![
+                ToolCall {
+                    name: "bash".into(),
+                    input: json!({"command": "ls"})
+                },
+                ToolCall {
+                    name: "t".into(),
+                    input: json!({"a": [[1]]})
+                },
+            ]))
+        );
+    }
+
+    #[test]
+    fn error_forms() {
+        let (key, e) = parse("[[mock:error 529 x2 retry-after=3]]").error.unwrap();
+        assert_eq!(key, "error 529 x2 retry-after=3");
+        assert_eq!(
+            (e.status, e.repeat, e.retry_after),
+            (529, Repeat::Times(2), Some(3))
+        );
+        let (_, e) = parse("[[mock:error 500 always]]").error.unwrap();
+        assert_eq!(
+            (e.status, e.repeat, e.retry_after),
+            (500, Repeat::Always, Some(0))
+        );
+        assert_eq!(e.anthropic_type(), "api_error");
+    }
+
+    #[test]
+    fn timing_and_echo() {
+        let d = parse("[[mock:slow 20ms 4]] [[mock:delay 1.5s]] hi [[mock:echo]]");
+        assert_eq!(d.slow, Some((Duration::from_millis(20), Some(4))));
+        assert_eq!(d.delay, Some(Duration::from_millis(1500)));
+        assert_eq!(d.reply, Some(Reply::text("hi")));
+    }
+
+    #[test]
+    fn no_directives() {
+        assert_eq!(parse("just a prompt [[not one]]"), Directives::default());
+    }
+}

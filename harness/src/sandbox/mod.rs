@@ -1,0 +1,74 @@
+//! Sandboxes that run tool commands in a session's workspace: the [`Sandbox`] trait, the
+//! [`BubblewrapSandbox`] implementation, and the lifecycle of session workspaces
+//! ([`Workspaces`]).
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), managed_agents_harness::sandbox::Error> {
+//! use managed_agents_harness::sandbox::{BubblewrapSandbox, Command, Network, Sandbox, Workspaces};
+//! let sandbox = BubblewrapSandbox::new(Default::default())?;
+//! let workspaces = Workspaces::new("/var/lib/managed-agents/workspaces");
+//! let workspace = workspaces.create("sesn_123").await?;
+//! let out = sandbox
+//!     .run(&workspace, Network::Limited, Command::shell("echo hi > note && cat note"))
+//!     .await?;
+//! assert_eq!(out.stdout, "hi\n");
+//! workspaces.delete("sesn_123").await?;
+//! # Ok(()) }
+//! ```
+
+mod bubblewrap;
+mod cgroup;
+mod command;
+mod output;
+mod workspace;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+pub use bubblewrap::{BubblewrapSandbox, Limits, Options};
+pub use command::{Command, Network, Output};
+pub use workspace::{Workspace, Workspaces};
+
+/// Runs commands confined to a session's workspace.
+pub trait Sandbox: Send + Sync {
+    /// Run `command` with `/workspace` bound to `workspace` and the given network policy. A
+    /// command that fails, times out or is killed is an `Ok` [`Output`]; `Err` means the sandbox
+    /// itself could not run it.
+    fn run(
+        &self,
+        workspace: &Workspace,
+        network: Network,
+        command: Command,
+    ) -> impl Future<Output = Result<Output, Error>> + Send;
+}
+
+/// Errors of the sandbox layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bubblewrap (`bwrap`) was not found on PATH; install the `bubblewrap` package")]
+    BwrapNotFound,
+    #[error("cannot start the sandbox ({program}): {source}")]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sandbox I/O failed: {0}")]
+    Io(#[source] std::io::Error),
+    #[error("the command is empty")]
+    EmptyCommand,
+    #[error("invalid environment variable name {0:?}")]
+    InvalidEnv(String),
+    #[error("invalid session id for a workspace directory: {0:?}")]
+    InvalidSessionId(String),
+    #[error("workspace {path}: {source}")]
+    Workspace {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the host's /etc to mask its secrets: {0}")]
+    ScanEtc(#[source] std::io::Error),
+}
