@@ -5,8 +5,16 @@
 //! commands against that state, and the storage trait every backend implements. This crate does
 //! no IO and depends on no async runtime, storage engine or HTTP crate.
 
+pub mod agent;
+pub mod environment;
 pub mod event;
+pub mod file;
 pub mod ids;
+pub mod object;
+pub mod patch;
+pub mod resource;
 pub mod session;
+pub mod validate;
+pub mod vault;
 pub mod storage;
 pub mod time;

@@ -1,0 +1,308 @@
+//! Vaults (API §11.1): named, workspace-scoped containers of credentials, event-sourced.
+//!
+//! A vault's stream holds `vault.created`, `vault.updated` (whole new settings) and
+//! `vault.archived`. Credentials live in their own streams (see [`credential`]).
+
+pub mod credential;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{VaultId, WorkspaceId};
+use crate::object::{self, DecodeError, Error};
+use crate::patch::Patch;
+use crate::storage::{CatalogEntry, Kind};
+use crate::time::Timestamp;
+use crate::validate::{self, FieldError};
+
+/// Longest vault display name.
+pub const MAX_DISPLAY_NAME: usize = 255;
+
+/// Secret material as the server stored it: ciphertext produced by the server's sealing key.
+/// `core` never sees the plaintext of a stored secret and never renders this.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SealedSecret(pub String);
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealedSecret(…)")
+    }
+}
+
+/// A plaintext secret in a request body. It only passes through `core` on its way to the
+/// caller's sealing function; its `Debug` output is redacted.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// `POST /v1/vaults`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct VaultCreateParams {
+    /// 1–255 characters.
+    pub display_name: String,
+    /// ≤16 pairs.
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// `POST /v1/vaults/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct VaultUpdateParams {
+    /// `null` keeps the name.
+    #[serde(default)]
+    pub display_name: Patch<String>,
+    /// Patch: a string upserts, `null` deletes; a `null` map changes nothing.
+    #[serde(default)]
+    pub metadata: Patch<BTreeMap<String, Option<String>>>,
+}
+
+/// The mutable part of a vault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Display name.
+    pub display_name: String,
+    /// Always present.
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn check(settings: &Settings) -> Result<(), FieldError> {
+    validate::length("display_name", &settings.display_name, 1, MAX_DISPLAY_NAME)?;
+    validate::metadata("metadata", &settings.metadata)
+}
+
+/// One record of a vault's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Record {
+    /// Created.
+    #[serde(rename = "vault.created")]
+    Created {
+        /// Its id.
+        id: VaultId,
+        /// Its owner.
+        workspace: WorkspaceId,
+        /// Initial settings.
+        settings: Settings,
+        /// When.
+        at: Timestamp,
+    },
+    /// Updated: the whole new settings.
+    #[serde(rename = "vault.updated")]
+    Updated {
+        /// New settings.
+        settings: Settings,
+        /// When.
+        at: Timestamp,
+    },
+    /// Archived (terminal).
+    #[serde(rename = "vault.archived")]
+    Archived {
+        /// When.
+        at: Timestamp,
+    },
+}
+
+impl Record {
+    /// JSON bytes for the store.
+    pub fn encode(&self) -> Bytes {
+        object::encode(self)
+    }
+
+    /// Parses stored JSON bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        object::decode(bytes)
+    }
+}
+
+/// A vault folded from its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vault {
+    /// Its id.
+    pub id: VaultId,
+    /// Its owner.
+    pub workspace: WorkspaceId,
+    /// Current settings.
+    pub settings: Settings,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last changed.
+    pub updated_at: Timestamp,
+    /// Archived.
+    pub archived_at: Option<Timestamp>,
+    /// Records folded: the expected stream version for the next append.
+    pub stream_version: u64,
+}
+
+/// Folds a vault's records; `None` until `vault.created`.
+pub fn fold(records: impl IntoIterator<Item = Record>) -> Option<Vault> {
+    let mut vault: Option<Vault> = None;
+    for record in records {
+        match (record, vault.as_mut()) {
+            (
+                Record::Created {
+                    id,
+                    workspace,
+                    settings,
+                    at,
+                },
+                None,
+            ) => {
+                vault = Some(Vault {
+                    id,
+                    workspace,
+                    settings,
+                    created_at: at,
+                    updated_at: at,
+                    archived_at: None,
+                    stream_version: 0,
+                })
+            }
+            (Record::Updated { settings, at }, Some(vault)) => {
+                vault.settings = settings;
+                vault.updated_at = at;
+            }
+            (Record::Archived { at }, Some(vault)) => {
+                vault.archived_at = Some(at);
+                vault.updated_at = at;
+            }
+            _ => {}
+        }
+        if let Some(vault) = vault.as_mut() {
+            vault.stream_version += 1;
+        }
+    }
+    vault
+}
+
+/// Decodes and folds a stored stream.
+pub fn load(records: &[crate::storage::Record]) -> Result<Option<Vault>, DecodeError> {
+    Ok(fold(object::decode_all::<Record>(records)?))
+}
+
+/// `POST /v1/vaults`.
+pub fn create(
+    params: VaultCreateParams,
+    id: VaultId,
+    workspace: WorkspaceId,
+    now: Timestamp,
+) -> Result<Vec<Record>, Error> {
+    let settings = Settings {
+        display_name: params.display_name,
+        metadata: params.metadata.unwrap_or_default(),
+    };
+    check(&settings)?;
+    Ok(vec![Record::Created {
+        id,
+        workspace,
+        settings,
+        at: now,
+    }])
+}
+
+/// The error for changing an archived vault or adding credentials to it.
+pub(crate) fn archived(id: &VaultId) -> Error {
+    Error::code(
+        "vault_archived",
+        format!("vault {id} is archived and cannot be changed"),
+    )
+}
+
+/// `POST /v1/vaults/{id}`: no records when nothing changed.
+pub fn update(
+    vault: &Vault,
+    params: VaultUpdateParams,
+    now: Timestamp,
+) -> Result<Vec<Record>, Error> {
+    if vault.archived_at.is_some() {
+        return Err(archived(&vault.id));
+    }
+    let current = &vault.settings;
+    let mut next = current.clone();
+    if let Patch::Value(name) = params.display_name {
+        next.display_name = name;
+    }
+    if let Patch::Value(patch) = &params.metadata {
+        next.metadata = validate::patch_metadata("metadata", &current.metadata, patch, false)?;
+    }
+    check(&next)?;
+    if &next == current {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Record::Updated {
+        settings: next,
+        at: now,
+    }])
+}
+
+/// `POST /v1/vaults/{id}/archive`; archiving again changes nothing. The server archives the
+/// vault's credentials with it.
+pub fn archive(vault: &Vault, now: Timestamp) -> Result<Vec<Record>, Error> {
+    if vault.archived_at.is_some() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Record::Archived { at: now }])
+}
+
+/// The vault object (`type: "vault"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "vault")]
+pub struct VaultObject {
+    /// `vlt_…`
+    pub id: VaultId,
+    /// Display name.
+    pub display_name: String,
+    /// Always present.
+    pub metadata: BTreeMap<String, String>,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last changed.
+    pub updated_at: Timestamp,
+    /// Archived.
+    pub archived_at: Option<Timestamp>,
+}
+
+impl Vault {
+    /// Whether archived.
+    pub fn is_archived(&self) -> bool {
+        self.archived_at.is_some()
+    }
+
+    /// The response object.
+    pub fn render(&self) -> VaultObject {
+        VaultObject {
+            id: self.id.clone(),
+            display_name: self.settings.display_name.clone(),
+            metadata: self.settings.metadata.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            archived_at: self.archived_at,
+        }
+    }
+
+    /// The catalog entry.
+    pub fn catalog_entry(&self) -> CatalogEntry {
+        let mut entry = CatalogEntry::new(
+            Kind::Vault,
+            self.id.as_str(),
+            self.workspace.as_str(),
+            self.created_at,
+        );
+        entry.archived = self.is_archived();
+        entry
+    }
+}
+
+/// The body of `DELETE /v1/vaults/{id}`.
+pub fn deleted(id: &VaultId) -> object::Deleted {
+    object::Deleted::new(id.as_str(), "vault_deleted")
+}

@@ -1,0 +1,380 @@
+//! Vaults and credentials: given records / when command / then records or error; secrets are
+//! sealed in records and never rendered.
+
+mod object_support;
+
+use std::cell::Cell;
+
+use managed_agents_core::ids::{CredentialId, VaultId, WorkspaceId};
+use managed_agents_core::vault::credential::{self, Credential};
+use managed_agents_core::vault::{self, SealedSecret, Vault};
+use object_support::{at, check_outcome, long, pairs};
+use serde_json::{json, Value};
+
+fn vault_of(create: Value, archived: bool) -> Vault {
+    let mut records = vault::create(
+        serde_json::from_value(create).expect("body"),
+        VaultId::parse("vlt_01test").expect("id"),
+        WorkspaceId::parse("wrkspc_01test").expect("id"),
+        at(0),
+    )
+    .expect("create");
+    if archived {
+        records.push(vault::Record::Archived { at: at(9) });
+    }
+    vault::fold(records).expect("vault")
+}
+
+/// A sealing function that never embeds the plaintext: `ct<n>`.
+fn sealer() -> impl FnMut(&str) -> SealedSecret {
+    let n = Cell::new(0);
+    move |_plain: &str| {
+        n.set(n.get() + 1);
+        SealedSecret(format!("ct{}", n.get()))
+    }
+}
+
+fn credential_of(auth: Value) -> Credential {
+    let vault = vault_of(json!({"display_name": "v"}), false);
+    let records = credential::create(
+        &vault,
+        serde_json::from_value(json!({"auth": auth, "display_name": "c", "metadata": {"a": "1"}}))
+            .expect("body"),
+        CredentialId::parse("vcrd_01test").expect("id"),
+        at(0),
+        sealer(),
+    )
+    .expect("create");
+    credential::fold(records).expect("credential")
+}
+
+fn bearer() -> Value {
+    json!({"type": "static_bearer", "mcp_server_url": "https://mcp.example.com", "token": "plain-token"})
+}
+fn oauth() -> Value {
+    json!({"type": "mcp_oauth", "mcp_server_url": "https://mcp.example.com", "access_token": "plain-access",
+           "expires_at": "2030-01-01T00:00:00Z",
+           "refresh": {"token_endpoint": "https://auth.example.com/token", "client_id": "cid", "refresh_token": "plain-refresh",
+                       "token_endpoint_auth": {"type": "client_secret_basic", "client_secret": "plain-secret"}, "scope": "repo"}})
+}
+fn env_var() -> Value {
+    json!({"type": "environment_variable", "secret_name": "API_KEY", "secret_value": "plain-value",
+           "networking": {"type": "limited", "allowed_hosts": ["api.example.com", "*.example.org", "10.0.0.1"]}})
+}
+
+#[test]
+fn vault_rules() {
+    let create_cases: Vec<(&str, Value, Value)> = vec![
+        (
+            "ok",
+            json!({"display_name": "v", "metadata": {"a": "1"}}),
+            json!({"records": [{"type": "vault.created", "settings": {"display_name": "v", "metadata": {"a": "1"}}}]}),
+        ),
+        (
+            "display_name empty",
+            json!({"display_name": ""}),
+            json!({"error": {"field": "display_name"}}),
+        ),
+        (
+            "display_name 256",
+            json!({"display_name": long(256)}),
+            json!({"error": {"field": "display_name"}}),
+        ),
+        (
+            "17 metadata pairs",
+            json!({"display_name": "v", "metadata": pairs(17)}),
+            json!({"error": {"code": "invalid_metadata"}}),
+        ),
+    ];
+    for (case, body, then) in create_cases {
+        let params = serde_json::from_value(body).expect("body");
+        check_outcome(
+            case,
+            vault::create(
+                params,
+                VaultId::parse("vlt_01x").expect("id"),
+                WorkspaceId::parse("wrkspc_01x").expect("id"),
+                at(0),
+            ),
+            &then,
+        );
+    }
+    let update_cases: Vec<(&str, Value, Value)> = vec![
+        ("no-op", json!({}), json!({"records": []})),
+        (
+            "display_name null keeps",
+            json!({"display_name": null, "metadata": null}),
+            json!({"records": []}),
+        ),
+        (
+            "rename and patch metadata",
+            json!({"display_name": "w", "metadata": {"a": null, "b": "2"}}),
+            json!({"records": [
+                {"type": "vault.updated", "settings": {"display_name": "w", "metadata": {"b": "2"}}}
+            ]}),
+        ),
+        (
+            "empty display name",
+            json!({"display_name": ""}),
+            json!({"error": {"field": "display_name"}}),
+        ),
+    ];
+    for (case, when, then) in update_cases {
+        let v = vault_of(json!({"display_name": "v", "metadata": {"a": "1"}}), false);
+        check_outcome(
+            case,
+            vault::update(&v, serde_json::from_value(when).expect("body"), at(1)),
+            &then,
+        );
+    }
+    let archived = vault_of(json!({"display_name": "v"}), true);
+    check_outcome(
+        "update archived vault",
+        vault::update(
+            &archived,
+            serde_json::from_value(json!({"display_name": "x"})).expect("body"),
+            at(10),
+        ),
+        &json!({"error": {"code": "vault_archived"}}),
+    );
+    assert!(vault::archive(&archived, at(11))
+        .expect("archive")
+        .is_empty());
+    check_outcome(
+        "credential in archived vault",
+        credential::create(
+            &archived,
+            serde_json::from_value(json!({"auth": bearer()})).expect("body"),
+            CredentialId::parse("vcrd_01x").expect("id"),
+            at(10),
+            sealer(),
+        ),
+        &json!({"error": {"code": "vault_archived"}}),
+    );
+    assert_eq!(
+        serde_json::to_value(archived.render()).expect("json"),
+        json!({"type": "vault", "id": "vlt_01test", "display_name": "v", "metadata": {},
+               "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:09:00.000Z",
+               "archived_at": "2026-01-01T00:09:00.000Z"})
+    );
+    assert!(archived.catalog_entry().archived);
+}
+
+#[test]
+fn credential_create_rules() {
+    let vault = vault_of(json!({"display_name": "v"}), false);
+    let cases: Vec<(&str, Value, Value)> = vec![
+        (
+            "bearer sealed",
+            json!({"auth": bearer()}),
+            json!({"records": [{"type": "credential.created", "vault_id": "vlt_01test",
+            "settings": {"auth": {"type": "static_bearer", "token": "ct1"}}}]}),
+        ),
+        (
+            "oauth sealed",
+            json!({"auth": oauth()}),
+            json!({"records": [{"settings": {"auth": {"type": "mcp_oauth", "access_token": "ct3",
+            "refresh": {"refresh_token": "ct2", "token_endpoint_auth": {"type": "client_secret_basic", "client_secret": "ct1"}}}}}]}),
+        ),
+        (
+            "env var defaults",
+            json!({"auth": env_var()}),
+            json!({"records": [{"settings": {"auth": {"secret_value": "ct1", "injection_location": {"header": true, "body": false}}}}]}),
+        ),
+        (
+            "bad url",
+            json!({"auth": {"type": "static_bearer", "mcp_server_url": "nope", "token": "t"}}),
+            json!({"error": {"field": "auth.mcp_server_url"}}),
+        ),
+        (
+            "empty token",
+            json!({"auth": {"type": "static_bearer", "mcp_server_url": "https://x.dev", "token": ""}}),
+            json!({"error": {"field": "auth.token"}}),
+        ),
+        (
+            "expiry in the past",
+            json!({"auth": {"type": "mcp_oauth", "mcp_server_url": "https://x.dev", "access_token": "a", "expires_at": "2020-01-01T00:00:00Z"}}),
+            json!({"error": {"field": "auth.expires_at"}}),
+        ),
+        (
+            "bad secret name",
+            json!({"auth": {"type": "environment_variable", "secret_name": "1X", "secret_value": "v", "networking": {"type": "unrestricted"}}}),
+            json!({"error": {"field": "auth.secret_name"}}),
+        ),
+        (
+            "17 allowed hosts",
+            json!({"auth": {"type": "environment_variable", "secret_name": "X", "secret_value": "v", "networking": {"type": "limited", "allowed_hosts": (0..17).map(|i| format!("h{i}.com")).collect::<Vec<_>>()}}}),
+            json!({"error": {"field": "auth.networking.allowed_hosts"}}),
+        ),
+        (
+            "display name 256",
+            json!({"auth": bearer(), "display_name": long(256)}),
+            json!({"error": {"field": "display_name"}}),
+        ),
+        (
+            "17 metadata pairs",
+            json!({"auth": bearer(), "metadata": pairs(17)}),
+            json!({"error": {"code": "invalid_metadata"}}),
+        ),
+    ];
+    for (case, body, then) in cases {
+        let params = serde_json::from_value(body).unwrap_or_else(|e| panic!("{case}: {e}"));
+        check_outcome(
+            case,
+            credential::create(
+                &vault,
+                params,
+                CredentialId::parse("vcrd_01test").expect("id"),
+                at(0),
+                sealer(),
+            ),
+            &then,
+        );
+    }
+}
+
+#[test]
+fn credential_update_rules() {
+    let cases: Vec<(&str, Value, Value, Value)> = vec![
+        ("no-op", bearer(), json!({}), json!({"records": []})),
+        (
+            "type must match",
+            bearer(),
+            json!({"auth": {"type": "mcp_oauth"}}),
+            json!({"error": {"status": 400, "field": "auth.type"}}),
+        ),
+        (
+            "rotate bearer",
+            bearer(),
+            json!({"auth": {"type": "static_bearer", "token": "new"}}),
+            json!({"records": [{"type": "credential.updated", "settings": {"auth": {"token": "ct2"}}}]}),
+        ),
+        (
+            "display name null clears",
+            bearer(),
+            json!({"display_name": null}),
+            json!({"records": [{"settings": {"display_name": null}}]}),
+        ),
+        (
+            "metadata patch",
+            bearer(),
+            json!({"metadata": {"a": null, "b": "2"}}),
+            json!({"records": [{"settings": {"metadata": {"b": "2"}}}]}),
+        ),
+        (
+            "oauth scope empty clears",
+            oauth(),
+            json!({"auth": {"type": "mcp_oauth", "refresh": {"scope": ""}}}),
+            json!({"records": [{"settings": {"auth": {"refresh": {"scope": null, "client_id": "cid"}}}}]}),
+        ),
+        (
+            "oauth client_id immutable",
+            oauth(),
+            json!({"auth": {"type": "mcp_oauth", "refresh": {"client_id": "other"}}}),
+            json!({"error": {"field": "auth.refresh.client_id"}}),
+        ),
+        (
+            "oauth switch to post keeps secret",
+            oauth(),
+            json!({"auth": {"type": "mcp_oauth", "refresh": {"token_endpoint_auth": {"type": "client_secret_post"}}}}),
+            json!({"records": [{"settings": {"auth": {"refresh": {"token_endpoint_auth": {"type": "client_secret_post", "client_secret": "ct1"}}}}}]}),
+        ),
+        (
+            "oauth expiry null clears",
+            oauth(),
+            json!({"auth": {"type": "mcp_oauth", "expires_at": null}}),
+            json!({"records": [{"settings": {"auth": {"expires_at": null}}}]}),
+        ),
+        (
+            "oauth refresh null removes",
+            oauth(),
+            json!({"auth": {"type": "mcp_oauth", "refresh": null}}),
+            json!({"records": [{"settings": {"auth": {"refresh": null}}}]}),
+        ),
+        (
+            "env secret_name immutable",
+            env_var(),
+            json!({"auth": {"type": "environment_variable", "secret_name": "OTHER"}}),
+            json!({"error": {"field": "auth.secret_name"}}),
+        ),
+        (
+            "env injection merges",
+            env_var(),
+            json!({"auth": {"type": "environment_variable", "injection_location": {"body": true}}}),
+            json!({"records": [{"settings": {"auth": {"injection_location": {"header": true, "body": true}}}}]}),
+        ),
+        (
+            "env networking replaced",
+            env_var(),
+            json!({"auth": {"type": "environment_variable", "networking": {"type": "unrestricted"}}}),
+            json!({"records": [{"settings": {"auth": {"networking": {"type": "unrestricted"}}}}]}),
+        ),
+    ];
+    for (case, auth, when, then) in cases {
+        let c = credential_of(auth);
+        let params = serde_json::from_value(when).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let mut later = sealer();
+        later("skip the ciphertexts used at creation");
+        check_outcome(case, credential::update(&c, params, at(1), later), &then);
+    }
+    let c = credential_of(bearer());
+    let archived = credential::fold([
+        credential::Record::Created {
+            id: c.id.clone(),
+            vault_id: c.vault_id.clone(),
+            workspace: c.workspace.clone(),
+            settings: c.settings.clone(),
+            at: at(0),
+        },
+        credential::Record::Archived { at: at(2) },
+    ])
+    .expect("credential");
+    check_outcome(
+        "update archived credential",
+        credential::update(
+            &archived,
+            serde_json::from_value(json!({"display_name": "x"})).expect("body"),
+            at(3),
+            sealer(),
+        ),
+        &json!({"error": {"code": "credential_archived"}}),
+    );
+    assert_eq!(
+        archived.catalog_entry().parent.as_deref(),
+        Some("vlt_01test")
+    );
+}
+
+#[test]
+fn secrets_are_never_in_records_or_responses() {
+    for auth in [bearer(), oauth(), env_var()] {
+        let vault = vault_of(json!({"display_name": "v"}), false);
+        let records = credential::create(
+            &vault,
+            serde_json::from_value(json!({"auth": auth})).expect("body"),
+            CredentialId::parse("vcrd_01test").expect("id"),
+            at(0),
+            sealer(),
+        )
+        .expect("create");
+        for record in &records {
+            let bytes = record.encode();
+            assert!(!String::from_utf8_lossy(&bytes).contains("plain-"));
+            assert_eq!(&credential::Record::decode(&bytes).expect("decode"), record);
+        }
+        let rendered =
+            serde_json::to_string(&credential::fold(records).expect("c").render()).expect("json");
+        for word in [
+            "plain-",
+            "ct1",
+            "\"token\":",
+            "\"secret_value\":",
+            "\"client_secret\":",
+            "\"refresh_token\":",
+            "\"access_token\":",
+        ] {
+            assert!(!rendered.contains(word), "{rendered} contains {word}");
+        }
+    }
+    assert_eq!(format!("{:?}", SealedSecret("x".into())), "SealedSecret(…)");
+}
