@@ -18,6 +18,8 @@ pub mod pagination;
 pub mod query;
 pub mod routes;
 pub mod secrets;
+pub mod session;
+pub mod sse;
 pub mod state;
 pub mod store;
 

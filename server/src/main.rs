@@ -49,8 +49,9 @@ fn open_store(kind: StorageKind, data_dir: &std::path::Path) -> anyhow::Result<A
     match kind {
         StorageKind::Memory => Ok(AnyStore::Memory(MemoryStore::new())),
         StorageKind::Rocksdb => {
-            let _ = data_dir;
-            anyhow::bail!("--storage rocksdb: the RocksDB backend is not built into this binary yet; use --storage memory")
+            let path = data_dir.join("db");
+            AnyStore::open_rocks(&path)
+                .with_context(|| format!("opening the RocksDB store at {}", path.display()))
         }
     }
 }

@@ -185,3 +185,56 @@ impl Metrics {
 fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"")
 }
+
+/// The RocksDB writer's group-commit counters: batches (fsyncs), events, rejected requests and
+/// the histogram of requests per batch (bucket `i`: `2^i ..= 2^(i+1) - 1`).
+pub fn render_store(stats: &managed_agents_storage_rocksdb::Stats) -> String {
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "managed_agents_store_batches_total",
+            "Group commits (one fsync each).",
+            stats.batches,
+        ),
+        (
+            "managed_agents_store_requests_total",
+            "Appends and deletes committed.",
+            stats.requests,
+        ),
+        (
+            "managed_agents_store_rejected_total",
+            "Requests rejected by the writer.",
+            stats.rejected,
+        ),
+        (
+            "managed_agents_store_events_total",
+            "Events written.",
+            stats.events,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let name = "managed_agents_store_batch_size";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Requests per group commit.\n# TYPE {name} histogram"
+    );
+    let mut cumulative = 0;
+    for (i, count) in stats.batch_sizes.iter().enumerate() {
+        cumulative += count;
+        if i + 1 < stats.batch_sizes.len() {
+            let le = (1u64 << (i + 1)) - 1;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(
+        out,
+        "{name}_sum {}\n{name}_count {}",
+        stats.requests, stats.batches
+    );
+    out
+}

@@ -6,18 +6,39 @@ use managed_agents_core::storage::{
     Store, StreamId, Subscription, Version,
 };
 use managed_agents_storage_memory::MemoryStore;
+use managed_agents_storage_rocksdb::{Options, RocksStore, Stats};
 
 /// One of the storage backends.
 #[derive(Clone)]
 pub enum AnyStore {
     /// Everything in memory; nothing survives the process.
     Memory(MemoryStore),
+    /// Durable RocksDB with group commit.
+    Rocks(RocksStore),
+}
+
+impl AnyStore {
+    /// Opens (or creates) a RocksDB store in `dir`.
+    pub fn open_rocks(
+        dir: &std::path::Path,
+    ) -> Result<Self, managed_agents_storage_rocksdb::Error> {
+        RocksStore::open(Options::new(dir)).map(AnyStore::Rocks)
+    }
+
+    /// Group-commit counters, for RocksDB.
+    pub fn stats(&self) -> Option<Stats> {
+        match self {
+            AnyStore::Memory(_) => None,
+            AnyStore::Rocks(store) => Some(store.stats()),
+        }
+    }
 }
 
 macro_rules! delegate {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             AnyStore::Memory($store) => $call,
+            AnyStore::Rocks($store) => $call,
         }
     };
 }

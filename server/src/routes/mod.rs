@@ -6,11 +6,15 @@ use crate::state::AppState;
 
 pub mod agents;
 pub mod environments;
+pub mod events;
 pub mod ops;
+pub mod sessions;
 
 /// Every route under `/v1`.
 pub fn v1() -> Router<AppState> {
     Router::new()
         .merge(agents::router())
         .merge(environments::router())
+        .merge(sessions::router())
+        .merge(events::router())
 }

@@ -1,0 +1,436 @@
+//! Sessions (API §6): create (agent as id string, `{type:"agent"}` or `agent_with_overrides`),
+//! retrieve (core's folded projection), update, list with every filter and both cursors,
+//! archive, and delete (409 while running). `decide` makes every decision.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use managed_agents_core::agent::{Agent, AgentConfig, AgentObject, AgentUpdateParams};
+use managed_agents_core::event::{Budget, EventParams};
+use managed_agents_core::ids::{EnvironmentId, ResourceId, SessionId, VaultId, WorkspaceId};
+use managed_agents_core::patch::Patch;
+use managed_agents_core::resource::{self, ResourceParams};
+use managed_agents_core::session::{Command, Created, SessionState, Update};
+use managed_agents_core::storage::{CatalogQuery, Kind, Order, Store};
+use managed_agents_core::time::Timestamp;
+use managed_agents_core::vault::SealedSecret;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::auth::Auth;
+use crate::body;
+use crate::error::{Error, Result};
+use crate::pagination::{self, BidiPage};
+use crate::query::Query;
+use crate::routes::{agents, environments};
+use crate::session;
+use crate::state::AppState;
+
+/// The session routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sessions", post(create).get(list))
+        .route(
+            "/sessions/{session_id}",
+            get(retrieve).post(update).delete(delete),
+        )
+        .route("/sessions/{session_id}/archive", post(archive))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    agent: Value,
+    environment_id: String,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    resources: Option<Vec<ResourceParams>>,
+    #[serde(default)]
+    vault_ids: Option<Vec<String>>,
+    #[serde(default)]
+    initial_events: Option<Vec<EventParams>>,
+    #[serde(default)]
+    budget: Option<Budget>,
+}
+
+/// Keys of `agent_with_overrides` that replace the agent's configuration.
+const OVERRIDES: [&str; 5] = ["model", "system", "tools", "mcp_servers", "skills"];
+
+/// The session's agent snapshot: the rendered agent version without its metadata and
+/// timestamps (API §6.4).
+fn snapshot(object: &AgentObject) -> Result<Value> {
+    let mut value =
+        serde_json::to_value(object).map_err(|e| Error::Internal(format!("agent render: {e}")))?;
+    if let Some(map) = value.as_object_mut() {
+        for key in ["metadata", "created_at", "updated_at", "archived_at"] {
+            map.remove(key);
+        }
+    }
+    Ok(value)
+}
+
+fn field_error(field: &str, message: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("{field}: {message}"))
+}
+
+/// Resolves the `agent` of a create body to the agent and its snapshot.
+async fn resolve_agent(state: &AppState, auth: &Auth, agent: &Value) -> Result<(Agent, Value)> {
+    let (id, version, overrides) = match agent {
+        Value::String(id) => (id.clone(), None, None),
+        Value::Object(map) => {
+            let kind = map.get("type").and_then(Value::as_str);
+            let id = map
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| field_error("agent.id", "is required"))?
+                .to_owned();
+            let version = match map.get("version") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(
+                    v.as_u64()
+                        .filter(|v| *v >= 1)
+                        .ok_or_else(|| field_error("agent.version", "must be an integer ≥ 1"))?,
+                ),
+            };
+            match kind {
+                Some("agent") => (id, version, None),
+                Some("agent_with_overrides") => {
+                    let mut overrides = Map::new();
+                    for (key, value) in map {
+                        if OVERRIDES.contains(&key.as_str()) {
+                            overrides.insert(key.clone(), value.clone());
+                        } else if !["type", "id", "version"].contains(&key.as_str()) {
+                            return Err(field_error(
+                                &format!("agent.{key}"),
+                                "cannot be overridden (allowed: model, system, tools, mcp_servers, skills)",
+                            ));
+                        }
+                    }
+                    (id, version, Some(overrides))
+                }
+                _ => {
+                    return Err(field_error(
+                        "agent.type",
+                        "must be \"agent\" or \"agent_with_overrides\"",
+                    ))
+                }
+            }
+        }
+        _ => {
+            return Err(field_error(
+                "agent",
+                "must be an agent id or an agent reference object",
+            ))
+        }
+    };
+    let (agent, _) = agents::load(state, auth, &id).await?;
+    if agent.is_archived() {
+        return Err(field_error("agent", format!("agent {id} is archived")));
+    }
+    let number = version.unwrap_or_else(|| agent.version());
+    let chosen = agent.at_version(number).ok_or_else(|| {
+        field_error(
+            "agent.version",
+            format!("agent {id} has no version {number}"),
+        )
+    })?;
+    let mut config: AgentConfig = chosen.config.clone();
+    if let Some(overrides) = overrides {
+        let params: AgentUpdateParams =
+            body::decode(Value::Object(overrides).to_string().as_bytes())
+                .map_err(|e| Error::invalid(format!("agent.{e}")))?;
+        config = params
+            .apply(&config)
+            .map_err(|e| field_error(&format!("agent.{}", e.field), e.message))?;
+    }
+    let object = AgentObject {
+        id: agent.id.clone(),
+        version: number,
+        config,
+        created_at: agent.created_at,
+        updated_at: chosen.at,
+        archived_at: agent.archived_at,
+    };
+    let value = snapshot(&object)?;
+    Ok((agent, value))
+}
+
+/// Checks that every vault exists in the caller's workspace.
+async fn resolve_vaults(state: &AppState, auth: &Auth, ids: Vec<String>) -> Result<Vec<VaultId>> {
+    let mut vaults = Vec::with_capacity(ids.len());
+    for (i, id) in ids.into_iter().enumerate() {
+        let parsed = VaultId::parse(&id).map_err(|e| field_error(&format!("vault_ids[{i}]"), e))?;
+        let entry = state.store.entry(Kind::Vault, &id).await?;
+        if !entry.is_some_and(|e| e.workspace == auth.workspace()) {
+            return Err(Error::NotFound(format!(
+                "vault_ids[{i}]: vault {id:?} not found"
+            )));
+        }
+        vaults.push(parsed);
+    }
+    Ok(vaults)
+}
+
+/// Resolves resource requests: files must exist in the workspace; GitHub tokens are sealed
+/// into the resource's secret stream and never rendered.
+async fn resolve_resources(
+    state: &AppState,
+    auth: &Auth,
+    params: Vec<ResourceParams>,
+    now: Timestamp,
+) -> Result<Vec<Value>> {
+    let files = params
+        .iter()
+        .filter(|p| matches!(p, ResourceParams::File { .. }))
+        .count();
+    resource::check_file_count(files)?;
+    let mut rendered = Vec::with_capacity(params.len());
+    for (i, params) in params.into_iter().enumerate() {
+        let at = format!("resources[{i}]");
+        if let ResourceParams::File { file_id, .. } = &params {
+            let entry = state.store.entry(Kind::File, file_id.as_str()).await?;
+            if !entry.is_some_and(|e| e.workspace == auth.workspace()) {
+                return Err(Error::NotFound(format!(
+                    "{at}.file_id: file {file_id} not found"
+                )));
+            }
+        }
+        if let ResourceParams::MemoryStore { .. } = &params {
+            return Err(field_error(
+                &format!("{at}.type"),
+                "memory_store resources are not supported by this server yet",
+            ));
+        }
+        let mut token = None;
+        let resolved = resource::resolve(params, ResourceId::generate(now), now, None, |t| {
+            token = Some(t.to_owned());
+            SealedSecret(String::new())
+        })
+        .map_err(|e| match e {
+            managed_agents_core::object::Error::Invalid(f) => {
+                field_error(&format!("{at}.{}", f.field), f.message)
+            }
+            other => other.into(),
+        })?;
+        if let (Some(token), Some(id)) = (token, resolved.id()) {
+            state
+                .secrets
+                .put(
+                    &state.store,
+                    id.as_str(),
+                    &json!({"authorization_token": token}),
+                )
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        rendered.push(
+            serde_json::to_value(resolved.render())
+                .map_err(|e| Error::Internal(format!("resource render: {e}")))?,
+        );
+    }
+    Ok(rendered)
+}
+
+fn render(state: &SessionState) -> Result<Json<Value>> {
+    state
+        .render(Timestamp::now())
+        .map(Json)
+        .ok_or_else(|| Error::Internal("session without configuration".into()))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    body::Json(body): body::Json<CreateBody>,
+) -> Result<Json<Value>> {
+    let now = Timestamp::now();
+    let (_, agent) = resolve_agent(&state, &auth, &body.agent).await?;
+    if EnvironmentId::parse(&body.environment_id).is_err() {
+        return Err(Error::NotFound(format!(
+            "environment_id: environment {:?} not found",
+            body.environment_id
+        )));
+    }
+    let (env, _) = environments::load(&state, &auth, &body.environment_id).await?;
+    if env.is_archived() {
+        return Err(Error::invalid_code(
+            "environment_archived",
+            format!("environment_id: environment {} is archived", env.id),
+        ));
+    }
+    let vault_ids = resolve_vaults(&state, &auth, body.vault_ids.unwrap_or_default()).await?;
+    let resources =
+        resolve_resources(&state, &auth, body.resources.unwrap_or_default(), now).await?;
+    let id = SessionId::generate(now);
+    tracing::Span::current().record("session_id", id.as_str());
+    let created = Created {
+        id: id.clone(),
+        workspace: WorkspaceId::parse(auth.workspace())
+            .map_err(|e| Error::Internal(e.to_string()))?,
+        created_at: now,
+        agent,
+        environment_id: env.id.clone(),
+        title: body.title,
+        metadata: body.metadata.unwrap_or_default(),
+        resources,
+        vault_ids,
+        budget: body.budget,
+    };
+    let command = Command::Create {
+        created: Box::new(created),
+        initial_events: body.initial_events.unwrap_or_default(),
+    };
+    let committed = session::create(&state, id.as_str(), command).await?;
+    render(&committed.state)
+}
+
+async fn retrieve(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let loaded = session::load(&state, &auth, &id).await?;
+    render(&loaded.state)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AgentPatch {
+    #[serde(default)]
+    tools: Patch<Value>,
+    #[serde(default)]
+    mcp_servers: Patch<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateBody {
+    #[serde(flatten)]
+    update: Update,
+    #[serde(default)]
+    agent: Option<AgentPatch>,
+}
+
+/// Applies `{tools?, mcp_servers?}` to the session's agent snapshot with the agent module's
+/// update rules (full replacement, same validation as an agent update).
+fn patch_agent(current: &Value, patch: AgentPatch) -> Result<Value> {
+    let mut with_metadata = current.clone();
+    if let Some(map) = with_metadata.as_object_mut() {
+        map.insert("metadata".into(), json!({}));
+    }
+    let config: AgentConfig = serde_json::from_value(with_metadata)
+        .map_err(|e| Error::Internal(format!("session agent snapshot: {e}")))?;
+    let mut params = Map::new();
+    for (key, value) in [("tools", patch.tools), ("mcp_servers", patch.mcp_servers)] {
+        match value {
+            Patch::Absent => {}
+            Patch::Null => {
+                params.insert(key.into(), Value::Null);
+            }
+            Patch::Value(v) => {
+                params.insert(key.into(), v);
+            }
+        }
+    }
+    let params: AgentUpdateParams = body::decode(Value::Object(params).to_string().as_bytes())
+        .map_err(|e| Error::invalid(format!("agent.{e}")))?;
+    let next = params
+        .apply(&config)
+        .map_err(|e| field_error(&format!("agent.{}", e.field), e.message))?;
+    let mut value =
+        serde_json::to_value(&next).map_err(|e| Error::Internal(format!("agent render: {e}")))?;
+    if let (Some(map), Some(old)) = (value.as_object_mut(), current.as_object()) {
+        map.remove("metadata");
+        for key in ["type", "id", "version"] {
+            if let Some(v) = old.get(key) {
+                map.insert(key.into(), v.clone());
+            }
+        }
+    }
+    Ok(value)
+}
+
+async fn update(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body::Json(body): body::Json<UpdateBody>,
+) -> Result<Json<Value>> {
+    let mut update = body.update;
+    if let Some(patch) = body.agent {
+        let loaded = session::load(&state, &auth, &id).await?;
+        update.agent = Some(patch_agent(&loaded.state.agent, patch)?);
+    }
+    let committed = session::commit(&state, &auth, &id, || Command::Update(update.clone())).await?;
+    render(&committed.state)
+}
+
+async fn archive(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let committed = session::commit(&state, &auth, &id, || Command::Archive).await?;
+    render(&committed.state)
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    session::commit(&state, &auth, &id, || Command::Delete).await?;
+    session::remove(&state, &id).await?;
+    Ok(Json(json!({"id": id, "type": "session_deleted"})))
+}
+
+const STATUSES: [&str; 4] = ["rescheduling", "running", "idle", "terminated"];
+
+async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    query: Query,
+) -> Result<Json<BidiPage<Value>>> {
+    let mut catalog = CatalogQuery::new(Kind::Session, auth.workspace());
+    catalog.limit = query.limit(20, 100)?;
+    catalog.order = pagination::order(&query, Order::Desc)?;
+    catalog.include_archived = query.flag("include_archived", false)?;
+    catalog.created = query.time_range("created_at", &["gt", "gte", "lt", "lte"])?;
+    catalog.agent_id = query.one("agent_id")?.map(str::to_owned);
+    catalog.agent_version = query.uint("agent_version")?;
+    if catalog.agent_version.is_some() && catalog.agent_id.is_none() {
+        return Err(Error::invalid("agent_version: requires agent_id"));
+    }
+    for status in query.all("statuses") {
+        if !STATUSES.contains(&status) {
+            return Err(Error::invalid(format!(
+                "statuses[]: {status:?} is not one of rescheduling, running, idle, terminated"
+            )));
+        }
+        catalog.statuses.push(status.to_owned());
+    }
+    // Deployments and memory stores are not supported: no session matches these filters.
+    if query.one("deployment_id")?.is_some() || query.one("memory_store_id")?.is_some() {
+        return Ok(Json(BidiPage {
+            data: Vec::new(),
+            next_page: None,
+            prev_page: None,
+        }));
+    }
+    let page = pagination::list_catalog(&state.store, catalog, query.one("page")?).await?;
+    let mut data = Vec::with_capacity(page.entries.len());
+    for entry in &page.entries {
+        match session::load(&state, &auth, &entry.id).await {
+            Ok(loaded) => data.push(render(&loaded.state)?.0),
+            Err(Error::NotFound(_)) => continue,
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(Json(BidiPage {
+        data,
+        next_page: page.next,
+        prev_page: page.prev,
+    }))
+}
