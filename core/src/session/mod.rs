@@ -8,6 +8,7 @@
 
 mod decide;
 mod ids;
+pub mod log;
 mod record;
 mod rejection;
 mod render;
