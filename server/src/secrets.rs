@@ -12,6 +12,7 @@ use bytes::Bytes;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use managed_agents_core::storage::{Append, Direction, Expected, Kind, Store, StreamId};
+use managed_agents_core::vault::SealedSecret;
 use serde_json::Value;
 
 const NONCE_LEN: usize = 24;
@@ -124,6 +125,27 @@ impl Secrets {
             .encrypt(XNonce::from_slice(&nonce), plaintext)
             .map_err(|_| Error::Random)?;
         Ok([nonce.as_slice(), &sealed].concat())
+    }
+
+    /// Seals a text secret for core's records (`SealedSecret`): base64 of `nonce || ciphertext`.
+    /// Randomness failing is the only error; then the secret is not stored (empty ciphertext)
+    /// and the failure is logged.
+    pub fn seal_text(&self, plaintext: &str) -> SealedSecret {
+        match self.seal(plaintext.as_bytes()) {
+            Ok(sealed) => SealedSecret(base64::engine::general_purpose::STANDARD.encode(sealed)),
+            Err(err) => {
+                tracing::error!(error = %err, "sealing a secret failed");
+                SealedSecret(String::new())
+            }
+        }
+    }
+
+    /// Opens a `SealedSecret` made by [`Secrets::seal_text`].
+    pub fn open_text(&self, sealed: &SealedSecret) -> Result<String, Error> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&sealed.0)
+            .map_err(|_| Error::Open)?;
+        String::from_utf8(self.open(&bytes)?).map_err(|_| Error::Open)
     }
 
     /// Decrypts what [`Secrets::seal`] produced.

@@ -7,8 +7,11 @@ use crate::state::AppState;
 pub mod agents;
 pub mod environments;
 pub mod events;
+pub mod files;
 pub mod ops;
+pub mod resources;
 pub mod sessions;
+pub mod vaults;
 
 /// Every route under `/v1`.
 pub fn v1() -> Router<AppState> {
@@ -17,4 +20,7 @@ pub fn v1() -> Router<AppState> {
         .merge(environments::router())
         .merge(sessions::router())
         .merge(events::router())
+        .merge(vaults::router())
+        .merge(files::router())
+        .merge(resources::router())
 }

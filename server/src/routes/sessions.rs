@@ -165,7 +165,7 @@ async fn resolve_vaults(state: &AppState, auth: &Auth, ids: Vec<String>) -> Resu
     for (i, id) in ids.into_iter().enumerate() {
         let parsed = VaultId::parse(&id).map_err(|e| field_error(&format!("vault_ids[{i}]"), e))?;
         let entry = state.store.entry(Kind::Vault, &id).await?;
-        if !entry.is_some_and(|e| e.workspace == auth.workspace()) {
+        if entry.is_none_or(|e| e.workspace != auth.workspace()) {
             return Err(Error::NotFound(format!(
                 "vault_ids[{i}]: vault {id:?} not found"
             )));
@@ -193,7 +193,7 @@ async fn resolve_resources(
         let at = format!("resources[{i}]");
         if let ResourceParams::File { file_id, .. } = &params {
             let entry = state.store.entry(Kind::File, file_id.as_str()).await?;
-            if !entry.is_some_and(|e| e.workspace == auth.workspace()) {
+            if entry.is_none_or(|e| e.workspace != auth.workspace()) {
                 return Err(Error::NotFound(format!(
                     "{at}.file_id: file {file_id} not found"
                 )));

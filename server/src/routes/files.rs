@@ -1,0 +1,225 @@
+//! Files (API §14): multipart upload (part `file`, optional `expires_in_seconds`), metadata,
+//! download with the exact stored content type, list and delete. Metadata is core's file
+//! object in the store; bytes live in [`crate::blobs`]. Uploads are downloadable here (the
+//! hosted API allows downloading only session outputs; a self-hosted user owns the bytes).
+
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use managed_agents_core::file::{self, File, FileObject, NewFile};
+use managed_agents_core::ids::{FileId, SessionId, WorkspaceId};
+use managed_agents_core::object::Deleted;
+use managed_agents_core::storage::{CatalogQuery, Kind, Store, StreamId};
+use managed_agents_core::time::Timestamp;
+use serde::Serialize;
+
+use crate::auth::Auth;
+use crate::error::{Error, Result};
+use crate::objects;
+use crate::pagination;
+use crate::query::Query;
+use crate::state::AppState;
+
+/// The file routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/files",
+            post(upload)
+                .layer(DefaultBodyLimit::max(crate::UPLOAD_LIMIT))
+                .get(list),
+        )
+        .route("/files/{file_id}", get(retrieve).delete(delete))
+        .route("/files/{file_id}/content", get(download))
+}
+
+async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<File> {
+    if FileId::parse(id).is_err() {
+        return Err(Error::not_found("file", id));
+    }
+    let found = file::load(&objects::records(state, id).await?)?;
+    objects::owned(
+        found,
+        |f| f.workspace.as_str() == auth.workspace(),
+        "file",
+        id,
+    )
+}
+
+fn multipart_error(err: axum::extract::multipart::MultipartError) -> Error {
+    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::TooLarge(format!(
+            "upload is larger than the limit of {} bytes",
+            crate::UPLOAD_LIMIT
+        ))
+    } else {
+        Error::invalid(format!(
+            "file: malformed multipart body: {}",
+            err.body_text()
+        ))
+    }
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    auth: Auth,
+    mut multipart: Multipart,
+) -> Result<Json<FileObject>> {
+    let mut upload = None;
+    let mut expires_in_seconds = None;
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        match field.name() {
+            Some("file") => {
+                let filename = field.file_name().unwrap_or("").to_owned();
+                let mime = field.content_type().map(str::to_owned);
+                let bytes = field.bytes().await.map_err(multipart_error)?;
+                upload = Some((filename, mime, bytes));
+            }
+            Some("expires_in_seconds") => {
+                let text = field.text().await.map_err(multipart_error)?;
+                expires_in_seconds = Some(text.trim().parse::<u64>().map_err(|_| {
+                    Error::invalid(format!(
+                        "expires_in_seconds: expected an integer, got {text:?}"
+                    ))
+                })?);
+            }
+            _ => {}
+        }
+    }
+    let (filename, mime_type, bytes) =
+        upload.ok_or_else(|| Error::invalid("file: a multipart part named `file` is required"))?;
+    let now = Timestamp::now();
+    let id = FileId::generate(now);
+    let workspace =
+        WorkspaceId::parse(auth.workspace()).map_err(|e| Error::Internal(e.to_string()))?;
+    let new = NewFile {
+        filename,
+        mime_type,
+        size_bytes: bytes.len() as u64,
+        expires_in_seconds,
+        scope: None,
+        downloadable: true,
+    };
+    let records = file::create(new, id.clone(), workspace, now)?;
+    let created =
+        file::fold(records.clone()).ok_or_else(|| Error::Internal("file fold empty".into()))?;
+    state
+        .blobs
+        .put(id.as_str(), bytes)
+        .await
+        .map_err(|e| Error::Internal(format!("storing file bytes: {e}")))?;
+    let events = records.iter().map(file::Record::encode).collect();
+    objects::append(
+        &state,
+        id.as_str(),
+        0,
+        events,
+        Some(created.catalog_entry()),
+    )
+    .await?;
+    Ok(Json(created.render()))
+}
+
+async fn retrieve(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<FileObject>> {
+    Ok(Json(load(&state, &auth, &id).await?.render()))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let file = load(&state, &auth, &id).await?;
+    file.check_download(Timestamp::now())?;
+    let bytes = state
+        .blobs
+        .get(&id)
+        .await
+        .map_err(|e| Error::Internal(format!("reading file bytes: {e}")))?
+        .ok_or_else(|| Error::Internal(format!("bytes of file {id} are missing")))?;
+    let content_type = HeaderValue::from_str(&file.metadata.mime_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>> {
+    let file = load(&state, &auth, &id).await?;
+    state.store.delete(Kind::File, &StreamId::new(&id)).await?;
+    state
+        .blobs
+        .delete(&id)
+        .await
+        .map_err(|e| Error::Internal(format!("deleting file bytes: {e}")))?;
+    Ok(Json(file::deleted(&file.metadata.id)))
+}
+
+/// The file page: the cursor envelope plus the legacy `has_more`/`first_id`/`last_id` fields.
+#[derive(Debug, Serialize)]
+struct FilePage {
+    data: Vec<FileObject>,
+    next_page: Option<String>,
+    has_more: bool,
+    first_id: Option<String>,
+    last_id: Option<String>,
+}
+
+impl FilePage {
+    fn new(data: Vec<FileObject>, next_page: Option<String>) -> Self {
+        Self {
+            has_more: next_page.is_some(),
+            first_id: data.first().map(|f| f.id.to_string()),
+            last_id: data.last().map(|f| f.id.to_string()),
+            data,
+            next_page,
+        }
+    }
+}
+
+async fn list(State(state): State<AppState>, auth: Auth, query: Query) -> Result<Json<FilePage>> {
+    let ids = query.all("ids");
+    let now = Timestamp::now();
+    if !ids.is_empty() {
+        if ids.len() > 100 {
+            return Err(Error::invalid("ids[]: at most 100 ids"));
+        }
+        if query.one("page")?.is_some() || query.one("limit")?.is_some() {
+            return Err(Error::invalid(
+                "ids[]: cannot be combined with page or limit",
+            ));
+        }
+        let mut data = Vec::new();
+        for id in ids {
+            match load(&state, &auth, id).await {
+                Ok(file) if !file.is_expired(now) => data.push(file.render()),
+                Ok(_) | Err(Error::NotFound(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        return Ok(Json(FilePage::new(data, None)));
+    }
+    let mut catalog = CatalogQuery::new(Kind::File, auth.workspace());
+    catalog.limit = query.limit(20, 1000)?;
+    if let Some(scope) = query.one("scope_id")? {
+        SessionId::parse(scope).map_err(|e| Error::invalid(format!("scope_id: {e}")))?;
+        catalog.parent = Some(scope.to_owned());
+    }
+    let page = pagination::list_catalog(&state.store, catalog, query.one("page")?).await?;
+    let mut data = Vec::with_capacity(page.entries.len());
+    for entry in &page.entries {
+        let file = load(&state, &auth, &entry.id).await?;
+        if !file.is_expired(now) {
+            data.push(file.render());
+        }
+    }
+    Ok(Json(FilePage::new(data, page.next)))
+}
