@@ -10,12 +10,13 @@
 //! `TMPDIR`, plus the command's own variables). `Network::Limited` adds `--unshare-net`.
 //!
 //! **Host identity.** When the server runs as root, a small launcher (`/bin/sh`) joins the
-//! command's cgroups, opens the workspace as fd 3 (bound with `--bind-fd`, so the data dir's own
-//! permissions never need loosening), applies the rlimits, and then execs `bwrap` through
+//! command's cgroups, opens the workspace as fd 3 (bound with `--bind-fd`, so a path swapped
+//! between the checks and the mount cannot redirect it), applies the rlimits, and then execs `bwrap` through
 //! `setpriv` as an unprivileged host uid (default 60000, no capabilities, no supplementary
 //! groups). So even the "owner" inside the sandbox is a nobody on the host, and the kernel's
 //! ordinary permission checks protect root-owned files. The workspace directory is chowned to
-//! that uid. When the server is not root, `bwrap` runs as the server's own uid.
+//! that uid, and its ancestors must be searchable (`o+x`) by it (checked, with a clear error).
+//! When the server is not root, `bwrap` runs as the server's own uid.
 //!
 //! **Limits.** With writable cgroup v1 controllers (this machine) each command gets its own
 //! `memory`, `pids` and `cpu` groups (see `cgroup.rs`). Without them: `RLIMIT_AS` stands in for
@@ -116,7 +117,7 @@ impl BubblewrapSandbox {
             Some(_) => return Err(Error::BwrapNotFound),
             None => which("bwrap").ok_or(Error::BwrapNotFound)?,
         };
-        let root = std::fs::metadata("/proc/self").map_or(false, |m| m.uid() == 0);
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
         let drop_to = if root {
             let setpriv = which("setpriv").ok_or_else(|| Error::Spawn {
                 program: "setpriv".into(),
@@ -225,20 +226,30 @@ impl BubblewrapSandbox {
         (PathBuf::from("/bin/sh"), args)
     }
 
-    /// Make the workspace usable by the unprivileged host uid.
+    /// Make the workspace usable by the unprivileged host uid: it owns the workspace, and every
+    /// ancestor must let it pass (`o+x`), or bubblewrap cannot bind it.
     fn own(&self, workspace: &Path) -> Result<(), Error> {
-        let meta = std::fs::metadata(workspace).map_err(|source| Error::Workspace {
+        let fail = |source| Error::Workspace {
             path: workspace.to_owned(),
             source,
-        })?;
-        if let Some((_, uid, gid)) = self.drop_to {
-            if meta.uid() != uid || meta.gid() != gid {
-                std::os::unix::fs::chown(workspace, Some(uid), Some(gid)).map_err(|source| {
-                    Error::Workspace {
-                        path: workspace.to_owned(),
-                        source,
-                    }
-                })?;
+        };
+        let meta = std::fs::metadata(workspace).map_err(fail)?;
+        let Some((_, uid, gid)) = self.drop_to else {
+            return Ok(());
+        };
+        if meta.uid() != uid || meta.gid() != gid {
+            std::os::unix::fs::chown(workspace, Some(uid), Some(gid)).map_err(fail)?;
+        }
+        for dir in workspace.ancestors().skip(1) {
+            let m = std::fs::metadata(dir).map_err(fail)?;
+            if m.permissions().mode() & 0o001 == 0 && m.uid() != uid {
+                return Err(fail(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{} is not searchable by the sandbox uid {uid}; make it `chmod o+x`",
+                        dir.display()
+                    ),
+                )));
             }
         }
         Ok(())

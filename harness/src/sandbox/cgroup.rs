@@ -61,6 +61,7 @@ impl Cgroups {
                 Err(e) => e.kind() == std::io::ErrorKind::AlreadyExists,
             };
             if ready && base.join("cgroup.procs").exists() {
+                remove_stale(&base);
                 bases.push((controller, base));
             }
         }
@@ -124,6 +125,26 @@ impl Cgroups {
             }
         }
         Ok(group)
+    }
+}
+
+/// Remove groups left behind by servers that died (named `<pid>-<n>` for a pid that is gone).
+fn remove_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.split_once('-'))
+            .map(|(p, _)| p)
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! Session workspaces: one private directory (mode 0700) per session under a root in the data
 //! dir, bound read-write at `/workspace` in the sandbox. It persists across turns and restarts
 //! and is deleted with the session.
+//!
+//! The root is mode 0711: nobody but its owner can list it, but the unprivileged uid the sandbox
+//! runs as can pass through it to the workspace it owns (bubblewrap resolves the bind source
+//! as that uid, so every ancestor of a workspace must be searchable, `o+x`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -49,10 +53,11 @@ impl Workspaces {
         })
     }
 
-    /// Create (or reopen) the session's workspace with mode 0700; the root is created 0700 too.
+    /// Create (or reopen) the session's workspace with mode 0700; the root is created with mode
+    /// 0711.
     pub async fn create(&self, session_id: &str) -> Result<Workspace, Error> {
         let ws = self.get(session_id)?;
-        for dir in [&self.root, &ws.dir] {
+        for (dir, mode) in [(&self.root, 0o711), (&ws.dir, 0o700)] {
             let err = |source| Error::Workspace {
                 path: dir.clone(),
                 source,
@@ -65,7 +70,7 @@ impl Workspaces {
                 }
                 Err(e) => return Err(err(e)),
             }
-            tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
                 .await
                 .map_err(err)?;
         }
@@ -113,9 +118,9 @@ mod tests {
         let again = ws.create("sesn_a").await.unwrap();
         assert_eq!(a, again);
         assert!(a.dir().join("f").exists());
-        for dir in [ws.root(), a.dir()] {
+        for (dir, want) in [(ws.root(), 0o711), (a.dir(), 0o700)] {
             let mode = std::fs::metadata(dir).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+            assert_eq!(mode & 0o777, want, "{}", dir.display());
         }
         ws.delete("sesn_a").await.unwrap();
         assert!(!a.dir().exists());
