@@ -1,0 +1,269 @@
+"""Fixtures of the Python SDK suite: real `managed-agents serve` processes on 127.0.0.1:0.
+
+Every test that takes `server` (or `client`) runs twice, once against a server with
+`--storage rocksdb` and once against `--storage memory`: `backend` is a session-scoped,
+parametrized fixture, so each backend's server starts once for the whole run.
+
+The binary comes from `MANAGED_AGENTS_BIN`, else `$CARGO_TARGET_DIR/debug/managed-agents`
+(default target dir: /var/cache/managed-agents/target), else `target/debug/managed-agents`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import signal
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import anthropic
+import httpx2
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BACKENDS = ["rocksdb", "memory"]
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+
+
+def binary() -> Path:
+    explicit = os.environ.get("MANAGED_AGENTS_BIN")
+    candidates = []
+    if explicit:
+        candidates.append(Path(explicit))
+    target = os.environ.get("CARGO_TARGET_DIR", "/var/cache/managed-agents/target")
+    candidates += [Path(target) / "debug" / "managed-agents", REPO / "target" / "debug" / "managed-agents"]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise RuntimeError(
+        "managed-agents binary not found; build it with `cargo build -p managed-agents-server` "
+        f"and/or set MANAGED_AGENTS_BIN (looked at {', '.join(map(str, candidates))})"
+    )
+
+
+def new_key() -> str:
+    return "sk-test-" + secrets.token_urlsafe(24)
+
+
+def create_key(data_dir: Path, workspace: str) -> str:
+    """`managed-agents keys create` (RocksDB only; the server must not be running on data_dir)."""
+    out = subprocess.run(
+        [str(binary()), "keys", "create", "--data-dir", str(data_dir), "--workspace", workspace],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = out.stdout.strip().splitlines()[-1]
+    key_id, ws, key = line.split("\t")
+    assert ws == workspace and key_id.startswith("apikey_"), line
+    return key
+
+
+class ServerProcess:
+    """One `managed-agents serve` child process; `start()` waits for `listening on …`."""
+
+    def __init__(self, storage: str, data_dir: Path, key: str, log_path: Path):
+        self.storage = storage
+        self.data_dir = data_dir
+        self.key = key
+        self.log_path = log_path
+        self.proc: Optional[subprocess.Popen[str]] = None
+        self.url = ""
+        self.stdout_lines: list[str] = []
+
+    def start(self) -> "ServerProcess":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        for name in ("MANAGED_AGENTS_LISTEN", "MANAGED_AGENTS_STORAGE", "MANAGED_AGENTS_DATA_DIR"):
+            env.pop(name, None)
+        env["MANAGED_AGENTS_BOOTSTRAP_KEY"] = self.key
+        env["MANAGED_AGENTS_PING_SECONDS"] = "1"
+        env.setdefault("MANAGED_AGENTS_LOG", "info")
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [
+                str(binary()),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--storage",
+                self.storage,
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+        )
+        log.close()
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.stdout_lines.append(line)
+                if line.startswith("listening on ") and not ready.is_set():
+                    self.url = line.split("listening on ", 1)[1].strip()
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        ready.wait(START_TIMEOUT)
+        if not self.url:
+            self.stop()
+            raise RuntimeError(
+                f"server did not start ({self.storage}); stdout={self.stdout_lines!r}; "
+                f"log tail:\n{self.log_tail()}"
+            )
+        return self
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> int:
+        """SIGTERM (graceful shutdown), then wait; returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError("server ignored SIGTERM for %ss" % STOP_TIMEOUT)
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def client(self, key: Optional[str] = None, **kwargs: Any) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=key or self.key, **kwargs)
+
+
+@dataclasses.dataclass
+class Server:
+    """What tests see of a running server."""
+
+    storage: str
+    url: str
+    key: str
+    #: A key of a second workspace (`tenant-b`); None on memory storage, where keys cannot be
+    #: created from the CLI (only the bootstrap key exists).
+    other_key: Optional[str]
+    process: ServerProcess
+
+    def client(self, key: Optional[str] = None, **kwargs: Any) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=key or self.key, **kwargs)
+
+
+def start_server(storage: str, base: Path, other_workspace: Optional[str] = None) -> Server:
+    data_dir = base / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    other_key = None
+    if other_workspace is not None:
+        other_key = create_key(data_dir, other_workspace)
+    key = new_key()
+    process = ServerProcess(storage, data_dir, key, base / "server.log").start()
+    return Server(storage=storage, url=process.url, key=key, other_key=other_key, process=process)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp(f"server-{backend}")
+    srv = start_server(backend, base, other_workspace="tenant-b" if backend == "rocksdb" else None)
+    yield srv
+    code = srv.process.stop()
+    assert code == 0, f"server exited with {code}; log tail:\n{srv.process.log_tail()}"
+
+
+@pytest.fixture
+def client(server: Server) -> anthropic.Anthropic:
+    return server.client()
+
+
+class RequestCounter:
+    """Counts the HTTP requests a client sends (through an httpx2 event hook)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+
+    def __call__(self, request: httpx2.Request) -> None:
+        self.requests.append((request.method, request.url.path))
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for m, p in self.requests if m == method and p == path)
+
+
+@pytest.fixture
+def counted(server: Server) -> tuple[anthropic.Anthropic, RequestCounter]:
+    """A client with the SDK's default retry policy whose requests are counted."""
+    counter = RequestCounter()
+    http = anthropic.DefaultHttpxClient(event_hooks={"request": [counter]})
+    return server.client(http_client=http), counter
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_agent(client: anthropic.Anthropic) -> Callable[..., Any]:
+    def make(**kwargs: Any) -> Any:
+        kwargs.setdefault("name", unique("agent"))
+        kwargs.setdefault("model", "claude-sonnet-4-6")
+        return client.beta.agents.create(**kwargs)
+
+    return make
+
+
+@pytest.fixture
+def make_environment(client: anthropic.Anthropic) -> Callable[..., Any]:
+    def make(**kwargs: Any) -> Any:
+        kwargs.setdefault("name", unique("env"))
+        return client.beta.environments.create(**kwargs)
+
+    return make
+
+
+@pytest.fixture
+def agent(make_agent: Callable[..., Any]) -> Any:
+    return make_agent()
+
+
+@pytest.fixture
+def environment(make_environment: Callable[..., Any]) -> Any:
+    return make_environment()
+
+
+@pytest.fixture
+def make_session(client: anthropic.Anthropic, agent: Any, environment: Any) -> Callable[..., Any]:
+    def make(**kwargs: Any) -> Any:
+        kwargs.setdefault("agent", agent.id)
+        kwargs.setdefault("environment_id", environment.id)
+        return client.beta.sessions.create(**kwargs)
+
+    return make
+
+
+@pytest.fixture
+def session(make_session: Callable[..., Any]) -> Any:
+    return make_session()
+
+
+def user_message(text: str) -> dict[str, Any]:
+    return {"type": "user.message", "content": [{"type": "text", "text": text}]}
