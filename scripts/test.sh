@@ -38,6 +38,16 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 
 # ---------------------------------------------------------------------------------------------
-# Python SDK suite: TO BE ADDED HERE (another engineer owns it). It runs after the Rust tests,
-# inside a venv (python3-venv is installed above), against a server started from this build.
+# SDK suites: the official Python SDK (anthropic==2.14.0, pytest, tests/python) and the latest
+# TypeScript SDK (pinned in tests/typescript/package-lock.json, node --test) drive real
+# `managed-agents serve` processes on 127.0.0.1:0 (RocksDB and memory storage) started from this
+# build. scripts/sdk-env.sh prepares the venv and node_modules once and reuses them.
 # ---------------------------------------------------------------------------------------------
+cargo build -p managed-agents-server --bin managed-agents
+export MANAGED_AGENTS_BIN="$CARGO_TARGET_DIR/debug/managed-agents"
+sdk_venv=$("$repo/scripts/sdk-env.sh")
+# Both suites run even when the first fails; the script fails if either did.
+sdk_status=0
+"$sdk_venv/bin/python" -m pytest "$repo/tests/python" -q || sdk_status=$?
+(cd "$repo/tests/typescript" && node --test) || sdk_status=$?
+exit "$sdk_status"
