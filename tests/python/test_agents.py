@@ -111,6 +111,23 @@ def test_create_with_mcp_server_and_toolset(client: anthropic.Anthropic) -> None
     assert toolset.configs[0].permission_policy.type == "always_allow"
 
 
+def test_create_with_skills_and_execution_identity(client: anthropic.Anthropic) -> None:
+    agent = client.beta.agents.create(
+        name=unique("agent"),
+        model="claude-sonnet-4-6",
+        skills=[{"type": "anthropic", "skill_id": "xlsx"}],
+        execution_identity={"type": "aws_role", "role_arn": "arn:aws:iam::123456789012:role/agent"},
+    )
+    assert len(agent.skills) == 1
+    assert agent.skills[0].type == "anthropic" and agent.skills[0].skill_id == "xlsx"
+    assert isinstance(agent.skills[0].version, str)  # always resolved to a string
+    assert agent.execution_identity.type == "aws_role"
+    assert agent.execution_identity.role_arn == "arn:aws:iam::123456789012:role/agent"
+    reset = client.beta.agents.update(agent.id, execution_identity=None, skills=None)
+    assert reset.execution_identity.type == "service_account"
+    assert reset.skills == []
+
+
 def test_create_mcp_server_without_toolset_is_400(client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as err:
         client.beta.agents.create(

@@ -89,6 +89,19 @@ def test_list_and_delete(client: anthropic.Anthropic) -> None:
     assert made[1].id not in [f.id for f in client.beta.files.list(limit=1000)]
 
 
+def test_list_filters(client: anthropic.Anthropic, session, uploaded) -> None:
+    # Session outputs are scoped to the session; an upload is not.
+    assert client.beta.files.list(scope_id=session.id).data == []
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.files.list(scope_id="not-a-session")
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.files.list(ids=[uploaded.id], limit=5)
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.files.list(limit=1001)
+    raw = client.beta.files.with_raw_response.list(limit=1).http_response.json()
+    assert set(raw) >= {"data", "next_page"}
+
+
 def test_unknown_file_is_404(client: anthropic.Anthropic) -> None:
     for call in (
         lambda: client.beta.files.retrieve_metadata(MISSING_FILE),

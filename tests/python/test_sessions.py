@@ -143,8 +143,20 @@ def test_retrieve(client: anthropic.Anthropic, session) -> None:
     assert got.status == "idle"
     assert got.agent.id == session.agent.id
     usage = got.usage
-    assert usage.input_tokens in (0, None) and usage.output_tokens in (0, None)
-    assert got.stats.duration_seconds is None or got.stats.duration_seconds >= 0
+    assert usage.input_tokens == 0 and usage.output_tokens == 0
+    assert usage.cache_read_input_tokens == 0
+    assert usage.cache_creation.ephemeral_1h_input_tokens == 0
+    assert usage.cache_creation.ephemeral_5m_input_tokens == 0
+    assert got.stats.duration_seconds is not None and got.stats.duration_seconds >= 0
+    assert got.stats.active_seconds == 0
+    raw = client.beta.sessions.with_raw_response.retrieve(session.id).http_response.json()
+    for key in ("id", "type", "status", "agent", "environment_id", "title", "metadata", "resources", "vault_ids",
+                "outcome_evaluations", "stats", "usage", "budget", "created_at", "updated_at", "archived_at"):
+        assert key in raw, f"session.{key} missing"
+    # The agent snapshot carries the configuration, not the agent's own bookkeeping.
+    assert raw["agent"]["type"] == "agent"
+    for key in ("metadata", "created_at", "updated_at", "archived_at"):
+        assert key not in raw["agent"]
     with pytest.raises(anthropic.NotFoundError):
         client.beta.sessions.retrieve(MISSING)
 

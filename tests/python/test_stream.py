@@ -14,7 +14,11 @@ from typing import Any, Callable, Iterator, Optional
 import anthropic
 import httpx
 import pytest
-from anthropic.types.beta.sessions import BetaManagedAgentsUserMessageEvent
+from anthropic.types.beta.sessions import (
+    BetaManagedAgentsSessionDeletedEvent,
+    BetaManagedAgentsSessionStatusRunningEvent,
+    BetaManagedAgentsUserMessageEvent,
+)
 
 from conftest import Server, user_message
 
@@ -56,6 +60,7 @@ def test_sdk_stream_delivers_typed_events_sent_after_connecting(client: anthropi
     assert isinstance(echo, BetaManagedAgentsUserMessageEvent)
     assert echo.id == sent.data[0].id
     assert echo.content[0].text == "streamed"
+    assert isinstance(events[1], BetaManagedAgentsSessionStatusRunningEvent)
     assert events[1].id and events[1].processed_at is not None
     listed = [e.id for e in client.beta.sessions.events.list(session.id)]
     assert listed[-2:] == [e.id for e in events]
@@ -66,6 +71,8 @@ def test_sdk_stream_ends_after_session_deleted(client: anthropic.Anthropic, sess
     client.beta.sessions.delete(session.id)
     events = collect(stream, lambda evs: False if not evs else evs[-1].type == "session.deleted")
     assert [e.type for e in events] == ["session.deleted"]
+    assert isinstance(events[0], BetaManagedAgentsSessionDeletedEvent)
+    assert events[0].id and events[0].processed_at is not None
 
 
 def test_sdk_stream_iteration_finishes_when_server_closes(client: anthropic.Anthropic, session) -> None:
