@@ -50,6 +50,11 @@ def new_key() -> str:
     return "sk-test-" + secrets.token_urlsafe(24)
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Runs `managed-agents ARGS` to completion."""
+    return subprocess.run([str(binary()), *args], check=True, capture_output=True, text=True, timeout=60)
+
+
 def create_key(data_dir: Path, workspace: str) -> str:
     """`managed-agents keys create` (RocksDB only; the server must not be running on data_dir)."""
     out = subprocess.run(
@@ -68,7 +73,7 @@ def create_key(data_dir: Path, workspace: str) -> str:
 class ServerProcess:
     """One `managed-agents serve` child process; `start()` waits for `listening on …`."""
 
-    def __init__(self, storage: str, data_dir: Path, key: str, log_path: Path):
+    def __init__(self, storage: str, data_dir: Path, key: Optional[str], log_path: Path):
         self.storage = storage
         self.data_dir = data_dir
         self.key = key
@@ -82,7 +87,9 @@ class ServerProcess:
         env = dict(os.environ)
         for name in ("MANAGED_AGENTS_LISTEN", "MANAGED_AGENTS_STORAGE", "MANAGED_AGENTS_DATA_DIR"):
             env.pop(name, None)
-        env["MANAGED_AGENTS_BOOTSTRAP_KEY"] = self.key
+        env.pop("MANAGED_AGENTS_BOOTSTRAP_KEY", None)
+        if self.key is not None:
+            env["MANAGED_AGENTS_BOOTSTRAP_KEY"] = self.key
         env["MANAGED_AGENTS_PING_SECONDS"] = "1"
         env.setdefault("MANAGED_AGENTS_LOG", "info")
         log = open(self.log_path, "a")
