@@ -284,7 +284,7 @@ async fn create(
         created: Box::new(created),
         initial_events: body.initial_events.unwrap_or_default(),
     };
-    let committed = session::create(&state, id.as_str(), command).await?;
+    let committed = session::create(&state, &id, command).await?;
     render(&committed.state)
 }
 
