@@ -278,6 +278,7 @@ async fn memory_limit_applies() {
         .await
         .unwrap();
     assert!(!out.stdout.contains("survived"), "{out:?}");
+    assert!(out.stderr.contains("Killed"), "{out:?}");
 }
 
 #[test]

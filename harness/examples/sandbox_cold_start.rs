@@ -1,0 +1,50 @@
+//! Sandbox cold start to first output: runs `echo ready` in a fresh bubblewrap sandbox many
+//! times and prints p50/p99 per network mode. Each run is a new `bwrap` (new namespaces, mounts,
+//! cgroups), so this is the cost a tool call pays before its command starts.
+//!
+//! `cargo run -p managed-agents-harness --example sandbox_cold_start -- [RUNS]`
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use managed_agents_harness::sandbox::{
+    BubblewrapSandbox, Command, Network, Options, Sandbox, Workspaces,
+};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(200);
+    let sandbox = BubblewrapSandbox::new(Options::default())?;
+    println!("{}", sandbox.enforcement());
+    let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+    let workspaces = Workspaces::new(dir.path().join("workspaces"));
+    let ws = workspaces.create("sesn_bench").await?;
+
+    for network in [Network::Limited, Network::Unrestricted] {
+        let mut samples = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let start = Instant::now();
+            let out = sandbox
+                .run(&ws, network, Command::new(["echo", "ready"]))
+                .await?;
+            samples.push(start.elapsed());
+            anyhow::ensure!(out.stdout == "ready\n", "unexpected output: {out:?}");
+        }
+        samples.sort();
+        let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+        println!(
+            "{network:?}: runs={runs} p50={:.2?} p99={:.2?} min={:.2?} max={:.2?}",
+            pct(0.50),
+            pct(0.99),
+            samples[0],
+            samples.last().copied().unwrap_or(Duration::ZERO),
+        );
+    }
+    workspaces.delete("sesn_bench").await?;
+    Ok(())
+}
