@@ -1,0 +1,159 @@
+//! `core::session::log` over a real store: creation, fenced appends, and concurrent commits
+//! that lose races and decide again without losing or duplicating anything.
+
+use std::thread;
+
+use futures::executor::block_on;
+use managed_agents_core::event::{Body, EventParams};
+use managed_agents_core::ids::{EnvironmentId, SessionId, WorkspaceId};
+use managed_agents_core::session::log::{self, Error};
+use managed_agents_core::session::{Command, Created, Status};
+use managed_agents_core::storage::{self, CatalogQuery, Kind, Store};
+use managed_agents_core::time::Timestamp;
+use managed_agents_storage_memory::MemoryStore;
+use serde_json::json;
+
+fn message(text: &str) -> EventParams {
+    serde_json::from_value(
+        json!({"type": "user.message", "content": [{"type": "text", "text": text}]}),
+    )
+    .expect("valid params")
+}
+
+fn create(store: &MemoryStore, workspace: &WorkspaceId) -> SessionId {
+    let now = Timestamp::now();
+    let id = SessionId::generate(now);
+    let created = Created {
+        id: id.clone(),
+        workspace: workspace.clone(),
+        created_at: now,
+        agent: json!({"type": "agent", "id": "agent_01x", "version": 3}),
+        environment_id: EnvironmentId::generate(now),
+        title: None,
+        metadata: Default::default(),
+        resources: Vec::new(),
+        vault_ids: Vec::new(),
+        budget: None,
+    };
+    let command = Command::Create {
+        created: Box::new(created),
+        initial_events: Vec::new(),
+    };
+    block_on(log::create(store, &id, command, now)).expect("create");
+    id
+}
+
+#[test]
+fn create_writes_the_catalog_entry_and_load_folds() {
+    let store = MemoryStore::new();
+    let workspace = WorkspaceId::generate(Timestamp::now());
+    let id = create(&store, &workspace);
+    let loaded = block_on(log::load(&store, &id)).expect("load");
+    assert_eq!(loaded.state.status, Status::Idle);
+    let entry = block_on(store.entry(Kind::Session, id.as_str()))
+        .expect("entry")
+        .expect("present");
+    assert_eq!(entry.workspace, workspace.as_str());
+    assert_eq!(entry.agent, Some(("agent_01x".to_owned(), 3)));
+    assert_eq!(entry.status.as_deref(), Some("idle"));
+
+    let missing = SessionId::generate(Timestamp::now());
+    assert!(matches!(
+        block_on(log::load(&store, &missing)),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn a_stale_append_is_fenced_off() {
+    let store = MemoryStore::new();
+    let id = create(&store, &WorkspaceId::generate(Timestamp::now()));
+    let stale = block_on(log::load(&store, &id)).expect("load");
+    block_on(log::commit(
+        &store,
+        &id,
+        |_| true,
+        || Command::Send(vec![message("first")]),
+    ))
+    .expect("send");
+    let lost = block_on(log::append(&store, &stale, Vec::new()));
+    assert!(matches!(
+        lost,
+        Err(Error::Store(storage::Error::WrongExpectedVersion { .. }))
+    ));
+    let running = CatalogQuery {
+        statuses: vec!["running".into()],
+        ..CatalogQuery::new(
+            Kind::Session,
+            stale
+                .state
+                .config
+                .as_ref()
+                .expect("created")
+                .workspace
+                .as_str(),
+        )
+    };
+    assert_eq!(
+        block_on(store.list(&running)).expect("list").entries.len(),
+        1,
+        "the catalog follows the fold"
+    );
+}
+
+#[test]
+fn concurrent_commits_retry_and_keep_every_message_once() {
+    let store = MemoryStore::new();
+    let id = create(&store, &WorkspaceId::generate(Timestamp::now()));
+    thread::scope(|scope| {
+        for writer in 0..8 {
+            let store = store.clone();
+            let id = id.clone();
+            scope.spawn(move || {
+                for i in 0..5 {
+                    let text = format!("{writer}-{i}");
+                    block_on(log::commit(
+                        &store,
+                        &id,
+                        |_| true,
+                        || Command::Send(vec![message(&text)]),
+                    ))
+                    .expect("commit");
+                }
+            });
+        }
+    });
+    let loaded = block_on(log::load(&store, &id)).expect("load");
+    let mut texts: Vec<String> = loaded
+        .records
+        .iter()
+        .filter_map(|r| r.event())
+        .filter_map(|e| match &e.body {
+            Body::UserMessage(m) => serde_json::to_value(&m.content).ok(),
+            _ => None,
+        })
+        .map(|v| v[0]["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    texts.sort();
+    let mut expected: Vec<String> = (0..8)
+        .flat_map(|w| (0..5).map(move |i| format!("{w}-{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(texts, expected);
+    assert_eq!(loaded.state.status, Status::Running);
+}
+
+#[test]
+fn commit_refuses_a_session_the_caller_may_not_see() {
+    let store = MemoryStore::new();
+    let id = create(&store, &WorkspaceId::generate(Timestamp::now()));
+    let refused = block_on(log::commit(
+        &store,
+        &id,
+        |_| false,
+        || Command::Send(vec![message("x")]),
+    ));
+    assert!(matches!(refused, Err(Error::NotFound(_))));
+    let loaded = block_on(log::load(&store, &id)).expect("load");
+    assert_eq!(loaded.state.status, Status::Idle, "nothing was written");
+}
