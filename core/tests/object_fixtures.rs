@@ -42,6 +42,7 @@ fn every_fixture_round_trips() {
     round_trip::<EnvironmentObject>("environment_self_hosted");
     round_trip::<VaultObject>("vault");
     round_trip::<CredentialObject>("credential_static_bearer");
+    round_trip::<CredentialObject>("credential_static_bearer_no_url");
     round_trip::<CredentialObject>("credential_mcp_oauth");
     round_trip::<CredentialObject>("credential_environment_variable");
     round_trip::<ResourceObject>("resource_file");

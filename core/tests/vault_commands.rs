@@ -182,6 +182,12 @@ fn credential_create_rules() {
             json!({"records": [{"settings": {"auth": {"secret_value": "ct1", "injection_location": {"header": true, "body": false}}}}]}),
         ),
         (
+            "bearer without mcp_server_url",
+            json!({"auth": {"type": "static_bearer", "token": "model-key"}}),
+            json!({"records": [{"type": "credential.created",
+            "settings": {"auth": {"type": "static_bearer", "mcp_server_url": null, "token": "ct1"}}}]}),
+        ),
+        (
             "bad url",
             json!({"auth": {"type": "static_bearer", "mcp_server_url": "nope", "token": "t"}}),
             json!({"error": {"field": "auth.mcp_server_url"}}),

@@ -72,6 +72,45 @@ async fn credential_secrets_are_write_only() {
     assert!(credential["archived_at"].is_string());
 }
 
+#[tokio::test]
+async fn static_bearer_without_mcp_server_url() {
+    let h = harness().await;
+    let vault = h
+        .call("POST", "/v1/vaults", Some(json!({"display_name": "llm"})))
+        .await
+        .json();
+    let vid = vault["id"].as_str().expect("id");
+    let created = h
+        .call(
+            "POST",
+            &format!("/v1/vaults/{vid}/credentials"),
+            Some(json!({"auth": {"type": "static_bearer", "token": "sk-MODELKEY"}})),
+        )
+        .await;
+    assert_eq!(
+        created.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&created.bytes)
+    );
+    assert!(!String::from_utf8_lossy(&created.bytes).contains("sk-MODELKEY"));
+    let auth = &created.json()["auth"];
+    assert_eq!(
+        auth,
+        &json!({"type": "static_bearer", "mcp_server_url": null})
+    );
+    let cid = created.json()["id"].as_str().expect("id").to_owned();
+    let rotated = h
+        .call(
+            "POST",
+            &format!("/v1/vaults/{vid}/credentials/{cid}"),
+            Some(json!({"auth": {"type": "static_bearer", "token": "sk-ROTATED"}})),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    assert_eq!(rotated.json()["auth"]["mcp_server_url"], json!(null));
+}
+
 fn multipart(filename: &str, content_type: &str, content: &str) -> (String, String) {
     let boundary = "XBOUNDARYX";
     let body = format!(

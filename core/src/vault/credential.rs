@@ -121,8 +121,10 @@ pub struct RefreshParams {
 pub enum AuthParams {
     /// A bearer token for an MCP server.
     StaticBearer {
-        /// The MCP server it authenticates to.
-        mcp_server_url: String,
+        /// The MCP server it authenticates to; absent for a bearer token that is not tied to
+        /// an MCP server (an LLM vault's model API key).
+        #[serde(default)]
+        mcp_server_url: Option<String>,
         /// Write-only.
         token: Secret,
     },
@@ -302,8 +304,9 @@ pub struct Refresh {
 pub enum Auth {
     /// Bearer token.
     StaticBearer {
-        /// MCP server URL.
-        mcp_server_url: String,
+        /// MCP server URL, if the token is tied to one.
+        #[serde(default)]
+        mcp_server_url: Option<String>,
         /// Sealed.
         token: SealedSecret,
     },
@@ -344,9 +347,8 @@ impl Auth {
     /// The MCP server this credential authenticates to, for matching agent `mcp_servers`.
     pub fn mcp_server_url(&self) -> Option<&str> {
         match self {
-            Auth::StaticBearer { mcp_server_url, .. } | Auth::McpOauth { mcp_server_url, .. } => {
-                Some(mcp_server_url)
-            }
+            Auth::StaticBearer { mcp_server_url, .. } => mcp_server_url.as_deref(),
+            Auth::McpOauth { mcp_server_url, .. } => Some(mcp_server_url),
             Auth::EnvironmentVariable { .. } => None,
         }
     }
@@ -421,7 +423,9 @@ fn resolve_auth(
             mcp_server_url,
             token,
         } => {
-            validate::http_url("auth.mcp_server_url", &mcp_server_url)?;
+            if let Some(url) = &mcp_server_url {
+                validate::http_url("auth.mcp_server_url", url)?;
+            }
             Auth::StaticBearer {
                 mcp_server_url,
                 token: secret("auth.token", token, seal)?,
@@ -871,8 +875,8 @@ pub struct RefreshObject {
 pub enum AuthObject {
     /// Bearer token.
     StaticBearer {
-        /// MCP server URL.
-        mcp_server_url: String,
+        /// MCP server URL; `null` when the token is not tied to one.
+        mcp_server_url: Option<String>,
     },
     /// OAuth.
     McpOauth {
