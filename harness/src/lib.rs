@@ -1,6 +1,11 @@
-//! Agent runtimes: the runner that drives sessions with unprocessed input, the engines that talk
-//! to models, the tools, and the sandboxes they run in. So far: the scripted [`mock_model`]
-//! server and the [`sandbox`] that tools run in.
+//! Agent runtimes: the [`runner`] that drives sessions with unprocessed input, the engines that
+//! talk to models ([`model`] clients and the agent loop), the [`tools`], the [`sandbox`] they run
+//! in, live [`previews`], and the scripted [`mock_model`] server.
 
+mod engine;
 pub mod mock_model;
+pub mod model;
+pub mod previews;
+pub mod runner;
 pub mod sandbox;
+pub mod tools;

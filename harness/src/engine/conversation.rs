@@ -1,0 +1,220 @@
+//! Rebuilds the model conversation from a session's log, each turn, so nothing but the log
+//! holds it (a restart loses nothing).
+//!
+//! - `user.message` and `system.message` count from the moment the runner consumed them (their
+//!   `inputs_processed` fact), not from when they were posted, so input queued during a turn
+//!   lands after that turn's work;
+//! - `agent.message` text, `agent.tool_use` and `agent.custom_tool_use` are assistant content;
+//!   tool calls carry their event id as the wire id;
+//! - `agent.tool_result`, `user.custom_tool_result` and `user.tool_result` become tool results
+//!   placed right after the assistant message holding their call (as both APIs require); a
+//!   call without a result (an interrupted or abandoned turn) gets an error result saying so.
+
+use std::collections::HashMap;
+
+use managed_agents_core::event::{Body, ContentBlock};
+use managed_agents_core::session::{Fact, SessionRecord};
+use serde_json::Value;
+
+use crate::model::{Message, Part, Role};
+
+/// The conversation and the system text added by `system.message` events.
+pub(crate) struct Conversation {
+    pub(crate) messages: Vec<Message>,
+    pub(crate) system_additions: Vec<String>,
+}
+
+fn strip_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
+        other => other,
+    }
+}
+
+fn user_part(block: &ContentBlock) -> Part {
+    match block {
+        ContentBlock::Text { text } => Part::Text(text.clone()),
+        other => Part::Block(strip_nulls(
+            serde_json::to_value(other).unwrap_or(Value::Null),
+        )),
+    }
+}
+
+fn result_content(content: Option<&Vec<ContentBlock>>) -> Vec<Value> {
+    let blocks: Vec<Value> = content
+        .into_iter()
+        .flatten()
+        .filter(|b| !matches!(b, ContentBlock::Redacted))
+        .map(|b| strip_nulls(serde_json::to_value(b).unwrap_or(Value::Null)))
+        .collect();
+    if blocks.is_empty() {
+        vec![serde_json::json!({"type": "text", "text": "(no content)"})]
+    } else {
+        blocks
+    }
+}
+
+fn push(messages: &mut Vec<Message>, role: Role, part: Part) {
+    match messages.last_mut() {
+        Some(last) if last.role == role => last.parts.push(part),
+        _ => messages.push(Message {
+            role,
+            parts: vec![part],
+        }),
+    }
+}
+
+/// Builds the conversation from `records` (the whole stream, in order).
+pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
+    let mut posted: HashMap<&str, &Body> = HashMap::new();
+    for record in records {
+        if let SessionRecord::Event(event) = record {
+            if matches!(event.body, Body::UserMessage(_) | Body::SystemMessage(_)) {
+                posted.insert(event.id.as_str(), &event.body);
+            }
+        }
+    }
+
+    // In log order; results sit where they were recorded for now (they mark the boundary
+    // between one model response and the next).
+    let mut messages: Vec<Message> = Vec::new();
+    let mut system_additions = Vec::new();
+    for record in records {
+        let event = match record {
+            SessionRecord::Fact(Fact::InputsProcessed { event_ids, .. }) => {
+                for id in event_ids {
+                    match posted.get(id.as_str()) {
+                        Some(Body::UserMessage(m)) => {
+                            for block in &m.content {
+                                push(&mut messages, Role::User, user_part(block));
+                            }
+                        }
+                        Some(Body::SystemMessage(m)) => {
+                            system_additions.extend(m.content.iter().map(|t| t.text().to_owned()));
+                        }
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            SessionRecord::Fact(_) => continue,
+            SessionRecord::Event(event) => event,
+        };
+        let (id, content, is_error) = match &event.body {
+            Body::AgentMessage(m) => {
+                for block in &m.content {
+                    if let ContentBlock::Text { text } = block {
+                        push(&mut messages, Role::Assistant, Part::Text(text.clone()));
+                    }
+                }
+                continue;
+            }
+            Body::AgentToolUse(t) => {
+                let part = Part::ToolUse {
+                    id: event.id.to_string(),
+                    name: t.name.clone(),
+                    input: t.input.clone(),
+                };
+                push(&mut messages, Role::Assistant, part);
+                continue;
+            }
+            Body::AgentCustomToolUse(t) => {
+                let part = Part::ToolUse {
+                    id: event.id.to_string(),
+                    name: t.name.clone(),
+                    input: t.input.clone(),
+                };
+                push(&mut messages, Role::Assistant, part);
+                continue;
+            }
+            Body::AgentToolResult(r) => (&r.tool_use_id, r.content.as_ref(), r.is_error),
+            Body::UserCustomToolResult(r) => {
+                (&r.custom_tool_use_id, r.content.as_ref(), r.is_error)
+            }
+            Body::UserToolResult(r) => (&r.tool_use_id, r.content.as_ref(), r.is_error),
+            _ => continue,
+        };
+        let part = Part::ToolResult {
+            id: id.to_string(),
+            content: result_content(content),
+            is_error: is_error.unwrap_or(false),
+        };
+        push(&mut messages, Role::User, part);
+    }
+
+    // Take every result out, then put each at the start of the user message that follows its
+    // call (results without a call are dropped; calls without a result get an error result).
+    let mut results: HashMap<String, Part> = HashMap::new();
+    for message in &mut messages {
+        message.parts.retain(|part| match part {
+            Part::ToolResult { id, .. } => {
+                results.entry(id.clone()).or_insert_with(|| part.clone());
+                false
+            }
+            _ => true,
+        });
+    }
+    let mut i = 0;
+    while i < messages.len() {
+        let calls: Vec<String> = match messages[i].role {
+            Role::Assistant => messages[i]
+                .parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::ToolUse { id, .. } => Some(id.clone()),
+                    _ => None,
+                })
+                .collect(),
+            Role::User => Vec::new(),
+        };
+        if !calls.is_empty() {
+            let answers: Vec<Part> = calls
+                .iter()
+                .map(|id| {
+                    results.remove(id).unwrap_or_else(|| Part::ToolResult {
+                        id: id.clone(),
+                        content: vec![serde_json::json!({"type": "text",
+                            "text": "The tool call did not run: the turn was interrupted."})],
+                        is_error: true,
+                    })
+                })
+                .collect();
+            if messages.get(i + 1).is_none_or(|m| m.role != Role::User) {
+                messages.insert(
+                    i + 1,
+                    Message {
+                        role: Role::User,
+                        parts: Vec::new(),
+                    },
+                );
+            }
+            messages[i + 1].parts.splice(0..0, answers);
+        }
+        i += 1;
+    }
+
+    // Drop what became empty and merge neighbours of the same role.
+    let mut merged: Vec<Message> = Vec::new();
+    for message in messages.into_iter().filter(|m| !m.parts.is_empty()) {
+        match merged.last_mut() {
+            Some(last) if last.role == message.role => last.parts.extend(message.parts),
+            _ => merged.push(message),
+        }
+    }
+    if merged.last().is_some_and(|m| m.role == Role::Assistant) {
+        merged.push(Message {
+            role: Role::User,
+            parts: vec![Part::Text("Continue.".into())],
+        });
+    }
+    Conversation {
+        messages: merged,
+        system_additions,
+    }
+}

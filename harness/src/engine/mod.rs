@@ -1,0 +1,574 @@
+//! The resident agent loop shared by the `native` (Anthropic Messages) and `openai-agents`
+//! (OpenAI Responses) engines; they differ only in the model client ([`crate::model`]).
+//!
+//! One call of [`Turn::run`] drives a session from its consumed input to its next idle:
+//!
+//! 1. settle what the input answers: confirmed tool calls run, denied ones get an error result
+//!    carrying the `deny_message`;
+//! 2. loop: rebuild the conversation from the log; `span.model_request_start`; stream the model
+//!    (previews of `agent.message` / `agent.thinking` go to [`Previews`]); then in one append
+//!    `agent.thinking`, `agent.message`, `agent.tool_use` (with `evaluated_permission`) /
+//!    `agent.custom_tool_use`, `span.model_request_end` with `model_usage`; then run the allowed
+//!    tools, each followed by its `agent.tool_result`;
+//! 3. stop with `session.status_idle`: `end_turn`, `requires_action` (tool calls waiting for a
+//!    confirmation or a custom tool result), `refusal` (with `stop_details`) or
+//!    `retries_exhausted`.
+//!
+//! Transient model failures (429, 529, 5xx, connection loss) are retried with exponential
+//! backoff honouring `retry-after`: `span.model_request_end{is_error}`, `session.error`
+//! (`retry_status: retrying`), `session.status_rescheduled`, the wait, `session.status_running`.
+//! When retries are exhausted: `session.error` (`exhausted`) and idle with `retries_exhausted`.
+//! Other failures (400, 401, ...): `session.error` (`terminal`) and idle with `end_turn` — the
+//! session stays usable once the cause (a bad key, a bad model id) is fixed.
+//!
+//! A `user.interrupt` (watched by the runner) cancels the model request, the backoff wait or the
+//! running tool (its sandbox is killed) at once; the turn closes what it opened (an errored
+//! span, an error result for each call without one) and idles with `end_turn`.
+
+pub(crate) mod conversation;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use managed_agents_core::agent::tools::builtin_setting;
+use managed_agents_core::agent::{BuiltinTool, PermissionPolicy};
+use managed_agents_core::event::{
+    AgentMessage, AutoPermission, Body, Confirmation, ContentBlock, CustomToolUse, ErrorEvent,
+    ErrorKind, Evaluation, Event, ModelRequestEnd, ModelUsage, Permission, Preview, Previewed,
+    RetryStatus, SessionError, StopDetails, StopReason, TextBlock, ToolUse,
+};
+use managed_agents_core::ids::EventId;
+use managed_agents_core::session::SessionRecord;
+use managed_agents_core::storage::Store;
+use managed_agents_core::time::Timestamp;
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use crate::model::{self, Block, Endpoint, Progress, Request, Stop};
+use crate::previews::Previews;
+use crate::runner::setup::Agent;
+use crate::runner::writer::{Halt, Writer};
+use crate::runner::{tool_result, Options};
+use crate::sandbox::{Network, Sandbox, Workspace};
+use crate::tools;
+
+/// Everything one turn works with.
+pub(crate) struct Turn<'a, S, X> {
+    pub(crate) writer: &'a mut Writer<S>,
+    pub(crate) sandbox: &'a X,
+    pub(crate) http: &'a reqwest::Client,
+    pub(crate) options: &'a Options,
+    pub(crate) previews: &'a Previews,
+    pub(crate) agent: &'a Agent,
+    pub(crate) endpoint: &'a Endpoint,
+    pub(crate) network: Network,
+    pub(crate) workspace: &'a Workspace,
+    pub(crate) interrupted: watch::Receiver<bool>,
+}
+
+/// A server event created now.
+pub(crate) fn event(body: Body) -> SessionRecord {
+    let now = Timestamp::now();
+    Event::new(EventId::generate(now), now, body).into()
+}
+
+fn event_with_id(id: EventId, body: Body) -> SessionRecord {
+    Event::new(id, Timestamp::now(), body).into()
+}
+
+fn error(kind: ErrorKind, message: String, retry_status: RetryStatus) -> SessionRecord {
+    event(Body::SessionError(ErrorEvent {
+        error: SessionError {
+            kind,
+            message,
+            retry_status,
+        },
+    }))
+}
+
+fn span_end(start: &EventId, usage: ModelUsage, is_error: bool) -> SessionRecord {
+    event(Body::SpanModelRequestEnd(ModelRequestEnd {
+        model_request_start_id: start.clone(),
+        model_usage: usage,
+        is_error: Some(is_error),
+    }))
+}
+
+/// Awaits `future` unless an interrupt comes first.
+async fn interruptible<F: Future>(
+    rx: &watch::Receiver<bool>,
+    future: F,
+) -> Result<F::Output, Halt> {
+    let mut rx = rx.clone();
+    let interrupted = async move {
+        if rx.wait_for(|v| *v).await.is_err() {
+            // The watcher is gone (the turn is ending anyway): never fire.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        biased;
+        () = interrupted => Err(Halt::Interrupted),
+        out = future => Ok(out),
+    }
+}
+
+/// How a tool call is handled.
+enum Call {
+    /// Run now.
+    Run(BuiltinTool),
+    /// Wait for `user.tool_confirmation` or `user.custom_tool_result`.
+    Wait,
+    /// Answer with an error at once.
+    Refuse(String),
+}
+
+/// What ended the model loop (other than a halt).
+enum End {
+    Idle(StopReason, Option<StopDetails>),
+    /// Already idle (the failure path wrote its own idle).
+    Done,
+}
+
+impl<S: Store, X: Sandbox> Turn<'_, S, X> {
+    /// Runs the turn to its idle. `confirmations` are the `user.tool_confirmation` events the
+    /// runner consumed for it.
+    pub(crate) async fn run(mut self, confirmations: Vec<EventId>) -> Result<(), Halt> {
+        let mut open_span = None;
+        let result = self.drive(confirmations, &mut open_span).await;
+        match result {
+            Ok(End::Idle(reason, details)) => {
+                self.writer
+                    .finish(Vec::new(), "The tool call did not run.", reason, details)
+                    .await
+            }
+            Ok(End::Done) => Ok(()),
+            Err(Halt::Interrupted) => {
+                let extra = open_span
+                    .map(|start| vec![span_end(&start, ModelUsage::default(), true)])
+                    .unwrap_or_default();
+                self.writer
+                    .finish(
+                        extra,
+                        "Interrupted by the user before the tool call finished.",
+                        StopReason::EndTurn,
+                        None,
+                    )
+                    .await
+            }
+            Err(gone) => Err(gone),
+        }
+    }
+
+    async fn drive(
+        &mut self,
+        confirmations: Vec<EventId>,
+        open_span: &mut Option<EventId>,
+    ) -> Result<End, Halt> {
+        self.settle(confirmations).await?;
+        let specs = tools::specs(&self.agent.tools);
+        let mut requests = 0;
+        loop {
+            requests += 1;
+            if requests > self.options.max_model_requests_per_turn {
+                self.writer
+                    .emit(vec![error(
+                        ErrorKind::ToolUseLimitReachedError,
+                        format!(
+                            "the turn made {} model requests without finishing; stopping",
+                            self.options.max_model_requests_per_turn
+                        ),
+                        RetryStatus::Terminal,
+                    )])
+                    .await?;
+                return Ok(End::Idle(StopReason::EndTurn, None));
+            }
+            let conversation = conversation::build(&self.writer.loaded.records);
+            let mut system = self.agent.system.clone().unwrap_or_default();
+            for addition in &conversation.system_additions {
+                if !system.is_empty() {
+                    system.push_str("\n\n");
+                }
+                system.push_str(addition);
+            }
+            let request = Request {
+                model: &self.agent.model,
+                system: Some(system.as_str()),
+                max_tokens: self.options.max_tokens,
+                tools: &specs,
+                messages: &conversation.messages,
+            };
+            let Some((start, response)) = self.call(&request, open_span).await? else {
+                return Ok(End::Done);
+            };
+
+            // The response's events, in one append.
+            let mut records = Vec::new();
+            let mut calls = Vec::new();
+            let mut texts = Vec::new();
+            let mut thinking = response.thinking_ids.into_iter();
+            for block in &response.response.blocks {
+                match block {
+                    Block::Thinking => records.push(event_with_id(
+                        thinking
+                            .next()
+                            .unwrap_or_else(|| EventId::generate(Timestamp::now())),
+                        Body::AgentThinking,
+                    )),
+                    Block::Text(text) => texts.push(ContentBlock::text(text.clone())),
+                    Block::ToolUse { .. } => {}
+                }
+            }
+            if !texts.is_empty() {
+                records.push(event_with_id(
+                    response.message_id.clone(),
+                    Body::AgentMessage(AgentMessage { content: texts }),
+                ));
+            }
+            for block in response.response.blocks {
+                let Block::ToolUse { name, input } = block else {
+                    continue;
+                };
+                let id = EventId::generate(Timestamp::now());
+                let (record, call) = self.tool_use(id.clone(), name, input.clone());
+                records.push(record);
+                calls.push((id, call, input));
+            }
+            records.push(span_end(&start, response.response.usage, false));
+            self.writer.emit(records).await?;
+            *open_span = None;
+
+            let mut waiting = Vec::new();
+            for (id, call, input) in calls {
+                match call {
+                    Call::Run(tool) => self.run_tool(&id, tool, &input).await?,
+                    Call::Refuse(why) => {
+                        let now = Timestamp::now();
+                        self.writer
+                            .emit(vec![tool_result(id, &why, true, now)])
+                            .await?;
+                    }
+                    Call::Wait => waiting.push(id),
+                }
+            }
+            if !waiting.is_empty() {
+                return Ok(End::Idle(
+                    StopReason::RequiresAction { event_ids: waiting },
+                    None,
+                ));
+            }
+            match response.response.stop {
+                Stop::ToolUse | Stop::PauseTurn => {}
+                Stop::EndTurn => return Ok(End::Idle(StopReason::EndTurn, None)),
+                Stop::Refusal(explanation) => {
+                    return Ok(End::Idle(
+                        StopReason::Refusal,
+                        Some(StopDetails::Refusal {
+                            category: None,
+                            explanation,
+                        }),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Runs confirmed calls and answers denied ones.
+    async fn settle(&mut self, confirmations: Vec<EventId>) -> Result<(), Halt> {
+        for confirmation in confirmations {
+            let records = &self.writer.loaded.records;
+            let find = |id: &EventId| {
+                records
+                    .iter()
+                    .filter_map(SessionRecord::event)
+                    .find(|e| &e.id == id)
+                    .map(|e| e.body.clone())
+            };
+            let Some(Body::UserToolConfirmation(c)) = find(&confirmation) else {
+                continue;
+            };
+            let Some(Body::AgentToolUse(call)) = find(&c.tool_use_id) else {
+                continue;
+            };
+            match c.result {
+                Confirmation::Allow => match BuiltinTool::parse(&call.name) {
+                    Some(tool) => self.run_tool(&c.tool_use_id, tool, &call.input).await?,
+                    None => {
+                        let why = format!("no tool named {} is available", call.name);
+                        let now = Timestamp::now();
+                        self.writer
+                            .emit(vec![tool_result(c.tool_use_id.clone(), &why, true, now)])
+                            .await?
+                    }
+                },
+                Confirmation::Deny => {
+                    let text = match c.deny_message.as_deref().filter(|m| !m.is_empty()) {
+                        Some(message) => format!("The user denied this tool call: {message}"),
+                        None => "The user denied this tool call.".to_owned(),
+                    };
+                    let now = Timestamp::now();
+                    self.writer
+                        .emit(vec![tool_result(c.tool_use_id.clone(), &text, true, now)])
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `agent.tool_use` / `agent.custom_tool_use` event for a call, and how to handle it.
+    fn tool_use(
+        &self,
+        id: EventId,
+        name: String,
+        input: Map<String, Value>,
+    ) -> (SessionRecord, Call) {
+        if tools::is_custom(&self.agent.tools, &name) {
+            let body = Body::AgentCustomToolUse(CustomToolUse {
+                name,
+                input,
+                session_thread_id: None,
+            });
+            return (event_with_id(id, body), Call::Wait);
+        }
+        let setting = BuiltinTool::parse(&name)
+            .and_then(|tool| Some((tool, builtin_setting(&self.agent.tools, tool)?)))
+            .filter(|(_, s)| s.enabled);
+        let (permission, evaluation, call) = match setting {
+            Some((tool, s)) => match s.permission_policy {
+                PermissionPolicy::AlwaysAllow => (
+                    Permission::Allow,
+                    Some(Evaluation::AlwaysAllow),
+                    Call::Run(tool),
+                ),
+                PermissionPolicy::AlwaysAsk => {
+                    (Permission::Ask, Some(Evaluation::AlwaysAsk), Call::Wait)
+                }
+                PermissionPolicy::Auto => (
+                    Permission::Allow,
+                    Some(Evaluation::Auto {
+                        evaluated_permission: AutoPermission::Allow,
+                    }),
+                    Call::Run(tool),
+                ),
+            },
+            None => (
+                Permission::Deny,
+                None,
+                Call::Refuse(format!("no tool named {name} is available to this agent")),
+            ),
+        };
+        let body = Body::AgentToolUse(ToolUse {
+            name,
+            input,
+            evaluated_permission: Some(permission),
+            evaluation,
+            session_thread_id: None,
+        });
+        (event_with_id(id, body), call)
+    }
+
+    async fn run_tool(
+        &mut self,
+        id: &EventId,
+        tool: BuiltinTool,
+        input: &Map<String, Value>,
+    ) -> Result<(), Halt> {
+        let output = interruptible(
+            &self.interrupted,
+            tools::run(
+                self.sandbox,
+                self.workspace,
+                self.network,
+                &self.options.tools,
+                tool,
+                input,
+            ),
+        )
+        .await?;
+        let now = Timestamp::now();
+        self.writer
+            .emit(vec![tool_result(
+                id.clone(),
+                &output.text,
+                output.is_error,
+                now,
+            )])
+            .await
+    }
+
+    /// One model request with its retries. `None`: it failed for good (the error and the idle
+    /// are written).
+    async fn call(
+        &mut self,
+        request: &Request<'_>,
+        open_span: &mut Option<EventId>,
+    ) -> Result<Option<(EventId, Streamed)>, Halt> {
+        let backoff = self.options.backoff;
+        let started = Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            let start = EventId::generate(Timestamp::now());
+            self.writer
+                .emit(vec![event_with_id(
+                    start.clone(),
+                    Body::SpanModelRequestStart,
+                )])
+                .await?;
+            *open_span = Some(start.clone());
+            let result = interruptible(&self.interrupted, self.stream(request)).await?;
+            let failure = match result {
+                Ok(streamed) => return Ok(Some((start, streamed))),
+                Err(failure) => failure,
+            };
+            *open_span = None;
+            let delay = failure
+                .retry_after
+                .unwrap_or_else(|| backoff.delay(attempt));
+            let in_budget = started.elapsed() + delay <= backoff.max_total;
+            if failure.retryable && attempt < backoff.max_retries && in_budget {
+                attempt += 1;
+                tracing::info!(session = %self.writer.id(), attempt, ?delay, error = %failure.message, "retrying model request");
+                self.writer
+                    .emit(vec![
+                        span_end(&start, ModelUsage::default(), true),
+                        error(failure.kind, failure.message, RetryStatus::Retrying),
+                        event(Body::SessionStatusRescheduled),
+                    ])
+                    .await?;
+                interruptible(&self.interrupted, tokio::time::sleep(delay)).await?;
+                self.writer
+                    .emit(vec![event(Body::SessionStatusRunning)])
+                    .await?;
+                continue;
+            }
+            let (status, reason) = if failure.retryable {
+                (RetryStatus::Exhausted, StopReason::RetriesExhausted)
+            } else {
+                (RetryStatus::Terminal, StopReason::EndTurn)
+            };
+            tracing::warn!(session = %self.writer.id(), error = %failure.message, ?status, "model request failed");
+            self.writer
+                .finish(
+                    vec![
+                        span_end(&start, ModelUsage::default(), true),
+                        error(failure.kind, failure.message, status),
+                    ],
+                    "The tool call did not run: the model request failed.",
+                    reason,
+                    None,
+                )
+                .await?;
+            return Ok(None);
+        }
+    }
+
+    /// Streams one response, publishing previews.
+    async fn stream(&self, request: &Request<'_>) -> Result<Streamed, model::Error> {
+        let session = self.writer.id().clone();
+        let message_id = EventId::generate(Timestamp::now());
+        let mut thinking_ids = Vec::new();
+        let mut started = false;
+        let previews = self.previews;
+        let mut progress = |p: Progress| match p {
+            Progress::Thinking => {
+                let id = EventId::generate(Timestamp::now());
+                previews.publish(
+                    &session,
+                    Preview::Start {
+                        event: Previewed::AgentThinking { id: id.clone() },
+                    },
+                );
+                thinking_ids.push(id);
+            }
+            Progress::Text { index, text } => {
+                if !started {
+                    started = true;
+                    previews.publish(
+                        &session,
+                        Preview::Start {
+                            event: Previewed::AgentMessage {
+                                id: message_id.clone(),
+                            },
+                        },
+                    );
+                }
+                if !text.is_empty() {
+                    previews.publish(
+                        &session,
+                        Preview::Delta {
+                            event_id: message_id.clone(),
+                            delta: managed_agents_core::event::Delta::ContentDelta {
+                                index: Some(index),
+                                content: TextBlock::new(text),
+                            },
+                        },
+                    );
+                }
+            }
+        };
+        let response = tokio::time::timeout(
+            self.options.request_timeout,
+            model::stream(self.http, self.endpoint, request, &mut progress),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(model::Error {
+                kind: ErrorKind::ModelRequestFailedError,
+                retryable: true,
+                retry_after: None,
+                message: format!(
+                    "the model request timed out after {:?}",
+                    self.options.request_timeout
+                ),
+            })
+        })?;
+        Ok(Streamed {
+            response,
+            message_id: message_id.clone(),
+            thinking_ids,
+        })
+    }
+}
+
+/// A streamed response and the ids its previews announced.
+pub(crate) struct Streamed {
+    response: model::Response,
+    message_id: EventId,
+    thinking_ids: Vec<EventId>,
+}
+
+/// Exponential backoff for transient model failures.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// The first delay.
+    pub initial: Duration,
+    /// The longest computed delay (a longer `retry-after` is still honoured).
+    pub max_delay: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Give up once waiting more would exceed this since the first attempt.
+    pub max_total: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            max_retries: 8,
+            max_total: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry `attempt + 1`: `initial · 2^attempt`, capped, with ±20% jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self
+            .initial
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+            .min(self.max_delay);
+        base.mul_f64(0.8 + 0.4 * fastrand::f64())
+    }
+}

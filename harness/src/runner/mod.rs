@@ -1,0 +1,503 @@
+//! The runner: notices sessions with unprocessed input and drives them, one turn at a time per
+//! session, through their engine.
+//!
+//! # Discovery
+//!
+//! The server calls [`Runner::notify`] after every successful `POST /v1/sessions/{id}/events`
+//! and after creating a session with `initial_events`. On start-up [`Runner::start`] scans the
+//! catalog of every workspace for sessions that are `running` or `rescheduling` and notifies
+//! them.
+//!
+//! # One task per session
+//!
+//! A notified session gets a task unless it already has one; a notification for a session
+//! whose task is busy is remembered and the task looks again when its turn ends. The task
+//! loads and folds the log and, while [`SessionState::needs_turn`] holds, runs a turn: it
+//! appends the `inputs_processed` fact consuming every pending input (and
+//! `session.status_running` if the session was idle), then hands the session to the engine
+//! ([`crate::engine`]). Input sent during a turn is queued by `decide` and taken by the next
+//! turn, in order. Every record goes through [`writer::Writer`], i.e.
+//! [`managed_agents_core::session::log::append`] at the expected version.
+//!
+//! While a turn runs, the task subscribes to the session's stream; a `user.interrupt` stops
+//! the model request or the tool at once and the turn ends with `end_turn`.
+//!
+//! # Recovery (decision)
+//!
+//! A session found `running`/`rescheduling` whose current turn had already started (the
+//! runner consumed input, or wrote agent, span, error or rescheduling events since the last
+//! idle) belonged to a process that died. Its turn is **not resumed**: the runner appends a
+//! `session.error` (`unknown_error`, `retry_status: terminal`, "the server stopped while this
+//! turn was running"), an error `agent.tool_result` for every tool call left without one, and
+//! `session.status_idle` with `end_turn`. The conversation, the workspace and everything
+//! before the failure are intact, so the user can simply send another message; resuming a
+//! half-run tool (which may have side effects) silently would be worse. Input that was queued
+//! but not yet consumed is then processed normally. A session that is `running` but whose turn
+//! never started (the process died between the client's send and the runner) simply runs.
+//!
+//! Failures that are not the model's (no LLM vault, an unavailable engine such as `claude` or
+//! `codex`, an unreadable agent, a workspace that cannot be created) end the turn with a
+//! terminal `session.error` (`unknown_error`) and idle `end_turn`, never a hang.
+
+pub(crate) mod setup;
+pub(crate) mod writer;
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use managed_agents_core::event::{
+    AgentToolResult, Body, ContentBlock, ErrorEvent, ErrorKind, Event, RetryStatus, SessionError,
+    StopReason,
+};
+use managed_agents_core::ids::{EventId, SessionId};
+use managed_agents_core::session::log;
+use managed_agents_core::session::{Fact, InputKind, SessionRecord, Status};
+use managed_agents_core::storage::{self, CatalogQuery, Kind, Order, Store, StreamId};
+use managed_agents_core::time::Timestamp;
+use managed_agents_core::vault::SealedSecret;
+use tokio::sync::watch;
+
+pub use crate::engine::Backoff;
+pub use setup::{BASE_URL_KEY, ENGINE_KEY, ROLE_KEY};
+
+use crate::engine::{self, Turn};
+use crate::previews::Previews;
+use crate::sandbox::{Sandbox, Workspaces};
+use crate::tools;
+use setup::Engine;
+use writer::{Halt, Writer};
+
+/// Opens sealed vault secrets (the server's sealing key lives in the server). Implemented for
+/// any `Fn(&SealedSecret) -> Option<String>`.
+pub trait Secrets: Send + Sync + 'static {
+    /// The plaintext of `sealed`, or `None` when it cannot be opened.
+    fn unseal(&self, sealed: &SealedSecret) -> Option<String>;
+}
+
+impl<F> Secrets for F
+where
+    F: Fn(&SealedSecret) -> Option<String> + Send + Sync + 'static,
+{
+    fn unseal(&self, sealed: &SealedSecret) -> Option<String> {
+        self(sealed)
+    }
+}
+
+/// How the runner behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where session workspaces live (`<data dir>/workspaces`).
+    pub workspaces: Workspaces,
+    /// Retry policy for transient model failures.
+    pub backoff: Backoff,
+    /// `max_tokens` of every model request.
+    pub max_tokens: u32,
+    /// Tool output and timeout caps.
+    pub tools: tools::Limits,
+    /// The Messages API base URL when the LLM vault names none.
+    pub anthropic_base_url: String,
+    /// The Responses API base URL when the LLM vault names none.
+    pub openai_base_url: String,
+    /// Longest time one model request (the whole stream) may take.
+    pub request_timeout: Duration,
+    /// Model requests one turn may make before it is stopped.
+    pub max_model_requests_per_turn: u32,
+}
+
+impl Options {
+    /// Defaults, with workspaces under `workspaces`.
+    pub fn new(workspaces: Workspaces) -> Self {
+        Self {
+            workspaces,
+            backoff: Backoff::default(),
+            max_tokens: 8192,
+            tools: tools::Limits::default(),
+            anthropic_base_url: "https://api.anthropic.com".into(),
+            openai_base_url: "https://api.openai.com".into(),
+            request_timeout: Duration::from_secs(600),
+            max_model_requests_per_turn: 200,
+        }
+    }
+}
+
+struct Inner<S, X> {
+    store: S,
+    sandbox: X,
+    secrets: Box<dyn Secrets>,
+    options: Options,
+    previews: Previews,
+    http: reqwest::Client,
+    /// Sessions with a task, and whether they were notified again while it ran.
+    active: Mutex<HashMap<SessionId, Arc<AtomicBool>>>,
+}
+
+/// The runner: a cheap-to-clone handle. Must be used inside a tokio runtime.
+///
+/// ```no_run
+/// # async fn demo(store: managed_agents_storage_memory::MemoryStore) -> Result<(), Box<dyn std::error::Error>> {
+/// use managed_agents_harness::runner::{Options, Runner};
+/// use managed_agents_harness::sandbox::{BubblewrapSandbox, Workspaces};
+/// let sandbox = BubblewrapSandbox::new(Default::default())?;
+/// let options = Options::new(Workspaces::new("/var/lib/managed-agents/workspaces"));
+/// let runner = Runner::new(store, sandbox, |s: &managed_agents_core::vault::SealedSecret| Some(s.0.clone()), options);
+/// runner.start().await?; // recover and resume sessions left running
+/// // after each accepted POST /events: runner.notify(&session_id);
+/// # Ok(()) }
+/// ```
+pub struct Runner<S, X> {
+    inner: Arc<Inner<S, X>>,
+}
+
+impl<S, X> Clone for Runner<S, X> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
+    /// A runner over `store`, running tools in `sandbox`.
+    pub fn new(store: S, sandbox: X, secrets: impl Secrets, options: Options) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                sandbox,
+                secrets: Box::new(secrets),
+                options,
+                previews: Previews::default(),
+                http,
+                active: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The live previews of running turns (for SSE streams that asked for `event_deltas[]`).
+    pub fn previews(&self) -> Previews {
+        self.inner.previews.clone()
+    }
+
+    /// Start-up: notifies every session of every workspace that is `running` or
+    /// `rescheduling` (recovering those whose turn was cut short). Returns how many.
+    pub async fn start(&self) -> Result<usize, storage::Error> {
+        let store = &self.inner.store;
+        let mut count = 0;
+        for workspace in list_all(store, CatalogQuery::new(Kind::Workspace, "")).await? {
+            let mut query = CatalogQuery::new(Kind::Session, workspace);
+            query.statuses = vec!["running".into(), "rescheduling".into()];
+            query.include_archived = true;
+            for id in list_all(store, query).await? {
+                if let Ok(id) = SessionId::parse(&id) {
+                    self.notify(&id);
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Tells the runner that `session` may have new input. Cheap; never blocks.
+    pub fn notify(&self, session: &SessionId) {
+        let again = {
+            let mut active = lock(&self.inner.active);
+            if let Some(again) = active.get(session) {
+                again.store(true, Ordering::SeqCst);
+                return;
+            }
+            let again = Arc::new(AtomicBool::new(false));
+            active.insert(session.clone(), again.clone());
+            again
+        };
+        let inner = self.inner.clone();
+        let id = session.clone();
+        tokio::spawn(async move {
+            loop {
+                again.store(false, Ordering::SeqCst);
+                let run = AssertUnwindSafe(process(&inner, &id)).catch_unwind();
+                if run.await.is_err() {
+                    tracing::error!(session = %id, "the session task panicked");
+                }
+                let mut active = lock(&inner.active);
+                if !again.load(Ordering::SeqCst) {
+                    active.remove(&id);
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Whether any session task is running (for tests and orderly shutdown).
+    pub fn is_busy(&self) -> bool {
+        !lock(&self.inner.active).is_empty()
+    }
+}
+
+async fn list_all<S: Store>(
+    store: &S,
+    mut query: CatalogQuery,
+) -> Result<Vec<String>, storage::Error> {
+    query.order = Order::Asc;
+    query.limit = 200;
+    let mut ids = Vec::new();
+    loop {
+        let page = store.list(&query).await?;
+        let last = page.entries.last().map(|e| e.id.clone());
+        ids.extend(page.entries.into_iter().map(|e| e.id));
+        match last {
+            Some(last) if page.has_more => query.after = Some(last),
+            _ => return Ok(ids),
+        }
+    }
+}
+
+/// An `agent.tool_result` answering `tool_use_id` with `text`.
+pub(crate) fn tool_result(
+    tool_use_id: EventId,
+    text: &str,
+    is_error: bool,
+    now: Timestamp,
+) -> SessionRecord {
+    Event::new(
+        EventId::generate(now),
+        now,
+        Body::AgentToolResult(AgentToolResult {
+            tool_use_id,
+            content: Some(vec![ContentBlock::text(text)]),
+            is_error: Some(is_error),
+        }),
+    )
+    .into()
+}
+
+fn unknown_error(message: impl Into<String>) -> SessionRecord {
+    engine::event(Body::SessionError(ErrorEvent {
+        error: SessionError {
+            kind: ErrorKind::UnknownError,
+            message: message.into(),
+            retry_status: RetryStatus::Terminal,
+        },
+    }))
+}
+
+/// Whether the current turn of a running session had started (see "Recovery").
+fn started(records: &[SessionRecord]) -> bool {
+    let since_idle = records
+        .iter()
+        .rposition(|r| matches!(r.event().map(|e| &e.body), Some(Body::SessionStatusIdle(_))))
+        .map_or(0, |i| i + 1);
+    records[since_idle..].iter().any(|r| match r {
+        SessionRecord::Fact(Fact::InputsProcessed { .. }) => true,
+        SessionRecord::Fact(_) => false,
+        SessionRecord::Event(e) => {
+            let t = e.type_name();
+            t.starts_with("agent.")
+                || t.starts_with("span.")
+                || t == "session.error"
+                || t == "session.status_rescheduled"
+        }
+    })
+}
+
+const RESTARTED: &str =
+    "The tool call did not run to completion: the server stopped during the turn.";
+
+/// Drives one session until it has nothing left to do.
+async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
+    loop {
+        let loaded = match log::load(&inner.store, id).await {
+            Ok(loaded) => loaded,
+            Err(log::Error::NotFound(_)) => return,
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "cannot load session");
+                return;
+            }
+        };
+        let state = &loaded.state;
+        let busy = matches!(state.status, Status::Running | Status::Rescheduling);
+        let mut writer = Writer::new(inner.store.clone(), loaded);
+        let ended = if busy && started(&writer.loaded.records) {
+            tracing::warn!(session = %id, "recovering a turn cut short by a stopped server");
+            writer
+                .finish(
+                    vec![unknown_error(
+                        "the server stopped while this turn was running; the turn was abandoned \
+                         (send a new message to continue)",
+                    )],
+                    RESTARTED,
+                    StopReason::EndTurn,
+                    None,
+                )
+                .await
+        } else if writer.loaded.state.interrupt.is_some() {
+            writer
+                .finish(Vec::new(), RESTARTED, StopReason::EndTurn, None)
+                .await
+        } else if writer.loaded.state.needs_turn() {
+            turn(inner, writer).await
+        } else if busy {
+            // Running with nothing to do: settle the status rather than leave it running.
+            writer
+                .finish(Vec::new(), RESTARTED, StopReason::EndTurn, None)
+                .await
+        } else {
+            return;
+        };
+        match ended {
+            Ok(()) | Err(Halt::Interrupted) => {}
+            Err(Halt::Gone(why)) => {
+                tracing::warn!(session = %id, why, "the session task stopped");
+                return;
+            }
+        }
+    }
+}
+
+/// Watches the session for `user.interrupt` after `after`.
+async fn watch_interrupts<S: Store>(store: S, id: SessionId, after: u64, tx: watch::Sender<bool>) {
+    let mut events = store.subscribe(&StreamId::from(&id), after);
+    while let Some(record) = events.next().await {
+        let Ok(record) = record else { return };
+        if let Ok(SessionRecord::Event(event)) = SessionRecord::decode(&record.payload) {
+            if matches!(event.body, Body::UserInterrupt(_)) {
+                let _ = tx.send(true);
+                return;
+            }
+        }
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn turn<S: Store, X: Sandbox>(
+    inner: &Inner<S, X>,
+    mut writer: Writer<S>,
+) -> Result<(), Halt> {
+    let id = writer.id().clone();
+    let (tx, rx) = watch::channel(false);
+    let _watcher = AbortOnDrop(tokio::spawn(watch_interrupts(
+        inner.store.clone(),
+        id.clone(),
+        writer.loaded.version(),
+        tx,
+    )));
+
+    let state = &writer.loaded.state;
+    let now = Timestamp::now();
+    let inputs: Vec<_> = state
+        .pending_input()
+        .iter()
+        .filter(|i| i.kind != InputKind::Interrupt)
+        .cloned()
+        .collect();
+    let confirmations = inputs
+        .iter()
+        .filter(|i| i.kind == InputKind::ToolConfirmation)
+        .map(|i| i.id.clone())
+        .collect();
+    let mut records = vec![SessionRecord::inputs_processed(
+        inputs.into_iter().map(|i| i.id).collect(),
+        now,
+    )];
+    if state.status != Status::Running {
+        records.push(Event::new(EventId::generate(now), now, Body::SessionStatusRunning).into());
+    }
+    match writer.emit(records).await {
+        Ok(()) => {}
+        Err(Halt::Interrupted) => {
+            return writer
+                .finish(Vec::new(), RESTARTED, StopReason::EndTurn, None)
+                .await
+        }
+        Err(gone) => return Err(gone),
+    }
+
+    let fail = |message: String| vec![unknown_error(message)];
+    let created = writer.loaded.state.config.clone();
+    let Some(created) = created else {
+        return Err(Halt::Gone("session without configuration".into()));
+    };
+    let agent = match setup::agent(&writer.loaded.state.agent) {
+        Ok(agent) => agent,
+        Err(message) => {
+            return writer
+                .finish(fail(message), RESTARTED, StopReason::EndTurn, None)
+                .await
+        }
+    };
+    let (engine, endpoint) = match setup::llm(
+        &inner.store,
+        inner.secrets.as_ref(),
+        &inner.options,
+        &created,
+    )
+    .await
+    {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            let message = "this session has no LLM vault: attach a vault whose metadata has \
+                               sandbox0.managed_agents.role = llm and a static_bearer credential \
+                               holding the model API key"
+                .to_owned();
+            return writer
+                .finish(fail(message), RESTARTED, StopReason::EndTurn, None)
+                .await;
+        }
+        Err(message) => {
+            return writer
+                .finish(fail(message), RESTARTED, StopReason::EndTurn, None)
+                .await
+        }
+    };
+    if let Engine::Unavailable(name) = &engine {
+        let message = format!(
+            "the {name:?} engine is not available on this server yet; set the LLM vault's \
+             sandbox0.managed_agents.engine to native or openai-agents"
+        );
+        return writer
+            .finish(fail(message), RESTARTED, StopReason::EndTurn, None)
+            .await;
+    }
+    let workspace = match inner.options.workspaces.create(id.as_str()).await {
+        Ok(workspace) => workspace,
+        Err(e) => {
+            let message = format!("the session workspace cannot be prepared: {e}");
+            return writer
+                .finish(fail(message), RESTARTED, StopReason::EndTurn, None)
+                .await;
+        }
+    };
+    let network = setup::network(&inner.store, &created.environment_id).await;
+    Turn {
+        writer: &mut writer,
+        sandbox: &inner.sandbox,
+        http: &inner.http,
+        options: &inner.options,
+        previews: &inner.previews,
+        agent: &agent,
+        endpoint: &endpoint,
+        network,
+        workspace: &workspace,
+        interrupted: rx,
+    }
+    .run(confirmations)
+    .await
+}

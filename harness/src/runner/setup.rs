@@ -1,0 +1,179 @@
+//! What a turn needs besides the log: the agent (model, system prompt, tools) from the
+//! session's agent snapshot, the LLM endpoint and engine from the session's LLM vault, and the
+//! sandbox network policy from its environment.
+//!
+//! The LLM vault is the first of the session's vaults whose metadata has
+//! `sandbox0.managed_agents.role = llm`. Its `sandbox0.managed_agents.engine` picks the engine
+//! (`native` when absent), `sandbox0.managed_agents.llm_base_url` the endpoint (the provider's
+//! public API when absent), and its first active `static_bearer` credential the token.
+
+use managed_agents_core::agent::tools::Tool;
+use managed_agents_core::environment::{self, Config, Networking};
+use managed_agents_core::ids::{EnvironmentId, VaultId};
+use managed_agents_core::session::Created;
+use managed_agents_core::storage::{self, CatalogQuery, Kind, Store, StreamId};
+use managed_agents_core::vault::{self, credential};
+use serde_json::Value;
+
+use super::{Options, Secrets};
+use crate::model::{Endpoint, Provider};
+use crate::sandbox::Network;
+
+/// Vault metadata naming the vault's role.
+pub const ROLE_KEY: &str = "sandbox0.managed_agents.role";
+/// Vault metadata naming the engine.
+pub const ENGINE_KEY: &str = "sandbox0.managed_agents.engine";
+/// Vault metadata naming the model endpoint.
+pub const BASE_URL_KEY: &str = "sandbox0.managed_agents.llm_base_url";
+
+/// The agent as a turn uses it.
+#[derive(Debug, Clone)]
+pub(crate) struct Agent {
+    pub(crate) model: String,
+    pub(crate) system: Option<String>,
+    pub(crate) tools: Vec<Tool>,
+}
+
+/// Which engine drives the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// Resident loop over the Anthropic Messages API.
+    Native,
+    /// Resident loop over the OpenAI Responses API.
+    OpenAiAgents,
+    /// Anything else (`claude`, `codex` and unknown names): not available.
+    Unavailable(String),
+}
+
+/// Reads the agent snapshot stored with the session.
+pub(crate) fn agent(snapshot: &Value) -> Result<Agent, String> {
+    let model = match snapshot.get("model") {
+        Some(Value::String(id)) => id.clone(),
+        Some(model) => model
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or("the session's agent has no model id")?
+            .to_owned(),
+        None => return Err("the session's agent has no model".into()),
+    };
+    let system = snapshot
+        .get("system")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let tools = match snapshot.get("tools") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(tools) => serde_json::from_value(tools.clone())
+            .map_err(|e| format!("the session's agent tools cannot be read: {e}"))?,
+    };
+    Ok(Agent {
+        model,
+        system,
+        tools,
+    })
+}
+
+async fn read<S: Store>(store: &S, id: &str) -> Result<Vec<storage::Record>, String> {
+    storage::read_all(store, &StreamId::new(id))
+        .await
+        .map_err(|e| format!("cannot read {id}: {e}"))
+}
+
+/// Finds the LLM vault and its token. `Ok(None)`: the session has no LLM vault.
+pub(crate) async fn llm<S: Store>(
+    store: &S,
+    secrets: &dyn Secrets,
+    options: &Options,
+    created: &Created,
+) -> Result<Option<(Engine, Endpoint)>, String> {
+    for vault_id in &created.vault_ids {
+        let Some(vault) = vault::load(&read(store, vault_id.as_str()).await?)
+            .map_err(|e| format!("vault {vault_id}: {e}"))?
+        else {
+            continue;
+        };
+        let metadata = &vault.settings.metadata;
+        if metadata.get(ROLE_KEY).map(String::as_str) != Some("llm") {
+            continue;
+        }
+        let engine = match metadata.get(ENGINE_KEY).map(String::as_str) {
+            None | Some("") | Some("native") => Engine::Native,
+            Some("openai-agents") => Engine::OpenAiAgents,
+            Some(other) => Engine::Unavailable(other.to_owned()),
+        };
+        let provider = match engine {
+            Engine::OpenAiAgents => Provider::OpenAi,
+            _ => Provider::Anthropic,
+        };
+        let base_url = metadata
+            .get(BASE_URL_KEY)
+            .filter(|u| !u.is_empty())
+            .cloned()
+            .unwrap_or_else(|| match provider {
+                Provider::Anthropic => options.anthropic_base_url.clone(),
+                Provider::OpenAi => options.openai_base_url.clone(),
+            });
+        let token = token(store, secrets, vault.workspace.as_ref(), vault_id).await?;
+        return Ok(Some((
+            engine,
+            Endpoint {
+                provider,
+                base_url,
+                token: Some(token),
+            },
+        )));
+    }
+    Ok(None)
+}
+
+async fn token<S: Store>(
+    store: &S,
+    secrets: &dyn Secrets,
+    workspace: &str,
+    vault_id: &VaultId,
+) -> Result<String, String> {
+    let mut query = CatalogQuery::new(Kind::Credential, workspace);
+    query.parent = Some(vault_id.to_string());
+    query.limit = 100;
+    let page = store
+        .list(&query)
+        .await
+        .map_err(|e| format!("cannot list the credentials of vault {vault_id}: {e}"))?;
+    for entry in page.entries {
+        let Some(credential) = credential::load(&read(store, &entry.id).await?)
+            .map_err(|e| format!("credential {}: {e}", entry.id))?
+        else {
+            continue;
+        };
+        if credential.archived_at.is_some() {
+            continue;
+        }
+        if let credential::Auth::StaticBearer { token, .. } = &credential.settings.auth {
+            return secrets.unseal(token).ok_or_else(|| {
+                format!(
+                    "the token of credential {} in LLM vault {vault_id} cannot be decrypted",
+                    credential.id
+                )
+            });
+        }
+    }
+    Err(format!(
+        "LLM vault {vault_id} has no active static_bearer credential holding the model API key"
+    ))
+}
+
+/// The sandbox network policy of the session's environment (`limited`, i.e. none, when unknown).
+pub(crate) async fn network<S: Store>(store: &S, id: &EnvironmentId) -> Network {
+    let Ok(records) = read(store, id.as_str()).await else {
+        return Network::Limited;
+    };
+    match environment::load(&records) {
+        Ok(Some(env)) => match env.settings.config {
+            Config::Cloud {
+                networking: Networking::Unrestricted,
+                ..
+            } => Network::Unrestricted,
+            _ => Network::Limited,
+        },
+        _ => Network::Limited,
+    }
+}
