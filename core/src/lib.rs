@@ -15,6 +15,7 @@ pub mod patch;
 pub mod resource;
 pub mod session;
 pub mod storage;
+mod tagged;
 pub mod time;
 pub mod validate;
 pub mod vault;

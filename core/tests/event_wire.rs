@@ -226,3 +226,50 @@ fn initial_events_allow_only_messages_and_outcomes() {
     let err = event::validate_initial(&[message, interrupt]).expect_err("interrupt");
     assert_eq!(err.field, "initial_events[1].type");
 }
+
+#[derive(Debug, serde::Deserialize)]
+struct Batch {
+    #[allow(dead_code)]
+    events: Vec<EventParams>,
+}
+
+/// `(path, message)` of decoding `json` the way the server decodes bodies.
+fn batch_error(json: &str) -> (String, String) {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let err = serde_path_to_error::deserialize::<_, Batch>(&mut de).expect_err(json);
+    (err.path().to_string(), err.inner().to_string())
+}
+
+#[test]
+fn params_errors_keep_the_field_path() {
+    let ok = r#"{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}"#;
+    let (path, message) = batch_error(&format!(
+        r#"{{"events": [{ok}, {{"type": "user.tool_confirmation", "tool_use_id": "sevt_01a", "result": "maybe"}}]}}"#
+    ));
+    assert_eq!(path, "events[1].result");
+    assert!(message.contains("unknown variant `maybe`"), "{message}");
+    let (path, message) = batch_error(r#"{"events": [{"type": "no.such_event"}]}"#);
+    assert_eq!(path, "events[0].type");
+    assert!(message.contains("unknown variant"), "{message}");
+    let (path, message) =
+        batch_error(r#"{"events": [{"type": "user.message", "content": [], "extra": 1}]}"#);
+    assert_eq!(path, "events[0].extra");
+    assert!(message.contains("unknown field"), "{message}");
+    let (path, message) = batch_error(r#"{"events": [{"type": "user.message"}]}"#);
+    assert_eq!(path, "events[0]");
+    assert!(message.contains("missing field `content`"), "{message}");
+    let (path, message) = batch_error(r#"{"events": [{"content": []}]}"#);
+    assert_eq!(path, "events[0]");
+    assert!(message.contains("missing field `type`"), "{message}");
+    // The tag after the fields: buffered, the variant's path leads the message.
+    let (path, message) = batch_error(
+        r#"{"events": [{"tool_use_id": "sevt_01a", "result": "maybe", "type": "user.tool_confirmation"}]}"#,
+    );
+    assert_eq!(path, "events[0]");
+    assert!(message.starts_with("result: unknown variant"), "{message}");
+    // Same wire format both ways.
+    let value = json!({"type": "user.tool_confirmation", "tool_use_id": "sevt_01a", "result": "deny", "deny_message": "no"});
+    let parsed = params(value.clone()).expect("parses");
+    assert_eq!(serde_json::to_value(&parsed).expect("serializes"), value);
+    assert!(params(json!("user.message")).is_err());
+}

@@ -164,6 +164,62 @@ async fn invalid_events_name_the_field_and_write_nothing() {
 }
 
 #[tokio::test]
+async fn bad_enum_values_inside_events_name_the_field() {
+    let h = harness().await;
+    let id = session(&h).await;
+    let post = |body: &'static str| {
+        Request::post(format!("/v1/sessions/{id}/events"))
+            .header("x-api-key", KEY)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .expect("request")
+    };
+    let bad = h
+        .send(post(
+            r#"{"events": [{"type": "user.message", "content": [{"type": "text", "text": "ok"}]},
+                           {"type": "user.tool_confirmation", "tool_use_id": "sevt_01nothing", "result": "maybe"}]}"#,
+        ))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.message()
+            .starts_with("events[1].result: unknown variant `maybe`"),
+        "{}",
+        bad.message()
+    );
+    let unknown = h
+        .send(post(r#"{"events": [{"type": "no.such_event"}]}"#))
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unknown
+            .message()
+            .starts_with("events[0].type: unknown variant"),
+        "{}",
+        unknown.message()
+    );
+    // `json!` sorts keys, so `type` comes last here: the field is still named.
+    let sorted = h
+        .call(
+            "POST",
+            &format!("/v1/sessions/{id}/events"),
+            Some(json!({"events": [{"type": "user.tool_confirmation", "tool_use_id": "sevt_01nothing", "result": "maybe"}]})),
+        )
+        .await;
+    assert_eq!(sorted.status, StatusCode::BAD_REQUEST);
+    assert!(
+        sorted.message().contains("result: unknown variant"),
+        "{}",
+        sorted.message()
+    );
+    let all = h
+        .call("GET", &format!("/v1/sessions/{id}/events"), None)
+        .await
+        .json();
+    assert_eq!(all["data"], json!([]));
+}
+
+#[tokio::test]
 async fn sessions_list_filters_and_cursors() {
     let h = harness().await;
     let a = session(&h).await;

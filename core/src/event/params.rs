@@ -2,7 +2,7 @@
 //! without `id`/`processed_at`, with the stateless validation rules and limits of the API.
 //! Rules that depend on the session (is this tool use pending?) live in `session::decide`.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::content::{ContentBlock, Position, TextBlock};
 use super::user::{
@@ -11,6 +11,7 @@ use super::user::{
 };
 use super::Body;
 use crate::ids::{EventId, OutcomeId, ThreadId};
+use crate::tagged::{self, Tagged};
 use crate::validate::FieldError;
 
 /// Most `system.message` content blocks.
@@ -24,8 +25,9 @@ pub const DEFAULT_MAX_ITERATIONS: u32 = 3;
 /// Most `initial_events` at session creation.
 pub const MAX_INITIAL_EVENTS: usize = 50;
 
-/// A sendable event. Unknown fields are rejected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A sendable event. Unknown fields are rejected. Deserialized through [`crate::tagged`] so a
+/// bad field inside an event keeps its path (`events[1].result`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type")]
 pub enum EventParams {
     /// `user.message`.
@@ -49,6 +51,60 @@ pub enum EventParams {
     /// `system.message`.
     #[serde(rename = "system.message")]
     SystemMessage(SystemMessageParams),
+}
+
+/// The `type` of a sendable event.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) enum EventType {
+    #[serde(rename = "user.message")]
+    UserMessage,
+    #[serde(rename = "user.interrupt")]
+    UserInterrupt,
+    #[serde(rename = "user.tool_confirmation")]
+    UserToolConfirmation,
+    #[serde(rename = "user.custom_tool_result")]
+    UserCustomToolResult,
+    #[serde(rename = "user.tool_result")]
+    UserToolResult,
+    #[serde(rename = "user.define_outcome")]
+    UserDefineOutcome,
+    #[serde(rename = "system.message")]
+    SystemMessage,
+}
+
+impl Tagged for EventParams {
+    const EXPECTING: &'static str = "an event object with a `type`";
+    type Tag = EventType;
+
+    fn variant<'de, D: Deserializer<'de>>(tag: EventType, fields: D) -> Result<Self, D::Error> {
+        Ok(match tag {
+            EventType::UserMessage => EventParams::UserMessage(Deserialize::deserialize(fields)?),
+            EventType::UserInterrupt => {
+                EventParams::UserInterrupt(Deserialize::deserialize(fields)?)
+            }
+            EventType::UserToolConfirmation => {
+                EventParams::UserToolConfirmation(Deserialize::deserialize(fields)?)
+            }
+            EventType::UserCustomToolResult => {
+                EventParams::UserCustomToolResult(Deserialize::deserialize(fields)?)
+            }
+            EventType::UserToolResult => {
+                EventParams::UserToolResult(Deserialize::deserialize(fields)?)
+            }
+            EventType::UserDefineOutcome => {
+                EventParams::UserDefineOutcome(Deserialize::deserialize(fields)?)
+            }
+            EventType::SystemMessage => {
+                EventParams::SystemMessage(Deserialize::deserialize(fields)?)
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for EventParams {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tagged::deserialize(deserializer)
+    }
 }
 
 /// `user.message` params.
