@@ -868,3 +868,131 @@ async fn start_recovers_a_turn_cut_short_by_a_dead_process() {
     assert_eq!(resumed[0]["is_error"], true);
     assert_eq!(resumed[1]["text"], "[[mock:text back]]");
 }
+
+#[tokio::test]
+async fn file_tools_work_in_the_workspace_and_output_is_capped() {
+    let s = setup().await;
+    let vault = s.vault(None).await;
+    let id = s
+        .session(agent(vec![toolset(json!([]))]), vec![vault])
+        .await;
+    s.say(
+        &id,
+        concat!(
+            r#"[[mock:tool write {"path":"src/a.txt","content":"alpha\nbeta\n"}]]"#,
+            r#"[[mock:tool edit {"path":"src/a.txt","old_string":"beta","new_string":"gamma"}]]"#,
+            r#"[[mock:tool read {"path":"/workspace/src/a.txt","offset":2}]]"#,
+            r#"[[mock:tool grep {"pattern":"gam+a","glob":"*.txt"}]]"#,
+            r#"[[mock:tool glob {"pattern":"**/*.txt"}]]"#,
+            r#"[[mock:tool edit {"path":"src/a.txt","old_string":"missing","new_string":"x"}]]"#,
+            r#"[[mock:tool bash {"command":"head -c 200000 /dev/zero | tr '\\0' x"}]]"#,
+            r#"[[mock:tool web_fetch {"url":"https://example.com"}]]"#,
+        ),
+    )
+    .await;
+    let loaded = s.idle(&id).await;
+    let results: Vec<(String, Option<bool>)> = find(&loaded, "agent.tool_result")
+        .iter()
+        .map(|e| match &e.body {
+            Body::AgentToolResult(r) => (text_of(e), r.is_error),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(results.len(), 8, "{results:#?}");
+    assert_eq!(
+        results[0],
+        ("Wrote 11 bytes to /workspace/src/a.txt".into(), Some(false))
+    );
+    assert_eq!(results[1].1, Some(false));
+    assert_eq!(results[2], ("     2\tgamma\n".into(), Some(false)));
+    assert_eq!(
+        results[3],
+        ("/workspace/src/a.txt:2:gamma\n".into(), Some(false))
+    );
+    assert_eq!(results[4], ("src/a.txt\n".into(), Some(false)));
+    assert_eq!(results[5].1, Some(true));
+    assert!(
+        results[6].0.contains("[output truncated"),
+        "{}",
+        &results[6].0[..100]
+    );
+    assert!(results[6].0.len() < 40_000);
+    assert_eq!(results[7].1, Some(true));
+    assert_eq!(
+        std::fs::read_to_string(s.workspaces.join(id.as_str()).join("src/a.txt")).unwrap(),
+        "alpha\ngamma\n"
+    );
+}
+
+#[tokio::test]
+async fn thinking_and_refusal() {
+    let s = setup().await;
+    let vault = s.vault(None).await;
+    let id = s.session(agent(vec![]), vec![vault]).await;
+    s.say(&id, "[[mock:thinking let me see]] [[mock:text answer]]")
+        .await;
+    let loaded = s.idle(&id).await;
+    assert_eq!(
+        &types(&loaded)[2..],
+        [
+            "span.model_request_start",
+            "agent.thinking",
+            "agent.message",
+            "span.model_request_end",
+            "session.status_idle"
+        ]
+    );
+    s.say(&id, "[[mock:refusal I will not]]").await;
+    let loaded = s.idle(&id).await;
+    assert_eq!(last_idle(&loaded), StopReason::Refusal);
+    assert_eq!(
+        loaded.state.stop_details,
+        Some(managed_agents_core::event::StopDetails::Refusal {
+            category: None,
+            explanation: Some("I will not".into())
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_notifier_and_the_rescan_both_wake_the_runner() {
+    let s = setup().await;
+    let vault = s.vault(None).await;
+    let id = s.session(agent(vec![]), vec![vault.clone()]).await;
+    let params: Vec<EventParams> = serde_json::from_value(
+        json!([{"type": "user.message", "content": [{"type": "text", "text": "[[mock:text one]]"}]}]),
+    )
+    .unwrap();
+    log::commit(&s.store, &id, |_| true, || Command::Send(params.clone()))
+        .await
+        .unwrap();
+    s.runner.notifier().notify(&id);
+    let loaded = s.idle(&id).await;
+    assert_eq!(text_of(find(&loaded, "agent.message")[0]), "one");
+
+    // No notification at all: the periodic rescan finds the running session.
+    append(
+        &s.store,
+        WORKSPACE,
+        vec![bytes::Bytes::from_static(
+            b"{\"type\":\"workspace.created\"}",
+        )],
+        CatalogEntry::new(Kind::Workspace, WORKSPACE, "", Timestamp::now()),
+    )
+    .await;
+    let rescan = s.runner.rescan_every(Duration::from_millis(20));
+    let params: Vec<EventParams> = serde_json::from_value(
+        json!([{"type": "user.message", "content": [{"type": "text", "text": "[[mock:text two]]"}]}]),
+    )
+    .unwrap();
+    log::commit(&s.store, &id, |_| true, || Command::Send(params.clone()))
+        .await
+        .unwrap();
+    let loaded = s
+        .wait(&id, "the second answer", |l| {
+            find(l, "agent.message").len() == 2
+        })
+        .await;
+    assert_eq!(text_of(find(&loaded, "agent.message")[1]), "two");
+    rescan.abort();
+}

@@ -242,6 +242,51 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
     pub fn is_busy(&self) -> bool {
         !lock(&self.inner.active).is_empty()
     }
+
+    /// A type-erased [`Runner::notify`], for holders that should not carry the runner's type
+    /// parameters (the server's shared state).
+    pub fn notifier(&self) -> Notifier {
+        let runner = self.clone();
+        Notifier(Arc::new(move |id: &SessionId| runner.notify(id)))
+    }
+
+    /// A safety net for missed notifications: repeats [`Runner::start`]'s scan every `period`
+    /// in a background task (abort the returned handle to stop it).
+    pub fn rescan_every(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+        let runner = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = runner.start().await {
+                    tracing::warn!(error = %e, "runner rescan failed");
+                }
+            }
+        })
+    }
+}
+
+/// A cheap-to-clone, type-erased handle that wakes the runner for a session.
+#[derive(Clone)]
+pub struct Notifier(Arc<dyn Fn(&SessionId) + Send + Sync>);
+
+impl Notifier {
+    /// Tells the runner that `session` may have new input.
+    pub fn notify(&self, session: &SessionId) {
+        (self.0)(session)
+    }
+
+    /// A notifier that does nothing (a server without a runner, tests).
+    pub fn none() -> Self {
+        Notifier(Arc::new(|_: &SessionId| {}))
+    }
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notifier")
+    }
 }
 
 async fn list_all<S: Store>(
