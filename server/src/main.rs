@@ -84,6 +84,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
         println!("(this is the only time the key is shown)");
     }
+    let _runner = start_runner(&store, &secrets, &config.data_dir).await;
     let (mut state, shutdown) = AppState::new(store, secrets, blobs);
     state.ping_interval = config.ping_interval;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -103,6 +104,43 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .context("serving")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the harness runner: recovers sessions left running, then runs sessions as input
+/// arrives. Until the routes call `Runner::notify`, a rescan every 500 ms finds new input.
+/// Without bubblewrap the API still serves, but no session runs.
+async fn start_runner(
+    store: &AnyStore,
+    secrets: &Secrets,
+    data_dir: &std::path::Path,
+) -> Option<
+    managed_agents_harness::runner::Runner<
+        AnyStore,
+        managed_agents_harness::sandbox::BubblewrapSandbox,
+    >,
+> {
+    use managed_agents_harness::runner::{Options, Runner};
+    use managed_agents_harness::sandbox::{BubblewrapSandbox, Workspaces};
+    let sandbox = match BubblewrapSandbox::new(Default::default()) {
+        Ok(sandbox) => sandbox,
+        Err(e) => {
+            tracing::error!(error = %e, "sessions will not run: the sandbox is unavailable");
+            eprintln!("warning: sessions will not run: {e}");
+            return None;
+        }
+    };
+    let unseal = {
+        let secrets = secrets.clone();
+        move |sealed: &managed_agents_core::vault::SealedSecret| secrets.open_text(sealed).ok()
+    };
+    let options = Options::new(Workspaces::new(data_dir.join("workspaces")));
+    let runner = Runner::new(store.clone(), sandbox, unseal, options);
+    match runner.start().await {
+        Ok(n) => tracing::info!(sessions = n, "runner started"),
+        Err(e) => tracing::warn!(error = %e, "runner start-up scan failed"),
+    }
+    runner.rescan_every(std::time::Duration::from_millis(500));
+    Some(runner)
 }
 
 async fn signal() {
