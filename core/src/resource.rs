@@ -314,6 +314,11 @@ pub fn check_addable(params: &ResourceParams) -> Result<(), Error> {
     }
 }
 
+/// The length rule of a GitHub `authorization_token` (1–4096 characters).
+pub fn check_token(token: &Secret) -> Result<(), FieldError> {
+    validate::length("authorization_token", &token.0, 1, 4096)
+}
+
 /// Whether a session that already has `files` file resources may add another.
 pub fn check_file_count(files: usize) -> Result<(), Error> {
     if files >= MAX_FILE_RESOURCES {
@@ -342,29 +347,36 @@ impl Resource {
         now: Timestamp,
         mut seal: impl FnMut(&str) -> SealedSecret,
     ) -> Result<Resource, Error> {
-        let mut next = self.clone();
-        match &mut next {
-            Resource::GithubRepository {
-                authorization_token,
-                updated_at,
-                ..
-            } => {
-                validate::length(
-                    "authorization_token",
-                    &params.authorization_token.0,
-                    1,
-                    4096,
-                )?;
-                *authorization_token = Some(seal(&params.authorization_token.0));
-                *updated_at = now;
-                Ok(next)
-            }
+        self.check_rotatable()?;
+        check_token(&params.authorization_token)?;
+        Ok(self.with_token(seal(&params.authorization_token.0), now)?)
+    }
+
+    /// Whether this resource has a token to rotate (only `github_repository` does).
+    pub fn check_rotatable(&self) -> Result<(), FieldError> {
+        match self {
+            Resource::GithubRepository { .. } => Ok(()),
             _ => Err(FieldError::new(
                 "authorization_token",
                 "only github_repository resources support token rotation",
-            )
-            .into()),
+            )),
         }
+    }
+
+    /// This GitHub repository with an already sealed new token, `updated_at` = `now`.
+    pub fn with_token(&self, token: SealedSecret, now: Timestamp) -> Result<Resource, FieldError> {
+        self.check_rotatable()?;
+        let mut next = self.clone();
+        if let Resource::GithubRepository {
+            authorization_token,
+            updated_at,
+            ..
+        } = &mut next
+        {
+            *authorization_token = Some(token);
+            *updated_at = now;
+        }
+        Ok(next)
     }
 
     /// The response object.

@@ -1,19 +1,16 @@
 //! Secrets at rest: vault credential secrets and GitHub tokens are sealed with
-//! XChaCha20-Poly1305 under one 32-byte server key and kept in a per-owner stream
-//! `secret:<owner id>` (never in an object's or session's event log). The key comes from
-//! `--secret-key` / `MANAGED_AGENTS_SECRET_KEY` (64 hex digits or base64 of 32 bytes) or is
-//! generated once into `<data-dir>/secret.key` with mode 0600.
+//! XChaCha20-Poly1305 under one 32-byte server key into core's [`SealedSecret`], which the
+//! credential and session records carry (never rendered, never in a public event). The key
+//! comes from `--secret-key` / `MANAGED_AGENTS_SECRET_KEY` (64 hex digits or base64 of 32
+//! bytes) or is generated once into `<data-dir>/secret.key` with mode 0600.
 
 use std::io::Write;
 use std::path::Path;
 
 use base64::Engine;
-use bytes::Bytes;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use managed_agents_core::storage::{Append, Direction, Expected, Kind, Store, StreamId};
 use managed_agents_core::vault::SealedSecret;
-use serde_json::Value;
 
 const NONCE_LEN: usize = 24;
 const KEY_FILE: &str = "secret.key";
@@ -38,9 +35,6 @@ pub enum Error {
     /// A sealed value did not open (wrong key or corrupted).
     #[error("a stored secret could not be decrypted (wrong secret key?)")]
     Open,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] managed_agents_core::storage::Error),
 }
 
 /// The server's sealing key.
@@ -157,46 +151,6 @@ impl Secrets {
         self.cipher
             .decrypt(XNonce::from_slice(nonce), body)
             .map_err(|_| Error::Open)
-    }
-
-    fn stream(owner: &str) -> StreamId {
-        StreamId::new(format!("secret:{owner}"))
-    }
-
-    /// Stores the secret fields of `owner` (a credential or resource id), replacing earlier
-    /// ones.
-    pub async fn put<S: Store>(&self, store: &S, owner: &str, value: &Value) -> Result<(), Error> {
-        let plain = serde_json::to_vec(value).unwrap_or_default();
-        let sealed = self.seal(&plain)?;
-        store
-            .append(Append {
-                stream: Self::stream(owner),
-                expected: Expected::Any,
-                events: vec![Bytes::from(sealed)],
-                catalog: None,
-            })
-            .await?;
-        Ok(())
-    }
-
-    /// The latest secret fields of `owner`, if any.
-    pub async fn get<S: Store>(&self, store: &S, owner: &str) -> Result<Option<Value>, Error> {
-        let latest = store
-            .read(&Self::stream(owner), u64::MAX, Direction::Backward, 1)
-            .await?;
-        let Some(record) = latest.first() else {
-            return Ok(None);
-        };
-        let plain = self.open(&record.payload)?;
-        serde_json::from_slice(&plain)
-            .map(Some)
-            .map_err(|_| Error::Open)
-    }
-
-    /// Forgets the secret fields of `owner`.
-    pub async fn delete<S: Store>(&self, store: &S, owner: &str) -> Result<(), Error> {
-        store.delete(Kind::Credential, &Self::stream(owner)).await?;
-        Ok(())
     }
 }
 

@@ -224,3 +224,212 @@ async fn github_tokens_are_never_rendered() {
         .await;
     assert!(!String::from_utf8_lossy(&events.bytes).contains("ghp_"));
 }
+
+async fn upload(h: &common::Harness, name: &str) -> String {
+    let (content_type, body) = multipart(name, "text/plain", "bytes");
+    let request = Request::post("/v1/files")
+        .header("x-api-key", KEY)
+        .header("content-type", content_type)
+        .body(Body::from(body))
+        .expect("request");
+    h.send(request).await.json()["id"]
+        .as_str()
+        .expect("file id")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn session_resources_are_added_rotated_and_deleted() {
+    let h = harness().await;
+    let file_id = upload(&h, "a.txt").await;
+    let agent = h
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(json!({"name": "a", "model": "claude-sonnet-4-6"})),
+        )
+        .await
+        .json();
+    let env = h
+        .call("POST", "/v1/environments", Some(json!({"name": "e"})))
+        .await
+        .json();
+    let session = h
+        .call(
+            "POST",
+            "/v1/sessions",
+            Some(json!({"agent": agent["id"], "environment_id": env["id"],
+                        "resources": [{"type": "file", "file_id": file_id}]})),
+        )
+        .await
+        .json();
+    let sid = session["id"].as_str().expect("id").to_owned();
+    let first = session["resources"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let resources = format!("/v1/sessions/{sid}/resources");
+
+    let added = h
+        .call(
+            "POST",
+            &resources,
+            Some(json!({"type": "file", "file_id": file_id, "mount_path": "/data/a.txt"})),
+        )
+        .await;
+    assert_eq!(
+        added.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&added.bytes)
+    );
+    let added = added.json();
+    assert_eq!(added["type"], "file");
+    assert_eq!(added["mount_path"], "/data/a.txt");
+    let added_id = added["id"].as_str().expect("id").to_owned();
+    let repo = h
+        .call(
+            "POST",
+            &resources,
+            Some(
+                json!({"type": "github_repository", "url": "https://github.com/o/tool.git",
+                        "authorization_token": "ghp_ADDEDSECRET"}),
+            ),
+        )
+        .await;
+    assert_eq!(repo.status, StatusCode::OK);
+    assert!(!String::from_utf8_lossy(&repo.bytes).contains("ghp_"));
+    let repo = repo.json();
+    assert_eq!(repo["mount_path"], "/workspace/tool");
+    let repo_id = repo["id"].as_str().expect("id").to_owned();
+
+    let listed = h.call("GET", &resources, None).await.json();
+    let listed: Vec<_> = listed["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(listed, [first.clone(), added_id.clone(), repo_id.clone()]);
+    let retrieved = h
+        .call("GET", &format!("/v1/sessions/{sid}"), None)
+        .await
+        .json();
+    assert_eq!(retrieved["resources"].as_array().map(Vec::len), Some(3));
+
+    let rotated = h
+        .call(
+            "POST",
+            &format!("{resources}/{repo_id}"),
+            Some(json!({"authorization_token": "ghp_ROTATEDSECRET"})),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    assert!(!String::from_utf8_lossy(&rotated.bytes).contains("ghp_"));
+    assert!(rotated.json()["updated_at"].as_str() >= repo["updated_at"].as_str());
+    let not_rotatable = h
+        .call(
+            "POST",
+            &format!("{resources}/{added_id}"),
+            Some(json!({"authorization_token": "t"})),
+        )
+        .await;
+    assert_eq!(not_rotatable.status, StatusCode::BAD_REQUEST);
+    let empty = h
+        .call(
+            "POST",
+            &format!("{resources}/{repo_id}"),
+            Some(json!({"authorization_token": ""})),
+        )
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert!(empty.message().contains("authorization_token"));
+
+    // Tokens are sealed in the session's records, never stored or listed in plain text.
+    let stored = managed_agents_core::storage::read_all(
+        &h.state.store,
+        &managed_agents_core::storage::StreamId::new(sid.as_str()),
+    )
+    .await
+    .expect("records");
+    for record in &stored {
+        let text = String::from_utf8_lossy(&record.payload);
+        assert!(!text.contains("ADDEDSECRET") && !text.contains("ROTATEDSECRET"));
+    }
+    let events = h
+        .call("GET", &format!("/v1/sessions/{sid}/events"), None)
+        .await;
+    assert_eq!(events.json()["data"], json!([]));
+
+    let deleted = h
+        .call("DELETE", &format!("{resources}/{first}"), None)
+        .await;
+    assert_eq!(
+        deleted.json(),
+        json!({"id": first, "type": "session_resource_deleted"})
+    );
+    assert_eq!(
+        h.call("GET", &format!("{resources}/{first}"), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        h.call("DELETE", &format!("{resources}/{first}"), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    let missing = h
+        .call(
+            "POST",
+            &resources,
+            Some(json!({"type": "file", "file_id": "file_01missing"})),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing.message().contains("file_id"),
+        "{}",
+        missing.message()
+    );
+    let memory = h
+        .call(
+            "POST",
+            &resources,
+            Some(json!({"type": "memory_store", "memory_store_id": "memstore_01x"})),
+        )
+        .await;
+    assert_eq!(memory.status, StatusCode::BAD_REQUEST);
+    let foreign = h
+        .call_as(
+            OTHER_KEY,
+            "POST",
+            &resources,
+            Some(json!({"type": "file", "file_id": file_id})),
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+
+    h.call("POST", &format!("/v1/sessions/{sid}/archive"), None)
+        .await;
+    let archived = h
+        .call(
+            "POST",
+            &resources,
+            Some(json!({"type": "file", "file_id": file_id})),
+        )
+        .await;
+    assert_eq!(archived.status, StatusCode::CONFLICT);
+    let archived = h
+        .call("DELETE", &format!("{resources}/{added_id}"), None)
+        .await;
+    assert_eq!(archived.status, StatusCode::CONFLICT);
+    assert_eq!(
+        h.call("GET", &resources, None).await.json()["data"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+}

@@ -18,6 +18,11 @@
 //! remaining ids; otherwise, if the batch brought work for a turn (anything but interrupts and
 //! system messages) and nothing is pending, `session.status_running` follows.
 //!
+//! Resources (API section 9) change through internal facts, never public events: adding one
+//! (`file` or `github_repository`; at most 999 files; the id must be new), rotating a GitHub
+//! token (the sealed token replaces the old one and `updated_at` moves) and removing one (404
+//! for an unknown id) are refused on archived or terminated sessions.
+//!
 //! Interrupts: on a running or rescheduling session the interrupt is input the runner acts on.
 //! On a session idle in `requires_action` it cancels the wait (`session.status_idle` with
 //! `end_turn` follows). On any other idle session it is a no-op that is still persisted (with
@@ -30,8 +35,11 @@ use super::rejection::Rejection;
 use super::state::{SessionState, Status, ToolKind};
 use super::update::{changes, Update};
 use crate::event::{self, Body, Event, EventParams, StatusIdle, StopReason};
+use crate::ids::ResourceId;
+use crate::resource::{Resource, MAX_FILE_RESOURCES};
 use crate::time::Timestamp;
 use crate::validate;
+use crate::vault::SealedSecret;
 
 /// What a client (or the server on its behalf) asks of a session.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +60,19 @@ pub enum Command {
     /// `DELETE /v1/sessions/{id}`: appends `session.deleted` (for open streams) before the
     /// caller deletes the stream.
     Delete,
+    /// `POST /v1/sessions/{id}/resources`: a resolved `file` or `github_repository` resource
+    /// (the caller checked that the file exists in the workspace and sealed the token).
+    AddResource(Box<Resource>),
+    /// `POST /v1/sessions/{id}/resources/{resource_id}`: a GitHub repository's new token,
+    /// sealed (the caller checked it with [`crate::resource::check_token`]).
+    RotateResourceToken {
+        /// The resource.
+        id: ResourceId,
+        /// The sealed token.
+        authorization_token: SealedSecret,
+    },
+    /// `DELETE /v1/sessions/{id}/resources/{resource_id}`.
+    RemoveResource(ResourceId),
 }
 
 /// Validates `command` against `state` and returns the records to append, in order. An empty
@@ -105,7 +126,87 @@ pub fn decide(
         Command::Delete => Ok(vec![
             Event::new(ids.event(), now, Body::SessionDeleted).into()
         ]),
+        Command::AddResource(resource) => {
+            resources_writable(state)?;
+            add_resource(state, *resource, now)
+        }
+        Command::RotateResourceToken {
+            id,
+            authorization_token,
+        } => {
+            resources_writable(state)?;
+            let resource = existing_resource(state, &id)?
+                .with_token(authorization_token, now)
+                .map_err(Rejection::Invalid)?;
+            Ok(vec![Fact::ResourceUpdated { resource, at: now }.into()])
+        }
+        Command::RemoveResource(id) => {
+            resources_writable(state)?;
+            existing_resource(state, &id)?;
+            Ok(vec![Fact::ResourceRemoved { id, at: now }.into()])
+        }
     }
+}
+
+/// Resources change only on sessions that are neither archived nor terminated.
+fn resources_writable(state: &SessionState) -> Result<(), Rejection> {
+    if state.archived_at.is_some() {
+        return Err(Rejection::Conflict(
+            "the session is archived; its resources cannot be changed".into(),
+        ));
+    }
+    if state.status == Status::Terminated {
+        return Err(Rejection::Conflict(
+            "the session is terminated; its resources cannot be changed".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn existing_resource<'a>(
+    state: &'a SessionState,
+    id: &ResourceId,
+) -> Result<&'a Resource, Rejection> {
+    state
+        .resource(id)
+        .ok_or_else(|| Rejection::NotFound(format!("session resource {:?} not found", id.as_str())))
+}
+
+fn file_count<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> usize {
+    resources
+        .into_iter()
+        .filter(|r| matches!(r, Resource::File { .. }))
+        .count()
+}
+
+fn add_resource(
+    state: &SessionState,
+    resource: Resource,
+    now: Timestamp,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    match &resource {
+        Resource::MemoryStore { .. } => {
+            return Err(Rejection::invalid(
+                "type",
+                "memory stores can only be attached at session creation",
+            ))
+        }
+        Resource::File { .. } if file_count(&state.resources) >= MAX_FILE_RESOURCES => {
+            return Err(Rejection::invalid(
+                "file_id",
+                format!("a session can have at most {MAX_FILE_RESOURCES} file resources"),
+            ))
+        }
+        _ => {}
+    }
+    if let Some(id) = resource.id() {
+        if state.resource(id).is_some() {
+            return Err(Rejection::Conflict(format!(
+                "session resource {id} already exists"
+            )));
+        }
+    }
+    Ok(vec![Fact::ResourceAdded { resource, at: now }.into()])
 }
 
 fn writable(state: &SessionState) -> Result<(), Rejection> {
@@ -136,6 +237,12 @@ fn create(
         )));
     }
     validate::metadata("metadata", &created.metadata)?;
+    if file_count(&created.resources) > MAX_FILE_RESOURCES {
+        return Err(Rejection::invalid(
+            "resources",
+            format!("a session can have at most {MAX_FILE_RESOURCES} file resources"),
+        ));
+    }
     event::validate_initial(&initial_events)?;
     let first: SessionRecord = Fact::Created(created).into();
     let mut sim = state.clone();

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::{Budget, Event};
-use crate::ids::{EnvironmentId, EventId, SessionId, VaultId, WorkspaceId};
+use crate::ids::{EnvironmentId, EventId, ResourceId, SessionId, VaultId, WorkspaceId};
+use crate::resource::Resource;
 use crate::time::Timestamp;
 
 const INTERNAL: &str = "internal.";
@@ -46,6 +47,30 @@ pub enum Fact {
         /// When.
         at: Timestamp,
     },
+    /// A resource was added after creation (`POST /v1/sessions/{id}/resources`).
+    #[serde(rename = "internal.resource_added")]
+    ResourceAdded {
+        /// The resource (a GitHub token sealed, never rendered).
+        resource: Resource,
+        /// When.
+        at: Timestamp,
+    },
+    /// A resource changed (a GitHub token rotated): replaces the resource with the same id.
+    #[serde(rename = "internal.resource_updated")]
+    ResourceUpdated {
+        /// The resource as it is now.
+        resource: Resource,
+        /// When.
+        at: Timestamp,
+    },
+    /// A resource was removed (`DELETE /v1/sessions/{id}/resources/{resource_id}`).
+    #[serde(rename = "internal.resource_removed")]
+    ResourceRemoved {
+        /// The removed resource.
+        id: ResourceId,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// The configuration a session was created with.
@@ -66,9 +91,10 @@ pub struct Created {
     /// Metadata.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
-    /// Resource objects as rendered by the API.
+    /// The resources it was created with (GitHub tokens sealed). Resources added or removed
+    /// later are facts; [`crate::session::SessionState::resources`] is the current list.
     #[serde(default)]
-    pub resources: Vec<Value>,
+    pub resources: Vec<Resource>,
     /// Vaults whose credentials the session may use.
     #[serde(default)]
     pub vault_ids: Vec<VaultId>,

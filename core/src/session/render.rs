@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::state::{Outcome, SessionState};
 use crate::event::{Budget, Event, OutcomeResult, Usage};
+use crate::resource::{Resource, ResourceObject};
 use crate::time::Timestamp;
 
 #[derive(Serialize)]
@@ -50,7 +51,7 @@ struct Object<'a> {
     environment_id: &'a str,
     title: Option<&'a str>,
     metadata: &'a std::collections::BTreeMap<String, String>,
-    resources: &'a [Value],
+    resources: Vec<ResourceObject>,
     vault_ids: Vec<&'a str>,
     outcome_evaluations: Vec<OutcomeEvaluation<'a>>,
     stats: Stats,
@@ -91,7 +92,7 @@ impl SessionState {
             environment_id: config.environment_id.as_str(),
             title: self.title.as_deref(),
             metadata: &self.metadata,
-            resources: &config.resources,
+            resources: self.resources.iter().map(Resource::render).collect(),
             vault_ids: config.vault_ids.iter().map(|v| v.as_str()).collect(),
             outcome_evaluations: self.outcomes.iter().map(OutcomeEvaluation::from).collect(),
             stats: Stats {

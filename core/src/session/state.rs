@@ -12,7 +12,8 @@ use super::record::{Created, Fact, SessionRecord};
 use crate::event::{
     Body, Budget, Event, OutcomeResult, SessionError, StopDetails, StopReason, Usage,
 };
-use crate::ids::{self, EventId, OutcomeId};
+use crate::ids::{self, EventId, OutcomeId, ResourceId};
+use crate::resource::Resource;
 use crate::time::Timestamp;
 
 /// The session status of the API.
@@ -150,6 +151,8 @@ pub struct SessionState {
     pub agent: Value,
     /// The budget.
     pub budget: Option<Budget>,
+    /// The current resources, in the order they were added (GitHub tokens sealed).
+    pub resources: Vec<Resource>,
     /// Outcome evaluations, in definition order.
     pub outcomes: Vec<Outcome>,
     /// The last `session.error`.
@@ -195,6 +198,11 @@ impl SessionState {
         &self.pending_actions
     }
 
+    /// The current resource with id `id`.
+    pub fn resource(&self, id: &ResourceId) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.id() == Some(id))
+    }
+
     /// The client events the runner has to take into its next turn, in order.
     pub fn pending_input(&self) -> &[Input] {
         &self.inputs
@@ -232,6 +240,7 @@ impl SessionState {
                 self.metadata = created.metadata.clone();
                 self.agent = created.agent.clone();
                 self.budget = created.budget.clone();
+                self.resources = created.resources.clone();
                 self.created_at = created.created_at;
                 self.updated_at = created.created_at;
                 self.usage = Usage::zero();
@@ -250,6 +259,24 @@ impl SessionState {
             }
             Fact::Archived { at } => {
                 self.archived_at = Some(*at);
+                self.touch(Some(*at));
+            }
+            Fact::ResourceAdded { resource, at } => {
+                self.resources.push(resource.clone());
+                self.touch(Some(*at));
+            }
+            Fact::ResourceUpdated { resource, at } => {
+                if let Some(slot) = self
+                    .resources
+                    .iter_mut()
+                    .find(|r| r.id().is_some() && r.id() == resource.id())
+                {
+                    *slot = resource.clone();
+                }
+                self.touch(Some(*at));
+            }
+            Fact::ResourceRemoved { id, at } => {
+                self.resources.retain(|r| r.id() != Some(id));
                 self.touch(Some(*at));
             }
         }

@@ -202,6 +202,9 @@ pub fn summarize_record(record: &SessionRecord) -> String {
         SessionRecord::Fact(Fact::Created(_)) => "internal.session_created".into(),
         SessionRecord::Fact(Fact::Archived { .. }) => "internal.session_archived".into(),
         SessionRecord::Fact(Fact::InputsProcessed { .. }) => "internal.inputs_processed".into(),
+        SessionRecord::Fact(Fact::ResourceAdded { .. }) => "internal.resource_added".into(),
+        SessionRecord::Fact(Fact::ResourceUpdated { .. }) => "internal.resource_updated".into(),
+        SessionRecord::Fact(Fact::ResourceRemoved { .. }) => "internal.resource_removed".into(),
         SessionRecord::Event(event) => match &event.body {
             Body::SessionStatusRunning => "running".into(),
             Body::SessionStatusIdle(idle) => {

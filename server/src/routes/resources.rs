@@ -1,43 +1,62 @@
-//! Session resources (API §9): list, retrieve, and GitHub token rotation. Resources are fixed at
-//! session creation in core's session record (`Created.resources`, rendered objects); tokens
-//! live sealed in the resource's secret stream ([`crate::secrets`]) and are never rendered.
-//! Adding and removing resources after creation needs session facts core does not have yet.
+//! Session resources (API §9): add, list, retrieve, GitHub token rotation and delete. The
+//! current resources are part of the folded session (created with it, then
+//! `internal.resource_*` facts appended through core's session log); GitHub tokens are sealed
+//! inside those records and never rendered.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use managed_agents_core::resource::ResourceUpdateParams;
-use managed_agents_core::validate;
-use serde_json::{json, Value};
+use managed_agents_core::ids::ResourceId;
+use managed_agents_core::resource::{self, ResourceObject, ResourceParams, ResourceUpdateParams};
+use managed_agents_core::session::{Command, SessionState};
+use managed_agents_core::storage::Order;
+use managed_agents_core::time::Timestamp;
 
 use crate::auth::Auth;
 use crate::body;
 use crate::error::{Error, Result};
 use crate::pagination::{self, Page};
 use crate::query::Query;
+use crate::routes::sessions::resolve_resource;
 use crate::session;
 use crate::state::AppState;
 
 /// The resource routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/sessions/{session_id}/resources", get(list))
+        .route("/sessions/{session_id}/resources", post(add).get(list))
         .route(
             "/sessions/{session_id}/resources/{resource_id}",
-            get(retrieve).post(rotate),
+            get(retrieve).post(rotate).delete(delete),
         )
 }
 
-async fn resources(state: &AppState, auth: &Auth, session_id: &str) -> Result<Vec<Value>> {
-    let loaded = session::load(state, auth, session_id).await?;
-    Ok(loaded.state.config.map(|c| c.resources).unwrap_or_default())
+fn parse_id(id: &str) -> Result<ResourceId> {
+    ResourceId::parse(id).map_err(|_| Error::not_found("session resource", id))
 }
 
-fn find(resources: Vec<Value>, id: &str) -> Result<Value> {
-    resources
-        .into_iter()
-        .find(|r| r.get("id").and_then(Value::as_str) == Some(id))
+/// The rendered resource `id` of a folded session.
+fn find(state: &SessionState, id: &str) -> Result<ResourceObject> {
+    state
+        .resource(&parse_id(id)?)
+        .map(|r| r.render())
         .ok_or_else(|| Error::not_found("session resource", id))
+}
+
+async fn add(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(session_id): Path<String>,
+    body::Json(params): body::Json<ResourceParams>,
+) -> Result<Json<ResourceObject>> {
+    resource::check_addable(&params)?;
+    // 404 for an unknown session before looking at the file.
+    session::load(&state, &auth, &session_id).await?;
+    let resolved = resolve_resource(&state, &auth, params, Timestamp::now(), "").await?;
+    let rendered = resolved.render();
+    let command = Command::AddResource(Box::new(resolved));
+    session::commit(&state, &auth, &session_id, || command.clone()).await?;
+    Ok(Json(rendered))
 }
 
 async fn list(
@@ -45,23 +64,25 @@ async fn list(
     auth: Auth,
     Path(session_id): Path<String>,
     query: Query,
-) -> Result<Json<Page<Value>>> {
-    let all = resources(&state, &auth, &session_id).await?;
+) -> Result<Json<Page<ResourceObject>>> {
+    let loaded = session::load(&state, &auth, &session_id).await?;
+    let all = &loaded.state.resources;
     let limit = match query.one("limit")? {
         None => all.len().max(1),
         Some(_) => query.limit(1000, 1000)?,
     };
     let skip = match query.one("page")?.filter(|p| !p.is_empty()) {
         None => 0,
-        Some(cursor) => {
-            pagination::parse_event_cursor(cursor, managed_agents_core::storage::Order::Asc)?
-                as usize
-        }
+        Some(cursor) => pagination::parse_event_cursor(cursor, Order::Asc)? as usize,
     };
-    let data: Vec<Value> = all.iter().skip(skip).take(limit).cloned().collect();
+    let data: Vec<ResourceObject> = all
+        .iter()
+        .skip(skip)
+        .take(limit)
+        .map(|r| r.render())
+        .collect();
     let end = skip + data.len();
-    let next_page = (end < all.len())
-        .then(|| pagination::event_cursor(managed_agents_core::storage::Order::Asc, end as u64));
+    let next_page = (end < all.len()).then(|| pagination::event_cursor(Order::Asc, end as u64));
     Ok(Json(Page { data, next_page }))
 }
 
@@ -69,9 +90,9 @@ async fn retrieve(
     State(state): State<AppState>,
     auth: Auth,
     Path((session_id, id)): Path<(String, String)>,
-) -> Result<Json<Value>> {
-    let all = resources(&state, &auth, &session_id).await?;
-    Ok(Json(find(all, &id)?))
+) -> Result<Json<ResourceObject>> {
+    let loaded = session::load(&state, &auth, &session_id).await?;
+    Ok(Json(find(&loaded.state, &id)?))
 }
 
 async fn rotate(
@@ -79,19 +100,35 @@ async fn rotate(
     auth: Auth,
     Path((session_id, id)): Path<(String, String)>,
     body::Json(params): body::Json<ResourceUpdateParams>,
-) -> Result<Json<Value>> {
-    let resource = find(resources(&state, &auth, &session_id).await?, &id)?;
-    if resource.get("type").and_then(Value::as_str) != Some("github_repository") {
-        return Err(Error::invalid(
-            "authorization_token: only github_repository resources support token rotation",
-        ));
-    }
-    let token = params.authorization_token.0;
-    validate::length("authorization_token", &token, 1, 4096)?;
-    state
-        .secrets
-        .put(&state.store, &id, &json!({"authorization_token": token}))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(Json(resource))
+) -> Result<Json<ResourceObject>> {
+    let loaded = session::load(&state, &auth, &session_id).await?;
+    let resource_id = parse_id(&id)?;
+    let current = loaded
+        .state
+        .resource(&resource_id)
+        .ok_or_else(|| Error::not_found("session resource", &id))?;
+    current.check_rotatable()?;
+    resource::check_token(&params.authorization_token)?;
+    let sealed = state.secrets.seal_text(&params.authorization_token.0);
+    let committed = session::commit(&state, &auth, &session_id, || {
+        Command::RotateResourceToken {
+            id: resource_id.clone(),
+            authorization_token: sealed.clone(),
+        }
+    })
+    .await?;
+    Ok(Json(find(&committed.state, &id)?))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((session_id, id)): Path<(String, String)>,
+) -> Result<Json<managed_agents_core::object::Deleted>> {
+    let resource_id = parse_id(&id)?;
+    session::commit(&state, &auth, &session_id, || {
+        Command::RemoveResource(resource_id.clone())
+    })
+    .await?;
+    Ok(Json(resource::deleted(&resource_id)))
 }

@@ -11,11 +11,10 @@ use managed_agents_core::agent::{Agent, AgentConfig, AgentObject, AgentUpdatePar
 use managed_agents_core::event::{Budget, EventParams};
 use managed_agents_core::ids::{EnvironmentId, ResourceId, SessionId, VaultId, WorkspaceId};
 use managed_agents_core::patch::Patch;
-use managed_agents_core::resource::{self, ResourceParams};
+use managed_agents_core::resource::{self, Resource, ResourceParams};
 use managed_agents_core::session::{Command, Created, SessionState, Update};
 use managed_agents_core::storage::{CatalogQuery, Kind, Order, Store};
 use managed_agents_core::time::Timestamp;
-use managed_agents_core::vault::SealedSecret;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -175,64 +174,67 @@ async fn resolve_vaults(state: &AppState, auth: &Auth, ids: Vec<String>) -> Resu
     Ok(vaults)
 }
 
-/// Resolves resource requests: files must exist in the workspace; GitHub tokens are sealed
-/// into the resource's secret stream and never rendered.
+/// Resolves the resource requests of a session create body (paths `resources[i]…`).
 async fn resolve_resources(
     state: &AppState,
     auth: &Auth,
     params: Vec<ResourceParams>,
     now: Timestamp,
-) -> Result<Vec<Value>> {
+) -> Result<Vec<Resource>> {
     let files = params
         .iter()
         .filter(|p| matches!(p, ResourceParams::File { .. }))
         .count();
     resource::check_file_count(files)?;
-    let mut rendered = Vec::with_capacity(params.len());
+    let mut resolved = Vec::with_capacity(params.len());
     for (i, params) in params.into_iter().enumerate() {
-        let at = format!("resources[{i}]");
-        if let ResourceParams::File { file_id, .. } = &params {
+        resolved
+            .push(resolve_resource(state, auth, params, now, &format!("resources[{i}].")).await?);
+    }
+    Ok(resolved)
+}
+
+/// Resolves one resource request: a file must exist in the caller's workspace; a GitHub token
+/// is sealed into the resource (never rendered); memory stores are not supported yet. `at`
+/// prefixes field names in errors (`resources[0].`, or empty for `POST …/resources`).
+pub(crate) async fn resolve_resource(
+    state: &AppState,
+    auth: &Auth,
+    params: ResourceParams,
+    now: Timestamp,
+    at: &str,
+) -> Result<Resource> {
+    match &params {
+        ResourceParams::File { file_id, .. } => {
             let entry = state.store.entry(Kind::File, file_id.as_str()).await?;
             if entry.is_none_or(|e| e.workspace != auth.workspace()) {
                 return Err(Error::NotFound(format!(
-                    "{at}.file_id: file {file_id} not found"
+                    "{at}file_id: file {file_id} not found"
                 )));
             }
         }
-        if let ResourceParams::MemoryStore { .. } = &params {
+        ResourceParams::GithubRepository {
+            authorization_token: Some(token),
+            ..
+        } => resource::check_token(token)
+            .map_err(|e| field_error(&format!("{at}{}", e.field), e.message))?,
+        ResourceParams::MemoryStore { .. } => {
             return Err(field_error(
-                &format!("{at}.type"),
+                &format!("{at}type"),
                 "memory_store resources are not supported by this server yet",
             ));
         }
-        let mut token = None;
-        let resolved = resource::resolve(params, ResourceId::generate(now), now, None, |t| {
-            token = Some(t.to_owned());
-            SealedSecret(String::new())
-        })
-        .map_err(|e| match e {
-            managed_agents_core::object::Error::Invalid(f) => {
-                field_error(&format!("{at}.{}", f.field), f.message)
-            }
-            other => other.into(),
-        })?;
-        if let (Some(token), Some(id)) = (token, resolved.id()) {
-            state
-                .secrets
-                .put(
-                    &state.store,
-                    id.as_str(),
-                    &json!({"authorization_token": token}),
-                )
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?;
-        }
-        rendered.push(
-            serde_json::to_value(resolved.render())
-                .map_err(|e| Error::Internal(format!("resource render: {e}")))?,
-        );
+        ResourceParams::GithubRepository { .. } => {}
     }
-    Ok(rendered)
+    resource::resolve(params, ResourceId::generate(now), now, None, |t| {
+        state.secrets.seal_text(t)
+    })
+    .map_err(|e| match e {
+        managed_agents_core::object::Error::Invalid(f) => {
+            field_error(&format!("{at}{}", f.field), f.message)
+        }
+        other => other.into(),
+    })
 }
 
 fn render(state: &SessionState) -> Result<Json<Value>> {
