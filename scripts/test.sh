@@ -11,6 +11,12 @@ cd "$repo"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Architecture invariant 1: core depends on no runtime, storage engine or HTTP crate.
+if cargo tree -p managed-agents-core -e normal --prefix none | grep -Eq '^(tokio|rocksdb|librocksdb-sys|axum|hyper|reqwest) '; then
+    echo "core must not depend on tokio, rocksdb, axum, hyper or reqwest:" >&2
+    cargo tree -p managed-agents-core -e normal -i tokio >&2 || true
+    exit 1
+fi
 cargo test --workspace
 
 # ---------------------------------------------------------------------------------------------
