@@ -27,6 +27,36 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Run the scripted mock model server (Anthropic Messages and OpenAI Responses shapes) that
+    /// tests and demos point an LLM vault's base URL at; serves until Ctrl-C.
+    MockModel(MockModelArgs),
+}
+
+/// Flags of `mock-model`.
+#[derive(Debug, Args)]
+pub struct MockModelArgs {
+    /// Address to listen on (`host:port`; port 0 picks a free one, printed on stderr).
+    #[arg(long)]
+    pub listen: String,
+    /// A script of replies (a JSON array, `{"replies": [...]}` or JSON lines); without it the
+    /// mock follows prompt directives and its defaults.
+    #[arg(long)]
+    pub script: Option<PathBuf>,
+}
+
+impl MockModelArgs {
+    /// The address to bind.
+    pub fn listen(&self) -> Result<SocketAddr, Error> {
+        parse_listen(&self.listen)
+    }
+}
+
+fn parse_listen(listen: &str) -> Result<SocketAddr, Error> {
+    listen
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| Error::Listen(listen.to_owned()))
 }
 
 /// Which storage backend to use.
@@ -140,12 +170,7 @@ pub struct ServeConfig {
 impl ServeArgs {
     /// Validates the flags.
     pub fn validate(self) -> Result<ServeConfig, Error> {
-        let listen = self
-            .listen
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| Error::Listen(self.listen.clone()))?;
+        let listen = parse_listen(&self.listen)?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::DataDir(self.data_dir.display().to_string()));
         }
@@ -166,5 +191,35 @@ impl ServeArgs {
             bootstrap_key: self.bootstrap_key.filter(|k| !k.is_empty()),
             ping_interval: std::time::Duration::from_secs(self.ping_seconds),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mock_model_takes_listen_and_an_optional_script() {
+        let cli = Cli::try_parse_from([
+            "managed-agents",
+            "mock-model",
+            "--listen",
+            "127.0.0.1:0",
+            "--script",
+            "replies.json",
+        ])
+        .expect("parses");
+        let Command::MockModel(args) = cli.command else {
+            panic!("not mock-model: {:?}", cli.command);
+        };
+        assert_eq!(args.listen().expect("address").port(), 0);
+        assert_eq!(args.script, Some(PathBuf::from("replies.json")));
+        let cli = Cli::try_parse_from(["managed-agents", "mock-model", "--listen", "nope"])
+            .expect("parses");
+        let Command::MockModel(args) = cli.command else {
+            panic!("not mock-model");
+        };
+        assert!(args.listen().is_err());
+        assert!(Cli::try_parse_from(["managed-agents", "mock-model"]).is_err());
     }
 }

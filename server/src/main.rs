@@ -43,6 +43,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args.validate()?).await,
         Command::Keys { command } => keys_command(command).await,
+        Command::MockModel(args) => {
+            // The harness error already names its cause; no second `: cause` from a chain.
+            managed_agents_harness::mock_model::run(args.listen()?, args.script.as_deref())
+                .await
+                .map_err(|err| anyhow::anyhow!("mock-model: {err}"))
+        }
     }
 }
 
