@@ -90,9 +90,16 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
         println!("(this is the only time the key is shown)");
     }
-    let _runner = start_runner(&store, &secrets, &config.data_dir).await;
+    let runner = start_runner(&store, &secrets, &config.data_dir).await;
     let (mut state, shutdown) = AppState::new(store, secrets, blobs);
     state.ping_interval = config.ping_interval;
+    if let Some(runner) = &runner {
+        state.harness = managed_agents_server::state::Harness {
+            notifier: runner.notifier(),
+            previews: runner.previews(),
+            workspaces: Some(workspaces(&config.data_dir)),
+        };
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
@@ -113,7 +120,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 }
 
 /// Starts the harness runner: recovers sessions left running, then runs sessions as input
-/// arrives. Until the routes call `Runner::notify`, a rescan every 500 ms finds new input.
+/// arrives: the routes call `Runner::notify` on new input; a rescan every 500 ms is the safety
+/// net for a missed notification.
 /// Without bubblewrap the API still serves, but no session runs.
 async fn start_runner(
     store: &AnyStore,
@@ -126,7 +134,7 @@ async fn start_runner(
     >,
 > {
     use managed_agents_harness::runner::{Options, Runner};
-    use managed_agents_harness::sandbox::{BubblewrapSandbox, Workspaces};
+    use managed_agents_harness::sandbox::BubblewrapSandbox;
     let sandbox = match BubblewrapSandbox::new(Default::default()) {
         Ok(sandbox) => sandbox,
         Err(e) => {
@@ -139,7 +147,7 @@ async fn start_runner(
         let secrets = secrets.clone();
         move |sealed: &managed_agents_core::vault::SealedSecret| secrets.open_text(sealed).ok()
     };
-    let options = Options::new(Workspaces::new(data_dir.join("workspaces")));
+    let options = Options::new(workspaces(data_dir));
     let runner = Runner::new(store.clone(), sandbox, unseal, options);
     match runner.start().await {
         Ok(n) => tracing::info!(sessions = n, "runner started"),
@@ -147,6 +155,13 @@ async fn start_runner(
     }
     runner.rescan_every(std::time::Duration::from_millis(500));
     Some(runner)
+}
+
+/// Session workspaces under `<data dir>/workspaces`, as an absolute path: bubblewrap binds it,
+/// and a relative `--data-dir` (the default `./data`) must not depend on the sandbox's cwd.
+fn workspaces(data_dir: &std::path::Path) -> managed_agents_harness::sandbox::Workspaces {
+    let root = data_dir.join("workspaces");
+    managed_agents_harness::sandbox::Workspaces::new(std::path::absolute(&root).unwrap_or(root))
 }
 
 async fn signal() {

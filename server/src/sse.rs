@@ -7,15 +7,21 @@
 //! when it connects. A comment frame goes out first so headers and the first bytes are flushed
 //! at once; `event: ping` follows every ping interval of silence. The stream ends after
 //! `session.deleted` or `session.status_terminated`, when the stream is deleted, or at
-//! shutdown. `event_deltas[]` is validated (previews come with the harness).
+//! shutdown. With `event_deltas[]`, the live previews (`event_start`, `event_delta`) of the
+//! requested event types are merged in as the runner publishes them: stream-only, never stored,
+//! and framed without an `id:` line (they are not resumable; the final event carries the whole
+//! content).
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as Frame, KeepAlive, Sse};
 use axum::response::IntoResponse;
-use futures::stream::{self, Stream, StreamExt};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
+use managed_agents_core::event::{Preview, Previewed};
+use managed_agents_core::ids::SessionId;
 use managed_agents_core::session::SessionRecord;
 use managed_agents_core::storage::{Error as StoreError, Order, Store, StreamId};
 
@@ -25,6 +31,7 @@ use crate::pagination;
 use crate::query::Query;
 use crate::session;
 use crate::state::AppState;
+use tokio::sync::broadcast;
 
 /// Most `event_deltas[]` values.
 const MAX_DELTAS: usize = 100;
@@ -76,7 +83,21 @@ pub async fn stream(
         Some(cursor) => pagination::parse_event_cursor(&cursor, Order::Asc)?,
         None => loaded.records.len() as u64,
     };
+    let wanted: HashSet<String> = query
+        .all("event_deltas")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    // Subscribe to previews before the records, so a turn's first preview is not missed.
+    let previews = match SessionId::parse(&id) {
+        Ok(session_id) if !wanted.is_empty() => Some(state.harness.previews.subscribe(&session_id)),
+        _ => None,
+    };
     let frames = frames(state.clone(), StreamId::new(&id), after);
+    let frames: BoxStream<'static, Result<Frame, Infallible>> = match previews {
+        Some(rx) => with_previews(frames, rx, wanted).boxed(),
+        None => frames.boxed(),
+    };
     let guard = state.metrics.stream_opened();
     let mut shutdown = state.shutdown.clone();
     let stopped = async move {
@@ -92,6 +113,58 @@ pub async fn stream(
         .interval(state.ping_interval)
         .event(Frame::default().event("ping").data(r#"{"type":"ping"}"#));
     Ok(Sse::new(body).keep_alive(keep_alive))
+}
+
+/// Merges the previews received on `rx` of the `wanted` event types into `frames`, ending
+/// when `frames` ends. An `event_delta` goes out only when its `event_start` did.
+fn with_previews(
+    frames: impl Stream<Item = Result<Frame, Infallible>> + Send + 'static,
+    rx: broadcast::Receiver<Preview>,
+    wanted: HashSet<String>,
+) -> impl Stream<Item = Result<Frame, Infallible>> + Send {
+    enum Item {
+        Frame(Result<Frame, Infallible>),
+        Preview(Preview),
+        End,
+    }
+    let records = frames
+        .map(Item::Frame)
+        .chain(stream::once(async { Item::End }));
+    let previews = stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(preview) => return Some((Item::Preview(preview), rx)),
+                // Previews are best effort: a lagging stream skips some.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let mut started: HashSet<String> = HashSet::new();
+    stream::select(records, previews)
+        .take_while(|item| futures::future::ready(!matches!(item, Item::End)))
+        .filter_map(move |item| {
+            let frame = match item {
+                Item::Frame(frame) => Some(frame),
+                Item::End => None,
+                Item::Preview(preview) => {
+                    let pass = match &preview {
+                        Preview::Start { event } => {
+                            let (kind, id) = match event {
+                                Previewed::AgentMessage { id } => ("agent.message", id),
+                                Previewed::AgentThinking { id } => ("agent.thinking", id),
+                            };
+                            wanted.contains(kind) && started.insert(id.as_str().to_owned())
+                        }
+                        Preview::Delta { event_id, .. } => started.contains(event_id.as_str()),
+                    };
+                    pass.then(|| serde_json::to_string(&preview).ok())
+                        .flatten()
+                        .map(|data| Ok(Frame::default().event(preview.type_name()).data(data)))
+                }
+            };
+            futures::future::ready(frame)
+        })
 }
 
 /// Frames for every public event after version `after`, ending after a terminal event.

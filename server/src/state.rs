@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use managed_agents_harness::previews::Previews;
+use managed_agents_harness::runner::Notifier;
+use managed_agents_harness::sandbox::Workspaces;
+
 use crate::blobs::Blobs;
 use crate::metrics::Metrics;
 use crate::secrets::Secrets;
@@ -25,6 +29,30 @@ pub struct AppState {
     pub ping_interval: Duration,
     /// Becomes `true` when the server shuts down; open streams end.
     pub shutdown: watch::Receiver<bool>,
+    /// The harness runner's hooks (no-ops without a runner).
+    pub harness: Harness,
+}
+
+/// What the routes need of the harness runner: wake it for new input, merge live previews into
+/// streams, and delete a session's workspace with the session.
+#[derive(Clone, Debug)]
+pub struct Harness {
+    /// Wakes the runner for a session (`Notifier::none()` without a runner).
+    pub notifier: Notifier,
+    /// Live `event_start`/`event_delta` previews of running turns.
+    pub previews: Previews,
+    /// Session workspaces, deleted with their session.
+    pub workspaces: Option<Workspaces>,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self {
+            notifier: Notifier::none(),
+            previews: Previews::default(),
+            workspaces: None,
+        }
+    }
 }
 
 impl AppState {
@@ -39,6 +67,7 @@ impl AppState {
             metrics: Metrics::default(),
             ping_interval: Duration::from_secs(15),
             shutdown: rx,
+            harness: Harness::default(),
         };
         (state, tx)
     }

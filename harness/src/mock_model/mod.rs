@@ -3,7 +3,8 @@
 //! and the OpenAI Responses API (`POST /v1/responses`, plain JSON and streaming SSE) — and records
 //! every request it receives (method, path, headers, JSON body) so tests can assert on them.
 //! Any path ending in `/v1/messages` or `/v1/responses` is accepted, so a base URL with a prefix
-//! works too.
+//! works too. `GET /_mock/requests` returns the recorded requests as JSON (method, path, headers,
+//! body), for tests that run the mock as its own process (`managed-agents mock-model`).
 //!
 //! # Choosing a reply
 //!

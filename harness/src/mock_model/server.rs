@@ -131,6 +131,7 @@ pub async fn serve(listener: TcpListener, script: Script) -> Result<MockModel, E
         ..Shared::default()
     });
     let app = Router::new()
+        .route("/_mock/requests", axum::routing::get(recorded))
         .fallback(handle)
         .with_state(Arc::clone(&shared));
     let (stop, stopped) = oneshot::channel::<()>();
@@ -167,6 +168,33 @@ pub async fn run(listen: SocketAddr, script: Option<&Path>) -> Result<(), Error>
     eprintln!("mock model listening on {}", mock.url());
     tokio::signal::ctrl_c().await.map_err(Error::Serve)?;
     mock.shutdown().await
+}
+
+/// `GET /_mock/requests`: every request recorded so far (this one excluded), in order, as
+/// `[{"method", "path", "headers": {name: value}, "body"}]`, for tests that run the mock as a
+/// separate process.
+async fn recorded(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
+    let requests = lock(&shared.requests);
+    let list = requests
+        .iter()
+        .map(|r| {
+            let headers: serde_json::Map<String, Value> = r
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    (name.as_str().to_owned(), Value::String(value))
+                })
+                .collect();
+            serde_json::json!({
+                "method": r.method.as_str(),
+                "path": r.path,
+                "headers": headers,
+                "body": r.body,
+            })
+        })
+        .collect();
+    axum::Json(Value::Array(list))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

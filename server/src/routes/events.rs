@@ -49,6 +49,9 @@ async fn send(
 ) -> Result<Json<Sent>> {
     let events = body.events;
     let committed = session::commit(&state, &auth, &id, || Command::Send(events.clone())).await?;
+    if let Ok(session_id) = ids::SessionId::parse(&id) {
+        state.harness.notifier.notify(&session_id);
+    }
     let data = committed
         .records
         .iter()

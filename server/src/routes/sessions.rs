@@ -287,6 +287,7 @@ async fn create(
         initial_events: body.initial_events.unwrap_or_default(),
     };
     let committed = session::create(&state, &id, command).await?;
+    state.harness.notifier.notify(&id);
     render(&committed.state)
 }
 
@@ -385,6 +386,11 @@ async fn delete(
 ) -> Result<Json<Value>> {
     session::commit(&state, &auth, &id, || Command::Delete).await?;
     session::remove(&state, &id).await?;
+    if let Some(workspaces) = &state.harness.workspaces {
+        if let Err(e) = workspaces.delete(&id).await {
+            tracing::warn!(session_id = %id, error = %e, "cannot delete the session's workspace");
+        }
+    }
     Ok(Json(json!({"id": id, "type": "session_deleted"})))
 }
 
