@@ -141,7 +141,9 @@ fn with_previews(
         }
     });
     let mut started: HashSet<String> = HashSet::new();
-    stream::select(records, previews)
+    // Records first when both are ready: a preview follows the record that precedes it (the
+    // `span.model_request_start` is committed before the model streams a delta).
+    stream::select_with_strategy(records, previews, |_: &mut ()| stream::PollNext::Left)
         .take_while(|item| futures::future::ready(!matches!(item, Item::End)))
         .filter_map(move |item| {
             let frame = match item {

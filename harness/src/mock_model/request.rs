@@ -43,7 +43,10 @@ impl Prompt {
                             .filter(|b| kind(b) == Some("tool_result"))
                             .map(|b| text_of(b.get("content")))
                             .collect();
-                        if results.is_empty() {
+                        // Text after the tool results (a message sent after an interrupt
+                        // or a denial) is new input: its directives apply.
+                        let trailing_text = blocks.last().and_then(kind) == Some("text");
+                        if results.is_empty() || trailing_text {
                             Last::UserText(join_text(blocks, "text"))
                         } else {
                             Last::ToolResults(results)
@@ -144,6 +147,10 @@ mod tests {
             {"type":"tool_result","tool_use_id":"toolu_1","content":"a"},
             {"type":"tool_result","tool_use_id":"toolu_2","content":[{"type":"text","text":"b"}]}]}]}));
         assert_eq!(p.last, Last::ToolResults(vec!["a".into(), "b".into()]));
+        let p = Prompt::anthropic(&json!({"messages":[{"role":"user","content":[
+            {"type":"tool_result","tool_use_id":"toolu_1","content":"interrupted"},
+            {"type":"text","text":"[[mock:text back]]"}]}]}));
+        assert_eq!(p.last, Last::UserText("[[mock:text back]]".into()));
     }
 
     #[test]
