@@ -256,7 +256,12 @@ impl Api {
         })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -361,7 +366,10 @@ async fn latency(storage: &str) -> Result<()> {
     let server = Server::start(storage)?;
     let api = Api::new(&server.base)?;
     let create = api.setup().await?;
-    println!("\n### Latency, one client, {storage} (load average {})\n", loadavg());
+    println!(
+        "\n### Latency, one client, {storage} (load average {})\n",
+        loadavg()
+    );
     println!("| request | n | p50 ms | p99 ms | max ms |");
     println!("|---|---:|---:|---:|---:|");
     let mut created = time_sequential(n, 20, |_| api.post("/v1/sessions", &create)).await?;
@@ -374,7 +382,10 @@ async fn latency(storage: &str) -> Result<()> {
         async move { api.post(&path, &message("hello")).await }
     })
     .await?;
-    row("POST /events (1 user.message, session of ≤100 events)", &mut sends);
+    row(
+        "POST /events (1 user.message, session of ≤100 events)",
+        &mut sends,
+    );
     // The same on one session that grows to 1,000+ events (each send loads the whole log).
     let long = api.session(&create).await?;
     let path = format!("/v1/sessions/{long}/events");
@@ -390,10 +401,16 @@ async fn latency(storage: &str) -> Result<()> {
     let count = events["data"].as_array().map_or(0, Vec::len);
     let list = format!("/v1/sessions/{hundred}/events?limit=100");
     let mut listed = time_sequential(n, 20, |_| api.get(&list)).await?;
-    row(&format!("GET /events?limit=100 (session of {count} events)"), &mut listed);
+    row(
+        &format!("GET /events?limit=100 (session of {count} events)"),
+        &mut listed,
+    );
     let list = format!("/v1/sessions/{long}/events?limit=100");
     let mut listed = time_sequential(n, 20, |_| api.get(&list)).await?;
-    row("GET /events?limit=100 (session of 1,001 events)", &mut listed);
+    row(
+        "GET /events?limit=100 (session of 1,001 events)",
+        &mut listed,
+    );
     Ok(())
 }
 
@@ -411,8 +428,11 @@ async fn throughput_row(
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let per_second: Arc<Vec<AtomicU64>> =
-        Arc::new((0..(secs.ceil() as usize + 2)).map(|_| AtomicU64::new(0)).collect());
+    let per_second: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..(secs.ceil() as usize + 2))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    );
     let cpu_before = server.cpu();
     let self_before = cpu_seconds("self");
     let start = Instant::now();
@@ -485,7 +505,10 @@ async fn throughput_row(
         client_cpu / elapsed * 100.0
     );
     if let Some(err) = first_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        println!("<!-- first error: {} -->", err.chars().take(300).collect::<String>());
+        println!(
+            "<!-- first error: {} -->",
+            err.chars().take(300).collect::<String>()
+        );
     }
     Ok(())
 }
@@ -548,8 +571,12 @@ async fn sse_idle(storage: &str) -> Result<()> {
     let failed = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let opener = {
-        let (ids, opened, failed, streaming) =
-            (ids.clone(), opened.clone(), failed.clone(), streaming.clone());
+        let (ids, opened, failed, streaming) = (
+            ids.clone(),
+            opened.clone(),
+            failed.clone(),
+            streaming.clone(),
+        );
         stream::iter(0..streams)
             .map(move |i| {
                 let (ids, opened, failed, streaming, mut stop) = (
@@ -707,7 +734,9 @@ async fn sse_fanout(storage: &str) -> Result<()> {
         let path = path.clone();
         posts.push(tokio::spawn(async move {
             let sent = now_ns();
-            let result = api.post(&path, &message(&format!("lat@{sent}#{seq}"))).await;
+            let result = api
+                .post(&path, &message(&format!("lat@{sent}#{seq}")))
+                .await;
             result.map(|_| now_ns() - sent)
         }));
     }
