@@ -3,7 +3,8 @@
 //! workspace check (other workspaces' sessions are 404) and the error mapping.
 
 use managed_agents_core::ids::SessionId;
-use managed_agents_core::session::log::{self, Committed, Loaded};
+use managed_agents_core::session::heads::Head;
+use managed_agents_core::session::log::{self, Committed};
 use managed_agents_core::session::{Command, Rejection};
 use managed_agents_core::storage::{Kind, Store, StreamId};
 use managed_agents_core::time::Timestamp;
@@ -38,10 +39,11 @@ fn parse(id: &str) -> Result<SessionId> {
     SessionId::parse(id).map_err(|_| Error::not_found("session", id))
 }
 
-/// Loads session `id` of the caller's workspace (404 otherwise, and for deleted sessions).
-pub async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<Loaded> {
-    let loaded = log::load(&state.store, &parse(id)?).await?;
-    let owned = loaded
+/// The current head (folded state and version) of session `id` of the caller's workspace (404
+/// otherwise, and for deleted sessions). Served from the in-memory heads, caught up with the log.
+pub async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<Head> {
+    let head = state.heads.read(&state.store, &parse(id)?).await?;
+    let owned = head
         .state
         .config
         .as_ref()
@@ -49,7 +51,7 @@ pub async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<Loaded> {
     if !owned {
         return Err(Error::not_found("session", id));
     }
-    Ok(loaded)
+    Ok(head)
 }
 
 /// Decides `command` on session `id` of the caller's workspace and appends the result.
@@ -60,17 +62,19 @@ pub async fn commit(
     command: impl Fn() -> Command,
 ) -> Result<Committed> {
     let workspace = auth.workspace().to_owned();
-    let committed = log::commit(
-        &state.store,
-        &parse(id)?,
-        |s| {
-            s.config
-                .as_ref()
-                .is_some_and(|c| c.workspace.as_str() == workspace)
-        },
-        command,
-    )
-    .await?;
+    let committed = state
+        .heads
+        .commit(
+            &state.store,
+            &parse(id)?,
+            |s| {
+                s.config
+                    .as_ref()
+                    .is_some_and(|c| c.workspace.as_str() == workspace)
+            },
+            command,
+        )
+        .await?;
     state.metrics.appended(committed.records.len());
     Ok(committed)
 }
@@ -84,9 +88,11 @@ pub async fn create(state: &AppState, id: &SessionId, command: Command) -> Resul
 
 /// Deletes the session's stream (after `session.deleted` was appended).
 pub async fn remove(state: &AppState, id: &str) -> Result<()> {
-    state
+    let deleted = state
         .store
         .delete(Kind::Session, &StreamId::new(id))
         .await
-        .map_err(Error::from)
+        .map_err(Error::from);
+    state.heads.forget(&parse(id)?);
+    deleted
 }

@@ -81,7 +81,7 @@ pub async fn stream(
     let loaded = session::load(&state, &auth, &id).await?;
     let after = match cursor {
         Some(cursor) => pagination::parse_event_cursor(&cursor, Order::Asc)?,
-        None => loaded.records.len() as u64,
+        None => loaded.version,
     };
     let wanted: HashSet<String> = query
         .all("event_deltas")

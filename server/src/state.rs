@@ -1,10 +1,12 @@
 //! [`AppState`]: what every handler shares — the store, the secret sealer, file bytes, metrics
 //! and the shutdown signal that ends open streams.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use managed_agents_core::session::heads::Heads;
 use managed_agents_harness::previews::Previews;
 use managed_agents_harness::runner::Notifier;
 use managed_agents_harness::sandbox::Workspaces;
@@ -19,6 +21,8 @@ use crate::store::AnyStore;
 pub struct AppState {
     /// The storage backend.
     pub store: AnyStore,
+    /// Folded session heads, so writes and reads do not re-read whole session logs.
+    pub heads: Arc<Heads>,
     /// Seals secrets at rest.
     pub secrets: Secrets,
     /// File bytes.
@@ -62,6 +66,7 @@ impl AppState {
         let (tx, rx) = watch::channel(false);
         let state = Self {
             store,
+            heads: Arc::new(Heads::default()),
             secrets,
             blobs,
             metrics: Metrics::default(),

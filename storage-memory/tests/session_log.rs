@@ -157,3 +157,72 @@ fn commit_refuses_a_session_the_caller_may_not_see() {
     let loaded = block_on(log::load(&store, &id)).expect("load");
     assert_eq!(loaded.state.status, Status::Idle, "nothing was written");
 }
+
+#[test]
+fn heads_queue_writers_and_catch_up_with_other_writers() {
+    use managed_agents_core::session::heads::Heads;
+    let store = MemoryStore::new();
+    let id = create(&store, &WorkspaceId::generate(Timestamp::now()));
+    let heads = Heads::new(4);
+    thread::scope(|scope| {
+        for writer in 0..16 {
+            let (store, id, heads) = (store.clone(), id.clone(), &heads);
+            scope.spawn(move || {
+                for i in 0..5 {
+                    let text = format!("{writer}-{i}");
+                    block_on(heads.commit(
+                        &store,
+                        &id,
+                        |_| true,
+                        || Command::Send(vec![message(&text)]),
+                    ))
+                    .expect("commit through heads");
+                }
+            });
+        }
+    });
+    // A writer that does not share the cache (as the harness does) appends behind its back.
+    block_on(log::commit(
+        &store,
+        &id,
+        |_| true,
+        || Command::Send(vec![message("outside")]),
+    ))
+    .expect("outside");
+    let head = block_on(heads.read(&store, &id)).expect("head");
+    let loaded = block_on(log::load(&store, &id)).expect("load");
+    assert_eq!(
+        head.version,
+        loaded.version(),
+        "the head caught up with the log"
+    );
+    assert_eq!(head.state.inputs.len(), loaded.state.inputs.len());
+    assert_eq!(loaded.state.inputs.len(), 16 * 5 + 1);
+    // Writes through the cache after the outside append are fenced correctly too.
+    block_on(heads.commit(
+        &store,
+        &id,
+        |_| true,
+        || Command::Send(vec![message("last")]),
+    ))
+    .expect("commit");
+    assert_eq!(
+        block_on(log::load(&store, &id))
+            .expect("load")
+            .state
+            .inputs
+            .len(),
+        16 * 5 + 2
+    );
+
+    heads.forget(&id);
+    block_on(store.delete(
+        Kind::Session,
+        &managed_agents_core::storage::StreamId::from(&id),
+    ))
+    .expect("delete");
+    assert!(matches!(
+        block_on(heads.read(&store, &id)),
+        Err(Error::NotFound(_))
+    ));
+}

@@ -7,6 +7,7 @@
 //! Everything here is pure: time and ids are passed in.
 
 mod decide;
+pub mod heads;
 mod ids;
 pub mod log;
 mod record;

@@ -7,8 +7,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use managed_agents_core::event::{self, Event, EventParams};
 use managed_agents_core::ids;
-use managed_agents_core::session::Command;
-use managed_agents_core::storage::Order;
+use managed_agents_core::session::{Command, SessionRecord};
+use managed_agents_core::storage::{Direction, Order, Store, StreamId};
 use managed_agents_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,9 @@ use crate::pagination::{self, Page};
 use crate::query::Query;
 use crate::session;
 use crate::state::AppState;
+
+/// How many records one store read of the list walk fetches.
+const READ_PAGE: usize = 256;
 
 /// The event routes.
 pub fn router() -> Router<AppState> {
@@ -90,31 +93,61 @@ async fn list(
         .filter(|p| !p.is_empty())
         .map(|p| pagination::parse_event_cursor(p, order))
         .transpose()?;
-    let loaded = session::load(&state, &auth, &id).await?;
-    let numbered = loaded
-        .records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (i as u64 + 1, r));
-    let ordered: Box<dyn Iterator<Item = _>> = match order {
-        Order::Asc => Box::new(numbered),
-        Order::Desc => Box::new(numbered.rev()),
+    let head = session::load(&state, &auth, &id).await?;
+    let stream = StreamId::new(&id);
+    // Walk the log from the cursor in the requested order, one store page at a time, until one
+    // match more than the limit is found (it only tells that another page exists).
+    let mut page: Vec<(u64, Event)> = Vec::with_capacity(limit.min(1000));
+    let mut more = false;
+    let mut next = match (after, order) {
+        (Some(c), Order::Asc) => c + 1,
+        (None, Order::Asc) => 1,
+        (Some(c), Order::Desc) => c.saturating_sub(1),
+        (None, Order::Desc) => head.version,
     };
-    let mut matching = ordered
-        .filter(|(version, _)| match (after, order) {
-            (None, _) => true,
-            (Some(c), Order::Asc) => *version > c,
-            (Some(c), Order::Desc) => *version < c,
-        })
-        .filter_map(|(version, record)| record.event().map(|e| (version, e)))
-        .filter(|(_, e)| types.is_empty() || types.contains(&e.type_name()))
-        .map(|(version, e)| (version, loaded.state.render_event(e)))
-        .filter(|(_, e)| {
-            let at: Option<Timestamp> = e.processed_at.or_else(|| ids::created_at(e.id.as_str()));
-            at.is_some_and(|t| range.contains(t))
-        });
-    let page: Vec<(u64, Event)> = matching.by_ref().take(limit).collect();
-    let more = matching.next().is_some();
+    'walk: while next >= 1 && next <= head.version {
+        let direction = match order {
+            Order::Asc => Direction::Forward,
+            Order::Desc => Direction::Backward,
+        };
+        let batch = state
+            .store
+            .read(&stream, next, direction, READ_PAGE)
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        for stored in &batch {
+            if stored.version > head.version {
+                break 'walk;
+            }
+            let record = SessionRecord::decode(&stored.payload)
+                .map_err(|e| Error::Internal(format!("session {id}: {e}")))?;
+            let Some(event) = record.event() else {
+                continue;
+            };
+            if !types.is_empty() && !types.contains(&event.type_name()) {
+                continue;
+            }
+            let event = head.state.render_event(event);
+            let at: Option<Timestamp> = event
+                .processed_at
+                .or_else(|| ids::created_at(event.id.as_str()));
+            if !at.is_some_and(|t| range.contains(t)) {
+                continue;
+            }
+            if page.len() == limit {
+                more = true;
+                break 'walk;
+            }
+            page.push((stored.version, event));
+        }
+        next = match (order, batch.last()) {
+            (Order::Asc, Some(last)) => last.version + 1,
+            (Order::Desc, Some(last)) => last.version.saturating_sub(1),
+            (_, None) => break,
+        };
+    }
     let next_page = more
         .then(|| {
             page.last()

@@ -1,0 +1,191 @@
+//! Folded session heads kept in memory, so that a write does not re-read and re-decode a
+//! session's whole log.
+//!
+//! A [`Head`] is a session's folded state at a stream version. It is a cache, never a second
+//! source of truth: before every use it catches up from the store by reading only the records
+//! after its version, and every write still goes through the store's expected-version check.
+//! Writers of one session that share a [`Heads`] take that session's async lock in turn, so
+//! they queue instead of racing; a writer elsewhere (the harness's own writer, another process)
+//! still races through expected versions, and a lost race reloads the head from the log.
+//! Deleting a session must go through [`Heads::forget`] so a stale head is not served.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as SyncMutex, MutexGuard};
+
+use futures::lock::Mutex;
+
+use crate::ids::SessionId;
+use crate::storage::{self, Append, Direction, Expected, Store, StreamId, Version};
+use crate::time::Timestamp;
+
+use super::log::{Committed, Error};
+use super::{decide, Command, Fresh, SessionRecord, SessionState};
+
+/// How many records one catch-up read fetches.
+const PAGE: usize = 1024;
+/// How often a commit reloads and decides again after losing an append race.
+const RETRIES: usize = 16;
+
+/// A session's folded state at a stream version.
+#[derive(Debug, Clone, Default)]
+pub struct Head {
+    /// The folded state.
+    pub state: SessionState,
+    /// The stream version it reflects.
+    pub version: Version,
+}
+
+type Slot = Arc<Mutex<Option<Head>>>;
+
+/// The heads of recently used sessions. Cheap to share behind an `Arc`.
+pub struct Heads {
+    slots: SyncMutex<HashMap<SessionId, Slot>>,
+    capacity: usize,
+}
+
+impl Default for Heads {
+    fn default() -> Self {
+        Self::new(10_000)
+    }
+}
+
+impl Heads {
+    /// A cache keeping at most about `capacity` idle heads.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            slots: SyncMutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn slots(&self) -> MutexGuard<'_, HashMap<SessionId, Slot>> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn slot(&self, id: &SessionId) -> Slot {
+        let mut slots = self.slots();
+        if let Some(slot) = slots.get(id) {
+            return slot.clone();
+        }
+        if slots.len() >= self.capacity {
+            // Drop heads nobody is using; they are only a cache.
+            slots.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        let slot = Slot::default();
+        slots.insert(id.clone(), slot.clone());
+        slot
+    }
+
+    /// Forgets session `id` (call it when the session is deleted).
+    pub fn forget(&self, id: &SessionId) {
+        self.slots().remove(id);
+    }
+
+    /// The current head of session `id`, caught up with the store.
+    pub async fn read<S: Store>(&self, store: &S, id: &SessionId) -> Result<Head, Error> {
+        let slot = self.slot(id);
+        let mut head = slot.lock().await;
+        catch_up(store, id, &mut head).await?;
+        head.clone().ok_or_else(|| Error::NotFound(id.clone()))
+    }
+
+    /// Decides `command` on the current state of session `id` and appends the result, like
+    /// [`super::log::commit`] but without re-reading the log: writers sharing this cache queue
+    /// on the session's lock. `accept` may refuse the session (another workspace's) first.
+    pub async fn commit<S: Store>(
+        &self,
+        store: &S,
+        id: &SessionId,
+        accept: impl Fn(&SessionState) -> bool,
+        command: impl Fn() -> Command,
+    ) -> Result<Committed, Error> {
+        let slot = self.slot(id);
+        let mut guard = slot.lock().await;
+        for _ in 0..RETRIES {
+            catch_up(store, id, &mut guard).await?;
+            let Some(head) = guard.as_mut() else {
+                return Err(Error::NotFound(id.clone()));
+            };
+            if !accept(&head.state) {
+                return Err(Error::NotFound(id.clone()));
+            }
+            let now = Timestamp::now();
+            let records = decide(&head.state, command(), now, &mut Fresh(now))?;
+            let first_version = head.version + 1;
+            if records.is_empty() {
+                return Ok(Committed {
+                    state: head.state.clone(),
+                    records,
+                    first_version,
+                });
+            }
+            let expected = head.version;
+            for record in &records {
+                head.state.apply(record);
+            }
+            let appended = store
+                .append(Append {
+                    stream: StreamId::from(id),
+                    expected: Expected::Exactly(expected),
+                    events: records.iter().map(SessionRecord::encode).collect(),
+                    catalog: head.state.catalog_entry(),
+                })
+                .await;
+            match appended {
+                Ok(done) => {
+                    head.version = done.last;
+                    return Ok(Committed {
+                        state: head.state.clone(),
+                        records,
+                        first_version,
+                    });
+                }
+                Err(error) => {
+                    // The head already holds the rejected records: rebuild it from the log.
+                    *guard = None;
+                    if !matches!(error, storage::Error::WrongExpectedVersion { .. }) {
+                        return Err(error.into());
+                    }
+                }
+            }
+        }
+        Err(Error::Store(storage::Error::Backend(format!(
+            "session {id}: gave up after {RETRIES} lost append races"
+        ))))
+    }
+}
+
+/// Brings `head` up to the store's latest version of session `id` by reading only the records
+/// after it. A session that does not exist (or was deleted) leaves `None` and is `NotFound`.
+async fn catch_up<S: Store>(
+    store: &S,
+    id: &SessionId,
+    head: &mut Option<Head>,
+) -> Result<(), Error> {
+    let stream = StreamId::from(id);
+    let mut current = head.take().unwrap_or_default();
+    loop {
+        let batch = store
+            .read(&stream, current.version + 1, Direction::Forward, PAGE)
+            .await?;
+        for stored in &batch {
+            let record =
+                SessionRecord::decode(&stored.payload).map_err(|source| Error::Decode {
+                    id: id.clone(),
+                    source,
+                })?;
+            current.state.apply(&record);
+            current.version = stored.version;
+        }
+        if batch.len() < PAGE {
+            break;
+        }
+    }
+    if !current.state.exists() {
+        return Err(Error::NotFound(id.clone()));
+    }
+    *head = Some(current);
+    Ok(())
+}
