@@ -1,0 +1,459 @@
+//! Harness benchmarks against a release `managed-agents serve` (RocksDB, loopback) and the mock
+//! model running in this process (its recorded `received_at` instants share our clock):
+//!
+//! - `latency`: from `POST /v1/sessions/{id}/events` to the first model request arriving at the
+//!   mock, on sessions whose workspace and sandbox path are warm (each had a tool turn before).
+//!   One message at a time; reported from the start of the POST (`send→model`) and from the
+//!   moment its 200 response was read (`ack→model`, negative when the runner reached the model
+//!   before the response got back to us).
+//! - `load`: N sessions at once (default 100), each doing T tool turns (default 10: a bash tool
+//!   call in the sandbox, its result, a final text), each turn sent when the previous one's
+//!   `session.status_idle` arrived on the session's SSE stream. Wall time, turn latency and the
+//!   server's peak RSS (`VmHWM` of a server started fresh for this phase; the `bwrap` children are
+//!   separate processes and not included).
+//!
+//! ```sh
+//! cargo build --release -p managed-agents-server
+//! cargo run --release -p managed-agents-benches --bin harness_load -- [latency|load|all] \
+//!     [--samples 200] [--sessions 100] [--turns 10]
+//! ```
+//!
+//! `HARNESS_LOAD_SERVER` overrides the server binary (default
+//! `$CARGO_TARGET_DIR/release/managed-agents`); `HARNESS_LOAD_DIR` the parent of the data dir
+//! (default the system temp dir; every ancestor must be `o+x` for the sandbox uid).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use managed_agents_harness::mock_model::{self, MockModel, Script};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const KEY: &str = "sk-bench-harness-load-0123456789";
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str, default: usize| -> Result<usize> {
+        match args.iter().position(|a| a == name) {
+            Some(i) => Ok(args.get(i + 1).context("flag value")?.parse()?),
+            None => Ok(default),
+        }
+    };
+    let mode = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .cloned()
+        .unwrap_or_else(|| "all".into());
+    let samples = flag("--samples", 200)?;
+    let sessions = flag("--sessions", 100)?;
+    let turns = flag("--turns", 10)?;
+    println!("load average: {}", load_average());
+    if mode == "latency" || mode == "all" {
+        latency(samples).await?;
+    }
+    if mode == "load" || mode == "all" {
+        load(sessions, turns).await?;
+    }
+    Ok(())
+}
+
+async fn mock() -> Result<MockModel> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Ok(mock_model::serve(listener, Script::new()).await?)
+}
+
+/// Creates an agent with the toolset, an environment and an LLM vault pointing at `mock`.
+async fn setup(api: &Api, mock: &MockModel) -> Result<(String, String, String)> {
+    let agent = api
+        .post(
+            "/v1/agents",
+            json!({"name": "bench", "model": "claude-sonnet-4-6",
+                   "tools": [{"type": "agent_toolset_20260401"}]}),
+        )
+        .await?;
+    let env = api
+        .post("/v1/environments", json!({"name": "bench"}))
+        .await?;
+    let vault = api
+        .post(
+            "/v1/vaults",
+            json!({"display_name": "llm", "metadata": {
+                "sandbox0.managed_agents.role": "llm",
+                "sandbox0.managed_agents.llm_base_url": mock.url()}}),
+        )
+        .await?;
+    let vault_id = id(&vault)?;
+    api.post(
+        &format!("/v1/vaults/{vault_id}/credentials"),
+        json!({"auth": {"type": "static_bearer", "token": "sk-mock"}}),
+    )
+    .await?;
+    Ok((id(&agent)?, id(&env)?, vault_id))
+}
+
+async fn session(api: &Api, ids: &(String, String, String)) -> Result<String> {
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": ids.0, "environment_id": ids.1, "vault_ids": [ids.2]}),
+        )
+        .await?;
+    id(&s)
+}
+
+fn message(text: &str) -> Value {
+    json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]})
+}
+
+async fn wait_idle(api: &Api, session: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = api.get(&format!("/v1/sessions/{session}")).await?;
+        if s["status"] == "idle" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("session {session} not idle after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn latency(samples: usize) -> Result<()> {
+    let mock = mock().await?;
+    let server = Server::start()?;
+    let api = Api::new(&server.base);
+    let ids = setup(&api, &mock).await?;
+    let per_session = 10;
+    let n_sessions = samples.div_ceil(per_session);
+    let mut send_to_model = Vec::new();
+    let mut ack_to_model = Vec::new();
+    for _ in 0..n_sessions {
+        let s = session(&api, &ids).await?;
+        // Warm: the workspace exists and a sandbox has run in it.
+        let before = mock.requests().len();
+        api.post(
+            &format!("/v1/sessions/{s}/events"),
+            message(r#"[[mock:tool bash {"command":"true"}]]"#),
+        )
+        .await?;
+        mock.wait_for_requests(before + 2).await;
+        wait_idle(&api, &s).await?;
+        for _ in 0..per_session {
+            let before = mock.requests().len();
+            let sent = Instant::now();
+            api.post(
+                &format!("/v1/sessions/{s}/events"),
+                message("[[mock:text ok]]"),
+            )
+            .await?;
+            let acked = Instant::now();
+            let requests = mock.wait_for_requests(before + 1).await;
+            let at = requests[before].received_at;
+            send_to_model.push(at.duration_since(sent).as_secs_f64() * 1e3);
+            ack_to_model.push(if at >= acked {
+                at.duration_since(acked).as_secs_f64() * 1e3
+            } else {
+                -(acked.duration_since(at).as_secs_f64() * 1e3)
+            });
+            wait_idle(&api, &s).await?;
+        }
+    }
+    println!(
+        "\n### POST /events to first model request ({} samples, {n_sessions} warm sessions)\n",
+        send_to_model.len()
+    );
+    println!("| measured from | p50 ms | p90 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, v) in [
+        ("POST sent", &mut send_to_model),
+        ("POST response read", &mut ack_to_model),
+    ] {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            pct(v, 0.5),
+            pct(v, 0.9),
+            pct(v, 0.99),
+            v[v.len() - 1]
+        );
+    }
+    Ok(())
+}
+
+async fn load(n: usize, turns: usize) -> Result<()> {
+    let mock = mock().await?;
+    let server = Server::start()?;
+    let api = Api::new(&server.base);
+    let ids = setup(&api, &mock).await?;
+    let mut sessions = Vec::with_capacity(n);
+    for _ in 0..n {
+        sessions.push(session(&api, &ids).await?);
+    }
+    let rss_before = status_kb(server.pid(), "VmRSS:");
+    let cpu_before = cpu_seconds(server.pid());
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        let pid = server.pid();
+        tokio::spawn(async move {
+            loop {
+                let rss = status_kb(pid, "VmRSS:");
+                peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let tasks: Vec<_> = sessions
+        .iter()
+        .cloned()
+        .map(|s| {
+            let api = api.clone();
+            tokio::spawn(async move { session_turns(&api, &s, turns).await })
+        })
+        .collect();
+    let mut turn_ms = Vec::with_capacity(n * turns);
+    for task in tasks {
+        turn_ms.extend(task.await??);
+    }
+    let wall = started.elapsed();
+    sampler.abort();
+    let cpu = cpu_seconds(server.pid()) - cpu_before;
+    let hwm = status_kb(server.pid(), "VmHWM:");
+    let model_requests = mock.requests().len();
+    turn_ms.sort_by(f64::total_cmp);
+    println!("\n### {n} sessions × {turns} tool turns at once\n");
+    println!("| turns | model requests | wall s | turns/s | turn p50 ms | turn p99 ms | server CPU s | RSS before MiB | peak RSS sampled MiB | VmHWM MiB |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {model_requests} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+        turn_ms.len(),
+        wall.as_secs_f64(),
+        turn_ms.len() as f64 / wall.as_secs_f64(),
+        pct(&turn_ms, 0.5),
+        pct(&turn_ms, 0.99),
+        cpu,
+        rss_before as f64 / 1024.0,
+        peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+    );
+    Ok(())
+}
+
+/// One session: open its stream, then `turns` tool turns, each sent when the previous idled.
+async fn session_turns(api: &Api, session: &str, turns: usize) -> Result<Vec<f64>> {
+    let response = api
+        .http
+        .get(format!("{}/v1/sessions/{session}/events/stream", api.base))
+        .header("x-api-key", KEY)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut body = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut times = Vec::with_capacity(turns);
+    for i in 0..turns {
+        let prompt = format!(r#"[[mock:tool bash {{"command":"echo turn {i}"}}]]"#);
+        let start = Instant::now();
+        api.post(&format!("/v1/sessions/{session}/events"), message(&prompt))
+            .await?;
+        loop {
+            if let Some(at) = buffer.find("event: session.status_idle") {
+                buffer.drain(..at + 10);
+                break;
+            }
+            match tokio::time::timeout(Duration::from_secs(120), body.next()).await {
+                Ok(Some(chunk)) => buffer.push_str(&String::from_utf8_lossy(&chunk?)),
+                Ok(None) => bail!("stream of {session} ended"),
+                Err(_) => bail!("session {session} turn {i} did not idle in 120 s"),
+            }
+        }
+        if !buffer.is_empty() && buffer.len() > 1 << 20 {
+            buffer.clear();
+        }
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(times)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn id(v: &Value) -> Result<String> {
+    v["id"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no id in {v}"))
+}
+
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of /proc/pid/stat (11 and 12 after the comm).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .expect("http client"),
+            base: base.to_owned(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("x-api-key", KEY)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("POST {path}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    async fn get(&self, path: &str) -> Result<Value> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("x-api-key", KEY)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status} {v}");
+        }
+        Ok(v)
+    }
+}
+
+struct Server {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    base: String,
+    _dir: TempDir,
+}
+
+impl Server {
+    fn start() -> Result<Self> {
+        let binary = std::env::var_os("HARNESS_LOAD_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::var_os("CARGO_TARGET_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("target"))
+                    .join("release/managed-agents")
+            });
+        let parent = std::env::var_os("HARNESS_LOAD_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = tempfile::Builder::new()
+            .prefix("harness-load-")
+            .tempdir_in(&parent)?;
+        // The sandbox uid must pass through the data dir to its workspace.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+        let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let mut child = Command::new(&binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--storage", "rocksdb"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("MANAGED_AGENTS_BOOTSTRAP_KEY", KEY)
+            .env("MANAGED_AGENTS_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut stdout = BufReader::new(child.stdout.take().context("server stdout")?);
+        let mut line = String::new();
+        let mut base = None;
+        for _ in 0..10 {
+            line.clear();
+            if stdout.read_line(&mut line)? == 0 {
+                break;
+            }
+            if let Some(url) = line.trim().strip_prefix("listening on ") {
+                base = Some(url.to_owned());
+                break;
+            }
+        }
+        let Some(base) = base else {
+            let _ = child.kill();
+            bail!("server did not start; see {}/server.log", dir.path().display());
+        };
+        println!("server: {} (pid {}) at {base}", binary.display(), child.id());
+        Ok(Self {
+            child,
+            _stdout: stdout,
+            base,
+            _dir: dir,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
