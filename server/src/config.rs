@@ -95,6 +95,19 @@ pub struct ServeArgs {
     /// Seconds between `ping` frames on idle SSE streams.
     #[arg(long, env = "MANAGED_AGENTS_PING_SECONDS", default_value_t = 15)]
     pub ping_seconds: u64,
+    /// Whether to run agent turns (`off`: the API only stores events; for API-only nodes and
+    /// benchmarks of the HTTP path).
+    #[arg(long, env = "MANAGED_AGENTS_RUNNER", value_enum, default_value_t = RunnerMode::On)]
+    pub runner: RunnerMode,
+}
+
+/// Whether `serve` starts the harness runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunnerMode {
+    /// Run agent turns in this process.
+    On,
+    /// Store events only.
+    Off,
 }
 
 /// Where `keys` subcommands find the store.
@@ -165,6 +178,8 @@ pub struct ServeConfig {
     pub bootstrap_key: Option<String>,
     /// SSE ping interval.
     pub ping_interval: std::time::Duration,
+    /// Whether to start the harness runner.
+    pub runner: RunnerMode,
 }
 
 impl ServeArgs {
@@ -190,6 +205,7 @@ impl ServeArgs {
             secrets,
             bootstrap_key: self.bootstrap_key.filter(|k| !k.is_empty()),
             ping_interval: std::time::Duration::from_secs(self.ping_seconds),
+            runner: self.runner,
         })
     }
 }

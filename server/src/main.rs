@@ -6,7 +6,9 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Parser;
 use managed_agents_server::blobs::Blobs;
-use managed_agents_server::config::{Cli, Command, KeysCommand, ServeConfig, StorageKind};
+use managed_agents_server::config::{
+    Cli, Command, KeysCommand, RunnerMode, ServeConfig, StorageKind,
+};
 use managed_agents_server::secrets::Secrets;
 use managed_agents_server::{app, keys, AnyStore, AppState};
 use managed_agents_storage_memory::MemoryStore;
@@ -90,7 +92,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
         println!("(this is the only time the key is shown)");
     }
-    let runner = start_runner(&store, &secrets, &config.data_dir).await;
+    let runner = match config.runner {
+        RunnerMode::On => start_runner(&store, &secrets, &config.data_dir).await,
+        RunnerMode::Off => None,
+    };
     let (mut state, shutdown) = AppState::new(store, secrets, blobs);
     state.ping_interval = config.ping_interval;
     if let Some(runner) = &runner {

@@ -5,8 +5,8 @@
 use managed_agents_core::ids::SessionId;
 use managed_agents_core::session::heads::Head;
 use managed_agents_core::session::log::{self, Committed};
-use managed_agents_core::session::{Command, Rejection};
-use managed_agents_core::storage::{Kind, Store, StreamId};
+use managed_agents_core::session::{Command, Rejection, SessionRecord, SessionState};
+use managed_agents_core::storage::{Kind, Store, StreamId, Version};
 use managed_agents_core::time::Timestamp;
 
 use crate::auth::Auth;
@@ -61,10 +61,30 @@ pub async fn commit(
     id: &str,
     command: impl Fn() -> Command,
 ) -> Result<Committed> {
+    commit_with(state, auth, id, command, |after, records, first_version| {
+        Committed {
+            state: after.clone(),
+            records,
+            first_version,
+        }
+    })
+    .await
+}
+
+/// [`commit`], handing the state after the append and the appended records to `finish`
+/// instead of cloning the state.
+pub async fn commit_with<T>(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    command: impl Fn() -> Command,
+    finish: impl FnOnce(&SessionState, Vec<SessionRecord>, Version) -> T,
+) -> Result<T> {
     let workspace = auth.workspace().to_owned();
-    let committed = state
+    let metrics = state.metrics.clone();
+    let done = state
         .heads
-        .commit(
+        .commit_with(
             &state.store,
             &parse(id)?,
             |s| {
@@ -73,10 +93,13 @@ pub async fn commit(
                     .is_some_and(|c| c.workspace.as_str() == workspace)
             },
             command,
+            |after, records, first_version| {
+                metrics.appended(records.len());
+                finish(after, records, first_version)
+            },
         )
         .await?;
-    state.metrics.appended(committed.records.len());
-    Ok(committed)
+    Ok(done)
 }
 
 /// Creates a session from a `Command::Create`.

@@ -101,6 +101,31 @@ impl Heads {
         accept: impl Fn(&SessionState) -> bool,
         command: impl Fn() -> Command,
     ) -> Result<Committed, Error> {
+        self.commit_with(
+            store,
+            id,
+            accept,
+            command,
+            |state, records, first_version| Committed {
+                state: state.clone(),
+                records,
+                first_version,
+            },
+        )
+        .await
+    }
+
+    /// [`Heads::commit`], handing the state after the append, the appended records and the
+    /// first appended version to `finish` under the session's lock instead of cloning the state
+    /// (the hot path of `POST /events` only renders the appended events).
+    pub async fn commit_with<S: Store, T>(
+        &self,
+        store: &S,
+        id: &SessionId,
+        accept: impl Fn(&SessionState) -> bool,
+        command: impl Fn() -> Command,
+        finish: impl FnOnce(&SessionState, Vec<SessionRecord>, Version) -> T,
+    ) -> Result<T, Error> {
         let slot = self.slot(id);
         let mut guard = slot.lock().await;
         for _ in 0..RETRIES {
@@ -115,11 +140,7 @@ impl Heads {
             let records = decide(&head.state, command(), now, &mut Fresh(now))?;
             let first_version = head.version + 1;
             if records.is_empty() {
-                return Ok(Committed {
-                    state: head.state.clone(),
-                    records,
-                    first_version,
-                });
+                return Ok(finish(&head.state, records, first_version));
             }
             let expected = head.version;
             for record in &records {
@@ -136,11 +157,7 @@ impl Heads {
             match appended {
                 Ok(done) => {
                     head.version = done.last;
-                    return Ok(Committed {
-                        state: head.state.clone(),
-                        records,
-                        first_version,
-                    });
+                    return Ok(finish(&head.state, records, first_version));
                 }
                 Err(error) => {
                     // The head already holds the rejected records: rebuild it from the log.

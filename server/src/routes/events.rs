@@ -51,17 +51,24 @@ async fn send(
     body::Json(body): body::Json<SendBody>,
 ) -> Result<Json<Sent>> {
     let events = body.events;
-    let committed = session::commit(&state, &auth, &id, || Command::Send(events.clone())).await?;
+    let data = session::commit_with(
+        &state,
+        &auth,
+        &id,
+        || Command::Send(events.clone()),
+        |after, records, _| {
+            records
+                .iter()
+                .filter_map(|r| r.event())
+                .filter(|e| e.body.is_client())
+                .map(|e| after.render_event(e))
+                .collect()
+        },
+    )
+    .await?;
     if let Ok(session_id) = ids::SessionId::parse(&id) {
         state.harness.notifier.notify(&session_id);
     }
-    let data = committed
-        .records
-        .iter()
-        .filter_map(|r| r.event())
-        .filter(|e| e.body.is_client())
-        .map(|e| committed.state.render_event(e))
-        .collect();
     Ok(Json(Sent { data }))
 }
 
