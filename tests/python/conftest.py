@@ -71,9 +71,15 @@ def create_key(data_dir: Path, workspace: str) -> str:
 
 
 class ServerProcess:
-    """One `managed-agents serve` child process; `start()` waits for `listening on …`."""
+    """One `managed-agents serve` child process; `start()` waits for `listening on …`.
 
-    def __init__(self, storage: str, data_dir: Path, key: Optional[str], log_path: Path):
+    The API suite runs with `MANAGED_AGENTS_RUNNER=off` (sent events are stored and queue, no
+    turn runs); the harness tests (`test_harness_*.py`) start servers with `runner=True`."""
+
+    def __init__(
+        self, storage: str, data_dir: Path, key: Optional[str], log_path: Path, runner: bool = False
+    ):
+        self.runner = runner
         self.storage = storage
         self.data_dir = data_dir
         self.key = key
@@ -91,6 +97,7 @@ class ServerProcess:
         if self.key is not None:
             env["MANAGED_AGENTS_BOOTSTRAP_KEY"] = self.key
         env["MANAGED_AGENTS_PING_SECONDS"] = "1"
+        env["MANAGED_AGENTS_RUNNER"] = "on" if self.runner else "off"
         env.setdefault("MANAGED_AGENTS_LOG", "info")
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(

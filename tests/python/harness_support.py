@@ -21,7 +21,7 @@ import anthropic
 import httpx
 import pytest
 
-from conftest import Server, binary, unique
+from conftest import Server, ServerProcess, binary, new_key, unique
 
 ROLE = "sandbox0.managed_agents.role"
 BASE_URL = "sandbox0.managed_agents.llm_base_url"
@@ -178,11 +178,25 @@ def searchable(path: Path) -> None:
             p.chmod(mode | 0o001)
 
 
+@pytest.fixture(scope="session")
+def harness_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server per backend that runs sessions (the API suite's servers have the runner off)."""
+    base = tmp_path_factory.mktemp(f"harness-{backend}")
+    searchable(base)
+    key = new_key()
+    process = ServerProcess(backend, base / "data", key, base / "server.log", runner=True).start()
+    yield Server(storage=backend, url=process.url, key=key, other_key=None, process=process)
+    code = process.stop()
+    assert code == 0, f"server exited with {code}; log tail:\n{process.log_tail()}"
+
+
 @pytest.fixture
-def harness(client: anthropic.Anthropic, server: Server, mock: MockModel) -> Harness:
-    searchable(server.process.data_dir)
+def harness(harness_server: Server, mock: MockModel) -> Harness:
+    client = harness_server.client()
     token = "sk-mock-" + unique("secret")
-    return Harness(client=client, server=server, mock=mock, vault=llm_vault(client, mock.url, token), token=token)
+    return Harness(
+        client=client, server=harness_server, mock=mock, vault=llm_vault(client, mock.url, token), token=token
+    )
 
 
 def types(events: list[Any]) -> list[str]:

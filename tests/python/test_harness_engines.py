@@ -12,6 +12,7 @@ from harness_support import (  # noqa: F401  (fixtures)
     Harness,
     bash,
     harness,
+    harness_server,
     llm_vault,
     mock,
     stop_type,

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from conftest import unique
-from harness_support import Harness, bash, harness, mock, text, tool_results  # noqa: F401
+from harness_support import Harness, bash, harness, harness_server, mock, text, tool_results  # noqa: F401
 
 
 def run(h: Harness, session: Any, command: str) -> str:

@@ -19,6 +19,7 @@ from harness_support import (  # noqa: F401  (fixtures)
     MockModel,
     bash,
     harness,
+    harness_server,
     llm_vault,
     mock,
     searchable,
@@ -178,7 +179,7 @@ def test_workspace_persists_across_restart_and_is_deleted_with_the_session(tmp_p
     key = new_key()
     data_dir = tmp_path / "data"
     searchable(data_dir)
-    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log").start()
+    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
     try:
         client = process.client()
         h = Harness(client=client, server=None, mock=mock, vault=llm_vault(client, mock.url), token="")  # type: ignore[arg-type]
@@ -189,7 +190,7 @@ def test_workspace_persists_across_restart_and_is_deleted_with_the_session(tmp_p
         assert (workspace / "kept.txt").read_text().strip() == marker
     finally:
         assert process.stop() == 0
-    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log").start()
+    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
     try:
         client = process.client()
         h.client = client
