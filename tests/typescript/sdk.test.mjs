@@ -30,7 +30,7 @@ function startServer(storage) {
   const dataDir = mkdtempSync(join(tmpdir(), `ma-ts-${storage}-`));
   const key = `sk-test-${randomBytes(18).toString('base64url')}`;
   const child = spawn(binary(), ['serve', '--listen', '127.0.0.1:0', '--storage', storage, '--data-dir', dataDir], {
-    env: { ...process.env, MANAGED_AGENTS_BOOTSTRAP_KEY: key, MANAGED_AGENTS_PING_SECONDS: '1' },
+    env: { ...process.env, MANAGED_AGENTS_BOOTSTRAP_KEY: key, MANAGED_AGENTS_PING_SECONDS: '1', MANAGED_AGENTS_RUNNER: 'off' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
