@@ -313,7 +313,12 @@ fn cpu_seconds(pid: u32) -> f64 {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of /proc/pid/stat (11 and 12 after the comm).
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -425,9 +430,16 @@ impl Server {
         }
         let Some(base) = base else {
             let _ = child.kill();
-            bail!("server did not start; see {}/server.log", dir.path().display());
+            bail!(
+                "server did not start; see {}/server.log",
+                dir.path().display()
+            );
         };
-        println!("server: {} (pid {}) at {base}", binary.display(), child.id());
+        println!(
+            "server: {} (pid {}) at {base}",
+            binary.display(),
+            child.id()
+        );
         Ok(Self {
             child,
             _stdout: stdout,

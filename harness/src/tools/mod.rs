@@ -1,8 +1,11 @@
 //! The tools of `agent_toolset_20260401`: their JSON schemas as offered to the model, and their
 //! execution. `bash`, `read`, `write`, `edit`, `glob` and `grep` run inside the session's
 //! [`Sandbox`] (the workspace is `/workspace`, the working directory; relative paths are
-//! relative to it; the rest of the system is read-only). `web_fetch` and `web_search` need the
-//! egress proxy, which does not exist yet: they answer with an error result saying so.
+//! relative to it; the rest of the system is read-only). `web_fetch` runs `curl` inside the
+//! sandbox under the environment's network policy (http and https only, bounded time and
+//! size): it works in `unrestricted` environments and fails clearly in `limited` ones until the
+//! egress proxy exists; the per-tool domain lists are not enforced yet. `web_search` needs a
+//! search provider, which this server does not have: it answers with an error result saying so.
 //!
 //! A tool never fails the session: every failure (bad input, a non-zero exit, a timeout, a
 //! sandbox that cannot start) becomes an `is_error` result. Output is capped at
@@ -217,12 +220,12 @@ pub async fn run<X: Sandbox>(
         BuiltinTool::Edit => edit(sandbox, workspace, limits, input).await,
         BuiltinTool::Glob => glob(sandbox, workspace, limits, input).await,
         BuiltinTool::Grep => grep(sandbox, workspace, limits, input).await,
-        BuiltinTool::WebFetch | BuiltinTool::WebSearch => Err(ToolOutput::error(format!(
-            "{} is not available on this server: it needs outbound web access through the \
-             egress proxy, which is not configured. Use bash with a network-enabled \
-             environment instead, or answer without it.",
-            tool.as_str()
-        ))),
+        BuiltinTool::WebFetch => web_fetch(sandbox, workspace, network, limits, input).await,
+        BuiltinTool::WebSearch => Err(ToolOutput::error(
+            "web_search is not available on this server: no search provider is configured. \
+             Answer without it, or use web_fetch on a known URL."
+                .to_owned(),
+        )),
     };
     let mut output = result.unwrap_or_else(|e| e);
     output.text = cap(output.text, limits.output_bytes);
@@ -296,6 +299,76 @@ async fn bash<X: Sandbox>(
 }
 
 const FILE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one `web_fetch` may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most bytes one `web_fetch` downloads.
+const FETCH_MAX_BYTES: usize = 5_000_000;
+
+async fn web_fetch<X: Sandbox>(
+    sandbox: &X,
+    workspace: &Workspace,
+    network: Network,
+    limits: &Limits,
+    input: &Map<String, Value>,
+) -> Result<ToolOutput, ToolOutput> {
+    let url = string(input, "url")?;
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    if !scheme_ok || url.len() > 8192 || url.chars().any(char::is_whitespace) {
+        return Err(ToolOutput::error(format!(
+            "invalid input: `url` must be an http:// or https:// URL, got {url:?}"
+        )));
+    }
+    if network == Network::Limited {
+        return Err(ToolOutput::error(
+            "web_fetch cannot reach the network: this session's environment has limited \
+             networking and the egress proxy that would allow its hosts is not available yet."
+                .to_owned(),
+        ));
+    }
+    let seconds = FETCH_TIMEOUT.as_secs().to_string();
+    let max_bytes = FETCH_MAX_BYTES.to_string();
+    let out = exec(
+        sandbox,
+        workspace,
+        network,
+        Command::new([
+            "curl",
+            "--silent",
+            "--show-error",
+            "--location",
+            "--max-redirs",
+            "5",
+            "--proto",
+            "=http,https",
+            "--proto-redir",
+            "=http,https",
+            "--max-time",
+            &seconds,
+            "--max-filesize",
+            &max_bytes,
+            "--fail-with-body",
+            "--",
+            url,
+        ])
+        .timeout(FETCH_TIMEOUT + Duration::from_secs(5))
+        .output_limit(limits.output_bytes),
+    )
+    .await?;
+    if !out.success() {
+        return Err(ToolOutput::error(format!(
+            "fetching {url} failed:\n{}",
+            describe_failure(&out)
+        )));
+    }
+    Ok(ToolOutput {
+        text: if out.stdout.is_empty() {
+            "(empty response body)".to_owned()
+        } else {
+            out.stdout
+        },
+        is_error: false,
+    })
+}
 
 async fn read<X: Sandbox>(
     sandbox: &X,
