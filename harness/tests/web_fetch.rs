@@ -4,6 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use managed_agents_core::agent::tools::DomainRule;
 use managed_agents_core::agent::BuiltinTool;
 use managed_agents_harness::sandbox::{BubblewrapSandbox, Network, Options, Workspaces};
 use managed_agents_harness::tools::{self, Limits};
@@ -47,28 +48,19 @@ async fn fetches_in_unrestricted_refuses_in_limited() {
     let sandbox = BubblewrapSandbox::new(Options::default()).unwrap();
     let limits = Limits::default();
     let url = serve("hello from the page").await;
+    let run = |network, tool, url: &str, domains: DomainRule| {
+        let (sandbox, workspace, limits, input) = (&sandbox, &workspace, &limits, input(url));
+        async move { tools::run(sandbox, workspace, network, limits, tool, &input, &domains).await }
+    };
+    let fetch = BuiltinTool::WebFetch;
 
-    let fetched = tools::run(
-        &sandbox,
-        &workspace,
-        Network::Unrestricted,
-        &limits,
-        BuiltinTool::WebFetch,
-        &input(&url),
-    )
-    .await;
-    assert!(!fetched.is_error, "{}", fetched.text);
-    assert_eq!(fetched.text, "hello from the page");
+    let fetched = run(Network::Unrestricted, fetch, &url, DomainRule::Any).await;
+    assert_eq!(
+        (fetched.is_error, fetched.text.as_str()),
+        (false, "hello from the page")
+    );
 
-    let limited = tools::run(
-        &sandbox,
-        &workspace,
-        Network::Limited,
-        &limits,
-        BuiltinTool::WebFetch,
-        &input(&url),
-    )
-    .await;
+    let limited = run(Network::Limited, fetch, &url, DomainRule::Any).await;
     assert!(limited.is_error);
     assert!(
         limited.text.contains("limited networking"),
@@ -76,25 +68,42 @@ async fn fetches_in_unrestricted_refuses_in_limited() {
         limited.text
     );
 
-    let file = tools::run(
-        &sandbox,
-        &workspace,
+    let file = run(
         Network::Unrestricted,
-        &limits,
-        BuiltinTool::WebFetch,
-        &input("file:///etc/passwd"),
+        fetch,
+        "file:///etc/passwd",
+        DomainRule::Any,
     )
     .await;
     assert!(file.is_error);
     assert!(file.text.contains("http:// or https://"), "{}", file.text);
 
-    let search = tools::run(
-        &sandbox,
-        &workspace,
+    let elsewhere = DomainRule::Allowed(vec!["docs.example.com".into()]);
+    let refused = run(Network::Unrestricted, fetch, &url, elsewhere).await;
+    assert!(refused.is_error);
+    assert!(
+        refused.text.contains("may not reach 127.0.0.1"),
+        "{}",
+        refused.text
+    );
+    let loopback = DomainRule::Allowed(vec!["127.0.0.1".into()]);
+    let allowed = run(Network::Unrestricted, fetch, &url, loopback).await;
+    assert_eq!(
+        (allowed.is_error, allowed.text.as_str()),
+        (false, "hello from the page")
+    );
+    let blocked = DomainRule::Blocked(vec!["127.0.0.1".into()]);
+    assert!(
+        run(Network::Unrestricted, fetch, &url, blocked)
+            .await
+            .is_error
+    );
+
+    let search = run(
         Network::Unrestricted,
-        &limits,
         BuiltinTool::WebSearch,
-        &input(&url),
+        &url,
+        DomainRule::Any,
     )
     .await;
     assert!(search.is_error);

@@ -433,6 +433,64 @@ pub fn builtin_setting(tools: &[Tool], tool: BuiltinTool) -> Option<ToolSetting>
     })
 }
 
+/// Which hosts a web tool (`web_fetch`, `web_search`) may reach, from its per-tool config.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DomainRule {
+    /// No list configured: any host.
+    #[default]
+    Any,
+    /// Only these hostnames and their subdomains.
+    Allowed(Vec<String>),
+    /// Any host except these hostnames and their subdomains.
+    Blocked(Vec<String>),
+}
+
+impl DomainRule {
+    /// Whether `host` may be reached. A listed `example.com` covers `example.com` and
+    /// `docs.example.com`, not `badexample.com`; comparison ignores ASCII case and a trailing
+    /// dot, and a listed entry's optional path suffix is ignored here (hosts only).
+    pub fn permits(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let covers = |entry: &String| {
+            let domain = entry
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            !domain.is_empty()
+                && (host == domain
+                    || host
+                        .strip_suffix(&domain)
+                        .is_some_and(|rest| rest.ends_with('.')))
+        };
+        match self {
+            DomainRule::Any => true,
+            DomainRule::Allowed(list) => list.iter().any(covers),
+            DomainRule::Blocked(list) => !list.iter().any(covers),
+        }
+    }
+}
+
+/// The domain rule of built-in web tool `tool` (`Any` when no list is configured).
+pub fn builtin_domains(tools: &[Tool], tool: BuiltinTool) -> DomainRule {
+    let config = tools.iter().find_map(|t| match t {
+        Tool::AgentToolset(set) => set.configs.iter().find(|c| c.name == tool),
+        _ => None,
+    });
+    match config {
+        Some(ToolConfig {
+            allowed_domains: Some(Some(list)),
+            ..
+        }) => DomainRule::Allowed(list.clone()),
+        Some(ToolConfig {
+            blocked_domains: Some(Some(list)),
+            ..
+        }) => DomainRule::Blocked(list.clone()),
+        _ => DomainRule::Any,
+    }
+}
+
 /// The resolved setting of tool `tool` of MCP server `server`, or `None` when the agent has
 /// no toolset for that server.
 pub fn mcp_setting(tools: &[Tool], server: &str, tool: &str) -> Option<ToolSetting> {
@@ -779,4 +837,23 @@ fn resolve_custom(path: &str, custom: CustomToolParams) -> Result<CustomTool, Fi
         description: custom.description,
         input_schema: schema,
     })
+}
+
+#[cfg(test)]
+mod domain_tests {
+    use super::DomainRule;
+
+    #[test]
+    fn domain_rules_cover_subdomains_only() {
+        let allowed = DomainRule::Allowed(vec!["example.com".into(), "docs.rs/".into()]);
+        assert!(allowed.permits("example.com"));
+        assert!(allowed.permits("Docs.Example.com."));
+        assert!(allowed.permits("docs.rs"));
+        assert!(!allowed.permits("badexample.com"));
+        assert!(!allowed.permits("example.com.evil.net"));
+        let blocked = DomainRule::Blocked(vec!["evil.net".into()]);
+        assert!(!blocked.permits("a.evil.net"));
+        assert!(blocked.permits("example.com"));
+        assert!(DomainRule::Any.permits("anything"));
+    }
 }

@@ -30,7 +30,7 @@ pub(crate) mod conversation;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use managed_agents_core::agent::tools::builtin_setting;
+use managed_agents_core::agent::tools::{builtin_domains, builtin_setting};
 use managed_agents_core::agent::{BuiltinTool, PermissionPolicy};
 use managed_agents_core::event::{
     AgentMessage, AutoPermission, Body, Confirmation, ContentBlock, CustomToolUse, ErrorEvent,
@@ -383,6 +383,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 &self.options.tools,
                 tool,
                 input,
+                &builtin_domains(&self.agent.tools, tool),
             ),
         )
         .await?;

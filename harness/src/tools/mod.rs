@@ -4,7 +4,9 @@
 //! relative to it; the rest of the system is read-only). `web_fetch` runs `curl` inside the
 //! sandbox under the environment's network policy (http and https only, bounded time and
 //! size): it works in `unrestricted` environments and fails clearly in `limited` ones until the
-//! egress proxy exists; the per-tool domain lists are not enforced yet. `web_search` needs a
+//! egress proxy exists. The tool's `allowed_domains`/`blocked_domains` are enforced on the URL's
+//! host before anything runs, and with a list configured redirects are not followed (a
+//! redirect is reported, so the model fetches the new URL, which is checked again). `web_search` needs a
 //! search provider, which this server does not have: it answers with an error result saying so.
 //!
 //! A tool never fails the session: every failure (bad input, a non-zero exit, a timeout, a
@@ -13,7 +15,7 @@
 
 use std::time::Duration;
 
-use managed_agents_core::agent::tools::{custom_tool, Tool};
+use managed_agents_core::agent::tools::{custom_tool, DomainRule, Tool};
 use managed_agents_core::agent::BuiltinTool;
 use serde_json::{json, Map, Value};
 
@@ -212,6 +214,7 @@ pub async fn run<X: Sandbox>(
     limits: &Limits,
     tool: BuiltinTool,
     input: &Map<String, Value>,
+    domains: &DomainRule,
 ) -> ToolOutput {
     let result = match tool {
         BuiltinTool::Bash => bash(sandbox, workspace, network, limits, input).await,
@@ -220,7 +223,9 @@ pub async fn run<X: Sandbox>(
         BuiltinTool::Edit => edit(sandbox, workspace, limits, input).await,
         BuiltinTool::Glob => glob(sandbox, workspace, limits, input).await,
         BuiltinTool::Grep => grep(sandbox, workspace, limits, input).await,
-        BuiltinTool::WebFetch => web_fetch(sandbox, workspace, network, limits, input).await,
+        BuiltinTool::WebFetch => {
+            web_fetch(sandbox, workspace, network, limits, input, domains).await
+        }
         BuiltinTool::WebSearch => Err(ToolOutput::error(
             "web_search is not available on this server: no search provider is configured. \
              Answer without it, or use web_fetch on a known URL."
@@ -310,6 +315,7 @@ async fn web_fetch<X: Sandbox>(
     network: Network,
     limits: &Limits,
     input: &Map<String, Value>,
+    domains: &DomainRule,
 ) -> Result<ToolOutput, ToolOutput> {
     let url = string(input, "url")?;
     let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
@@ -318,6 +324,21 @@ async fn web_fetch<X: Sandbox>(
             "invalid input: `url` must be an http:// or https:// URL, got {url:?}"
         )));
     }
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .ok_or_else(|| ToolOutput::error(format!("invalid input: `url` has no host: {url:?}")))?;
+    if !domains.permits(&host) {
+        return Err(ToolOutput::error(format!(
+            "web_fetch may not reach {host}: the agent's web_fetch configuration does not allow \
+             this domain."
+        )));
+    }
+    let max_redirects = if *domains == DomainRule::Any {
+        "5"
+    } else {
+        "0"
+    };
     if network == Network::Limited {
         return Err(ToolOutput::error(
             "web_fetch cannot reach the network: this session's environment has limited \
@@ -337,7 +358,7 @@ async fn web_fetch<X: Sandbox>(
             "--show-error",
             "--location",
             "--max-redirs",
-            "5",
+            max_redirects,
             "--proto",
             "=http,https",
             "--proto-redir",
