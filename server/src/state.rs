@@ -23,6 +23,10 @@ pub struct AppState {
     pub store: AnyStore,
     /// Folded session heads, so writes and reads do not re-read whole session logs.
     pub heads: Arc<Heads>,
+    /// Serializes environment creates and renames, so the unique-name check and the append
+    /// that claims the name cannot interleave (one process owns a data directory: RocksDB
+    /// locks it).
+    pub environment_names: Arc<tokio::sync::Mutex<()>>,
     /// Seals secrets at rest.
     pub secrets: Secrets,
     /// File bytes.
@@ -67,6 +71,7 @@ impl AppState {
         let state = Self {
             store,
             heads: Arc::new(Heads::default()),
+            environment_names: Arc::default(),
             secrets,
             blobs,
             metrics: Metrics::default(),

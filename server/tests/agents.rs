@@ -190,3 +190,31 @@ async fn oversized_bodies_are_413() {
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(reply.error_type(), "request_too_large");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_of_one_environment_name_yield_one_environment() {
+    let h = std::sync::Arc::new(harness().await);
+    for round in 0..20 {
+        let name = format!("race-{round}");
+        let creates: Vec<_> = (0..8)
+            .map(|_| {
+                let (h, name) = (h.clone(), name.clone());
+                tokio::spawn(async move {
+                    h.call("POST", "/v1/environments", Some(json!({ "name": name })))
+                        .await
+                        .status
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for create in creates {
+            statuses.push(create.await.expect("request task"));
+        }
+        let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        let conflicts = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count();
+        assert_eq!((ok, conflicts), (1, 7), "round {round}");
+    }
+}

@@ -110,6 +110,7 @@ async fn create(
     let records = environment::create(params, id.clone(), workspace, now)?;
     let env = environment::fold(records.clone())
         .ok_or_else(|| Error::Internal("environment fold empty".into()))?;
+    let _names = state.environment_names.lock().await;
     check_unique(&state, auth.workspace(), &env.settings.name, None).await?;
     let env = save(&state, id.as_str(), Vec::new(), records).await?;
     Ok(Json(env.render()))
@@ -137,6 +138,7 @@ async fn update(
     }
     let mut next = records.clone();
     next.extend(new.iter().cloned());
+    let _names = state.environment_names.lock().await;
     if let Some(renamed) = environment::fold(next) {
         if renamed.settings.name != env.settings.name {
             check_unique(&state, auth.workspace(), &renamed.settings.name, Some(&id)).await?;
