@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -118,7 +119,7 @@ pub struct Outcome {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SessionState {
     /// The creation fact; `None` until the session exists.
-    pub config: Option<Created>,
+    pub config: Option<Arc<Created>>,
     /// The status.
     pub status: Status,
     /// Why the session last went idle.
@@ -131,8 +132,10 @@ pub struct SessionState {
     pub open_tool_uses: BTreeMap<EventId, ToolKind>,
     /// Client events the runner has not consumed, in order.
     pub inputs: Vec<Input>,
-    /// When queued client events were processed (from `inputs_processed`).
-    pub processed: HashMap<EventId, Timestamp>,
+    /// When queued client events were processed (from `inputs_processed`). Shared
+    /// copy-on-write, like `config` and `agent`, so cloning a state (as `decide` does to
+    /// simulate a batch) does not copy what only grows or is large.
+    pub processed: Arc<HashMap<EventId, Timestamp>>,
     /// An interrupt waiting for the runner to stop.
     pub interrupt: Option<EventId>,
     /// Cumulative usage.
@@ -148,7 +151,7 @@ pub struct SessionState {
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
     /// The agent snapshot.
-    pub agent: Value,
+    pub agent: Arc<Value>,
     /// The budget.
     pub budget: Option<Budget>,
     /// The current resources, in the order they were added (GitHub tokens sealed).
@@ -238,20 +241,20 @@ impl SessionState {
             Fact::Created(created) => {
                 self.title = created.title.clone();
                 self.metadata = created.metadata.clone();
-                self.agent = created.agent.clone();
+                self.agent = Arc::new(created.agent.clone());
                 self.budget = created.budget.clone();
                 self.resources = created.resources.clone();
                 self.created_at = created.created_at;
                 self.updated_at = created.created_at;
                 self.usage = Usage::zero();
-                self.config = Some((**created).clone());
+                self.config = Some(Arc::new((**created).clone()));
             }
             Fact::InputsProcessed { event_ids, at } => {
                 for id in event_ids {
                     if let Some(pos) = self.inputs.iter().position(|input| &input.id == id) {
                         let input = self.inputs.remove(pos);
                         if input.queued {
-                            self.processed.insert(input.id, *at);
+                            Arc::make_mut(&mut self.processed).insert(input.id, *at);
                         }
                     }
                 }
@@ -393,7 +396,7 @@ impl SessionState {
                     self.metadata = metadata.clone().unwrap_or_default();
                 }
                 if let Some(agent) = &u.agent {
-                    self.agent = agent.clone().unwrap_or(Value::Null);
+                    self.agent = Arc::new(agent.clone().unwrap_or(Value::Null));
                 }
                 if let Some(budget) = &u.budget {
                     self.budget = budget.clone();

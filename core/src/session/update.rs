@@ -74,7 +74,7 @@ pub(crate) fn changes(
                 state.status
             )));
         }
-        if agent != state.agent {
+        if agent != *state.agent {
             out.agent = Some(Some(agent));
         }
     }
