@@ -403,28 +403,37 @@ async fn read<X: Sandbox>(
     let last = offset.saturating_add(limit - 1);
     let script = r#"[ -f "$1" ] || { if [ -d "$1" ]; then echo "$1 is a directory" >&2; else echo "$1: no such file" >&2; fi; exit 1; }
 awk -v s="$2" -v e="$3" 'NR>=s && NR<=e { printf "%6d\t%s\n", NR, $0 } NR>e { exit }' "$1""#;
-    let out = exec(
-        sandbox,
-        workspace,
-        Network::Limited,
-        Command::new([
-            "bash",
-            "-c",
-            script,
-            "read",
-            &file,
-            &offset.to_string(),
-            &last.to_string(),
-        ])
+    let argv = [
+        "bash",
+        "-c",
+        script,
+        "read",
+        &file,
+        &offset.to_string(),
+        &last.to_string(),
+    ];
+    let empty = "(empty file or no lines in range)";
+    listing(sandbox, workspace, limits, Command::new(argv), empty).await
+}
+
+/// Runs a read-only file command without network, under the file timeout and the output cap:
+/// its stdout (or `empty` when it printed nothing), or an error result with what it printed.
+async fn listing<X: Sandbox>(
+    sandbox: &X,
+    workspace: &Workspace,
+    limits: &Limits,
+    command: Command,
+    empty: &str,
+) -> Result<ToolOutput, ToolOutput> {
+    let command = command
         .timeout(FILE_TIMEOUT)
-        .output_limit(limits.output_bytes),
-    )
-    .await?;
+        .output_limit(limits.output_bytes);
+    let out = exec(sandbox, workspace, Network::Limited, command).await?;
     if !out.success() {
         return Err(ToolOutput::error(describe_failure(&out)));
     }
     Ok(ToolOutput::ok(if out.stdout.is_empty() {
-        "(empty file or no lines in range)".to_owned()
+        empty.to_owned()
     } else {
         out.stdout
     }))
@@ -532,23 +541,8 @@ async fn glob<X: Sandbox>(
     // The pattern is only subject to pathname expansion (an unquoted parameter in `for`), never
     // to command substitution.
     let script = r#"shopt -s globstar nullglob dotglob; cd -- "$1" || exit 1; for f in $2; do printf '%s\n' "$f"; done"#;
-    let out = exec(
-        sandbox,
-        workspace,
-        Network::Limited,
-        Command::new(["bash", "-c", script, "glob", &dir, pattern])
-            .timeout(FILE_TIMEOUT)
-            .output_limit(limits.output_bytes),
-    )
-    .await?;
-    if !out.success() {
-        return Err(ToolOutput::error(describe_failure(&out)));
-    }
-    Ok(ToolOutput::ok(if out.stdout.is_empty() {
-        "No files matched.".to_owned()
-    } else {
-        out.stdout
-    }))
+    let command = Command::new(["bash", "-c", script, "glob", &dir, pattern]);
+    listing(sandbox, workspace, limits, command, "No files matched.").await
 }
 
 async fn grep<X: Sandbox>(
