@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{EnvironmentId, WorkspaceId};
-use crate::object::{self, DecodeError, Error};
+use crate::object::{self, DecodeError, Error, Lifecycle, Parts, Step};
 use crate::patch::Patch;
 use crate::storage::{CatalogEntry, Kind};
 use crate::time::Timestamp;
@@ -475,43 +475,37 @@ pub struct Environment {
 
 /// Folds an environment's records; `None` until `environment.created`.
 pub fn fold(records: impl IntoIterator<Item = Record>) -> Option<Environment> {
-    let mut env: Option<Environment> = None;
-    for record in records {
-        match (record, env.as_mut()) {
-            (
-                Record::Created {
-                    id,
-                    workspace,
-                    settings,
-                    at,
-                },
-                None,
-            ) => {
-                env = Some(Environment {
-                    id,
-                    workspace,
-                    settings,
-                    created_at: at,
-                    updated_at: at,
-                    archived_at: None,
-                    stream_version: 0,
-                })
-            }
-            (Record::Updated { settings, at }, Some(env)) => {
-                env.settings = settings;
-                env.updated_at = at;
-            }
-            (Record::Archived { at }, Some(env)) => {
-                env.archived_at = Some(at);
-                env.updated_at = at;
-            }
-            _ => {}
-        }
-        if let Some(env) = env.as_mut() {
-            env.stream_version += 1;
+    object::fold_lifecycle(records.into_iter().map(|record| match record {
+        Record::Created {
+            id,
+            workspace,
+            settings,
+            at,
+        } => Step::Created(Environment {
+            id,
+            workspace,
+            settings,
+            created_at: at,
+            updated_at: at,
+            archived_at: None,
+            stream_version: 0,
+        }),
+        Record::Updated { settings, at } => Step::Updated(settings, at),
+        Record::Archived { at } => Step::Archived(at),
+    }))
+}
+
+impl Lifecycle for Environment {
+    type Settings = Settings;
+
+    fn parts(&mut self) -> Parts<'_, Settings> {
+        Parts {
+            settings: &mut self.settings,
+            updated_at: &mut self.updated_at,
+            archived_at: &mut self.archived_at,
+            stream_version: &mut self.stream_version,
         }
     }
-    env
 }
 
 /// Decodes and folds a stored stream.

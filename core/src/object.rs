@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::time::Timestamp;
 use crate::validate::FieldError;
 
 /// Why a command on an object was refused.
@@ -115,4 +116,59 @@ impl Deleted {
             kind: kind.to_owned(),
         }
     }
+}
+
+/// A record of the created → updated* → archived lifecycle that environments, vaults and
+/// credentials share, as [`fold_lifecycle`] sees it.
+pub(crate) enum Step<T, S> {
+    /// The object as created (its version 0, `updated_at` = `created_at`).
+    Created(T),
+    /// Whole new settings.
+    Updated(S, Timestamp),
+    /// Archived (terminal).
+    Archived(Timestamp),
+}
+
+/// The fields of a lifecycle object that [`fold_lifecycle`] maintains.
+pub(crate) struct Parts<'a, S> {
+    pub(crate) settings: &'a mut S,
+    pub(crate) updated_at: &'a mut Timestamp,
+    pub(crate) archived_at: &'a mut Option<Timestamp>,
+    pub(crate) stream_version: &'a mut u64,
+}
+
+/// An object folded by [`fold_lifecycle`].
+pub(crate) trait Lifecycle {
+    /// What an update replaces.
+    type Settings;
+    /// Mutable access to the lifecycle fields.
+    fn parts(&mut self) -> Parts<'_, Self::Settings>;
+}
+
+/// Folds lifecycle steps: `None` until created; each step after creation counts one stream
+/// version; steps before creation (or a second creation) change nothing.
+pub(crate) fn fold_lifecycle<T: Lifecycle>(
+    steps: impl IntoIterator<Item = Step<T, T::Settings>>,
+) -> Option<T> {
+    let mut object: Option<T> = None;
+    for step in steps {
+        match (step, object.as_mut()) {
+            (Step::Created(created), None) => object = Some(created),
+            (Step::Updated(settings, at), Some(o)) => {
+                let parts = o.parts();
+                *parts.settings = settings;
+                *parts.updated_at = at;
+            }
+            (Step::Archived(at), Some(o)) => {
+                let parts = o.parts();
+                *parts.archived_at = Some(at);
+                *parts.updated_at = at;
+            }
+            _ => {}
+        }
+        if let Some(o) = object.as_mut() {
+            *o.parts().stream_version += 1;
+        }
+    }
+    object
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{VaultId, WorkspaceId};
-use crate::object::{self, DecodeError, Error};
+use crate::object::{self, DecodeError, Error, Lifecycle, Parts, Step};
 use crate::patch::Patch;
 use crate::storage::{CatalogEntry, Kind};
 use crate::time::Timestamp;
@@ -145,43 +145,37 @@ pub struct Vault {
 
 /// Folds a vault's records; `None` until `vault.created`.
 pub fn fold(records: impl IntoIterator<Item = Record>) -> Option<Vault> {
-    let mut vault: Option<Vault> = None;
-    for record in records {
-        match (record, vault.as_mut()) {
-            (
-                Record::Created {
-                    id,
-                    workspace,
-                    settings,
-                    at,
-                },
-                None,
-            ) => {
-                vault = Some(Vault {
-                    id,
-                    workspace,
-                    settings,
-                    created_at: at,
-                    updated_at: at,
-                    archived_at: None,
-                    stream_version: 0,
-                })
-            }
-            (Record::Updated { settings, at }, Some(vault)) => {
-                vault.settings = settings;
-                vault.updated_at = at;
-            }
-            (Record::Archived { at }, Some(vault)) => {
-                vault.archived_at = Some(at);
-                vault.updated_at = at;
-            }
-            _ => {}
-        }
-        if let Some(vault) = vault.as_mut() {
-            vault.stream_version += 1;
+    object::fold_lifecycle(records.into_iter().map(|record| match record {
+        Record::Created {
+            id,
+            workspace,
+            settings,
+            at,
+        } => Step::Created(Vault {
+            id,
+            workspace,
+            settings,
+            created_at: at,
+            updated_at: at,
+            archived_at: None,
+            stream_version: 0,
+        }),
+        Record::Updated { settings, at } => Step::Updated(settings, at),
+        Record::Archived { at } => Step::Archived(at),
+    }))
+}
+
+impl Lifecycle for Vault {
+    type Settings = Settings;
+
+    fn parts(&mut self) -> Parts<'_, Settings> {
+        Parts {
+            settings: &mut self.settings,
+            updated_at: &mut self.updated_at,
+            archived_at: &mut self.archived_at,
+            stream_version: &mut self.stream_version,
         }
     }
-    vault
 }
 
 /// Decodes and folds a stored stream.

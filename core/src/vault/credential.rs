@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SealedSecret, Secret, Vault};
 use crate::ids::{CredentialId, VaultId, WorkspaceId};
-use crate::object::{self, DecodeError, Error};
+use crate::object::{self, DecodeError, Error, Lifecycle, Parts, Step};
 use crate::patch::Patch;
 use crate::storage::{CatalogEntry, Kind};
 use crate::time::Timestamp;
@@ -718,45 +718,39 @@ pub struct Credential {
 
 /// Folds a credential's records; `None` until `credential.created`.
 pub fn fold(records: impl IntoIterator<Item = Record>) -> Option<Credential> {
-    let mut credential: Option<Credential> = None;
-    for record in records {
-        match (record, credential.as_mut()) {
-            (
-                Record::Created {
-                    id,
-                    vault_id,
-                    workspace,
-                    settings,
-                    at,
-                },
-                None,
-            ) => {
-                credential = Some(Credential {
-                    id,
-                    vault_id,
-                    workspace,
-                    settings,
-                    created_at: at,
-                    updated_at: at,
-                    archived_at: None,
-                    stream_version: 0,
-                })
-            }
-            (Record::Updated { settings, at }, Some(c)) => {
-                c.settings = settings;
-                c.updated_at = at;
-            }
-            (Record::Archived { at }, Some(c)) => {
-                c.archived_at = Some(at);
-                c.updated_at = at;
-            }
-            _ => {}
-        }
-        if let Some(c) = credential.as_mut() {
-            c.stream_version += 1;
+    object::fold_lifecycle(records.into_iter().map(|record| match record {
+        Record::Created {
+            id,
+            vault_id,
+            workspace,
+            settings,
+            at,
+        } => Step::Created(Credential {
+            id,
+            vault_id,
+            workspace,
+            settings,
+            created_at: at,
+            updated_at: at,
+            archived_at: None,
+            stream_version: 0,
+        }),
+        Record::Updated { settings, at } => Step::Updated(settings, at),
+        Record::Archived { at } => Step::Archived(at),
+    }))
+}
+
+impl Lifecycle for Credential {
+    type Settings = Settings;
+
+    fn parts(&mut self) -> Parts<'_, Settings> {
+        Parts {
+            settings: &mut self.settings,
+            updated_at: &mut self.updated_at,
+            archived_at: &mut self.archived_at,
+            stream_version: &mut self.stream_version,
         }
     }
-    credential
 }
 
 /// Decodes and folds a stored stream.
