@@ -22,7 +22,7 @@
 //! `$CARGO_TARGET_DIR/release/managed-agents`); `HARNESS_LOAD_DIR` the parent of the data dir
 //! (default the system temp dir; every ancestor must be `o+x` for the sandbox uid).
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -415,26 +415,8 @@ impl Server {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let mut stdout = BufReader::new(child.stdout.take().context("server stdout")?);
-        let mut line = String::new();
-        let mut base = None;
-        for _ in 0..10 {
-            line.clear();
-            if stdout.read_line(&mut line)? == 0 {
-                break;
-            }
-            if let Some(url) = line.trim().strip_prefix("listening on ") {
-                base = Some(url.to_owned());
-                break;
-            }
-        }
-        let Some(base) = base else {
-            let _ = child.kill();
-            bail!(
-                "server did not start; see {}/server.log",
-                dir.path().display()
-            );
-        };
+        let log_path = dir.path().join("server.log").display().to_string();
+        let (base, stdout) = managed_agents_benches::await_listening(&mut child, &log_path)?;
         println!(
             "server: {} (pid {}) at {base}",
             binary.display(),

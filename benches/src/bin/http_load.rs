@@ -22,7 +22,7 @@
 //! - `HTTP_LOAD_FANOUT_STREAMS` / `HTTP_LOAD_FANOUT_RATE` / `HTTP_LOAD_FANOUT_SECS`: streams on
 //!   one session, events per second, seconds of sending [1000 / 100 / 10]
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -163,26 +163,8 @@ impl Server {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let mut stdout = BufReader::new(child.stdout.take().context("server stdout")?);
-        let mut base = None;
-        let mut line = String::new();
-        for _ in 0..10 {
-            line.clear();
-            if stdout.read_line(&mut line)? == 0 {
-                break;
-            }
-            if let Some(url) = line.trim().strip_prefix("listening on ") {
-                base = Some(url.to_owned());
-                break;
-            }
-        }
-        let Some(base) = base else {
-            let _ = child.kill();
-            bail!(
-                "server did not print `listening on`; see {}",
-                dir.path().join("server.log").display()
-            );
-        };
+        let log_path = dir.path().join("server.log").display().to_string();
+        let (base, stdout) = managed_agents_benches::await_listening(&mut child, &log_path)?;
         let pid = child.id().to_string();
         let nofile = raise_nofile(&pid)?;
         println!(
