@@ -367,6 +367,30 @@ impl AgentCreateParams {
     }
 }
 
+impl AgentConfig {
+    /// This configuration with `overrides` applied by the agent update rules (§4.3): a JSON
+    /// object of update fields, such as a session's `agent_with_overrides` fields or the
+    /// `{tools, mcp_servers}` of a session update. Errors name the field under `prefix`
+    /// (`agent.tools[0].name`).
+    pub fn overridden(&self, overrides: Value, prefix: &str) -> Result<AgentConfig, FieldError> {
+        let within = |field: &str| {
+            if field.is_empty() || field == "." {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}.{field}")
+            }
+        };
+        let params: AgentUpdateParams =
+            serde_path_to_error::deserialize(overrides).map_err(|e| {
+                FieldError::new(within(&e.path().to_string()), e.into_inner().to_string())
+            })?;
+        params.apply(self).map_err(|e| FieldError {
+            field: within(&e.field),
+            ..e
+        })
+    }
+}
+
 impl AgentUpdateParams {
     /// Applies the update to `current` (§4.3) and validates the result. `version` is not
     /// looked at here.

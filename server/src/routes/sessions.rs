@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use managed_agents_core::agent::{Agent, AgentConfig, AgentObject, AgentUpdateParams};
+use managed_agents_core::agent::{Agent, AgentConfig, AgentObject};
 use managed_agents_core::event::{Budget, EventParams};
 use managed_agents_core::ids::{EnvironmentId, ResourceId, SessionId, VaultId, WorkspaceId};
 use managed_agents_core::patch::Patch;
@@ -139,12 +139,7 @@ async fn resolve_agent(state: &AppState, auth: &Auth, agent: &Value) -> Result<(
     })?;
     let mut config: AgentConfig = chosen.config.clone();
     if let Some(overrides) = overrides {
-        let params: AgentUpdateParams =
-            body::decode(Value::Object(overrides).to_string().as_bytes())
-                .map_err(|e| Error::invalid(format!("agent.{e}")))?;
-        config = params
-            .apply(&config)
-            .map_err(|e| field_error(&format!("agent.{}", e.field), e.message))?;
+        config = config.overridden(Value::Object(overrides), "agent")?;
     }
     let object = AgentObject {
         id: agent.id.clone(),
@@ -337,11 +332,7 @@ fn patch_agent(current: &Value, patch: AgentPatch) -> Result<Value> {
             }
         }
     }
-    let params: AgentUpdateParams = body::decode(Value::Object(params).to_string().as_bytes())
-        .map_err(|e| Error::invalid(format!("agent.{e}")))?;
-    let next = params
-        .apply(&config)
-        .map_err(|e| field_error(&format!("agent.{}", e.field), e.message))?;
+    let next = config.overridden(Value::Object(params), "agent")?;
     let mut value =
         serde_json::to_value(&next).map_err(|e| Error::Internal(format!("agent render: {e}")))?;
     if let (Some(map), Some(old)) = (value.as_object_mut(), current.as_object()) {
