@@ -2,30 +2,37 @@
 # Sourced by scripts/test.sh and scripts/serve.sh: installs the system packages the build and the
 # tests need when they are missing, keeps cargo's target dir outside the clone for caching, and
 # links RocksDB from a static library built once outside the clone (scripts/rocksdb-lib.sh).
+# shellcheck shell=bash
 repo=${repo:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+cache=${MANAGED_AGENTS_CACHE:-/var/cache/managed-agents}
 
-# System packages: bindgen (librocksdb-sys) needs libclang and clang, sandbox tests need
-# bubblewrap, the Python SDK suite needs venv. apt only runs when something is missing.
-missing=()
-for package in libclang-dev clang bubblewrap python3-venv; do
-    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
-        missing+=("$package")
+# Installs the named Debian packages that are not installed yet; apt only runs when one is
+# missing, so warm runs cost a dpkg query per package.
+ensure_packages() {
+    local missing=() package sudo=""
+    for package in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$package")
+        fi
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+        $sudo apt-get update >&2
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}" >&2
     fi
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}"
-fi
+}
+
+# bindgen (librocksdb-sys) needs libclang and clang, a C++ compiler builds RocksDB, the sandbox
+# needs bubblewrap, the Python SDK suite needs venv.
+ensure_packages libclang-dev clang g++ make bubblewrap python3-venv
 if command -v rustup >/dev/null 2>&1; then
     rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 fi
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/managed-agents/target}
-# RocksDB's C++ library is built once per librocksdb-sys version (about 15 minutes on 2 cores)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
+# RocksDB's C++ library is built once per librocksdb-sys version (about 35 minutes on 2 cores)
 # and then linked statically; the script prints the directory holding librocksdb.a.
-ROCKSDB_LIB_DIR=$("$repo/scripts/rocksdb-lib.sh")
+ROCKSDB_LIB_DIR=$(MANAGED_AGENTS_CACHE="$cache" "$repo/scripts/rocksdb-lib.sh")
 export ROCKSDB_LIB_DIR
 export ROCKSDB_STATIC=1
