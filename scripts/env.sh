@@ -6,21 +6,8 @@
 repo=${repo:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 cache=${MANAGED_AGENTS_CACHE:-/var/cache/managed-agents}
 
-# Installs the named Debian packages that are not installed yet; apt only runs when one is
-# missing, so warm runs cost a dpkg query per package.
-ensure_packages() {
-    local missing=() package sudo=""
-    for package in "$@"; do
-        if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
-            missing+=("$package")
-        fi
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-        $sudo apt-get update >&2
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}" >&2
-    fi
-}
+# shellcheck source=scripts/packages.sh
+. "$repo/scripts/packages.sh"
 
 # bindgen (librocksdb-sys) needs libclang and clang, a C++ compiler builds RocksDB, the sandbox
 # needs bubblewrap, the Python SDK suite needs venv.

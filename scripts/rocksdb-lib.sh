@@ -9,10 +9,9 @@
 # library is copied into the cache atomically (temporary name, then rename), and the helper build
 # (about 1 GB) is removed afterwards. A lock keeps two concurrent callers from building twice.
 #
-# Environment: MANAGED_AGENTS_CACHE (default /var/cache/managed-agents), CARGO (default cargo).
+# Environment: MANAGED_AGENTS_CACHE (default /var/cache/managed-agents). `cargo` comes from PATH.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-cargo=${CARGO:-cargo}
 
 lock_version() {
     awk -v name="$1" '$0 == "name = \"" name "\"" { getline; gsub(/version = |"/, ""); print; exit }' \
@@ -72,7 +71,7 @@ started=$(date +%s)
 (
     cd "$work"
     env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC CARGO_TARGET_DIR="$work/target" \
-        "$cargo" build --release >&2
+        cargo build --release >&2
 )
 lib=$(find "$work/target/release/build" -name librocksdb.a -print -quit 2>/dev/null || true)
 if [ -z "$lib" ]; then

@@ -3,5 +3,6 @@
 # Extra arguments go to `managed-agents serve` (see `--help`).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/env.sh
 . "$repo/scripts/env.sh"
 exec cargo run --release -p managed-agents-server --bin managed-agents -- serve "$@"

@@ -7,6 +7,15 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
+# The set-up scripts first: a lint (shellcheck) and a test of their logic with a stand-in cargo
+# (seconds), so a broken install step fails here and not 35 minutes into a fresh machine's build.
+# shellcheck source=scripts/packages.sh
+. "$repo/scripts/packages.sh"
+ensure_packages shellcheck
+shellcheck -x scripts/*.sh scripts/tests/*.sh .ci/run
+"$repo/scripts/tests/setup-scripts.sh"
+
+# shellcheck source=scripts/env.sh
 . "$repo/scripts/env.sh"
 
 cargo fmt --all -- --check
