@@ -14,18 +14,18 @@ use managed_agents_core::storage::{
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, ReadOptions, DB};
 
 use crate::keys;
-use crate::Error;
+use crate::{Compression, Error};
 
 /// Opens (creating if needed) the database at `path` and checks its format version.
-pub(crate) fn open(path: &Path) -> Result<DB, Error> {
+pub(crate) fn open(path: &Path, compression: Compression) -> Result<DB, Error> {
     let mut options = rocksdb::Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
-    options.set_compression_type(DBCompressionType::None);
+    compress(&mut options, compression);
     options.set_keep_log_file_num(4);
     let families = keys::FAMILIES.map(|name| {
         let mut family = rocksdb::Options::default();
-        family.set_compression_type(DBCompressionType::None);
+        compress(&mut family, compression);
         ColumnFamilyDescriptor::new(name, family)
     });
     let db = DB::open_cf_descriptors(&options, path, families)?;
@@ -51,6 +51,39 @@ pub(crate) fn open(path: &Path) -> Result<DB, Error> {
         }
     }
     Ok(db)
+}
+
+/// Applies `compression` to the options of a database or column family.
+fn compress(options: &mut rocksdb::Options, compression: Compression) {
+    let (recent, bottommost) = match compression {
+        Compression::None => (DBCompressionType::None, DBCompressionType::None),
+        Compression::Lz4 => (DBCompressionType::Lz4, DBCompressionType::Lz4),
+        Compression::Zstd => (DBCompressionType::Zstd, DBCompressionType::Zstd),
+        Compression::LogStore => (DBCompressionType::Lz4, DBCompressionType::Zstd),
+    };
+    options.set_compression_type(recent);
+    options.set_bottommost_compression_type(bottommost);
+}
+
+/// Flushes every column family's memtable into SST files.
+pub(crate) fn flush(db: &DB) -> Result<(), Error> {
+    for name in keys::FAMILIES {
+        db.flush_cf(family(db, name)?)?;
+    }
+    Ok(())
+}
+
+/// Flushes every column family's memtable and compacts its whole key range into the bottommost
+/// level.
+pub(crate) fn compact(db: &DB) -> Result<(), Error> {
+    let mut compact = rocksdb::CompactOptions::default();
+    compact.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+    flush(db)?;
+    for name in keys::FAMILIES {
+        let family = family(db, name)?;
+        db.compact_range_cf_opt(family, None::<&[u8]>, None::<&[u8]>, &compact);
+    }
+    Ok(())
 }
 
 /// The handle of column family `name`, which [`open`] created.

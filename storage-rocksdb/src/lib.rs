@@ -80,6 +80,26 @@ pub struct Options {
     pub sync: bool,
     /// The most requests one group commit takes (default 4096).
     pub max_batch: usize,
+    /// How SST files are compressed (default [`Compression::LogStore`]). Changing it on an
+    /// existing store is safe: files are rewritten with the new setting as they compact.
+    pub compression: Compression,
+}
+
+/// How SST files are compressed. The write-ahead log is never compressed, so the choice costs
+/// nothing on the append path; it costs CPU in flushes, compactions and reads of cold blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// LZ4 on every level.
+    Lz4,
+    /// Zstandard on every level.
+    Zstd,
+    /// LZ4 on the recent levels (fast flushes and reads of what sessions are reading) and
+    /// Zstandard on the bottommost level, where a log store keeps nearly all of its bytes.
+    #[default]
+    LogStore,
 }
 
 impl Options {
@@ -89,6 +109,7 @@ impl Options {
             path: path.into(),
             sync: true,
             max_batch: 4096,
+            compression: Compression::default(),
         }
     }
 }
@@ -136,7 +157,7 @@ impl RocksStore {
         options: Options,
         guard: Option<Box<dyn Any + Send + Sync>>,
     ) -> Result<Self, Error> {
-        let db = Arc::new(db::open(&options.path)?);
+        let db = Arc::new(db::open(&options.path, options.compression)?);
         let hub = Arc::new(Hub::new());
         let counters = Arc::new(stats::Counters::default());
         let (requests, receiver) = mpsc::channel();
@@ -166,6 +187,19 @@ impl RocksStore {
     /// The writer's group-commit counters since the store was opened.
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot()
+    }
+
+    /// Writes the memtables out as SST files (the WAL already made every acknowledged append
+    /// durable; this only moves it). For maintenance and measurement.
+    pub fn flush(&self) -> Result<(), Error> {
+        db::flush(&self.inner.db)
+    }
+
+    /// Flushes the memtables and compacts every column family down to the bottommost level,
+    /// so that the files on disk hold every event once, in its final compression. For
+    /// maintenance and measurement; the store compacts by itself in the background.
+    pub fn compact(&self) -> Result<(), Error> {
+        db::compact(&self.inner.db)
     }
 
     fn send(&self, request: Request) -> Result<(), storage::Error> {
