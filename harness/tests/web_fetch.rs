@@ -1,8 +1,12 @@
 //! `web_fetch` runs `curl` inside the sandbox under the environment's network policy: it fetches
 //! from a host reachable in an `unrestricted` environment, refuses in a `limited` one, and
-//! rejects non-http(s) URLs without running anything.
+//! rejects non-http(s) URLs without running anything. URLs that parsers read differently
+//! (a backslash before `@`), URLs with credentials and a `.curlrc` planted in the workspace
+//! cannot steer curl to a host the domain check did not see.
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use managed_agents_core::agent::tools::DomainRule;
 use managed_agents_core::agent::BuiltinTool;
@@ -30,6 +34,30 @@ async fn serve(body: &'static str) -> String {
         }
     });
     format!("http://{addr}/page")
+}
+
+/// A loopback listener that counts the connections it accepts (and answers each with a page).
+async fn tripwire() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let body = "internal health: ok";
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (port, hits)
 }
 
 fn input(url: &str) -> Map<String, Value> {
@@ -112,4 +140,89 @@ async fn fetches_in_unrestricted_refuses_in_limited() {
         "{}",
         search.text
     );
+}
+
+#[tokio::test]
+async fn parser_differentials_credentials_and_curlrc_cannot_redirect_the_fetch() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let workspaces = Workspaces::new(dir.path().join("workspaces"));
+    let workspace = workspaces.create("sesn_fetch_bypass").await.unwrap();
+    let sandbox = BubblewrapSandbox::new(Options::default()).unwrap();
+    let limits = Limits::default();
+    let (port, hits) = tripwire().await;
+    let run = |tool, input: Map<String, Value>, domains: DomainRule| {
+        let (sandbox, workspace, limits) = (&sandbox, &workspace, &limits);
+        async move {
+            tools::run(
+                sandbox,
+                workspace,
+                Network::Unrestricted,
+                limits,
+                tool,
+                &input,
+                &domains,
+            )
+            .await
+        }
+    };
+    let example = || DomainRule::Allowed(vec!["example.com".into()]);
+
+    // The Rust URL parser reads host `example.com` (and `\` as `/`); curl reads userinfo
+    // `example.com\` and host 127.0.0.1.
+    let attack = format!("http://example.com\\@127.0.0.1:{port}/healthz");
+    let out = run(BuiltinTool::WebFetch, input(&attack), example()).await;
+    assert!(out.is_error, "fetched {attack}: {}", out.text);
+    assert!(out.text.contains("backslash"), "{}", out.text);
+
+    for url in [
+        format!("http://user:secret@127.0.0.1:{port}/healthz"),
+        format!("http://example.com@127.0.0.1:{port}/healthz"),
+    ] {
+        let out = run(BuiltinTool::WebFetch, input(&url), DomainRule::Any).await;
+        assert!(out.is_error, "fetched {url}: {}", out.text);
+        assert!(out.text.contains("credentials"), "{}", out.text);
+    }
+
+    // `HOME` is the workspace: a planted `.curlrc` must not reroute an allowed host.
+    let plant = format!(
+        "printf 'connect-to = \"localhost:1:127.0.0.1:{port}\"\\n' > /workspace/.curlrc && cat /workspace/.curlrc"
+    );
+    let planted = run(
+        BuiltinTool::Bash,
+        json!({ "command": plant }).as_object().unwrap().clone(),
+        DomainRule::Any,
+    )
+    .await;
+    assert!(
+        !planted.is_error && planted.text.contains("connect-to"),
+        "{}",
+        planted.text
+    );
+    let localhost = DomainRule::Allowed(vec!["localhost".into()]);
+    let out = run(
+        BuiltinTool::WebFetch,
+        input("http://localhost:1/healthz"),
+        localhost,
+    )
+    .await;
+    assert!(out.is_error, "the .curlrc rerouted the fetch: {}", out.text);
+    assert!(!out.text.contains("internal health"), "{}", out.text);
+
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the loopback listener received a connection"
+    );
+
+    // Control: the listener is reachable when the URL is allowed and plain.
+    let plain = format!("http://127.0.0.1:{port}/healthz");
+    let loopback = DomainRule::Allowed(vec!["127.0.0.1".into()]);
+    let out = run(BuiltinTool::WebFetch, input(&plain), loopback).await;
+    assert_eq!(
+        (out.is_error, out.text.as_str()),
+        (false, "internal health: ok")
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
 }

@@ -1,17 +1,23 @@
 //! The tools of `agent_toolset_20260401`: their JSON schemas as offered to the model, and their
 //! execution. `bash`, `read`, `write`, `edit`, `glob` and `grep` run inside the session's
 //! [`Sandbox`] (the workspace is `/workspace`, the working directory; relative paths are
-//! relative to it; the rest of the system is read-only). `web_fetch` runs `curl` inside the
-//! sandbox under the environment's network policy (http and https only, bounded time and
-//! size): it works in `unrestricted` environments and fails clearly in `limited` ones until the
-//! egress proxy exists. The tool's `allowed_domains`/`blocked_domains` are enforced on the URL's
-//! host before anything runs, and with a list configured redirects are not followed (a
-//! redirect is reported, so the model fetches the new URL, which is checked again). `web_search` needs a
+//! relative to it; the rest of the system is read-only). `web_fetch` (see `web_fetch.rs`) runs
+//! `curl` inside the sandbox under the environment's network policy. `web_search` needs a
 //! search provider, which this server does not have: it answers with an error result saying so.
 //!
 //! A tool never fails the session: every failure (bad input, a non-zero exit, a timeout, a
 //! sandbox that cannot start) becomes an `is_error` result. Output is capped at
 //! [`Limits::output_bytes`] with a marker saying how much was cut.
+//!
+//! What the server holds for a tool call is bounded by these caps, never by the size of a file
+//! in the workspace: `read`, `glob` and `grep` do their work in the sandbox and return capped
+//! output; `edit` (see `edit.rs`) brings at most [`Limits::file_bytes`] of a file into the
+//! server and refuses an edit whose result would be larger before building it. `read` and
+//! `edit` refuse files that are not valid UTF-8 with a clear error rather than returning or
+//! writing back a lossy conversion.
+
+mod edit;
+mod web_fetch;
 
 use std::time::Duration;
 
@@ -31,6 +37,8 @@ pub struct Limits {
     pub bash_timeout: Duration,
     /// Largest `bash` timeout a call may ask for.
     pub max_bash_timeout: Duration,
+    /// Largest file `edit` reads, and largest file it may produce.
+    pub file_bytes: usize,
 }
 
 impl Default for Limits {
@@ -39,6 +47,7 @@ impl Default for Limits {
             output_bytes: 30_000,
             bash_timeout: Duration::from_secs(120),
             max_bash_timeout: Duration::from_secs(600),
+            file_bytes: 4 << 20,
         }
     }
 }
@@ -71,9 +80,9 @@ impl ToolOutput {
 fn description(tool: BuiltinTool) -> &'static str {
     match tool {
         BuiltinTool::Bash => "Run a bash command in the session's workspace (/workspace, the working directory). State on disk persists between calls; each call is a fresh shell. `timeout` is in milliseconds (default 120000, max 600000).",
-        BuiltinTool::Read => "Read a text file. Lines are numbered from 1; `offset` is the first line to read and `limit` the number of lines (default 2000).",
+        BuiltinTool::Read => "Read a UTF-8 text file. Lines are numbered from 1; `offset` is the first line to read and `limit` the number of lines (default 2000).",
         BuiltinTool::Write => "Write a file, creating parent directories and replacing any existing content.",
-        BuiltinTool::Edit => "Replace `old_string` with `new_string` in a file. `old_string` must occur exactly once unless `replace_all` is true.",
+        BuiltinTool::Edit => "Replace `old_string` with `new_string` in a UTF-8 text file. `old_string` must occur exactly once unless `replace_all` is true. Binary files, and files or results of more than a few MiB, are refused (use bash for those).",
         BuiltinTool::Glob => "List files matching a glob pattern (`**` matches directories recursively), relative to `path` (default /workspace).",
         BuiltinTool::Grep => "Search file contents with an extended regular expression, recursively under `path` (default /workspace), optionally only in files matching `glob`. Prints file:line:text.",
         BuiltinTool::WebFetch => "Fetch a URL and return its content.",
@@ -220,11 +229,11 @@ pub async fn run<X: Sandbox>(
         BuiltinTool::Bash => bash(sandbox, workspace, network, limits, input).await,
         BuiltinTool::Read => read(sandbox, workspace, limits, input).await,
         BuiltinTool::Write => write(sandbox, workspace, limits, input).await,
-        BuiltinTool::Edit => edit(sandbox, workspace, limits, input).await,
+        BuiltinTool::Edit => edit::edit(sandbox, workspace, limits, input).await,
         BuiltinTool::Glob => glob(sandbox, workspace, limits, input).await,
         BuiltinTool::Grep => grep(sandbox, workspace, limits, input).await,
         BuiltinTool::WebFetch => {
-            web_fetch(sandbox, workspace, network, limits, input, domains).await
+            web_fetch::web_fetch(sandbox, workspace, network, limits, input, domains).await
         }
         BuiltinTool::WebSearch => Err(ToolOutput::error(
             "web_search is not available on this server: no search provider is configured. \
@@ -304,92 +313,6 @@ async fn bash<X: Sandbox>(
 }
 
 const FILE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long one `web_fetch` may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
-/// The most bytes one `web_fetch` downloads.
-const FETCH_MAX_BYTES: usize = 5_000_000;
-
-async fn web_fetch<X: Sandbox>(
-    sandbox: &X,
-    workspace: &Workspace,
-    network: Network,
-    limits: &Limits,
-    input: &Map<String, Value>,
-    domains: &DomainRule,
-) -> Result<ToolOutput, ToolOutput> {
-    let url = string(input, "url")?;
-    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-    if !scheme_ok || url.len() > 8192 || url.chars().any(char::is_whitespace) {
-        return Err(ToolOutput::error(format!(
-            "invalid input: `url` must be an http:// or https:// URL, got {url:?}"
-        )));
-    }
-    let host = reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .ok_or_else(|| ToolOutput::error(format!("invalid input: `url` has no host: {url:?}")))?;
-    if !domains.permits(&host) {
-        return Err(ToolOutput::error(format!(
-            "web_fetch may not reach {host}: the agent's web_fetch configuration does not allow \
-             this domain."
-        )));
-    }
-    let max_redirects = if *domains == DomainRule::Any {
-        "5"
-    } else {
-        "0"
-    };
-    if network == Network::Limited {
-        return Err(ToolOutput::error(
-            "web_fetch cannot reach the network: this session's environment has limited \
-             networking and the egress proxy that would allow its hosts is not available yet."
-                .to_owned(),
-        ));
-    }
-    let seconds = FETCH_TIMEOUT.as_secs().to_string();
-    let max_bytes = FETCH_MAX_BYTES.to_string();
-    let out = exec(
-        sandbox,
-        workspace,
-        network,
-        Command::new([
-            "curl",
-            "--silent",
-            "--show-error",
-            "--location",
-            "--max-redirs",
-            max_redirects,
-            "--proto",
-            "=http,https",
-            "--proto-redir",
-            "=http,https",
-            "--max-time",
-            &seconds,
-            "--max-filesize",
-            &max_bytes,
-            "--fail-with-body",
-            "--",
-            url,
-        ])
-        .timeout(FETCH_TIMEOUT + Duration::from_secs(5))
-        .output_limit(limits.output_bytes),
-    )
-    .await?;
-    if !out.success() {
-        return Err(ToolOutput::error(format!(
-            "fetching {url} failed:\n{}",
-            describe_failure(&out)
-        )));
-    }
-    Ok(ToolOutput {
-        text: if out.stdout.is_empty() {
-            "(empty response body)".to_owned()
-        } else {
-            out.stdout
-        },
-        is_error: false,
-    })
-}
 
 async fn read<X: Sandbox>(
     sandbox: &X,
@@ -401,7 +324,12 @@ async fn read<X: Sandbox>(
     let offset = optional_u64(input, "offset")?.unwrap_or(1).max(1);
     let limit = optional_u64(input, "limit")?.unwrap_or(2000).max(1);
     let last = offset.saturating_add(limit - 1);
+    // The lines in range are checked first: `grep -ax '.*'` in a UTF-8 locale matches only
+    // lines of valid characters, so `-v` finds a line with an invalid sequence.
     let script = r#"[ -f "$1" ] || { if [ -d "$1" ]; then echo "$1 is a directory" >&2; else echo "$1: no such file" >&2; fi; exit 1; }
+if awk -v s="$2" -v e="$3" 'NR>=s && NR<=e { print } NR>e { exit }' "$1" | LC_ALL=C.UTF-8 grep -qaxv '.*'; then
+  echo "$1 is not valid UTF-8 text (a binary file?); inspect it with bash instead (for example with file or xxd)" >&2; exit 1
+fi
 awk -v s="$2" -v e="$3" 'NR>=s && NR<=e { printf "%6d\t%s\n", NR, $0 } NR>e { exit }' "$1""#;
     let argv = [
         "bash",
@@ -439,11 +367,12 @@ async fn listing<X: Sandbox>(
     }))
 }
 
+/// Replaces `file`'s content with `content` (creating parent directories), in the sandbox.
 async fn put<X: Sandbox>(
     sandbox: &X,
     workspace: &Workspace,
     file: &str,
-    content: &str,
+    content: Vec<u8>,
 ) -> Result<(), ToolOutput> {
     let script = r#"mkdir -p -- "$(dirname -- "$1")" && cat > "$1""#;
     let out = exec(
@@ -451,7 +380,7 @@ async fn put<X: Sandbox>(
         workspace,
         Network::Limited,
         Command::new(["bash", "-c", script, "write", file])
-            .stdin(content.as_bytes().to_vec())
+            .stdin(content)
             .timeout(FILE_TIMEOUT),
     )
     .await?;
@@ -470,63 +399,10 @@ async fn write<X: Sandbox>(
 ) -> Result<ToolOutput, ToolOutput> {
     let file = path(string(input, "path")?);
     let content = string(input, "content")?;
-    put(sandbox, workspace, &file, content).await?;
+    put(sandbox, workspace, &file, content.as_bytes().to_vec()).await?;
     Ok(ToolOutput::ok(format!(
         "Wrote {} bytes to {file}",
         content.len()
-    )))
-}
-
-async fn edit<X: Sandbox>(
-    sandbox: &X,
-    workspace: &Workspace,
-    _limits: &Limits,
-    input: &Map<String, Value>,
-) -> Result<ToolOutput, ToolOutput> {
-    let file = path(string(input, "path")?);
-    let old = string(input, "old_string")?;
-    let new = string(input, "new_string")?;
-    let all = input
-        .get("replace_all")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if old.is_empty() {
-        return Err(ToolOutput::error("old_string must not be empty"));
-    }
-    let out = exec(
-        sandbox,
-        workspace,
-        Network::Limited,
-        Command::new(["cat", "--", &file])
-            .timeout(FILE_TIMEOUT)
-            .output_limit(16 << 20),
-    )
-    .await?;
-    if !out.success() {
-        return Err(ToolOutput::error(describe_failure(&out)));
-    }
-    if out.truncated {
-        return Err(ToolOutput::error(format!("{file} is too large to edit")));
-    }
-    let count = out.stdout.matches(old).count();
-    if count == 0 {
-        return Err(ToolOutput::error(format!("old_string not found in {file}")));
-    }
-    if count > 1 && !all {
-        return Err(ToolOutput::error(format!(
-            "old_string occurs {count} times in {file}; give more context or set replace_all"
-        )));
-    }
-    let updated = if all {
-        out.stdout.replace(old, new)
-    } else {
-        out.stdout.replacen(old, new, 1)
-    };
-    put(sandbox, workspace, &file, &updated).await?;
-    Ok(ToolOutput::ok(format!(
-        "Replaced {} occurrence{} in {file}",
-        if all { count } else { 1 },
-        if all && count != 1 { "s" } else { "" }
     )))
 }
 
