@@ -1,37 +1,58 @@
 //! The bubblewrap sandbox with real `bwrap`: persistence, confinement, identity, network,
-//! timeouts and output caps.
+//! timeouts, output caps, seccomp, per-session uids, quotas and a bounded `/tmp`, with a data
+//! dir whose every ancestor is private (mode 0700, root-owned when the tests run as root).
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use managed_agents_harness::sandbox::{
-    BubblewrapSandbox, Command, Error, Limits, Network, Options, Output, Sandbox, Workspace,
-    Workspaces,
+    BubblewrapSandbox, Command, Error, Limits, Network, Options, Output, Sandbox, UidRange,
+    Workspace, Workspaces,
 };
 
-/// A data dir outside `/tmp` (the sandbox's `/tmp` is private anyway), with a secret in it and
-/// two session workspaces.
+/// The quota of the test workspaces.
+const QUOTA: u64 = 64 << 20;
+
+/// A private data dir outside `/tmp` (the sandbox's `/tmp` is private anyway), with a secret in
+/// it and session workspaces with a quota (enforced when the tests run as root).
 struct Setup {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     data: PathBuf,
     workspaces: Workspaces,
     sandbox: BubblewrapSandbox,
 }
 
+impl Drop for Setup {
+    fn drop(&mut self) {
+        // Before the temporary directory goes: nothing may stay mounted in it.
+        self.workspaces.unmount_all();
+    }
+}
+
+fn root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 async fn setup() -> Setup {
-    use std::os::unix::fs::PermissionsExt;
+    setup_with(Options::default(), Some(QUOTA)).await
+}
+
+async fn setup_with(options: Options, quota: Option<u64>) -> Setup {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    // Like a deployed data dir: private files, but passable (o+x) on the way to workspaces.
+    // Like a data dir in a home directory: nobody else may even pass through.
     for d in [dir.path(), &data] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
     std::fs::write(data.join("secret.txt"), "top secret").unwrap();
-    let workspaces = Workspaces::new(data.join("workspaces"));
+    let workspaces = Workspaces::new(data.join("workspaces"))
+        .with_quota(quota)
+        .with_uids(options.host_uids);
     Setup {
-        sandbox: BubblewrapSandbox::new(Options::default()).unwrap(),
-        _dir: dir,
+        sandbox: BubblewrapSandbox::new(options).unwrap(),
+        dir,
         data,
         workspaces,
     }
@@ -290,4 +311,252 @@ fn missing_bwrap_is_a_typed_error() {
     .unwrap_err();
     assert!(matches!(err, Error::BwrapNotFound), "{err}");
     assert!(err.to_string().contains("bubblewrap"));
+}
+
+#[tokio::test]
+async fn works_when_every_ancestor_of_the_workspace_is_private() {
+    // With and without a quota (an image mounted on the workspace, or a plain directory).
+    for quota in [Some(QUOTA), None] {
+        let s = setup_with(Options::default(), quota).await;
+        let ws = s.ws("sesn_private").await;
+        for dir in [s.dir.path(), &s.data, s.workspaces.root()] {
+            let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+        }
+        let out = s.sh(&ws, "echo written > f && cat f").await;
+        assert_eq!(out.stdout, "written\n", "quota {quota:?}: {out:?}");
+        assert_eq!(
+            std::fs::read_to_string(ws.dir().join("f")).unwrap(),
+            "written\n"
+        );
+    }
+}
+
+#[tokio::test]
+async fn seccomp_denies_what_agents_never_need() {
+    let s = setup().await;
+    let ws = s.ws("sesn_seccomp").await;
+    let out = s.sh(&ws, "grep '^Seccomp:' /proc/self/status").await;
+    assert_eq!(out.stdout, "Seccomp:\t2\n", "{out:?}");
+    // Each call prints its errno (0 when it succeeded).
+    let probe = r#"
+import ctypes, os, threading
+libc = ctypes.CDLL(None, use_errno=True)
+def call(nr, *args):
+    ctypes.set_errno(0)
+    r = libc.syscall(nr, *[ctypes.c_long(a) for a in args])
+    return 0 if r >= 0 else ctypes.get_errno()
+print("keyctl", call(250, 0, -3, 1))        # KEYCTL_GET_KEYRING_ID, session keyring, create
+print("userfaultfd", call(323, 1))          # UFFD_USER_MODE_ONLY
+print("unshare", call(272, 0x20000))        # CLONE_NEWNS
+print("mount", call(165, 0, 0, 0, 0, 0))
+print("x32", call(0x40000000 + 39))         # getpid through the x32 ABI
+t = threading.Thread(target=lambda: print("thread ok"))
+t.start(); t.join()
+"#;
+    let out = s
+        .sandbox
+        .run(
+            &ws,
+            Network::Limited,
+            Command::new(["python3", "-c", probe]).timeout(Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    for name in ["keyctl", "userfaultfd", "unshare", "mount", "x32"] {
+        // EPERM is 1.
+        assert!(
+            out.stdout.contains(&format!("{name} 1\n")),
+            "{name} must fail with EPERM: {out:?}"
+        );
+    }
+    // Threads (clone3 answers ENOSYS, glibc falls back to clone) and processes still work.
+    assert!(out.stdout.contains("thread ok"), "{out:?}");
+    let out = s.sh(&ws, "unshare --user --map-root-user id -u").await;
+    assert!(!out.success(), "{out:?}");
+    assert!(out.stderr.contains("Operation not permitted"), "{out:?}");
+}
+
+#[tokio::test]
+async fn sessions_run_as_different_host_uids_that_survive_a_restart() {
+    if !root() {
+        eprintln!("skipped: per-session uids need root");
+        return;
+    }
+    let s = setup_with(
+        Options {
+            host_uids: UidRange::new(61000, 61009).unwrap(),
+            ..Options::default()
+        },
+        Some(QUOTA),
+    )
+    .await;
+    let a = s.ws("sesn_uid_a").await;
+    let b = s.ws("sesn_uid_b").await;
+    // What a command creates belongs to its session's host uid (inside, everyone is 1000).
+    let host_uid = |ws: &Workspace| std::fs::metadata(ws.dir().join("mine")).unwrap().uid();
+    for ws in [&a, &b] {
+        let out = s.sh(ws, "touch mine && id -u").await;
+        assert_eq!(out.stdout, "1000\n", "{out:?}");
+    }
+    let (uid_a, uid_b) = (host_uid(&a), host_uid(&b));
+    assert_ne!(uid_a, uid_b);
+    for uid in [uid_a, uid_b] {
+        assert!((61000..=61009).contains(&uid), "{uid}");
+    }
+    // A restart: images unmounted, a new `Workspaces`; the session keeps its uid and files.
+    s.workspaces.unmount_all();
+    assert!(!a.dir().join("mine").exists());
+    let again = Workspaces::new(s.workspaces.root())
+        .with_quota(Some(QUOTA))
+        .with_uids(UidRange::new(61000, 61009).unwrap());
+    let a2 = again.create("sesn_uid_a").await.unwrap();
+    let out = s.sh(&a2, "test -e mine && touch mine2 && echo kept").await;
+    assert_eq!(out.stdout, "kept\n", "{out:?}");
+    assert_eq!(
+        std::fs::metadata(a2.dir().join("mine2")).unwrap().uid(),
+        uid_a
+    );
+}
+
+#[tokio::test]
+async fn the_host_environment_and_data_path_do_not_leak_in() {
+    let s = setup().await;
+    let ws = s.ws("sesn_leak").await;
+    let cwd = std::env::current_dir().unwrap();
+    let out = s
+        .sh(
+            &ws,
+            "tr '\\0' '\\n' < /proc/1/environ; echo ---; cat /proc/self/mountinfo; echo ---; \
+             tr '\\0' '\\n' < /proc/self/environ; echo ---; cat /proc/1/cmdline; echo ---; \
+             ls /proc/self/fd",
+        )
+        .await;
+    assert!(out.success(), "{out:?}");
+    let parts: Vec<&str> = out.stdout.split("---\n").collect();
+    assert_eq!(parts.len(), 5, "{out:?}");
+    // The sandbox's pid 1 (bwrap) started with an empty environment.
+    assert_eq!(parts[0], "", "/proc/1/environ: {}", parts[0]);
+    if root() {
+        // (A server that is not root binds the workspace's host path, which then shows.)
+        let host_paths = [
+            s.data.display().to_string(),
+            s.dir.path().display().to_string(),
+            cwd.display().to_string(),
+        ];
+        for path in &host_paths {
+            for (name, text) in [("mountinfo", parts[1]), ("cmdline", parts[3])] {
+                assert!(!text.contains(path.as_str()), "{name} names {path}: {text}");
+            }
+        }
+        // The workspace is its image's root on a loop device.
+        let line = parts[1]
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some("/workspace"))
+            .unwrap_or_default();
+        assert!(
+            line.split(' ').nth(3) == Some("/") && line.contains("/dev/loop"),
+            "{line}"
+        );
+    }
+    // The command's own environment is the sandbox's (and what bash adds).
+    for line in parts[2].lines() {
+        let name = line.split_once('=').map_or(line, |(k, _)| k);
+        assert!(
+            ["HOME", "LANG", "PATH", "TMPDIR", "SHLVL", "PWD", "OLDPWD", "_"].contains(&name),
+            "{line}"
+        );
+    }
+    // Nothing but stdio (and `ls`'s own directory) is open: no descriptor of the launcher.
+    assert_eq!(
+        parts[4].split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"]
+    );
+}
+
+#[tokio::test]
+async fn the_workspace_quota_bounds_the_host_disk_and_says_so() {
+    if !root() {
+        eprintln!("skipped: workspace quotas need root");
+        return;
+    }
+    let s = setup().await;
+    let ws = s.ws("sesn_quota").await;
+    assert_eq!(ws.quota(), Some(QUOTA));
+    let image = s.workspaces.root().join("sesn_quota.img");
+    let host_bytes = || std::fs::metadata(&image).unwrap().blocks() * 512;
+    let out = s
+        .sh(&ws, "fallocate -l 4G big; dd if=/dev/urandom of=more bs=1M count=200 2>&1 | tail -1; df -k /workspace | tail -1")
+        .await;
+    assert!(out.stderr.contains("No space left on device"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("sandbox: the workspace quota is reached: /workspace is limited to"),
+        "{out:?}"
+    );
+    // The image never takes more host disk than the quota.
+    assert!(host_bytes() <= QUOTA, "{} > {QUOTA}", host_bytes());
+    // Deleted files give their space back to the host (discard).
+    let out = s
+        .sh(
+            &ws,
+            "rm -f big more; head -c 30000000 /dev/urandom > data && sync",
+        )
+        .await;
+    assert!(out.success(), "{out:?}");
+    let full = host_bytes();
+    assert!(full >= 30_000_000, "{full}");
+    let out = s.sh(&ws, "rm data && sync && echo gone").await;
+    assert_eq!(out.stdout, "gone\n", "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host_bytes() > full - 20_000_000 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        host_bytes() <= full - 20_000_000,
+        "{} of {full}",
+        host_bytes()
+    );
+    // Deleting the session removes the image and its mount.
+    s.workspaces.delete("sesn_quota").await.unwrap();
+    assert!(!image.exists() && !ws.dir().exists());
+}
+
+#[tokio::test]
+async fn tmp_is_a_bounded_tmpfs() {
+    let s = setup_with(
+        Options {
+            limits: Limits {
+                tmp_bytes: Some(8 << 20),
+                ..Limits::default()
+            },
+            ..Options::default()
+        },
+        Some(QUOTA),
+    )
+    .await;
+    let ws = s.ws("sesn_tmp").await;
+    let out = s
+        .sh(
+            &ws,
+            "df -k /tmp | tail -1; head -c 20000000 /dev/zero > /tmp/x",
+        )
+        .await;
+    assert!(!out.success(), "{out:?}");
+    assert!(
+        out.stdout.split_whitespace().nth(1) == Some("8192"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("/tmp is limited to 8.0 MiB and emptied after every command"),
+        "{out:?}"
+    );
+    if root() {
+        assert!(
+            out.stderr
+                .contains("/workspace is limited to 64.0 MiB by the workspace quota"),
+            "{out:?}"
+        );
+    }
 }

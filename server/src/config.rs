@@ -99,6 +99,26 @@ pub struct ServeArgs {
     /// benchmarks of the HTTP path).
     #[arg(long, env = "MANAGED_AGENTS_RUNNER", value_enum, default_value_t = RunnerMode::On)]
     pub runner: RunnerMode,
+    /// Disk space each session's workspace may take (`10GiB`, `512MiB`, or bytes; units are
+    /// powers of 1024; `0` for none). Enforced when the server runs as root, with a
+    /// loop-mounted filesystem image per workspace.
+    #[arg(long, env = "MANAGED_AGENTS_WORKSPACE_QUOTA", default_value = "10GiB")]
+    pub workspace_quota: String,
+    /// Size of each sandbox's private `/tmp` (a tmpfs: memory, emptied after every command).
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_SANDBOX_TMP_SIZE",
+        default_value = "512MiB"
+    )]
+    pub sandbox_tmp_size: String,
+    /// Host uids sandboxes run as when the server is root (`FIRST-LAST`): each session's
+    /// workspace gets its own. Pick uids no host account uses.
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_SANDBOX_UID_RANGE",
+        default_value = "60000-60999"
+    )]
+    pub sandbox_uid_range: String,
 }
 
 /// Whether `serve` starts the harness runner.
@@ -161,6 +181,42 @@ pub enum Error {
     /// `--data-dir` unusable.
     #[error("--data-dir {0}: must not be empty")]
     DataDir(String),
+    /// `--workspace-quota` is not a size, or too small.
+    #[error(
+        "--workspace-quota {0:?}: expected a size of at least 16MiB (e.g. 10GiB), or 0 for none"
+    )]
+    WorkspaceQuota(String),
+    /// `--sandbox-tmp-size` is not a size, or too small.
+    #[error("--sandbox-tmp-size {0:?}: expected a size of at least 1MiB (e.g. 512MiB)")]
+    SandboxTmpSize(String),
+    /// `--sandbox-uid-range` is malformed or unsafe.
+    #[error("--sandbox-uid-range: {0}")]
+    SandboxUidRange(managed_agents_harness::sandbox::Error),
+}
+
+/// Parses `10GiB`, `512M`, `4096` (units are powers of 1024; `B`, `K`, `M`, `G`, `T`, with an
+/// optional `iB` or `B`, any case).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
 }
 
 /// The validated configuration of `serve`.
@@ -180,6 +236,12 @@ pub struct ServeConfig {
     pub ping_interval: std::time::Duration,
     /// Whether to start the harness runner.
     pub runner: RunnerMode,
+    /// The disk quota of each workspace (`None`: unbounded).
+    pub workspace_quota: Option<u64>,
+    /// The size of each sandbox's `/tmp`.
+    pub sandbox_tmp_bytes: u64,
+    /// The host uids of sandboxes.
+    pub sandbox_uids: managed_agents_harness::sandbox::UidRange,
 }
 
 impl ServeArgs {
@@ -198,6 +260,18 @@ impl ServeArgs {
         if !(1..=3600).contains(&self.ping_seconds) {
             return Err(Error::Ping(self.ping_seconds));
         }
+        let workspace_quota = match parse_size(&self.workspace_quota) {
+            Some(0) => None,
+            Some(bytes) if bytes >= managed_agents_harness::sandbox::MIN_QUOTA => Some(bytes),
+            _ => return Err(Error::WorkspaceQuota(self.workspace_quota)),
+        };
+        let sandbox_tmp_bytes = parse_size(&self.sandbox_tmp_size)
+            .filter(|b| *b >= 1 << 20)
+            .ok_or_else(|| Error::SandboxTmpSize(self.sandbox_tmp_size.clone()))?;
+        let sandbox_uids = self
+            .sandbox_uid_range
+            .parse()
+            .map_err(Error::SandboxUidRange)?;
         Ok(ServeConfig {
             listen,
             data_dir: self.data_dir,
@@ -206,6 +280,9 @@ impl ServeArgs {
             bootstrap_key: self.bootstrap_key.filter(|k| !k.is_empty()),
             ping_interval: std::time::Duration::from_secs(self.ping_seconds),
             runner: self.runner,
+            workspace_quota,
+            sandbox_tmp_bytes,
+            sandbox_uids,
         })
     }
 }
@@ -237,5 +314,49 @@ mod tests {
         };
         assert!(args.listen().is_err());
         assert!(Cli::try_parse_from(["managed-agents", "mock-model"]).is_err());
+    }
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let cli =
+            Cli::try_parse_from(["managed-agents", "serve"].iter().chain(args)).expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        args
+    }
+
+    #[test]
+    fn sandbox_flags_have_safe_defaults_and_are_validated() {
+        let config = serve(&[]).validate().expect("valid");
+        assert_eq!(config.workspace_quota, Some(10 << 30));
+        assert_eq!(config.sandbox_tmp_bytes, 512 << 20);
+        assert_eq!(config.sandbox_uids.to_string(), "60000-60999");
+        let config = serve(&[
+            "--workspace-quota",
+            "0",
+            "--sandbox-tmp-size",
+            "64m",
+            "--sandbox-uid-range",
+            "100000-100099",
+        ])
+        .validate()
+        .expect("valid");
+        assert_eq!(config.workspace_quota, None);
+        assert_eq!(config.sandbox_tmp_bytes, 64 << 20);
+        assert_eq!(config.sandbox_uids.first(), 100000);
+        for (flag, value) in [
+            ("--workspace-quota", "1MiB"),
+            ("--workspace-quota", "ten"),
+            ("--sandbox-tmp-size", "0"),
+            ("--sandbox-uid-range", "0-1000"),
+            ("--sandbox-uid-range", "65000-66000"),
+        ] {
+            let bad = serve(&[flag, value]).validate();
+            assert!(bad.is_err(), "{flag} {value}");
+        }
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("2 GB"), Some(2 << 30));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("1P"), None);
     }
 }

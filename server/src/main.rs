@@ -92,8 +92,19 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
         println!("(this is the only time the key is shown)");
     }
+    let workspaces = workspaces(&config.data_dir)
+        .with_quota(config.workspace_quota)
+        .with_uids(config.sandbox_uids);
     let runner = match config.runner {
-        RunnerMode::On => start_runner(&store, &secrets, &config.data_dir).await,
+        RunnerMode::On => {
+            start_runner(
+                &store,
+                &secrets,
+                &workspaces,
+                sandbox_options(config.sandbox_uids, config.sandbox_tmp_bytes),
+            )
+            .await?
+        }
         RunnerMode::Off => None,
     };
     let (mut state, shutdown) = AppState::new(store, secrets, blobs);
@@ -102,7 +113,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         state.harness = managed_agents_server::state::Harness {
             notifier: runner.notifier(),
             previews: runner.previews(),
-            workspaces: Some(workspaces(&config.data_dir)),
+            workspaces: Some(workspaces.clone()),
         };
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -120,6 +131,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         })
         .await
         .context("serving")?;
+    if runner.is_some() {
+        // Workspace images are mounted again on their next use.
+        let unmounted = workspaces.unmount_all();
+        tracing::info!(unmounted, "workspace images unmounted");
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -127,43 +143,78 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 /// Starts the harness runner: recovers sessions left running, then runs sessions as input
 /// arrives: the routes call `Runner::notify` on new input; a rescan every 500 ms is the safety
 /// net for a missed notification.
-/// Without bubblewrap the API still serves, but no session runs.
+/// Without bubblewrap the API still serves, but no session runs. With bubblewrap, one command
+/// runs in a throw-away workspace first, so a sandbox that cannot work with this data dir,
+/// uid range or machine fails the start-up instead of every tool call.
 async fn start_runner(
     store: &AnyStore,
     secrets: &Secrets,
-    data_dir: &std::path::Path,
-) -> Option<
-    managed_agents_harness::runner::Runner<
-        AnyStore,
-        managed_agents_harness::sandbox::BubblewrapSandbox,
+    workspaces: &managed_agents_harness::sandbox::Workspaces,
+    sandbox_options: managed_agents_harness::sandbox::Options,
+) -> anyhow::Result<
+    Option<
+        managed_agents_harness::runner::Runner<
+            AnyStore,
+            managed_agents_harness::sandbox::BubblewrapSandbox,
+        >,
     >,
 > {
     use managed_agents_harness::runner::{Options, Runner};
     use managed_agents_harness::sandbox::BubblewrapSandbox;
-    let sandbox = match BubblewrapSandbox::new(Default::default()) {
+    let uids = sandbox_options.host_uids;
+    let sandbox = match BubblewrapSandbox::new(sandbox_options) {
         Ok(sandbox) => sandbox,
         Err(e) => {
             tracing::error!(error = %e, "sessions will not run: the sandbox is unavailable");
             eprintln!("warning: sessions will not run: {e}");
-            return None;
+            return Ok(None);
         }
     };
+    tracing::info!(
+        sandbox = %sandbox.enforcement(),
+        workspaces = %workspaces.enforcement(),
+        "sandbox ready"
+    );
+    let accounts = uids.host_accounts();
+    if !accounts.is_empty() {
+        tracing::warn!(?accounts, %uids, "host accounts use uids of --sandbox-uid-range");
+    }
+    workspaces.self_test(&sandbox).await.with_context(|| {
+        format!(
+            "the sandbox start-up check in {} failed (fix it, or serve the API without running \
+             sessions with --runner off)",
+            workspaces.root().display()
+        )
+    })?;
     let unseal = {
         let secrets = secrets.clone();
         move |sealed: &managed_agents_core::vault::SealedSecret| secrets.open_text(sealed).ok()
     };
-    let options = Options::new(workspaces(data_dir));
+    let options = Options::new(workspaces.clone());
     let runner = Runner::new(store.clone(), sandbox, unseal, options);
     match runner.start().await {
         Ok(n) => tracing::info!(sessions = n, "runner started"),
         Err(e) => tracing::warn!(error = %e, "runner start-up scan failed"),
     }
     runner.rescan_every(std::time::Duration::from_millis(500));
-    Some(runner)
+    Ok(Some(runner))
 }
 
-/// Session workspaces under `<data dir>/workspaces`, as an absolute path: bubblewrap binds it,
-/// and a relative `--data-dir` (the default `./data`) must not depend on the sandbox's cwd.
+/// The sandbox's identities and limits from `serve`'s flags.
+fn sandbox_options(
+    host_uids: managed_agents_harness::sandbox::UidRange,
+    tmp_bytes: u64,
+) -> managed_agents_harness::sandbox::Options {
+    let mut options = managed_agents_harness::sandbox::Options {
+        host_uids,
+        ..Default::default()
+    };
+    options.limits.tmp_bytes = Some(tmp_bytes);
+    options
+}
+
+/// Session workspaces under `<data dir>/workspaces`, as an absolute path: the sandbox launcher
+/// binds it, and a relative `--data-dir` (the default `./data`) must not depend on its cwd.
 fn workspaces(data_dir: &std::path::Path) -> managed_agents_harness::sandbox::Workspaces {
     let root = data_dir.join("workspaces");
     managed_agents_harness::sandbox::Workspaces::new(std::path::absolute(&root).unwrap_or(root))

@@ -20,7 +20,7 @@
 //!
 //! `HARNESS_LOAD_SERVER` overrides the server binary (default
 //! `$CARGO_TARGET_DIR/release/managed-agents`); `HARNESS_LOAD_DIR` the parent of the data dir
-//! (default the system temp dir; every ancestor must be `o+x` for the sandbox uid).
+//! (default the system temp dir; it may be private).
 
 use std::io::BufReader;
 use std::os::unix::fs::PermissionsExt;

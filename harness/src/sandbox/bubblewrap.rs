@@ -1,28 +1,43 @@
 //! The bubblewrap sandbox.
 //!
 //! Every command runs in a fresh `bwrap` with new user, pid, ipc, uts and cgroup namespaces
-//! (`--die-with-parent --new-session --disable-userns`), as uid/gid 1000 inside. What it sees:
-//! the host's `/usr` (and the `/bin`, `/sbin`, `/lib*` links or directories) and `/etc`
-//! read-only, minus every `/etc` entry that other users of the host may not read (`shadow`,
-//! `gshadow`, `ssl/private`, ... are covered by `/dev/null` or an empty read-only tmpfs);
-//! `/workspace` bound read-write to the session's directory; a private tmpfs `/tmp`; a fresh
-//! `/proc` and a minimal `/dev`; a clean environment (`PATH`, `HOME=/workspace`, `LANG`,
-//! `TMPDIR`, plus the command's own variables). `Network::Limited` adds `--unshare-net`.
+//! (`--die-with-parent --new-session --disable-userns`), as uid/gid 1000 inside, under the
+//! seccomp filters of `seccomp.rs` (`Seccomp: 2` in `/proc/self/status`). What it sees: the
+//! host's `/usr` (and the `/bin`, `/sbin`, `/lib*` links or directories) and `/etc` read-only,
+//! minus every `/etc` entry that other users of the host may not read (`shadow`, `gshadow`,
+//! `ssl/private`, ... are covered by `/dev/null` or an empty read-only tmpfs); `/workspace`
+//! bound read-write to the session's workspace; a private tmpfs `/tmp` of bounded size
+//! ([`Limits::tmp_bytes`]); a fresh `/proc` and a minimal `/dev`; a clean environment (`PATH`,
+//! `HOME=/workspace`, `LANG`, `TMPDIR`, plus the command's own variables).
+//! `Network::Limited` adds `--unshare-net`.
 //!
-//! **Host identity.** When the server runs as root, a small launcher (`/bin/sh`) joins the
-//! command's cgroups, opens the workspace as fd 3 (bound with `--bind-fd`, so a path swapped
-//! between the checks and the mount cannot redirect it), applies the rlimits, and then execs `bwrap` through
-//! `setpriv` as an unprivileged host uid (default 60000, no capabilities, no supplementary
-//! groups). So even the "owner" inside the sandbox is a nobody on the host, and the kernel's
-//! ordinary permission checks protect root-owned files. The workspace directory is chowned to
-//! that uid, and its ancestors must be searchable (`o+x`) by it (checked, with a clear error).
-//! When the server is not root, `bwrap` runs as the server's own uid.
+//! **Host identity.** A small launcher (a `bash` script) closes every descriptor but stdio
+//! (the server may have inherited some, and `bwrap` passes everything on), joins the command's
+//! cgroups, opens the seccomp programs, applies the rlimits and execs `bwrap` through `env -i`.
+//! When the server is root, the launcher runs in a mount namespace of its own (`unshare
+//! --mount`, private propagation), bind-mounts the workspace on [`Options::mount_point`] (a
+//! root-owned, world-searchable empty directory, default `/run/managed-agents-sandbox`; the bind
+//! exists only in that namespace) and goes through `setpriv` to the workspace's host uid (each
+//! workspace has its own, from [`Options::host_uids`]; no capabilities, no supplementary
+//! groups). So the data dir and every ancestor of the workspace can be private (0700): the
+//! sandbox uid resolves no path but the mount point. Even the "owner" inside the sandbox is a
+//! nobody on the host, a different one per session, and the kernel's ordinary permission checks
+//! protect root-owned files. When the server is not root, `bwrap` runs as the server's own uid
+//! and binds the workspace directly.
+//!
+//! **What leaks in.** `bwrap` and its pid 1 start with an empty environment, so
+//! `/proc/1/environ` holds nothing of the server's; the launcher's working directory is `/`. A
+//! workspace with a quota is an image mounted at its own root, so `/proc/self/mountinfo` shows
+//! `/dev/loopN` for `/workspace`; a plain workspace (no quota, or a server that is not root)
+//! shows its host path there, as bind mounts always do.
 //!
 //! **Limits.** With writable cgroup v1 controllers (this machine) each command gets its own
 //! `memory`, `pids` and `cpu` groups (see `cgroup.rs`). Without them: `RLIMIT_AS` stands in for
 //! the memory limit; the process limit is not enforced (`RLIMIT_NPROC` counts every process of
 //! the host uid, across all sandboxes); the CPU share is not enforced. `cpu_seconds`
-//! (`RLIMIT_CPU`, per process) applies in both cases when set.
+//! (`RLIMIT_CPU`, per process) applies in both cases when set. When a command runs out of
+//! space, a line is added to its stderr saying which limit it hit (the workspace quota or the
+//! size of `/tmp`).
 //!
 //! **Timeouts.** At the timeout `bwrap` is killed with SIGKILL; `--die-with-parent` then kills
 //! the sandbox's pid 1, and the kernel kills everything else in its pid namespace. Dropping the
@@ -39,9 +54,11 @@ use tokio::io::AsyncWriteExt;
 
 use super::cgroup::{Cgroups, Controller};
 use super::command::{Command, Network, Output};
+use super::image;
 use super::output::{read_capped, Capped};
+use super::seccomp::Filters;
 use super::workspace::Workspace;
-use super::{Error, Sandbox};
+use super::{privileged, which, Error, Sandbox, UidRange};
 
 /// Resource limits per command.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,6 +71,9 @@ pub struct Limits {
     pub cpus: Option<f64>,
     /// CPU time per process in seconds (`RLIMIT_CPU`).
     pub cpu_seconds: Option<u64>,
+    /// Size of the private `/tmp` (a tmpfs: its pages are memory, charged to the command's
+    /// memory cgroup too); `None` leaves the kernel's default of half the RAM.
+    pub tmp_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -63,6 +83,7 @@ impl Default for Limits {
             max_processes: Some(512),
             cpus: Some(1.0),
             cpu_seconds: None,
+            tmp_bytes: Some(512 << 20),
         }
     }
 }
@@ -72,9 +93,13 @@ impl Default for Limits {
 pub struct Options {
     /// The `bwrap` binary; found on `PATH` when `None`.
     pub bwrap: Option<PathBuf>,
-    /// Host uid and gid the sandbox runs as when the server is root.
-    pub host_uid: u32,
-    pub host_gid: u32,
+    /// Host uids sandboxes run as when the server is root: each command runs as the owner of
+    /// its workspace ([`Workspaces`](super::Workspaces) allocates one per session from the same
+    /// range); a workspace owned by anyone else is given the first uid of the range.
+    pub host_uids: UidRange,
+    /// Where the launcher binds the workspace in its own mount namespace when the server is
+    /// root: an empty directory, created root-owned with mode 0755 if missing.
+    pub mount_point: PathBuf,
     /// Extra host directories bound read-only at the same path (for example `/opt`).
     pub read_only: Vec<PathBuf>,
     pub limits: Limits,
@@ -84,8 +109,8 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             bwrap: None,
-            host_uid: 60000,
-            host_gid: 60000,
+            host_uids: UidRange::default(),
+            mount_point: PathBuf::from("/run/managed-agents-sandbox"),
             read_only: Vec::new(),
             limits: Limits::default(),
         }
@@ -95,21 +120,40 @@ impl Default for Options {
 /// Uid and gid inside the sandbox.
 const INNER_ID: &str = "1000";
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The first descriptor the launcher opens the seccomp programs on.
+const FIRST_FILTER_FD: usize = 4;
+/// Less free space than this in a workspace with a quota counts as full.
+const FULL_BELOW: u64 = 1 << 20;
+
+/// The programs the launcher needs when the server is root.
+#[derive(Clone, Debug)]
+struct Privileged {
+    unshare: PathBuf,
+    mount: PathBuf,
+    setpriv: PathBuf,
+    mount_point: PathBuf,
+    uids: UidRange,
+}
 
 /// Runs commands with bubblewrap. Cheap to share: all per-command state lives in `run`.
 #[derive(Clone, Debug)]
 pub struct BubblewrapSandbox {
     bwrap: PathBuf,
-    /// `setpriv` and the host ids when the server is root.
-    drop_to: Option<(PathBuf, u32, u32)>,
+    /// `bash` runs the launcher script (it can close descriptors above 9; `dash` cannot).
+    shell: PathBuf,
+    env: PathBuf,
+    /// Set when the server is root: the launcher drops to the workspace's uid.
+    privileged: Option<Privileged>,
     /// Namespace flags and the read-only system, the same for every command.
     base_args: Vec<OsString>,
+    filters: Filters,
     cgroups: Cgroups,
     limits: Limits,
 }
 
 impl BubblewrapSandbox {
-    /// Find `bwrap`, mask `/etc`, and probe cgroups. Fails with [`Error::BwrapNotFound`] when
+    /// Find `bwrap` and the launcher's programs, prepare the mount point, mask `/etc`, compile
+    /// the seccomp filters and probe cgroups. Fails with [`Error::BwrapNotFound`] when
     /// bubblewrap is not installed.
     pub fn new(options: Options) -> Result<Self, Error> {
         let bwrap = match options.bwrap {
@@ -117,16 +161,25 @@ impl BubblewrapSandbox {
             Some(_) => return Err(Error::BwrapNotFound),
             None => which("bwrap").ok_or(Error::BwrapNotFound)?,
         };
-        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-        let drop_to = if root {
-            let setpriv = which("setpriv").ok_or_else(|| Error::Spawn {
-                program: "setpriv".into(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "running as root needs `setpriv` (util-linux) to drop to an unprivileged uid",
-                ),
-            })?;
-            Some((setpriv, options.host_uid, options.host_gid))
+        let need = |name: &str, why: &str| {
+            which(name).ok_or_else(|| Error::Spawn {
+                program: name.into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, why.to_owned()),
+            })
+        };
+        let env = need("env", "the sandbox launcher needs `env` (coreutils)")?;
+        let shell = need("bash", "the sandbox launcher needs `bash`")?;
+        let privileged = if privileged() {
+            let why = "running as root needs util-linux's `setpriv`, `unshare` and `mount`";
+            let p = Privileged {
+                unshare: need("unshare", why)?,
+                mount: need("mount", why)?,
+                setpriv: need("setpriv", why)?,
+                mount_point: options.mount_point,
+                uids: options.host_uids,
+            };
+            prepare_mount_point(&p.mount_point)?;
+            Some(p)
         } else {
             None
         };
@@ -138,11 +191,14 @@ impl BubblewrapSandbox {
                 program: bwrap.clone(),
                 source,
             })?;
-        let base_args = base_args(disable_userns, &options.read_only)?;
+        let base_args = base_args(disable_userns, &options.read_only, &options.limits)?;
         Ok(Self {
             bwrap,
-            drop_to,
+            shell,
+            env,
+            privileged,
             base_args,
+            filters: Filters::new()?,
             cgroups: Cgroups::detect(),
             limits: options.limits,
         })
@@ -159,26 +215,42 @@ impl BubblewrapSandbox {
         .filter(|(c, _)| self.cgroups.has(*c))
         .map(|(_, n)| n)
         .collect();
-        let identity = match &self.drop_to {
-            Some((_, uid, gid)) => format!("host uid {uid}/gid {gid} via setpriv"),
+        let identity = match &self.privileged {
+            Some(p) => format!("a host uid per workspace from {} via setpriv", p.uids),
             None => "the server's uid".to_owned(),
         };
+        let tmp = self
+            .limits
+            .tmp_bytes
+            .map_or_else(|| "unbounded".to_owned(), image::human);
         format!(
-            "bwrap {}; cgroup v1 controllers: [{}]; runs as {identity}",
+            "bwrap {}; cgroup v1 controllers: [{}]; seccomp: {}; /tmp: {tmp}; runs as {identity}",
             self.bwrap.display(),
-            names.join(", ")
+            names.join(", "),
+            self.filters.describe(),
         )
     }
 
-    /// The launcher and its arguments for one command.
+    /// The launcher and its arguments for one command running as `uid` (when privileged).
     fn launcher(
         &self,
         workspace: &Path,
+        uid: u32,
         network: Network,
         command: &Command,
         procs: Vec<PathBuf>,
     ) -> (PathBuf, Vec<OsString>) {
-        let mut bwrap_args = self.base_args.clone();
+        let filters = self.filters.paths();
+        let mut bwrap_args: Vec<OsString> = vec!["--bind".into()];
+        bwrap_args.push(match &self.privileged {
+            Some(p) => p.mount_point.clone().into(),
+            None => workspace.into(),
+        });
+        bwrap_args.push("/workspace".into());
+        bwrap_args.extend(self.base_args.iter().cloned());
+        for fd in (0..filters.len()).map(|i| FIRST_FILTER_FD + i) {
+            bwrap_args.extend(["--add-seccomp-fd".into(), fd.to_string().into()]);
+        }
         if network == Network::Limited {
             bwrap_args.push("--unshare-net".into());
         }
@@ -188,32 +260,65 @@ impl BubblewrapSandbox {
         bwrap_args.push("--".into());
         bwrap_args.extend(command.argv.iter().map(OsString::from));
 
-        let mut rlimits = String::new();
+        // Positional arguments: cgroup.procs files, `--`, [workspace, mount point, mount],
+        // filter files, `--`, the command to exec. Descriptors the server inherited from its
+        // own parent are not close-on-exec, and `bwrap` passes everything on: the script
+        // closes all but stdio first.
+        let mut script = String::from(
+            "for f in /proc/$$/fd/*; do n=${f##*/}; [ \"$n\" -gt 2 ] && exec {n}>&-; done\n\
+             for f; do [ \"$f\" = -- ] && break\n\
+             echo $$ > \"$f\" || { echo \"sandbox: cannot join cgroup $f\" >&2; exit 125; }\n\
+             done\n\
+             while [ \"$1\" != -- ]; do shift; done; shift\n",
+        );
+        if self.privileged.is_some() {
+            script.push_str(
+                "\"$3\" --bind \"$1\" \"$2\" || \
+                 { echo \"sandbox: cannot bind the workspace\" >&2; exit 125; }\n\
+                 shift 3\n",
+            );
+        }
+        let opens: Vec<String> = (0..filters.len())
+            .map(|i| format!("{}< \"${}\"", FIRST_FILTER_FD + i, i + 1))
+            .collect();
+        if !opens.is_empty() {
+            script.push_str(&format!(
+                "exec {} || {{ echo \"sandbox: cannot open the seccomp filters\" >&2; exit 125; }}\n\
+                 shift {}\n",
+                opens.join(" "),
+                opens.len()
+            ));
+        }
+        script.push_str("shift\n");
         if let Some(bytes) = self.limits.memory_bytes {
             if !self.cgroups.has(Controller::Memory) {
-                rlimits.push_str(&format!("ulimit -v {} || exit 125\n", bytes / 1024));
+                script.push_str(&format!("ulimit -v {} || exit 125\n", bytes / 1024));
             }
         }
         if let Some(secs) = self.limits.cpu_seconds {
-            rlimits.push_str(&format!("ulimit -t {secs} || exit 125\n"));
+            script.push_str(&format!("ulimit -t {secs} || exit 125\n"));
         }
-        let script = format!(
-            "for f; do [ \"$f\" = -- ] && break\n\
-             echo $$ > \"$f\" || {{ echo \"sandbox: cannot join cgroup $f\" >&2; exit 125; }}\n\
-             done\n\
-             while [ \"$1\" != -- ]; do shift; done; shift\n\
-             exec 3< \"$1\" || exit 125; shift\n\
-             {rlimits}exec \"$@\"\n"
-        );
+        script.push_str("exec \"$@\"\n");
+
         let mut args: Vec<OsString> = vec!["-c".into(), script.into(), "sandbox-launcher".into()];
         args.extend(procs.into_iter().map(OsString::from));
         args.push("--".into());
-        args.push(workspace.into());
-        if let Some((setpriv, uid, gid)) = &self.drop_to {
+        if let Some(p) = &self.privileged {
             args.extend([
-                setpriv.into(),
+                workspace.into(),
+                p.mount_point.clone().into(),
+                p.mount.clone().into(),
+            ]);
+        }
+        args.extend(filters.into_iter().map(OsString::from));
+        args.push("--".into());
+        // `bwrap` and the sandbox's pid 1 start with an empty environment.
+        args.extend([self.env.clone().into(), "-i".into()]);
+        if let Some(p) = &self.privileged {
+            args.extend([
+                p.setpriv.clone().into(),
                 format!("--reuid={uid}").into(),
-                format!("--regid={gid}").into(),
+                format!("--regid={uid}").into(),
                 "--clear-groups".into(),
                 "--inh-caps=-all".into(),
                 "--bounding-set=-all".into(),
@@ -221,38 +326,77 @@ impl BubblewrapSandbox {
             ]);
         }
         args.push(self.bwrap.clone().into());
-        args.extend(["--bind-fd".into(), "3".into(), "/workspace".into()]);
         args.extend(bwrap_args);
-        (PathBuf::from("/bin/sh"), args)
+        match &self.privileged {
+            Some(p) => {
+                let mut unshare: Vec<OsString> = vec![
+                    "--mount".into(),
+                    "--propagation".into(),
+                    "private".into(),
+                    "--".into(),
+                    self.shell.clone().into(),
+                ];
+                unshare.extend(args);
+                (p.unshare.clone(), unshare)
+            }
+            None => (self.shell.clone(), args),
+        }
     }
 
-    /// Make the workspace usable by the unprivileged host uid: it owns the workspace, and every
-    /// ancestor must let it pass (`o+x`), or bubblewrap cannot bind it.
-    fn own(&self, workspace: &Path) -> Result<(), Error> {
+    /// The host uid a command in `workspace` runs as: the workspace's owner when it is in the
+    /// range, else the first uid of the range, which then gets the workspace.
+    fn owner(&self, workspace: &Path) -> Result<u32, Error> {
         let fail = |source| Error::Workspace {
             path: workspace.to_owned(),
             source,
         };
         let meta = std::fs::metadata(workspace).map_err(fail)?;
-        let Some((_, uid, gid)) = self.drop_to else {
-            return Ok(());
+        let Some(p) = &self.privileged else {
+            return Ok(meta.uid());
         };
-        if meta.uid() != uid || meta.gid() != gid {
-            std::os::unix::fs::chown(workspace, Some(uid), Some(gid)).map_err(fail)?;
+        if p.uids.contains(meta.uid()) {
+            return Ok(meta.uid());
         }
-        for dir in workspace.ancestors().skip(1) {
-            let m = std::fs::metadata(dir).map_err(fail)?;
-            if m.permissions().mode() & 0o001 == 0 && m.uid() != uid {
-                return Err(fail(std::io::Error::new(
-                    std::io::ErrorKind::PermissionDenied,
-                    format!(
-                        "{} is not searchable by the sandbox uid {uid}; make it `chmod o+x`",
-                        dir.display()
-                    ),
-                )));
-            }
+        let uid = p.uids.first();
+        std::os::unix::fs::chown(workspace, Some(uid), Some(uid)).map_err(fail)?;
+        Ok(uid)
+    }
+
+    /// A line for stderr when the command ran out of space: which limit it hit.
+    fn space_note(&self, workspace: &Workspace, stdout: &str, stderr: &str) -> Option<String> {
+        let enospc = [stdout, stderr]
+            .iter()
+            .any(|t| t.contains("No space left on device") || t.contains("Disk quota exceeded"));
+        // The quota (the image's size) and what is free in it now.
+        let space = workspace
+            .quota()
+            .and_then(|quota| image::space(workspace.dir()).map(|(_, free)| (quota, free)));
+        let tmp = self
+            .limits
+            .tmp_bytes
+            .map(|b| {
+                format!(
+                    "; /tmp is limited to {} and emptied after every command",
+                    image::human(b)
+                )
+            })
+            .unwrap_or_default();
+        match space {
+            Some((size, free)) if free < FULL_BELOW => Some(format!(
+                "sandbox: the workspace quota is reached: /workspace is limited to {} and {} is \
+                 free. Delete files in /workspace to free space.",
+                image::human(size),
+                image::human(free)
+            )),
+            Some((size, free)) if enospc => Some(format!(
+                "sandbox: a write ran out of space: /workspace is limited to {} by the workspace \
+                 quota ({} free){tmp}.",
+                image::human(size),
+                image::human(free)
+            )),
+            None if enospc => Some(format!("sandbox: a write ran out of space{tmp}.")),
+            _ => None,
         }
-        Ok(())
     }
 }
 
@@ -273,7 +417,7 @@ impl Sandbox for BubblewrapSandbox {
         {
             return Err(Error::InvalidEnv(k.clone()));
         }
-        self.own(workspace.dir())?;
+        let uid = self.owner(workspace.dir())?;
         let group = if self.cgroups.is_empty() {
             None
         } else {
@@ -283,12 +427,13 @@ impl Sandbox for BubblewrapSandbox {
             .as_ref()
             .map(|g| g.procs_files().collect())
             .unwrap_or_default();
-        let (program, args) = self.launcher(workspace.dir(), network, &command, procs);
+        let (program, args) = self.launcher(workspace.dir(), uid, network, &command, procs);
 
         let started = Instant::now();
         let mut child = tokio::process::Command::new(&program)
             .args(args)
             .env_clear()
+            .current_dir("/")
             .stdin(if command.stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -326,8 +471,15 @@ impl Sandbox for BubblewrapSandbox {
         let duration = started.elapsed();
         // Everything in the sandbox is dead once bwrap is; the pipes close right after.
         let (stdout, out_cut) = collect(stdout).await.into_text();
-        let (stderr, err_cut) = collect(stderr).await.into_text();
+        let (mut stderr, err_cut) = collect(stderr).await.into_text();
         drop(group);
+        if let Some(note) = self.space_note(workspace, &stdout, &stderr) {
+            if !stderr.is_empty() && !stderr.ends_with('\n') {
+                stderr.push('\n');
+            }
+            stderr.push_str(&note);
+            stderr.push('\n');
+        }
         Ok(Output {
             exit_code: status.code(),
             signal: status.signal(),
@@ -338,6 +490,33 @@ impl Sandbox for BubblewrapSandbox {
             duration,
         })
     }
+}
+
+/// Create the mount point (root-owned, 0755) or check that the existing one is a root-owned
+/// directory nobody else can write (it is where workspaces are bound).
+fn prepare_mount_point(dir: &Path) -> Result<(), Error> {
+    let fail = |message: &str| Error::Workspace {
+        path: dir.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, message.to_owned()),
+    };
+    let io = |source| Error::Workspace {
+        path: dir.to_owned(),
+        source,
+    };
+    if std::fs::symlink_metadata(dir).is_err() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(io)?;
+    if !meta.is_dir() || meta.uid() != 0 || meta.permissions().mode() & 0o022 != 0 {
+        return Err(fail(
+            "the sandbox mount point must be a root-owned directory that only root can write",
+        ));
+    }
+    if meta.permissions().mode() & 0o005 != 0o005 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    }
+    Ok(())
 }
 
 async fn collect(reader: Option<tokio::task::JoinHandle<Capped>>) -> Capped {
@@ -353,19 +532,13 @@ async fn collect(reader: Option<tokio::task::JoinHandle<Capped>>) -> Capped {
     }
 }
 
-/// Search `PATH` (or the usual system directories) for an executable.
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
 /// Arguments shared by every command: namespaces, the read-only system, the masked `/etc`,
 /// `/tmp`, `/proc`, `/dev`, the working directory and the clean environment.
-fn base_args(disable_userns: bool, read_only: &[PathBuf]) -> Result<Vec<OsString>, Error> {
+fn base_args(
+    disable_userns: bool,
+    read_only: &[PathBuf],
+    limits: &Limits,
+) -> Result<Vec<OsString>, Error> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
     push(&[
@@ -418,6 +591,9 @@ fn base_args(disable_userns: bool, read_only: &[PathBuf]) -> Result<Vec<OsString
         } else {
             a.extend(["--ro-bind".into(), "/dev/null".into(), path.into()]);
         }
+    }
+    if let Some(bytes) = limits.tmp_bytes {
+        a.extend(["--size".into(), bytes.to_string().into()]);
     }
     let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
     push(&[

@@ -1,6 +1,8 @@
 //! Sandboxes that run tool commands in a session's workspace: the [`Sandbox`] trait, the
-//! [`BubblewrapSandbox`] implementation, and the lifecycle of session workspaces
-//! ([`Workspaces`]).
+//! [`BubblewrapSandbox`] implementation (`bubblewrap.rs`, with its seccomp filters in
+//! `seccomp.rs` and cgroup limits in `cgroup.rs`), and the lifecycle of session workspaces
+//! ([`Workspaces`]: per-session host uids from a [`UidRange`], quotas as loop-mounted images in
+//! `image.rs`).
 //!
 //! # Example
 //!
@@ -8,7 +10,7 @@
 //! # async fn demo() -> Result<(), managed_agents_harness::sandbox::Error> {
 //! use managed_agents_harness::sandbox::{BubblewrapSandbox, Command, Network, Sandbox, Workspaces};
 //! let sandbox = BubblewrapSandbox::new(Default::default())?;
-//! let workspaces = Workspaces::new("/var/lib/managed-agents/workspaces");
+//! let workspaces = Workspaces::new("/var/lib/managed-agents/workspaces").with_quota(Some(1 << 30));
 //! let workspace = workspaces.create("sesn_123").await?;
 //! let out = sandbox
 //!     .run(&workspace, Network::Limited, Command::shell("echo hi > note && cat note"))
@@ -21,14 +23,20 @@
 mod bubblewrap;
 mod cgroup;
 mod command;
+mod image;
 mod output;
+mod seccomp;
+mod uids;
 mod workspace;
 
 use std::future::Future;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
 pub use bubblewrap::{BubblewrapSandbox, Limits, Options};
 pub use command::{Command, Network, Output};
+pub use image::MIN_QUOTA;
+pub use uids::UidRange;
 pub use workspace::{Workspace, Workspaces};
 
 /// Runs commands confined to a session's workspace.
@@ -71,4 +79,29 @@ pub enum Error {
     },
     #[error("cannot read the host's /etc to mask its secrets: {0}")]
     ScanEtc(#[source] std::io::Error),
+    #[error("cannot build the sandbox's seccomp filter: {0}")]
+    Seccomp(String),
+    #[error("invalid sandbox uid range {0}")]
+    UidRange(String),
+    #[error("workspace image {path}: {message}")]
+    Mount { path: PathBuf, message: String },
+    #[error("the sandbox does not work on this machine: {0}")]
+    SelfTest(String),
+}
+
+/// Whether the server runs as root (and so drops sandboxes to other uids and mounts images).
+pub(crate) fn privileged() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Search `PATH` (or the usual system directories) for an executable.
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }

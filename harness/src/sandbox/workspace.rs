@@ -1,94 +1,339 @@
-//! Session workspaces: one private directory (mode 0700) per session under a root in the data
-//! dir, bound read-write at `/workspace` in the sandbox. It persists across turns and restarts
-//! and is deleted with the session.
+//! Session workspaces: one private directory per session under a root in the data dir
+//! (`<data dir>/workspaces/<session>`), bound read-write at `/workspace` in the sandbox. It
+//! persists across turns and restarts and is deleted with the session.
 //!
-//! The root is mode 0711: nobody but its owner can list it, but the unprivileged uid the sandbox
-//! runs as can pass through it to the workspace it owns (bubblewrap resolves the bind source
-//! as that uid, so every ancestor of a workspace must be searchable, `o+x`).
+//! **Ownership.** When the server is root, each new workspace gets its own host uid from the
+//! configured [`UidRange`] (the lowest one no other workspace has), and the workspace is owned
+//! by it; the sandbox runs as the owner of the workspace it is given. The owner is the whole
+//! record of the allocation, so it survives restarts.
+//!
+//! **Quota.** With a quota (and root), the workspace is a loop-mounted ext4 image of the
+//! quota's size (`<root>/<session>.img`, see `image.rs`), made on first use and mounted again
+//! on the first use after a restart; [`Workspaces::unmount_all`] unmounts them at shutdown.
+//! Without root, or with no quota, it is a plain directory and the quota is not enforced. A
+//! plain workspace left from before quotas were on stays a plain directory.
+//!
+//! Everything here is private: the root and the workspaces are mode 0700 and no ancestor needs
+//! to be searchable by the sandbox uid (the sandbox reaches the workspace through a bind in
+//! its launcher's own mount namespace; see `bubblewrap.rs`).
 
-use std::os::unix::fs::PermissionsExt;
+use std::collections::HashSet;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::Error;
+use super::image::{self, Tools};
+use super::{Command, Error, Network, Sandbox, UidRange};
 
 /// The directory that holds every session's workspace (for example `<data dir>/workspaces`).
+/// Clones share one lock, so creating, deleting and allocating uids never race.
 #[derive(Clone, Debug)]
 pub struct Workspaces {
     root: PathBuf,
+    quota: Option<u64>,
+    uids: UidRange,
+    lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One session's workspace directory on the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Workspace {
     dir: PathBuf,
+    quota: Option<u64>,
 }
 
 impl Workspace {
-    /// Use an existing directory as a workspace (tests, embedding). Prefer
-    /// [`Workspaces::create`].
+    /// Use an existing directory as a workspace (tests, embedding); a relative path is made
+    /// absolute. Prefer [`Workspaces::create`].
     pub fn at(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: absolute(dir.into()),
+            quota: None,
+        }
     }
 
     /// The host path bound at `/workspace`.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// The size of the workspace's filesystem when a quota bounds it.
+    pub fn quota(&self) -> Option<u64> {
+        self.quota
+    }
 }
 
 impl Workspaces {
+    /// Workspaces under `root` (made absolute), without a quota, with uids from the default
+    /// range.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: absolute(root.into()),
+            quota: None,
+            uids: UidRange::default(),
+            lock: Arc::default(),
+        }
+    }
+
+    /// Bound every new workspace to `bytes` (at least [`image::MIN_QUOTA`]); `None` for none.
+    pub fn with_quota(mut self, bytes: Option<u64>) -> Self {
+        self.quota = bytes;
+        self
+    }
+
+    /// Allocate workspace owners from `uids` (use the range the sandbox is given).
+    pub fn with_uids(mut self, uids: UidRange) -> Self {
+        self.uids = uids;
+        self
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The workspace of a session (it may not exist yet).
+    /// How quotas and owners are enforced here, for logs.
+    pub fn enforcement(&self) -> String {
+        match (self.quota, super::privileged()) {
+            (Some(q), true) => format!(
+                "quota {} per workspace (loop-mounted ext4 images); owners from uids {}",
+                image::human(q),
+                self.uids
+            ),
+            (Some(q), false) => format!(
+                "quota {} NOT enforced: loop-mounting workspace images needs root",
+                image::human(q)
+            ),
+            (None, true) => format!("no quota; owners from uids {}", self.uids),
+            (None, false) => "no quota; owned by the server's uid".to_owned(),
+        }
+    }
+
+    /// The workspace of a session, as a path (it may not exist or be mounted yet, so no quota
+    /// is reported).
     pub fn get(&self, session_id: &str) -> Result<Workspace, Error> {
         validate(session_id)?;
         Ok(Workspace {
             dir: self.root.join(session_id),
+            quota: None,
         })
     }
 
-    /// Create (or reopen) the session's workspace with mode 0700; the root is created with mode
-    /// 0711.
+    /// Create (or reopen) the session's workspace: mode 0700, owned by its own sandbox uid
+    /// when the server is root, and with a quota, made or mounted as an image. The root is
+    /// created with mode 0700.
     pub async fn create(&self, session_id: &str) -> Result<Workspace, Error> {
-        let ws = self.get(session_id)?;
-        for (dir, mode) in [(&self.root, 0o711), (&ws.dir, 0o700)] {
-            let err = |source| Error::Workspace {
-                path: dir.clone(),
-                source,
-            };
-            match tokio::fs::create_dir(dir).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    tokio::fs::create_dir_all(dir).await.map_err(err)?;
-                }
-                Err(e) => return Err(err(e)),
-            }
-            tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-                .await
-                .map_err(err)?;
-        }
-        Ok(ws)
+        validate(session_id)?;
+        let _guard = self.lock.lock().await;
+        self.create_locked(session_id).await
     }
 
-    /// Delete the session's workspace and everything in it; a missing workspace is fine.
+    async fn create_locked(&self, session_id: &str) -> Result<Workspace, Error> {
+        let dir = self.root.join(session_id);
+        make_dir(&self.root)?;
+        let privileged = super::privileged();
+        let (Some(quota), true) = (self.quota, privileged) else {
+            make_dir(&dir)?;
+            if privileged {
+                self.own(&dir, session_id)?;
+            }
+            return Ok(Workspace { dir, quota: None });
+        };
+        let image = self.image(session_id);
+        if image::is_mounted(&dir) {
+            return Ok(Workspace {
+                quota: Some(image_size(&image).unwrap_or(quota)),
+                dir,
+            });
+        }
+        let tools = Tools::find()?;
+        let fresh = !image.exists();
+        if fresh {
+            if is_non_empty_dir(&dir) {
+                // A workspace from before quotas: keep its files, unbounded.
+                tracing::warn!(dir = %dir.display(), "workspace predates quotas; not bounded");
+                self.own(&dir, session_id)?;
+                return Ok(Workspace { dir, quota: None });
+            }
+            make_dir(&dir)?;
+            let uid = self.own(&dir, session_id)?;
+            tools.make(&image, quota, uid).await?;
+        } else {
+            make_dir(&dir)?;
+        }
+        tools.mount(&image, &dir).await?;
+        let fail = |source| Error::Workspace {
+            path: dir.clone(),
+            source,
+        };
+        if fresh {
+            match std::fs::remove_dir(dir.join("lost+found")) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+                _ => {}
+            }
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+        Ok(Workspace {
+            quota: Some(image_size(&image).unwrap_or(quota)),
+            dir,
+        })
+    }
+
+    /// Delete the session's workspace and everything in it (unmounting and removing its
+    /// image); a missing workspace is fine.
     pub async fn delete(&self, session_id: &str) -> Result<(), Error> {
         let ws = self.get(session_id)?;
-        match tokio::fs::remove_dir_all(&ws.dir).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(Error::Workspace {
-                path: ws.dir,
-                source,
-            }),
+        let _guard = self.lock.lock().await;
+        if image::is_mounted(&ws.dir) {
+            Tools::find()?.unmount(&ws.dir)?;
         }
+        let image = self.image(session_id);
+        for result in [
+            tokio::fs::remove_file(&image).await,
+            tokio::fs::remove_dir_all(&ws.dir).await,
+        ] {
+            match result {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(Error::Workspace {
+                        path: ws.dir,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
     }
+
+    /// Unmount every mounted workspace image (at shutdown; they are mounted again on next
+    /// use). Returns how many were unmounted; failures are logged.
+    pub fn unmount_all(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return 0;
+        };
+        let Ok(tools) = Tools::find() else {
+            return 0;
+        };
+        let mut count = 0;
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if !image::is_mounted(&dir) {
+                continue;
+            }
+            match tools.unmount(&dir) {
+                Ok(()) => count += 1,
+                Err(e) => tracing::warn!(error = %e, "cannot unmount a workspace"),
+            }
+        }
+        count
+    }
+
+    /// Run one command in a throw-away workspace (with a small quota when quotas are on),
+    /// exactly as a session's tool call would: the start-up check that the sandbox works with
+    /// this data dir, uid range and machine.
+    pub async fn self_test<X: Sandbox>(&self, sandbox: &X) -> Result<(), Error> {
+        const ID: &str = "startup-check";
+        let probe = self
+            .clone()
+            .with_quota(self.quota.map(|_| image::MIN_QUOTA));
+        probe.delete(ID).await?;
+        let result = async {
+            let ws = probe.create(ID).await?;
+            if self.quota.is_some() && super::privileged() && ws.quota().is_none() {
+                return Err(Error::SelfTest(
+                    "the workspace quota was not applied".into(),
+                ));
+            }
+            let command = Command::new(["sh", "-c", "echo ok > check && cat check"])
+                .timeout(std::time::Duration::from_secs(30));
+            let out = sandbox.run(&ws, Network::Limited, command).await?;
+            if out.stdout == "ok\n" {
+                Ok(())
+            } else {
+                Err(Error::SelfTest(format!(
+                    "a test command failed (exit {:?}): {}",
+                    out.exit_code,
+                    out.stderr.trim()
+                )))
+            }
+        }
+        .await;
+        let cleaned = probe.delete(ID).await;
+        result.and(cleaned)
+    }
+
+    fn image(&self, session_id: &str) -> PathBuf {
+        self.root.join(format!("{session_id}.img"))
+    }
+
+    /// Give `dir` its own uid from the range unless it already has one; returns the owner.
+    fn own(&self, dir: &Path, session_id: &str) -> Result<u32, Error> {
+        let fail = |source| Error::Workspace {
+            path: dir.to_owned(),
+            source,
+        };
+        let current = std::fs::metadata(dir).map_err(fail)?.uid();
+        if self.uids.contains(current) {
+            return Ok(current);
+        }
+        let (uid, fresh) = self.uids.allocate(&self.owners(dir), session_id);
+        if !fresh {
+            tracing::warn!(
+                uids = %self.uids,
+                uid,
+                "every sandbox uid is taken: sessions share host uids; widen --sandbox-uid-range"
+            );
+        }
+        std::os::unix::fs::chown(dir, Some(uid), Some(uid)).map_err(fail)?;
+        Ok(uid)
+    }
+
+    /// The uids owning the other workspaces under the root.
+    fn owners(&self, except: &Path) -> HashSet<u32> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return HashSet::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.path() != except)
+            .filter_map(|e| std::fs::metadata(e.path()).ok())
+            .filter(|m| m.is_dir())
+            .map(|m| m.uid())
+            .collect()
+    }
+}
+
+/// Create `dir` (and missing parents) with mode 0700, or tighten an existing one to 0700.
+fn make_dir(dir: &Path) -> Result<(), Error> {
+    let fail = |source| Error::Workspace {
+        path: dir.to_owned(),
+        source,
+    };
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        Err(e) => return Err(fail(e)),
+    }
+    let mode = std::fs::metadata(dir).map_err(fail)?.permissions().mode();
+    if mode & 0o777 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    }
+    Ok(())
+}
+
+fn is_non_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+fn image_size(image: &Path) -> Option<u64> {
+    std::fs::metadata(image).ok().map(|m| m.len())
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 /// Session ids become directory names: letters, digits, `_` and `-` only.
@@ -118,19 +363,38 @@ mod tests {
         let again = ws.create("sesn_a").await.unwrap();
         assert_eq!(a, again);
         assert!(a.dir().join("f").exists());
-        for (dir, want) in [(ws.root(), 0o711), (a.dir(), 0o700)] {
+        for dir in [ws.root(), a.dir()] {
             let mode = std::fs::metadata(dir).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, want, "{}", dir.display());
+            assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
         }
         ws.delete("sesn_a").await.unwrap();
         assert!(!a.dir().exists());
         ws.delete("sesn_a").await.unwrap();
     }
 
+    #[tokio::test]
+    async fn workspaces_get_different_owners_when_root() {
+        if !super::super::privileged() {
+            eprintln!("skipped: not root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let uids = UidRange::new(70100, 70101).unwrap();
+        let ws = Workspaces::new(tmp.path().join("workspaces")).with_uids(uids);
+        let owner = |w: &Workspace| std::fs::metadata(w.dir()).unwrap().uid();
+        let a = ws.create("sesn_a").await.unwrap();
+        let b = ws.create("sesn_b").await.unwrap();
+        assert_eq!((owner(&a), owner(&b)), (70100, 70101));
+        // Reopening keeps the owner; a freed uid is handed out again.
+        assert_eq!(owner(&ws.create("sesn_a").await.unwrap()), 70100);
+        ws.delete("sesn_a").await.unwrap();
+        assert_eq!(owner(&ws.create("sesn_c").await.unwrap()), 70100);
+    }
+
     #[test]
     fn rejects_path_tricks() {
         let ws = Workspaces::new("/data");
-        for bad in ["", "..", "a/b", "../x", "a b", "ü"] {
+        for bad in ["", "..", "a/b", "../x", "a b", "ü", "x.img"] {
             assert!(ws.get(bad).is_err(), "{bad:?}");
         }
     }
