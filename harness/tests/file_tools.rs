@@ -256,3 +256,64 @@ async fn edit_and_read_refuse_non_utf8_files_and_leave_them_unchanged() {
         "café new\nline two\n"
     );
 }
+
+/// A workspace with a quota of 16 MiB, filled up by `bash`: `write` and
+/// `edit` that do not fit fail with the quota's error, and the file they were replacing keeps
+/// its whole old content (the new bytes go to a temporary file first; before, `cat > file`
+/// truncated it and then ran out of space).
+#[tokio::test]
+async fn a_write_that_hits_the_quota_leaves_the_old_file_whole() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let workspaces = Workspaces::new(dir.path().join("workspaces")).with_quota(Some(16 << 20));
+    let workspace = workspaces.create("sesn_quota_write").await.unwrap();
+    let setup = Setup {
+        _dir: dir,
+        workspace,
+        sandbox: BubblewrapSandbox::new(Options::default()).unwrap(),
+    };
+    let old = "old line\n".repeat(100_000); // 900 KB
+    let wrote = setup
+        .run(
+            &Limits::default(),
+            BuiltinTool::Write,
+            json!({"path": "keep.txt", "content": old}),
+        )
+        .await;
+    assert!(!wrote.is_error, "{}", wrote.text);
+    // Fill the workspace up: no room for a second copy of the file.
+    setup
+        .bash("dd if=/dev/zero of=fill bs=1M count=64 2>/dev/null; sync")
+        .await;
+    let bigger = "new line!\n".repeat(200_000); // 2 MB
+    let out = setup
+        .run(
+            &Limits::default(),
+            BuiltinTool::Write,
+            json!({"path": "keep.txt", "content": bigger}),
+        )
+        .await;
+    let edit = setup
+        .run(
+            &Limits::default(),
+            BuiltinTool::Edit,
+            json!({"path": "keep.txt", "old_string": "old line", "new_string": "a longer replacement line", "replace_all": true}),
+        )
+        .await;
+    let kept = std::fs::read_to_string(setup.host_path("keep.txt")).unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(setup.workspace.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("keep.txt."))
+        .collect();
+    let enforced = setup.workspace.quota().is_some();
+    workspaces.unmount_all();
+    assert!(
+        enforced,
+        "quotas are enforced when the tests run as root, as in CI"
+    );
+    assert!(out.is_error, "the write should not fit: {}", out.text);
+    assert!(edit.is_error, "the edit should not fit: {}", edit.text);
+    assert!(out.text.contains("quota"), "{}", out.text);
+    assert_eq!(kept, old, "the old content must survive a failed write");
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}

@@ -40,8 +40,8 @@ fn fill(store: &RocksStore) {
 
 fn assert_intact(store: &RocksStore) {
     for stream in 0..STREAMS {
-        let records = block_on(read_all(store, &StreamId::new(format!("sesn_{stream}"))))
-            .expect("read");
+        let records =
+            block_on(read_all(store, &StreamId::new(format!("sesn_{stream}")))).expect("read");
         assert_eq!(records.len() as u64, EVENTS_PER_STREAM);
         for (version, record) in records.iter().enumerate() {
             assert_eq!(record.payload, event(stream, version as u64).as_bytes());
@@ -82,7 +82,10 @@ fn every_compression_is_linked_and_reads_back_what_it_wrote() {
         let store = open(dir.path(), compression);
         fill(&store);
         store.compact().expect("compact");
-        assert!(sst_bytes(dir.path()) > 0, "{compression:?} wrote no SST file");
+        assert!(
+            sst_bytes(dir.path()) > 0,
+            "{compression:?} wrote no SST file"
+        );
         assert_intact(&store);
     }
 }

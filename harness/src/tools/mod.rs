@@ -368,13 +368,24 @@ async fn listing<X: Sandbox>(
 }
 
 /// Replaces `file`'s content with `content` (creating parent directories), in the sandbox.
+/// Atomic: the bytes go to a temporary file beside the target (through a symlink, to the file
+/// it names), which then replaces it with its mode, so a failed write (a full workspace, a
+/// timeout) leaves the old content whole.
 async fn put<X: Sandbox>(
     sandbox: &X,
     workspace: &Workspace,
     file: &str,
     content: Vec<u8>,
 ) -> Result<(), ToolOutput> {
-    let script = r#"mkdir -p -- "$(dirname -- "$1")" && cat > "$1""#;
+    let script = r#"set -e
+mkdir -p -- "$(dirname -- "$1")"
+target=$(readlink -f -- "$1")
+tmp=$(mktemp -- "$target.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+if [ -e "$target" ]; then chmod --reference="$target" -- "$tmp"; fi
+mv -f -- "$tmp" "$target"
+trap - EXIT"#;
     let out = exec(
         sandbox,
         workspace,
