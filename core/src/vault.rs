@@ -2,6 +2,11 @@
 //!
 //! A vault's stream holds `vault.created`, `vault.updated` (whole new settings) and
 //! `vault.archived`. Credentials live in their own streams (see [`credential`]).
+//!
+//! An *LLM vault* is one whose metadata has [`ROLE_KEY`]` = llm`; its [`LLM_BASE_URL_KEY`]
+//! names the model endpoint. A model API key stored in a vault is bound to the vault's
+//! `llm_base_url` as it was when the key was entered (see [`credential::LlmBinding`]), so
+//! re-pointing the vault never sends an existing key somewhere new.
 
 pub mod credential;
 
@@ -20,6 +25,12 @@ use crate::validate::{self, FieldError};
 
 /// Longest vault display name.
 pub const MAX_DISPLAY_NAME: usize = 255;
+/// Vault metadata naming the vault's role (`llm` for the vault holding the model API key).
+pub const ROLE_KEY: &str = "sandbox0.managed_agents.role";
+/// Vault metadata naming the engine of an LLM vault.
+pub const ENGINE_KEY: &str = "sandbox0.managed_agents.engine";
+/// Vault metadata naming the model endpoint of an LLM vault (the provider's API when absent).
+pub const LLM_BASE_URL_KEY: &str = "sandbox0.managed_agents.llm_base_url";
 
 /// Secret material as the server stored it: ciphertext produced by the server's sealing key.
 /// `core` never sees the plaintext of a stored secret and never renders this.
@@ -269,6 +280,16 @@ impl Vault {
     /// Whether archived.
     pub fn is_archived(&self) -> bool {
         self.archived_at.is_some()
+    }
+
+    /// The model endpoint named by the metadata ([`LLM_BASE_URL_KEY`]); `None` when absent or
+    /// empty (the provider's public API).
+    pub fn llm_base_url(&self) -> Option<&str> {
+        self.settings
+            .metadata
+            .get(LLM_BASE_URL_KEY)
+            .map(String::as_str)
+            .filter(|url| !url.is_empty())
     }
 
     /// The response object.

@@ -182,10 +182,11 @@ fn credential_create_rules() {
             json!({"records": [{"settings": {"auth": {"secret_value": "ct1", "injection_location": {"header": true, "body": false}}}}]}),
         ),
         (
-            "bearer without mcp_server_url",
+            "bearer without mcp_server_url is a model key bound to the vault's endpoint",
             json!({"auth": {"type": "static_bearer", "token": "model-key"}}),
             json!({"records": [{"type": "credential.created",
-            "settings": {"auth": {"type": "static_bearer", "mcp_server_url": null, "token": "ct1"}}}]}),
+            "settings": {"auth": {"type": "static_bearer", "mcp_server_url": null, "token": "ct1",
+                                  "llm_binding": {"llm_base_url": null}}}}]}),
         ),
         (
             "bad url",
@@ -310,6 +311,30 @@ fn credential_update_rules() {
             json!({"records": [{"settings": {"auth": {"injection_location": {"header": true, "body": true}}}}]}),
         ),
         (
+            "bearer mcp_server_url repeated",
+            bearer(),
+            json!({"auth": {"type": "static_bearer", "mcp_server_url": "https://mcp.example.com", "token": "new"}}),
+            json!({"records": [{"settings": {"auth": {"mcp_server_url": "https://mcp.example.com", "token": "ct2"}}}]}),
+        ),
+        (
+            "bearer mcp_server_url immutable",
+            bearer(),
+            json!({"auth": {"type": "static_bearer", "mcp_server_url": "http://127.0.0.1:9/listener", "token": "new"}}),
+            json!({"error": {"status": 400, "field": "auth.mcp_server_url"}}),
+        ),
+        (
+            "bearer mcp_server_url cannot be added to a model key",
+            json!({"type": "static_bearer", "token": "model-key"}),
+            json!({"auth": {"type": "static_bearer", "mcp_server_url": "https://mcp.example.com"}}),
+            json!({"error": {"status": 400, "field": "auth.mcp_server_url"}}),
+        ),
+        (
+            "oauth mcp_server_url immutable",
+            oauth(),
+            json!({"auth": {"type": "mcp_oauth", "mcp_server_url": "https://other.example.com"}}),
+            json!({"error": {"status": 400, "field": "auth.mcp_server_url"}}),
+        ),
+        (
             "env networking replaced",
             env_var(),
             json!({"auth": {"type": "environment_variable", "networking": {"type": "unrestricted"}}}),
@@ -321,7 +346,12 @@ fn credential_update_rules() {
         let params = serde_json::from_value(when).unwrap_or_else(|e| panic!("{case}: {e}"));
         let mut later = sealer();
         later("skip the ciphertexts used at creation");
-        check_outcome(case, credential::update(&c, params, at(1), later), &then);
+        let vault = vault_of(json!({"display_name": "v"}), false);
+        check_outcome(
+            case,
+            credential::update(&vault, &c, params, at(1), later),
+            &then,
+        );
     }
     let c = credential_of(bearer());
     let archived = credential::fold([
@@ -338,6 +368,7 @@ fn credential_update_rules() {
     check_outcome(
         "update archived credential",
         credential::update(
+            &vault_of(json!({"display_name": "v"}), false),
             &archived,
             serde_json::from_value(json!({"display_name": "x"})).expect("body"),
             at(3),
@@ -383,4 +414,137 @@ fn secrets_are_never_in_records_or_responses() {
         }
     }
     assert_eq!(format!("{:?}", SealedSecret("x".into())), "SealedSecret(…)");
+}
+
+fn vault_at(url: Option<&str>) -> Vault {
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("sandbox0.managed_agents.role".into(), json!("llm"));
+    if let Some(url) = url {
+        metadata.insert("sandbox0.managed_agents.llm_base_url".into(), json!(url));
+    }
+    vault_of(json!({"display_name": "llm", "metadata": metadata}), false)
+}
+
+fn repoint(vault: &Vault, url: &str) -> Vault {
+    let mut records = vec![vault::Record::Created {
+        id: vault.id.clone(),
+        workspace: vault.workspace.clone(),
+        settings: vault.settings.clone(),
+        at: at(0),
+    }];
+    records.extend(
+        vault::update(
+            vault,
+            serde_json::from_value(
+                json!({"metadata": {"sandbox0.managed_agents.llm_base_url": url}}),
+            )
+            .expect("body"),
+            at(1),
+        )
+        .expect("update"),
+    );
+    vault::fold(records).expect("vault")
+}
+
+fn create_in(vault: &Vault, auth: Value) -> Credential {
+    let records = credential::create(
+        vault,
+        serde_json::from_value(json!({"auth": auth})).expect("body"),
+        CredentialId::parse("vcrd_01test").expect("id"),
+        at(0),
+        sealer(),
+    )
+    .expect("create");
+    credential::fold(records).expect("credential")
+}
+
+#[test]
+fn a_model_key_is_bound_to_the_endpoint_it_was_entered_for() {
+    let a = vault_at(Some("https://llm-a.example/v1"));
+    let key = create_in(&a, json!({"type": "static_bearer", "token": "model-key"}));
+    let (sealed, binding) = key.settings.auth.model_key().expect("a model key");
+    assert_eq!(sealed, &SealedSecret("ct1".into()));
+    let binding = binding.expect("bound");
+    assert_eq!(
+        binding.llm_base_url.as_deref(),
+        Some("https://llm-a.example/v1")
+    );
+    assert!(binding.allows(&a));
+    assert!(binding.allows(&repoint(&a, "https://llm-a.example/v1/")));
+
+    // Re-pointing the vault does not carry the key along.
+    let b = repoint(&a, "http://127.0.0.1:9/listener");
+    assert!(!binding.allows(&b));
+    assert!(!binding.allows(&vault_at(None)));
+
+    // Metadata or display-name changes keep the binding; entering the token again rebinds it.
+    let renamed = credential::update(
+        &b,
+        &key,
+        serde_json::from_value(json!({"display_name": "renamed"})).expect("body"),
+        at(2),
+        sealer(),
+    )
+    .expect("update");
+    let renamed = credential::fold(
+        std::iter::once(credential::Record::Created {
+            id: key.id.clone(),
+            vault_id: key.vault_id.clone(),
+            workspace: key.workspace.clone(),
+            settings: key.settings.clone(),
+            at: at(0),
+        })
+        .chain(renamed),
+    )
+    .expect("credential");
+    assert!(!renamed
+        .settings
+        .auth
+        .model_key()
+        .and_then(|(_, b)| b)
+        .expect("bound")
+        .allows(&b));
+    let rotated = credential::update(
+        &b,
+        &key,
+        serde_json::from_value(json!({"auth": {"type": "static_bearer", "token": "again"}}))
+            .expect("body"),
+        at(2),
+        sealer(),
+    )
+    .expect("update");
+    check_outcome(
+        "rotation rebinds",
+        Ok(rotated),
+        &json!({"records": [{"settings": {"auth": {
+            "token": "ct1", "llm_binding": {"llm_base_url": "http://127.0.0.1:9/listener"}}}}]}),
+    );
+
+    // Without an llm_base_url the key is bound to "none" (the provider's public API).
+    let default = create_in(
+        &vault_at(None),
+        json!({"type": "static_bearer", "token": "k"}),
+    );
+    let binding = default.settings.auth.model_key().and_then(|(_, b)| b);
+    assert_eq!(binding.expect("bound").llm_base_url, None);
+    assert!(binding.expect("bound").allows(&vault_at(None)));
+    assert!(!binding.expect("bound").allows(&a));
+}
+
+#[test]
+fn an_mcp_credential_is_never_a_model_key() {
+    let a = vault_at(Some("https://llm-a.example"));
+    for auth in [bearer(), oauth(), env_var()] {
+        let c = create_in(&a, auth);
+        assert!(c.settings.auth.model_key().is_none(), "{c:?}");
+        let stored = serde_json::to_value(&c.settings.auth).expect("json");
+        assert!(stored.get("llm_binding").is_none(), "{stored}");
+    }
+    // A record written before bindings existed decodes as an unbound model key.
+    let legacy: credential::Auth = serde_json::from_value(
+        json!({"type": "static_bearer", "mcp_server_url": null, "token": "ct"}),
+    )
+    .expect("decode");
+    let (_, binding) = legacy.model_key().expect("a model key");
+    assert!(binding.is_none());
 }

@@ -127,8 +127,9 @@ impl Setup {
         let records: Vec<credential::Record> = serde_json::from_value(json!([{
             "type": "credential.created", "id": cred, "vault_id": id, "workspace": WORKSPACE,
             "settings": {"display_name": null, "metadata": {},
-                "auth": {"type": "static_bearer", "mcp_server_url": "https://llm.invalid",
-                         "token": TOKEN.chars().rev().collect::<String>()}},
+                "auth": {"type": "static_bearer", "mcp_server_url": null,
+                         "token": TOKEN.chars().rev().collect::<String>(),
+                         "llm_binding": {"llm_base_url": self.mock.url()}}},
             "at": now.to_string(),
         }]))
         .unwrap();

@@ -99,6 +99,16 @@ pub struct ServeArgs {
     /// benchmarks of the HTTP path).
     #[arg(long, env = "MANAGED_AGENTS_RUNNER", value_enum, default_value_t = RunnerMode::On)]
     pub runner: RunnerMode,
+    /// A model endpoint LLM vaults may point at: a host (`api.anthropic.com`, `10.0.0.5:9000`)
+    /// or a URL prefix (`https://gateway.internal/anthropic`). Repeatable (the variable takes a
+    /// comma-separated list); without it any endpoint is allowed.
+    #[arg(
+        long = "llm-endpoint-allow",
+        env = "MANAGED_AGENTS_LLM_ENDPOINT_ALLOW",
+        value_name = "PREFIX_OR_HOST",
+        value_delimiter = ','
+    )]
+    pub llm_endpoint_allow: Vec<String>,
     /// Disk space each session's workspace may take (`10GiB`, `512MiB`, or bytes; units are
     /// powers of 1024; `0` for none). Enforced when the server runs as root, with a
     /// loop-mounted filesystem image per workspace.
@@ -181,6 +191,9 @@ pub enum Error {
     /// `--data-dir` unusable.
     #[error("--data-dir {0}: must not be empty")]
     DataDir(String),
+    /// An `--llm-endpoint-allow` entry is neither a host nor a URL prefix.
+    #[error("--llm-endpoint-allow {0}")]
+    LlmEndpointAllow(managed_agents_harness::model::AllowEntryError),
     /// `--workspace-quota` is not a size, or too small.
     #[error(
         "--workspace-quota {0:?}: expected a size of at least 16MiB (e.g. 10GiB), or 0 for none"
@@ -236,6 +249,8 @@ pub struct ServeConfig {
     pub ping_interval: std::time::Duration,
     /// Whether to start the harness runner.
     pub runner: RunnerMode,
+    /// The model endpoints sessions may use (empty: any).
+    pub llm_endpoints: managed_agents_harness::model::AllowList,
     /// The disk quota of each workspace (`None`: unbounded).
     pub workspace_quota: Option<u64>,
     /// The size of each sandbox's `/tmp`.
@@ -260,6 +275,12 @@ impl ServeArgs {
         if !(1..=3600).contains(&self.ping_seconds) {
             return Err(Error::Ping(self.ping_seconds));
         }
+        let llm_endpoints = managed_agents_harness::model::AllowList::parse(
+            self.llm_endpoint_allow
+                .iter()
+                .filter(|e| !e.trim().is_empty()),
+        )
+        .map_err(Error::LlmEndpointAllow)?;
         let workspace_quota = match parse_size(&self.workspace_quota) {
             Some(0) => None,
             Some(bytes) if bytes >= managed_agents_harness::sandbox::MIN_QUOTA => Some(bytes),
@@ -280,6 +301,7 @@ impl ServeArgs {
             bootstrap_key: self.bootstrap_key.filter(|k| !k.is_empty()),
             ping_interval: std::time::Duration::from_secs(self.ping_seconds),
             runner: self.runner,
+            llm_endpoints,
             workspace_quota,
             sandbox_tmp_bytes,
             sandbox_uids,
@@ -323,6 +345,25 @@ mod tests {
             panic!("not serve");
         };
         args
+    }
+
+    #[test]
+    fn llm_endpoint_allow_is_repeatable_and_validated() {
+        let config = serve(&[
+            "--llm-endpoint-allow",
+            "api.anthropic.com",
+            "--llm-endpoint-allow",
+            "http://127.0.0.1:9000/gw",
+        ])
+        .validate()
+        .expect("valid");
+        assert!(config.llm_endpoints.allows("https://api.anthropic.com"));
+        assert!(config.llm_endpoints.allows("http://127.0.0.1:9000/gw/x"));
+        assert!(!config.llm_endpoints.allows("http://127.0.0.1:9000/other"));
+        let bad = serve(&["--llm-endpoint-allow", "ftp://x.example"]).validate();
+        assert!(matches!(&bad, Err(Error::LlmEndpointAllow(_))), "{bad:?}");
+        let none = serve(&[]).validate().expect("valid");
+        assert!(none.llm_endpoints.is_empty());
     }
 
     #[test]

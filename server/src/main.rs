@@ -102,6 +102,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 &secrets,
                 &workspaces,
                 sandbox_options(config.sandbox_uids, config.sandbox_tmp_bytes),
+                config.llm_endpoints.clone(),
             )
             .await?
         }
@@ -151,6 +152,7 @@ async fn start_runner(
     secrets: &Secrets,
     workspaces: &managed_agents_harness::sandbox::Workspaces,
     sandbox_options: managed_agents_harness::sandbox::Options,
+    llm_endpoints: managed_agents_harness::model::AllowList,
 ) -> anyhow::Result<
     Option<
         managed_agents_harness::runner::Runner<
@@ -190,7 +192,8 @@ async fn start_runner(
         let secrets = secrets.clone();
         move |sealed: &managed_agents_core::vault::SealedSecret| secrets.open_text(sealed).ok()
     };
-    let options = Options::new(workspaces.clone());
+    let mut options = Options::new(workspaces.clone());
+    options.llm_endpoints = llm_endpoints;
     let runner = Runner::new(store.clone(), sandbox, unseal, options);
     match runner.start().await {
         Ok(n) => tracing::info!(sessions = n, "runner started"),

@@ -4,6 +4,15 @@
 //! Secret fields are write-only. Requests carry them as [`Secret`]; commands hand each one to
 //! the caller's `seal` function and records keep only the returned [`SealedSecret`], so no
 //! plaintext ever reaches a stream. Rendering never includes secret fields.
+//!
+//! Every secret is bound to its destination, so that changing where a credential points can
+//! never read a secret back:
+//! - a credential with an `mcp_server_url` is only for that MCP server, and the URL is
+//!   immutable (an update naming another URL is a 400 on `auth.mcp_server_url`);
+//! - a `static_bearer` credential without one is a model API key: its record keeps, next to
+//!   the sealed token, the vault's `llm_base_url` at the moment the token was entered
+//!   ([`LlmBinding`]). The harness sends the key only while the vault still names that
+//!   endpoint; pointing the vault elsewhere requires entering the token again.
 
 use std::collections::BTreeMap;
 
@@ -71,6 +80,32 @@ impl InjectionLocationParams {
             header: self.header.unwrap_or(stored.header),
             body: self.body.unwrap_or(stored.body),
         }
+    }
+}
+
+/// Where a model API key may be sent: the vault's `llm_base_url` when the key was entered
+/// (`None`: the vault named none, i.e. the provider's public API). Recorded with the sealed token
+/// of a `static_bearer` credential without `mcp_server_url` at create and at every token
+/// rotation; never rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmBinding {
+    /// The vault's `llm_base_url` when the token was entered.
+    pub llm_base_url: Option<String>,
+}
+
+impl LlmBinding {
+    /// The binding of a key entered into `vault` now.
+    pub fn of(vault: &Vault) -> Self {
+        Self {
+            llm_base_url: vault.llm_base_url().map(str::to_owned),
+        }
+    }
+
+    /// Whether a key bound here may be sent to the endpoint `vault` names now (trailing slashes
+    /// aside, the same URL, or both none).
+    pub fn allows(&self, vault: &Vault) -> bool {
+        let normal = |url: Option<&str>| url.map(|u| u.trim_end_matches('/').to_owned());
+        normal(self.llm_base_url.as_deref()) == normal(vault.llm_base_url())
     }
 }
 
@@ -215,12 +250,18 @@ pub enum AuthUpdateParams {
         /// New token; omitted or null keeps it.
         #[serde(default)]
         token: Option<Secret>,
+        /// Immutable: accepted only when equal to the stored value.
+        #[serde(default)]
+        mcp_server_url: Option<String>,
     },
     /// Rotate OAuth tokens.
     McpOauth {
         /// New access token.
         #[serde(default)]
         access_token: Option<Secret>,
+        /// Immutable: accepted only when equal to the stored value.
+        #[serde(default)]
+        mcp_server_url: Option<String>,
         /// `null` clears.
         #[serde(default)]
         expires_at: Patch<String>,
@@ -309,6 +350,10 @@ pub enum Auth {
         mcp_server_url: Option<String>,
         /// Sealed.
         token: SealedSecret,
+        /// Without `mcp_server_url` (a model API key): the endpoint the token was entered for.
+        /// Absent in records written before bindings existed, which no endpoint accepts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        llm_binding: Option<LlmBinding>,
     },
     /// OAuth.
     McpOauth {
@@ -350,6 +395,20 @@ impl Auth {
             Auth::StaticBearer { mcp_server_url, .. } => mcp_server_url.as_deref(),
             Auth::McpOauth { mcp_server_url, .. } => Some(mcp_server_url),
             Auth::EnvironmentVariable { .. } => None,
+        }
+    }
+
+    /// The sealed model API key and its binding (`None` for a record older than bindings), when
+    /// this is a model API key: a `static_bearer` credential without `mcp_server_url`. Every
+    /// other credential, an MCP credential above all, is never a model API key.
+    pub fn model_key(&self) -> Option<(&SealedSecret, Option<&LlmBinding>)> {
+        match self {
+            Auth::StaticBearer {
+                mcp_server_url: None,
+                token,
+                llm_binding,
+            } => Some((token, llm_binding.as_ref())),
+            _ => None,
         }
     }
 }
@@ -414,6 +473,7 @@ fn check_secret_name(name: &str) -> Result<(), FieldError> {
 }
 
 fn resolve_auth(
+    vault: &Vault,
     params: AuthParams,
     now: Timestamp,
     seal: &mut impl FnMut(&str) -> SealedSecret,
@@ -426,9 +486,11 @@ fn resolve_auth(
             if let Some(url) = &mcp_server_url {
                 validate::http_url("auth.mcp_server_url", url)?;
             }
+            let llm_binding = mcp_server_url.is_none().then(|| LlmBinding::of(vault));
             Auth::StaticBearer {
                 mcp_server_url,
                 token: secret("auth.token", token, seal)?,
+                llm_binding,
             }
         }
         AuthParams::McpOauth {
@@ -559,7 +621,20 @@ fn update_refresh(
     Ok(next)
 }
 
+/// `mcp_server_url` is immutable: an update may repeat it, never change or add it.
+fn same_mcp_server_url(stored: Option<&str>, given: Option<String>) -> Result<(), FieldError> {
+    match given {
+        Some(url) if Some(url.as_str()) != stored => Err(FieldError::new(
+            "auth.mcp_server_url",
+            "is immutable: a credential is only ever sent to the MCP server it was created for; \
+             create a new credential for another server",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn update_auth(
+    vault: &Vault,
     stored: &Auth,
     params: AuthUpdateParams,
     now: Timestamp,
@@ -567,24 +642,41 @@ fn update_auth(
 ) -> Result<Auth, FieldError> {
     let mut next = stored.clone();
     match (&mut next, params) {
-        (Auth::StaticBearer { token, .. }, AuthUpdateParams::StaticBearer { token: new }) => {
+        (
+            Auth::StaticBearer {
+                mcp_server_url,
+                token,
+                llm_binding,
+            },
+            AuthUpdateParams::StaticBearer {
+                token: new,
+                mcp_server_url: new_url,
+            },
+        ) => {
+            same_mcp_server_url(mcp_server_url.as_deref(), new_url)?;
             if let Some(new) = new {
                 *token = secret("auth.token", new, seal)?;
+                // A model API key entered again is bound to where the vault points now.
+                if mcp_server_url.is_none() {
+                    *llm_binding = Some(LlmBinding::of(vault));
+                }
             }
         }
         (
             Auth::McpOauth {
+                mcp_server_url,
                 access_token,
                 expires_at: expiry,
                 refresh,
-                ..
             },
             AuthUpdateParams::McpOauth {
                 access_token: new_token,
+                mcp_server_url: new_url,
                 expires_at: new_expiry,
                 refresh: new_refresh,
             },
         ) => {
+            same_mcp_server_url(Some(mcp_server_url.as_str()), new_url)?;
             if let Some(new) = new_token {
                 *access_token = secret("auth.access_token", new, seal)?;
             }
@@ -772,7 +864,7 @@ pub fn create(
     }
     let settings = Settings {
         display_name: params.display_name,
-        auth: resolve_auth(params.auth, now, &mut seal)?,
+        auth: resolve_auth(vault, params.auth, now, &mut seal)?,
         metadata: params.metadata.unwrap_or_default(),
     };
     check(&settings)?;
@@ -787,8 +879,9 @@ pub fn create(
 
 /// `POST /v1/vaults/{vault_id}/credentials/{id}`: no records when nothing changed. A supplied
 /// secret is a change whenever its ciphertext differs, which it always does with a randomised
-/// sealing function.
+/// sealing function. A new model API key is bound to `vault`'s current `llm_base_url`.
 pub fn update(
+    vault: &Vault,
     credential: &Credential,
     params: CredentialUpdateParams,
     now: Timestamp,
@@ -806,7 +899,7 @@ pub fn update(
     let current = &credential.settings;
     let mut next = current.clone();
     if let Some(auth) = params.auth {
-        next.auth = update_auth(&current.auth, auth, now, &mut seal)?;
+        next.auth = update_auth(vault, &current.auth, auth, now, &mut seal)?;
     }
     if let Some(name) = params.display_name.into_option() {
         next.display_name = name;

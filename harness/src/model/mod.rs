@@ -5,17 +5,33 @@
 //! The conversation a client sends is rebuilt by the engine from the session log; tool-call ids
 //! on the wire are the ids of the `agent.tool_use` / `agent.custom_tool_use` events, so a
 //! result maps back to its call without any side table.
+//!
+//! A model endpoint is not trusted with our memory or our messages: an error body is read up to
+//! [`MAX_ERROR_BODY`] bytes (and [`ERROR_BODY_TIMEOUT`]), a stream frame up to
+//! [`sse::MAX_FRAME`], and an error message (which may repeat the endpoint's own words) has the
+//! endpoint's token redacted, control characters replaced and is cut to [`MAX_MESSAGE_CHARS`]. Which endpoints may be used at all is [`allow`]'s business.
 
+pub mod allow;
 pub(crate) mod anthropic;
 pub(crate) mod openai;
-mod sse;
+pub mod sse;
 
 use std::fmt;
 use std::time::Duration;
 
+pub use allow::{AllowEntryError, AllowList};
+
 use futures::StreamExt;
 use managed_agents_core::event::{ErrorKind, ModelUsage};
 use serde_json::{Map, Value};
+
+/// Most bytes of an error response body that are read; the rest is never received.
+pub const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Longest wait for an error response body.
+pub const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest error message (which may repeat an endpoint's own error message) that goes into a
+/// `session.error`.
+pub const MAX_MESSAGE_CHARS: usize = 400;
 
 /// Which wire protocol a model speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +181,7 @@ impl Error {
         }
     }
 
-    fn status(status: u16, retry_after: Option<Duration>, body: &str) -> Self {
+    fn status(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Self {
         let kind = match status {
             429 => ErrorKind::ModelRateLimitedError,
             529 => ErrorKind::ModelOverloadedError,
@@ -206,6 +222,16 @@ impl Error {
         }
     }
 
+    /// A stream frame longer than the decoder accepts: terminal, a retry would get the same.
+    fn frame_too_large(e: sse::FrameTooLarge) -> Self {
+        Self {
+            kind: ErrorKind::ModelRequestFailedError,
+            retryable: false,
+            retry_after: None,
+            message: format!("the model response was abandoned: {e}"),
+        }
+    }
+
     fn protocol(message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::ModelRequestFailedError,
@@ -224,11 +250,71 @@ fn without_url(e: &reqwest::Error) -> String {
     text
 }
 
-/// The provider's own error message from an error body, shortened.
-fn provider_message(body: &str) -> Option<String> {
-    let value: Value = serde_json::from_str(body).ok()?;
+/// The provider's own error message from a JSON error body (`error.message`); nothing else of
+/// the body is ever repeated.
+fn provider_message(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
     let message = value.pointer("/error/message").and_then(Value::as_str)?;
-    Some(message.chars().take(500).collect())
+    Some(message.to_owned())
+}
+
+/// A short, single-line form of a message that may hold text an endpoint chose: at most
+/// [`MAX_MESSAGE_CHARS`] characters, control and format characters (newlines, ANSI escapes,
+/// bidi overrides) replaced by spaces, `…` when cut.
+fn excerpt(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(MAX_MESSAGE_CHARS)
+        .map(|c| {
+            if c.is_control() || is_format(c) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    if text.chars().nth(MAX_MESSAGE_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Invisible formatting characters that can disguise text (bidi controls, zero-width).
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// `message` with every occurrence of `token` replaced, so an endpoint echoing the key it was
+/// sent cannot put it into the session log.
+fn redact(message: String, token: Option<&str>) -> String {
+    match token {
+        Some(token) if !token.is_empty() && message.contains(token) => {
+            message.replace(token, "[redacted]")
+        }
+        _ => message,
+    }
+}
+
+/// Reads at most `cap` bytes of a response body, waiting at most `timeout`; the rest is
+/// dropped with the connection. A body that fails midway yields what arrived.
+pub(crate) async fn read_capped(
+    response: reqwest::Response,
+    cap: usize,
+    timeout: Duration,
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    let read = async {
+        while let Some(Ok(chunk)) = chunks.next().await {
+            let room = cap.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= cap {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, read).await;
+    body
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -238,7 +324,23 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// Sends `request` to `endpoint` and streams the answer, reporting progress as it arrives.
+/// Error messages are short single lines that never contain the endpoint's token (redacted
+/// before the message is cut, so no part of it survives a cut).
 pub(crate) async fn stream(
+    http: &reqwest::Client,
+    endpoint: &Endpoint,
+    request: &Request<'_>,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Response, Error> {
+    send(http, endpoint, request, progress)
+        .await
+        .map_err(|mut e| {
+            e.message = excerpt(&redact(e.message, endpoint.token.as_deref()));
+            e
+        })
+}
+
+async fn send(
     http: &reqwest::Client,
     endpoint: &Endpoint,
     request: &Request<'_>,
@@ -271,8 +373,8 @@ pub(crate) async fn stream(
     let status = response.status().as_u16();
     if status != 200 {
         let after = retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
-        return Err(Error::status(status, after, &text));
+        let body = read_capped(response, MAX_ERROR_BODY, ERROR_BODY_TIMEOUT).await;
+        return Err(Error::status(status, after, &body));
     }
     let mut bytes = response.bytes_stream();
     let mut decoder = sse::Decoder::default();
@@ -282,7 +384,7 @@ pub(crate) async fn stream(
     };
     while let Some(chunk) = bytes.next().await {
         let chunk = chunk.map_err(|e| Error::connection(&e))?;
-        for event in decoder.push(&chunk) {
+        for event in decoder.push(&chunk).map_err(Error::frame_too_large)? {
             let data: Value = match serde_json::from_str(&event.data) {
                 Ok(data) => data,
                 Err(_) if event.data.trim() == "[DONE]" => continue,
@@ -324,3 +426,6 @@ pub(crate) fn blocks_text(content: &[Value]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests;

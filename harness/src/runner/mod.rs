@@ -106,6 +106,8 @@ pub struct Options {
     pub request_timeout: Duration,
     /// Model requests one turn may make before it is stopped.
     pub max_model_requests_per_turn: u32,
+    /// The model endpoints LLM vaults may point at (`serve --llm-endpoint-allow`); empty: any.
+    pub llm_endpoints: crate::model::AllowList,
 }
 
 impl Options {
@@ -120,6 +122,7 @@ impl Options {
             openai_base_url: "https://api.openai.com".into(),
             request_timeout: Duration::from_secs(600),
             max_model_requests_per_turn: 200,
+            llm_endpoints: crate::model::AllowList::default(),
         }
     }
 }
@@ -500,7 +503,7 @@ async fn turn<S: Store, X: Sandbox>(
         Ok(None) => {
             let message = "this session has no LLM vault: attach a vault whose metadata has \
                                sandbox0.managed_agents.role = llm and a static_bearer credential \
-                               holding the model API key"
+                               without mcp_server_url holding the model API key"
                 .to_owned();
             return writer
                 .finish(fail(message), RESTARTED, StopReason::EndTurn, None)

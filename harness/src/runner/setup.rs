@@ -5,13 +5,21 @@
 //! The LLM vault is the first of the session's vaults whose metadata has
 //! `sandbox0.managed_agents.role = llm`. Its `sandbox0.managed_agents.engine` picks the engine
 //! (`native` when absent), `sandbox0.managed_agents.llm_base_url` the endpoint (the provider's
-//! public API when absent), and its first active `static_bearer` credential the token.
+//! public API when absent).
+//!
+//! The token is the vault's model API key: an active `static_bearer` credential *without*
+//! `mcp_server_url` (a credential for an MCP server is only ever sent to that server) whose
+//! [`credential::LlmBinding`] allows the endpoint the vault names now, i.e. whose token was
+//! entered while the vault pointed where it points now. A key entered for another endpoint is
+//! refused, as is an endpoint outside the operator's allow-list ([`Options::llm_endpoints`]);
+//! either way no request is made and the session gets a `session.error` naming the fix, never
+//! a secret.
 
 use managed_agents_core::agent::tools::Tool;
 use managed_agents_core::environment::{self, Config, Networking};
 use managed_agents_core::ids::{EnvironmentId, VaultId};
 use managed_agents_core::session::Created;
-use managed_agents_core::storage::{self, CatalogQuery, Kind, Store, StreamId};
+use managed_agents_core::storage::{self, CatalogQuery, Kind, Order, Store, StreamId};
 use managed_agents_core::vault::{self, credential};
 use serde_json::Value;
 
@@ -20,11 +28,11 @@ use crate::model::{Endpoint, Provider};
 use crate::sandbox::Network;
 
 /// Vault metadata naming the vault's role.
-pub const ROLE_KEY: &str = "sandbox0.managed_agents.role";
+pub const ROLE_KEY: &str = vault::ROLE_KEY;
 /// Vault metadata naming the engine.
-pub const ENGINE_KEY: &str = "sandbox0.managed_agents.engine";
+pub const ENGINE_KEY: &str = vault::ENGINE_KEY;
 /// Vault metadata naming the model endpoint.
-pub const BASE_URL_KEY: &str = "sandbox0.managed_agents.llm_base_url";
+pub const BASE_URL_KEY: &str = vault::LLM_BASE_URL_KEY;
 
 /// The agent as a turn uses it.
 #[derive(Debug, Clone)]
@@ -104,15 +112,33 @@ pub(crate) async fn llm<S: Store>(
             Engine::OpenAiAgents => Provider::OpenAi,
             _ => Provider::Anthropic,
         };
-        let base_url = metadata
-            .get(BASE_URL_KEY)
-            .filter(|u| !u.is_empty())
-            .cloned()
+        let base_url = vault
+            .llm_base_url()
+            .map(str::to_owned)
             .unwrap_or_else(|| match provider {
                 Provider::Anthropic => options.anthropic_base_url.clone(),
                 Provider::OpenAi => options.openai_base_url.clone(),
             });
-        let token = token(store, secrets, vault.workspace.as_ref(), vault_id).await?;
+        if !options.llm_endpoints.allows(&base_url) {
+            return Err(if options.llm_endpoints.is_empty() {
+                format!(
+                    "the model endpoint of LLM vault {vault_id} is not an http or https URL; \
+                     fix its {BASE_URL_KEY}"
+                )
+            } else {
+                tracing::warn!(
+                    vault = %vault_id,
+                    allowed = %options.llm_endpoints,
+                    "a session's model endpoint is outside --llm-endpoint-allow; no request made"
+                );
+                format!(
+                    "the model endpoint of LLM vault {vault_id} is not allowed on this server \
+                     (see its --llm-endpoint-allow list); point the vault's {BASE_URL_KEY} at an \
+                     allowed endpoint"
+                )
+            });
+        }
+        let token = token(store, secrets, &vault).await?;
         return Ok(Some((
             engine,
             Endpoint {
@@ -125,40 +151,72 @@ pub(crate) async fn llm<S: Store>(
     Ok(None)
 }
 
+/// The active credentials of a vault, newest first (so the most recently entered key wins).
+async fn credentials<S: Store>(
+    store: &S,
+    vault: &vault::Vault,
+) -> Result<Vec<credential::Credential>, String> {
+    let vault_id = &vault.id;
+    let mut query = CatalogQuery::new(Kind::Credential, vault.workspace.as_ref());
+    query.parent = Some(vault_id.to_string());
+    query.order = Order::Desc;
+    query.limit = 100;
+    let mut found = Vec::new();
+    loop {
+        let page = store
+            .list(&query)
+            .await
+            .map_err(|e| format!("cannot list the credentials of vault {vault_id}: {e}"))?;
+        for entry in &page.entries {
+            let credential = credential::load(&read(store, &entry.id).await?)
+                .map_err(|e| format!("credential {}: {e}", entry.id))?;
+            if let Some(credential) = credential.filter(|c| !c.is_archived()) {
+                found.push(credential);
+            }
+        }
+        match (page.has_more, page.entries.last()) {
+            (true, Some(last)) => query.after = Some(last.id.clone()),
+            _ => return Ok(found),
+        }
+    }
+}
+
+/// The model API key of the LLM vault (see the module header for which credential that is).
 async fn token<S: Store>(
     store: &S,
     secrets: &dyn Secrets,
-    workspace: &str,
-    vault_id: &VaultId,
+    vault: &vault::Vault,
 ) -> Result<String, String> {
-    let mut query = CatalogQuery::new(Kind::Credential, workspace);
-    query.parent = Some(vault_id.to_string());
-    query.limit = 100;
-    let page = store
-        .list(&query)
-        .await
-        .map_err(|e| format!("cannot list the credentials of vault {vault_id}: {e}"))?;
-    for entry in page.entries {
-        let Some(credential) = credential::load(&read(store, &entry.id).await?)
-            .map_err(|e| format!("credential {}: {e}", entry.id))?
-        else {
+    let vault_id: &VaultId = &vault.id;
+    let mut rebind = None;
+    for credential in credentials(store, vault).await? {
+        let Some((token, binding)) = credential.settings.auth.model_key() else {
             continue;
         };
-        if credential.archived_at.is_some() {
+        if !binding.is_some_and(|b| b.allows(vault)) {
+            rebind.get_or_insert(credential.id);
             continue;
         }
-        if let credential::Auth::StaticBearer { token, .. } = &credential.settings.auth {
-            return secrets.unseal(token).ok_or_else(|| {
-                format!(
-                    "the token of credential {} in LLM vault {vault_id} cannot be decrypted",
-                    credential.id
-                )
-            });
-        }
+        return secrets.unseal(token).ok_or_else(|| {
+            format!(
+                "the token of credential {} in LLM vault {vault_id} cannot be decrypted",
+                credential.id
+            )
+        });
     }
-    Err(format!(
-        "LLM vault {vault_id} has no active static_bearer credential holding the model API key"
-    ))
+    Err(match rebind {
+        Some(id) => format!(
+            "the model API key in credential {id} was entered for a different model endpoint \
+             than LLM vault {vault_id} names now ({BASE_URL_KEY} changed since), and a key is \
+             only sent to the endpoint it was entered for: enter the key again (update the \
+             credential's auth.token) to use it with the current endpoint"
+        ),
+        None => format!(
+            "LLM vault {vault_id} has no active static_bearer credential without an \
+             mcp_server_url holding the model API key (credentials with an mcp_server_url are \
+             only sent to their MCP server)"
+        ),
+    })
 }
 
 /// The sandbox network policy of the session's environment (`limited`, i.e. none, when unknown).

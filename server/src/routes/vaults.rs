@@ -1,6 +1,8 @@
 //! Vaults and credentials (API §11). Secret fields are write-only: core receives a sealing
 //! function and stores only ciphertext ([`crate::secrets`]); responses come from core's
 //! renderers, which never include secrets. Archiving a vault archives its credentials.
+//! Credential commands get the vault as it is now, so a model API key entered (created or
+//! rotated) is bound to the vault's current `llm_base_url` (see `core::vault::credential`).
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -278,9 +280,9 @@ async fn update_credential(
     Path((vault_id, id)): Path<(String, String)>,
     body::Json(params): body::Json<CredentialUpdateParams>,
 ) -> Result<Json<CredentialObject>> {
-    load(&state, &auth, &vault_id).await?;
+    let (vault, _) = load(&state, &auth, &vault_id).await?;
     let (credential, records) = load_credential(&state, &auth, &vault_id, &id).await?;
-    let new = credential::update(&credential, params, Timestamp::now(), |s| {
+    let new = credential::update(&vault, &credential, params, Timestamp::now(), |s| {
         state.secrets.seal_text(s)
     })?;
     if new.is_empty() {
