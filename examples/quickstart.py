@@ -4,13 +4,13 @@ Creates an agent, an environment, an LLM vault pointing at the mock model, and a
 streams one turn in which the agent runs a bash tool in the sandbox, printing every event.
 
     managed-agents mock-model --listen 127.0.0.1:8089 &
-    MANAGED_AGENTS_BOOTSTRAP_KEY=sk-local-quickstart-key scripts/serve.sh &
+    MANAGED_AGENTS_BOOTSTRAP_KEY=sk-local-quickstart-key-not-for-production scripts/serve.sh &
     python examples/quickstart.py
 
 Environment: MANAGED_AGENTS_URL (default http://127.0.0.1:8080), MANAGED_AGENTS_API_KEY (default
-sk-local-quickstart-key), MOCK_MODEL_URL (default http://127.0.0.1:8089). To talk to the real
-Anthropic API instead, point `llm_base_url` at https://api.anthropic.com and put your API key
-in the vault's credential.
+sk-local-quickstart-key-not-for-production), MOCK_MODEL_URL (default http://127.0.0.1:8089). To
+talk to the real Anthropic API instead, point `llm_base_url` at https://api.anthropic.com and put
+your API key in the vault's credential.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import anthropic
 
 SERVER = os.environ.get("MANAGED_AGENTS_URL", "http://127.0.0.1:8080")
-API_KEY = os.environ.get("MANAGED_AGENTS_API_KEY", "sk-local-quickstart-key")
+API_KEY = os.environ.get("MANAGED_AGENTS_API_KEY", "sk-local-quickstart-key-not-for-production")
 MOCK = os.environ.get("MOCK_MODEL_URL", "http://127.0.0.1:8089")
 
 # The mock model replies according to directives in the prompt: this one makes the "model" call

@@ -63,14 +63,16 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
     let request_id = RequestId::generate(Timestamp::now()).to_string();
     request.extensions_mut().insert(ReqId(request_id.clone()));
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // The route *template* (a closed set), never the path: metrics and logs must not grow with
+    // what clients send.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched
+        .as_ref()
+        .map_or(crate::metrics::UNMATCHED, MatchedPath::as_str);
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
-        method = %method,
+        method = crate::metrics::method_label(&method),
         path = %request.uri().path(),
         workspace = tracing::field::Empty,
         session_id = tracing::field::Empty,
@@ -92,9 +94,12 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
     }
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    state
-        .metrics
-        .request(method.as_str(), &route, status, elapsed);
+    state.metrics.request(
+        &method,
+        matched.as_ref().map(MatchedPath::as_str),
+        status,
+        elapsed,
+    );
     span.in_scope(|| {
         tracing::info!(
             status,

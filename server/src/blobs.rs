@@ -1,19 +1,34 @@
 //! File bytes. The store holds file *metadata* (catalog + object log); the bytes live here:
-//! under `<data-dir>/files/<file id>` for RocksDB (written to a temporary name, fsynced, then
-//! renamed), or in memory for `--storage memory`. A future shared backend replaces this enum.
+//! under `<data-dir>/files/<file id>` for RocksDB, or in memory for `--storage memory`. A future
+//! shared backend replaces this enum.
+//!
+//! Bytes stream both ways in bounded buffers: a [`BlobWriter`] takes an upload chunk by chunk
+//! (on disk into `<id>.tmp`, mode 0600, fsynced, renamed, directory fsynced; a writer dropped
+//! before [`BlobWriter::commit`] removes its temporary file), and a [`Blob`] is read back as a
+//! stream of at most [`READ_CHUNK`] bytes at a time. In memory a blob is a list of shared chunks
+//! that every download streams without copying.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
+
+/// How many bytes a download reads from disk at a time.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// The size of the chunks an in-memory blob is kept in.
+const MEMORY_CHUNK: usize = 1024 * 1024;
+
+type MemoryMap = Arc<Mutex<HashMap<String, Arc<[Bytes]>>>>;
 
 /// Where file bytes live.
 #[derive(Clone, Debug)]
 pub enum Blobs {
     /// In process memory.
-    Memory(Arc<Mutex<HashMap<String, Bytes>>>),
+    Memory(MemoryMap),
     /// One file per blob in this directory.
     Dir(PathBuf),
 }
@@ -28,45 +43,70 @@ fn valid_name(id: &str) -> Result<(), std::io::Error> {
     Ok(())
 }
 
+/// Creates the blob directory (0700) if missing.
+async fn create_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 impl Blobs {
     /// An empty in-memory blob store.
     pub fn memory() -> Self {
         Self::Memory(Arc::default())
     }
 
-    /// Stores `bytes` durably under `id`.
-    pub async fn put(&self, id: &str, bytes: Bytes) -> std::io::Result<()> {
+    /// Starts storing a blob under `id`; nothing is visible under `id` until
+    /// [`BlobWriter::commit`].
+    pub async fn create(&self, id: &str) -> std::io::Result<BlobWriter> {
         valid_name(id)?;
-        match self {
-            Blobs::Memory(map) => {
-                map.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id.to_owned(), bytes);
-                Ok(())
-            }
+        let sink = match self {
+            Blobs::Memory(map) => Sink::Memory {
+                map: map.clone(),
+                chunks: Vec::new(),
+                current: BytesMut::new(),
+            },
             Blobs::Dir(dir) => {
-                tokio::fs::create_dir_all(dir).await?;
+                create_dir(dir).await?;
                 let tmp = dir.join(format!("{id}.tmp"));
-                let mut file = tokio::fs::File::create(&tmp).await?;
-                file.write_all(&bytes).await?;
-                file.sync_all().await?;
-                drop(file);
-                tokio::fs::rename(&tmp, dir.join(id)).await
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true).mode(0o600);
+                let file = tokio::fs::OpenOptions::from(options).open(&tmp).await?;
+                Sink::Dir {
+                    dir: dir.clone(),
+                    tmp: Some(tmp),
+                    file,
+                }
             }
-        }
+        };
+        Ok(BlobWriter {
+            id: id.to_owned(),
+            len: 0,
+            sink,
+        })
     }
 
-    /// The bytes under `id`, if any.
-    pub async fn get(&self, id: &str) -> std::io::Result<Option<Bytes>> {
+    /// The blob under `id`, opened for reading, if any.
+    pub async fn open(&self, id: &str) -> std::io::Result<Option<Blob>> {
         valid_name(id)?;
         match self {
             Blobs::Memory(map) => Ok(map
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(id)
-                .cloned()),
-            Blobs::Dir(dir) => match tokio::fs::read(dir.join(id)).await {
-                Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+                .cloned()
+                .map(Blob::Memory)),
+            Blobs::Dir(dir) => match tokio::fs::File::open(dir.join(id)).await {
+                Ok(file) => {
+                    let len = file.metadata().await?.len();
+                    Ok(Some(Blob::File { file, len }))
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e),
             },
@@ -88,11 +128,198 @@ impl Blobs {
         }
     }
 
-    /// Whether the backing location is usable (for `/readyz`).
-    pub async fn ready(&self) -> bool {
+    /// Whether the backing location is usable (for `/readyz`); the error says why not.
+    pub async fn ready(&self) -> std::io::Result<()> {
         match self {
-            Blobs::Memory(_) => true,
-            Blobs::Dir(dir) => tokio::fs::create_dir_all(dir).await.is_ok(),
+            Blobs::Memory(_) => Ok(()),
+            Blobs::Dir(dir) => create_dir(dir).await,
         }
+    }
+}
+
+enum Sink {
+    Memory {
+        map: MemoryMap,
+        chunks: Vec<Bytes>,
+        current: BytesMut,
+    },
+    Dir {
+        dir: PathBuf,
+        /// The temporary file, until renamed.
+        tmp: Option<PathBuf>,
+        file: tokio::fs::File,
+    },
+}
+
+/// A blob being written; see [`Blobs::create`].
+pub struct BlobWriter {
+    id: String,
+    len: u64,
+    sink: Sink,
+}
+
+impl BlobWriter {
+    /// Appends `chunk`.
+    pub async fn write(&mut self, mut chunk: &[u8]) -> std::io::Result<()> {
+        self.len += chunk.len() as u64;
+        match &mut self.sink {
+            Sink::Memory {
+                chunks, current, ..
+            } => {
+                while !chunk.is_empty() {
+                    if current.capacity() == 0 {
+                        current.reserve(MEMORY_CHUNK);
+                    }
+                    let room = MEMORY_CHUNK - current.len();
+                    let (now, rest) = chunk.split_at(room.min(chunk.len()));
+                    current.extend_from_slice(now);
+                    chunk = rest;
+                    if current.len() == MEMORY_CHUNK {
+                        chunks.push(current.split().freeze());
+                    }
+                }
+                Ok(())
+            }
+            Sink::Dir { file, .. } => file.write_all(chunk).await,
+        }
+    }
+
+    /// The bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Makes the blob durable and visible under its id.
+    pub async fn commit(mut self) -> std::io::Result<()> {
+        match &mut self.sink {
+            Sink::Memory {
+                map,
+                chunks,
+                current,
+            } => {
+                if !current.is_empty() {
+                    // A copy of the short last chunk, so it does not pin a whole chunk's buffer.
+                    chunks.push(Bytes::copy_from_slice(current));
+                }
+                let chunks: Arc<[Bytes]> = std::mem::take(chunks).into();
+                map.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(self.id.clone(), chunks);
+                Ok(())
+            }
+            Sink::Dir { dir, tmp, file } => {
+                file.flush().await?;
+                file.sync_all().await?;
+                let Some(from) = tmp.clone() else {
+                    return Ok(());
+                };
+                tokio::fs::rename(&from, dir.join(&self.id)).await?;
+                *tmp = None;
+                // The rename is durable once the directory is.
+                tokio::fs::File::open(&*dir).await?.sync_all().await
+            }
+        }
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if let Sink::Dir { tmp: Some(tmp), .. } = &self.sink {
+            if let Err(e) = std::fs::remove_file(tmp) {
+                tracing::warn!(path = %tmp.display(), error = %e, "removing an unfinished upload");
+            }
+        }
+    }
+}
+
+/// A stored blob, ready to stream.
+#[derive(Debug)]
+pub enum Blob {
+    /// Shared in-memory chunks.
+    Memory(Arc<[Bytes]>),
+    /// An open file.
+    File {
+        /// The file, at its start.
+        file: tokio::fs::File,
+        /// Its length.
+        len: u64,
+    },
+}
+
+impl Blob {
+    /// The length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Blob::Memory(chunks) => chunks.iter().map(|c| c.len() as u64).sum(),
+            Blob::File { len, .. } => *len,
+        }
+    }
+
+    /// Whether the blob is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A response body streaming the bytes: [`READ_CHUNK`] bytes at a time from disk, or the
+    /// shared chunks themselves from memory.
+    pub fn into_body(self) -> Body {
+        match self {
+            Blob::Memory(chunks) => {
+                let chunks: Vec<Result<Bytes, std::io::Error>> =
+                    chunks.iter().cloned().map(Ok).collect();
+                Body::from_stream(futures::stream::iter(chunks))
+            }
+            Blob::File { file, .. } => Body::from_stream(
+                tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn round_trip(blobs: &Blobs) {
+        let mut writer = blobs.create("file_1").await.expect("create");
+        let data: Vec<u8> = (0..3 * MEMORY_CHUNK + 17)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        for part in data.chunks(100_003) {
+            writer.write(part).await.expect("write");
+        }
+        assert_eq!(writer.len(), data.len() as u64);
+        assert!(blobs.open("file_1").await.expect("open").is_none());
+        writer.commit().await.expect("commit");
+        let blob = blobs.open("file_1").await.expect("open").expect("stored");
+        assert_eq!(blob.len(), data.len() as u64);
+        let body = blob.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(body.as_ref(), data.as_slice());
+        blobs.delete("file_1").await.expect("delete");
+        assert!(blobs.open("file_1").await.expect("open").is_none());
+    }
+
+    #[tokio::test]
+    async fn memory_blobs_round_trip() {
+        round_trip(&Blobs::memory()).await;
+    }
+
+    #[tokio::test]
+    async fn dir_blobs_round_trip_and_drop_unfinished_uploads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = Blobs::Dir(dir.path().join("files"));
+        round_trip(&blobs).await;
+        let mut writer = blobs.create("file_2").await.expect("create");
+        writer.write(b"partial").await.expect("write");
+        assert!(dir.path().join("files/file_2.tmp").exists());
+        drop(writer);
+        assert!(!dir.path().join("files/file_2.tmp").exists());
+        assert!(blobs.open("file_2").await.expect("open").is_none());
     }
 }

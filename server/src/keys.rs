@@ -9,6 +9,13 @@
 //!   archived entries.
 //! - `keyhash:<sha256 hex>`: a one-event stream from the hash to the key id and workspace; it is
 //!   what authentication reads, and revoking a key deletes it.
+//! - `keyrevoked:<sha256 hex>`: the tombstone revoking writes (before deleting `keyhash:`), so
+//!   a revoked key can never be installed again, e.g. by a restart with the same
+//!   `MANAGED_AGENTS_BOOTSTRAP_KEY`. Stores revoked before tombstones existed are covered by a
+//!   scan of the revoked keys' hashes when a caller-given key is installed.
+//!
+//! Generated keys are [`KEY_PREFIX`] followed by 32 random bytes in unpadded base64url (256
+//! bits). Keys given by the operator must pass [`check_operator_key`].
 
 use base64::Engine;
 use bytes::Bytes;
@@ -44,7 +51,17 @@ pub enum Error {
     /// The key text is not acceptable as a key.
     #[error("{0}")]
     Invalid(String),
+    /// The key was revoked; a revoked key is never installed again.
+    #[error("this key was revoked as {0}; a revoked key cannot be installed again")]
+    Revoked(String),
 }
+
+/// The shortest key an operator may give.
+pub const MIN_OPERATOR_KEY_LEN: usize = 32;
+/// The longest key accepted.
+pub const MAX_KEY_LEN: usize = 512;
+/// The least entropy an operator-given key must show by [`estimated_bits`].
+pub const MIN_OPERATOR_KEY_BITS: f64 = 80.0;
 
 /// Who a request acts for, resolved from its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +113,58 @@ struct HashEntry {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+struct Tombstone {
+    key_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 struct NameEntry {
     workspace: String,
+}
+
+/// A crude upper estimate of a key's entropy in bits: its length times the Shannon entropy of its
+/// character frequencies. It rejects short and repetitive values; it cannot tell that a long
+/// phrase of words is guessable, so operators should use random values.
+pub fn estimated_bits(key: &str) -> f64 {
+    let mut counts = std::collections::HashMap::<char, usize>::new();
+    for c in key.chars() {
+        *counts.entry(c).or_default() += 1;
+    }
+    let n = key.chars().count() as f64;
+    counts
+        .values()
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2() * n
+        })
+        .sum()
+}
+
+/// Checks a key given by the operator (`MANAGED_AGENTS_BOOTSTRAP_KEY`): 32 to 512 visible ASCII
+/// characters (what an `x-api-key` header can carry) with at least 80 bits by
+/// [`estimated_bits`].
+pub fn check_operator_key(key: &str) -> Result<(), Error> {
+    let len = key.chars().count();
+    if !(MIN_OPERATOR_KEY_LEN..=MAX_KEY_LEN).contains(&len) {
+        return Err(Error::Invalid(format!(
+            "an API key must be {MIN_OPERATOR_KEY_LEN} to {MAX_KEY_LEN} characters, got {len}; \
+             use a random value, e.g. `openssl rand -base64 32`"
+        )));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Invalid(
+            "an API key must be visible ASCII characters without whitespace".to_owned(),
+        ));
+    }
+    let bits = estimated_bits(key);
+    if bits < MIN_OPERATOR_KEY_BITS {
+        return Err(Error::Invalid(format!(
+            "an API key must not be this repetitive (about {bits:.0} bits, at least \
+             {MIN_OPERATOR_KEY_BITS:.0} needed); use a random value, e.g. \
+             `openssl rand -base64 32`"
+        )));
+    }
+    Ok(())
 }
 
 /// The hex SHA-256 of a key.
@@ -178,24 +245,80 @@ pub async fn ensure_workspace<S: Store>(store: &S, name: &str) -> Result<String,
     Ok(id)
 }
 
-/// Stores `key` (given by the caller, e.g. a bootstrap key) for workspace `workspace_name`.
-/// Returns the key id; storing a key that already exists returns its id and changes nothing.
+/// Stores `key` (given by the caller, e.g. a bootstrap key; it must pass
+/// [`check_operator_key`]) for workspace `workspace_name`. Returns the key id; storing a key that
+/// already exists returns its id and changes nothing; a key that was revoked is
+/// [`Error::Revoked`].
 pub async fn install<S: Store>(
     store: &S,
     key: &str,
     workspace_name: &str,
     name: Option<&str>,
 ) -> Result<String, Error> {
-    if key.len() < 16 || key.len() > 512 || key.chars().any(|c| c.is_whitespace()) {
-        return Err(Error::Invalid(
-            "an API key must be 16 to 512 characters without whitespace".to_owned(),
-        ));
-    }
+    check_operator_key(key)?;
     let digest = hash(key);
-    let index = format!("keyhash:{digest}");
-    if let Some(existing) = first::<_, HashEntry>(store, &index).await? {
+    if let Some(existing) = first::<_, HashEntry>(store, &format!("keyhash:{digest}")).await? {
         return Ok(existing.key_id);
     }
+    if let Some(revoked) = revoked_as(store, &digest).await? {
+        return Err(Error::Revoked(revoked));
+    }
+    store_new(store, key, digest, workspace_name, name).await
+}
+
+/// The id under which the key with hash `digest` was revoked: its tombstone, else (stores revoked
+/// before tombstones existed) a scan of the revoked keys, writing the missing tombstone.
+async fn revoked_as<S: Store>(store: &S, digest: &str) -> Result<Option<String>, Error> {
+    let tombstone = format!("keyrevoked:{digest}");
+    if let Some(entry) = first::<_, Tombstone>(store, &tombstone).await? {
+        return Ok(Some(entry.key_id));
+    }
+    let mut query = CatalogQuery::new(Kind::ApiKey, "");
+    query.include_archived = true;
+    query.order = Order::Asc;
+    query.limit = 1000;
+    loop {
+        let page = store.list(&query).await?;
+        for entry in page.entries.iter().filter(|e| e.archived) {
+            if let Some(KeyEvent::Created { sha256, .. }) =
+                first::<_, KeyEvent>(store, &entry.id).await?
+            {
+                if sha256 == digest {
+                    write_tombstone(store, digest, &entry.id).await?;
+                    return Ok(Some(entry.id.clone()));
+                }
+            }
+        }
+        match (page.has_more, page.entries.last()) {
+            (true, Some(last)) => query.after = Some(last.id.clone()),
+            _ => return Ok(None),
+        }
+    }
+}
+
+async fn write_tombstone<S: Store>(store: &S, digest: &str, key_id: &str) -> Result<(), Error> {
+    store
+        .append(Append {
+            stream: StreamId::new(format!("keyrevoked:{digest}")),
+            expected: Expected::Any,
+            events: vec![encode(&Tombstone {
+                key_id: key_id.to_owned(),
+            })],
+            catalog: None,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Stores a key known to be new.
+async fn store_new<S: Store>(
+    store: &S,
+    key: &str,
+    digest: String,
+    workspace_name: &str,
+    name: Option<&str>,
+) -> Result<String, Error> {
+    let index = format!("keyhash:{digest}");
     let workspace = ensure_workspace(store, workspace_name).await?;
     let now = Timestamp::now();
     let id = ApiKeyId::generate(now).to_string();
@@ -246,7 +369,8 @@ pub async fn create<S: Store>(
     name: Option<&str>,
 ) -> Result<(String, String), Error> {
     let key = generate()?;
-    let id = install(store, &key, workspace_name, name).await?;
+    // 256 fresh random bits: no existing or revoked key has this hash.
+    let id = store_new(store, &key, hash(&key), workspace_name, name).await?;
     Ok((id, key))
 }
 
@@ -313,18 +437,26 @@ pub async fn list<S: Store>(store: &S) -> Result<Vec<KeyInfo>, Error> {
     }
 }
 
-/// Revokes key `id`: it stops authenticating immediately.
+/// Revokes key `id`: it stops authenticating immediately and can never be installed again (the
+/// tombstone is written first, so a crash half-way leaves a key that a second `revoke` finishes
+/// revoking, never one that comes back).
 pub async fn revoke<S: Store>(store: &S, id: &str) -> Result<(), Error> {
     let mut entry = store
         .entry(Kind::ApiKey, id)
         .await?
         .ok_or_else(|| Error::UnknownKey(id.to_owned()))?;
-    if entry.archived {
-        return Ok(());
-    }
     let Some(KeyEvent::Created { sha256, .. }) = first::<_, KeyEvent>(store, id).await? else {
         return Err(Error::Corrupt(id.to_owned()));
     };
+    if first::<_, Tombstone>(store, &format!("keyrevoked:{sha256}"))
+        .await?
+        .is_none()
+    {
+        write_tombstone(store, &sha256, id).await?;
+    }
+    if entry.archived {
+        return Ok(());
+    }
     store
         .delete(Kind::ApiKey, &StreamId::new(format!("keyhash:{sha256}")))
         .await?;
@@ -338,4 +470,103 @@ pub async fn revoke<S: Store>(store: &S, id: &str) -> Result<(), Error> {
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use managed_agents_storage_memory::MemoryStore;
+
+    const KEY: &str = "sk-test-operator-key-0123456789abcdefgh";
+
+    #[test]
+    fn operator_keys_must_be_long_and_varied() {
+        assert!(check_operator_key(KEY).is_ok());
+        assert!(check_operator_key(&generate().expect("random")).is_ok());
+        for weak in [
+            "sk-short-but-sixteen-plus".to_owned(),
+            "a".repeat(40),
+            "ab".repeat(24),
+            format!("sk-{}", "01".repeat(20)),
+            "sk-test-key with a space-0123456789".to_owned(),
+            "x".repeat(513),
+        ] {
+            assert!(
+                matches!(check_operator_key(&weak), Err(Error::Invalid(_))),
+                "{weak:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn generated_keys_are_the_prefix_and_256_random_bits() {
+        let key = generate().expect("random");
+        let body = key.strip_prefix(KEY_PREFIX).expect("prefix");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .expect("base64url");
+        assert_eq!(bytes.len(), 32);
+        assert_ne!(key, generate().expect("random"));
+    }
+
+    #[tokio::test]
+    async fn a_revoked_key_is_never_installed_again() {
+        let store = MemoryStore::new();
+        let id = install(&store, KEY, DEFAULT_WORKSPACE, Some("bootstrap"))
+            .await
+            .expect("install");
+        assert_eq!(
+            install(&store, KEY, DEFAULT_WORKSPACE, None)
+                .await
+                .expect("again"),
+            id
+        );
+        revoke(&store, &id).await.expect("revoke");
+        assert_eq!(authenticate(&store, KEY).await.expect("auth"), None);
+        assert!(matches!(
+            install(&store, KEY, DEFAULT_WORKSPACE, None).await,
+            Err(Error::Revoked(revoked)) if revoked == id
+        ));
+        assert_eq!(authenticate(&store, KEY).await.expect("auth"), None);
+        assert_eq!(list(&store).await.expect("list").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn keys_revoked_before_tombstones_stay_revoked() {
+        let store = MemoryStore::new();
+        let id = install(&store, KEY, DEFAULT_WORKSPACE, None)
+            .await
+            .expect("install");
+        // What `revoke` did before tombstones: delete the hash index, archive the key.
+        store
+            .delete(
+                Kind::ApiKey,
+                &StreamId::new(format!("keyhash:{}", hash(KEY))),
+            )
+            .await
+            .expect("delete");
+        let mut entry = store
+            .entry(Kind::ApiKey, &id)
+            .await
+            .expect("entry")
+            .expect("exists");
+        entry.archived = true;
+        store
+            .append(Append {
+                stream: StreamId::new(&id),
+                expected: Expected::Any,
+                events: vec![encode(&KeyEvent::Revoked)],
+                catalog: Some(entry),
+            })
+            .await
+            .expect("archive");
+        assert!(matches!(
+            install(&store, KEY, DEFAULT_WORKSPACE, None).await,
+            Err(Error::Revoked(revoked)) if revoked == id
+        ));
+        let tombstone = first::<_, Tombstone>(&store, &format!("keyrevoked:{}", hash(KEY)))
+            .await
+            .expect("read");
+        assert_eq!(tombstone.map(|t| t.key_id), Some(id));
+    }
 }

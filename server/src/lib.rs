@@ -10,6 +10,7 @@ pub mod auth;
 pub mod blobs;
 pub mod body;
 pub mod config;
+pub mod datadir;
 pub mod error;
 pub mod keys;
 pub mod metrics;

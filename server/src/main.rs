@@ -15,6 +15,8 @@ use managed_agents_storage_memory::MemoryStore;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    // Before any thread or file exists: everything the process creates is private (0600/0700).
+    managed_agents_server::datadir::restrict_umask();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -66,6 +68,19 @@ fn open_store(kind: StorageKind, data_dir: &std::path::Path) -> anyhow::Result<A
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    if let Some(key) = &config.bootstrap_key {
+        keys::check_operator_key(key).context("MANAGED_AGENTS_BOOTSTRAP_KEY (--bootstrap-key)")?;
+    }
+    let data_dir = &config.data_dir;
+    match managed_agents_server::datadir::prepare(data_dir)
+        .with_context(|| format!("--data-dir {}: cannot create it", data_dir.display()))?
+    {
+        managed_agents_server::datadir::Prepared::Private => {}
+        managed_agents_server::datadir::Prepared::Tightened(mode) => tracing::warn!(
+            dir = %data_dir.display(),
+            "the data dir had mode {mode:o}; it is now 0700"
+        ),
+    }
     let store = open_store(config.storage, &config.data_dir)?;
     let (secrets, blobs) = match config.storage {
         StorageKind::Memory => (
@@ -81,9 +96,18 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ),
     };
     if let Some(key) = &config.bootstrap_key {
-        keys::install(&store, key, keys::DEFAULT_WORKSPACE, Some("bootstrap"))
-            .await
-            .context("installing MANAGED_AGENTS_BOOTSTRAP_KEY")?;
+        match keys::install(&store, key, keys::DEFAULT_WORKSPACE, Some("bootstrap")).await {
+            Ok(_) => {}
+            // Revocation is permanent: the server serves, and the key stays rejected.
+            Err(keys::Error::Revoked(id)) => {
+                tracing::warn!(key_id = %id, "the bootstrap key was revoked; not installing it");
+                eprintln!(
+                    "warning: MANAGED_AGENTS_BOOTSTRAP_KEY was revoked ({id}) and stays revoked; \
+                     set a new key or create one with `managed-agents keys create`"
+                );
+            }
+            Err(err) => return Err(err).context("installing MANAGED_AGENTS_BOOTSTRAP_KEY"),
+        }
     } else if !keys::any(&store).await? {
         let (id, key) = keys::create(&store, keys::DEFAULT_WORKSPACE, Some("first")).await?;
         println!(

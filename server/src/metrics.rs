@@ -1,12 +1,19 @@
 //! Prometheus metrics in text exposition format, kept with plain atomics and one mutex-guarded
-//! map per labelled family: requests by route and status, request latency histograms by route,
-//! open SSE streams, and appended events.
+//! map per labelled family: requests by method, route and status, request latency histograms by
+//! method and route, open SSE streams, and appended events.
+//!
+//! Label values come from closed sets only, so no request can add a series of its choosing:
+//! the method is one of the standard methods or `other` ([`method_label`]), the route is the
+//! matched route *template* of the router or `unmatched`, the status is a code the server sent.
+//! Every label value is escaped as the text format requires ([`escape`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use axum::http::Method;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -20,10 +27,33 @@ struct Histogram {
     sum: f64,
 }
 
+/// The route label of a request no route matched (404 fallback, junk paths).
+pub const UNMATCHED: &str = "unmatched";
+
+/// The method label: the method itself for the standard methods, `other` for anything else
+/// (methods are arbitrary tokens of any length on the wire).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// `(method label, route template, status)`.
+type RequestKey = (&'static str, String, u16);
+
 #[derive(Default)]
 struct Inner {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    requests: Mutex<BTreeMap<RequestKey, u64>>,
+    latency: Mutex<BTreeMap<(&'static str, String), Histogram>>,
     open_streams: AtomicI64,
     appended_events: AtomicU64,
     append_batches: AtomicU64,
@@ -45,20 +75,23 @@ impl Drop for StreamGuard {
 }
 
 impl Metrics {
-    /// Records one finished request.
-    pub fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    /// Records one finished request: `route` is the matched route template (`None` when no
+    /// route matched), never the request's path.
+    pub fn request(&self, method: &Method, route: Option<&str>, status: u16, elapsed: Duration) {
+        let method = method_label(method);
+        let route = route.unwrap_or(UNMATCHED);
         let mut requests = self
             .inner
             .requests
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         *requests
-            .entry((method.to_owned(), route.to_owned(), status))
+            .entry((method, route.to_owned(), status))
             .or_default() += 1;
         drop(requests);
         let seconds = elapsed.as_secs_f64();
         let mut latency = self.inner.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let histogram = latency.entry(format!("{method} {route}")).or_default();
+        let histogram = latency.entry((method, route.to_owned())).or_default();
         for (slot, bound) in histogram.counts.iter_mut().zip(BUCKETS) {
             if seconds <= bound {
                 *slot += 1;
@@ -92,7 +125,7 @@ impl Metrics {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "# HELP managed_agents_http_requests_total HTTP requests by route and status."
+            "# HELP managed_agents_http_requests_total HTTP requests by method, route and status."
         );
         let _ = writeln!(out, "# TYPE managed_agents_http_requests_total counter");
         for ((method, route, status), n) in self
@@ -104,45 +137,46 @@ impl Metrics {
         {
             let _ = writeln!(
                 out,
-                "managed_agents_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                "managed_agents_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
+                escape(method),
                 escape(route)
             );
         }
         let _ = writeln!(
             out,
-            "# HELP managed_agents_http_request_duration_seconds HTTP request latency by route."
+            "# HELP managed_agents_http_request_duration_seconds HTTP request latency by method and route."
         );
         let _ = writeln!(
             out,
             "# TYPE managed_agents_http_request_duration_seconds histogram"
         );
-        for (route, h) in self
+        for ((method, route), h) in self
             .inner
             .latency
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            let route = escape(route);
+            let labels = format!("method=\"{}\",route=\"{}\"", escape(method), escape(route));
             for (count, bound) in h.counts.iter().zip(BUCKETS) {
                 let _ = writeln!(
                     out,
-                    "managed_agents_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                    "managed_agents_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
                 );
             }
             let _ = writeln!(
                 out,
-                "managed_agents_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                "managed_agents_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
                 h.count
             );
             let _ = writeln!(
                 out,
-                "managed_agents_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                "managed_agents_http_request_duration_seconds_sum{{{labels}}} {}",
                 h.sum
             );
             let _ = writeln!(
                 out,
-                "managed_agents_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                "managed_agents_http_request_duration_seconds_count{{{labels}}} {}",
                 h.count
             );
         }
@@ -182,8 +216,19 @@ impl Metrics {
     }
 }
 
-fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"")
+/// A label value as the text exposition format requires: backslash, double quote and line
+/// feed escaped as `\\`, `\"` and `\n`.
+pub fn escape(label: &str) -> String {
+    let mut out = String::with_capacity(label.len());
+    for c in label.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The RocksDB writer's group-commit counters: batches (fsyncs), events, rejected requests and
@@ -237,4 +282,43 @@ pub fn render_store(stats: &managed_agents_storage_rocksdb::Stats) -> String {
         stats.requests, stats.batches
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape("line\nbreak"), "line\\nbreak");
+        assert_eq!(escape("/v1/agents/{agent_id}"), "/v1/agents/{agent_id}");
+    }
+
+    #[test]
+    fn methods_and_routes_come_from_closed_sets() {
+        let metrics = Metrics::default();
+        for i in 0..100 {
+            let junk = Method::from_bytes(format!("JUNK{i}{}", "X".repeat(1000)).as_bytes())
+                .expect("a token is a method");
+            metrics.request(&junk, None, 404, Duration::from_millis(1));
+        }
+        metrics.request(&Method::GET, Some("/v1/agents"), 200, Duration::ZERO);
+        let text = metrics.render();
+        assert!(!text.contains("JUNK"), "{text}");
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("managed_agents_http_requests_total{"))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            series,
+            [
+                r#"managed_agents_http_requests_total{method="GET",route="/v1/agents",status="200"} 1"#,
+                r#"managed_agents_http_requests_total{method="other",route="unmatched",status="404"} 100"#,
+            ]
+        );
+        assert!(text.contains(
+            r#"managed_agents_http_request_duration_seconds_count{method="other",route="unmatched"} 100"#
+        ));
+    }
 }

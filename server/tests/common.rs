@@ -13,7 +13,7 @@ use managed_agents_storage_memory::MemoryStore;
 use serde_json::Value;
 use tower::ServiceExt;
 
-pub const KEY: &str = "sk-test-key-0123456789abcdef";
+pub const KEY: &str = "sk-test-key-0123456789abcdef-default";
 pub const OTHER_KEY: &str = "sk-test-key-other-workspace-0123";
 
 pub struct Harness {

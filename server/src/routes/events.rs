@@ -1,6 +1,10 @@
 //! Session events (API §7): send a batch (core's `decide` validates it; the response echoes the
 //! stored client events with their ids) and list them (`order`, `types[]`, `created_at` on
 //! `processed_at`, page cursor). The stream lives in [`crate::sse`].
+//!
+//! A list page holds at most `limit` events and at most [`PAGE_BYTES`] of serialized events:
+//! a page that would grow past it ends early with a `next_page` cursor after its last event
+//! (a single larger event still makes a page of its own), so paging clients see every event.
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -20,8 +24,36 @@ use crate::query::Query;
 use crate::session;
 use crate::state::AppState;
 
-/// How many records one store read of the list walk fetches.
+/// The most records one store read of the list walk fetches; the first read fetches
+/// [`FIRST_READ`], later ones about [`PAGE_BYTES`] worth at the sizes seen so far.
 const READ_PAGE: usize = 256;
+/// The records the first store read of a list walk fetches.
+const FIRST_READ: usize = 16;
+
+/// The most bytes of serialized events one list page carries.
+pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Counts what is written to it.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The length of `event` as JSON.
+fn json_len(event: &Event) -> Result<usize> {
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, event)
+        .map_err(|e| Error::Internal(format!("rendering an event: {e}")))?;
+    Ok(counter.0)
+}
 
 /// The event routes.
 pub fn router() -> Router<AppState> {
@@ -103,9 +135,12 @@ async fn list(
     let head = session::load(&state, &auth, &id).await?;
     let stream = StreamId::new(&id);
     // Walk the log from the cursor in the requested order, one store page at a time, until one
-    // match more than the limit is found (it only tells that another page exists).
+    // match more than the limit (or the byte cap) is found (it only tells that another page
+    // exists).
     let mut page: Vec<(u64, Event)> = Vec::with_capacity(limit.min(1000));
+    let mut bytes = 0;
     let mut more = false;
+    let mut read = FIRST_READ;
     let mut next = match (after, order) {
         (Some(c), Order::Asc) => c + 1,
         (None, Order::Asc) => 1,
@@ -117,13 +152,12 @@ async fn list(
             Order::Asc => Direction::Forward,
             Order::Desc => Direction::Backward,
         };
-        let batch = state
-            .store
-            .read(&stream, next, direction, READ_PAGE)
-            .await?;
+        let batch = state.store.read(&stream, next, direction, read).await?;
         if batch.is_empty() {
             break;
         }
+        let stored_bytes: usize = batch.iter().map(|r| r.payload.len()).sum();
+        read = (PAGE_BYTES / (stored_bytes / batch.len()).max(1)).clamp(1, READ_PAGE);
         for stored in &batch {
             if stored.version > head.version {
                 break 'walk;
@@ -143,10 +177,12 @@ async fn list(
             if !at.is_some_and(|t| range.contains(t)) {
                 continue;
             }
-            if page.len() == limit {
+            let size = json_len(&event)?;
+            if page.len() == limit || (!page.is_empty() && bytes + size > PAGE_BYTES) {
                 more = true;
                 break 'walk;
             }
+            bytes += size;
             page.push((stored.version, event));
         }
         next = match (order, batch.last()) {

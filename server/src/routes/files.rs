@@ -2,6 +2,11 @@
 //! download with the exact stored content type, list and delete. Metadata is core's file
 //! object in the store; bytes live in [`crate::blobs`]. Uploads are downloadable here (the
 //! hosted API allows downloading only session outputs; a self-hosted user owns the bytes).
+//!
+//! Bytes stream both ways: an upload goes chunk by chunk into a blob writer, a download streams
+//! the blob, so memory per transfer is bounded whatever the file size. A download is always an
+//! attachment (`Content-Disposition: attachment`) that must not be sniffed
+//! (`X-Content-Type-Options: nosniff`): the content type is the uploader's, e.g. `text/html`.
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -16,6 +21,7 @@ use managed_agents_core::time::Timestamp;
 use serde::Serialize;
 
 use crate::auth::Auth;
+use crate::blobs::BlobWriter;
 use crate::error::{Error, Result};
 use crate::objects;
 use crate::pagination;
@@ -62,20 +68,36 @@ fn multipart_error(err: axum::extract::multipart::MultipartError) -> Error {
     }
 }
 
+fn io_error(doing: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::Internal(format!("{doing} file bytes: {e}"))
+}
+
 async fn upload(
     State(state): State<AppState>,
     auth: Auth,
     mut multipart: Multipart,
 ) -> Result<Json<FileObject>> {
-    let mut upload = None;
+    let now = Timestamp::now();
+    let id = FileId::generate(now);
+    let mut upload: Option<(String, Option<String>, BlobWriter)> = None;
     let mut expires_in_seconds = None;
-    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
-        match field.name() {
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().map(str::to_owned);
+        match name.as_deref() {
             Some("file") => {
                 let filename = field.file_name().unwrap_or("").to_owned();
                 let mime = field.content_type().map(str::to_owned);
-                let bytes = field.bytes().await.map_err(multipart_error)?;
-                upload = Some((filename, mime, bytes));
+                // The last `file` part wins; dropping an earlier writer removes its bytes.
+                drop(upload.take());
+                let mut writer = state
+                    .blobs
+                    .create(id.as_str())
+                    .await
+                    .map_err(io_error("storing"))?;
+                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                    writer.write(&chunk).await.map_err(io_error("storing"))?;
+                }
+                upload = Some((filename, mime, writer));
             }
             Some("expires_in_seconds") => {
                 let text = field.text().await.map_err(multipart_error)?;
@@ -88,16 +110,14 @@ async fn upload(
             _ => {}
         }
     }
-    let (filename, mime_type, bytes) =
+    let (filename, mime_type, writer) =
         upload.ok_or_else(|| Error::invalid("file: a multipart part named `file` is required"))?;
-    let now = Timestamp::now();
-    let id = FileId::generate(now);
     let workspace =
         WorkspaceId::parse(auth.workspace()).map_err(|e| Error::Internal(e.to_string()))?;
     let new = NewFile {
         filename,
         mime_type,
-        size_bytes: bytes.len() as u64,
+        size_bytes: writer.len(),
         expires_in_seconds,
         scope: None,
         downloadable: true,
@@ -105,20 +125,22 @@ async fn upload(
     let records = file::create(new, id.clone(), workspace, now)?;
     let created =
         file::fold(records.clone()).ok_or_else(|| Error::Internal("file fold empty".into()))?;
-    state
-        .blobs
-        .put(id.as_str(), bytes)
-        .await
-        .map_err(|e| Error::Internal(format!("storing file bytes: {e}")))?;
+    writer.commit().await.map_err(io_error("storing"))?;
     let events = records.iter().map(file::Record::encode).collect();
-    objects::append(
+    let appended = objects::append(
         &state,
         id.as_str(),
         0,
         events,
         Some(created.catalog_entry()),
     )
-    .await?;
+    .await;
+    if let Err(err) = appended {
+        if let Err(e) = state.blobs.delete(id.as_str()).await {
+            tracing::warn!(file_id = %id, error = %e, "removing the bytes of a failed upload");
+        }
+        return Err(err);
+    }
     Ok(Json(created.render()))
 }
 
@@ -137,15 +159,54 @@ async fn download(
 ) -> Result<Response> {
     let file = load(&state, &auth, &id).await?;
     file.check_download(Timestamp::now())?;
-    let bytes = state
+    let blob = state
         .blobs
-        .get(&id)
+        .open(&id)
         .await
-        .map_err(|e| Error::Internal(format!("reading file bytes: {e}")))?
+        .map_err(io_error("reading"))?
         .ok_or_else(|| Error::Internal(format!("bytes of file {id} are missing")))?;
     let content_type = HeaderValue::from_str(&file.metadata.mime_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (header::CONTENT_LENGTH, HeaderValue::from(blob.len())),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::CONTENT_DISPOSITION,
+            content_disposition(&file.metadata.filename),
+        ),
+    ];
+    Ok((headers, blob.into_body()).into_response())
+}
+
+/// `attachment` with the file's name: an ASCII fallback (`filename`, quotes, backslashes and
+/// anything not printable ASCII replaced by `_`) and the exact name (`filename*`, RFC 5987).
+fn content_disposition(filename: &str) -> HeaderValue {
+    if filename.is_empty() {
+        return HeaderValue::from_static("attachment");
+    }
+    let ascii: String = filename
+        .chars()
+        .map(|c| match c {
+            ' ' | '!' | '#'..='[' | ']'..='~' => c,
+            _ => '_',
+        })
+        .collect();
+    let mut exact = String::with_capacity(filename.len());
+    for b in filename.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            exact.push(char::from(b));
+        } else {
+            exact.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{exact}"
+    ))
+    .unwrap_or(HeaderValue::from_static("attachment"))
 }
 
 async fn delete(
@@ -222,4 +283,22 @@ async fn list(State(state): State<AppState>, auth: Auth, query: Query) -> Result
         }
     }
     Ok(Json(FilePage::new(data, page.next)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn downloads_are_attachments_with_a_safe_name() {
+        assert_eq!(content_disposition(""), "attachment");
+        assert_eq!(
+            content_disposition("report 1.html"),
+            "attachment; filename=\"report 1.html\"; filename*=UTF-8''report%201.html"
+        );
+        assert_eq!(
+            content_disposition("a\"b\\c\u{e9}.txt"),
+            "attachment; filename=\"a_b_c_.txt\"; filename*=UTF-8''a%22b%5Cc%C3%A9.txt"
+        );
+    }
 }

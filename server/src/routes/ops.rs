@@ -1,5 +1,6 @@
-//! Operational endpoints outside `/v1`: `/healthz` (the process serves), `/readyz` (the store
-//! and blob location answer) and `/metrics` (Prometheus text).
+//! Operational endpoints outside `/v1`, without authentication: `/healthz` (the process
+//! serves), `/readyz` (the store and blob location answer; the body is only a status, details
+//! are logged) and `/metrics` (Prometheus text, labels from closed sets only).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -24,21 +25,22 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    // Unauthenticated: the body says only whether the server is ready; why not goes to the log.
     let store = state.store.head(&StreamId::new("readyz")).await;
     let blobs = state.blobs.ready().await;
-    match (store, blobs) {
-        (Ok(_), true) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        (store, blobs) => {
-            let detail = match store {
-                Err(e) => e.to_string(),
-                Ok(_) => format!("blob storage ready: {blobs}"),
-            };
-            tracing::warn!(%detail, "not ready");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "detail": detail})),
-            )
-        }
+    if let Err(e) = &store {
+        tracing::warn!(error = %e, "not ready: the store does not answer");
+    }
+    if let Err(e) = &blobs {
+        tracing::warn!(error = %e, "not ready: file storage is unusable");
+    }
+    if store.is_ok() && blobs.is_ok() {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable"})),
+        )
     }
 }
 
