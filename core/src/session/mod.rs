@@ -4,6 +4,8 @@
 //! internal facts. [`fold`] turns them into a [`SessionState`]; [`decide`] validates a
 //! [`Command`] against that state and returns the records to append (or a [`Rejection`]);
 //! [`SessionState::render`] and [`SessionState::render_event`] project the state for the API.
+//! [`turn`] is `decide`'s counterpart for the agent side (start a turn, record its steps,
+//! finish, recover).
 //! Everything here is pure: time and ids are passed in.
 
 mod decide;
@@ -14,6 +16,7 @@ mod record;
 mod rejection;
 mod render;
 mod state;
+pub mod turn;
 mod update;
 
 pub use decide::{decide, Command};

@@ -1,0 +1,505 @@
+//! `turn`: the agent side of a session as pure functions, the counterpart of
+//! [`decide`](super::decide) for the runner.
+//!
+//! A turn goes: [`start`] (consume the queued input, `session.status_running`), then any number
+//! of [`record`]ed [`Step`]s (a model request's span, its response's events, built-in tool
+//! results, errors, a reschedule and the resume after it), then [`finish`] (close what is open,
+//! consume interrupts, `session.status_idle` with the stop reason). [`recover`] says what a
+//! runner must write for a session it finds mid-turn with no turn running (a process died, or
+//! an interrupt or a stray `running` is left to settle).
+//!
+//! Every function takes the folded state, `now` and an [`IdSource`], and returns the records to
+//! append or a [`Rejection`]; it never reads the clock. The harness performs the effects (model
+//! calls, tools, sandboxes) and feeds their results back as steps.
+//!
+//! Time: every record of one call gets the same time, never earlier than anything already in
+//! the log ([`clock`]), so in log order `processed_at` never goes backwards. A consumed input's
+//! `processed_at` is the time the turn started, but never later than the first event that
+//! follows it in the log (the `session.status_running` `decide` wrote when the input arrived).
+
+use super::ids::IdSource;
+use super::record::{Fact, SessionRecord};
+use super::rejection::Rejection;
+use super::state::{InputKind, SessionState, Status, ToolKind};
+use crate::event::{
+    AgentMessage, AgentToolResult, Body, ContentBlock, ErrorEvent, ErrorKind, Event,
+    ModelRequestEnd, ModelUsage, RetryStatus, SessionError, StatusIdle, StopDetails, StopReason,
+};
+use crate::ids::EventId;
+use crate::time::Timestamp;
+
+/// The text of the error result that closes a built-in tool call a dead process left open.
+pub const ABANDONED: &str =
+    "The tool call did not run to completion: the server stopped during the turn.";
+
+/// The text of the error result that closes a call still open when an interrupt ends a turn.
+pub const INTERRUPTED: &str = "Interrupted by the user before the tool call finished.";
+
+/// What [`start`] decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    /// The records to append: `inputs_processed` facts, then `session.status_running` unless
+    /// the session already runs.
+    pub records: Vec<SessionRecord>,
+    /// The `user.tool_confirmation` events this turn consumed, in order (the turn settles them
+    /// first: runs the allowed calls, answers the denied ones).
+    pub confirmations: Vec<EventId>,
+}
+
+/// One thing the agent did, to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// `span.model_request_start` with this id.
+    ModelRequestStart(EventId),
+    /// A model response: its events and the span's end.
+    ModelResponse(Response),
+    /// The `agent.tool_result` of an open built-in `agent.tool_use`.
+    ToolResult {
+        /// The call it answers.
+        tool_use_id: EventId,
+        /// The result text.
+        text: String,
+        /// Whether the call failed.
+        is_error: bool,
+    },
+    /// A `session.error`.
+    Error(SessionError),
+    /// A transient model failure that will be retried: the span ends with an error, a
+    /// `session.error` (`retrying`) and `session.status_rescheduled` follow.
+    Reschedule {
+        /// The failed request's span.
+        span: EventId,
+        /// The error kind.
+        kind: ErrorKind,
+        /// The error message.
+        message: String,
+    },
+    /// `session.status_running` after a reschedule's wait.
+    Resume,
+    /// `span.model_request_end` with an error and no usage (a request cut short).
+    SpanFailed(EventId),
+}
+
+/// A model response's events, in the order they are appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// The request's `span.model_request_start`.
+    pub span: EventId,
+    /// One `agent.thinking` per id (the ids its previews announced).
+    pub thinking: Vec<EventId>,
+    /// The `agent.message` (id and text blocks), if the response had text.
+    pub message: Option<(EventId, Vec<ContentBlock>)>,
+    /// The calls: `agent.tool_use` or `agent.custom_tool_use` events with their ids.
+    pub calls: Vec<(EventId, Body)>,
+    /// The request's usage.
+    pub usage: ModelUsage,
+}
+
+/// How a turn ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct End {
+    /// The idle's stop reason.
+    pub stop_reason: StopReason,
+    /// The idle's stop details.
+    pub stop_details: Option<StopDetails>,
+    /// The text of the error result given to every built-in call still open (not waiting).
+    pub why: String,
+}
+
+impl End {
+    /// `end_turn` with `why` for calls left open.
+    pub fn end_turn(why: impl Into<String>) -> Self {
+        Self {
+            stop_reason: StopReason::EndTurn,
+            stop_details: None,
+            why: why.into(),
+        }
+    }
+}
+
+/// `now`, but never earlier than anything the state has seen, so times never go backwards in
+/// log order even when the wall clock does.
+pub fn clock(state: &SessionState, now: Timestamp) -> Timestamp {
+    now.max(state.updated_at)
+}
+
+fn event(ids: &mut impl IdSource, now: Timestamp, body: Body) -> SessionRecord {
+    Event::new(ids.event(), now, body).into()
+}
+
+fn error(kind: ErrorKind, message: String, retry_status: RetryStatus) -> Body {
+    Body::SessionError(ErrorEvent {
+        error: SessionError {
+            kind,
+            message,
+            retry_status,
+        },
+    })
+}
+
+/// A terminal `unknown_error` (set-up failures, abandoned turns).
+pub fn unknown_error(message: impl Into<String>) -> SessionError {
+    SessionError {
+        kind: ErrorKind::UnknownError,
+        message: message.into(),
+        retry_status: RetryStatus::Terminal,
+    }
+}
+
+fn span_end(start: EventId, usage: ModelUsage, is_error: bool) -> Body {
+    Body::SpanModelRequestEnd(ModelRequestEnd {
+        model_request_start_id: start,
+        model_usage: usage,
+        is_error: Some(is_error),
+    })
+}
+
+fn tool_result(tool_use_id: EventId, text: &str, is_error: bool) -> Body {
+    Body::AgentToolResult(AgentToolResult {
+        tool_use_id,
+        content: Some(vec![ContentBlock::text(text)]),
+        is_error: Some(is_error),
+    })
+}
+
+/// The session exists and is neither archived nor terminated.
+fn live(state: &SessionState) -> Result<(), Rejection> {
+    if !state.exists() {
+        return Err(Rejection::NotFound("session not found".into()));
+    }
+    if state.archived_at.is_some() {
+        return Err(Rejection::Conflict("the session is archived".into()));
+    }
+    if state.status == Status::Terminated {
+        return Err(Rejection::Conflict("the session is terminated".into()));
+    }
+    Ok(())
+}
+
+/// The session is in a turn (`running`, or `rescheduling` when `rescheduling` allows it).
+fn in_turn(state: &SessionState, rescheduling: bool) -> Result<(), Rejection> {
+    live(state)?;
+    match state.status {
+        Status::Running => Ok(()),
+        Status::Rescheduling if rescheduling => Ok(()),
+        other => Err(Rejection::Conflict(format!(
+            "the session is {other}, not in a turn"
+        ))),
+    }
+}
+
+/// Starts a turn: consumes every pending input but interrupts and, unless the session already
+/// runs, appends `session.status_running`. `log` is the session's records (to keep
+/// `processed_at` in order, see the module header). Rejected when there is nothing to run or
+/// an interrupt is pending.
+pub fn start(
+    state: &SessionState,
+    log: &[SessionRecord],
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Started, Rejection> {
+    live(state)?;
+    if state.interrupt.is_some() {
+        return Err(Rejection::Conflict("an interrupt is pending".into()));
+    }
+    if !state.needs_turn() {
+        return Err(Rejection::Conflict("the session has nothing to run".into()));
+    }
+    let now = clock(state, now);
+    let inputs: Vec<_> = state
+        .pending_input()
+        .iter()
+        .filter(|i| i.kind != InputKind::Interrupt)
+        .collect();
+    let confirmations = inputs
+        .iter()
+        .filter(|i| i.kind == InputKind::ToolConfirmation)
+        .map(|i| i.id.clone())
+        .collect();
+    // Each input is processed at `now`, or earlier when an event after it in the log is
+    // earlier. Going forward through the inputs the bound only rises, so grouping consecutive
+    // inputs with the same time gives facts in increasing time.
+    let mut records: Vec<SessionRecord> = Vec::new();
+    let mut group: Option<(Timestamp, Vec<EventId>)> = None;
+    for input in inputs {
+        let at = processed_bound(log, &input.id).map_or(now, |bound| bound.min(now));
+        match &mut group {
+            Some((t, ids)) if *t == at => ids.push(input.id.clone()),
+            _ => {
+                if let Some((t, ids)) = group.take() {
+                    records.push(SessionRecord::inputs_processed(ids, t));
+                }
+                group = Some((at, vec![input.id.clone()]));
+            }
+        }
+    }
+    if let Some((t, ids)) = group {
+        records.push(SessionRecord::inputs_processed(ids, t));
+    }
+    if state.status != Status::Running {
+        records.push(event(ids, now, Body::SessionStatusRunning));
+    }
+    Ok(Started {
+        records,
+        confirmations,
+    })
+}
+
+/// The earliest `processed_at` of the events after event `id` in `log`.
+fn processed_bound(log: &[SessionRecord], id: &EventId) -> Option<Timestamp> {
+    let position = log
+        .iter()
+        .position(|r| r.event().is_some_and(|e| &e.id == id))?;
+    log[position + 1..]
+        .iter()
+        .filter_map(|r| r.event()?.processed_at)
+        .min()
+}
+
+/// Records one step of a running turn. Rejected when the session is not in a turn, or the step
+/// does not fit the state: a tool result for a call that is not an open built-in call (or is
+/// waiting for the client), a response whose calls are not tool-use events, a resume of a
+/// session that is not rescheduling.
+pub fn record(
+    state: &SessionState,
+    step: Step,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    // Only settling steps fit a session waiting to retry.
+    let settling = matches!(step, Step::Resume | Step::Error(_) | Step::SpanFailed(_));
+    in_turn(state, settling)?;
+    let now = clock(state, now);
+    let records = match step {
+        Step::ModelRequestStart(id) => {
+            vec![Event::new(id, now, Body::SpanModelRequestStart).into()]
+        }
+        Step::ModelResponse(response) => {
+            let mut records = Vec::new();
+            for id in response.thinking {
+                records.push(Event::new(id, now, Body::AgentThinking).into());
+            }
+            if let Some((id, content)) = response.message {
+                let body = Body::AgentMessage(AgentMessage { content });
+                records.push(Event::new(id, now, body).into());
+            }
+            for (id, body) in response.calls {
+                if !matches!(body, Body::AgentToolUse(_) | Body::AgentCustomToolUse(_)) {
+                    return Err(Rejection::invalid(
+                        "calls",
+                        format!("{} is not a tool call", body.type_name()),
+                    ));
+                }
+                if state.open_tool_uses.contains_key(&id) {
+                    return Err(Rejection::invalid(
+                        "calls",
+                        format!("tool call {id} already exists"),
+                    ));
+                }
+                records.push(Event::new(id, now, body).into());
+            }
+            records.push(event(
+                ids,
+                now,
+                span_end(response.span, response.usage, false),
+            ));
+            records
+        }
+        Step::ToolResult {
+            tool_use_id,
+            text,
+            is_error,
+        } => {
+            if state.open_tool_uses.get(&tool_use_id) != Some(&ToolKind::Builtin) {
+                return Err(Rejection::invalid(
+                    "tool_use_id",
+                    format!("{tool_use_id} is not an open agent.tool_use"),
+                ));
+            }
+            if state.pending_actions.contains(&tool_use_id) {
+                return Err(Rejection::invalid(
+                    "tool_use_id",
+                    format!("{tool_use_id} waits for the client"),
+                ));
+            }
+            vec![event(ids, now, tool_result(tool_use_id, &text, is_error))]
+        }
+        Step::Error(error) => vec![event(ids, now, Body::SessionError(ErrorEvent { error }))],
+        Step::Reschedule {
+            span,
+            kind,
+            message,
+        } => vec![
+            event(ids, now, span_end(span, ModelUsage::default(), true)),
+            event(ids, now, error(kind, message, RetryStatus::Retrying)),
+            event(ids, now, Body::SessionStatusRescheduled),
+        ],
+        Step::Resume => {
+            if state.status != Status::Rescheduling {
+                return Err(Rejection::Conflict(
+                    "the session is not rescheduling".into(),
+                ));
+            }
+            vec![event(ids, now, Body::SessionStatusRunning)]
+        }
+        Step::SpanFailed(span) => {
+            vec![event(ids, now, span_end(span, ModelUsage::default(), true))]
+        }
+    };
+    Ok(records)
+}
+
+/// Ends the turn: records `steps`, gives every built-in call still open an error result with
+/// `end.why` (calls the idle waits on keep theirs open), consumes pending interrupts, and goes
+/// idle with `end.stop_reason`. Rejected when the session is not in a turn, or a
+/// `requires_action` names a call that is not open.
+pub fn finish(
+    state: &SessionState,
+    steps: Vec<Step>,
+    end: End,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    in_turn(state, true)?;
+    let now = clock(state, now);
+    let mut after = state.clone();
+    let mut records = Vec::new();
+    for step in steps {
+        for record in self::record(&after, step, now, ids)? {
+            after.apply(&record);
+            records.push(record);
+        }
+    }
+    let waiting: &[EventId] = match &end.stop_reason {
+        StopReason::RequiresAction { event_ids } => event_ids,
+        _ => &[],
+    };
+    if let Some(id) = waiting
+        .iter()
+        .find(|id| !after.open_tool_uses.contains_key(*id))
+    {
+        return Err(Rejection::invalid(
+            "stop_reason.event_ids",
+            format!("{id} is not an open tool call"),
+        ));
+    }
+    for (id, kind) in &after.open_tool_uses {
+        if *kind == ToolKind::Builtin
+            && !after.pending_actions.contains(id)
+            && !waiting.contains(id)
+        {
+            records.push(event(ids, now, tool_result(id.clone(), &end.why, true)));
+        }
+    }
+    let interrupts: Vec<EventId> = after
+        .inputs
+        .iter()
+        .filter(|i| i.kind == InputKind::Interrupt)
+        .map(|i| i.id.clone())
+        .collect();
+    if !interrupts.is_empty() {
+        records.push(SessionRecord::inputs_processed(interrupts, now));
+    }
+    records.push(event(
+        ids,
+        now,
+        Body::SessionStatusIdle(StatusIdle {
+            stop_reason: end.stop_reason,
+            stop_details: end.stop_details,
+        }),
+    ));
+    Ok(records)
+}
+
+/// Ends a turn that failed before or outside the model: a terminal `unknown_error` with
+/// `message`, then idle with `end_turn`.
+pub fn fail(
+    state: &SessionState,
+    message: impl Into<String>,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    finish(
+        state,
+        vec![Step::Error(unknown_error(message))],
+        End::end_turn(ABANDONED),
+        now,
+        ids,
+    )
+}
+
+/// Ends a turn a `user.interrupt` stopped: the open span (if any) ends with an error, open
+/// calls get [`INTERRUPTED`], the interrupt is consumed, idle with `end_turn`.
+pub fn interrupt(
+    state: &SessionState,
+    open_span: Option<EventId>,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    let steps = open_span.map(Step::SpanFailed).into_iter().collect();
+    finish(state, steps, End::end_turn(INTERRUPTED), now, ids)
+}
+
+/// Whether the current turn of a session had started: since the last idle, the runner
+/// consumed input or wrote agent, span, error or rescheduling events.
+pub fn turn_started(log: &[SessionRecord]) -> bool {
+    let since_idle = log
+        .iter()
+        .rposition(|r| matches!(r.event().map(|e| &e.body), Some(Body::SessionStatusIdle(_))))
+        .map_or(0, |i| i + 1);
+    log[since_idle..].iter().any(|r| match r {
+        SessionRecord::Fact(Fact::InputsProcessed { .. }) => true,
+        SessionRecord::Fact(_) => false,
+        SessionRecord::Event(e) => matches!(
+            e.body,
+            Body::AgentMessage(_)
+                | Body::AgentThinking
+                | Body::AgentToolUse(_)
+                | Body::AgentToolResult(_)
+                | Body::AgentMcpToolUse(_)
+                | Body::AgentMcpToolResult(_)
+                | Body::AgentCustomToolUse(_)
+                | Body::AgentThreadMessageSent(_)
+                | Body::AgentThreadMessageReceived(_)
+                | Body::AgentThreadContextCompacted
+                | Body::SpanModelRequestStart
+                | Body::SpanModelRequestEnd(_)
+                | Body::SpanOutcomeEvaluationStart(_)
+                | Body::SpanOutcomeEvaluationOngoing(_)
+                | Body::SpanOutcomeEvaluationEnd(_)
+                | Body::SessionError(_)
+                | Body::SessionStatusRescheduled
+        ),
+    })
+}
+
+/// The message of the `session.error` that ends a turn a stopped server abandoned.
+pub const STOPPED: &str = "the server stopped while this turn was running; the turn was \
+                           abandoned (send a new message to continue)";
+
+/// What a runner must write before it may start a turn on a session no turn is running for,
+/// or `None` when nothing needs settling:
+/// - `running`/`rescheduling` with a started turn (a process died mid-turn): a terminal
+///   `unknown_error` ([`STOPPED`]), an error result ([`ABANDONED`]) for each built-in call left
+///   open, idle `end_turn`. The turn is not resumed;
+/// - an interrupt pending: consume it and idle `end_turn`;
+/// - `running`/`rescheduling` with nothing to run: idle `end_turn`.
+///
+/// Queued input is left for the next [`start`].
+pub fn recover(
+    state: &SessionState,
+    log: &[SessionRecord],
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Option<Vec<SessionRecord>>, Rejection> {
+    live(state)?;
+    let busy = matches!(state.status, Status::Running | Status::Rescheduling);
+    let steps = if busy && turn_started(log) {
+        vec![Step::Error(unknown_error(STOPPED))]
+    } else if state.interrupt.is_some() || (busy && !state.needs_turn()) {
+        Vec::new()
+    } else {
+        return Ok(None);
+    };
+    finish(state, steps, End::end_turn(ABANDONED), now, ids).map(Some)
+}

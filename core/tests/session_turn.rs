@@ -1,0 +1,574 @@
+//! Given-records / when-step / then-records-or-rejection tests of `session::turn`, the agent
+//! side of a session. One line per case, as in `session_decide.rs`: `expect` is either
+//! `"<records> => <state>"` or `"<status> <message>"`; `"none"` means nothing to write.
+
+mod support;
+
+use managed_agents_core::event::{
+    Body, ContentBlock, ErrorKind, Event, ModelUsage, StopReason, ToolUse,
+};
+use managed_agents_core::ids::EventId;
+use managed_agents_core::session::turn::{self, End, Response, Step};
+use managed_agents_core::session::{fold, Rejection, Sequential, SessionRecord, SessionState};
+use managed_agents_core::time::Timestamp;
+use serde_json::{json, Map};
+use support::*;
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(NOW)
+}
+
+fn render(state: &SessionState, result: Result<Vec<SessionRecord>, Rejection>) -> String {
+    match result {
+        Ok(records) if records.is_empty() => "none".into(),
+        Ok(records) => {
+            let mut after = state.clone();
+            records.iter().for_each(|r| after.apply(r));
+            let tokens: Vec<_> = records.iter().map(summarize_record).collect();
+            format!("{} => {}", tokens.join(", "), summarize_state(&after))
+        }
+        Err(rejection) => format!("{} {rejection}", rejection.status()),
+    }
+}
+
+fn assert_is(got: String, expect: &str) {
+    assert_eq!(got, expect, "\n  got: {got}\n want: {expect}");
+}
+
+fn check_start(given: &[SessionRecord], expect: &str) {
+    let state = fold(given);
+    let result = turn::start(&state, given, now(), &mut Sequential::default()).map(|s| s.records);
+    assert_is(render(&state, result), expect);
+}
+
+fn check(given: &[SessionRecord], when: Step, expect: &str) {
+    let state = fold(given);
+    let result = turn::record(&state, when, now(), &mut Sequential::default());
+    assert_is(render(&state, result), expect);
+}
+
+fn check_finish(given: &[SessionRecord], steps: Vec<Step>, end: End, expect: &str) {
+    let state = fold(given);
+    let result = turn::finish(&state, steps, end, now(), &mut Sequential::default());
+    assert_is(render(&state, result), expect);
+}
+
+fn check_recover(given: &[SessionRecord], expect: &str) {
+    let state = fold(given);
+    let result = turn::recover(&state, given, now(), &mut Sequential::default())
+        .map(Option::unwrap_or_default);
+    assert_is(render(&state, result), expect);
+}
+
+fn interrupt(short: &str) -> SessionRecord {
+    ev(short, 2_500, json!({"type": "user.interrupt"}))
+}
+
+fn confirmation(short: &str, tool_use: &str) -> SessionRecord {
+    ev(
+        short,
+        4_500,
+        json!({"type": "user.tool_confirmation", "tool_use_id": format!("sevt_{tool_use}"),
+               "result": "allow", "processed_at": null}),
+    )
+}
+
+fn outcome(short: &str, offset: i64) -> SessionRecord {
+    ev(
+        short,
+        offset,
+        json!({"type": "user.define_outcome", "outcome_id": "outc_01x", "description": "d",
+               "rubric": {"type": "text", "content": "r"}}),
+    )
+}
+
+fn agent_message(short: &str) -> SessionRecord {
+    ev(
+        short,
+        2_000,
+        json!({"type": "agent.message", "content": [{"type": "text", "text": "hi"}]}),
+    )
+}
+
+/// A session mid-turn: created, a message, running, the message consumed.
+fn mid_turn() -> Vec<SessionRecord> {
+    vec![created(), msg("m1"), running(), processed(&["m1"], 1_000)]
+}
+
+fn with(mut given: Vec<SessionRecord>, more: Vec<SessionRecord>) -> Vec<SessionRecord> {
+    given.extend(more);
+    given
+}
+
+fn bash_call(id: &EventId) -> (EventId, Body) {
+    let body = Body::AgentToolUse(ToolUse {
+        name: "bash".into(),
+        input: Map::new(),
+        evaluated_permission: None,
+        evaluation: None,
+        session_thread_id: None,
+    });
+    (id.clone(), body)
+}
+
+fn response(calls: Vec<(EventId, Body)>) -> Step {
+    Step::ModelResponse(Response {
+        span: eid("span1"),
+        thinking: vec![eid("th1")],
+        message: Some((eid("am1"), vec![ContentBlock::text("hello")])),
+        calls,
+        usage: ModelUsage::default(),
+    })
+}
+
+fn result(short: &str) -> Step {
+    Step::ToolResult {
+        tool_use_id: eid(short),
+        text: "ok".into(),
+        is_error: false,
+    }
+}
+
+fn requires_action(shorts: &[&str]) -> End {
+    End {
+        stop_reason: StopReason::RequiresAction {
+            event_ids: shorts.iter().map(|s| eid(s)).collect(),
+        },
+        stop_details: None,
+        why: "not run".into(),
+    }
+}
+
+// ---- start ----------------------------------------------------------------------------------
+
+#[test]
+fn start_consumes_input_and_runs() {
+    // `decide` already wrote `running` when the message arrived.
+    check_start(
+        &[created(), msg("m1"), running()],
+        "internal.inputs_processed => running",
+    );
+    // Input queued on an idle session (no `running` yet): the turn writes it.
+    check_start(
+        &[created(), msg("m1")],
+        "internal.inputs_processed, running => running",
+    );
+    check_start(
+        &[created(), msg("m1"), running(), msg("m2")],
+        // m1 is processed no later than the `running` after it, m2 now: one fact per time.
+        "internal.inputs_processed, internal.inputs_processed => running",
+    );
+}
+
+#[test]
+fn start_is_rejected_without_work() {
+    check_start(&[created()], "409 the session has nothing to run");
+    check_start(
+        &with(mid_turn(), vec![idle()]),
+        "409 the session has nothing to run",
+    );
+    check_start(
+        &[
+            created(),
+            running(),
+            tool_use("t1"),
+            requires(&["t1"]),
+            msg("m1"),
+        ],
+        "409 the session has nothing to run",
+    );
+    check_start(
+        &with(mid_turn(), vec![msg("m2"), interrupt("i1")]),
+        "409 an interrupt is pending",
+    );
+    check_start(&[], "404 session not found");
+    check_start(&[created(), msg("m1"), deleted()], "404 session not found");
+    check_start(
+        &[created(), msg("m1"), archived()],
+        "409 the session is archived",
+    );
+    check_start(
+        &[created(), msg("m1"), running(), terminated()],
+        "409 the session is terminated",
+    );
+}
+
+#[test]
+fn start_names_the_confirmations_it_consumed() {
+    let given = [
+        created(),
+        running(),
+        tool_use("t1"),
+        requires(&["t1"]),
+        confirmation("c1", "t1"),
+    ];
+    let state = fold(&given);
+    let started = turn::start(&state, &given, now(), &mut Sequential::default()).unwrap();
+    assert_eq!(started.confirmations, vec![eid("c1")]);
+    assert_is(
+        render(&state, Ok(started.records)),
+        "internal.inputs_processed, running => running",
+    );
+}
+
+/// The rendered `processed_at` of every event of `log`, in log order.
+fn processed_times(log: &[SessionRecord]) -> Vec<(String, Timestamp)> {
+    let state = fold(log);
+    log.iter()
+        .filter_map(SessionRecord::event)
+        .filter_map(|e| {
+            let at = e
+                .processed_at
+                .or_else(|| state.processed.get(&e.id).copied())?;
+            Some((e.type_name().to_owned(), at))
+        })
+        .collect()
+}
+
+fn assert_ordered(log: &[SessionRecord]) {
+    let times = processed_times(log);
+    for pair in times.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].1,
+            "processed_at goes backwards: {:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+#[test]
+fn consumed_input_is_never_processed_after_the_running_that_follows_it() {
+    // Seen: user.message processed at .475, then the status_running `decide` wrote at .472.
+    let given = vec![created(), msg("m1"), running_at("run", 1_000)];
+    let started = turn::start(&fold(&given), &given, now(), &mut Sequential::default()).unwrap();
+    let log = with(given, started.records);
+    assert_eq!(fold(&log).processed.get(&eid("m1")), Some(&at(1_000)));
+    assert_ordered(&log);
+
+    // Inputs with events of different times between them get one fact per time, in order.
+    let given = vec![
+        created(),
+        msg("m1"),
+        running_at("run", 1_000),
+        outcome("o1", 1_200),
+        msg("m2"),
+    ];
+    let started = turn::start(&fold(&given), &given, now(), &mut Sequential::default()).unwrap();
+    let tokens: Vec<_> = started.records.iter().map(summarize_record).collect();
+    assert_eq!(
+        tokens,
+        ["internal.inputs_processed", "internal.inputs_processed"]
+    );
+    let log = with(given, started.records);
+    let state = fold(&log);
+    assert_eq!(state.processed.get(&eid("m1")), Some(&at(1_000)));
+    assert_eq!(state.processed.get(&eid("m2")), Some(&now()));
+    assert_ordered(&log);
+}
+
+#[test]
+fn one_call_writes_one_time_never_before_the_log() {
+    // The wall clock went back: the records take the log's latest time instead.
+    let late = at(90_000);
+    let given = vec![created(), msg("m1"), running_at("run", 90_000)];
+    let state = fold(&given);
+    let started = turn::start(&state, &given, now(), &mut Sequential::default()).unwrap();
+    let log = with(given.clone(), started.records);
+    assert_ordered(&log);
+    let records = turn::record(
+        &fold(&log),
+        response(vec![bash_call(&eid("t1"))]),
+        now(),
+        &mut Sequential::default(),
+    )
+    .unwrap();
+    let times: Vec<_> = records
+        .iter()
+        .filter_map(|r| r.event()?.processed_at)
+        .collect();
+    assert!(times.iter().all(|t| *t == late), "{times:?}");
+    assert_ordered(&with(log, records));
+}
+
+// ---- record ---------------------------------------------------------------------------------
+
+#[test]
+fn model_steps() {
+    check(
+        &mid_turn(),
+        Step::ModelRequestStart(eid("span1")),
+        "span.model_request_start => running",
+    );
+    check(
+        &mid_turn(),
+        response(vec![bash_call(&eid("t1"))]),
+        "agent.thinking, agent.message, agent.tool_use, span.model_request_end => running",
+    );
+    check(
+        &mid_turn(),
+        response(Vec::new()),
+        "agent.thinking, agent.message, span.model_request_end => running",
+    );
+    check(
+        &mid_turn(),
+        response(vec![(eid("x"), Body::AgentThinking)]),
+        "400 calls: agent.thinking is not a tool call",
+    );
+    check(
+        &with(mid_turn(), vec![tool_use("t1")]),
+        response(vec![bash_call(&eid("t1"))]),
+        "400 calls: tool call sevt_t1 already exists",
+    );
+    check(
+        &with(mid_turn(), vec![idle()]),
+        Step::ModelRequestStart(eid("span1")),
+        "409 the session is idle, not in a turn",
+    );
+}
+
+#[test]
+fn tool_results_answer_open_builtin_calls_only() {
+    check(
+        &with(mid_turn(), vec![tool_use("t1")]),
+        result("t1"),
+        "agent.tool_result => running",
+    );
+    check(
+        &mid_turn(),
+        result("t9"),
+        "400 tool_use_id: sevt_t9 is not an open agent.tool_use",
+    );
+    check(
+        &with(mid_turn(), vec![custom_use("t1")]),
+        result("t1"),
+        "400 tool_use_id: sevt_t1 is not an open agent.tool_use",
+    );
+    check(
+        &with(
+            mid_turn(),
+            vec![
+                tool_use("t1"),
+                ev(
+                    "tr",
+                    3_500,
+                    json!({"type": "agent.tool_result", "tool_use_id": "sevt_t1", "content": null, "is_error": false}),
+                ),
+            ],
+        ),
+        result("t1"),
+        "400 tool_use_id: sevt_t1 is not an open agent.tool_use",
+    );
+}
+
+#[test]
+fn errors_reschedule_and_resume() {
+    check(
+        &mid_turn(),
+        Step::Error(turn::unknown_error("boom")),
+        "session.error => running",
+    );
+    let reschedule = Step::Reschedule {
+        span: eid("span1"),
+        kind: ErrorKind::ModelOverloadedError,
+        message: "overloaded".into(),
+    };
+    check(
+        &mid_turn(),
+        reschedule,
+        "span.model_request_end, session.error, session.status_rescheduled => rescheduling",
+    );
+    check(
+        &with(mid_turn(), vec![rescheduled()]),
+        Step::Resume,
+        "running => running",
+    );
+    check(
+        &mid_turn(),
+        Step::Resume,
+        "409 the session is not rescheduling",
+    );
+    check(
+        &with(mid_turn(), vec![rescheduled()]),
+        Step::ModelRequestStart(eid("span2")),
+        "409 the session is rescheduling, not in a turn",
+    );
+}
+
+// ---- finish ---------------------------------------------------------------------------------
+
+#[test]
+fn finish_closes_open_calls_and_goes_idle() {
+    check_finish(
+        &mid_turn(),
+        Vec::new(),
+        End::end_turn("x"),
+        "idle(end_turn) => idle",
+    );
+    check_finish(
+        &with(mid_turn(), vec![tool_use("t1")]),
+        Vec::new(),
+        End::end_turn("x"),
+        "agent.tool_result, idle(end_turn) => idle",
+    );
+    // The open call is closed, not the one the step answered.
+    check_finish(
+        &with(mid_turn(), vec![tool_use("t1"), tool_use("t2")]),
+        vec![result("t1")],
+        End::end_turn("x"),
+        "agent.tool_result, agent.tool_result, idle(end_turn) => idle",
+    );
+    // Custom calls stay open for the client; requires_action waits on its calls.
+    check_finish(
+        &with(mid_turn(), vec![tool_use("t1"), custom_use("c1")]),
+        Vec::new(),
+        requires_action(&["t1", "c1"]),
+        "idle(requires_action:t1,c1) => idle pending=t1,c1",
+    );
+    check_finish(
+        &mid_turn(),
+        Vec::new(),
+        requires_action(&["t9"]),
+        "400 stop_reason.event_ids: sevt_t9 is not an open tool call",
+    );
+    check_finish(
+        &with(mid_turn(), vec![idle()]),
+        Vec::new(),
+        End::end_turn("x"),
+        "409 the session is idle, not in a turn",
+    );
+}
+
+#[test]
+fn finish_consumes_interrupts_even_while_rescheduling() {
+    check_finish(
+        &with(mid_turn(), vec![rescheduled(), interrupt("i1")]),
+        Vec::new(),
+        End::end_turn("x"),
+        "internal.inputs_processed, idle(end_turn) => idle",
+    );
+}
+
+#[test]
+fn fail_and_interrupt() {
+    let state = fold(&mid_turn());
+    let failed = turn::fail(&state, "no vault", now(), &mut Sequential::default());
+    assert_is(
+        render(&state, failed),
+        "session.error, idle(end_turn) => idle",
+    );
+
+    let given = with(
+        mid_turn(),
+        vec![
+            ev("span1", 1_500, json!({"type": "span.model_request_start"})),
+            tool_use("t1"),
+            interrupt("i1"),
+        ],
+    );
+    let state = fold(&given);
+    let records = turn::interrupt(
+        &state,
+        Some(eid("span1")),
+        now(),
+        &mut Sequential::default(),
+    );
+    let text = records.as_ref().map(|r| tool_text(r)).ok().flatten();
+    assert_is(
+        render(&state, records),
+        "span.model_request_end, agent.tool_result, internal.inputs_processed, idle(end_turn) => idle",
+    );
+    assert_eq!(text.as_deref(), Some(turn::INTERRUPTED));
+}
+
+fn tool_text(records: &[SessionRecord]) -> Option<String> {
+    records
+        .iter()
+        .filter_map(SessionRecord::event)
+        .find_map(|e: &Event| match &e.body {
+            Body::AgentToolResult(r) => match r.content.as_ref()?.first()? {
+                ContentBlock::Text { text } => Some(text.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+}
+
+// ---- recover --------------------------------------------------------------------------------
+
+#[test]
+fn recover_abandons_a_turn_a_dead_process_started() {
+    check_recover(&mid_turn(), "session.error, idle(end_turn) => idle");
+    check_recover(
+        &with(mid_turn(), vec![tool_use("t1")]),
+        "session.error, agent.tool_result, idle(end_turn) => idle",
+    );
+    check_recover(
+        &with(mid_turn(), vec![rescheduled()]),
+        "session.error, idle(end_turn) => idle",
+    );
+    // Input queued during the dead turn stays for the next one.
+    check_recover(
+        &with(mid_turn(), vec![agent_message("a1"), msg("m2")]),
+        "session.error, idle(end_turn) => idle inputs=m2 turn",
+    );
+    // Agent events alone (no consumed input) mark a started turn too.
+    check_recover(
+        &[created(), running(), agent_message("a1")],
+        "session.error, idle(end_turn) => idle",
+    );
+    let state = fold(&mid_turn());
+    let records = turn::recover(&state, &mid_turn(), now(), &mut Sequential::default())
+        .unwrap()
+        .unwrap();
+    let message = records
+        .iter()
+        .filter_map(SessionRecord::event)
+        .find_map(|e| match &e.body {
+            Body::SessionError(e) => Some(e.error.message.clone()),
+            _ => None,
+        });
+    assert_eq!(message.as_deref(), Some(turn::STOPPED));
+    let text = tool_text(
+        &turn::recover(
+            &fold(&with(mid_turn(), vec![tool_use("t1")])),
+            &with(mid_turn(), vec![tool_use("t1")]),
+            now(),
+            &mut Sequential::default(),
+        )
+        .unwrap()
+        .unwrap(),
+    );
+    assert_eq!(text.as_deref(), Some(turn::ABANDONED));
+}
+
+#[test]
+fn recover_settles_interrupts_and_stray_running() {
+    check_recover(
+        &[created(), msg("m1"), running(), interrupt("i1")],
+        "internal.inputs_processed, idle(end_turn) => idle inputs=m1 turn",
+    );
+    check_recover(&[created(), running()], "idle(end_turn) => idle");
+}
+
+#[test]
+fn recover_leaves_sessions_that_need_nothing() {
+    // Running, but the turn never started (the process died between the send and the runner).
+    check_recover(&[created(), msg("m1"), running()], "none");
+    check_recover(&[created()], "none");
+    check_recover(&with(mid_turn(), vec![idle()]), "none");
+    // A finished turn, then new input: the next turn just runs.
+    check_recover(
+        &with(
+            mid_turn(),
+            vec![
+                agent_message("a1"),
+                idle(),
+                msg("m2"),
+                running_at("run2", 6_000),
+            ],
+        ),
+        "none",
+    );
+    check_recover(&[], "404 session not found");
+}
