@@ -5,7 +5,9 @@
 mod engine;
 pub mod mock_model;
 pub mod model;
+pub mod options;
 pub mod previews;
 pub mod runner;
 pub mod sandbox;
 pub mod tools;
+mod writer;

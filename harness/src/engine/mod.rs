@@ -28,16 +28,18 @@
 pub(crate) mod conversation;
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use managed_agents_core::agent::tools::Tool;
 use managed_agents_core::agent::tools::{builtin_domains, builtin_setting};
 use managed_agents_core::agent::{BuiltinTool, PermissionPolicy};
 use managed_agents_core::event::{
-    AgentMessage, AutoPermission, Body, Confirmation, ContentBlock, CustomToolUse, ErrorEvent,
-    ErrorKind, Evaluation, Event, ModelRequestEnd, ModelUsage, Permission, Preview, Previewed,
-    RetryStatus, SessionError, StopDetails, StopReason, TextBlock, ToolUse,
+    AutoPermission, Body, Confirmation, ContentBlock, CustomToolUse, ErrorKind, Evaluation,
+    Permission, Preview, Previewed, RetryStatus, SessionError, StopDetails, StopReason, TextBlock,
+    ToolUse,
 };
 use managed_agents_core::ids::EventId;
+use managed_agents_core::session::turn::{End, Response, Step};
 use managed_agents_core::session::SessionRecord;
 use managed_agents_core::storage::Store;
 use managed_agents_core::time::Timestamp;
@@ -45,12 +47,20 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::model::{self, Block, Endpoint, Progress, Request, Stop};
+use crate::options::Options;
 use crate::previews::Previews;
-use crate::runner::setup::Agent;
-use crate::runner::writer::{Halt, Writer};
-use crate::runner::{tool_result, Options};
 use crate::sandbox::{Network, Sandbox, Workspace};
 use crate::tools;
+use crate::writer::{Halt, Writer};
+
+/// The agent as a turn uses it: model, system prompt and tools (read from the session's agent
+/// snapshot by the runner).
+#[derive(Debug, Clone)]
+pub(crate) struct TurnAgent {
+    pub(crate) model: String,
+    pub(crate) system: Option<String>,
+    pub(crate) tools: Vec<Tool>,
+}
 
 /// Everything one turn works with.
 pub(crate) struct Turn<'a, S, X> {
@@ -59,39 +69,20 @@ pub(crate) struct Turn<'a, S, X> {
     pub(crate) http: &'a reqwest::Client,
     pub(crate) options: &'a Options,
     pub(crate) previews: &'a Previews,
-    pub(crate) agent: &'a Agent,
+    pub(crate) agent: &'a TurnAgent,
     pub(crate) endpoint: &'a Endpoint,
     pub(crate) network: Network,
     pub(crate) workspace: &'a Workspace,
     pub(crate) interrupted: watch::Receiver<bool>,
 }
 
-/// A server event created now.
-pub(crate) fn event(body: Body) -> SessionRecord {
-    let now = Timestamp::now();
-    Event::new(EventId::generate(now), now, body).into()
-}
-
-fn event_with_id(id: EventId, body: Body) -> SessionRecord {
-    Event::new(id, Timestamp::now(), body).into()
-}
-
-fn error(kind: ErrorKind, message: String, retry_status: RetryStatus) -> SessionRecord {
-    event(Body::SessionError(ErrorEvent {
-        error: SessionError {
-            kind,
-            message,
-            retry_status,
-        },
-    }))
-}
-
-fn span_end(start: &EventId, usage: ModelUsage, is_error: bool) -> SessionRecord {
-    event(Body::SpanModelRequestEnd(ModelRequestEnd {
-        model_request_start_id: start.clone(),
-        model_usage: usage,
-        is_error: Some(is_error),
-    }))
+/// The step answering built-in call `id` with `text`.
+fn tool_result(id: EventId, text: impl Into<String>, is_error: bool) -> Step {
+    Step::ToolResult {
+        tool_use_id: id,
+        text: text.into(),
+        is_error,
+    }
 }
 
 /// Awaits `future` unless an interrupt comes first.
@@ -124,7 +115,7 @@ enum Call {
 }
 
 /// What ended the model loop (other than a halt).
-enum End {
+enum Ended {
     Idle(StopReason, Option<StopDetails>),
     /// Already idle (the failure path wrote its own idle).
     Done,
@@ -137,25 +128,16 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         let mut open_span = None;
         let result = self.drive(confirmations, &mut open_span).await;
         match result {
-            Ok(End::Idle(reason, details)) => {
-                self.writer
-                    .finish(Vec::new(), "The tool call did not run.", reason, details)
-                    .await
+            Ok(Ended::Idle(stop_reason, stop_details)) => {
+                let end = End {
+                    stop_reason,
+                    stop_details,
+                    why: "The tool call did not run.".into(),
+                };
+                self.writer.finish(Vec::new(), end).await
             }
-            Ok(End::Done) => Ok(()),
-            Err(Halt::Interrupted) => {
-                let extra = open_span
-                    .map(|start| vec![span_end(&start, ModelUsage::default(), true)])
-                    .unwrap_or_default();
-                self.writer
-                    .finish(
-                        extra,
-                        "Interrupted by the user before the tool call finished.",
-                        StopReason::EndTurn,
-                        None,
-                    )
-                    .await
-            }
+            Ok(Ended::Done) => Ok(()),
+            Err(Halt::Interrupted) => self.writer.interrupted(open_span).await,
             Err(gone) => Err(gone),
         }
     }
@@ -164,7 +146,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         &mut self,
         confirmations: Vec<EventId>,
         open_span: &mut Option<EventId>,
-    ) -> Result<End, Halt> {
+    ) -> Result<Ended, Halt> {
         self.settle(confirmations).await?;
         let specs = tools::specs(&self.agent.tools);
         let mut requests = 0;
@@ -172,16 +154,16 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             requests += 1;
             if requests > self.options.max_model_requests_per_turn {
                 self.writer
-                    .emit(vec![error(
-                        ErrorKind::ToolUseLimitReachedError,
-                        format!(
+                    .record(Step::Error(SessionError {
+                        kind: ErrorKind::ToolUseLimitReachedError,
+                        message: format!(
                             "the turn made {} model requests without finishing; stopping",
                             self.options.max_model_requests_per_turn
                         ),
-                        RetryStatus::Terminal,
-                    )])
+                        retry_status: RetryStatus::Terminal,
+                    }))
                     .await?;
-                return Ok(End::Idle(StopReason::EndTurn, None));
+                return Ok(Ended::Idle(StopReason::EndTurn, None));
             }
             let conversation = conversation::build(&self.writer.loaded.records);
             let mut system = self.agent.system.clone().unwrap_or_default();
@@ -199,69 +181,66 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 messages: &conversation.messages,
             };
             let Some((start, response)) = self.call(&request, open_span).await? else {
-                return Ok(End::Done);
+                return Ok(Ended::Done);
             };
 
             // The response's events, in one append.
-            let mut records = Vec::new();
+            let mut thinking = Vec::new();
+            let mut uses = Vec::new();
             let mut calls = Vec::new();
             let mut texts = Vec::new();
-            let mut thinking = response.thinking_ids.into_iter();
+            let mut thinking_ids = response.thinking_ids.into_iter();
             for block in &response.response.blocks {
                 match block {
-                    Block::Thinking => records.push(event_with_id(
-                        thinking
+                    Block::Thinking => thinking.push(
+                        thinking_ids
                             .next()
                             .unwrap_or_else(|| EventId::generate(Timestamp::now())),
-                        Body::AgentThinking,
-                    )),
+                    ),
                     Block::Text(text) => texts.push(ContentBlock::text(text.clone())),
                     Block::ToolUse { .. } => {}
                 }
             }
-            if !texts.is_empty() {
-                records.push(event_with_id(
-                    response.message_id.clone(),
-                    Body::AgentMessage(AgentMessage { content: texts }),
-                ));
-            }
+            let message = (!texts.is_empty()).then(|| (response.message_id.clone(), texts));
             for block in response.response.blocks {
                 let Block::ToolUse { name, input } = block else {
                     continue;
                 };
                 let id = EventId::generate(Timestamp::now());
-                let (record, call) = self.tool_use(id.clone(), name, input.clone());
-                records.push(record);
+                let (body, call) = self.tool_use(name, input.clone());
+                uses.push((id.clone(), body));
                 calls.push((id, call, input));
             }
-            records.push(span_end(&start, response.response.usage, false));
-            self.writer.emit(records).await?;
+            self.writer
+                .record(Step::ModelResponse(Response {
+                    span: start,
+                    thinking,
+                    message,
+                    calls: uses,
+                    usage: response.response.usage,
+                }))
+                .await?;
             *open_span = None;
 
             let mut waiting = Vec::new();
             for (id, call, input) in calls {
                 match call {
                     Call::Run(tool) => self.run_tool(&id, tool, &input).await?,
-                    Call::Refuse(why) => {
-                        let now = Timestamp::now();
-                        self.writer
-                            .emit(vec![tool_result(id, &why, true, now)])
-                            .await?;
-                    }
+                    Call::Refuse(why) => self.writer.record(tool_result(id, why, true)).await?,
                     Call::Wait => waiting.push(id),
                 }
             }
             if !waiting.is_empty() {
-                return Ok(End::Idle(
+                return Ok(Ended::Idle(
                     StopReason::RequiresAction { event_ids: waiting },
                     None,
                 ));
             }
             match response.response.stop {
                 Stop::ToolUse | Stop::PauseTurn => {}
-                Stop::EndTurn => return Ok(End::Idle(StopReason::EndTurn, None)),
+                Stop::EndTurn => return Ok(Ended::Idle(StopReason::EndTurn, None)),
                 Stop::Refusal(explanation) => {
-                    return Ok(End::Idle(
+                    return Ok(Ended::Idle(
                         StopReason::Refusal,
                         Some(StopDetails::Refusal {
                             category: None,
@@ -295,9 +274,8 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     Some(tool) => self.run_tool(&c.tool_use_id, tool, &call.input).await?,
                     None => {
                         let why = format!("no tool named {} is available", call.name);
-                        let now = Timestamp::now();
                         self.writer
-                            .emit(vec![tool_result(c.tool_use_id.clone(), &why, true, now)])
+                            .record(tool_result(c.tool_use_id.clone(), why, true))
                             .await?
                     }
                 },
@@ -306,9 +284,8 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                         Some(message) => format!("The user denied this tool call: {message}"),
                         None => "The user denied this tool call.".to_owned(),
                     };
-                    let now = Timestamp::now();
                     self.writer
-                        .emit(vec![tool_result(c.tool_use_id.clone(), &text, true, now)])
+                        .record(tool_result(c.tool_use_id.clone(), text, true))
                         .await?;
                 }
             }
@@ -316,20 +293,15 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         Ok(())
     }
 
-    /// The `agent.tool_use` / `agent.custom_tool_use` event for a call, and how to handle it.
-    fn tool_use(
-        &self,
-        id: EventId,
-        name: String,
-        input: Map<String, Value>,
-    ) -> (SessionRecord, Call) {
+    /// The `agent.tool_use` / `agent.custom_tool_use` body for a call, and how to handle it.
+    fn tool_use(&self, name: String, input: Map<String, Value>) -> (Body, Call) {
         if tools::is_custom(&self.agent.tools, &name) {
             let body = Body::AgentCustomToolUse(CustomToolUse {
                 name,
                 input,
                 session_thread_id: None,
             });
-            return (event_with_id(id, body), Call::Wait);
+            return (body, Call::Wait);
         }
         let setting = BuiltinTool::parse(&name)
             .and_then(|tool| Some((tool, builtin_setting(&self.agent.tools, tool)?)))
@@ -365,7 +337,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             evaluation,
             session_thread_id: None,
         });
-        (event_with_id(id, body), call)
+        (body, call)
     }
 
     async fn run_tool(
@@ -387,14 +359,8 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             ),
         )
         .await?;
-        let now = Timestamp::now();
         self.writer
-            .emit(vec![tool_result(
-                id.clone(),
-                &output.text,
-                output.is_error,
-                now,
-            )])
+            .record(tool_result(id.clone(), output.text, output.is_error))
             .await
     }
 
@@ -411,10 +377,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         loop {
             let start = EventId::generate(Timestamp::now());
             self.writer
-                .emit(vec![event_with_id(
-                    start.clone(),
-                    Body::SpanModelRequestStart,
-                )])
+                .record(Step::ModelRequestStart(start.clone()))
                 .await?;
             *open_span = Some(start.clone());
             let result = interruptible(&self.interrupted, self.stream(request)).await?;
@@ -431,16 +394,14 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 attempt += 1;
                 tracing::info!(session = %self.writer.id(), attempt, ?delay, error = %failure.message, "retrying model request");
                 self.writer
-                    .emit(vec![
-                        span_end(&start, ModelUsage::default(), true),
-                        error(failure.kind, failure.message, RetryStatus::Retrying),
-                        event(Body::SessionStatusRescheduled),
-                    ])
+                    .record(Step::Reschedule {
+                        span: start,
+                        kind: failure.kind,
+                        message: failure.message,
+                    })
                     .await?;
                 interruptible(&self.interrupted, tokio::time::sleep(delay)).await?;
-                self.writer
-                    .emit(vec![event(Body::SessionStatusRunning)])
-                    .await?;
+                self.writer.record(Step::Resume).await?;
                 continue;
             }
             let (status, reason) = if failure.retryable {
@@ -449,16 +410,18 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 (RetryStatus::Terminal, StopReason::EndTurn)
             };
             tracing::warn!(session = %self.writer.id(), error = %failure.message, ?status, "model request failed");
+            let error = SessionError {
+                kind: failure.kind,
+                message: failure.message,
+                retry_status: status,
+            };
+            let end = End {
+                stop_reason: reason,
+                stop_details: None,
+                why: "The tool call did not run: the model request failed.".into(),
+            };
             self.writer
-                .finish(
-                    vec![
-                        span_end(&start, ModelUsage::default(), true),
-                        error(failure.kind, failure.message, status),
-                    ],
-                    "The tool call did not run: the model request failed.",
-                    reason,
-                    None,
-                )
+                .finish(vec![Step::SpanFailed(start), Step::Error(error)], end)
                 .await?;
             return Ok(None);
         }
@@ -537,39 +500,4 @@ pub(crate) struct Streamed {
     response: model::Response,
     message_id: EventId,
     thinking_ids: Vec<EventId>,
-}
-
-/// Exponential backoff for transient model failures.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// The first delay.
-    pub initial: Duration,
-    /// The longest computed delay (a longer `retry-after` is still honoured).
-    pub max_delay: Duration,
-    /// Retries after the first attempt.
-    pub max_retries: u32,
-    /// Give up once waiting more would exceed this since the first attempt.
-    pub max_total: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_secs(1),
-            max_delay: Duration::from_secs(30),
-            max_retries: 8,
-            max_total: Duration::from_secs(300),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before retry `attempt + 1`: `initial · 2^attempt`, capped, with ±20% jitter.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let base = self
-            .initial
-            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
-            .min(self.max_delay);
-        base.mul_f64(0.8 + 0.4 * fastrand::f64())
-    }
 }

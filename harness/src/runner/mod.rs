@@ -40,7 +40,6 @@
 //! terminal `session.error` (`unknown_error`) and idle `end_turn`, never a hang.
 
 pub(crate) mod setup;
-pub(crate) mod writer;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -49,88 +48,44 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use managed_agents_core::event::{
-    AgentToolResult, Body, ContentBlock, ErrorEvent, ErrorKind, Event, RetryStatus, SessionError,
-    StopReason,
-};
-use managed_agents_core::ids::{EventId, SessionId};
+use managed_agents_core::event::Body;
+use managed_agents_core::ids::SessionId;
 use managed_agents_core::session::log;
-use managed_agents_core::session::{Fact, InputKind, SessionRecord, Status};
+use managed_agents_core::session::turn::{self, End};
+use managed_agents_core::session::{SessionRecord, Status};
 use managed_agents_core::storage::{self, CatalogQuery, Kind, Order, Store, StreamId};
-use managed_agents_core::time::Timestamp;
 use managed_agents_core::vault::SealedSecret;
 use tokio::sync::watch;
 
-pub use crate::engine::Backoff;
+pub use crate::options::{Backoff, Options};
 pub use setup::{BASE_URL_KEY, ENGINE_KEY, ROLE_KEY};
 
-use crate::engine::{self, Turn};
+use crate::engine::Turn;
 use crate::previews::Previews;
-use crate::sandbox::{Sandbox, Workspaces};
-use crate::tools;
+use crate::sandbox::Sandbox;
+use crate::writer::{Halt, Writer};
 use setup::Engine;
-use writer::{Halt, Writer};
 
 /// Opens sealed vault secrets (the server's sealing key lives in the server). Implemented for
 /// any `Fn(&SealedSecret) -> Option<String>`.
-pub trait Secrets: Send + Sync + 'static {
+pub trait SecretOpener: Send + Sync + 'static {
     /// The plaintext of `sealed`, or `None` when it cannot be opened.
-    fn unseal(&self, sealed: &SealedSecret) -> Option<String>;
+    fn open(&self, sealed: &SealedSecret) -> Option<String>;
 }
 
-impl<F> Secrets for F
+impl<F> SecretOpener for F
 where
     F: Fn(&SealedSecret) -> Option<String> + Send + Sync + 'static,
 {
-    fn unseal(&self, sealed: &SealedSecret) -> Option<String> {
+    fn open(&self, sealed: &SealedSecret) -> Option<String> {
         self(sealed)
-    }
-}
-
-/// How the runner behaves.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Where session workspaces live (`<data dir>/workspaces`).
-    pub workspaces: Workspaces,
-    /// Retry policy for transient model failures.
-    pub backoff: Backoff,
-    /// `max_tokens` of every model request.
-    pub max_tokens: u32,
-    /// Tool output and timeout caps.
-    pub tools: tools::Limits,
-    /// The Messages API base URL when the LLM vault names none.
-    pub anthropic_base_url: String,
-    /// The Responses API base URL when the LLM vault names none.
-    pub openai_base_url: String,
-    /// Longest time one model request (the whole stream) may take.
-    pub request_timeout: Duration,
-    /// Model requests one turn may make before it is stopped.
-    pub max_model_requests_per_turn: u32,
-    /// The model endpoints LLM vaults may point at (`serve --llm-endpoint-allow`); empty: any.
-    pub llm_endpoints: crate::model::AllowList,
-}
-
-impl Options {
-    /// Defaults, with workspaces under `workspaces`.
-    pub fn new(workspaces: Workspaces) -> Self {
-        Self {
-            workspaces,
-            backoff: Backoff::default(),
-            max_tokens: 8192,
-            tools: tools::Limits::default(),
-            anthropic_base_url: "https://api.anthropic.com".into(),
-            openai_base_url: "https://api.openai.com".into(),
-            request_timeout: Duration::from_secs(600),
-            max_model_requests_per_turn: 200,
-            llm_endpoints: crate::model::AllowList::default(),
-        }
     }
 }
 
 struct Inner<S, X> {
     store: S,
     sandbox: X,
-    secrets: Box<dyn Secrets>,
+    secrets: Box<dyn SecretOpener>,
     options: Options,
     previews: Previews,
     http: reqwest::Client,
@@ -169,7 +124,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
     /// A runner over `store`, running tools in `sandbox`.
-    pub fn new(store: S, sandbox: X, secrets: impl Secrets, options: Options) -> Self {
+    pub fn new(store: S, sandbox: X, secrets: impl SecretOpener, options: Options) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
             .build()
@@ -310,57 +265,6 @@ async fn list_all<S: Store>(
     }
 }
 
-/// An `agent.tool_result` answering `tool_use_id` with `text`.
-pub(crate) fn tool_result(
-    tool_use_id: EventId,
-    text: &str,
-    is_error: bool,
-    now: Timestamp,
-) -> SessionRecord {
-    Event::new(
-        EventId::generate(now),
-        now,
-        Body::AgentToolResult(AgentToolResult {
-            tool_use_id,
-            content: Some(vec![ContentBlock::text(text)]),
-            is_error: Some(is_error),
-        }),
-    )
-    .into()
-}
-
-fn unknown_error(message: impl Into<String>) -> SessionRecord {
-    engine::event(Body::SessionError(ErrorEvent {
-        error: SessionError {
-            kind: ErrorKind::UnknownError,
-            message: message.into(),
-            retry_status: RetryStatus::Terminal,
-        },
-    }))
-}
-
-/// Whether the current turn of a running session had started (see "Recovery").
-fn started(records: &[SessionRecord]) -> bool {
-    let since_idle = records
-        .iter()
-        .rposition(|r| matches!(r.event().map(|e| &e.body), Some(Body::SessionStatusIdle(_))))
-        .map_or(0, |i| i + 1);
-    records[since_idle..].iter().any(|r| match r {
-        SessionRecord::Fact(Fact::InputsProcessed { .. }) => true,
-        SessionRecord::Fact(_) => false,
-        SessionRecord::Event(e) => {
-            let t = e.type_name();
-            t.starts_with("agent.")
-                || t.starts_with("span.")
-                || t == "session.error"
-                || t == "session.status_rescheduled"
-        }
-    })
-}
-
-const RESTARTED: &str =
-    "The tool call did not run to completion: the server stopped during the turn.";
-
 /// Drives one session until it has nothing left to do.
 async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
     loop {
@@ -373,34 +277,18 @@ async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
             }
         };
         let state = &loaded.state;
-        let busy = matches!(state.status, Status::Running | Status::Rescheduling);
-        let mut writer = Writer::new(inner.store.clone(), loaded);
-        let ended = if busy && started(&writer.loaded.records) {
-            tracing::warn!(session = %id, "recovering a turn cut short by a stopped server");
-            writer
-                .finish(
-                    vec![unknown_error(
-                        "the server stopped while this turn was running; the turn was abandoned \
-                         (send a new message to continue)",
-                    )],
-                    RESTARTED,
-                    StopReason::EndTurn,
-                    None,
-                )
-                .await
-        } else if writer.loaded.state.interrupt.is_some() {
-            writer
-                .finish(Vec::new(), RESTARTED, StopReason::EndTurn, None)
-                .await
-        } else if writer.loaded.state.needs_turn() {
-            turn(inner, writer).await
-        } else if busy {
-            // Running with nothing to do: settle the status rather than leave it running.
-            writer
-                .finish(Vec::new(), RESTARTED, StopReason::EndTurn, None)
-                .await
-        } else {
+        if state.archived_at.is_some() || state.status == Status::Terminated {
             return;
+        }
+        let mut writer = Writer::new(inner.store.clone(), loaded);
+        let ended = match writer.recover().await {
+            Ok(true) => {
+                tracing::info!(session = %id, "settled a session no turn was running for");
+                Ok(())
+            }
+            Ok(false) if writer.loaded.state.needs_turn() => turn(inner, writer).await,
+            Ok(false) => return,
+            Err(halt) => Err(halt),
         };
         match ended {
             Ok(()) | Err(Halt::Interrupted) => {}
@@ -448,48 +336,23 @@ async fn turn<S: Store, X: Sandbox>(
         tx,
     )));
 
-    let state = &writer.loaded.state;
-    let now = Timestamp::now();
-    let inputs: Vec<_> = state
-        .pending_input()
-        .iter()
-        .filter(|i| i.kind != InputKind::Interrupt)
-        .cloned()
-        .collect();
-    let confirmations = inputs
-        .iter()
-        .filter(|i| i.kind == InputKind::ToolConfirmation)
-        .map(|i| i.id.clone())
-        .collect();
-    let mut records = vec![SessionRecord::inputs_processed(
-        inputs.into_iter().map(|i| i.id).collect(),
-        now,
-    )];
-    if state.status != Status::Running {
-        records.push(Event::new(EventId::generate(now), now, Body::SessionStatusRunning).into());
-    }
-    match writer.emit(records).await {
-        Ok(()) => {}
+    let confirmations = match writer.start().await {
+        Ok(confirmations) => confirmations,
         Err(Halt::Interrupted) => {
             return writer
-                .finish(Vec::new(), RESTARTED, StopReason::EndTurn, None)
+                .finish(Vec::new(), End::end_turn(turn::ABANDONED))
                 .await
         }
         Err(gone) => return Err(gone),
-    }
+    };
 
-    let fail = |message: String| vec![unknown_error(message)];
     let created = writer.loaded.state.config.clone();
     let Some(created) = created else {
         return Err(Halt::Gone("session without configuration".into()));
     };
     let agent = match setup::agent(&writer.loaded.state.agent) {
         Ok(agent) => agent,
-        Err(message) => {
-            return writer
-                .finish(fail(message), RESTARTED, StopReason::EndTurn, None)
-                .await
-        }
+        Err(message) => return writer.fail(message).await,
     };
     let (engine, endpoint) = match setup::llm(
         &inner.store,
@@ -505,32 +368,22 @@ async fn turn<S: Store, X: Sandbox>(
                                sandbox0.managed_agents.role = llm and a static_bearer credential \
                                without mcp_server_url holding the model API key"
                 .to_owned();
-            return writer
-                .finish(fail(message), RESTARTED, StopReason::EndTurn, None)
-                .await;
+            return writer.fail(message).await;
         }
-        Err(message) => {
-            return writer
-                .finish(fail(message), RESTARTED, StopReason::EndTurn, None)
-                .await
-        }
+        Err(message) => return writer.fail(message).await,
     };
     if let Engine::Unavailable(name) = &engine {
         let message = format!(
             "the {name:?} engine is not available on this server yet; set the LLM vault's \
              sandbox0.managed_agents.engine to native or openai-agents"
         );
-        return writer
-            .finish(fail(message), RESTARTED, StopReason::EndTurn, None)
-            .await;
+        return writer.fail(message).await;
     }
     let workspace = match inner.options.workspaces.create(id.as_str()).await {
         Ok(workspace) => workspace,
         Err(e) => {
             let message = format!("the session workspace cannot be prepared: {e}");
-            return writer
-                .finish(fail(message), RESTARTED, StopReason::EndTurn, None)
-                .await;
+            return writer.fail(message).await;
         }
     };
     let network = setup::network(&inner.store, &created.environment_id).await;

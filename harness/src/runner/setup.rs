@@ -15,7 +15,6 @@
 //! either way no request is made and the session gets a `session.error` naming the fix, never
 //! a secret.
 
-use managed_agents_core::agent::tools::Tool;
 use managed_agents_core::environment::{self, Config, Networking};
 use managed_agents_core::ids::{EnvironmentId, VaultId};
 use managed_agents_core::session::Created;
@@ -23,8 +22,10 @@ use managed_agents_core::storage::{self, CatalogQuery, Kind, Order, Store, Strea
 use managed_agents_core::vault::{self, credential};
 use serde_json::Value;
 
-use super::{Options, Secrets};
+use super::SecretOpener;
+use crate::engine::TurnAgent;
 use crate::model::{Endpoint, Provider};
+use crate::options::Options;
 use crate::sandbox::Network;
 
 /// Vault metadata naming the vault's role.
@@ -33,14 +34,6 @@ pub const ROLE_KEY: &str = vault::ROLE_KEY;
 pub const ENGINE_KEY: &str = vault::ENGINE_KEY;
 /// Vault metadata naming the model endpoint.
 pub const BASE_URL_KEY: &str = vault::LLM_BASE_URL_KEY;
-
-/// The agent as a turn uses it.
-#[derive(Debug, Clone)]
-pub(crate) struct Agent {
-    pub(crate) model: String,
-    pub(crate) system: Option<String>,
-    pub(crate) tools: Vec<Tool>,
-}
 
 /// Which engine drives the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +47,7 @@ pub(crate) enum Engine {
 }
 
 /// Reads the agent snapshot stored with the session.
-pub(crate) fn agent(snapshot: &Value) -> Result<Agent, String> {
+pub(crate) fn agent(snapshot: &Value) -> Result<TurnAgent, String> {
     let model = match snapshot.get("model") {
         Some(Value::String(id)) => id.clone(),
         Some(model) => model
@@ -73,7 +66,7 @@ pub(crate) fn agent(snapshot: &Value) -> Result<Agent, String> {
         Some(tools) => serde_json::from_value(tools.clone())
             .map_err(|e| format!("the session's agent tools cannot be read: {e}"))?,
     };
-    Ok(Agent {
+    Ok(TurnAgent {
         model,
         system,
         tools,
@@ -89,7 +82,7 @@ async fn read<S: Store>(store: &S, id: &str) -> Result<Vec<storage::Record>, Str
 /// Finds the LLM vault and its token. `Ok(None)`: the session has no LLM vault.
 pub(crate) async fn llm<S: Store>(
     store: &S,
-    secrets: &dyn Secrets,
+    secrets: &dyn SecretOpener,
     options: &Options,
     created: &Created,
 ) -> Result<Option<(Engine, Endpoint)>, String> {
@@ -184,7 +177,7 @@ async fn credentials<S: Store>(
 /// The model API key of the LLM vault (see the module header for which credential that is).
 async fn token<S: Store>(
     store: &S,
-    secrets: &dyn Secrets,
+    secrets: &dyn SecretOpener,
     vault: &vault::Vault,
 ) -> Result<String, String> {
     let vault_id: &VaultId = &vault.id;
@@ -197,7 +190,7 @@ async fn token<S: Store>(
             rebind.get_or_insert(credential.id);
             continue;
         }
-        return secrets.unseal(token).ok_or_else(|| {
+        return secrets.open(token).ok_or_else(|| {
             format!(
                 "the token of credential {} in LLM vault {vault_id} cannot be decrypted",
                 credential.id

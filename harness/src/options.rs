@@ -1,0 +1,86 @@
+//! How the runner and its turns behave: [`Options`] (workspaces, model request limits, tool
+//! limits, default endpoints, the endpoint allow-list) and the model retry [`Backoff`].
+//!
+//! Its own module so the runner (which holds the options) and the engine (which reads them in
+//! every turn) both depend on it and not on each other.
+
+use std::time::Duration;
+
+use crate::model::AllowList;
+use crate::sandbox::Workspaces;
+use crate::tools;
+
+/// How the runner behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where session workspaces live (`<data dir>/workspaces`).
+    pub workspaces: Workspaces,
+    /// Retry policy for transient model failures.
+    pub backoff: Backoff,
+    /// `max_tokens` of every model request.
+    pub max_tokens: u32,
+    /// Tool output and timeout caps.
+    pub tools: tools::Limits,
+    /// The Messages API base URL when the LLM vault names none.
+    pub anthropic_base_url: String,
+    /// The Responses API base URL when the LLM vault names none.
+    pub openai_base_url: String,
+    /// Longest time one model request (the whole stream) may take.
+    pub request_timeout: Duration,
+    /// Model requests one turn may make before it is stopped.
+    pub max_model_requests_per_turn: u32,
+    /// The model endpoints LLM vaults may point at (`serve --llm-endpoint-allow`); empty: any.
+    pub llm_endpoints: AllowList,
+}
+
+impl Options {
+    /// Defaults, with workspaces under `workspaces`.
+    pub fn new(workspaces: Workspaces) -> Self {
+        Self {
+            workspaces,
+            backoff: Backoff::default(),
+            max_tokens: 8192,
+            tools: tools::Limits::default(),
+            anthropic_base_url: "https://api.anthropic.com".into(),
+            openai_base_url: "https://api.openai.com".into(),
+            request_timeout: Duration::from_secs(600),
+            max_model_requests_per_turn: 200,
+            llm_endpoints: AllowList::default(),
+        }
+    }
+}
+
+/// Exponential backoff for transient model failures.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// The first delay.
+    pub initial: Duration,
+    /// The longest computed delay (a longer `retry-after` is still honoured).
+    pub max_delay: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Give up once waiting more would exceed this since the first attempt.
+    pub max_total: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            max_retries: 8,
+            max_total: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry `attempt + 1`: `initial · 2^attempt`, capped, with ±20% jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self
+            .initial
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+            .min(self.max_delay);
+        base.mul_f64(0.8 + 0.4 * fastrand::f64())
+    }
+}
