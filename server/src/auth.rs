@@ -1,22 +1,38 @@
 //! Authentication: the [`Auth`] extractor resolves `x-api-key` or `Authorization: Bearer` to
-//! the key's workspace, or rejects the request with 401 in the envelope.
+//! the key's typed workspace, or rejects the request with 401 in the envelope.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 
+use managed_agents_core::ids::WorkspaceId;
+
 use crate::error::Error;
-use crate::keys::{self, Principal};
+use crate::keys;
 use crate::state::AppState;
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
-pub struct Auth(pub Principal);
+pub struct Auth {
+    /// The key used (`apikey_…`).
+    pub key_id: String,
+    workspace: WorkspaceId,
+}
 
 impl Auth {
+    /// The caller of key `key_id` acting in `workspace`.
+    pub fn new(key_id: String, workspace: WorkspaceId) -> Self {
+        Self { key_id, workspace }
+    }
+
     /// The workspace every object of this request belongs to.
-    pub fn workspace(&self) -> &str {
-        &self.0.workspace
+    pub fn workspace(&self) -> &WorkspaceId {
+        &self.workspace
+    }
+
+    /// Whether `workspace` (as an object or catalog entry stores it) is the caller's.
+    pub fn owns(&self, workspace: &str) -> bool {
+        self.workspace.as_str() == workspace
     }
 }
 
@@ -39,8 +55,8 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(principal) = parts.extensions.get::<Principal>() {
-            return Ok(Self(principal.clone()));
+        if let Some(auth) = parts.extensions.get::<Auth>() {
+            return Ok(auth.clone());
         }
         let Some(key) = presented_key(&parts.headers) else {
             return Err(Error::Unauthenticated(
@@ -52,7 +68,11 @@ impl FromRequestParts<AppState> for Auth {
             .map_err(|e| Error::Internal(e.to_string()))?
             .ok_or_else(|| Error::Unauthenticated("invalid x-api-key".to_owned()))?;
         tracing::Span::current().record("workspace", principal.workspace.as_str());
-        parts.extensions.insert(principal.clone());
-        Ok(Self(principal))
+        let workspace = WorkspaceId::parse(&principal.workspace).map_err(|e| {
+            Error::Internal(format!("key {}: stored workspace: {e}", principal.key_id))
+        })?;
+        let auth = Self::new(principal.key_id, workspace);
+        parts.extensions.insert(auth.clone());
+        Ok(auth)
     }
 }

@@ -184,7 +184,7 @@ pub enum Error {
     Listen(String),
     /// `--secret-key` is malformed.
     #[error("--secret-key: {0}")]
-    SecretKey(crate::secrets::Error),
+    SecretKey(crate::sealer::Error),
     /// `--ping-seconds` out of range.
     #[error("--ping-seconds {0}: must be between 1 and 3600")]
     Ping(u64),
@@ -242,7 +242,7 @@ pub struct ServeConfig {
     /// The backend.
     pub storage: StorageKind,
     /// The explicit secret key, if given.
-    pub secrets: Option<crate::secrets::Secrets>,
+    pub sealer: Option<crate::sealer::Sealer>,
     /// The bootstrap key, if given.
     pub bootstrap_key: Option<String>,
     /// SSE ping interval.
@@ -266,10 +266,10 @@ impl ServeArgs {
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::DataDir(self.data_dir.display().to_string()));
         }
-        let secrets = self
+        let sealer = self
             .secret_key
             .as_deref()
-            .map(crate::secrets::Secrets::from_text)
+            .map(crate::sealer::Sealer::from_text)
             .transpose()
             .map_err(Error::SecretKey)?;
         if !(1..=3600).contains(&self.ping_seconds) {
@@ -297,7 +297,7 @@ impl ServeArgs {
             listen,
             data_dir: self.data_dir,
             storage: self.storage,
-            secrets,
+            sealer,
             bootstrap_key: self.bootstrap_key.filter(|k| !k.is_empty()),
             ping_interval: std::time::Duration::from_secs(self.ping_seconds),
             runner: self.runner,

@@ -9,7 +9,7 @@ use managed_agents_server::blobs::Blobs;
 use managed_agents_server::config::{
     Cli, Command, KeysCommand, RunnerMode, ServeConfig, StorageKind,
 };
-use managed_agents_server::secrets::Secrets;
+use managed_agents_server::sealer::Sealer;
 use managed_agents_server::{app, keys, AnyStore, AppState};
 use managed_agents_storage_memory::MemoryStore;
 use tracing_subscriber::EnvFilter;
@@ -82,15 +82,15 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ),
     }
     let store = open_store(config.storage, &config.data_dir)?;
-    let (secrets, blobs) = match config.storage {
+    let (sealer, blobs) = match config.storage {
         StorageKind::Memory => (
-            config.secrets.map_or_else(Secrets::ephemeral, Ok)?,
+            config.sealer.map_or_else(Sealer::ephemeral, Ok)?,
             Blobs::memory(),
         ),
         StorageKind::Rocksdb => (
-            match config.secrets {
-                Some(secrets) => secrets,
-                None => Secrets::load_or_generate(&config.data_dir)?,
+            match config.sealer {
+                Some(sealer) => sealer,
+                None => Sealer::load_or_generate(&config.data_dir)?,
             },
             Blobs::Dir(config.data_dir.join("files")),
         ),
@@ -123,7 +123,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         RunnerMode::On => {
             start_runner(
                 &store,
-                &secrets,
+                &sealer,
                 &workspaces,
                 sandbox_options(config.sandbox_uids, config.sandbox_tmp_bytes),
                 config.llm_endpoints.clone(),
@@ -132,10 +132,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
         RunnerMode::Off => None,
     };
-    let (mut state, shutdown) = AppState::new(store, secrets, blobs);
+    let (mut state, shutdown) = AppState::new(store, sealer, blobs);
     state.ping_interval = config.ping_interval;
     if let Some(runner) = &runner {
-        state.harness = managed_agents_server::state::Harness {
+        state.runner = managed_agents_server::state::RunnerHooks {
             notifier: runner.notifier(),
             previews: runner.previews(),
             workspaces: Some(workspaces.clone()),
@@ -173,7 +173,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 /// uid range or machine fails the start-up instead of every tool call.
 async fn start_runner(
     store: &AnyStore,
-    secrets: &Secrets,
+    sealer: &Sealer,
     workspaces: &managed_agents_harness::sandbox::Workspaces,
     sandbox_options: managed_agents_harness::sandbox::Options,
     llm_endpoints: managed_agents_harness::model::AllowList,
@@ -213,8 +213,8 @@ async fn start_runner(
         )
     })?;
     let unseal = {
-        let secrets = secrets.clone();
-        move |sealed: &managed_agents_core::vault::SealedSecret| secrets.open_text(sealed).ok()
+        let sealer = sealer.clone();
+        move |sealed: &managed_agents_core::vault::SealedSecret| sealer.open_text(sealed).ok()
     };
     let mut options = Options::new(workspaces.clone());
     options.llm_endpoints = llm_endpoints;

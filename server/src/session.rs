@@ -34,22 +34,17 @@ impl From<log::Error> for Error {
     }
 }
 
-fn parse(id: &str) -> Result<SessionId> {
-    tracing::Span::current().record("session_id", id);
-    SessionId::parse(id).map_err(|_| Error::not_found("session", id))
-}
-
 /// The current head (folded state and version) of session `id` of the caller's workspace (404
 /// otherwise, and for deleted sessions). Served from the in-memory heads, caught up with the log.
-pub async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<Head> {
-    let head = state.heads.read(&state.store, &parse(id)?).await?;
+pub async fn load(state: &AppState, auth: &Auth, id: &SessionId) -> Result<Head> {
+    let head = state.heads.read(&state.store, id).await?;
     let owned = head
         .state
         .config
         .as_ref()
-        .is_some_and(|c| c.workspace.as_str() == auth.workspace());
+        .is_some_and(|c| &c.workspace == auth.workspace());
     if !owned {
-        return Err(Error::not_found("session", id));
+        return Err(Error::not_found("session", id.as_str()));
     }
     Ok(head)
 }
@@ -58,7 +53,7 @@ pub async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<Head> {
 pub async fn commit(
     state: &AppState,
     auth: &Auth,
-    id: &str,
+    id: &SessionId,
     command: impl Fn() -> Command,
 ) -> Result<Committed> {
     commit_with(state, auth, id, command, |after, records, first_version| {
@@ -76,22 +71,18 @@ pub async fn commit(
 pub async fn commit_with<T>(
     state: &AppState,
     auth: &Auth,
-    id: &str,
+    id: &SessionId,
     command: impl Fn() -> Command,
     finish: impl FnOnce(&SessionState, Vec<SessionRecord>, Version) -> T,
 ) -> Result<T> {
-    let workspace = auth.workspace().to_owned();
+    let workspace = auth.workspace().clone();
     let metrics = state.metrics.clone();
     let done = state
         .heads
         .commit_with(
             &state.store,
-            &parse(id)?,
-            |s| {
-                s.config
-                    .as_ref()
-                    .is_some_and(|c| c.workspace.as_str() == workspace)
-            },
+            id,
+            |s| s.config.as_ref().is_some_and(|c| c.workspace == workspace),
             command,
             |after, records, first_version| {
                 metrics.appended(records.len());
@@ -110,12 +101,12 @@ pub async fn create(state: &AppState, id: &SessionId, command: Command) -> Resul
 }
 
 /// Deletes the session's stream (after `session.deleted` was appended).
-pub async fn remove(state: &AppState, id: &str) -> Result<()> {
+pub async fn remove(state: &AppState, id: &SessionId) -> Result<()> {
     let deleted = state
         .store
-        .delete(Kind::Session, &StreamId::new(id))
+        .delete(Kind::Session, &StreamId::new(id.as_str()))
         .await
         .map_err(Error::from);
-    state.heads.forget(&parse(id)?);
+    state.heads.forget(id);
     deleted
 }

@@ -1,5 +1,5 @@
-//! [`AppState`]: what every handler shares — the store, the secret sealer, file bytes, metrics
-//! and the shutdown signal that ends open streams.
+//! [`AppState`]: what every handler shares — the store, the secret [`Sealer`], file bytes,
+//! metrics, the shutdown signal that ends open streams and the [`RunnerHooks`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use managed_agents_harness::sandbox::Workspaces;
 
 use crate::blobs::Blobs;
 use crate::metrics::Metrics;
-use crate::secrets::Secrets;
+use crate::sealer::Sealer;
 use crate::store::AnyStore;
 
 /// Shared handler state; cheap to clone.
@@ -28,7 +28,7 @@ pub struct AppState {
     /// locks it).
     pub environment_names: Arc<tokio::sync::Mutex<()>>,
     /// Seals secrets at rest.
-    pub secrets: Secrets,
+    pub sealer: Sealer,
     /// File bytes.
     pub blobs: Blobs,
     /// Process metrics.
@@ -38,13 +38,13 @@ pub struct AppState {
     /// Becomes `true` when the server shuts down; open streams end.
     pub shutdown: watch::Receiver<bool>,
     /// The harness runner's hooks (no-ops without a runner).
-    pub harness: Harness,
+    pub runner: RunnerHooks,
 }
 
 /// What the routes need of the harness runner: wake it for new input, merge live previews into
 /// streams, and delete a session's workspace with the session.
 #[derive(Clone, Debug)]
-pub struct Harness {
+pub struct RunnerHooks {
     /// Wakes the runner for a session (`Notifier::none()` without a runner).
     pub notifier: Notifier,
     /// Live `event_start`/`event_delta` previews of running turns.
@@ -53,7 +53,7 @@ pub struct Harness {
     pub workspaces: Option<Workspaces>,
 }
 
-impl Default for Harness {
+impl Default for RunnerHooks {
     fn default() -> Self {
         Self {
             notifier: Notifier::none(),
@@ -66,18 +66,18 @@ impl Default for Harness {
 impl AppState {
     /// State over `store` with in-memory blobs, an ephemeral secret key and a 15 s ping; the
     /// returned sender triggers shutdown. Meant for tests and embedding.
-    pub fn new(store: AnyStore, secrets: Secrets, blobs: Blobs) -> (Self, watch::Sender<bool>) {
+    pub fn new(store: AnyStore, sealer: Sealer, blobs: Blobs) -> (Self, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(false);
         let state = Self {
             store,
             heads: Arc::new(Heads::default()),
             environment_names: Arc::default(),
-            secrets,
+            sealer,
             blobs,
             metrics: Metrics::default(),
             ping_interval: Duration::from_secs(15),
             shutdown: rx,
-            harness: Harness::default(),
+            runner: RunnerHooks::default(),
         };
         (state, tx)
     }

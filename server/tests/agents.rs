@@ -4,12 +4,12 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{harness, OTHER_KEY};
+use common::{test_app, OTHER_KEY};
 use serde_json::json;
 
 #[tokio::test]
 async fn create_retrieve_update_with_stale_version_conflicts() {
-    let h = harness().await;
+    let h = test_app().await;
     let created = h
         .call(
             "POST",
@@ -73,7 +73,7 @@ async fn create_retrieve_update_with_stale_version_conflicts() {
 
 #[tokio::test]
 async fn validation_errors_name_the_field() {
-    let h = harness().await;
+    let h = test_app().await;
     let missing = h
         .call("POST", "/v1/agents", Some(json!({"name": "a"})))
         .await;
@@ -102,7 +102,7 @@ async fn validation_errors_name_the_field() {
 
 #[tokio::test]
 async fn other_workspaces_get_404() {
-    let h = harness().await;
+    let h = test_app().await;
     let agent = h
         .call(
             "POST",
@@ -123,7 +123,7 @@ async fn other_workspaces_get_404() {
 
 #[tokio::test]
 async fn list_pages_newest_first() {
-    let h = harness().await;
+    let h = test_app().await;
     for i in 0..3 {
         h.call(
             "POST",
@@ -149,7 +149,7 @@ async fn list_pages_newest_first() {
 
 #[tokio::test]
 async fn environments_have_unique_names_and_delete() {
-    let h = harness().await;
+    let h = test_app().await;
     let env = h
         .call("POST", "/v1/environments", Some(json!({"name": "e"})))
         .await;
@@ -178,7 +178,7 @@ async fn environments_have_unique_names_and_delete() {
 
 #[tokio::test]
 async fn oversized_bodies_are_413() {
-    let h = harness().await;
+    let h = test_app().await;
     let big = "x".repeat(managed_agents_server::BODY_LIMIT + 10);
     let reply = h
         .call(
@@ -193,7 +193,7 @@ async fn oversized_bodies_are_413() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_of_one_environment_name_yield_one_environment() {
-    let h = std::sync::Arc::new(harness().await);
+    let h = std::sync::Arc::new(test_app().await);
     for round in 0..20 {
         let name = format!("race-{round}");
         let creates: Vec<_> = (0..8)

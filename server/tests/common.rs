@@ -1,5 +1,6 @@
-//! Shared helpers for router tests: an app over a fresh memory store with one key, and a
-//! one-shot request helper that returns status, headers and JSON.
+//! Shared helpers for router tests: [`test_app`] (the app over a fresh memory store with a key
+//! in each of two workspaces), one-shot requests that return status, headers and JSON, a
+//! session with its agent and environment, and an SSE reader.
 #![allow(dead_code, unreachable_pub)]
 
 use axum::body::Body;
@@ -7,16 +8,17 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use managed_agents_server::blobs::Blobs;
-use managed_agents_server::secrets::Secrets;
+use managed_agents_server::sealer::Sealer;
 use managed_agents_server::{app, keys, AnyStore, AppState};
 use managed_agents_storage_memory::MemoryStore;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tower::ServiceExt;
 
 pub const KEY: &str = "sk-test-key-0123456789abcdef-default";
 pub const OTHER_KEY: &str = "sk-test-key-other-workspace-0123";
 
-pub struct Harness {
+/// The app under test and its state.
+pub struct TestApp {
     pub app: Router,
     pub state: AppState,
     _shutdown: tokio::sync::watch::Sender<bool>,
@@ -53,7 +55,7 @@ impl Reply {
     }
 }
 
-pub async fn harness() -> Harness {
+pub async fn test_app() -> TestApp {
     let store = AnyStore::Memory(MemoryStore::new());
     keys::install(&store, KEY, "default", None)
         .await
@@ -61,16 +63,16 @@ pub async fn harness() -> Harness {
     keys::install(&store, OTHER_KEY, "other", None)
         .await
         .expect("key");
-    let secrets = Secrets::ephemeral().expect("random");
-    let (state, shutdown) = AppState::new(store, secrets, Blobs::memory());
-    Harness {
+    let sealer = Sealer::ephemeral().expect("random");
+    let (state, shutdown) = AppState::new(store, sealer, Blobs::memory());
+    TestApp {
         app: app(state.clone()),
         state,
         _shutdown: shutdown,
     }
 }
 
-impl Harness {
+impl TestApp {
     pub async fn send(&self, request: Request<Body>) -> Reply {
         let response = self.app.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
@@ -101,5 +103,27 @@ impl Harness {
             .header("content-type", "application/json");
         let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
         self.send(builder.body(body).expect("request")).await
+    }
+
+    /// Creates an agent, an environment and a session of them with the `extra` fields of the
+    /// create body (e.g. `resources`); the session create's reply.
+    pub async fn create_session(&self, extra: Value) -> Reply {
+        let agent = self
+            .call(
+                "POST",
+                "/v1/agents",
+                Some(json!({"name": "a", "model": "claude-sonnet-4-6"})),
+            )
+            .await
+            .json();
+        let env = self
+            .call("POST", "/v1/environments", Some(json!({"name": "e"})))
+            .await
+            .json();
+        let mut body = json!({"agent": agent["id"], "environment_id": env["id"]});
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        self.call("POST", "/v1/sessions", Some(body)).await
     }
 }

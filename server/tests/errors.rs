@@ -4,11 +4,11 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{harness, KEY};
+use common::{test_app, KEY};
 
 #[tokio::test]
 async fn unknown_route_is_a_404_envelope_with_request_id() {
-    let h = harness().await;
+    let h = test_app().await;
     let reply = h.call("GET", "/v1/nope", None).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     let body = reply.json();
@@ -21,7 +21,7 @@ async fn unknown_route_is_a_404_envelope_with_request_id() {
 
 #[tokio::test]
 async fn success_responses_carry_a_request_id() {
-    let h = harness().await;
+    let h = test_app().await;
     let reply = h.call("GET", "/healthz", None).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply
@@ -31,7 +31,7 @@ async fn success_responses_carry_a_request_id() {
 
 #[tokio::test]
 async fn metrics_are_prometheus_text() {
-    let h = harness().await;
+    let h = test_app().await;
     h.call("GET", "/healthz", None).await;
     let reply = h.call("GET", "/metrics", None).await;
     let text = String::from_utf8(reply.bytes).expect("utf8");
@@ -41,13 +41,13 @@ async fn metrics_are_prometheus_text() {
 
 #[tokio::test]
 async fn readyz_answers_when_the_store_does() {
-    let h = harness().await;
+    let h = test_app().await;
     assert_eq!(h.call("GET", "/readyz", None).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn missing_or_wrong_key_is_401() {
-    let h = harness().await;
+    let h = test_app().await;
     let request = Request::get("/v1/agents")
         .body(Body::empty())
         .expect("request");
@@ -63,7 +63,7 @@ async fn missing_or_wrong_key_is_401() {
 
 #[tokio::test]
 async fn x_api_key_is_accepted() {
-    let h = harness().await;
+    let h = test_app().await;
     let request = Request::get("/v1/agents")
         .header("x-api-key", KEY)
         .body(Body::empty())

@@ -7,31 +7,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{harness, Harness, KEY, OTHER_KEY};
+use common::{test_app, TestApp, KEY, OTHER_KEY};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-async fn session(h: &Harness) -> String {
-    let agent = h
-        .call(
-            "POST",
-            "/v1/agents",
-            Some(json!({"name": "a", "model": "claude-sonnet-4-6"})),
-        )
-        .await
-        .json();
-    let env = h
-        .call("POST", "/v1/environments", Some(json!({"name": "e"})))
-        .await
-        .json();
-    let created = h
-        .call(
-            "POST",
-            "/v1/sessions",
-            Some(json!({"agent": agent["id"], "environment_id": env["id"], "title": "t"})),
-        )
-        .await;
+async fn session(h: &TestApp) -> String {
+    let created = h.create_session(json!({"title": "t"})).await;
     assert_eq!(
         created.status,
         StatusCode::OK,
@@ -51,7 +33,7 @@ fn message(text: &str) -> Value {
 
 #[tokio::test]
 async fn send_echoes_events_and_list_pages() {
-    let h = harness().await;
+    let h = test_app().await;
     let id = session(&h).await;
     let sent = h
         .call(
@@ -135,7 +117,7 @@ async fn send_echoes_events_and_list_pages() {
 
 #[tokio::test]
 async fn invalid_events_name_the_field_and_write_nothing() {
-    let h = harness().await;
+    let h = test_app().await;
     let id = session(&h).await;
     let bad = h
         .call(
@@ -165,7 +147,7 @@ async fn invalid_events_name_the_field_and_write_nothing() {
 
 #[tokio::test]
 async fn bad_enum_values_inside_events_name_the_field() {
-    let h = harness().await;
+    let h = test_app().await;
     let id = session(&h).await;
     let post = |body: &'static str| {
         Request::post(format!("/v1/sessions/{id}/events"))
@@ -221,7 +203,7 @@ async fn bad_enum_values_inside_events_name_the_field() {
 
 #[tokio::test]
 async fn sessions_list_filters_and_cursors() {
-    let h = harness().await;
+    let h = test_app().await;
     let a = session(&h).await;
     let agent = h.call("GET", "/v1/agents", None).await.json()["data"][0]["id"].clone();
     let env = h.call("GET", "/v1/environments", None).await.json()["data"][0]["id"].clone();
@@ -284,7 +266,7 @@ async fn sessions_list_filters_and_cursors() {
 
 #[tokio::test]
 async fn session_create_validates_references() {
-    let h = harness().await;
+    let h = test_app().await;
     let env = h
         .call("POST", "/v1/environments", Some(json!({"name": "e"})))
         .await
@@ -346,7 +328,7 @@ async fn read_frames(body: &mut Body, count: usize) -> Vec<(String, String, Valu
     frames
 }
 
-async fn open_stream(h: &Harness, uri: &str, last_event_id: Option<&str>) -> Body {
+async fn open_stream(h: &TestApp, uri: &str, last_event_id: Option<&str>) -> Body {
     let mut request = Request::get(uri).header("x-api-key", KEY);
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
@@ -365,7 +347,7 @@ async fn open_stream(h: &Harness, uri: &str, last_event_id: Option<&str>) -> Bod
 
 #[tokio::test]
 async fn stream_delivers_live_events_and_resumes_without_gap_or_duplicate() {
-    let h = harness().await;
+    let h = test_app().await;
     let id = session(&h).await;
     let uri = format!("/v1/sessions/{id}/events/stream");
     let mut live = open_stream(&h, &uri, None).await;
@@ -427,7 +409,7 @@ async fn stream_delivers_live_events_and_resumes_without_gap_or_duplicate() {
 
 #[tokio::test]
 async fn stream_validates_event_deltas() {
-    let h = harness().await;
+    let h = test_app().await;
     let id = session(&h).await;
     let _ok = open_stream(
         &h,

@@ -5,12 +5,12 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{harness, KEY, OTHER_KEY};
+use common::{test_app, TestApp, KEY, OTHER_KEY};
 use serde_json::json;
 
 #[tokio::test]
 async fn credential_secrets_are_write_only() {
-    let h = harness().await;
+    let h = test_app().await;
     let vault = h
         .call("POST", "/v1/vaults", Some(json!({"display_name": "v"})))
         .await;
@@ -74,7 +74,7 @@ async fn credential_secrets_are_write_only() {
 
 #[tokio::test]
 async fn static_bearer_without_mcp_server_url() {
-    let h = harness().await;
+    let h = test_app().await;
     let vault = h
         .call("POST", "/v1/vaults", Some(json!({"display_name": "llm"})))
         .await
@@ -121,7 +121,7 @@ fn multipart(filename: &str, content_type: &str, content: &str) -> (String, Stri
 
 #[tokio::test]
 async fn files_upload_download_list_delete() {
-    let h = harness().await;
+    let h = test_app().await;
     let (content_type, body) = multipart("dir/notes.txt", "text/x-custom", "hello bytes");
     let request = Request::post("/v1/files")
         .header("x-api-key", KEY)
@@ -172,26 +172,9 @@ async fn files_upload_download_list_delete() {
 
 #[tokio::test]
 async fn github_tokens_are_never_rendered() {
-    let h = harness().await;
-    let agent = h
-        .call(
-            "POST",
-            "/v1/agents",
-            Some(json!({"name": "a", "model": "claude-sonnet-4-6"})),
-        )
-        .await
-        .json();
-    let env = h
-        .call("POST", "/v1/environments", Some(json!({"name": "e"})))
-        .await
-        .json();
+    let h = test_app().await;
     let created = h
-        .call(
-            "POST",
-            "/v1/sessions",
-            Some(json!({"agent": agent["id"], "environment_id": env["id"],
-                        "resources": [{"type": "github_repository", "url": "https://github.com/o/repo", "authorization_token": "ghp_SECRET"}]})),
-        )
+        .create_session(json!({"resources": [{"type": "github_repository", "url": "https://github.com/o/repo", "authorization_token": "ghp_SECRET"}]}))
         .await;
     assert_eq!(
         created.status,
@@ -225,7 +208,7 @@ async fn github_tokens_are_never_rendered() {
     assert!(!String::from_utf8_lossy(&events.bytes).contains("ghp_"));
 }
 
-async fn upload(h: &common::Harness, name: &str) -> String {
+async fn upload(h: &TestApp, name: &str) -> String {
     let (content_type, body) = multipart(name, "text/plain", "bytes");
     let request = Request::post("/v1/files")
         .header("x-api-key", KEY)
@@ -240,27 +223,10 @@ async fn upload(h: &common::Harness, name: &str) -> String {
 
 #[tokio::test]
 async fn session_resources_are_added_rotated_and_deleted() {
-    let h = harness().await;
+    let h = test_app().await;
     let file_id = upload(&h, "a.txt").await;
-    let agent = h
-        .call(
-            "POST",
-            "/v1/agents",
-            Some(json!({"name": "a", "model": "claude-sonnet-4-6"})),
-        )
-        .await
-        .json();
-    let env = h
-        .call("POST", "/v1/environments", Some(json!({"name": "e"})))
-        .await
-        .json();
     let session = h
-        .call(
-            "POST",
-            "/v1/sessions",
-            Some(json!({"agent": agent["id"], "environment_id": env["id"],
-                        "resources": [{"type": "file", "file_id": file_id}]})),
-        )
+        .create_session(json!({"resources": [{"type": "file", "file_id": file_id}]}))
         .await
         .json();
     let sid = session["id"].as_str().expect("id").to_owned();

@@ -2,17 +2,18 @@
 //! deterministic 409), list (newest first, `include_archived`, `created_at` range), archive and
 //! versions list. Every rule is core's (`managed_agents_core::agent`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use managed_agents_core::agent::{self, Agent, AgentCreateParams, AgentObject, AgentUpdateParams};
-use managed_agents_core::ids::{AgentId, WorkspaceId};
+use managed_agents_core::ids::AgentId;
 use managed_agents_core::storage::{CatalogQuery, Kind, Order};
 use managed_agents_core::time::Timestamp;
 
 use crate::auth::Auth;
 use crate::body;
 use crate::error::{Error, Result};
+use crate::extract::Id;
 use crate::objects;
 use crate::pagination::{self, Page};
 use crate::query::Query;
@@ -27,16 +28,13 @@ pub fn router() -> Router<AppState> {
         .route("/agents/{agent_id}/versions", get(versions))
 }
 
-fn workspace_id(auth: &Auth) -> Result<WorkspaceId> {
-    WorkspaceId::parse(auth.workspace()).map_err(|e| Error::Internal(e.to_string()))
-}
-
 /// Loads agent `id` of the caller's workspace (404 otherwise).
-pub async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<(Agent, Vec<agent::Record>)> {
-    if AgentId::parse(id).is_err() {
-        return Err(Error::not_found("agent", id));
-    }
-    let stored = objects::records(state, id).await?;
+pub async fn load(
+    state: &AppState,
+    auth: &Auth,
+    id: &AgentId,
+) -> Result<(Agent, Vec<agent::Record>)> {
+    let stored = objects::records(state, id.as_str()).await?;
     let records = stored
         .iter()
         .map(|r| agent::Record::decode(&r.payload))
@@ -44,9 +42,9 @@ pub async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<(Agent, Vec
     let found = agent::fold(records.clone());
     let agent = objects::owned(
         found,
-        |a| a.workspace.as_str() == auth.workspace(),
+        |a| &a.workspace == auth.workspace(),
         "agent",
-        id,
+        id.as_str(),
     )?;
     Ok((agent, records))
 }
@@ -85,7 +83,7 @@ async fn create(
 ) -> Result<Json<AgentObject>> {
     let now = Timestamp::now();
     let id = AgentId::generate(now);
-    let records = agent::create(params, id.clone(), workspace_id(&auth)?, now)?;
+    let records = agent::create(params, id.clone(), auth.workspace().clone(), now)?;
     let agent = save(&state, id.as_str(), Vec::new(), records).await?;
     Ok(Json(latest(&agent)?))
 }
@@ -93,7 +91,7 @@ async fn create(
 async fn retrieve(
     State(state): State<AppState>,
     auth: Auth,
-    Path(agent_id): Path<String>,
+    Id(agent_id): Id<AgentId>,
     query: Query,
 ) -> Result<Json<AgentObject>> {
     let version = query.uint("version")?;
@@ -103,7 +101,8 @@ async fn retrieve(
     let (agent, _) = load(&state, &auth, &agent_id).await?;
     agent.render(version).map(Json).ok_or_else(|| {
         Error::NotFound(format!(
-            "agent {agent_id:?} has no version {}",
+            "agent {:?} has no version {}",
+            agent_id.as_str(),
             version.unwrap_or(0)
         ))
     })
@@ -112,7 +111,7 @@ async fn retrieve(
 async fn update(
     State(state): State<AppState>,
     auth: Auth,
-    Path(agent_id): Path<String>,
+    Id(agent_id): Id<AgentId>,
     body::Json(params): body::Json<AgentUpdateParams>,
 ) -> Result<Json<AgentObject>> {
     let (agent, records) = load(&state, &auth, &agent_id).await?;
@@ -120,21 +119,21 @@ async fn update(
     if new.is_empty() {
         return Ok(Json(latest(&agent)?));
     }
-    let agent = save(&state, &agent_id, records, new).await?;
+    let agent = save(&state, agent_id.as_str(), records, new).await?;
     Ok(Json(latest(&agent)?))
 }
 
 async fn archive(
     State(state): State<AppState>,
     auth: Auth,
-    Path(agent_id): Path<String>,
+    Id(agent_id): Id<AgentId>,
 ) -> Result<Json<AgentObject>> {
     let (agent, records) = load(&state, &auth, &agent_id).await?;
     let new = agent::archive(&agent, Timestamp::now())?;
     if new.is_empty() {
         return Ok(Json(latest(&agent)?));
     }
-    let agent = save(&state, &agent_id, records, new).await?;
+    let agent = save(&state, agent_id.as_str(), records, new).await?;
     Ok(Json(latest(&agent)?))
 }
 
@@ -143,7 +142,7 @@ async fn list(
     auth: Auth,
     query: Query,
 ) -> Result<Json<Page<AgentObject>>> {
-    let mut catalog = CatalogQuery::new(Kind::Agent, auth.workspace());
+    let mut catalog = CatalogQuery::new(Kind::Agent, auth.workspace().as_str());
     catalog.limit = query.limit(20, 100)?;
     catalog.include_archived = query.flag("include_archived", false)?;
     catalog.created = query.time_range("created_at", &["gt", "gte", "lt", "lte"])?;
@@ -151,7 +150,8 @@ async fn list(
     let page = pagination::list_catalog(&state.store, catalog, query.one("page")?).await?;
     let mut data = Vec::with_capacity(page.entries.len());
     for entry in &page.entries {
-        let (agent, _) = load(&state, &auth, &entry.id).await?;
+        let id = AgentId::parse(&entry.id).map_err(|e| Error::Internal(e.to_string()))?;
+        let (agent, _) = load(&state, &auth, &id).await?;
         data.push(latest(&agent)?);
     }
     Ok(Json(Page {
@@ -163,7 +163,7 @@ async fn list(
 async fn versions(
     State(state): State<AppState>,
     auth: Auth,
-    Path(agent_id): Path<String>,
+    Id(agent_id): Id<AgentId>,
     query: Query,
 ) -> Result<Json<Page<AgentObject>>> {
     let limit = query.limit(20, 100)?;

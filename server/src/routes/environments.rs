@@ -2,13 +2,13 @@
 //! list, archive and delete. Names are unique per workspace: checked against the catalog's
 //! `name` field before writing (409, deterministic).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use managed_agents_core::environment::{
     self, Environment, EnvironmentCreateParams, EnvironmentObject, EnvironmentUpdateParams,
 };
-use managed_agents_core::ids::{EnvironmentId, WorkspaceId};
+use managed_agents_core::ids::EnvironmentId;
 use managed_agents_core::object::Deleted;
 use managed_agents_core::storage::{CatalogQuery, Kind, Order, Store, StreamId};
 use managed_agents_core::time::Timestamp;
@@ -16,6 +16,7 @@ use managed_agents_core::time::Timestamp;
 use crate::auth::Auth;
 use crate::body;
 use crate::error::{Error, Result};
+use crate::extract::Id;
 use crate::objects;
 use crate::pagination::{self, Page};
 use crate::query::Query;
@@ -36,12 +37,9 @@ pub fn router() -> Router<AppState> {
 pub async fn load(
     state: &AppState,
     auth: &Auth,
-    id: &str,
+    id: &EnvironmentId,
 ) -> Result<(Environment, Vec<environment::Record>)> {
-    if EnvironmentId::parse(id).is_err() {
-        return Err(Error::not_found("environment", id));
-    }
-    let stored = objects::records(state, id).await?;
+    let stored = objects::records(state, id.as_str()).await?;
     let records = stored
         .iter()
         .map(|r| environment::Record::decode(&r.payload))
@@ -49,9 +47,9 @@ pub async fn load(
     let found = environment::fold(records.clone());
     let env = objects::owned(
         found,
-        |e| e.workspace.as_str() == auth.workspace(),
+        |e| &e.workspace == auth.workspace(),
         "environment",
-        id,
+        id.as_str(),
     )?;
     Ok((env, records))
 }
@@ -105,13 +103,11 @@ async fn create(
 ) -> Result<Json<EnvironmentObject>> {
     let now = Timestamp::now();
     let id = EnvironmentId::generate(now);
-    let workspace =
-        WorkspaceId::parse(auth.workspace()).map_err(|e| Error::Internal(e.to_string()))?;
-    let records = environment::create(params, id.clone(), workspace, now)?;
+    let records = environment::create(params, id.clone(), auth.workspace().clone(), now)?;
     let env = environment::fold(records.clone())
         .ok_or_else(|| Error::Internal("environment fold empty".into()))?;
     let _names = state.environment_names.lock().await;
-    check_unique(&state, auth.workspace(), &env.settings.name, None).await?;
+    check_unique(&state, auth.workspace().as_str(), &env.settings.name, None).await?;
     let env = save(&state, id.as_str(), Vec::new(), records).await?;
     Ok(Json(env.render()))
 }
@@ -119,7 +115,7 @@ async fn create(
 async fn retrieve(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<EnvironmentId>,
 ) -> Result<Json<EnvironmentObject>> {
     let (env, _) = load(&state, &auth, &id).await?;
     Ok(Json(env.render()))
@@ -128,7 +124,7 @@ async fn retrieve(
 async fn update(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<EnvironmentId>,
     body::Json(params): body::Json<EnvironmentUpdateParams>,
 ) -> Result<Json<EnvironmentObject>> {
     let (env, records) = load(&state, &auth, &id).await?;
@@ -141,36 +137,42 @@ async fn update(
     let _names = state.environment_names.lock().await;
     if let Some(renamed) = environment::fold(next) {
         if renamed.settings.name != env.settings.name {
-            check_unique(&state, auth.workspace(), &renamed.settings.name, Some(&id)).await?;
+            check_unique(
+                &state,
+                auth.workspace().as_str(),
+                &renamed.settings.name,
+                Some(id.as_str()),
+            )
+            .await?;
         }
     }
-    let env = save(&state, &id, records, new).await?;
+    let env = save(&state, id.as_str(), records, new).await?;
     Ok(Json(env.render()))
 }
 
 async fn archive(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<EnvironmentId>,
 ) -> Result<Json<EnvironmentObject>> {
     let (env, records) = load(&state, &auth, &id).await?;
     let new = environment::archive(&env, Timestamp::now())?;
     if new.is_empty() {
         return Ok(Json(env.render()));
     }
-    let env = save(&state, &id, records, new).await?;
+    let env = save(&state, id.as_str(), records, new).await?;
     Ok(Json(env.render()))
 }
 
 async fn delete(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<EnvironmentId>,
 ) -> Result<Json<Deleted>> {
     let (env, _) = load(&state, &auth, &id).await?;
     state
         .store
-        .delete(Kind::Environment, &StreamId::new(&id))
+        .delete(Kind::Environment, &StreamId::new(id.as_str()))
         .await?;
     Ok(Json(environment::deleted(&env.id)))
 }
@@ -180,14 +182,15 @@ async fn list(
     auth: Auth,
     query: Query,
 ) -> Result<Json<Page<EnvironmentObject>>> {
-    let mut catalog = CatalogQuery::new(Kind::Environment, auth.workspace());
+    let mut catalog = CatalogQuery::new(Kind::Environment, auth.workspace().as_str());
     catalog.limit = query.limit(20, 100)?;
     catalog.include_archived = query.flag("include_archived", false)?;
     catalog.created = query.time_range("created_at", &["gt", "gte", "lt", "lte"])?;
     let page = pagination::list_catalog(&state.store, catalog, query.one("page")?).await?;
     let mut data = Vec::with_capacity(page.entries.len());
     for entry in &page.entries {
-        let (env, _) = load(&state, &auth, &entry.id).await?;
+        let id = EnvironmentId::parse(&entry.id).map_err(|e| Error::Internal(e.to_string()))?;
+        let (env, _) = load(&state, &auth, &id).await?;
         data.push(env.render());
     }
     Ok(Json(Page {

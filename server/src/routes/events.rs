@@ -6,11 +6,11 @@
 //! a page that would grow past it ends early with a `next_page` cursor after its last event
 //! (a single larger event still makes a page of its own), so paging clients see every event.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use managed_agents_core::event::{self, Event, EventParams};
-use managed_agents_core::ids;
+use managed_agents_core::event::{self, Body, Event, EventParams};
+use managed_agents_core::ids::{self, SessionId};
 use managed_agents_core::session::{Command, SessionRecord};
 use managed_agents_core::storage::{Direction, Order, Store, StreamId};
 use managed_agents_core::time::Timestamp;
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Auth;
 use crate::body;
 use crate::error::{Error, Result};
+use crate::extract::Id;
 use crate::pagination::{self, Page};
 use crate::query::Query;
 use crate::session;
@@ -79,7 +80,7 @@ struct Sent {
 async fn send(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<SessionId>,
     body::Json(body): body::Json<SendBody>,
 ) -> Result<Json<Sent>> {
     let events = body.events;
@@ -98,16 +99,14 @@ async fn send(
         },
     )
     .await?;
-    if let Ok(session_id) = ids::SessionId::parse(&id) {
-        state.harness.notifier.notify(&session_id);
-    }
+    state.runner.notifier.notify(&id);
     Ok(Json(Sent { data }))
 }
 
 /// The `types[]` a list may filter on: every persisted type except `session.deleted`.
 pub fn check_types(types: &[&str]) -> Result<()> {
     for t in types {
-        if *t == "session.deleted" || !event::TYPES.contains(t) {
+        if *t == Body::SessionDeleted.type_name() || !event::TYPES.contains(t) {
             return Err(Error::invalid(format!(
                 "types[]: {t:?} is not a listable event type"
             )));
@@ -119,7 +118,7 @@ pub fn check_types(types: &[&str]) -> Result<()> {
 async fn list(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<SessionId>,
     query: Query,
 ) -> Result<Json<Page<Event>>> {
     let order = pagination::order(&query, Order::Asc)?;
@@ -133,7 +132,7 @@ async fn list(
         .map(|p| pagination::parse_event_cursor(p, order))
         .transpose()?;
     let head = session::load(&state, &auth, &id).await?;
-    let stream = StreamId::new(&id);
+    let stream = StreamId::new(id.as_str());
     // Walk the log from the cursor in the requested order, one store page at a time, until one
     // match more than the limit (or the byte cap) is found (it only tells that another page
     // exists).

@@ -8,13 +8,13 @@
 //! attachment (`Content-Disposition: attachment`) that must not be sniffed
 //! (`X-Content-Type-Options: nosniff`): the content type is the uploader's, e.g. `text/html`.
 
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use managed_agents_core::file::{self, File, FileObject, NewFile};
-use managed_agents_core::ids::{FileId, SessionId, WorkspaceId};
+use managed_agents_core::ids::{FileId, SessionId};
 use managed_agents_core::object::Deleted;
 use managed_agents_core::storage::{CatalogQuery, Kind, Store, StreamId};
 use managed_agents_core::time::Timestamp;
@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::auth::Auth;
 use crate::blobs::BlobWriter;
 use crate::error::{Error, Result};
+use crate::extract::Id;
 use crate::objects;
 use crate::pagination;
 use crate::query::Query;
@@ -41,16 +42,13 @@ pub fn router() -> Router<AppState> {
         .route("/files/{file_id}/content", get(download))
 }
 
-async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<File> {
-    if FileId::parse(id).is_err() {
-        return Err(Error::not_found("file", id));
-    }
-    let found = file::load(&objects::records(state, id).await?)?;
+async fn load(state: &AppState, auth: &Auth, id: &FileId) -> Result<File> {
+    let found = file::load(&objects::records(state, id.as_str()).await?)?;
     objects::owned(
         found,
-        |f| f.workspace.as_str() == auth.workspace(),
+        |f| &f.workspace == auth.workspace(),
         "file",
-        id,
+        id.as_str(),
     )
 }
 
@@ -112,8 +110,7 @@ async fn upload(
     }
     let (filename, mime_type, writer) =
         upload.ok_or_else(|| Error::invalid("file: a multipart part named `file` is required"))?;
-    let workspace =
-        WorkspaceId::parse(auth.workspace()).map_err(|e| Error::Internal(e.to_string()))?;
+    let workspace = auth.workspace().clone();
     let new = NewFile {
         filename,
         mime_type,
@@ -147,7 +144,7 @@ async fn upload(
 async fn retrieve(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<FileId>,
 ) -> Result<Json<FileObject>> {
     Ok(Json(load(&state, &auth, &id).await?.render()))
 }
@@ -155,13 +152,13 @@ async fn retrieve(
 async fn download(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<FileId>,
 ) -> Result<Response> {
     let file = load(&state, &auth, &id).await?;
     file.check_download(Timestamp::now())?;
     let blob = state
         .blobs
-        .open(&id)
+        .open(id.as_str())
         .await
         .map_err(io_error("reading"))?
         .ok_or_else(|| Error::Internal(format!("bytes of file {id} are missing")))?;
@@ -212,13 +209,16 @@ fn content_disposition(filename: &str) -> HeaderValue {
 async fn delete(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<FileId>,
 ) -> Result<Json<Deleted>> {
     let file = load(&state, &auth, &id).await?;
-    state.store.delete(Kind::File, &StreamId::new(&id)).await?;
+    state
+        .store
+        .delete(Kind::File, &StreamId::new(id.as_str()))
+        .await?;
     state
         .blobs
-        .delete(&id)
+        .delete(id.as_str())
         .await
         .map_err(|e| Error::Internal(format!("deleting file bytes: {e}")))?;
     Ok(Json(file::deleted(&file.metadata.id)))
@@ -260,7 +260,11 @@ async fn list(State(state): State<AppState>, auth: Auth, query: Query) -> Result
         }
         let mut data = Vec::new();
         for id in ids {
-            match load(&state, &auth, id).await {
+            // A malformed id names no file: dropped like an unknown one.
+            let Ok(id) = FileId::parse(id) else {
+                continue;
+            };
+            match load(&state, &auth, &id).await {
                 Ok(file) if !file.is_expired(now) => data.push(file.render()),
                 Ok(_) | Err(Error::NotFound(_)) => {}
                 Err(other) => return Err(other),
@@ -268,7 +272,7 @@ async fn list(State(state): State<AppState>, auth: Auth, query: Query) -> Result
         }
         return Ok(Json(FilePage::new(data, None)));
     }
-    let mut catalog = CatalogQuery::new(Kind::File, auth.workspace());
+    let mut catalog = CatalogQuery::new(Kind::File, auth.workspace().as_str());
     catalog.limit = query.limit(20, 1000)?;
     if let Some(scope) = query.one("scope_id")? {
         SessionId::parse(scope).map_err(|e| Error::invalid(format!("scope_id: {e}")))?;
@@ -277,7 +281,8 @@ async fn list(State(state): State<AppState>, auth: Auth, query: Query) -> Result
     let page = pagination::list_catalog(&state.store, catalog, query.one("page")?).await?;
     let mut data = Vec::with_capacity(page.entries.len());
     for entry in &page.entries {
-        let file = load(&state, &auth, &entry.id).await?;
+        let id = FileId::parse(&entry.id).map_err(|e| Error::Internal(e.to_string()))?;
+        let file = load(&state, &auth, &id).await?;
         if !file.is_expired(now) {
             data.push(file.render());
         }

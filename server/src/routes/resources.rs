@@ -3,10 +3,10 @@
 //! `internal.resource_*` facts appended through core's session log); GitHub tokens are sealed
 //! inside those records and never rendered.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use managed_agents_core::ids::ResourceId;
+use managed_agents_core::ids::{ResourceId, SessionId};
 use managed_agents_core::resource::{self, ResourceObject, ResourceParams, ResourceUpdateParams};
 use managed_agents_core::session::{Command, SessionState};
 use managed_agents_core::storage::Order;
@@ -15,6 +15,7 @@ use managed_agents_core::time::Timestamp;
 use crate::auth::Auth;
 use crate::body;
 use crate::error::{Error, Result};
+use crate::extract::Id;
 use crate::pagination::{self, Page};
 use crate::query::Query;
 use crate::routes::sessions::resolve_resource;
@@ -31,22 +32,18 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn parse_id(id: &str) -> Result<ResourceId> {
-    ResourceId::parse(id).map_err(|_| Error::not_found("session resource", id))
-}
-
 /// The rendered resource `id` of a folded session.
-fn find(state: &SessionState, id: &str) -> Result<ResourceObject> {
+fn find(state: &SessionState, id: &ResourceId) -> Result<ResourceObject> {
     state
-        .resource(&parse_id(id)?)
+        .resource(id)
         .map(|r| r.render())
-        .ok_or_else(|| Error::not_found("session resource", id))
+        .ok_or_else(|| Error::not_found(ResourceId::KIND, id.as_str()))
 }
 
 async fn add(
     State(state): State<AppState>,
     auth: Auth,
-    Path(session_id): Path<String>,
+    Id(session_id): Id<SessionId>,
     body::Json(params): body::Json<ResourceParams>,
 ) -> Result<Json<ResourceObject>> {
     resource::check_addable(&params)?;
@@ -62,7 +59,7 @@ async fn add(
 async fn list(
     State(state): State<AppState>,
     auth: Auth,
-    Path(session_id): Path<String>,
+    Id(session_id): Id<SessionId>,
     query: Query,
 ) -> Result<Json<Page<ResourceObject>>> {
     let loaded = session::load(&state, &auth, &session_id).await?;
@@ -89,7 +86,8 @@ async fn list(
 async fn retrieve(
     State(state): State<AppState>,
     auth: Auth,
-    Path((session_id, id)): Path<(String, String)>,
+    Id(session_id): Id<SessionId>,
+    Id(id): Id<ResourceId>,
 ) -> Result<Json<ResourceObject>> {
     let loaded = session::load(&state, &auth, &session_id).await?;
     Ok(Json(find(&loaded.state, &id)?))
@@ -98,21 +96,21 @@ async fn retrieve(
 async fn rotate(
     State(state): State<AppState>,
     auth: Auth,
-    Path((session_id, id)): Path<(String, String)>,
+    Id(session_id): Id<SessionId>,
+    Id(id): Id<ResourceId>,
     body::Json(params): body::Json<ResourceUpdateParams>,
 ) -> Result<Json<ResourceObject>> {
     let loaded = session::load(&state, &auth, &session_id).await?;
-    let resource_id = parse_id(&id)?;
     let current = loaded
         .state
-        .resource(&resource_id)
-        .ok_or_else(|| Error::not_found("session resource", &id))?;
+        .resource(&id)
+        .ok_or_else(|| Error::not_found(ResourceId::KIND, id.as_str()))?;
     current.check_rotatable()?;
     resource::check_token(&params.authorization_token)?;
-    let sealed = state.secrets.seal_text(&params.authorization_token.0);
+    let sealed = state.sealer.seal_text(&params.authorization_token.0);
     let committed = session::commit(&state, &auth, &session_id, || {
         Command::RotateResourceToken {
-            id: resource_id.clone(),
+            id: id.clone(),
             authorization_token: sealed.clone(),
         }
     })
@@ -123,12 +121,12 @@ async fn rotate(
 async fn delete(
     State(state): State<AppState>,
     auth: Auth,
-    Path((session_id, id)): Path<(String, String)>,
+    Id(session_id): Id<SessionId>,
+    Id(id): Id<ResourceId>,
 ) -> Result<Json<managed_agents_core::object::Deleted>> {
-    let resource_id = parse_id(&id)?;
     session::commit(&state, &auth, &session_id, || {
-        Command::RemoveResource(resource_id.clone())
+        Command::RemoveResource(id.clone())
     })
     .await?;
-    Ok(Json(resource::deleted(&resource_id)))
+    Ok(Json(resource::deleted(&id)))
 }

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use managed_agents_core::agent::{Agent, AgentConfig, AgentObject};
 use managed_agents_core::event::{Budget, EventParams};
-use managed_agents_core::ids::{EnvironmentId, ResourceId, SessionId, VaultId, WorkspaceId};
+use managed_agents_core::ids::{AgentId, EnvironmentId, ResourceId, SessionId, VaultId};
 use managed_agents_core::patch::Patch;
 use managed_agents_core::resource::{self, Resource, ResourceParams};
 use managed_agents_core::session::{Command, Created, SessionState, Update};
@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::Auth;
 use crate::body;
 use crate::error::{Error, Result};
+use crate::extract::Id;
 use crate::pagination::{self, BidiPage};
 use crate::query::Query;
 use crate::routes::{agents, environments};
@@ -126,7 +127,8 @@ async fn resolve_agent(state: &AppState, auth: &Auth, agent: &Value) -> Result<(
             ))
         }
     };
-    let (agent, _) = agents::load(state, auth, &id).await?;
+    let agent_id = AgentId::parse(&id).map_err(|_| Error::not_found("agent", &id))?;
+    let (agent, _) = agents::load(state, auth, &agent_id).await?;
     if agent.is_archived() {
         return Err(field_error("agent", format!("agent {id} is archived")));
     }
@@ -159,7 +161,7 @@ async fn resolve_vaults(state: &AppState, auth: &Auth, ids: Vec<String>) -> Resu
     for (i, id) in ids.into_iter().enumerate() {
         let parsed = VaultId::parse(&id).map_err(|e| field_error(&format!("vault_ids[{i}]"), e))?;
         let entry = state.store.entry(Kind::Vault, &id).await?;
-        if entry.is_none_or(|e| e.workspace != auth.workspace()) {
+        if entry.is_none_or(|e| !auth.owns(&e.workspace)) {
             return Err(Error::NotFound(format!(
                 "vault_ids[{i}]: vault {id:?} not found"
             )));
@@ -202,7 +204,7 @@ pub(crate) async fn resolve_resource(
     match &params {
         ResourceParams::File { file_id, .. } => {
             let entry = state.store.entry(Kind::File, file_id.as_str()).await?;
-            if entry.is_none_or(|e| e.workspace != auth.workspace()) {
+            if entry.is_none_or(|e| !auth.owns(&e.workspace)) {
                 return Err(Error::NotFound(format!(
                     "{at}file_id: file {file_id} not found"
                 )));
@@ -222,7 +224,7 @@ pub(crate) async fn resolve_resource(
         ResourceParams::GithubRepository { .. } => {}
     }
     resource::resolve(params, ResourceId::generate(now), now, None, |t| {
-        state.secrets.seal_text(t)
+        state.sealer.seal_text(t)
     })
     .map_err(|e| match e {
         managed_agents_core::object::Error::Invalid(f) => {
@@ -246,13 +248,13 @@ async fn create(
 ) -> Result<Json<Value>> {
     let now = Timestamp::now();
     let (_, agent) = resolve_agent(&state, &auth, &body.agent).await?;
-    if EnvironmentId::parse(&body.environment_id).is_err() {
-        return Err(Error::NotFound(format!(
+    let environment_id = EnvironmentId::parse(&body.environment_id).map_err(|_| {
+        Error::NotFound(format!(
             "environment_id: environment {:?} not found",
             body.environment_id
-        )));
-    }
-    let (env, _) = environments::load(&state, &auth, &body.environment_id).await?;
+        ))
+    })?;
+    let (env, _) = environments::load(&state, &auth, &environment_id).await?;
     if env.is_archived() {
         return Err(Error::invalid_code(
             "environment_archived",
@@ -266,8 +268,7 @@ async fn create(
     tracing::Span::current().record("session_id", id.as_str());
     let created = Created {
         id: id.clone(),
-        workspace: WorkspaceId::parse(auth.workspace())
-            .map_err(|e| Error::Internal(e.to_string()))?,
+        workspace: auth.workspace().clone(),
         created_at: now,
         agent,
         environment_id: env.id.clone(),
@@ -282,14 +283,14 @@ async fn create(
         initial_events: body.initial_events.unwrap_or_default(),
     };
     let committed = session::create(&state, &id, command).await?;
-    state.harness.notifier.notify(&id);
+    state.runner.notifier.notify(&id);
     render(&committed.state)
 }
 
 async fn retrieve(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<SessionId>,
 ) -> Result<Json<Value>> {
     let loaded = session::load(&state, &auth, &id).await?;
     render(&loaded.state)
@@ -349,7 +350,7 @@ fn patch_agent(current: &Value, patch: AgentPatch) -> Result<Value> {
 async fn update(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<SessionId>,
     body::Json(body): body::Json<UpdateBody>,
 ) -> Result<Json<Value>> {
     let mut update = body.update;
@@ -364,7 +365,7 @@ async fn update(
 async fn archive(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<SessionId>,
 ) -> Result<Json<Value>> {
     let committed = session::commit(&state, &auth, &id, || Command::Archive).await?;
     render(&committed.state)
@@ -373,12 +374,12 @@ async fn archive(
 async fn delete(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<SessionId>,
 ) -> Result<Json<Value>> {
     session::commit(&state, &auth, &id, || Command::Delete).await?;
     session::remove(&state, &id).await?;
-    if let Some(workspaces) = &state.harness.workspaces {
-        if let Err(e) = workspaces.delete(&id).await {
+    if let Some(workspaces) = &state.runner.workspaces {
+        if let Err(e) = workspaces.delete(id.as_str()).await {
             tracing::warn!(session_id = %id, error = %e, "cannot delete the session's workspace");
         }
     }
@@ -392,7 +393,7 @@ async fn list(
     auth: Auth,
     query: Query,
 ) -> Result<Json<BidiPage<Value>>> {
-    let mut catalog = CatalogQuery::new(Kind::Session, auth.workspace());
+    let mut catalog = CatalogQuery::new(Kind::Session, auth.workspace().as_str());
     catalog.limit = query.limit(20, 100)?;
     catalog.order = pagination::order(&query, Order::Desc)?;
     catalog.include_archived = query.flag("include_archived", false)?;
@@ -421,7 +422,8 @@ async fn list(
     let page = pagination::list_catalog(&state.store, catalog, query.one("page")?).await?;
     let mut data = Vec::with_capacity(page.entries.len());
     for entry in &page.entries {
-        match session::load(&state, &auth, &entry.id).await {
+        let id = SessionId::parse(&entry.id).map_err(|e| Error::Internal(e.to_string()))?;
+        match session::load(&state, &auth, &id).await {
             Ok(loaded) => data.push(render(&loaded.state)?.0),
             Err(Error::NotFound(_)) => continue,
             Err(other) => return Err(other),

@@ -1,13 +1,13 @@
 //! Vaults and credentials (API §11). Secret fields are write-only: core receives a sealing
-//! function and stores only ciphertext ([`crate::secrets`]); responses come from core's
+//! function and stores only ciphertext ([`crate::sealer`]); responses come from core's
 //! renderers, which never include secrets. Archiving a vault archives its credentials.
 //! Credential commands get the vault as it is now, so a model API key entered (created or
 //! rotated) is bound to the vault's current `llm_base_url` (see `core::vault::credential`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use managed_agents_core::ids::{CredentialId, VaultId, WorkspaceId};
+use managed_agents_core::ids::{CredentialId, VaultId};
 use managed_agents_core::object::Deleted;
 use managed_agents_core::storage::{CatalogQuery, Kind, Order, Store, StreamId};
 use managed_agents_core::time::Timestamp;
@@ -19,6 +19,7 @@ use managed_agents_core::vault::{self, Vault, VaultCreateParams, VaultObject, Va
 use crate::auth::Auth;
 use crate::body;
 use crate::error::{Error, Result};
+use crate::extract::Id;
 use crate::objects;
 use crate::pagination::{self, Page};
 use crate::query::Query;
@@ -49,11 +50,8 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<(Vault, Vec<vault::Record>)> {
-    if VaultId::parse(id).is_err() {
-        return Err(Error::not_found("vault", id));
-    }
-    let records = objects::records(state, id)
+async fn load(state: &AppState, auth: &Auth, id: &VaultId) -> Result<(Vault, Vec<vault::Record>)> {
+    let records = objects::records(state, id.as_str())
         .await?
         .iter()
         .map(|r| vault::Record::decode(&r.payload))
@@ -61,9 +59,9 @@ async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<(Vault, Vec<vau
     let found = vault::fold(records.clone());
     let vault = objects::owned(
         found,
-        |v| v.workspace.as_str() == auth.workspace(),
+        |v| &v.workspace == auth.workspace(),
         "vault",
-        id,
+        id.as_str(),
     )?;
     Ok((vault, records))
 }
@@ -85,13 +83,10 @@ async fn save(
 async fn load_credential(
     state: &AppState,
     auth: &Auth,
-    vault_id: &str,
-    id: &str,
+    vault_id: &VaultId,
+    id: &CredentialId,
 ) -> Result<(Credential, Vec<credential::Record>)> {
-    if CredentialId::parse(id).is_err() {
-        return Err(Error::not_found("credential", id));
-    }
-    let records = objects::records(state, id)
+    let records = objects::records(state, id.as_str())
         .await?
         .iter()
         .map(|r| credential::Record::decode(&r.payload))
@@ -99,9 +94,9 @@ async fn load_credential(
     let found = credential::fold(records.clone());
     let credential = objects::owned(
         found,
-        |c| c.workspace.as_str() == auth.workspace() && c.vault_id.as_str() == vault_id,
+        |c| &c.workspace == auth.workspace() && &c.vault_id == vault_id,
         "credential",
-        id,
+        id.as_str(),
     )?;
     Ok((credential, records))
 }
@@ -135,9 +130,7 @@ async fn create(
 ) -> Result<Json<VaultObject>> {
     let now = Timestamp::now();
     let id = VaultId::generate(now);
-    let workspace =
-        WorkspaceId::parse(auth.workspace()).map_err(|e| Error::Internal(e.to_string()))?;
-    let records = vault::create(params, id.clone(), workspace, now)?;
+    let records = vault::create(params, id.clone(), auth.workspace().clone(), now)?;
     Ok(Json(
         save(&state, id.as_str(), Vec::new(), records)
             .await?
@@ -148,7 +141,7 @@ async fn create(
 async fn retrieve(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<VaultId>,
 ) -> Result<Json<VaultObject>> {
     Ok(Json(load(&state, &auth, &id).await?.0.render()))
 }
@@ -156,7 +149,7 @@ async fn retrieve(
 async fn update(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<VaultId>,
     body::Json(params): body::Json<VaultUpdateParams>,
 ) -> Result<Json<VaultObject>> {
     let (vault, records) = load(&state, &auth, &id).await?;
@@ -164,20 +157,28 @@ async fn update(
     if new.is_empty() {
         return Ok(Json(vault.render()));
     }
-    Ok(Json(save(&state, &id, records, new).await?.render()))
+    Ok(Json(
+        save(&state, id.as_str(), records, new).await?.render(),
+    ))
 }
 
 /// Every credential of a vault (archived included), oldest first.
-async fn credentials_of(state: &AppState, auth: &Auth, vault_id: &str) -> Result<Vec<String>> {
-    let mut query = CatalogQuery::new(Kind::Credential, auth.workspace());
-    query.parent = Some(vault_id.to_owned());
+async fn credentials_of(
+    state: &AppState,
+    auth: &Auth,
+    vault_id: &VaultId,
+) -> Result<Vec<CredentialId>> {
+    let mut query = CatalogQuery::new(Kind::Credential, auth.workspace().as_str());
+    query.parent = Some(vault_id.to_string());
     query.include_archived = true;
     query.order = Order::Asc;
     query.limit = 1000;
     let mut ids = Vec::new();
     loop {
         let page = state.store.list(&query).await?;
-        ids.extend(page.entries.iter().map(|e| e.id.clone()));
+        for entry in &page.entries {
+            ids.push(CredentialId::parse(&entry.id).map_err(|e| Error::Internal(e.to_string()))?);
+        }
         match (page.has_more, page.entries.last()) {
             (true, Some(last)) => query.after = Some(last.id.clone()),
             _ => return Ok(ids),
@@ -188,7 +189,7 @@ async fn credentials_of(state: &AppState, auth: &Auth, vault_id: &str) -> Result
 async fn archive(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<VaultId>,
 ) -> Result<Json<VaultObject>> {
     let (vault, records) = load(&state, &auth, &id).await?;
     let now = Timestamp::now();
@@ -200,25 +201,30 @@ async fn archive(
         let (credential, records) = load_credential(&state, &auth, &id, &credential_id).await?;
         let new = credential::archive(&credential, now)?;
         if !new.is_empty() {
-            save_credential(&state, &credential_id, records, new).await?;
+            save_credential(&state, credential_id.as_str(), records, new).await?;
         }
     }
-    Ok(Json(save(&state, &id, records, new).await?.render()))
+    Ok(Json(
+        save(&state, id.as_str(), records, new).await?.render(),
+    ))
 }
 
 async fn delete(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    Id(id): Id<VaultId>,
 ) -> Result<Json<Deleted>> {
     let (vault, _) = load(&state, &auth, &id).await?;
     for credential_id in credentials_of(&state, &auth, &id).await? {
         state
             .store
-            .delete(Kind::Credential, &StreamId::new(&credential_id))
+            .delete(Kind::Credential, &StreamId::new(credential_id.as_str()))
             .await?;
     }
-    state.store.delete(Kind::Vault, &StreamId::new(&id)).await?;
+    state
+        .store
+        .delete(Kind::Vault, &StreamId::new(id.as_str()))
+        .await?;
     Ok(Json(vault::deleted(&vault.id)))
 }
 
@@ -227,13 +233,14 @@ async fn list(
     auth: Auth,
     query: Query,
 ) -> Result<Json<Page<VaultObject>>> {
-    let mut catalog = CatalogQuery::new(Kind::Vault, auth.workspace());
+    let mut catalog = CatalogQuery::new(Kind::Vault, auth.workspace().as_str());
     catalog.limit = query.limit(20, 100)?;
     catalog.include_archived = query.flag("include_archived", false)?;
     let page = pagination::list_catalog(&state.store, catalog, query.one("page")?).await?;
     let mut data = Vec::with_capacity(page.entries.len());
     for entry in &page.entries {
-        data.push(load(&state, &auth, &entry.id).await?.0.render());
+        let id = VaultId::parse(&entry.id).map_err(|e| Error::Internal(e.to_string()))?;
+        data.push(load(&state, &auth, &id).await?.0.render());
     }
     Ok(Json(Page {
         data,
@@ -244,14 +251,14 @@ async fn list(
 async fn create_credential(
     State(state): State<AppState>,
     auth: Auth,
-    Path(vault_id): Path<String>,
+    Id(vault_id): Id<VaultId>,
     body::Json(params): body::Json<CredentialCreateParams>,
 ) -> Result<Json<CredentialObject>> {
     let (vault, _) = load(&state, &auth, &vault_id).await?;
     let now = Timestamp::now();
     let id = CredentialId::generate(now);
     let records = credential::create(&vault, params, id.clone(), now, |s| {
-        state.secrets.seal_text(s)
+        state.sealer.seal_text(s)
     })?;
     Ok(Json(
         save_credential(&state, id.as_str(), Vec::new(), records)
@@ -263,7 +270,8 @@ async fn create_credential(
 async fn retrieve_credential(
     State(state): State<AppState>,
     auth: Auth,
-    Path((vault_id, id)): Path<(String, String)>,
+    Id(vault_id): Id<VaultId>,
+    Id(id): Id<CredentialId>,
 ) -> Result<Json<CredentialObject>> {
     load(&state, &auth, &vault_id).await?;
     Ok(Json(
@@ -277,26 +285,30 @@ async fn retrieve_credential(
 async fn update_credential(
     State(state): State<AppState>,
     auth: Auth,
-    Path((vault_id, id)): Path<(String, String)>,
+    Id(vault_id): Id<VaultId>,
+    Id(id): Id<CredentialId>,
     body::Json(params): body::Json<CredentialUpdateParams>,
 ) -> Result<Json<CredentialObject>> {
     let (vault, _) = load(&state, &auth, &vault_id).await?;
     let (credential, records) = load_credential(&state, &auth, &vault_id, &id).await?;
     let new = credential::update(&vault, &credential, params, Timestamp::now(), |s| {
-        state.secrets.seal_text(s)
+        state.sealer.seal_text(s)
     })?;
     if new.is_empty() {
         return Ok(Json(credential.render()));
     }
     Ok(Json(
-        save_credential(&state, &id, records, new).await?.render(),
+        save_credential(&state, id.as_str(), records, new)
+            .await?
+            .render(),
     ))
 }
 
 async fn archive_credential(
     State(state): State<AppState>,
     auth: Auth,
-    Path((vault_id, id)): Path<(String, String)>,
+    Id(vault_id): Id<VaultId>,
+    Id(id): Id<CredentialId>,
 ) -> Result<Json<CredentialObject>> {
     load(&state, &auth, &vault_id).await?;
     let (credential, records) = load_credential(&state, &auth, &vault_id, &id).await?;
@@ -305,20 +317,23 @@ async fn archive_credential(
         return Ok(Json(credential.render()));
     }
     Ok(Json(
-        save_credential(&state, &id, records, new).await?.render(),
+        save_credential(&state, id.as_str(), records, new)
+            .await?
+            .render(),
     ))
 }
 
 async fn delete_credential(
     State(state): State<AppState>,
     auth: Auth,
-    Path((vault_id, id)): Path<(String, String)>,
+    Id(vault_id): Id<VaultId>,
+    Id(id): Id<CredentialId>,
 ) -> Result<Json<Deleted>> {
     load(&state, &auth, &vault_id).await?;
     let (credential, _) = load_credential(&state, &auth, &vault_id, &id).await?;
     state
         .store
-        .delete(Kind::Credential, &StreamId::new(&id))
+        .delete(Kind::Credential, &StreamId::new(id.as_str()))
         .await?;
     Ok(Json(credential::deleted(&credential.id)))
 }
@@ -326,19 +341,20 @@ async fn delete_credential(
 async fn list_credentials(
     State(state): State<AppState>,
     auth: Auth,
-    Path(vault_id): Path<String>,
+    Id(vault_id): Id<VaultId>,
     query: Query,
 ) -> Result<Json<Page<CredentialObject>>> {
     load(&state, &auth, &vault_id).await?;
-    let mut catalog = CatalogQuery::new(Kind::Credential, auth.workspace());
-    catalog.parent = Some(vault_id.clone());
+    let mut catalog = CatalogQuery::new(Kind::Credential, auth.workspace().as_str());
+    catalog.parent = Some(vault_id.to_string());
     catalog.limit = query.limit(20, 100)?;
     catalog.include_archived = query.flag("include_archived", false)?;
     let page = pagination::list_catalog(&state.store, catalog, query.one("page")?).await?;
     let mut data = Vec::with_capacity(page.entries.len());
     for entry in &page.entries {
+        let id = CredentialId::parse(&entry.id).map_err(|e| Error::Internal(e.to_string()))?;
         data.push(
-            load_credential(&state, &auth, &vault_id, &entry.id)
+            load_credential(&state, &auth, &vault_id, &id)
                 .await?
                 .0
                 .render(),

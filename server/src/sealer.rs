@@ -1,4 +1,4 @@
-//! Secrets at rest: vault credential secrets and GitHub tokens are sealed with
+//! [`Sealer`]: secrets at rest. Vault credential secrets and GitHub tokens are sealed with
 //! XChaCha20-Poly1305 under one 32-byte server key into core's [`SealedSecret`], which the
 //! credential and session records carry (never rendered, never in a public event). The key
 //! comes from `--secret-key` / `MANAGED_AGENTS_SECRET_KEY` (64 hex digits or base64 of 32
@@ -15,7 +15,7 @@ use managed_agents_core::vault::SealedSecret;
 const NONCE_LEN: usize = 24;
 const KEY_FILE: &str = "secret.key";
 
-/// What can go wrong with secrets.
+/// What can go wrong with the sealing key or a sealed value.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The configured key is not 32 bytes in hex or base64.
@@ -37,15 +37,15 @@ pub enum Error {
     Open,
 }
 
-/// The server's sealing key.
+/// The server's sealing key: seals secrets for the store and opens them for the runner.
 #[derive(Clone)]
-pub struct Secrets {
+pub struct Sealer {
     cipher: XChaCha20Poly1305,
 }
 
-impl std::fmt::Debug for Secrets {
+impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secrets(..)")
+        f.write_str("Sealer(..)")
     }
 }
 
@@ -69,7 +69,7 @@ fn random<const N: usize>() -> Result<[u8; N], Error> {
     Ok(bytes)
 }
 
-impl Secrets {
+impl Sealer {
     /// From key text (64 hex digits or base64 of 32 bytes).
     pub fn from_text(text: &str) -> Result<Self, Error> {
         Ok(Self::from_bytes(parse_key(text)?))
@@ -134,7 +134,7 @@ impl Secrets {
         }
     }
 
-    /// Opens a `SealedSecret` made by [`Secrets::seal_text`].
+    /// Opens a `SealedSecret` made by [`Sealer::seal_text`].
     pub fn open_text(&self, sealed: &SealedSecret) -> Result<String, Error> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&sealed.0)
@@ -142,7 +142,7 @@ impl Secrets {
         String::from_utf8(self.open(&bytes)?).map_err(|_| Error::Open)
     }
 
-    /// Decrypts what [`Secrets::seal`] produced.
+    /// Decrypts what [`Sealer::seal`] produced.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, Error> {
         if sealed.len() < NONCE_LEN {
             return Err(Error::Open);
@@ -160,8 +160,8 @@ mod tests {
 
     #[test]
     fn seal_round_trips_and_rejects_a_wrong_key() {
-        let a = Secrets::ephemeral().expect("random");
-        let b = Secrets::ephemeral().expect("random");
+        let a = Sealer::ephemeral().expect("random");
+        let b = Sealer::ephemeral().expect("random");
         let sealed = a.seal(b"token").expect("seal");
         assert!(!sealed.windows(5).any(|w| w == b"token"));
         assert_eq!(a.open(&sealed).expect("open"), b"token");
@@ -171,8 +171,8 @@ mod tests {
     #[test]
     fn key_file_is_generated_once_with_mode_0600() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = Secrets::load_or_generate(dir.path()).expect("generate");
-        let again = Secrets::load_or_generate(dir.path()).expect("load");
+        let first = Sealer::load_or_generate(dir.path()).expect("generate");
+        let again = Sealer::load_or_generate(dir.path()).expect("load");
         let sealed = first.seal(b"x").expect("seal");
         assert_eq!(again.open(&sealed).expect("open"), b"x");
         #[cfg(unix)]
@@ -184,7 +184,7 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(Secrets::from_text("short").is_err());
-        assert!(Secrets::from_text(&"ab".repeat(32)).is_ok());
+        assert!(Sealer::from_text("short").is_err());
+        assert!(Sealer::from_text(&"ab".repeat(32)).is_ok());
     }
 }
