@@ -2,19 +2,21 @@
 //!
 //! A stream holds `environment.created`, `environment.updated` (each carrying the whole new
 //! state) and `environment.archived`. Updates deep-merge cloud configs; changing `config.type`
-//! or updating an archived environment is refused with a stable `error_code`. Name uniqueness
-//! needs the catalog, so the server checks it (the entry carries the name) and reports
-//! [`duplicate_name`].
+//! or updating an archived environment is refused with a stable `error_code`. Names are unique
+//! per workspace through a name claim ([`name_claim`], [`crate::claim`]); a taken name is
+//! [`duplicate_name`]. Environments created before claims existed hold no claim: their names
+//! are found through the catalog entry, which carries the name.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::claim;
 use crate::ids::{EnvironmentId, WorkspaceId};
-use crate::object::{self, DecodeError, Error, Lifecycle, Parts, Step};
+use crate::object::{self, DecodeError, Error, Lifecycle, Lifecycled, Object, Step};
 use crate::patch::Patch;
-use crate::storage::{CatalogEntry, Kind};
+use crate::storage::{CatalogEntry, Kind, StreamId};
 use crate::time::Timestamp;
 use crate::validate::{self, FieldError};
 
@@ -440,6 +442,12 @@ pub enum Record {
         /// When.
         at: Timestamp,
     },
+    /// Nothing changes; written by [`crate::claim`] to fence a stale claim's owner.
+    #[serde(rename = "environment.fenced")]
+    Fenced {
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl Record {
@@ -454,63 +462,99 @@ impl Record {
     }
 }
 
-/// An environment folded from its records.
+/// An environment folded from its records. The lifecycle fields (`settings`, `created_at`,
+/// `updated_at`, `archived_at`, `stream_version`) are the shared [`Lifecycled`], reached
+/// through `Deref`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Environment {
     /// Its id.
     pub id: EnvironmentId,
     /// Its owner.
     pub workspace: WorkspaceId,
-    /// Current settings.
-    pub settings: Settings,
-    /// Created.
-    pub created_at: Timestamp,
-    /// Last changed.
-    pub updated_at: Timestamp,
-    /// Archived.
-    pub archived_at: Option<Timestamp>,
-    /// Records folded: the expected stream version for the next append.
-    pub stream_version: u64,
+    /// Current settings, times and stream version.
+    pub lifecycle: Lifecycled<Settings>,
 }
 
-/// Folds an environment's records; `None` until `environment.created`.
+impl std::ops::Deref for Environment {
+    type Target = Lifecycled<Settings>;
+
+    fn deref(&self) -> &Lifecycled<Settings> {
+        &self.lifecycle
+    }
+}
+
+impl std::ops::DerefMut for Environment {
+    fn deref_mut(&mut self) -> &mut Lifecycled<Settings> {
+        &mut self.lifecycle
+    }
+}
+
+/// Folds an environment's records; `None` until created.
 pub fn fold(records: impl IntoIterator<Item = Record>) -> Option<Environment> {
-    object::fold_lifecycle(records.into_iter().map(|record| match record {
-        Record::Created {
-            id,
-            workspace,
-            settings,
-            at,
-        } => Step::Created(Environment {
-            id,
-            workspace,
-            settings,
-            created_at: at,
-            updated_at: at,
-            archived_at: None,
-            stream_version: 0,
-        }),
-        Record::Updated { settings, at } => Step::Updated(settings, at),
-        Record::Archived { at } => Step::Archived(at),
-    }))
+    object::fold(records)
 }
 
 impl Lifecycle for Environment {
     type Settings = Settings;
+    type Record = Record;
 
-    fn parts(&mut self) -> Parts<'_, Settings> {
-        Parts {
-            settings: &mut self.settings,
-            updated_at: &mut self.updated_at,
-            archived_at: &mut self.archived_at,
-            stream_version: &mut self.stream_version,
+    fn step(record: &Record) -> Step<Self, Settings> {
+        match record {
+            Record::Created {
+                id,
+                workspace,
+                settings,
+                at,
+            } => Step::Created(Environment {
+                id: id.clone(),
+                workspace: workspace.clone(),
+                lifecycle: Lifecycled::created(settings.clone(), *at),
+            }),
+            Record::Updated { settings, at } => Step::Updated(settings.clone(), *at),
+            Record::Archived { at } => Step::Archived(*at),
+            Record::Fenced { .. } => Step::Unchanged,
         }
+    }
+
+    fn lifecycle(&mut self) -> &mut Lifecycled<Settings> {
+        &mut self.lifecycle
+    }
+}
+
+impl Object for Environment {
+    type Record = Record;
+
+    fn apply(object: &mut Option<Self>, record: &Record) {
+        object::apply_lifecycle(object, record);
+    }
+
+    fn catalog_entry(&self) -> CatalogEntry {
+        Environment::catalog_entry(self)
+    }
+
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace
     }
 }
 
 /// Decodes and folds a stored stream.
 pub fn load(records: &[crate::storage::Record]) -> Result<Option<Environment>, DecodeError> {
-    Ok(fold(object::decode_all::<Record>(records)?))
+    object::load(records)
+}
+
+impl claim::Owner for Option<Environment> {
+    fn holds(&self, name: &str) -> bool {
+        self.as_ref().is_some_and(|env| env.settings.name == name)
+    }
+
+    fn fence(at: Timestamp) -> Record {
+        Record::Fenced { at }
+    }
+}
+
+/// The claim stream of environment name `name` in `workspace` (see [`crate::claim`]).
+pub fn name_claim(workspace: &WorkspaceId, name: &str) -> StreamId {
+    claim::stream_id("environment_name", workspace.as_str(), name)
 }
 
 /// The 409 for a name already used by another environment of the workspace.
@@ -613,11 +657,6 @@ pub struct EnvironmentObject {
 }
 
 impl Environment {
-    /// Whether archived (no new sessions, no updates).
-    pub fn is_archived(&self) -> bool {
-        self.archived_at.is_some()
-    }
-
     /// The response object.
     pub fn render(&self) -> EnvironmentObject {
         EnvironmentObject {

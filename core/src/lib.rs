@@ -6,6 +6,7 @@
 //! no IO and depends on no async runtime, storage engine or HTTP crate.
 
 pub mod agent;
+pub mod claim;
 pub mod environment;
 pub mod event;
 pub mod file;
@@ -15,6 +16,7 @@ pub mod patch;
 pub mod resource;
 pub mod session;
 pub mod storage;
+pub mod stream;
 mod tagged;
 pub mod time;
 pub mod validate;

@@ -1,5 +1,7 @@
-//! What every non-session object shares: the command error, the record codec and the
-//! `{id, type: "<kind>_deleted"}` response.
+//! What every non-session object shares: the command error, the record codec, the
+//! `{id, type: "<kind>_deleted"}` response, the [`Object`] fold that makes each one a
+//! [`crate::stream`], and the created → updated → archived [`Lifecycle`] of environments,
+//! vaults and credentials.
 //!
 //! Commands on agents, environments, vaults, credentials, resources and files return
 //! [`Error`]; the HTTP layer maps [`Error::status`] to the status code and
@@ -9,6 +11,9 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::WorkspaceId;
+use crate::storage::CatalogEntry;
+use crate::stream::Fold;
 use crate::time::Timestamp;
 use crate::validate::FieldError;
 
@@ -118,57 +123,131 @@ impl Deleted {
     }
 }
 
-/// A record of the created → updated* → archived lifecycle that environments, vaults and
-/// credentials share, as [`fold_lifecycle`] sees it.
-pub(crate) enum Step<T, S> {
+/// An event-sourced object other than a session: its stream folds to `Some(object)` once
+/// created, and every append carries the object's catalog entry. `Option<T>` is then a
+/// [`Fold`], so every object is written through [`crate::stream::write`].
+pub trait Object: Sized {
+    /// One record of the object's stream (JSON on disk).
+    type Record: Serialize + DeserializeOwned;
+    /// Folds one record into the object (`None` until created).
+    fn apply(object: &mut Option<Self>, record: &Self::Record);
+    /// The catalog entry an append leading to this state writes.
+    fn catalog_entry(&self) -> CatalogEntry;
+    /// The owning workspace (other workspaces' objects do not exist for a caller).
+    fn workspace(&self) -> &WorkspaceId;
+}
+
+impl<T: Object> Fold for Option<T> {
+    type Record = T::Record;
+
+    fn decode(bytes: &[u8]) -> Result<T::Record, String> {
+        decode(bytes).map_err(|e| e.0)
+    }
+
+    fn encode(record: &T::Record) -> Bytes {
+        encode(record)
+    }
+
+    fn apply(&mut self, record: &T::Record) {
+        T::apply(self, record);
+    }
+
+    fn catalog_entry(&self) -> Option<CatalogEntry> {
+        self.as_ref().map(T::catalog_entry)
+    }
+}
+
+/// Folds records of an object's stream; `None` until created.
+pub fn fold<T: Object>(records: impl IntoIterator<Item = T::Record>) -> Option<T> {
+    let mut object = None;
+    for record in records {
+        T::apply(&mut object, &record);
+    }
+    object
+}
+
+/// Decodes and folds a stored stream.
+pub fn load<T: Object>(records: &[crate::storage::Record]) -> Result<Option<T>, DecodeError> {
+    Ok(fold(decode_all::<T::Record>(records)?))
+}
+
+/// What a record of the created → updated* → archived lifecycle does, as [`Lifecycle::step`]
+/// reports it.
+pub enum Step<T, S> {
     /// The object as created (its version 0, `updated_at` = `created_at`).
     Created(T),
     /// Whole new settings.
     Updated(S, Timestamp),
     /// Archived (terminal).
     Archived(Timestamp),
+    /// Nothing changes (a fence, see [`crate::claim`]); the stream version still moves.
+    Unchanged,
 }
 
-/// The fields of a lifecycle object that [`fold_lifecycle`] maintains.
-pub(crate) struct Parts<'a, S> {
-    pub(crate) settings: &'a mut S,
-    pub(crate) updated_at: &'a mut Timestamp,
-    pub(crate) archived_at: &'a mut Option<Timestamp>,
-    pub(crate) stream_version: &'a mut u64,
+/// The lifecycle fields every environment, vault and credential has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lifecycled<S> {
+    /// Current settings.
+    pub settings: S,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last changed.
+    pub updated_at: Timestamp,
+    /// Archived.
+    pub archived_at: Option<Timestamp>,
+    /// Records folded: the expected stream version for the next append.
+    pub stream_version: u64,
 }
 
-/// An object folded by [`fold_lifecycle`].
-pub(crate) trait Lifecycle {
-    /// What an update replaces.
-    type Settings;
-    /// Mutable access to the lifecycle fields.
-    fn parts(&mut self) -> Parts<'_, Self::Settings>;
-}
-
-/// Folds lifecycle steps: `None` until created; each step after creation counts one stream
-/// version; steps before creation (or a second creation) change nothing.
-pub(crate) fn fold_lifecycle<T: Lifecycle>(
-    steps: impl IntoIterator<Item = Step<T, T::Settings>>,
-) -> Option<T> {
-    let mut object: Option<T> = None;
-    for step in steps {
-        match (step, object.as_mut()) {
-            (Step::Created(created), None) => object = Some(created),
-            (Step::Updated(settings, at), Some(o)) => {
-                let parts = o.parts();
-                *parts.settings = settings;
-                *parts.updated_at = at;
-            }
-            (Step::Archived(at), Some(o)) => {
-                let parts = o.parts();
-                *parts.archived_at = Some(at);
-                *parts.updated_at = at;
-            }
-            _ => {}
-        }
-        if let Some(o) = object.as_mut() {
-            *o.parts().stream_version += 1;
+impl<S> Lifecycled<S> {
+    /// A freshly created object's lifecycle.
+    pub fn created(settings: S, at: Timestamp) -> Self {
+        Self {
+            settings,
+            created_at: at,
+            updated_at: at,
+            archived_at: None,
+            stream_version: 0,
         }
     }
-    object
+
+    /// Whether archived.
+    pub fn is_archived(&self) -> bool {
+        self.archived_at.is_some()
+    }
+}
+
+/// The created → updated* → archived lifecycle environments, vaults and credentials share.
+/// Implementing it makes the type an [`Object`] through [`apply_lifecycle`].
+pub trait Lifecycle: Sized {
+    /// What an update replaces.
+    type Settings: Clone;
+    /// One record of the stream.
+    type Record;
+    /// What `record` does.
+    fn step(record: &Self::Record) -> Step<Self, Self::Settings>;
+    /// The lifecycle fields.
+    fn lifecycle(&mut self) -> &mut Lifecycled<Self::Settings>;
+}
+
+/// Folds one lifecycle record: before creation (or a second creation) nothing changes; each
+/// record after creation counts one stream version.
+pub fn apply_lifecycle<T: Lifecycle>(object: &mut Option<T>, record: &T::Record) {
+    match (T::step(record), object.as_mut()) {
+        (Step::Created(created), None) => *object = Some(created),
+        (Step::Updated(settings, at), Some(o)) => {
+            let parts = o.lifecycle();
+            parts.settings = settings;
+            parts.updated_at = at;
+        }
+        (Step::Archived(at), Some(o)) => {
+            let parts = o.lifecycle();
+            parts.archived_at = Some(at);
+            parts.updated_at = at;
+        }
+        _ => {}
+    }
+    if let Some(o) = object.as_mut() {
+        o.lifecycle().stream_version += 1;
+    }
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{VaultId, WorkspaceId};
-use crate::object::{self, DecodeError, Error, Lifecycle, Parts, Step};
+use crate::object::{self, DecodeError, Error, Lifecycle, Lifecycled, Object, Step};
 use crate::patch::Patch;
 use crate::storage::{CatalogEntry, Kind};
 use crate::time::Timestamp;
@@ -121,6 +121,12 @@ pub enum Record {
         /// When.
         at: Timestamp,
     },
+    /// Nothing changes; written by [`crate::claim`] to fence a stale claim's owner.
+    #[serde(rename = "vault.fenced")]
+    Fenced {
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl Record {
@@ -135,63 +141,84 @@ impl Record {
     }
 }
 
-/// A vault folded from its records.
+/// A vault folded from its records. The lifecycle fields (`settings`, `created_at`,
+/// `updated_at`, `archived_at`, `stream_version`) are the shared [`Lifecycled`], reached
+/// through `Deref`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vault {
     /// Its id.
     pub id: VaultId,
     /// Its owner.
     pub workspace: WorkspaceId,
-    /// Current settings.
-    pub settings: Settings,
-    /// Created.
-    pub created_at: Timestamp,
-    /// Last changed.
-    pub updated_at: Timestamp,
-    /// Archived.
-    pub archived_at: Option<Timestamp>,
-    /// Records folded: the expected stream version for the next append.
-    pub stream_version: u64,
+    /// Current settings, times and stream version.
+    pub lifecycle: Lifecycled<Settings>,
 }
 
-/// Folds a vault's records; `None` until `vault.created`.
+impl std::ops::Deref for Vault {
+    type Target = Lifecycled<Settings>;
+
+    fn deref(&self) -> &Lifecycled<Settings> {
+        &self.lifecycle
+    }
+}
+
+impl std::ops::DerefMut for Vault {
+    fn deref_mut(&mut self) -> &mut Lifecycled<Settings> {
+        &mut self.lifecycle
+    }
+}
+
+/// Folds a vault's records; `None` until created.
 pub fn fold(records: impl IntoIterator<Item = Record>) -> Option<Vault> {
-    object::fold_lifecycle(records.into_iter().map(|record| match record {
-        Record::Created {
-            id,
-            workspace,
-            settings,
-            at,
-        } => Step::Created(Vault {
-            id,
-            workspace,
-            settings,
-            created_at: at,
-            updated_at: at,
-            archived_at: None,
-            stream_version: 0,
-        }),
-        Record::Updated { settings, at } => Step::Updated(settings, at),
-        Record::Archived { at } => Step::Archived(at),
-    }))
+    object::fold(records)
 }
 
 impl Lifecycle for Vault {
     type Settings = Settings;
+    type Record = Record;
 
-    fn parts(&mut self) -> Parts<'_, Settings> {
-        Parts {
-            settings: &mut self.settings,
-            updated_at: &mut self.updated_at,
-            archived_at: &mut self.archived_at,
-            stream_version: &mut self.stream_version,
+    fn step(record: &Record) -> Step<Self, Settings> {
+        match record {
+            Record::Created {
+                id,
+                workspace,
+                settings,
+                at,
+            } => Step::Created(Vault {
+                id: id.clone(),
+                workspace: workspace.clone(),
+                lifecycle: Lifecycled::created(settings.clone(), *at),
+            }),
+            Record::Updated { settings, at } => Step::Updated(settings.clone(), *at),
+            Record::Archived { at } => Step::Archived(*at),
+            Record::Fenced { .. } => Step::Unchanged,
         }
+    }
+
+    fn lifecycle(&mut self) -> &mut Lifecycled<Settings> {
+        &mut self.lifecycle
+    }
+}
+
+impl Object for Vault {
+    type Record = Record;
+
+    fn apply(object: &mut Option<Self>, record: &Record) {
+        object::apply_lifecycle(object, record);
+    }
+
+    fn catalog_entry(&self) -> CatalogEntry {
+        Vault::catalog_entry(self)
+    }
+
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace
     }
 }
 
 /// Decodes and folds a stored stream.
 pub fn load(records: &[crate::storage::Record]) -> Result<Option<Vault>, DecodeError> {
-    Ok(fold(object::decode_all::<Record>(records)?))
+    object::load(records)
 }
 
 /// `POST /v1/vaults`.
@@ -277,11 +304,6 @@ pub struct VaultObject {
 }
 
 impl Vault {
-    /// Whether archived.
-    pub fn is_archived(&self) -> bool {
-        self.archived_at.is_some()
-    }
-
     /// The model endpoint named by the metadata ([`LLM_BASE_URL_KEY`]); `None` when absent or
     /// empty (the provider's public API).
     pub fn llm_base_url(&self) -> Option<&str> {

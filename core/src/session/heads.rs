@@ -4,8 +4,9 @@
 //! A [`Head`] is a session's folded state at a stream version. It is a cache, never a second
 //! source of truth: before every use it catches up from the store by reading only the records
 //! after its version, and every write still goes through the store's expected-version check.
-//! Writers of one session that share a [`Heads`] take that session's async lock in turn, so
-//! they queue instead of racing; a writer elsewhere (the harness's own writer, another process)
+//! Writes go through [`log::write`] (the one write primitive, [`crate::stream::write`]) with the
+//! cached head. Writers of one session that share a [`Heads`] take that session's async lock in
+//! turn, so they queue instead of racing; a writer elsewhere (the harness's own writer, another process)
 //! still races through expected versions, and a lost race reloads the head from the log.
 //! Deleting a session must go through [`Heads::forget`] so a stale head is not served.
 
@@ -15,25 +16,15 @@ use std::sync::{Arc, Mutex as SyncMutex, MutexGuard};
 use futures::lock::Mutex;
 
 use crate::ids::SessionId;
-use crate::storage::{self, Append, Direction, Expected, Store, StreamId, Version};
+use crate::storage::{Store, StreamId, Version};
+use crate::stream;
 use crate::time::Timestamp;
 
-use super::log::{Committed, Error};
+use super::log::{self, Committed, Error};
 use super::{decide, Command, Fresh, SessionRecord, SessionState};
 
-/// How many records one catch-up read fetches.
-const PAGE: usize = 1024;
-/// How often a commit reloads and decides again after losing an append race.
-const RETRIES: usize = 16;
-
 /// A session's folded state at a stream version.
-#[derive(Debug, Clone, Default)]
-pub struct Head {
-    /// The folded state.
-    pub state: SessionState,
-    /// The stream version it reflects.
-    pub version: Version,
-}
+pub type Head = stream::Head<SessionState>;
 
 type Slot = Arc<Mutex<Option<Head>>>;
 
@@ -91,8 +82,9 @@ impl Heads {
         head.clone().ok_or_else(|| Error::NotFound(id.clone()))
     }
 
-    /// Decides `command` on the current state of session `id` and appends the result, like
-    /// [`super::log::commit`] but without re-reading the log: writers sharing this cache queue
+    /// Decides `command` on the current state of session `id` and appends the result through
+    /// [`log::write`] (the one write primitive), like [`log::commit`] but without re-reading
+    /// the log: writers sharing this cache queue
     /// on the session's lock. `accept` may refuse the session (another workspace's) first.
     pub async fn commit<S: Store>(
         &self,
@@ -128,49 +120,32 @@ impl Heads {
     ) -> Result<T, Error> {
         let slot = self.slot(id);
         let mut guard = slot.lock().await;
-        for _ in 0..RETRIES {
-            catch_up(store, id, &mut guard).await?;
-            let Some(head) = guard.as_mut() else {
-                return Err(Error::NotFound(id.clone()));
-            };
-            if !accept(&head.state) {
-                return Err(Error::NotFound(id.clone()));
+        let mut head = guard.take().unwrap_or_default();
+        let mut refused = false;
+        let written = log::write(store, id, &mut head, |state| {
+            refused = !accept(state);
+            if refused {
+                return Ok(Vec::new());
             }
             let now = Timestamp::now();
-            let records = decide(&head.state, command(), now, &mut Fresh(now))?;
-            let first_version = head.version + 1;
-            if records.is_empty() {
-                return Ok(finish(&head.state, records, first_version));
+            decide(state, command(), now, &mut Fresh(now))
+        })
+        .await;
+        let written = match written {
+            Ok(written) => written,
+            Err(error) => {
+                // `write` resets the head after a failed append; keep whatever it holds.
+                *guard = Some(head).filter(|h| h.version > 0);
+                return Err(error);
             }
-            let expected = head.version;
-            for record in &records {
-                head.state.apply(record);
-            }
-            let appended = store
-                .append(Append {
-                    stream: StreamId::from(id),
-                    expected: Expected::Exactly(expected),
-                    events: records.iter().map(SessionRecord::encode).collect(),
-                    catalog: head.state.catalog_entry(),
-                })
-                .await;
-            match appended {
-                Ok(done) => {
-                    head.version = done.last;
-                    return Ok(finish(&head.state, records, first_version));
-                }
-                Err(error) => {
-                    // The head already holds the rejected records: rebuild it from the log.
-                    *guard = None;
-                    if !matches!(error, storage::Error::WrongExpectedVersion { .. }) {
-                        return Err(error.into());
-                    }
-                }
-            }
+        };
+        if refused {
+            *guard = Some(head);
+            return Err(Error::NotFound(id.clone()));
         }
-        Err(Error::Store(storage::Error::Backend(format!(
-            "session {id}: gave up after {RETRIES} lost append races"
-        ))))
+        let done = finish(&head.state, written.records, written.first_version);
+        *guard = Some(head);
+        Ok(done)
     }
 }
 
@@ -181,25 +156,17 @@ async fn catch_up<S: Store>(
     id: &SessionId,
     head: &mut Option<Head>,
 ) -> Result<(), Error> {
-    let stream = StreamId::from(id);
     let mut current = head.take().unwrap_or_default();
-    loop {
-        let batch = store
-            .read(&stream, current.version + 1, Direction::Forward, PAGE)
-            .await?;
-        for stored in &batch {
-            let record =
-                SessionRecord::decode(&stored.payload).map_err(|source| Error::Decode {
-                    id: id.clone(),
-                    source,
-                })?;
-            current.state.apply(&record);
-            current.version = stored.version;
-        }
-        if batch.len() < PAGE {
-            break;
-        }
-    }
+    stream::catch_up(store, &StreamId::from(id), &mut current)
+        .await
+        .map_err(|e| match e {
+            stream::Error::Rejected(never) => match never {},
+            stream::Error::Decode { message, .. } => Error::Undecodable {
+                id: id.clone(),
+                message,
+            },
+            stream::Error::Store(e) => Error::Store(e),
+        })?;
     if !current.state.exists() {
         return Err(Error::NotFound(id.clone()));
     }

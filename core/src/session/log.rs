@@ -1,18 +1,21 @@
-//! A session's log in a store: load and fold it, append records at the expected version with
-//! the refreshed catalog entry, and commit a [`Command`] (decide, append, retry a lost race).
+//! A session's log in a store: the session as a [`crate::stream`] ([`Fold`] for
+//! [`SessionState`], and for [`Logged`], which also keeps every record), [`write`] (the one
+//! write primitive with the session's not-found rule), [`commit`] a [`Command`], [`create`],
+//! and [`load`] with every record.
 //!
-//! This is the one path every writer takes (the HTTP server for client events, the harness for
-//! agent events, embedded programs for both), so the expected-version fencing and the catalog
-//! update cannot differ between them. It is generic over [`Store`] and needs no runtime.
+//! Every writer (the HTTP server for client events, the harness for agent events, embedded
+//! programs for both) goes through [`crate::stream::write`], so the expected-version fencing,
+//! the bounded retry and the catalog update cannot differ between them. It is generic over
+//! [`Store`] and needs no runtime.
+
+use bytes::Bytes;
 
 use crate::ids::SessionId;
 use crate::storage::{self, Append, CatalogEntry, Expected, Kind, Store, StreamId, Version};
+use crate::stream::{self, Fold, Head};
 use crate::time::Timestamp;
 
 use super::{decide, fold, Command, DecodeError, Fresh, Rejection, SessionRecord, SessionState};
-
-/// How often [`commit`] decides again after losing an append race.
-const RETRIES: usize = 16;
 
 /// Why loading or writing a session failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,14 @@ pub enum Error {
         id: SessionId,
         /// The decoding failure.
         source: DecodeError,
+    },
+    /// A stored record could not be decoded (found while catching up).
+    #[error("session {id}: undecodable record: {message}")]
+    Undecodable {
+        /// The session.
+        id: SessionId,
+        /// The decoding failure.
+        message: String,
     },
     /// The store failed, or another writer appended first.
     #[error(transparent)]
@@ -110,6 +121,108 @@ pub async fn load<S: Store>(store: &S, id: &SessionId) -> Result<Loaded, Error> 
     })
 }
 
+impl Fold for SessionState {
+    type Record = SessionRecord;
+
+    fn decode(bytes: &[u8]) -> Result<SessionRecord, String> {
+        SessionRecord::decode(bytes).map_err(|e| e.to_string())
+    }
+
+    fn encode(record: &SessionRecord) -> Bytes {
+        record.encode()
+    }
+
+    fn apply(&mut self, record: &SessionRecord) {
+        SessionState::apply(self, record);
+    }
+
+    fn catalog_entry(&self) -> Option<CatalogEntry> {
+        SessionState::catalog_entry(self)
+    }
+}
+
+/// A session's folded state together with every record (what the harness rebuilds a model
+/// conversation from); a [`Fold`] so it is written through [`crate::stream::write`] too.
+#[derive(Debug, Clone, Default)]
+pub struct Logged {
+    /// The folded state.
+    pub state: SessionState,
+    /// Every record folded, in stream order.
+    pub records: Vec<SessionRecord>,
+}
+
+impl Fold for Logged {
+    type Record = SessionRecord;
+
+    fn decode(bytes: &[u8]) -> Result<SessionRecord, String> {
+        <SessionState as Fold>::decode(bytes)
+    }
+
+    fn encode(record: &SessionRecord) -> Bytes {
+        record.encode()
+    }
+
+    fn apply(&mut self, record: &SessionRecord) {
+        self.state.apply(record);
+        self.records.push(record.clone());
+    }
+
+    fn catalog_entry(&self) -> Option<CatalogEntry> {
+        self.state.catalog_entry()
+    }
+}
+
+impl Error {
+    /// The session error of a [`stream::Error`] on session `id`.
+    pub fn of_stream(id: &SessionId, error: stream::Error<Rejection>) -> Self {
+        match error {
+            stream::Error::Rejected(rejection) => Error::Rejected(rejection),
+            stream::Error::Decode { message, .. } => Error::Undecodable {
+                id: id.clone(),
+                message,
+            },
+            stream::Error::Store(e) => Error::Store(e),
+        }
+    }
+}
+
+/// Writes to session `id` through [`stream::write`]: catches `head` up, lets `decide` look at
+/// the session (a session that does not exist or was deleted is [`Error::NotFound`] before
+/// `decide` sees it), appends at the expected version, retries lost races.
+pub async fn write<S: Store, F: Fold<Record = SessionRecord> + Default + AsRef<SessionState>>(
+    store: &S,
+    id: &SessionId,
+    head: &mut Head<F>,
+    mut decide: impl FnMut(&F) -> Result<Vec<SessionRecord>, Rejection>,
+) -> Result<stream::Written<SessionRecord>, Error> {
+    let mut missing = false;
+    let written = stream::write(store, &StreamId::from(id), head, |current| {
+        if !current.as_ref().exists() {
+            missing = true;
+            return Ok(Vec::new());
+        }
+        decide(current)
+    })
+    .await
+    .map_err(|e| Error::of_stream(id, e))?;
+    if missing {
+        return Err(Error::NotFound(id.clone()));
+    }
+    Ok(written)
+}
+
+impl AsRef<SessionState> for SessionState {
+    fn as_ref(&self) -> &SessionState {
+        self
+    }
+}
+
+impl AsRef<SessionState> for Logged {
+    fn as_ref(&self) -> &SessionState {
+        &self.state
+    }
+}
+
 /// Appends `records` to a session loaded at `loaded.version()`, with the catalog entry of the
 /// resulting state. Fails with [`storage::Error::WrongExpectedVersion`] if anyone appended since.
 pub async fn append<S: Store>(
@@ -144,45 +257,43 @@ pub async fn create<S: Store>(
     command: Command,
     now: Timestamp,
 ) -> Result<Committed, Error> {
-    let empty = Loaded {
-        id: id.clone(),
-        state: SessionState::default(),
-        records: Vec::new(),
-    };
-    let records = decide(&empty.state, command, now, &mut Fresh(now))?;
-    append(store, &empty, records).await
+    let records = decide(&SessionState::default(), command, now, &mut Fresh(now))?;
+    let head: Head<SessionState> = stream::create(store, &StreamId::from(id), records.clone())
+        .await
+        .map_err(Error::Store)?;
+    Ok(Committed {
+        state: head.state,
+        records,
+        first_version: 1,
+    })
 }
 
-/// Decides `command` on the current state of session `id` and appends the result. A lost race
-/// with another writer re-reads and decides again. `accept` may refuse the loaded session
-/// (e.g. one of another workspace) before anything is decided.
+/// Decides `command` on the current state of session `id` and appends the result: one
+/// [`write`] from a freshly loaded head. `accept` may refuse the loaded session (e.g. one of
+/// another workspace) before anything is decided.
 pub async fn commit<S: Store>(
     store: &S,
     id: &SessionId,
     accept: impl Fn(&SessionState) -> bool,
     command: impl Fn() -> Command,
 ) -> Result<Committed, Error> {
-    let mut attempt = 0;
-    loop {
-        let loaded = load(store, id).await?;
-        if !accept(&loaded.state) {
-            return Err(Error::NotFound(id.clone()));
+    let mut head = Head::<SessionState>::default();
+    let mut refused = false;
+    let written = write(store, id, &mut head, |state| {
+        refused = !accept(state);
+        if refused {
+            return Ok(Vec::new());
         }
         let now = Timestamp::now();
-        let records = decide(&loaded.state, command(), now, &mut Fresh(now))?;
-        if records.is_empty() {
-            let first_version = loaded.version() + 1;
-            return Ok(Committed {
-                state: loaded.state,
-                records,
-                first_version,
-            });
-        }
-        match append(store, &loaded, records).await {
-            Err(Error::Store(storage::Error::WrongExpectedVersion { .. })) if attempt < RETRIES => {
-                attempt += 1;
-            }
-            other => return other,
-        }
+        decide(state, command(), now, &mut Fresh(now))
+    })
+    .await?;
+    if refused {
+        return Err(Error::NotFound(id.clone()));
     }
+    Ok(Committed {
+        state: head.state,
+        records: written.records,
+        first_version: written.first_version,
+    })
 }

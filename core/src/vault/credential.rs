@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SealedSecret, Secret, Vault};
 use crate::ids::{CredentialId, VaultId, WorkspaceId};
-use crate::object::{self, DecodeError, Error, Lifecycle, Parts, Step};
+use crate::object::{self, DecodeError, Error, Lifecycle, Lifecycled, Object, Step};
 use crate::patch::Patch;
 use crate::storage::{CatalogEntry, Kind};
 use crate::time::Timestamp;
@@ -773,6 +773,12 @@ pub enum Record {
         /// When.
         at: Timestamp,
     },
+    /// Nothing changes; written by [`crate::claim`] to fence a stale claim's owner.
+    #[serde(rename = "credential.fenced")]
+    Fenced {
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl Record {
@@ -787,7 +793,9 @@ impl Record {
     }
 }
 
-/// A credential folded from its records.
+/// A credential folded from its records. The lifecycle fields (`settings`, `created_at`,
+/// `updated_at`, `archived_at`, `stream_version`) are the shared [`Lifecycled`], reached
+/// through `Deref`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     /// Its id.
@@ -796,58 +804,77 @@ pub struct Credential {
     pub vault_id: VaultId,
     /// Its owner.
     pub workspace: WorkspaceId,
-    /// Current settings (secrets sealed).
-    pub settings: Settings,
-    /// Created.
-    pub created_at: Timestamp,
-    /// Last changed.
-    pub updated_at: Timestamp,
-    /// Archived.
-    pub archived_at: Option<Timestamp>,
-    /// Records folded: the expected stream version for the next append.
-    pub stream_version: u64,
+    /// Current settings (secrets sealed), times and stream version.
+    pub lifecycle: Lifecycled<Settings>,
 }
 
-/// Folds a credential's records; `None` until `credential.created`.
+impl std::ops::Deref for Credential {
+    type Target = Lifecycled<Settings>;
+
+    fn deref(&self) -> &Lifecycled<Settings> {
+        &self.lifecycle
+    }
+}
+
+impl std::ops::DerefMut for Credential {
+    fn deref_mut(&mut self) -> &mut Lifecycled<Settings> {
+        &mut self.lifecycle
+    }
+}
+
+/// Folds a credential's records; `None` until created.
 pub fn fold(records: impl IntoIterator<Item = Record>) -> Option<Credential> {
-    object::fold_lifecycle(records.into_iter().map(|record| match record {
-        Record::Created {
-            id,
-            vault_id,
-            workspace,
-            settings,
-            at,
-        } => Step::Created(Credential {
-            id,
-            vault_id,
-            workspace,
-            settings,
-            created_at: at,
-            updated_at: at,
-            archived_at: None,
-            stream_version: 0,
-        }),
-        Record::Updated { settings, at } => Step::Updated(settings, at),
-        Record::Archived { at } => Step::Archived(at),
-    }))
+    object::fold(records)
 }
 
 impl Lifecycle for Credential {
     type Settings = Settings;
+    type Record = Record;
 
-    fn parts(&mut self) -> Parts<'_, Settings> {
-        Parts {
-            settings: &mut self.settings,
-            updated_at: &mut self.updated_at,
-            archived_at: &mut self.archived_at,
-            stream_version: &mut self.stream_version,
+    fn step(record: &Record) -> Step<Self, Settings> {
+        match record {
+            Record::Created {
+                id,
+                vault_id,
+                workspace,
+                settings,
+                at,
+            } => Step::Created(Credential {
+                id: id.clone(),
+                vault_id: vault_id.clone(),
+                workspace: workspace.clone(),
+                lifecycle: Lifecycled::created(settings.clone(), *at),
+            }),
+            Record::Updated { settings, at } => Step::Updated(settings.clone(), *at),
+            Record::Archived { at } => Step::Archived(*at),
+            Record::Fenced { .. } => Step::Unchanged,
         }
+    }
+
+    fn lifecycle(&mut self) -> &mut Lifecycled<Settings> {
+        &mut self.lifecycle
+    }
+}
+
+impl Object for Credential {
+    type Record = Record;
+
+    fn apply(object: &mut Option<Self>, record: &Record) {
+        object::apply_lifecycle(object, record);
+    }
+
+    fn catalog_entry(&self) -> CatalogEntry {
+        Credential::catalog_entry(self)
+    }
+
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace
     }
 }
 
 /// Decodes and folds a stored stream.
 pub fn load(records: &[crate::storage::Record]) -> Result<Option<Credential>, DecodeError> {
-    Ok(fold(object::decode_all::<Record>(records)?))
+    object::load(records)
 }
 
 /// `POST /v1/vaults/{vault_id}/credentials`: `seal` turns each plaintext secret into the
@@ -1052,11 +1079,6 @@ pub struct CredentialObject {
 }
 
 impl Credential {
-    /// Whether archived.
-    pub fn is_archived(&self) -> bool {
-        self.archived_at.is_some()
-    }
-
     /// The response object (never includes secrets).
     pub fn render(&self) -> CredentialObject {
         CredentialObject {

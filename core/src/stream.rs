@@ -1,0 +1,242 @@
+//! The one write primitive every stream shares: catch a folded head up from the log, decide,
+//! append at the expected version with the refreshed catalog entry, and retry a lost race a
+//! bounded number of times.
+//!
+//! Sessions, agents, environments, vaults, credentials and name claims are all folds over
+//! their streams ([`Fold`]). A writer keeps (or loads) a [`Head`]: the folded state at a
+//! stream version. [`write`] reads only the records after the head's version, hands the
+//! caught-up state to the caller's `decide`, appends its records at exactly the head's
+//! version and, when another writer got there first (`WrongExpectedVersion`), catches up and
+//! decides again, at most [`RETRIES`] times. The store publishes an append to subscribers once
+//! it is durable, so publishing needs nothing more here.
+//!
+//! Everything is generic over [`Store`] and needs no async runtime: the HTTP server, the
+//! harness and embedded programs write through the same function.
+//!
+//! ```
+//! use managed_agents_core::environment::{self, Environment};
+//! use managed_agents_core::ids::{EnvironmentId, WorkspaceId};
+//! use managed_agents_core::storage::{Store, StreamId};
+//! use managed_agents_core::stream::{self, Head};
+//! use managed_agents_core::time::Timestamp;
+//!
+//! # async fn demo<S: Store>(store: &S) -> Result<(), Box<dyn std::error::Error>> {
+//! let now = Timestamp::now();
+//! let id = EnvironmentId::generate(now);
+//! let workspace = WorkspaceId::parse("wrkspc_01demo")?;
+//! let params: environment::EnvironmentCreateParams = serde_json::from_value(serde_json::json!({"name": "local"}))?;
+//! let mut head: Head<Option<Environment>> = Head::default();
+//! stream::write(store, &StreamId::from(&id), &mut head, |env| match env {
+//!     None => environment::create(params.clone(), id.clone(), workspace.clone(), now),
+//!     Some(_) => Ok(Vec::new()),
+//! })
+//! .await?;
+//! assert_eq!(head.version, 1);
+//! # Ok(())
+//! # }
+//! ```
+
+use bytes::Bytes;
+
+use crate::storage::{self, Append, CatalogEntry, Direction, Expected, Store, StreamId, Version};
+
+/// How often [`write`] catches up and decides again after losing an append race.
+pub const RETRIES: usize = 16;
+
+/// How many records one catch-up read fetches.
+const PAGE: usize = 1024;
+
+/// A state folded from a stream of records.
+pub trait Fold {
+    /// One record of the stream.
+    type Record;
+
+    /// Parses a stored record.
+    fn decode(bytes: &[u8]) -> Result<Self::Record, String>;
+
+    /// The record as stored.
+    fn encode(record: &Self::Record) -> Bytes;
+
+    /// Folds one more record in.
+    fn apply(&mut self, record: &Self::Record);
+
+    /// The catalog entry to write with an append that leads to this state (`None`: no entry).
+    fn catalog_entry(&self) -> Option<CatalogEntry>;
+}
+
+/// A folded state at a stream version.
+#[derive(Debug, Clone, Default)]
+pub struct Head<F> {
+    /// The folded state.
+    pub state: F,
+    /// The stream version it reflects (0: nothing folded).
+    pub version: Version,
+}
+
+impl<F> Head<F> {
+    /// A head that has folded nothing yet, starting from `state`.
+    pub fn new(state: F) -> Self {
+        Self { state, version: 0 }
+    }
+}
+
+/// Why a write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error<R> {
+    /// `decide` refused.
+    #[error("rejected")]
+    Rejected(R),
+    /// A stored record could not be decoded.
+    #[error("stream {stream} version {version}: undecodable record: {message}")]
+    Decode {
+        /// The stream.
+        stream: StreamId,
+        /// The record's version.
+        version: Version,
+        /// What went wrong.
+        message: String,
+    },
+    /// The store failed, or another writer won [`RETRIES`] races in a row
+    /// ([`storage::Error::WrongExpectedVersion`]).
+    #[error(transparent)]
+    Store(#[from] storage::Error),
+}
+
+/// What [`write`] appended.
+#[derive(Debug, Clone)]
+pub struct Written<T> {
+    /// The appended records (empty: `decide` had nothing to write).
+    pub records: Vec<T>,
+    /// The version of the first appended record (the head's version + 1 when none).
+    pub first_version: Version,
+}
+
+/// Brings `head` up to the latest version of `stream` by reading only the records after it.
+pub async fn catch_up<S: Store, F: Fold>(
+    store: &S,
+    stream: &StreamId,
+    head: &mut Head<F>,
+) -> Result<(), Error<std::convert::Infallible>> {
+    loop {
+        let batch = store
+            .read(stream, head.version + 1, Direction::Forward, PAGE)
+            .await?;
+        for stored in &batch {
+            let record = F::decode(&stored.payload).map_err(|message| Error::Decode {
+                stream: stream.clone(),
+                version: stored.version,
+                message,
+            })?;
+            head.state.apply(&record);
+            head.version = stored.version;
+        }
+        if batch.len() < PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads and folds the whole of `stream` (a stream that does not exist folds nothing).
+pub async fn load<S: Store, F: Fold + Default>(
+    store: &S,
+    stream: &StreamId,
+) -> Result<Head<F>, Error<std::convert::Infallible>> {
+    let mut head = Head::default();
+    catch_up(store, stream, &mut head).await?;
+    Ok(head)
+}
+
+fn widen<R>(error: Error<std::convert::Infallible>) -> Error<R> {
+    match error {
+        Error::Rejected(never) => match never {},
+        Error::Decode {
+            stream,
+            version,
+            message,
+        } => Error::Decode {
+            stream,
+            version,
+            message,
+        },
+        Error::Store(e) => Error::Store(e),
+    }
+}
+
+/// Catches `head` up, lets `decide` turn the current state into records (or refuse), and
+/// appends them at exactly the head's version with the catalog entry of the resulting state.
+/// A lost race catches up and decides again, at most [`RETRIES`] times. On success `head`
+/// holds the state after the append; after a failure it is reset (the next use reloads).
+pub async fn write<S: Store, F: Fold + Default, R>(
+    store: &S,
+    stream: &StreamId,
+    head: &mut Head<F>,
+    mut decide: impl FnMut(&F) -> Result<Vec<F::Record>, R>,
+) -> Result<Written<F::Record>, Error<R>> {
+    let mut attempt = 0;
+    loop {
+        catch_up(store, stream, head).await.map_err(widen)?;
+        let records = decide(&head.state).map_err(Error::Rejected)?;
+        let first_version = head.version + 1;
+        if records.is_empty() {
+            return Ok(Written {
+                records,
+                first_version,
+            });
+        }
+        let expected = head.version;
+        // Apply in place (no clone of the state); a failed append resets the head.
+        for record in &records {
+            head.state.apply(record);
+        }
+        let appended = store
+            .append(Append {
+                stream: stream.clone(),
+                expected: Expected::Exactly(expected),
+                events: records.iter().map(F::encode).collect(),
+                catalog: head.state.catalog_entry(),
+            })
+            .await;
+        match appended {
+            Ok(done) => {
+                head.version = done.last;
+                return Ok(Written {
+                    records,
+                    first_version,
+                });
+            }
+            Err(error) => {
+                *head = Head::default();
+                match error {
+                    storage::Error::WrongExpectedVersion { .. } if attempt < RETRIES => {
+                        attempt += 1;
+                    }
+                    other => return Err(Error::Store(other)),
+                }
+            }
+        }
+    }
+}
+
+/// Appends the records creating a new object: `stream` must not exist yet (expected version
+/// 0), and nothing is retried (a fresh id cannot lose a race, except to a fence; see
+/// [`crate::claim`]).
+pub async fn create<S: Store, F: Fold + Default>(
+    store: &S,
+    stream: &StreamId,
+    records: Vec<F::Record>,
+) -> Result<Head<F>, storage::Error> {
+    let mut head = Head::<F>::default();
+    for record in &records {
+        head.state.apply(record);
+    }
+    let done = store
+        .append(Append {
+            stream: stream.clone(),
+            expected: Expected::Exactly(0),
+            events: records.iter().map(F::encode).collect(),
+            catalog: head.state.catalog_entry(),
+        })
+        .await?;
+    head.version = done.last;
+    Ok(head)
+}
