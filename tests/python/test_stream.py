@@ -21,6 +21,7 @@ from anthropic.types.beta.sessions import (
 )
 
 from conftest import Server, user_message
+from harness_support import Harness, harness, harness_server, mock  # noqa: F401  (fixtures)
 
 SAFETY = 30.0
 
@@ -64,6 +65,25 @@ def test_sdk_stream_delivers_typed_events_sent_after_connecting(client: anthropi
     assert events[1].id and events[1].processed_at is not None
     listed = [e.id for e in client.beta.sessions.events.list(session.id)]
     assert listed[-2:] == [e.id for e in events]
+
+
+def test_replayed_events_render_like_the_list(harness: Harness) -> None:
+    """A `user.message` the runner processed after it was stored replays on the stream with its
+    `processed_at`, exactly as the list shows it (issue 9): both render through core."""
+    session = harness.session()
+    # A first event before the message, so a resume after the first event replays the message.
+    harness.send(session.id, {"type": "user.interrupt"})
+    harness.turn(session.id, "[[mock:text processed]]")
+    listed = harness.events(session.id)
+    message = next(e for e in listed if e.type == "user.message")
+    assert message.processed_at is not None
+    first = harness.client.beta.sessions.events.list(session.id, limit=1)
+    assert first.data[0].type == "user.interrupt" and first.next_page
+    stream = harness.client.beta.sessions.events.stream(
+        session.id, extra_headers={"Last-Event-ID": first.next_page}
+    )
+    replayed = collect(stream, lambda evs: len(evs) == len(listed) - 1)
+    assert [e.model_dump() for e in replayed] == [e.model_dump() for e in listed[1:]]
 
 
 def test_sdk_stream_ends_after_session_deleted(client: anthropic.Anthropic, session) -> None:
