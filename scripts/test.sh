@@ -27,6 +27,9 @@ if cargo tree -p managed-agents-core -e normal --prefix none | grep -Eq '^(tokio
     exit 1
 fi
 cargo test --workspace
+# Agents run embedded: a real turn (store, runner, sandbox, in-process mock model, no HTTP);
+# the example exits non-zero unless it saw an agent.message and a session.status_idle.
+cargo run -q -p managed-agents-examples --example embedded_agent >/dev/null
 
 # ---------------------------------------------------------------------------------------------
 # SDK suites: the official Python SDK (anthropic==2.14.0, pytest, tests/python) and the latest

@@ -48,11 +48,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use managed_agents_core::event::Body;
+use managed_agents_core::event::{Body, Event, EventParams};
 use managed_agents_core::ids::SessionId;
 use managed_agents_core::session::log;
 use managed_agents_core::session::turn::{self, End};
-use managed_agents_core::session::{SessionRecord, Status};
+use managed_agents_core::session::{Command, SessionRecord, Status};
 use managed_agents_core::storage::{self, CatalogQuery, Kind, Order, Store, StreamId};
 use managed_agents_core::vault::SealedSecret;
 use tokio::sync::watch;
@@ -95,15 +95,40 @@ struct Inner<S, X> {
 
 /// The runner: a cheap-to-clone handle. Must be used inside a tokio runtime.
 ///
+/// Embedded in a program (no HTTP; `examples/embedded_agent.rs` runs the whole thing): build
+/// it over a store and a sandbox, [`start`](Runner::start) it, [`send`](Runner::send) a
+/// session a message and follow its [`events`](Runner::events) until it is idle again.
+///
 /// ```no_run
-/// # async fn demo(store: managed_agents_storage_memory::MemoryStore) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn demo(
+/// #     store: managed_agents_storage_memory::MemoryStore,
+/// #     session: managed_agents_core::ids::SessionId,
+/// # ) -> Result<(), Box<dyn std::error::Error>> {
+/// use futures::StreamExt;
+/// use managed_agents_core::event::Body;
+/// use managed_agents_core::vault::SealedSecret;
 /// use managed_agents_harness::runner::{Options, Runner};
 /// use managed_agents_harness::sandbox::{BubblewrapSandbox, Workspaces};
+///
 /// let sandbox = BubblewrapSandbox::new(Default::default())?;
 /// let options = Options::new(Workspaces::new("/var/lib/managed-agents/workspaces"));
-/// let runner = Runner::new(store, sandbox, |s: &managed_agents_core::vault::SealedSecret| Some(s.0.clone()), options);
+/// // How sealed vault secrets are opened (here: stored in the clear).
+/// let open = |sealed: &SealedSecret| Some(sealed.0.clone());
+/// let runner = Runner::new(store, sandbox, open, options);
 /// runner.start().await?; // recover and resume sessions left running
-/// // after each accepted POST /events: runner.notify(&session_id);
+///
+/// let hello = serde_json::from_value(serde_json::json!(
+///     {"type": "user.message", "content": [{"type": "text", "text": "Hello"}]}
+/// ))?;
+/// runner.send(&session, vec![hello]).await?; // validated by `decide`, then a turn runs
+/// let mut events = runner.events(&session, 0);
+/// while let Some(event) = events.next().await {
+///     let event = event?;
+///     println!("{}", event.type_name());
+///     if matches!(event.body, Body::SessionStatusIdle(_)) {
+///         break;
+///     }
+/// }
 /// # Ok(()) }
 /// ```
 pub struct Runner<S, X> {
@@ -194,6 +219,55 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 }
             }
         });
+    }
+
+    /// Sends client events to `session` as `POST /v1/sessions/{id}/events` does (validated by
+    /// [`managed_agents_core::session::decide`], appended through
+    /// [`managed_agents_core::session::log`]) and wakes the runner for it.
+    pub async fn send(
+        &self,
+        session: &SessionId,
+        events: Vec<EventParams>,
+    ) -> Result<(), log::Error> {
+        log::commit(
+            &self.inner.store,
+            session,
+            |_| true,
+            || Command::Send(events.clone()),
+        )
+        .await?;
+        self.notify(session);
+        Ok(())
+    }
+
+    /// The public events of `session` after stream version `after` (0: from the start): the
+    /// history, then every event once it is durable, in order and each once (internal facts
+    /// are skipped). Ends when the stream is deleted or the store closes. Events are as
+    /// stored: a `user.message` shows the `processed_at` it was appended with (`null` while
+    /// queued).
+    pub fn events(
+        &self,
+        session: &SessionId,
+        after: u64,
+    ) -> futures::stream::BoxStream<'static, Result<Event, storage::Error>> {
+        self.inner
+            .store
+            .subscribe(&StreamId::from(session), after)
+            .filter_map(|record| async move {
+                let record = match record {
+                    Ok(record) => record,
+                    Err(e) => return Some(Err(e)),
+                };
+                match SessionRecord::decode(&record.payload) {
+                    Ok(SessionRecord::Event(event)) => Some(Ok(event)),
+                    Ok(SessionRecord::Fact(_)) => None,
+                    Err(e) => Some(Err(storage::Error::Backend(format!(
+                        "undecodable session record at version {}: {e}",
+                        record.version
+                    )))),
+                }
+            })
+            .boxed()
     }
 
     /// Whether any session task is running (for tests and orderly shutdown).
