@@ -76,3 +76,63 @@ async fn x_api_key_is_accepted() {
         String::from_utf8_lossy(&reply.bytes)
     );
 }
+
+/// Every route that takes an id answers a malformed one (no prefix, another kind's prefix) and a
+/// well-formed unknown one alike: 404 `not_found_error` naming the kind and the id, never a 400
+/// or a 500.
+#[tokio::test]
+async fn malformed_and_unknown_ids_are_404_naming_the_kind() {
+    let h = test_app().await;
+    let session = h.create_session(serde_json::json!({})).await.json();
+    let sid = session["id"].as_str().expect("id").to_owned();
+    let vault = h
+        .call(
+            "POST",
+            "/v1/vaults",
+            Some(serde_json::json!({"display_name": "v"})),
+        )
+        .await
+        .json();
+    let vid = vault["id"].as_str().expect("id").to_owned();
+    let cases = [
+        ("GET", "/v1/agents/{}", "agent"),
+        ("POST", "/v1/agents/{}/archive", "agent"),
+        ("GET", "/v1/agents/{}/versions", "agent"),
+        ("GET", "/v1/environments/{}", "environment"),
+        ("DELETE", "/v1/environments/{}", "environment"),
+        ("GET", "/v1/sessions/{}", "session"),
+        ("POST", "/v1/sessions/{}/archive", "session"),
+        ("GET", "/v1/sessions/{}/events", "session"),
+        ("GET", "/v1/sessions/{}/events/stream", "session"),
+        ("GET", "/v1/sessions/{}/resources", "session"),
+        ("GET", "/v1/vaults/{}", "vault"),
+        ("GET", "/v1/vaults/{}/credentials", "vault"),
+        ("GET", "/v1/files/{}", "file"),
+        ("GET", "/v1/files/{}/content", "file"),
+        ("GET", "/v1/sessions/SID/resources/{}", "session resource"),
+        (
+            "DELETE",
+            "/v1/sessions/SID/resources/{}",
+            "session resource",
+        ),
+        ("GET", "/v1/vaults/VID/credentials/{}", "credential"),
+    ];
+    for (method, template, kind) in cases {
+        for id in ["not-an-id", "sesn", "vlt_01x\u{e9}", "agent_01unknown"] {
+            // `agent_01unknown` is a malformed id everywhere but under /agents, where it is a
+            // well-formed unknown one.
+            let uri = template
+                .replace("SID", &sid)
+                .replace("VID", &vid)
+                .replace("{}", &id.replace('\u{e9}', "%C3%A9"));
+            let reply = h.call(method, &uri, None).await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {uri}");
+            assert_eq!(reply.error_type(), "not_found_error", "{method} {uri}");
+            assert_eq!(
+                reply.message(),
+                format!("{kind} {id:?} not found"),
+                "{method} {uri}"
+            );
+        }
+    }
+}
