@@ -1,7 +1,7 @@
 //! The one application error type and its mapping onto the API's error envelope.
 //!
 //! Handlers return `Result<_, Error>`. [`Error::into_response`] only records *what* went wrong
-//! (an [`Envelope`] in the response extensions); the request-id middleware in [`crate::app`]
+//! (an [`Envelope`] in the response extensions); the request-id middleware in [`mod@crate::app`]
 //! renders the JSON body, because only it knows the request id that the body must carry.
 
 use axum::http::{HeaderValue, StatusCode};

@@ -1,9 +1,13 @@
 //! The HTTP edge of managed-agents.
 //!
-//! [`app`] builds the axum router over an [`AppState`]; `main.rs` only parses flags, opens the
+//! [`app()`] builds the axum router over an [`AppState`]; `main.rs` only parses flags, opens the
 //! store and serves it. The server is thin: it authenticates, decodes and validates requests,
 //! calls `managed_agents_core` for every decision, stores what core returns, and renders core's
-//! projections as JSON or SSE frames.
+//! projections as JSON or SSE frames (`tests/thin.rs` checks that no session logic creeps in).
+//!
+//! Requests are typed at the edge by extractors: [`auth::Auth`] (the caller's key and
+//! workspace), [`extract::Id`] (path ids as core's typed ids), [`body::Json`] (bodies, errors
+//! naming the field) and [`query::Query`] (bracketed arrays and ranges).
 
 pub mod app;
 pub mod auth;
