@@ -113,6 +113,28 @@ pub fn fold(records: impl IntoIterator<Item = Record>) -> Option<File> {
         .next()
 }
 
+impl object::Object for File {
+    type Record = Record;
+
+    fn apply(object: &mut Option<Self>, record: &Record) {
+        let Record::Created { workspace, file } = record;
+        if object.is_none() {
+            *object = Some(File {
+                workspace: workspace.clone(),
+                metadata: file.clone(),
+            });
+        }
+    }
+
+    fn catalog_entry(&self) -> CatalogEntry {
+        File::catalog_entry(self)
+    }
+
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace
+    }
+}
+
 /// Decodes and folds a stored stream.
 pub fn load(records: &[crate::storage::Record]) -> Result<Option<File>, DecodeError> {
     Ok(fold(object::decode_all::<Record>(records)?))

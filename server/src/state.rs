@@ -23,10 +23,6 @@ pub struct AppState {
     pub store: AnyStore,
     /// Folded session heads, so writes and reads do not re-read whole session logs.
     pub heads: Arc<Heads>,
-    /// Serializes environment creates and renames, so the unique-name check and the append
-    /// that claims the name cannot interleave (one process owns a data directory: RocksDB
-    /// locks it).
-    pub environment_names: Arc<tokio::sync::Mutex<()>>,
     /// Seals secrets at rest.
     pub sealer: Sealer,
     /// File bytes.
@@ -71,7 +67,6 @@ impl AppState {
         let state = Self {
             store,
             heads: Arc::new(Heads::default()),
-            environment_names: Arc::default(),
             sealer,
             blobs,
             metrics: Metrics::default(),

@@ -4,7 +4,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{test_app, OTHER_KEY};
+use common::{test_app, test_app_on, OTHER_KEY};
 use serde_json::json;
 
 #[tokio::test]
@@ -217,4 +217,95 @@ async fn concurrent_creates_of_one_environment_name_yield_one_environment() {
             .count();
         assert_eq!((ok, conflicts), (1, 7), "round {round}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn environment_names_stay_unique_across_apps_sharing_a_store() {
+    let first = std::sync::Arc::new(test_app().await);
+    let second = std::sync::Arc::new(test_app_on(first.state.store.clone()));
+    for round in 0..20 {
+        let name = format!("shared-{round}");
+        let creates: Vec<_> = (0..8)
+            .map(|i| {
+                let h = if i % 2 == 0 {
+                    first.clone()
+                } else {
+                    second.clone()
+                };
+                let name = name.clone();
+                tokio::spawn(async move {
+                    h.call("POST", "/v1/environments", Some(json!({ "name": name })))
+                        .await
+                        .status
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for create in creates {
+            statuses.push(create.await.expect("request task"));
+        }
+        let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        let conflicts = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count();
+        assert_eq!((ok, conflicts), (1, 7), "round {round}");
+    }
+
+    // Renames to one name from both apps: one wins; the loser keeps its name.
+    let a = first
+        .call("POST", "/v1/environments", Some(json!({"name": "a"})))
+        .await
+        .json();
+    let b = second
+        .call("POST", "/v1/environments", Some(json!({"name": "b"})))
+        .await
+        .json();
+    let (uri_a, uri_b) = (
+        format!("/v1/environments/{}", a["id"].as_str().unwrap()),
+        format!("/v1/environments/{}", b["id"].as_str().unwrap()),
+    );
+    let (ra, rb) = tokio::join!(
+        first.call("POST", &uri_a, Some(json!({"name": "target"}))),
+        second.call("POST", &uri_b, Some(json!({"name": "target"}))),
+    );
+    let mut statuses = [ra.status, rb.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    // The renamed environment's old name is free again; the loser still holds its own.
+    let (winner_old, loser_old) = if ra.status == StatusCode::OK {
+        ("a", "b")
+    } else {
+        ("b", "a")
+    };
+    let reuse = second
+        .call(
+            "POST",
+            "/v1/environments",
+            Some(json!({"name": winner_old})),
+        )
+        .await;
+    assert_eq!(reuse.status, StatusCode::OK, "{}", reuse.message());
+    let taken = first
+        .call("POST", "/v1/environments", Some(json!({"name": loser_old})))
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT);
+
+    // Deleting through one app frees the name for the other.
+    let gone = first
+        .call("POST", "/v1/environments", Some(json!({"name": "gone"})))
+        .await
+        .json();
+    let deleted = second
+        .call(
+            "DELETE",
+            &format!("/v1/environments/{}", gone["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    let again = first
+        .call("POST", "/v1/environments", Some(json!({"name": "gone"})))
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.message());
 }

@@ -63,6 +63,12 @@ pub async fn test_app() -> TestApp {
     keys::install(&store, OTHER_KEY, "other", None)
         .await
         .expect("key");
+    test_app_on(store)
+}
+
+/// A second app (its own state, heads and caches) over `store`, like another server process
+/// sharing the database: the keys of the first app work here too.
+pub fn test_app_on(store: AnyStore) -> TestApp {
     let sealer = Sealer::ephemeral().expect("random");
     let (state, shutdown) = AppState::new(store, sealer, Blobs::memory());
     TestApp {

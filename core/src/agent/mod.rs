@@ -24,7 +24,7 @@ pub use model::{
 pub use tools::{BuiltinTool, PermissionPolicy, Tool, ToolParams, ToolSetting};
 
 use crate::ids::{AgentId, WorkspaceId};
-use crate::object::{self, DecodeError, Error};
+use crate::object::{self, DecodeError, Error, Object};
 use crate::storage::{CatalogEntry, Kind};
 use crate::time::Timestamp;
 
@@ -106,8 +106,13 @@ pub struct Agent {
 
 /// Folds an agent's records; `None` until `agent.created`.
 pub fn fold(records: impl IntoIterator<Item = Record>) -> Option<Agent> {
-    let mut agent: Option<Agent> = None;
-    for record in records {
+    object::fold(records)
+}
+
+impl Object for Agent {
+    type Record = Record;
+
+    fn apply(agent: &mut Option<Self>, record: &Record) {
         match (record, agent.as_mut()) {
             (
                 Record::Created {
@@ -118,16 +123,16 @@ pub fn fold(records: impl IntoIterator<Item = Record>) -> Option<Agent> {
                 },
                 None,
             ) => {
-                agent = Some(Agent {
-                    id,
-                    workspace,
-                    created_at: at,
-                    updated_at: at,
+                *agent = Some(Agent {
+                    id: id.clone(),
+                    workspace: workspace.clone(),
+                    created_at: *at,
+                    updated_at: *at,
                     archived_at: None,
                     versions: vec![Version {
                         number: 1,
-                        config: *config,
-                        at,
+                        config: (**config).clone(),
+                        at: *at,
                     }],
                     stream_version: 0,
                 });
@@ -141,15 +146,15 @@ pub fn fold(records: impl IntoIterator<Item = Record>) -> Option<Agent> {
                 Some(agent),
             ) => {
                 agent.versions.push(Version {
-                    number: version,
-                    config: *config,
-                    at,
+                    number: *version,
+                    config: (**config).clone(),
+                    at: *at,
                 });
-                agent.updated_at = at;
+                agent.updated_at = *at;
             }
             (Record::Archived { at }, Some(agent)) => {
-                agent.archived_at = Some(at);
-                agent.updated_at = at;
+                agent.archived_at = Some(*at);
+                agent.updated_at = *at;
             }
             _ => {}
         }
@@ -157,7 +162,14 @@ pub fn fold(records: impl IntoIterator<Item = Record>) -> Option<Agent> {
             agent.stream_version += 1;
         }
     }
-    agent
+
+    fn catalog_entry(&self) -> CatalogEntry {
+        Agent::catalog_entry(self)
+    }
+
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace
+    }
 }
 
 /// Decodes and folds a stored stream.

@@ -29,45 +29,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Loads agent `id` of the caller's workspace (404 otherwise).
-pub async fn load(
-    state: &AppState,
-    auth: &Auth,
-    id: &AgentId,
-) -> Result<(Agent, Vec<agent::Record>)> {
-    let stored = objects::records(state, id.as_str()).await?;
-    let records = stored
-        .iter()
-        .map(|r| agent::Record::decode(&r.payload))
-        .collect::<Result<Vec<_>, _>>()?;
-    let found = agent::fold(records.clone());
-    let agent = objects::owned(
-        found,
-        |a| &a.workspace == auth.workspace(),
-        "agent",
-        id.as_str(),
-    )?;
-    Ok((agent, records))
-}
-
-async fn save(
-    state: &AppState,
-    agent_id: &str,
-    mut records: Vec<agent::Record>,
-    new: Vec<agent::Record>,
-) -> Result<Agent> {
-    let expected = records.len() as u64;
-    let events = new.iter().map(agent::Record::encode).collect();
-    records.extend(new);
-    let agent = agent::fold(records).ok_or_else(|| Error::Internal("agent fold empty".into()))?;
-    objects::append(
-        state,
-        agent_id,
-        expected,
-        events,
-        Some(agent.catalog_entry()),
-    )
-    .await?;
-    Ok(agent)
+pub async fn load(state: &AppState, auth: &Auth, id: &AgentId) -> Result<Agent> {
+    objects::load(state, auth, "agent", id.as_str()).await
 }
 
 fn latest(agent: &Agent) -> Result<AgentObject> {
@@ -84,7 +47,7 @@ async fn create(
     let now = Timestamp::now();
     let id = AgentId::generate(now);
     let records = agent::create(params, id.clone(), auth.workspace().clone(), now)?;
-    let agent = save(&state, id.as_str(), Vec::new(), records).await?;
+    let agent: Agent = objects::create(&state, id.as_str(), records).await?;
     Ok(Json(latest(&agent)?))
 }
 
@@ -98,7 +61,7 @@ async fn retrieve(
     if version == Some(0) {
         return Err(Error::invalid("version: must be at least 1"));
     }
-    let (agent, _) = load(&state, &auth, &agent_id).await?;
+    let agent = load(&state, &auth, &agent_id).await?;
     agent.render(version).map(Json).ok_or_else(|| {
         Error::NotFound(format!(
             "agent {:?} has no version {}",
@@ -114,12 +77,11 @@ async fn update(
     Id(agent_id): Id<AgentId>,
     body::Json(params): body::Json<AgentUpdateParams>,
 ) -> Result<Json<AgentObject>> {
-    let (agent, records) = load(&state, &auth, &agent_id).await?;
-    let new = agent::update(&agent, params, Timestamp::now())?;
-    if new.is_empty() {
-        return Ok(Json(latest(&agent)?));
-    }
-    let agent = save(&state, agent_id.as_str(), records, new).await?;
+    let now = Timestamp::now();
+    let agent = objects::write(&state, &auth, "agent", agent_id.as_str(), |agent| {
+        Ok(agent::update(agent, params.clone(), now)?)
+    })
+    .await?;
     Ok(Json(latest(&agent)?))
 }
 
@@ -128,12 +90,11 @@ async fn archive(
     auth: Auth,
     Id(agent_id): Id<AgentId>,
 ) -> Result<Json<AgentObject>> {
-    let (agent, records) = load(&state, &auth, &agent_id).await?;
-    let new = agent::archive(&agent, Timestamp::now())?;
-    if new.is_empty() {
-        return Ok(Json(latest(&agent)?));
-    }
-    let agent = save(&state, agent_id.as_str(), records, new).await?;
+    let now = Timestamp::now();
+    let agent = objects::write(&state, &auth, "agent", agent_id.as_str(), |agent| {
+        Ok(agent::archive(agent, now)?)
+    })
+    .await?;
     Ok(Json(latest(&agent)?))
 }
 
@@ -151,7 +112,7 @@ async fn list(
     let mut data = Vec::with_capacity(page.entries.len());
     for entry in &page.entries {
         let id = AgentId::parse(&entry.id).map_err(|e| Error::Internal(e.to_string()))?;
-        let (agent, _) = load(&state, &auth, &id).await?;
+        let agent = load(&state, &auth, &id).await?;
         data.push(latest(&agent)?);
     }
     Ok(Json(Page {
@@ -167,7 +128,7 @@ async fn versions(
     query: Query,
 ) -> Result<Json<Page<AgentObject>>> {
     let limit = query.limit(20, 100)?;
-    let (agent, _) = load(&state, &auth, &agent_id).await?;
+    let agent = load(&state, &auth, &agent_id).await?;
     let all = agent.render_versions();
     let skip = match query.one("page")?.filter(|p| !p.is_empty()) {
         None => 0,

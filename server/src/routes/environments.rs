@@ -1,16 +1,19 @@
 //! Environments (API §5): create (defaults filled in by core), retrieve, update (deep merge),
-//! list, archive and delete. Names are unique per workspace: checked against the catalog's
-//! `name` field before writing (409, deterministic).
+//! list, archive and delete. Names are unique per workspace through name claims in the store
+//! (`core::claim`; 409, deterministic): create claims then writes, a rename claims the new
+//! name, writes, then releases the old one, delete releases after deleting; archived
+//! environments keep their names.
 
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use managed_agents_core::claim;
 use managed_agents_core::environment::{
     self, Environment, EnvironmentCreateParams, EnvironmentObject, EnvironmentUpdateParams,
 };
 use managed_agents_core::ids::EnvironmentId;
 use managed_agents_core::object::Deleted;
-use managed_agents_core::storage::{CatalogQuery, Kind, Order, Store, StreamId};
+use managed_agents_core::storage::{CatalogQuery, Kind};
 use managed_agents_core::time::Timestamp;
 
 use crate::auth::Auth;
@@ -34,65 +37,27 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Loads environment `id` of the caller's workspace (404 otherwise).
-pub async fn load(
-    state: &AppState,
-    auth: &Auth,
-    id: &EnvironmentId,
-) -> Result<(Environment, Vec<environment::Record>)> {
-    let stored = objects::records(state, id.as_str()).await?;
-    let records = stored
-        .iter()
-        .map(|r| environment::Record::decode(&r.payload))
-        .collect::<Result<Vec<_>, _>>()?;
-    let found = environment::fold(records.clone());
-    let env = objects::owned(
-        found,
-        |e| &e.workspace == auth.workspace(),
-        "environment",
-        id.as_str(),
-    )?;
-    Ok((env, records))
+pub async fn load(state: &AppState, auth: &Auth, id: &EnvironmentId) -> Result<Environment> {
+    objects::load(state, auth, "environment", id.as_str()).await
 }
 
-async fn save(
-    state: &AppState,
-    id: &str,
-    mut records: Vec<environment::Record>,
-    new: Vec<environment::Record>,
-) -> Result<Environment> {
-    let expected = records.len() as u64;
-    let events = new.iter().map(environment::Record::encode).collect();
-    records.extend(new);
-    let env = environment::fold(records)
-        .ok_or_else(|| Error::Internal("environment fold empty".into()))?;
-    objects::append(state, id, expected, events, Some(env.catalog_entry())).await?;
-    Ok(env)
+/// Claims `name` for environment `id` (409 when another environment holds it).
+async fn claim_name(state: &AppState, auth: &Auth, name: &str, id: &EnvironmentId) -> Result<()> {
+    environment::claim_name(&state.store, auth.workspace(), name, id, Timestamp::now())
+        .await
+        .map_err(|e| match e {
+            claim::Error::Taken(_) => environment::duplicate_name(name).into(),
+            other => Error::Internal(other.to_string()),
+        })
 }
 
-/// 409 when another environment of the workspace already has `name`.
-async fn check_unique(
-    state: &AppState,
-    workspace: &str,
-    name: &str,
-    except: Option<&str>,
-) -> Result<()> {
-    let mut query = CatalogQuery::new(Kind::Environment, workspace);
-    query.include_archived = true;
-    query.order = Order::Asc;
-    query.limit = 1000;
-    loop {
-        let page = state.store.list(&query).await?;
-        if page
-            .entries
-            .iter()
-            .any(|e| e.name.as_deref() == Some(name) && Some(e.id.as_str()) != except)
-        {
-            return Err(environment::duplicate_name(name).into());
-        }
-        match (page.has_more, page.entries.last()) {
-            (true, Some(last)) => query.after = Some(last.id.clone()),
-            _ => return Ok(()),
-        }
+/// Gives `name` up if environment `id` holds it; a failure only delays reuse of the name (the
+/// claim goes stale), so it is logged, not returned.
+async fn release_name(state: &AppState, auth: &Auth, name: &str, id: &EnvironmentId) {
+    let released =
+        environment::release_name(&state.store, auth.workspace(), name, id, Timestamp::now()).await;
+    if let Err(e) = released {
+        tracing::warn!(environment_id = %id, error = %e, "cannot release the environment name");
     }
 }
 
@@ -104,11 +69,17 @@ async fn create(
     let now = Timestamp::now();
     let id = EnvironmentId::generate(now);
     let records = environment::create(params, id.clone(), auth.workspace().clone(), now)?;
-    let env = environment::fold(records.clone())
-        .ok_or_else(|| Error::Internal("environment fold empty".into()))?;
-    let _names = state.environment_names.lock().await;
-    check_unique(&state, auth.workspace().as_str(), &env.settings.name, None).await?;
-    let env = save(&state, id.as_str(), Vec::new(), records).await?;
+    let name = match records.first() {
+        Some(environment::Record::Created { settings, .. }) => settings.name.clone(),
+        _ => {
+            return Err(Error::Internal(
+                "environment create wrote no creation".into(),
+            ))
+        }
+    };
+    // Claim, then create: a crash in between leaves a claim that goes stale (core::claim).
+    claim_name(&state, &auth, &name, &id).await?;
+    let env: Environment = objects::create(&state, id.as_str(), records).await?;
     Ok(Json(env.render()))
 }
 
@@ -117,7 +88,7 @@ async fn retrieve(
     auth: Auth,
     Id(id): Id<EnvironmentId>,
 ) -> Result<Json<EnvironmentObject>> {
-    let (env, _) = load(&state, &auth, &id).await?;
+    let env = load(&state, &auth, &id).await?;
     Ok(Json(env.render()))
 }
 
@@ -127,27 +98,53 @@ async fn update(
     Id(id): Id<EnvironmentId>,
     body::Json(params): body::Json<EnvironmentUpdateParams>,
 ) -> Result<Json<EnvironmentObject>> {
-    let (env, records) = load(&state, &auth, &id).await?;
-    let new = environment::update(&env, params, Timestamp::now())?;
-    if new.is_empty() {
-        return Ok(Json(env.render()));
+    let now = Timestamp::now();
+    let env = load(&state, &auth, &id).await?;
+    // The name this update leads to, claimed before the environment carries it.
+    let renamed = environment::update(&env, params.clone(), now)?
+        .into_iter()
+        .find_map(|record| match record {
+            environment::Record::Updated { settings, .. } if settings.name != env.settings.name => {
+                Some(settings.name)
+            }
+            _ => None,
+        });
+    if let Some(name) = &renamed {
+        claim_name(&state, &auth, name, &id).await?;
     }
-    let mut next = records.clone();
-    next.extend(new.iter().cloned());
-    let _names = state.environment_names.lock().await;
-    if let Some(renamed) = environment::fold(next) {
-        if renamed.settings.name != env.settings.name {
-            check_unique(
-                &state,
-                auth.workspace().as_str(),
-                &renamed.settings.name,
-                Some(id.as_str()),
-            )
-            .await?;
+    let written = objects::write(&state, &auth, "environment", id.as_str(), |current| {
+        let records = environment::update(current, params.clone(), now)?;
+        let name = records.iter().rev().find_map(|record| match record {
+            environment::Record::Updated { settings, .. } => Some(&settings.name),
+            _ => None,
+        });
+        match name {
+            // Renamed meanwhile: the claimed name is not the one this write would set.
+            Some(name) if name != &current.settings.name && Some(name) != renamed.as_ref() => {
+                Err(Error::Conflict {
+                    message: "the environment was changed concurrently; retry the request"
+                        .to_owned(),
+                    retryable: true,
+                })
+            }
+            _ => Ok(records),
         }
+    })
+    .await;
+    match (written, renamed) {
+        (Ok(after), Some(name)) => {
+            if after.settings.name == name {
+                release_name(&state, &auth, &env.settings.name, &id).await;
+            }
+            Ok(Json(after.render()))
+        }
+        (Ok(after), None) => Ok(Json(after.render())),
+        (Err(e), Some(name)) => {
+            release_name(&state, &auth, &name, &id).await;
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
     }
-    let env = save(&state, id.as_str(), records, new).await?;
-    Ok(Json(env.render()))
 }
 
 async fn archive(
@@ -155,12 +152,11 @@ async fn archive(
     auth: Auth,
     Id(id): Id<EnvironmentId>,
 ) -> Result<Json<EnvironmentObject>> {
-    let (env, records) = load(&state, &auth, &id).await?;
-    let new = environment::archive(&env, Timestamp::now())?;
-    if new.is_empty() {
-        return Ok(Json(env.render()));
-    }
-    let env = save(&state, id.as_str(), records, new).await?;
+    let now = Timestamp::now();
+    let env = objects::write(&state, &auth, "environment", id.as_str(), |env| {
+        Ok(environment::archive(env, now)?)
+    })
+    .await?;
     Ok(Json(env.render()))
 }
 
@@ -169,11 +165,10 @@ async fn delete(
     auth: Auth,
     Id(id): Id<EnvironmentId>,
 ) -> Result<Json<Deleted>> {
-    let (env, _) = load(&state, &auth, &id).await?;
-    state
-        .store
-        .delete(Kind::Environment, &StreamId::new(id.as_str()))
-        .await?;
+    let env = load(&state, &auth, &id).await?;
+    objects::delete(&state, Kind::Environment, id.as_str()).await?;
+    // Delete, then release: a crash in between leaves a claim that goes stale (core::claim).
+    release_name(&state, &auth, &env.settings.name, &id).await;
     Ok(Json(environment::deleted(&env.id)))
 }
 
@@ -190,7 +185,7 @@ async fn list(
     let mut data = Vec::with_capacity(page.entries.len());
     for entry in &page.entries {
         let id = EnvironmentId::parse(&entry.id).map_err(|e| Error::Internal(e.to_string()))?;
-        let (env, _) = load(&state, &auth, &id).await?;
+        let env = load(&state, &auth, &id).await?;
         data.push(env.render());
     }
     Ok(Json(Page {

@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use managed_agents_core::file::{self, File, FileObject, NewFile};
 use managed_agents_core::ids::{FileId, SessionId};
 use managed_agents_core::object::Deleted;
-use managed_agents_core::storage::{CatalogQuery, Kind, Store, StreamId};
+use managed_agents_core::storage::{CatalogQuery, Kind};
 use managed_agents_core::time::Timestamp;
 use serde::Serialize;
 
@@ -43,13 +43,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn load(state: &AppState, auth: &Auth, id: &FileId) -> Result<File> {
-    let found = file::load(&objects::records(state, id.as_str()).await?)?;
-    objects::owned(
-        found,
-        |f| &f.workspace == auth.workspace(),
-        "file",
-        id.as_str(),
-    )
+    objects::load(state, auth, "file", id.as_str()).await
 }
 
 fn multipart_error(err: axum::extract::multipart::MultipartError) -> Error {
@@ -120,25 +114,16 @@ async fn upload(
         downloadable: true,
     };
     let records = file::create(new, id.clone(), workspace, now)?;
-    let created =
-        file::fold(records.clone()).ok_or_else(|| Error::Internal("file fold empty".into()))?;
     writer.commit().await.map_err(io_error("storing"))?;
-    let events = records.iter().map(file::Record::encode).collect();
-    let appended = objects::append(
-        &state,
-        id.as_str(),
-        0,
-        events,
-        Some(created.catalog_entry()),
-    )
-    .await;
-    if let Err(err) = appended {
-        if let Err(e) = state.blobs.delete(id.as_str()).await {
-            tracing::warn!(file_id = %id, error = %e, "removing the bytes of a failed upload");
+    match objects::create::<File>(&state, id.as_str(), records).await {
+        Ok(created) => Ok(Json(created.render())),
+        Err(err) => {
+            if let Err(e) = state.blobs.delete(id.as_str()).await {
+                tracing::warn!(file_id = %id, error = %e, "removing the bytes of a failed upload");
+            }
+            Err(err)
         }
-        return Err(err);
     }
-    Ok(Json(created.render()))
 }
 
 async fn retrieve(
@@ -212,10 +197,7 @@ async fn delete(
     Id(id): Id<FileId>,
 ) -> Result<Json<Deleted>> {
     let file = load(&state, &auth, &id).await?;
-    state
-        .store
-        .delete(Kind::File, &StreamId::new(id.as_str()))
-        .await?;
+    objects::delete(&state, Kind::File, id.as_str()).await?;
     state
         .blobs
         .delete(id.as_str())

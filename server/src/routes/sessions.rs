@@ -128,7 +128,7 @@ async fn resolve_agent(state: &AppState, auth: &Auth, agent: &Value) -> Result<(
         }
     };
     let agent_id = AgentId::parse(&id).map_err(|_| Error::not_found("agent", &id))?;
-    let (agent, _) = agents::load(state, auth, &agent_id).await?;
+    let agent = agents::load(state, auth, &agent_id).await?;
     if agent.is_archived() {
         return Err(field_error("agent", format!("agent {id} is archived")));
     }
@@ -254,7 +254,7 @@ async fn create(
             body.environment_id
         ))
     })?;
-    let (env, _) = environments::load(&state, &auth, &environment_id).await?;
+    let env = environments::load(&state, &auth, &environment_id).await?;
     if env.is_archived() {
         return Err(Error::invalid_code(
             "environment_archived",

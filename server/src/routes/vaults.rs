@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use managed_agents_core::ids::{CredentialId, VaultId};
 use managed_agents_core::object::Deleted;
-use managed_agents_core::storage::{CatalogQuery, Kind, Order, Store, StreamId};
+use managed_agents_core::storage::{CatalogQuery, Kind, Order, Store};
 use managed_agents_core::time::Timestamp;
 use managed_agents_core::vault::credential::{
     self, Credential, CredentialCreateParams, CredentialObject, CredentialUpdateParams,
@@ -50,34 +50,8 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-async fn load(state: &AppState, auth: &Auth, id: &VaultId) -> Result<(Vault, Vec<vault::Record>)> {
-    let records = objects::records(state, id.as_str())
-        .await?
-        .iter()
-        .map(|r| vault::Record::decode(&r.payload))
-        .collect::<Result<Vec<_>, _>>()?;
-    let found = vault::fold(records.clone());
-    let vault = objects::owned(
-        found,
-        |v| &v.workspace == auth.workspace(),
-        "vault",
-        id.as_str(),
-    )?;
-    Ok((vault, records))
-}
-
-async fn save(
-    state: &AppState,
-    id: &str,
-    mut records: Vec<vault::Record>,
-    new: Vec<vault::Record>,
-) -> Result<Vault> {
-    let expected = records.len() as u64;
-    let events = new.iter().map(vault::Record::encode).collect();
-    records.extend(new);
-    let vault = vault::fold(records).ok_or_else(|| Error::Internal("vault fold empty".into()))?;
-    objects::append(state, id, expected, events, Some(vault.catalog_entry())).await?;
-    Ok(vault)
+async fn load(state: &AppState, auth: &Auth, id: &VaultId) -> Result<Vault> {
+    objects::load(state, auth, "vault", id.as_str()).await
 }
 
 async fn load_credential(
@@ -85,42 +59,31 @@ async fn load_credential(
     auth: &Auth,
     vault_id: &VaultId,
     id: &CredentialId,
-) -> Result<(Credential, Vec<credential::Record>)> {
-    let records = objects::records(state, id.as_str())
-        .await?
-        .iter()
-        .map(|r| credential::Record::decode(&r.payload))
-        .collect::<Result<Vec<_>, _>>()?;
-    let found = credential::fold(records.clone());
-    let credential = objects::owned(
+) -> Result<Credential> {
+    let found = objects::find::<Credential>(state, id.as_str()).await?;
+    objects::owned(
         found,
         |c| &c.workspace == auth.workspace() && &c.vault_id == vault_id,
         "credential",
         id.as_str(),
-    )?;
-    Ok((credential, records))
+    )
 }
 
-async fn save_credential(
+/// Writes to credential `id` of vault `vault_id` (404 when it belongs to another vault).
+async fn write_credential(
     state: &AppState,
-    id: &str,
-    mut records: Vec<credential::Record>,
-    new: Vec<credential::Record>,
+    auth: &Auth,
+    vault_id: &VaultId,
+    id: &CredentialId,
+    mut decide: impl FnMut(&Credential) -> Result<Vec<credential::Record>>,
 ) -> Result<Credential> {
-    let expected = records.len() as u64;
-    let events = new.iter().map(credential::Record::encode).collect();
-    records.extend(new);
-    let credential =
-        credential::fold(records).ok_or_else(|| Error::Internal("credential fold empty".into()))?;
-    objects::append(
-        state,
-        id,
-        expected,
-        events,
-        Some(credential.catalog_entry()),
-    )
-    .await?;
-    Ok(credential)
+    objects::write(state, auth, "credential", id.as_str(), |c: &Credential| {
+        if &c.vault_id != vault_id {
+            return Err(Error::not_found("credential", id.as_str()));
+        }
+        decide(c)
+    })
+    .await
 }
 
 async fn create(
@@ -131,11 +94,8 @@ async fn create(
     let now = Timestamp::now();
     let id = VaultId::generate(now);
     let records = vault::create(params, id.clone(), auth.workspace().clone(), now)?;
-    Ok(Json(
-        save(&state, id.as_str(), Vec::new(), records)
-            .await?
-            .render(),
-    ))
+    let vault: Vault = objects::create(&state, id.as_str(), records).await?;
+    Ok(Json(vault.render()))
 }
 
 async fn retrieve(
@@ -143,7 +103,7 @@ async fn retrieve(
     auth: Auth,
     Id(id): Id<VaultId>,
 ) -> Result<Json<VaultObject>> {
-    Ok(Json(load(&state, &auth, &id).await?.0.render()))
+    Ok(Json(load(&state, &auth, &id).await?.render()))
 }
 
 async fn update(
@@ -152,14 +112,12 @@ async fn update(
     Id(id): Id<VaultId>,
     body::Json(params): body::Json<VaultUpdateParams>,
 ) -> Result<Json<VaultObject>> {
-    let (vault, records) = load(&state, &auth, &id).await?;
-    let new = vault::update(&vault, params, Timestamp::now())?;
-    if new.is_empty() {
-        return Ok(Json(vault.render()));
-    }
-    Ok(Json(
-        save(&state, id.as_str(), records, new).await?.render(),
-    ))
+    let now = Timestamp::now();
+    let vault = objects::write(&state, &auth, "vault", id.as_str(), |vault| {
+        Ok(vault::update(vault, params.clone(), now)?)
+    })
+    .await?;
+    Ok(Json(vault.render()))
 }
 
 /// Every credential of a vault (archived included), oldest first.
@@ -191,22 +149,22 @@ async fn archive(
     auth: Auth,
     Id(id): Id<VaultId>,
 ) -> Result<Json<VaultObject>> {
-    let (vault, records) = load(&state, &auth, &id).await?;
+    let vault = load(&state, &auth, &id).await?;
     let now = Timestamp::now();
-    let new = vault::archive(&vault, now)?;
-    if new.is_empty() {
+    if vault::archive(&vault, now)?.is_empty() {
         return Ok(Json(vault.render()));
     }
     for credential_id in credentials_of(&state, &auth, &id).await? {
-        let (credential, records) = load_credential(&state, &auth, &id, &credential_id).await?;
-        let new = credential::archive(&credential, now)?;
-        if !new.is_empty() {
-            save_credential(&state, credential_id.as_str(), records, new).await?;
-        }
+        write_credential(&state, &auth, &id, &credential_id, |credential| {
+            Ok(credential::archive(credential, now)?)
+        })
+        .await?;
     }
-    Ok(Json(
-        save(&state, id.as_str(), records, new).await?.render(),
-    ))
+    let vault = objects::write(&state, &auth, "vault", id.as_str(), |vault| {
+        Ok(vault::archive(vault, now)?)
+    })
+    .await?;
+    Ok(Json(vault.render()))
 }
 
 async fn delete(
@@ -214,17 +172,11 @@ async fn delete(
     auth: Auth,
     Id(id): Id<VaultId>,
 ) -> Result<Json<Deleted>> {
-    let (vault, _) = load(&state, &auth, &id).await?;
+    let vault = load(&state, &auth, &id).await?;
     for credential_id in credentials_of(&state, &auth, &id).await? {
-        state
-            .store
-            .delete(Kind::Credential, &StreamId::new(credential_id.as_str()))
-            .await?;
+        objects::delete(&state, Kind::Credential, credential_id.as_str()).await?;
     }
-    state
-        .store
-        .delete(Kind::Vault, &StreamId::new(id.as_str()))
-        .await?;
+    objects::delete(&state, Kind::Vault, id.as_str()).await?;
     Ok(Json(vault::deleted(&vault.id)))
 }
 
@@ -240,7 +192,7 @@ async fn list(
     let mut data = Vec::with_capacity(page.entries.len());
     for entry in &page.entries {
         let id = VaultId::parse(&entry.id).map_err(|e| Error::Internal(e.to_string()))?;
-        data.push(load(&state, &auth, &id).await?.0.render());
+        data.push(load(&state, &auth, &id).await?.render());
     }
     Ok(Json(Page {
         data,
@@ -254,17 +206,14 @@ async fn create_credential(
     Id(vault_id): Id<VaultId>,
     body::Json(params): body::Json<CredentialCreateParams>,
 ) -> Result<Json<CredentialObject>> {
-    let (vault, _) = load(&state, &auth, &vault_id).await?;
+    let vault = load(&state, &auth, &vault_id).await?;
     let now = Timestamp::now();
     let id = CredentialId::generate(now);
     let records = credential::create(&vault, params, id.clone(), now, |s| {
         state.sealer.seal_text(s)
     })?;
-    Ok(Json(
-        save_credential(&state, id.as_str(), Vec::new(), records)
-            .await?
-            .render(),
-    ))
+    let credential: Credential = objects::create(&state, id.as_str(), records).await?;
+    Ok(Json(credential.render()))
 }
 
 async fn retrieve_credential(
@@ -277,7 +226,6 @@ async fn retrieve_credential(
     Ok(Json(
         load_credential(&state, &auth, &vault_id, &id)
             .await?
-            .0
             .render(),
     ))
 }
@@ -289,19 +237,19 @@ async fn update_credential(
     Id(id): Id<CredentialId>,
     body::Json(params): body::Json<CredentialUpdateParams>,
 ) -> Result<Json<CredentialObject>> {
-    let (vault, _) = load(&state, &auth, &vault_id).await?;
-    let (credential, records) = load_credential(&state, &auth, &vault_id, &id).await?;
-    let new = credential::update(&vault, &credential, params, Timestamp::now(), |s| {
-        state.sealer.seal_text(s)
-    })?;
-    if new.is_empty() {
-        return Ok(Json(credential.render()));
-    }
-    Ok(Json(
-        save_credential(&state, id.as_str(), records, new)
-            .await?
-            .render(),
-    ))
+    let vault = load(&state, &auth, &vault_id).await?;
+    let now = Timestamp::now();
+    let credential = write_credential(&state, &auth, &vault_id, &id, |credential| {
+        Ok(credential::update(
+            &vault,
+            credential,
+            params.clone(),
+            now,
+            |s| state.sealer.seal_text(s),
+        )?)
+    })
+    .await?;
+    Ok(Json(credential.render()))
 }
 
 async fn archive_credential(
@@ -311,16 +259,12 @@ async fn archive_credential(
     Id(id): Id<CredentialId>,
 ) -> Result<Json<CredentialObject>> {
     load(&state, &auth, &vault_id).await?;
-    let (credential, records) = load_credential(&state, &auth, &vault_id, &id).await?;
-    let new = credential::archive(&credential, Timestamp::now())?;
-    if new.is_empty() {
-        return Ok(Json(credential.render()));
-    }
-    Ok(Json(
-        save_credential(&state, id.as_str(), records, new)
-            .await?
-            .render(),
-    ))
+    let now = Timestamp::now();
+    let credential = write_credential(&state, &auth, &vault_id, &id, |credential| {
+        Ok(credential::archive(credential, now)?)
+    })
+    .await?;
+    Ok(Json(credential.render()))
 }
 
 async fn delete_credential(
@@ -330,11 +274,8 @@ async fn delete_credential(
     Id(id): Id<CredentialId>,
 ) -> Result<Json<Deleted>> {
     load(&state, &auth, &vault_id).await?;
-    let (credential, _) = load_credential(&state, &auth, &vault_id, &id).await?;
-    state
-        .store
-        .delete(Kind::Credential, &StreamId::new(id.as_str()))
-        .await?;
+    let credential = load_credential(&state, &auth, &vault_id, &id).await?;
+    objects::delete(&state, Kind::Credential, id.as_str()).await?;
     Ok(Json(credential::deleted(&credential.id)))
 }
 
@@ -356,7 +297,6 @@ async fn list_credentials(
         data.push(
             load_credential(&state, &auth, &vault_id, &id)
                 .await?
-                .0
                 .render(),
         );
     }
