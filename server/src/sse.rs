@@ -47,7 +47,7 @@ enum Previewable {
 }
 
 impl Previewable {
-    /// The kind of a `event_deltas[]` value (its wire name), if previews exist for it.
+    /// The kind an `event_deltas[]` value (a wire type name) asks previews of, if any.
     fn parse(name: &str) -> Option<Self> {
         match name {
             "agent.message" => Some(Self::AgentMessage),
