@@ -427,3 +427,48 @@ async fn stream_validates_event_deltas() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.message().contains("event_deltas"));
 }
+
+#[tokio::test]
+async fn a_replayed_processed_message_streams_exactly_as_listed() {
+    use managed_agents_core::ids::{EventId, SessionId};
+    use managed_agents_core::session::{log, SessionRecord};
+    use managed_agents_core::time::Timestamp;
+
+    let h = test_app().await;
+    let id = session(&h).await;
+    let events = format!("/v1/sessions/{id}/events");
+    // A first event, so that resuming after it replays the message.
+    h.call(
+        "POST",
+        &events,
+        Some(json!({"events": [{"type": "user.interrupt"}]})),
+    )
+    .await;
+    let sent = h.call("POST", &events, Some(message("m"))).await.json();
+    let message_id = sent["data"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(sent["data"][0]["processed_at"], Value::Null);
+    // The runner's part (there is none here), done through core: the message is processed.
+    let session_id = SessionId::parse(&id).expect("session id");
+    let loaded = log::load(&h.state.store, &session_id).await.expect("load");
+    let processed = SessionRecord::inputs_processed(
+        vec![EventId::parse(&message_id).expect("event id")],
+        Timestamp::now(),
+    );
+    log::append(&h.state.store, &loaded, vec![processed])
+        .await
+        .expect("append");
+
+    let listed = h.call("GET", &events, None).await.json()["data"].clone();
+    let listed = listed.as_array().expect("data").clone();
+    assert_eq!(listed[1]["id"], message_id.as_str());
+    assert!(listed[1]["processed_at"].is_string(), "{}", listed[1]);
+    let first = h
+        .call("GET", &format!("{events}?limit=1"), None)
+        .await
+        .json();
+    let cursor = first["next_page"].as_str().expect("cursor").to_owned();
+    let mut replay = open_stream(&h, &format!("{events}/stream"), Some(&cursor)).await;
+    let frames = read_frames(&mut replay, listed.len() - 1).await;
+    let streamed: Vec<Value> = frames.into_iter().map(|(_, _, data)| data).collect();
+    assert_eq!(streamed, listed[1..]);
+}
