@@ -997,3 +997,43 @@ async fn the_notifier_and_the_rescan_both_wake_the_runner() {
     assert_eq!(text_of(find(&loaded, "agent.message")[1]), "two");
     rescan.abort();
 }
+
+/// In log order, the rendered `processed_at` of the session's events never goes backwards: a
+/// consumed `user.message` is never processed after the `session.status_running` that follows
+/// it, including a message queued during a turn and taken by the next one.
+#[tokio::test]
+async fn processed_at_never_goes_backwards_in_log_order() {
+    let s = setup().await;
+    let vault = s.vault(None).await;
+    let id = s.session(agent(vec![]), vec![vault]).await;
+    s.say(&id, "[[mock:delay 200ms]] [[mock:text first]]").await;
+    s.wait(&id, "the first request", |l| {
+        !find(l, "span.model_request_start").is_empty()
+    })
+    .await;
+    s.say(&id, "[[mock:text second]]").await;
+    s.wait(&id, "two turns", |l| {
+        find(l, "session.status_idle").len() == 2
+    })
+    .await;
+    let loaded = s.idle(&id).await;
+    let rendered: Vec<_> = events(&loaded)
+        .into_iter()
+        .map(|e| loaded.state.render_event(e))
+        .collect();
+    let times: Vec<_> = rendered
+        .iter()
+        .map(|e| {
+            (
+                e.type_name(),
+                e.processed_at.expect("every event is processed"),
+            )
+        })
+        .collect();
+    for pair in times.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].1,
+            "processed_at goes backwards: {times:#?}"
+        );
+    }
+}
