@@ -1,6 +1,11 @@
 //! Agent runtimes: the [`runner`] that drives sessions with unprocessed input, the engines that
 //! talk to models ([`model`] clients and the agent loop), the [`tools`], the [`sandbox`] they run
 //! in, live [`previews`], and the scripted [`mock_model`] server.
+//!
+//! Dependencies run one way: the runner (discovery, set-up, recovery) starts the engine (the
+//! turn's loop); both read [`options`] and write through the writer, which appends what
+//! `managed_agents_core::session::turn` decides. To run agents inside a program, build a
+//! [`runner::Runner`] (see its example and `examples/embedded_agent.rs`).
 
 mod engine;
 pub mod mock_model;

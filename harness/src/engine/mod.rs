@@ -24,6 +24,10 @@
 //! A `user.interrupt` (watched by the runner) cancels the model request, the backoff wait or the
 //! running tool (its sandbox is killed) at once; the turn closes what it opened (an errored
 //! span, an error result for each call without one) and idles with `end_turn`.
+//!
+//! The engine builds no records itself: it hands each result to the writer as a
+//! [`managed_agents_core::session::turn::Step`] (or ends with a `turn::End`), and `turn`
+//! decides and validates the events, their ids and times.
 
 pub(crate) mod conversation;
 

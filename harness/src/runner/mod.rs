@@ -12,12 +12,13 @@
 //!
 //! A notified session gets a task unless it already has one; a notification for a session
 //! whose task is busy is remembered and the task looks again when its turn ends. The task
-//! loads and folds the log and, while [`SessionState::needs_turn`] holds, runs a turn: it
-//! appends the `inputs_processed` fact consuming every pending input (and
-//! `session.status_running` if the session was idle), then hands the session to the engine
-//! ([`crate::engine`]). Input sent during a turn is queued by `decide` and taken by the next
-//! turn, in order. Every record goes through [`writer::Writer`], i.e.
-//! [`managed_agents_core::session::log::append`] at the expected version.
+//! loads and folds the log and, while `SessionState::needs_turn` holds, runs a turn: it
+//! appends what [`managed_agents_core::session::turn::start`] decides (the `inputs_processed`
+//! fact consuming every pending input, and `session.status_running` if the session was idle),
+//! then hands the session to the engine ([`crate::engine`]). Input sent during a turn is queued
+//! by `decide` and taken by the next turn, in order. Every record is decided by
+//! [`managed_agents_core::session::turn`] and appended by the harness's writer
+//! (`crate::writer`) at the expected version; the runner and the engine only perform effects.
 //!
 //! While a turn runs, the task subscribes to the session's stream; a `user.interrupt` stops
 //! the model request or the tool at once and the turn ends with `end_turn`.
@@ -26,7 +27,8 @@
 //!
 //! A session found `running`/`rescheduling` whose current turn had already started (the
 //! runner consumed input, or wrote agent, span, error or rescheduling events since the last
-//! idle) belonged to a process that died. Its turn is **not resumed**: the runner appends a
+//! idle; [`managed_agents_core::session::turn::recover`] decides, matching on the event enum)
+//! belonged to a process that died. Its turn is **not resumed**: the runner appends a
 //! `session.error` (`unknown_error`, `retry_status: terminal`, "the server stopped while this
 //! turn was running"), an error `agent.tool_result` for every tool call left without one, and
 //! `session.status_idle` with `end_turn`. The conversation, the workspace and everything
