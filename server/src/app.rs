@@ -17,10 +17,6 @@ use crate::error::{Envelope, Error};
 use crate::routes;
 use crate::state::AppState;
 
-/// The id of the current request, in request extensions.
-#[derive(Debug, Clone)]
-pub struct ReqId(pub String);
-
 /// The whole HTTP API over `state`.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -60,8 +56,9 @@ fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let request_id = RequestId::generate(Timestamp::now()).to_string();
-    request.extensions_mut().insert(ReqId(request_id.clone()));
+    // The request's id, also in its extensions for handlers.
+    let request_id = RequestId::generate(Timestamp::now());
+    request.extensions_mut().insert(request_id.clone());
     let method = request.method().clone();
     // The route *template* (a closed set), never the path: metrics and logs must not grow with
     // what clients send.
@@ -80,7 +77,7 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     if let Some(envelope) = response.extensions_mut().remove::<Envelope>() {
-        let body = envelope.body(&request_id).to_string();
+        let body = envelope.body(request_id.as_str()).to_string();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -89,7 +86,7 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
         headers.remove(header::CONTENT_LENGTH);
         *response.body_mut() = axum::body::Body::from(body);
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         response.headers_mut().insert("request-id", value);
     }
     let elapsed = started.elapsed();
