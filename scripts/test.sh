@@ -26,6 +26,8 @@ if cargo tree -p managed-agents-core -e normal --prefix none | grep -Eq '^(tokio
     cargo tree -p managed-agents-core -e normal -i tokio >&2 || true
     exit 1
 fi
+# Architecture invariant 9 (the server makes no session decisions) is server/tests/thin.rs, run
+# here with every other test.
 cargo test --workspace
 # Agents run embedded: a real turn (store, runner, sandbox, in-process mock model, no HTTP);
 # the example exits non-zero unless it saw an agent.message and a session.status_idle.
