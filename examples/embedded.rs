@@ -10,7 +10,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use futures::executor::block_on;
-use managed_agents_core::agent::{self, AgentCreateParams};
+use managed_agents_core::agent::{self, AgentCreateParams, AgentSnapshot};
 use managed_agents_core::environment::{self, EnvironmentCreateParams};
 use managed_agents_core::event::{
     AgentMessage, Body, ContentBlock, Event, EventParams, ModelRequestEnd, ModelUsage, StatusIdle,
@@ -82,7 +82,7 @@ async fn run(store: &RocksStore) -> Result<()> {
         id: session_id.clone(),
         workspace,
         created_at: now,
-        agent: serde_json::to_value(&snapshot)?,
+        agent: AgentSnapshot::from(&snapshot),
         environment_id,
         title: Some("embedded demo".into()),
         metadata: Default::default(),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use futures::StreamExt;
-use managed_agents_core::agent::{self, AgentCreateParams};
+use managed_agents_core::agent::{self, AgentCreateParams, AgentSnapshot};
 use managed_agents_core::environment::{self, EnvironmentCreateParams};
 use managed_agents_core::event::{Body, EventParams};
 use managed_agents_core::ids::{
@@ -192,7 +192,7 @@ async fn create_session(store: &RocksStore, model_url: &str) -> Result<SessionId
         id: session.clone(),
         workspace,
         created_at: now,
-        agent: serde_json::to_value(&snapshot)?,
+        agent: AgentSnapshot::from(&snapshot),
         environment_id,
         title: Some("embedded agent".into()),
         metadata: Default::default(),

@@ -32,7 +32,11 @@ fn log() -> Vec<SessionRecord> {
         id,
         workspace: WorkspaceId::generate(now),
         created_at: now,
-        agent: json!({"type": "agent", "id": "agent_01bench", "version": 1}),
+        agent: serde_json::from_value(json!({
+            "type": "agent", "id": "agent_01bench", "version": 1, "name": "bench",
+            "model": {"id": "claude-sonnet-4-5", "speed": "standard", "effort": {"type": "high"}, "inference_geo": null},
+        }))
+        .expect("snapshot"),
         environment_id: EnvironmentId::generate(now),
         title: Some("bench".into()),
         metadata: Default::default(),

@@ -493,9 +493,14 @@ fn update_session() {
         "session.updated => terminated",
     );
     let with_agent = Update {
-        agent: Some(
-            json!({"type": "agent", "id": "agent_01test", "version": 1, "name": "helper", "tools": []}),
-        ),
+        agent: Some(Box::new(
+            serde_json::from_value(json!({
+                "type": "agent", "id": "agent_01test", "version": 1, "name": "helper",
+                "model": {"id": "claude-sonnet-4-5", "speed": "standard", "effort": {"type": "high"}, "inference_geo": null},
+                "system": "changed",
+            }))
+            .expect("snapshot"),
+        )),
         ..Update::default()
     };
     check(

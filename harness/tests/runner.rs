@@ -151,7 +151,7 @@ impl Setup {
             id: id.clone(),
             workspace: WorkspaceId::parse(WORKSPACE).unwrap(),
             created_at: now,
-            agent,
+            agent: serde_json::from_value(agent).unwrap(),
             environment_id: EnvironmentId::generate(now),
             title: None,
             metadata: BTreeMap::new(),

@@ -27,7 +27,11 @@ fn create(store: &MemoryStore, workspace: &WorkspaceId) -> SessionId {
         id: id.clone(),
         workspace: workspace.clone(),
         created_at: now,
-        agent: json!({"type": "agent", "id": "agent_01x", "version": 3}),
+        agent: serde_json::from_value(json!({
+            "type": "agent", "id": "agent_01x", "version": 3, "name": "x",
+            "model": {"id": "claude-sonnet-4-5", "speed": "standard", "effort": {"type": "high"}, "inference_geo": null},
+        }))
+        .expect("snapshot"),
         environment_id: EnvironmentId::generate(now),
         title: None,
         metadata: Default::default(),

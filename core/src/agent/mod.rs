@@ -7,6 +7,7 @@
 
 mod config;
 mod model;
+mod snapshot;
 pub mod tools;
 
 use bytes::Bytes;
@@ -21,6 +22,7 @@ pub use model::{
     default_effort, Effort, EffortLevel, EffortParam, ModelConfig, ModelObjectParams, ModelParams,
     Speed,
 };
+pub use snapshot::AgentSnapshot;
 pub use tools::{BuiltinTool, PermissionPolicy, Tool, ToolParams, ToolSetting};
 
 use crate::ids::{AgentId, WorkspaceId};

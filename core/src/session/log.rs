@@ -89,11 +89,7 @@ impl SessionState {
         );
         entry.archived = self.archived_at.is_some();
         entry.status = Some(self.status.as_str().to_owned());
-        let agent_id = config.agent.get("id").and_then(|v| v.as_str());
-        let version = config.agent.get("version").and_then(|v| v.as_u64());
-        if let (Some(agent_id), Some(version)) = (agent_id, version) {
-            entry.agent = Some((agent_id.to_owned(), version));
-        }
+        entry.agent = Some((config.agent.id.to_string(), config.agent.version));
         Some(entry)
     }
 }

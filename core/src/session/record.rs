@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use crate::agent::AgentSnapshot;
 use crate::event::{Budget, Event};
 use crate::ids::{EnvironmentId, EventId, ResourceId, SessionId, VaultId, WorkspaceId};
 use crate::resource::Resource;
@@ -83,7 +83,7 @@ pub struct Created {
     /// Creation time.
     pub created_at: Timestamp,
     /// The resolved agent snapshot (the Session object's `agent`).
-    pub agent: Value,
+    pub agent: AgentSnapshot,
     /// The environment it runs in.
     pub environment_id: EnvironmentId,
     /// The title.

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::state::{Outcome, SessionState};
+use crate::agent::AgentSnapshot;
 use crate::event::{Budget, Event, OutcomeResult, Usage};
 use crate::resource::{Resource, ResourceObject};
 use crate::time::Timestamp;
@@ -47,7 +48,7 @@ struct Object<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     status: &'static str,
-    agent: &'a Value,
+    agent: Option<&'a AgentSnapshot>,
     environment_id: &'a str,
     title: Option<&'a str>,
     metadata: &'a std::collections::BTreeMap<String, String>,
@@ -88,7 +89,7 @@ impl SessionState {
             id: config.id.as_str(),
             kind: "session",
             status: self.status.as_str(),
-            agent: &self.agent,
+            agent: self.agent.as_deref(),
             environment_id: config.environment_id.as_str(),
             title: self.title.as_deref(),
             metadata: &self.metadata,

@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde::Deserialize;
 
 use super::record::{Created, Fact, SessionRecord};
+use crate::agent::AgentSnapshot;
 use crate::event::{
     Body, Budget, Event, OutcomeResult, SessionError, StopDetails, StopReason, Usage,
 };
@@ -150,8 +151,8 @@ pub struct SessionState {
     pub title: Option<String>,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
-    /// The agent snapshot.
-    pub agent: Arc<Value>,
+    /// The agent snapshot (`None` before creation).
+    pub agent: Option<Arc<AgentSnapshot>>,
     /// The budget.
     pub budget: Option<Budget>,
     /// The current resources, in the order they were added (GitHub tokens sealed).
@@ -241,7 +242,7 @@ impl SessionState {
             Fact::Created(created) => {
                 self.title = created.title.clone();
                 self.metadata = created.metadata.clone();
-                self.agent = Arc::new(created.agent.clone());
+                self.agent = Some(Arc::new(created.agent.clone()));
                 self.budget = created.budget.clone();
                 self.resources = created.resources.clone();
                 self.created_at = created.created_at;
@@ -396,7 +397,15 @@ impl SessionState {
                     self.metadata = metadata.clone().unwrap_or_default();
                 }
                 if let Some(agent) = &u.agent {
-                    self.agent = Arc::new(agent.clone().unwrap_or(Value::Null));
+                    self.agent = match agent {
+                        // Written by `decide` from a typed snapshot, so it decodes; anything
+                        // else keeps the snapshot the session had.
+                        Some(value) => AgentSnapshot::deserialize(value)
+                            .map(Arc::new)
+                            .ok()
+                            .or_else(|| self.agent.take()),
+                        None => None,
+                    };
                 }
                 if let Some(budget) = &u.budget {
                     self.budget = budget.clone();

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::rejection::Rejection;
 use super::state::{SessionState, Status};
+use crate::agent::AgentSnapshot;
 use crate::event::{Budget, SessionUpdated};
 use crate::patch::Patch;
 use crate::validate::{self, FieldError};
@@ -26,7 +27,7 @@ pub struct Update {
     /// `{tools?, mcp_servers?}`; the caller merges it into the current snapshot (agent module)
     /// and puts the result here. Requires an idle session.
     #[serde(skip)]
-    pub agent: Option<Value>,
+    pub agent: Option<Box<AgentSnapshot>>,
     /// The new budget; `null` removes it (one-way).
     #[serde(default)]
     pub budget: Patch<Budget>,
@@ -74,8 +75,10 @@ pub(crate) fn changes(
                 state.status
             )));
         }
-        if agent != *state.agent {
-            out.agent = Some(Some(agent));
+        if state.agent.as_deref() != Some(&*agent) {
+            let value = serde_json::to_value(&agent)
+                .map_err(|e| Rejection::invalid("agent", e.to_string()))?;
+            out.agent = Some(Some(value));
         }
     }
     if !update.budget.is_absent() && state.status == Status::Terminated {

@@ -29,7 +29,11 @@ pub fn config() -> Created {
         id: SessionId::parse("sesn_01test").expect("id"),
         workspace: WorkspaceId::parse("wrkspc_01test").expect("id"),
         created_at: at(0),
-        agent: json!({"type": "agent", "id": "agent_01test", "version": 1, "name": "helper"}),
+        agent: serde_json::from_value(json!({
+            "type": "agent", "id": "agent_01test", "version": 1, "name": "helper",
+            "model": {"id": "claude-sonnet-4-5", "speed": "standard", "effort": {"type": "high"}, "inference_geo": null},
+        }))
+        .expect("snapshot"),
         environment_id: EnvironmentId::parse("env_01test").expect("id"),
         title: Some("first".into()),
         metadata: BTreeMap::from([("team".to_owned(), "infra".to_owned())]),

@@ -15,12 +15,14 @@
 //! either way no request is made and the session gets a `session.error` naming the fix, never
 //! a secret.
 
+use std::sync::Arc;
+
+use managed_agents_core::agent::AgentSnapshot;
 use managed_agents_core::environment::{self, Config, Networking};
 use managed_agents_core::ids::{EnvironmentId, VaultId};
 use managed_agents_core::session::Created;
 use managed_agents_core::storage::{self, CatalogQuery, Kind, Order, Store, StreamId};
 use managed_agents_core::vault::{self, credential};
-use serde_json::Value;
 
 use super::SecretOpener;
 use crate::engine::TurnAgent;
@@ -47,29 +49,14 @@ pub(crate) enum Engine {
 }
 
 /// Reads the agent snapshot stored with the session.
-pub(crate) fn agent(snapshot: &Value) -> Result<TurnAgent, String> {
-    let model = match snapshot.get("model") {
-        Some(Value::String(id)) => id.clone(),
-        Some(model) => model
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or("the session's agent has no model id")?
-            .to_owned(),
-        None => return Err("the session's agent has no model".into()),
-    };
-    let system = snapshot
-        .get("system")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let tools = match snapshot.get("tools") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(tools) => serde_json::from_value(tools.clone())
-            .map_err(|e| format!("the session's agent tools cannot be read: {e}"))?,
-    };
+pub(crate) fn agent(snapshot: &Option<Arc<AgentSnapshot>>) -> Result<TurnAgent, String> {
+    let snapshot = snapshot
+        .as_deref()
+        .ok_or("the session has no agent snapshot")?;
     Ok(TurnAgent {
-        model,
-        system,
-        tools,
+        model: snapshot.model.id.clone(),
+        system: snapshot.system.clone(),
+        tools: snapshot.tools.clone(),
     })
 }
 

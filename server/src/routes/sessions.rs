@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use managed_agents_core::agent::{Agent, AgentConfig, AgentObject};
+use managed_agents_core::agent::{Agent, AgentConfig, AgentSnapshot};
 use managed_agents_core::event::{Budget, EventParams};
 use managed_agents_core::ids::{AgentId, EnvironmentId, ResourceId, SessionId, VaultId};
 use managed_agents_core::patch::Patch;
@@ -60,25 +60,16 @@ struct CreateBody {
 /// Keys of `agent_with_overrides` that replace the agent's configuration.
 const OVERRIDES: [&str; 5] = ["model", "system", "tools", "mcp_servers", "skills"];
 
-/// The session's agent snapshot: the rendered agent version without its metadata and
-/// timestamps (API §6.4).
-fn snapshot(object: &AgentObject) -> Result<Value> {
-    let mut value =
-        serde_json::to_value(object).map_err(|e| Error::Internal(format!("agent render: {e}")))?;
-    if let Some(map) = value.as_object_mut() {
-        for key in ["metadata", "created_at", "updated_at", "archived_at"] {
-            map.remove(key);
-        }
-    }
-    Ok(value)
-}
-
 fn field_error(field: &str, message: impl std::fmt::Display) -> Error {
     Error::invalid(format!("{field}: {message}"))
 }
 
 /// Resolves the `agent` of a create body to the agent and its snapshot.
-async fn resolve_agent(state: &AppState, auth: &Auth, agent: &Value) -> Result<(Agent, Value)> {
+async fn resolve_agent(
+    state: &AppState,
+    auth: &Auth,
+    agent: &Value,
+) -> Result<(Agent, AgentSnapshot)> {
     let (id, version, overrides) = match agent {
         Value::String(id) => (id.clone(), None, None),
         Value::Object(map) => {
@@ -143,16 +134,9 @@ async fn resolve_agent(state: &AppState, auth: &Auth, agent: &Value) -> Result<(
     if let Some(overrides) = overrides {
         config = config.overridden(Value::Object(overrides), "agent")?;
     }
-    let object = AgentObject {
-        id: agent.id.clone(),
-        version: number,
-        config,
-        created_at: agent.created_at,
-        updated_at: chosen.at,
-        archived_at: agent.archived_at,
-    };
-    let value = snapshot(&object)?;
-    Ok((agent, value))
+    // The session's agent (API §6.4): the agent version without its metadata and timestamps.
+    let snapshot = AgentSnapshot::of(agent.id.clone(), number, &config);
+    Ok((agent, snapshot))
 }
 
 /// Checks that every vault exists in the caller's workspace.
@@ -314,13 +298,9 @@ struct UpdateBody {
 
 /// Applies `{tools?, mcp_servers?}` to the session's agent snapshot with the agent module's
 /// update rules (full replacement, same validation as an agent update).
-fn patch_agent(current: &Value, patch: AgentPatch) -> Result<Value> {
-    let mut with_metadata = current.clone();
-    if let Some(map) = with_metadata.as_object_mut() {
-        map.insert("metadata".into(), json!({}));
-    }
-    let config: AgentConfig = serde_json::from_value(with_metadata)
-        .map_err(|e| Error::Internal(format!("session agent snapshot: {e}")))?;
+fn patch_agent(current: Option<&AgentSnapshot>, patch: AgentPatch) -> Result<AgentSnapshot> {
+    let current =
+        current.ok_or_else(|| Error::Internal("session without an agent snapshot".into()))?;
     let mut params = Map::new();
     for (key, value) in [("tools", patch.tools), ("mcp_servers", patch.mcp_servers)] {
         match value {
@@ -333,18 +313,10 @@ fn patch_agent(current: &Value, patch: AgentPatch) -> Result<Value> {
             }
         }
     }
-    let next = config.overridden(Value::Object(params), "agent")?;
-    let mut value =
-        serde_json::to_value(&next).map_err(|e| Error::Internal(format!("agent render: {e}")))?;
-    if let (Some(map), Some(old)) = (value.as_object_mut(), current.as_object()) {
-        map.remove("metadata");
-        for key in ["type", "id", "version"] {
-            if let Some(v) = old.get(key) {
-                map.insert(key.into(), v.clone());
-            }
-        }
-    }
-    Ok(value)
+    let next = current
+        .config()
+        .overridden(Value::Object(params), "agent")?;
+    Ok(current.with_config(&next))
 }
 
 async fn update(
@@ -356,7 +328,7 @@ async fn update(
     let mut update = body.update;
     if let Some(patch) = body.agent {
         let loaded = session::load(&state, &auth, &id).await?;
-        update.agent = Some(patch_agent(&loaded.state.agent, patch)?);
+        update.agent = Some(Box::new(patch_agent(loaded.state.agent.as_deref(), patch)?));
     }
     let committed = session::commit(&state, &auth, &id, || Command::Update(update.clone())).await?;
     render(&committed.state)
