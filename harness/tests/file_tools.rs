@@ -4,7 +4,8 @@
 //! (which, for `edit`, rewrote the file). Files are created by the tools themselves, inside the
 //! sandbox, so they are owned as in a real session.
 
-use std::os::unix::fs::PermissionsExt;
+mod support;
+
 use std::path::PathBuf;
 
 use managed_agents_core::agent::tools::DomainRule;
@@ -21,11 +22,11 @@ struct Setup {
 
 impl Setup {
     async fn new(session: &str) -> Self {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        let workspaces = Workspaces::new(dir.path().join("workspaces"));
-        let workspace = workspaces.create(session).await.unwrap();
-        let sandbox = BubblewrapSandbox::new(Options::default()).unwrap();
+        let support::Sandboxed {
+            dir,
+            workspace,
+            sandbox,
+        } = support::Sandboxed::new(session).await;
         Self {
             _dir: dir,
             workspace,

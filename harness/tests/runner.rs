@@ -2,6 +2,8 @@
 //! sandbox in a temporary directory. Sessions are created and fed through `core::session::log`
 //! exactly as the server does, then the runner is notified.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,9 +38,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let dir = support::temp_dir();
     let workspaces = dir.path().join("workspaces");
     let store = MemoryStore::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

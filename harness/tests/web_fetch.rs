@@ -4,17 +4,20 @@
 //! (a backslash before `@`), URLs with credentials and a `.curlrc` planted in the workspace
 //! cannot steer curl to a host the domain check did not see.
 
-use std::os::unix::fs::PermissionsExt;
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use managed_agents_core::agent::tools::DomainRule;
 use managed_agents_core::agent::BuiltinTool;
-use managed_agents_harness::sandbox::{BubblewrapSandbox, Network, Options, Workspaces};
+use managed_agents_harness::sandbox::Network;
 use managed_agents_harness::tools::{self, Limits};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+use support::Sandboxed;
 
 /// A one-route HTTP server on loopback answering every request with `body`.
 async fn serve(body: &'static str) -> String {
@@ -69,11 +72,11 @@ fn input(url: &str) -> Map<String, Value> {
 
 #[tokio::test]
 async fn fetches_in_unrestricted_refuses_in_limited() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    let workspaces = Workspaces::new(dir.path().join("workspaces"));
-    let workspace = workspaces.create("sesn_fetch").await.unwrap();
-    let sandbox = BubblewrapSandbox::new(Options::default()).unwrap();
+    let Sandboxed {
+        dir: _dir,
+        workspace,
+        sandbox,
+    } = Sandboxed::new("sesn_fetch").await;
     let limits = Limits::default();
     let url = serve("hello from the page").await;
     let run = |network, tool, url: &str, domains: DomainRule| {
@@ -144,11 +147,11 @@ async fn fetches_in_unrestricted_refuses_in_limited() {
 
 #[tokio::test]
 async fn parser_differentials_credentials_and_curlrc_cannot_redirect_the_fetch() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    let workspaces = Workspaces::new(dir.path().join("workspaces"));
-    let workspace = workspaces.create("sesn_fetch_bypass").await.unwrap();
-    let sandbox = BubblewrapSandbox::new(Options::default()).unwrap();
+    let Sandboxed {
+        dir: _dir,
+        workspace,
+        sandbox,
+    } = Sandboxed::new("sesn_fetch_bypass").await;
     let limits = Limits::default();
     let (port, hits) = tripwire().await;
     let run = |tool, input: Map<String, Value>, domains: DomainRule| {
