@@ -161,7 +161,7 @@ async fn catch_up<S: Store>(
         .await
         .map_err(|e| match e {
             stream::Error::Rejected(never) => match never {},
-            stream::Error::Decode { message, .. } => Error::Undecodable {
+            stream::Error::Decode { message, .. } => Error::Decode {
                 id: id.clone(),
                 message,
             },

@@ -15,7 +15,7 @@ use crate::storage::{self, Append, CatalogEntry, Expected, Kind, Store, StreamId
 use crate::stream::{self, Fold, Head};
 use crate::time::Timestamp;
 
-use super::{decide, fold, Command, DecodeError, Fresh, Rejection, SessionRecord, SessionState};
+use super::{decide, Command, Fresh, Rejection, SessionRecord, SessionState};
 
 /// Why loading or writing a session failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,16 +27,8 @@ pub enum Error {
     #[error(transparent)]
     Rejected(#[from] Rejection),
     /// A stored record could not be decoded.
-    #[error("session {id}: undecodable record: {source}")]
-    Decode {
-        /// The session.
-        id: SessionId,
-        /// The decoding failure.
-        source: DecodeError,
-    },
-    /// A stored record could not be decoded (found while catching up).
     #[error("session {id}: undecodable record: {message}")]
-    Undecodable {
+    Decode {
         /// The session.
         id: SessionId,
         /// The decoding failure.
@@ -97,23 +89,24 @@ impl SessionState {
 /// Reads and folds session `id`. A session that does not exist or was deleted is
 /// [`Error::NotFound`]; checking the caller's workspace is the caller's business.
 pub async fn load<S: Store>(store: &S, id: &SessionId) -> Result<Loaded, Error> {
-    let stored = storage::read_all(store, &StreamId::from(id)).await?;
-    let records = stored
-        .iter()
-        .map(|r| SessionRecord::decode(&r.payload))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| Error::Decode {
-            id: id.clone(),
-            source,
-        })?;
-    let state = fold(&records);
-    if !state.exists() {
+    let head: Head<Logged> =
+        stream::load(store, &StreamId::from(id))
+            .await
+            .map_err(|e| match e {
+                stream::Error::Rejected(never) => match never {},
+                stream::Error::Decode { message, .. } => Error::Decode {
+                    id: id.clone(),
+                    message,
+                },
+                stream::Error::Store(e) => Error::Store(e),
+            })?;
+    if !head.state.state.exists() {
         return Err(Error::NotFound(id.clone()));
     }
     Ok(Loaded {
         id: id.clone(),
-        state,
-        records,
+        state: head.state.state,
+        records: head.state.records,
     })
 }
 
@@ -173,7 +166,7 @@ impl Error {
     pub fn of_stream(id: &SessionId, error: stream::Error<Rejection>) -> Self {
         match error {
             stream::Error::Rejected(rejection) => Error::Rejected(rejection),
-            stream::Error::Decode { message, .. } => Error::Undecodable {
+            stream::Error::Decode { message, .. } => Error::Decode {
                 id: id.clone(),
                 message,
             },
