@@ -1,23 +1,25 @@
 //! The one sink a turn writes through. Each write decides its records with
-//! [`managed_agents_core::session::turn`] on the current state (with the clock read once per
-//! attempt and fresh ids) and appends them with
-//! [`managed_agents_core::session::log::append`] at the expected version, keeping the folded
-//! session current.
+//! [`managed_agents_core::session::turn`] on the current state (the clock read once per
+//! attempt, fresh ids) and appends them through
+//! [`managed_agents_core::session::log::write`], the one write primitive: catch the folded
+//! head up from the log, decide, append at the expected version, retry a lost race.
 //!
-//! A lost race (`WrongExpectedVersion`) means a client appended meanwhile. The writer reloads;
-//! if what arrived includes an interrupt an ordinary write stops ([`Halt::Interrupted`],
-//! nothing is written), otherwise (queued messages, say) it decides again on the new state and
-//! appends on top. Ending a turn ([`Writer::finish`]) writes whatever arrived meanwhile.
+//! A lost race means a client appended meanwhile; the head catches up and the write decides
+//! again on the new state. If what arrived includes an interrupt an ordinary write stops
+//! ([`Halt::Interrupted`], nothing is written); ending a turn ([`Writer::finish`] and friends)
+//! writes whatever arrived meanwhile.
 
 use managed_agents_core::ids::{EventId, SessionId};
-use managed_agents_core::session::log::{self, Loaded};
+use managed_agents_core::session::log::{self, Loaded, Logged};
 use managed_agents_core::session::turn::{self, End, Step};
 use managed_agents_core::session::{Fresh, Rejection, SessionRecord, SessionState, Status};
-use managed_agents_core::storage::{self, Store};
+use managed_agents_core::storage::{self, Store, Version};
+use managed_agents_core::stream::Head;
 use managed_agents_core::time::Timestamp;
 
-/// How often one write is retried after losing races to client input.
-const RETRIES: usize = 64;
+/// How many times [`log::write`] (which retries lost races itself) is called again after it
+/// gave up on races: a busy session's clients may keep appending while a turn writes.
+const ROUNDS: usize = 4;
 
 /// Why a turn cannot go on writing.
 #[derive(Debug)]
@@ -29,29 +31,55 @@ pub(crate) enum Halt {
     Gone(String),
 }
 
-/// Appends a turn's records at the expected version.
+/// Appends a turn's records at the expected version, keeping the folded session current.
 pub(crate) struct Writer<S> {
     store: S,
-    pub(crate) loaded: Loaded,
+    id: SessionId,
+    head: Head<Logged>,
+}
+
+/// What stopped a write before anything was decided.
+enum Stop {
+    Interrupted,
+    Ended,
 }
 
 impl<S: Store> Writer<S> {
     pub(crate) fn new(store: S, loaded: Loaded) -> Self {
-        Self { store, loaded }
+        let version = loaded.version();
+        Self {
+            store,
+            id: loaded.id,
+            head: Head {
+                state: Logged {
+                    state: loaded.state,
+                    records: loaded.records,
+                },
+                version,
+            },
+        }
     }
 
     pub(crate) fn id(&self) -> &SessionId {
-        &self.loaded.id
+        &self.id
     }
 
-    pub(crate) async fn reload(&mut self) -> Result<(), Halt> {
-        self.loaded = log::load(&self.store, &self.loaded.id)
-            .await
-            .map_err(|e| Halt::Gone(e.to_string()))?;
-        Ok(())
+    /// The folded session as of the last write or catch-up.
+    pub(crate) fn state(&self) -> &SessionState {
+        &self.head.state.state
     }
 
-    /// Decides with `decide` on the current state and appends; returns how many records were
+    /// Every record of the session as of the last write or catch-up.
+    pub(crate) fn records(&self) -> &[SessionRecord] {
+        &self.head.state.records
+    }
+
+    /// The stream version [`Writer::state`] reflects.
+    pub(crate) fn version(&self) -> Version {
+        self.head.version
+    }
+
+    /// Decides with `decide` on the caught-up state and appends; returns how many records were
     /// written. With `stop_on_interrupt`, stops with [`Halt::Interrupted`] when an interrupt is
     /// pending.
     async fn write(
@@ -64,36 +92,36 @@ impl<S: Store> Writer<S> {
             &mut Fresh,
         ) -> Result<Vec<SessionRecord>, Rejection>,
     ) -> Result<usize, Halt> {
-        for _ in 0..RETRIES {
-            let state = &self.loaded.state;
-            if !state.exists() || state.status == Status::Terminated {
-                return Err(Halt::Gone(format!("session {} ended", self.loaded.id)));
-            }
-            if stop_on_interrupt && state.interrupt.is_some() {
-                return Err(Halt::Interrupted);
-            }
-            let now = Timestamp::now();
-            let records = decide(state, &self.loaded.records, now, &mut Fresh(now))
-                .map_err(|r| Halt::Gone(format!("session {}: {r}", self.loaded.id)))?;
-            if records.is_empty() {
-                return Ok(0);
-            }
-            let count = records.len();
-            match log::append(&self.store, &self.loaded, records).await {
-                Ok(committed) => {
-                    self.loaded.records.extend(committed.records);
-                    self.loaded.state = committed.state;
-                    return Ok(count);
+        for _ in 0..ROUNDS {
+            let mut stop = None;
+            let written = log::write(&self.store, &self.id, &mut self.head, |logged| {
+                stop = None;
+                let state = &logged.state;
+                if state.status == Status::Terminated {
+                    stop = Some(Stop::Ended);
+                    return Ok(Vec::new());
                 }
-                Err(log::Error::Store(storage::Error::WrongExpectedVersion { .. })) => {
-                    self.reload().await?;
+                if stop_on_interrupt && state.interrupt.is_some() {
+                    stop = Some(Stop::Interrupted);
+                    return Ok(Vec::new());
                 }
-                Err(e) => return Err(Halt::Gone(e.to_string())),
-            }
+                let now = Timestamp::now();
+                decide(state, &logged.records, now, &mut Fresh(now))
+            })
+            .await;
+            return match (written, stop) {
+                (Ok(_), Some(Stop::Interrupted)) => Err(Halt::Interrupted),
+                (Ok(_), Some(Stop::Ended)) => Err(Halt::Gone(format!("session {} ended", self.id))),
+                (Ok(written), None) => Ok(written.records.len()),
+                (Err(log::Error::Store(storage::Error::WrongExpectedVersion { .. })), _) => {
+                    continue
+                }
+                (Err(e), _) => Err(Halt::Gone(e.to_string())),
+            };
         }
         Err(Halt::Gone(format!(
-            "session {}: lost {RETRIES} append races in a row",
-            self.loaded.id
+            "session {}: lost every append race for {ROUNDS} rounds",
+            self.id
         )))
     }
 
@@ -121,7 +149,6 @@ impl<S: Store> Writer<S> {
     /// Ends the turn ([`turn::finish`]) whatever arrived meanwhile: `steps`, an error result
     /// for every built-in call still open, pending interrupts consumed, idle.
     pub(crate) async fn finish(&mut self, steps: Vec<Step>, end: End) -> Result<(), Halt> {
-        self.reload().await?;
         self.write(false, |state, _, now, ids| {
             turn::finish(state, steps.clone(), end.clone(), now, ids)
         })
@@ -131,7 +158,6 @@ impl<S: Store> Writer<S> {
 
     /// Ends the turn with a terminal `unknown_error` carrying `message` ([`turn::fail`]).
     pub(crate) async fn fail(&mut self, message: String) -> Result<(), Halt> {
-        self.reload().await?;
         self.write(false, |state, _, now, ids| {
             turn::fail(state, message.clone(), now, ids)
         })
@@ -141,7 +167,6 @@ impl<S: Store> Writer<S> {
 
     /// Ends a turn an interrupt stopped ([`turn::interrupt`]).
     pub(crate) async fn interrupted(&mut self, open_span: Option<EventId>) -> Result<(), Halt> {
-        self.reload().await?;
         self.write(false, |state, _, now, ids| {
             turn::interrupt(state, open_span.clone(), now, ids)
         })

@@ -169,7 +169,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     .await?;
                 return Ok(Ended::Idle(StopReason::EndTurn, None));
             }
-            let conversation = conversation::build(&self.writer.loaded.records);
+            let conversation = conversation::build(&self.writer.records());
             let mut system = self.agent.system.clone().unwrap_or_default();
             for addition in &conversation.system_additions {
                 if !system.is_empty() {
@@ -259,7 +259,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
     /// Runs confirmed calls and answers denied ones.
     async fn settle(&mut self, confirmations: Vec<EventId>) -> Result<(), Halt> {
         for confirmation in confirmations {
-            let records = &self.writer.loaded.records;
+            let records = &self.writer.records();
             let find = |id: &EventId| {
                 records
                     .iter()

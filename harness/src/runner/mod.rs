@@ -362,7 +362,7 @@ async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
                 tracing::info!(session = %id, "settled a session no turn was running for");
                 Ok(())
             }
-            Ok(false) if writer.loaded.state.needs_turn() => turn(inner, writer).await,
+            Ok(false) if writer.state().needs_turn() => turn(inner, writer).await,
             Ok(false) => return,
             Err(halt) => Err(halt),
         };
@@ -408,7 +408,7 @@ async fn turn<S: Store, X: Sandbox>(
     let _watcher = AbortOnDrop(tokio::spawn(watch_interrupts(
         inner.store.clone(),
         id.clone(),
-        writer.loaded.version(),
+        writer.version(),
         tx,
     )));
 
@@ -422,11 +422,11 @@ async fn turn<S: Store, X: Sandbox>(
         Err(gone) => return Err(gone),
     };
 
-    let created = writer.loaded.state.config.clone();
+    let created = writer.state().config.clone();
     let Some(created) = created else {
         return Err(Halt::Gone("session without configuration".into()));
     };
-    let agent = match setup::agent(&writer.loaded.state.agent) {
+    let agent = match setup::agent(&writer.state().agent) {
         Ok(agent) => agent,
         Err(message) => return writer.fail(message).await,
     };
