@@ -14,8 +14,11 @@
 //!   between claim and write, or between write and release. Before taking it over, [`acquire`]
 //!   *fences* the old owner's stream: it appends [`Owner::fence`] (a record that changes
 //!   nothing) at the version it read, so a write the old owner still has in flight fails with
-//!   `WrongExpectedVersion` instead of landing with the name. An object that was never created
-//!   keeps the fence as its first record, so its creation (at expected version 0) fails.
+//!   `WrongExpectedVersion` instead of landing with the name; a writer that retries lost races
+//!   (as [`crate::stream::write`] does) compares the object's fence count (`fences` of
+//!   [`crate::object::Lifecycled`]) from before its claim and refuses when it moved. An object
+//!   that was never created keeps the fence as its first record, so its creation (at expected
+//!   version 0) fails.
 //! - [`release`] appends `claim.released` if the object still holds the claim.
 
 use bytes::Bytes;

@@ -512,7 +512,7 @@ impl Lifecycle for Environment {
             }),
             Record::Updated { settings, at } => Step::Updated(settings.clone(), *at),
             Record::Archived { at } => Step::Archived(*at),
-            Record::Fenced { .. } => Step::Unchanged,
+            Record::Fenced { .. } => Step::Fenced,
         }
     }
 

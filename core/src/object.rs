@@ -180,8 +180,8 @@ pub enum Step<T, S> {
     Updated(S, Timestamp),
     /// Archived (terminal).
     Archived(Timestamp),
-    /// Nothing changes (a fence, see [`crate::claim`]); the stream version still moves.
-    Unchanged,
+    /// A fence (see [`crate::claim`]): only [`Lifecycled::fences`] and the stream version move.
+    Fenced,
 }
 
 /// The lifecycle fields every environment, vault and credential has.
@@ -197,6 +197,9 @@ pub struct Lifecycled<S> {
     pub archived_at: Option<Timestamp>,
     /// Records folded: the expected stream version for the next append.
     pub stream_version: u64,
+    /// Fences folded (see [`crate::claim`]): a writer that claimed a name compares this before
+    /// and after, so a write that was fenced meanwhile is refused instead of retried.
+    pub fences: u64,
 }
 
 impl<S> Lifecycled<S> {
@@ -208,6 +211,7 @@ impl<S> Lifecycled<S> {
             updated_at: at,
             archived_at: None,
             stream_version: 0,
+            fences: 0,
         }
     }
 
@@ -245,6 +249,7 @@ pub fn apply_lifecycle<T: Lifecycle>(object: &mut Option<T>, record: &T::Record)
             parts.archived_at = Some(at);
             parts.updated_at = at;
         }
+        (Step::Fenced, Some(o)) => o.lifecycle().fences += 1,
         _ => {}
     }
     if let Some(o) = object.as_mut() {

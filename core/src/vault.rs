@@ -191,7 +191,7 @@ impl Lifecycle for Vault {
             }),
             Record::Updated { settings, at } => Step::Updated(settings.clone(), *at),
             Record::Archived { at } => Step::Archived(*at),
-            Record::Fenced { .. } => Step::Unchanged,
+            Record::Fenced { .. } => Step::Fenced,
         }
     }
 

@@ -162,3 +162,33 @@ fn a_stale_owner_write_in_flight_is_fenced() {
         Err(storage::Error::WrongExpectedVersion { .. })
     ));
 }
+
+#[test]
+fn a_retrying_writer_sees_the_fence_count_move() {
+    let store = MemoryStore::new();
+    let (a, b) = (env_id("a"), env_id("b"));
+    create(&store, &a, "a-name").expect("created");
+    let before: Head<Option<Environment>> =
+        block_on(stream::load(&store, &StreamId::from(&a))).expect("load");
+    let fences = before.state.as_ref().expect("exists").fences;
+    assert_eq!(claim(&store, "target", &a, 0), Ok(()));
+    assert_eq!(claim(&store, "target", &b, LEASE_MS + 1), Ok(()));
+    // `stream::write` catches up past the fence and decides again: the check refuses.
+    let params: EnvironmentUpdateParams =
+        serde_json::from_value(json!({"name": "target"})).expect("params");
+    let mut head = before;
+    let written = block_on(stream::write(
+        &store,
+        &StreamId::from(&a),
+        &mut head,
+        |env| {
+            let env = env.as_ref().expect("exists");
+            if env.fences != fences {
+                return Err(environment::duplicate_name("target"));
+            }
+            environment::update(env, params.clone(), at(2))
+        },
+    ));
+    assert!(matches!(written, Err(stream::Error::Rejected(_))));
+    assert_eq!(head.state.expect("exists").settings.name, "a-name");
+}

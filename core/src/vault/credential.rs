@@ -847,7 +847,7 @@ impl Lifecycle for Credential {
             }),
             Record::Updated { settings, at } => Step::Updated(settings.clone(), *at),
             Record::Archived { at } => Step::Archived(*at),
-            Record::Fenced { .. } => Step::Unchanged,
+            Record::Fenced { .. } => Step::Fenced,
         }
     }
 

@@ -79,8 +79,13 @@ async fn create(
     };
     // Claim, then create: a crash in between leaves a claim that goes stale (core::claim).
     claim_name(&state, &auth, &name, &id).await?;
-    let env: Environment = objects::create(&state, id.as_str(), records).await?;
-    Ok(Json(env.render()))
+    match objects::create::<Environment>(&state, id.as_str(), records).await {
+        Ok(env) => Ok(Json(env.render())),
+        Err(e) => {
+            release_name(&state, &auth, &name, &id).await;
+            Err(e)
+        }
+    }
 }
 
 async fn retrieve(
@@ -112,24 +117,36 @@ async fn update(
     if let Some(name) = &renamed {
         claim_name(&state, &auth, name, &id).await?;
     }
-    let written = objects::write(&state, &auth, "environment", id.as_str(), |current| {
-        let records = environment::update(current, params.clone(), now)?;
-        let name = records.iter().rev().find_map(|record| match record {
-            environment::Record::Updated { settings, .. } => Some(&settings.name),
-            _ => None,
-        });
-        match name {
-            // Renamed meanwhile: the claimed name is not the one this write would set.
-            Some(name) if name != &current.settings.name && Some(name) != renamed.as_ref() => {
-                Err(Error::Conflict {
-                    message: "the environment was changed concurrently; retry the request"
-                        .to_owned(),
-                    retryable: true,
-                })
+    let written = objects::write(
+        &state,
+        &auth,
+        "environment",
+        id.as_str(),
+        |current: &Environment| {
+            if renamed.is_some() && current.fences != env.fences {
+                // A claimant found our claim stale and fenced us: the name is no longer ours.
+                return Err(
+                    environment::duplicate_name(renamed.as_deref().unwrap_or_default()).into(),
+                );
             }
-            _ => Ok(records),
-        }
-    })
+            let records = environment::update(current, params.clone(), now)?;
+            let name = records.iter().rev().find_map(|record| match record {
+                environment::Record::Updated { settings, .. } => Some(&settings.name),
+                _ => None,
+            });
+            match name {
+                // Renamed meanwhile: the claimed name is not the one this write would set.
+                Some(name) if name != &current.settings.name && Some(name) != renamed.as_ref() => {
+                    Err(Error::Conflict {
+                        message: "the environment was changed concurrently; retry the request"
+                            .to_owned(),
+                        retryable: true,
+                    })
+                }
+                _ => Ok(records),
+            }
+        },
+    )
     .await;
     match (written, renamed) {
         (Ok(after), Some(name)) => {
