@@ -68,10 +68,7 @@ impl FromRequestParts<AppState> for Auth {
             .map_err(|e| Error::Internal(e.to_string()))?
             .ok_or_else(|| Error::Unauthenticated("invalid x-api-key".to_owned()))?;
         tracing::Span::current().record("workspace", principal.workspace.as_str());
-        let workspace = WorkspaceId::parse(&principal.workspace).map_err(|e| {
-            Error::Internal(format!("key {}: stored workspace: {e}", principal.key_id))
-        })?;
-        let auth = Self::new(principal.key_id, workspace);
+        let auth = Self::new(principal.key_id, principal.workspace);
         parts.extensions.insert(auth.clone());
         Ok(auth)
     }

@@ -69,7 +69,7 @@ pub struct Principal {
     /// The key used.
     pub key_id: String,
     /// The workspace every object of the request belongs to.
-    pub workspace: String,
+    pub workspace: WorkspaceId,
 }
 
 /// One key as `keys list` shows it.
@@ -377,12 +377,14 @@ pub async fn create<S: Store>(
 /// Resolves a presented key to its principal; `None` for unknown or revoked keys.
 pub async fn authenticate<S: Store>(store: &S, key: &str) -> Result<Option<Principal>, Error> {
     let index = format!("keyhash:{}", hash(key));
-    Ok(first::<_, HashEntry>(store, &index)
-        .await?
-        .map(|entry| Principal {
-            key_id: entry.key_id,
-            workspace: entry.workspace,
-        }))
+    let Some(entry) = first::<_, HashEntry>(store, &index).await? else {
+        return Ok(None);
+    };
+    let workspace = WorkspaceId::parse(&entry.workspace).map_err(|_| Error::Corrupt(index))?;
+    Ok(Some(Principal {
+        key_id: entry.key_id,
+        workspace,
+    }))
 }
 
 /// Whether any key (revoked or not) was ever created.
