@@ -572,3 +572,117 @@ fn recover_leaves_sessions_that_need_nothing() {
     );
     check_recover(&[], "404 session not found");
 }
+
+// ---- tool calls and confirmations -----------------------------------------------------------
+
+fn tools() -> Vec<managed_agents_core::agent::tools::Tool> {
+    use managed_agents_core::agent::tools::{resolve, ToolParams};
+    let params: Vec<ToolParams> = serde_json::from_value(json!([
+        {"type": "agent_toolset_20260401", "configs": [
+            {"name": "bash", "permission_policy": {"type": "always_ask"}},
+            {"name": "read", "permission_policy": {"type": "always_allow"}},
+            {"name": "glob", "permission_policy": {"type": "auto"}},
+            {"name": "grep", "enabled": false},
+        ]},
+        {"type": "custom", "name": "weather", "description": "Weather by city",
+         "input_schema": {"type": "object"}},
+    ]))
+    .expect("tool params");
+    resolve("tools", params).expect("resolved tools")
+}
+
+/// `<type> <evaluated_permission> <evaluation> -> <call>` for a model's call of `name`.
+fn check_call(name: &str, expect: &str) {
+    let (body, call) = turn::call(&tools(), name.to_owned(), Map::new());
+    let event = serde_json::to_value(Event::new(eid("x"), at(0), body)).expect("json");
+    let call = match call {
+        turn::Call::Run(tool) => format!("run {}", tool.as_str()),
+        turn::Call::Wait => "wait".into(),
+        turn::Call::Refuse(why) => format!("refuse: {why}"),
+    };
+    let got = format!(
+        "{} {} {} -> {call}",
+        event["type"].as_str().unwrap_or("?"),
+        event["evaluated_permission"].as_str().unwrap_or("-"),
+        event["evaluation"]["type"].as_str().unwrap_or("-"),
+    );
+    assert_is(got, expect);
+}
+
+#[test]
+fn calls_are_recorded_with_their_evaluated_permission() {
+    check_call("read", "agent.tool_use allow always_allow -> run read");
+    check_call("glob", "agent.tool_use allow auto -> run glob");
+    check_call("bash", "agent.tool_use ask always_ask -> wait");
+    check_call(
+        "grep",
+        "agent.tool_use deny - -> refuse: no tool named grep is available to this agent",
+    );
+    check_call(
+        "rm_rf",
+        "agent.tool_use deny - -> refuse: no tool named rm_rf is available to this agent",
+    );
+    check_call("weather", "agent.custom_tool_use - - -> wait");
+}
+
+fn deny(short: &str, tool_use: &str, message: Option<&str>) -> SessionRecord {
+    ev(
+        short,
+        4_500,
+        json!({"type": "user.tool_confirmation", "tool_use_id": format!("sevt_{tool_use}"),
+               "result": "deny", "deny_message": message, "processed_at": null}),
+    )
+}
+
+fn confirmed(given: &[SessionRecord], confirmation: &str) -> String {
+    match turn::confirmed(given, &eid(confirmation)) {
+        None => "none".into(),
+        Some(turn::Confirmed::Run {
+            tool_use_id, tool, ..
+        }) => format!("run {} for {tool_use_id}", tool.as_str()),
+        Some(turn::Confirmed::Answer(Step::ToolResult {
+            tool_use_id, text, ..
+        })) => format!("answer {tool_use_id}: {text}"),
+        Some(other) => format!("{other:?}"),
+    }
+}
+
+#[test]
+fn confirmations_run_the_call_or_answer_it() {
+    let asked = with(mid_turn(), vec![tool_use("t1"), requires(&["t1"])]);
+    assert_is(
+        confirmed(&with(asked.clone(), vec![confirmation("c1", "t1")]), "c1"),
+        "run bash for sevt_t1",
+    );
+    assert_is(
+        confirmed(
+            &with(asked.clone(), vec![deny("c1", "t1", Some("not now"))]),
+            "c1",
+        ),
+        "answer sevt_t1: The user denied this tool call: not now",
+    );
+    assert_is(
+        confirmed(&with(asked.clone(), vec![deny("c1", "t1", None)]), "c1"),
+        "answer sevt_t1: The user denied this tool call.",
+    );
+    let unknown = ev(
+        "t2",
+        3_000,
+        json!({"type": "agent.tool_use", "name": "teleport", "input": {},
+               "evaluated_permission": "ask", "evaluation": {"type": "always_ask"},
+               "session_thread_id": null}),
+    );
+    assert_is(
+        confirmed(
+            &with(mid_turn(), vec![unknown, confirmation("c2", "t2")]),
+            "c2",
+        ),
+        "answer sevt_t2: no tool named teleport is available",
+    );
+    // Not a confirmation, or of a call that is not in the log.
+    assert_is(confirmed(&asked, "t1"), "none");
+    assert_is(
+        confirmed(&with(mid_turn(), vec![confirmation("c1", "t9")]), "c1"),
+        "none",
+    );
+}

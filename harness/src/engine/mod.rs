@@ -34,17 +34,14 @@ pub(crate) mod conversation;
 use std::future::Future;
 use std::time::Instant;
 
-use managed_agents_core::agent::tools::Tool;
-use managed_agents_core::agent::tools::{builtin_domains, builtin_setting};
-use managed_agents_core::agent::{BuiltinTool, PermissionPolicy};
+use managed_agents_core::agent::tools::{builtin_domains, Tool};
+use managed_agents_core::agent::BuiltinTool;
 use managed_agents_core::event::{
-    AutoPermission, Body, Confirmation, ContentBlock, CustomToolUse, ErrorKind, Evaluation,
-    Permission, Preview, Previewed, RetryStatus, SessionError, StopDetails, StopReason, TextBlock,
-    ToolUse,
+    ContentBlock, ErrorKind, Preview, Previewed, RetryStatus, SessionError, StopDetails,
+    StopReason, TextBlock,
 };
 use managed_agents_core::ids::EventId;
-use managed_agents_core::session::turn::{End, Response, Step};
-use managed_agents_core::session::SessionRecord;
+use managed_agents_core::session::turn::{self, Call, Confirmed, End, Response, Step};
 use managed_agents_core::storage::Store;
 use managed_agents_core::time::Timestamp;
 use serde_json::{Map, Value};
@@ -106,16 +103,6 @@ async fn interruptible<F: Future>(
         () = interrupted => Err(Halt::Interrupted),
         out = future => Ok(out),
     }
-}
-
-/// How a tool call is handled.
-enum Call {
-    /// Run now.
-    Run(BuiltinTool),
-    /// Wait for `user.tool_confirmation` or `user.custom_tool_result`.
-    Wait,
-    /// Answer with an error at once.
-    Refuse(String),
 }
 
 /// What ended the model loop (other than a halt).
@@ -211,7 +198,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     continue;
                 };
                 let id = EventId::generate(Timestamp::now());
-                let (body, call) = self.tool_use(name, input.clone());
+                let (body, call) = turn::call(&self.agent.tools, name, input.clone());
                 uses.push((id.clone(), body));
                 calls.push((id, call, input));
             }
@@ -259,89 +246,17 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
     /// Runs confirmed calls and answers denied ones.
     async fn settle(&mut self, confirmations: Vec<EventId>) -> Result<(), Halt> {
         for confirmation in confirmations {
-            let records = &self.writer.records();
-            let find = |id: &EventId| {
-                records
-                    .iter()
-                    .filter_map(SessionRecord::event)
-                    .find(|e| &e.id == id)
-                    .map(|e| e.body.clone())
-            };
-            let Some(Body::UserToolConfirmation(c)) = find(&confirmation) else {
-                continue;
-            };
-            let Some(Body::AgentToolUse(call)) = find(&c.tool_use_id) else {
-                continue;
-            };
-            match c.result {
-                Confirmation::Allow => match BuiltinTool::parse(&call.name) {
-                    Some(tool) => self.run_tool(&c.tool_use_id, tool, &call.input).await?,
-                    None => {
-                        let why = format!("no tool named {} is available", call.name);
-                        self.writer
-                            .record(tool_result(c.tool_use_id.clone(), why, true))
-                            .await?
-                    }
-                },
-                Confirmation::Deny => {
-                    let text = match c.deny_message.as_deref().filter(|m| !m.is_empty()) {
-                        Some(message) => format!("The user denied this tool call: {message}"),
-                        None => "The user denied this tool call.".to_owned(),
-                    };
-                    self.writer
-                        .record(tool_result(c.tool_use_id.clone(), text, true))
-                        .await?;
-                }
+            match turn::confirmed(self.writer.records(), &confirmation) {
+                Some(Confirmed::Run {
+                    tool_use_id,
+                    tool,
+                    input,
+                }) => self.run_tool(&tool_use_id, tool, &input).await?,
+                Some(Confirmed::Answer(step)) => self.writer.record(step).await?,
+                None => {}
             }
         }
         Ok(())
-    }
-
-    /// The `agent.tool_use` / `agent.custom_tool_use` body for a call, and how to handle it.
-    fn tool_use(&self, name: String, input: Map<String, Value>) -> (Body, Call) {
-        if tools::is_custom(&self.agent.tools, &name) {
-            let body = Body::AgentCustomToolUse(CustomToolUse {
-                name,
-                input,
-                session_thread_id: None,
-            });
-            return (body, Call::Wait);
-        }
-        let setting = BuiltinTool::parse(&name)
-            .and_then(|tool| Some((tool, builtin_setting(&self.agent.tools, tool)?)))
-            .filter(|(_, s)| s.enabled);
-        let (permission, evaluation, call) = match setting {
-            Some((tool, s)) => match s.permission_policy {
-                PermissionPolicy::AlwaysAllow => (
-                    Permission::Allow,
-                    Some(Evaluation::AlwaysAllow),
-                    Call::Run(tool),
-                ),
-                PermissionPolicy::AlwaysAsk => {
-                    (Permission::Ask, Some(Evaluation::AlwaysAsk), Call::Wait)
-                }
-                PermissionPolicy::Auto => (
-                    Permission::Allow,
-                    Some(Evaluation::Auto {
-                        evaluated_permission: AutoPermission::Allow,
-                    }),
-                    Call::Run(tool),
-                ),
-            },
-            None => (
-                Permission::Deny,
-                None,
-                Call::Refuse(format!("no tool named {name} is available to this agent")),
-            ),
-        };
-        let body = Body::AgentToolUse(ToolUse {
-            name,
-            input,
-            evaluated_permission: Some(permission),
-            evaluation,
-            session_thread_id: None,
-        });
-        (body, call)
     }
 
     async fn run_tool(

@@ -21,7 +21,7 @@ mod web_fetch;
 
 use std::time::Duration;
 
-use managed_agents_core::agent::tools::{custom_tool, DomainRule, Tool};
+use managed_agents_core::agent::tools::{DomainRule, Tool};
 use managed_agents_core::agent::BuiltinTool;
 use serde_json::{json, Map, Value};
 
@@ -154,11 +154,6 @@ pub(crate) fn specs(tools: &[Tool]) -> Vec<ToolSpec> {
         }
     }
     specs
-}
-
-/// Whether `name` is a custom tool of the agent.
-pub(crate) fn is_custom(tools: &[Tool], name: &str) -> bool {
-    custom_tool(tools, name).is_some()
 }
 
 fn string<'a>(input: &'a Map<String, Value>, key: &str) -> Result<&'a str, ToolOutput> {

@@ -8,6 +8,10 @@
 //! runner must write for a session it finds mid-turn with no turn running (a process died, or
 //! an interrupt or a stray `running` is left to settle).
 //!
+//! Tool calls: [`call`] turns a model's call into its event (the permission policy evaluated)
+//! and says whether it runs, waits or is refused; [`confirmed`] says what a consumed
+//! `user.tool_confirmation` asks (run the call, or record the denial).
+//!
 //! Every function takes the folded state, `now` and an [`IdSource`], and returns the records to
 //! append or a [`Rejection`]; it never reads the clock. The harness performs the effects (model
 //! calls, tools, sandboxes) and feeds their results back as steps.
@@ -16,6 +20,10 @@
 //! the log ([`clock`]), so in log order `processed_at` never goes backwards. A consumed input's
 //! `processed_at` is the time the turn started, but never later than the first event that
 //! follows it in the log (the `session.status_running` `decide` wrote when the input arrived).
+
+mod calls;
+
+pub use calls::{call, confirmed, Call, Confirmed};
 
 use super::ids::IdSource;
 use super::record::{Fact, SessionRecord};

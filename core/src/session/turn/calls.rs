@@ -1,0 +1,129 @@
+//! Tool calls in a turn: how a model's call is recorded and handled under the agent's tools
+//! ([`call`]: the permission policy evaluated), and what a consumed `user.tool_confirmation`
+//! asks of the turn ([`confirmed`]).
+
+use serde_json::{Map, Value};
+
+use super::Step;
+use crate::agent::tools::{builtin_setting, custom_tool, Tool};
+use crate::agent::{BuiltinTool, PermissionPolicy};
+use crate::event::{
+    AutoPermission, Body, Confirmation, CustomToolUse, Evaluation, Permission, ToolUse,
+};
+use crate::ids::EventId;
+use crate::session::SessionRecord;
+
+/// How the turn handles one tool call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// Run the built-in tool now and record its result.
+    Run(BuiltinTool),
+    /// Wait for the client: `user.tool_confirmation` or `user.custom_tool_result`.
+    Wait,
+    /// Answer at once with an error result carrying this text.
+    Refuse(String),
+}
+
+/// The event body for a model's call of `name` with `input` under the agent's `tools`, and how
+/// to handle it: a custom tool waits for the client; an enabled built-in tool runs
+/// (`always_allow`, `auto`) or waits for a confirmation (`always_ask`); anything else is
+/// refused (`evaluated_permission: deny`).
+pub fn call(tools: &[Tool], name: String, input: Map<String, Value>) -> (Body, Call) {
+    if custom_tool(tools, &name).is_some() {
+        let body = Body::AgentCustomToolUse(CustomToolUse {
+            name,
+            input,
+            session_thread_id: None,
+        });
+        return (body, Call::Wait);
+    }
+    let setting = BuiltinTool::parse(&name)
+        .and_then(|tool| Some((tool, builtin_setting(tools, tool)?)))
+        .filter(|(_, s)| s.enabled);
+    let (permission, evaluation, call) = match setting {
+        Some((tool, s)) => match s.permission_policy {
+            PermissionPolicy::AlwaysAllow => (
+                Permission::Allow,
+                Some(Evaluation::AlwaysAllow),
+                Call::Run(tool),
+            ),
+            PermissionPolicy::AlwaysAsk => {
+                (Permission::Ask, Some(Evaluation::AlwaysAsk), Call::Wait)
+            }
+            PermissionPolicy::Auto => (
+                Permission::Allow,
+                Some(Evaluation::Auto {
+                    evaluated_permission: AutoPermission::Allow,
+                }),
+                Call::Run(tool),
+            ),
+        },
+        None => (
+            Permission::Deny,
+            None,
+            Call::Refuse(format!("no tool named {name} is available to this agent")),
+        ),
+    };
+    let body = Body::AgentToolUse(ToolUse {
+        name,
+        input,
+        evaluated_permission: Some(permission),
+        evaluation,
+        session_thread_id: None,
+    });
+    (body, call)
+}
+
+/// What a consumed `user.tool_confirmation` asks of the turn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Confirmed {
+    /// Allowed: run the built-in tool, then record its result.
+    Run {
+        /// The confirmed `agent.tool_use`.
+        tool_use_id: EventId,
+        /// The tool.
+        tool: BuiltinTool,
+        /// The call's input.
+        input: Map<String, Value>,
+    },
+    /// Denied (the result carries the `deny_message`), or no such tool: record this result.
+    Answer(Step),
+}
+
+/// What confirmation `id` in `log` asks, or `None` when it is not a `user.tool_confirmation`
+/// of an `agent.tool_use` in the log.
+pub fn confirmed(log: &[SessionRecord], id: &EventId) -> Option<Confirmed> {
+    let find = |id: &EventId| {
+        log.iter()
+            .filter_map(SessionRecord::event)
+            .find(|e| &e.id == id)
+            .map(|e| &e.body)
+    };
+    let Some(Body::UserToolConfirmation(c)) = find(id) else {
+        return None;
+    };
+    let Some(Body::AgentToolUse(call)) = find(&c.tool_use_id) else {
+        return None;
+    };
+    let answer = |text: String| {
+        Confirmed::Answer(Step::ToolResult {
+            tool_use_id: c.tool_use_id.clone(),
+            text,
+            is_error: true,
+        })
+    };
+    Some(match c.result {
+        Confirmation::Allow => match BuiltinTool::parse(&call.name) {
+            Some(tool) => Confirmed::Run {
+                tool_use_id: c.tool_use_id.clone(),
+                tool,
+                input: call.input.clone(),
+            },
+            None => answer(format!("no tool named {} is available", call.name)),
+        },
+        Confirmation::Deny => answer(match c.deny_message.as_deref().filter(|m| !m.is_empty()) {
+            Some(message) => format!("The user denied this tool call: {message}"),
+            None => "The user denied this tool call.".to_owned(),
+        }),
+    })
+}
