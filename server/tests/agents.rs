@@ -17,12 +17,7 @@ async fn create_retrieve_update_with_stale_version_conflicts() {
             Some(json!({"name": "a", "model": "claude-sonnet-4-6"})),
         )
         .await;
-    assert_eq!(
-        created.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&created.bytes)
-    );
+    created.assert_status(StatusCode::OK);
     let agent = created.json();
     assert_eq!(agent["type"], "agent");
     assert_eq!(agent["version"], 1);
@@ -153,12 +148,7 @@ async fn environments_have_unique_names_and_delete() {
     let env = h
         .call("POST", "/v1/environments", Some(json!({"name": "e"})))
         .await;
-    assert_eq!(
-        env.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&env.bytes)
-    );
+    env.assert_status(StatusCode::OK);
     let env = env.json();
     assert_eq!(env["config"]["type"], "cloud");
     let dup = h

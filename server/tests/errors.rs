@@ -69,12 +69,7 @@ async fn x_api_key_is_accepted() {
         .body(Body::empty())
         .expect("request");
     let reply = h.send(request).await;
-    assert_eq!(
-        reply.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&reply.bytes)
-    );
+    reply.assert_status(StatusCode::OK);
 }
 
 /// Every route that takes an id answers a malformed one (no prefix, another kind's prefix) and a

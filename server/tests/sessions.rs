@@ -14,12 +14,7 @@ use tower::ServiceExt;
 
 async fn session(h: &TestApp) -> String {
     let created = h.create_session(json!({"title": "t"})).await;
-    assert_eq!(
-        created.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&created.bytes)
-    );
+    created.assert_status(StatusCode::OK);
     let body = created.json();
     assert_eq!(body["type"], "session");
     assert_eq!(body["status"], "idle");
@@ -42,12 +37,7 @@ async fn send_echoes_events_and_list_pages() {
             Some(message("hi")),
         )
         .await;
-    assert_eq!(
-        sent.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&sent.bytes)
-    );
+    sent.assert_status(StatusCode::OK);
     let echoed = sent.json();
     assert_eq!(echoed["data"][0]["type"], "user.message");
     assert!(echoed["data"][0]["id"]
@@ -127,12 +117,7 @@ async fn invalid_events_name_the_field_and_write_nothing() {
                                    {"type": "user.tool_confirmation", "tool_use_id": "sevt_nope", "result": "allow"}]})),
         )
         .await;
-    assert_eq!(
-        bad.status,
-        StatusCode::BAD_REQUEST,
-        "{}",
-        String::from_utf8_lossy(&bad.bytes)
-    );
+    bad.assert_status(StatusCode::BAD_REQUEST);
     assert!(bad.message().contains("events[1]"), "{}", bad.message());
     let all = h
         .call("GET", &format!("/v1/sessions/{id}/events"), None)

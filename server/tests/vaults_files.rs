@@ -14,12 +14,7 @@ async fn credential_secrets_are_write_only() {
     let vault = h
         .call("POST", "/v1/vaults", Some(json!({"display_name": "v"})))
         .await;
-    assert_eq!(
-        vault.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&vault.bytes)
-    );
+    vault.assert_status(StatusCode::OK);
     let vid = vault.json()["id"].as_str().expect("id").to_owned();
     let created = h
         .call(
@@ -28,18 +23,13 @@ async fn credential_secrets_are_write_only() {
             Some(json!({"auth": {"type": "static_bearer", "mcp_server_url": "https://mcp.example.com/sse", "token": "SUPERSECRET"}})),
         )
         .await;
-    assert_eq!(
-        created.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&created.bytes)
-    );
-    assert!(!String::from_utf8_lossy(&created.bytes).contains("SUPERSECRET"));
+    created.assert_status(StatusCode::OK);
+    assert!(!created.text().contains("SUPERSECRET"));
     let cid = created.json()["id"].as_str().expect("id").to_owned();
     let listed = h
         .call("GET", &format!("/v1/vaults/{vid}/credentials"), None)
         .await;
-    assert!(!String::from_utf8_lossy(&listed.bytes).contains("SUPERSECRET"));
+    assert!(!listed.text().contains("SUPERSECRET"));
     assert_eq!(listed.json()["data"][0]["id"], cid);
     let foreign = h
         .call_as(OTHER_KEY, "GET", &format!("/v1/vaults/{vid}"), None)
@@ -87,13 +77,8 @@ async fn static_bearer_without_mcp_server_url() {
             Some(json!({"auth": {"type": "static_bearer", "token": "sk-MODELKEY"}})),
         )
         .await;
-    assert_eq!(
-        created.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&created.bytes)
-    );
-    assert!(!String::from_utf8_lossy(&created.bytes).contains("sk-MODELKEY"));
+    created.assert_status(StatusCode::OK);
+    assert!(!created.text().contains("sk-MODELKEY"));
     let auth = &created.json()["auth"];
     assert_eq!(
         auth,
@@ -129,12 +114,7 @@ async fn files_upload_download_list_delete() {
         .body(Body::from(body))
         .expect("request");
     let uploaded = h.send(request).await;
-    assert_eq!(
-        uploaded.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&uploaded.bytes)
-    );
+    uploaded.assert_status(StatusCode::OK);
     let file = uploaded.json();
     assert_eq!(file["filename"], "notes.txt");
     assert_eq!(file["size_bytes"], 11);
@@ -176,13 +156,8 @@ async fn github_tokens_are_never_rendered() {
     let created = h
         .create_session(json!({"resources": [{"type": "github_repository", "url": "https://github.com/o/repo", "authorization_token": "ghp_SECRET"}]}))
         .await;
-    assert_eq!(
-        created.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&created.bytes)
-    );
-    assert!(!String::from_utf8_lossy(&created.bytes).contains("ghp_SECRET"));
+    created.assert_status(StatusCode::OK);
+    assert!(!created.text().contains("ghp_SECRET"));
     let session = created.json();
     let resource = &session["resources"][0];
     assert_eq!(resource["mount_path"], "/workspace/repo");
@@ -201,11 +176,11 @@ async fn github_tokens_are_never_rendered() {
         )
         .await;
     assert_eq!(rotated.status, StatusCode::OK);
-    assert!(!String::from_utf8_lossy(&rotated.bytes).contains("ghp_NEW"));
+    assert!(!rotated.text().contains("ghp_NEW"));
     let events = h
         .call("GET", &format!("/v1/sessions/{sid}/events"), None)
         .await;
-    assert!(!String::from_utf8_lossy(&events.bytes).contains("ghp_"));
+    assert!(!events.text().contains("ghp_"));
 }
 
 async fn upload(h: &TestApp, name: &str) -> String {
@@ -243,12 +218,7 @@ async fn session_resources_are_added_rotated_and_deleted() {
             Some(json!({"type": "file", "file_id": file_id, "mount_path": "/data/a.txt"})),
         )
         .await;
-    assert_eq!(
-        added.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&added.bytes)
-    );
+    added.assert_status(StatusCode::OK);
     let added = added.json();
     assert_eq!(added["type"], "file");
     assert_eq!(added["mount_path"], "/data/a.txt");
@@ -264,7 +234,7 @@ async fn session_resources_are_added_rotated_and_deleted() {
         )
         .await;
     assert_eq!(repo.status, StatusCode::OK);
-    assert!(!String::from_utf8_lossy(&repo.bytes).contains("ghp_"));
+    assert!(!repo.text().contains("ghp_"));
     let repo = repo.json();
     assert_eq!(repo["mount_path"], "/workspace/tool");
     let repo_id = repo["id"].as_str().expect("id").to_owned();
@@ -291,7 +261,7 @@ async fn session_resources_are_added_rotated_and_deleted() {
         )
         .await;
     assert_eq!(rotated.status, StatusCode::OK);
-    assert!(!String::from_utf8_lossy(&rotated.bytes).contains("ghp_"));
+    assert!(!rotated.text().contains("ghp_"));
     assert!(rotated.json()["updated_at"].as_str() >= repo["updated_at"].as_str());
     let not_rotatable = h
         .call(
