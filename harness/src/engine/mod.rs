@@ -156,7 +156,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     .await?;
                 return Ok(Ended::Idle(StopReason::EndTurn, None));
             }
-            let conversation = conversation::build(&self.writer.records());
+            let conversation = conversation::build(self.writer.records());
             let mut system = self.agent.system.clone().unwrap_or_default();
             for addition in &conversation.system_additions {
                 if !system.is_empty() {
