@@ -10,15 +10,16 @@
 
 use anyhow::{anyhow, Context, Result};
 use futures::executor::block_on;
-use managed_agents_core::agent::{self, AgentCreateParams, AgentSnapshot};
-use managed_agents_core::environment::{self, EnvironmentCreateParams};
+use managed_agents_core::agent::{self, Agent, AgentCreateParams, AgentSnapshot};
+use managed_agents_core::environment::{self, Environment, EnvironmentCreateParams};
 use managed_agents_core::event::{
     AgentMessage, Body, ContentBlock, Event, EventParams, ModelRequestEnd, ModelUsage, StatusIdle,
     StopReason,
 };
 use managed_agents_core::ids::{AgentId, EnvironmentId, EventId, SessionId, WorkspaceId};
 use managed_agents_core::session::{self, log, Command, Created, SessionRecord};
-use managed_agents_core::storage::{Append, Expected, Store, StreamId};
+use managed_agents_core::storage::StreamId;
+use managed_agents_core::stream::{self, Head};
 use managed_agents_core::time::Timestamp;
 use managed_agents_storage_rocksdb::{Options, RocksStore};
 use serde_json::json;
@@ -46,15 +47,10 @@ async fn run(store: &RocksStore) -> Result<()> {
         "tools": [{"type": "agent_toolset_20260401"}],
     }))?;
     let records = agent::create(params, agent_id.clone(), workspace.clone(), now)?;
-    let agent = agent::fold(records.clone()).ok_or_else(|| anyhow!("agent fold is empty"))?;
-    store
-        .append(Append {
-            stream: StreamId::from(&agent_id),
-            expected: Expected::Exactly(0),
-            events: records.iter().map(agent::Record::encode).collect(),
-            catalog: Some(agent.catalog_entry()),
-        })
-        .await?;
+    // Every object is written through core's one write primitive (here: a new stream).
+    let head: Head<Option<Agent>> =
+        stream::create(store, &StreamId::from(&agent_id), records).await?;
+    let agent = head.state.ok_or_else(|| anyhow!("agent fold is empty"))?;
     let snapshot = agent
         .render(None)
         .ok_or_else(|| anyhow!("agent has no version"))?;
@@ -64,16 +60,10 @@ async fn run(store: &RocksStore) -> Result<()> {
     let environment_id = EnvironmentId::generate(now);
     let params: EnvironmentCreateParams = serde_json::from_value(json!({"name": "local"}))?;
     let records = environment::create(params, environment_id.clone(), workspace.clone(), now)?;
-    let env =
-        environment::fold(records.clone()).ok_or_else(|| anyhow!("environment fold is empty"))?;
-    store
-        .append(Append {
-            stream: StreamId::from(&environment_id),
-            expected: Expected::Exactly(0),
-            events: records.iter().map(environment::Record::encode).collect(),
-            catalog: Some(env.catalog_entry()),
-        })
-        .await?;
+    // Names are unique per workspace: claim the name in the store, then create.
+    environment::claim_name(store, &workspace, "local", &environment_id, now).await?;
+    let _: Head<Option<Environment>> =
+        stream::create(store, &StreamId::from(&environment_id), records).await?;
     println!("environment {}", environment_id);
 
     // A session bound to the agent snapshot, created with a first user message.
