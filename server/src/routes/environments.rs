@@ -7,7 +7,6 @@
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use managed_agents_core::claim;
 use managed_agents_core::environment::{
     self, Environment, EnvironmentCreateParams, EnvironmentObject, EnvironmentUpdateParams,
 };
@@ -41,23 +40,12 @@ pub async fn load(state: &AppState, auth: &Auth, id: &EnvironmentId) -> Result<E
     objects::load(state, auth, "environment", id.as_str()).await
 }
 
-/// Claims `name` for environment `id` (409 when another environment holds it).
-async fn claim_name(state: &AppState, auth: &Auth, name: &str, id: &EnvironmentId) -> Result<()> {
-    environment::claim_name(&state.store, auth.workspace(), name, id, Timestamp::now())
-        .await
-        .map_err(|e| match e {
-            claim::Error::Taken(_) => environment::duplicate_name(name).into(),
-            other => Error::Internal(other.to_string()),
-        })
-}
-
-/// Gives `name` up if environment `id` holds it; a failure only delays reuse of the name (the
-/// claim goes stale), so it is logged, not returned.
-async fn release_name(state: &AppState, auth: &Auth, name: &str, id: &EnvironmentId) {
-    let released =
-        environment::release_name(&state.store, auth.workspace(), name, id, Timestamp::now()).await;
-    if let Err(e) = released {
-        tracing::warn!(environment_id = %id, error = %e, "cannot release the environment name");
+fn write_error(error: environment::WriteError, id: &EnvironmentId) -> Error {
+    match error {
+        environment::WriteError::NotFound => Error::not_found("environment", id.as_str()),
+        environment::WriteError::Rejected(e) => e.into(),
+        environment::WriteError::Store(e) => e.into(),
+        environment::WriteError::Corrupt(message) => Error::Internal(message),
     }
 }
 
@@ -68,24 +56,12 @@ async fn create(
 ) -> Result<Json<EnvironmentObject>> {
     let now = Timestamp::now();
     let id = EnvironmentId::generate(now);
-    let records = environment::create(params, id.clone(), auth.workspace().clone(), now)?;
-    let name = match records.first() {
-        Some(environment::Record::Created { settings, .. }) => settings.name.clone(),
-        _ => {
-            return Err(Error::Internal(
-                "environment create wrote no creation".into(),
-            ))
-        }
-    };
-    // Claim, then create: a crash in between leaves a claim that goes stale (core::claim).
-    claim_name(&state, &auth, &name, &id).await?;
-    match objects::create::<Environment>(&state, id.as_str(), records).await {
-        Ok(env) => Ok(Json(env.render())),
-        Err(e) => {
-            release_name(&state, &auth, &name, &id).await;
-            Err(e)
-        }
-    }
+    // Claim the name, then create (core::environment::create_named).
+    let env = environment::create_named(&state.store, params, id.clone(), auth.workspace(), now)
+        .await
+        .map_err(|e| write_error(e, &id))?;
+    state.metrics.appended(1);
+    Ok(Json(env.render()))
 }
 
 async fn retrieve(
@@ -103,65 +79,17 @@ async fn update(
     Id(id): Id<EnvironmentId>,
     body::Json(params): body::Json<EnvironmentUpdateParams>,
 ) -> Result<Json<EnvironmentObject>> {
-    let now = Timestamp::now();
-    let env = load(&state, &auth, &id).await?;
-    // The name this update leads to, claimed before the environment carries it.
-    let renamed = environment::update(&env, params.clone(), now)?
-        .into_iter()
-        .find_map(|record| match record {
-            environment::Record::Updated { settings, .. } if settings.name != env.settings.name => {
-                Some(settings.name)
-            }
-            _ => None,
-        });
-    if let Some(name) = &renamed {
-        claim_name(&state, &auth, name, &id).await?;
-    }
-    let written = objects::write(
-        &state,
-        &auth,
-        "environment",
-        id.as_str(),
-        |current: &Environment| {
-            if renamed.is_some() && current.fences != env.fences {
-                // A claimant found our claim stale and fenced us: the name is no longer ours.
-                return Err(
-                    environment::duplicate_name(renamed.as_deref().unwrap_or_default()).into(),
-                );
-            }
-            let records = environment::update(current, params.clone(), now)?;
-            let name = records.iter().rev().find_map(|record| match record {
-                environment::Record::Updated { settings, .. } => Some(&settings.name),
-                _ => None,
-            });
-            match name {
-                // Renamed meanwhile: the claimed name is not the one this write would set.
-                Some(name) if name != &current.settings.name && Some(name) != renamed.as_ref() => {
-                    Err(Error::Conflict {
-                        message: "the environment was changed concurrently; retry the request"
-                            .to_owned(),
-                        retryable: true,
-                    })
-                }
-                _ => Ok(records),
-            }
-        },
+    // A rename claims the new name, writes, then releases the old one.
+    let env = environment::update_named(
+        &state.store,
+        auth.workspace(),
+        &id,
+        params,
+        Timestamp::now(),
     )
-    .await;
-    match (written, renamed) {
-        (Ok(after), Some(name)) => {
-            if after.settings.name == name {
-                release_name(&state, &auth, &env.settings.name, &id).await;
-            }
-            Ok(Json(after.render()))
-        }
-        (Ok(after), None) => Ok(Json(after.render())),
-        (Err(e), Some(name)) => {
-            release_name(&state, &auth, &name, &id).await;
-            Err(e)
-        }
-        (Err(e), None) => Err(e),
-    }
+    .await
+    .map_err(|e| write_error(e, &id))?;
+    Ok(Json(env.render()))
 }
 
 async fn archive(
@@ -182,10 +110,10 @@ async fn delete(
     auth: Auth,
     Id(id): Id<EnvironmentId>,
 ) -> Result<Json<Deleted>> {
-    let env = load(&state, &auth, &id).await?;
-    objects::delete(&state, Kind::Environment, id.as_str()).await?;
-    // Delete, then release: a crash in between leaves a claim that goes stale (core::claim).
-    release_name(&state, &auth, &env.settings.name, &id).await;
+    // Delete, then release the name.
+    let env = environment::delete_named(&state.store, auth.workspace(), &id, Timestamp::now())
+        .await
+        .map_err(|e| write_error(e, &id))?;
     Ok(Json(environment::deleted(&env.id)))
 }
 

@@ -7,6 +7,8 @@
 //! [`duplicate_name`]. Environments created before claims existed hold no claim: their names
 //! are found through the catalog entry, which carries the name.
 
+mod names;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -16,7 +18,7 @@ use crate::claim;
 use crate::ids::{EnvironmentId, WorkspaceId};
 use crate::object::{self, DecodeError, Error, Lifecycle, Lifecycled, Object, Step};
 use crate::patch::Patch;
-use crate::storage::{CatalogEntry, CatalogQuery, Kind, Order, Store, StreamId};
+use crate::storage::{CatalogEntry, Kind, StreamId};
 use crate::time::Timestamp;
 use crate::validate::{self, FieldError};
 
@@ -552,56 +554,11 @@ impl claim::Owner for Option<Environment> {
     }
 }
 
+pub use names::{claim_name, create_named, delete_named, release_name, update_named, WriteError};
+
 /// The claim stream of environment name `name` in `workspace` (see [`crate::claim`]).
 pub fn name_claim(workspace: &WorkspaceId, name: &str) -> StreamId {
     claim::stream_id("environment_name", workspace.as_str(), name)
-}
-
-/// Claims environment name `name` in `workspace` for environment `owner` (see
-/// [`crate::claim::acquire`]). Before claims existed names lived only in catalog entries, so the
-/// first claim of a name also looks for an older environment carrying it. A taken name is
-/// [`claim::Error::Taken`]; report it as [`duplicate_name`].
-pub async fn claim_name<S: Store>(
-    store: &S,
-    workspace: &WorkspaceId,
-    name: &str,
-    owner: &EnvironmentId,
-    now: Timestamp,
-) -> Result<(), claim::Error> {
-    let stream = name_claim(workspace, name);
-    if claim::is_new(store, &stream).await? {
-        let mut query = CatalogQuery::new(Kind::Environment, workspace.as_str());
-        query.include_archived = true;
-        query.order = Order::Asc;
-        query.limit = 1000;
-        loop {
-            let page = store.list(&query).await?;
-            if let Some(older) = page
-                .entries
-                .iter()
-                .find(|e| e.name.as_deref() == Some(name) && e.id != owner.as_str())
-            {
-                return Err(claim::Error::Taken(older.id.clone()));
-            }
-            match (page.has_more, page.entries.last()) {
-                (true, Some(last)) => query.after = Some(last.id.clone()),
-                _ => break,
-            }
-        }
-    }
-    claim::acquire::<S, Option<Environment>>(store, &stream, name, owner.as_str(), now).await
-}
-
-/// Gives environment name `name` in `workspace` up, if `owner` holds it (after a rename or a
-/// delete).
-pub async fn release_name<S: Store>(
-    store: &S,
-    workspace: &WorkspaceId,
-    name: &str,
-    owner: &EnvironmentId,
-    now: Timestamp,
-) -> Result<(), claim::Error> {
-    claim::release(store, &name_claim(workspace, name), owner.as_str(), now).await
 }
 
 /// The 409 for a name already used by another environment of the workspace.
