@@ -11,7 +11,7 @@
 use anyhow::{anyhow, Context, Result};
 use futures::executor::block_on;
 use managed_agents_core::agent::{self, Agent, AgentCreateParams, AgentSnapshot};
-use managed_agents_core::environment::{self, Environment, EnvironmentCreateParams};
+use managed_agents_core::environment::{self, EnvironmentCreateParams};
 use managed_agents_core::event::{
     AgentMessage, Body, ContentBlock, Event, EventParams, ModelRequestEnd, ModelUsage, StatusIdle,
     StopReason,
@@ -59,11 +59,9 @@ async fn run(store: &RocksStore) -> Result<()> {
     // An environment, the same way.
     let environment_id = EnvironmentId::generate(now);
     let params: EnvironmentCreateParams = serde_json::from_value(json!({"name": "local"}))?;
-    let records = environment::create(params, environment_id.clone(), workspace.clone(), now)?;
-    // Names are unique per workspace: claim the name in the store, then create.
-    environment::claim_name(store, &workspace, "local", &environment_id, now).await?;
-    let _: Head<Option<Environment>> =
-        stream::create(store, &StreamId::from(&environment_id), records).await?;
+    // Names are unique per workspace: the name is claimed in the store, then the environment
+    // is created (the same protocol the server runs).
+    environment::create_named(store, params, environment_id.clone(), &workspace, now).await?;
     println!("environment {}", environment_id);
 
     // A session bound to the agent snapshot, created with a first user message.
