@@ -13,18 +13,18 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bytes::Bytes;
 use futures::StreamExt;
-use managed_agents_core::agent::{self, AgentCreateParams, AgentSnapshot};
+use managed_agents_core::agent::{self, Agent, AgentCreateParams, AgentSnapshot};
 use managed_agents_core::environment::{self, EnvironmentCreateParams};
 use managed_agents_core::event::{Body, EventParams};
 use managed_agents_core::ids::{
     AgentId, CredentialId, EnvironmentId, SessionId, VaultId, WorkspaceId,
 };
 use managed_agents_core::session::{log, Command, Created};
-use managed_agents_core::storage::{Append, CatalogEntry, Expected, Store, StreamId};
+use managed_agents_core::storage::StreamId;
+use managed_agents_core::stream::{self, Head};
 use managed_agents_core::time::Timestamp;
-use managed_agents_core::vault::{self, credential, SealedSecret, VaultCreateParams};
+use managed_agents_core::vault::{self, credential, SealedSecret, Vault, VaultCreateParams};
 use managed_agents_harness::mock_model::{self, Reply, Script};
 use managed_agents_harness::runner::{Options, Runner};
 use managed_agents_harness::sandbox::{BubblewrapSandbox, Workspaces};
@@ -95,26 +95,9 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// Appends the first records of a new object stream with its catalog entry.
-async fn put(
-    store: &RocksStore,
-    stream: StreamId,
-    events: Vec<Bytes>,
-    catalog: CatalogEntry,
-) -> Result<()> {
-    store
-        .append(Append {
-            stream,
-            expected: Expected::Exactly(0),
-            events,
-            catalog: Some(catalog),
-        })
-        .await?;
-    Ok(())
-}
-
 /// An agent, an environment, an LLM vault pointing at `model_url` with its key, and a session
-/// using them, all through core (validated, folded, stored with catalog entries).
+/// using them, all through core (validated, folded, written through `core::stream` with their
+/// catalog entries).
 async fn create_session(store: &RocksStore, model_url: &str) -> Result<SessionId> {
     let now = Timestamp::now();
     let workspace = WorkspaceId::generate(now);
@@ -126,32 +109,19 @@ async fn create_session(store: &RocksStore, model_url: &str) -> Result<SessionId
         "system": "You are terse.",
     }))?;
     let records = agent::create(params, agent_id.clone(), workspace.clone(), now)?;
-    let folded = agent::fold(records.clone()).ok_or_else(|| anyhow!("agent fold is empty"))?;
-    let encoded = records.iter().map(agent::Record::encode).collect();
-    put(
-        store,
-        StreamId::from(&agent_id),
-        encoded,
-        folded.catalog_entry(),
-    )
-    .await?;
-    let snapshot = folded
+    // Every object is written through core's one write primitive (here: a new stream).
+    let head: Head<Option<Agent>> =
+        stream::create(store, &StreamId::from(&agent_id), records).await?;
+    let snapshot = head
+        .state
+        .ok_or_else(|| anyhow!("agent fold is empty"))?
         .render(None)
         .ok_or_else(|| anyhow!("agent has no version"))?;
 
+    // Environment names are unique per workspace: claimed in the store, then created.
     let environment_id = EnvironmentId::generate(now);
     let params: EnvironmentCreateParams = serde_json::from_value(json!({"name": "local"}))?;
-    let records = environment::create(params, environment_id.clone(), workspace.clone(), now)?;
-    let folded =
-        environment::fold(records.clone()).ok_or_else(|| anyhow!("environment fold is empty"))?;
-    let encoded = records.iter().map(environment::Record::encode).collect();
-    put(
-        store,
-        StreamId::from(&environment_id),
-        encoded,
-        folded.catalog_entry(),
-    )
-    .await?;
+    environment::create_named(store, params, environment_id.clone(), &workspace, now).await?;
 
     // The LLM vault names the engine's endpoint; its static_bearer credential holds the key.
     let vault_id = VaultId::generate(now);
@@ -160,15 +130,9 @@ async fn create_session(store: &RocksStore, model_url: &str) -> Result<SessionId
         "metadata": {vault::ROLE_KEY: "llm", vault::LLM_BASE_URL_KEY: model_url},
     }))?;
     let records = vault::create(params, vault_id.clone(), workspace.clone(), now)?;
-    let llm = vault::fold(records.clone()).ok_or_else(|| anyhow!("vault fold is empty"))?;
-    let encoded = records.iter().map(vault::Record::encode).collect();
-    put(
-        store,
-        StreamId::from(&vault_id),
-        encoded,
-        llm.catalog_entry(),
-    )
-    .await?;
+    let head: Head<Option<Vault>> =
+        stream::create(store, &StreamId::from(&vault_id), records).await?;
+    let llm = head.state.ok_or_else(|| anyhow!("vault fold is empty"))?;
 
     let credential_id = CredentialId::generate(now);
     let params = serde_json::from_value(json!({
@@ -176,16 +140,8 @@ async fn create_session(store: &RocksStore, model_url: &str) -> Result<SessionId
     }))?;
     let seal = |plain: &str| SealedSecret(plain.to_owned());
     let records = credential::create(&llm, params, credential_id.clone(), now, seal)?;
-    let folded =
-        credential::fold(records.clone()).ok_or_else(|| anyhow!("credential fold is empty"))?;
-    let encoded = records.iter().map(credential::Record::encode).collect();
-    put(
-        store,
-        StreamId::from(&credential_id),
-        encoded,
-        folded.catalog_entry(),
-    )
-    .await?;
+    let _: Head<Option<credential::Credential>> =
+        stream::create(store, &StreamId::from(&credential_id), records).await?;
 
     let session = SessionId::generate(now);
     let created = Created {
