@@ -8,7 +8,7 @@ use managed_agents_core::event::{
     Body, ContentBlock, ErrorKind, Event, ModelUsage, StopReason, ToolUse,
 };
 use managed_agents_core::ids::EventId;
-use managed_agents_core::session::turn::{self, End, Response, Step};
+use managed_agents_core::session::turn::{self, End, Output, Response, Step};
 use managed_agents_core::session::{fold, Rejection, Sequential, SessionRecord, SessionState};
 use managed_agents_core::time::Timestamp;
 use serde_json::{json, Map};
@@ -323,6 +323,45 @@ fn model_steps() {
     check(
         &with(mid_turn(), vec![idle()]),
         Step::ModelRequestStart(eid("span1")),
+        "409 the session is idle, not in a turn",
+    );
+}
+
+#[test]
+fn output_steps_record_agent_events_without_a_span() {
+    let output = |calls| {
+        Step::Output(Output {
+            thinking: vec![eid("th1")],
+            message: Some((eid("am1"), vec![ContentBlock::text("hello")])),
+            calls,
+        })
+    };
+    check(
+        &mid_turn(),
+        output(vec![bash_call(&eid("t1"))]),
+        "agent.thinking, agent.message, agent.tool_use => running",
+    );
+    check(
+        &mid_turn(),
+        Step::Output(Output {
+            calls: vec![bash_call(&eid("t1"))],
+            ..Output::default()
+        }),
+        "agent.tool_use => running",
+    );
+    check(
+        &mid_turn(),
+        output(vec![(eid("x"), Body::AgentThinking)]),
+        "400 calls: agent.thinking is not a tool call",
+    );
+    check(
+        &with(mid_turn(), vec![tool_use("t1")]),
+        output(vec![bash_call(&eid("t1"))]),
+        "400 calls: tool call sevt_t1 already exists",
+    );
+    check(
+        &with(mid_turn(), vec![idle()]),
+        output(Vec::new()),
         "409 the session is idle, not in a turn",
     );
 }

@@ -61,6 +61,9 @@ pub enum Step {
     ModelRequestStart(EventId),
     /// A model response: its events and the span's end.
     ModelResponse(Response),
+    /// Agent output produced where the harness opened no span: an agent CLI running in the
+    /// sandbox reports its messages and calls while the LLM gateway records the spans.
+    Output(Output),
     /// The `agent.tool_result` of an open built-in `agent.tool_use`.
     ToolResult {
         /// The call it answers.
@@ -101,6 +104,17 @@ pub struct Response {
     pub calls: Vec<(EventId, Body)>,
     /// The request's usage.
     pub usage: ModelUsage,
+}
+
+/// Agent events without a span: thinking, a message and calls, in the order they are appended.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Output {
+    /// One `agent.thinking` per id.
+    pub thinking: Vec<EventId>,
+    /// The `agent.message` (id and text blocks), if any.
+    pub message: Option<(EventId, Vec<ContentBlock>)>,
+    /// The calls: `agent.tool_use` or `agent.custom_tool_use` events with their ids.
+    pub calls: Vec<(EventId, Body)>,
 }
 
 /// How a turn ends.
@@ -283,29 +297,12 @@ pub fn record(
             vec![Event::new(id, now, Body::SpanModelRequestStart).into()]
         }
         Step::ModelResponse(response) => {
-            let mut records = Vec::new();
-            for id in response.thinking {
-                records.push(Event::new(id, now, Body::AgentThinking).into());
-            }
-            if let Some((id, content)) = response.message {
-                let body = Body::AgentMessage(AgentMessage { content });
-                records.push(Event::new(id, now, body).into());
-            }
-            for (id, body) in response.calls {
-                if !matches!(body, Body::AgentToolUse(_) | Body::AgentCustomToolUse(_)) {
-                    return Err(Rejection::invalid(
-                        "calls",
-                        format!("{} is not a tool call", body.type_name()),
-                    ));
-                }
-                if state.open_tool_uses.contains_key(&id) {
-                    return Err(Rejection::invalid(
-                        "calls",
-                        format!("tool call {id} already exists"),
-                    ));
-                }
-                records.push(Event::new(id, now, body).into());
-            }
+            let output = Output {
+                thinking: response.thinking,
+                message: response.message,
+                calls: response.calls,
+            };
+            let mut records = output_records(state, output, now)?;
             records.push(event(
                 ids,
                 now,
@@ -313,6 +310,7 @@ pub fn record(
             ));
             records
         }
+        Step::Output(output) => output_records(state, output, now)?,
         Step::ToolResult {
             tool_use_id,
             text,
@@ -354,6 +352,38 @@ pub fn record(
             vec![event(ids, now, span_end(span, ModelUsage::default(), true))]
         }
     };
+    Ok(records)
+}
+
+/// The events of `output`; rejected when a call is not a tool-use event or already exists.
+fn output_records(
+    state: &SessionState,
+    output: Output,
+    now: Timestamp,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    let mut records = Vec::new();
+    for id in output.thinking {
+        records.push(Event::new(id, now, Body::AgentThinking).into());
+    }
+    if let Some((id, content)) = output.message {
+        let body = Body::AgentMessage(AgentMessage { content });
+        records.push(Event::new(id, now, body).into());
+    }
+    for (id, body) in output.calls {
+        if !matches!(body, Body::AgentToolUse(_) | Body::AgentCustomToolUse(_)) {
+            return Err(Rejection::invalid(
+                "calls",
+                format!("{} is not a tool call", body.type_name()),
+            ));
+        }
+        if state.open_tool_uses.contains_key(&id) {
+            return Err(Rejection::invalid(
+                "calls",
+                format!("tool call {id} already exists"),
+            ));
+        }
+        records.push(Event::new(id, now, body).into());
+    }
     Ok(records)
 }
 
