@@ -52,10 +52,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
-use super::cgroup::{Cgroups, Controller};
+use super::cgroup::{Cgroups, Controller, Group};
 use super::command::{Command, Network, Output};
 use super::image;
 use super::output::{read_capped, Capped};
+use super::process::Process;
 use super::seccomp::Filters;
 use super::workspace::Workspace;
 use super::{privileged, which, Error, Sandbox, UidRange};
@@ -363,7 +364,12 @@ impl BubblewrapSandbox {
     }
 
     /// A line for stderr when the command ran out of space: which limit it hit.
-    fn space_note(&self, workspace: &Workspace, stdout: &str, stderr: &str) -> Option<String> {
+    pub(super) fn space_note(
+        &self,
+        workspace: &Workspace,
+        stdout: &str,
+        stderr: &str,
+    ) -> Option<String> {
         let enospc = [stdout, stderr]
             .iter()
             .any(|t| t.contains("No space left on device") || t.contains("Disk quota exceeded"));
@@ -400,13 +406,19 @@ impl BubblewrapSandbox {
     }
 }
 
-impl Sandbox for BubblewrapSandbox {
-    async fn run(
+impl BubblewrapSandbox {
+    /// Start `command` through the launcher: checks, the workspace owner's uid, the command's
+    /// cgroups and the `bwrap` child with stdout and stderr piped. The one spawn path of
+    /// [`Sandbox::run`] and [`Sandbox::start`], so both get the same namespaces, limits,
+    /// seccomp filters, identity, environment and network. The returned group must live until
+    /// the child has exited.
+    pub(super) fn spawn(
         &self,
         workspace: &Workspace,
         network: Network,
-        command: Command,
-    ) -> Result<Output, Error> {
+        command: &Command,
+        stdin: Stdio,
+    ) -> Result<(tokio::process::Child, Option<Group>), Error> {
         if command.argv.is_empty() {
             return Err(Error::EmptyCommand);
         }
@@ -427,23 +439,35 @@ impl Sandbox for BubblewrapSandbox {
             .as_ref()
             .map(|g| g.procs_files().collect())
             .unwrap_or_default();
-        let (program, args) = self.launcher(workspace.dir(), uid, network, &command, procs);
-
-        let started = Instant::now();
-        let mut child = tokio::process::Command::new(&program)
+        let (program, args) = self.launcher(workspace.dir(), uid, network, command, procs);
+        let child = tokio::process::Command::new(&program)
             .args(args)
             .env_clear()
             .current_dir("/")
-            .stdin(if command.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| Error::Spawn { program, source })?;
+        Ok((child, group))
+    }
+}
+
+impl Sandbox for BubblewrapSandbox {
+    async fn run(
+        &self,
+        workspace: &Workspace,
+        network: Network,
+        command: Command,
+    ) -> Result<Output, Error> {
+        let stdin = if command.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let started = Instant::now();
+        let (mut child, group) = self.spawn(workspace, network, &command, stdin)?;
 
         if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), command.stdin) {
             tokio::spawn(async move {
@@ -490,6 +514,15 @@ impl Sandbox for BubblewrapSandbox {
             duration,
         })
     }
+
+    async fn start(
+        &self,
+        workspace: &Workspace,
+        network: Network,
+        command: Command,
+    ) -> Result<Process, Error> {
+        Process::start(self, workspace, network, command).await
+    }
 }
 
 /// Create the mount point (root-owned, 0755) or check that the existing one is a root-owned
@@ -519,7 +552,7 @@ fn prepare_mount_point(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-async fn collect(reader: Option<tokio::task::JoinHandle<Capped>>) -> Capped {
+pub(super) async fn collect(reader: Option<tokio::task::JoinHandle<Capped>>) -> Capped {
     let Some(mut handle) = reader else {
         return Capped::default();
     };

@@ -1,6 +1,7 @@
 //! Sandboxes that run tool commands in a session's workspace: the [`Sandbox`] trait, the
 //! [`BubblewrapSandbox`] implementation (`bubblewrap.rs`, with its seccomp filters in
-//! `seccomp.rs` and cgroup limits in `cgroup.rs`), and the lifecycle of session workspaces
+//! `seccomp.rs` and cgroup limits in `cgroup.rs`), long-running agent processes in the same
+//! confinement ([`Process`], `process.rs`), and the lifecycle of session workspaces
 //! ([`Workspaces`]: per-session host uids from a [`UidRange`], quotas as loop-mounted images in
 //! `image.rs`).
 //!
@@ -25,6 +26,7 @@ mod cgroup;
 mod command;
 mod image;
 mod output;
+mod process;
 mod seccomp;
 mod uids;
 mod workspace;
@@ -36,6 +38,7 @@ use std::path::PathBuf;
 pub use bubblewrap::{BubblewrapSandbox, Limits, Options};
 pub use command::{Command, Network, Output};
 pub use image::MIN_QUOTA;
+pub use process::{Exit, Killer, LineError, Lines, Process};
 pub use uids::UidRange;
 pub use workspace::{Workspace, Workspaces};
 
@@ -50,6 +53,17 @@ pub trait Sandbox: Send + Sync {
         network: Network,
         command: Command,
     ) -> impl Future<Output = Result<Output, Error>> + Send;
+
+    /// Start `command` as a long-running [`Process`] (an agent CLI) under the same confinement
+    /// as [`run`](Sandbox::run): stdin stays open, stdout is read as lines, stderr is kept up
+    /// to the command's `output_limit`, and its `timeout` bounds the process's whole life.
+    /// `Err` means the sandbox could not start it.
+    fn start(
+        &self,
+        workspace: &Workspace,
+        network: Network,
+        command: Command,
+    ) -> impl Future<Output = Result<Process, Error>> + Send;
 }
 
 /// Errors of the sandbox layer.
