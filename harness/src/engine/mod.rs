@@ -29,6 +29,7 @@
 //! [`managed_agents_core::session::turn::Step`] (or ends with a `turn::End`), and `turn`
 //! decides and validates the events, their ids and times.
 
+pub(crate) mod claude;
 pub(crate) mod conversation;
 
 use std::future::Future;

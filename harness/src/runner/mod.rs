@@ -62,7 +62,7 @@ use tokio::sync::watch;
 pub use crate::options::{Backoff, Options};
 pub use setup::{BASE_URL_KEY, ENGINE_KEY, ROLE_KEY};
 
-use crate::engine::Turn;
+use crate::engine::{claude, Turn};
 use crate::previews::Previews;
 use crate::sandbox::Sandbox;
 use crate::writer::{Halt, Writer};
@@ -91,6 +91,8 @@ struct Inner<S, X> {
     options: Options,
     previews: Previews,
     http: reqwest::Client,
+    /// Claude Code processes kept between turns (blocked on a permission prompt).
+    claude: claude::Processes,
     /// Sessions with a task, and whether they were notified again while it ran.
     active: Mutex<HashMap<SessionId, Arc<AtomicBool>>>,
 }
@@ -164,6 +166,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 options,
                 previews: Previews::default(),
                 http,
+                claude: claude::Processes::default(),
                 active: Mutex::new(HashMap::new()),
             }),
         }
@@ -463,6 +466,29 @@ async fn turn<S: Store, X: Sandbox>(
         }
     };
     let network = setup::network(&inner.store, &created.environment_id).await;
+    if engine == Engine::Claude {
+        let program = match setup::claude_program(&inner.options) {
+            Ok(program) => program,
+            Err(message) => return writer.fail(message).await,
+        };
+        let api_key = claude::launch::placeholder_key(&id);
+        return claude::ClaudeTurn {
+            writer: &mut writer,
+            sandbox: &inner.sandbox,
+            processes: &inner.claude,
+            agent: &agent,
+            program: &program,
+            gateway: claude::Gateway {
+                base_url: claude::launch::GATEWAY_URL,
+                api_key: &api_key,
+            },
+            network,
+            workspace: &workspace,
+            interrupted: rx,
+        }
+        .run(confirmations)
+        .await;
+    }
     Turn {
         writer: &mut writer,
         sandbox: &inner.sandbox,

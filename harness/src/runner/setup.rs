@@ -44,7 +44,9 @@ pub(crate) enum Engine {
     Native,
     /// Resident loop over the OpenAI Responses API.
     OpenAiAgents,
-    /// Anything else (`claude`, `codex` and unknown names): not available.
+    /// Claude Code in the session's sandbox, through the LLM gateway.
+    Claude,
+    /// Anything else (`codex` and unknown names): not available.
     Unavailable(String),
 }
 
@@ -86,6 +88,7 @@ pub(crate) async fn llm<S: Store>(
         let engine = match metadata.get(ENGINE_KEY).map(String::as_str) {
             None | Some("") | Some("native") => Engine::Native,
             Some("openai-agents") => Engine::OpenAiAgents,
+            Some("claude") => Engine::Claude,
             Some(other) => Engine::Unavailable(other.to_owned()),
         };
         let provider = match engine {
@@ -196,6 +199,15 @@ async fn token<S: Store>(
              mcp_server_url holding the model API key (credentials with an mcp_server_url are \
              only sent to their MCP server)"
         ),
+    })
+}
+
+/// The `claude` executable as the sandbox sees it, or why there is none.
+pub(crate) fn claude_program(_options: &Options) -> Result<std::path::PathBuf, String> {
+    crate::sandbox::which("claude").ok_or_else(|| {
+        "the `claude` agent runtime is not installed: run `managed-agents runtimes install \
+         claude` or put `claude` on the server's PATH"
+            .to_owned()
     })
 }
 

@@ -1,0 +1,348 @@
+//! Claude Code's stream in our terms: its tool names as our toolset's, its content blocks as
+//! [`turn::Step`]s, its permission prompts as decisions under the agent's permission policies,
+//! its `result` as the turn's [`End`]. Pure: ids come from the caller, records from
+//! `core::session::turn` (this module only builds steps).
+//!
+//! A call Claude Code makes is recorded through [`turn::call`] under our tool name, so the
+//! `agent.tool_use` carries the evaluated permission and the call's fate (run, wait for a
+//! confirmation, refuse) is remembered by Claude Code's id until its permission prompt and
+//! its result arrive.
+
+use std::collections::HashMap;
+
+use managed_agents_core::agent::tools::Tool;
+use managed_agents_core::agent::BuiltinTool;
+use managed_agents_core::event::{
+    Body, ContentBlock, ErrorKind, RetryStatus, SessionError, StopDetails, StopReason,
+};
+use managed_agents_core::ids::EventId;
+use managed_agents_core::session::turn::{self, Call, End, Output, Step};
+
+use super::stream::{Block, Finish, ToolResult};
+
+/// Claude Code's name of a built-in tool of our toolset.
+pub(crate) fn claude_name(tool: BuiltinTool) -> &'static str {
+    match tool {
+        BuiltinTool::Bash => "Bash",
+        BuiltinTool::Edit => "Edit",
+        BuiltinTool::Read => "Read",
+        BuiltinTool::Write => "Write",
+        BuiltinTool::Glob => "Glob",
+        BuiltinTool::Grep => "Grep",
+        BuiltinTool::WebFetch => "WebFetch",
+        BuiltinTool::WebSearch => "WebSearch",
+    }
+}
+
+/// Our name of a tool Claude Code called: the toolset's name for its built-in counterparts,
+/// the name itself for anything else.
+pub(crate) fn our_name(claude: &str) -> String {
+    BuiltinTool::ALL
+        .into_iter()
+        .find(|t| claude_name(*t) == claude)
+        .map_or_else(|| claude.to_owned(), |t| t.as_str().to_owned())
+}
+
+/// How to answer a permission prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Permission {
+    /// Run it (`always_allow`).
+    Allow,
+    /// Refuse it with this message (a disabled or unknown tool).
+    Deny(String),
+    /// Ask the user: the session waits on this `agent.tool_use` (`always_ask`).
+    Ask(EventId),
+}
+
+/// A call Claude Code made, as recorded.
+#[derive(Debug, Clone)]
+struct Tracked {
+    id: EventId,
+    call: Call,
+    builtin: bool,
+}
+
+/// The calls of a conversation, keyed by Claude Code's ids.
+#[derive(Debug, Default)]
+pub(crate) struct Mapper {
+    calls: HashMap<String, Tracked>,
+}
+
+impl Mapper {
+    /// The step recording an `assistant` line's blocks (`None` when it has none we show).
+    pub(crate) fn assistant(
+        &mut self,
+        tools: &[Tool],
+        blocks: Vec<Block>,
+        new_id: &mut impl FnMut() -> EventId,
+    ) -> Option<Step> {
+        let mut output = Output::default();
+        let mut texts = Vec::new();
+        for block in blocks {
+            match block {
+                Block::Text(text) => texts.push(ContentBlock::text(text)),
+                Block::Thinking => output.thinking.push(new_id()),
+                Block::ToolUse { id, name, input } => {
+                    let event = new_id();
+                    let (body, call) = turn::call(tools, our_name(&name), input);
+                    let builtin = matches!(body, Body::AgentToolUse(_));
+                    self.calls.insert(
+                        id,
+                        Tracked {
+                            id: event.clone(),
+                            call,
+                            builtin,
+                        },
+                    );
+                    output.calls.push((event, body));
+                }
+            }
+        }
+        if !texts.is_empty() {
+            output.message = Some((new_id(), texts));
+        }
+        (output != Output::default()).then_some(Step::Output(output))
+    }
+
+    /// The steps recording a `user` line's tool results: one `agent.tool_result` per result
+    /// of a built-in call this mapper recorded (a custom tool's result is the client's own
+    /// `user.custom_tool_result`).
+    pub(crate) fn tool_results(&mut self, results: Vec<ToolResult>) -> Vec<Step> {
+        results
+            .into_iter()
+            .filter_map(|result| {
+                let tracked = self.calls.remove(&result.tool_use_id)?;
+                tracked.builtin.then_some(Step::ToolResult {
+                    tool_use_id: tracked.id,
+                    text: result.text,
+                    is_error: result.is_error,
+                })
+            })
+            .collect()
+    }
+
+    /// How to answer Claude Code's permission prompt for its call `tool_use_id`.
+    pub(crate) fn permission(&self, tool_use_id: Option<&str>, tool_name: &str) -> Permission {
+        match tool_use_id.and_then(|id| self.calls.get(id)) {
+            Some(Tracked {
+                call: Call::Run(_), ..
+            }) => Permission::Allow,
+            Some(Tracked {
+                call: Call::Wait,
+                id,
+                builtin: true,
+            }) => Permission::Ask(id.clone()),
+            Some(Tracked {
+                call: Call::Refuse(why),
+                ..
+            }) => Permission::Deny(why.clone()),
+            _ => Permission::Deny(format!(
+                "{} is not a call this agent may make",
+                our_name(tool_name)
+            )),
+        }
+    }
+}
+
+/// What ends the turn when Claude Code reports its `result`: the steps to record first (a
+/// terminal `session.error` when it failed) and the idle.
+pub(crate) fn finish(result: &Finish) -> (Vec<Step>, End) {
+    let why = "The tool call did not finish before Claude Code ended its turn.";
+    if result.is_error || result.subtype != "success" {
+        let detail = result
+            .result
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .unwrap_or(&result.subtype);
+        let error = SessionError {
+            kind: ErrorKind::ModelRequestFailedError,
+            message: format!("Claude Code ended its turn with an error: {detail}"),
+            retry_status: RetryStatus::Terminal,
+        };
+        return (vec![Step::Error(error)], End::end_turn(why));
+    }
+    if result.stop_reason.as_deref() == Some("refusal") {
+        let end = End {
+            stop_reason: StopReason::Refusal,
+            stop_details: Some(StopDetails::Refusal {
+                category: None,
+                explanation: result.result.clone().filter(|r| !r.is_empty()),
+            }),
+            why: why.into(),
+        };
+        return (Vec::new(), end);
+    }
+    (Vec::new(), End::end_turn(why))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::stream::Line;
+    use super::*;
+    use managed_agents_core::event::{Evaluation, Permission as Evaluated};
+    use managed_agents_core::time::Timestamp;
+    use serde_json::json;
+
+    fn toolset(policy: &str, disabled: &[&str]) -> Vec<Tool> {
+        let configs: Vec<_> = disabled
+            .iter()
+            .map(|name| json!({"name": name, "enabled": false}))
+            .collect();
+        let params = serde_json::from_value(json!([{
+            "type": "agent_toolset_20260401",
+            "default_config": {"enabled": true, "permission_policy": {"type": policy}},
+            "configs": configs,
+        }]))
+        .expect("toolset params");
+        managed_agents_core::agent::tools::resolve("tools", params).expect("a toolset")
+    }
+
+    fn ids() -> impl FnMut() -> EventId {
+        let mut n = 0;
+        move || {
+            n += 1;
+            EventId::generate(Timestamp::from_millis(1_700_000_000_000 + n))
+        }
+    }
+
+    /// Maps a recorded stdout: every step, and the permission answers.
+    fn replay(tools: &[Tool], fixture: &str) -> (Vec<Step>, Vec<Permission>, Option<End>) {
+        let mut mapper = Mapper::default();
+        let mut new_id = ids();
+        let (mut steps, mut answers, mut end) = (Vec::new(), Vec::new(), None);
+        for line in fixture.lines() {
+            match Line::parse(line).expect("JSON") {
+                Line::Assistant(blocks) => {
+                    steps.extend(mapper.assistant(tools, blocks, &mut new_id))
+                }
+                Line::ToolResults(results) => steps.extend(mapper.tool_results(results)),
+                Line::Permission {
+                    tool_use_id,
+                    tool_name,
+                    ..
+                } => answers.push(mapper.permission(tool_use_id.as_deref(), &tool_name)),
+                Line::Result(result) => {
+                    let (more, e) = finish(&result);
+                    steps.extend(more);
+                    end = Some(e);
+                }
+                _ => {}
+            }
+        }
+        (steps, answers, end)
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(our_name("Bash"), "bash");
+        assert_eq!(our_name("WebFetch"), "web_fetch");
+        assert_eq!(our_name("mcp__x__y"), "mcp__x__y");
+        for tool in BuiltinTool::ALL {
+            assert_eq!(our_name(claude_name(tool)), tool.as_str());
+        }
+    }
+
+    #[test]
+    fn text_and_thinking_become_agent_events_and_the_turn_ends() {
+        let (steps, answers, end) = replay(
+            &toolset("always_allow", &[]),
+            include_str!("testdata/text.jsonl"),
+        );
+        assert!(answers.is_empty());
+        let [Step::Output(thinking), Step::Output(text)] = steps.as_slice() else {
+            panic!("{steps:?}")
+        };
+        assert_eq!((thinking.thinking.len(), &thinking.message), (1, &None));
+        let (_, blocks) = text.message.as_ref().expect("a message");
+        assert_eq!(blocks, &vec![ContentBlock::text("hello there")]);
+        assert_eq!(end, Some(End::end_turn(end.clone().expect("an end").why)));
+    }
+
+    #[test]
+    fn an_allowed_bash_call_is_our_bash_with_its_result() {
+        let (steps, answers, _) = replay(
+            &toolset("always_allow", &[]),
+            include_str!("testdata/bash-allow.jsonl"),
+        );
+        assert_eq!(answers, vec![Permission::Allow]);
+        let Step::Output(output) = &steps[0] else {
+            panic!("{steps:?}")
+        };
+        let (call_id, Body::AgentToolUse(call)) = &output.calls[0] else {
+            panic!("{output:?}")
+        };
+        assert_eq!(call.name, "bash");
+        assert_eq!(call.evaluated_permission, Some(Evaluated::Allow));
+        assert_eq!(
+            steps[1],
+            Step::ToolResult {
+                tool_use_id: call_id.clone(),
+                text: "hi".into(),
+                is_error: false
+            }
+        );
+    }
+
+    #[test]
+    fn always_ask_waits_on_the_call_and_a_denial_is_its_error_result() {
+        let (steps, answers, _) = replay(
+            &toolset("always_ask", &[]),
+            include_str!("testdata/bash-deny.jsonl"),
+        );
+        let Step::Output(output) = &steps[0] else {
+            panic!("{steps:?}")
+        };
+        let (call_id, Body::AgentToolUse(call)) = &output.calls[0] else {
+            panic!("{output:?}")
+        };
+        assert_eq!(call.evaluation, Some(Evaluation::AlwaysAsk));
+        assert_eq!(answers, vec![Permission::Ask(call_id.clone())]);
+        assert_eq!(
+            steps[1],
+            Step::ToolResult {
+                tool_use_id: call_id.clone(),
+                text: "no thanks".into(),
+                is_error: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_disabled_tool_is_denied() {
+        let (_, answers, _) = replay(
+            &toolset("always_allow", &["bash"]),
+            include_str!("testdata/bash-allow.jsonl"),
+        );
+        assert!(
+            matches!(answers.as_slice(), [Permission::Deny(_)]),
+            "{answers:?}"
+        );
+        let mapper = Mapper::default();
+        assert!(matches!(
+            mapper.permission(Some("toolu_unknown"), "Bash"),
+            Permission::Deny(_)
+        ));
+    }
+
+    #[test]
+    fn failures_and_refusals() {
+        let failed = Finish {
+            subtype: "error_during_execution".into(),
+            is_error: true,
+            stop_reason: None,
+            result: None,
+        };
+        let (steps, end) = finish(&failed);
+        assert!(
+            matches!(steps.as_slice(), [Step::Error(e)] if e.message.contains("error_during_execution"))
+        );
+        assert_eq!(end.stop_reason, StopReason::EndTurn);
+        let refused = Finish {
+            subtype: "success".into(),
+            is_error: false,
+            stop_reason: Some("refusal".into()),
+            result: Some("no".into()),
+        };
+        assert_eq!(finish(&refused).1.stop_reason, StopReason::Refusal);
+    }
+}

@@ -1,0 +1,438 @@
+//! The `claude` engine: Claude Code runs the agent loop inside the session's sandbox and the
+//! harness turns its stream into our events.
+//!
+//! One call of [`ClaudeTurn::run`] drives a session from its consumed input to its next idle:
+//!
+//! 1. settle the confirmations the turn consumed: each answers the permission prompt Claude
+//!    Code is blocked on (`allow`, or `deny` with the user's `deny_message`);
+//! 2. hand Claude Code the consumed `user.message` content as one stream-json user message,
+//!    starting it first when no process is running for the session ([`launch`]: the LLM
+//!    gateway as its endpoint with a placeholder key, HOME in the workspace, the conversation
+//!    created or `--resume`d by the id derived from the session id);
+//! 3. map its stdout line by line ([`stream`], [`map`]): text → `agent.message`, thinking →
+//!    `agent.thinking`, calls → `agent.tool_use` under our tool names with the evaluated
+//!    permission, results → `agent.tool_result`; every step is decided by
+//!    `core::session::turn` through the writer. Spans and usage are the LLM gateway's (the
+//!    only way Claude Code reaches a model); this engine records none.
+//! 4. end: on `result`, close Claude Code's stdin (it saves the conversation and exits) and
+//!    idle with the stop reason; on a permission prompt for an `always_ask` tool, idle with
+//!    `requires_action` and keep the process, blocked on the prompt, for the turn that the
+//!    `user.tool_confirmation` starts ([`Processes`]).
+//!
+//! A `user.interrupt` kills the sandbox's whole pid namespace at once (SIGKILL) and the turn
+//! idles with `end_turn`; the next message resumes the conversation in a new process. A
+//! confirmation whose process is gone (the server restarted while it waited) answers its call
+//! with an error result: the call did not run.
+//!
+//! Decision: permission prompts travel over Claude Code's own stdio control protocol
+//! (`--permission-prompt-tool stdio`, `control_request`/`can_use_tool` on stdout, a
+//! `control_response` on stdin) rather than an MCP tool served on the door. The channel is the
+//! process's own pipes, so nothing else in the sandbox can reach it (an MCP endpoint on the
+//! door is reachable by every process of the sandbox, the agent's own commands included), it
+//! needs no network, no second server and no extra crate, and a prompt is tied to the process
+//! that asked. Rejected: an `rmcp` streamable-HTTP endpoint at the door's `/mcp/` (that attack
+//! surface, and a per-session route to keep in step with the process).
+
+pub(crate) mod input;
+pub(crate) mod launch;
+pub(crate) mod map;
+pub(crate) mod stream;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use managed_agents_core::event::SessionError;
+use managed_agents_core::ids::{EventId, SessionId};
+use managed_agents_core::session::turn::{self, Confirmed, End, Step};
+use managed_agents_core::session::ToolKind;
+use managed_agents_core::storage::Store;
+use managed_agents_core::time::Timestamp;
+use serde_json::{Map, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::process::ChildStdin;
+use tokio::sync::watch;
+
+use super::{interruptible, TurnAgent};
+use crate::sandbox::{Lines, Network, Process, Sandbox, Workspace};
+use crate::writer::{Halt, Writer};
+use map::{Mapper, Permission};
+use stream::Line;
+
+/// The result text of a confirmed call whose Claude Code process is gone.
+pub(crate) const GONE: &str = "The agent process that asked for this confirmation stopped (the \
+                               server restarted); the call did not run.";
+
+/// How long Claude Code may take to save its conversation and exit after its stdin closes.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// A running Claude Code process and what the harness knows about its conversation.
+struct Live {
+    process: Process,
+    stdin: ChildStdin,
+    lines: Lines,
+    mapper: Mapper,
+    /// Permission prompts waiting for the user: our `agent.tool_use` id → the prompt's
+    /// request id and the call's input.
+    waiting: HashMap<EventId, (String, Map<String, Value>)>,
+}
+
+impl Live {
+    async fn send(&mut self, line: &str) -> Result<(), String> {
+        let write = async {
+            self.stdin.write_all(line.as_bytes()).await?;
+            self.stdin.flush().await
+        };
+        write
+            .await
+            .map_err(|e| format!("cannot write to Claude Code's stdin: {e}"))
+    }
+
+    /// Closes stdin and waits for the process to save its conversation and exit (killed after
+    /// [`EXIT_GRACE`]).
+    async fn close(self) {
+        let Live { process, stdin, .. } = self;
+        drop(stdin);
+        let killer = process.killer();
+        if tokio::time::timeout(EXIT_GRACE, process.wait())
+            .await
+            .is_err()
+        {
+            killer.kill();
+        }
+    }
+}
+
+/// The Claude Code processes kept between turns: those blocked on a permission prompt while
+/// their session waits for a `user.tool_confirmation`. Held by the runner.
+#[derive(Default)]
+pub(crate) struct Processes {
+    live: Mutex<HashMap<SessionId, Live>>,
+}
+
+impl Processes {
+    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Live>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self, id: &SessionId) -> Option<Live> {
+        self.lock().remove(id)
+    }
+
+    fn keep(&self, id: SessionId, live: Live) {
+        self.lock().insert(id, live);
+    }
+}
+
+/// Where Claude Code reaches its model: the LLM gateway, with the session's placeholder key.
+pub(crate) struct Gateway<'a> {
+    pub(crate) base_url: &'a str,
+    pub(crate) api_key: &'a str,
+}
+
+/// Everything one `claude` turn works with.
+pub(crate) struct ClaudeTurn<'a, S, X> {
+    pub(crate) writer: &'a mut Writer<S>,
+    pub(crate) sandbox: &'a X,
+    pub(crate) processes: &'a Processes,
+    pub(crate) agent: &'a TurnAgent,
+    /// The `claude` executable inside the sandbox.
+    pub(crate) program: &'a Path,
+    pub(crate) gateway: Gateway<'a>,
+    pub(crate) network: Network,
+    pub(crate) workspace: &'a Workspace,
+    pub(crate) interrupted: watch::Receiver<bool>,
+}
+
+/// How a turn ended (other than a halt).
+enum Ended {
+    /// Idle with `end`, after recording `steps`; the process is done.
+    Done(Vec<Step>, End),
+    /// Waiting for confirmations of these calls; the process is kept.
+    Waiting(Vec<EventId>),
+}
+
+fn failed(message: String) -> Ended {
+    tracing::warn!(error = %message, "claude turn failed");
+    Ended::Done(
+        vec![Step::Error(turn::unknown_error(message))],
+        End::end_turn(turn::ABANDONED),
+    )
+}
+
+fn new_id() -> EventId {
+    EventId::generate(Timestamp::now())
+}
+
+impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
+    /// Runs the turn to its idle. `confirmations` are the `user.tool_confirmation` events the
+    /// runner consumed for it.
+    pub(crate) async fn run(mut self, confirmations: Vec<EventId>) -> Result<(), Halt> {
+        let id = self.writer.id().clone();
+        let mut live = self.processes.take(&id);
+        let ended = self.drive(&mut live, confirmations).await;
+        match ended {
+            Ok(Ended::Waiting(event_ids)) => {
+                if let Some(live) = live {
+                    self.processes.keep(id, live);
+                }
+                let end = End {
+                    stop_reason: managed_agents_core::event::StopReason::RequiresAction {
+                        event_ids,
+                    },
+                    stop_details: None,
+                    why: "The tool call did not finish before the turn paused.".into(),
+                };
+                self.writer.finish(Vec::new(), end).await
+            }
+            Ok(Ended::Done(steps, end)) => {
+                if let Some(live) = live {
+                    live.close().await;
+                }
+                self.writer.finish(steps, end).await
+            }
+            Err(halt) => {
+                if let Some(live) = live {
+                    let _ = live.process.kill().await;
+                }
+                match halt {
+                    Halt::Interrupted => self.writer.interrupted(None).await,
+                    gone => Err(gone),
+                }
+            }
+        }
+    }
+
+    async fn drive(
+        &mut self,
+        live: &mut Option<Live>,
+        confirmations: Vec<EventId>,
+    ) -> Result<Ended, Halt> {
+        self.settle(live, confirmations).await?;
+        let content = input::consumed_messages(self.writer.records());
+        if !content.is_empty() {
+            if live.is_none() {
+                match self.start().await {
+                    Ok(started) => *live = Some(started),
+                    Err(message) => return Ok(failed(message)),
+                }
+            }
+            let message = match serde_json::to_value(&content) {
+                Ok(content) => stream::user_message(content),
+                Err(e) => return Ok(failed(format!("cannot encode the user message: {e}"))),
+            };
+            if let Some(l) = live.as_mut() {
+                if let Err(e) = l.send(&message).await {
+                    return Ok(self.exited(live, e).await);
+                }
+            }
+        }
+        let Some(l) = live.as_mut() else {
+            return Ok(Ended::Done(Vec::new(), End::end_turn(turn::ABANDONED)));
+        };
+        if !l.waiting.is_empty() {
+            return Ok(Ended::Waiting(l.waiting.keys().cloned().collect()));
+        }
+        loop {
+            let next = interruptible(&self.interrupted, l.lines.next()).await?;
+            let text = match next {
+                Ok(Some(text)) => text,
+                Ok(None) => {
+                    let why = "Claude Code exited before finishing the turn".to_owned();
+                    return Ok(self.exited(live, why).await);
+                }
+                Err(e) => return Ok(self.exited(live, e.to_string()).await),
+            };
+            let line = match Line::parse(&text) {
+                Ok(line) => line,
+                Err(e) => {
+                    tracing::debug!(session = %self.writer.id(), error = %e, "skipped a line");
+                    continue;
+                }
+            };
+            match line {
+                Line::Assistant(blocks) => {
+                    let mut ids = new_id;
+                    if let Some(step) = l.mapper.assistant(&self.agent.tools, blocks, &mut ids) {
+                        self.writer.record(step).await?;
+                    }
+                }
+                Line::ToolResults(results) => {
+                    for step in l.mapper.tool_results(results) {
+                        if self.open(&step) {
+                            self.writer.record(step).await?;
+                        }
+                    }
+                }
+                Line::Permission {
+                    request_id,
+                    tool_use_id,
+                    tool_name,
+                    input,
+                } => {
+                    let answer = match l.mapper.permission(tool_use_id.as_deref(), &tool_name) {
+                        Permission::Allow => stream::allow(&request_id, &input),
+                        Permission::Deny(why) => stream::deny(&request_id, &why),
+                        Permission::Ask(event) => {
+                            l.waiting.insert(event, (request_id, input));
+                            return Ok(Ended::Waiting(l.waiting.keys().cloned().collect()));
+                        }
+                    };
+                    if let Err(e) = l.send(&answer).await {
+                        return Ok(self.exited(live, e).await);
+                    }
+                }
+                Line::Control {
+                    request_id,
+                    subtype,
+                } => {
+                    let answer = stream::control_error(
+                        &request_id,
+                        &format!("{subtype} is not supported by this host"),
+                    );
+                    if let Err(e) = l.send(&answer).await {
+                        return Ok(self.exited(live, e).await);
+                    }
+                }
+                Line::Result(result) => {
+                    let (steps, end) = map::finish(&result);
+                    return Ok(Ended::Done(steps, end));
+                }
+                Line::Init { .. } | Line::Other => {}
+            }
+        }
+    }
+
+    /// Whether `step` answers a built-in call that is still open (a call the turn's end
+    /// already closed, or one waiting for the client, gets no second result).
+    fn open(&self, step: &Step) -> bool {
+        let Step::ToolResult { tool_use_id, .. } = step else {
+            return true;
+        };
+        let state = self.writer.state();
+        state.open_tool_uses.get(tool_use_id) == Some(&ToolKind::Builtin)
+            && !state.pending_actions.contains(tool_use_id)
+    }
+
+    /// Answers the permission prompts the consumed confirmations settle.
+    async fn settle(
+        &mut self,
+        live: &mut Option<Live>,
+        confirmations: Vec<EventId>,
+    ) -> Result<(), Halt> {
+        for confirmation in confirmations {
+            let (tool_use_id, denial) = match turn::confirmed(self.writer.records(), &confirmation)
+            {
+                Some(Confirmed::Run { tool_use_id, .. }) => (tool_use_id, None),
+                Some(Confirmed::Answer(Step::ToolResult {
+                    tool_use_id, text, ..
+                })) => (tool_use_id, Some(text)),
+                Some(Confirmed::Answer(step)) => {
+                    self.writer.record(step).await?;
+                    continue;
+                }
+                None => continue,
+            };
+            let prompt = live
+                .as_mut()
+                .and_then(|l| Some((l.waiting.remove(&tool_use_id)?, l)));
+            let Some(((request_id, input), l)) = prompt else {
+                let step = Step::ToolResult {
+                    tool_use_id,
+                    text: GONE.into(),
+                    is_error: true,
+                };
+                if self.open(&step) {
+                    self.writer.record(step).await?;
+                }
+                continue;
+            };
+            let answer = match denial {
+                None => stream::allow(&request_id, &input),
+                Some(text) => stream::deny(&request_id, &text),
+            };
+            if let Err(e) = l.send(&answer).await {
+                tracing::warn!(session = %self.writer.id(), error = %e, "cannot answer a permission prompt");
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts Claude Code for the session.
+    async fn start(&self) -> Result<Live, String> {
+        let conversation = launch::conversation_id(self.writer.id().as_str());
+        let resume = launch::transcript(self.workspace.dir(), &conversation).exists();
+        let command = launch::command(
+            &launch::Launch {
+                program: self.program,
+                conversation: &conversation,
+                resume,
+                base_url: self.gateway.base_url,
+                api_key: self.gateway.api_key,
+            },
+            self.agent,
+        );
+        let mut process = self
+            .sandbox
+            .start(self.workspace, self.network, command)
+            .await
+            .map_err(|e| format!("cannot start Claude Code in the sandbox: {e}"))?;
+        let (Some(stdin), Some(lines)) = (process.stdin(), process.stdout()) else {
+            let _ = process.kill().await;
+            return Err("Claude Code started without its stdin or stdout".into());
+        };
+        tracing::info!(session = %self.writer.id(), resume, "started Claude Code");
+        Ok(Live {
+            process,
+            stdin,
+            lines,
+            mapper: Mapper::default(),
+            waiting: HashMap::new(),
+        })
+    }
+
+    /// The end of a turn whose process stopped talking: its exit and the end of its stderr.
+    async fn exited(&self, live: &mut Option<Live>, why: String) -> Ended {
+        let Some(l) = live.take() else {
+            return failed(why);
+        };
+        let Live { process, stdin, .. } = l;
+        drop(stdin);
+        let killer = process.killer();
+        let exit = match tokio::time::timeout(EXIT_GRACE, process.wait()).await {
+            Ok(Ok(exit)) => exit,
+            Ok(Err(e)) => return failed(format!("{why}: {e}")),
+            Err(_) => {
+                killer.kill();
+                return failed(format!("{why}, and did not exit"));
+            }
+        };
+        let status = match (exit.exit_code, exit.signal) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(signal)) => format!("signal {signal}"),
+            _ => "unknown status".into(),
+        };
+        let tail: String = {
+            let stderr = exit.stderr.trim();
+            let start = stderr.char_indices().rev().nth(299).map_or(0, |(i, _)| i);
+            stderr[start..]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let message = if tail.is_empty() {
+            format!("{why} ({status})")
+        } else {
+            format!("{why} ({status}): {tail}")
+        };
+        Ended::Done(
+            vec![Step::Error(SessionError {
+                kind: managed_agents_core::event::ErrorKind::UnknownError,
+                message,
+                retry_status: managed_agents_core::event::RetryStatus::Terminal,
+            })],
+            End::end_turn(turn::ABANDONED),
+        )
+    }
+}
