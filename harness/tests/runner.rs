@@ -746,8 +746,8 @@ async fn openai_agents_engine_runs_text_and_tool_turns() {
 #[tokio::test]
 async fn unavailable_engine_and_missing_vault_give_a_clear_error() {
     let s = setup().await;
-    let claude = s.vault(Some("claude")).await;
-    for vaults in [vec![claude], vec![]] {
+    let unknown = s.vault(Some("no-such-engine")).await;
+    for vaults in [vec![unknown], vec![]] {
         let id = s.session(agent(vec![]), vaults).await;
         s.say(&id, "hello").await;
         let loaded = s.idle(&id).await;

@@ -109,10 +109,10 @@ def test_openai_agents_engine_text_and_tool_turns(harness: Harness) -> None:
 
 
 def test_unavailable_engine_gives_a_clear_error_not_a_hang(harness: Harness) -> None:
-    vault = llm_vault(harness.client, harness.mock.url, engine="claude")
+    vault = llm_vault(harness.client, harness.mock.url, engine="no-such-engine")
     session = harness.session(vault=vault)
     events = harness.turn(session.id, "hello")
     errors = [e for e in events if e.type == "session.error"]
-    assert errors and "claude" in errors[0].error.message
+    assert errors and "no-such-engine" in errors[0].error.message
     assert stop_type(events[-1]) == "end_turn"
     assert harness.model_requests() == []

@@ -37,8 +37,8 @@
 //! but not yet consumed is then processed normally. A session that is `running` but whose turn
 //! never started (the process died between the client's send and the runner) simply runs.
 //!
-//! Failures that are not the model's (no LLM vault, an unavailable engine such as `claude` or
-//! `codex`, an unreadable agent, a workspace that cannot be created) end the turn with a
+//! Failures that are not the model's (no LLM vault, an unknown or unavailable engine, a missing
+//! agent runtime, an unreadable agent, a workspace that cannot be created) end the turn with a
 //! terminal `session.error` (`unknown_error`) and idle `end_turn`, never a hang.
 
 pub(crate) mod setup;
@@ -454,7 +454,7 @@ async fn turn<S: Store, X: Sandbox>(
     if let Engine::Unavailable(name) = &engine {
         let message = format!(
             "the {name:?} engine is not available on this server yet; set the LLM vault's \
-             sandbox0.managed_agents.engine to native or openai-agents"
+             sandbox0.managed_agents.engine to native, openai-agents or claude"
         );
         return writer.fail(message).await;
     }
