@@ -18,6 +18,13 @@ shellcheck -x scripts/*.sh scripts/tests/*.sh .ci/run
 # shellcheck source=scripts/env.sh
 . "$repo/scripts/env.sh"
 
+# The agent CLIs the `claude` and `codex` engines run (pinned in harness/runtimes.pins), installed
+# once outside the clone; servers started by the suites find them through
+# MANAGED_AGENTS_RUNTIMES_DIR (`serve --runtimes-dir`). A machine without them installs them here
+# or fails: no test skips for a missing CLI.
+MANAGED_AGENTS_RUNTIMES_DIR=$("$repo/scripts/agent-runtimes.sh")
+export MANAGED_AGENTS_RUNTIMES_DIR
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Architecture invariant 1: core depends on no runtime, storage engine or HTTP crate.

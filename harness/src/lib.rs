@@ -1,6 +1,6 @@
 //! Agent runtimes: the [`runner`] that drives sessions with unprocessed input, the engines that
 //! talk to models ([`model`] clients and the agent loop), the [`tools`], the [`sandbox`] they run
-//! in, live [`previews`], and the scripted [`mock_model`] server.
+//! in, the agent CLI [`runtimes`] that run inside it, live [`previews`], and the scripted [`mock_model`] server.
 //!
 //! Dependencies run one way: the runner (discovery, set-up, recovery) starts the engine (the
 //! turn's loop); both read [`options`] and write through the writer, which appends what
@@ -13,6 +13,7 @@ pub mod model;
 pub mod options;
 pub mod previews;
 pub mod runner;
+pub mod runtimes;
 pub mod sandbox;
 pub mod tools;
 mod writer;

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::model::AllowList;
+use crate::runtimes::Runtimes;
 use crate::sandbox::Workspaces;
 use crate::tools;
 
@@ -31,12 +32,23 @@ pub struct Options {
     pub max_model_requests_per_turn: u32,
     /// The model endpoints LLM vaults may point at (`serve --llm-endpoint-allow`); empty: any.
     pub llm_endpoints: AllowList,
+    /// Where the agent CLIs of the `claude` and `codex` engines are (`<data dir>/runtimes`).
+    pub runtimes: Runtimes,
 }
 
 impl Options {
-    /// Defaults, with workspaces under `workspaces`.
+    /// Defaults, with workspaces under `workspaces` and agent runtimes beside them
+    /// (`<workspaces>/../runtimes`).
     pub fn new(workspaces: Workspaces) -> Self {
+        let runtimes = Runtimes::new(
+            workspaces
+                .root()
+                .parent()
+                .unwrap_or(workspaces.root())
+                .join("runtimes"),
+        );
         Self {
+            runtimes,
             workspaces,
             backoff: Backoff::default(),
             max_tokens: 8192,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Tests the logic of the set-up scripts in seconds, without compiling RocksDB: a stand-in `cargo`
-# on PATH creates `librocksdb.a` where the real one would (under CARGO_TARGET_DIR when it is set,
-# else under ./target), and each case runs scripts/rocksdb-lib.sh or sources scripts/env.sh with
-# a temporary cache directory. Prints one line per case and `N passed, N failed` at the end;
+# Tests the logic of the set-up scripts in seconds, without compiling RocksDB or downloading the
+# agent CLIs: a stand-in `cargo` on PATH creates `librocksdb.a` where the real one would (under
+# CARGO_TARGET_DIR when it is set, else under ./target), a stand-in `npm` lays out node_modules,
+# and each case runs scripts/rocksdb-lib.sh, scripts/agent-runtimes.sh or sources scripts/env.sh
+# with a temporary cache directory. Prints one line per case and `N passed, N failed` at the end;
 # exits non-zero when a case failed.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -105,6 +106,76 @@ env_out=$(env -u CARGO_TARGET_DIR -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC MANAGED_A
 check "env.sh keeps the target dir in MANAGED_AGENTS_CACHE" test "${env_out%%|*}" = "$cache/target"
 check "env.sh links the library rocksdb-lib.sh built, statically" \
     test "${env_out#*|}" = "$(lib_dir "$cache")|1" -a -f "$(lib_dir "$cache")/librocksdb.a"
+
+# 6. scripts/agent-runtimes.sh with a stand-in npm (records calls in $NPM_LOG, sleeps
+# $STANDIN_SLEEP, fails when $STANDIN_FAIL is set, else lays out node_modules like npm with a
+# private umask): every pinned CLI is installed once, complete and readable by everyone.
+cat >"$scratch/bin/npm" <<'STANDIN'
+#!/usr/bin/env bash
+set -euo pipefail
+umask 077
+echo "npm $*" >>"$NPM_LOG"
+sleep "${STANDIN_SLEEP:-0}"
+[ -z "${STANDIN_FAIL:-}" ] || { echo "stand-in npm: failing on purpose" >&2; exit 1; }
+prefix="" spec=""
+while [ $# -gt 0 ]; do
+    case "$1" in --prefix) prefix=$2; shift ;; install | -*) ;; *) spec=$1 ;; esac
+    shift
+done
+name=${spec%@*}
+name=${name##*/}
+[ "$name" = claude-code ] && name=claude
+mkdir -p "$prefix/node_modules/$spec/bin" "$prefix/node_modules/.bin"
+printf '#!/bin/sh\necho %s\n' "$spec" >"$prefix/node_modules/$spec/bin/$name"
+chmod 700 "$prefix/node_modules/$spec/bin/$name"
+ln -s "../$spec/bin/$name" "$prefix/node_modules/.bin/$name"
+STANDIN
+chmod +x "$scratch/bin/npm"
+pins() { grep -v '^#' "$repo/harness/runtimes.pins" | grep -c .; }
+complete() { # every pinned CLI has its marker and a runnable entry point
+    local name package version
+    while read -r name package version; do
+        case "$name" in '' | '#'*) continue ;; esac
+        [ "$(cat "$1/$name-$version/.managed-agents-runtime")" = "$package@$version" ] || return 1
+        [ "$("$1/$name-$version/node_modules/.bin/$name")" = "$package@$version" ] || return 1
+    done <"$repo/harness/runtimes.pins"
+}
+no_temp_left() { ! compgen -G "$1/.*.installing-*" >/dev/null; }
+
+cache="$scratch/cache-runtimes"
+export NPM_LOG="$scratch/npm.log"
+first=$(MANAGED_AGENTS_CACHE="$cache" "$repo/scripts/agent-runtimes.sh" 2>"$scratch/runtimes.err")
+check "agent-runtimes prints the runtime directory" test "$first" = "$cache/runtimes"
+check "agent-runtimes installs every pinned CLI at its pinned version" complete "$cache/runtimes"
+check "agent-runtimes calls npm once per CLI" test "$(calls "$NPM_LOG")" -eq "$(pins)"
+check "agent-runtimes says what it installs and that it happens once" \
+    grep -q "installing @openai/codex@.*(once per version)" "$scratch/runtimes.err"
+check "agent-runtimes leaves everything readable by the sandbox uids" \
+    test -z "$(find "$cache/runtimes" ! -type l \( ! -perm -0444 -o -perm /0022 \) -print -quit)"
+check "agent-runtimes leaves no temporary directory" no_temp_left "$cache/runtimes"
+second=$(MANAGED_AGENTS_CACHE="$cache" "$repo/scripts/agent-runtimes.sh" 2>/dev/null)
+check "agent-runtimes' second call installs nothing" \
+    test "$second" = "$first" -a "$(calls "$NPM_LOG")" -eq "$(pins)"
+
+# 7. A failing npm: non-zero, and neither a version directory nor a temporary one is left.
+cache="$scratch/cache-runtimes-failing"
+export NPM_LOG="$scratch/npm-failing.log"
+STANDIN_FAIL=1 MANAGED_AGENTS_CACHE="$cache" "$repo/scripts/agent-runtimes.sh" >/dev/null 2>&1
+status=$?
+check "agent-runtimes fails when npm fails" test "$status" -ne 0
+check "a failed install leaves nothing in the runtime directory" \
+    test -z "$(find "$cache/runtimes" -mindepth 1 -print -quit)"
+
+# 8. Two concurrent first calls: both succeed with complete installs and nothing half-made.
+cache="$scratch/cache-runtimes-concurrent"
+export NPM_LOG="$scratch/npm-concurrent.log"
+STANDIN_SLEEP=1 MANAGED_AGENTS_CACHE="$cache" "$repo/scripts/agent-runtimes.sh" >"$scratch/ra.out" 2>/dev/null &
+STANDIN_SLEEP=1 MANAGED_AGENTS_CACHE="$cache" "$repo/scripts/agent-runtimes.sh" >"$scratch/rb.out" 2>/dev/null &
+wait
+check "concurrent agent-runtimes calls both print the directory" \
+    test "$(cat "$scratch/ra.out")" = "$cache/runtimes" -a "$(cat "$scratch/rb.out")" = "$cache/runtimes"
+check "concurrent agent-runtimes calls leave complete installs" complete "$cache/runtimes"
+check "concurrent agent-runtimes calls leave no temporary directory" no_temp_left "$cache/runtimes"
 
 echo "setup-scripts: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

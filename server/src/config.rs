@@ -30,6 +30,71 @@ pub enum Command {
     /// Run the scripted mock model server (Anthropic Messages and OpenAI Responses shapes) that
     /// tests and demos point an LLM vault's base URL at; serves until Ctrl-C.
     MockModel(MockModelArgs),
+    /// Manage the agent CLIs the `claude` and `codex` engines run inside sandboxes.
+    Runtimes {
+        /// The runtime operation.
+        #[command(subcommand)]
+        command: RuntimesCommand,
+    },
+}
+
+/// `runtimes` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RuntimesCommand {
+    /// Install the pinned version of an agent CLI with npm into the runtime directory (read-only
+    /// in sandboxes, shared by every session); does nothing when it is installed. Prints the
+    /// version directory.
+    Install {
+        /// Which agent CLI.
+        #[arg(value_enum)]
+        agent: AgentArg,
+        #[command(flatten)]
+        dirs: RuntimesDirArgs,
+        /// The npm to run (default: `npm` on PATH).
+        #[arg(long)]
+        npm: Option<PathBuf>,
+    },
+}
+
+/// An agent CLI, by its command name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentArg {
+    /// Claude Code (`@anthropic-ai/claude-code`).
+    Claude,
+    /// Codex (`@openai/codex`).
+    Codex,
+}
+
+impl AgentArg {
+    /// The harness's agent.
+    pub fn agent(self) -> managed_agents_harness::runtimes::Agent {
+        match self {
+            AgentArg::Claude => managed_agents_harness::runtimes::Agent::Claude,
+            AgentArg::Codex => managed_agents_harness::runtimes::Agent::Codex,
+        }
+    }
+}
+
+/// Where agent runtimes live.
+#[derive(Debug, Args)]
+pub struct RuntimesDirArgs {
+    /// The server's data directory.
+    #[arg(long, env = "MANAGED_AGENTS_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The runtime directory (default: `<data-dir>/runtimes`).
+    #[arg(long, env = "MANAGED_AGENTS_RUNTIMES_DIR")]
+    pub runtimes_dir: Option<PathBuf>,
+}
+
+impl RuntimesDirArgs {
+    /// The runtime directory.
+    pub fn dir(&self) -> PathBuf {
+        runtimes_dir(&self.data_dir, self.runtimes_dir.as_deref())
+    }
+}
+
+fn runtimes_dir(data_dir: &std::path::Path, explicit: Option<&std::path::Path>) -> PathBuf {
+    explicit.map_or_else(|| data_dir.join("runtimes"), std::path::Path::to_path_buf)
 }
 
 /// Flags of `mock-model`.
@@ -129,6 +194,17 @@ pub struct ServeArgs {
         default_value = "60000-60999"
     )]
     pub sandbox_uid_range: String,
+    /// Where `managed-agents runtimes install` put the agent CLIs (default:
+    /// `<data-dir>/runtimes`); bound read-only into every sandbox.
+    #[arg(long, env = "MANAGED_AGENTS_RUNTIMES_DIR")]
+    pub runtimes_dir: Option<PathBuf>,
+    /// The `claude` binary to run in sandboxes instead of the installed runtime (bound
+    /// read-only at its own path).
+    #[arg(long, env = "MANAGED_AGENTS_CLAUDE_BIN")]
+    pub claude_bin: Option<PathBuf>,
+    /// The `codex` binary to run in sandboxes instead of the installed runtime.
+    #[arg(long, env = "MANAGED_AGENTS_CODEX_BIN")]
+    pub codex_bin: Option<PathBuf>,
 }
 
 /// Whether `serve` starts the harness runner.
@@ -257,6 +333,8 @@ pub struct ServeConfig {
     pub sandbox_tmp_bytes: u64,
     /// The host uids of sandboxes.
     pub sandbox_uids: managed_agents_harness::sandbox::UidRange,
+    /// Where the agent CLIs are.
+    pub runtimes: managed_agents_harness::runtimes::Runtimes,
 }
 
 impl ServeArgs {
@@ -293,6 +371,24 @@ impl ServeArgs {
             .sandbox_uid_range
             .parse()
             .map_err(Error::SandboxUidRange)?;
+        let mut runtimes = managed_agents_harness::runtimes::Runtimes::new(runtimes_dir(
+            &self.data_dir,
+            self.runtimes_dir.as_deref(),
+        ));
+        for (agent, bin) in [
+            (
+                managed_agents_harness::runtimes::Agent::Claude,
+                self.claude_bin,
+            ),
+            (
+                managed_agents_harness::runtimes::Agent::Codex,
+                self.codex_bin,
+            ),
+        ] {
+            if let Some(bin) = bin.filter(|b| !b.as_os_str().is_empty()) {
+                runtimes = runtimes.with_binary(agent, bin);
+            }
+        }
         Ok(ServeConfig {
             listen,
             data_dir: self.data_dir,
@@ -305,6 +401,7 @@ impl ServeArgs {
             workspace_quota,
             sandbox_tmp_bytes,
             sandbox_uids,
+            runtimes,
         })
     }
 }
@@ -336,6 +433,51 @@ mod tests {
         };
         assert!(args.listen().is_err());
         assert!(Cli::try_parse_from(["managed-agents", "mock-model"]).is_err());
+    }
+
+    #[test]
+    fn runtimes_install_names_an_agent_and_its_directory() {
+        let cli = Cli::try_parse_from([
+            "managed-agents",
+            "runtimes",
+            "install",
+            "codex",
+            "--data-dir",
+            "/srv/data",
+            "--runtimes-dir",
+            "/opt/rt",
+        ])
+        .expect("parses");
+        let Command::Runtimes {
+            command: RuntimesCommand::Install { agent, dirs, npm },
+        } = cli.command
+        else {
+            panic!("not runtimes install: {:?}", cli.command);
+        };
+        assert_eq!(
+            agent.agent(),
+            managed_agents_harness::runtimes::Agent::Codex
+        );
+        assert_eq!(dirs.dir(), PathBuf::from("/opt/rt"));
+        assert_eq!(npm, None);
+        assert_eq!(
+            runtimes_dir(std::path::Path::new("/srv/data"), None),
+            PathBuf::from("/srv/data/runtimes")
+        );
+        assert!(Cli::try_parse_from(["managed-agents", "runtimes", "install", "gemini"]).is_err());
+    }
+
+    #[test]
+    fn serve_takes_runtime_flags() {
+        let config = serve(&["--runtimes-dir", "/opt/rt", "--claude-bin", "/usr/bin/true"])
+            .validate()
+            .expect("valid");
+        assert_eq!(config.runtimes.dir(), std::path::Path::new("/opt/rt"));
+        let claude = config
+            .runtimes
+            .locate(managed_agents_harness::runtimes::Agent::Claude)
+            .expect("the explicit binary");
+        assert_eq!(claude.host, PathBuf::from("/usr/bin/true"));
     }
 
     fn serve(args: &[&str]) -> ServeArgs {

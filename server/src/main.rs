@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use managed_agents_server::blobs::Blobs;
 use managed_agents_server::config::{
-    Cli, Command, KeysCommand, RunnerMode, ServeConfig, StorageKind,
+    Cli, Command, KeysCommand, RunnerMode, RuntimesCommand, ServeConfig, StorageKind,
 };
 use managed_agents_server::sealer::Sealer;
 use managed_agents_server::{app, keys, AnyStore, AppState};
@@ -52,6 +52,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             managed_agents_harness::mock_model::run(args.listen()?, args.script.as_deref())
                 .await
                 .map_err(|err| anyhow::anyhow!("mock-model: {err}"))
+        }
+        Command::Runtimes { command } => runtimes_command(command).await,
+    }
+}
+
+/// `managed-agents runtimes install AGENT`: the pinned version into the runtime directory; the
+/// version directory on stdout.
+async fn runtimes_command(command: RuntimesCommand) -> anyhow::Result<()> {
+    match command {
+        RuntimesCommand::Install { agent, dirs, npm } => {
+            let agent = agent.agent();
+            let runtimes = managed_agents_harness::runtimes::Runtimes::new(dirs.dir());
+            if runtimes.installed(agent).is_none() {
+                eprintln!(
+                    "installing {} into {} with npm",
+                    agent.spec(),
+                    runtimes.dir().display()
+                );
+            }
+            let (dir, fresh) = runtimes.install(agent, npm.as_deref()).await?;
+            if !fresh {
+                eprintln!("{} is installed", agent.spec());
+            }
+            println!("{}", dir.display());
+            Ok(())
         }
     }
 }
@@ -125,8 +150,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 &store,
                 &sealer,
                 &workspaces,
-                sandbox_options(config.sandbox_uids, config.sandbox_tmp_bytes),
+                sandbox_options(
+                    config.sandbox_uids,
+                    config.sandbox_tmp_bytes,
+                    &config.runtimes,
+                ),
                 config.llm_endpoints.clone(),
+                config.runtimes.clone(),
             )
             .await?
         }
@@ -177,6 +207,7 @@ async fn start_runner(
     workspaces: &managed_agents_harness::sandbox::Workspaces,
     sandbox_options: managed_agents_harness::sandbox::Options,
     llm_endpoints: managed_agents_harness::model::AllowList,
+    runtimes: managed_agents_harness::runtimes::Runtimes,
 ) -> anyhow::Result<
     Option<
         managed_agents_harness::runner::Runner<
@@ -218,6 +249,7 @@ async fn start_runner(
     };
     let mut options = Options::new(workspaces.clone());
     options.llm_endpoints = llm_endpoints;
+    options.runtimes = runtimes;
     let runner = Runner::new(store.clone(), sandbox, unseal, options);
     match runner.start().await {
         Ok(n) => tracing::info!(sessions = n, "runner started"),
@@ -227,13 +259,16 @@ async fn start_runner(
     Ok(Some(runner))
 }
 
-/// The sandbox's identities and limits from `serve`'s flags.
+/// The sandbox's identities, limits and agent runtimes from `serve`'s flags.
 fn sandbox_options(
     host_uids: managed_agents_harness::sandbox::UidRange,
     tmp_bytes: u64,
+    runtimes: &managed_agents_harness::runtimes::Runtimes,
 ) -> managed_agents_harness::sandbox::Options {
     let mut options = managed_agents_harness::sandbox::Options {
         host_uids,
+        runtimes: Some(runtimes.dir().to_owned()),
+        read_only: runtimes.binds(),
         ..Default::default()
     };
     options.limits.tmp_bytes = Some(tmp_bytes);

@@ -23,7 +23,9 @@
 //! sandbox uid resolves no path but the mount point. Even the "owner" inside the sandbox is a
 //! nobody on the host, a different one per session, and the kernel's ordinary permission checks
 //! protect root-owned files. When the server is not root, `bwrap` runs as the server's own uid
-//! and binds the workspace directly.
+//! and binds the workspace directly. The agent runtime directory ([`Options::runtimes`], the
+//! npm installs of `crate::runtimes`) is bound the same way, on
+//! [`Options::runtimes_mount_point`], and appears read-only at `/opt/managed-agents/runtimes`.
 //!
 //! **What leaks in.** `bwrap` and its pid 1 start with an empty environment, so
 //! `/proc/1/environ` holds nothing of the server's; the launcher's working directory is `/`. A
@@ -103,6 +105,12 @@ pub struct Options {
     pub mount_point: PathBuf,
     /// Extra host directories bound read-only at the same path (for example `/opt`).
     pub read_only: Vec<PathBuf>,
+    /// The agent runtime directory (`crate::runtimes`), bound read-only at
+    /// [`runtimes::MOUNT`](crate::runtimes::MOUNT) whenever it exists.
+    pub runtimes: Option<PathBuf>,
+    /// Where the launcher binds the runtime directory in its own mount namespace when the
+    /// server is root (like `mount_point`), so it may live in the private data dir.
+    pub runtimes_mount_point: PathBuf,
     pub limits: Limits,
 }
 
@@ -113,6 +121,8 @@ impl Default for Options {
             host_uids: UidRange::default(),
             mount_point: PathBuf::from("/run/managed-agents-sandbox"),
             read_only: Vec::new(),
+            runtimes: None,
+            runtimes_mount_point: PathBuf::from("/run/managed-agents-runtimes"),
             limits: Limits::default(),
         }
     }
@@ -133,6 +143,7 @@ struct Privileged {
     mount: PathBuf,
     setpriv: PathBuf,
     mount_point: PathBuf,
+    runtimes_mount_point: PathBuf,
     uids: UidRange,
 }
 
@@ -150,6 +161,7 @@ pub struct BubblewrapSandbox {
     filters: Filters,
     cgroups: Cgroups,
     limits: Limits,
+    runtimes: Option<PathBuf>,
 }
 
 impl BubblewrapSandbox {
@@ -177,9 +189,13 @@ impl BubblewrapSandbox {
                 mount: need("mount", why)?,
                 setpriv: need("setpriv", why)?,
                 mount_point: options.mount_point,
+                runtimes_mount_point: options.runtimes_mount_point,
                 uids: options.host_uids,
             };
             prepare_mount_point(&p.mount_point)?;
+            if options.runtimes.is_some() {
+                prepare_mount_point(&p.runtimes_mount_point)?;
+            }
             Some(p)
         } else {
             None
@@ -202,6 +218,7 @@ impl BubblewrapSandbox {
             filters: Filters::new()?,
             cgroups: Cgroups::detect(),
             limits: options.limits,
+            runtimes: options.runtimes,
         })
     }
 
@@ -249,6 +266,16 @@ impl BubblewrapSandbox {
         });
         bwrap_args.push("/workspace".into());
         bwrap_args.extend(self.base_args.iter().cloned());
+        // Installed after the server started is fine; not installed at all binds nothing.
+        let runtimes = self.runtimes.as_ref().filter(|dir| dir.is_dir());
+        if let Some(dir) = runtimes {
+            bwrap_args.push("--ro-bind".into());
+            bwrap_args.push(match &self.privileged {
+                Some(p) => p.runtimes_mount_point.clone().into(),
+                None => dir.into(),
+            });
+            bwrap_args.push(crate::runtimes::MOUNT.into());
+        }
         for fd in (0..filters.len()).map(|i| FIRST_FILTER_FD + i) {
             bwrap_args.extend(["--add-seccomp-fd".into(), fd.to_string().into()]);
         }
@@ -261,8 +288,8 @@ impl BubblewrapSandbox {
         bwrap_args.push("--".into());
         bwrap_args.extend(command.argv.iter().map(OsString::from));
 
-        // Positional arguments: cgroup.procs files, `--`, [workspace, mount point, mount],
-        // filter files, `--`, the command to exec. Descriptors the server inherited from its
+        // Positional arguments: cgroup.procs files, `--`, [workspace, mount point, mount,
+        // [runtime dir, its mount point]], filter files, `--`, the command to exec. Descriptors the server inherited from its
         // own parent are not close-on-exec, and `bwrap` passes everything on: the script
         // closes all but stdio first.
         let mut script = String::from(
@@ -274,10 +301,17 @@ impl BubblewrapSandbox {
         );
         if self.privileged.is_some() {
             script.push_str(
-                "\"$3\" --bind \"$1\" \"$2\" || \
+                "m=$3\n\"$m\" --bind \"$1\" \"$2\" || \
                  { echo \"sandbox: cannot bind the workspace\" >&2; exit 125; }\n\
                  shift 3\n",
             );
+            if runtimes.is_some() {
+                script.push_str(
+                    "\"$m\" --bind \"$1\" \"$2\" || \
+                     { echo \"sandbox: cannot bind the agent runtimes\" >&2; exit 125; }\n\
+                     shift 2\n",
+                );
+            }
         }
         let opens: Vec<String> = (0..filters.len())
             .map(|i| format!("{}< \"${}\"", FIRST_FILTER_FD + i, i + 1))
@@ -310,6 +344,9 @@ impl BubblewrapSandbox {
                 p.mount_point.clone().into(),
                 p.mount.clone().into(),
             ]);
+            if let Some(dir) = runtimes {
+                args.extend([dir.into(), p.runtimes_mount_point.clone().into()]);
+            }
         }
         args.extend(filters.into_iter().map(OsString::from));
         args.push("--".into());
