@@ -328,6 +328,62 @@ fn model_steps() {
 }
 
 #[test]
+fn measured_span_ends_count_usage_in_a_turn_and_after_it() {
+    let usage = ModelUsage {
+        input_tokens: 12,
+        output_tokens: 5,
+        cache_creation_input_tokens: 3,
+        cache_read_input_tokens: 7,
+        speed: None,
+    };
+    let end = |is_error| Step::ModelRequestEnd {
+        span: eid("span1"),
+        usage: usage.clone(),
+        is_error,
+    };
+    let given = with(
+        mid_turn(),
+        vec![ev(
+            "span1",
+            2_000,
+            json!({"type": "span.model_request_start"}),
+        )],
+    );
+    check(&given, end(false), "span.model_request_end => running");
+    // The end carries the usage and the session's usage accumulates it.
+    let state = fold(&given);
+    let records = turn::record(&state, end(false), now(), &mut Sequential::default()).unwrap();
+    let Some(Body::SpanModelRequestEnd(recorded)) = records[0].event().map(|e| &e.body) else {
+        panic!("not a span end: {records:?}");
+    };
+    assert_eq!(recorded.model_request_start_id, eid("span1"));
+    assert_eq!(recorded.model_usage, usage);
+    assert_eq!(recorded.is_error, Some(false));
+    let mut after = state.clone();
+    records.iter().for_each(|r| after.apply(r));
+    let mut twice = after.clone();
+    records.iter().for_each(|r| twice.apply(r));
+    let tokens = |s: &SessionState| {
+        let u = &s.usage;
+        [u.input_tokens, u.output_tokens, u.cache_read_input_tokens].map(Option::unwrap_or_default)
+    };
+    let [input, output, read] = tokens(&state);
+    assert_eq!(tokens(&after), [input + 12, output + 5, read + 7]);
+    assert_eq!(tokens(&twice), [input + 24, output + 10, read + 14]);
+    // A stream an interrupt cut ends after the idle: still recorded, the session stays idle.
+    check(
+        &with(given.clone(), vec![idle()]),
+        end(true),
+        "span.model_request_end => idle",
+    );
+    check(
+        &with(given, vec![terminated()]),
+        end(true),
+        "409 the session is terminated",
+    );
+}
+
+#[test]
 fn output_steps_record_agent_events_without_a_span() {
     let output = |calls| {
         Step::Output(Output {

@@ -89,6 +89,18 @@ pub enum Step {
     Resume,
     /// `span.model_request_end` with an error and no usage (a request cut short).
     SpanFailed(EventId),
+    /// `span.model_request_end` with the usage measured on the wire, for a span whose output
+    /// another step records: the LLM gateway's spans of an agent CLI in the sandbox. Recorded
+    /// while the session is live even when the turn has ended (a stream an interrupt cut ends
+    /// after the idle), so the tokens spent always count.
+    ModelRequestEnd {
+        /// The request's `span.model_request_start`.
+        span: EventId,
+        /// What the request used (as far as the response got).
+        usage: ModelUsage,
+        /// Whether the request failed or was cut short.
+        is_error: bool,
+    },
 }
 
 /// A model response's events, in the order they are appended.
@@ -288,9 +300,14 @@ pub fn record(
     now: Timestamp,
     ids: &mut impl IdSource,
 ) -> Result<Vec<SessionRecord>, Rejection> {
-    // Only settling steps fit a session waiting to retry.
+    // Only settling steps fit a session waiting to retry; a measured span end fits any live
+    // session.
     let settling = matches!(step, Step::Resume | Step::Error(_) | Step::SpanFailed(_));
-    in_turn(state, settling)?;
+    if matches!(step, Step::ModelRequestEnd { .. }) {
+        live(state)?;
+    } else {
+        in_turn(state, settling)?;
+    }
     let now = clock(state, now);
     let records = match step {
         Step::ModelRequestStart(id) => {
@@ -351,6 +368,11 @@ pub fn record(
         Step::SpanFailed(span) => {
             vec![event(ids, now, span_end(span, ModelUsage::default(), true))]
         }
+        Step::ModelRequestEnd {
+            span,
+            usage,
+            is_error,
+        } => vec![event(ids, now, span_end(span, usage, is_error))],
     };
     Ok(records)
 }
