@@ -30,6 +30,7 @@
 //! decides and validates the events, their ids and times.
 
 pub(crate) mod claude;
+pub(crate) mod codex;
 pub(crate) mod conversation;
 
 use std::future::Future;
@@ -88,7 +89,7 @@ fn tool_result(id: EventId, text: impl Into<String>, is_error: bool) -> Step {
 }
 
 /// Awaits `future` unless an interrupt comes first.
-async fn interruptible<F: Future>(
+pub(crate) async fn interruptible<F: Future>(
     rx: &watch::Receiver<bool>,
     future: F,
 ) -> Result<F::Output, Halt> {

@@ -261,7 +261,7 @@ fn provider_message(body: &[u8]) -> Option<String> {
 /// A short, single-line form of a message that may hold text an endpoint chose: at most
 /// [`MAX_MESSAGE_CHARS`] characters, control and format characters (newlines, ANSI escapes,
 /// bidi overrides) replaced by spaces, `…` when cut.
-fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     let mut out: String = text
         .chars()
         .take(MAX_MESSAGE_CHARS)

@@ -1,0 +1,319 @@
+//! The tool calls of a Codex turn: which Codex item is which `agent.tool_use`, and what is
+//! answered how. Pure bookkeeping (no IO), kept with the app-server while it waits for the
+//! client so a confirmation in a later runner turn finds the request it answers.
+//!
+//! A call Codex starts is decided by the agent's permission policy ([`turn::call`]) when it is
+//! a command or a file change (`governed`):
+//! - `Run`: its `agent.tool_use` is recorded at once; an approval request for it is accepted;
+//! - `Wait` (`always_ask`): recorded when Codex asks for approval, and the session waits for a
+//!   `user.tool_confirmation` while Codex waits for our answer;
+//! - `Refuse` (a disabled tool): recorded at once with `deny`; its approval request is
+//!   declined and its result carries the refusal.
+//!
+//! Other tools (MCP servers', Codex's own web search) run as Codex decides; their calls are
+//! recorded as they start. A call that ran without the approval its policy asks for (Codex
+//! considered the command safe) is recorded with its result when it ends.
+
+use std::collections::HashMap;
+
+use managed_agents_core::agent::tools::Tool;
+use managed_agents_core::event::{Body, Permission, ToolUse};
+use managed_agents_core::ids::EventId;
+use managed_agents_core::session::turn::{self, Call};
+use managed_agents_core::time::Timestamp;
+use serde_json::Value;
+
+use super::mapping::{ToolCall, ToolOutcome};
+
+/// What to do when Codex starts a call.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Started {
+    /// Record this `agent.tool_use` now.
+    Record(EventId, Body),
+    /// Record nothing yet (the call waits for its approval request).
+    Later,
+}
+
+/// What to do with an approval request.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Asked {
+    /// Answer at once: accept (`true`) or decline.
+    Answer(bool),
+    /// Record this `agent.tool_use` and wait for the client's confirmation.
+    Wait(EventId, Body),
+}
+
+/// What to record when a call ends.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Finished {
+    /// Nothing (the result is already recorded, or the call is unknown).
+    Nothing,
+    /// The `agent.tool_result` of `EventId` (preceded by its `agent.tool_use` when the call
+    /// was never recorded).
+    Result {
+        call: Option<(EventId, Body)>,
+        id: EventId,
+        text: String,
+        is_error: bool,
+    },
+}
+
+#[derive(Debug)]
+struct Open {
+    id: EventId,
+    body: Body,
+    recorded: bool,
+    decision: Decision,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Decision {
+    Allow,
+    Ask,
+    Refuse(String),
+}
+
+/// The calls of the Codex turn in progress.
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
+    /// By Codex item id.
+    open: HashMap<String, Open>,
+    /// Approval requests waiting for the client, by `agent.tool_use` id: (item, request id).
+    waiting: HashMap<EventId, (String, Value)>,
+}
+
+impl Calls {
+    /// Codex started `item`.
+    pub(crate) fn started(&mut self, tools: &[Tool], item: String, call: ToolCall) -> Started {
+        let id = EventId::generate(Timestamp::now());
+        let (body, decision) = if call.governed {
+            let (body, call) = turn::call(tools, call.name, call.input);
+            let decision = match call {
+                Call::Run(_) => Decision::Allow,
+                Call::Wait => Decision::Ask,
+                Call::Refuse(why) => Decision::Refuse(why),
+            };
+            (body, decision)
+        } else {
+            let body = Body::AgentToolUse(ToolUse {
+                name: call.name,
+                input: call.input,
+                evaluated_permission: Some(Permission::Allow),
+                evaluation: None,
+                session_thread_id: None,
+            });
+            (body, Decision::Allow)
+        };
+        let recorded = decision != Decision::Ask;
+        let started = if recorded {
+            Started::Record(id.clone(), body.clone())
+        } else {
+            Started::Later
+        };
+        self.open.insert(
+            item,
+            Open {
+                id,
+                body,
+                recorded,
+                decision,
+            },
+        );
+        started
+    }
+
+    /// Codex asks (request `request`) before running `item`.
+    pub(crate) fn asked(&mut self, item: &str, request: Value) -> Asked {
+        let Some(open) = self.open.get_mut(item) else {
+            // An approval for nothing we saw start: nothing tells us what it would run.
+            return Asked::Answer(false);
+        };
+        match open.decision {
+            Decision::Allow => Asked::Answer(true),
+            Decision::Refuse(_) => Asked::Answer(false),
+            Decision::Ask if open.recorded => Asked::Answer(false),
+            Decision::Ask => {
+                open.recorded = true;
+                self.waiting
+                    .insert(open.id.clone(), (item.to_owned(), request));
+                Asked::Wait(open.id.clone(), open.body.clone())
+            }
+        }
+    }
+
+    /// The client answered the call `id`: the approval request to answer, if Codex still
+    /// waits for it. A denied call's result is recorded by the caller, so its end is not.
+    pub(crate) fn confirmed(&mut self, id: &EventId, allow: bool) -> Option<Value> {
+        let (item, request) = self.waiting.remove(id)?;
+        if !allow {
+            self.open.remove(&item);
+        }
+        Some(request)
+    }
+
+    /// The calls waiting for the client.
+    pub(crate) fn waiting(&self) -> Vec<EventId> {
+        let mut ids: Vec<EventId> = self.waiting.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Whether a recorded call that is not waiting for the client has not ended yet.
+    pub(crate) fn running(&self) -> bool {
+        self.open
+            .values()
+            .any(|o| o.recorded && !self.waiting.contains_key(&o.id))
+    }
+
+    /// Codex ended `item`.
+    pub(crate) fn finished(&mut self, item: &str, outcome: ToolOutcome) -> Finished {
+        let Some(open) = self.open.remove(item) else {
+            return Finished::Nothing;
+        };
+        self.waiting.remove(&open.id);
+        let (text, is_error) = match (outcome, &open.decision) {
+            (ToolOutcome::Ran { text, is_error }, _) => (text, is_error),
+            (ToolOutcome::Declined, Decision::Refuse(why)) => (why.clone(), true),
+            (ToolOutcome::Declined, _) => ("The call was declined; it did not run.".into(), true),
+        };
+        Finished::Result {
+            call: (!open.recorded).then(|| (open.id.clone(), open.body)),
+            id: open.id,
+            text,
+            is_error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use managed_agents_core::agent::tools::Tool;
+    use serde_json::{json, Map};
+
+    use super::*;
+
+    fn tools(policy: &str, enabled: bool) -> Vec<Tool> {
+        serde_json::from_value(json!([{
+            "type": "agent_toolset_20260401",
+            "default_config": {"enabled": enabled, "permission_policy": {"type": policy}},
+            "configs": [],
+        }]))
+        .unwrap()
+    }
+
+    fn bash(command: &str) -> ToolCall {
+        let mut input = Map::new();
+        input.insert("command".into(), json!(command));
+        ToolCall {
+            name: "bash".into(),
+            input,
+            governed: true,
+        }
+    }
+
+    fn permission(body: &Body) -> Option<Permission> {
+        match body {
+            Body::AgentToolUse(u) => u.evaluated_permission,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn allowed_calls_are_recorded_as_they_start_and_approved() {
+        let mut calls = Calls::default();
+        let tools = tools("always_allow", true);
+        let Started::Record(id, body) = calls.started(&tools, "c1".into(), bash("ls")) else {
+            panic!()
+        };
+        assert_eq!(permission(&body), Some(Permission::Allow));
+        assert!(calls.running());
+        assert_eq!(calls.asked("c1", json!(0)), Asked::Answer(true));
+        let ran = ToolOutcome::Ran {
+            text: "a\n".into(),
+            is_error: false,
+        };
+        assert_eq!(
+            calls.finished("c1", ran),
+            Finished::Result {
+                call: None,
+                id,
+                text: "a\n".into(),
+                is_error: false
+            }
+        );
+        assert!(!calls.running());
+    }
+
+    #[test]
+    fn asked_calls_wait_for_the_client() {
+        let mut calls = Calls::default();
+        let tools = tools("always_ask", true);
+        assert_eq!(
+            calls.started(&tools, "c1".into(), bash("rm -rf x")),
+            Started::Later
+        );
+        assert!(!calls.running());
+        let Asked::Wait(id, body) = calls.asked("c1", json!(7)) else {
+            panic!()
+        };
+        assert_eq!(permission(&body), Some(Permission::Ask));
+        assert_eq!(calls.waiting(), [id.clone()]);
+        assert!(
+            !calls.running(),
+            "a waiting call does not keep the turn busy"
+        );
+        assert_eq!(calls.confirmed(&id, true), Some(json!(7)));
+        assert!(calls.waiting().is_empty());
+        assert!(calls.running());
+        assert_eq!(calls.confirmed(&id, true), None, "answered once");
+    }
+
+    #[test]
+    fn denied_calls_end_with_the_callers_result() {
+        let mut calls = Calls::default();
+        let tools = tools("always_ask", true);
+        calls.started(&tools, "c1".into(), bash("x"));
+        let Asked::Wait(id, _) = calls.asked("c1", json!(1)) else {
+            panic!()
+        };
+        assert_eq!(calls.confirmed(&id, false), Some(json!(1)));
+        assert_eq!(
+            calls.finished("c1", ToolOutcome::Declined),
+            Finished::Nothing
+        );
+    }
+
+    #[test]
+    fn disabled_tools_are_declined_with_the_refusal() {
+        let mut calls = Calls::default();
+        let tools = tools("always_allow", false);
+        let Started::Record(id, body) = calls.started(&tools, "c1".into(), bash("x")) else {
+            panic!()
+        };
+        assert_eq!(permission(&body), Some(Permission::Deny));
+        assert_eq!(calls.asked("c1", json!(2)), Asked::Answer(false));
+        let Finished::Result {
+            id: got, is_error, ..
+        } = calls.finished("c1", ToolOutcome::Declined)
+        else {
+            panic!()
+        };
+        assert_eq!((got, is_error), (id, true));
+    }
+
+    #[test]
+    fn a_call_that_ran_without_asking_is_recorded_with_its_result() {
+        let mut calls = Calls::default();
+        let tools = tools("always_ask", true);
+        calls.started(&tools, "c1".into(), bash("ls"));
+        let ran = ToolOutcome::Ran {
+            text: "x".into(),
+            is_error: false,
+        };
+        let Finished::Result { call, .. } = calls.finished("c1", ran) else {
+            panic!()
+        };
+        assert!(call.is_some());
+        assert_eq!(calls.asked("zz", json!(3)), Asked::Answer(false));
+    }
+}
