@@ -62,7 +62,7 @@ use tokio::sync::watch;
 pub use crate::options::{Backoff, Options};
 pub use setup::{BASE_URL_KEY, ENGINE_KEY, ROLE_KEY};
 
-use crate::engine::{claude, Turn};
+use crate::engine::{claude, codex, Turn};
 use crate::previews::Previews;
 use crate::sandbox::Sandbox;
 use crate::writer::{Halt, Writer};
@@ -93,6 +93,8 @@ struct Inner<S, X> {
     http: reqwest::Client,
     /// Claude Code processes kept between turns (blocked on a permission prompt).
     claude: claude::Processes,
+    /// Codex app-servers kept between turns (waiting for a tool confirmation).
+    codex: codex::Servers,
     /// Sessions with a task, and whether they were notified again while it ran.
     active: Mutex<HashMap<SessionId, Arc<AtomicBool>>>,
 }
@@ -167,6 +169,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 previews: Previews::default(),
                 http,
                 claude: claude::Processes::default(),
+                codex: codex::Servers::default(),
                 active: Mutex::new(HashMap::new()),
             }),
         }
@@ -454,7 +457,7 @@ async fn turn<S: Store, X: Sandbox>(
     if let Engine::Unavailable(name) = &engine {
         let message = format!(
             "the {name:?} engine is not available on this server yet; set the LLM vault's \
-             sandbox0.managed_agents.engine to native, openai-agents or claude"
+             sandbox0.managed_agents.engine to native, openai-agents, claude or codex"
         );
         return writer.fail(message).await;
     }
@@ -484,6 +487,26 @@ async fn turn<S: Store, X: Sandbox>(
             },
             network,
             workspace: &workspace,
+            interrupted: rx,
+        }
+        .run(confirmations)
+        .await;
+    }
+    if engine == Engine::Codex {
+        let program = match setup::codex_program(&inner.options) {
+            Ok(program) => program,
+            Err(message) => return writer.fail(message).await,
+        };
+        let launch = codex::launch(&program, codex::GATEWAY_URL, &codex::placeholder_key(&id));
+        return codex::Turn {
+            writer: &mut writer,
+            sandbox: &inner.sandbox,
+            previews: &inner.previews,
+            agent: &agent,
+            network,
+            workspace: &workspace,
+            launch: &launch,
+            servers: &inner.codex,
             interrupted: rx,
         }
         .run(confirmations)

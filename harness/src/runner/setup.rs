@@ -46,7 +46,9 @@ pub(crate) enum Engine {
     OpenAiAgents,
     /// Claude Code in the session's sandbox, through the LLM gateway.
     Claude,
-    /// Anything else (`codex` and unknown names): not available.
+    /// Codex (`codex app-server`) in the session's sandbox, through the LLM gateway.
+    Codex,
+    /// Anything else (unknown names): not available.
     Unavailable(String),
 }
 
@@ -89,10 +91,11 @@ pub(crate) async fn llm<S: Store>(
             None | Some("") | Some("native") => Engine::Native,
             Some("openai-agents") => Engine::OpenAiAgents,
             Some("claude") => Engine::Claude,
+            Some("codex") => Engine::Codex,
             Some(other) => Engine::Unavailable(other.to_owned()),
         };
         let provider = match engine {
-            Engine::OpenAiAgents => Provider::OpenAi,
+            Engine::OpenAiAgents | Engine::Codex => Provider::OpenAi,
             _ => Provider::Anthropic,
         };
         let base_url = vault
@@ -209,6 +212,16 @@ pub(crate) fn claude_program(_options: &Options) -> Result<std::path::PathBuf, S
          claude` or put `claude` on the server's PATH"
             .to_owned()
     })
+}
+
+/// The `codex` executable as the sandbox sees it (`runtimes install codex`, `--codex-bin` or
+/// `PATH`), or why there is none.
+pub(crate) fn codex_program(options: &Options) -> Result<String, String> {
+    options
+        .runtimes
+        .locate(crate::runtimes::Agent::Codex)
+        .map(|found| found.in_sandbox.to_string_lossy().into_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// The sandbox network policy of the session's environment (`limited`, i.e. none, when unknown).

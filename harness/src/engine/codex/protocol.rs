@@ -186,11 +186,6 @@ pub(crate) fn started_turn(result: &Value) -> Option<String> {
     result["turn"]["id"].as_str().map(str::to_owned)
 }
 
-/// `turn/interrupt` params.
-pub(crate) fn turn_interrupt(thread: &str, turn: &str) -> Value {
-    json!({"threadId": thread, "turnId": turn})
-}
-
 /// The answer to an approval request.
 pub(crate) fn decision(allow: bool) -> Value {
     json!({"decision": if allow { "accept" } else { "decline" }})
