@@ -43,19 +43,14 @@ pub(crate) enum Asked {
     Wait(EventId, Body),
 }
 
-/// What to record when a call ends.
+/// What to record when a call ends: the `agent.tool_result` of `id`, preceded by the call's
+/// `agent.tool_use` when it was never recorded.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Finished {
-    /// Nothing (the result is already recorded, or the call is unknown).
-    Nothing,
-    /// The `agent.tool_result` of `EventId` (preceded by its `agent.tool_use` when the call
-    /// was never recorded).
-    Result {
-        call: Option<(EventId, Body)>,
-        id: EventId,
-        text: String,
-        is_error: bool,
-    },
+pub(crate) struct Finished {
+    pub(crate) call: Option<(EventId, Body)>,
+    pub(crate) id: EventId,
+    pub(crate) text: String,
+    pub(crate) is_error: bool,
 }
 
 #[derive(Debug)]
@@ -165,23 +160,22 @@ impl Calls {
             .any(|o| o.recorded && !self.waiting.contains_key(&o.id))
     }
 
-    /// Codex ended `item`.
-    pub(crate) fn finished(&mut self, item: &str, outcome: ToolOutcome) -> Finished {
-        let Some(open) = self.open.remove(item) else {
-            return Finished::Nothing;
-        };
+    /// Codex ended `item`: what to record, or `None` when its result is already recorded (a
+    /// denial) or the call is unknown.
+    pub(crate) fn finished(&mut self, item: &str, outcome: ToolOutcome) -> Option<Finished> {
+        let open = self.open.remove(item)?;
         self.waiting.remove(&open.id);
         let (text, is_error) = match (outcome, &open.decision) {
             (ToolOutcome::Ran { text, is_error }, _) => (text, is_error),
             (ToolOutcome::Declined, Decision::Refuse(why)) => (why.clone(), true),
             (ToolOutcome::Declined, _) => ("The call was declined; it did not run.".into(), true),
         };
-        Finished::Result {
+        Some(Finished {
             call: (!open.recorded).then(|| (open.id.clone(), open.body)),
             id: open.id,
             text,
             is_error,
-        }
+        })
     }
 }
 
@@ -234,12 +228,12 @@ mod tests {
         };
         assert_eq!(
             calls.finished("c1", ran),
-            Finished::Result {
+            Some(Finished {
                 call: None,
                 id,
                 text: "a\n".into(),
                 is_error: false
-            }
+            })
         );
         assert!(!calls.running());
     }
@@ -257,7 +251,7 @@ mod tests {
             panic!()
         };
         assert_eq!(permission(&body), Some(Permission::Ask));
-        assert_eq!(calls.waiting(), [id.clone()]);
+        assert_eq!(calls.waiting(), std::slice::from_ref(&id));
         assert!(
             !calls.running(),
             "a waiting call does not keep the turn busy"
@@ -277,10 +271,7 @@ mod tests {
             panic!()
         };
         assert_eq!(calls.confirmed(&id, false), Some(json!(1)));
-        assert_eq!(
-            calls.finished("c1", ToolOutcome::Declined),
-            Finished::Nothing
-        );
+        assert_eq!(calls.finished("c1", ToolOutcome::Declined), None);
     }
 
     #[test]
@@ -292,9 +283,9 @@ mod tests {
         };
         assert_eq!(permission(&body), Some(Permission::Deny));
         assert_eq!(calls.asked("c1", json!(2)), Asked::Answer(false));
-        let Finished::Result {
+        let Some(Finished {
             id: got, is_error, ..
-        } = calls.finished("c1", ToolOutcome::Declined)
+        }) = calls.finished("c1", ToolOutcome::Declined)
         else {
             panic!()
         };
@@ -310,7 +301,7 @@ mod tests {
             text: "x".into(),
             is_error: false,
         };
-        let Finished::Result { call, .. } = calls.finished("c1", ran) else {
+        let Some(Finished { call, .. }) = calls.finished("c1", ran) else {
             panic!()
         };
         assert!(call.is_some());

@@ -474,12 +474,12 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     }
                 }
                 Progress::ToolFinished { item, outcome } => {
-                    if let Finished::Result {
+                    if let Some(Finished {
                         call,
                         id,
                         text,
                         is_error,
-                    } = live.calls.finished(&item, outcome)
+                    }) = live.calls.finished(&item, outcome)
                     {
                         if let Some(call) = call {
                             self.output(Output {
