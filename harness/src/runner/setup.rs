@@ -205,13 +205,14 @@ async fn token<S: Store>(
     })
 }
 
-/// The `claude` executable as the sandbox sees it, or why there is none.
-pub(crate) fn claude_program(_options: &Options) -> Result<std::path::PathBuf, String> {
-    crate::sandbox::which("claude").ok_or_else(|| {
-        "the `claude` agent runtime is not installed: run `managed-agents runtimes install \
-         claude` or put `claude` on the server's PATH"
-            .to_owned()
-    })
+/// The `claude` executable as the sandbox sees it, or why there is none (the runtime's
+/// install hint).
+pub(crate) fn claude_program(options: &Options) -> Result<std::path::PathBuf, String> {
+    options
+        .runtimes
+        .locate(crate::runtimes::Agent::Claude)
+        .map(|found| found.in_sandbox)
+        .map_err(|e| e.to_string())
 }
 
 /// The `codex` executable as the sandbox sees it (`runtimes install codex`, `--codex-bin` or

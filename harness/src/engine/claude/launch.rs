@@ -21,6 +21,7 @@ use managed_agents_core::agent::tools::{builtin_setting, Tool};
 use managed_agents_core::agent::{BuiltinTool, PermissionPolicy};
 use serde_json::json;
 
+use super::custom;
 use super::map::claude_name;
 use crate::engine::TurnAgent;
 use crate::sandbox::Command;
@@ -146,9 +147,18 @@ pub(crate) fn command(launch: &Launch<'_>, agent: &TurnAgent) -> Command {
         "--settings".into(),
         json!({"permissions": {"ask": lists.ask}}).to_string(),
     ];
+    let mut allowed: Vec<String> = lists.allowed.iter().map(|s| (*s).to_owned()).collect();
+    let customs: Vec<String> = custom::tools(&agent.tools)
+        .map(|t| custom::claude_name(&t.name))
+        .collect();
+    if !customs.is_empty() {
+        argv.extend(["--mcp-config".to_owned(), custom::mcp_config()]);
+        allowed.extend(customs);
+    }
+    let disallowed: Vec<String> = lists.disallowed.iter().map(|s| (*s).to_owned()).collect();
     for (flag, list) in [
-        ("--allowedTools", &lists.allowed),
-        ("--disallowedTools", &lists.disallowed),
+        ("--allowedTools", &allowed),
+        ("--disallowedTools", &disallowed),
     ] {
         if !list.is_empty() {
             argv.extend([flag.to_owned(), list.join(",")]);
@@ -234,6 +244,32 @@ mod tests {
         assert_eq!(lists.offered.len(), 7);
         let none = tool_lists(&[]);
         assert!(none.offered.is_empty() && none.disallowed.len() == 8);
+    }
+
+    #[test]
+    fn custom_tools_come_from_the_harness_mcp_server() {
+        let agent = agent(
+            json!([{"type": "custom", "name": "get_weather", "description": "weather",
+                    "input_schema": {"type": "object"}}]),
+            None,
+        );
+        let launch = Launch {
+            program: Path::new("claude"),
+            conversation: "c0ffee00-0000-4000-8000-000000000000",
+            resume: false,
+            base_url: GATEWAY_URL,
+            api_key: "placeholder",
+        };
+        let command = command(&launch, &agent);
+        assert_eq!(
+            flag(&command.argv, "--mcp-config"),
+            Some(custom::mcp_config().as_str())
+        );
+        assert_eq!(
+            flag(&command.argv, "--allowedTools"),
+            Some("mcp__custom__get_weather")
+        );
+        assert_eq!(flag(&command.argv, "--system-prompt"), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use managed_agents_core::event::{
 use managed_agents_core::ids::EventId;
 use managed_agents_core::session::turn::{self, Call, End, Output, Step};
 
+use super::custom;
 use super::stream::{Block, Finish, ToolResult};
 
 /// Claude Code's name of a built-in tool of our toolset.
@@ -34,9 +35,12 @@ pub(crate) fn claude_name(tool: BuiltinTool) -> &'static str {
     }
 }
 
-/// Our name of a tool Claude Code called: the toolset's name for its built-in counterparts,
-/// the name itself for anything else.
+/// Our name of a tool Claude Code called: the toolset's name for its built-in counterparts, the
+/// custom tool's name for the harness's MCP tools, the name itself for anything else.
 pub(crate) fn our_name(claude: &str) -> String {
+    if let Some(custom) = custom::custom_name(claude) {
+        return custom.to_owned();
+    }
     BuiltinTool::ALL
         .into_iter()
         .find(|t| claude_name(*t) == claude)
@@ -121,6 +125,15 @@ impl Mapper {
             .collect()
     }
 
+    /// Our `agent.custom_tool_use` id of Claude Code's call `tool_use_id`, if it is a custom
+    /// tool's call this mapper recorded.
+    pub(crate) fn custom_call(&self, tool_use_id: &str) -> Option<&EventId> {
+        self.calls
+            .get(tool_use_id)
+            .filter(|t| !t.builtin && t.call == Call::Wait)
+            .map(|t| &t.id)
+    }
+
     /// How to answer Claude Code's permission prompt for its call `tool_use_id`.
     pub(crate) fn permission(&self, tool_use_id: Option<&str>, tool_name: &str) -> Permission {
         match tool_use_id.and_then(|id| self.calls.get(id)) {
@@ -132,6 +145,11 @@ impl Mapper {
                 id,
                 builtin: true,
             }) => Permission::Ask(id.clone()),
+            Some(Tracked {
+                call: Call::Wait,
+                builtin: false,
+                ..
+            }) => Permission::Allow,
             Some(Tracked {
                 call: Call::Refuse(why),
                 ..
@@ -237,6 +255,7 @@ mod tests {
         assert_eq!(our_name("Bash"), "bash");
         assert_eq!(our_name("WebFetch"), "web_fetch");
         assert_eq!(our_name("mcp__x__y"), "mcp__x__y");
+        assert_eq!(our_name("mcp__custom__get_weather"), "get_weather");
         for tool in BuiltinTool::ALL {
             assert_eq!(our_name(claude_name(tool)), tool.as_str());
         }

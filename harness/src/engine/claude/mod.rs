@@ -19,6 +19,10 @@
 //!    `requires_action` and keep the process, blocked on the prompt, for the turn that the
 //!    `user.tool_confirmation` starts ([`Processes`]).
 //!
+//! Custom tools reach Claude Code as the tools of an MCP server the harness serves over the same
+//! stdio control protocol ([`custom`]); a call becomes `agent.custom_tool_use`, the session
+//! idles with `requires_action`, and the turn the `user.custom_tool_result` starts answers it.
+//!
 //! A `user.interrupt` kills the sandbox's whole pid namespace at once (SIGKILL) and the turn
 //! idles with `end_turn`; the next message resumes the conversation in a new process. A
 //! confirmation whose process is gone (the server restarted while it waited) answers its call
@@ -33,6 +37,7 @@
 //! that asked. Rejected: an `rmcp` streamable-HTTP endpoint at the door's `/mcp/` (that attack
 //! surface, and a per-session route to keep in step with the process).
 
+pub(crate) mod custom;
 pub(crate) mod input;
 pub(crate) mod launch;
 pub(crate) mod map;
@@ -43,10 +48,10 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use managed_agents_core::event::SessionError;
+use managed_agents_core::event::{Body, ContentBlock, SessionError};
 use managed_agents_core::ids::{EventId, SessionId};
 use managed_agents_core::session::turn::{self, Confirmed, End, Step};
-use managed_agents_core::session::ToolKind;
+use managed_agents_core::session::{SessionRecord, ToolKind};
 use managed_agents_core::storage::Store;
 use managed_agents_core::time::Timestamp;
 use serde_json::{Map, Value};
@@ -76,9 +81,21 @@ struct Live {
     /// Permission prompts waiting for the user: our `agent.tool_use` id → the prompt's
     /// request id and the call's input.
     waiting: HashMap<EventId, (String, Map<String, Value>)>,
+    /// Custom tool calls waiting for the client's result: our `agent.custom_tool_use` id →
+    /// the `mcp_message` request id and the JSON-RPC id to answer.
+    custom: HashMap<EventId, (String, Value)>,
 }
 
 impl Live {
+    /// Every call the session waits on.
+    fn waiting_on(&self) -> Vec<EventId> {
+        self.waiting
+            .keys()
+            .chain(self.custom.keys())
+            .cloned()
+            .collect()
+    }
+
     async fn send(&mut self, line: &str) -> Result<(), String> {
         let write = async {
             self.stdin.write_all(line.as_bytes()).await?;
@@ -161,6 +178,20 @@ fn failed(message: String) -> Ended {
     )
 }
 
+/// The client's `user.custom_tool_result` for call `event` in `log`: its blocks and whether the
+/// tool failed.
+fn custom_result(log: &[SessionRecord], event: &EventId) -> Option<(Vec<ContentBlock>, bool)> {
+    log.iter()
+        .filter_map(SessionRecord::event)
+        .find_map(|e| match &e.body {
+            Body::UserCustomToolResult(r) if &r.custom_tool_use_id == event => Some((
+                r.content.clone().unwrap_or_default(),
+                r.is_error == Some(true),
+            )),
+            _ => None,
+        })
+}
+
 fn new_id() -> EventId {
     EventId::generate(Timestamp::now())
 }
@@ -231,8 +262,8 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
         let Some(l) = live.as_mut() else {
             return Ok(Ended::Done(Vec::new(), End::end_turn(turn::ABANDONED)));
         };
-        if !l.waiting.is_empty() {
-            return Ok(Ended::Waiting(l.waiting.keys().cloned().collect()));
+        if !l.waiting.is_empty() || !l.custom.is_empty() {
+            return Ok(Ended::Waiting(l.waiting_on()));
         }
         loop {
             let next = interruptible(&self.interrupted, l.lines.next()).await?;
@@ -276,7 +307,47 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
                         Permission::Deny(why) => stream::deny(&request_id, &why),
                         Permission::Ask(event) => {
                             l.waiting.insert(event, (request_id, input));
-                            return Ok(Ended::Waiting(l.waiting.keys().cloned().collect()));
+                            return Ok(Ended::Waiting(l.waiting_on()));
+                        }
+                    };
+                    if let Err(e) = l.send(&answer).await {
+                        return Ok(self.exited(live, e).await);
+                    }
+                }
+                Line::Mcp {
+                    request_id,
+                    server_name,
+                    message,
+                } => {
+                    let answer = if server_name != custom::SERVER {
+                        stream::control_error(&request_id, "no such MCP server")
+                    } else {
+                        match custom::handle(&self.agent.tools, &message) {
+                            custom::Message::Answer(reply) => {
+                                stream::mcp_response(&request_id, reply)
+                            }
+                            custom::Message::Call {
+                                rpc_id,
+                                tool_use_id,
+                            } => {
+                                let call = tool_use_id
+                                    .as_deref()
+                                    .and_then(|id| l.mapper.custom_call(id))
+                                    .cloned();
+                                match call {
+                                    Some(event) => {
+                                        l.custom.insert(event, (request_id, rpc_id));
+                                        return Ok(Ended::Waiting(l.waiting_on()));
+                                    }
+                                    None => stream::mcp_response(
+                                        &request_id,
+                                        Some(custom::call_error(
+                                            &rpc_id,
+                                            "this call is not a custom tool call of the agent",
+                                        )),
+                                    ),
+                                }
+                            }
                         }
                     };
                     if let Err(e) = l.send(&answer).await {
@@ -315,12 +386,31 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
             && !state.pending_actions.contains(tool_use_id)
     }
 
-    /// Answers the permission prompts the consumed confirmations settle.
+    /// Answers the permission prompts the consumed confirmations settle, and the custom tool
+    /// calls the client sent results for.
     async fn settle(
         &mut self,
         live: &mut Option<Live>,
         confirmations: Vec<EventId>,
     ) -> Result<(), Halt> {
+        if let Some(l) = live.as_mut() {
+            let answered: Vec<(EventId, String)> = l
+                .custom
+                .iter()
+                .filter_map(|(event, (request_id, rpc_id))| {
+                    let result = custom_result(self.writer.records(), event)?;
+                    let (content, is_error) = result;
+                    let reply = custom::call_result(rpc_id, &content, is_error);
+                    Some((event.clone(), stream::mcp_response(request_id, Some(reply))))
+                })
+                .collect();
+            for (event, line) in answered {
+                l.custom.remove(&event);
+                if let Err(e) = l.send(&line).await {
+                    tracing::warn!(session = %self.writer.id(), error = %e, "cannot answer a custom tool call");
+                }
+            }
+        }
         for confirmation in confirmations {
             let (tool_use_id, denial) = match turn::confirmed(self.writer.records(), &confirmation)
             {
@@ -389,6 +479,7 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
             lines,
             mapper: Mapper::default(),
             waiting: HashMap::new(),
+            custom: HashMap::new(),
         })
     }
 

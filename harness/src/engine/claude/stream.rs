@@ -65,6 +65,12 @@ pub(crate) enum Line {
         tool_name: String,
         input: Map<String, Value>,
     },
+    /// `control_request` / `mcp_message`: a message to the harness's MCP server.
+    Mcp {
+        request_id: String,
+        server_name: String,
+        message: Value,
+    },
     /// Another `control_request` (answered with an error).
     Control { request_id: String, subtype: String },
     /// `result`: the turn is over.
@@ -160,6 +166,13 @@ impl Line {
                         tool_name: str_of(request, "tool_name").unwrap_or_default().to_owned(),
                         input: object(request.get("input")),
                     },
+                    Some("mcp_message") => Line::Mcp {
+                        request_id,
+                        server_name: str_of(request, "server_name")
+                            .unwrap_or_default()
+                            .to_owned(),
+                        message: request.get("message").cloned().unwrap_or(Value::Null),
+                    },
                     subtype => Line::Control {
                         request_id,
                         subtype: subtype.unwrap_or_default().to_owned(),
@@ -210,6 +223,13 @@ pub(crate) fn allow(request_id: &str, input: &Map<String, Value>) -> String {
 /// Answers a permission prompt: do not run the call; the model reads `message`.
 pub(crate) fn deny(request_id: &str, message: &str) -> String {
     control_success(request_id, json!({"behavior": "deny", "message": message}))
+}
+
+/// Answers an `mcp_message` with the MCP server's message (`None`: an empty acknowledgement
+/// of a notification).
+pub(crate) fn mcp_response(request_id: &str, message: Option<Value>) -> String {
+    let message = message.unwrap_or_else(|| json!({"jsonrpc": "2.0", "result": {}}));
+    control_success(request_id, json!({"mcp_response": message}))
 }
 
 /// Answers a control request the harness does not serve.
@@ -315,6 +335,14 @@ mod tests {
             Some(Line::Control { request_id: "r1".into(), subtype: "hook_callback".into() })
         );
         assert_eq!(
+            Line::parse(r#"{"type":"control_request","request_id":"r2","request":{"subtype":"mcp_message","server_name":"custom","message":{"jsonrpc":"2.0","method":"tools/list","id":1}}}"#).ok(),
+            Some(Line::Mcp {
+                request_id: "r2".into(),
+                server_name: "custom".into(),
+                message: json!({"jsonrpc":"2.0","method":"tools/list","id":1}),
+            })
+        );
+        assert_eq!(
             text_of(Some(&json!([{"type":"text","text":"a"},{"type":"image"}]))),
             "a\n[image]"
         );
@@ -327,6 +355,7 @@ mod tests {
             allow("r1", &Map::new()),
             deny("r1", "no"),
             control_error("r1", "unsupported"),
+            mcp_response("r1", None),
         ] {
             assert!(written.ends_with('\n') && written.matches('\n').count() == 1);
             let v: Value = serde_json::from_str(&written).expect("JSON");
