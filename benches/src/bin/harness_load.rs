@@ -22,20 +22,15 @@
 //! `$CARGO_TARGET_DIR/release/managed-agents`); `HARNESS_LOAD_DIR` the parent of the data dir
 //! (default the system temp dir; it may be private).
 
-use std::io::BufReader;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
+use managed_agents_benches::server::{Api, Server, KEY};
+use managed_agents_benches::{load_average, pct};
 use managed_agents_harness::mock_model::{self, MockModel, Script};
 use serde_json::{json, Value};
-use tempfile::TempDir;
-
-const KEY: &str = "sk-bench-harness-load-0123456789";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -128,7 +123,7 @@ async fn wait_idle(api: &Api, session: &str) -> Result<()> {
 
 async fn latency(samples: usize) -> Result<()> {
     let mock = mock().await?;
-    let server = Server::start()?;
+    let server = Server::start("harness-load", &[])?;
     let api = Api::new(&server.base);
     let ids = setup(&api, &mock).await?;
     let per_session = 10;
@@ -190,7 +185,7 @@ async fn latency(samples: usize) -> Result<()> {
 
 async fn load(n: usize, turns: usize) -> Result<()> {
     let mock = mock().await?;
-    let server = Server::start()?;
+    let server = Server::start("harness-load", &[])?;
     let api = Api::new(&server.base);
     let ids = setup(&api, &mock).await?;
     let mut sessions = Vec::with_capacity(n);
@@ -284,10 +279,6 @@ async fn session_turns(api: &Api, session: &str, turns: usize) -> Result<Vec<f64
     Ok(times)
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
 fn id(v: &Value) -> Result<String> {
     v["id"]
         .as_str()
@@ -321,133 +312,4 @@ fn cpu_seconds(pid: u32) -> f64 {
     };
     // utime and stime are fields 14 and 15 of /proc/pid/stat (11 and 12 after the comm).
     (ticks(11) + ticks(12)) / 100.0
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-#[derive(Clone)]
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(base: &str) -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                .build()
-                .expect("http client"),
-            base: base.to_owned(),
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("x-api-key", KEY)
-            .json(&body)
-            .send()
-            .await?;
-        let status = r.status();
-        let v: Value = r.json().await?;
-        if !status.is_success() {
-            bail!("POST {path}: {status} {v}");
-        }
-        Ok(v)
-    }
-
-    async fn get(&self, path: &str) -> Result<Value> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("x-api-key", KEY)
-            .send()
-            .await?;
-        let status = r.status();
-        let v: Value = r.json().await?;
-        if !status.is_success() {
-            bail!("GET {path}: {status} {v}");
-        }
-        Ok(v)
-    }
-}
-
-struct Server {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    base: String,
-    _dir: TempDir,
-}
-
-impl Server {
-    fn start() -> Result<Self> {
-        let binary = std::env::var_os("HARNESS_LOAD_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                std::env::var_os("CARGO_TARGET_DIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from("target"))
-                    .join("release/managed-agents")
-            });
-        let parent = std::env::var_os("HARNESS_LOAD_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        let dir = tempfile::Builder::new()
-            .prefix("harness-load-")
-            .tempdir_in(&parent)?;
-        // The sandbox uid must pass through the data dir to its workspace.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
-        let mut child = Command::new(&binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--storage", "rocksdb"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env("MANAGED_AGENTS_BOOTSTRAP_KEY", KEY)
-            .env("MANAGED_AGENTS_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let log_path = dir.path().join("server.log").display().to_string();
-        let (base, stdout) = managed_agents_benches::await_listening(&mut child, &log_path)?;
-        println!(
-            "server: {} (pid {}) at {base}",
-            binary.display(),
-            child.id()
-        );
-        Ok(Self {
-            child,
-            _stdout: stdout,
-            base,
-            _dir: dir,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

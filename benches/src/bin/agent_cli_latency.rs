@@ -1,0 +1,167 @@
+//! Latency of the agent-in-sandbox engines (`claude`, `codex`): from the start of `POST
+//! /v1/sessions/{id}/events` to the first model request arriving at the mock model (which runs
+//! in this process, so its `received_at` shares our clock), against a release `managed-agents
+//! serve` (RocksDB, loopback) with the pinned runtimes.
+//!
+//! - cold: a new session per sample: its workspace and sandbox are created, the CLI starts and
+//!   creates its conversation;
+//! - warm: further messages to one session that already ran a turn: the CLI starts again in the
+//!   existing workspace and resumes its conversation.
+//!
+//! ```sh
+//! export MANAGED_AGENTS_RUNTIMES_DIR=$(scripts/agent-runtimes.sh)
+//! cargo build --release -p managed-agents-server --bin managed-agents
+//! cargo run --release -p managed-agents-benches --bin agent_cli_latency -- \
+//!     [--engine claude] [--cold 20] [--warm 20]
+//! ```
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use managed_agents_benches::server::{Api, Server};
+use managed_agents_benches::{load_average, pct};
+use managed_agents_harness::mock_model::{self, MockModel, Script};
+use serde_json::{json, Value};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let engine = flag("--engine").cloned().unwrap_or_else(|| "claude".into());
+    let cold: usize = flag("--cold").map_or(Ok(20), |v| v.parse())?;
+    let warm: usize = flag("--warm").map_or(Ok(20), |v| v.parse())?;
+    let runtimes = std::env::var("MANAGED_AGENTS_RUNTIMES_DIR")
+        .context("set MANAGED_AGENTS_RUNTIMES_DIR (scripts/agent-runtimes.sh prints it)")?;
+    println!("load average before: {}", load_average());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let mock = mock_model::serve(listener, Script::new()).await?;
+    let server = Server::start(
+        "agent-cli-latency",
+        &[("MANAGED_AGENTS_RUNTIMES_DIR", runtimes.as_str())],
+    )?;
+    let api = Api::new(&server.base);
+    let ids = setup(&api, &mock, &engine).await?;
+
+    let mut cold_ms = Vec::with_capacity(cold);
+    for _ in 0..cold {
+        let session = session(&api, &ids).await?;
+        cold_ms.push(first_request(&api, &mock, &session).await?);
+    }
+    let session = session(&api, &ids).await?;
+    first_request(&api, &mock, &session).await?;
+    let mut warm_ms = Vec::with_capacity(warm);
+    for _ in 0..warm {
+        warm_ms.push(first_request(&api, &mock, &session).await?);
+    }
+
+    println!("load average after: {}", load_average());
+    println!("\n### `{engine}`: POST /events to the first model request at the mock\n");
+    println!("| sandbox | samples | p50 ms | p99 ms | min ms | max ms |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, v) in [
+        ("cold (new session)", &mut cold_ms),
+        ("warm (resumed)", &mut warm_ms),
+    ] {
+        if v.is_empty() {
+            continue;
+        }
+        v.sort_by(f64::total_cmp);
+        println!(
+            "| {name} | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            v.len(),
+            pct(v, 0.5),
+            pct(v, 0.99),
+            v[0],
+            v[v.len() - 1]
+        );
+    }
+    Ok(())
+}
+
+/// An agent with the toolset, an environment and an LLM vault for `engine` pointing at `mock`.
+async fn setup(api: &Api, mock: &MockModel, engine: &str) -> Result<(String, String, String)> {
+    let agent = api
+        .post(
+            "/v1/agents",
+            json!({"name": "bench", "model": "claude-sonnet-4-5",
+                   "tools": [{"type": "agent_toolset_20260401"}]}),
+        )
+        .await?;
+    let env = api
+        .post("/v1/environments", json!({"name": "bench"}))
+        .await?;
+    let vault = api
+        .post(
+            "/v1/vaults",
+            json!({"display_name": "llm", "metadata": {
+                "sandbox0.managed_agents.role": "llm",
+                "sandbox0.managed_agents.engine": engine,
+                "sandbox0.managed_agents.llm_base_url": mock.url()}}),
+        )
+        .await?;
+    let vault_id = id(&vault)?;
+    api.post(
+        &format!("/v1/vaults/{vault_id}/credentials"),
+        json!({"auth": {"type": "static_bearer", "token": "sk-mock"}}),
+    )
+    .await?;
+    Ok((id(&agent)?, id(&env)?, vault_id))
+}
+
+async fn session(api: &Api, ids: &(String, String, String)) -> Result<String> {
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": ids.0, "environment_id": ids.1, "vault_ids": [ids.2]}),
+        )
+        .await?;
+    id(&s)
+}
+
+/// Sends one message and returns the milliseconds from the POST to the first model request;
+/// waits for the turn to end before returning.
+async fn first_request(api: &Api, mock: &MockModel, session: &str) -> Result<f64> {
+    let before = mock.requests().len();
+    let body = json!({"events": [{"type": "user.message",
+        "content": [{"type": "text", "text": "[[mock:text ok]]"}]}]});
+    let sent = Instant::now();
+    api.post(&format!("/v1/sessions/{session}/events"), body)
+        .await?;
+    let requests =
+        tokio::time::timeout(Duration::from_secs(120), mock.wait_for_requests(before + 1))
+            .await
+            .with_context(|| format!("no model request for {session} in 120 s"))?;
+    let ms = requests[before]
+        .received_at
+        .duration_since(sent)
+        .as_secs_f64()
+        * 1e3;
+    wait_idle(api, session).await?;
+    Ok(ms)
+}
+
+async fn wait_idle(api: &Api, session: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = api.get(&format!("/v1/sessions/{session}")).await?;
+        if s["status"] == "idle" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("session {session} not idle after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn id(v: &Value) -> Result<String> {
+    v["id"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no id in {v}"))
+}
