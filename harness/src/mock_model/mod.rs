@@ -3,7 +3,11 @@
 //! and the OpenAI Responses API (`POST /v1/responses`, plain JSON and streaming SSE) — and records
 //! every request it receives (method, path, headers, JSON body) so tests can assert on them.
 //! Any path ending in `/v1/messages` or `/v1/responses` is accepted, so a base URL with a prefix
-//! works too. `GET /_mock/requests` returns the recorded requests as JSON (method, path, headers,
+//! works too. What the agent CLIs call besides is served as well: `POST
+//! .../v1/messages/count_tokens` (the same rough estimate the replies' usage reports), `HEAD` on
+//! any path (`200`, a connectivity probe), and Claude Code's requests as they are (`?beta=true`,
+//! thinking, tools, metadata, `context_management`, and a trailing `role: "system"` message,
+//! which is skipped when looking for the last turn). `GET /_mock/requests` returns the recorded requests as JSON (method, path, headers,
 //! body), for tests that run the mock as its own process (`managed-agents mock-model`).
 //!
 //! # Choosing a reply

@@ -27,10 +27,16 @@ pub(crate) struct Prompt {
 impl Prompt {
     /// Read an Anthropic Messages API request.
     pub(crate) fn anthropic(body: &Value) -> Self {
+        // Claude Code ends its conversation with a `role: "system"` message (reminders); the
+        // conversation's last turn is the last message that is not one.
         let last = body
             .get("messages")
             .and_then(Value::as_array)
-            .and_then(|m| m.last())
+            .and_then(|m| {
+                m.iter()
+                    .rev()
+                    .find(|msg| msg.get("role").and_then(Value::as_str) != Some("system"))
+            })
             .map_or(Last::Other, |msg| {
                 if msg.get("role").and_then(Value::as_str) != Some("user") {
                     return Last::Other;
@@ -151,6 +157,11 @@ mod tests {
             {"type":"tool_result","tool_use_id":"toolu_1","content":"interrupted"},
             {"type":"text","text":"[[mock:text back]]"}]}]}));
         assert_eq!(p.last, Last::UserText("[[mock:text back]]".into()));
+        // Claude Code's trailing system message does not hide the user's turn.
+        let p = Prompt::anthropic(&json!({"messages":[
+            {"role":"user","content":[{"type":"text","text":"[[mock:text hi]]"}]},
+            {"role":"system","content":"<system-reminder>be brief</system-reminder>"}]}));
+        assert_eq!(p.last, Last::UserText("[[mock:text hi]]".into()));
     }
 
     #[test]

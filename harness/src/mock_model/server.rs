@@ -29,6 +29,8 @@ pub struct RecordedRequest {
     pub method: Method,
     /// The path without the query string.
     pub path: String,
+    /// The query string, if any (`beta=true`).
+    pub query: Option<String>,
     pub headers: HeaderMap,
     /// The JSON body; a JSON string with the raw text when the body was not JSON.
     pub body: Value,
@@ -189,6 +191,7 @@ async fn recorded(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
             serde_json::json!({
                 "method": r.method.as_str(),
                 "path": r.path,
+                "query": r.query,
                 "headers": headers,
                 "body": r.body,
             })
@@ -214,6 +217,7 @@ async fn handle(
     let recorded = RecordedRequest {
         method: method.clone(),
         path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
         headers,
         body: json
             .clone()
@@ -228,6 +232,13 @@ async fn handle(
     shared.received.send_replace(count);
 
     let path = uri.path();
+    if method == Method::HEAD {
+        // A client's connectivity probe (`HEAD /`).
+        return StatusCode::OK.into_response();
+    }
+    if method == Method::POST && path.ends_with("/v1/messages/count_tokens") {
+        return count_tokens(json.as_ref());
+    }
     let api = match method {
         Method::POST if path.ends_with("/v1/messages") => Api::Anthropic,
         Method::POST if path.ends_with("/v1/responses") => Api::OpenAi,
@@ -299,6 +310,20 @@ impl Shared {
             _ => Reply::text("ok"),
         })
     }
+}
+
+/// `POST /v1/messages/count_tokens`: the same rough estimate the replies' usage reports.
+fn count_tokens(body: Option<&Value>) -> Response {
+    let Some(body) = body.filter(|b| b.is_object()) else {
+        let mut e = ErrorReply::new(400);
+        e.message = Some("request body must be a JSON object".to_owned());
+        return error_response(Api::Anthropic, &e);
+    };
+    let prompt = Prompt::anthropic(body);
+    with_request_id(
+        Api::Anthropic,
+        axum::Json(serde_json::json!({"input_tokens": prompt.input_tokens})),
+    )
 }
 
 fn with_request_id(api: Api, response: impl IntoResponse) -> Response {
