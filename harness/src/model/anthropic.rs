@@ -81,20 +81,26 @@ fn int(v: &Value, key: &str) -> Option<u64> {
     v.get(key).and_then(Value::as_u64)
 }
 
+/// Overlays the counters a Messages API `usage` object names (`message_start` carries them all,
+/// `message_delta` the final output count) on `usage`.
+pub(crate) fn apply_usage(usage: &mut ModelUsage, value: &Value) {
+    if let Some(n) = int(value, "input_tokens") {
+        usage.input_tokens = n;
+    }
+    if let Some(n) = int(value, "output_tokens") {
+        usage.output_tokens = n;
+    }
+    if let Some(n) = int(value, "cache_creation_input_tokens") {
+        usage.cache_creation_input_tokens = n;
+    }
+    if let Some(n) = int(value, "cache_read_input_tokens") {
+        usage.cache_read_input_tokens = n;
+    }
+}
+
 impl Accumulator {
     fn usage(&mut self, usage: &Value) {
-        if let Some(n) = int(usage, "input_tokens") {
-            self.usage.input_tokens = n;
-        }
-        if let Some(n) = int(usage, "output_tokens") {
-            self.usage.output_tokens = n;
-        }
-        if let Some(n) = int(usage, "cache_creation_input_tokens") {
-            self.usage.cache_creation_input_tokens = n;
-        }
-        if let Some(n) = int(usage, "cache_read_input_tokens") {
-            self.usage.cache_read_input_tokens = n;
-        }
+        apply_usage(&mut self.usage, usage);
     }
 
     fn finish(&mut self) -> Response {

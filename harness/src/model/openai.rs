@@ -149,9 +149,6 @@ impl Accumulator {
     }
 
     fn finish(&mut self, response: &Value) -> Response {
-        let usage = response.get("usage").cloned().unwrap_or(Value::Null);
-        let int = |p: &str| usage.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-        let cached = int("/input_tokens_details/cached_tokens");
         let stop = if let Some(refusal) = self.refusal.take() {
             Stop::Refusal((!refusal.is_empty()).then_some(refusal))
         } else if self.calls {
@@ -162,14 +159,23 @@ impl Accumulator {
         Response {
             blocks: std::mem::take(&mut self.blocks),
             stop,
-            usage: ModelUsage {
-                input_tokens: int("/input_tokens").saturating_sub(cached),
-                output_tokens: int("/output_tokens"),
-                cache_creation_input_tokens: 0,
-                cache_read_input_tokens: cached,
-                speed: None,
-            },
+            usage: usage(response),
         }
+    }
+}
+
+/// The usage of a Responses API `response` object: cached input tokens are cache reads, the
+/// rest of the input is uncached input.
+pub(crate) fn usage(response: &Value) -> ModelUsage {
+    let usage = response.get("usage").unwrap_or(&Value::Null);
+    let int = |p: &str| usage.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let cached = int("/input_tokens_details/cached_tokens");
+    ModelUsage {
+        input_tokens: int("/input_tokens").saturating_sub(cached),
+        output_tokens: int("/output_tokens"),
+        cache_creation_input_tokens: 0,
+        cache_read_input_tokens: cached,
+        speed: None,
     }
 }
 
