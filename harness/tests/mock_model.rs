@@ -382,3 +382,45 @@ async fn script_file_loads() {
         .unwrap();
     assert_eq!(m["content"][0]["text"], "yo");
 }
+
+#[tokio::test]
+async fn serves_what_claude_code_sends() {
+    let mock = start(Script::new()).await;
+    // The fields Claude Code 2.1.332 sends, with its trailing system message and `?beta=true`.
+    let body = json!({
+        "model": "claude-opus-5-5", "max_tokens": 32000, "stream": true,
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        "thinking": {"type": "adaptive"},
+        "tools": [{"name": "Bash", "description": "Run a command",
+                   "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}],
+        "metadata": {"user_id": "user_x"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"},
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "<system-reminder>context</system-reminder>"},
+                {"type": "text", "text": "do [[mock:tool Bash {\"command\":\"ls\"}]]"}]},
+            {"role": "system", "content": [{"type": "text", "text": "# Environment"}]},
+        ],
+    });
+    let f = frames(post(&mock, "/v1/messages?beta=true", &body).await).await;
+    let start = f.iter().find(|(e, _)| e == "content_block_start").unwrap();
+    assert_eq!(start.1["content_block"]["name"], "Bash");
+    let recorded = &mock.requests()[0];
+    assert_eq!(recorded.path, "/v1/messages");
+    assert_eq!(recorded.query.as_deref(), Some("beta=true"));
+
+    // count_tokens and a HEAD probe.
+    let counted: Value = post(&mock, "/v1/messages/count_tokens", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(counted["input_tokens"].as_u64().unwrap() > 0, "{counted}");
+    let head = reqwest::Client::new()
+        .head(format!("{}/", mock.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+}
