@@ -1,5 +1,6 @@
 //! Sandbox cold start to first output: runs `echo ready` in a fresh bubblewrap sandbox many
-//! times and prints p50/p99 per network mode. Each run is a new `bwrap` (new namespaces, mounts,
+//! times and prints p50/p99 per network mode (isolated, and through a door: the relay started
+//! in front of the command). Each run is a new `bwrap` (new namespaces, mounts,
 //! cgroups), so this is the cost a tool call pays before its command starts.
 //!
 //! `cargo run -p managed-agents-harness --example sandbox_cold_start -- [RUNS]`
@@ -7,6 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use managed_agents_harness::door::{Door, DoorOptions, Policy, SessionDoor};
 use managed_agents_harness::sandbox::{
     BubblewrapSandbox, Command, Network, Options, Sandbox, Workspaces,
 };
@@ -25,12 +27,26 @@ async fn main() -> anyhow::Result<()> {
     let workspaces = Workspaces::new(dir.path().join("workspaces"));
     let ws = workspaces.create("sesn_bench").await?;
 
-    for network in [Network::Limited, Network::Unrestricted] {
+    // The relay: the harness's `sandbox-relay` bin next to `examples/`.
+    let relay = std::env::current_exe()?
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|dir| dir.join("sandbox-relay"))
+        .ok_or_else(|| anyhow::anyhow!("no target directory"))?;
+    let door = Door::new(DoorOptions {
+        dir: dir.path().join("doors"),
+        relay,
+        allow_private: false,
+        api_addrs: Vec::new(),
+    })?;
+    let id = managed_agents_core::ids::SessionId::parse("sesn_bench")?;
+    let through_door = door.register(SessionDoor::new(id, Policy::Unrestricted), &ws)?;
+    for network in [Network::Isolated, through_door] {
         let mut samples = Vec::with_capacity(runs);
         for _ in 0..runs {
             let start = Instant::now();
             let out = sandbox
-                .run(&ws, network, Command::new(["echo", "ready"]))
+                .run(&ws, network.clone(), Command::new(["echo", "ready"]))
                 .await?;
             samples.push(start.elapsed());
             anyhow::ensure!(out.stdout == "ready\n", "unexpected output: {out:?}");

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::door::Door;
 use crate::model::AllowList;
 use crate::runtimes::Runtimes;
 use crate::sandbox::Workspaces;
@@ -34,6 +35,9 @@ pub struct Options {
     pub llm_endpoints: AllowList,
     /// Where the agent CLIs of the `claude` and `codex` engines are (`<data dir>/runtimes`).
     pub runtimes: Runtimes,
+    /// The egress door sandboxes reach the network through; `None`: sandboxes have no
+    /// network at all.
+    pub door: Option<Door>,
 }
 
 impl Options {
@@ -58,6 +62,7 @@ impl Options {
             request_timeout: Duration::from_secs(600),
             max_model_requests_per_turn: 200,
             llm_endpoints: AllowList::default(),
+            door: None,
         }
     }
 }

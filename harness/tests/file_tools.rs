@@ -42,7 +42,7 @@ impl Setup {
         tools::run(
             &self.sandbox,
             &self.workspace,
-            Network::Limited,
+            Network::Isolated,
             limits,
             tool,
             &input,

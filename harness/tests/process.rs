@@ -33,7 +33,7 @@ async fn stdin_and_stdout_lines_stream_both_ways() {
     let script = "while read -r line; do echo \"got $line\"; done; echo bye >&2; exit 3";
     let mut process = s
         .sandbox
-        .start(&s.workspace, Network::Limited, Command::shell(script))
+        .start(&s.workspace, Network::Isolated, Command::shell(script))
         .await
         .unwrap();
     let mut stdin = process.stdin().unwrap();
@@ -64,7 +64,7 @@ async fn runs_confined_like_a_command() {
     .env("GREETING", "hello");
     let mut process = s
         .sandbox
-        .start(&s.workspace, Network::Limited, command)
+        .start(&s.workspace, Network::Isolated, command)
         .await
         .unwrap();
     let mut lines = process.stdout().unwrap();
@@ -94,7 +94,7 @@ async fn a_line_over_the_cap_is_an_error() {
         .sandbox
         .start(
             &s.workspace,
-            Network::Limited,
+            Network::Isolated,
             Command::shell("echo short; head -c 5000 /dev/zero | tr '\\0' a; echo; sleep 600"),
         )
         .await
@@ -122,7 +122,7 @@ async fn kill_stops_the_whole_process_tree() {
     );
     let mut process = s
         .sandbox
-        .start(&s.workspace, Network::Limited, Command::shell(script))
+        .start(&s.workspace, Network::Isolated, Command::shell(script))
         .await
         .unwrap();
     let mut lines = process.stdout().unwrap();
@@ -150,7 +150,7 @@ async fn dropping_the_process_kills_it() {
         .sandbox
         .start(
             &s.workspace,
-            Network::Limited,
+            Network::Isolated,
             Command::shell(format!("echo ready; exec sleep {marker}")),
         )
         .await
@@ -174,7 +174,7 @@ async fn the_timeout_bounds_its_life_and_stderr_is_capped() {
         .stdin("ignored input\n");
     let process = s
         .sandbox
-        .start(&s.workspace, Network::Limited, command)
+        .start(&s.workspace, Network::Isolated, command)
         .await
         .unwrap();
     let exit = process.wait().await.unwrap();
@@ -195,7 +195,7 @@ async fn bad_commands_are_refused_before_starting() {
         .sandbox
         .start(
             &s.workspace,
-            Network::Limited,
+            Network::Isolated,
             Command::new(Vec::<String>::new()),
         )
         .await;
@@ -207,7 +207,7 @@ async fn bad_commands_are_refused_before_starting() {
         .sandbox
         .start(
             &s.workspace,
-            Network::Limited,
+            Network::Isolated,
             Command::shell("true").env("A=B", "c"),
         )
         .await;

@@ -239,7 +239,7 @@ async fn sandboxes_run_the_installed_runtime_read_only_from_a_private_data_dir()
         claude.display()
     );
     let out = sandbox
-        .run(&workspace, Network::Limited, Command::shell(script))
+        .run(&workspace, Network::Isolated, Command::shell(script))
         .await
         .unwrap();
     assert_eq!(
@@ -257,7 +257,7 @@ async fn sandboxes_run_the_installed_runtime_read_only_from_a_private_data_dir()
     let out = sandbox
         .run(
             &workspace,
-            Network::Limited,
+            Network::Isolated,
             Command::shell(format!("test -e {MOUNT} || echo absent")),
         )
         .await

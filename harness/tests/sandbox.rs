@@ -6,6 +6,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod support;
+
+use managed_agents_harness::door::Policy;
 use managed_agents_harness::sandbox::{
     BubblewrapSandbox, Command, Error, Limits, Network, Options, Output, Sandbox, UidRange,
     Workspace, Workspaces,
@@ -67,7 +70,7 @@ impl Setup {
         self.sandbox
             .run(
                 ws,
-                Network::Limited,
+                Network::Isolated,
                 Command::shell(script).timeout(Duration::from_secs(20)),
             )
             .await
@@ -152,24 +155,56 @@ async fn runs_unprivileged() {
 }
 
 #[tokio::test]
-async fn limited_network_cannot_reach_host_loopback() {
+async fn the_door_is_the_only_way_out() {
     let s = setup().await;
     let ws = s.ws("sesn_net").await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
-    let run = |network| {
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nhello\n",
+                )
+                .await;
+        }
+    });
+    let run = |network, script: String| {
         s.sandbox.run(
             &ws,
             network,
-            Command::shell(probe.clone()).timeout(Duration::from_secs(10)),
+            Command::shell(script).timeout(Duration::from_secs(20)),
         )
     };
-    let limited = run(Network::Limited).await.unwrap();
-    assert!(!limited.success(), "{limited:?}");
-    assert!(!limited.stdout.contains("connected"));
-    let open = run(Network::Unrestricted).await.unwrap();
-    assert_eq!(open.stdout, "connected\n", "{open:?}");
+    let direct = format!("exec 3<>/dev/tcp/127.0.0.2/{port} && echo connected");
+    let isolated = run(Network::Isolated, direct.clone()).await.unwrap();
+    assert!(!isolated.success(), "{isolated:?}");
+    assert!(!isolated.stdout.contains("connected"));
+
+    let door = support::door(&s.data);
+    let open = support::open(&door, "sesn_net", &ws, Policy::Unrestricted);
+    // Ignoring the proxy leads nowhere.
+    let ignored = run(open.clone(), direct).await.unwrap();
+    assert!(!ignored.success(), "{ignored:?}");
+    assert!(!ignored.stdout.contains("connected"));
+    // Through the proxy the destination is reached, and the variables are set.
+    let proxied = run(
+        open.clone(),
+        format!("echo \"$HTTP_PROXY $https_proxy $NO_PROXY\"; curl -sS http://127.0.0.2:{port}/ && curl -sS -p http://127.0.0.2:{port}/"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        proxied.stdout,
+        "http://127.0.0.1:3128 http://127.0.0.1:3128 127.0.0.1,localhost\nhello\nhello\n",
+        "{proxied:?}"
+    );
+    // The command's exit status comes through the relay.
+    let status = run(open, "exit 7".into()).await.unwrap();
+    assert_eq!(status.exit_code, Some(7), "{status:?}");
 }
 
 #[tokio::test]
@@ -181,7 +216,7 @@ async fn timeout_kills_the_whole_tree() {
         .sandbox
         .run(
             &ws,
-            Network::Limited,
+            Network::Isolated,
             Command::shell("sleep 30 & sleep 30; echo never").timeout(Duration::from_secs(1)),
         )
         .await
@@ -201,7 +236,7 @@ async fn output_over_the_cap_is_truncated_with_a_marker() {
         .sandbox
         .run(
             &ws,
-            Network::Limited,
+            Network::Isolated,
             Command::shell("head -c 100000 /dev/zero | tr '\\0' a; echo done >&2")
                 .output_limit(1000),
         )
@@ -227,7 +262,7 @@ async fn stdin_env_and_exit_codes() {
         .sandbox
         .run(
             &ws,
-            Network::Limited,
+            Network::Isolated,
             Command::shell("cat; echo \"$GREETING\"; env | grep -c SECRET_FROM_HOST; exit 3")
                 .stdin("from stdin\n")
                 .env("GREETING", "hi"),
@@ -240,7 +275,7 @@ async fn stdin_env_and_exit_codes() {
         .sandbox
         .run(
             &ws,
-            Network::Limited,
+            Network::Isolated,
             Command::new(["true"]).env("A=B", "x"),
         )
         .await;
@@ -275,7 +310,7 @@ async fn process_limit_applies() {
     let ws = s.ws("sesn_pids").await;
     let script = "i=0; while [ $i -lt 50 ]; do sleep 2 & i=$((i+1)); done; echo all started";
     let out = sandbox
-        .run(&ws, Network::Limited, Command::new(["sh", "-c", script]))
+        .run(&ws, Network::Isolated, Command::new(["sh", "-c", script]))
         .await
         .unwrap();
     assert!(!out.stdout.contains("all started"), "{out:?}");
@@ -293,7 +328,7 @@ async fn memory_limit_applies() {
     let out = sandbox
         .run(
             &ws,
-            Network::Limited,
+            Network::Isolated,
             Command::shell("head -c 200000000 /dev/zero | sort > /dev/null && echo survived"),
         )
         .await
@@ -358,7 +393,7 @@ t.start(); t.join()
         .sandbox
         .run(
             &ws,
-            Network::Limited,
+            Network::Isolated,
             Command::new(["python3", "-c", probe]).timeout(Duration::from_secs(20)),
         )
         .await

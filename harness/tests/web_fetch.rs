@@ -1,5 +1,6 @@
-//! `web_fetch` runs `curl` inside the sandbox under the environment's network policy: it fetches
-//! from a host reachable in an `unrestricted` environment, refuses in a `limited` one, and
+//! `web_fetch` runs `curl` inside the sandbox through the session's door: it fetches from a host
+//! the door's policy allows, gets the door's refusal in a `limited` environment without the
+//! host, refuses outright in a sandbox without a door, and
 //! rejects non-http(s) URLs without running anything. URLs that parsers read differently
 //! (a backslash before `@`), URLs with credentials and a `.curlrc` planted in the workspace
 //! cannot steer curl to a host the domain check did not see.
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use managed_agents_core::agent::tools::DomainRule;
 use managed_agents_core::agent::BuiltinTool;
+use managed_agents_harness::door::Policy;
 use managed_agents_harness::sandbox::Network;
 use managed_agents_harness::tools::{self, Limits};
 use serde_json::{json, Map, Value};
@@ -77,6 +79,8 @@ async fn fetches_in_unrestricted_refuses_in_limited() {
         workspace,
         sandbox,
     } = Sandboxed::new("sesn_fetch").await;
+    let door = support::door(_dir.path());
+    let open = support::open(&door, "sesn_fetch", &workspace, Policy::Unrestricted);
     let limits = Limits::default();
     let url = serve("hello from the page").await;
     let run = |network, tool, url: &str, domains: DomainRule| {
@@ -85,32 +89,35 @@ async fn fetches_in_unrestricted_refuses_in_limited() {
     };
     let fetch = BuiltinTool::WebFetch;
 
-    let fetched = run(Network::Unrestricted, fetch, &url, DomainRule::Any).await;
+    let fetched = run(open.clone(), fetch, &url, DomainRule::Any).await;
     assert_eq!(
         (fetched.is_error, fetched.text.as_str()),
         (false, "hello from the page")
     );
 
-    let limited = run(Network::Limited, fetch, &url, DomainRule::Any).await;
-    assert!(limited.is_error);
+    let isolated = run(Network::Isolated, fetch, &url, DomainRule::Any).await;
+    assert!(isolated.is_error);
     assert!(
-        limited.text.contains("limited networking"),
+        isolated.text.contains("without an egress proxy"),
         "{}",
-        limited.text
+        isolated.text
     );
+    let limited = support::open(&door, "sesn_fetch", &workspace, Policy::none());
+    let denied = run(limited, fetch, &url, DomainRule::Any).await;
+    assert!(denied.is_error);
+    assert!(
+        denied.text.contains("limited networking"),
+        "{}",
+        denied.text
+    );
+    let open = support::open(&door, "sesn_fetch", &workspace, Policy::Unrestricted);
 
-    let file = run(
-        Network::Unrestricted,
-        fetch,
-        "file:///etc/passwd",
-        DomainRule::Any,
-    )
-    .await;
+    let file = run(open.clone(), fetch, "file:///etc/passwd", DomainRule::Any).await;
     assert!(file.is_error);
     assert!(file.text.contains("http:// or https://"), "{}", file.text);
 
     let elsewhere = DomainRule::Allowed(vec!["docs.example.com".into()]);
-    let refused = run(Network::Unrestricted, fetch, &url, elsewhere).await;
+    let refused = run(open.clone(), fetch, &url, elsewhere).await;
     assert!(refused.is_error);
     assert!(
         refused.text.contains("may not reach 127.0.0.1"),
@@ -118,25 +125,15 @@ async fn fetches_in_unrestricted_refuses_in_limited() {
         refused.text
     );
     let loopback = DomainRule::Allowed(vec!["127.0.0.1".into()]);
-    let allowed = run(Network::Unrestricted, fetch, &url, loopback).await;
+    let allowed = run(open.clone(), fetch, &url, loopback).await;
     assert_eq!(
         (allowed.is_error, allowed.text.as_str()),
         (false, "hello from the page")
     );
     let blocked = DomainRule::Blocked(vec!["127.0.0.1".into()]);
-    assert!(
-        run(Network::Unrestricted, fetch, &url, blocked)
-            .await
-            .is_error
-    );
+    assert!(run(open.clone(), fetch, &url, blocked).await.is_error);
 
-    let search = run(
-        Network::Unrestricted,
-        BuiltinTool::WebSearch,
-        &url,
-        DomainRule::Any,
-    )
-    .await;
+    let search = run(open.clone(), BuiltinTool::WebSearch, &url, DomainRule::Any).await;
     assert!(search.is_error);
     assert!(
         search.text.contains("no search provider"),
@@ -152,22 +149,13 @@ async fn parser_differentials_credentials_and_curlrc_cannot_redirect_the_fetch()
         workspace,
         sandbox,
     } = Sandboxed::new("sesn_fetch_bypass").await;
+    let door = support::door(_dir.path());
+    let open = support::open(&door, "sesn_fetch_bypass", &workspace, Policy::Unrestricted);
     let limits = Limits::default();
     let (port, hits) = tripwire().await;
     let run = |tool, input: Map<String, Value>, domains: DomainRule| {
-        let (sandbox, workspace, limits) = (&sandbox, &workspace, &limits);
-        async move {
-            tools::run(
-                sandbox,
-                workspace,
-                Network::Unrestricted,
-                limits,
-                tool,
-                &input,
-                &domains,
-            )
-            .await
-        }
+        let (sandbox, workspace, limits, open) = (&sandbox, &workspace, &limits, open.clone());
+        async move { tools::run(sandbox, workspace, open, limits, tool, &input, &domains).await }
     };
     let example = || DomainRule::Allowed(vec!["example.com".into()]);
 

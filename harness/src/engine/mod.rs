@@ -272,7 +272,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             tools::run(
                 self.sandbox,
                 self.workspace,
-                self.network,
+                self.network.clone(),
                 &self.options.tools,
                 tool,
                 input,

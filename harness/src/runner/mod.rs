@@ -64,7 +64,7 @@ pub use setup::{BASE_URL_KEY, ENGINE_KEY, ROLE_KEY};
 
 use crate::engine::{claude, codex, Turn};
 use crate::previews::Previews;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Network, Sandbox};
 use crate::writer::{Halt, Writer};
 use setup::Engine;
 
@@ -468,7 +468,19 @@ async fn turn<S: Store, X: Sandbox>(
             return writer.fail(message).await;
         }
     };
-    let network = setup::network(&inner.store, &created.environment_id).await;
+    let network = match &inner.options.door {
+        Some(door) => {
+            let session = setup::door(&inner.store, &id, &created, &writer.state().agent).await;
+            match door.register(session, &workspace) {
+                Ok(network) => network,
+                Err(e) => {
+                    let message = format!("the session's network door cannot be opened: {e}");
+                    return writer.fail(message).await;
+                }
+            }
+        }
+        None => Network::Isolated,
+    };
     if engine == Engine::Claude {
         let program = match setup::claude_program(&inner.options) {
             Ok(program) => program,

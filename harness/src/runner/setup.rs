@@ -1,6 +1,6 @@
 //! What a turn needs besides the log: the agent (model, system prompt, tools) from the
 //! session's agent snapshot, the LLM endpoint and engine from the session's LLM vault, and the
-//! sandbox network policy from its environment.
+//! sandbox's door (network policy) from its environment.
 //!
 //! The LLM vault is the first of the session's vaults whose metadata has
 //! `sandbox0.managed_agents.role = llm`. Its `sandbox0.managed_agents.engine` picks the engine
@@ -18,17 +18,17 @@
 use std::sync::Arc;
 
 use managed_agents_core::agent::AgentSnapshot;
-use managed_agents_core::environment::{self, Config, Networking};
-use managed_agents_core::ids::{EnvironmentId, VaultId};
+use managed_agents_core::environment::{self, Config};
+use managed_agents_core::ids::{SessionId, VaultId};
 use managed_agents_core::session::Created;
 use managed_agents_core::storage::{self, CatalogQuery, Kind, Order, Store, StreamId};
 use managed_agents_core::vault::{self, credential};
 
 use super::SecretOpener;
+use crate::door::{Policy, SessionDoor};
 use crate::engine::TurnAgent;
 use crate::model::{Endpoint, Provider};
 use crate::options::Options;
-use crate::sandbox::Network;
 
 /// Vault metadata naming the vault's role.
 pub const ROLE_KEY: &str = vault::ROLE_KEY;
@@ -225,19 +225,29 @@ pub(crate) fn codex_program(options: &Options) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The sandbox network policy of the session's environment (`limited`, i.e. none, when unknown).
-pub(crate) async fn network<S: Store>(store: &S, id: &EnvironmentId) -> Network {
-    let Ok(records) = read(store, id.as_str()).await else {
-        return Network::Limited;
-    };
-    match environment::load(&records) {
-        Ok(Some(env)) => match env.settings.config {
-            Config::Cloud {
-                networking: Networking::Unrestricted,
-                ..
-            } => Network::Unrestricted,
-            _ => Network::Limited,
+/// The door of the session's sandbox: the network policy of its environment (`limited` with no
+/// hosts when the environment cannot be read) with the hosts of the agent's MCP servers.
+pub(crate) async fn door<S: Store>(
+    store: &S,
+    id: &SessionId,
+    created: &Created,
+    agent: &Option<Arc<AgentSnapshot>>,
+) -> SessionDoor {
+    let mcp_urls: Vec<&str> = agent
+        .as_deref()
+        .map(|a| a.mcp_servers.iter().map(|s| s.url.as_str()).collect())
+        .unwrap_or_default();
+    let policy = match read(store, created.environment_id.as_str()).await {
+        Ok(records) => match environment::load(&records) {
+            Ok(Some(env)) => match &env.settings.config {
+                Config::Cloud { networking, .. } => {
+                    Policy::from_networking(networking, mcp_urls.iter().copied())
+                }
+                Config::SelfHosted => Policy::none(),
+            },
+            _ => Policy::none(),
         },
-        _ => Network::Limited,
-    }
+        Err(_) => Policy::none(),
+    };
+    SessionDoor::new(id.clone(), policy)
 }

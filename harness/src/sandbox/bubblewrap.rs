@@ -9,7 +9,16 @@
 //! bound read-write to the session's workspace; a private tmpfs `/tmp` of bounded size
 //! ([`Limits::tmp_bytes`]); a fresh `/proc` and a minimal `/dev`; a clean environment (`PATH`,
 //! `HOME=/workspace`, `LANG`, `TMPDIR`, plus the command's own variables).
-//! `Network::Limited` adds `--unshare-net`.
+//!
+//! **Network.** Every command gets its own network namespace (`--unshare-net`: only loopback,
+//! no route anywhere). With [`Network::Door`] the session's door directory is bound read-only
+//! at `/run/managed-agents` (its socket and, bound over an empty file there, the relay binary),
+//! the proxy variables are set, and the command runs as the relay's child:
+//! `/run/managed-agents/relay sandbox-relay --socket /run/managed-agents/door.sock --listen
+//! 127.0.0.1:3128 -- ARGV` (see `crate::door::relay`). When the server is root the launcher binds
+//! the door directory on [`Options::door_mount_point`] and the relay over its empty file in its
+//! own mount namespace, like the workspace, so the sandbox uid needs no path into the data dir
+//! nor to the server's executable.
 //!
 //! **Host identity.** A small launcher (a `bash` script) closes every descriptor but stdio
 //! (the server may have inherited some, and `bwrap` passes everything on), joins the command's
@@ -62,6 +71,7 @@ use super::process::Process;
 use super::seccomp::Filters;
 use super::workspace::Workspace;
 use super::{privileged, which, Error, Sandbox, UidRange};
+use crate::door;
 
 /// Resource limits per command.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +113,9 @@ pub struct Options {
     /// Where the launcher binds the workspace in its own mount namespace when the server is
     /// root: an empty directory, created root-owned with mode 0755 if missing.
     pub mount_point: PathBuf,
+    /// Where the launcher binds a session's door directory when the server is root (like
+    /// `mount_point`).
+    pub door_mount_point: PathBuf,
     /// Extra host directories bound read-only at the same path (for example `/opt`).
     pub read_only: Vec<PathBuf>,
     /// The agent runtime directory (`crate::runtimes`), bound read-only at
@@ -120,6 +133,7 @@ impl Default for Options {
             bwrap: None,
             host_uids: UidRange::default(),
             mount_point: PathBuf::from("/run/managed-agents-sandbox"),
+            door_mount_point: PathBuf::from("/run/managed-agents-door"),
             read_only: Vec::new(),
             runtimes: None,
             runtimes_mount_point: PathBuf::from("/run/managed-agents-runtimes"),
@@ -144,6 +158,7 @@ struct Privileged {
     setpriv: PathBuf,
     mount_point: PathBuf,
     runtimes_mount_point: PathBuf,
+    door_mount_point: PathBuf,
     uids: UidRange,
 }
 
@@ -190,9 +205,11 @@ impl BubblewrapSandbox {
                 setpriv: need("setpriv", why)?,
                 mount_point: options.mount_point,
                 runtimes_mount_point: options.runtimes_mount_point,
+                door_mount_point: options.door_mount_point,
                 uids: options.host_uids,
             };
             prepare_mount_point(&p.mount_point)?;
+            prepare_mount_point(&p.door_mount_point)?;
             if options.runtimes.is_some() {
                 prepare_mount_point(&p.runtimes_mount_point)?;
             }
@@ -254,7 +271,7 @@ impl BubblewrapSandbox {
         &self,
         workspace: &Path,
         uid: u32,
-        network: Network,
+        network: &Network,
         command: &Command,
         procs: Vec<PathBuf>,
     ) -> (PathBuf, Vec<OsString>) {
@@ -279,13 +296,49 @@ impl BubblewrapSandbox {
         for fd in (0..filters.len()).map(|i| FIRST_FILTER_FD + i) {
             bwrap_args.extend(["--add-seccomp-fd".into(), fd.to_string().into()]);
         }
-        if network == Network::Limited {
-            bwrap_args.push("--unshare-net".into());
+        bwrap_args.push("--unshare-net".into());
+        let door = match network {
+            Network::Door(mount) => Some(mount),
+            Network::Isolated => None,
+        };
+        if let Some(mount) = door {
+            match &self.privileged {
+                Some(p) => bwrap_args.extend([
+                    "--ro-bind".into(),
+                    p.door_mount_point.clone().into(),
+                    door::DIR_IN_SANDBOX.into(),
+                ]),
+                None => bwrap_args.extend([
+                    "--ro-bind".into(),
+                    mount.dir.clone().into(),
+                    door::DIR_IN_SANDBOX.into(),
+                    "--ro-bind".into(),
+                    mount.relay.clone().into(),
+                    door::RELAY_IN_SANDBOX.into(),
+                ]),
+            }
+            for (k, v) in door::proxy_env() {
+                bwrap_args.extend(["--setenv".into(), k.into(), v.into()]);
+            }
         }
         for (k, v) in &command.env {
             bwrap_args.extend(["--setenv".into(), k.into(), v.into()]);
         }
         bwrap_args.push("--".into());
+        if door.is_some() {
+            bwrap_args.extend(
+                [
+                    door::RELAY_IN_SANDBOX,
+                    "sandbox-relay",
+                    "--socket",
+                    door::SOCKET_IN_SANDBOX,
+                    "--listen",
+                    door::LISTEN,
+                    "--",
+                ]
+                .map(OsString::from),
+            );
+        }
         bwrap_args.extend(command.argv.iter().map(OsString::from));
 
         // Positional arguments: cgroup.procs files, `--`, [workspace, mount point, mount,
@@ -310,6 +363,13 @@ impl BubblewrapSandbox {
                     "\"$m\" --bind \"$1\" \"$2\" || \
                      { echo \"sandbox: cannot bind the agent runtimes\" >&2; exit 125; }\n\
                      shift 2\n",
+                );
+            }
+            if door.is_some() {
+                script.push_str(
+                    "\"$m\" --bind \"$1\" \"$2\" && \"$m\" --bind \"$3\" \"$2/relay\" || \
+                     { echo \"sandbox: cannot bind the door\" >&2; exit 125; }\n\
+                     shift 3\n",
                 );
             }
         }
@@ -346,6 +406,13 @@ impl BubblewrapSandbox {
             ]);
             if let Some(dir) = runtimes {
                 args.extend([dir.into(), p.runtimes_mount_point.clone().into()]);
+            }
+            if let Some(mount) = door {
+                args.extend([
+                    mount.dir.clone().into(),
+                    p.door_mount_point.clone().into(),
+                    mount.relay.clone().into(),
+                ]);
             }
         }
         args.extend(filters.into_iter().map(OsString::from));
@@ -476,7 +543,7 @@ impl BubblewrapSandbox {
             .as_ref()
             .map(|g| g.procs_files().collect())
             .unwrap_or_default();
-        let (program, args) = self.launcher(workspace.dir(), uid, network, command, procs);
+        let (program, args) = self.launcher(workspace.dir(), uid, &network, command, procs);
         let child = tokio::process::Command::new(&program)
             .args(args)
             .env_clear()

@@ -1,17 +1,29 @@
 //! What to run in a sandbox ([`Command`]), under which network policy ([`Network`]), and what
 //! comes back ([`Output`]).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Network access of a sandbox.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// Network access of a sandbox. Every sandbox has its own network namespace with only
+/// loopback; the only way out is a session's door (see [`crate::door`]).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Network {
-    /// Share the host's network.
-    Unrestricted,
-    /// No network at all (a private network namespace with only loopback), until the egress
-    /// proxy lands.
+    /// No way out at all.
     #[default]
-    Limited,
+    Isolated,
+    /// The relay listens on [`crate::door::LISTEN`] inside the namespace and forwards to the
+    /// session's door; every process gets the proxy variables ([`crate::door::proxy_env`]).
+    Door(DoorMount),
+}
+
+/// Where a session's door lives on the host (from [`crate::door::Door::register`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DoorMount {
+    /// The directory holding the door socket and the relay's mount target, bound read-only at
+    /// [`crate::door::DIR_IN_SANDBOX`].
+    pub dir: PathBuf,
+    /// The relay binary, bound read-only at [`crate::door::RELAY_IN_SANDBOX`].
+    pub relay: PathBuf,
 }
 
 /// A command to run in the workspace.

@@ -14,7 +14,7 @@
 //! let workspaces = Workspaces::new("/var/lib/managed-agents/workspaces").with_quota(Some(1 << 30));
 //! let workspace = workspaces.create("sesn_123").await?;
 //! let out = sandbox
-//!     .run(&workspace, Network::Limited, Command::shell("echo hi > note && cat note"))
+//!     .run(&workspace, Network::Isolated, Command::shell("echo hi > note && cat note"))
 //!     .await?;
 //! assert_eq!(out.stdout, "hi\n");
 //! workspaces.delete("sesn_123").await?;
@@ -36,7 +36,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
 pub use bubblewrap::{BubblewrapSandbox, Limits, Options};
-pub use command::{Command, Network, Output};
+pub use command::{Command, DoorMount, Network, Output};
 pub use image::MIN_QUOTA;
 pub use process::{Exit, Killer, LineError, Lines, Process};
 pub use uids::UidRange;

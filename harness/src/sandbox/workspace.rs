@@ -246,7 +246,7 @@ impl Workspaces {
             }
             let command = Command::new(["sh", "-c", "echo ok > check && cat check"])
                 .timeout(std::time::Duration::from_secs(30));
-            let out = sandbox.run(&ws, Network::Limited, command).await?;
+            let out = sandbox.run(&ws, Network::Isolated, command).await?;
             if out.stdout == "ok\n" {
                 Ok(())
             } else {

@@ -115,7 +115,7 @@ async fn fetch<X: Sandbox>(
     let out = exec(
         sandbox,
         workspace,
-        Network::Limited,
+        Network::Isolated,
         Command::new(["bash", "-c", FETCH, "edit", file, &max.to_string()])
             .timeout(FILE_TIMEOUT)
             .output_limit(encoded_max + 16),

@@ -351,7 +351,7 @@ async fn listing<X: Sandbox>(
     let command = command
         .timeout(FILE_TIMEOUT)
         .output_limit(limits.output_bytes);
-    let out = exec(sandbox, workspace, Network::Limited, command).await?;
+    let out = exec(sandbox, workspace, Network::Isolated, command).await?;
     if !out.success() {
         return Err(ToolOutput::error(describe_failure(&out)));
     }
@@ -384,7 +384,7 @@ trap - EXIT"#;
     let out = exec(
         sandbox,
         workspace,
-        Network::Limited,
+        Network::Isolated,
         Command::new(["bash", "-c", script, "write", file])
             .stdin(content)
             .timeout(FILE_TIMEOUT),
@@ -443,7 +443,7 @@ async fn grep<X: Sandbox>(
     let out = exec(
         sandbox,
         workspace,
-        Network::Limited,
+        Network::Isolated,
         Command::new(argv)
             .timeout(FILE_TIMEOUT)
             .output_limit(limits.output_bytes),

@@ -22,6 +22,7 @@ use reqwest::Url;
 use serde_json::{Map, Value};
 
 use super::{describe_failure, exec, string, Limits, ToolOutput};
+use crate::door;
 use crate::sandbox::{Command, Network, Sandbox, Workspace};
 
 /// How long one `web_fetch` may take.
@@ -89,10 +90,10 @@ pub(super) async fn web_fetch<X: Sandbox>(
     } else {
         "0"
     };
-    if network == Network::Limited {
+    if network == Network::Isolated {
         return Err(ToolOutput::error(
-            "web_fetch cannot reach the network: this session's environment has limited \
-             networking and the egress proxy that would allow its hosts is not available yet."
+            "web_fetch cannot reach the network: this server runs sandboxes without an egress \
+             proxy."
                 .to_owned(),
         ));
     }
@@ -107,6 +108,12 @@ pub(super) async fn web_fetch<X: Sandbox>(
             "curl",
             "--disable",
             "--globoff",
+            // Through the door even for loopback names (`NO_PROXY` is for the door's own
+            // endpoints): the sandbox's loopback is its own, the proxy decides the rest.
+            "--proxy",
+            door::PROXY_URL,
+            "--noproxy",
+            "",
             "--silent",
             "--show-error",
             "--location",

@@ -39,3 +39,30 @@ impl Sandboxed {
         }
     }
 }
+
+/// A door for tests: sockets under `dir`, the harness's `sandbox-relay` bin as the relay, and
+/// private destinations allowed (the test servers listen on loopback).
+pub fn door(dir: &std::path::Path) -> managed_agents_harness::door::Door {
+    managed_agents_harness::door::Door::new(managed_agents_harness::door::DoorOptions {
+        dir: dir.join("doors"),
+        relay: env!("CARGO_BIN_EXE_sandbox-relay").into(),
+        allow_private: true,
+        api_addrs: Vec::new(),
+    })
+    .expect("a door")
+}
+
+/// Registers `policy` for `session` on `door` and returns the network reaching it.
+pub fn open(
+    door: &managed_agents_harness::door::Door,
+    session: &str,
+    workspace: &Workspace,
+    policy: managed_agents_harness::door::Policy,
+) -> managed_agents_harness::sandbox::Network {
+    let id = managed_agents_core::ids::SessionId::parse(session).expect("a session id");
+    door.register(
+        managed_agents_harness::door::SessionDoor::new(id, policy),
+        workspace,
+    )
+    .expect("a registered door")
+}

@@ -465,7 +465,7 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
         );
         let mut process = self
             .sandbox
-            .start(self.workspace, self.network, command)
+            .start(self.workspace, self.network.clone(), command)
             .await
             .map_err(|e| format!("cannot start Claude Code in the sandbox: {e}"))?;
         let (Some(stdin), Some(lines)) = (process.stdin(), process.stdout()) else {

@@ -330,7 +330,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             AppServer::open(
                 self.sandbox,
                 self.workspace,
-                self.network,
+                self.network.clone(),
                 self.launch,
                 &settings,
             ),
