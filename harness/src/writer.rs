@@ -146,6 +146,16 @@ impl<S: Store> Writer<S> {
         .map(drop)
     }
 
+    /// Records one step ([`turn::record`]) whatever arrived meanwhile: the LLM gateway's span
+    /// ends, which count even when an interrupt is pending or the turn has ended.
+    pub(crate) async fn settle(&mut self, step: Step) -> Result<(), Halt> {
+        self.write(false, |state, _, now, ids| {
+            turn::record(state, step.clone(), now, ids)
+        })
+        .await
+        .map(drop)
+    }
+
     /// Ends the turn ([`turn::finish`]) whatever arrived meanwhile: `steps`, an error result
     /// for every built-in call still open, pending interrupts consumed, idle.
     pub(crate) async fn finish(&mut self, steps: Vec<Step>, end: End) -> Result<(), Halt> {

@@ -16,7 +16,7 @@
 //! - absolute-form `GET http://host/...`: the same check, then forwarded as plain HTTP.
 //! - origin-form requests (`POST /llm/...`, `/mcp/...`, from a process calling
 //!   [`LOCAL_BASE`] directly, which `NO_PROXY` allows): dispatched by path prefix to the
-//!   session's [`Local`] handlers; an unknown prefix is a 404.
+//!   session's [`Local`] handlers (`/llm/`: the LLM [`gateway`]); an unknown prefix is a 404.
 //!
 //! A denied request gets a `403` whose body is one line naming the reason. Every decision is
 //! counted ([`Counters`], rendered in `/metrics` with closed label sets).
@@ -27,6 +27,7 @@
 //! socket).
 
 mod counters;
+pub mod gateway;
 pub mod policy;
 mod proxy;
 pub mod relay;

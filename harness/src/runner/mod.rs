@@ -87,7 +87,7 @@ where
 struct Inner<S, X> {
     store: S,
     sandbox: X,
-    secrets: Box<dyn SecretOpener>,
+    secrets: Arc<dyn SecretOpener>,
     options: Options,
     previews: Previews,
     http: reqwest::Client,
@@ -164,7 +164,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
             inner: Arc::new(Inner {
                 store,
                 sandbox,
-                secrets: Box::new(secrets),
+                secrets: Arc::new(secrets),
                 options,
                 previews: Previews::default(),
                 http,
@@ -470,7 +470,13 @@ async fn turn<S: Store, X: Sandbox>(
     };
     let network = match &inner.options.door {
         Some(door) => {
-            let session = setup::door(&inner.store, &id, &created, &writer.state().agent).await;
+            let mut session = setup::door(&inner.store, &id, &created, &writer.state().agent).await;
+            if matches!(engine, Engine::Claude | Engine::Codex) {
+                // The agent CLI's only way to a model.
+                let gateway =
+                    setup::gateway(&inner.store, &inner.secrets, &inner.options, &created);
+                session = session.with_local(crate::door::gateway::PREFIX, Arc::new(gateway));
+            }
             match door.register(session, &workspace) {
                 Ok(network) => network,
                 Err(e) => {

@@ -25,6 +25,7 @@ use managed_agents_core::storage::{self, CatalogQuery, Kind, Order, Store, Strea
 use managed_agents_core::vault::{self, credential};
 
 use super::SecretOpener;
+use crate::door::gateway::Gateway;
 use crate::door::{Policy, SessionDoor};
 use crate::engine::TurnAgent;
 use crate::model::{Endpoint, Provider};
@@ -250,4 +251,44 @@ pub(crate) async fn door<S: Store>(
         Err(_) => Policy::none(),
     };
     SessionDoor::new(id.clone(), policy)
+}
+
+/// The LLM gateway of a session whose agent CLI runs in the sandbox: its endpoint and token
+/// are resolved by [`llm`] for every request (so a vault fixed between requests takes effect,
+/// and the operator's allow-list and the credential's endpoint binding apply as they do to the
+/// resident engines).
+pub(crate) fn gateway<S: Store + Clone + Send + Sync + 'static>(
+    store: &S,
+    secrets: &Arc<dyn SecretOpener>,
+    options: &Options,
+    created: &Created,
+) -> Gateway<S> {
+    let resolve = {
+        let (store, secrets, options, created) = (
+            store.clone(),
+            Arc::clone(secrets),
+            options.clone(),
+            created.clone(),
+        );
+        move || {
+            let (store, secrets, options, created) = (
+                store.clone(),
+                Arc::clone(&secrets),
+                options.clone(),
+                created.clone(),
+            );
+            async move {
+                match llm(&store, secrets.as_ref(), &options, &created).await? {
+                    Some((_, endpoint)) => Ok(endpoint),
+                    None => Err("this session has no LLM vault".to_owned()),
+                }
+            }
+        }
+    };
+    Gateway::new(
+        store.clone(),
+        created.id.clone(),
+        resolve,
+        options.request_timeout,
+    )
 }

@@ -35,7 +35,7 @@ pub(crate) const GATEWAY_URL: &str = "http://127.0.0.1:3128/llm/anthropic";
 /// The key Claude Code sends to the gateway for session `session`: a placeholder the gateway
 /// replaces with the LLM vault's token, so the token never enters the sandbox.
 pub(crate) fn placeholder_key(session: &managed_agents_core::ids::SessionId) -> String {
-    format!("sk-ant-placeholder-{session}")
+    crate::door::gateway::placeholder_key(session)
 }
 
 /// The longest a Claude Code process may live (a turn, or a wait for a confirmation).

@@ -66,7 +66,7 @@ pub(crate) const GATEWAY_URL: &str = "http://127.0.0.1:3128/llm/openai/v1";
 /// The key Codex sends to the gateway for `session`: a placeholder the gateway replaces with
 /// the LLM vault's token, so the token never enters the sandbox.
 pub(crate) fn placeholder_key(session: &SessionId) -> String {
-    format!("sk-placeholder-{session}")
+    crate::door::gateway::placeholder_key(session)
 }
 
 /// Codex's working directory: the session's workspace inside the sandbox.
