@@ -436,7 +436,8 @@ async fn a_response_the_agent_abandons_ends_its_span_as_an_error() {
         .handle(post(
             "/llm/anthropic/v1/messages",
             ("x-api-key", &placeholder),
-            anthropic_body("[[mock:text a long answer]] [[mock:slow 200ms 20]]", true),
+            // The first frames, then the model goes quiet for a long time.
+            anthropic_body("[[mock:text a long answer]] [[mock:slow 60s 20]]", true),
         ))
         .await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -463,6 +464,37 @@ async fn a_response_the_agent_abandons_ends_its_span_as_an_error() {
         end["model_usage"]["input_tokens"].as_u64().unwrap() > 0,
         "{end}"
     );
+}
+
+#[tokio::test]
+async fn a_request_abandoned_before_the_model_answers_ends_its_span_as_an_error() {
+    let s = setup(Provider::Anthropic).await;
+    s.run_turn().await;
+    let placeholder = s.placeholder();
+    let request = post(
+        "/llm/anthropic/v1/messages",
+        ("x-api-key", &placeholder),
+        anthropic_body("[[mock:delay 60s]] [[mock:text late]]", true),
+    );
+    let gateway = s.gateway.clone();
+    let pending = tokio::spawn(async move { gateway.handle(request).await });
+    s.mock.wait_for_requests(1).await;
+    // The agent is killed while the model has not answered yet.
+    pending.abort();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let end = loop {
+        let spans = spans(&s.load().await);
+        if spans.len() == 2 {
+            break spans[1].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no span end: {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(end["is_error"], true);
+    assert_eq!(end["model_usage"]["input_tokens"], 0);
 }
 
 #[tokio::test]

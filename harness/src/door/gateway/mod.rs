@@ -197,9 +197,13 @@ impl<S: Store + Clone + Send + Sync + 'static> Gateway<S> {
                 &message,
             );
         }
-        let span = match route {
+        let mut span = match route {
             Route::Model => match self.inner.spans.start().await {
-                Ok(span) => Some(span),
+                // Ended as an error if this future is dropped before the response starts.
+                Ok(span) => OpenSpan {
+                    gateway: self.clone(),
+                    span: Some(span),
+                },
                 Err(Refused(message)) => {
                     return error(
                         provider,
@@ -209,7 +213,10 @@ impl<S: Store + Clone + Send + Sync + 'static> Gateway<S> {
                     )
                 }
             },
-            Route::Plain => None,
+            Route::Plain => OpenSpan {
+                gateway: self.clone(),
+                span: None,
+            },
         };
         let query = request
             .uri()
@@ -228,10 +235,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Gateway<S> {
         let upstream = match upstream {
             Ok(response) => response,
             Err(e) => {
-                if let Some(span) = span {
-                    let usage = Default::default();
-                    self.inner.spans.end(span, usage, true).await;
-                }
+                span.end(&Meter::new(provider, ""), true).await;
                 // reqwest errors name the URL, never headers: no credential in the message.
                 let message = format!("the model endpoint cannot be reached: {e}");
                 return error(provider, StatusCode::BAD_GATEWAY, "api_error", &message);
@@ -257,7 +261,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Gateway<S> {
     fn relay(
         &self,
         provider: Provider,
-        span: Option<managed_agents_core::ids::EventId>,
+        mut span: OpenSpan<S>,
         upstream: reqwest::Response,
     ) -> Response<Body> {
         let status = upstream.status();
@@ -276,56 +280,82 @@ impl<S: Store + Clone + Send + Sync + 'static> Gateway<S> {
             .unwrap_or("")
             .to_owned();
         let (tx, rx) = mpsc::channel(IN_FLIGHT);
-        let gateway = self.clone();
         tokio::spawn(async move {
             let mut meter = Meter::new(provider, &content_type);
             let ok = status.is_success();
             let mut chunks = upstream.bytes_stream();
-            let mut span = span;
-            while let Some(chunk) = chunks.next().await {
-                let chunk = match chunk {
-                    Ok(chunk) => chunk,
-                    Err(e) => {
-                        gateway.end(&mut span, &meter, true).await;
+            loop {
+                let next = tokio::select! {
+                    next = chunks.next() => next,
+                    // The agent hung up (killed by an interrupt, say) while upstream is quiet.
+                    () = tx.closed() => {
+                        span.end(&meter, true).await;
+                        return;
+                    }
+                };
+                let chunk = match next {
+                    Some(Ok(chunk)) => chunk,
+                    Some(Err(e)) => {
+                        span.end(&meter, true).await;
                         let _ = tx.send(Err(BoxError::from(e))).await;
                         return;
                     }
+                    None => break,
                 };
                 meter.push(&chunk);
                 if meter.complete() {
                     // In the log before the agent has the response's end.
-                    gateway.end(&mut span, &meter, !ok || meter.failed()).await;
+                    span.end(&meter, !ok || meter.failed()).await;
                 }
                 if tx.send(Ok(Frame::data(chunk))).await.is_err() {
-                    // The agent hung up.
-                    gateway.end(&mut span, &meter, true).await;
+                    span.end(&meter, true).await;
                     return;
                 }
             }
             meter.finish();
             let cut = !meter.complete() && !meter.overflowed();
-            gateway
-                .end(&mut span, &meter, !ok || meter.failed() || cut)
-                .await;
+            span.end(&meter, !ok || meter.failed() || cut).await;
         });
         let body = BodyExt::boxed(StreamBody::new(Chunks(rx)));
         builder
             .body(body)
             .unwrap_or_else(|_| empty(StatusCode::BAD_GATEWAY))
     }
+}
 
-    /// Ends `span` once (later calls do nothing).
-    async fn end(
-        &self,
-        span: &mut Option<managed_agents_core::ids::EventId>,
-        meter: &Meter,
-        is_error: bool,
-    ) {
-        if let Some(span) = span.take() {
+/// A model request's span until its end is recorded; dropped unended (the request's future or
+/// the relay task cancelled), it is ended as an error in the background.
+struct OpenSpan<S: Store + Clone + Send + Sync + 'static> {
+    gateway: Gateway<S>,
+    span: Option<managed_agents_core::ids::EventId>,
+}
+
+impl<S: Store + Clone + Send + Sync + 'static> OpenSpan<S> {
+    /// Ends the span once (later calls do nothing) with what `meter` read.
+    async fn end(&mut self, meter: &Meter, is_error: bool) {
+        if let Some(span) = self.span.take() {
             if meter.overflowed() {
                 tracing::warn!(%span, "a model response frame was too large to meter; its usage may be incomplete");
             }
-            self.inner.spans.end(span, meter.usage(), is_error).await;
+            self.gateway
+                .inner
+                .spans
+                .end(span, meter.usage(), is_error)
+                .await;
+        }
+    }
+}
+
+impl<S: Store + Clone + Send + Sync + 'static> Drop for OpenSpan<S> {
+    fn drop(&mut self) {
+        if let Some(span) = self.span.take() {
+            let gateway = self.gateway.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let usage = Default::default();
+                    gateway.inner.spans.end(span, usage, true).await;
+                });
+            }
         }
     }
 }
