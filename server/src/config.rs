@@ -174,6 +174,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub llm_endpoint_allow: Vec<String>,
+    /// Let sandboxes reach loopback, link-local and private addresses through the egress proxy
+    /// (for test servers on loopback; never the server's own API port). Off by default.
+    #[arg(long, env = "MANAGED_AGENTS_EGRESS_ALLOW_PRIVATE")]
+    pub egress_allow_private: bool,
     /// Disk space each session's workspace may take (`10GiB`, `512MiB`, or bytes; units are
     /// powers of 1024; `0` for none). Enforced when the server runs as root, with a
     /// loop-mounted filesystem image per workspace.
@@ -329,6 +333,8 @@ pub struct ServeConfig {
     pub llm_endpoints: managed_agents_harness::model::AllowList,
     /// The disk quota of each workspace (`None`: unbounded).
     pub workspace_quota: Option<u64>,
+    /// Whether sandboxes may reach non-public addresses through the egress proxy.
+    pub egress_allow_private: bool,
     /// The size of each sandbox's `/tmp`.
     pub sandbox_tmp_bytes: u64,
     /// The host uids of sandboxes.
@@ -399,6 +405,7 @@ impl ServeArgs {
             runner: self.runner,
             llm_endpoints,
             workspace_quota,
+            egress_allow_private: self.egress_allow_private,
             sandbox_tmp_bytes,
             sandbox_uids,
             runtimes,

@@ -15,6 +15,12 @@ use managed_agents_storage_memory::MemoryStore;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    // The hidden `sandbox-relay` subcommand: the relay inside a sandbox (harness::door::relay),
+    // started for every sandboxed command, so before anything else.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == "sandbox-relay") {
+        std::process::exit(managed_agents_harness::door::relay::main(args));
+    }
     // Before any thread or file exists: everything the process creates is private (0600/0700).
     managed_agents_server::datadir::restrict_umask();
     let cli = Cli::parse();
@@ -144,8 +150,17 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let workspaces = workspaces(&config.data_dir)
         .with_quota(config.workspace_quota)
         .with_uids(config.sandbox_uids);
-    let runner = match config.runner {
-        RunnerMode::On => {
+    // Bound before the runner starts: the door denies the API's own address.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
+    let local = listener.local_addr()?;
+    let door = match config.runner {
+        RunnerMode::On => Some(door(&config.data_dir, config.egress_allow_private, local)?),
+        RunnerMode::Off => None,
+    };
+    let runner = match (config.runner, &door) {
+        (RunnerMode::On, Some(door)) => {
             start_runner(
                 &store,
                 &sealer,
@@ -157,10 +172,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 ),
                 config.llm_endpoints.clone(),
                 config.runtimes.clone(),
+                door.clone(),
             )
             .await?
         }
-        RunnerMode::Off => None,
+        _ => None,
     };
     let (mut state, shutdown) = AppState::new(store, sealer, blobs);
     state.ping_interval = config.ping_interval;
@@ -169,12 +185,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             notifier: runner.notifier(),
             previews: runner.previews(),
             workspaces: Some(workspaces.clone()),
+            door,
         };
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
-    let local = listener.local_addr()?;
     println!("listening on http://{local}");
     std::io::stdout().flush()?;
     tracing::info!(%local, storage = ?config.storage, "serving");
@@ -208,6 +221,7 @@ async fn start_runner(
     sandbox_options: managed_agents_harness::sandbox::Options,
     llm_endpoints: managed_agents_harness::model::AllowList,
     runtimes: managed_agents_harness::runtimes::Runtimes,
+    door: managed_agents_harness::door::Door,
 ) -> anyhow::Result<
     Option<
         managed_agents_harness::runner::Runner<
@@ -250,6 +264,7 @@ async fn start_runner(
     let mut options = Options::new(workspaces.clone());
     options.llm_endpoints = llm_endpoints;
     options.runtimes = runtimes;
+    options.door = Some(door);
     let runner = Runner::new(store.clone(), sandbox, unseal, options);
     match runner.start().await {
         Ok(n) => tracing::info!(sessions = n, "runner started"),
@@ -257,6 +272,45 @@ async fn start_runner(
     }
     runner.rescan_every(std::time::Duration::from_millis(500));
     Ok(Some(runner))
+}
+
+/// The sandboxes' egress door: sockets under `<data dir>/doors`, this executable as the relay
+/// (`managed-agents sandbox-relay`), the API's own address always denied.
+fn door(
+    data_dir: &std::path::Path,
+    allow_private: bool,
+    api: std::net::SocketAddr,
+) -> anyhow::Result<managed_agents_harness::door::Door> {
+    let dir = door_dir(data_dir);
+    let relay = std::env::current_exe().context("locating this executable (the sandbox relay)")?;
+    if allow_private {
+        tracing::warn!(
+            "--egress-allow-private: sandboxes may reach loopback and private addresses"
+        );
+    }
+    managed_agents_harness::door::Door::new(managed_agents_harness::door::DoorOptions {
+        dir,
+        relay,
+        allow_private,
+        api_addrs: vec![api],
+    })
+    .context("preparing the sandboxes' egress door")
+}
+
+/// Where the door sockets live: under `/run/managed-agents-doors/<hash of the data dir>` when
+/// the server is root (short socket paths, and a sandbox's mount table never shows the data
+/// dir's path), else `<data dir>/doors`.
+fn door_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    use sha2::Digest;
+    use std::os::unix::fs::MetadataExt;
+    let data_dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+        let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+        let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        std::path::Path::new("/run/managed-agents-doors").join(name)
+    } else {
+        data_dir.join("doors")
+    }
 }
 
 /// The sandbox's identities, limits and agent runtimes from `serve`'s flags.

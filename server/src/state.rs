@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use managed_agents_core::session::heads::Heads;
+use managed_agents_harness::door::Door;
 use managed_agents_harness::previews::Previews;
 use managed_agents_harness::runner::Notifier;
 use managed_agents_harness::sandbox::Workspaces;
@@ -38,7 +39,7 @@ pub struct AppState {
 }
 
 /// What the routes need of the harness runner: wake it for new input, merge live previews into
-/// streams, and delete a session's workspace with the session.
+/// streams, and delete a session's workspace and door with the session.
 #[derive(Clone, Debug)]
 pub struct RunnerHooks {
     /// Wakes the runner for a session (`Notifier::none()` without a runner).
@@ -47,6 +48,9 @@ pub struct RunnerHooks {
     pub previews: Previews,
     /// Session workspaces, deleted with their session.
     pub workspaces: Option<Workspaces>,
+    /// The sandboxes' egress door: a session's socket is removed with the session, and its
+    /// decision counters are part of `/metrics`.
+    pub door: Option<Door>,
 }
 
 impl Default for RunnerHooks {
@@ -55,6 +59,7 @@ impl Default for RunnerHooks {
             notifier: Notifier::none(),
             previews: Previews::default(),
             workspaces: None,
+            door: None,
         }
     }
 }

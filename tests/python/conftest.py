@@ -18,7 +18,7 @@ import subprocess
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import anthropic
 import httpx2
@@ -77,9 +77,16 @@ class ServerProcess:
     turn runs); the harness tests (`test_harness_*.py`) start servers with `runner=True`."""
 
     def __init__(
-        self, storage: str, data_dir: Path, key: Optional[str], log_path: Path, runner: bool = False
+        self,
+        storage: str,
+        data_dir: Path,
+        key: Optional[str],
+        log_path: Path,
+        runner: bool = False,
+        args: Sequence[str] = (),
     ):
         self.runner = runner
+        self.args = list(args)
         self.storage = storage
         self.data_dir = data_dir
         self.key = key
@@ -110,6 +117,7 @@ class ServerProcess:
                 self.storage,
                 "--data-dir",
                 str(self.data_dir),
+                *self.args,
             ],
             stdout=subprocess.PIPE,
             stderr=log,

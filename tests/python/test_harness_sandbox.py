@@ -1,6 +1,6 @@
 """Escape attempts through the bash tool fail (issues 4 and 8): the sandbox cannot write the
 host's system directories, read root-only files, see the server's data dir or another session's
-workspace, or reach the network in a `limited` environment; it runs under a seccomp filter, as
+workspace, or reach the network other than through the egress proxy; it runs under a seccomp filter, as
 a host uid of its own per session, without the server's environment or data path, with a
 bounded workspace and `/tmp`, and it works when the data dir is private. Each case has a
 control showing the command itself works where it is allowed."""
@@ -107,10 +107,17 @@ def test_limited_environment_has_no_network(harness: Harness) -> None:
     assert "DONE" in out
     assert "MOCK" not in out and "SERVER" not in out and "INTERNET" not in out
 
-    # Control: an unrestricted environment shares the host network and reaches the mock.
+    # An unrestricted environment has no direct route either (issue 10: the egress proxy is the
+    # only way out, see test_egress.py); the proxy is there and refuses the host's loopback.
     unrestricted = harness.environment(config={"type": "cloud", "networking": {"type": "unrestricted"}})
-    out = run(harness, harness.session(environment=unrestricted), probe)
-    assert "MOCK" in out
+    out = run(
+        harness,
+        harness.session(environment=unrestricted),
+        probe + f"; curl -sS --noproxy '' {harness.mock.url}/",
+    )
+    assert "DONE" in out
+    assert "MOCK" not in out and "SERVER" not in out and "INTERNET" not in out
+    assert "egress proxy: 127.0.0.1 is a loopback address" in out, out
 
 
 def test_sandbox_sees_a_private_tmp_and_no_host_processes(harness: Harness) -> None:

@@ -188,7 +188,8 @@ impl std::fmt::Debug for SessionDoor {
 /// How the server's door behaves.
 #[derive(Clone, Debug)]
 pub struct DoorOptions {
-    /// Where session sockets live (`<data dir>/doors`); created 0700.
+    /// Where session sockets live (created 0700, and so is its parent when missing); the server uses
+    /// `/run/managed-agents-doors/<hash of the data dir>` when root, else `<data dir>/doors`.
     pub dir: PathBuf,
     /// The relay binary bound into sandboxes (the server's own executable).
     pub relay: PathBuf,
@@ -260,6 +261,11 @@ impl Door {
             path: options.dir.clone(),
             source,
         };
+        if let Some(parent) = options.dir.parent().filter(|p| !p.exists()) {
+            std::fs::create_dir_all(parent).map_err(dir_error)?;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
+                .map_err(dir_error)?;
+        }
         std::fs::create_dir_all(&options.dir).map_err(dir_error)?;
         std::fs::set_permissions(&options.dir, std::fs::Permissions::from_mode(0o700))
             .map_err(dir_error)?;

@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -58,7 +59,7 @@ pub(super) fn listen(
     std::fs::write(dir.join(RELAY_NAME), b"").map_err(dir_error)?;
     let socket = dir.join(SOCKET_NAME);
     let _guard = runtime.enter();
-    let listener = UnixListener::bind(&socket).map_err(|source| Error::Bind {
+    let listener = bind(dir, &socket).map_err(|source| Error::Bind {
         path: socket.clone(),
         source,
     })?;
@@ -95,6 +96,17 @@ pub(super) fn listen(
         }
     });
     Ok(task.abort_handle())
+}
+
+/// Binds `socket` (in `dir`); a path too long for a socket address (108 bytes) is bound
+/// through the directory's descriptor (`/proc/self/fd/N/door.sock`).
+fn bind(dir: &Path, socket: &Path) -> std::io::Result<UnixListener> {
+    if socket.as_os_str().len() < 100 {
+        return UnixListener::bind(socket);
+    }
+    let handle = std::fs::File::open(dir)?;
+    let short = format!("/proc/self/fd/{}/{SOCKET_NAME}", handle.as_raw_fd());
+    UnixListener::bind(short)
 }
 
 /// One request on a session's door.

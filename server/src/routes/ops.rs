@@ -49,5 +49,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(stats) = state.store.stats() {
         text.push_str(&crate::metrics::render_store(&stats));
     }
+    if let Some(door) = &state.runner.door {
+        text.push_str(&door.counters().render());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -355,6 +355,9 @@ async fn delete(
             tracing::warn!(session_id = %id, error = %e, "cannot delete the session's workspace");
         }
     }
+    if let Some(door) = &state.runner.door {
+        door.unregister(&id);
+    }
     Ok(Json(json!({"id": id, "type": "session_deleted"})))
 }
 
