@@ -19,7 +19,7 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
-# RocksDB's C++ library is built once per librocksdb-sys version (about 35 minutes on 2 cores)
+# RocksDB's C++ library is built once per librocksdb-sys version (18 to 35 minutes on 2 cores)
 # and then linked statically; the script prints the directory holding librocksdb.a.
 ROCKSDB_LIB_DIR=$(MANAGED_AGENTS_CACHE="$cache" "$repo/scripts/rocksdb-lib.sh")
 export ROCKSDB_LIB_DIR

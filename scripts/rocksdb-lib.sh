@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds RocksDB's C++ library once, as a static librocksdb.a outside the clone, and prints the
 # directory holding it. Later builds link it through ROCKSDB_LIB_DIR + ROCKSDB_STATIC instead of
-# compiling RocksDB again (about 35 minutes on 2 cores). The version follows the
+# compiling RocksDB again (18 to 35 minutes on 2 cores). The version follows the
 # `librocksdb-sys` pinned in Cargo.lock, and the compression features follow the ones the
 # workspace enables, so a dependency bump or a feature change builds a fresh library.
 #
@@ -57,16 +57,16 @@ name = "rocksdb-lib-build"
 version = "0.0.0"
 edition = "2021"
 [dependencies]
-rocksdb = { version = "=$rocksdb_version", default-features = false, features = [$features] }
-librocksdb-sys = { version = "=$sys_version", default-features = false }
-lz4-sys = "=$lz4_version"
-zstd-sys = { version = "=$zstd_version", default-features = false }
+rocksdb = { version = "=${rocksdb_version%%+*}", default-features = false, features = [$features] }
+librocksdb-sys = { version = "=${sys_version%%+*}", default-features = false }
+lz4-sys = "=${lz4_version%%+*}"
+zstd-sys = { version = "=${zstd_version%%+*}", default-features = false }
 [workspace]
 TOML
 echo 'fn main() { let _ = rocksdb::Options::default(); }' >"$work/src/main.rs"
 
 echo "rocksdb-lib: compiling RocksDB $sys_version ($feature_tag) into $out, once per version;" \
-    "it is linked statically afterwards. About 35 minutes on 2 cores." >&2
+    "it is linked statically afterwards. 18 to 35 minutes on 2 cores, depending on load." >&2
 started=$(date +%s)
 (
     cd "$work"
