@@ -1,0 +1,221 @@
+"""The `codex` engine (issue 10): Codex (`codex app-server`, the pinned `@openai/codex`,
+installed by scripts/agent-runtimes.sh) runs inside the session's sandbox and reaches the mock
+model only through the door's LLM gateway. Text and tool turns, a file that outlives turns and
+a server restart (the same Codex thread is resumed), `always_ask` allow and deny, an interrupt
+during `sleep 30`, the vault token only ever on the gateway's side, spans and usage.
+
+The mock answers Codex's `/v1/responses` requests; `[[mock:tool exec_command {"cmd": ...}]]`
+makes it call Codex's shell tool, which our events name `bash`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from conftest import ServerProcess, new_key, unique
+from harness_support import (  # noqa: F401  (fixtures)
+    WAIT,
+    Harness,
+    harness,
+    harness_server,
+    llm_vault,
+    mock,
+    searchable,
+    stop_type,
+    text,
+    tool_prompt,
+    tool_results,
+    types,
+    wait_for,
+)
+
+TURN_WAIT = 120.0
+ASK = {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}
+
+
+def shell(command: str, before: str = "") -> str:
+    return tool_prompt("exec_command", {"cmd": command}, before)
+
+
+def codex(h: Harness) -> Harness:
+    """The harness with an LLM vault selecting the `codex` engine."""
+    token = "sk-codex-" + unique("secret")
+    vault = llm_vault(h.client, h.mock.url, token, engine="codex")
+    return Harness(client=h.client, server=h.server, mock=h.mock, vault=vault, token=token)
+
+
+def codex_agent(h: Harness, **kwargs: Any) -> Any:
+    kwargs.setdefault("model", "gpt-5")
+    return h.agent(**kwargs)
+
+
+def responses(h: Harness) -> list[dict[str, Any]]:
+    return [r for r in h.mock.requests() if r["path"].endswith("/v1/responses")]
+
+
+def header(request: dict[str, Any], name: str) -> str:
+    return next((v for k, v in request["headers"].items() if k.lower() == name), "")
+
+
+def host_processes_with(marker: str) -> list[str]:
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def test_text_turn_with_spans_and_usage(harness: Harness) -> None:
+    h = codex(harness)
+    session = h.session(agent=codex_agent(h, system="Answer in one word."))
+    events = h.turn(session.id, "[[mock:text hello from codex]]", TURN_WAIT)
+    kinds = types(events)
+    assert kinds[:2] == ["user.message", "session.status_running"]
+    assert kinds[-1] == "session.status_idle" and stop_type(events[-1]) == "end_turn"
+    messages = [e for e in events if e.type == "agent.message"]
+    assert [text(m) for m in messages] == ["hello from codex"], kinds
+    assert "session.error" not in kinds
+
+    # The gateway recorded the model request: a span with its usage, and the session's usage.
+    starts = [e for e in events if e.type == "span.model_request_start"]
+    ends = [e for e in events if e.type == "span.model_request_end"]
+    assert len(starts) == len(ends) >= 1, kinds
+    assert ends[0].model_request_start_id == starts[0].id
+    assert ends[0].model_usage.input_tokens > 0 and ends[0].model_usage.output_tokens > 0
+    usage = h.client.beta.sessions.retrieve(session.id).usage
+    assert usage.input_tokens >= ends[0].model_usage.input_tokens
+
+    # The agent's model and system prompt reached the model.
+    request = responses(h)[-1]
+    assert request["body"]["model"] == "gpt-5"
+    assert "Answer in one word." in json.dumps(request["body"]["input"])
+
+
+def test_tool_turn_file_persists_into_the_next_turn(harness: Harness) -> None:
+    h = codex(harness)
+    session = h.session(agent=codex_agent(h))
+    marker = unique("codex-was-here")
+    first = h.turn(session.id, shell(f"echo {marker} > note.txt && cat note.txt"), TURN_WAIT)
+    uses = [e for e in first if e.type == "agent.tool_use"]
+    assert [u.name for u in uses] == ["bash"], types(first)
+    assert uses[0].input == {"command": f"echo {marker} > note.txt && cat note.txt"}
+    assert uses[0].evaluated_permission == "allow"
+    results = tool_results(first)
+    assert len(results) == 1 and results[0].tool_use_id == uses[0].id
+    assert marker in text(results[0]) and not results[0].is_error
+    assert stop_type(first[-1]) == "end_turn"
+
+    second = h.turn(session.id, shell("cat note.txt"), TURN_WAIT)
+    assert marker in text(tool_results(second)[0])
+    # One Codex thread: the second turn's request carries the first turn's conversation.
+    assert f"echo {marker} > note.txt" in json.dumps(responses(h)[-1]["body"]["input"])
+
+
+def test_always_ask_allow_runs_and_deny_does_not(harness: Harness) -> None:
+    h = codex(harness)
+    session = h.session(agent=codex_agent(h, tools=[ASK]))
+
+    sent = h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": shell("echo allowed > allowed.txt")}]})
+    waiting = h.wait_idle(session.id, sent[0].id, TURN_WAIT)
+    assert stop_type(waiting[-1]) == "requires_action", types(waiting)
+    use = next(e for e in waiting if e.type == "agent.tool_use")
+    assert use.name == "bash" and use.evaluated_permission == "ask"
+    assert waiting[-1].stop_reason.event_ids == [use.id]
+    assert not tool_results(waiting)
+
+    allowed = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
+    after = h.wait_idle(session.id, allowed[0].id, TURN_WAIT)
+    result = tool_results(after)
+    assert len(result) == 1 and result[0].tool_use_id == use.id and not result[0].is_error
+    assert stop_type(after[-1]) == "end_turn", types(after)
+
+    sent = h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": shell("echo denied > denied.txt")}]})
+    waiting = h.wait_idle(session.id, sent[0].id, TURN_WAIT)
+    use = next(e for e in waiting if e.type == "agent.tool_use")
+    denied = h.send(
+        session.id,
+        {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "deny", "deny_message": "not that file"},
+    )
+    after = h.wait_idle(session.id, denied[0].id, TURN_WAIT)
+    result = [r for r in tool_results(after) if r.tool_use_id == use.id]
+    assert len(result) == 1 and result[0].is_error and "not that file" in text(result[0])
+    assert stop_type(after[-1]) == "end_turn", types(after)
+
+    # Only the allowed command ran.
+    sent = h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": shell("ls")}]})
+    waiting = h.wait_idle(session.id, sent[0].id, TURN_WAIT)
+    use = next(e for e in waiting if e.type == "agent.tool_use")
+    allowed = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
+    listing = text(tool_results(h.wait_idle(session.id, allowed[0].id, TURN_WAIT))[0])
+    assert "allowed.txt" in listing and "denied.txt" not in listing, listing
+
+
+def test_interrupt_stops_sleep_and_the_next_turn_continues(harness: Harness) -> None:
+    h = codex(harness)
+    session = h.session(agent=codex_agent(h))
+    # `sleep 30.<n>`: thirty seconds, and a command line no other test's process has.
+    nap = f"sleep 30.{time.time_ns() % 1_000_000:06d}"
+    command = f"{nap} && echo done"
+    sent = h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": shell(command)}]})
+    wait_for(lambda: any(e.type == "agent.tool_use" for e in h.events(session.id)), TURN_WAIT)
+    wait_for(lambda: host_processes_with(nap), TURN_WAIT)
+    interrupt = h.send(session.id, {"type": "user.interrupt"})
+    events = h.wait_idle(session.id, sent[0].id, TURN_WAIT)
+    assert interrupt[0].id in [e.id for e in events]
+    assert stop_type(events[-1]) == "end_turn"
+    results = tool_results(events)
+    assert len(results) == 1 and results[0].is_error, types(events)
+    # The whole process tree is gone, not only Codex.
+    assert host_processes_with(nap) == []
+
+    after = h.turn(session.id, "[[mock:text still here]]", TURN_WAIT)
+    assert [text(e) for e in after if e.type == "agent.message"] == ["still here"], types(after)
+
+
+def test_the_vault_token_reaches_the_model_only_through_the_gateway(harness: Harness) -> None:
+    h = codex(harness)
+    session = h.session(agent=codex_agent(h))
+    events = h.turn(session.id, shell("env; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; ls -la ~ ~/.codex"), TURN_WAIT)
+    output = text(tool_results(events)[0])
+    assert "MANAGED_AGENTS_LLM_KEY" in output  # the placeholder's variable is there ...
+    assert h.token not in output  # ... but not the token
+    for request in responses(h):
+        # The mock saw the vault's token, put there by the gateway.
+        assert header(request, "authorization") == f"Bearer {h.token}"
+    for event in h.events(session.id):
+        assert h.token not in event.model_dump_json()
+
+
+def test_the_thread_survives_a_server_restart(tmp_path: Path, mock: Any) -> None:
+    base = tmp_path / "restart"
+    searchable(base)
+    key = new_key()
+    process = ServerProcess("rocksdb", base / "data", key, base / "server.log", runner=True).start()
+    try:
+        client = process.client()
+        token = "sk-codex-" + unique("secret")
+        h = Harness(client=client, server=None, mock=mock, vault=llm_vault(client, mock.url, token, engine="codex"), token=token)  # type: ignore[arg-type]
+        session = h.session(agent=codex_agent(h))
+        marker = unique("before-restart")
+        first = h.turn(session.id, shell(f"echo {marker} > kept.txt"), TURN_WAIT)
+        assert stop_type(first[-1]) == "end_turn" and not tool_results(first)[0].is_error
+    finally:
+        assert process.stop() == 0, process.log_tail()
+
+    process = ServerProcess("rocksdb", base / "data", key, base / "server.log", runner=True).start()
+    try:
+        h.client = process.client()
+        after = h.turn(session.id, shell("cat kept.txt"), TURN_WAIT)
+        assert marker in text(tool_results(after)[0]), types(after)
+        # The same Codex thread: the request after the restart carries the turn before it.
+        assert f"echo {marker} > kept.txt" in json.dumps(responses(h)[-1]["body"]["input"])
+    finally:
+        assert process.stop() == 0, process.log_tail()
