@@ -33,8 +33,10 @@ pub(crate) struct Launch {
 pub(crate) enum Error {
     #[error("Codex cannot be started in the sandbox: {0}")]
     Start(#[source] sandbox::Error),
+    #[error("Codex wrote a line of more than {} MiB on stdout; the turn was stopped", .0 >> 20)]
+    LineTooLong(usize),
     #[error("{0}")]
-    Line(#[from] LineError),
+    Line(LineError),
     #[error("{0}")]
     Protocol(#[from] protocol::NotJsonRpc),
     #[error("Codex's stdin is closed: {0}")]
@@ -179,7 +181,11 @@ impl AppServer {
     }
 
     async fn read(&mut self) -> Result<Incoming, Error> {
-        match self.stdout.next().await? {
+        let line = self.stdout.next().await.map_err(|e| match e {
+            LineError::TooLong { limit } => Error::LineTooLong(limit),
+            other => Error::Line(other),
+        })?;
+        match line {
             Some(line) => Ok(protocol::parse(&line)?),
             None => Err(Error::Exited(self.exit_note().await)),
         }
@@ -225,5 +231,78 @@ impl AppServer {
         if tokio::time::timeout(grace, process.wait()).await.is_err() {
             killer.kill();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::engine::codex::protocol::Approvals;
+    use crate::sandbox::{BubblewrapSandbox, Workspaces};
+
+    /// Runs `script` in a real sandbox in place of Codex and opens it as an app-server.
+    async fn open(script: &str) -> Result<AppServer, Error> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+            .expect("chmod");
+        let workspaces = Workspaces::new(dir.path().join("workspaces"));
+        let workspace = workspaces
+            .create("sesn_codex_server")
+            .await
+            .expect("a workspace");
+        let sandbox = BubblewrapSandbox::new(Default::default()).expect("bubblewrap");
+        let launch = Launch {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            env: Vec::new(),
+            lifetime: Duration::from_secs(60),
+        };
+        let settings = ThreadSettings {
+            model: "m".into(),
+            instructions: None,
+            approvals: Approvals::Never,
+            cwd: "/workspace".into(),
+        };
+        AppServer::open(&sandbox, &workspace, Network::Limited, &launch, &settings).await
+    }
+
+    #[tokio::test]
+    async fn a_line_over_16_mib_is_a_clear_error() {
+        let huge = "head -c 17000000 /dev/zero | tr '\\0' a; echo; sleep 5";
+        let error = open(huge).await.err().expect("an error");
+        assert_eq!(
+            error.to_string(),
+            "Codex wrote a line of more than 16 MiB on stdout; the turn was stopped"
+        );
+    }
+
+    #[tokio::test]
+    async fn codex_exiting_is_an_error_with_its_last_words() {
+        let error = open("read -r line; echo 'no such model' >&2; exit 3")
+            .await
+            .err()
+            .expect("an error");
+        assert_eq!(error.to_string(), "Codex exited with code 3: no such model");
+    }
+
+    #[tokio::test]
+    async fn the_handshake_attaches_to_the_newest_thread() {
+        // A stand-in speaking just enough of the protocol: every request is answered in order
+        // (ids 1..4: initialize, thread/list with one thread, thread/resume), and a notification
+        // arrives first, kept for `next`.
+        let script = r#"
+            read -r l; echo '{"method":"remoteControl/status/changed","params":{}}'
+            echo '{"id":1,"result":{}}'
+            read -r l; read -r l; echo '{"id":2,"result":{"data":[{"id":"t-old"}]}}'
+            read -r l; case "$l" in *'"threadId":"t-old"'*) echo '{"id":3,"result":{"thread":{"id":"t-old"}}}';; *) echo bad;; esac
+            sleep 5"#;
+        let mut server = open(script).await.expect("opened");
+        assert_eq!(server.thread, "t-old");
+        let first = server.next().await.expect("the kept notification");
+        assert!(
+            matches!(first, Incoming::Notification { method, .. } if method == "remoteControl/status/changed")
+        );
+        server.kill().await;
     }
 }
