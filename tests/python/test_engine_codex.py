@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Optional
 
-from conftest import ServerProcess, new_key, unique
+import pytest
+
+from conftest import REPO, ServerProcess, new_key, unique
 from harness_support import (  # noqa: F401  (fixtures)
-    WAIT,
     Harness,
-    harness,
-    harness_server,
+    MockModel,
     llm_vault,
     mock,
     searchable,
@@ -37,15 +38,75 @@ TURN_WAIT = 120.0
 ASK = {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}
 
 
+def runtimes_dir() -> str:
+    """The runtime directory with the pinned Codex, installed by scripts/agent-runtimes.sh when
+    missing (a failed install fails the test; nothing is skipped)."""
+    out = subprocess.run(
+        [str(REPO / "scripts" / "agent-runtimes.sh")], check=True, capture_output=True, text=True, timeout=900
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+class CodexServer:
+    """A server with the runner on and the runtime directory set, restartable on its data dir."""
+
+    def __init__(self, base: Path, runtimes: str):
+        searchable(base)
+        self.base = base
+        self.key = new_key()
+        self.runtimes = runtimes
+        self.process: Optional[ServerProcess] = None
+
+    def start(self) -> "CodexServer":
+        saved = os.environ.get("MANAGED_AGENTS_RUNTIMES_DIR")
+        os.environ["MANAGED_AGENTS_RUNTIMES_DIR"] = self.runtimes
+        try:
+            self.process = ServerProcess(
+                "rocksdb", self.base / "data", self.key, self.base / "server.log", runner=True
+            ).start()
+        finally:
+            if saved is None:
+                os.environ.pop("MANAGED_AGENTS_RUNTIMES_DIR", None)
+            else:
+                os.environ["MANAGED_AGENTS_RUNTIMES_DIR"] = saved
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            code = self.process.stop()
+            log = self.process.log_tail()
+            self.process = None
+            assert code == 0, f"server exited with {code}; log tail:\n{log}"
+
+    def harness(self, mock: MockModel) -> Harness:
+        """A client, the mock and an LLM vault selecting the `codex` engine."""
+        assert self.process is not None
+        client = self.process.client()
+        token = "sk-codex-" + unique("secret")
+        vault = llm_vault(client, mock.url, token, engine="codex")
+        server: Any = None
+        return Harness(client=client, server=server, mock=mock, vault=vault, token=token)
+
+
+@pytest.fixture(scope="module")
+def runtimes() -> str:
+    return runtimes_dir()
+
+
+@pytest.fixture(scope="module")
+def codex_server(tmp_path_factory: pytest.TempPathFactory, runtimes: str) -> Iterator[CodexServer]:
+    server = CodexServer(tmp_path_factory.mktemp("codex-server"), runtimes).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def h(codex_server: CodexServer, mock: MockModel) -> Harness:
+    return codex_server.harness(mock)
+
+
 def shell(command: str, before: str = "") -> str:
     return tool_prompt("exec_command", {"cmd": command}, before)
-
-
-def codex(h: Harness) -> Harness:
-    """The harness with an LLM vault selecting the `codex` engine."""
-    token = "sk-codex-" + unique("secret")
-    vault = llm_vault(h.client, h.mock.url, token, engine="codex")
-    return Harness(client=h.client, server=h.server, mock=h.mock, vault=vault, token=token)
 
 
 def codex_agent(h: Harness, **kwargs: Any) -> Any:
@@ -73,8 +134,7 @@ def host_processes_with(marker: str) -> list[str]:
     return found
 
 
-def test_text_turn_with_spans_and_usage(harness: Harness) -> None:
-    h = codex(harness)
+def test_text_turn_with_spans_and_usage(h: Harness) -> None:
     session = h.session(agent=codex_agent(h, system="Answer in one word."))
     events = h.turn(session.id, "[[mock:text hello from codex]]", TURN_WAIT)
     kinds = types(events)
@@ -84,10 +144,12 @@ def test_text_turn_with_spans_and_usage(harness: Harness) -> None:
     assert [text(m) for m in messages] == ["hello from codex"], kinds
     assert "session.error" not in kinds
 
-    # The gateway recorded the model request: a span with its usage, and the session's usage.
+    # The gateway recorded the model request (before Codex saw the end of the response): a
+    # span with its usage, before the message, and the session's usage.
     starts = [e for e in events if e.type == "span.model_request_start"]
     ends = [e for e in events if e.type == "span.model_request_end"]
-    assert len(starts) == len(ends) >= 1, kinds
+    assert len(starts) == len(ends) == 1, kinds
+    assert kinds.index("span.model_request_end") < kinds.index("agent.message"), kinds
     assert ends[0].model_request_start_id == starts[0].id
     assert ends[0].model_usage.input_tokens > 0 and ends[0].model_usage.output_tokens > 0
     usage = h.client.beta.sessions.retrieve(session.id).usage
@@ -99,8 +161,7 @@ def test_text_turn_with_spans_and_usage(harness: Harness) -> None:
     assert "Answer in one word." in json.dumps(request["body"]["input"])
 
 
-def test_tool_turn_file_persists_into_the_next_turn(harness: Harness) -> None:
-    h = codex(harness)
+def test_tool_turn_file_persists_into_the_next_turn(h: Harness) -> None:
     session = h.session(agent=codex_agent(h))
     marker = unique("codex-was-here")
     first = h.turn(session.id, shell(f"echo {marker} > note.txt && cat note.txt"), TURN_WAIT)
@@ -119,8 +180,7 @@ def test_tool_turn_file_persists_into_the_next_turn(harness: Harness) -> None:
     assert f"echo {marker} > note.txt" in json.dumps(responses(h)[-1]["body"]["input"])
 
 
-def test_always_ask_allow_runs_and_deny_does_not(harness: Harness) -> None:
-    h = codex(harness)
+def test_always_ask_allow_runs_and_deny_does_not(h: Harness) -> None:
     session = h.session(agent=codex_agent(h, tools=[ASK]))
 
     sent = h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": shell("echo allowed > allowed.txt")}]})
@@ -158,8 +218,7 @@ def test_always_ask_allow_runs_and_deny_does_not(harness: Harness) -> None:
     assert "allowed.txt" in listing and "denied.txt" not in listing, listing
 
 
-def test_interrupt_stops_sleep_and_the_next_turn_continues(harness: Harness) -> None:
-    h = codex(harness)
+def test_interrupt_stops_sleep_and_the_next_turn_continues(h: Harness) -> None:
     session = h.session(agent=codex_agent(h))
     # `sleep 30.<n>`: thirty seconds, and a command line no other test's process has.
     nap = f"sleep 30.{time.time_ns() % 1_000_000:06d}"
@@ -180,8 +239,7 @@ def test_interrupt_stops_sleep_and_the_next_turn_continues(harness: Harness) -> 
     assert [text(e) for e in after if e.type == "agent.message"] == ["still here"], types(after)
 
 
-def test_the_vault_token_reaches_the_model_only_through_the_gateway(harness: Harness) -> None:
-    h = codex(harness)
+def test_the_vault_token_reaches_the_model_only_through_the_gateway(h: Harness) -> None:
     session = h.session(agent=codex_agent(h))
     events = h.turn(session.id, shell("env; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; ls -la ~ ~/.codex"), TURN_WAIT)
     output = text(tool_results(events)[0])
@@ -194,28 +252,22 @@ def test_the_vault_token_reaches_the_model_only_through_the_gateway(harness: Har
         assert h.token not in event.model_dump_json()
 
 
-def test_the_thread_survives_a_server_restart(tmp_path: Path, mock: Any) -> None:
-    base = tmp_path / "restart"
-    searchable(base)
-    key = new_key()
-    process = ServerProcess("rocksdb", base / "data", key, base / "server.log", runner=True).start()
+def test_the_thread_survives_a_server_restart(tmp_path: Path, runtimes: str, mock: MockModel) -> None:
+    server = CodexServer(tmp_path / "restart", runtimes).start()
     try:
-        client = process.client()
-        token = "sk-codex-" + unique("secret")
-        h = Harness(client=client, server=None, mock=mock, vault=llm_vault(client, mock.url, token, engine="codex"), token=token)  # type: ignore[arg-type]
+        h = server.harness(mock)
         session = h.session(agent=codex_agent(h))
         marker = unique("before-restart")
         first = h.turn(session.id, shell(f"echo {marker} > kept.txt"), TURN_WAIT)
-        assert stop_type(first[-1]) == "end_turn" and not tool_results(first)[0].is_error
-    finally:
-        assert process.stop() == 0, process.log_tail()
+        assert stop_type(first[-1]) == "end_turn" and not tool_results(first)[0].is_error, types(first)
 
-    process = ServerProcess("rocksdb", base / "data", key, base / "server.log", runner=True).start()
-    try:
-        h.client = process.client()
+        server.stop()
+        server.start()
+        assert server.process is not None
+        h.client = server.process.client()
         after = h.turn(session.id, shell("cat kept.txt"), TURN_WAIT)
         assert marker in text(tool_results(after)[0]), types(after)
         # The same Codex thread: the request after the restart carries the turn before it.
         assert f"echo {marker} > kept.txt" in json.dumps(responses(h)[-1]["body"]["input"])
     finally:
-        assert process.stop() == 0, process.log_tail()
+        server.stop()
