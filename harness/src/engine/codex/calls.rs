@@ -140,7 +140,12 @@ impl Calls {
     /// waits for it. A denied call's result is recorded by the caller, so its end is not.
     pub(crate) fn confirmed(&mut self, id: &EventId, allow: bool) -> Option<Value> {
         let (item, request) = self.waiting.remove(id)?;
-        if !allow {
+        if allow {
+            // Codex may ask again for the same item (one command, several callbacks).
+            if let Some(open) = self.open.get_mut(&item) {
+                open.decision = Decision::Allow;
+            }
+        } else {
             self.open.remove(&item);
         }
         Some(request)
@@ -260,6 +265,7 @@ mod tests {
         assert!(calls.waiting().is_empty());
         assert!(calls.running());
         assert_eq!(calls.confirmed(&id, true), None, "answered once");
+        assert_eq!(calls.asked("c1", json!(8)), Asked::Answer(true), "allowed from now on");
     }
 
     #[test]
