@@ -515,7 +515,11 @@ async fn turn<S: Store, X: Sandbox>(
             Ok(program) => program,
             Err(message) => return writer.fail(message).await,
         };
-        let launch = codex::launch(&program, codex::GATEWAY_URL, &codex::placeholder_key(&id));
+        let launch = codex::launch(
+            &program,
+            crate::door::gateway::OPENAI_BASE_URL,
+            &crate::door::gateway::placeholder_key(&id),
+        );
         return codex::Turn {
             writer: &mut writer,
             sandbox: &inner.sandbox,

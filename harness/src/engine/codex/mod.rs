@@ -59,16 +59,6 @@ use crate::previews::Previews;
 use crate::sandbox::{Network, Sandbox, Workspace};
 use crate::writer::{Halt, Writer};
 
-/// Codex's model provider: the LLM gateway's OpenAI Responses endpoint on the sandbox's door
-/// (Codex appends `/responses`).
-pub(crate) const GATEWAY_URL: &str = "http://127.0.0.1:3128/llm/openai/v1";
-
-/// The key Codex sends to the gateway for `session`: a placeholder the gateway replaces with
-/// the LLM vault's token, so the token never enters the sandbox.
-pub(crate) fn placeholder_key(session: &SessionId) -> String {
-    crate::door::gateway::placeholder_key(session)
-}
-
 /// Codex's working directory: the session's workspace inside the sandbox.
 const CWD: &str = "/workspace";
 /// Codex's home, in the persistent workspace.
