@@ -265,7 +265,11 @@ mod tests {
         assert!(calls.waiting().is_empty());
         assert!(calls.running());
         assert_eq!(calls.confirmed(&id, true), None, "answered once");
-        assert_eq!(calls.asked("c1", json!(8)), Asked::Answer(true), "allowed from now on");
+        assert_eq!(
+            calls.asked("c1", json!(8)),
+            Asked::Answer(true),
+            "allowed from now on"
+        );
     }
 
     #[test]

@@ -264,7 +264,7 @@ mod tests {
             approvals: Approvals::Never,
             cwd: "/workspace".into(),
         };
-        AppServer::open(&sandbox, &workspace, Network::Limited, &launch, &settings).await
+        AppServer::open(&sandbox, &workspace, Network::Isolated, &launch, &settings).await
     }
 
     #[tokio::test]
