@@ -350,6 +350,7 @@ mod tests {
             is_error: true,
             stop_reason: None,
             result: None,
+            queued: 0,
         };
         let (steps, end) = finish(&failed);
         assert!(
@@ -361,6 +362,7 @@ mod tests {
             is_error: false,
             stop_reason: Some("refusal".into()),
             result: Some("no".into()),
+            queued: 0,
         };
         assert_eq!(finish(&refused).1.stop_reason, StopReason::Refusal);
     }

@@ -367,8 +367,15 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
                     }
                 }
                 Line::Result(result) => {
+                    // Messages Claude Code queued (sent while it was busy) may get a turn
+                    // and a result of their own: wait for the last one.
                     let (steps, end) = map::finish(&result);
-                    return Ok(Ended::Done(steps, end));
+                    if result.queued == 0 {
+                        return Ok(Ended::Done(steps, end));
+                    }
+                    for step in steps {
+                        self.writer.record(step).await?;
+                    }
                 }
                 Line::Init { .. } | Line::Other => {}
             }

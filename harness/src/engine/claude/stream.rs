@@ -46,6 +46,9 @@ pub(crate) struct Finish {
     pub(crate) stop_reason: Option<String>,
     /// The final text or the error description.
     pub(crate) result: Option<String>,
+    /// Turns Claude Code still has queued (messages that came while it was busy and will get
+    /// a result of their own).
+    pub(crate) queued: u64,
 }
 
 /// What one stdout line says.
@@ -184,6 +187,10 @@ impl Line {
                 is_error: v.get("is_error").and_then(Value::as_bool) == Some(true),
                 stop_reason: str_of(&v, "stop_reason").map(str::to_owned),
                 result: str_of(&v, "result").map(str::to_owned),
+                queued: v
+                    .get("queued_turn_count")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
             }),
             _ => Line::Other,
         })
@@ -275,6 +282,7 @@ mod tests {
             ("success", false)
         );
         assert_eq!(finish.stop_reason.as_deref(), Some("end_turn"));
+        assert_eq!(finish.queued, 0);
     }
 
     #[test]
