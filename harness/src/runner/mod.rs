@@ -492,7 +492,7 @@ async fn turn<S: Store, X: Sandbox>(
             Ok(program) => program,
             Err(message) => return writer.fail(message).await,
         };
-        let api_key = claude::launch::placeholder_key(&id);
+        let api_key = crate::door::gateway::placeholder_key(&id);
         return claude::ClaudeTurn {
             writer: &mut writer,
             sandbox: &inner.sandbox,
@@ -500,7 +500,7 @@ async fn turn<S: Store, X: Sandbox>(
             agent: &agent,
             program: &program,
             gateway: claude::Gateway {
-                base_url: claude::launch::GATEWAY_URL,
+                base_url: crate::door::gateway::ANTHROPIC_BASE_URL,
                 api_key: &api_key,
             },
             network,

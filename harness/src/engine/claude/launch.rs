@@ -29,15 +29,6 @@ use crate::sandbox::Command;
 /// HOME (and working directory) of Claude Code in the sandbox: the session's workspace.
 pub(crate) const HOME: &str = "/workspace";
 
-/// Where Claude Code sends its Messages API requests: the LLM gateway on the sandbox's door.
-pub(crate) const GATEWAY_URL: &str = "http://127.0.0.1:3128/llm/anthropic";
-
-/// The key Claude Code sends to the gateway for session `session`: a placeholder the gateway
-/// replaces with the LLM vault's token, so the token never enters the sandbox.
-pub(crate) fn placeholder_key(session: &managed_agents_core::ids::SessionId) -> String {
-    crate::door::gateway::placeholder_key(session)
-}
-
 /// The longest a Claude Code process may live (a turn, or a wait for a confirmation).
 pub(crate) const LIFETIME: Duration = Duration::from_secs(6 * 3600);
 
@@ -257,7 +248,7 @@ mod tests {
             program: Path::new("claude"),
             conversation: "c0ffee00-0000-4000-8000-000000000000",
             resume: false,
-            base_url: GATEWAY_URL,
+            base_url: crate::door::gateway::ANTHROPIC_BASE_URL,
             api_key: "placeholder",
         };
         let command = command(&launch, &agent);
