@@ -1,0 +1,301 @@
+"""The `claude` engine (issue 10): Claude Code 2.1.332 runs inside the session's sandbox, reaches
+the mock model only through the door's LLM gateway, and its stream becomes our events. Official
+SDK, real server, real sandbox, the project's mock model, the runtime installed by
+scripts/agent-runtimes.sh (run here when needed; a missing runtime fails, never skips).
+
+The mock answers Claude Code's requests by the directives in the prompt, with Claude Code's own
+tool names (`[[mock:tool Bash {...}]]`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from conftest import REPO, ServerProcess, new_key, unique
+from harness_support import (  # noqa: F401  (fixtures)
+    WAIT,
+    Harness,
+    MockModel,
+    llm_vault,
+    mock,
+    searchable,
+    stop_type,
+    text,
+    tool_results,
+    types,
+    wait_for,
+)
+
+MODEL = "claude-sonnet-4-5"
+#: Claude Code starts and resumes its conversation in each turn: give turns more time.
+TURN = 90.0
+
+
+def runtimes_dir() -> str:
+    """The runtime directory with the pinned Claude Code, installed if missing."""
+    out = subprocess.run(
+        [str(REPO / "scripts" / "agent-runtimes.sh")], check=True, capture_output=True, text=True, timeout=900
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def claude_prompt(tool: str, input: dict[str, Any]) -> str:
+    return f"[[mock:tool {tool} {json.dumps(input)}]]"
+
+
+class ClaudeServer:
+    """A server with the runner on, its runtime directory set, restartable on one data dir."""
+
+    def __init__(self, base: Path, runtimes: str):
+        searchable(base)
+        self.base = base
+        self.key = new_key()
+        self.runtimes = runtimes
+        self.process: ServerProcess | None = None
+
+    def start(self) -> "ClaudeServer":
+        self.process = ServerProcess(
+            "rocksdb",
+            self.base / "data",
+            self.key,
+            self.base / "server.log",
+            runner=True,
+            args=["--runtimes-dir", self.runtimes],
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            code = self.process.stop()
+            self.process = None
+            assert code == 0, f"server exited with {code}"
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def harness(self, mock: MockModel, token: str) -> Harness:
+        assert self.process is not None
+        client = self.process.client()
+        vault = llm_vault(client, mock.url, token, engine="claude")
+        server: Any = None
+        return Harness(client=client, server=server, mock=mock, vault=vault, token=token)
+
+
+@pytest.fixture(scope="module")
+def runtimes() -> str:
+    return runtimes_dir()
+
+
+@pytest.fixture
+def claude(tmp_path: Path, runtimes: str) -> Iterator[ClaudeServer]:
+    server = ClaudeServer(tmp_path / "claude-server", runtimes).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def h(claude: ClaudeServer, mock: MockModel) -> Harness:
+    return claude.harness(mock, "sk-vault-" + unique("secret"))
+
+
+def agent(h: Harness, **toolset: Any) -> Any:
+    tools = [{"type": "agent_toolset_20260401", **toolset}]
+    return h.agent(model=MODEL, tools=tools, system="You are a careful test agent.")
+
+
+def turn(h: Harness, session_id: str, prompt: str) -> list[Any]:
+    return h.turn(session_id, prompt, timeout=TURN)
+
+
+def messages_of(request: dict[str, Any]) -> list[dict[str, Any]]:
+    return [m for m in request["body"]["messages"] if m.get("role") in ("user", "assistant")]
+
+
+def test_a_text_turn(h: Harness) -> None:
+    session = h.session(agent=agent(h))
+    events = turn(h, session.id, "[[mock:thinking let me see]] [[mock:text hello from claude code]]")
+    assert stop_type(events[-1]) == "end_turn"
+    kinds = types(events)
+    assert "agent.thinking" in kinds
+    messages = [e for e in events if e.type == "agent.message"]
+    assert [text(m) for m in messages] == ["hello from claude code"]
+    assert "session.error" not in kinds
+
+    requests = h.model_requests()
+    assert requests and all(r["path"].endswith("/v1/messages") for r in requests)
+    body = requests[-1]["body"]
+    assert body["model"] == MODEL
+    system = json.dumps(body.get("system"))
+    assert "You are a careful test agent." in system
+
+
+def test_the_vault_token_reaches_the_model_only_through_the_gateway(h: Harness) -> None:
+    session = h.session(agent=agent(h))
+    events = turn(
+        h,
+        session.id,
+        claude_prompt("Bash", {"command": "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; env; ls -a ~"}),
+    )
+    assert stop_type(events[-1]) == "end_turn"
+    results = tool_results(events)
+    assert len(results) == 1 and not results[0].is_error
+    inside = text(results[0])
+    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:3128/llm/anthropic" in inside
+    assert h.token not in inside
+
+    requests = h.model_requests()
+    assert requests
+    for request in requests:
+        headers = json.dumps(request["headers"])
+        assert h.token in headers, headers
+        assert "placeholder" not in headers
+    everything = "".join(e.model_dump_json() for e in h.events(session.id))
+    assert h.token not in everything
+
+
+def test_spans_and_usage_are_recorded(h: Harness) -> None:
+    session = h.session(agent=agent(h))
+    events = turn(h, session.id, claude_prompt("Bash", {"command": "echo spans"}))
+    assert stop_type(events[-1]) == "end_turn"
+    starts = [e for e in events if e.type == "span.model_request_start"]
+    ends = [e for e in events if e.type == "span.model_request_end"]
+    assert len(starts) == len(ends) == len(h.model_requests()) >= 2
+    assert all(e.model_usage.input_tokens > 0 for e in ends)
+    usage = h.client.beta.sessions.retrieve(session.id).usage
+    assert usage.input_tokens == sum(e.model_usage.input_tokens for e in ends)
+    assert usage.output_tokens == sum(e.model_usage.output_tokens for e in ends)
+
+
+def test_a_bash_turn_whose_file_outlives_turns_and_a_restart(
+    claude: ClaudeServer, mock: MockModel
+) -> None:
+    h = claude.harness(mock, "sk-vault-" + unique("secret"))
+    session = h.session(agent=agent(h))
+    events = turn(h, session.id, claude_prompt("Bash", {"command": "echo persisted > note.txt && echo wrote"}))
+    assert stop_type(events[-1]) == "end_turn"
+    uses = [e for e in events if e.type == "agent.tool_use"]
+    assert [(u.name, u.input["command"]) for u in uses] == [("bash", "echo persisted > note.txt && echo wrote")]
+    assert uses[0].evaluated_permission == "allow"
+    results = tool_results(events)
+    assert [(r.tool_use_id, text(r).strip(), r.is_error) for r in results] == [(uses[0].id, "wrote", False)]
+    replies = [text(e) for e in events if e.type == "agent.message"]
+    assert len(replies) == 1 and replies[0].startswith("Tool result: wrote")
+
+    events = turn(h, session.id, claude_prompt("Bash", {"command": "cat note.txt"}))
+    assert [text(r).strip() for r in tool_results(events)] == ["persisted"]
+    # The same conversation: the second turn's requests carry the first turn.
+    assert len(messages_of(h.model_requests()[-1])) > 3
+
+    claude.restart()
+    h = claude.harness(mock, h.token)
+    h.client.beta.sessions.retrieve(session.id)
+    events = turn(h, session.id, claude_prompt("Bash", {"command": "cat note.txt"}))
+    assert [text(r).strip() for r in tool_results(events)] == ["persisted"]
+    assert stop_type(events[-1]) == "end_turn"
+    # Resumed after the restart: the conversation still holds the earlier turns.
+    assert len(messages_of(h.model_requests()[-1])) > 6
+
+
+def ask_agent(h: Harness) -> Any:
+    return agent(h, configs=[{"name": "bash", "permission_policy": {"type": "always_ask"}}])
+
+
+@pytest.mark.parametrize("answer", ["allow", "deny"])
+def test_always_ask_pauses_until_the_confirmation(h: Harness, answer: str) -> None:
+    session = h.session(agent=ask_agent(h))
+    events = turn(h, session.id, claude_prompt("Bash", {"command": "echo asked > asked.txt && echo ran"}))
+    idle = events[-1]
+    assert stop_type(idle) == "requires_action"
+    uses = [e for e in events if e.type == "agent.tool_use"]
+    assert len(uses) == 1 and uses[0].name == "bash" and uses[0].evaluated_permission == "ask"
+    assert idle.stop_reason.event_ids == [uses[0].id]
+    assert tool_results(events) == []
+    assert h.client.beta.sessions.retrieve(session.id).status == "idle"
+
+    confirmation: dict[str, Any] = {"type": "user.tool_confirmation", "tool_use_id": uses[0].id, "result": answer}
+    if answer == "deny":
+        confirmation["deny_message"] = "not today"
+    sent = h.send(session.id, confirmation)
+    events = h.wait_idle(session.id, sent[0].id, timeout=TURN)
+    assert stop_type(events[-1]) == "end_turn"
+    results = tool_results(events)
+    assert [r.tool_use_id for r in results] == [uses[0].id]
+    if answer == "allow":
+        assert (text(results[0]).strip(), results[0].is_error) == ("ran", False)
+    else:
+        assert results[0].is_error and "not today" in text(results[0])
+        # The file was never written: ask in a new turn.
+        check = turn(h, session.id, "[[mock:text fine]]")
+        assert stop_type(check[-1]) == "end_turn"
+        events = turn(h, session.id, claude_prompt("Read", {"file_path": "/workspace/asked.txt"}))
+        assert tool_results(events)[0].is_error
+
+
+def test_interrupt_stops_a_running_command(h: Harness) -> None:
+    session = h.session(agent=agent(h))
+    sent = h.send(
+        session.id,
+        {"type": "user.message", "content": [{"type": "text", "text": claude_prompt("Bash", {"command": "sleep 30"})}]},
+    )
+    wait_for(lambda: any(e.type == "agent.tool_use" for e in h.events(session.id)), timeout=TURN)
+    h.send(session.id, {"type": "user.interrupt"})
+    # Well before the command would have finished by itself.
+    events = h.wait_idle(session.id, sent[0].id, timeout=20)
+    assert stop_type(events[-1]) == "end_turn"
+    results = tool_results(events)
+    assert len(results) == 1 and results[0].is_error
+    # The session goes on: the next message resumes the conversation.
+    events = turn(h, session.id, "[[mock:text after the interrupt]]")
+    assert [text(e) for e in events if e.type == "agent.message"] == ["after the interrupt"]
+
+
+def test_a_missing_runtime_is_a_clear_session_error(tmp_path: Path, mock: MockModel) -> None:
+    empty = tmp_path / "no-runtimes"
+    empty.mkdir()
+    server = ClaudeServer(tmp_path / "server", str(empty)).start()
+    try:
+        h = server.harness(mock, "sk-vault-" + unique("secret"))
+        session = h.session(agent=agent(h))
+        events = turn(h, session.id, "[[mock:text hello]]")
+        errors = [e for e in events if e.type == "session.error"]
+        assert len(errors) == 1
+        assert "runtimes install claude" in errors[0].error.message
+        assert stop_type(events[-1]) == "end_turn"
+        assert h.model_requests() == []
+    finally:
+        server.stop()
+
+
+def test_a_custom_tool_call_waits_for_the_client_result(h: Harness) -> None:
+    weather = {
+        "type": "custom",
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    session = h.session(agent=h.agent(model=MODEL, tools=[{"type": "agent_toolset_20260401"}, weather]))
+    events = turn(h, session.id, claude_prompt("mcp__custom__get_weather", {"city": "Paris"}))
+    idle = events[-1]
+    assert stop_type(idle) == "requires_action"
+    uses = [e for e in events if e.type == "agent.custom_tool_use"]
+    assert [(u.name, u.input) for u in uses] == [("get_weather", {"city": "Paris"})]
+    assert idle.stop_reason.event_ids == [uses[0].id]
+
+    sent = h.send(
+        session.id,
+        {
+            "type": "user.custom_tool_result",
+            "custom_tool_use_id": uses[0].id,
+            "content": [{"type": "text", "text": "sunny and 21 degrees"}],
+        },
+    )
+    events = h.wait_idle(session.id, sent[0].id, timeout=TURN)
+    assert stop_type(events[-1]) == "end_turn"
+    replies = [text(e) for e in events if e.type == "agent.message"]
+    assert len(replies) == 1 and replies[0].startswith("Tool result: sunny and 21 degrees")
+    assert tool_results(events) == []
