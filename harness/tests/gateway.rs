@@ -536,3 +536,41 @@ async fn from_a_sandbox_through_the_door_with_egress_denied() {
     assert_eq!(spans[1]["is_error"], false);
     assert!(spans[1]["model_usage"]["output_tokens"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test]
+async fn an_endpoint_the_session_may_not_use_is_refused_with_the_reason() {
+    let s = setup(Provider::Anthropic).await;
+    s.run_turn().await;
+    // What runner::setup::llm says for a vault outside --llm-endpoint-allow.
+    let refusing = Gateway::new(
+        s.store.clone(),
+        s.session.clone(),
+        || async {
+            Err::<Endpoint, _>(
+                "the model endpoint of LLM vault vlt_x is not allowed on this server".to_owned(),
+            )
+        },
+        Duration::from_secs(60),
+    );
+    let placeholder = s.placeholder();
+    let response = refusing
+        .handle(post(
+            "/llm/anthropic/v1/messages",
+            ("x-api-key", &placeholder),
+            anthropic_body("hi", true),
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["type"], "permission_error");
+    assert_eq!(
+        error["error"]["message"],
+        "the model endpoint of LLM vault vlt_x is not allowed on this server"
+    );
+    assert!(s.mock.requests().is_empty());
+    assert!(
+        spans(&s.load().await).is_empty(),
+        "no span for a request never sent"
+    );
+}
