@@ -203,8 +203,30 @@ async fn the_door_is_the_only_way_out() {
         "{proxied:?}"
     );
     // The command's exit status comes through the relay.
-    let status = run(open, "exit 7".into()).await.unwrap();
+    let status = run(open.clone(), "exit 7".into()).await.unwrap();
     assert_eq!(status.exit_code, Some(7), "{status:?}");
+
+    // A timeout still kills everything: the relay, the command and what it left behind.
+    let marker = format!("{}", 40000 + std::process::id() % 9999);
+    let out = s
+        .sandbox
+        .run(
+            &ws,
+            open,
+            Command::shell(format!("sleep {marker} & sleep {marker}; echo never"))
+                .timeout(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    assert!(out.timed_out && !out.stdout.contains("never"), "{out:?}");
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        // The relay's own arguments carry the marker too.
+        .filter(|c| c.contains(&format!("sleep {marker}")))
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
 }
 
 #[tokio::test]
