@@ -250,13 +250,16 @@ async fn start_runner(
     if !accounts.is_empty() {
         tracing::warn!(?accounts, %uids, "host accounts use uids of --sandbox-uid-range");
     }
-    workspaces.self_test(&sandbox).await.with_context(|| {
-        format!(
+    workspaces
+        .self_test(&sandbox, Some(&door))
+        .await
+        .with_context(|| {
+            format!(
             "the sandbox start-up check in {} failed (fix it, or serve the API without running \
              sessions with --runner off)",
             workspaces.root().display()
         )
-    })?;
+        })?;
     let unseal = {
         let sealer = sealer.clone();
         move |sealed: &managed_agents_core::vault::SealedSecret| sealer.open_text(sealed).ok()

@@ -141,6 +141,18 @@ fn refusal(decision: Decision, reason: &str) -> Response<Body> {
     let line: String = reason.chars().filter(|c| !c.is_control()).collect();
     let mut response = Response::new(full(format!("egress proxy: {line}\n")));
     *response.status_mut() = status;
+    // The reason in the status line too: clients that report a refused CONNECT show that line
+    // (Python's "Tunnel connection failed: 403 ..."), never the body.
+    let phrase: String = format!(
+        "{} (egress proxy: {line})",
+        status.canonical_reason().unwrap_or("Refused")
+    )
+    .chars()
+    .filter(|c| c.is_ascii_graphic() || *c == ' ')
+    .collect();
+    if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(phrase.into_bytes()) {
+        response.extensions_mut().insert(phrase);
+    }
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

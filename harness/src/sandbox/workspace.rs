@@ -63,6 +63,14 @@ impl Workspace {
     }
 }
 
+/// The session id of the start-up check's door.
+const DOOR_ID: &str = "sesn_startup-check";
+/// The start-up check through a door: a file in the workspace, then the status line of the
+/// door's answer to a path no handler serves.
+const DOOR_PROBE: &str = "echo ok > check && cat check && exec 3<>/dev/tcp/127.0.0.1/3128 && \
+    printf 'GET /startup-check HTTP/1.1\\r\\nHost: door\\r\\nConnection: close\\r\\n\\r\\n' >&3 && \
+    head -n 1 <&3";
+
 impl Workspaces {
     /// Workspaces under `root` (made absolute), without a quota, with uids from the default
     /// range.
@@ -230,8 +238,14 @@ impl Workspaces {
 
     /// Run one command in a throw-away workspace (with a small quota when quotas are on),
     /// exactly as a session's tool call would: the start-up check that the sandbox works with
-    /// this data dir, uid range and machine.
-    pub async fn self_test<X: Sandbox>(&self, sandbox: &X) -> Result<(), Error> {
+    /// this data dir, uid range and machine. With a `door`, the command runs through it (as a
+    /// session's does) and asks the door for a page it does not have: the relay, the socket and
+    /// the proxy must answer `404`.
+    pub async fn self_test<X: Sandbox>(
+        &self,
+        sandbox: &X,
+        door: Option<&crate::door::Door>,
+    ) -> Result<(), Error> {
         const ID: &str = "startup-check";
         let probe = self
             .clone()
@@ -244,20 +258,40 @@ impl Workspaces {
                     "the workspace quota was not applied".into(),
                 ));
             }
-            let command = Command::new(["sh", "-c", "echo ok > check && cat check"])
-                .timeout(std::time::Duration::from_secs(30));
-            let out = sandbox.run(&ws, Network::Isolated, command).await?;
-            if out.stdout == "ok\n" {
+            let (network, script, expected) = match door {
+                Some(door) => {
+                    let id = managed_agents_core::ids::SessionId::parse(DOOR_ID)
+                        .map_err(|e| Error::SelfTest(e.to_string()))?;
+                    let session = crate::door::SessionDoor::new(id, crate::door::Policy::none());
+                    let network = door
+                        .register(session, &ws)
+                        .map_err(|e| Error::SelfTest(e.to_string()))?;
+                    (network, DOOR_PROBE, "ok\nHTTP/1.1 404 ")
+                }
+                None => (Network::Isolated, "echo ok > check && cat check", "ok\n"),
+            };
+            let command =
+                Command::new(["bash", "-c", script]).timeout(std::time::Duration::from_secs(30));
+            let out = sandbox.run(&ws, network, command).await?;
+            let matches = match door {
+                Some(_) => out.stdout.starts_with(expected),
+                None => out.stdout == expected,
+            };
+            if out.exit_code == Some(0) && matches {
                 Ok(())
             } else {
                 Err(Error::SelfTest(format!(
-                    "a test command failed (exit {:?}): {}",
+                    "a test command failed (exit {:?}): {} {}",
                     out.exit_code,
+                    out.stdout.trim(),
                     out.stderr.trim()
                 )))
             }
         }
         .await;
+        if let (Some(door), Ok(id)) = (door, managed_agents_core::ids::SessionId::parse(DOOR_ID)) {
+            door.unregister(&id);
+        }
         let cleaned = probe.delete(ID).await;
         result.and(cleaned)
     }
