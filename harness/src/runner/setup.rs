@@ -222,7 +222,11 @@ pub(crate) fn codex_program(options: &Options) -> Result<String, String> {
     options
         .runtimes
         .locate(crate::runtimes::Agent::Codex)
-        .map(|found| found.in_sandbox.to_string_lossy().into_owned())
+        .map(|found| {
+            crate::engine::codex::native(&found)
+                .to_string_lossy()
+                .into_owned()
+        })
         .map_err(|e| e.to_string())
 }
 
