@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! cargo build --release -p managed-agents-benches --bin egress -p managed-agents-harness --bin sandbox-relay
-//! target/release/egress [--connects 200] [--downloads 3] [--mib 100]
+//! target/release/egress [--connects 200] [--downloads 3] [--mib 100] [--sandbox-cpu-percent 100]
 //! ```
 //! Needs bubblewrap and curl; as root it runs like the server (a host uid per workspace).
 
@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use managed_agents_benches::{load_average, pct};
 use managed_agents_core::ids::SessionId;
 use managed_agents_harness::door::{Door, DoorOptions, Policy, SessionDoor};
-use managed_agents_harness::sandbox::{BubblewrapSandbox, Command, Sandbox, Workspaces};
+use managed_agents_harness::sandbox::{BubblewrapSandbox, Command, Options, Sandbox, Workspaces};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOST: &str = "127.0.0.2";
@@ -82,7 +82,7 @@ async fn serve(mib: u64) -> Result<u16> {
 /// Runs `curl` on the host and returns its `-w` output.
 async fn host_curl(args: &[&str]) -> Result<String> {
     let out = tokio::process::Command::new("curl")
-        .args(["-sS", "--noproxy", "*", "-o", "/dev/null"])
+        .args(["-sS", "-o", "/dev/null"])
         .args(args)
         .output()
         .await?;
@@ -107,6 +107,8 @@ async fn main() -> Result<()> {
     let connects = arg("--connects", 200)?;
     let downloads = arg("--downloads", 3)?;
     let mib = arg("--mib", 100)?;
+    // The sandbox's CPU share in hundredths of a CPU (the server's default: 100); 0 for none.
+    let cpus = arg("--sandbox-cpu-percent", 100)?;
     println!("load average before: {}", load_average());
 
     let dir = tempfile::tempdir()?;
@@ -121,7 +123,9 @@ async fn main() -> Result<()> {
         allow_private: true,
         api_addrs: Vec::new(),
     })?;
-    let sandbox = BubblewrapSandbox::new(Default::default())?;
+    let mut options = Options::default();
+    options.limits.cpus = (cpus > 0).then(|| cpus as f64 / 100.0);
+    let sandbox = BubblewrapSandbox::new(options)?;
     let workspaces = Workspaces::new(dir.path().join("workspaces"));
     let workspace = workspaces.create("sesn_egress_bench").await?;
     let network = door.register(
@@ -160,7 +164,7 @@ async fn main() -> Result<()> {
     let mut direct = Vec::new();
     for _ in 0..connects {
         direct.push(
-            host_curl(&["-w", "%{time_pretransfer}", &small])
+            host_curl(&["--noproxy", "*", "-w", "%{time_pretransfer}", &small])
                 .await?
                 .parse()?,
         );
@@ -168,8 +172,27 @@ async fn main() -> Result<()> {
     println!("{}", summary("CONNECT setup through the door", through));
     println!("{}", summary("direct TCP connect (host curl)", direct));
 
+    // The door without the sandbox: an in-process relay on the host hands `curl`'s
+    // connections to the same door socket, so only the proxy's own cost remains.
+    let host_relay = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let host_proxy = format!("http://{}", host_relay.local_addr()?);
+    let socket = dir
+        .path()
+        .join("doors/sesn_egress_bench")
+        .join(managed_agents_harness::door::SOCKET_NAME);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = host_relay.accept().await {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                if let Ok(unix) = tokio::net::UnixStream::connect(&socket).await {
+                    let _ = managed_agents_harness::door::handoff::send(&unix, &tcp).await;
+                }
+            });
+        }
+    });
+
     // Throughput, interleaved.
-    let (mut best_door, mut best_direct) = (0f64, 0f64);
+    let (mut best_door, mut best_direct, mut best_host_door) = (0f64, 0f64, 0f64);
     for _ in 0..downloads {
         let out = in_sandbox(format!(
             "curl -sS -p -o /dev/null -w '%{{speed_download}}' {big}"
@@ -180,7 +203,12 @@ async fn main() -> Result<()> {
         }
         best_door = best_door.max(out.stdout.trim().parse()?);
         best_direct = best_direct.max(
-            host_curl(&["-w", "%{speed_download}", &big])
+            host_curl(&["--noproxy", "*", "-w", "%{speed_download}", &big])
+                .await?
+                .parse()?,
+        );
+        best_host_door = best_host_door.max(
+            host_curl(&["-p", "-x", &host_proxy, "-w", "%{speed_download}", &big])
                 .await?
                 .parse()?,
         );
@@ -191,6 +219,11 @@ async fn main() -> Result<()> {
         mibs(best_door),
         mibs(best_direct),
         best_door / best_direct
+    );
+    println!(
+        "the door without the sandbox (host curl, in-process relay): {:.0} MiB/s, ratio {:.2}",
+        mibs(best_host_door),
+        best_host_door / best_direct
     );
     println!(
         "egress counters: {}",

@@ -2,13 +2,14 @@
 //!
 //! Each sandbox command runs in its own network namespace (`bwrap --unshare-net`) with only
 //! loopback. Inside it, the [`relay`] (the `managed-agents sandbox-relay` hidden subcommand, or
-//! the harness's `sandbox-relay` bin in tests) listens on [`LISTEN`] and forwards each
-//! connection's bytes to the session's unix socket, bound into the sandbox at
-//! [`SOCKET_IN_SANDBOX`]. Every process gets `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` (both cases,
+//! the harness's `sandbox-relay` bin in tests) listens on [`LISTEN`] and hands each
+//! accepted connection's socket to the session's unix socket, bound into the sandbox at
+//! [`SOCKET_IN_SANDBOX`] ([`handoff`]: `SCM_RIGHTS`, so the proxy serves the sandbox's socket
+//! itself and the relay copies no bytes). Every process gets `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` (both cases,
 //! [`proxy_env`]); a process that ignores them has no route anywhere.
 //!
 //! The server side is a [`Door`]: one unix socket per registered session
-//! (`<dir>/<session>/door.sock`); a connection on it belongs to that session. It serves
+//! (`<dir>/<session>/door.sock`); a socket handed over it belongs to that session. It serves
 //! HTTP/1.1 with hyper (`proxy.rs`):
 //! - `CONNECT host:port`: the session's [`Policy`] decides (and the proxy resolves the name and
 //!   checks every address, `policy.rs`); allowed tunnels go to the session's [`Inject`] hook when
@@ -28,6 +29,7 @@
 
 mod counters;
 pub mod gateway;
+pub mod handoff;
 pub mod policy;
 mod proxy;
 pub mod relay;

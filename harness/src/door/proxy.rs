@@ -1,4 +1,5 @@
-//! The door's HTTP/1.1 server on a session's unix socket (hyper): `CONNECT` tunnels,
+//! The door's HTTP/1.1 server for a session (hyper), on the sockets relays hand over the
+//! session's unix socket (`handoff.rs`): `CONNECT` tunnels,
 //! absolute-form plain-HTTP forwarding, and origin-form requests for the session's
 //! [`Local`](super::Local) handlers. Every destination goes through the policy and the address
 //! check of `policy.rs`; the proxy resolves names itself and connects only to the addresses it
@@ -22,6 +23,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpStream, UnixListener};
 
+use super::handoff;
 use super::policy::{normalize_host, Denial};
 use super::{
     Body, Decision, Destination, Error, Inner, Kind, SessionDoor, RELAY_NAME, SOCKET_NAME,
@@ -80,6 +82,13 @@ pub(super) fn listen(
             let current = current.clone();
             let inner = inner.clone();
             tokio::spawn(async move {
+                let stream = match handoff::receive(&stream).await {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "door connection without a socket");
+                        return;
+                    }
+                };
                 let service = service_fn(move |request| {
                     let door = current.read().unwrap_or_else(|p| p.into_inner()).clone();
                     handle(request, door, inner.clone())
@@ -267,28 +276,30 @@ async fn connect(
     };
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(request).await {
-            Ok(upgraded) => TokioIo::new(upgraded),
+            Ok(upgraded) => upgraded,
             Err(e) => {
                 tracing::debug!(error = %e, "CONNECT upgrade failed");
                 return;
             }
         };
         match (inject, upstream) {
-            (Some(inject), _) => inject.serve(door, destination, upgraded).await,
-            (None, Some(mut upstream)) => {
-                let mut upgraded = upgraded;
-                let _ = tokio::io::copy_bidirectional_with_sizes(
-                    &mut upgraded,
-                    &mut upstream,
-                    BUFFER,
-                    BUFFER,
-                )
-                .await;
+            (Some(inject), _) => {
+                inject
+                    .serve(door, destination, TokioIo::new(upgraded))
+                    .await
             }
+            (None, Some(upstream)) => tunnel(upgraded, upstream).await,
             (None, None) => {}
         }
     });
     Ok(Response::new(full(Bytes::new())))
+}
+
+/// Copies a tunnel's bytes both ways until both directions ended.
+async fn tunnel(upgraded: hyper::upgrade::Upgraded, mut upstream: TcpStream) {
+    let mut upgraded = TokioIo::new(upgraded);
+    let _ = tokio::io::copy_bidirectional_with_sizes(&mut upgraded, &mut upstream, BUFFER, BUFFER)
+        .await;
 }
 
 /// Hop-by-hop headers a proxy does not forward.

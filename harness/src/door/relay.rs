@@ -1,8 +1,9 @@
 //! The relay inside a sandbox: `sandbox-relay --socket PATH --listen ADDR -- ARGV...`.
 //!
 //! It listens on `ADDR` (loopback of the sandbox's own network namespace), starts `ARGV` as
-//! its child, copies the bytes of every accepted connection to and from a new connection to
-//! the unix socket `PATH` (the session's door), and exits with the child's status (`128 + n`
+//! its child, hands every accepted connection's socket to the session's door over a new
+//! connection to the unix socket `PATH` (`handoff.rs`: the socket itself, no bytes copied), and
+//! exits with the child's status (`128 + n`
 //! when signal `n` killed it, as `bwrap` reports). It is the sandbox's only way out. When the
 //! sandbox is killed (timeout, interrupt) the relay dies with everything else in its pid
 //! namespace; it never outlives the child on its own either: it exits as soon as the child
@@ -17,8 +18,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 
-/// The relay's buffer per direction of a connection.
-const BUFFER: usize = 64 * 1024;
+use super::handoff;
 
 /// The relay's arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,15 +125,12 @@ pub async fn run(args: Args) -> std::io::Result<ExitStatus> {
             let socket = socket.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
-                let mut tcp = tcp;
-                match tokio::net::UnixStream::connect(&socket).await {
-                    Ok(mut unix) => {
-                        let _ = tokio::io::copy_bidirectional_with_sizes(
-                            &mut tcp, &mut unix, BUFFER, BUFFER,
-                        )
-                        .await;
-                    }
-                    Err(e) => eprintln!("sandbox-relay: the door is closed: {e}"),
+                let handed = match tokio::net::UnixStream::connect(&socket).await {
+                    Ok(unix) => handoff::send(&unix, &tcp).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = handed {
+                    eprintln!("sandbox-relay: the door is closed: {e}");
                 }
             });
         }
