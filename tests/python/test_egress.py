@@ -16,7 +16,9 @@ the sandbox's `NO_PROXY` (`127.0.0.1,localhost`, kept for the door's own endpoin
 
 from __future__ import annotations
 
+import hashlib
 import http.server
+import os
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -119,6 +121,14 @@ def probe(mark: str, command: str) -> str:
     return f"echo '<{mark}>'; {command} 2>&1; echo \"rc=$?\"; echo '</{mark}>'; "
 
 
+def door_dir(server: Server) -> Path:
+    """Where the server keeps its sessions' door sockets."""
+    data_dir = str(server.process.data_dir.absolute())
+    if os.geteuid() != 0:
+        return Path(data_dir) / "doors"
+    return Path("/run/managed-agents-doors") / hashlib.sha256(data_dir.encode()).hexdigest()[:16]
+
+
 def metrics(server: Server) -> str:
     return httpx.get(server.url + "/metrics", timeout=10).text
 
@@ -175,6 +185,12 @@ def test_limited_reaches_only_its_allowed_hosts(open_harness: Harness, allowed_p
     for mark in ("direct", "direct_other"):
         section = marked(out, mark)
         assert "hello" not in section and "rc=0" not in section, out
+
+    # Deleting the session removes its door (the socket directory; see door_dir in main.rs).
+    door = door_dir(h.server) / session.id
+    assert (door / "door.sock").exists()
+    h.client.beta.sessions.delete(session.id)
+    assert not door.exists()
 
     after = metrics(h.server)
     assert counter(after, "http", "allowed") > counter(before, "http", "allowed")
@@ -239,6 +255,7 @@ def test_unrestricted_without_the_flag_cannot_reach_loopback(harness: Harness, a
         + probe("mock", f"{curl} --noproxy '' {h.mock.url}/_mock/requests")
         + probe("metadata", f"{curl} http://169.254.169.254/latest/meta-data/")
         + probe("private", f"{curl} http://{PRIVATE}/")
+        + probe("rebinding", f"{curl} --noproxy '' http://localhost:{mock_addr.port}/")
         + probe("direct", f"{curl} --noproxy '*' http://{mock_addr.hostname}:{mock_addr.port}/")
         + "echo DONE",
     )
@@ -247,4 +264,6 @@ def test_unrestricted_without_the_flag_cannot_reach_loopback(harness: Harness, a
     assert f"egress proxy: {mock_addr.hostname} is a loopback address" in marked(out, "mock"), out
     assert "egress proxy: 169.254.169.254 is a link-local address" in marked(out, "metadata"), out
     assert f"egress proxy: {PRIVATE} is a private address" in marked(out, "private"), out
+    # A name is checked on what it resolves to (DNS rebinding).
+    assert "egress proxy: localhost resolves to" in marked(out, "rebinding"), out
     assert "rc=0" not in marked(out, "direct"), out
