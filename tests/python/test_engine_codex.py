@@ -122,6 +122,11 @@ def header(request: dict[str, Any], name: str) -> str:
     return next((v for k, v in request["headers"].items() if k.lower() == name), "")
 
 
+def dump(events: list[Any]) -> list[Any]:
+    """What a failed assertion shows: each event's type, text and error."""
+    return [(e.type, text(e), getattr(e, "error", None)) for e in events]
+
+
 def host_processes_with(marker: str) -> list[str]:
     found = []
     for entry in os.scandir("/proc"):
@@ -138,22 +143,23 @@ def test_text_turn_with_spans_and_usage(h: Harness) -> None:
     session = h.session(agent=codex_agent(h, system="Answer in one word."))
     events = h.turn(session.id, "[[mock:text hello from codex]]", TURN_WAIT)
     kinds = types(events)
-    assert kinds[:2] == ["user.message", "session.status_running"]
-    assert kinds[-1] == "session.status_idle" and stop_type(events[-1]) == "end_turn"
+    seen = dump(events)
+    assert kinds[:2] == ["user.message", "session.status_running"], seen
+    assert kinds[-1] == "session.status_idle" and stop_type(events[-1]) == "end_turn", seen
     messages = [e for e in events if e.type == "agent.message"]
-    assert [text(m) for m in messages] == ["hello from codex"], kinds
-    assert "session.error" not in kinds
+    assert [text(m) for m in messages] == ["hello from codex"], seen
+    assert "session.error" not in kinds, seen
 
     # The gateway recorded the model request (before Codex saw the end of the response): a
     # span with its usage, before the message, and the session's usage.
     starts = [e for e in events if e.type == "span.model_request_start"]
     ends = [e for e in events if e.type == "span.model_request_end"]
-    assert len(starts) == len(ends) == 1, kinds
-    assert kinds.index("span.model_request_end") < kinds.index("agent.message"), kinds
-    assert ends[0].model_request_start_id == starts[0].id
-    assert ends[0].model_usage.input_tokens > 0 and ends[0].model_usage.output_tokens > 0
+    assert len(starts) == len(ends) == 1, seen
+    assert kinds.index("span.model_request_end") < kinds.index("agent.message"), seen
+    assert ends[0].model_request_start_id == starts[0].id, seen
+    assert ends[0].model_usage.input_tokens > 0 and ends[0].model_usage.output_tokens > 0, seen
     usage = h.client.beta.sessions.retrieve(session.id).usage
-    assert usage.input_tokens >= ends[0].model_usage.input_tokens
+    assert usage.input_tokens >= ends[0].model_usage.input_tokens, (usage, seen)
 
     # The agent's model and system prompt reached the model.
     request = responses(h)[-1]
@@ -264,7 +270,7 @@ def test_the_thread_survives_a_server_restart(
         marker = unique("before-restart")
         first = h.turn(session.id, shell(f"echo {marker} > kept.txt"), TURN_WAIT)
         ran = tool_results(first)
-        assert len(ran) == 1 and not ran[0].is_error, [(e.type, text(e), getattr(e, "error", None)) for e in first]
+        assert len(ran) == 1 and not ran[0].is_error, dump(first)
         assert stop_type(first[-1]) == "end_turn"
 
         server.stop()
