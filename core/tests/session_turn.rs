@@ -384,6 +384,37 @@ fn measured_span_ends_count_usage_in_a_turn_and_after_it() {
 }
 
 #[test]
+fn consumed_names_the_input_of_the_current_turn_only() {
+    let ids = |log: &[SessionRecord]| -> Vec<String> {
+        turn::consumed(log)
+            .iter()
+            .map(|e| e.id.to_string())
+            .collect()
+    };
+    // Consumed by an earlier turn, then idle: nothing for the next one yet.
+    let earlier = vec![
+        created(),
+        msg("m1"),
+        running(),
+        processed(&["m1"], 1_000),
+        idle(),
+    ];
+    assert!(ids(&earlier).is_empty());
+    // The next turn consumed m2 and a confirmation; m3 is still queued.
+    let next = with(
+        earlier.clone(),
+        vec![
+            msg("m2"),
+            confirmation("c1", "t1"),
+            msg("m3"),
+            processed(&["m2", "c1"], 5_000),
+        ],
+    );
+    assert_eq!(ids(&next), [eid("m2").to_string(), eid("c1").to_string()]);
+    assert_eq!(ids(&mid_turn()), [eid("m1").to_string()]);
+}
+
+#[test]
 fn output_steps_record_agent_events_without_a_span() {
     let output = |calls| {
         Step::Output(Output {

@@ -500,14 +500,37 @@ pub fn interrupt(
     finish(state, steps, End::end_turn(INTERRUPTED), now, ids)
 }
 
-/// Whether the current turn of a session had started: since the last idle, the runner
-/// consumed input or wrote agent, span, error or rescheduling events.
-pub fn turn_started(log: &[SessionRecord]) -> bool {
-    let since_idle = log
+/// The records of the current turn: everything after the last `session.status_idle`.
+fn since_idle(log: &[SessionRecord]) -> &[SessionRecord] {
+    let start = log
         .iter()
         .rposition(|r| matches!(r.event().map(|e| &e.body), Some(Body::SessionStatusIdle(_))))
         .map_or(0, |i| i + 1);
-    log[since_idle..].iter().any(|r| match r {
+    &log[start..]
+}
+
+/// The input events the current turn consumed (named by its `inputs_processed` facts, which
+/// [`start`] writes after the last idle), in log order: what an agent that keeps its own
+/// conversation (an agent CLI in the sandbox) is handed for this turn.
+pub fn consumed(log: &[SessionRecord]) -> Vec<&Event> {
+    let ids: Vec<&EventId> = since_idle(log)
+        .iter()
+        .filter_map(|r| match r {
+            SessionRecord::Fact(Fact::InputsProcessed { event_ids, .. }) => Some(event_ids),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    log.iter()
+        .filter_map(SessionRecord::event)
+        .filter(|e| ids.contains(&&e.id))
+        .collect()
+}
+
+/// Whether the current turn of a session had started: since the last idle, the runner
+/// consumed input or wrote agent, span, error or rescheduling events.
+pub fn turn_started(log: &[SessionRecord]) -> bool {
+    since_idle(log).iter().any(|r| match r {
         SessionRecord::Fact(Fact::InputsProcessed { .. }) => true,
         SessionRecord::Fact(_) => false,
         SessionRecord::Event(e) => matches!(

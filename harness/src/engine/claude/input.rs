@@ -3,26 +3,14 @@
 //! message. Pure.
 
 use managed_agents_core::event::{Body, ContentBlock};
-use managed_agents_core::ids::EventId;
-use managed_agents_core::session::{Fact, SessionRecord};
+use managed_agents_core::session::turn;
+use managed_agents_core::session::SessionRecord;
 
-/// The content blocks of the messages the current turn consumed, in order.
+/// The content blocks of the messages the current turn consumed ([`turn::consumed`]), in
+/// order.
 pub(crate) fn consumed_messages(log: &[SessionRecord]) -> Vec<ContentBlock> {
-    let since_idle = log
-        .iter()
-        .rposition(|r| matches!(r.event().map(|e| &e.body), Some(Body::SessionStatusIdle(_))))
-        .map_or(0, |i| i + 1);
-    let consumed: Vec<&EventId> = log[since_idle..]
-        .iter()
-        .filter_map(|r| match r {
-            SessionRecord::Fact(Fact::InputsProcessed { event_ids, .. }) => Some(event_ids),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    log.iter()
-        .filter_map(SessionRecord::event)
-        .filter(|e| consumed.contains(&&e.id))
+    turn::consumed(log)
+        .into_iter()
         .filter_map(|e| match &e.body {
             Body::UserMessage(m) => Some(m.content.clone()),
             _ => None,
@@ -35,6 +23,7 @@ pub(crate) fn consumed_messages(log: &[SessionRecord]) -> Vec<ContentBlock> {
 mod tests {
     use super::*;
     use managed_agents_core::event::{Event, StatusIdle, StopReason, UserMessage};
+    use managed_agents_core::ids::EventId;
     use managed_agents_core::time::Timestamp;
 
     fn at(n: i64) -> Timestamp {

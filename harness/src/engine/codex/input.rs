@@ -2,16 +2,13 @@
 //! turn consumed, in order, as `turn/start` input items. Codex keeps the conversation itself
 //! (its thread, persisted in its home in the workspace), so only what is new is sent.
 //!
-//! The current turn's input is what the `inputs_processed` facts after the session's last
-//! `session.status_idle` consumed: every turn ends with an idle, and a turn's start writes its
-//! facts before anything else. Text goes as text, images as image URLs (`data:` URLs for
+//! The current turn's input is [`turn::consumed`]. Text goes as text, images as image URLs (`data:` URLs for
 //! base64 ones); documents and uploaded files, which Codex cannot take, become a note so the
 //! agent knows something was left out. A `system.message` is text marked as such.
 
-use std::collections::HashSet;
-
 use managed_agents_core::event::{Body, ContentBlock, ImageSource};
-use managed_agents_core::session::{Fact, SessionRecord};
+use managed_agents_core::session::turn;
+use managed_agents_core::session::SessionRecord;
 use serde_json::Value;
 
 use super::protocol::{image_input, text_input};
@@ -19,24 +16,8 @@ use super::protocol::{image_input, text_input};
 /// The `turn/start` input items for the turn that is running in `log` (empty when it consumed
 /// no message, e.g. only tool confirmations).
 pub(crate) fn consumed(log: &[SessionRecord]) -> Vec<Value> {
-    let since_idle = log
-        .iter()
-        .rposition(|r| matches!(r.event().map(|e| &e.body), Some(Body::SessionStatusIdle(_))))
-        .map_or(0, |i| i + 1);
-    let ids: HashSet<&str> = log[since_idle..]
-        .iter()
-        .filter_map(|r| match r {
-            SessionRecord::Fact(Fact::InputsProcessed { event_ids, .. }) => Some(event_ids),
-            _ => None,
-        })
-        .flatten()
-        .map(|id| id.as_str())
-        .collect();
     let mut items = Vec::new();
-    for event in log.iter().filter_map(SessionRecord::event) {
-        if !ids.contains(event.id.as_str()) {
-            continue;
-        }
+    for event in turn::consumed(log) {
         match &event.body {
             Body::UserMessage(message) => items.extend(message.content.iter().map(item)),
             Body::SystemMessage(message) => {
