@@ -548,3 +548,72 @@ fn an_mcp_credential_is_never_a_model_key() {
     let (_, binding) = legacy.model_key().expect("a model key");
     assert!(binding.is_none());
 }
+
+fn oauth_tokens(c: &Credential) -> (String, Option<managed_agents_core::time::Timestamp>, String) {
+    match &c.settings.auth {
+        credential::Auth::McpOauth {
+            access_token,
+            expires_at,
+            refresh: Some(refresh),
+            ..
+        } => (
+            access_token.0.clone(),
+            *expires_at,
+            refresh.refresh_token.0.clone(),
+        ),
+        other => panic!("not a refreshable mcp_oauth credential: {other:?}"),
+    }
+}
+
+/// `c` after `records`.
+fn after(c: &Credential, records: Vec<credential::Record>) -> Credential {
+    let mut next = Some(c.clone());
+    for record in &records {
+        <Credential as managed_agents_core::object::Object>::apply(&mut next, record);
+    }
+    next.expect("credential")
+}
+
+#[test]
+fn refreshed_tokens_replace_the_access_token_and_a_rotated_refresh_token_only() {
+    let c = credential_of(oauth());
+    let (_, _, stored_refresh) = oauth_tokens(&c);
+    let tokens = credential::RefreshedTokens {
+        access_token: SealedSecret("new-access".into()),
+        expires_at: Some(at(5)),
+        refresh_token: None,
+    };
+    let once = after(
+        &c,
+        credential::refreshed(&c, tokens.clone(), at(2)).expect("refreshed"),
+    );
+    assert_eq!(
+        oauth_tokens(&once),
+        ("new-access".into(), Some(at(5)), stored_refresh)
+    );
+    assert_eq!(once.settings.display_name, c.settings.display_name);
+    assert_eq!(once.settings.metadata, c.settings.metadata);
+
+    // A rotated refresh token replaces the stored one.
+    let rotated = credential::RefreshedTokens {
+        refresh_token: Some(SealedSecret("new-refresh".into())),
+        expires_at: None,
+        ..tokens.clone()
+    };
+    let twice = after(
+        &once,
+        credential::refreshed(&once, rotated, at(3)).expect("refreshed"),
+    );
+    assert_eq!(
+        oauth_tokens(&twice),
+        ("new-access".into(), None, "new-refresh".into())
+    );
+
+    // Nothing to refresh: a bearer credential, an archived one.
+    let err =
+        credential::refreshed(&credential_of(bearer()), tokens.clone(), at(2)).expect_err("bearer");
+    assert_eq!(err.error_code(), Some("not_refreshable"));
+    let archived = after(&c, vec![credential::Record::Archived { at: at(1) }]);
+    let err = credential::refreshed(&archived, tokens, at(2)).expect_err("archived");
+    assert_eq!(err.error_code(), Some("credential_archived"));
+}

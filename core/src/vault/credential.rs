@@ -952,6 +952,59 @@ pub fn archive(credential: &Credential, now: Timestamp) -> Result<Vec<Record>, E
     Ok(vec![Record::Archived { at: now }])
 }
 
+/// New tokens of an `mcp_oauth` credential, obtained from its token endpoint with its refresh
+/// token (by the egress proxy), already sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshedTokens {
+    /// The new access token.
+    pub access_token: SealedSecret,
+    /// When it expires (`None`: the token endpoint did not say).
+    pub expires_at: Option<Timestamp>,
+    /// The new refresh token when the endpoint rotated it (`None`: keep the stored one).
+    pub refresh_token: Option<SealedSecret>,
+}
+
+/// Stores refreshed OAuth tokens: the access token and its expiry replaced, the refresh token
+/// too when rotated; everything else unchanged. Refused (`credential_archived`) for an archived
+/// credential, and for a credential that is not `mcp_oauth` with a refresh configuration.
+pub fn refreshed(
+    credential: &Credential,
+    tokens: RefreshedTokens,
+    now: Timestamp,
+) -> Result<Vec<Record>, Error> {
+    if credential.archived_at.is_some() {
+        return Err(Error::code(
+            "credential_archived",
+            format!("credential {} is archived", credential.id),
+        ));
+    }
+    let mut next = credential.settings.clone();
+    let Auth::McpOauth {
+        access_token,
+        expires_at,
+        refresh: Some(refresh),
+        ..
+    } = &mut next.auth
+    else {
+        return Err(Error::code(
+            "not_refreshable",
+            format!(
+                "credential {} is not an mcp_oauth credential with a refresh configuration",
+                credential.id
+            ),
+        ));
+    };
+    *access_token = tokens.access_token;
+    *expires_at = tokens.expires_at;
+    if let Some(token) = tokens.refresh_token {
+        refresh.refresh_token = token;
+    }
+    Ok(vec![Record::Updated {
+        settings: next,
+        at: now,
+    }])
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
