@@ -8,8 +8,9 @@
 //! only produced after the other side has seen the first, so whole-body buffering would
 //! deadlock); a refused credential and an untrusted destination give a 502 with a reason.
 
+mod tls_support;
+
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -24,10 +25,10 @@ use hyper_util::rt::TokioIo;
 use managed_agents_harness::door::ca::Authority;
 use managed_agents_harness::door::mitm::{self, Authorization, Bearer, Refused, Upstream};
 use managed_agents_harness::door::Destination;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::sync::{oneshot, Mutex};
 
-type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+use tls_support::{Body, TlsServer};
 
 /// Signals between the test and the upstream server's handlers.
 #[derive(Default)]
@@ -36,25 +37,6 @@ struct Signals {
     first_chunk_up: Mutex<Option<oneshot::Sender<()>>>,
     /// The test got the first chunk of a streamed response body.
     first_chunk_down: Mutex<Option<oneshot::Receiver<()>>>,
-}
-
-/// A self-signed test CA and an HTTPS server with a leaf of it for `localhost`/127.0.0.1.
-struct TestServer {
-    addr: SocketAddr,
-    ca_file: tempfile::NamedTempFile,
-    signals: Arc<Signals>,
-}
-
-fn test_ca() -> Result<(rcgen::Issuer<'static, rcgen::KeyPair>, String)> {
-    let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::default();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "door test CA");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
-    let pem = params.self_signed(&key)?.pem();
-    Ok((rcgen::Issuer::new(params, key), pem))
 }
 
 async fn handle(request: Request<Incoming>, signals: Arc<Signals>) -> Result<Response<Body>> {
@@ -101,57 +83,30 @@ async fn handle(request: Request<Incoming>, signals: Arc<Signals>) -> Result<Res
     }
 }
 
+/// The test server with this file's handler.
+struct TestServer {
+    server: TlsServer,
+    signals: Arc<Signals>,
+}
+
 impl TestServer {
     async fn start() -> Result<Self> {
-        let (issuer, ca_pem) = test_ca()?;
-        let key = rcgen::KeyPair::generate()?;
-        let params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
-        let cert = params.signed_by(&key, &issuer)?;
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let signals = Arc::new(Signals::default());
         let served = signals.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                let signals = served.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let service = hyper::service::service_fn(move |r| handle(r, signals.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
-        let ca_file = tempfile::NamedTempFile::new()?;
-        std::fs::write(ca_file.path(), ca_pem)?;
-        Ok(Self {
-            addr,
-            ca_file,
-            signals,
-        })
+        let server = TlsServer::start(Arc::new(move |request| {
+            let signals = served.clone();
+            Box::pin(async move {
+                handle(request, signals).await.unwrap_or_else(|e| {
+                    Response::new(Full::new(Bytes::from(format!("handler failed: {e}"))).boxed())
+                })
+            })
+        }))
+        .await?;
+        Ok(Self { server, signals })
     }
 
     fn destination(&self) -> Destination {
-        Destination {
-            host: "localhost".into(),
-            port: self.addr.port(),
-            addrs: vec![self.addr],
-        }
+        self.server.destination()
     }
 }
 
@@ -209,10 +164,7 @@ async fn text(response: Response<Incoming>) -> Result<String> {
 }
 
 fn upstream_trusting(server: &TestServer) -> Result<Upstream> {
-    Ok(Upstream::new(
-        std::path::Path::new("/nonexistent"),
-        &[server.ca_file.path().to_owned()],
-    )?)
+    server.server.upstream()
 }
 
 #[tokio::test]
@@ -261,7 +213,9 @@ async fn bodies_stream_both_ways() -> Result<()> {
         .body(BodyExt::boxed(StreamBody::new(body_rx)))?;
     let response = tokio::spawn(sender.send_request(request));
     body_tx.send(Ok(Frame::data(Bytes::from("12345")))).await?;
-    up_rx.await.context("the first chunk never reached the destination")?;
+    up_rx
+        .await
+        .context("the first chunk never reached the destination")?;
     body_tx.send(Ok(Frame::data(Bytes::from("678")))).await?;
     drop(body_tx);
     let response = response.await??;

@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -219,10 +219,12 @@ impl Authority {
             }
             Err(e) => return Err(io(&cert_path)(e)),
         };
-        let certificate_der = CertificateDer::from_pem_slice(certificate_pem.as_bytes())
-            .map_err(|e| Error::Invalid {
-                path: cert_path.clone(),
-                message: format!("not a PEM certificate: {e}"),
+        let certificate_der =
+            CertificateDer::from_pem_slice(certificate_pem.as_bytes()).map_err(|e| {
+                Error::Invalid {
+                    path: cert_path.clone(),
+                    message: format!("not a PEM certificate: {e}"),
+                }
             })?;
         Self::new(key, certificate_pem, certificate_der)
     }

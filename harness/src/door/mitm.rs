@@ -153,6 +153,11 @@ impl Upstream {
             config: Arc::new(config),
         })
     }
+
+    /// The TLS client configuration (for other clients that must trust the same roots).
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        self.config.clone()
+    }
 }
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -266,7 +271,10 @@ impl Forwarder {
             Ok(value) => value,
             Err(Refused(reason)) => {
                 tracing::info!(%host, %method, "credential injection refused a request");
-                return reply(StatusCode::BAD_GATEWAY, &format!("managed-agents: {reason}"));
+                return reply(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("managed-agents: {reason}"),
+                );
             }
         };
         let Ok(mut authorization) = HeaderValue::from_str(&authorization) else {
@@ -307,12 +315,18 @@ impl Forwarder {
                 Err(reason) => {
                     *sender = None;
                     tracing::info!(%host, %method, %reason, "intercepted destination unreachable");
-                    return reply(StatusCode::BAD_GATEWAY, &format!("managed-agents: {reason}"));
+                    return reply(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("managed-agents: {reason}"),
+                    );
                 }
             }
         }
         let Some(s) = sender.as_mut() else {
-            return reply(StatusCode::BAD_GATEWAY, "managed-agents: no upstream connection");
+            return reply(
+                StatusCode::BAD_GATEWAY,
+                "managed-agents: no upstream connection",
+            );
         };
         match s.send_request(upstream_request).await {
             Ok(response) => {
@@ -333,9 +347,7 @@ impl Forwarder {
     }
 
     /// A new TLS connection to the destination, verified for its host name.
-    async fn connect(
-        &self,
-    ) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, String> {
+    async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, String> {
         let Destination { host, port, addrs } = &self.destination;
         let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
             .map_err(|_| format!("{host} is not a valid TLS server name"))?

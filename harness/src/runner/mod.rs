@@ -68,11 +68,18 @@ use crate::sandbox::{Network, Sandbox};
 use crate::writer::{Halt, Writer};
 use setup::Engine;
 
-/// Opens sealed vault secrets (the server's sealing key lives in the server). Implemented for
-/// any `Fn(&SealedSecret) -> Option<String>`.
+/// Opens sealed vault secrets, and seals new ones (the server's sealing key lives in the
+/// server). Implemented for any `Fn(&SealedSecret) -> Option<String>`, which cannot seal.
 pub trait SecretOpener: Send + Sync + 'static {
     /// The plaintext of `sealed`, or `None` when it cannot be opened.
     fn open(&self, sealed: &SealedSecret) -> Option<String>;
+
+    /// `plaintext` sealed for the store: how OAuth tokens the egress proxy refreshed are put
+    /// back into the vault (`door::credentials`). `None` (the default): this opener cannot
+    /// seal, and `mcp_oauth` credentials are not refreshed.
+    fn seal(&self, _plaintext: &str) -> Option<SealedSecret> {
+        None
+    }
 }
 
 impl<F> SecretOpener for F

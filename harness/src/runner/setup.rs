@@ -139,7 +139,7 @@ pub(crate) async fn llm<S: Store>(
 }
 
 /// The active credentials of a vault, newest first (so the most recently entered key wins).
-async fn credentials<S: Store>(
+pub(crate) async fn credentials<S: Store>(
     store: &S,
     vault: &vault::Vault,
 ) -> Result<Vec<credential::Credential>, String> {

@@ -1,0 +1,654 @@
+//! The session's vault credentials matched to destinations, for injection by [`super::mitm`].
+//!
+//! **Which credentials.** Every active `static_bearer` and `mcp_oauth` credential with an
+//! `mcp_server_url` in any vault of the session (an LLM vault's model API key has none and is
+//! the LLM gateway's business). Environment-variable credentials are not injected here.
+//!
+//! **Matching.** A credential's destination is the origin of its `mcp_server_url`: scheme
+//! `https`, host (lower case) and port (443 when absent). A `CONNECT host:port` is intercepted
+//! when some credential has that host and port; the URL's path decides nothing at CONNECT time
+//! (a tunnel carries requests for any path, and the proxy sees none of them before it decides).
+//! Inside an intercepted connection each request gets the credential whose URL path is the
+//! longest whole-segment prefix of the request's path, or, when none is, the newest credential
+//! of that origin: the origin is the boundary a bearer token is sent within, and two MCP servers
+//! on one origin with different paths each get their own token. `http://` MCP URLs are never
+//! matched: a token is not sent in clear text.
+//!
+//! **When.** Which origins are intercepted is read from the vaults when the session's door is
+//! registered (every turn); the secret itself is read from the store at each request, so a
+//! rotated token applies at once and an archived credential is no longer sent (the request is
+//! refused with a `502` naming the credential).
+//!
+//! **Refresh.** An `mcp_oauth` access token that expires within [`EXPIRY_MARGIN`] and has a
+//! refresh configuration is refreshed before the request: `grant_type=refresh_token` is posted
+//! to the credential's token endpoint (client authentication as configured: `none` sends the
+//! `client_id` in the form, `client_secret_basic` an HTTP Basic header, `client_secret_post`
+//! both in the form; `scope` and `resource` when set), and the new access token, its expiry
+//! (`expires_in`) and a rotated refresh token are sealed with the runner's
+//! [`SecretOpener::seal`] and written to the credential's stream through
+//! [`managed_agents_core::stream::write`] ([`credential::refreshed`] decides the record). The
+//! write only lands if the credential still holds the access token the refresh started from;
+//! otherwise someone else refreshed or rotated it first and their token is used. Refreshes of
+//! one credential are serialised in this process ([`Interception`] holds the locks), so
+//! concurrent requests refresh once. The token endpoint is called from the server, not from the
+//! sandbox, with the same upstream roots as intercepted destinations, no proxy, no redirects,
+//! a 30 s timeout and at most 64 KiB of answer; its error answers are reduced to the status and
+//! the OAuth `error` code. An expired token without a refresh configuration is sent as it is
+//! (the destination decides).
+//!
+//! No secret is logged or placed in an error message: reasons name credentials by id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use managed_agents_core::ids::{CredentialId, VaultId};
+use managed_agents_core::storage::{Store, StreamId};
+use managed_agents_core::stream::{self, Head};
+use managed_agents_core::time::Timestamp;
+use managed_agents_core::vault::credential::{self, Auth, Credential, TokenEndpointAuth};
+use managed_agents_core::vault::{self, SealedSecret};
+use serde::Deserialize;
+
+use super::ca::Authority;
+use super::mitm::{self, Authorization, Refused, Upstream};
+use super::Destination;
+use crate::runner::SecretOpener;
+
+/// An access token expiring within this margin is refreshed before it is used.
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+/// Longest time a token endpoint may take.
+pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most bytes read of a token endpoint's answer.
+pub const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+/// What credential injection shares across sessions: the CA, the upstream roots, the HTTP
+/// client for token endpoints and the per-credential refresh locks. Cheap to clone.
+#[derive(Clone)]
+pub struct Interception {
+    /// The CA leaves are minted from.
+    pub authority: Arc<Authority>,
+    /// How intercepted destinations are reached.
+    pub upstream: Upstream,
+    http: reqwest::Client,
+    refreshing: Arc<std::sync::Mutex<HashMap<CredentialId, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl std::fmt::Debug for Interception {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interception(..)")
+    }
+}
+
+impl Interception {
+    /// Interception with `authority`'s leaves, reaching destinations (and token endpoints)
+    /// through `upstream`'s roots.
+    pub fn new(authority: Arc<Authority>, upstream: Upstream) -> Self {
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(upstream.client_config().as_ref().clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(TOKEN_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        Self {
+            authority,
+            upstream,
+            http,
+            refreshing: Arc::default(),
+        }
+    }
+
+    fn refresh_lock(&self, id: &CredentialId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        // Locks nobody holds or waits for are dropped, so the map stays small.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(id.clone()).or_default().clone()
+    }
+}
+
+/// A credential's destination: an `https` origin and the URL's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    host: String,
+    port: u16,
+    path: String,
+    credential: CredentialId,
+}
+
+/// The origin and path of an `mcp_server_url`, when it is an `https` URL.
+fn target(url: &str, credential: &CredentialId) -> Option<Target> {
+    let url = reqwest::Url::parse(url).ok()?;
+    if url.scheme() != "https" {
+        return None;
+    }
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    Some(Target {
+        host,
+        port: url.port_or_known_default()?,
+        path: url.path().to_owned(),
+        credential: credential.clone(),
+    })
+}
+
+/// Whether `prefix` (a URL path) is a whole-segment prefix of `path`.
+fn path_within(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The credential for a request to `path` on `host:port` among `targets` (newest first): the
+/// longest whole-segment path prefix, else the origin's newest credential.
+fn choose<'a>(
+    targets: &'a [Target],
+    host: &str,
+    port: u16,
+    path: &str,
+) -> Option<&'a CredentialId> {
+    let path = path.split(['?', '#']).next().unwrap_or("/");
+    let mut of_origin = targets
+        .iter()
+        .filter(|t| t.host == host && t.port == port)
+        .peekable();
+    let newest = of_origin.peek().map(|t| &t.credential);
+    of_origin
+        .filter(|t| path_within(&t.path, path))
+        .max_by_key(|t| t.path.trim_end_matches('/').len())
+        .map(|t| &t.credential)
+        .or(newest)
+}
+
+struct Inner<S> {
+    store: S,
+    secrets: Arc<dyn SecretOpener>,
+    interception: Interception,
+    /// Newest credential first.
+    targets: Vec<Target>,
+}
+
+/// One session's credentials: which destinations are intercepted, and the header of each
+/// request. Cheap to clone.
+pub struct SessionCredentials<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for SessionCredentials<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S: Store> SessionCredentials<S> {
+    /// The credentials of `vaults` (unknown and archived vaults are skipped).
+    pub async fn load(
+        store: S,
+        secrets: Arc<dyn SecretOpener>,
+        interception: Interception,
+        vaults: &[VaultId],
+    ) -> Result<Self, String> {
+        let mut targets = Vec::new();
+        for vault_id in vaults {
+            let records =
+                managed_agents_core::storage::read_all(&store, &StreamId::new(vault_id.as_str()))
+                    .await
+                    .map_err(|e| format!("cannot read vault {vault_id}: {e}"))?;
+            let Some(vault) =
+                vault::load(&records).map_err(|e| format!("vault {vault_id}: {e}"))?
+            else {
+                continue;
+            };
+            if vault.is_archived() {
+                continue;
+            }
+            for credential in crate::runner::setup::credentials(&store, &vault).await? {
+                let url = match &credential.settings.auth {
+                    Auth::StaticBearer {
+                        mcp_server_url: Some(url),
+                        ..
+                    }
+                    | Auth::McpOauth {
+                        mcp_server_url: url,
+                        ..
+                    } => url,
+                    _ => continue,
+                };
+                targets.extend(target(url, &credential.id));
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                secrets,
+                interception,
+                targets,
+            }),
+        })
+    }
+
+    /// Whether a `CONNECT` to `destination` is intercepted: a credential names its host and
+    /// port.
+    pub fn intercepts(&self, destination: &Destination) -> bool {
+        self.inner
+            .targets
+            .iter()
+            .any(|t| t.host == destination.host && t.port == destination.port)
+    }
+
+    /// Serves an intercepted tunnel to `destination` until the sandbox closes it.
+    pub async fn serve<IO>(&self, destination: Destination, tunnel: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let host = destination.host.clone();
+        let origin = Arc::new(Origin {
+            credentials: self.clone(),
+            host: destination.host.clone(),
+            port: destination.port,
+        });
+        let interception = &self.inner.interception;
+        if let Err(e) = mitm::serve(
+            tunnel,
+            destination,
+            &interception.authority,
+            &interception.upstream,
+            origin,
+        )
+        .await
+        {
+            tracing::info!(%host, error = %e, "an intercepted connection ended with an error");
+        }
+    }
+
+    async fn load_credential(&self, id: &CredentialId) -> Result<Credential, Refused> {
+        let head: Head<Option<Credential>> =
+            stream::load(&self.inner.store, &StreamId::new(id.as_str()))
+                .await
+                .map_err(|e| Refused(format!("cannot read credential {id}: {e}")))?;
+        match head.state {
+            Some(c) if !c.is_archived() => Ok(c),
+            _ => Err(Refused(format!(
+                "credential {id} for this destination was archived or deleted"
+            ))),
+        }
+    }
+
+    fn open(&self, id: &CredentialId, sealed: &SealedSecret) -> Result<String, Refused> {
+        self.inner
+            .secrets
+            .open(sealed)
+            .ok_or_else(|| Refused(format!("a secret of credential {id} cannot be decrypted")))
+    }
+
+    /// The `Authorization` value of credential `id`, refreshing an expiring OAuth token.
+    pub async fn header(&self, id: &CredentialId) -> Result<String, Refused> {
+        let credential = self.load_credential(id).await?;
+        match &credential.settings.auth {
+            Auth::StaticBearer { token, .. } => Ok(format!("Bearer {}", self.open(id, token)?)),
+            Auth::McpOauth {
+                access_token,
+                expires_at,
+                refresh,
+                ..
+            } => {
+                if refresh.is_some() && expiring(*expires_at) {
+                    return self.refresh(id).await;
+                }
+                Ok(format!("Bearer {}", self.open(id, access_token)?))
+            }
+            Auth::EnvironmentVariable { .. } => Err(Refused(format!(
+                "credential {id} is not a bearer credential"
+            ))),
+        }
+    }
+
+    /// Refreshes credential `id`'s access token (once per credential at a time) and returns the
+    /// new `Authorization` value.
+    async fn refresh(&self, id: &CredentialId) -> Result<String, Refused> {
+        let lock = self.inner.interception.refresh_lock(id);
+        let _refreshing = lock.lock().await;
+        // Someone may have refreshed while this request waited.
+        let credential = self.load_credential(id).await?;
+        let Auth::McpOauth {
+            access_token,
+            expires_at,
+            refresh: Some(refresh),
+            ..
+        } = &credential.settings.auth
+        else {
+            return Err(Refused(format!(
+                "credential {id} is no longer a refreshable mcp_oauth credential"
+            )));
+        };
+        if !expiring(*expires_at) {
+            return Ok(format!("Bearer {}", self.open(id, access_token)?));
+        }
+        if self.inner.secrets.seal("").is_none() {
+            return Err(Refused(format!(
+                "the access token of credential {id} expired, and this server cannot store a \
+                 refreshed one"
+            )));
+        }
+        let tokens = self.request_tokens(id, refresh).await?;
+        let sealed = |plain: &str| {
+            self.inner.secrets.seal(plain).ok_or_else(|| {
+                Refused(format!(
+                    "the refreshed token of credential {id} cannot be sealed"
+                ))
+            })
+        };
+        let refreshed = credential::RefreshedTokens {
+            access_token: sealed(&tokens.access_token)?,
+            expires_at: tokens.expires_at,
+            refresh_token: tokens.refresh_token.as_deref().map(sealed).transpose()?,
+        };
+        let started_from = access_token.clone();
+        let now = Timestamp::now();
+        let mut head = Head::<Option<Credential>>::default();
+        let written = stream::write(
+            &self.inner.store,
+            &StreamId::new(id.as_str()),
+            &mut head,
+            |current| match current {
+                Some(c) if oauth_access_token(c) == Some(&started_from) => {
+                    credential::refreshed(c, refreshed.clone(), now).map_err(Lost::Refused)
+                }
+                _ => Err(Lost::Superseded),
+            },
+        )
+        .await;
+        match written {
+            Ok(_) => {
+                tracing::info!(credential = %id, "refreshed an mcp_oauth access token");
+                Ok(format!("Bearer {}", tokens.access_token))
+            }
+            Err(stream::Error::Rejected(Lost::Superseded)) => {
+                // Another writer changed the token first: theirs is current.
+                let credential = self.load_credential(id).await?;
+                match oauth_access_token(&credential) {
+                    Some(token) => Ok(format!("Bearer {}", self.open(id, token)?)),
+                    None => Err(Refused(format!("credential {id} changed while refreshing"))),
+                }
+            }
+            Err(stream::Error::Rejected(Lost::Refused(e))) => Err(Refused(format!(
+                "the refreshed token of credential {id} cannot be stored: {e}"
+            ))),
+            Err(e) => Err(Refused(format!(
+                "the refreshed token of credential {id} cannot be stored: {e}"
+            ))),
+        }
+    }
+
+    /// Calls the token endpoint.
+    async fn request_tokens(
+        &self,
+        id: &CredentialId,
+        refresh: &credential::Refresh,
+    ) -> Result<Tokens, Refused> {
+        let failed = |why: String| {
+            Refused(format!(
+                "refreshing the OAuth token of credential {id} failed: {why}"
+            ))
+        };
+        let mut form: Vec<(&str, String)> = vec![
+            ("grant_type", "refresh_token".into()),
+            ("refresh_token", self.open(id, &refresh.refresh_token)?),
+        ];
+        if let Some(scope) = &refresh.scope {
+            form.push(("scope", scope.clone()));
+        }
+        if let Some(resource) = &refresh.resource {
+            form.push(("resource", resource.clone()));
+        }
+        let mut request = self
+            .inner
+            .interception
+            .http
+            .post(&refresh.token_endpoint)
+            .header(reqwest::header::ACCEPT, "application/json");
+        match &refresh.token_endpoint_auth {
+            TokenEndpointAuth::Public => form.push(("client_id", refresh.client_id.clone())),
+            TokenEndpointAuth::ClientSecretPost { client_secret } => {
+                form.push(("client_id", refresh.client_id.clone()));
+                form.push(("client_secret", self.open(id, client_secret)?));
+            }
+            TokenEndpointAuth::ClientSecretBasic { client_secret } => {
+                // RFC 6749 §2.3.1: both parts form-urlencoded before the Basic encoding.
+                let encode =
+                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                request = request.basic_auth(
+                    encode(&refresh.client_id),
+                    Some(encode(&self.open(id, client_secret)?)),
+                );
+            }
+        }
+        let response = request.form(&form).send().await.map_err(|e| {
+            failed(format!(
+                "the token endpoint cannot be reached ({})",
+                e.without_url()
+            ))
+        })?;
+        let status = response.status();
+        let body = read_capped(response)
+            .await
+            .map_err(|e| failed(format!("reading the token endpoint's answer: {e}")))?;
+        if !status.is_success() {
+            let code = serde_json::from_slice::<ErrorAnswer>(&body)
+                .ok()
+                .and_then(|a| a.error)
+                .filter(|e| {
+                    e.len() <= 64 && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                });
+            return Err(failed(match code {
+                Some(code) => format!("the token endpoint answered {status} ({code})"),
+                None => format!("the token endpoint answered {status}"),
+            }));
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|_| failed("the token endpoint's answer is not a token response".into()))?;
+        if answer.access_token.is_empty() {
+            return Err(failed(
+                "the token endpoint returned an empty access token".into(),
+            ));
+        }
+        if answer
+            .token_type
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+        {
+            return Err(failed(
+                "the token endpoint returned a token that is not a bearer token".into(),
+            ));
+        }
+        let expires_at = answer.expires_in.and_then(|v| seconds(&v)).map(|secs| {
+            Timestamp::from_millis(
+                Timestamp::now()
+                    .millis()
+                    .saturating_add(secs.saturating_mul(1000)),
+            )
+        });
+        Ok(Tokens {
+            access_token: answer.access_token,
+            expires_at,
+            refresh_token: answer.refresh_token.filter(|t| !t.is_empty()),
+        })
+    }
+}
+
+/// Why a refresh's write did not land.
+#[derive(Debug)]
+enum Lost {
+    /// The credential no longer holds the access token the refresh started from.
+    Superseded,
+    /// Core refused the record.
+    Refused(managed_agents_core::object::Error),
+}
+
+fn oauth_access_token(credential: &Credential) -> Option<&SealedSecret> {
+    match &credential.settings.auth {
+        Auth::McpOauth { access_token, .. } => Some(access_token),
+        _ => None,
+    }
+}
+
+/// Whether a token with this expiry needs refreshing now.
+fn expiring(expires_at: Option<Timestamp>) -> bool {
+    let margin = i64::try_from(EXPIRY_MARGIN.as_millis()).unwrap_or(i64::MAX);
+    expires_at.is_some_and(|at| at.millis() <= Timestamp::now().millis().saturating_add(margin))
+}
+
+/// `expires_in` as a number of seconds (a JSON number, or a string of digits as some servers
+/// send).
+fn seconds(value: &serde_json::Value) -> Option<i64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|secs| *secs > 0)
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
+        if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
+            return Err(format!("longer than {MAX_TOKEN_RESPONSE} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// What a token endpoint returns (RFC 6749 §5.1).
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// A token endpoint's error answer (RFC 6749 §5.2).
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Tokens from the token endpoint, in the clear (sealed before they are stored).
+struct Tokens {
+    access_token: String,
+    expires_at: Option<Timestamp>,
+    refresh_token: Option<String>,
+}
+
+/// The credentials of one intercepted origin, as the mitm asks for them per request.
+struct Origin<S> {
+    credentials: SessionCredentials<S>,
+    host: String,
+    port: u16,
+}
+
+impl<S: Store> Authorization for Origin<S> {
+    fn header<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<String, Refused>> {
+        Box::pin(async move {
+            let targets = &self.credentials.inner.targets;
+            let Some(id) = choose(targets, &self.host, self.port, path).cloned() else {
+                return Err(Refused(format!(
+                    "no credential for {}:{} any more",
+                    self.host, self.port
+                )));
+            };
+            self.credentials.header(&id).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> CredentialId {
+        CredentialId::parse(&format!("vcrd_0{n}test")).expect("id")
+    }
+
+    #[test]
+    fn only_https_urls_are_targets_with_their_origin_and_path() {
+        let t = target("https://MCP.example.com./mcp/", &id(1)).expect("target");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("mcp.example.com", 443, "/mcp/")
+        );
+        let t = target("https://[::1]:8443", &id(1)).expect("target");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("::1", 8443, "/")
+        );
+        assert!(target("http://mcp.example.com/mcp", &id(1)).is_none());
+        assert!(target("not a url", &id(1)).is_none());
+    }
+
+    #[test]
+    fn paths_match_on_whole_segments() {
+        assert!(path_within("/", "/anything"));
+        assert!(path_within("/mcp", "/mcp"));
+        assert!(path_within("/mcp/", "/mcp/tools"));
+        assert!(path_within("/mcp", "/mcp/tools"));
+        assert!(!path_within("/mcp", "/mcpx"));
+        assert!(!path_within("/a/b", "/a"));
+    }
+
+    #[test]
+    fn a_request_gets_the_longest_path_match_else_the_newest_credential() {
+        let targets: Vec<Target> = [
+            ("https://h.example/b", 1),
+            ("https://h.example/a", 2),
+            ("https://h.example/a/deep", 3),
+            ("https://other.example/", 4),
+        ]
+        .iter()
+        .filter_map(|(url, n)| target(url, &id(*n)))
+        .collect();
+        let pick = |path| choose(&targets, "h.example", 443, path).cloned();
+        assert_eq!(pick("/a/x?q=1"), Some(id(2)));
+        assert_eq!(pick("/a/deep/x"), Some(id(3)));
+        assert_eq!(pick("/b"), Some(id(1)));
+        assert_eq!(pick("/c"), Some(id(1)));
+        assert_eq!(pick("/ab"), Some(id(1)));
+        assert_eq!(choose(&targets, "h.example", 8443, "/a"), None);
+        assert_eq!(choose(&targets, "other.example", 443, "/z"), Some(&id(4)));
+    }
+
+    #[test]
+    fn expiry_has_a_margin() {
+        assert!(!expiring(None));
+        assert!(expiring(Some(Timestamp::now())));
+        let soon = Timestamp::from_millis(Timestamp::now().millis() + 30_000);
+        assert!(expiring(Some(soon)));
+        let later = Timestamp::from_millis(Timestamp::now().millis() + 3_600_000);
+        assert!(!expiring(Some(later)));
+        assert_eq!(seconds(&serde_json::json!(3600)), Some(3600));
+        assert_eq!(seconds(&serde_json::json!("60")), Some(60));
+        assert_eq!(seconds(&serde_json::json!(-1)), None);
+    }
+}
