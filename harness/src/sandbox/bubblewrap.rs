@@ -20,6 +20,14 @@
 //! own mount namespace, like the workspace, so the sandbox uid needs no path into the data dir
 //! nor to the server's executable.
 //!
+//! **Trust store.** With [`Options::trust_bundle`] (the server's egress CA after the host's
+//! CAs, `door::ca`), the launcher opens the bundle before dropping privileges and `bwrap`
+//! copies it read-only (`--ro-bind-data`) over `/etc/ssl/certs/ca-certificates.crt`, where
+//! Debian's OpenSSL, curl, git and Python look (or at [`TRUST_FALLBACK`] when the host has no
+//! such file), and every process gets `SSL_CERT_FILE`, `CURL_CA_BUNDLE`, `REQUESTS_CA_BUNDLE`
+//! and `NODE_EXTRA_CA_CERTS` naming it. So tools inside trust the leaves the door presents for
+//! destinations it injects credentials into, and still trust everything the host trusts.
+//!
 //! **Host identity.** A small launcher (a `bash` script) closes every descriptor but stdio
 //! (the server may have inherited some, and `bwrap` passes everything on), joins the command's
 //! cgroups, opens the seccomp programs, applies the rlimits and execs `bwrap` through `env -i`.
@@ -124,6 +132,9 @@ pub struct Options {
     /// Where the launcher binds the runtime directory in its own mount namespace when the
     /// server is root (like `mount_point`), so it may live in the private data dir.
     pub runtimes_mount_point: PathBuf,
+    /// A PEM bundle that becomes the sandbox's system trust store (see the module header);
+    /// read by the launcher before it drops privileges, so it may live in the private data dir.
+    pub trust_bundle: Option<PathBuf>,
     pub limits: Limits,
 }
 
@@ -137,10 +148,23 @@ impl Default for Options {
             read_only: Vec::new(),
             runtimes: None,
             runtimes_mount_point: PathBuf::from("/run/managed-agents-runtimes"),
+            trust_bundle: None,
             limits: Limits::default(),
         }
     }
 }
+
+/// Where Debian's tools find the system's CA bundle; the trust bundle replaces it.
+pub const TRUST_STORE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Where the trust bundle goes when the host has no [`TRUST_STORE`] to cover.
+pub const TRUST_FALLBACK: &str = "/run/managed-agents-trust/ca-certificates.crt";
+/// The variables naming the trust bundle for tools that do not read the system store.
+pub const TRUST_ENV: [&str; 4] = [
+    "SSL_CERT_FILE",
+    "CURL_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+];
 
 /// Uid and gid inside the sandbox.
 const INNER_ID: &str = "1000";
@@ -174,6 +198,8 @@ pub struct BubblewrapSandbox {
     /// Namespace flags and the read-only system, the same for every command.
     base_args: Vec<OsString>,
     filters: Filters,
+    /// The trust bundle on the host and where it goes in the sandbox.
+    trust: Option<(PathBuf, &'static str)>,
     cgroups: Cgroups,
     limits: Limits,
     runtimes: Option<PathBuf>,
@@ -225,7 +251,20 @@ impl BubblewrapSandbox {
                 program: bwrap.clone(),
                 source,
             })?;
-        let base_args = base_args(disable_userns, &options.read_only, &options.limits)?;
+        let trust = options.trust_bundle.map(|bundle| {
+            let target = if Path::new(TRUST_STORE).is_file() {
+                TRUST_STORE
+            } else {
+                TRUST_FALLBACK
+            };
+            (bundle, target)
+        });
+        let mut base_args = base_args(disable_userns, &options.read_only, &options.limits)?;
+        if let Some((_, target)) = &trust {
+            for name in TRUST_ENV {
+                base_args.extend(["--setenv".into(), name.into(), (*target).into()]);
+            }
+        }
         Ok(Self {
             bwrap,
             shell,
@@ -233,6 +272,7 @@ impl BubblewrapSandbox {
             privileged,
             base_args,
             filters: Filters::new()?,
+            trust,
             cgroups: Cgroups::detect(),
             limits: options.limits,
             runtimes: options.runtimes,
@@ -276,6 +316,9 @@ impl BubblewrapSandbox {
         procs: Vec<PathBuf>,
     ) -> (PathBuf, Vec<OsString>) {
         let filters = self.filters.paths();
+        // The files the launcher opens (as root, before `setpriv`) for `bwrap` to read from
+        // descriptors: the seccomp programs, then the trust bundle.
+        let mut files: Vec<OsString> = filters.iter().map(OsString::from).collect();
         let mut bwrap_args: Vec<OsString> = vec!["--bind".into()];
         bwrap_args.push(match &self.privileged {
             Some(p) => p.mount_point.clone().into(),
@@ -295,6 +338,15 @@ impl BubblewrapSandbox {
         }
         for fd in (0..filters.len()).map(|i| FIRST_FILTER_FD + i) {
             bwrap_args.extend(["--add-seccomp-fd".into(), fd.to_string().into()]);
+        }
+        if let Some((bundle, target)) = &self.trust {
+            let fd = FIRST_FILTER_FD + files.len();
+            files.push(bundle.into());
+            bwrap_args.extend([
+                "--ro-bind-data".into(),
+                fd.to_string().into(),
+                (*target).into(),
+            ]);
         }
         bwrap_args.push("--unshare-net".into());
         let door = match network {
@@ -373,12 +425,13 @@ impl BubblewrapSandbox {
                 );
             }
         }
-        let opens: Vec<String> = (0..filters.len())
+        let opens: Vec<String> = (0..files.len())
             .map(|i| format!("{}< \"${}\"", FIRST_FILTER_FD + i, i + 1))
             .collect();
         if !opens.is_empty() {
             script.push_str(&format!(
-                "exec {} || {{ echo \"sandbox: cannot open the seccomp filters\" >&2; exit 125; }}\n\
+                "exec {} || {{ echo \"sandbox: cannot open the seccomp filters or the trust \
+                 bundle\" >&2; exit 125; }}\n\
                  shift {}\n",
                 opens.join(" "),
                 opens.len()
@@ -415,7 +468,7 @@ impl BubblewrapSandbox {
                 ]);
             }
         }
-        args.extend(filters.into_iter().map(OsString::from));
+        args.extend(files);
         args.push("--".into());
         // `bwrap` and the sandbox's pid 1 start with an empty environment.
         args.extend([self.env.clone().into(), "-i".into()]);

@@ -35,7 +35,7 @@ use std::future::Future;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
-pub use bubblewrap::{BubblewrapSandbox, Limits, Options};
+pub use bubblewrap::{BubblewrapSandbox, Limits, Options, TRUST_ENV, TRUST_FALLBACK, TRUST_STORE};
 pub use command::{Command, DoorMount, Network, Output};
 pub use image::MIN_QUOTA;
 pub use process::{Exit, Killer, LineError, Lines, Process};
