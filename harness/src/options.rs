@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::door::Door;
+use crate::door::credentials::Interception;
 use crate::model::AllowList;
 use crate::runtimes::Runtimes;
 use crate::sandbox::Workspaces;
@@ -38,6 +39,9 @@ pub struct Options {
     /// The egress door sandboxes reach the network through; `None`: sandboxes have no
     /// network at all.
     pub door: Option<Door>,
+    /// Credential injection (the door's CA and upstream roots); `None`: no destination is
+    /// intercepted and vault credentials never leave the server.
+    pub interception: Option<Interception>,
 }
 
 impl Options {
@@ -63,6 +67,7 @@ impl Options {
             max_model_requests_per_turn: 200,
             llm_endpoints: AllowList::default(),
             door: None,
+            interception: None,
         }
     }
 }

@@ -209,6 +209,16 @@ pub struct ServeArgs {
     /// The `codex` binary to run in sandboxes instead of the installed runtime.
     #[arg(long, env = "MANAGED_AGENTS_CODEX_BIN")]
     pub codex_bin: Option<PathBuf>,
+    /// A PEM file of CA certificates the egress proxy trusts, besides the system's, for
+    /// destinations it injects credentials into (re-encrypting upstream). Repeatable (the
+    /// variable takes a comma-separated list); for HTTPS servers with a private CA, and tests.
+    #[arg(
+        long = "egress-upstream-ca",
+        env = "MANAGED_AGENTS_EGRESS_UPSTREAM_CA",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    pub egress_upstream_ca: Vec<PathBuf>,
 }
 
 /// Whether `serve` starts the harness runner.
@@ -341,6 +351,8 @@ pub struct ServeConfig {
     pub sandbox_uids: managed_agents_harness::sandbox::UidRange,
     /// Where the agent CLIs are.
     pub runtimes: managed_agents_harness::runtimes::Runtimes,
+    /// Extra CA files the egress proxy trusts upstream.
+    pub egress_upstream_ca: Vec<PathBuf>,
 }
 
 impl ServeArgs {
@@ -409,6 +421,11 @@ impl ServeArgs {
             sandbox_tmp_bytes,
             sandbox_uids,
             runtimes,
+            egress_upstream_ca: self
+                .egress_upstream_ca
+                .into_iter()
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect(),
         })
     }
 }

@@ -161,18 +161,22 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let runner = match (config.runner, &door) {
         (RunnerMode::On, Some(door)) => {
+            let interception = interception(&config.data_dir, &config.egress_upstream_ca)?;
+            let mut sandbox_options = sandbox_options(
+                config.sandbox_uids,
+                config.sandbox_tmp_bytes,
+                &config.runtimes,
+            );
+            sandbox_options.trust_bundle = Some(interception.1);
             start_runner(
                 &store,
                 &sealer,
                 &workspaces,
-                sandbox_options(
-                    config.sandbox_uids,
-                    config.sandbox_tmp_bytes,
-                    &config.runtimes,
-                ),
+                sandbox_options,
                 config.llm_endpoints.clone(),
                 config.runtimes.clone(),
                 door.clone(),
+                interception.0,
             )
             .await?
         }
@@ -222,6 +226,7 @@ async fn start_runner(
     llm_endpoints: managed_agents_harness::model::AllowList,
     runtimes: managed_agents_harness::runtimes::Runtimes,
     door: managed_agents_harness::door::Door,
+    interception: managed_agents_harness::door::credentials::Interception,
 ) -> anyhow::Result<
     Option<
         managed_agents_harness::runner::Runner<
@@ -260,15 +265,12 @@ async fn start_runner(
             workspaces.root().display()
         )
         })?;
-    let unseal = {
-        let sealer = sealer.clone();
-        move |sealed: &managed_agents_core::vault::SealedSecret| sealer.open_text(sealed).ok()
-    };
     let mut options = Options::new(workspaces.clone());
     options.llm_endpoints = llm_endpoints;
     options.runtimes = runtimes;
     options.door = Some(door);
-    let runner = Runner::new(store.clone(), sandbox, unseal, options);
+    options.interception = Some(interception);
+    let runner = Runner::new(store.clone(), sandbox, sealer.clone(), options);
     match runner.start().await {
         Ok(n) => tracing::info!(sessions = n, "runner started"),
         Err(e) => tracing::warn!(error = %e, "runner start-up scan failed"),
@@ -314,6 +316,27 @@ fn door_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
     } else {
         data_dir.join("doors")
     }
+}
+
+/// Credential injection: the egress CA in the data dir (generated on first start), the trust
+/// bundle sandboxes get (the host's CAs, then ours; rewritten at every start), and the upstream
+/// roots (the host's, Mozilla's and `--egress-upstream-ca`).
+fn interception(
+    data_dir: &std::path::Path,
+    upstream_ca: &[std::path::PathBuf],
+) -> anyhow::Result<(
+    managed_agents_harness::door::credentials::Interception,
+    std::path::PathBuf,
+)> {
+    use managed_agents_harness::door::{ca, credentials::Interception, mitm::Upstream};
+    let authority = ca::Authority::load_or_generate(data_dir)?;
+    let system = std::path::Path::new(ca::SYSTEM_BUNDLE);
+    let bundle = authority.write_trust_bundle(data_dir, system)?;
+    let upstream = Upstream::new(system, upstream_ca).context("--egress-upstream-ca")?;
+    Ok((
+        Interception::new(std::sync::Arc::new(authority), upstream),
+        bundle,
+    ))
 }
 
 /// The sandbox's identities, limits and agent runtimes from `serve`'s flags.

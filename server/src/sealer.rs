@@ -154,6 +154,20 @@ impl Sealer {
     }
 }
 
+/// The runner opens vault secrets with the server's key, and seals the OAuth tokens the egress
+/// proxy refreshes.
+impl managed_agents_harness::runner::SecretOpener for Sealer {
+    fn open(&self, sealed: &SealedSecret) -> Option<String> {
+        self.open_text(sealed).ok()
+    }
+
+    fn seal(&self, plaintext: &str) -> Option<SealedSecret> {
+        self.seal(plaintext.as_bytes())
+            .ok()
+            .map(|sealed| SealedSecret(base64::engine::general_purpose::STANDARD.encode(sealed)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

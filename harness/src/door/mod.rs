@@ -27,9 +27,12 @@
 //! server unregisters it when the session is deleted ([`Door::unregister`], which removes the
 //! socket).
 
+pub mod ca;
 mod counters;
+pub mod credentials;
 pub mod gateway;
 pub mod handoff;
+pub mod mitm;
 pub mod policy;
 mod proxy;
 pub mod relay;
