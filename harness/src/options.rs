@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use crate::door::Door;
 use crate::door::credentials::Interception;
+use crate::door::Door;
 use crate::model::AllowList;
 use crate::runtimes::Runtimes;
 use crate::sandbox::Workspaces;

@@ -5,7 +5,8 @@
 //! - an expiring `mcp_oauth` token is refreshed once however many requests wait for it (with
 //!   `client_secret_basic`), the new tokens are sealed back into the credential's stream, and
 //!   the next request uses them without calling the endpoint again;
-//! - a refused refresh names the OAuth error code only, never the endpoint's description.
+//! - a refused refresh names the OAuth error code only, never the endpoint's description;
+//! - a token endpoint on a loopback address is not called without `--egress-allow-private`.
 
 mod tls_support;
 
@@ -25,6 +26,7 @@ use managed_agents_core::vault::credential::{self, Auth, Credential};
 use managed_agents_core::vault::{self, SealedSecret, Vault};
 use managed_agents_harness::door::ca::Authority;
 use managed_agents_harness::door::credentials::{Interception, SessionCredentials};
+use managed_agents_harness::door::policy::Addresses;
 use managed_agents_harness::door::Destination;
 use managed_agents_harness::runner::SecretOpener;
 use managed_agents_storage_memory::MemoryStore;
@@ -152,8 +154,21 @@ impl Setup {
     }
 
     async fn session(&self) -> Result<SessionCredentials<MemoryStore>> {
-        let interception =
-            Interception::new(Arc::new(Authority::ephemeral()?), self.server.upstream()?);
+        self.session_with(true).await
+    }
+
+    /// Credentials whose token endpoints may be private addresses (`--egress-allow-private`)
+    /// or not.
+    async fn session_with(&self, allow_private: bool) -> Result<SessionCredentials<MemoryStore>> {
+        let addresses = Addresses {
+            allow_private,
+            api: Vec::new(),
+        };
+        let interception = Interception::new(
+            Arc::new(Authority::ephemeral()?),
+            self.server.upstream()?,
+            addresses,
+        );
         SessionCredentials::load(
             self.store.clone(),
             Arc::new(Secrets),
@@ -272,5 +287,25 @@ async fn a_refused_refresh_names_the_oauth_error_only() -> Result<()> {
     // Nothing was written.
     let stored = setup.stored(&id).await?;
     assert_eq!(stored.stream_version, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_endpoint_on_a_private_address_needs_the_operator_flag() -> Result<()> {
+    let setup = Setup::new().await?;
+    let id = setup.expiring_oauth("rt-0").await?;
+    let reason = setup
+        .session_with(false)
+        .await?
+        .header(&id)
+        .await
+        .expect_err("loopback token endpoint")
+        .to_string();
+    assert!(
+        reason.contains("the token endpoint is not allowed"),
+        "{reason}"
+    );
+    assert!(reason.contains("loopback"), "{reason}");
+    assert_eq!(setup.endpoint.calls.load(Ordering::SeqCst), 0);
     Ok(())
 }

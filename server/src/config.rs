@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage API keys (stop the server first when it uses RocksDB on the same data dir).
     Keys {
         /// The key operation.
@@ -510,7 +510,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("not serve");
         };
-        args
+        *args
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn fail(err: &anyhow::Error) -> ! {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args.validate()?).await,
+        Command::Serve(args) => serve((*args).validate()?).await,
         Command::Keys { command } => keys_command(command).await,
         Command::MockModel(args) => {
             // The harness error already names its cause; no second `: cause` from a chain.
@@ -161,24 +161,24 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let runner = match (config.runner, &door) {
         (RunnerMode::On, Some(door)) => {
-            let interception = interception(&config.data_dir, &config.egress_upstream_ca)?;
+            let addresses = managed_agents_harness::door::policy::Addresses {
+                allow_private: config.egress_allow_private,
+                api: vec![local],
+            };
+            let interception =
+                interception(&config.data_dir, &config.egress_upstream_ca, addresses)?;
             let mut sandbox_options = sandbox_options(
                 config.sandbox_uids,
                 config.sandbox_tmp_bytes,
                 &config.runtimes,
             );
             sandbox_options.trust_bundle = Some(interception.1);
-            start_runner(
-                &store,
-                &sealer,
-                &workspaces,
-                sandbox_options,
-                config.llm_endpoints.clone(),
-                config.runtimes.clone(),
-                door.clone(),
-                interception.0,
-            )
-            .await?
+            let mut options = managed_agents_harness::runner::Options::new(workspaces.clone());
+            options.llm_endpoints = config.llm_endpoints.clone();
+            options.runtimes = config.runtimes.clone();
+            options.door = Some(door.clone());
+            options.interception = Some(interception.0);
+            start_runner(&store, &sealer, &workspaces, sandbox_options, options).await?
         }
         _ => None,
     };
@@ -223,10 +223,7 @@ async fn start_runner(
     sealer: &Sealer,
     workspaces: &managed_agents_harness::sandbox::Workspaces,
     sandbox_options: managed_agents_harness::sandbox::Options,
-    llm_endpoints: managed_agents_harness::model::AllowList,
-    runtimes: managed_agents_harness::runtimes::Runtimes,
-    door: managed_agents_harness::door::Door,
-    interception: managed_agents_harness::door::credentials::Interception,
+    options: managed_agents_harness::runner::Options,
 ) -> anyhow::Result<
     Option<
         managed_agents_harness::runner::Runner<
@@ -235,7 +232,7 @@ async fn start_runner(
         >,
     >,
 > {
-    use managed_agents_harness::runner::{Options, Runner};
+    use managed_agents_harness::runner::Runner;
     use managed_agents_harness::sandbox::BubblewrapSandbox;
     let uids = sandbox_options.host_uids;
     let sandbox = match BubblewrapSandbox::new(sandbox_options) {
@@ -256,7 +253,7 @@ async fn start_runner(
         tracing::warn!(?accounts, %uids, "host accounts use uids of --sandbox-uid-range");
     }
     workspaces
-        .self_test(&sandbox, Some(&door))
+        .self_test(&sandbox, options.door.as_ref())
         .await
         .with_context(|| {
             format!(
@@ -265,11 +262,6 @@ async fn start_runner(
             workspaces.root().display()
         )
         })?;
-    let mut options = Options::new(workspaces.clone());
-    options.llm_endpoints = llm_endpoints;
-    options.runtimes = runtimes;
-    options.door = Some(door);
-    options.interception = Some(interception);
     let runner = Runner::new(store.clone(), sandbox, sealer.clone(), options);
     match runner.start().await {
         Ok(n) => tracing::info!(sessions = n, "runner started"),
@@ -324,6 +316,7 @@ fn door_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
 fn interception(
     data_dir: &std::path::Path,
     upstream_ca: &[std::path::PathBuf],
+    addresses: managed_agents_harness::door::policy::Addresses,
 ) -> anyhow::Result<(
     managed_agents_harness::door::credentials::Interception,
     std::path::PathBuf,
@@ -334,7 +327,7 @@ fn interception(
     let bundle = authority.write_trust_bundle(data_dir, system)?;
     let upstream = Upstream::new(system, upstream_ca).context("--egress-upstream-ca")?;
     Ok((
-        Interception::new(std::sync::Arc::new(authority), upstream),
+        Interception::new(std::sync::Arc::new(authority), upstream, addresses),
         bundle,
     ))
 }

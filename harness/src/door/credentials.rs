@@ -32,9 +32,12 @@
 //! one credential are serialised in this process ([`Interception`] holds the locks), so
 //! concurrent requests refresh once. The token endpoint is called from the server, not from the
 //! sandbox, with the same upstream roots as intercepted destinations, no proxy, no redirects,
-//! a 30 s timeout and at most 64 KiB of answer; its error answers are reduced to the status and
-//! the OAuth `error` code. An expired token without a refresh configuration is sent as it is
-//! (the destination decides).
+//! a 30 s timeout and at most 64 KiB of answer; its name is resolved once and every address
+//! checked with the door's operator rules ([`Addresses`]: no loopback, link-local or private
+//! address without `--egress-allow-private`, never the server's own API), and the request is
+//! pinned to the checked addresses, so a credential cannot make the server reach an internal
+//! service. Its error answers are reduced to the status and the OAuth `error` code. An expired
+//! token without a refresh configuration is sent as it is (the destination decides).
 //!
 //! No secret is logged or placed in an error message: reasons name credentials by id.
 
@@ -52,7 +55,8 @@ use serde::Deserialize;
 
 use super::ca::Authority;
 use super::mitm::{self, Authorization, Refused, Upstream};
-use super::Destination;
+use super::policy::Addresses;
+use super::{Destination, Inject, SessionDoor, Tunnel};
 use crate::runner::SecretOpener;
 
 /// An access token expiring within this margin is refreshed before it is used.
@@ -62,15 +66,16 @@ pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most bytes read of a token endpoint's answer.
 pub const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 
-/// What credential injection shares across sessions: the CA, the upstream roots, the HTTP
-/// client for token endpoints and the per-credential refresh locks. Cheap to clone.
+/// What credential injection shares across sessions: the CA, the upstream roots, the operator's
+/// address rules for token endpoints and the per-credential refresh locks. Cheap to clone.
 #[derive(Clone)]
 pub struct Interception {
     /// The CA leaves are minted from.
     pub authority: Arc<Authority>,
     /// How intercepted destinations are reached.
     pub upstream: Upstream,
-    http: reqwest::Client,
+    /// Which addresses token endpoints may have (the door's operator rules).
+    pub addresses: Addresses,
     refreshing: Arc<std::sync::Mutex<HashMap<CredentialId, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
@@ -82,21 +87,52 @@ impl std::fmt::Debug for Interception {
 
 impl Interception {
     /// Interception with `authority`'s leaves, reaching destinations (and token endpoints)
-    /// through `upstream`'s roots.
-    pub fn new(authority: Arc<Authority>, upstream: Upstream) -> Self {
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(upstream.client_config().as_ref().clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(TOKEN_TIMEOUT)
-            .build()
-            .unwrap_or_default();
+    /// through `upstream`'s roots; token endpoints must pass `addresses`.
+    pub fn new(authority: Arc<Authority>, upstream: Upstream, addresses: Addresses) -> Self {
         Self {
             authority,
             upstream,
-            http,
+            addresses,
             refreshing: Arc::default(),
         }
+    }
+
+    /// An HTTP client for `url` pinned to its resolved addresses, once they pass the operator's
+    /// rules (see the module header).
+    async fn token_client(&self, url: &str) -> Result<reqwest::Client, String> {
+        let parsed =
+            reqwest::Url::parse(url).map_err(|_| "the token endpoint is not a URL".to_owned())?;
+        let host = parsed
+            .host_str()
+            .ok_or("the token endpoint has no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = parsed
+            .port_or_known_default()
+            .ok_or("the token endpoint has no port")?;
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("the token endpoint's host {host} does not resolve: {e}"))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(format!("the token endpoint's host {host} has no address"));
+        }
+        let is_name = host.parse::<std::net::IpAddr>().is_err();
+        self.addresses
+            .check(&host, is_name, &addrs)
+            .map_err(|denial| format!("the token endpoint is not allowed: {}", denial.reason))?;
+        let mut builder = reqwest::Client::builder()
+            .use_preconfigured_tls(self.upstream.client_config().as_ref().clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(TOKEN_TIMEOUT);
+        if is_name {
+            builder = builder.resolve_to_addrs(&host, &addrs);
+        }
+        builder
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))
     }
 
     fn refresh_lock(&self, id: &CredentialId) -> Arc<tokio::sync::Mutex<()>> {
@@ -246,7 +282,7 @@ impl<S: Store> SessionCredentials<S> {
     }
 
     /// Serves an intercepted tunnel to `destination` until the sandbox closes it.
-    pub async fn serve<IO>(&self, destination: Destination, tunnel: IO)
+    pub async fn serve_tunnel<IO>(&self, destination: Destination, tunnel: IO)
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -410,10 +446,13 @@ impl<S: Store> SessionCredentials<S> {
         if let Some(resource) = &refresh.resource {
             form.push(("resource", resource.clone()));
         }
-        let mut request = self
+        let http = self
             .inner
             .interception
-            .http
+            .token_client(&refresh.token_endpoint)
+            .await
+            .map_err(failed)?;
+        let mut request = http
             .post(&refresh.token_endpoint)
             .header(reqwest::header::ACCEPT, "application/json");
         match &refresh.token_endpoint_auth {
@@ -557,6 +596,22 @@ struct Tokens {
     access_token: String,
     expires_at: Option<Timestamp>,
     refresh_token: Option<String>,
+}
+
+impl<S: Store> Inject for SessionCredentials<S> {
+    fn intercepts(&self, destination: &Destination) -> bool {
+        SessionCredentials::intercepts(self, destination)
+    }
+
+    fn serve(
+        &self,
+        _session: Arc<SessionDoor>,
+        destination: Destination,
+        tunnel: Tunnel,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        let credentials = self.clone();
+        Box::pin(async move { credentials.serve_tunnel(destination, tunnel).await })
+    }
 }
 
 /// The credentials of one intercepted origin, as the mitm asks for them per request.

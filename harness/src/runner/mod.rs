@@ -478,6 +478,20 @@ async fn turn<S: Store, X: Sandbox>(
     let network = match &inner.options.door {
         Some(door) => {
             let mut session = setup::door(&inner.store, &id, &created, &writer.state().agent).await;
+            if let Some(interception) = &inner.options.interception {
+                // Vault credentials injected on the way out (door::credentials).
+                match crate::door::credentials::SessionCredentials::load(
+                    inner.store.clone(),
+                    inner.secrets.clone(),
+                    interception.clone(),
+                    &created.vault_ids,
+                )
+                .await
+                {
+                    Ok(credentials) => session = session.with_inject(Arc::new(credentials)),
+                    Err(message) => return writer.fail(message).await,
+                }
+            }
             if matches!(engine, Engine::Claude | Engine::Codex) {
                 // The agent CLI's only way to a model.
                 let gateway =

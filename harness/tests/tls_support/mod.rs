@@ -43,12 +43,19 @@ fn test_ca() -> Result<(rcgen::Issuer<'static, rcgen::KeyPair>, String)> {
 }
 
 impl TlsServer {
-    /// Starts serving HTTP/1.1 over TLS on a loopback port with `handler`.
+    /// Starts serving HTTP/1.1 over TLS on a port of 127.0.0.1 with `handler`.
     pub async fn start(handler: Handler) -> Result<Self> {
+        Self::start_on("127.0.0.1", handler).await
+    }
+
+    /// Starts serving on a port of `ip` (a loopback address: the certificate names
+    /// `localhost`, 127.0.0.1 and 127.0.0.2).
+    pub async fn start_on(ip: &str, handler: Handler) -> Result<Self> {
         let (issuer, ca_pem) = test_ca()?;
         let key = rcgen::KeyPair::generate()?;
-        let params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        let params = rcgen::CertificateParams::new(
+            ["localhost", "127.0.0.1", "127.0.0.2"].map(String::from),
+        )?;
         let cert = params.signed_by(&key, &issuer)?;
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -60,7 +67,7 @@ impl TlsServer {
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         )?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
