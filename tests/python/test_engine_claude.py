@@ -299,3 +299,44 @@ def test_a_custom_tool_call_waits_for_the_client_result(h: Harness) -> None:
     replies = [text(e) for e in events if e.type == "agent.message"]
     assert len(replies) == 1 and replies[0].startswith("Tool result: sunny and 21 degrees")
     assert tool_results(events) == []
+
+
+def agent_processes(server_pid: int) -> list[int]:
+    """Claude Code processes under the server (in any of its sandboxes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [server_pid]
+    while todo:
+        pid = todo.pop()
+        for child in children.get(pid, []):
+            todo.append(child)
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"--permission-prompt-tool" in cmdline and b"bwrap" not in cmdline.split(b"\0")[0]:
+                found.append(child)
+    return found
+
+
+def test_deleting_a_session_waiting_for_a_confirmation_ends_its_process(
+    claude: ClaudeServer, mock: MockModel
+) -> None:
+    h = claude.harness(mock, "sk-vault-" + unique("secret"))
+    assert claude.process is not None and claude.process.proc is not None
+    server_pid = claude.process.proc.pid
+    session = h.session(agent=ask_agent(h))
+    events = turn(h, session.id, claude_prompt("Bash", {"command": "echo waiting"}))
+    assert stop_type(events[-1]) == "requires_action"
+    # Claude Code is kept, blocked on the permission prompt, until the confirmation comes.
+    assert agent_processes(server_pid)
+    h.client.beta.sessions.delete(session.id)
+    wait_for(lambda: not agent_processes(server_pid), timeout=TURN)

@@ -359,7 +359,10 @@ async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
     loop {
         let loaded = match log::load(&inner.store, id).await {
             Ok(loaded) => loaded,
-            Err(log::Error::NotFound(_)) => return,
+            Err(log::Error::NotFound(_)) => {
+                inner.claude.discard(id);
+                return;
+            }
             Err(e) => {
                 tracing::warn!(session = %id, error = %e, "cannot load session");
                 return;
@@ -367,6 +370,8 @@ async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
         };
         let state = &loaded.state;
         if state.archived_at.is_some() || state.status == Status::Terminated {
+            // No turn will answer a prompt its kept agent process waits on.
+            inner.claude.discard(id);
             return;
         }
         let mut writer = Writer::new(inner.store.clone(), loaded);

@@ -340,6 +340,8 @@ async fn archive(
     Id(id): Id<SessionId>,
 ) -> Result<Json<Value>> {
     let committed = session::commit(&state, &auth, &id, || Command::Archive).await?;
+    // The runner ends what it keeps for the session (an agent process waiting on a prompt).
+    state.runner.notifier.notify(&id);
     render(&committed.state)
 }
 
@@ -350,6 +352,8 @@ async fn delete(
 ) -> Result<Json<Value>> {
     session::commit(&state, &auth, &id, || Command::Delete).await?;
     session::remove(&state, &id).await?;
+    // The runner ends what it keeps for the session (an agent process waiting on a prompt).
+    state.runner.notifier.notify(&id);
     if let Some(workspaces) = &state.runner.workspaces {
         if let Err(e) = workspaces.delete(id.as_str()).await {
             tracing::warn!(session_id = %id, error = %e, "cannot delete the session's workspace");

@@ -140,6 +140,15 @@ impl Processes {
     fn keep(&self, id: SessionId, live: Live) {
         self.lock().insert(id, live);
     }
+
+    /// Ends the process kept for session `id`, if any (the session was deleted, archived or
+    /// terminated while it waited).
+    pub(crate) fn discard(&self, id: &SessionId) {
+        if let Some(live) = self.take(id) {
+            tracing::info!(session = %id, "ending the Claude Code process of a session that ended");
+            live.process.killer().kill();
+        }
+    }
 }
 
 /// Where Claude Code reaches its model: the LLM gateway, with the session's placeholder key.
