@@ -127,6 +127,21 @@ def dump(events: list[Any]) -> list[Any]:
     return [(e.type, text(e), getattr(e, "error", None)) for e in events]
 
 
+def processes_of(session_id: str) -> list[int]:
+    """Host processes whose environment names the session (Codex's placeholder key does)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = Path(entry.path, "environ").read_bytes()
+        except OSError:
+            continue
+        if session_id.encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
 def host_processes_with(marker: str) -> list[str]:
     found = []
     for entry in os.scandir("/proc"):
@@ -222,6 +237,18 @@ def test_always_ask_allow_runs_and_deny_does_not(h: Harness) -> None:
     allowed = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
     listing = text(tool_results(h.wait_idle(session.id, allowed[0].id, TURN_WAIT))[0])
     assert "allowed.txt" in listing and "denied.txt" not in listing, listing
+
+
+def test_deleting_a_session_that_waits_for_a_confirmation_ends_its_codex(h: Harness) -> None:
+    session = h.session(agent=codex_agent(h, tools=[ASK]))
+    sent = h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": shell("echo hi")}]})
+    waiting = h.wait_idle(session.id, sent[0].id, TURN_WAIT)
+    assert stop_type(waiting[-1]) == "requires_action", dump(waiting)
+    # Codex is kept, waiting for our answer to its approval request ...
+    assert processes_of(session.id)
+    h.client.beta.sessions.delete(session.id)
+    # ... until the session is gone (the runner, woken by the delete, ends it).
+    wait_for(lambda: processes_of(session.id) == [], TURN_WAIT)
 
 
 def test_interrupt_stops_sleep_and_the_next_turn_continues(h: Harness) -> None:

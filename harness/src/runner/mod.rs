@@ -361,6 +361,7 @@ async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
             Ok(loaded) => loaded,
             Err(log::Error::NotFound(_)) => {
                 inner.claude.discard(id);
+                inner.codex.discard(id);
                 return;
             }
             Err(e) => {
@@ -372,6 +373,7 @@ async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
         if state.archived_at.is_some() || state.status == Status::Terminated {
             // No turn will answer a prompt its kept agent process waits on.
             inner.claude.discard(id);
+            inner.codex.discard(id);
             return;
         }
         let mut writer = Writer::new(inner.store.clone(), loaded);

@@ -173,6 +173,14 @@ impl Servers {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(session.clone(), live);
     }
+
+    /// Ends the app-server kept for `session`, if any (the session was deleted, archived or
+    /// terminated while a call waited): dropping its process kills its sandbox.
+    pub(crate) fn discard(&self, session: &SessionId) {
+        if self.take(session).is_some() {
+            tracing::info!(session = %session, "ended the Codex app-server of a session that ended");
+        }
+    }
 }
 
 /// Everything one Codex turn works with.
