@@ -8,11 +8,16 @@
 //! - warm: further messages to one session that already ran a turn: the CLI starts again in the
 //!   existing workspace and resumes its conversation.
 //!
+//! - interrupt (`--interrupts N`, `claude` only): a turn running `sleep 30` through Claude
+//!   Code's Bash tool gets a `user.interrupt` once its `agent.tool_use` is in the log; the time
+//!   from that POST until the session is idle (the sandbox's whole pid namespace killed, the
+//!   turn closed).
+//!
 //! ```sh
 //! export MANAGED_AGENTS_RUNTIMES_DIR=$(scripts/agent-runtimes.sh)
 //! cargo build --release -p managed-agents-server --bin managed-agents
 //! cargo run --release -p managed-agents-benches --bin agent_cli_latency -- \
-//!     [--engine claude] [--cold 20] [--warm 20]
+//!     [--engine claude] [--cold 20] [--warm 20] [--interrupts 10]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -34,6 +39,10 @@ async fn main() -> Result<()> {
     let engine = flag("--engine").cloned().unwrap_or_else(|| "claude".into());
     let cold: usize = flag("--cold").map_or(Ok(20), |v| v.parse())?;
     let warm: usize = flag("--warm").map_or(Ok(20), |v| v.parse())?;
+    let interrupts: usize = flag("--interrupts").map_or(Ok(0), |v| v.parse())?;
+    if interrupts > 0 && engine != "claude" {
+        bail!("--interrupts drives Claude Code's Bash tool: only with --engine claude");
+    }
     let runtimes = std::env::var("MANAGED_AGENTS_RUNTIMES_DIR")
         .context("set MANAGED_AGENTS_RUNTIMES_DIR (scripts/agent-runtimes.sh prints it)")?;
     println!("load average before: {}", load_average());
@@ -59,6 +68,11 @@ async fn main() -> Result<()> {
         warm_ms.push(first_request(&api, &mock, &session).await?);
     }
 
+    let mut interrupt_ms = Vec::with_capacity(interrupts);
+    for _ in 0..interrupts {
+        interrupt_ms.push(interrupt(&api, &session).await?);
+    }
+
     println!("load average after: {}", load_average());
     println!("\n### `{engine}`: POST /events to the first model request at the mock\n");
     println!("| sandbox | samples | p50 ms | p99 ms | min ms | max ms |");
@@ -66,6 +80,7 @@ async fn main() -> Result<()> {
     for (name, v) in [
         ("cold (new session)", &mut cold_ms),
         ("warm (resumed)", &mut warm_ms),
+        ("interrupt → idle", &mut interrupt_ms),
     ] {
         if v.is_empty() {
             continue;
@@ -143,6 +158,45 @@ async fn first_request(api: &Api, mock: &MockModel, session: &str) -> Result<f64
         * 1e3;
     wait_idle(api, session).await?;
     Ok(ms)
+}
+
+/// Starts `sleep 30` through Claude Code's Bash tool, interrupts it once its call is in the
+/// log, and returns the milliseconds from the interrupt's POST to the idle session.
+async fn interrupt(api: &Api, session: &str) -> Result<f64> {
+    let events = |api: &Api| {
+        let path = format!("/v1/sessions/{session}/events?limit=1000");
+        let api = api.clone();
+        async move { api.get(&path).await }
+    };
+    let before = events(api).await?["data"].as_array().map_or(0, |d| {
+        d.iter().filter(|e| e["type"] == "agent.tool_use").count()
+    });
+    let body = json!({"events": [{"type": "user.message", "content": [{"type": "text",
+        "text": r#"[[mock:tool Bash {"command":"sleep 30"}]]"#}]}]});
+    api.post(&format!("/v1/sessions/{session}/events"), body)
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let page = events(api).await?;
+        let calls = page["data"].as_array().map_or(0, |d| {
+            d.iter().filter(|e| e["type"] == "agent.tool_use").count()
+        });
+        if calls > before {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("no agent.tool_use for {session} in 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sent = Instant::now();
+    api.post(
+        &format!("/v1/sessions/{session}/events"),
+        json!({"events": [{"type": "user.interrupt"}]}),
+    )
+    .await?;
+    wait_idle(api, session).await?;
+    Ok(sent.elapsed().as_secs_f64() * 1e3)
 }
 
 async fn wait_idle(api: &Api, session: &str) -> Result<()> {
