@@ -340,3 +340,17 @@ def test_deleting_a_session_waiting_for_a_confirmation_ends_its_process(
     assert agent_processes(server_pid)
     h.client.beta.sessions.delete(session.id)
     wait_for(lambda: not agent_processes(server_pid), timeout=TURN)
+
+
+def test_a_message_sent_while_waiting_for_a_confirmation_is_answered_in_its_turn(h: Harness) -> None:
+    session = h.session(agent=ask_agent(h))
+    events = turn(h, session.id, claude_prompt("Bash", {"command": "echo first"}))
+    assert stop_type(events[-1]) == "requires_action"
+    use = [e for e in events if e.type == "agent.tool_use"][0]
+    h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": "[[mock:text and the second]]"}]})
+    sent = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
+    events = h.wait_idle(session.id, sent[0].id, timeout=TURN)
+    assert stop_type(events[-1]) == "end_turn"
+    assert [text(r).strip() for r in tool_results(events)] == ["first"]
+    # Claude Code hands the message to the model within the same turn (after the tool result).
+    assert "[[mock:text and the second]]" in json.dumps(h.model_requests()[-1]["body"]["messages"])
