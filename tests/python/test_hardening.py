@@ -277,8 +277,12 @@ def test_the_data_dir_is_private(tmp_path: Path) -> None:
         assert srv.stop() == 0, srv.log_tail()
         mock.stop()
     assert (data / "files").is_dir() and (data / "db").is_dir() and (data / "secret.key").is_file()
-    assert running == [], running
-    assert open_entries(data) == [], "after shutdown (RocksDB flushes)"
+    # The one readable entry: the CA bundle the sandboxes trust (public certificates only), bound
+    # read-only into every sandbox, whose uids must read it; the data dir itself stays 0700.
+    bundle = f"0o644 {data / 'egress-ca-bundle.pem'}"
+    assert bundle in running, running
+    assert [e for e in running if e != bundle] == [], running
+    assert [e for e in open_entries(data) if e != bundle] == [], "after shutdown (RocksDB flushes)"
 
 
 # --- Finding 11: /readyz, event page bytes ----------------------------------------------------

@@ -5,7 +5,7 @@
 //! Files (in the directory given to [`Authority::load_or_generate`], the data dir):
 //! - `egress-ca.key`: the CA's private key (PKCS#8 PEM, ECDSA P-256), created with mode 0600
 //!   and never copied anywhere;
-//! - `egress-ca.pem`: its self-signed certificate (public, mode 0644);
+//! - `egress-ca.pem`: its self-signed certificate (mode 0600: only the server reads it);
 //! - `egress-ca-bundle.pem`: the host's system CAs followed by ours (public, mode 0644),
 //!   rewritten at every start by [`Authority::write_trust_bundle`]; the sandbox binds it where
 //!   Debian's tools look for their trust store (see `sandbox::Options::trust_bundle`).
@@ -178,7 +178,7 @@ fn normal_host(host: &str) -> String {
 }
 
 impl Authority {
-    /// The CA whose files are in `dir`, generated (key 0600, certificate 0644) when there is
+    /// The CA whose files are in `dir`, generated (key and certificate 0600) when there is
     /// no key yet. A certificate missing next to an existing key is made again from the key.
     pub fn load_or_generate(dir: &Path) -> Result<Self, Error> {
         let key_path = dir.join(KEY_FILE);
@@ -214,7 +214,7 @@ impl Authority {
             Ok(pem) => pem,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let pem = ca_params().self_signed(&key).map_err(generate)?.pem();
-                write_atomically(&cert_path, pem.as_bytes(), 0o644)?;
+                write_atomically(&cert_path, pem.as_bytes(), 0o600)?;
                 pem
             }
             Err(e) => return Err(io(&cert_path)(e)),
@@ -356,7 +356,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let first = Authority::load_or_generate(dir.path()).expect("generate");
         assert_eq!(mode(&dir.path().join(KEY_FILE)), 0o600);
-        assert_eq!(mode(&dir.path().join(CERT_FILE)), 0o644);
+        assert_eq!(mode(&dir.path().join(CERT_FILE)), 0o600);
         let again = Authority::load_or_generate(dir.path()).expect("load");
         assert_eq!(first.certificate_pem(), again.certificate_pem());
         let key = std::fs::read_to_string(dir.path().join(KEY_FILE)).expect("key");
