@@ -36,6 +36,7 @@ pub mod mitm;
 pub mod policy;
 mod proxy;
 pub mod relay;
+mod splice;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
