@@ -41,7 +41,10 @@ async fn main() -> anyhow::Result<()> {
     })?;
     let id = managed_agents_core::ids::SessionId::parse("sesn_bench")?;
     let through_door = door.register(SessionDoor::new(id, Policy::Unrestricted), &ws)?;
-    for network in [Network::Isolated, through_door] {
+    for (label, network) in [
+        ("isolated", Network::Isolated),
+        ("through a door", through_door),
+    ] {
         let mut samples = Vec::with_capacity(runs);
         for _ in 0..runs {
             let start = Instant::now();
@@ -54,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
         samples.sort();
         let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
         println!(
-            "{network:?}: runs={runs} p50={:.2?} p99={:.2?} min={:.2?} max={:.2?}",
+            "{label}: runs={runs} p50={:.2?} p99={:.2?} min={:.2?} max={:.2?}",
             pct(0.50),
             pct(0.99),
             samples[0],
