@@ -29,7 +29,7 @@ use futures::future::BoxFuture;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
@@ -231,33 +231,6 @@ fn reply(status: StatusCode, reason: &str) -> Response<Body> {
     response
 }
 
-/// Drops hop-by-hop headers, and those the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
-        header::CONNECTION,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-}
-
 impl Forwarder {
     async fn forward(&self, request: Request<Incoming>) -> Response<Body> {
         let host = &self.destination.host;
@@ -286,7 +259,7 @@ impl Forwarder {
         authorization.set_sensitive(true);
 
         let (mut parts, body) = request.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        super::proxy::strip_hop_by_hop(&mut parts.headers);
         parts.headers.insert(header::AUTHORIZATION, authorization);
         if !parts.headers.contains_key(header::HOST) {
             let authority = match self.destination.port {
@@ -331,7 +304,7 @@ impl Forwarder {
         match s.send_request(upstream_request).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
+                super::proxy::strip_hop_by_hop(&mut parts.headers);
                 tracing::debug!(%host, %method, status = parts.status.as_u16(), "injected");
                 Response::from_parts(parts, body.boxed())
             }
