@@ -48,7 +48,7 @@ pub mod server {
     use std::time::{Duration, Instant};
 
     use anyhow::{bail, Context, Result};
-    use serde_json::Value;
+    use serde_json::{json, Value};
     use tempfile::TempDir;
 
     /// The bootstrap key of the servers the tools start.
@@ -185,5 +185,85 @@ pub mod server {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+
+    /// The objects a bench session runs with.
+    pub struct Objects {
+        pub agent: String,
+        pub environment: String,
+        pub vault: String,
+    }
+
+    /// Creates an agent with the toolset, an environment, and an LLM vault pointing at
+    /// `model_url` (with `engine` in its metadata when given) holding a model key.
+    pub async fn objects(api: &Api, model_url: &str, engine: Option<&str>) -> Result<Objects> {
+        let agent = api
+            .post(
+                "/v1/agents",
+                json!({"name": "bench", "model": "claude-sonnet-4-6",
+                       "tools": [{"type": "agent_toolset_20260401"}]}),
+            )
+            .await?;
+        let environment = api
+            .post("/v1/environments", json!({"name": "bench"}))
+            .await?;
+        let mut metadata = json!({
+            "sandbox0.managed_agents.role": "llm",
+            "sandbox0.managed_agents.llm_base_url": model_url});
+        if let Some(engine) = engine {
+            metadata["sandbox0.managed_agents.engine"] = json!(engine);
+        }
+        let vault = api
+            .post(
+                "/v1/vaults",
+                json!({"display_name": "llm", "metadata": metadata}),
+            )
+            .await?;
+        let vault = id(&vault)?;
+        api.post(
+            &format!("/v1/vaults/{vault}/credentials"),
+            json!({"auth": {"type": "static_bearer", "token": "sk-mock"}}),
+        )
+        .await?;
+        Ok(Objects {
+            agent: id(&agent)?,
+            environment: id(&environment)?,
+            vault,
+        })
+    }
+
+    /// A new session of `objects`.
+    pub async fn session(api: &Api, objects: &Objects) -> Result<String> {
+        let session = api
+            .post(
+                "/v1/sessions",
+                json!({"agent": objects.agent, "environment_id": objects.environment,
+                       "vault_ids": [objects.vault]}),
+            )
+            .await?;
+        id(&session)
+    }
+
+    /// Polls the session until it is idle, at most `timeout`.
+    pub async fn wait_idle(api: &Api, session: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = api.get(&format!("/v1/sessions/{session}")).await?;
+            if s["status"] == "idle" {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("session {session} not idle after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// The `id` of an API object.
+    pub fn id(v: &Value) -> Result<String> {
+        v["id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no id in {v}"))
     }
 }

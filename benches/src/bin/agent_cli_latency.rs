@@ -23,10 +23,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use managed_agents_benches::server::{Api, Server};
+use managed_agents_benches::server::{self, Api, Server};
 use managed_agents_benches::{load_average, pct};
 use managed_agents_harness::mock_model::{self, MockModel, Script};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -54,14 +54,14 @@ async fn main() -> Result<()> {
         &[("MANAGED_AGENTS_RUNTIMES_DIR", runtimes.as_str())],
     )?;
     let api = Api::new(&server.base);
-    let ids = setup(&api, &mock, &engine).await?;
+    let objects = server::objects(&api, &mock.url(), Some(&engine)).await?;
 
     let mut cold_ms = Vec::with_capacity(cold);
     for _ in 0..cold {
-        let session = session(&api, &ids).await?;
+        let session = server::session(&api, &objects).await?;
         cold_ms.push(first_request(&api, &mock, &session).await?);
     }
-    let session = session(&api, &ids).await?;
+    let session = server::session(&api, &objects).await?;
     first_request(&api, &mock, &session).await?;
     let mut warm_ms = Vec::with_capacity(warm);
     for _ in 0..warm {
@@ -98,46 +98,6 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// An agent with the toolset, an environment and an LLM vault for `engine` pointing at `mock`.
-async fn setup(api: &Api, mock: &MockModel, engine: &str) -> Result<(String, String, String)> {
-    let agent = api
-        .post(
-            "/v1/agents",
-            json!({"name": "bench", "model": "claude-sonnet-4-5",
-                   "tools": [{"type": "agent_toolset_20260401"}]}),
-        )
-        .await?;
-    let env = api
-        .post("/v1/environments", json!({"name": "bench"}))
-        .await?;
-    let vault = api
-        .post(
-            "/v1/vaults",
-            json!({"display_name": "llm", "metadata": {
-                "sandbox0.managed_agents.role": "llm",
-                "sandbox0.managed_agents.engine": engine,
-                "sandbox0.managed_agents.llm_base_url": mock.url()}}),
-        )
-        .await?;
-    let vault_id = id(&vault)?;
-    api.post(
-        &format!("/v1/vaults/{vault_id}/credentials"),
-        json!({"auth": {"type": "static_bearer", "token": "sk-mock"}}),
-    )
-    .await?;
-    Ok((id(&agent)?, id(&env)?, vault_id))
-}
-
-async fn session(api: &Api, ids: &(String, String, String)) -> Result<String> {
-    let s = api
-        .post(
-            "/v1/sessions",
-            json!({"agent": ids.0, "environment_id": ids.1, "vault_ids": [ids.2]}),
-        )
-        .await?;
-    id(&s)
-}
-
 /// Sends one message and returns the milliseconds from the POST to the first model request;
 /// waits for the turn to end before returning.
 async fn first_request(api: &Api, mock: &MockModel, session: &str) -> Result<f64> {
@@ -156,7 +116,7 @@ async fn first_request(api: &Api, mock: &MockModel, session: &str) -> Result<f64
         .duration_since(sent)
         .as_secs_f64()
         * 1e3;
-    wait_idle(api, session).await?;
+    server::wait_idle(api, session, Duration::from_secs(120)).await?;
     Ok(ms)
 }
 
@@ -195,27 +155,6 @@ async fn interrupt(api: &Api, session: &str) -> Result<f64> {
         json!({"events": [{"type": "user.interrupt"}]}),
     )
     .await?;
-    wait_idle(api, session).await?;
+    server::wait_idle(api, session, Duration::from_secs(120)).await?;
     Ok(sent.elapsed().as_secs_f64() * 1e3)
-}
-
-async fn wait_idle(api: &Api, session: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let s = api.get(&format!("/v1/sessions/{session}")).await?;
-        if s["status"] == "idle" {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("session {session} not idle after 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn id(v: &Value) -> Result<String> {
-    v["id"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("no id in {v}"))
 }

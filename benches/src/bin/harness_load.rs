@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use managed_agents_benches::server::{Api, Server, KEY};
+use managed_agents_benches::server::{self, Api, Server, KEY};
 use managed_agents_benches::{load_average, pct};
 use managed_agents_harness::mock_model::{self, MockModel, Script};
 use serde_json::{json, Value};
@@ -64,74 +64,21 @@ async fn mock() -> Result<MockModel> {
     Ok(mock_model::serve(listener, Script::new()).await?)
 }
 
-/// Creates an agent with the toolset, an environment and an LLM vault pointing at `mock`.
-async fn setup(api: &Api, mock: &MockModel) -> Result<(String, String, String)> {
-    let agent = api
-        .post(
-            "/v1/agents",
-            json!({"name": "bench", "model": "claude-sonnet-4-6",
-                   "tools": [{"type": "agent_toolset_20260401"}]}),
-        )
-        .await?;
-    let env = api
-        .post("/v1/environments", json!({"name": "bench"}))
-        .await?;
-    let vault = api
-        .post(
-            "/v1/vaults",
-            json!({"display_name": "llm", "metadata": {
-                "sandbox0.managed_agents.role": "llm",
-                "sandbox0.managed_agents.llm_base_url": mock.url()}}),
-        )
-        .await?;
-    let vault_id = id(&vault)?;
-    api.post(
-        &format!("/v1/vaults/{vault_id}/credentials"),
-        json!({"auth": {"type": "static_bearer", "token": "sk-mock"}}),
-    )
-    .await?;
-    Ok((id(&agent)?, id(&env)?, vault_id))
-}
-
-async fn session(api: &Api, ids: &(String, String, String)) -> Result<String> {
-    let s = api
-        .post(
-            "/v1/sessions",
-            json!({"agent": ids.0, "environment_id": ids.1, "vault_ids": [ids.2]}),
-        )
-        .await?;
-    id(&s)
-}
-
 fn message(text: &str) -> Value {
     json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]})
-}
-
-async fn wait_idle(api: &Api, session: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = api.get(&format!("/v1/sessions/{session}")).await?;
-        if s["status"] == "idle" {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("session {session} not idle after 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 async fn latency(samples: usize) -> Result<()> {
     let mock = mock().await?;
     let server = Server::start("harness-load", &[])?;
     let api = Api::new(&server.base);
-    let ids = setup(&api, &mock).await?;
+    let objects = server::objects(&api, &mock.url(), None).await?;
     let per_session = 10;
     let n_sessions = samples.div_ceil(per_session);
     let mut send_to_model = Vec::new();
     let mut ack_to_model = Vec::new();
     for _ in 0..n_sessions {
-        let s = session(&api, &ids).await?;
+        let s = server::session(&api, &objects).await?;
         // Warm: the workspace exists and a sandbox has run in it.
         let before = mock.requests().len();
         api.post(
@@ -140,7 +87,7 @@ async fn latency(samples: usize) -> Result<()> {
         )
         .await?;
         mock.wait_for_requests(before + 2).await;
-        wait_idle(&api, &s).await?;
+        server::wait_idle(&api, &s, Duration::from_secs(60)).await?;
         for _ in 0..per_session {
             let before = mock.requests().len();
             let sent = Instant::now();
@@ -158,7 +105,7 @@ async fn latency(samples: usize) -> Result<()> {
             } else {
                 -(acked.duration_since(at).as_secs_f64() * 1e3)
             });
-            wait_idle(&api, &s).await?;
+            server::wait_idle(&api, &s, Duration::from_secs(60)).await?;
         }
     }
     println!(
@@ -187,10 +134,10 @@ async fn load(n: usize, turns: usize) -> Result<()> {
     let mock = mock().await?;
     let server = Server::start("harness-load", &[])?;
     let api = Api::new(&server.base);
-    let ids = setup(&api, &mock).await?;
+    let objects = server::objects(&api, &mock.url(), None).await?;
     let mut sessions = Vec::with_capacity(n);
     for _ in 0..n {
-        sessions.push(session(&api, &ids).await?);
+        sessions.push(server::session(&api, &objects).await?);
     }
     let rss_before = status_kb(server.pid(), "VmRSS:");
     let cpu_before = cpu_seconds(server.pid());
@@ -277,13 +224,6 @@ async fn session_turns(api: &Api, session: &str, turns: usize) -> Result<Vec<f64
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     Ok(times)
-}
-
-fn id(v: &Value) -> Result<String> {
-    v["id"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("no id in {v}"))
 }
 
 fn status_kb(pid: u32, field: &str) -> u64 {
