@@ -10,9 +10,11 @@ use managed_agents_core::event::{self, Event, EventParams, Preview};
 use serde_json::{json, Value};
 
 fn fixtures(dir: &str) -> Vec<(PathBuf, Value)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(dir);
+    let dir = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/fixtures")
+    .join(dir);
     let mut files: Vec<_> = fs::read_dir(&dir)
         .expect("fixture dir")
         .map(|entry| entry.expect("entry").path())
