@@ -38,8 +38,18 @@ ln -s "../$name-package/bin/$name" "$prefix/node_modules/.bin/$name"
         log = dir.join("npm.log").display(),
         fail = dir.join("fail").display(),
     );
-    std::fs::write(&npm, script).unwrap();
-    std::fs::set_permissions(&npm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Written by a child process, not by this one: a write descriptor held here while a test on
+    // another thread forks would be inherited, and exec'ing the script then fails with
+    // "Text file busy" (ETXTBSY) until that child execs.
+    let source = dir.join("npm.source");
+    std::fs::write(&source, script).unwrap();
+    let status = std::process::Command::new("install")
+        .args(["-m", "0755"])
+        .arg(&source)
+        .arg(&npm)
+        .status()
+        .unwrap();
+    assert!(status.success(), "install(1) the stand-in npm");
     npm
 }
 
