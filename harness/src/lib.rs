@@ -7,6 +7,7 @@
 //! `managed_agents_core::session::turn` decides. To run agents inside a program, build a
 //! [`runner::Runner`] (see its example and `examples/embedded_agent.rs`).
 
+mod attach;
 pub mod door;
 mod engine;
 pub mod mock_model;

@@ -10,7 +10,7 @@ mod support;
 
 use managed_agents_harness::door::Policy;
 use managed_agents_harness::sandbox::{
-    BubblewrapSandbox, Command, Error, Limits, Network, Options, Output, Sandbox, UidRange,
+    Bind, BubblewrapSandbox, Command, Error, Limits, Network, Options, Output, Sandbox, UidRange,
     Workspace, Workspaces,
 };
 
@@ -136,6 +136,110 @@ async fn data_dir_and_other_workspaces_are_invisible() {
     assert!(!out.stdout.contains("sesn_b"), "{out:?}");
     assert!(!out.stdout.contains("workspaces"), "{out:?}");
     assert!(out.stderr.contains("No such file or directory"), "{out:?}");
+}
+
+#[tokio::test]
+async fn extra_binds_and_variables_reach_every_command() {
+    let s = setup().await;
+    let ws = s.ws("sesn_binds").await;
+    // Host content inside the private data dir (0700 all the way up): read-only skills, a
+    // single uploaded file, and an outputs directory the workspace's owner may write.
+    let skills = s.data.join("skills/report");
+    std::fs::create_dir_all(&skills).unwrap();
+    std::fs::write(skills.join("SKILL.md"), "# report\n").unwrap();
+    let upload = s.data.join("upload.bin");
+    std::fs::write(&upload, "uploaded bytes").unwrap();
+    for (path, mode) in [
+        (s.data.join("skills"), 0o755),
+        (skills.clone(), 0o755),
+        (skills.join("SKILL.md"), 0o644),
+        (upload.clone(), 0o644),
+    ] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let outputs = s.data.join("outputs");
+    std::fs::create_dir(&outputs).unwrap();
+    let owner = ws.owner_uid().unwrap();
+    std::os::unix::fs::chown(&outputs, Some(owner), Some(owner)).unwrap();
+    let ws = ws
+        .with_bind(Bind::read_only(&skills, "/mnt/skills/report"))
+        .with_bind(Bind::read_only(&upload, "/mnt/session/uploads/file_1"))
+        .with_bind(Bind::writable(&outputs, "/mnt/session/outputs"))
+        .with_bind(Bind::read_only(&skills, "/workspace/.skills/report"))
+        .with_env("LAYER_PATH", "/opt/layer/bin");
+
+    let out = s
+        .sh(
+            &ws,
+            "cat /mnt/skills/report/SKILL.md /mnt/session/uploads/file_1; echo; \
+             echo \"$LAYER_PATH\"; cat /workspace/.skills/report/SKILL.md; \
+             echo made > /mnt/session/outputs/result.txt && echo wrote",
+        )
+        .await;
+    assert!(out.success(), "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "# report\nuploaded bytes\n/opt/layer/bin\n# report\nwrote\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outputs.join("result.txt")).unwrap(),
+        "made\n"
+    );
+    for attempt in [
+        "echo x > /mnt/skills/report/SKILL.md",
+        "echo x > /mnt/skills/report/new",
+        "echo x > /mnt/session/uploads/file_1",
+        "rm /workspace/.skills/report/SKILL.md",
+    ] {
+        let out = s.sh(&ws, attempt).await;
+        assert!(!out.success(), "{attempt}: {out:?}");
+        assert!(
+            out.stderr.contains("Read-only file system"),
+            "{attempt}: {out:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(skills.join("SKILL.md")).unwrap(),
+        "# report\n"
+    );
+    // A command's own variable wins over the workspace's.
+    let out = s
+        .sandbox
+        .run(
+            &ws,
+            Network::Isolated,
+            Command::shell("echo $LAYER_PATH").env("LAYER_PATH", "own"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "own\n", "{out:?}");
+}
+
+#[tokio::test]
+async fn a_bind_over_the_sandbox_structure_is_refused() {
+    let s = setup().await;
+    let ws = s.ws("sesn_badbind").await;
+    for target in [
+        "/etc/passwd",
+        "/workspace",
+        "/mnt/../usr",
+        "/run/managed-agents/x",
+    ] {
+        let bad = ws.clone().with_bind(Bind::read_only(&s.data, target));
+        let err = s
+            .sandbox
+            .run(&bad, Network::Isolated, Command::shell("true"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidBind(_)), "{target}: {err}");
+    }
+    let missing = ws.with_bind(Bind::read_only(s.data.join("nothing"), "/mnt/x"));
+    let err = s
+        .sandbox
+        .run(&missing, Network::Isolated, Command::shell("true"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
 #[tokio::test]

@@ -65,6 +65,24 @@ pub(crate) struct TurnAgent {
     pub(crate) tools: Vec<Tool>,
 }
 
+impl TurnAgent {
+    /// This agent with `paragraphs` after its system prompt (each separated by a blank line).
+    pub(crate) fn with_system_paragraphs(&self, paragraphs: &[String]) -> Self {
+        let mut system = self.system.clone();
+        for paragraph in paragraphs {
+            system = Some(match system {
+                Some(prompt) if !prompt.is_empty() => format!("{prompt}\n\n{paragraph}"),
+                _ => paragraph.clone(),
+            });
+        }
+        Self {
+            model: self.model.clone(),
+            system,
+            tools: self.tools.clone(),
+        }
+    }
+}
+
 /// Everything one turn works with.
 pub(crate) struct Turn<'a, S, X> {
     pub(crate) writer: &'a mut Writer<S>,

@@ -51,9 +51,10 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use managed_agents_core::event::{Body, Event, EventParams};
+use managed_agents_core::ids::EventId;
 use managed_agents_core::ids::SessionId;
 use managed_agents_core::session::log;
-use managed_agents_core::session::turn::{self, End};
+use managed_agents_core::session::turn::{self, End, Step};
 use managed_agents_core::session::{Command, SessionRecord, Status};
 use managed_agents_core::storage::{self, CatalogQuery, Kind, Order, Store, StreamId};
 use managed_agents_core::vault::SealedSecret;
@@ -62,7 +63,9 @@ use tokio::sync::watch;
 pub use crate::options::{Backoff, Options};
 pub use setup::{BASE_URL_KEY, ENGINE_KEY, ROLE_KEY};
 
-use crate::engine::{claude, codex, Turn};
+use crate::attach;
+use crate::engine::{claude, codex, Turn, TurnAgent};
+use crate::model::Endpoint;
 use crate::previews::Previews;
 use crate::sandbox::{Network, Sandbox};
 use crate::writer::{Halt, Writer};
@@ -515,6 +518,59 @@ async fn turn<S: Store, X: Sandbox>(
         }
         None => Network::Isolated,
     };
+    let state = writer.state().clone();
+    let Some(snapshot) = state.agent.clone() else {
+        return Err(Halt::Gone("session without an agent".into()));
+    };
+    let attach = attach::Context {
+        store: &inner.store,
+        secrets: &inner.secrets,
+        options: &inner.options,
+        sandbox: &inner.sandbox,
+        session: &id,
+        created: &created,
+        state: &state,
+        agent: &snapshot,
+        network: &network,
+    };
+    let attached = match attach::prepare(&attach, workspace).await {
+        Ok(attached) => attached,
+        Err(message) => return writer.fail(message).await,
+    };
+    for error in &attached.errors {
+        writer.record(Step::Error(error.clone())).await?;
+    }
+    let ended = engine_turn(
+        inner,
+        &mut writer,
+        engine,
+        endpoint,
+        &agent,
+        &attached,
+        network.clone(),
+        rx,
+        confirmations,
+    )
+    .await;
+    attach::finish(&attach, &attached).await;
+    ended
+}
+
+/// The turn in the session's engine, on the prepared workspace.
+#[allow(clippy::too_many_arguments)]
+async fn engine_turn<S: Store, X: Sandbox>(
+    inner: &Inner<S, X>,
+    writer: &mut Writer<S>,
+    engine: Engine,
+    endpoint: Endpoint,
+    agent: &TurnAgent,
+    attached: &attach::Attached,
+    network: Network,
+    rx: watch::Receiver<bool>,
+    confirmations: Vec<EventId>,
+) -> Result<(), Halt> {
+    let id = writer.id().clone();
+    let workspace = &attached.workspace;
     if engine == Engine::Claude {
         let program = match setup::claude_program(&inner.options) {
             Ok(program) => program,
@@ -522,17 +578,17 @@ async fn turn<S: Store, X: Sandbox>(
         };
         let api_key = crate::door::gateway::placeholder_key(&id);
         return claude::ClaudeTurn {
-            writer: &mut writer,
+            writer,
             sandbox: &inner.sandbox,
             processes: &inner.claude,
-            agent: &agent,
+            agent,
             program: &program,
             gateway: claude::Gateway {
                 base_url: crate::door::gateway::ANTHROPIC_BASE_URL,
                 api_key: &api_key,
             },
             network,
-            workspace: &workspace,
+            workspace,
             interrupted: rx,
         }
         .run(confirmations)
@@ -549,12 +605,12 @@ async fn turn<S: Store, X: Sandbox>(
             &crate::door::gateway::placeholder_key(&id),
         );
         return codex::Turn {
-            writer: &mut writer,
+            writer,
             sandbox: &inner.sandbox,
             previews: &inner.previews,
-            agent: &agent,
+            agent,
             network,
-            workspace: &workspace,
+            workspace,
             launch: &launch,
             servers: &inner.codex,
             interrupted: rx,
@@ -562,16 +618,18 @@ async fn turn<S: Store, X: Sandbox>(
         .run(confirmations)
         .await;
     }
+    // The resident engines learn of the session's attachments (skills) from the prompt.
+    let agent = &agent.with_system_paragraphs(&attached.system);
     Turn {
-        writer: &mut writer,
+        writer,
         sandbox: &inner.sandbox,
         http: &inner.http,
         options: &inner.options,
         previews: &inner.previews,
-        agent: &agent,
+        agent,
         endpoint: &endpoint,
         network,
-        workspace: &workspace,
+        workspace,
         interrupted: rx,
     }
     .run(confirmations)

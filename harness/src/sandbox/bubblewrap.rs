@@ -124,6 +124,10 @@ pub struct Options {
     /// Where the launcher binds a session's door directory when the server is root (like
     /// `mount_point`).
     pub door_mount_point: PathBuf,
+    /// Where the launcher mounts a small tmpfs holding one mount point per extra bind of a
+    /// workspace ([`Workspace::with_bind`](super::Workspace::with_bind)) when the server is
+    /// root (like `mount_point`), so bound host directories may live in the private data dir.
+    pub binds_mount_point: PathBuf,
     /// Extra host directories bound read-only at the same path (for example `/opt`).
     pub read_only: Vec<PathBuf>,
     /// The agent runtime directory (`crate::runtimes`), bound read-only at
@@ -145,6 +149,7 @@ impl Default for Options {
             host_uids: UidRange::default(),
             mount_point: PathBuf::from("/run/managed-agents-sandbox"),
             door_mount_point: PathBuf::from("/run/managed-agents-door"),
+            binds_mount_point: PathBuf::from("/run/managed-agents-binds"),
             read_only: Vec::new(),
             runtimes: None,
             runtimes_mount_point: PathBuf::from("/run/managed-agents-runtimes"),
@@ -183,6 +188,7 @@ struct Privileged {
     mount_point: PathBuf,
     runtimes_mount_point: PathBuf,
     door_mount_point: PathBuf,
+    binds_mount_point: PathBuf,
     uids: UidRange,
 }
 
@@ -232,10 +238,12 @@ impl BubblewrapSandbox {
                 mount_point: options.mount_point,
                 runtimes_mount_point: options.runtimes_mount_point,
                 door_mount_point: options.door_mount_point,
+                binds_mount_point: options.binds_mount_point,
                 uids: options.host_uids,
             };
             prepare_mount_point(&p.mount_point)?;
             prepare_mount_point(&p.door_mount_point)?;
+            prepare_mount_point(&p.binds_mount_point)?;
             if options.runtimes.is_some() {
                 prepare_mount_point(&p.runtimes_mount_point)?;
             }
@@ -309,12 +317,15 @@ impl BubblewrapSandbox {
     /// The launcher and its arguments for one command running as `uid` (when privileged).
     fn launcher(
         &self,
-        workspace: &Path,
+        workspace: &Workspace,
         uid: u32,
         network: &Network,
         command: &Command,
         procs: Vec<PathBuf>,
     ) -> (PathBuf, Vec<OsString>) {
+        let binds = workspace.binds();
+        let workspace_env = workspace.env();
+        let workspace = workspace.dir();
         let filters = self.filters.paths();
         // The files the launcher opens (as root, before `setpriv`) for `bwrap` to read from
         // descriptors: the seccomp programs, then the trust bundle.
@@ -335,6 +346,14 @@ impl BubblewrapSandbox {
                 None => dir.into(),
             });
             bwrap_args.push(crate::runtimes::MOUNT.into());
+        }
+        for (i, bind) in binds.iter().enumerate() {
+            bwrap_args.push(if bind.writable { "--bind" } else { "--ro-bind" }.into());
+            bwrap_args.push(match &self.privileged {
+                Some(p) => p.binds_mount_point.join(i.to_string()).into(),
+                None => bind.host.clone().into(),
+            });
+            bwrap_args.push(bind.target.clone().into());
         }
         for fd in (0..filters.len()).map(|i| FIRST_FILTER_FD + i) {
             bwrap_args.extend(["--add-seccomp-fd".into(), fd.to_string().into()]);
@@ -373,7 +392,7 @@ impl BubblewrapSandbox {
                 bwrap_args.extend(["--setenv".into(), k.into(), v.into()]);
             }
         }
-        for (k, v) in &command.env {
+        for (k, v) in workspace_env.iter().chain(&command.env) {
             bwrap_args.extend(["--setenv".into(), k.into(), v.into()]);
         }
         bwrap_args.push("--".into());
@@ -394,7 +413,8 @@ impl BubblewrapSandbox {
         bwrap_args.extend(command.argv.iter().map(OsString::from));
 
         // Positional arguments: cgroup.procs files, `--`, [workspace, mount point, mount,
-        // [runtime dir, its mount point]], filter files, `--`, the command to exec. Descriptors the server inherited from its
+        // [runtime dir, its mount point], [door dir, its mount point, relay], [binds' mount
+        // point, each bind's host path]], filter files, `--`, the command to exec. Descriptors the server inherited from its
         // own parent are not close-on-exec, and `bwrap` passes everything on: the script
         // closes all but stdio first.
         let mut script = String::from(
@@ -423,6 +443,22 @@ impl BubblewrapSandbox {
                      { echo \"sandbox: cannot bind the door\" >&2; exit 125; }\n\
                      shift 3\n",
                 );
+            }
+            if !binds.is_empty() {
+                // A tmpfs of mount points, private to this namespace, one per bind: a
+                // directory or an empty file, like what is bound on it.
+                script.push_str(
+                    "b=$1; shift\n\"$m\" -t tmpfs -o mode=0755,size=64k managed-agents-binds \"$b\" || \
+                     { echo \"sandbox: cannot mount the binds' mount points\" >&2; exit 125; }\n",
+                );
+                for i in 0..binds.len() {
+                    script.push_str(&format!(
+                        "if [ -d \"$1\" ]; then mkdir \"$b/{i}\"; else : > \"$b/{i}\"; fi && \
+                         \"$m\" --bind \"$1\" \"$b/{i}\" || \
+                         {{ echo \"sandbox: cannot bind $1\" >&2; exit 125; }}\n\
+                         shift\n"
+                    ));
+                }
             }
         }
         let opens: Vec<String> = (0..files.len())
@@ -466,6 +502,10 @@ impl BubblewrapSandbox {
                     p.door_mount_point.clone().into(),
                     mount.relay.clone().into(),
                 ]);
+            }
+            if !binds.is_empty() {
+                args.push(p.binds_mount_point.clone().into());
+                args.extend(binds.iter().map(|b| OsString::from(&b.host)));
             }
         }
         args.extend(files);
@@ -579,12 +619,15 @@ impl BubblewrapSandbox {
         if command.argv.is_empty() {
             return Err(Error::EmptyCommand);
         }
-        if let Some((k, _)) = command
-            .env
-            .iter()
-            .find(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
+        if let Some((k, _)) =
+            workspace.env().iter().chain(&command.env).find(|(k, v)| {
+                k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0')
+            })
         {
             return Err(Error::InvalidEnv(k.clone()));
+        }
+        for bind in workspace.binds() {
+            bind.check()?;
         }
         let uid = self.owner(workspace.dir())?;
         let group = if self.cgroups.is_empty() {
@@ -596,7 +639,7 @@ impl BubblewrapSandbox {
             .as_ref()
             .map(|g| g.procs_files().collect())
             .unwrap_or_default();
-        let (program, args) = self.launcher(workspace.dir(), uid, &network, command, procs);
+        let (program, args) = self.launcher(workspace, uid, &network, command, procs);
         let child = tokio::process::Command::new(&program)
             .args(args)
             .env_clear()

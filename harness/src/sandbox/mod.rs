@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod bind;
 mod bubblewrap;
 mod cgroup;
 mod command;
@@ -35,6 +36,7 @@ use std::future::Future;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
+pub use bind::Bind;
 pub use bubblewrap::{BubblewrapSandbox, Limits, Options, TRUST_ENV, TRUST_FALLBACK, TRUST_STORE};
 pub use command::{Command, DoorMount, Network, Output};
 pub use image::MIN_QUOTA;
@@ -81,6 +83,8 @@ pub enum Error {
     Io(#[source] std::io::Error),
     #[error("the command is empty")]
     EmptyCommand,
+    #[error("invalid sandbox bind {0}")]
+    InvalidBind(String),
     #[error("invalid environment variable name {0:?}")]
     InvalidEnv(String),
     #[error("invalid session id for a workspace directory: {0:?}")]

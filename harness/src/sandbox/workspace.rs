@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::image::{self, Tools};
-use super::{Command, Error, Network, Sandbox, UidRange};
+use super::{Bind, Command, Error, Network, Sandbox, UidRange};
 
 /// The directory that holds every session's workspace (for example `<data dir>/workspaces`).
 /// Clones share one lock, so creating, deleting and allocating uids never race.
@@ -40,16 +40,56 @@ pub struct Workspaces {
 pub struct Workspace {
     dir: PathBuf,
     quota: Option<u64>,
+    /// Extra binds every command of this workspace gets (see `bind.rs`), in order.
+    binds: Vec<Bind>,
+    /// Variables every command of this workspace gets before its own.
+    env: Vec<(String, String)>,
 }
 
 impl Workspace {
     /// Use an existing directory as a workspace (tests, embedding); a relative path is made
     /// absolute. Prefer [`Workspaces::create`].
     pub fn at(dir: impl Into<PathBuf>) -> Self {
+        Self::plain(absolute(dir.into()), None)
+    }
+
+    fn plain(dir: PathBuf, quota: Option<u64>) -> Self {
         Self {
-            dir: absolute(dir.into()),
-            quota: None,
+            dir,
+            quota,
+            binds: Vec::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// Add `bind` to every command and process run in this workspace (after `/workspace`, in
+    /// the order added). Checked when a command starts: see [`Bind`].
+    pub fn with_bind(mut self, bind: Bind) -> Self {
+        self.binds.push(bind);
+        self
+    }
+
+    /// Set `name` for every command and process run in this workspace (a command's own
+    /// variables come after, so they win).
+    pub fn with_env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// The extra binds, in order.
+    pub fn binds(&self) -> &[Bind] {
+        &self.binds
+    }
+
+    /// The workspace's variables, in order.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// The host uid that owns the workspace directory (the sandbox's uid when the server is
+    /// root), if it exists.
+    pub fn owner_uid(&self) -> Option<u32> {
+        std::fs::metadata(&self.dir).ok().map(|m| m.uid())
     }
 
     /// The host path bound at `/workspace`.
@@ -120,10 +160,7 @@ impl Workspaces {
     /// is reported).
     pub fn get(&self, session_id: &str) -> Result<Workspace, Error> {
         validate(session_id)?;
-        Ok(Workspace {
-            dir: self.root.join(session_id),
-            quota: None,
-        })
+        Ok(Workspace::plain(self.root.join(session_id), None))
     }
 
     /// Create (or reopen) the session's workspace: mode 0700, owned by its own sandbox uid
@@ -144,14 +181,12 @@ impl Workspaces {
             if privileged {
                 self.own(&dir, session_id)?;
             }
-            return Ok(Workspace { dir, quota: None });
+            return Ok(Workspace::plain(dir, None));
         };
         let image = self.image(session_id);
         if image::is_mounted(&dir) {
-            return Ok(Workspace {
-                quota: Some(image_size(&image).unwrap_or(quota)),
-                dir,
-            });
+            let size = image_size(&image).unwrap_or(quota);
+            return Ok(Workspace::plain(dir, Some(size)));
         }
         let tools = Tools::find()?;
         let fresh = !image.exists();
@@ -160,7 +195,7 @@ impl Workspaces {
                 // A workspace from before quotas: keep its files, unbounded.
                 tracing::warn!(dir = %dir.display(), "workspace predates quotas; not bounded");
                 self.own(&dir, session_id)?;
-                return Ok(Workspace { dir, quota: None });
+                return Ok(Workspace::plain(dir, None));
             }
             make_dir(&dir)?;
             let uid = self.own(&dir, session_id)?;
@@ -180,10 +215,8 @@ impl Workspaces {
             }
         }
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
-        Ok(Workspace {
-            quota: Some(image_size(&image).unwrap_or(quota)),
-            dir,
-        })
+        let size = image_size(&image).unwrap_or(quota);
+        Ok(Workspace::plain(dir, Some(size)))
     }
 
     /// Delete the session's workspace and everything in it (unmounting and removing its
