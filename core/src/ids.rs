@@ -155,6 +155,8 @@ typed_id!(/// A vault (`vlt_…`).
     VaultId, "vault", "vlt_");
 typed_id!(/// A vault credential (`vcrd_…`).
     CredentialId, "credential", "vcrd_");
+typed_id!(/// A skill uploaded through the Skills API (`skill_…`).
+    SkillId, "skill", "skill_");
 typed_id!(/// An uploaded file (`file_…`).
     FileId, "file", "file_");
 typed_id!(/// A session resource (`sesrsc_…`).

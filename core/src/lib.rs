@@ -15,6 +15,7 @@ pub mod object;
 pub mod patch;
 pub mod resource;
 pub mod session;
+pub mod skill;
 pub mod storage;
 pub mod stream;
 mod tagged;

@@ -28,11 +28,13 @@ pub enum Kind {
     ApiKey,
     /// A workspace.
     Workspace,
+    /// A skill (its versions live in its own stream).
+    Skill,
 }
 
 impl Kind {
     /// Every kind, in code order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Agent,
         Kind::Environment,
         Kind::Session,
@@ -41,6 +43,7 @@ impl Kind {
         Kind::File,
         Kind::ApiKey,
         Kind::Workspace,
+        Kind::Skill,
     ];
 
     /// The stable one-byte code used in storage keys.
@@ -54,6 +57,7 @@ impl Kind {
             Kind::File => 6,
             Kind::ApiKey => 7,
             Kind::Workspace => 8,
+            Kind::Skill => 9,
         }
     }
 
