@@ -9,12 +9,13 @@
 //! that every download streams without copying.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
+use futures::stream::{BoxStream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 /// How many bytes a download reads from disk at a time.
@@ -268,16 +269,41 @@ impl Blob {
     /// A response body streaming the bytes: [`READ_CHUNK`] bytes at a time from disk, or the
     /// shared chunks themselves from memory.
     pub fn into_body(self) -> Body {
+        Body::from_stream(self.into_stream())
+    }
+
+    /// The bytes as a stream of chunks (see [`Blob::into_body`]).
+    pub fn into_stream(self) -> BoxStream<'static, std::io::Result<Bytes>> {
         match self {
             Blob::Memory(chunks) => {
                 let chunks: Vec<Result<Bytes, std::io::Error>> =
                     chunks.iter().cloned().map(Ok).collect();
-                Body::from_stream(futures::stream::iter(chunks))
+                futures::stream::iter(chunks).boxed()
             }
-            Blob::File { file, .. } => Body::from_stream(
-                tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK),
-            ),
+            Blob::File { file, .. } => {
+                tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK).boxed()
+            }
         }
+    }
+
+    /// Copies the bytes into `dest` (created or truncated with `mode`) and syncs it.
+    pub async fn copy_to(self, dest: &Path, mode: u32) -> std::io::Result<u64> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true).mode(mode);
+        let mut out = tokio::fs::OpenOptions::from(options).open(dest).await?;
+        // The server's umask (077) narrows `mode`: set it exactly.
+        out.set_permissions(std::fs::Permissions::from_mode(mode))
+            .await?;
+        let mut stream = self.into_stream();
+        let mut len = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            len += chunk.len() as u64;
+            out.write_all(&chunk).await?;
+        }
+        out.flush().await?;
+        out.sync_all().await?;
+        Ok(len)
     }
 }
 

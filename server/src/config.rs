@@ -202,6 +202,11 @@ pub struct ServeArgs {
     /// `<data-dir>/runtimes`); bound read-only into every sandbox.
     #[arg(long, env = "MANAGED_AGENTS_RUNTIMES_DIR")]
     pub runtimes_dir: Option<PathBuf>,
+    /// A directory of `{type: "anthropic"}` skills an operator provides (one directory per
+    /// skill id holding its `SKILL.md`, e.g. `DIR/xlsx/SKILL.md`); without it agents cannot
+    /// reference Anthropic skills (they are not available offline).
+    #[arg(long, env = "MANAGED_AGENTS_ANTHROPIC_SKILLS_DIR")]
+    pub anthropic_skills_dir: Option<PathBuf>,
     /// The `claude` binary to run in sandboxes instead of the installed runtime (bound
     /// read-only at its own path).
     #[arg(long, env = "MANAGED_AGENTS_CLAUDE_BIN")]
@@ -295,6 +300,9 @@ pub enum Error {
     /// `--sandbox-uid-range` is malformed or unsafe.
     #[error("--sandbox-uid-range: {0}")]
     SandboxUidRange(managed_agents_harness::sandbox::Error),
+    /// `--anthropic-skills-dir` is not a directory.
+    #[error("--anthropic-skills-dir {0:?}: not a directory")]
+    AnthropicSkillsDir(String),
 }
 
 /// Parses `10GiB`, `512M`, `4096` (units are powers of 1024; `B`, `K`, `M`, `G`, `T`, with an
@@ -353,6 +361,8 @@ pub struct ServeConfig {
     pub runtimes: managed_agents_harness::runtimes::Runtimes,
     /// Extra CA files the egress proxy trusts upstream.
     pub egress_upstream_ca: Vec<PathBuf>,
+    /// `--anthropic-skills-dir`, made absolute.
+    pub anthropic_skills: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -407,7 +417,17 @@ impl ServeArgs {
                 runtimes = runtimes.with_binary(agent, bin);
             }
         }
+        let anthropic_skills = match self.anthropic_skills_dir {
+            Some(dir) if !dir.as_os_str().is_empty() => Some(
+                std::path::absolute(&dir)
+                    .ok()
+                    .filter(|d| d.is_dir())
+                    .ok_or_else(|| Error::AnthropicSkillsDir(dir.display().to_string()))?,
+            ),
+            _ => None,
+        };
         Ok(ServeConfig {
+            anthropic_skills,
             listen,
             data_dir: self.data_dir,
             storage: self.storage,

@@ -8,7 +8,7 @@
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use managed_agents_core::ids::{
-    AgentId, CredentialId, EnvironmentId, FileId, ResourceId, SessionId, VaultId,
+    AgentId, CredentialId, EnvironmentId, FileId, ResourceId, SessionId, SkillId, VaultId,
 };
 
 use crate::error::Error;
@@ -47,6 +47,7 @@ path_ids!(
     CredentialId => "credential_id",
     FileId => "file_id",
     ResourceId => "resource_id",
+    SkillId => "skill_id",
 );
 
 /// The path parameter [`PathId::PARAM`] of the matched route, parsed as a `T`.

@@ -25,6 +25,7 @@ pub mod query;
 pub mod routes;
 pub mod sealer;
 pub mod session;
+pub mod skill_archive;
 pub mod sse;
 pub mod state;
 pub mod store;

@@ -184,6 +184,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let (mut state, shutdown) = AppState::new(store, sealer, blobs);
     state.ping_interval = config.ping_interval;
+    state.anthropic_skills = config.anthropic_skills.clone();
     if let Some(runner) = &runner {
         state.runner = managed_agents_server::state::RunnerHooks {
             notifier: runner.notifier(),

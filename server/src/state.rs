@@ -36,6 +36,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The harness runner's hooks (no-ops without a runner).
     pub runner: RunnerHooks,
+    /// `--anthropic-skills-dir`: the operator's `{type: "anthropic"}` skills, if any.
+    pub anthropic_skills: Option<std::path::PathBuf>,
 }
 
 /// What the routes need of the harness runner: wake it for new input, merge live previews into
@@ -78,6 +80,7 @@ impl AppState {
             ping_interval: Duration::from_secs(15),
             shutdown: rx,
             runner: RunnerHooks::default(),
+            anthropic_skills: None,
         };
         (state, tx)
     }

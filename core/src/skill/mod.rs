@@ -384,8 +384,10 @@ mod tests {
         let mut up = Upload::new();
         up.entry(&format!("{name}/SKILL.md")).expect("entry");
         up.sized(10, 1);
-        up.finish(Some(format!("---\nname: {name}\ndescription: d\n---\n").as_bytes()))
-            .expect("manifest")
+        up.finish(Some(
+            format!("---\nname: {name}\ndescription: d\n---\n").as_bytes(),
+        ))
+        .expect("manifest")
     }
 
     #[test]
@@ -409,10 +411,21 @@ mod tests {
         }
         let second = skill.latest().expect("v2").id.clone();
         assert_eq!(second, "1700000000000001");
-        assert_eq!(skill.version(LATEST).map(|v| v.blob(0)), Some("p2_0".into()));
-        assert_eq!(skill.version(&first).map(|v| v.blob_prefix.as_str()), Some("p1"));
-        assert!(skill.add_version(manifest("other"), "p3".into(), now).is_err());
-        let record = skill.delete_version(&second, now).expect("found").expect("ok");
+        assert_eq!(
+            skill.version(LATEST).map(|v| v.blob(0)),
+            Some("p2_0".into())
+        );
+        assert_eq!(
+            skill.version(&first).map(|v| v.blob_prefix.as_str()),
+            Some("p1")
+        );
+        assert!(skill
+            .add_version(manifest("other"), "p3".into(), now)
+            .is_err());
+        let record = skill
+            .delete_version(&second, now)
+            .expect("found")
+            .expect("ok");
         let mut opt = Some(skill);
         <Skill as object::Object>::apply(&mut opt, &record);
         let skill = opt.expect("still there");

@@ -75,13 +75,17 @@ impl Upload {
     /// Accepts the name of the next part and returns its path below the top directory.
     pub fn entry(&mut self, name: &str) -> Result<String, FieldError> {
         if self.files.len() >= MAX_FILES {
-            return Err(invalid(format!("at most {MAX_FILES} files per skill version")));
+            return Err(invalid(format!(
+                "at most {MAX_FILES} files per skill version"
+            )));
         }
         if name.is_empty() {
             return Err(invalid("every files[] part needs a filename (its path)"));
         }
         if name.len() > MAX_PATH {
-            return Err(invalid(format!("{name:?}: paths are at most {MAX_PATH} bytes")));
+            return Err(invalid(format!(
+                "{name:?}: paths are at most {MAX_PATH} bytes"
+            )));
         }
         if name.starts_with('/') {
             return Err(invalid(format!("{name:?}: absolute paths are not allowed")));
@@ -195,6 +199,24 @@ impl Upload {
     }
 }
 
+/// A directory name an operator's skill may have (`--anthropic-skills-dir`): one plain path
+/// segment of the skill-name alphabet, so a reference can never leave the directory.
+pub fn check_directory_name(name: &str) -> Result<(), FieldError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "skill_id",
+            format!("{name:?} is not a skill name"),
+        ))
+    }
+}
+
 /// A skill name: 1–64 lowercase letters, digits and hyphens, not naming `anthropic` or
 /// `claude` (reserved by the hosted API).
 pub fn check_name(name: &str) -> Result<(), FieldError> {
@@ -270,11 +292,20 @@ mod tests {
         let err = up.finish(None).expect_err("no SKILL.md");
         assert!(err.message.contains("SKILL.md"), "{}", err.message);
         let bad_name = b"---\nname: My Skill\ndescription: x\n---\n";
-        assert!(upload(&["dir/SKILL.md"]).expect("ok").finish(Some(bad_name)).is_err());
+        assert!(upload(&["dir/SKILL.md"])
+            .expect("ok")
+            .finish(Some(bad_name))
+            .is_err());
         let no_description = b"---\nname: ok\n---\n";
-        assert!(upload(&["dir/SKILL.md"]).expect("ok").finish(Some(no_description)).is_err());
+        assert!(upload(&["dir/SKILL.md"])
+            .expect("ok")
+            .finish(Some(no_description))
+            .is_err());
         let reserved = b"---\nname: claude-helper\ndescription: x\n---\n";
-        assert!(upload(&["dir/SKILL.md"]).expect("ok").finish(Some(reserved)).is_err());
+        assert!(upload(&["dir/SKILL.md"])
+            .expect("ok")
+            .finish(Some(reserved))
+            .is_err());
         let unnamed = b"---\ndescription: x\n---\n";
         let manifest = upload(&["from-dir/SKILL.md"])
             .expect("ok")

@@ -44,6 +44,8 @@ async fn create(
     auth: Auth,
     body::Json(params): body::Json<AgentCreateParams>,
 ) -> Result<Json<AgentObject>> {
+    super::skills::check_references(&state, &auth, params.skills.as_deref().unwrap_or_default())
+        .await?;
     let now = Timestamp::now();
     let id = AgentId::generate(now);
     let records = agent::create(params, id.clone(), auth.workspace().clone(), now)?;
@@ -77,6 +79,9 @@ async fn update(
     Id(agent_id): Id<AgentId>,
     body::Json(params): body::Json<AgentUpdateParams>,
 ) -> Result<Json<AgentObject>> {
+    if let managed_agents_core::patch::Patch::Value(skills) = &params.skills {
+        super::skills::check_references(&state, &auth, skills).await?;
+    }
     let now = Timestamp::now();
     let agent = objects::write(&state, &auth, "agent", agent_id.as_str(), |agent| {
         Ok(agent::update(agent, params.clone(), now)?)

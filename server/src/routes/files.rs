@@ -166,7 +166,7 @@ async fn download(
 
 /// `attachment` with the file's name: an ASCII fallback (`filename`, quotes, backslashes and
 /// anything not printable ASCII replaced by `_`) and the exact name (`filename*`, RFC 5987).
-fn content_disposition(filename: &str) -> HeaderValue {
+pub(crate) fn content_disposition(filename: &str) -> HeaderValue {
     if filename.is_empty() {
         return HeaderValue::from_static("attachment");
     }

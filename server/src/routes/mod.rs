@@ -11,6 +11,7 @@ pub mod files;
 pub mod ops;
 pub mod resources;
 pub mod sessions;
+pub mod skills;
 pub mod vaults;
 
 /// Every route under `/v1`.
@@ -23,4 +24,5 @@ pub fn v1() -> Router<AppState> {
         .merge(vaults::router())
         .merge(files::router())
         .merge(resources::router())
+        .merge(skills::router())
 }

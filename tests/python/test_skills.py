@@ -1,0 +1,152 @@
+"""Skills (API §13) through `client.beta.skills`: multipart `files[]` uploads under one top-level
+directory with a `SKILL.md`, versions, the zip content download, the path and frontmatter checks,
+and agents' skill references."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+import anthropic
+import pytest
+
+from conftest import Server
+
+SKILL_MD = b"---\nname: csv-tools\ndescription: Summarise CSV files with the bundled script\n---\n\n# CSV tools\n"
+SCRIPT = b"import sys\nprint(sum(1 for _ in open(sys.argv[1])))\n"
+
+
+def skill_files(md: bytes = SKILL_MD, top: str = "csv-tools") -> list[Any]:
+    return [(f"{top}/SKILL.md", md, "text/markdown"), (f"{top}/scripts/count.py", SCRIPT, "text/x-python")]
+
+
+def test_create_retrieve_list_versions_and_download(client: anthropic.Anthropic) -> None:
+    skill = client.beta.skills.create(files=skill_files(), display_name="CSV tools")
+    assert skill.type == "skill" and skill.id.startswith("skill_")
+    assert skill.display_name == "CSV tools"
+    assert skill.source.type == "custom"
+    first = skill.latest_version_id
+    assert first
+    got = client.beta.skills.retrieve(skill.id)
+    assert got.id == skill.id and got.latest_version_id == first
+    assert skill.id in [s.id for s in client.beta.skills.list(limit=1000)]
+    assert client.beta.skills.list(source="anthropic").data == []
+
+    version = client.beta.skills.versions.retrieve(first, skill_id=skill.id)
+    assert version.type == "skill_version" and version.skill_id == skill.id
+    assert version.name == "csv-tools"
+    assert version.description == "Summarise CSV files with the bundled script"
+
+    newer_md = SKILL_MD.replace(b"bundled script", b"bundled script, v2")
+    second = client.beta.skills.versions.create(skill.id, files=skill_files(newer_md))
+    assert second.id != first and second.name == "csv-tools"
+    assert client.beta.skills.retrieve(skill.id).latest_version_id == second.id
+    assert client.beta.skills.versions.retrieve("latest", skill_id=skill.id).id == second.id
+    listed = client.beta.skills.versions.list(skill.id)
+    assert [v.id for v in listed.data] == [second.id, first]
+    page = client.beta.skills.versions.list(skill.id, limit=1)
+    assert [v.id for v in page.data] == [second.id] and page.next_page
+    assert [v.id for v in client.beta.skills.versions.list(skill.id, limit=1, page=page.next_page).data] == [first]
+
+    archive = client.beta.skills.versions.download(second.id, skill_id=skill.id)
+    with zipfile.ZipFile(io.BytesIO(archive.read())) as z:
+        assert z.testzip() is None
+        assert sorted(z.namelist()) == ["csv-tools/SKILL.md", "csv-tools/scripts/count.py"]
+        assert z.read("csv-tools/SKILL.md") == newer_md
+        assert z.read("csv-tools/scripts/count.py") == SCRIPT
+
+    # A new version must keep the skill's name.
+    other = SKILL_MD.replace(b"name: csv-tools", b"name: other-tools")
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.skills.versions.create(skill.id, files=skill_files(other))
+
+    deleted = client.beta.skills.versions.delete(second.id, skill_id=skill.id)
+    assert deleted.id == second.id and deleted.type == "skill_version_deleted"
+    assert client.beta.skills.retrieve(skill.id).latest_version_id == first
+    with pytest.raises(anthropic.NotFoundError):
+        client.beta.skills.versions.retrieve(second.id, skill_id=skill.id)
+    # The last version stays: delete the skill instead.
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.skills.versions.delete(first, skill_id=skill.id)
+    gone = client.beta.skills.delete(skill.id)
+    assert gone.id == skill.id and gone.type == "skill_deleted"
+    with pytest.raises(anthropic.NotFoundError):
+        client.beta.skills.retrieve(skill.id)
+
+
+def test_display_name_defaults_to_the_frontmatter_name(client: anthropic.Anthropic) -> None:
+    skill = client.beta.skills.create(files=skill_files())
+    assert skill.display_name == "csv-tools"
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        [("../csv-tools/SKILL.md", SKILL_MD, "text/markdown")],
+        [("csv-tools/SKILL.md", SKILL_MD, "text/markdown"), ("csv-tools/../../etc/passwd", b"x", "text/plain")],
+        [("/abs/SKILL.md", SKILL_MD, "text/markdown")],
+        [("csv-tools/SKILL.md", SKILL_MD, "text/markdown"), ("other/notes.md", b"x", "text/plain")],
+        [("csv-tools/SKILL.md", SKILL_MD, "text/markdown"), ("csv-tools/SKILL.md", SKILL_MD, "text/markdown")],
+        [("SKILL.md", SKILL_MD, "text/markdown")],
+    ],
+    ids=["dotdot", "zip-slip", "absolute", "two-top-dirs", "duplicate", "no-top-dir"],
+)
+def test_bad_paths_are_400(client: anthropic.Anthropic, files: list[Any]) -> None:
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.beta.skills.create(files=files)
+    assert err.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+
+
+def test_skill_md_is_required_and_checked(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.beta.skills.create(files=[("csv-tools/README.md", b"# hi\n", "text/markdown")])
+    assert "SKILL.md" in err.value.message
+    for md in (
+        b"# no frontmatter\n",
+        b"---\nname: Bad Name\ndescription: x\n---\n",
+        b"---\nname: ok-name\n---\n",
+    ):
+        with pytest.raises(anthropic.BadRequestError):
+            client.beta.skills.create(files=[("csv-tools/SKILL.md", md, "text/markdown")])
+
+
+def test_unknown_skill_is_404(client: anthropic.Anthropic) -> None:
+    missing = "skill_01doesnotexist0000000000"
+    for call in (
+        lambda: client.beta.skills.retrieve(missing),
+        lambda: client.beta.skills.delete(missing),
+        lambda: client.beta.skills.versions.list(missing),
+        lambda: client.beta.skills.versions.retrieve("latest", skill_id=missing),
+    ):
+        with pytest.raises(anthropic.NotFoundError):
+            call()
+
+
+def test_other_workspaces_do_not_see_skills(server: Server, client: anthropic.Anthropic) -> None:
+    # Only the RocksDB server of the suite has a second workspace (`tenant-b`).
+    if server.storage != "rocksdb":
+        return
+    assert server.other_key
+    skill = client.beta.skills.create(files=skill_files())
+    other = server.client(server.other_key)
+    with pytest.raises(anthropic.NotFoundError):
+        other.beta.skills.retrieve(skill.id)
+    assert skill.id not in [s.id for s in other.beta.skills.list(limit=1000)]
+
+
+def test_agents_reference_existing_skills(client: anthropic.Anthropic, make_agent: Any) -> None:
+    skill = client.beta.skills.create(files=skill_files())
+    agent = make_agent(skills=[{"type": "custom", "skill_id": skill.id}])
+    assert agent.skills[0].skill_id == skill.id
+    pinned = make_agent(skills=[{"type": "custom", "skill_id": skill.id, "version": skill.latest_version_id}])
+    assert pinned.skills[0].version == skill.latest_version_id
+    with pytest.raises(anthropic.BadRequestError):
+        make_agent(skills=[{"type": "custom", "skill_id": "skill_01doesnotexist0000000000"}])
+    with pytest.raises(anthropic.BadRequestError):
+        make_agent(skills=[{"type": "custom", "skill_id": skill.id, "version": "123"}])
+    with pytest.raises(anthropic.BadRequestError) as err:
+        make_agent(skills=[{"type": "anthropic", "skill_id": "xlsx"}])
+    assert "anthropic-skills-dir" in err.value.message
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.agents.update(agent.id, version=agent.version, skills=[{"type": "anthropic", "skill_id": "pdf"}])
