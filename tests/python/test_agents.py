@@ -112,14 +112,18 @@ def test_create_with_mcp_server_and_toolset(client: anthropic.Anthropic) -> None
 
 
 def test_create_with_skills_and_execution_identity(client: anthropic.Anthropic) -> None:
+    # Anthropic skills need `--anthropic-skills-dir` (test_skills.py); a custom one is uploaded.
+    skill = client.beta.skills.create(
+        files=[("sheet-tools/SKILL.md", b"---\nname: sheet-tools\ndescription: Sheets\n---\n", "text/markdown")]
+    )
     agent = client.beta.agents.create(
         name=unique("agent"),
         model="claude-sonnet-4-6",
-        skills=[{"type": "anthropic", "skill_id": "xlsx"}],
+        skills=[{"type": "custom", "skill_id": skill.id}],
         execution_identity={"type": "aws_role", "role_arn": "arn:aws:iam::123456789012:role/agent"},
     )
     assert len(agent.skills) == 1
-    assert agent.skills[0].type == "anthropic" and agent.skills[0].skill_id == "xlsx"
+    assert agent.skills[0].type == "custom" and agent.skills[0].skill_id == skill.id
     assert isinstance(agent.skills[0].version, str)  # always resolved to a string
     assert agent.execution_identity.type == "aws_role"
     assert agent.execution_identity.role_arn == "arn:aws:iam::123456789012:role/agent"
