@@ -2,13 +2,18 @@
 //!
 //! **Which credentials.** Every active `static_bearer` and `mcp_oauth` credential with an
 //! `mcp_server_url` in any vault of the session (an LLM vault's model API key has none and is
-//! the LLM gateway's business). Environment-variable credentials are not injected here.
+//! the LLM gateway's business), and the `authorization_token` of every `github_repository`
+//! resource of the session ([`SessionCredentials::with_repositories`]), sent as HTTP Basic
+//! `x-access-token:<token>` (what GitHub's git endpoints take) to the repository's origin, so
+//! `git clone` and the agent's later `git fetch` authenticate without the token ever being in
+//! the sandbox or in `.git/config`. Environment-variable credentials are not injected here.
 //!
 //! **Matching.** A credential's destination is the origin of its `mcp_server_url`: scheme
 //! `https`, host (lower case) and port (443 when absent). A `CONNECT host:port` is intercepted
 //! when some credential has that host and port; the URL's path decides nothing at CONNECT time
 //! (a tunnel carries requests for any path, and the proxy sees none of them before it decides).
-//! Inside an intercepted connection each request gets the credential whose URL path is the
+//! A repository's path is its URL's path without `.git`, matched with and without the suffix
+//! (`/owner/repo` covers `/owner/repo.git/info/refs`). Inside an intercepted connection each request gets the credential whose URL path is the
 //! longest whole-segment prefix of the request's path, or, when none is, the newest credential
 //! of that origin: the origin is the boundary a bearer token is sent within, and two MCP servers
 //! on one origin with different paths each get their own token. `http://` MCP URLs are never
@@ -17,7 +22,9 @@
 //! **When.** Which origins are intercepted is read from the vaults when the session's door is
 //! registered (every turn); the secret itself is read from the store at each request, so a
 //! rotated token applies at once and an archived credential is no longer sent (the request is
-//! refused with a `502` naming the credential).
+//! refused with a `502` naming the credential). A repository token is read from the session's
+//! log at each request likewise (rotation through the resources endpoint applies at once; a
+//! removed resource's token is no longer sent).
 //!
 //! **Refresh.** An `mcp_oauth` access token that expires within [`EXPIRY_MARGIN`] and has a
 //! refresh configuration is refreshed before the request: `grant_type=refresh_token` is posted
@@ -45,7 +52,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use managed_agents_core::ids::{CredentialId, VaultId};
+use managed_agents_core::ids::{CredentialId, ResourceId, SessionId, VaultId};
+use managed_agents_core::resource::Resource;
+use managed_agents_core::session::SessionState;
 use managed_agents_core::storage::{Store, StreamId};
 use managed_agents_core::stream::{self, Head};
 use managed_agents_core::time::Timestamp;
@@ -143,17 +152,55 @@ impl Interception {
     }
 }
 
-/// A credential's destination: an `https` origin and the URL's path.
+/// Where an injected secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// A vault credential (sent as `Bearer`).
+    Credential(CredentialId),
+    /// A `github_repository` resource's token (sent as Basic `x-access-token:<token>`).
+    Repository(ResourceId),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Credential(id) => write!(f, "credential {id}"),
+            Source::Repository(id) => write!(f, "repository resource {id}"),
+        }
+    }
+}
+
+/// A secret's destination: an `https` origin and the URL's path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Target {
     host: String,
     port: u16,
     path: String,
-    credential: CredentialId,
+    credential: Source,
 }
 
 /// The origin and path of an `mcp_server_url`, when it is an `https` URL.
 fn target(url: &str, credential: &CredentialId) -> Option<Target> {
+    origin_target(url, Source::Credential(credential.clone()))
+}
+
+/// The targets of a repository URL (`https` only): its path without `.git`, and with it.
+fn repository_targets(url: &str, resource: &ResourceId) -> Vec<Target> {
+    let Some(mut bare) = origin_target(url, Source::Repository(resource.clone())) else {
+        return Vec::new();
+    };
+    let trimmed = bare.path.trim_end_matches('/');
+    bare.path = trimmed
+        .strip_suffix(".git")
+        .unwrap_or(trimmed)
+        .to_owned();
+    let mut suffixed = bare.clone();
+    suffixed.path.push_str(".git");
+    vec![bare, suffixed]
+}
+
+/// The origin and path of `url` for `source`, when it is an `https` URL.
+fn origin_target(url: &str, source: Source) -> Option<Target> {
     let url = reqwest::Url::parse(url).ok()?;
     if url.scheme() != "https" {
         return None;
@@ -168,7 +215,7 @@ fn target(url: &str, credential: &CredentialId) -> Option<Target> {
         host,
         port: url.port_or_known_default()?,
         path: url.path().to_owned(),
-        credential: credential.clone(),
+        credential: source,
     })
 }
 
@@ -184,12 +231,7 @@ fn path_within(prefix: &str, path: &str) -> bool {
 
 /// The credential for a request to `path` on `host:port` among `targets` (newest first): the
 /// longest whole-segment path prefix, else the origin's newest credential.
-fn choose<'a>(
-    targets: &'a [Target],
-    host: &str,
-    port: u16,
-    path: &str,
-) -> Option<&'a CredentialId> {
+fn choose<'a>(targets: &'a [Target], host: &str, port: u16, path: &str) -> Option<&'a Source> {
     let path = path.split(['?', '#']).next().unwrap_or("/");
     let mut of_origin = targets
         .iter()
@@ -207,8 +249,11 @@ struct Inner<S> {
     store: S,
     secrets: Arc<dyn SecretOpener>,
     interception: Interception,
-    /// Newest credential first.
+    /// Repositories first (in the order the session added them), then vault credentials,
+    /// newest first.
     targets: Vec<Target>,
+    /// The session whose repository tokens are injected.
+    session: Option<SessionId>,
 }
 
 /// One session's credentials: which destinations are intercepted, and the header of each
@@ -268,8 +313,40 @@ impl<S: Store> SessionCredentials<S> {
                 secrets,
                 interception,
                 targets,
+                session: None,
             }),
         })
+    }
+
+    /// Adds the tokens of `session`'s `github_repository` resources (those with a token and an
+    /// `https` URL), ahead of the vault credentials.
+    pub fn with_repositories(self, session: &SessionId, resources: &[Resource]) -> Self {
+        let mut targets = Vec::new();
+        for resource in resources {
+            if let Resource::GithubRepository {
+                id,
+                url,
+                authorization_token: Some(_),
+                ..
+            } = resource
+            {
+                targets.extend(repository_targets(url, id));
+            }
+        }
+        if targets.is_empty() {
+            return self;
+        }
+        let inner = &self.inner;
+        targets.extend(inner.targets.iter().cloned());
+        Self {
+            inner: Arc::new(Inner {
+                store: inner.store.clone(),
+                secrets: inner.secrets.clone(),
+                interception: inner.interception.clone(),
+                targets,
+                session: Some(session.clone()),
+            }),
+        }
     }
 
     /// Whether a `CONNECT` to `destination` is intercepted: a credential names its host and
@@ -324,6 +401,51 @@ impl<S: Store> SessionCredentials<S> {
             .secrets
             .open(sealed)
             .ok_or_else(|| Refused(format!("a secret of credential {id} cannot be decrypted")))
+    }
+
+    /// The `Authorization` value for `source`.
+    async fn header_of(&self, source: &Source) -> Result<String, Refused> {
+        match source {
+            Source::Credential(id) => self.header(id).await,
+            Source::Repository(id) => self.repository_header(id).await,
+        }
+    }
+
+    /// The `Authorization` value of repository resource `id`: its current token (read from
+    /// the session's log), as GitHub's git endpoints take it.
+    async fn repository_header(&self, id: &ResourceId) -> Result<String, Refused> {
+        let Some(session) = &self.inner.session else {
+            return Err(Refused(format!("repository resource {id} has no session")));
+        };
+        let head: Head<SessionState> =
+            stream::load(&self.inner.store, &StreamId::from(session))
+                .await
+                .map_err(|e| Refused(format!("cannot read session {session}: {e}")))?;
+        let token = head.state.resources.iter().find_map(|r| match r {
+            Resource::GithubRepository {
+                id: found,
+                authorization_token,
+                ..
+            } if found == id => Some(authorization_token.as_ref()),
+            _ => None,
+        });
+        let Some(token) = token else {
+            return Err(Refused(format!(
+                "repository resource {id} was removed from the session"
+            )));
+        };
+        let Some(sealed) = token else {
+            return Err(Refused(format!("repository resource {id} has no token")));
+        };
+        let token = self.inner.secrets.open(sealed).ok_or_else(|| {
+            Refused(format!(
+                "the token of repository resource {id} cannot be decrypted"
+            ))
+        })?;
+        use base64::Engine as _;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+        Ok(format!("Basic {basic}"))
     }
 
     /// The `Authorization` value of credential `id`, refreshing an expiring OAuth token.
@@ -628,13 +750,13 @@ impl<S: Store> Authorization for Origin<S> {
     ) -> futures::future::BoxFuture<'a, Result<String, Refused>> {
         Box::pin(async move {
             let targets = &self.credentials.inner.targets;
-            let Some(id) = choose(targets, &self.host, self.port, path).cloned() else {
+            let Some(source) = choose(targets, &self.host, self.port, path).cloned() else {
                 return Err(Refused(format!(
                     "no credential for {}:{} any more",
                     self.host, self.port
                 )));
             };
-            self.credentials.header(&id).await
+            self.credentials.header_of(&source).await
         })
     }
 }
@@ -685,13 +807,32 @@ mod tests {
         .filter_map(|(url, n)| target(url, &id(*n)))
         .collect();
         let pick = |path| choose(&targets, "h.example", 443, path).cloned();
-        assert_eq!(pick("/a/x?q=1"), Some(id(2)));
-        assert_eq!(pick("/a/deep/x"), Some(id(3)));
-        assert_eq!(pick("/b"), Some(id(1)));
-        assert_eq!(pick("/c"), Some(id(1)));
-        assert_eq!(pick("/ab"), Some(id(1)));
+        let cred = |n| Some(Source::Credential(id(n)));
+        assert_eq!(pick("/a/x?q=1"), cred(2));
+        assert_eq!(pick("/a/deep/x"), cred(3));
+        assert_eq!(pick("/b"), cred(1));
+        assert_eq!(pick("/c"), cred(1));
+        assert_eq!(pick("/ab"), cred(1));
         assert_eq!(choose(&targets, "h.example", 8443, "/a"), None);
-        assert_eq!(choose(&targets, "other.example", 443, "/z"), Some(&id(4)));
+        assert_eq!(
+            choose(&targets, "other.example", 443, "/z"),
+            Some(&Source::Credential(id(4)))
+        );
+    }
+
+    #[test]
+    fn a_repository_matches_its_path_with_and_without_dot_git() {
+        let resource = |n: u8| ResourceId::parse(&format!("sesrsc_0{n}test")).expect("id");
+        let mut targets = repository_targets("https://git.example/o/one.git", &resource(1));
+        targets.extend(repository_targets("https://git.example/o/two/", &resource(2)));
+        assert!(repository_targets("http://git.example/o/one.git", &resource(1)).is_empty());
+        let pick = |path| choose(&targets, "git.example", 443, path).cloned();
+        let repo = |n| Some(Source::Repository(resource(n)));
+        assert_eq!(pick("/o/one.git/info/refs?service=git-upload-pack"), repo(1));
+        assert_eq!(pick("/o/one/info/refs"), repo(1));
+        assert_eq!(pick("/o/two.git/git-upload-pack"), repo(2));
+        assert_eq!(pick("/o/two/info/refs"), repo(2));
+        assert_eq!(pick("/o/twofold"), repo(1));
     }
 
     #[test]

@@ -117,6 +117,20 @@ impl Policy {
         }
     }
 
+    /// The policy with the hosts of `urls` allowed too (a `limited` policy; `unrestricted`
+    /// already allows them): the session's `github_repository` resources, which the session's
+    /// creator named, so their clone and the agent's later fetches pass whatever the
+    /// environment's `allowed_hosts` say.
+    pub fn with_hosts_of<'a>(self, urls: impl IntoIterator<Item = &'a str>) -> Self {
+        match self {
+            Policy::Unrestricted => Policy::Unrestricted,
+            Policy::Limited(mut patterns) => {
+                patterns.extend(urls.into_iter().filter_map(url_host).map(HostPattern::Exact));
+                Policy::Limited(patterns)
+            }
+        }
+    }
+
     /// Nothing at all (a `limited` environment with no hosts).
     pub fn none() -> Self {
         Policy::Limited(Vec::new())

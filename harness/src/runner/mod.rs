@@ -487,7 +487,9 @@ async fn turn<S: Store, X: Sandbox>(
     };
     let network = match &inner.options.door {
         Some(door) => {
-            let mut session = setup::door(&inner.store, &id, &created, &writer.state().agent).await;
+            let state = writer.state();
+            let mut session =
+                setup::door(&inner.store, &id, &created, &state.agent, &state.resources).await;
             if let Some(interception) = &inner.options.interception {
                 // Vault credentials injected on the way out (door::credentials).
                 match crate::door::credentials::SessionCredentials::load(
@@ -498,7 +500,12 @@ async fn turn<S: Store, X: Sandbox>(
                 )
                 .await
                 {
-                    Ok(credentials) => session = session.with_inject(Arc::new(credentials)),
+                    Ok(credentials) => {
+                        // And the session's repository tokens (attach::repos clones with them).
+                        let credentials =
+                            credentials.with_repositories(&id, &writer.state().resources);
+                        session = session.with_inject(Arc::new(credentials))
+                    }
                     Err(message) => return writer.fail(message).await,
                 }
             }

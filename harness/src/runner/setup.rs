@@ -20,6 +20,7 @@ use std::sync::Arc;
 use managed_agents_core::agent::AgentSnapshot;
 use managed_agents_core::environment::{self, Config};
 use managed_agents_core::ids::{SessionId, VaultId};
+use managed_agents_core::resource::Resource;
 use managed_agents_core::session::Created;
 use managed_agents_core::storage::{self, CatalogQuery, Kind, Order, Store, StreamId};
 use managed_agents_core::vault::{self, credential};
@@ -237,6 +238,7 @@ pub(crate) async fn door<S: Store>(
     id: &SessionId,
     created: &Created,
     agent: &Option<Arc<AgentSnapshot>>,
+    resources: &[Resource],
 ) -> SessionDoor {
     let mcp_urls: Vec<&str> = agent
         .as_deref()
@@ -254,7 +256,11 @@ pub(crate) async fn door<S: Store>(
         },
         Err(_) => Policy::none(),
     };
-    SessionDoor::new(id.clone(), policy)
+    let repositories = resources.iter().filter_map(|r| match r {
+        Resource::GithubRepository { url, .. } => Some(url.as_str()),
+        _ => None,
+    });
+    SessionDoor::new(id.clone(), policy.with_hosts_of(repositories))
 }
 
 /// The LLM gateway of a session whose agent CLI runs in the sandbox: its endpoint and token
