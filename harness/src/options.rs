@@ -4,6 +4,7 @@
 //! Its own module so the runner (which holds the options) and the engine (which reads them in
 //! every turn) both depend on it and not on each other.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::door::credentials::Interception;
@@ -36,6 +37,8 @@ pub struct Options {
     pub llm_endpoints: AllowList,
     /// Where the agent CLIs of the `claude` and `codex` engines are (`<data dir>/runtimes`).
     pub runtimes: Runtimes,
+    /// Where environments' package layers are built and kept (`<data dir>/layers`).
+    pub layers: PathBuf,
     /// The egress door sandboxes reach the network through; `None`: sandboxes have no
     /// network at all.
     pub door: Option<Door>,
@@ -45,18 +48,17 @@ pub struct Options {
 }
 
 impl Options {
-    /// Defaults, with workspaces under `workspaces` and agent runtimes beside them
-    /// (`<workspaces>/../runtimes`).
+    /// Defaults, with workspaces under `workspaces` and agent runtimes and package layers
+    /// beside them (`<workspaces>/../runtimes`, `<workspaces>/../layers`).
     pub fn new(workspaces: Workspaces) -> Self {
-        let runtimes = Runtimes::new(
-            workspaces
-                .root()
-                .parent()
-                .unwrap_or(workspaces.root())
-                .join("runtimes"),
-        );
+        let beside = workspaces
+            .root()
+            .parent()
+            .unwrap_or(workspaces.root())
+            .to_owned();
         Self {
-            runtimes,
+            runtimes: Runtimes::new(beside.join("runtimes")),
+            layers: beside.join("layers"),
             workspaces,
             backoff: Backoff::default(),
             max_tokens: 8192,

@@ -8,10 +8,13 @@
 //!   server URLs when `allow_mcp_servers`. Names compare case-insensitively, without a trailing
 //!   dot; ports are not part of a pattern.
 //! - Whatever the policy, an address that is not public (loopback, link-local with the cloud
-//!   metadata address 169.254.169.254, private ranges, CGNAT, unspecified, multicast, reserved;
-//!   IPv6 equivalents and IPv4-mapped forms) is denied unless the operator allows private
-//!   destinations; a *name* resolving to one is reported as DNS rebinding. The server's own API
-//!   port on any local address is denied even then.
+//!   metadata address 169.254.169.254, private ranges, CGNAT, unspecified, the documentation
+//!   ranges, multicast, reserved; IPv6 equivalents and IPv4-mapped forms) is denied unless the
+//!   operator allows private destinations (multicast and reserved ranges stay denied even
+//!   then); a *name* resolving to one is reported as DNS rebinding. The server's own API port
+//!   on any local address is denied even then. The documentation ranges (TEST-NET-1/2/3,
+//!   `2001:db8::/32`) are not routed on the Internet, so an address there can only be local
+//!   infrastructure (a registry mirror of a closed network, for example).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -172,7 +175,10 @@ pub enum AddressClass {
     Private,
     /// 0.0.0.0/8, `::` (reach the host itself).
     Unspecified,
-    /// Multicast, broadcast, documentation, benchmarking and reserved ranges.
+    /// 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32: never routed on the
+    /// Internet, so only local infrastructure.
+    Documentation,
+    /// Multicast, broadcast, benchmarking and reserved ranges.
     Reserved,
 }
 
@@ -192,7 +198,8 @@ fn classify_v4(ip: Ipv4Addr) -> AddressClass {
         (169, 254, _) => AddressClass::LinkLocal,
         (10, _, _) | (192, 168, _) => AddressClass::Private,
         (172, 16..=31, _) | (100, 64..=127, _) => AddressClass::Private,
-        (192, 0, 0) | (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => AddressClass::Reserved,
+        (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => AddressClass::Documentation,
+        (192, 0, 0) => AddressClass::Reserved,
         (198, 18..=19, _) | (192, 88, 99) => AddressClass::Reserved,
         (224..=255, _, _) => AddressClass::Reserved,
         _ => AddressClass::Public,
@@ -218,8 +225,10 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
         AddressClass::LinkLocal
     } else if s[0] & 0xfe00 == 0xfc00 {
         AddressClass::Private
-    } else if s[0] & 0xff00 == 0xff00 || s[0] == 0x2001 && s[1] == 0x0db8 || s[0..7] == [0; 7] {
-        // Multicast, documentation, the deprecated IPv4-compatible ::/96.
+    } else if s[0] == 0x2001 && s[1] == 0x0db8 {
+        AddressClass::Documentation
+    } else if s[0] & 0xff00 == 0xff00 || s[0..7] == [0; 7] {
+        // Multicast, the deprecated IPv4-compatible ::/96.
         AddressClass::Reserved
     } else {
         AddressClass::Public
@@ -266,6 +275,7 @@ impl Addresses {
                 AddressClass::LinkLocal => "a link-local address",
                 AddressClass::Private => "a private address",
                 AddressClass::Unspecified => "an unspecified address",
+                AddressClass::Documentation => "a documentation-range address",
                 AddressClass::Reserved | AddressClass::Public => "a reserved address",
             };
             return Err(if is_name {
@@ -372,6 +382,8 @@ mod tests {
         assert_eq!(c("100.64.0.1"), AddressClass::Private);
         assert_eq!(c("0.0.0.0"), AddressClass::Unspecified);
         assert_eq!(c("224.0.0.1"), AddressClass::Reserved);
+        assert_eq!(c("203.0.113.80"), AddressClass::Documentation);
+        assert_eq!(c("2001:db8::1"), AddressClass::Documentation);
         assert_eq!(c("::1"), AddressClass::Loopback);
         assert_eq!(c("::"), AddressClass::Unspecified);
         assert_eq!(c("fe80::1"), AddressClass::LinkLocal);
@@ -413,6 +425,9 @@ mod tests {
             assert!(!denied.reason.contains('\n'));
         }
         assert!(open.check("x", false, &a("224.0.0.1:80")).is_err());
+        // A documentation-range address is local infrastructure: allowed like a private one.
+        assert!(open.check("mirror", true, &a("203.0.113.80:443")).is_ok());
+        assert!(strict.check("mirror", true, &a("203.0.113.80:443")).is_err());
     }
 
     #[test]
