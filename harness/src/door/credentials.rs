@@ -190,10 +190,7 @@ fn repository_targets(url: &str, resource: &ResourceId) -> Vec<Target> {
         return Vec::new();
     };
     let trimmed = bare.path.trim_end_matches('/');
-    bare.path = trimmed
-        .strip_suffix(".git")
-        .unwrap_or(trimmed)
-        .to_owned();
+    bare.path = trimmed.strip_suffix(".git").unwrap_or(trimmed).to_owned();
     let mut suffixed = bare.clone();
     suffixed.path.push_str(".git");
     vec![bare, suffixed]
@@ -417,10 +414,9 @@ impl<S: Store> SessionCredentials<S> {
         let Some(session) = &self.inner.session else {
             return Err(Refused(format!("repository resource {id} has no session")));
         };
-        let head: Head<SessionState> =
-            stream::load(&self.inner.store, &StreamId::from(session))
-                .await
-                .map_err(|e| Refused(format!("cannot read session {session}: {e}")))?;
+        let head: Head<SessionState> = stream::load(&self.inner.store, &StreamId::from(session))
+            .await
+            .map_err(|e| Refused(format!("cannot read session {session}: {e}")))?;
         let token = head.state.resources.iter().find_map(|r| match r {
             Resource::GithubRepository {
                 id: found,
@@ -824,11 +820,17 @@ mod tests {
     fn a_repository_matches_its_path_with_and_without_dot_git() {
         let resource = |n: u8| ResourceId::parse(&format!("sesrsc_0{n}test")).expect("id");
         let mut targets = repository_targets("https://git.example/o/one.git", &resource(1));
-        targets.extend(repository_targets("https://git.example/o/two/", &resource(2)));
+        targets.extend(repository_targets(
+            "https://git.example/o/two/",
+            &resource(2),
+        ));
         assert!(repository_targets("http://git.example/o/one.git", &resource(1)).is_empty());
         let pick = |path| choose(&targets, "git.example", 443, path).cloned();
         let repo = |n| Some(Source::Repository(resource(n)));
-        assert_eq!(pick("/o/one.git/info/refs?service=git-upload-pack"), repo(1));
+        assert_eq!(
+            pick("/o/one.git/info/refs?service=git-upload-pack"),
+            repo(1)
+        );
         assert_eq!(pick("/o/one/info/refs"), repo(1));
         assert_eq!(pick("/o/two.git/git-upload-pack"), repo(2));
         assert_eq!(pick("/o/two/info/refs"), repo(2));
