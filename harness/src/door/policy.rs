@@ -128,7 +128,11 @@ impl Policy {
         match self {
             Policy::Unrestricted => Policy::Unrestricted,
             Policy::Limited(mut patterns) => {
-                patterns.extend(urls.into_iter().filter_map(url_host).map(HostPattern::Exact));
+                patterns.extend(
+                    urls.into_iter()
+                        .filter_map(url_host)
+                        .map(HostPattern::Exact),
+                );
                 Policy::Limited(patterns)
             }
         }
@@ -427,7 +431,9 @@ mod tests {
         assert!(open.check("x", false, &a("224.0.0.1:80")).is_err());
         // A documentation-range address is local infrastructure: allowed like a private one.
         assert!(open.check("mirror", true, &a("203.0.113.80:443")).is_ok());
-        assert!(strict.check("mirror", true, &a("203.0.113.80:443")).is_err());
+        assert!(strict
+            .check("mirror", true, &a("203.0.113.80:443"))
+            .is_err());
     }
 
     #[test]
