@@ -8,6 +8,7 @@ bound read-only at `/opt/managed-agents/env` into every session of the environme
   and requires it from node; the layer is read-only; its build record names that session.
 - A second session of the environment uses the same layer: the record still names the first
   session (no second build) and there is one layer on disk.
+- `apt` without root: GNU hello downloaded with apt-get and unpacked with dpkg-deb, on `PATH`.
 - A package that does not exist: a terminal `session.error` with pip's last lines, the
   session idles, and no layer is kept.
 
@@ -125,3 +126,17 @@ def test_a_package_that_does_not_exist_is_a_session_error_and_the_session_idles(
     assert events[-1].type == "session.status_idle"
     assert layers(server) == before
     assert not [p for p in (server.data_dir / "layers").iterdir() if p.name.startswith(".build-")]
+
+
+def test_apt_packages_are_unpacked_into_the_layer_without_root(server: ServerProcess, mock: MockModel) -> None:
+    h = harness(server, mock)
+    environment = h.environment(config=limited({"apt": ["hello"]}))
+    session = h.session(environment=environment)
+    events = h.turn(session.id, bash("id -u; command -v hello; hello"), timeout=WAIT)
+    assert not [e for e in events if e.type == "session.error"], [
+        e.error.message for e in events if e.type == "session.error"
+    ]
+    uid, path, greeting = only_result(events).splitlines()
+    assert uid != "0"
+    assert path == f"{MOUNT}/apt/usr/bin/hello"
+    assert greeting == "Hello, world!"
