@@ -174,8 +174,9 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub llm_endpoint_allow: Vec<String>,
-    /// Let sandboxes reach loopback, link-local and private addresses through the egress proxy
-    /// (for test servers on loopback; never the server's own API port). Off by default.
+    /// Let sandboxes reach loopback, link-local, private and documentation-range addresses
+    /// through the egress proxy (for test servers on loopback and mirrors of closed networks;
+    /// never the server's own API port). Off by default.
     #[arg(long, env = "MANAGED_AGENTS_EGRESS_ALLOW_PRIVATE")]
     pub egress_allow_private: bool,
     /// Disk space each session's workspace may take (`10GiB`, `512MiB`, or bytes; units are
