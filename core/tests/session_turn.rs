@@ -751,6 +751,63 @@ fn calls_are_recorded_with_their_evaluated_permission() {
     check_call("weather", "agent.custom_tool_use - - -> wait");
 }
 
+/// The `auto` policy under each classifier answer: the recorded evaluation and the handling.
+#[test]
+fn auto_calls_follow_the_classifier_verdict() {
+    use managed_agents_core::event::AutoPermission;
+    use turn::Classified;
+    assert!(turn::needs_classifier(&tools(), "glob"));
+    assert!(!turn::needs_classifier(&tools(), "read"));
+    assert!(!turn::needs_classifier(&tools(), "weather"));
+    assert!(!turn::needs_classifier(&tools(), "grep"));
+    let check = |classified: Classified, expect: serde_json::Value, handling: &str| {
+        let (body, call) = turn::call_classified(&tools(), "glob".into(), Map::new(), classified);
+        let event = serde_json::to_value(Event::new(eid("x"), at(0), body)).expect("json");
+        assert_eq!(
+            json!({"evaluated_permission": event["evaluated_permission"],
+                   "evaluation": event["evaluation"]}),
+            expect
+        );
+        let got = match call {
+            turn::Call::Run(tool) => format!("run {}", tool.as_str()),
+            turn::Call::Wait => "wait".into(),
+            turn::Call::Refuse(why) => format!("refuse: {why}"),
+        };
+        assert_is(got, handling);
+    };
+    check(
+        Classified::Verdict(AutoPermission::Allow),
+        json!({"evaluated_permission": "allow",
+               "evaluation": {"type": "auto", "evaluated_permission": {"type": "allow"}}}),
+        "run glob",
+    );
+    check(
+        Classified::Verdict(AutoPermission::Ask {
+            reason_code: "writes_outside_workspace".into(),
+        }),
+        json!({"evaluated_permission": "ask",
+               "evaluation": {"type": "auto", "evaluated_permission":
+                   {"type": "ask", "reason_code": "writes_outside_workspace"}}}),
+        "wait",
+    );
+    check(
+        Classified::Verdict(AutoPermission::Deny {
+            reason_code: "destructive".into(),
+        }),
+        json!({"evaluated_permission": "deny",
+               "evaluation": {"type": "auto", "evaluated_permission":
+                   {"type": "deny", "reason_code": "destructive"}}}),
+        "refuse: The glob call was denied by the auto permission policy (destructive).",
+    );
+    check(
+        Classified::Failed,
+        json!({"evaluated_permission": "ask",
+               "evaluation": {"type": "auto", "evaluated_permission":
+                   {"type": "ask", "reason_code": "classifier_unavailable"}}}),
+        "wait",
+    );
+}
+
 fn deny(short: &str, tool_use: &str, message: Option<&str>) -> SessionRecord {
     ev(
         short,

@@ -1,6 +1,14 @@
 //! Tool calls in a turn: how a model's call is recorded and handled under the agent's tools
-//! ([`call`]: the permission policy evaluated), and what a consumed `user.tool_confirmation`
-//! asks of the turn ([`confirmed`]).
+//! ([`call`]: the permission policy evaluated; [`call_classified`] with the `auto` policy's
+//! classifier verdict), and what a consumed `user.tool_confirmation` asks of the turn
+//! ([`confirmed`]).
+//!
+//! The `auto` policy is decided here from the verdict the harness obtained (a separate model
+//! request, see `harness/src/engine/classifier.rs`): `allow` runs, `ask` waits for a
+//! confirmation, `deny` is refused with the reason; a classifier that could not decide falls
+//! back to `always_ask` (recorded as `{type:"auto", evaluated_permission:{type:"ask",
+//! reason_code:"classifier_unavailable"}}`). Engines that consult no classifier (the agent CLIs,
+//! which decide before asking) pass [`Classified::NotAsked`], which runs the call as before.
 
 use serde_json::{Map, Value};
 
@@ -24,11 +32,46 @@ pub enum Call {
     Refuse(String),
 }
 
+/// What the `auto` policy's classifier said about one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classified {
+    /// No classifier was consulted (an engine that decides elsewhere): the call runs.
+    NotAsked,
+    /// The classifier's verdict.
+    Verdict(AutoPermission),
+    /// The classifier request failed or its answer was unreadable: `always_ask` applies.
+    Failed,
+}
+
+/// The reason code recorded when the classifier could not decide.
+pub const CLASSIFIER_UNAVAILABLE: &str = "classifier_unavailable";
+
+/// Whether a call of `name` under `tools` is decided by the `auto` policy (so the harness
+/// should obtain a classifier verdict before [`call_classified`]).
+pub fn needs_classifier(tools: &[Tool], name: &str) -> bool {
+    custom_tool(tools, name).is_none()
+        && BuiltinTool::parse(name)
+            .and_then(|tool| builtin_setting(tools, tool))
+            .is_some_and(|s| s.enabled && s.permission_policy == PermissionPolicy::Auto)
+}
+
 /// The event body for a model's call of `name` with `input` under the agent's `tools`, and how
 /// to handle it: a custom tool waits for the client; an enabled built-in tool runs
 /// (`always_allow`, `auto`) or waits for a confirmation (`always_ask`); anything else is
-/// refused (`evaluated_permission: deny`).
+/// refused (`evaluated_permission: deny`). The `auto` policy runs the call
+/// ([`Classified::NotAsked`]); see [`call_classified`].
 pub fn call(tools: &[Tool], name: String, input: Map<String, Value>) -> (Body, Call) {
+    call_classified(tools, name, input, Classified::NotAsked)
+}
+
+/// [`call`] with the `auto` policy decided by `classified`: `allow` runs, `ask` waits,
+/// `deny` refuses with its reason code, `Failed` waits (`always_ask`).
+pub fn call_classified(
+    tools: &[Tool],
+    name: String,
+    input: Map<String, Value>,
+    classified: Classified,
+) -> (Body, Call) {
     if custom_tool(tools, &name).is_some() {
         let body = Body::AgentCustomToolUse(CustomToolUse {
             name,
@@ -50,13 +93,7 @@ pub fn call(tools: &[Tool], name: String, input: Map<String, Value>) -> (Body, C
             PermissionPolicy::AlwaysAsk => {
                 (Permission::Ask, Some(Evaluation::AlwaysAsk), Call::Wait)
             }
-            PermissionPolicy::Auto => (
-                Permission::Allow,
-                Some(Evaluation::Auto {
-                    evaluated_permission: AutoPermission::Allow,
-                }),
-                Call::Run(tool),
-            ),
+            PermissionPolicy::Auto => auto(tool, &name, classified),
         },
         None => (
             Permission::Deny,
@@ -72,6 +109,35 @@ pub fn call(tools: &[Tool], name: String, input: Map<String, Value>) -> (Body, C
         session_thread_id: None,
     });
     (body, call)
+}
+
+/// The `auto` policy's decision for `tool` from the classifier's answer.
+fn auto(
+    tool: BuiltinTool,
+    name: &str,
+    classified: Classified,
+) -> (Permission, Option<Evaluation>, Call) {
+    let verdict = match classified {
+        Classified::NotAsked => AutoPermission::Allow,
+        Classified::Verdict(verdict) => verdict,
+        Classified::Failed => AutoPermission::Ask {
+            reason_code: CLASSIFIER_UNAVAILABLE.to_owned(),
+        },
+    };
+    let (permission, call) = match &verdict {
+        AutoPermission::Allow => (Permission::Allow, Call::Run(tool)),
+        AutoPermission::Ask { .. } => (Permission::Ask, Call::Wait),
+        AutoPermission::Deny { reason_code } => (
+            Permission::Deny,
+            Call::Refuse(format!(
+                "The {name} call was denied by the auto permission policy ({reason_code})."
+            )),
+        ),
+    };
+    let evaluation = Evaluation::Auto {
+        evaluated_permission: verdict,
+    };
+    (permission, Some(evaluation), call)
 }
 
 /// What a consumed `user.tool_confirmation` asks of the turn.

@@ -23,7 +23,10 @@
 
 mod calls;
 
-pub use calls::{call, confirmed, Call, Confirmed};
+pub use calls::{
+    call, call_classified, confirmed, needs_classifier, Call, Classified, Confirmed,
+    CLASSIFIER_UNAVAILABLE,
+};
 
 use super::ids::IdSource;
 use super::record::{Fact, SessionRecord};
