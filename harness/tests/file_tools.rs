@@ -10,14 +10,17 @@ use std::path::PathBuf;
 
 use managed_agents_core::agent::tools::DomainRule;
 use managed_agents_core::agent::BuiltinTool;
+use managed_agents_core::ids::SessionId;
 use managed_agents_harness::sandbox::{BubblewrapSandbox, Network, Options, Workspace, Workspaces};
-use managed_agents_harness::tools::{self, Limits, ToolOutput};
+use managed_agents_harness::tools::{self, Limits, ShellContext, Shells, ToolOutput};
 use serde_json::{json, Map, Value};
 
 struct Setup {
     _dir: tempfile::TempDir,
     workspace: Workspace,
     sandbox: BubblewrapSandbox,
+    shells: Shells,
+    session: SessionId,
 }
 
 impl Setup {
@@ -31,6 +34,8 @@ impl Setup {
             _dir: dir,
             workspace,
             sandbox,
+            shells: Shells::default(),
+            session: session_id(session),
         }
     }
 
@@ -39,16 +44,14 @@ impl Setup {
             panic!("tool input must be an object")
         };
         let input: Map<String, Value> = input;
-        tools::run(
-            &self.sandbox,
-            &self.workspace,
-            Network::Isolated,
-            limits,
-            tool,
-            &input,
-            &DomainRule::Any,
-        )
-        .await
+        let cx = ShellContext {
+            shells: &self.shells,
+            session: &self.session,
+            sandbox: &self.sandbox,
+            workspace: &self.workspace,
+            network: Network::Isolated,
+        };
+        tools::run(&cx, limits, tool, &input, &DomainRule::Any).await
     }
 
     async fn bash(&self, command: &str) {
@@ -59,12 +62,16 @@ impl Setup {
                 json!({ "command": command }),
             )
             .await;
-        assert!(!out.is_error, "{command}: {}", out.text);
+        assert!(!out.is_error, "{command}: {}", out.text());
     }
 
     fn host_path(&self, name: &str) -> PathBuf {
         self.workspace.dir().join(name)
     }
+}
+
+fn session_id(name: &str) -> SessionId {
+    SessionId::parse(&format!("sesn_{}", name.trim_start_matches("sesn_"))).expect("a session id")
 }
 
 /// `VmHWM` (peak resident set) of this process, in bytes.
@@ -92,24 +99,29 @@ async fn replace_all_amplification_is_refused_with_bounded_memory() {
     let before_file = std::fs::read(setup.host_path("big.txt")).unwrap();
     assert_eq!(before_file.len(), 1_000_000);
 
+    // A cap above the file's size, so the result's size is what is refused.
+    let roomy = Limits {
+        file_bytes: 2_000_000,
+        ..Limits::default()
+    };
     // Reset the peak ("5" to clear_refs), so VmHWM measures this edit alone.
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let before = peak_rss();
     let out = setup
         .run(
-            &Limits::default(),
+            &roomy,
             BuiltinTool::Edit,
             json!({"path": "big.txt", "old_string": "x", "new_string": "y".repeat(1000), "replace_all": true}),
         )
         .await;
     let grown = peak_rss().saturating_sub(before);
 
-    assert!(out.is_error, "the 1 GB edit was accepted: {}", out.text);
+    assert!(out.is_error, "the 1 GB edit was accepted: {}", out.text());
     assert!(
-        out.text.contains("would make the file 1000000000 bytes")
-            && out.text.contains("the file was not modified"),
+        out.text().contains("would make the file 1000000000 bytes")
+            && out.text().contains("the file was not modified"),
         "{}",
-        out.text
+        out.text()
     );
     assert!(
         grown < 64 << 20,
@@ -136,8 +148,8 @@ async fn replace_all_amplification_is_refused_with_bounded_memory() {
         )
         .await;
     assert_eq!(
-        (ok.is_error, ok.text.as_str()),
-        (false, "Replaced 1000 occurrences in /workspace/small.txt")
+        (ok.is_error, ok.text().as_str()),
+        (false, "edited small.txt (1000 replacement(s))")
     );
     assert_eq!(
         std::fs::read(setup.host_path("small.txt")).unwrap(),
@@ -151,7 +163,7 @@ async fn replace_all_amplification_is_refused_with_bounded_memory() {
             json!({"path": "small.txt", "old_string": "yyy", "new_string": "yyyy", "replace_all": true}),
         )
         .await;
-    assert!(over.is_error && over.text.contains("would make the file 4000 bytes"));
+    assert!(over.is_error && over.text().contains("would make the file 4000 bytes"));
     assert_eq!(
         std::fs::read(setup.host_path("small.txt")).unwrap(),
         vec![b'y'; 3_000]
@@ -177,9 +189,10 @@ async fn edit_refuses_a_file_over_the_cap_without_reading_it() {
         .await;
     assert!(out.is_error);
     assert!(
-        out.text.contains("is 5000 bytes, more than the 4096 bytes"),
+        out.text()
+            .contains("edit: big.txt is 5000 bytes, exceeds 4096-byte limit"),
         "{}",
-        out.text
+        out.text()
     );
     assert_eq!(
         std::fs::read(setup.host_path("big.txt")).unwrap(),
@@ -204,11 +217,11 @@ async fn edit_and_read_refuse_non_utf8_files_and_leave_them_unchanged() {
             json!({"path": "blob.bin", "old_string": "old_string", "new_string": "new_string"}),
         )
         .await;
-    assert!(edit.is_error, "edited a binary file: {}", edit.text);
+    assert!(edit.is_error, "edited a binary file: {}", edit.text());
     assert!(
-        edit.text.contains("not valid UTF-8") && edit.text.contains("offset 5"),
+        edit.text() == "edit: blob.bin: not valid UTF-8 text (cannot edit binary files)",
         "{}",
-        edit.text
+        edit.text()
     );
     assert_eq!(
         std::fs::read(setup.host_path("blob.bin")).unwrap(),
@@ -223,8 +236,8 @@ async fn edit_and_read_refuse_non_utf8_files_and_leave_them_unchanged() {
             json!({"path": "blob.bin"}),
         )
         .await;
-    assert!(read.is_error, "read returned lossy text: {:?}", read.text);
-    assert!(read.text.contains("not valid UTF-8"), "{}", read.text);
+    assert!(read.is_error, "read returned lossy text: {:?}", read.text());
+    assert!(read.text().contains("not valid UTF-8"), "{}", read.text());
 
     // Controls: UTF-8 text (multi-byte characters included) is read and edited as before.
     setup
@@ -238,8 +251,8 @@ async fn edit_and_read_refuse_non_utf8_files_and_leave_them_unchanged() {
         )
         .await;
     assert_eq!(
-        (read.is_error, read.text.as_str()),
-        (false, "     1\tcafé old_string\n     2\tline two\n")
+        (read.is_error, read.text().as_str()),
+        (false, "café old_string\nline two\n")
     );
     let edit = setup
         .run(
@@ -249,8 +262,8 @@ async fn edit_and_read_refuse_non_utf8_files_and_leave_them_unchanged() {
         )
         .await;
     assert_eq!(
-        (edit.is_error, edit.text.as_str()),
-        (false, "Replaced 1 occurrence in /workspace/text.txt")
+        (edit.is_error, edit.text().as_str()),
+        (false, "edited text.txt (1 replacement(s))")
     );
     assert_eq!(
         std::fs::read_to_string(setup.host_path("text.txt")).unwrap(),
@@ -271,6 +284,8 @@ async fn a_write_that_hits_the_quota_leaves_the_old_file_whole() {
         _dir: dir,
         workspace,
         sandbox: BubblewrapSandbox::new(Options::default()).unwrap(),
+        shells: Shells::default(),
+        session: session_id("quotawrite"),
     };
     let old = "old line\n".repeat(100_000); // 900 KB
     let wrote = setup
@@ -280,7 +295,7 @@ async fn a_write_that_hits_the_quota_leaves_the_old_file_whole() {
             json!({"path": "keep.txt", "content": old}),
         )
         .await;
-    assert!(!wrote.is_error, "{}", wrote.text);
+    assert!(!wrote.is_error, "{}", wrote.text());
     // Fill the workspace up: no room for a second copy of the file.
     setup
         .bash("dd if=/dev/zero of=fill bs=1M count=64 2>/dev/null; sync")
@@ -293,9 +308,13 @@ async fn a_write_that_hits_the_quota_leaves_the_old_file_whole() {
             json!({"path": "keep.txt", "content": bigger}),
         )
         .await;
+    let large_files = Limits {
+        file_bytes: 4 << 20,
+        ..Limits::default()
+    };
     let edit = setup
         .run(
-            &Limits::default(),
+            &large_files,
             BuiltinTool::Edit,
             json!({"path": "keep.txt", "old_string": "old line", "new_string": "a longer replacement line", "replace_all": true}),
         )
@@ -312,9 +331,9 @@ async fn a_write_that_hits_the_quota_leaves_the_old_file_whole() {
         enforced,
         "quotas are enforced when the tests run as root, as in CI"
     );
-    assert!(out.is_error, "the write should not fit: {}", out.text);
-    assert!(edit.is_error, "the edit should not fit: {}", edit.text);
-    assert!(out.text.contains("quota"), "{}", out.text);
+    assert!(out.is_error, "the write should not fit: {}", out.text());
+    assert!(edit.is_error, "the edit should not fit: {}", edit.text());
+    assert!(out.text().contains("quota"), "{}", out.text());
     assert_eq!(kept, old, "the old content must survive a failed write");
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }

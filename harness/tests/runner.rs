@@ -336,9 +336,10 @@ async fn text_turn_has_the_documented_event_order_and_usage() {
             "web_search"
         ]
     );
+    // The reference's bash input: nothing required (`restart` alone is a call).
     assert_eq!(
         request.body["tools"][0]["input_schema"]["required"],
-        json!(["command"])
+        json!([])
     );
 
     // Previews: event_start with the id the agent.message carries, then deltas forming its text.
@@ -406,10 +407,10 @@ async fn a_file_written_by_bash_is_read_by_a_later_turn() {
         Some(managed_agents_core::event::Permission::Allow)
     );
     let result = find(&loaded, "agent.tool_result")[0];
-    assert_eq!(text_of(result), "done\n");
+    assert_eq!(text_of(result), "done");
     assert_eq!(
         text_of(find(&loaded, "agent.message")[0]),
-        "Tool result: done\n"
+        "Tool result: done"
     );
     assert_eq!(
         std::fs::read_to_string(s.workspaces.join(id.as_str()).join("note.txt")).unwrap(),
@@ -728,11 +729,11 @@ async fn openai_agents_engine_runs_text_and_tool_turns() {
     assert_eq!(last_idle(&loaded), StopReason::EndTurn);
     assert_eq!(
         text_of(find(&loaded, "agent.tool_result")[0]),
-        "from-openai\n"
+        "from-openai"
     );
     assert_eq!(
         text_of(find(&loaded, "agent.message").last().unwrap()),
-        "Tool result: from-openai\n"
+        "Tool result: from-openai"
     );
     let request = last_request(&s.mock);
     let input = request.body["input"].as_array().unwrap();
@@ -902,22 +903,24 @@ async fn file_tools_work_in_the_workspace_and_output_is_capped() {
     assert_eq!(results.len(), 8, "{results:#?}");
     assert_eq!(
         results[0],
-        ("Wrote 11 bytes to /workspace/src/a.txt".into(), Some(false))
+        ("wrote 11 bytes to src/a.txt".into(), Some(false))
     );
     assert_eq!(results[1].1, Some(false));
-    assert_eq!(results[2], ("     2\tgamma\n".into(), Some(false)));
+    // `offset` alone (an alias) reads to the end, as `view_range: [2, 0]`.
+    assert_eq!(results[2], ("gamma\n".into(), Some(false)));
     assert_eq!(
         results[3],
         ("/workspace/src/a.txt:2:gamma\n".into(), Some(false))
     );
-    assert_eq!(results[4], ("src/a.txt\n".into(), Some(false)));
+    assert_eq!(results[4], ("/workspace/src/a.txt\n".into(), Some(false)));
     assert_eq!(results[5].1, Some(true));
     assert!(
         results[6].0.contains("[output truncated"),
         "{}",
         &results[6].0[..100]
     );
-    assert!(results[6].0.len() < 40_000);
+    // The last 100 KiB, as the reference keeps.
+    assert!(results[6].0.len() < 110_000);
     assert_eq!(results[7].1, Some(true));
     assert_eq!(
         std::fs::read_to_string(s.workspaces.join(id.as_str()).join("src/a.txt")).unwrap(),

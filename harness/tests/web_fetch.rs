@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use managed_agents_core::agent::tools::DomainRule;
 use managed_agents_core::agent::BuiltinTool;
+use managed_agents_core::ids::SessionId;
 use managed_agents_harness::door::Policy;
 use managed_agents_harness::sandbox::Network;
 use managed_agents_harness::tools::{self, Limits};
@@ -85,49 +86,64 @@ async fn fetches_in_unrestricted_refuses_in_limited() {
     let url = serve("hello from the page").await;
     let run = |network, tool, url: &str, domains: DomainRule| {
         let (sandbox, workspace, limits, input) = (&sandbox, &workspace, &limits, input(url));
-        async move { tools::run(sandbox, workspace, network, limits, tool, &input, &domains).await }
+        async move {
+            let shells = tools::Shells::default();
+            let session = SessionId::parse("sesn_fetch").expect("a session id");
+            let cx = tools::ShellContext {
+                shells: &shells,
+                session: &session,
+                sandbox,
+                workspace,
+                network,
+            };
+            tools::run(&cx, limits, tool, &input, &domains).await
+        }
     };
     let fetch = BuiltinTool::WebFetch;
 
     let fetched = run(open.clone(), fetch, &url, DomainRule::Any).await;
     assert_eq!(
-        (fetched.is_error, fetched.text.as_str()),
+        (fetched.is_error, fetched.text().as_str()),
         (false, "hello from the page")
     );
 
     let isolated = run(Network::Isolated, fetch, &url, DomainRule::Any).await;
     assert!(isolated.is_error);
     assert!(
-        isolated.text.contains("without an egress proxy"),
+        isolated.text().contains("without an egress proxy"),
         "{}",
-        isolated.text
+        isolated.text()
     );
     let limited = support::open(&door, "sesn_fetch", &workspace, Policy::none());
     let denied = run(limited, fetch, &url, DomainRule::Any).await;
     assert!(denied.is_error);
     assert!(
-        denied.text.contains("limited networking"),
+        denied.text().contains("limited networking"),
         "{}",
-        denied.text
+        denied.text()
     );
     let open = support::open(&door, "sesn_fetch", &workspace, Policy::Unrestricted);
 
     let file = run(open.clone(), fetch, "file:///etc/passwd", DomainRule::Any).await;
     assert!(file.is_error);
-    assert!(file.text.contains("http:// or https://"), "{}", file.text);
+    assert!(
+        file.text().contains("http:// or https://"),
+        "{}",
+        file.text()
+    );
 
     let elsewhere = DomainRule::Allowed(vec!["docs.example.com".into()]);
     let refused = run(open.clone(), fetch, &url, elsewhere).await;
     assert!(refused.is_error);
     assert!(
-        refused.text.contains("may not reach 127.0.0.1"),
+        refused.text().contains("may not reach 127.0.0.1"),
         "{}",
-        refused.text
+        refused.text()
     );
     let loopback = DomainRule::Allowed(vec!["127.0.0.1".into()]);
     let allowed = run(open.clone(), fetch, &url, loopback).await;
     assert_eq!(
-        (allowed.is_error, allowed.text.as_str()),
+        (allowed.is_error, allowed.text().as_str()),
         (false, "hello from the page")
     );
     let blocked = DomainRule::Blocked(vec!["127.0.0.1".into()]);
@@ -136,9 +152,9 @@ async fn fetches_in_unrestricted_refuses_in_limited() {
     let search = run(open.clone(), BuiltinTool::WebSearch, &url, DomainRule::Any).await;
     assert!(search.is_error);
     assert!(
-        search.text.contains("no search provider"),
+        search.text().contains("server-side search"),
         "{}",
-        search.text
+        search.text()
     );
 }
 
@@ -155,7 +171,18 @@ async fn parser_differentials_credentials_and_curlrc_cannot_redirect_the_fetch()
     let (port, hits) = tripwire().await;
     let run = |tool, input: Map<String, Value>, domains: DomainRule| {
         let (sandbox, workspace, limits, open) = (&sandbox, &workspace, &limits, open.clone());
-        async move { tools::run(sandbox, workspace, open, limits, tool, &input, &domains).await }
+        async move {
+            let shells = tools::Shells::default();
+            let session = SessionId::parse("sesn_fetch_bypass").expect("a session id");
+            let cx = tools::ShellContext {
+                shells: &shells,
+                session: &session,
+                sandbox,
+                workspace,
+                network: open,
+            };
+            tools::run(&cx, limits, tool, &input, &domains).await
+        }
     };
     let example = || DomainRule::Allowed(vec!["example.com".into()]);
 
@@ -163,16 +190,16 @@ async fn parser_differentials_credentials_and_curlrc_cannot_redirect_the_fetch()
     // `example.com\` and host 127.0.0.1.
     let attack = format!("http://example.com\\@127.0.0.1:{port}/healthz");
     let out = run(BuiltinTool::WebFetch, input(&attack), example()).await;
-    assert!(out.is_error, "fetched {attack}: {}", out.text);
-    assert!(out.text.contains("backslash"), "{}", out.text);
+    assert!(out.is_error, "fetched {attack}: {}", out.text());
+    assert!(out.text().contains("backslash"), "{}", out.text());
 
     for url in [
         format!("http://user:secret@127.0.0.1:{port}/healthz"),
         format!("http://example.com@127.0.0.1:{port}/healthz"),
     ] {
         let out = run(BuiltinTool::WebFetch, input(&url), DomainRule::Any).await;
-        assert!(out.is_error, "fetched {url}: {}", out.text);
-        assert!(out.text.contains("credentials"), "{}", out.text);
+        assert!(out.is_error, "fetched {url}: {}", out.text());
+        assert!(out.text().contains("credentials"), "{}", out.text());
     }
 
     // `HOME` is the workspace: a planted `.curlrc` must not reroute an allowed host.
@@ -186,9 +213,9 @@ async fn parser_differentials_credentials_and_curlrc_cannot_redirect_the_fetch()
     )
     .await;
     assert!(
-        !planted.is_error && planted.text.contains("connect-to"),
+        !planted.is_error && planted.text().contains("connect-to"),
         "{}",
-        planted.text
+        planted.text()
     );
     let localhost = DomainRule::Allowed(vec!["localhost".into()]);
     let out = run(
@@ -197,8 +224,12 @@ async fn parser_differentials_credentials_and_curlrc_cannot_redirect_the_fetch()
         localhost,
     )
     .await;
-    assert!(out.is_error, "the .curlrc rerouted the fetch: {}", out.text);
-    assert!(!out.text.contains("internal health"), "{}", out.text);
+    assert!(
+        out.is_error,
+        "the .curlrc rerouted the fetch: {}",
+        out.text()
+    );
+    assert!(!out.text().contains("internal health"), "{}", out.text());
 
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(
@@ -212,7 +243,7 @@ async fn parser_differentials_credentials_and_curlrc_cannot_redirect_the_fetch()
     let loopback = DomainRule::Allowed(vec!["127.0.0.1".into()]);
     let out = run(BuiltinTool::WebFetch, input(&plain), loopback).await;
     assert_eq!(
-        (out.is_error, out.text.as_str()),
+        (out.is_error, out.text().as_str()),
         (false, "internal health: ok")
     );
     assert_eq!(hits.load(Ordering::SeqCst), 1);

@@ -90,7 +90,7 @@ def test_openai_agents_engine_text_and_tool_turns(harness: Harness) -> None:
     assert "agent.tool_use" in types(second)
     result = tool_results(second)[0]
     assert text(result).strip() == marker and not result.is_error
-    assert text([e for e in second if e.type == "agent.message"][0]) == f"Tool result: {marker}\n"
+    assert text([e for e in second if e.type == "agent.message"][0]) == f"Tool result: {marker}"
     assert stop_type(second[-1]) == "end_turn"
 
     requests = h.model_requests()

@@ -1,5 +1,5 @@
 """File tools against hostile files through the real server (security review, issue 8): an
-`edit` with `replace_all` that would turn a 1 MB file into 1 GB is refused with a clear tool
+`edit` with `replace_all` that would turn a 200 KB file into 200 MB is refused with a clear tool
 error while the server's peak memory stays flat, and an `edit` of a file that is not UTF-8 is
 refused and leaves the file byte for byte as it was. The files are created by the bash tool in
 the session's sandbox, as an agent would."""
@@ -43,27 +43,27 @@ def workspace_file(h: Harness, session: Any, name: str) -> Path:
 
 def test_replace_all_amplification_is_refused_with_bounded_server_memory(harness: Harness) -> None:
     session = harness.session()
-    made = one_result(harness, session, bash("head -c 1000000 /dev/zero | tr '\\0' x > big.txt && wc -c < big.txt"))
-    assert not made.is_error and text(made).strip() == "1000000", text(made)
+    made = one_result(harness, session, bash("head -c 200000 /dev/zero | tr '\\0' x > big.txt && wc -c < big.txt"))
+    assert not made.is_error and text(made).strip() == "200000", text(made)
     big = workspace_file(harness, session, "big.txt")
     original = big.read_bytes()
 
     pid = harness.server.process.proc.pid
     reset_peak(pid)
     before = peak_rss(pid)
-    edit = {"path": "big.txt", "old_string": "x", "new_string": "y" * 1000, "replace_all": True}
+    edit = {"file_path": "big.txt", "old_string": "x", "new_string": "y" * 1000, "replace_all": True}
     result = one_result(harness, session, tool_prompt("edit", edit))
     grown = peak_rss(pid) - before
 
     assert result.is_error is True, text(result)[:300]
-    assert "would make the file 1000000000 bytes" in text(result), text(result)
+    assert "would make the file 200000000 bytes" in text(result), text(result)
     assert "the file was not modified" in text(result), text(result)
     assert grown < 64 * MIB, f"the server's peak memory grew by {grown / MIB:.0f} MiB"
     assert big.read_bytes() == original
 
     # Control: the same edit on a small file goes through.
     one_result(harness, session, bash("printf xxx > small.txt"))
-    small = {"path": "small.txt", "old_string": "x", "new_string": "yz", "replace_all": True}
+    small = {"file_path": "small.txt", "old_string": "x", "new_string": "yz", "replace_all": True}
     ok = one_result(harness, session, tool_prompt("edit", small))
     assert not ok.is_error, text(ok)
     assert workspace_file(harness, session, "small.txt").read_bytes() == b"yzyzyz"

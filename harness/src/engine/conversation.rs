@@ -50,7 +50,10 @@ fn result_content(content: Option<&Vec<ContentBlock>>) -> Vec<Value> {
     let blocks: Vec<Value> = content
         .into_iter()
         .flatten()
+        // Providers refuse empty text blocks; a tool that printed nothing (`bash` with no
+        // output, as the reference gives it) is "(no content)" to the model.
         .filter(|b| !matches!(b, ContentBlock::Redacted))
+        .filter(|b| !matches!(b, ContentBlock::Text { text } if text.is_empty()))
         .map(|b| strip_nulls(serde_json::to_value(b).unwrap_or(Value::Null)))
         .collect();
     if blocks.is_empty() {

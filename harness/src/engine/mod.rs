@@ -94,6 +94,7 @@ pub(crate) struct Turn<'a, S, X> {
     pub(crate) endpoint: &'a Endpoint,
     pub(crate) network: Network,
     pub(crate) workspace: &'a Workspace,
+    pub(crate) shells: &'a tools::Shells,
     pub(crate) interrupted: watch::Receiver<bool>,
 }
 
@@ -285,12 +286,18 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         tool: BuiltinTool,
         input: &Map<String, Value>,
     ) -> Result<(), Halt> {
+        let session = self.writer.id().clone();
+        let cx = tools::ShellContext {
+            shells: self.shells,
+            session: &session,
+            sandbox: self.sandbox,
+            workspace: self.workspace,
+            network: self.network.clone(),
+        };
         let output = interruptible(
             &self.interrupted,
             tools::run(
-                self.sandbox,
-                self.workspace,
-                self.network.clone(),
+                &cx,
                 &self.options.tools,
                 tool,
                 input,
@@ -299,7 +306,11 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         )
         .await?;
         self.writer
-            .record(tool_result(id.clone(), output.text, output.is_error))
+            .record(Step::ToolContent {
+                tool_use_id: id.clone(),
+                content: output.content,
+                is_error: output.is_error,
+            })
             .await
     }
 

@@ -105,6 +105,8 @@ struct Inner<S, X> {
     claude: claude::Processes,
     /// Codex app-servers kept between turns (waiting for a tool confirmation).
     codex: codex::Servers,
+    /// The `bash` tool's persistent shells, one per session.
+    shells: crate::tools::Shells,
     /// Sessions with a task, and whether they were notified again while it ran.
     active: Mutex<HashMap<SessionId, Arc<AtomicBool>>>,
 }
@@ -180,6 +182,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 http,
                 claude: claude::Processes::default(),
                 codex: codex::Servers::default(),
+                shells: crate::tools::Shells::default(),
                 active: Mutex::new(HashMap::new()),
             }),
         }
@@ -365,6 +368,7 @@ async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
             Err(log::Error::NotFound(_)) => {
                 inner.claude.discard(id);
                 inner.codex.discard(id);
+                inner.shells.discard(id);
                 return;
             }
             Err(e) => {
@@ -377,6 +381,7 @@ async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
             // No turn will answer a prompt its kept agent process waits on.
             inner.claude.discard(id);
             inner.codex.discard(id);
+            inner.shells.discard(id);
             return;
         }
         let mut writer = Writer::new(inner.store.clone(), loaded);
@@ -637,6 +642,7 @@ async fn engine_turn<S: Store, X: Sandbox>(
         endpoint: &endpoint,
         network,
         workspace,
+        shells: &inner.shells,
         interrupted: rx,
     }
     .run(confirmations)

@@ -12,27 +12,19 @@
 
 use serde_json::{Map, Value};
 
-use super::{describe_failure, exec, path, put, string, Limits, ToolOutput, FILE_TIMEOUT};
+use super::{
+    describe_failure, exec, optional_bool, path, put, string, Limits, ToolOutput, FILE_TIMEOUT,
+};
 use crate::sandbox::{Command, Network, Sandbox, Workspace};
 
 /// Why an edit was refused.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum EditError {
-    #[error(
-        "the file is not valid UTF-8 text (invalid byte at offset {offset}; a binary file?). \
-         `edit` only changes text files; the file was not modified"
-    )]
-    NotUtf8 { offset: usize },
-    #[error(
-        "the file is {size} bytes, more than the {max} bytes `edit` handles; the file was not \
-         modified (use bash, e.g. sed, for large files)"
-    )]
-    FileTooLarge { size: u64, max: usize },
-    #[error(
-        "the edit would make the file {size} bytes ({count} replacement{s} of {old} bytes by \
-         {new} bytes), more than the {max} bytes `edit` may produce; the file was not modified",
-        s = if *count == 1 { "" } else { "s" }
-    )]
+    NotUtf8,
+    FileTooLarge {
+        size: u64,
+        max: usize,
+    },
     ResultTooLarge {
         size: u128,
         count: usize,
@@ -40,10 +32,40 @@ pub(crate) enum EditError {
         new: usize,
         max: usize,
     },
-    #[error("old_string not found")]
     NotFound,
-    #[error("old_string occurs {0} times; give more context or set replace_all")]
     Ambiguous(usize),
+}
+
+impl EditError {
+    /// The result text for an edit of `file` (the model's path) refused for this reason, in
+    /// the reference toolset's words where it has them.
+    pub(crate) fn message(&self, file: &str) -> String {
+        match self {
+            EditError::NotUtf8 => {
+                format!("edit: {file}: not valid UTF-8 text (cannot edit binary files)")
+            }
+            EditError::FileTooLarge { size, max } => format!(
+                "edit: {file} is {size} bytes, exceeds {max}-byte limit. The edit tool loads \
+                 the whole file and cannot modify a file this large."
+            ),
+            EditError::ResultTooLarge {
+                size,
+                count,
+                old,
+                new,
+                max,
+            } => format!(
+                "edit: the edit would make the file {size} bytes ({count} replacement{s} of \
+                 {old} bytes by {new} bytes), more than the {max} bytes `edit` may produce; \
+                 the file was not modified",
+                s = if *count == 1 { "" } else { "s" }
+            ),
+            EditError::NotFound => format!("edit: old_string not found in {file}"),
+            EditError::Ambiguous(count) => {
+                format!("edit: old_string appears {count} times in {file} (must be unique)")
+            }
+        }
+    }
 }
 
 /// Replaces `old` by `new` in `content` (every occurrence when `all`, else the only one) and
@@ -62,9 +84,7 @@ pub(crate) fn apply(
             max,
         });
     }
-    let text = String::from_utf8(content).map_err(|e| EditError::NotUtf8 {
-        offset: e.utf8_error().valid_up_to(),
-    })?;
+    let text = String::from_utf8(content).map_err(|_| EditError::NotUtf8)?;
     let count = text.matches(old).count();
     if count == 0 {
         return Err(EditError::NotFound);
@@ -96,50 +116,78 @@ pub(crate) fn apply(
 }
 
 /// Prints the file's first `$2 + 1` bytes base64-encoded, or exits 3 printing its size when
-/// `stat` already says it is larger than `$2`.
+/// `stat` already says it is larger than `$2`; exits 4 with the reason on stderr when it is no
+/// regular file.
 const FETCH: &str = r#"set -o pipefail
-[ -f "$1" ] || { if [ -d "$1" ]; then echo "$1 is a directory" >&2; else echo "$1: no such file" >&2; fi; exit 1; }
+if [ ! -e "$1" ]; then echo "no such file or directory" >&2; exit 4; fi
+if [ -d "$1" ]; then echo "is a directory" >&2; exit 4; fi
+if [ ! -f "$1" ]; then echo "not a regular file" >&2; exit 4; fi
 size=$(stat -L -c %s -- "$1") || exit 1
 if [ "$size" -gt "$2" ]; then echo "$size"; exit 3; fi
 head -c "$(($2 + 1))" -- "$1" | base64 -w0"#;
 
-/// The exact bytes of `file` (at most `max + 1`), read in the sandbox.
-async fn fetch<X: Sandbox>(
+/// What [`fetch`] found.
+pub(super) enum Fetched {
+    /// The file's exact bytes.
+    Bytes(Vec<u8>),
+    /// The file is larger than asked: its size.
+    TooLarge(u64),
+}
+
+/// The exact bytes of `file` (at most `max`), read in the sandbox. Errors are prefixed
+/// `<op>: <shown>` (`shown`: the path as the model gave it).
+pub(super) async fn fetch<X: Sandbox>(
     sandbox: &X,
     workspace: &Workspace,
     file: &str,
     max: usize,
-) -> Result<Vec<u8>, ToolOutput> {
+    op: &str,
+    shown: &str,
+) -> Result<Fetched, ToolOutput> {
     use base64::Engine as _;
     let encoded_max = (max + 1).div_ceil(3) * 4;
     let out = exec(
         sandbox,
         workspace,
         Network::Isolated,
-        Command::new(["bash", "-c", FETCH, "edit", file, &max.to_string()])
+        Command::new(["bash", "-c", FETCH, op, file, &max.to_string()])
             .timeout(FILE_TIMEOUT)
             .output_limit(encoded_max + 16),
     )
     .await?;
     if out.exit_code == Some(3) && !out.timed_out {
-        let size = out.stdout.trim().parse().unwrap_or(u64::MAX);
-        return Err(refused(file, EditError::FileTooLarge { size, max }));
+        return Ok(Fetched::TooLarge(
+            out.stdout.trim().parse().unwrap_or(u64::MAX),
+        ));
+    }
+    if out.exit_code == Some(4) && !out.timed_out {
+        return Err(ToolOutput::error(format!(
+            "{op}: {shown}: {}",
+            out.stderr.trim()
+        )));
     }
     if !out.success() {
-        return Err(ToolOutput::error(describe_failure(&out)));
+        return Err(ToolOutput::error(format!(
+            "{op}: {shown}: {}",
+            describe_failure(&out)
+        )));
     }
     if out.truncated {
         return Err(ToolOutput::error(format!(
-            "{file}: the file could not be read within the {max}-byte edit limit"
+            "{op}: {shown}: the file could not be read within the {max}-byte limit"
         )));
     }
-    base64::engine::general_purpose::STANDARD
+    let bytes = base64::engine::general_purpose::STANDARD
         .decode(out.stdout.trim_end())
-        .map_err(|e| ToolOutput::error(format!("{file}: the sandbox returned bad content: {e}")))
-}
-
-fn refused(file: &str, e: EditError) -> ToolOutput {
-    ToolOutput::error(format!("{file}: {e}"))
+        .map_err(|e| {
+            ToolOutput::error(format!(
+                "{op}: {shown}: the sandbox returned bad content: {e}"
+            ))
+        })?;
+    if bytes.len() > max {
+        return Ok(Fetched::TooLarge(bytes.len() as u64));
+    }
+    Ok(Fetched::Bytes(bytes))
 }
 
 pub(super) async fn edit<X: Sandbox>(
@@ -148,23 +196,28 @@ pub(super) async fn edit<X: Sandbox>(
     limits: &Limits,
     input: &Map<String, Value>,
 ) -> Result<ToolOutput, ToolOutput> {
-    let file = path(string(input, "path")?);
+    let shown = string(input, "file_path")?;
+    let file = path(shown);
     let old = string(input, "old_string")?;
     let new = string(input, "new_string")?;
-    let all = input
-        .get("replace_all")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let all = optional_bool(input, "replace_all")?.unwrap_or(false);
     if old.is_empty() {
-        return Err(ToolOutput::error("old_string must not be empty"));
+        return Err(ToolOutput::error("edit: old_string must not be empty"));
     }
     let max = limits.file_bytes;
-    let content = fetch(sandbox, workspace, &file, max).await?;
-    let (updated, count) = apply(content, old, new, all, max).map_err(|e| refused(&file, e))?;
+    let content = match fetch(sandbox, workspace, &file, max, "edit", shown).await? {
+        Fetched::Bytes(bytes) => bytes,
+        Fetched::TooLarge(size) => {
+            return Err(ToolOutput::error(
+                EditError::FileTooLarge { size, max }.message(shown),
+            ))
+        }
+    };
+    let (updated, count) =
+        apply(content, old, new, all, max).map_err(|e| ToolOutput::error(e.message(shown)))?;
     put(sandbox, workspace, &file, updated.into_bytes()).await?;
     Ok(ToolOutput::ok(format!(
-        "Replaced {count} occurrence{} in {file}",
-        if count == 1 { "" } else { "s" }
+        "edited {shown} ({count} replacement(s))"
     )))
 }
 
@@ -218,7 +271,7 @@ mod tests {
         let bytes = b"ab\xff\xfeold\x00".to_vec();
         assert_eq!(
             apply(bytes, "old", "new", false, 100),
-            Err(EditError::NotUtf8 { offset: 2 })
+            Err(EditError::NotUtf8)
         );
     }
 }

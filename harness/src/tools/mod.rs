@@ -1,53 +1,72 @@
-//! The tools of `agent_toolset_20260401`: their JSON schemas as offered to the model, and their
-//! execution. `bash`, `read`, `write`, `edit`, `glob` and `grep` run inside the session's
-//! [`Sandbox`] (the workspace is `/workspace`, the working directory; relative paths are
+//! The tools of `agent_toolset_20260401` as the hosted toolset defines them (the reference is
+//! `anthropic/lib/tools/agent_toolset.py` of the official Python SDK): their descriptions and
+//! input schemas ([`schema`]: `file_path`, `view_range`, `replace_all`, `restart`,
+//! `timeout_ms`; this server's earlier names still accepted as aliases), and their execution.
+//! `bash` (see `bash.rs`) keeps one persistent shell per session in the session's [`Sandbox`];
+//! `read` (see `read.rs`), `write`, `edit` (see `edit.rs`), `glob` and `grep` run one command
+//! each in the sandbox (the workspace is `/workspace`, the working directory; relative paths are
 //! relative to it; the rest of the system is read-only). `web_fetch` (see `web_fetch.rs`) runs
-//! `curl` inside the sandbox under the environment's network policy. `web_search` needs a
-//! search provider, which this server does not have: it answers with an error result saying so.
+//! `curl` inside the sandbox under the environment's network policy. `web_search` is the model
+//! provider's server-side tool when the endpoint is the Anthropic API (the engine offers it
+//! that way and the provider runs it); called here it answers with an error saying why not.
 //!
 //! A tool never fails the session: every failure (bad input, a non-zero exit, a timeout, a
-//! sandbox that cannot start) becomes an `is_error` result. Output is capped at
-//! [`Limits::output_bytes`] with a marker saying how much was cut.
+//! sandbox that cannot start) becomes an `is_error` result. Results are the reference's: text,
+//! or an `image`/`document` block for an image or PDF `read`.
 //!
-//! What the server holds for a tool call is bounded by these caps, never by the size of a file
-//! in the workspace: `read`, `glob` and `grep` do their work in the sandbox and return capped
-//! output; `edit` (see `edit.rs`) brings at most [`Limits::file_bytes`] of a file into the
-//! server and refuses an edit whose result would be larger before building it. `read` and
-//! `edit` refuse files that are not valid UTF-8 with a clear error rather than returning or
+//! What the server holds for a tool call is bounded by [`Limits`], never by the size of a file
+//! in the workspace: file bytes leave the sandbox capped (`head -c`) and base64-encoded, and
+//! `edit` refuses an edit whose result would be larger than the cap before building it. `read`
+//! and `edit` refuse files that are not valid UTF-8 with a clear error rather than returning or
 //! writing back a lossy conversion.
 
+mod bash;
 mod edit;
+mod read;
+mod schema;
 mod web_fetch;
 
 use std::time::Duration;
 
 use managed_agents_core::agent::tools::{DomainRule, Tool};
 use managed_agents_core::agent::BuiltinTool;
-use serde_json::{json, Map, Value};
+use managed_agents_core::event::ContentBlock;
+use serde_json::{Map, Value};
+
+pub use bash::ShellContext;
+pub use bash::Shells;
 
 use crate::model::ToolSpec;
 use crate::sandbox::{Command, Network, Output, Sandbox, Workspace};
 
-/// Caps on tool execution.
+/// Caps on tool execution (the reference toolset's where it has them).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Bytes of output kept per result (stdout and stderr each for bash).
+    /// Bytes of output kept per result of `read` listings, `glob`, `grep` and `web_fetch`
+    /// (`bash` keeps the last 100 KiB, as the reference).
     pub output_bytes: usize,
     /// Default `bash` timeout.
     pub bash_timeout: Duration,
     /// Largest `bash` timeout a call may ask for.
     pub max_bash_timeout: Duration,
-    /// Largest file `edit` reads, and largest file it may produce.
+    /// Largest text file `read` returns whole and `edit` changes, largest `read` selection, and
+    /// largest file `edit` may produce (the reference's 256 KiB).
     pub file_bytes: usize,
+    /// Largest image `read` returns, base64-encoded (the reference's 5 MiB).
+    pub image_base64_bytes: usize,
+    /// Largest PDF `read` returns (the reference's 20 MiB).
+    pub pdf_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            output_bytes: 30_000,
+            output_bytes: 100 * 1024,
             bash_timeout: Duration::from_secs(120),
             max_bash_timeout: Duration::from_secs(600),
-            file_bytes: 4 << 20,
+            file_bytes: 256 * 1024,
+            image_base64_bytes: 5 << 20,
+            pdf_bytes: 20 << 20,
         }
     }
 }
@@ -55,8 +74,8 @@ impl Default for Limits {
 /// What a tool call produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolOutput {
-    /// The text given back to the model.
-    pub text: String,
+    /// The result blocks given back to the model (one text block, or an image/document).
+    pub content: Vec<ContentBlock>,
     /// Whether the call failed.
     pub is_error: bool,
 }
@@ -64,66 +83,36 @@ pub struct ToolOutput {
 impl ToolOutput {
     fn ok(text: impl Into<String>) -> Self {
         Self {
-            text: text.into(),
+            content: vec![ContentBlock::text(text)],
             is_error: false,
         }
     }
 
     fn error(text: impl Into<String>) -> Self {
         Self {
-            text: text.into(),
+            content: vec![ContentBlock::text(text)],
             is_error: true,
         }
     }
-}
 
-fn description(tool: BuiltinTool) -> &'static str {
-    match tool {
-        BuiltinTool::Bash => "Run a bash command in the session's workspace (/workspace, the working directory). State on disk persists between calls; each call is a fresh shell. `timeout` is in milliseconds (default 120000, max 600000).",
-        BuiltinTool::Read => "Read a UTF-8 text file. Lines are numbered from 1; `offset` is the first line to read and `limit` the number of lines (default 2000).",
-        BuiltinTool::Write => "Write a file, creating parent directories and replacing any existing content.",
-        BuiltinTool::Edit => "Replace `old_string` with `new_string` in a UTF-8 text file. `old_string` must occur exactly once unless `replace_all` is true. Binary files, and files or results of more than a few MiB, are refused (use bash for those).",
-        BuiltinTool::Glob => "List files matching a glob pattern (`**` matches directories recursively), relative to `path` (default /workspace).",
-        BuiltinTool::Grep => "Search file contents with an extended regular expression, recursively under `path` (default /workspace), optionally only in files matching `glob`. Prints file:line:text.",
-        BuiltinTool::WebFetch => "Fetch a URL and return its content.",
-        BuiltinTool::WebSearch => "Search the web and return results.",
+    fn blocks(content: Vec<ContentBlock>) -> Self {
+        Self {
+            content,
+            is_error: false,
+        }
     }
-}
 
-fn schema(tool: BuiltinTool) -> Value {
-    let (properties, required): (Value, &[&str]) = match tool {
-        BuiltinTool::Bash => (
-            json!({"command": {"type": "string", "description": "The command to run."},
-                   "timeout": {"type": "integer", "description": "Timeout in milliseconds.", "minimum": 1}}),
-            &["command"],
-        ),
-        BuiltinTool::Read => (
-            json!({"path": {"type": "string", "description": "Absolute or workspace-relative path."},
-                   "offset": {"type": "integer", "description": "First line (1-based).", "minimum": 1},
-                   "limit": {"type": "integer", "description": "Number of lines.", "minimum": 1}}),
-            &["path"],
-        ),
-        BuiltinTool::Write => (
-            json!({"path": {"type": "string"}, "content": {"type": "string"}}),
-            &["path", "content"],
-        ),
-        BuiltinTool::Edit => (
-            json!({"path": {"type": "string"}, "old_string": {"type": "string"},
-                   "new_string": {"type": "string"}, "replace_all": {"type": "boolean"}}),
-            &["path", "old_string", "new_string"],
-        ),
-        BuiltinTool::Glob => (
-            json!({"pattern": {"type": "string"}, "path": {"type": "string"}}),
-            &["pattern"],
-        ),
-        BuiltinTool::Grep => (
-            json!({"pattern": {"type": "string"}, "path": {"type": "string"}, "glob": {"type": "string"}}),
-            &["pattern"],
-        ),
-        BuiltinTool::WebFetch => (json!({"url": {"type": "string"}}), &["url"]),
-        BuiltinTool::WebSearch => (json!({"query": {"type": "string"}}), &["query"]),
-    };
-    json!({"type": "object", "properties": properties, "required": required})
+    /// The text of the result's text blocks.
+    pub fn text(&self) -> String {
+        self.content
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 /// The tools offered to the model: enabled built-ins, then custom tools.
@@ -135,8 +124,8 @@ pub(crate) fn specs(tools: &[Tool]) -> Vec<ToolSpec> {
         if enabled {
             specs.push(ToolSpec {
                 name: tool.as_str().to_owned(),
-                description: description(tool).to_owned(),
-                input_schema: schema(tool),
+                description: schema::description(tool).to_owned(),
+                input_schema: schema::schema(tool),
             });
         }
     }
@@ -176,6 +165,16 @@ fn optional_string<'a>(
     }
 }
 
+fn optional_bool(input: &Map<String, Value>, key: &str) -> Result<Option<bool>, ToolOutput> {
+    match input.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ToolOutput::error(format!(
+            "invalid input: `{key}` must be a boolean"
+        ))),
+    }
+}
+
 fn optional_u64(input: &Map<String, Value>, key: &str) -> Result<Option<u64>, ToolOutput> {
     match input.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -209,37 +208,57 @@ fn cap(mut text: String, limit: usize) -> String {
     text
 }
 
-/// Runs built-in tool `tool` with `input` in the sandbox. Dropping the future kills the
-/// command (an interrupt).
+/// Runs built-in tool `tool` with `input` in the sandbox (`bash` in the session's shell).
+/// Dropping the future kills the command (an interrupt).
 pub async fn run<X: Sandbox>(
-    sandbox: &X,
-    workspace: &Workspace,
-    network: Network,
+    cx: &ShellContext<'_, X>,
     limits: &Limits,
     tool: BuiltinTool,
     input: &Map<String, Value>,
     domains: &DomainRule,
 ) -> ToolOutput {
+    let input = &schema::normalize(tool, input);
+    let (sandbox, workspace) = (cx.sandbox, cx.workspace);
     let result = match tool {
-        BuiltinTool::Bash => bash(sandbox, workspace, network, limits, input).await,
-        BuiltinTool::Read => read(sandbox, workspace, limits, input).await,
-        BuiltinTool::Write => write(sandbox, workspace, limits, input).await,
+        BuiltinTool::Bash => bash::bash(cx, limits, input).await,
+        BuiltinTool::Read => read::read(sandbox, workspace, limits, input).await,
+        BuiltinTool::Write => write(sandbox, workspace, input).await,
         BuiltinTool::Edit => edit::edit(sandbox, workspace, limits, input).await,
         BuiltinTool::Glob => glob(sandbox, workspace, limits, input).await,
         BuiltinTool::Grep => grep(sandbox, workspace, limits, input).await,
         BuiltinTool::WebFetch => {
-            web_fetch::web_fetch(sandbox, workspace, network, limits, input, domains).await
+            web_fetch::web_fetch(
+                sandbox,
+                workspace,
+                cx.network.clone(),
+                limits,
+                input,
+                domains,
+            )
+            .await
         }
-        BuiltinTool::WebSearch => Err(ToolOutput::error(
-            "web_search is not available on this server: no search provider is configured. \
-             Answer without it, or use web_fetch on a known URL."
-                .to_owned(),
-        )),
+        BuiltinTool::WebSearch => Err(ToolOutput::error(WEB_SEARCH_UNAVAILABLE)),
     };
     let mut output = result.unwrap_or_else(|e| e);
-    output.text = cap(output.text, limits.output_bytes);
+    let cap_at = if tool == BuiltinTool::Bash {
+        usize::MAX
+    } else {
+        limits.output_bytes
+    };
+    for block in &mut output.content {
+        if let ContentBlock::Text { text } = block {
+            *text = cap(std::mem::take(text), cap_at);
+        }
+    }
     output
 }
+
+/// The answer to a `web_search` call this server runs itself (the model was offered the
+/// provider's server-side search only when the endpoint is the Anthropic API).
+pub(crate) const WEB_SEARCH_UNAVAILABLE: &str =
+    "web_search is not available here: it is the model provider's server-side search, offered \
+     only when the session's LLM endpoint is the Anthropic API. Answer without it, or use \
+     web_fetch on a known URL.";
 
 async fn exec<X: Sandbox>(
     sandbox: &X,
@@ -275,69 +294,7 @@ fn describe_failure(out: &Output) -> String {
     text
 }
 
-async fn bash<X: Sandbox>(
-    sandbox: &X,
-    workspace: &Workspace,
-    network: Network,
-    limits: &Limits,
-    input: &Map<String, Value>,
-) -> Result<ToolOutput, ToolOutput> {
-    let command = string(input, "command")?;
-    let timeout = optional_u64(input, "timeout")?
-        .map(Duration::from_millis)
-        .unwrap_or(limits.bash_timeout)
-        .min(limits.max_bash_timeout);
-    let out = exec(
-        sandbox,
-        workspace,
-        network,
-        Command::shell(command)
-            .timeout(timeout)
-            .output_limit(limits.output_bytes),
-    )
-    .await?;
-    let text = describe_failure(&out);
-    Ok(ToolOutput {
-        text: if text.is_empty() && out.success() {
-            "(no output)".to_owned()
-        } else {
-            text
-        },
-        is_error: !out.success(),
-    })
-}
-
 const FILE_TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn read<X: Sandbox>(
-    sandbox: &X,
-    workspace: &Workspace,
-    limits: &Limits,
-    input: &Map<String, Value>,
-) -> Result<ToolOutput, ToolOutput> {
-    let file = path(string(input, "path")?);
-    let offset = optional_u64(input, "offset")?.unwrap_or(1).max(1);
-    let limit = optional_u64(input, "limit")?.unwrap_or(2000).max(1);
-    let last = offset.saturating_add(limit - 1);
-    // The lines in range are checked first: `grep -ax '.*'` in a UTF-8 locale matches only
-    // lines of valid characters, so `-v` finds a line with an invalid sequence.
-    let script = r#"[ -f "$1" ] || { if [ -d "$1" ]; then echo "$1 is a directory" >&2; else echo "$1: no such file" >&2; fi; exit 1; }
-if awk -v s="$2" -v e="$3" 'NR>=s && NR<=e { print } NR>e { exit }' "$1" | LC_ALL=C.UTF-8 grep -qaxv '.*'; then
-  echo "$1 is not valid UTF-8 text (a binary file?); inspect it with bash instead (for example with file or xxd)" >&2; exit 1
-fi
-awk -v s="$2" -v e="$3" 'NR>=s && NR<=e { printf "%6d\t%s\n", NR, $0 } NR>e { exit }' "$1""#;
-    let argv = [
-        "bash",
-        "-c",
-        script,
-        "read",
-        &file,
-        &offset.to_string(),
-        &last.to_string(),
-    ];
-    let empty = "(empty file or no lines in range)";
-    listing(sandbox, workspace, limits, Command::new(argv), empty).await
-}
 
 /// Runs a read-only file command without network, under the file timeout and the output cap:
 /// its stdout (or `empty` when it printed nothing), or an error result with what it printed.
@@ -400,17 +357,25 @@ trap - EXIT"#;
 async fn write<X: Sandbox>(
     sandbox: &X,
     workspace: &Workspace,
-    _limits: &Limits,
     input: &Map<String, Value>,
 ) -> Result<ToolOutput, ToolOutput> {
-    let file = path(string(input, "path")?);
+    let shown = string(input, "file_path")?;
     let content = string(input, "content")?;
-    put(sandbox, workspace, &file, content.as_bytes().to_vec()).await?;
+    put(
+        sandbox,
+        workspace,
+        &path(shown),
+        content.as_bytes().to_vec(),
+    )
+    .await?;
     Ok(ToolOutput::ok(format!(
-        "Wrote {} bytes to {file}",
-        content.len()
+        "wrote {} bytes to {shown}",
+        content.chars().count()
     )))
 }
+
+/// Most paths `glob` returns, as the reference.
+const GLOB_RESULTS: usize = 200;
 
 async fn glob<X: Sandbox>(
     sandbox: &X,
@@ -419,12 +384,31 @@ async fn glob<X: Sandbox>(
     input: &Map<String, Value>,
 ) -> Result<ToolOutput, ToolOutput> {
     let pattern = string(input, "pattern")?;
+    if pattern.starts_with('/') {
+        return Err(ToolOutput::error(
+            "glob: absolute pattern not permitted; pass a relative pattern (and optionally path)",
+        ));
+    }
+    if pattern.split('/').any(|part| part == "..") {
+        return Err(ToolOutput::error(
+            "glob: '..' is not permitted in the pattern",
+        ));
+    }
     let dir = path(optional_string(input, "path")?.unwrap_or("/workspace"));
     // The pattern is only subject to pathname expansion (an unquoted parameter in `for`), never
-    // to command substitution.
-    let script = r#"shopt -s globstar nullglob dotglob; cd -- "$1" || exit 1; for f in $2; do printf '%s\n' "$f"; done"#;
-    let command = Command::new(["bash", "-c", script, "glob", &dir, pattern]);
-    listing(sandbox, workspace, limits, command, "No files matched.").await
+    // to command substitution. Newest first, by modification time.
+    let script = r#"shopt -s globstar nullglob dotglob; cd -- "$1" || exit 1; root=$(pwd -P)
+for f in $2; do printf '%s\t%s/%s\n' "$(stat -c %Y -- "$f" 2>/dev/null || echo 0)" "${root%/}" "$f"; done | sort -t "$(printf '\t')" -k1,1nr -s | head -n "$3" | cut -f2-"#;
+    let command = Command::new([
+        "bash",
+        "-c",
+        script,
+        "glob",
+        &dir,
+        pattern,
+        &GLOB_RESULTS.to_string(),
+    ]);
+    listing(sandbox, workspace, limits, command, "no matches").await
 }
 
 async fn grep<X: Sandbox>(
@@ -436,6 +420,7 @@ async fn grep<X: Sandbox>(
     let pattern = string(input, "pattern")?;
     let dir = path(optional_string(input, "path")?.unwrap_or("/workspace"));
     let mut argv = vec!["grep".to_owned(), "-rnEI".to_owned()];
+    // Not in the reference's schema; accepted from callers that used it before.
     if let Some(glob) = optional_string(input, "glob")? {
         argv.push(format!("--include={glob}"));
     }
@@ -451,7 +436,10 @@ async fn grep<X: Sandbox>(
     .await?;
     match out.exit_code {
         Some(0) => Ok(ToolOutput::ok(out.stdout)),
-        Some(1) if !out.timed_out => Ok(ToolOutput::ok("No matches found.")),
-        _ => Err(ToolOutput::error(describe_failure(&out))),
+        Some(1) if !out.timed_out => Ok(ToolOutput::ok("no matches")),
+        _ => Err(ToolOutput::error(format!(
+            "grep: {}",
+            describe_failure(&out)
+        ))),
     }
 }

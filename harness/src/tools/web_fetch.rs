@@ -141,14 +141,11 @@ pub(super) async fn web_fetch<X: Sandbox>(
             describe_failure(&out)
         )));
     }
-    Ok(ToolOutput {
-        text: if out.stdout.is_empty() {
-            "(empty response body)".to_owned()
-        } else {
-            out.stdout
-        },
-        is_error: false,
-    })
+    Ok(ToolOutput::ok(if out.stdout.is_empty() {
+        "(empty response body)".to_owned()
+    } else {
+        out.stdout
+    }))
 }
 
 #[cfg(test)]

@@ -76,6 +76,16 @@ pub enum Step {
         /// Whether the call failed.
         is_error: bool,
     },
+    /// The `agent.tool_result` of an open built-in `agent.tool_use` with content blocks (an
+    /// image or a PDF read by `read`).
+    ToolContent {
+        /// The call it answers.
+        tool_use_id: EventId,
+        /// The result blocks (text, image, document).
+        content: Vec<ContentBlock>,
+        /// Whether the call failed.
+        is_error: bool,
+    },
     /// A `session.error`.
     Error(SessionError),
     /// A transient model failure that will be retried: the span ends with an error, a
@@ -191,12 +201,40 @@ fn span_end(start: EventId, usage: ModelUsage, is_error: bool) -> Body {
     })
 }
 
-fn tool_result(tool_use_id: EventId, text: &str, is_error: bool) -> Body {
+fn tool_result(tool_use_id: EventId, content: Vec<ContentBlock>, is_error: bool) -> Body {
     Body::AgentToolResult(AgentToolResult {
         tool_use_id,
-        content: Some(vec![ContentBlock::text(text)]),
+        content: Some(content),
         is_error: Some(is_error),
     })
+}
+
+/// The `agent.tool_result` of open built-in call `tool_use_id`, or why it cannot be recorded.
+fn builtin_result(
+    state: &SessionState,
+    ids: &mut impl IdSource,
+    now: Timestamp,
+    tool_use_id: EventId,
+    content: Vec<ContentBlock>,
+    is_error: bool,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    if state.open_tool_uses.get(&tool_use_id) != Some(&ToolKind::Builtin) {
+        return Err(Rejection::invalid(
+            "tool_use_id",
+            format!("{tool_use_id} is not an open agent.tool_use"),
+        ));
+    }
+    if state.pending_actions.contains(&tool_use_id) {
+        return Err(Rejection::invalid(
+            "tool_use_id",
+            format!("{tool_use_id} waits for the client"),
+        ));
+    }
+    Ok(vec![event(
+        ids,
+        now,
+        tool_result(tool_use_id, content, is_error),
+    )])
 }
 
 /// The session exists and is neither archived nor terminated.
@@ -335,21 +373,19 @@ pub fn record(
             tool_use_id,
             text,
             is_error,
-        } => {
-            if state.open_tool_uses.get(&tool_use_id) != Some(&ToolKind::Builtin) {
-                return Err(Rejection::invalid(
-                    "tool_use_id",
-                    format!("{tool_use_id} is not an open agent.tool_use"),
-                ));
-            }
-            if state.pending_actions.contains(&tool_use_id) {
-                return Err(Rejection::invalid(
-                    "tool_use_id",
-                    format!("{tool_use_id} waits for the client"),
-                ));
-            }
-            vec![event(ids, now, tool_result(tool_use_id, &text, is_error))]
-        }
+        } => builtin_result(
+            state,
+            ids,
+            now,
+            tool_use_id,
+            vec![ContentBlock::text(text)],
+            is_error,
+        )?,
+        Step::ToolContent {
+            tool_use_id,
+            content,
+            is_error,
+        } => builtin_result(state, ids, now, tool_use_id, content, is_error)?,
         Step::Error(error) => vec![event(ids, now, Body::SessionError(ErrorEvent { error }))],
         Step::Reschedule {
             span,
@@ -451,7 +487,11 @@ pub fn finish(
             && !after.pending_actions.contains(id)
             && !waiting.contains(id)
         {
-            records.push(event(ids, now, tool_result(id.clone(), &end.why, true)));
+            records.push(event(
+                ids,
+                now,
+                tool_result(id.clone(), vec![ContentBlock::text(end.why.clone())], true),
+            ));
         }
     }
     let interrupts: Vec<EventId> = after

@@ -1,0 +1,136 @@
+"""The built-in toolset as the hosted one defines it (issue 11, item 6), through the real server,
+the official SDK, real sandboxes and the scripted mock model:
+
+- the reference's inputs (`read` with `file_path` and `view_range`, `edit` with `replace_all`,
+  `bash` in one persistent shell per session with `restart`), recorded as given in the events,
+  and the reference's results (plain text, errors for non-zero exits and non-UTF-8 files,
+  images read as content blocks); our earlier names still work as aliases;
+- the `auto` permission policy decided by a classifier model request (allow, deny, and a
+  failed classifier falling back to `always_ask`);
+- thinking and effort/speed from the agent's model config on the wire;
+- an `image` block with a `file` source resolved to the file's bytes before the model sees it;
+- `web_search` offered as the provider's server-side tool on the Anthropic API.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from harness_support import (  # noqa: F401
+    Harness,
+    harness,
+    harness_server,
+    mock,
+    text,
+    tool_prompt,
+    tool_results,
+    types,
+)
+
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+def call(h: Harness, session: Any, name: str, input: dict[str, Any]) -> tuple[Any, Any]:
+    """One turn in which the model calls `name` with `input`: its `agent.tool_use` and result."""
+    events = h.turn(session.id, tool_prompt(name, input), timeout=60)
+    uses = [e for e in events if e.type == "agent.tool_use"]
+    results = tool_results(events)
+    assert len(uses) == 1 and len(results) == 1, types(events)
+    assert results[0].tool_use_id == uses[0].id
+    return uses[0], results[0]
+
+
+def input_of(event: Any) -> dict[str, Any]:
+    return dict(event.input)
+
+
+def test_reference_inputs_and_results(harness: Harness) -> None:
+    session = harness.session()
+    _, made = call(harness, session, "write", {"file_path": "notes.txt", "content": "one\ntwo x\nthree x\nfour\n"})
+    assert not made.is_error and text(made) == "wrote 23 bytes to notes.txt", text(made)
+
+    use, read = call(harness, session, "read", {"file_path": "notes.txt", "view_range": [2, 3]})
+    assert input_of(use) == {"file_path": "notes.txt", "view_range": [2, 3]}
+    assert not read.is_error and text(read) == "two x\nthree x", text(read)
+    _, whole = call(harness, session, "read", {"file_path": "/workspace/notes.txt"})
+    assert text(whole) == "one\ntwo x\nthree x\nfour\n", text(whole)
+    _, tail = call(harness, session, "read", {"file_path": "notes.txt", "view_range": [3, -1]})
+    assert text(tail) == "three x\nfour\n", text(tail)
+
+    use, edited = call(
+        harness, session, "edit", {"file_path": "notes.txt", "old_string": "x", "new_string": "y", "replace_all": True}
+    )
+    assert input_of(use) == {"file_path": "notes.txt", "old_string": "x", "new_string": "y", "replace_all": True}
+    assert not edited.is_error and text(edited) == "edited notes.txt (2 replacement(s))", text(edited)
+    _, unique = call(harness, session, "edit", {"file_path": "notes.txt", "old_string": "y", "new_string": "z"})
+    assert unique.is_error and text(unique) == "edit: old_string appears 2 times in notes.txt (must be unique)"
+
+    # Our earlier names are aliases.
+    _, old = call(harness, session, "read", {"path": "notes.txt", "offset": 2, "limit": 1})
+    assert text(old) == "two y", text(old)
+
+    # Non-UTF-8 text is refused; an image is a content block.
+    _, bin_made = call(harness, session, "bash", {"command": "printf 'a\\377b' > blob.txt"})
+    assert not bin_made.is_error, text(bin_made)
+    _, binary = call(harness, session, "read", {"file_path": "blob.txt"})
+    assert binary.is_error and "not valid UTF-8 text" in text(binary), text(binary)
+    encoded = base64.b64encode(PNG).decode()
+    _, png_made = call(harness, session, "bash", {"command": f"echo {encoded} | base64 -d > dot.png"})
+    assert not png_made.is_error, text(png_made)
+    _, image = call(harness, session, "read", {"file_path": "dot.png"})
+    assert not image.is_error
+    block = image.content[0]
+    assert block.type == "image" and block.source.type == "base64", block
+    assert block.source.media_type == "image/png" and base64.b64decode(block.source.data) == PNG
+    # The model got the image block inside the tool result.
+    last = harness.model_requests()[-1]["body"]["messages"][-1]["content"][0]
+    assert last["type"] == "tool_result" and last["content"][0]["type"] == "image", last
+
+
+def test_bash_keeps_one_shell_per_session(harness: Harness) -> None:
+    session = harness.session()
+    first_input = {"command": "mkdir -p /tmp/x && cd /tmp/x && export A=1 && B=2"}
+    use, first = call(harness, session, "bash", first_input)
+    assert input_of(use) == first_input
+    assert not first.is_error, text(first)
+
+    use, second = call(harness, session, "bash", {"command": "pwd; echo $A $B"})
+    assert input_of(use) == {"command": "pwd; echo $A $B"}
+    assert not second.is_error and text(second) == "/tmp/x\n1 2", text(second)
+
+    _, failed = call(harness, session, "bash", {"command": "echo oops >&2; false"})
+    assert failed.is_error and text(failed) == "oops", text(failed)
+
+    use, restarted = call(harness, session, "bash", {"restart": True})
+    assert input_of(use) == {"restart": True}
+    assert not restarted.is_error and text(restarted) == "bash session restarted", text(restarted)
+
+    _, fresh = call(harness, session, "bash", {"command": "pwd; echo \"[$A]\"; ls /tmp/x 2>&1 | head -1"})
+    assert text(fresh).splitlines()[:2] == ["/workspace", "[]"], text(fresh)
+
+    _, timed_out = call(harness, session, "bash", {"command": "export C=3; sleep 30", "timeout_ms": 500})
+    assert timed_out.is_error and "timed out" in text(timed_out), text(timed_out)
+    _, after = call(harness, session, "bash", {"command": "echo \"[$C]\"; pwd"})
+    assert text(after) == "[]\n/workspace", text(after)
+
+    # Other sessions have their own shell.
+    other = harness.session()
+    _, elsewhere = call(harness, other, "bash", {"command": "pwd"})
+    assert text(elsewhere) == "/workspace", text(elsewhere)
+
+
+def test_offered_schemas_are_the_reference(harness: Harness) -> None:
+    session = harness.session()
+    harness.turn(session.id, "[[mock:text hi]]")
+    tools = {t["name"]: t for t in harness.model_requests()[-1]["body"]["tools"]}
+    assert tools["read"]["input_schema"]["required"] == ["file_path"]
+    assert set(tools["read"]["input_schema"]["properties"]) == {"file_path", "view_range"}
+    assert set(tools["edit"]["input_schema"]["properties"]) == {"file_path", "old_string", "new_string", "replace_all"}
+    assert set(tools["write"]["input_schema"]["properties"]) == {"file_path", "content"}
+    assert set(tools["bash"]["input_schema"]["properties"]) == {"command", "restart", "timeout_ms"}
+    assert set(tools["glob"]["input_schema"]["properties"]) == {"pattern", "path"}
+    assert set(tools["grep"]["input_schema"]["properties"]) == {"pattern", "path"}
