@@ -11,8 +11,11 @@ cache=${MANAGED_AGENTS_CACHE:-/var/cache/managed-agents}
 
 # bindgen (librocksdb-sys) needs libclang and clang, a C++ compiler builds RocksDB, the sandbox
 # needs bubblewrap (and mkfs.ext4, losetup and mount for workspace quotas), the Python SDK suite
-# needs venv (and openssl for the credential injection tests' own test CA).
-ensure_packages libclang-dev clang g++ make bubblewrap python3-venv e2fsprogs util-linux mount openssl
+# needs venv (and openssl for the credential injection tests' own test CA). Inside the sandbox
+# (which sees the host's /usr) sessions use git (repository resources), curl (web_fetch), and
+# pip and npm (environment packages; apt's are fetched with apt-get and dpkg-deb, always there).
+ensure_packages libclang-dev clang g++ make bubblewrap python3-venv e2fsprogs util-linux mount openssl \
+    git curl ca-certificates python3-pip nodejs npm
 if command -v rustup >/dev/null 2>&1; then
     rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
