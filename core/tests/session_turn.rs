@@ -869,3 +869,160 @@ fn confirmations_run_the_call_or_answer_it() {
         "none",
     );
 }
+
+// ---- MCP calls ------------------------------------------------------------------------------
+
+fn mcp_tools() -> Vec<managed_agents_core::agent::tools::Tool> {
+    use managed_agents_core::agent::tools::{resolve, ToolParams};
+    let params: Vec<ToolParams> = serde_json::from_value(json!([
+        {"type": "mcp_toolset", "mcp_server_name": "gh", "configs": [
+            {"name": "search", "permission_policy": {"type": "always_allow"}},
+            {"name": "delete_repo", "enabled": false},
+        ]},
+    ]))
+    .expect("tool params");
+    resolve("tools", params).expect("resolved tools")
+}
+
+/// `<type> <evaluated_permission> <evaluation> -> <call>` for a model's call of MCP tool
+/// `server`/`name`.
+fn check_mcp_call(server: &str, name: &str, expect: &str) {
+    let (body, call) = turn::mcp_call(&mcp_tools(), server.into(), name.into(), Map::new());
+    let event = serde_json::to_value(Event::new(eid("x"), at(0), body)).expect("json");
+    let call = match call {
+        turn::McpCall::Run => "run".to_owned(),
+        turn::McpCall::Wait => "wait".into(),
+        turn::McpCall::Refuse(why) => format!("refuse: {why}"),
+    };
+    let got = format!(
+        "{} {}/{} {} {} -> {call}",
+        event["type"].as_str().unwrap_or("?"),
+        event["mcp_server_name"].as_str().unwrap_or("?"),
+        event["name"].as_str().unwrap_or("?"),
+        event["evaluated_permission"].as_str().unwrap_or("-"),
+        event["evaluation"]["type"].as_str().unwrap_or("-"),
+    );
+    assert_is(got, expect);
+}
+
+#[test]
+fn mcp_calls_follow_their_toolset() {
+    // Given the toolset of server gh, when the model calls one of its tools, then the call
+    // is an agent.mcp_tool_use under the tool's policy (MCP toolsets default to always_ask).
+    check_mcp_call(
+        "gh",
+        "search",
+        "agent.mcp_tool_use gh/search allow always_allow -> run",
+    );
+    check_mcp_call(
+        "gh",
+        "list_issues",
+        "agent.mcp_tool_use gh/list_issues ask always_ask -> wait",
+    );
+    check_mcp_call(
+        "gh",
+        "delete_repo",
+        "agent.mcp_tool_use gh/delete_repo deny - -> refuse: no tool named delete_repo of MCP \
+         server gh is available to this agent",
+    );
+    check_mcp_call(
+        "other",
+        "search",
+        "agent.mcp_tool_use other/search deny - -> refuse: no tool named search of MCP server \
+         other is available to this agent",
+    );
+}
+
+fn mcp_result(short: &str) -> Step {
+    Step::McpToolResult {
+        mcp_tool_use_id: eid(short),
+        content: vec![ContentBlock::text("ok")],
+        is_error: false,
+    }
+}
+
+#[test]
+fn mcp_results_answer_open_mcp_calls_only() {
+    // Given an open agent.mcp_tool_use, when its result is recorded, then the call closes.
+    check(
+        &with(mid_turn(), vec![mcp_use("u1")]),
+        mcp_result("u1"),
+        "agent.mcp_tool_result => running",
+    );
+    check(
+        &with(mid_turn(), vec![tool_use("t1")]),
+        mcp_result("t1"),
+        "400 mcp_tool_use_id: sevt_t1 is not an open agent.mcp_tool_use",
+    );
+    check(
+        &with(mid_turn(), vec![mcp_use("u1")]),
+        result("u1"),
+        "400 tool_use_id: sevt_u1 is not an open agent.tool_use",
+    );
+    // A call waiting for its confirmation is not answered by the harness.
+    check(
+        &with(
+            mid_turn(),
+            vec![mcp_use("u1"), requires(&["u1"]), running()],
+        ),
+        mcp_result("u1"),
+        "400 mcp_tool_use_id: sevt_u1 waits for the client",
+    );
+    // A model response may carry MCP calls.
+    let (body, _) = turn::mcp_call(&mcp_tools(), "gh".into(), "search".into(), Map::new());
+    check(
+        &mid_turn(),
+        response(vec![(eid("u2"), body)]),
+        "agent.thinking, agent.message, agent.mcp_tool_use, span.model_request_end => running",
+    );
+}
+
+#[test]
+fn finish_and_recover_close_open_mcp_calls() {
+    check_finish(
+        &with(mid_turn(), vec![mcp_use("u1")]),
+        Vec::new(),
+        End::end_turn("x"),
+        "agent.mcp_tool_result, idle(end_turn) => idle",
+    );
+    check_finish(
+        &with(mid_turn(), vec![mcp_use("u1")]),
+        Vec::new(),
+        requires_action(&["u1"]),
+        "idle(requires_action:u1) => idle pending=u1",
+    );
+    check_recover(
+        &with(mid_turn(), vec![mcp_use("u1")]),
+        "session.error, agent.mcp_tool_result, idle(end_turn) => idle",
+    );
+}
+
+#[test]
+fn mcp_confirmations_call_the_server_or_answer_the_call() {
+    let asked = with(mid_turn(), vec![mcp_use("u1"), requires(&["u1"])]);
+    let show = |given: &[SessionRecord]| match turn::confirmed(given, &eid("c1")) {
+        Some(turn::Confirmed::RunMcp {
+            mcp_tool_use_id,
+            server,
+            name,
+            ..
+        }) => format!("run {server}/{name} for {mcp_tool_use_id}"),
+        Some(turn::Confirmed::Answer(Step::McpToolResult {
+            mcp_tool_use_id,
+            content,
+            is_error,
+        })) => format!(
+            "answer {mcp_tool_use_id} error={is_error}: {}",
+            serde_json::to_value(&content).expect("json")[0]["text"]
+        ),
+        other => format!("{other:?}"),
+    };
+    assert_is(
+        show(&with(asked.clone(), vec![confirmation("c1", "u1")])),
+        "run gh/search for sevt_u1",
+    );
+    assert_is(
+        show(&with(asked.clone(), vec![deny("c1", "u1", Some("no"))])),
+        "answer sevt_u1 error=true: \"The user denied this tool call: no\"",
+    );
+}

@@ -1,7 +1,8 @@
 //! Tool calls in a turn: how a model's call is recorded and handled under the agent's tools
 //! ([`call`]: the permission policy evaluated; [`call_classified`] with the `auto` policy's
-//! classifier verdict), and what a consumed `user.tool_confirmation` asks of the turn
-//! ([`confirmed`]).
+//! classifier verdict; [`mcp_call`] for a tool of one of the agent's MCP servers), and what a
+//! consumed `user.tool_confirmation` asks of the turn ([`confirmed`], for built-in and MCP
+//! calls).
 //!
 //! The `auto` policy is decided here from the verdict the harness obtained (a separate model
 //! request, see `harness/src/engine/classifier.rs`): `allow` runs, `ask` waits for a
@@ -13,10 +14,11 @@
 use serde_json::{Map, Value};
 
 use super::Step;
-use crate::agent::tools::{builtin_setting, custom_tool, Tool};
+use crate::agent::tools::{builtin_setting, custom_tool, mcp_setting, Tool};
 use crate::agent::{BuiltinTool, PermissionPolicy};
 use crate::event::{
-    AutoPermission, Body, Confirmation, CustomToolUse, Evaluation, Permission, ToolUse,
+    AutoPermission, Body, Confirmation, ContentBlock, CustomToolUse, Evaluation, McpToolUse,
+    Permission, ToolUse,
 };
 use crate::ids::EventId;
 use crate::session::SessionRecord;
@@ -140,6 +142,65 @@ fn auto(
     (permission, Some(evaluation), call)
 }
 
+/// How the turn handles one call of an MCP tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McpCall {
+    /// Call the MCP server now and record its result.
+    Run,
+    /// Wait for the client's `user.tool_confirmation`.
+    Wait,
+    /// Answer at once with an error result carrying this text.
+    Refuse(String),
+}
+
+/// The `agent.mcp_tool_use` body for a model's call of tool `name` of MCP server `server`
+/// with `input` under the agent's `tools`, and how to handle it: an enabled tool of a server
+/// the agent has a toolset for runs (`always_allow`; `auto`, which no classifier judges for
+/// MCP tools yet) or waits for a confirmation (`always_ask`, the MCP default); anything else
+/// is refused (`evaluated_permission: deny`).
+pub fn mcp_call(
+    tools: &[Tool],
+    server: String,
+    name: String,
+    input: Map<String, Value>,
+) -> (Body, McpCall) {
+    let (permission, evaluation, call) = match mcp_setting(tools, &server, &name) {
+        Some(s) if s.enabled => match s.permission_policy {
+            PermissionPolicy::AlwaysAllow => (
+                Permission::Allow,
+                Some(Evaluation::AlwaysAllow),
+                McpCall::Run,
+            ),
+            PermissionPolicy::AlwaysAsk => {
+                (Permission::Ask, Some(Evaluation::AlwaysAsk), McpCall::Wait)
+            }
+            PermissionPolicy::Auto => (
+                Permission::Allow,
+                Some(Evaluation::Auto {
+                    evaluated_permission: AutoPermission::Allow,
+                }),
+                McpCall::Run,
+            ),
+        },
+        _ => (
+            Permission::Deny,
+            None,
+            McpCall::Refuse(format!(
+                "no tool named {name} of MCP server {server} is available to this agent"
+            )),
+        ),
+    };
+    let body = Body::AgentMcpToolUse(McpToolUse {
+        mcp_server_name: server,
+        name,
+        input,
+        evaluated_permission: Some(permission),
+        evaluation,
+        session_thread_id: None,
+    });
+    (body, call)
+}
+
 /// What a consumed `user.tool_confirmation` asks of the turn.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Confirmed {
@@ -152,12 +213,23 @@ pub enum Confirmed {
         /// The call's input.
         input: Map<String, Value>,
     },
+    /// Allowed: call the MCP tool, then record its result.
+    RunMcp {
+        /// The confirmed `agent.mcp_tool_use`.
+        mcp_tool_use_id: EventId,
+        /// The MCP server.
+        server: String,
+        /// The tool.
+        name: String,
+        /// The call's input.
+        input: Map<String, Value>,
+    },
     /// Denied (the result carries the `deny_message`), or no such tool: record this result.
     Answer(Step),
 }
 
 /// What confirmation `id` in `log` asks, or `None` when it is not a `user.tool_confirmation`
-/// of an `agent.tool_use` in the log.
+/// of an `agent.tool_use` or `agent.mcp_tool_use` in the log.
 pub fn confirmed(log: &[SessionRecord], id: &EventId) -> Option<Confirmed> {
     let find = |id: &EventId| {
         log.iter()
@@ -168,28 +240,45 @@ pub fn confirmed(log: &[SessionRecord], id: &EventId) -> Option<Confirmed> {
     let Some(Body::UserToolConfirmation(c)) = find(id) else {
         return None;
     };
-    let Some(Body::AgentToolUse(call)) = find(&c.tool_use_id) else {
-        return None;
+    let id = c.tool_use_id.clone();
+    let denial = || match c.deny_message.as_deref().filter(|m| !m.is_empty()) {
+        Some(message) => format!("The user denied this tool call: {message}"),
+        None => "The user denied this tool call.".to_owned(),
     };
-    let answer = |text: String| {
-        Confirmed::Answer(Step::ToolResult {
-            tool_use_id: c.tool_use_id.clone(),
-            text,
-            is_error: true,
-        })
-    };
-    Some(match c.result {
-        Confirmation::Allow => match BuiltinTool::parse(&call.name) {
-            Some(tool) => Confirmed::Run {
-                tool_use_id: c.tool_use_id.clone(),
-                tool,
+    match find(&c.tool_use_id)? {
+        Body::AgentToolUse(call) => {
+            let answer = |text: String| {
+                Confirmed::Answer(Step::ToolResult {
+                    tool_use_id: id.clone(),
+                    text,
+                    is_error: true,
+                })
+            };
+            Some(match c.result {
+                Confirmation::Allow => match BuiltinTool::parse(&call.name) {
+                    Some(tool) => Confirmed::Run {
+                        tool_use_id: id.clone(),
+                        tool,
+                        input: call.input.clone(),
+                    },
+                    None => answer(format!("no tool named {} is available", call.name)),
+                },
+                Confirmation::Deny => answer(denial()),
+            })
+        }
+        Body::AgentMcpToolUse(call) => Some(match c.result {
+            Confirmation::Allow => Confirmed::RunMcp {
+                mcp_tool_use_id: id,
+                server: call.mcp_server_name.clone(),
+                name: call.name.clone(),
                 input: call.input.clone(),
             },
-            None => answer(format!("no tool named {} is available", call.name)),
-        },
-        Confirmation::Deny => answer(match c.deny_message.as_deref().filter(|m| !m.is_empty()) {
-            Some(message) => format!("The user denied this tool call: {message}"),
-            None => "The user denied this tool call.".to_owned(),
+            Confirmation::Deny => Confirmed::Answer(Step::McpToolResult {
+                mcp_tool_use_id: id,
+                content: vec![ContentBlock::text(denial())],
+                is_error: true,
+            }),
         }),
-    })
+        _ => None,
+    }
 }

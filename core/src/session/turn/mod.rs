@@ -24,8 +24,8 @@
 mod calls;
 
 pub use calls::{
-    call, call_classified, confirmed, needs_classifier, Call, Classified, Confirmed,
-    CLASSIFIER_UNAVAILABLE,
+    call, call_classified, confirmed, mcp_call, needs_classifier, Call, Classified, Confirmed,
+    McpCall, CLASSIFIER_UNAVAILABLE,
 };
 
 use super::ids::IdSource;
@@ -33,7 +33,7 @@ use super::record::{Fact, SessionRecord};
 use super::rejection::Rejection;
 use super::state::{InputKind, SessionState, Status, ToolKind};
 use crate::event::{
-    AgentMessage, AgentToolResult, Body, ContentBlock, ErrorEvent, ErrorKind, Event,
+    AgentMessage, AgentToolResult, Body, ContentBlock, ErrorEvent, ErrorKind, Event, McpToolResult,
     ModelRequestEnd, ModelUsage, RetryStatus, SessionError, StatusIdle, StopDetails, StopReason,
 };
 use crate::ids::EventId;
@@ -86,6 +86,15 @@ pub enum Step {
         /// Whether the call failed.
         is_error: bool,
     },
+    /// The `agent.mcp_tool_result` of an open `agent.mcp_tool_use`.
+    McpToolResult {
+        /// The call it answers.
+        mcp_tool_use_id: EventId,
+        /// The result blocks (the MCP server's content).
+        content: Vec<ContentBlock>,
+        /// Whether the call failed.
+        is_error: bool,
+    },
     /// A `session.error`.
     Error(SessionError),
     /// A transient model failure that will be retried: the span ends with an error, a
@@ -125,7 +134,8 @@ pub struct Response {
     pub thinking: Vec<EventId>,
     /// The `agent.message` (id and text blocks), if the response had text.
     pub message: Option<(EventId, Vec<ContentBlock>)>,
-    /// The calls: `agent.tool_use` or `agent.custom_tool_use` events with their ids.
+    /// The calls: `agent.tool_use`, `agent.mcp_tool_use` or `agent.custom_tool_use` events
+    /// with their ids.
     pub calls: Vec<(EventId, Body)>,
     /// The request's usage.
     pub usage: ModelUsage,
@@ -138,7 +148,8 @@ pub struct Output {
     pub thinking: Vec<EventId>,
     /// The `agent.message` (id and text blocks), if any.
     pub message: Option<(EventId, Vec<ContentBlock>)>,
-    /// The calls: `agent.tool_use` or `agent.custom_tool_use` events with their ids.
+    /// The calls: `agent.tool_use`, `agent.mcp_tool_use` or `agent.custom_tool_use` events
+    /// with their ids.
     pub calls: Vec<(EventId, Body)>,
 }
 
@@ -207,6 +218,19 @@ fn tool_result(tool_use_id: EventId, content: Vec<ContentBlock>, is_error: bool)
         content: Some(content),
         is_error: Some(is_error),
     })
+}
+
+/// The error result closing open call `id` of `kind` with `text`: `agent.mcp_tool_result` for
+/// an MCP call, `agent.tool_result` otherwise.
+fn closing_result(id: EventId, kind: ToolKind, text: &str) -> Body {
+    match kind {
+        ToolKind::Mcp => Body::AgentMcpToolResult(McpToolResult {
+            mcp_tool_use_id: id,
+            content: Some(vec![ContentBlock::text(text)]),
+            is_error: Some(true),
+        }),
+        _ => tool_result(id, vec![ContentBlock::text(text)], true),
+    }
 }
 
 /// The `agent.tool_result` of open built-in call `tool_use_id`, or why it cannot be recorded.
@@ -386,6 +410,30 @@ pub fn record(
             content,
             is_error,
         } => builtin_result(state, ids, now, tool_use_id, content, is_error)?,
+        Step::McpToolResult {
+            mcp_tool_use_id,
+            content,
+            is_error,
+        } => {
+            if state.open_tool_uses.get(&mcp_tool_use_id) != Some(&ToolKind::Mcp) {
+                return Err(Rejection::invalid(
+                    "mcp_tool_use_id",
+                    format!("{mcp_tool_use_id} is not an open agent.mcp_tool_use"),
+                ));
+            }
+            if state.pending_actions.contains(&mcp_tool_use_id) {
+                return Err(Rejection::invalid(
+                    "mcp_tool_use_id",
+                    format!("{mcp_tool_use_id} waits for the client"),
+                ));
+            }
+            let body = Body::AgentMcpToolResult(McpToolResult {
+                mcp_tool_use_id,
+                content: Some(content),
+                is_error: Some(is_error),
+            });
+            vec![event(ids, now, body)]
+        }
         Step::Error(error) => vec![event(ids, now, Body::SessionError(ErrorEvent { error }))],
         Step::Reschedule {
             span,
@@ -431,7 +479,10 @@ fn output_records(
         records.push(Event::new(id, now, body).into());
     }
     for (id, body) in output.calls {
-        if !matches!(body, Body::AgentToolUse(_) | Body::AgentCustomToolUse(_)) {
+        if !matches!(
+            body,
+            Body::AgentToolUse(_) | Body::AgentMcpToolUse(_) | Body::AgentCustomToolUse(_)
+        ) {
             return Err(Rejection::invalid(
                 "calls",
                 format!("{} is not a tool call", body.type_name()),
@@ -448,8 +499,8 @@ fn output_records(
     Ok(records)
 }
 
-/// Ends the turn: records `steps`, gives every built-in call still open an error result with
-/// `end.why` (calls the idle waits on keep theirs open), consumes pending interrupts, and goes
+/// Ends the turn: records `steps`, gives every built-in or MCP call still open an error result
+/// with `end.why` (calls the idle waits on keep theirs open), consumes pending interrupts, and goes
 /// idle with `end.stop_reason`. Rejected when the session is not in a turn, or a
 /// `requires_action` names a call that is not open.
 pub fn finish(
@@ -483,15 +534,9 @@ pub fn finish(
         ));
     }
     for (id, kind) in &after.open_tool_uses {
-        if *kind == ToolKind::Builtin
-            && !after.pending_actions.contains(id)
-            && !waiting.contains(id)
+        if *kind != ToolKind::Custom && !after.pending_actions.contains(id) && !waiting.contains(id)
         {
-            records.push(event(
-                ids,
-                now,
-                tool_result(id.clone(), vec![ContentBlock::text(end.why.clone())], true),
-            ));
+            records.push(event(ids, now, closing_result(id.clone(), *kind, &end.why)));
         }
     }
     let interrupts: Vec<EventId> = after
