@@ -10,6 +10,7 @@
 mod attach;
 pub mod door;
 mod engine;
+mod mcp;
 pub mod mock_model;
 pub mod model;
 pub mod options;

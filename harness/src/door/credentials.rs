@@ -106,38 +106,49 @@ impl Interception {
         }
     }
 
-    /// An HTTP client for `url` pinned to its resolved addresses, once they pass the operator's
-    /// rules (see the module header).
-    async fn token_client(&self, url: &str) -> Result<reqwest::Client, String> {
-        let parsed =
-            reqwest::Url::parse(url).map_err(|_| "the token endpoint is not a URL".to_owned())?;
+    /// The resolved addresses of `url`'s host, once they pass the operator's rules (see the
+    /// module header): what a client the server itself uses (a token endpoint, an MCP server
+    /// of a resident engine) is pinned to. `what` names the URL in errors.
+    pub(crate) async fn checked(&self, url: &str, what: &str) -> Result<Checked, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|_| format!("{what} is not a URL"))?;
         let host = parsed
             .host_str()
-            .ok_or("the token endpoint has no host")?
+            .ok_or(format!("{what} has no host"))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
         let port = parsed
             .port_or_known_default()
-            .ok_or("the token endpoint has no port")?;
+            .ok_or(format!("{what} has no port"))?;
         let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(|e| format!("the token endpoint's host {host} does not resolve: {e}"))?
+            .map_err(|e| format!("{what}'s host {host} does not resolve: {e}"))?
             .collect();
         if addrs.is_empty() {
-            return Err(format!("the token endpoint's host {host} has no address"));
+            return Err(format!("{what}'s host {host} has no address"));
         }
         let is_name = host.parse::<std::net::IpAddr>().is_err();
         self.addresses
             .check(&host, is_name, &addrs)
-            .map_err(|denial| format!("the token endpoint is not allowed: {}", denial.reason))?;
+            .map_err(|denial| format!("{what} is not allowed: {}", denial.reason))?;
+        Ok(Checked {
+            host,
+            is_name,
+            addrs,
+        })
+    }
+
+    /// An HTTP client for `url` pinned to its resolved addresses, once they pass the operator's
+    /// rules (see the module header).
+    async fn token_client(&self, url: &str) -> Result<reqwest::Client, String> {
+        let checked = self.checked(url, "the token endpoint").await?;
         let mut builder = reqwest::Client::builder()
             .use_preconfigured_tls(self.upstream.client_config().as_ref().clone())
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(TOKEN_TIMEOUT);
-        if is_name {
-            builder = builder.resolve_to_addrs(&host, &addrs);
+        if checked.is_name {
+            builder = builder.resolve_to_addrs(&checked.host, &checked.addrs);
         }
         builder
             .build()
@@ -150,6 +161,17 @@ impl Interception {
         locks.retain(|_, lock| Arc::strong_count(lock) > 1);
         locks.entry(id.clone()).or_default().clone()
     }
+}
+
+/// A host's resolved addresses that passed the operator's rules.
+#[derive(Debug, Clone)]
+pub(crate) struct Checked {
+    /// The host (brackets of an IPv6 literal removed).
+    pub(crate) host: String,
+    /// Whether `host` is a name rather than an IP literal.
+    pub(crate) is_name: bool,
+    /// Its checked addresses.
+    pub(crate) addrs: Vec<std::net::SocketAddr>,
 }
 
 /// Where an injected secret comes from.
@@ -196,8 +218,8 @@ fn repository_targets(url: &str, resource: &ResourceId) -> Vec<Target> {
     vec![bare, suffixed]
 }
 
-/// The origin and path of `url` for `source`, when it is an `https` URL.
-fn origin_target(url: &str, source: Source) -> Option<Target> {
+/// The origin (host, port) and path of an `https` URL.
+fn origin(url: &str) -> Option<(String, u16, String)> {
     let url = reqwest::Url::parse(url).ok()?;
     if url.scheme() != "https" {
         return None;
@@ -208,10 +230,16 @@ fn origin_target(url: &str, source: Source) -> Option<Target> {
         .trim_end_matches(']')
         .trim_end_matches('.')
         .to_ascii_lowercase();
+    Some((host, url.port_or_known_default()?, url.path().to_owned()))
+}
+
+/// The origin and path of `url` for `source`, when it is an `https` URL.
+fn origin_target(url: &str, source: Source) -> Option<Target> {
+    let (host, port, path) = origin(url)?;
     Some(Target {
         host,
-        port: url.port_or_known_default()?,
-        path: url.path().to_owned(),
+        port,
+        path,
         credential: source,
     })
 }
@@ -343,6 +371,24 @@ impl<S: Store> SessionCredentials<S> {
                 targets,
                 session: Some(session.clone()),
             }),
+        }
+    }
+
+    /// The vault credential the door would inject into a request to `url` (an MCP server's
+    /// URL): the same match as an intercepted request's (origin, then longest path prefix),
+    /// among vault credentials only. `None` for a URL none covers, and for any `http` URL.
+    pub(crate) fn for_url(&self, url: &str) -> Option<CredentialId> {
+        let (host, port, path) = origin(url)?;
+        let credentials: Vec<Target> = self
+            .inner
+            .targets
+            .iter()
+            .filter(|t| matches!(t.credential, Source::Credential(_)))
+            .cloned()
+            .collect();
+        match choose(&credentials, &host, port, &path)? {
+            Source::Credential(id) => Some(id.clone()),
+            Source::Repository(_) => None,
         }
     }
 

@@ -4,9 +4,11 @@
 //! - `user.message` and `system.message` count from the moment the runner consumed them (their
 //!   `inputs_processed` fact), not from when they were posted, so input queued during a turn
 //!   lands after that turn's work;
-//! - `agent.message` text, `agent.tool_use` and `agent.custom_tool_use` are assistant content;
-//!   tool calls carry their event id as the wire id;
-//! - `agent.tool_result`, `user.custom_tool_result` and `user.tool_result` become tool results
+//! - `agent.message` text, `agent.tool_use`, `agent.mcp_tool_use` (named as it was offered,
+//!   `crate::mcp::model_name`) and `agent.custom_tool_use` are assistant content; tool calls
+//!   carry their event id as the wire id;
+//! - `agent.tool_result`, `agent.mcp_tool_result`, `user.custom_tool_result` and
+//!   `user.tool_result` become tool results
 //!   placed right after the assistant message holding their call (as both APIs require); a
 //!   call without a result (an interrupted or abandoned turn) gets an error result saying so.
 
@@ -127,6 +129,15 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
                 push(&mut messages, Role::Assistant, part);
                 continue;
             }
+            Body::AgentMcpToolUse(t) => {
+                let part = Part::ToolUse {
+                    id: event.id.to_string(),
+                    name: crate::mcp::model_name(&t.mcp_server_name, &t.name),
+                    input: t.input.clone(),
+                };
+                push(&mut messages, Role::Assistant, part);
+                continue;
+            }
             Body::AgentCustomToolUse(t) => {
                 let part = Part::ToolUse {
                     id: event.id.to_string(),
@@ -137,6 +148,7 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
                 continue;
             }
             Body::AgentToolResult(r) => (&r.tool_use_id, r.content.as_ref(), r.is_error),
+            Body::AgentMcpToolResult(r) => (&r.mcp_tool_use_id, r.content.as_ref(), r.is_error),
             Body::UserCustomToolResult(r) => {
                 (&r.custom_tool_use_id, r.content.as_ref(), r.is_error)
             }

@@ -37,18 +37,19 @@ use std::future::Future;
 use std::time::Instant;
 
 use managed_agents_core::agent::tools::{builtin_domains, Tool};
-use managed_agents_core::agent::BuiltinTool;
+use managed_agents_core::agent::{BuiltinTool, McpServer};
 use managed_agents_core::event::{
     ContentBlock, ErrorKind, Preview, Previewed, RetryStatus, SessionError, StopDetails,
     StopReason, TextBlock,
 };
 use managed_agents_core::ids::EventId;
-use managed_agents_core::session::turn::{self, Call, Confirmed, End, Response, Step};
+use managed_agents_core::session::turn::{self, Call, Confirmed, End, McpCall, Response, Step};
 use managed_agents_core::storage::Store;
 use managed_agents_core::time::Timestamp;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+use crate::mcp;
 use crate::model::{self, Block, Endpoint, Progress, Request, Stop};
 use crate::options::Options;
 use crate::previews::Previews;
@@ -63,6 +64,7 @@ pub(crate) struct TurnAgent {
     pub(crate) model: String,
     pub(crate) system: Option<String>,
     pub(crate) tools: Vec<Tool>,
+    pub(crate) mcp_servers: Vec<McpServer>,
 }
 
 impl TurnAgent {
@@ -76,9 +78,8 @@ impl TurnAgent {
             });
         }
         Self {
-            model: self.model.clone(),
             system,
-            tools: self.tools.clone(),
+            ..self.clone()
         }
     }
 }
@@ -95,7 +96,14 @@ pub(crate) struct Turn<'a, S, X> {
     pub(crate) network: Network,
     pub(crate) workspace: &'a Workspace,
     pub(crate) shells: &'a tools::Shells,
+    pub(crate) mcp: &'a mut mcp::Servers<S>,
     pub(crate) interrupted: watch::Receiver<bool>,
+}
+
+/// How one call of a response is handled: a built-in or custom tool, or an MCP tool.
+enum Pending {
+    Tool(Call),
+    Mcp(McpCall, String, String),
 }
 
 /// The step answering built-in call `id` with `text`.
@@ -160,7 +168,8 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         open_span: &mut Option<EventId>,
     ) -> Result<Ended, Halt> {
         self.settle(confirmations).await?;
-        let specs = tools::specs(&self.agent.tools);
+        let mut specs = tools::specs(&self.agent.tools);
+        specs.extend(self.mcp.specs());
         let mut requests = 0;
         loop {
             requests += 1;
@@ -219,7 +228,21 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     continue;
                 };
                 let id = EventId::generate(Timestamp::now());
-                let (body, call) = turn::call(&self.agent.tools, name, input.clone());
+                let (body, call) = match self.mcp.resolve(&name) {
+                    Some((server, tool)) => {
+                        let (body, call) = turn::mcp_call(
+                            &self.agent.tools,
+                            server.clone(),
+                            tool.clone(),
+                            input.clone(),
+                        );
+                        (body, Pending::Mcp(call, server, tool))
+                    }
+                    None => {
+                        let (body, call) = turn::call(&self.agent.tools, name, input.clone());
+                        (body, Pending::Tool(call))
+                    }
+                };
                 uses.push((id.clone(), body));
                 calls.push((id, call, input));
             }
@@ -237,9 +260,22 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             let mut waiting = Vec::new();
             for (id, call, input) in calls {
                 match call {
-                    Call::Run(tool) => self.run_tool(&id, tool, &input).await?,
-                    Call::Refuse(why) => self.writer.record(tool_result(id, why, true)).await?,
-                    Call::Wait => waiting.push(id),
+                    Pending::Tool(Call::Run(tool)) => self.run_tool(&id, tool, &input).await?,
+                    Pending::Tool(Call::Refuse(why)) => {
+                        self.writer.record(tool_result(id, why, true)).await?
+                    }
+                    Pending::Mcp(McpCall::Run, server, tool) => {
+                        self.run_mcp(id, &server, &tool, &input).await?
+                    }
+                    Pending::Mcp(McpCall::Refuse(why), ..) => {
+                        let step = Step::McpToolResult {
+                            mcp_tool_use_id: id,
+                            content: vec![ContentBlock::text(why)],
+                            is_error: true,
+                        };
+                        self.writer.record(step).await?
+                    }
+                    Pending::Tool(Call::Wait) | Pending::Mcp(McpCall::Wait, ..) => waiting.push(id),
                 }
             }
             if !waiting.is_empty() {
@@ -273,6 +309,15 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     tool,
                     input,
                 }) => self.run_tool(&tool_use_id, tool, &input).await?,
+                Some(Confirmed::RunMcp {
+                    mcp_tool_use_id,
+                    server,
+                    name,
+                    input,
+                }) => {
+                    self.run_mcp(mcp_tool_use_id, &server, &name, &input)
+                        .await?
+                }
                 Some(Confirmed::Answer(step)) => self.writer.record(step).await?,
                 None => {}
             }
@@ -310,6 +355,25 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 tool_use_id: id.clone(),
                 content: output.content,
                 is_error: output.is_error,
+            })
+            .await
+    }
+
+    /// Calls MCP tool `tool` of `server` and records its `agent.mcp_tool_result`.
+    async fn run_mcp(
+        &mut self,
+        id: EventId,
+        server: &str,
+        tool: &str,
+        input: &Map<String, Value>,
+    ) -> Result<(), Halt> {
+        let (content, is_error) =
+            interruptible(&self.interrupted, self.mcp.call(server, tool, input)).await?;
+        self.writer
+            .record(Step::McpToolResult {
+                mcp_tool_use_id: id,
+                content,
+                is_error,
             })
             .await
     }

@@ -109,6 +109,8 @@ struct Inner<S, X> {
     shells: crate::tools::Shells,
     /// Sessions with a task, and whether they were notified again while it ran.
     active: Mutex<HashMap<SessionId, Arc<AtomicBool>>>,
+    /// The MCP tools each session listed (resident engines).
+    mcp: crate::mcp::Cache,
 }
 
 /// The runner: a cheap-to-clone handle. Must be used inside a tokio runtime.
@@ -184,6 +186,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 codex: codex::Servers::default(),
                 shells: crate::tools::Shells::default(),
                 active: Mutex::new(HashMap::new()),
+                mcp: crate::mcp::Cache::default(),
             }),
         }
     }
@@ -490,6 +493,7 @@ async fn turn<S: Store, X: Sandbox>(
             return writer.fail(message).await;
         }
     };
+    let mut credentials = None;
     let network = match &inner.options.door {
         Some(door) => {
             let state = writer.state();
@@ -505,11 +509,11 @@ async fn turn<S: Store, X: Sandbox>(
                 )
                 .await
                 {
-                    Ok(credentials) => {
+                    Ok(loaded) => {
                         // And the session's repository tokens (attach::repos clones with them).
-                        let credentials =
-                            credentials.with_repositories(&id, &writer.state().resources);
-                        session = session.with_inject(Arc::new(credentials))
+                        let loaded = loaded.with_repositories(&id, &writer.state().resources);
+                        credentials = Some(loaded.clone());
+                        session = session.with_inject(Arc::new(loaded));
                     }
                     Err(message) => return writer.fail(message).await,
                 }
@@ -560,6 +564,7 @@ async fn turn<S: Store, X: Sandbox>(
         &agent,
         &attached,
         network.clone(),
+        credentials,
         rx,
         confirmations,
     )
@@ -578,6 +583,7 @@ async fn engine_turn<S: Store, X: Sandbox>(
     agent: &TurnAgent,
     attached: &attach::Attached,
     network: Network,
+    credentials: Option<crate::door::credentials::SessionCredentials<S>>,
     rx: watch::Receiver<bool>,
     confirmations: Vec<EventId>,
 ) -> Result<(), Halt> {
@@ -632,6 +638,16 @@ async fn engine_turn<S: Store, X: Sandbox>(
     }
     // The resident engines learn of the session's attachments (skills) from the prompt.
     let agent = &agent.with_system_paragraphs(&attached.system);
+    // The agent's MCP servers, reached by the harness itself (crate::mcp).
+    let reach = crate::mcp::Reach {
+        interception: inner.options.interception.clone(),
+        credentials,
+    };
+    let (mut mcp, errors) =
+        crate::mcp::Servers::open(&inner.mcp, &id, &agent.mcp_servers, &agent.tools, reach).await;
+    for error in errors {
+        writer.record(Step::Error(error)).await?;
+    }
     Turn {
         writer,
         sandbox: &inner.sandbox,
@@ -643,6 +659,7 @@ async fn engine_turn<S: Store, X: Sandbox>(
         network,
         workspace,
         shells: &inner.shells,
+        mcp: &mut mcp,
         interrupted: rx,
     }
     .run(confirmations)

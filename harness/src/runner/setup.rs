@@ -63,6 +63,7 @@ pub(crate) fn agent(snapshot: &Option<Arc<AgentSnapshot>>) -> Result<TurnAgent, 
         model: snapshot.model.id.clone(),
         system: snapshot.system.clone(),
         tools: snapshot.tools.clone(),
+        mcp_servers: snapshot.mcp_servers.clone(),
     })
 }
 

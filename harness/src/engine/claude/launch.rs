@@ -196,6 +196,7 @@ mod tests {
                 serde_json::from_value(tools).expect("tool params"),
             )
             .expect("tools"),
+            mcp_servers: Vec::new(),
         }
     }
 

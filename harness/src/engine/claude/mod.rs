@@ -431,6 +431,9 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
             let (tool_use_id, denial) = match turn::confirmed(self.writer.records(), &confirmation)
             {
                 Some(Confirmed::Run { tool_use_id, .. }) => (tool_use_id, None),
+                Some(Confirmed::RunMcp {
+                    mcp_tool_use_id, ..
+                }) => (mcp_tool_use_id, None),
                 Some(Confirmed::Answer(Step::ToolResult {
                     tool_use_id, text, ..
                 })) => (tool_use_id, Some(text)),

@@ -305,6 +305,9 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         for confirmation in confirmations {
             let (id, allow, answer) = match turn::confirmed(self.writer.records(), &confirmation) {
                 Some(Confirmed::Run { tool_use_id, .. }) => (tool_use_id, true, None),
+                Some(Confirmed::RunMcp {
+                    mcp_tool_use_id, ..
+                }) => (mcp_tool_use_id, true, None),
                 Some(Confirmed::Answer(step)) => match &step {
                     Step::ToolResult { tool_use_id, .. } => {
                         (tool_use_id.clone(), false, Some(step))
@@ -627,6 +630,7 @@ mod tests {
             model: "m".into(),
             system: None,
             tools: serde_json::from_value(tools).unwrap(),
+            mcp_servers: Vec::new(),
         };
         let toolset = |policy: &str, configs: serde_json::Value| {
             serde_json::json!([{"type": "agent_toolset_20260401",

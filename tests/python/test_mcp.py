@@ -1,0 +1,330 @@
+"""MCP servers (issue 11, item 1): the agent's `mcp_servers` and `mcp_toolset`s, with vault
+credentials, on the resident engine (`native`: the harness is the MCP client, from the server
+process) and on `claude` (Claude Code is the client, through the egress proxy, which injects
+the credential).
+
+The MCP server is `mcp_test_server.py` (the official Python MCP SDK, streamable HTTP) on HTTPS
+at 127.0.0.2 with a certificate of a test CA the managed-agents server trusts upstream
+(`--egress-upstream-ca`; `--egress-allow-private` lets it reach loopback). It requires a bearer
+token and has an OAuth token endpoint beside it; `/_test/state` shows what it received.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import ssl
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import httpx
+import pytest
+
+from conftest import unique
+from harness_support import TOOLSET, Harness, MockModel, llm_vault, mock, searchable, text, tool_prompt  # noqa: F401
+from test_credential_injection import HOST, CaFiles, Injecting, make_ca
+
+SERVER_NAME = "tests"
+SCRIPT = Path(__file__).resolve().parent / "mcp_test_server.py"
+
+
+@dataclasses.dataclass
+class McpServer:
+    """One `mcp_test_server.py` child process."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    ca: CaFiles
+
+    @property
+    def url(self) -> str:
+        return f"https://{HOST}:{self.port}/mcp"
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(verify=ssl.create_default_context(cafile=str(self.ca.ca_pem)), timeout=10)
+
+    def configure(self, tokens: list[str], refresh_token: str = "") -> None:
+        with self._client() as c:
+            c.post(f"https://{HOST}:{self.port}/_test/config", json={"tokens": tokens, "refresh_token": refresh_token})
+
+    def state(self) -> dict[str, Any]:
+        with self._client() as c:
+            return c.get(f"https://{HOST}:{self.port}/_test/state").json()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_mcp_server(ca: CaFiles, tools: int = 0) -> McpServer:
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--host", HOST, "--cert", str(ca.leaf_pem), "--key", str(ca.leaf_key),
+         "--tools", str(tools)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    port = 0
+    for line in proc.stdout:
+        if line.startswith("listening on "):
+            port = int(line.split()[-1])
+            break
+    if not port:
+        proc.kill()
+        raise RuntimeError("the MCP test server did not start")
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    return McpServer(proc=proc, port=port, ca=ca)
+
+
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> CaFiles:
+    return make_ca(tmp_path_factory.mktemp("mcp-ca"))
+
+
+@pytest.fixture(scope="module")
+def injecting(tmp_path_factory: pytest.TempPathFactory, test_ca: CaFiles) -> Iterator[Injecting]:
+    base = tmp_path_factory.mktemp("mcp")
+    searchable(base)
+    server = Injecting(base, test_ca)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mcp_server(test_ca: CaFiles) -> Iterator[McpServer]:
+    server = start_mcp_server(test_ca)
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def toolset(policy: Optional[str] = None, **extra: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"type": "mcp_toolset", "mcp_server_name": SERVER_NAME, **extra}
+    if policy is not None:
+        entry["default_config"] = {"permission_policy": {"type": policy}}
+    return entry
+
+
+def mcp_agent(h: Harness, url: str, policy: Optional[str] = "always_allow", **extra: Any) -> Any:
+    return h.agent(
+        tools=[TOOLSET, toolset(policy, **extra)],
+        mcp_servers=[{"type": "url", "name": SERVER_NAME, "url": url}],
+    )
+
+
+def bearer_vault(h: Harness, url: str, token: str) -> Any:
+    vault = h.client.beta.vaults.create(display_name=unique("mcp"))
+    h.client.beta.vaults.credentials.create(
+        vault.id, auth={"type": "static_bearer", "mcp_server_url": url, "token": token}
+    )
+    return vault
+
+
+def of_type(events: list[Any], kind: str) -> list[Any]:
+    return [e for e in events if e.type == kind]
+
+
+def offered_tools(h: Harness) -> dict[str, Any]:
+    """The tools of the last model request, by name."""
+    return {t["name"]: t for t in h.model_requests()[-1]["body"].get("tools", [])}
+
+
+def assert_secret_nowhere(h: Harness, injecting: Injecting, session_id: str, secrets: list[str]) -> None:
+    dumped = json.dumps([e.model_dump(mode="json") for e in h.events(session_id)])
+    log = injecting.log_path.read_text()
+    requests = json.dumps(h.mock.requests())
+    workspace = injecting.data_dir / "workspaces" / session_id
+    files = [p for p in workspace.rglob("*") if p.is_file() and not p.is_symlink()] if workspace.is_dir() else []
+    for secret in secrets:
+        assert secret not in dumped, "a secret in the events"
+        assert secret not in log, "a secret in the server log"
+        assert secret not in requests, "a secret in a model request"
+        for path in files:
+            assert secret.encode() not in path.read_bytes(), f"a secret in {path}"
+
+
+# ---------------------------------------------------------------------------------------------
+# native: the harness is the MCP client
+
+
+def test_native_lists_tools_once_and_calls_one(
+    injecting: Injecting, mock: MockModel, mcp_server: McpServer
+) -> None:
+    h = injecting.harness(mock)
+    token = unique("mcp-token")
+    mcp_server.configure([token])
+    vault = bearer_vault(h, mcp_server.url, token)
+    session = h.session(agent=mcp_agent(h, mcp_server.url), vault_ids=[h.vault.id, vault.id])
+
+    events = h.turn(session.id, tool_prompt("mcp__tests__echo", {"text": "hi there"}), timeout=60)
+    uses = of_type(events, "agent.mcp_tool_use")
+    assert len(uses) == 1, [e.type for e in events]
+    use = uses[0]
+    assert (use.mcp_server_name, use.name, use.input) == (SERVER_NAME, "echo", {"text": "hi there"})
+    assert use.evaluated_permission == "allow"
+    results = of_type(events, "agent.mcp_tool_result")
+    assert len(results) == 1
+    assert results[0].mcp_tool_use_id == use.id
+    assert text(results[0]) == "echo: hi there"
+    assert not results[0].is_error
+    assert not of_type(events, "agent.tool_use") and not of_type(events, "session.error")
+    assert events[-1].stop_reason.type == "end_turn"
+
+    # Offered with the server's own input schema; the result went back to the model.
+    offered = offered_tools(h)
+    assert offered["mcp__tests__echo"]["input_schema"]["properties"]["text"]["type"] == "string"
+    assert offered["mcp__tests__echo"]["input_schema"]["required"] == ["text"]
+    assert "mcp__tests__add" in offered
+    last = json.dumps(h.model_requests()[-1]["body"]["messages"][-2:])
+    assert "echo: hi there" in last and "mcp__tests__echo" in last
+
+    state = mcp_server.state()
+    assert state["calls"] == [{"name": "echo", "arguments": {"text": "hi there"}}]
+    assert set(state["authorizations"]) == {f"Bearer {token}"}
+    assert state["methods"].count("tools/list") == 1
+
+    # A later turn offers the same tools without listing them again.
+    h.turn(session.id, "[[mock:text done]]", timeout=60)
+    assert "mcp__tests__echo" in offered_tools(h)
+    assert mcp_server.state()["methods"].count("tools/list") == 1
+
+    assert_secret_nowhere(h, injecting, session.id, [token])
+
+
+def test_native_always_ask_waits_for_a_confirmation(
+    injecting: Injecting, mock: MockModel, mcp_server: McpServer
+) -> None:
+    h = injecting.harness(mock)
+    token = unique("mcp-token")
+    mcp_server.configure([token])
+    vault = bearer_vault(h, mcp_server.url, token)
+    # No default_config: MCP toolsets default to always_ask; `add` is disabled.
+    agent = mcp_agent(h, mcp_server.url, policy=None, configs=[{"name": "add", "enabled": False}])
+    session = h.session(agent=agent, vault_ids=[h.vault.id, vault.id])
+
+    events = h.turn(session.id, tool_prompt("mcp__tests__echo", {"text": "may I"}), timeout=60)
+    use = of_type(events, "agent.mcp_tool_use")[0]
+    assert use.evaluated_permission == "ask"
+    assert events[-1].stop_reason.type == "requires_action"
+    assert events[-1].stop_reason.event_ids == [use.id]
+    assert not of_type(events, "agent.mcp_tool_result")
+    assert mcp_server.state()["calls"] == []
+    assert "mcp__tests__add" not in offered_tools(h)
+
+    sent = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
+    after = h.wait_idle(session.id, sent[0].id, timeout=60)
+    results = of_type(after, "agent.mcp_tool_result")
+    assert [(r.mcp_tool_use_id, text(r)) for r in results] == [(use.id, "echo: may I")]
+    assert mcp_server.state()["calls"] == [{"name": "echo", "arguments": {"text": "may I"}}]
+
+    # A denial answers the call with the message and never reaches the server.
+    events = h.turn(session.id, tool_prompt("mcp__tests__echo", {"text": "again"}), timeout=60)
+    use = of_type(events, "agent.mcp_tool_use")[0]
+    sent = h.send(
+        session.id,
+        {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "deny", "deny_message": "not now"},
+    )
+    after = h.wait_idle(session.id, sent[0].id, timeout=60)
+    denied = of_type(after, "agent.mcp_tool_result")
+    assert len(denied) == 1 and denied[0].is_error and "not now" in text(denied[0])
+    assert len(mcp_server.state()["calls"]) == 1
+
+
+def test_native_wrong_token_is_an_authentication_error(
+    injecting: Injecting, mock: MockModel, mcp_server: McpServer
+) -> None:
+    h = injecting.harness(mock)
+    good, wrong = unique("good"), unique("wrong")
+    mcp_server.configure([good])
+    vault = bearer_vault(h, mcp_server.url, wrong)
+    session = h.session(agent=mcp_agent(h, mcp_server.url), vault_ids=[h.vault.id, vault.id])
+
+    events = h.turn(session.id, "[[mock:text fine without it]]", timeout=60)
+    errors = of_type(events, "session.error")
+    assert [(e.error.type, e.error.mcp_server_name) for e in errors] == [
+        ("mcp_authentication_failed_error", SERVER_NAME)
+    ], errors
+    # The session goes on without the server's tools.
+    assert events[-1].stop_reason.type == "end_turn"
+    assert not any(name.startswith("mcp__") for name in offered_tools(h))
+    assert set(mcp_server.state()["authorizations"]) == {f"Bearer {wrong}"}
+    assert_secret_nowhere(h, injecting, session.id, [wrong])
+
+
+def test_native_unreachable_server_is_a_connection_error(injecting: Injecting, mock: MockModel) -> None:
+    h = injecting.harness(mock)
+    url = f"https://{HOST}:9/mcp"  # the discard port: nothing listens
+    session = h.session(agent=mcp_agent(h, url))
+    events = h.turn(session.id, "[[mock:text ok]]", timeout=90)
+    errors = of_type(events, "session.error")
+    assert [(e.error.type, e.error.mcp_server_name) for e in errors] == [
+        ("mcp_connection_failed_error", SERVER_NAME)
+    ], errors
+    assert events[-1].stop_reason.type == "end_turn"
+
+
+def test_native_expired_oauth_token_is_refreshed_once_and_kept(
+    injecting: Injecting, mock: MockModel, mcp_server: McpServer
+) -> None:
+    h = injecting.harness(mock)
+    old_access, refresh = unique("old-access"), unique("refresh")
+    # The old access token is no longer accepted; only a refreshed one is.
+    mcp_server.configure([], refresh_token=refresh)
+    # Within the refresh margin (60 s): as good as expired, refreshed before its first use (the
+    # API accepts only a future expiry).
+    expired = (datetime.now(timezone.utc) + timedelta(seconds=30)).isoformat().replace("+00:00", "Z")
+    vault = h.client.beta.vaults.create(display_name=unique("oauth"))
+    credential = h.client.beta.vaults.credentials.create(
+        vault.id,
+        auth={
+            "type": "mcp_oauth",
+            "mcp_server_url": mcp_server.url,
+            "access_token": old_access,
+            "expires_at": expired,
+            "refresh": {
+                "token_endpoint": f"https://{HOST}:{mcp_server.port}/token",
+                "client_id": "test-client",
+                "refresh_token": refresh,
+                "token_endpoint_auth": {"type": "none"},
+            },
+        },
+    )
+    session = h.session(agent=mcp_agent(h, mcp_server.url), vault_ids=[h.vault.id, vault.id])
+
+    events = h.turn(session.id, tool_prompt("mcp__tests__add", {"a": 2, "b": 3}), timeout=60)
+    assert not of_type(events, "session.error"), of_type(events, "session.error")
+    assert [text(r) for r in of_type(events, "agent.mcp_tool_result")] == ["5"]
+    state = mcp_server.state()
+    assert len(state["token_calls"]) == 1, state["token_calls"]
+    assert state["token_calls"][0]["refresh_token"] == [refresh]
+    new_access, new_refresh = state["issued"]
+    assert set(state["authorizations"]) == {f"Bearer {new_access}"}
+
+    # Persisted: the credential's expiry moved ahead, and a new session uses the new token
+    # without refreshing again.
+    stored = h.client.beta.vaults.credentials.retrieve(credential.id, vault_id=vault.id)
+    expires = stored.auth.expires_at
+    if isinstance(expires, str):
+        expires = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+    assert expires > datetime.now(timezone.utc) + timedelta(minutes=50), stored
+    again = h.session(agent=mcp_agent(h, mcp_server.url), vault_ids=[h.vault.id, vault.id])
+    events = h.turn(again.id, tool_prompt("mcp__tests__add", {"a": 1, "b": 1}), timeout=60)
+    assert [text(r) for r in of_type(events, "agent.mcp_tool_result")] == ["2"]
+    state = mcp_server.state()
+    assert len(state["token_calls"]) == 1
+    assert set(state["authorizations"]) == {f"Bearer {new_access}"}
+    assert_secret_nowhere(h, injecting, session.id, [old_access, refresh, new_access, new_refresh])
