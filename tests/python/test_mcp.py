@@ -328,3 +328,69 @@ def test_native_expired_oauth_token_is_refreshed_once_and_kept(
     assert len(state["token_calls"]) == 1
     assert set(state["authorizations"]) == {f"Bearer {new_access}"}
     assert_secret_nowhere(h, injecting, session.id, [old_access, refresh, new_access, new_refresh])
+
+
+# ---------------------------------------------------------------------------------------------
+# claude: Claude Code is the MCP client, through the egress proxy that injects the credential
+
+
+@pytest.fixture(scope="module")
+def claude_server(tmp_path_factory: pytest.TempPathFactory, test_ca: CaFiles) -> Iterator[Injecting]:
+    from test_engine_claude import runtimes_dir
+
+    base = tmp_path_factory.mktemp("mcp-claude")
+    searchable(base)
+    server = Injecting(base, test_ca)
+    server.args += ["--runtimes-dir", runtimes_dir()]
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_claude_calls_mcp_tools_through_the_door(
+    claude_server: Injecting, mock: MockModel, mcp_server: McpServer
+) -> None:
+    h = claude_server.harness(mock)
+    h.vault = llm_vault(h.client, mock.url, h.token, engine="claude")
+    token = unique("mcp-token")
+    mcp_server.configure([token])
+    vault = bearer_vault(h, mcp_server.url, token)
+    agent = h.agent(
+        model="claude-sonnet-4-5",
+        tools=[
+            TOOLSET,
+            toolset("always_allow", configs=[{"name": "add", "permission_policy": {"type": "always_ask"}}]),
+        ],
+        mcp_servers=[{"type": "url", "name": SERVER_NAME, "url": mcp_server.url}],
+    )
+    session = h.session(agent=agent, vault_ids=[h.vault.id, vault.id])
+
+    # always_allow: Claude Code's call goes through the proxy, which adds the vault's token.
+    events = h.turn(session.id, tool_prompt("mcp__tests__echo", {"text": "from claude"}), timeout=120)
+    uses = of_type(events, "agent.mcp_tool_use")
+    assert [(u.mcp_server_name, u.name, u.input, u.evaluated_permission) for u in uses] == [
+        (SERVER_NAME, "echo", {"text": "from claude"}, "allow")
+    ], [e.type for e in events]
+    results = of_type(events, "agent.mcp_tool_result")
+    assert [(r.mcp_tool_use_id, r.is_error) for r in results] == [(uses[0].id, False)]
+    assert "echo: from claude" in text(results[0])
+    assert not of_type(events, "agent.tool_use")
+    state = mcp_server.state()
+    assert state["calls"] == [{"name": "echo", "arguments": {"text": "from claude"}}]
+    assert set(state["authorizations"]) == {f"Bearer {token}"}
+
+    # always_ask: the session waits; the confirmation lets Claude Code's call go on.
+    events = h.turn(session.id, tool_prompt("mcp__tests__add", {"a": 20, "b": 22}), timeout=120)
+    use = of_type(events, "agent.mcp_tool_use")[0]
+    assert (use.name, use.evaluated_permission) == ("add", "ask")
+    assert events[-1].stop_reason.type == "requires_action"
+    assert events[-1].stop_reason.event_ids == [use.id]
+    assert len(mcp_server.state()["calls"]) == 1
+    sent = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
+    after = h.wait_idle(session.id, sent[0].id, timeout=120)
+    results = of_type(after, "agent.mcp_tool_result")
+    assert [r.mcp_tool_use_id for r in results] == [use.id]
+    assert "42" in text(results[0])
+    assert mcp_server.state()["calls"][-1] == {"name": "add", "arguments": {"a": 20, "b": 22}}
+
+    assert_secret_nowhere(h, claude_server, session.id, [token])

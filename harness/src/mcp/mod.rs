@@ -23,6 +23,7 @@
 //!   input schema under [`names::model_name`] (`mcp__<server>__<tool>`); a call of such a name
 //!   maps back through the listing and is recorded by `core::session::turn::mcp_call`.
 
+pub(crate) mod cli;
 mod content;
 mod names;
 

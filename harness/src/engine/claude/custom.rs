@@ -40,9 +40,9 @@ pub(crate) fn tools(
     })
 }
 
-/// The `--mcp-config` naming the server.
-pub(crate) fn mcp_config() -> String {
-    json!({"mcpServers": {SERVER: {"type": "sdk", "name": SERVER}}}).to_string()
+/// The server's entry in `--mcp-config`'s `mcpServers` (named [`SERVER`]).
+pub(crate) fn sdk_server() -> Value {
+    json!({"type": "sdk", "name": SERVER})
 }
 
 /// What to do with one MCP message from Claude Code.

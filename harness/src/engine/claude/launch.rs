@@ -142,9 +142,16 @@ pub(crate) fn command(launch: &Launch<'_>, agent: &TurnAgent) -> Command {
     let customs: Vec<String> = custom::tools(&agent.tools)
         .map(|t| custom::claude_name(&t.name))
         .collect();
+    // The agent's MCP servers, reached through the egress proxy (crate::mcp::cli); their
+    // calls are not pre-allowed: each one's permission prompt is decided by its toolset.
+    let mut servers = crate::mcp::cli::claude_servers(&agent.mcp_servers, &agent.tools);
     if !customs.is_empty() {
-        argv.extend(["--mcp-config".to_owned(), custom::mcp_config()]);
+        servers.insert(custom::SERVER.to_owned(), custom::sdk_server());
         allowed.extend(customs);
+    }
+    if !servers.is_empty() {
+        let config = json!({ "mcpServers": servers }).to_string();
+        argv.extend(["--mcp-config".to_owned(), config]);
     }
     let disallowed: Vec<String> = lists.disallowed.iter().map(|s| (*s).to_owned()).collect();
     for (flag, list) in [
@@ -255,13 +262,42 @@ mod tests {
         let command = command(&launch, &agent);
         assert_eq!(
             flag(&command.argv, "--mcp-config"),
-            Some(custom::mcp_config().as_str())
+            Some(json!({"mcpServers": {"custom": {"type": "sdk", "name": "custom"}}}).to_string())
+                .as_deref()
         );
         assert_eq!(
             flag(&command.argv, "--allowedTools"),
             Some("mcp__custom__get_weather")
         );
         assert_eq!(flag(&command.argv, "--system-prompt"), None);
+    }
+
+    #[test]
+    fn the_agents_mcp_servers_are_in_the_mcp_config_and_ask() {
+        let mut agent = agent(
+            json!([{"type": "mcp_toolset", "mcp_server_name": "docs"}]),
+            None,
+        );
+        agent.mcp_servers = vec![managed_agents_core::agent::McpServer {
+            name: "docs".into(),
+            url: "https://mcp.example.com/mcp".into(),
+        }];
+        let launch = Launch {
+            program: Path::new("claude"),
+            conversation: "c0ffee00-0000-4000-8000-000000000000",
+            resume: false,
+            base_url: crate::door::gateway::ANTHROPIC_BASE_URL,
+            api_key: "placeholder",
+        };
+        let command = command(&launch, &agent);
+        let config: serde_json::Value =
+            serde_json::from_str(flag(&command.argv, "--mcp-config").expect("a config"))
+                .expect("JSON");
+        assert_eq!(
+            config,
+            json!({"mcpServers": {"docs": {"type": "http", "url": "https://mcp.example.com/mcp"}}})
+        );
+        assert!(!command.argv.iter().any(|a| a.contains("mcp__docs")));
     }
 
     #[test]

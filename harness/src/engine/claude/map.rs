@@ -3,20 +3,21 @@
 //! its `result` as the turn's [`End`]. Pure: ids come from the caller, records from
 //! `core::session::turn` (this module only builds steps).
 //!
-//! A call Claude Code makes is recorded through [`turn::call`] under our tool name, so the
-//! `agent.tool_use` carries the evaluated permission and the call's fate (run, wait for a
-//! confirmation, refuse) is remembered by Claude Code's id until its permission prompt and
-//! its result arrive.
+//! A call Claude Code makes is recorded through [`turn::call`] under our tool name (or
+//! [`turn::mcp_call`] for a tool of one of the agent's MCP servers, named
+//! `mcp__<server>__<tool>` by Claude Code), so the `agent.tool_use` / `agent.mcp_tool_use`
+//! carries the evaluated permission and the call's fate (run, wait for a confirmation, refuse)
+//! is remembered by Claude Code's id until its permission prompt and its result arrive.
 
 use std::collections::HashMap;
 
 use managed_agents_core::agent::tools::Tool;
-use managed_agents_core::agent::BuiltinTool;
+use managed_agents_core::agent::{BuiltinTool, McpServer};
 use managed_agents_core::event::{
     Body, ContentBlock, ErrorKind, RetryStatus, SessionError, StopDetails, StopReason,
 };
 use managed_agents_core::ids::EventId;
-use managed_agents_core::session::turn::{self, Call, End, Output, Step};
+use managed_agents_core::session::turn::{self, Call, End, McpCall, Output, Step};
 
 use super::custom;
 use super::stream::{Block, Finish, ToolResult};
@@ -58,21 +59,50 @@ pub(crate) enum Permission {
     Ask(EventId),
 }
 
+/// What a recorded call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `agent.tool_use`.
+    Builtin,
+    /// `agent.custom_tool_use`.
+    Custom,
+    /// `agent.mcp_tool_use`.
+    Mcp,
+}
+
+/// What happens to a recorded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fate {
+    Run,
+    Wait,
+    Refuse(String),
+}
+
 /// A call Claude Code made, as recorded.
 #[derive(Debug, Clone)]
 struct Tracked {
     id: EventId,
-    call: Call,
-    builtin: bool,
+    fate: Fate,
+    kind: Kind,
 }
 
 /// The calls of a conversation, keyed by Claude Code's ids.
 #[derive(Debug, Default)]
 pub(crate) struct Mapper {
     calls: HashMap<String, Tracked>,
+    /// The agent's MCP servers (their tools' calls are MCP calls).
+    servers: Vec<McpServer>,
 }
 
 impl Mapper {
+    /// A mapper for an agent with MCP servers `servers`.
+    pub(crate) fn new(servers: Vec<McpServer>) -> Self {
+        Self {
+            calls: HashMap::new(),
+            servers,
+        }
+    }
+
     /// The step recording an `assistant` line's blocks (`None` when it has none we show).
     pub(crate) fn assistant(
         &mut self,
@@ -88,14 +118,37 @@ impl Mapper {
                 Block::Thinking => output.thinking.push(new_id()),
                 Block::ToolUse { id, name, input } => {
                     let event = new_id();
-                    let (body, call) = turn::call(tools, our_name(&name), input);
-                    let builtin = matches!(body, Body::AgentToolUse(_));
+                    let (body, fate, kind) =
+                        match crate::mcp::cli::claude_call(&self.servers, &name) {
+                            Some((server, tool)) => {
+                                let (body, call) = turn::mcp_call(tools, server, tool, input);
+                                let fate = match call {
+                                    McpCall::Run => Fate::Run,
+                                    McpCall::Wait => Fate::Wait,
+                                    McpCall::Refuse(why) => Fate::Refuse(why),
+                                };
+                                (body, fate, Kind::Mcp)
+                            }
+                            None => {
+                                let (body, call) = turn::call(tools, our_name(&name), input);
+                                let kind = match body {
+                                    Body::AgentToolUse(_) => Kind::Builtin,
+                                    _ => Kind::Custom,
+                                };
+                                let fate = match call {
+                                    Call::Run(_) => Fate::Run,
+                                    Call::Wait => Fate::Wait,
+                                    Call::Refuse(why) => Fate::Refuse(why),
+                                };
+                                (body, fate, kind)
+                            }
+                        };
                     self.calls.insert(
                         id,
                         Tracked {
                             id: event.clone(),
-                            call,
-                            builtin,
+                            fate,
+                            kind,
                         },
                     );
                     output.calls.push((event, body));
@@ -109,18 +162,26 @@ impl Mapper {
     }
 
     /// The steps recording a `user` line's tool results: one `agent.tool_result` per result
-    /// of a built-in call this mapper recorded (a custom tool's result is the client's own
-    /// `user.custom_tool_result`).
+    /// of a built-in call this mapper recorded, one `agent.mcp_tool_result` per MCP call's (a
+    /// custom tool's result is the client's own `user.custom_tool_result`).
     pub(crate) fn tool_results(&mut self, results: Vec<ToolResult>) -> Vec<Step> {
         results
             .into_iter()
             .filter_map(|result| {
                 let tracked = self.calls.remove(&result.tool_use_id)?;
-                tracked.builtin.then_some(Step::ToolResult {
-                    tool_use_id: tracked.id,
-                    text: result.text,
-                    is_error: result.is_error,
-                })
+                match tracked.kind {
+                    Kind::Builtin => Some(Step::ToolResult {
+                        tool_use_id: tracked.id,
+                        text: result.text,
+                        is_error: result.is_error,
+                    }),
+                    Kind::Mcp => Some(Step::McpToolResult {
+                        mcp_tool_use_id: tracked.id,
+                        content: vec![ContentBlock::text(result.text)],
+                        is_error: result.is_error,
+                    }),
+                    Kind::Custom => None,
+                }
             })
             .collect()
     }
@@ -130,7 +191,7 @@ impl Mapper {
     pub(crate) fn custom_call(&self, tool_use_id: &str) -> Option<&EventId> {
         self.calls
             .get(tool_use_id)
-            .filter(|t| !t.builtin && t.call == Call::Wait)
+            .filter(|t| t.kind == Kind::Custom && t.fate == Fate::Wait)
             .map(|t| &t.id)
     }
 
@@ -138,20 +199,21 @@ impl Mapper {
     pub(crate) fn permission(&self, tool_use_id: Option<&str>, tool_name: &str) -> Permission {
         match tool_use_id.and_then(|id| self.calls.get(id)) {
             Some(Tracked {
-                call: Call::Run(_), ..
+                fate: Fate::Run, ..
             }) => Permission::Allow,
+            // A custom tool's call goes on to the harness's server, which waits for the client.
             Some(Tracked {
-                call: Call::Wait,
-                id,
-                builtin: true,
-            }) => Permission::Ask(id.clone()),
-            Some(Tracked {
-                call: Call::Wait,
-                builtin: false,
+                fate: Fate::Wait,
+                kind: Kind::Custom,
                 ..
             }) => Permission::Allow,
             Some(Tracked {
-                call: Call::Refuse(why),
+                fate: Fate::Wait,
+                id,
+                ..
+            }) => Permission::Ask(id.clone()),
+            Some(Tracked {
+                fate: Fate::Refuse(why),
                 ..
             }) => Permission::Deny(why.clone()),
             _ => Permission::Deny(format!(

@@ -394,12 +394,15 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
     /// Whether `step` answers a built-in call that is still open (a call the turn's end
     /// already closed, or one waiting for the client, gets no second result).
     fn open(&self, step: &Step) -> bool {
-        let Step::ToolResult { tool_use_id, .. } = step else {
-            return true;
+        let (id, kind) = match step {
+            Step::ToolResult { tool_use_id, .. } => (tool_use_id, ToolKind::Builtin),
+            Step::McpToolResult {
+                mcp_tool_use_id, ..
+            } => (mcp_tool_use_id, ToolKind::Mcp),
+            _ => return true,
         };
         let state = self.writer.state();
-        state.open_tool_uses.get(tool_use_id) == Some(&ToolKind::Builtin)
-            && !state.pending_actions.contains(tool_use_id)
+        state.open_tool_uses.get(id) == Some(&kind) && !state.pending_actions.contains(id)
     }
 
     /// Answers the permission prompts the consumed confirmations settle, and the custom tool
@@ -437,6 +440,20 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
                 Some(Confirmed::Answer(Step::ToolResult {
                     tool_use_id, text, ..
                 })) => (tool_use_id, Some(text)),
+                Some(Confirmed::Answer(Step::McpToolResult {
+                    mcp_tool_use_id,
+                    content,
+                    ..
+                })) => {
+                    let text = content
+                        .iter()
+                        .filter_map(|b| match b {
+                            ContentBlock::Text { text } => Some(text.as_str()),
+                            _ => None,
+                        })
+                        .collect();
+                    (mcp_tool_use_id, Some(text))
+                }
                 Some(Confirmed::Answer(step)) => {
                     self.writer.record(step).await?;
                     continue;
@@ -447,10 +464,20 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
                 .as_mut()
                 .and_then(|l| Some((l.waiting.remove(&tool_use_id)?, l)));
             let Some(((request_id, input), l)) = prompt else {
-                let step = Step::ToolResult {
-                    tool_use_id,
-                    text: GONE.into(),
-                    is_error: true,
+                let step = if self.writer.state().open_tool_uses.get(&tool_use_id)
+                    == Some(&ToolKind::Mcp)
+                {
+                    Step::McpToolResult {
+                        mcp_tool_use_id: tool_use_id,
+                        content: vec![ContentBlock::text(GONE)],
+                        is_error: true,
+                    }
+                } else {
+                    Step::ToolResult {
+                        tool_use_id,
+                        text: GONE.into(),
+                        is_error: true,
+                    }
                 };
                 if self.open(&step) {
                     self.writer.record(step).await?;
@@ -496,7 +523,7 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
             process,
             stdin,
             lines,
-            mapper: Mapper::default(),
+            mapper: Mapper::new(self.agent.mcp_servers.clone()),
             waiting: HashMap::new(),
             custom: HashMap::new(),
         })

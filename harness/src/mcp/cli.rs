@@ -1,0 +1,111 @@
+//! The agent's MCP servers for the agent CLIs in the sandbox (`claude`, `codex`): the CLI is
+//! the MCP client and reaches each server through the egress proxy, whose credential injection
+//! (`door::credentials`) adds the vault's token on the way out (`https` URLs only), so the
+//! configuration carries no secret. Pure.
+//!
+//! Claude Code names a server's tools `mcp__<server>__<tool>`, with every character of the
+//! server name outside `[A-Za-z0-9_-]` replaced by `_`; [`claude_call`] maps such a name back to
+//! the agent's server and the tool.
+
+use managed_agents_core::agent::tools::Tool;
+use managed_agents_core::agent::McpServer;
+use serde_json::{json, Map, Value};
+
+/// The agent's servers whose toolset can offer a tool (the others are not configured).
+pub(crate) fn offered<'a>(
+    servers: &'a [McpServer],
+    tools: &'a [Tool],
+) -> impl Iterator<Item = &'a McpServer> {
+    servers.iter().filter(|s| super::offers_any(tools, &s.name))
+}
+
+/// The `mcpServers` entries of Claude Code's `--mcp-config` for the agent's servers
+/// (streamable HTTP at the server's URL).
+pub(crate) fn claude_servers(servers: &[McpServer], tools: &[Tool]) -> Map<String, Value> {
+    offered(servers, tools)
+        .map(|s| (s.name.clone(), json!({"type": "http", "url": s.url})))
+        .collect()
+}
+
+/// Claude Code's form of a server name.
+fn claude_server_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The agent's server and the tool Claude Code's tool `claude` calls, when it is a tool of
+/// one of `servers` (the longest matching server name wins).
+pub(crate) fn claude_call(servers: &[McpServer], claude: &str) -> Option<(String, String)> {
+    let rest = claude.strip_prefix("mcp__")?;
+    servers
+        .iter()
+        .filter_map(|s| {
+            let tool = rest
+                .strip_prefix(claude_server_name(&s.name).as_str())?
+                .strip_prefix("__")?;
+            (!tool.is_empty()).then(|| (s.name.clone(), tool.to_owned()))
+        })
+        .max_by_key(|(server, _)| server.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servers() -> Vec<McpServer> {
+        ["docs", "my docs", "docs__v2"]
+            .iter()
+            .map(|name| McpServer {
+                name: (*name).to_owned(),
+                url: format!("https://example.com/{}", name.len()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn claude_names_map_back_to_server_and_tool() {
+        let servers = servers();
+        let call = |name: &str| claude_call(&servers, name);
+        assert_eq!(
+            call("mcp__docs__search"),
+            Some(("docs".into(), "search".into()))
+        );
+        assert_eq!(
+            call("mcp__my_docs__get"),
+            Some(("my docs".into(), "get".into()))
+        );
+        assert_eq!(
+            call("mcp__docs__v2__get"),
+            Some(("docs__v2".into(), "get".into()))
+        );
+        assert_eq!(call("mcp__custom__weather"), None);
+        assert_eq!(call("Bash"), None);
+        assert_eq!(call("mcp__docs__"), None);
+    }
+
+    #[test]
+    fn configured_servers_are_those_with_tools_on_offer() {
+        let tools: Vec<Tool> = managed_agents_core::agent::tools::resolve(
+            "tools",
+            serde_json::from_value(json!([
+                {"type": "mcp_toolset", "mcp_server_name": "docs"},
+                {"type": "mcp_toolset", "mcp_server_name": "my docs",
+                 "default_config": {"enabled": false}},
+            ]))
+            .expect("params"),
+        )
+        .expect("tools");
+        let config = claude_servers(&servers(), &tools);
+        assert_eq!(
+            Value::Object(config),
+            json!({"docs": {"type": "http", "url": "https://example.com/4"}})
+        );
+    }
+}
