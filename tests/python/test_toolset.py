@@ -134,3 +134,119 @@ def test_offered_schemas_are_the_reference(harness: Harness) -> None:
     assert set(tools["bash"]["input_schema"]["properties"]) == {"command", "restart", "timeout_ms"}
     assert set(tools["glob"]["input_schema"]["properties"]) == {"pattern", "path"}
     assert set(tools["grep"]["input_schema"]["properties"]) == {"pattern", "path"}
+
+
+AUTO = [{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "auto"}}}]
+
+
+def classifier_requests(h: Harness) -> list[dict[str, Any]]:
+    return [r["body"] for r in h.model_requests() if "permission classifier" in str(r["body"].get("system", ""))]
+
+
+def auto_call(h: Harness, session: Any, command: str) -> list[Any]:
+    return h.turn(session.id, tool_prompt("bash", {"command": command}), timeout=60)
+
+
+def evaluation(use: Any) -> dict[str, Any]:
+    return use.evaluation.model_dump(exclude_none=True) if use.evaluation else {}
+
+
+def test_auto_policy_asks_a_classifier_for_each_call(harness: Harness) -> None:
+    agent = harness.agent(tools=AUTO)
+    session = harness.session(agent=agent)
+
+    # The classifier (a separate request to the same model endpoint) allows: the call runs.
+    events = auto_call(harness, session, "echo fine # [[mock:text allow]]")
+    use = next(e for e in events if e.type == "agent.tool_use")
+    assert use.evaluated_permission == "allow"
+    assert evaluation(use) == {"type": "auto", "evaluated_permission": {"type": "allow"}}
+    result = tool_results(events)[0]
+    assert not result.is_error and text(result) == "fine", text(result)
+    asked = classifier_requests(harness)
+    assert len(asked) == 1
+    question = asked[0]["messages"][0]["content"][0]["text"]
+    assert question.startswith("Tool: bash\nInput (JSON): ") and "echo fine" in question, question
+    assert "tools" not in asked[0] and "thinking" not in asked[0]
+    # The classifier used the session's credential, like the agent's own requests.
+    classifier = [r for r in harness.model_requests() if "permission classifier" in str(r["body"].get("system", ""))]
+    assert classifier[0]["headers"]["x-api-key"] == harness.token
+
+    # It denies: the call is refused with its reason and the turn goes on.
+    events = auto_call(harness, session, "rm -rf / # [[mock:text deny destructive_command]]")
+    use = next(e for e in events if e.type == "agent.tool_use")
+    assert use.evaluated_permission == "deny"
+    assert evaluation(use) == {
+        "type": "auto",
+        "evaluated_permission": {"type": "deny", "reason_code": "destructive_command"},
+    }
+    result = tool_results(events)[0]
+    assert result.is_error and "destructive_command" in text(result), text(result)
+    assert events[-1].stop_reason.type == "end_turn"
+
+    # It asks: the session waits for a confirmation, as under always_ask.
+    events = auto_call(harness, session, "curl example.com # [[mock:text ask network_access]]")
+    use = next(e for e in events if e.type == "agent.tool_use")
+    assert use.evaluated_permission == "ask"
+    assert evaluation(use) == {"type": "auto", "evaluated_permission": {"type": "ask", "reason_code": "network_access"}}
+    assert events[-1].stop_reason.type == "requires_action" and events[-1].stop_reason.event_ids == [use.id]
+    sent = harness.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "deny"})
+    harness.wait_idle(session.id, sent[0].id)
+
+
+def test_a_failed_classifier_falls_back_to_always_ask(harness: Harness) -> None:
+    agent = harness.agent(tools=AUTO)
+    session = harness.session(agent=agent)
+    events = auto_call(harness, session, "echo held # [[mock:error 400]]")
+    use = next(e for e in events if e.type == "agent.tool_use")
+    assert use.evaluated_permission == "ask"
+    assert evaluation(use) == {
+        "type": "auto",
+        "evaluated_permission": {"type": "ask", "reason_code": "classifier_unavailable"},
+    }
+    assert events[-1].stop_reason.type == "requires_action"
+    assert not tool_results(events)
+    # Confirmed, it runs.
+    sent = harness.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
+    after = harness.wait_idle(session.id, sent[0].id)
+    result = tool_results(after)[0]
+    assert result.tool_use_id == use.id and not result.is_error and text(result) == "held", text(result)
+
+    # An answer that is no verdict is a failure too.
+    events = auto_call(harness, session, "echo odd # [[mock:text sure, go ahead]]")
+    use = next(e for e in events if e.type == "agent.tool_use")
+    assert evaluation(use)["evaluated_permission"] == {"type": "ask", "reason_code": "classifier_unavailable"}
+
+
+def test_effort_speed_and_thinking_reach_the_model(harness: Harness) -> None:
+    agent = harness.agent(model={"id": "claude-opus-4-6", "effort": "low", "speed": "fast"})
+    session = harness.session(agent=agent)
+    events = harness.turn(session.id, "[[mock:thinking pondering]] [[mock:text done]]")
+    assert "agent.thinking" in types(events)
+    request = harness.model_requests()[-1]
+    body = request["body"]
+    assert body["thinking"] == {"type": "adaptive"}
+    assert body["output_config"] == {"effort": "low"}
+    assert body["speed"] == "fast"
+    assert "fast-mode-2026-02-01" in request["headers"].get("anthropic-beta", "")
+
+    # The per-model default effort when none is given; standard speed sends none.
+    plain = harness.session(agent=harness.agent(model="claude-sonnet-4-6"))
+    harness.turn(plain.id, "[[mock:text hi]]")
+    body = harness.model_requests()[-1]["body"]
+    assert body["output_config"] == {"effort": "high"} and "speed" not in body
+    assert body["thinking"] == {"type": "adaptive"}
+
+
+def test_web_search_is_the_providers_server_tool(harness: Harness) -> None:
+    tools = [
+        {
+            "type": "agent_toolset_20260401",
+            "configs": [{"name": "web_search", "enabled": True}],
+        }
+    ]
+    session = harness.session(agent=harness.agent(tools=tools))
+    harness.turn(session.id, "[[mock:text hi]]")
+    offered = {t["name"]: t for t in harness.model_requests()[-1]["body"]["tools"]}
+    assert offered["web_search"]["type"] == "web_search_20250305", offered["web_search"]
+    assert "input_schema" not in offered["web_search"]
+    assert "input_schema" in offered["bash"]

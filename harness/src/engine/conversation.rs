@@ -10,7 +10,12 @@
 //! - `agent.tool_result`, `agent.mcp_tool_result`, `user.custom_tool_result` and
 //!   `user.tool_result` become tool results
 //!   placed right after the assistant message holding their call (as both APIs require); a
-//!   call without a result (an interrupted or abandoned turn) gets an error result saying so.
+//!   call without a result (an interrupted or abandoned turn) gets an error result saying so;
+//! - `web_search` calls (run by the provider's server-side search, or refused) are assistant
+//!   text with their result, not tool calls: the provider's own blocks are not kept in the log,
+//!   and a function call of a server tool's name would not match the tools offered;
+//! - thinking blocks are not in the log (`agent.thinking` carries no text): the engine keeps
+//!   those of the running turn and [`replay_thinking`] puts them back before their calls.
 
 use std::collections::HashMap;
 
@@ -75,6 +80,49 @@ fn push(messages: &mut Vec<Message>, role: Role, part: Part) {
     }
 }
 
+/// The name of the tool whose calls are replayed as text.
+const WEB_SEARCH: &str = "web_search";
+
+fn text_of(content: &[ContentBlock]) -> String {
+    content
+        .iter()
+        .filter_map(|b| match b {
+            ContentBlock::Text { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Puts the thinking blocks `kept` (by the wire id of the first tool call of their response)
+/// back at the start of the assistant messages holding those calls. Returns whether thinking
+/// may be on for the next request: the Messages API refuses it when the last assistant message
+/// with tool calls does not start with a thinking block (a turn that resumed after a
+/// confirmation or a restart no longer has them).
+pub(crate) fn replay_thinking(
+    messages: &mut [Message],
+    kept: &HashMap<String, Vec<Value>>,
+) -> bool {
+    for message in messages.iter_mut().filter(|m| m.role == Role::Assistant) {
+        let blocks = message.parts.iter().find_map(|p| match p {
+            Part::ToolUse { id, .. } => kept.get(id),
+            _ => None,
+        });
+        if let Some(blocks) = blocks {
+            let thinking = blocks.iter().cloned().map(Part::Block);
+            message.parts.splice(0..0, thinking);
+        }
+    }
+    let last_calls = messages.iter().rev().find(|m| {
+        m.role == Role::Assistant && m.parts.iter().any(|p| matches!(p, Part::ToolUse { .. }))
+    });
+    match last_calls {
+        None => true,
+        Some(message) => matches!(message.parts.first(), Some(Part::Block(b))
+            if matches!(b.get("type").and_then(Value::as_str), Some("thinking" | "redacted_thinking"))),
+    }
+}
+
 /// Builds the conversation from `records` (the whole stream, in order).
 pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
     let mut posted: HashMap<&str, &Body> = HashMap::new();
@@ -90,6 +138,7 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
     // between one model response and the next).
     let mut messages: Vec<Message> = Vec::new();
     let mut system_additions = Vec::new();
+    let mut searches: HashMap<String, String> = HashMap::new();
     for record in records {
         let event = match record {
             SessionRecord::Fact(Fact::InputsProcessed { event_ids, .. }) => {
@@ -118,6 +167,22 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
                         push(&mut messages, Role::Assistant, Part::Text(text.clone()));
                     }
                 }
+                continue;
+            }
+            Body::AgentToolUse(t) if t.name == WEB_SEARCH => {
+                let query = t
+                    .input
+                    .get("query")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                searches.insert(event.id.to_string(), query.to_owned());
+                continue;
+            }
+            Body::AgentToolResult(r) if searches.contains_key(r.tool_use_id.as_str()) => {
+                let query = &searches[r.tool_use_id.as_str()];
+                let found = text_of(r.content.as_deref().unwrap_or_default());
+                let text = format!("[web_search {query:?}]\n{found}");
+                push(&mut messages, Role::Assistant, Part::Text(text));
                 continue;
             }
             Body::AgentToolUse(t) => {
@@ -231,5 +296,49 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
     Conversation {
         messages: merged,
         system_additions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn call(id: &str) -> Part {
+        Part::ToolUse {
+            id: id.into(),
+            name: "bash".into(),
+            input: serde_json::Map::new(),
+        }
+    }
+
+    fn message(role: Role, parts: Vec<Part>) -> Message {
+        Message { role, parts }
+    }
+
+    #[test]
+    fn thinking_goes_back_before_its_calls_or_is_turned_off() {
+        let thought = json!({"type": "thinking", "thinking": "t", "signature": "s"});
+        let kept = HashMap::from([("b".to_owned(), vec![thought.clone()])]);
+        let mut messages = vec![
+            message(Role::User, vec![Part::Text("go".into())]),
+            message(Role::Assistant, vec![Part::Text("a".into()), call("a")]),
+            message(Role::User, vec![]),
+            message(Role::Assistant, vec![call("b")]),
+            message(Role::User, vec![]),
+        ];
+        assert!(replay_thinking(&mut messages, &kept));
+        assert_eq!(messages[3].parts[0], Part::Block(thought));
+        assert_eq!(messages[1].parts[0], Part::Text("a".into()));
+        // The last calls' thinking is unknown (a resumed turn): no thinking for this request.
+        let mut messages = vec![
+            message(Role::User, vec![Part::Text("go".into())]),
+            message(Role::Assistant, vec![call("c")]),
+            message(Role::User, vec![]),
+        ];
+        assert!(!replay_thinking(&mut messages, &kept));
+        // No calls at all: thinking is fine.
+        let mut messages = vec![message(Role::User, vec![Part::Text("go".into())])];
+        assert!(replay_thinking(&mut messages, &kept));
     }
 }

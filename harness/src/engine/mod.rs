@@ -33,6 +33,7 @@ pub(crate) mod claude;
 pub(crate) mod codex;
 pub(crate) mod conversation;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Instant;
 
@@ -43,13 +44,16 @@ use managed_agents_core::event::{
     StopReason, TextBlock,
 };
 use managed_agents_core::ids::EventId;
-use managed_agents_core::session::turn::{self, Call, Confirmed, End, McpCall, Response, Step};
+use managed_agents_core::session::turn::{
+    self, Call, Classified, Confirmed, End, McpCall, Response, Step,
+};
 use managed_agents_core::storage::Store;
 use managed_agents_core::time::Timestamp;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::mcp;
+use crate::model::reasoning::Reasoning;
 use crate::model::{self, Block, Endpoint, Progress, Request, Stop};
 use crate::options::Options;
 use crate::previews::Previews;
@@ -62,6 +66,9 @@ use crate::writer::{Halt, Writer};
 #[derive(Debug, Clone)]
 pub(crate) struct TurnAgent {
     pub(crate) model: String,
+    /// The model config's effort and speed, sent with each model request.
+    pub(crate) effort: managed_agents_core::agent::EffortLevel,
+    pub(crate) speed: managed_agents_core::agent::Speed,
     pub(crate) system: Option<String>,
     pub(crate) tools: Vec<Tool>,
     pub(crate) mcp_servers: Vec<McpServer>,
@@ -168,8 +175,11 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         open_span: &mut Option<EventId>,
     ) -> Result<Ended, Halt> {
         self.settle(confirmations).await?;
-        let mut specs = tools::specs(&self.agent.tools);
+        let mut specs = tools::specs(&self.agent.tools, self.endpoint.provider);
         specs.extend(self.mcp.specs());
+        // The thinking blocks of this turn's responses by their first tool call's wire id: the
+        // Messages API wants them back with the calls while thinking is on.
+        let mut kept: HashMap<String, Vec<Value>> = HashMap::new();
         let mut requests = 0;
         loop {
             requests += 1;
@@ -186,7 +196,8 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     .await?;
                 return Ok(Ended::Idle(StopReason::EndTurn, None));
             }
-            let conversation = conversation::build(self.writer.records());
+            let mut conversation = conversation::build(self.writer.records());
+            let thinking_ok = conversation::replay_thinking(&mut conversation.messages, &kept);
             let mut system = self.agent.system.clone().unwrap_or_default();
             for addition in &conversation.system_additions {
                 if !system.is_empty() {
@@ -200,6 +211,11 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 max_tokens: self.options.max_tokens,
                 tools: &specs,
                 messages: &conversation.messages,
+                reasoning: Some(Reasoning {
+                    effort: self.agent.effort,
+                    speed: self.agent.speed,
+                    thinking: thinking_ok,
+                }),
             };
             let Some((start, response)) = self.call(&request, open_span).await? else {
                 return Ok(Ended::Done);
@@ -207,25 +223,35 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
 
             // The response's events, in one append.
             let mut thinking = Vec::new();
+            let mut thinking_blocks = Vec::new();
             let mut uses = Vec::new();
             let mut calls = Vec::new();
             let mut texts = Vec::new();
             let mut thinking_ids = response.thinking_ids.into_iter();
             for block in &response.response.blocks {
                 match block {
-                    Block::Thinking => thinking.push(
-                        thinking_ids
-                            .next()
-                            .unwrap_or_else(|| EventId::generate(Timestamp::now())),
-                    ),
+                    Block::Thinking(raw) => {
+                        thinking.push(
+                            thinking_ids
+                                .next()
+                                .unwrap_or_else(|| EventId::generate(Timestamp::now())),
+                        );
+                        thinking_blocks.extend(raw.clone());
+                    }
                     Block::Text(text) => texts.push(ContentBlock::text(text.clone())),
-                    Block::ToolUse { .. } => {}
+                    Block::ToolUse { .. } | Block::ServerToolUse { .. } => {}
                 }
             }
             let message = (!texts.is_empty()).then(|| (response.message_id.clone(), texts));
             for block in response.response.blocks {
-                let Block::ToolUse { name, input } = block else {
-                    continue;
+                let (name, input, ran) = match block {
+                    Block::ToolUse { name, input } => (name, input, None),
+                    Block::ServerToolUse {
+                        name,
+                        input,
+                        result,
+                    } => (name, input, Some(tools::server_result(result.as_ref()))),
+                    Block::Text(_) | Block::Thinking(_) => continue,
                 };
                 let id = EventId::generate(Timestamp::now());
                 let (body, call) = match self.mcp.resolve(&name) {
@@ -239,12 +265,35 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                         (body, Pending::Mcp(call, server, tool))
                     }
                     None => {
-                        let (body, call) = turn::call(&self.agent.tools, name, input.clone());
+                        let classified =
+                            if ran.is_none() && turn::needs_classifier(&self.agent.tools, &name) {
+                                let ask = model::classify::classify(
+                                    self.http,
+                                    self.endpoint,
+                                    &self.agent.model,
+                                    &name,
+                                    &input,
+                                );
+                                interruptible(&self.interrupted, ask).await?
+                            } else {
+                                Classified::NotAsked
+                            };
+                        let (body, call) = turn::call_classified(
+                            &self.agent.tools,
+                            name,
+                            input.clone(),
+                            classified,
+                        );
                         (body, Pending::Tool(call))
                     }
                 };
                 uses.push((id.clone(), body));
-                calls.push((id, call, input));
+                calls.push((id, call, input, ran));
+            }
+            if let Some((first, ..)) = calls.iter().find(|(.., ran)| ran.is_none()) {
+                if !thinking_blocks.is_empty() {
+                    kept.insert(first.to_string(), thinking_blocks);
+                }
             }
             self.writer
                 .record(Step::ModelResponse(Response {
@@ -258,7 +307,18 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             *open_span = None;
 
             let mut waiting = Vec::new();
-            for (id, call, input) in calls {
+            for (id, call, input, ran) in calls {
+                if let Some(output) = ran {
+                    // The provider ran it (server-side web search): record what it found.
+                    self.writer
+                        .record(Step::ToolContent {
+                            tool_use_id: id,
+                            content: output.content,
+                            is_error: output.is_error,
+                        })
+                        .await?;
+                    continue;
+                }
                 match call {
                     Pending::Tool(Call::Run(tool)) => self.run_tool(&id, tool, &input).await?,
                     Pending::Tool(Call::Refuse(why)) => {

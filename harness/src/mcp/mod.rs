@@ -241,6 +241,7 @@ impl<S: Store> Servers<S> {
                 name: t.model_name.clone(),
                 description: t.description.clone(),
                 input_schema: t.input_schema.clone(),
+                server: None,
             })
             .collect()
     }

@@ -4,7 +4,41 @@
 use managed_agents_core::event::ModelUsage;
 use serde_json::{json, Map, Value};
 
-use super::{Block, Error, Message, Part, Progress, Request, Response, Role, Stop};
+use managed_agents_core::agent::tools::DomainRule;
+
+use super::reasoning::{self, FAST_MODE_BETA};
+use super::{
+    Block, Error, Message, Part, Progress, Request, Response, Role, ServerTool, Stop, ToolSpec,
+};
+
+/// Most searches one response may run with the server-side `web_search`.
+const WEB_SEARCH_MAX_USES: u32 = 5;
+
+/// The `anthropic-beta` header a request needs, if any (fast mode).
+pub(crate) fn beta(request: &Request<'_>) -> Option<&'static str> {
+    request
+        .reasoning
+        .filter(|r| r.speed == managed_agents_core::agent::Speed::Fast)
+        .map(|_| FAST_MODE_BETA)
+}
+
+/// A tool as the Messages API takes it: a function tool, or the provider's own web search.
+fn tool(spec: &ToolSpec) -> Value {
+    match &spec.server {
+        Some(ServerTool::WebSearch(rule)) => {
+            let mut tool = json!({"type": "web_search_20250305", "name": spec.name,
+                                  "max_uses": WEB_SEARCH_MAX_USES});
+            match rule {
+                DomainRule::Any => {}
+                DomainRule::Allowed(domains) => tool["allowed_domains"] = json!(domains),
+                DomainRule::Blocked(domains) => tool["blocked_domains"] = json!(domains),
+            }
+            tool
+        }
+        None => json!({"name": spec.name, "description": spec.description,
+                       "input_schema": spec.input_schema}),
+    }
+}
 
 /// The JSON body of a streaming `POST /v1/messages`.
 pub(crate) fn body(request: &Request<'_>) -> Value {
@@ -19,11 +53,13 @@ pub(crate) fn body(request: &Request<'_>) -> Value {
         body["system"] = json!(system);
     }
     if !request.tools.is_empty() {
-        body["tools"] = request
-            .tools
-            .iter()
-            .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
-            .collect();
+        body["tools"] = request.tools.iter().map(tool).collect();
+    }
+    if let Some(reasoning) = &request.reasoning {
+        let fields = reasoning::anthropic_fields(request.model, reasoning, request.max_tokens);
+        for (key, value) in fields {
+            body[key] = value;
+        }
     }
     body
 }
@@ -60,10 +96,38 @@ fn message(message: &Message) -> Value {
 }
 
 enum Open {
-    Text { text: String, index: u32 },
-    Thinking,
-    ToolUse { name: String, json: String },
+    Text {
+        text: String,
+        index: u32,
+    },
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
+    RedactedThinking(Value),
+    ToolUse {
+        name: String,
+        json: String,
+    },
+    ServerToolUse {
+        id: String,
+        name: String,
+        json: String,
+    },
     Other,
+}
+
+/// A `tool_use`/`server_tool_use` input from its streamed JSON (`{}` when empty).
+fn input_of(name: &str, json: &str) -> Result<Map<String, Value>, Error> {
+    if json.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(Error::protocol(format!(
+            "tool_use input for {name} is not a JSON object"
+        ))),
+    }
 }
 
 /// Folds the Messages stream.
@@ -75,6 +139,8 @@ pub(crate) struct Accumulator {
     usage: ModelUsage,
     stop: Option<String>,
     refusal_text: String,
+    /// `server_tool_use` ids and the index of their block, for their results.
+    server_calls: Vec<(String, usize)>,
 }
 
 fn int(v: &Value, key: &str) -> Option<u64> {
@@ -152,9 +218,50 @@ impl super::Accumulator for Accumulator {
                         }
                         Open::Text { text, index }
                     }
-                    Some("thinking") | Some("redacted_thinking") => {
+                    Some("thinking") => {
                         progress(Progress::Thinking);
-                        Open::Thinking
+                        let text = |key| block.get(key).and_then(Value::as_str).unwrap_or("");
+                        Open::Thinking {
+                            thinking: text("thinking").to_owned(),
+                            signature: text("signature").to_owned(),
+                        }
+                    }
+                    Some("redacted_thinking") => {
+                        progress(Progress::Thinking);
+                        Open::RedactedThinking(block.clone())
+                    }
+                    Some("server_tool_use") => Open::ServerToolUse {
+                        id: block
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        name: block
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        // A complete input may come with the start (no deltas follow then).
+                        json: block
+                            .get("input")
+                            .filter(|i| i.as_object().is_some_and(|m| !m.is_empty()))
+                            .map(Value::to_string)
+                            .unwrap_or_default(),
+                    },
+                    Some(kind) if kind.ends_with("_tool_result") => {
+                        let id = block.get("tool_use_id").and_then(Value::as_str);
+                        if let Some(&(_, at)) = self
+                            .server_calls
+                            .iter()
+                            .find(|(call, _)| Some(call.as_str()) == id)
+                        {
+                            if let Some(Block::ServerToolUse { result, .. }) =
+                                self.blocks.get_mut(at)
+                            {
+                                *result = Some(block.clone());
+                            }
+                        }
+                        Open::Other
                     }
                     Some("tool_use") => Open::ToolUse {
                         name: block
@@ -180,12 +287,25 @@ impl super::Accumulator for Accumulator {
                                 text: piece.to_owned(),
                             });
                         }
-                        (Open::ToolUse { json, .. }, Some("input_json_delta")) => {
+                        (
+                            Open::ToolUse { json, .. } | Open::ServerToolUse { json, .. },
+                            Some("input_json_delta"),
+                        ) => {
                             json.push_str(
                                 delta
                                     .get("partial_json")
                                     .and_then(Value::as_str)
                                     .unwrap_or(""),
+                            );
+                        }
+                        (Open::Thinking { thinking, .. }, Some("thinking_delta")) => {
+                            thinking.push_str(
+                                delta.get("thinking").and_then(Value::as_str).unwrap_or(""),
+                            );
+                        }
+                        (Open::Thinking { signature, .. }, Some("signature_delta")) => {
+                            signature.push_str(
+                                delta.get("signature").and_then(Value::as_str).unwrap_or(""),
                             );
                         }
                         _ => {}
@@ -200,21 +320,27 @@ impl super::Accumulator for Accumulator {
                             self.refusal_text.push_str(&text);
                             self.blocks.push(Block::Text(text));
                         }
-                        Open::Thinking => self.blocks.push(Block::Thinking),
+                        Open::Thinking {
+                            thinking,
+                            signature,
+                        } => self.blocks.push(Block::Thinking(Some(json!({
+                            "type": "thinking", "thinking": thinking, "signature": signature,
+                        })))),
+                        Open::RedactedThinking(block) => {
+                            self.blocks.push(Block::Thinking(Some(block)))
+                        }
                         Open::ToolUse { name, json } => {
-                            let input = if json.trim().is_empty() {
-                                Map::new()
-                            } else {
-                                match serde_json::from_str::<Value>(&json) {
-                                    Ok(Value::Object(map)) => map,
-                                    _ => {
-                                        return Err(Error::protocol(format!(
-                                            "tool_use input for {name} is not a JSON object"
-                                        )))
-                                    }
-                                }
-                            };
+                            let input = input_of(&name, &json)?;
                             self.blocks.push(Block::ToolUse { name, input });
+                        }
+                        Open::ServerToolUse { id, name, json } => {
+                            let input = input_of(&name, &json)?;
+                            self.server_calls.push((id, self.blocks.len()));
+                            self.blocks.push(Block::ServerToolUse {
+                                name,
+                                input,
+                                result: None,
+                            });
                         }
                         Open::Other => {}
                     }
@@ -235,5 +361,104 @@ impl super::Accumulator for Accumulator {
             _ => {}
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Accumulator as _;
+    use super::*;
+
+    fn fold(events: &[Value]) -> Response {
+        let mut acc = Accumulator::default();
+        let mut progress = |_: Progress| {};
+        for event in events {
+            if let Some(done) = acc.event(event, &mut progress).expect("a valid stream") {
+                return done;
+            }
+        }
+        panic!("the stream did not finish")
+    }
+
+    #[test]
+    fn thinking_blocks_are_kept_with_their_signature() {
+        let response = fold(&[
+            json!({"type": "message_start", "message": {"usage": {"input_tokens": 3}}}),
+            json!({"type": "content_block_start", "index": 0,
+                   "content_block": {"type": "thinking", "thinking": ""}}),
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "thinking_delta", "thinking": "let me "}}),
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "thinking_delta", "thinking": "see"}}),
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "signature_delta", "signature": "sig=="}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1,
+                   "content_block": {"type": "redacted_thinking", "data": "opaque"}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}}),
+            json!({"type": "message_stop"}),
+        ]);
+        assert_eq!(
+            response.blocks,
+            vec![
+                Block::Thinking(Some(json!({"type": "thinking", "thinking": "let me see",
+                                            "signature": "sig=="}))),
+                Block::Thinking(Some(json!({"type": "redacted_thinking", "data": "opaque"}))),
+            ]
+        );
+    }
+
+    #[test]
+    fn server_side_searches_come_with_their_results() {
+        let result = json!({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
+            "content": [{"type": "web_search_result", "title": "Rust", "url": "https://rust-lang.org",
+                         "encrypted_content": "x", "page_age": null}]});
+        let response = fold(&[
+            json!({"type": "message_start", "message": {"usage": {}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block":
+                   {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "input_json_delta", "partial_json": "{\"query\": \"rust\"}"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": result}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_start", "index": 2,
+                   "content_block": {"type": "text", "text": "found it"}}),
+            json!({"type": "content_block_stop", "index": 2}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}}),
+            json!({"type": "message_stop"}),
+        ]);
+        let Value::Object(query) = json!({"query": "rust"}) else {
+            unreachable!()
+        };
+        assert_eq!(
+            response.blocks,
+            vec![
+                Block::ServerToolUse {
+                    name: "web_search".into(),
+                    input: query,
+                    result: Some(result),
+                },
+                Block::Text("found it".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn web_search_is_the_server_tool_with_its_domains() {
+        let spec = ToolSpec {
+            name: "web_search".into(),
+            description: "search".into(),
+            input_schema: json!({}),
+            server: Some(ServerTool::WebSearch(DomainRule::Allowed(vec![
+                "docs.rs".into()
+            ]))),
+        };
+        assert_eq!(
+            tool(&spec),
+            json!({"type": "web_search_20250305", "name": "web_search", "max_uses": 5,
+                   "allowed_domains": ["docs.rs"]})
+        );
     }
 }

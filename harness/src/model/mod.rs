@@ -13,7 +13,9 @@
 
 pub mod allow;
 pub(crate) mod anthropic;
+pub(crate) mod classify;
 pub(crate) mod openai;
+pub(crate) mod reasoning;
 pub mod sse;
 
 use std::fmt;
@@ -22,6 +24,7 @@ use std::time::Duration;
 pub use allow::{AllowEntryError, AllowList};
 
 use futures::StreamExt;
+use managed_agents_core::agent::tools::DomainRule;
 use managed_agents_core::event::{ErrorKind, ModelUsage};
 use serde_json::{Map, Value};
 
@@ -104,6 +107,16 @@ pub(crate) struct ToolSpec {
     pub(crate) name: String,
     pub(crate) description: String,
     pub(crate) input_schema: Value,
+    /// Run by the provider (`web_search` on the Anthropic API, with its domain rule) rather
+    /// than by us; providers without one get the function tool.
+    pub(crate) server: Option<ServerTool>,
+}
+
+/// A tool the model provider runs itself.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ServerTool {
+    /// The Messages API's web search, limited to these domains.
+    WebSearch(DomainRule),
 }
 
 /// A model request.
@@ -114,16 +127,27 @@ pub(crate) struct Request<'a> {
     pub(crate) max_tokens: u32,
     pub(crate) tools: &'a [ToolSpec],
     pub(crate) messages: &'a [Message],
+    /// Thinking, effort and speed from the agent's model config (`None`: none sent).
+    pub(crate) reasoning: Option<reasoning::Reasoning>,
 }
 
 /// A finished output block.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Block {
     Text(String),
-    Thinking,
+    /// A thinking block; the provider's block as it must be sent back within the turn
+    /// (Anthropic `thinking` with its signature, or `redacted_thinking`), when it has one.
+    Thinking(Option<Value>),
     ToolUse {
         name: String,
         input: Map<String, Value>,
+    },
+    /// A call the provider ran itself (`server_tool_use`) and its result block
+    /// (`web_search_tool_result`), both as the provider sent them.
+    ServerToolUse {
+        name: String,
+        input: Map<String, Value>,
+        result: Option<Value>,
     },
 }
 
@@ -358,6 +382,9 @@ async fn send(
     match (endpoint.provider, &endpoint.token) {
         (Provider::Anthropic, token) => {
             builder = builder.header("anthropic-version", "2023-06-01");
+            if let Some(beta) = anthropic::beta(request) {
+                builder = builder.header("anthropic-beta", beta);
+            }
             if let Some(token) = token {
                 builder = builder.header("x-api-key", token);
             }

@@ -24,6 +24,12 @@ pub(crate) fn body(request: &Request<'_>) -> Value {
         for part in &message.parts {
             match part {
                 Part::Text(text) => content.push(json!({"type": text_type, "text": text})),
+                // Anthropic thinking blocks are not for this provider.
+                Part::Block(block)
+                    if matches!(
+                        block.get("type").and_then(Value::as_str),
+                        Some("thinking" | "redacted_thinking")
+                    ) => {}
                 Part::Block(block) => content.push(json!({
                     "type": text_type,
                     "text": format!("[{} content omitted]", block.get("type").and_then(Value::as_str).unwrap_or("unsupported")),
@@ -62,6 +68,11 @@ pub(crate) fn body(request: &Request<'_>) -> Value {
     });
     if let Some(system) = request.system.filter(|s| !s.is_empty()) {
         body["instructions"] = json!(system);
+    }
+    if let Some(reasoning) = &request.reasoning {
+        for (key, value) in super::reasoning::openai_fields(request.model, reasoning) {
+            body[key] = value;
+        }
     }
     if !request.tools.is_empty() {
         body["tools"] = request
@@ -121,7 +132,7 @@ impl Accumulator {
                     self.blocks.push(Block::Text(text));
                 }
             }
-            Some("reasoning") => self.blocks.push(Block::Thinking),
+            Some("reasoning") => self.blocks.push(Block::Thinking(None)),
             Some("function_call") => {
                 let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
                 let arguments = item.get("arguments").and_then(Value::as_str).unwrap_or("");

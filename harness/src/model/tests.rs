@@ -96,6 +96,7 @@ async fn call(url: String) -> Result<Response, Error> {
         max_tokens: 16,
         tools: &[],
         messages: &[],
+        reasoning: None,
     };
     let http = reqwest::Client::new();
     let mut progress = |_: Progress| {};

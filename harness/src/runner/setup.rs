@@ -61,6 +61,8 @@ pub(crate) fn agent(snapshot: &Option<Arc<AgentSnapshot>>) -> Result<TurnAgent, 
         .ok_or("the session has no agent snapshot")?;
     Ok(TurnAgent {
         model: snapshot.model.id.clone(),
+        effort: snapshot.model.effort.level,
+        speed: snapshot.model.speed,
         system: snapshot.system.clone(),
         tools: snapshot.tools.clone(),
         mcp_servers: snapshot.mcp_servers.clone(),

@@ -28,15 +28,15 @@ mod web_fetch;
 
 use std::time::Duration;
 
-use managed_agents_core::agent::tools::{DomainRule, Tool};
-use managed_agents_core::agent::BuiltinTool;
+use managed_agents_core::agent::tools::{builtin_domains, builtin_setting, DomainRule, Tool};
+use managed_agents_core::agent::{BuiltinTool, PermissionPolicy};
 use managed_agents_core::event::ContentBlock;
 use serde_json::{Map, Value};
 
 pub use bash::ShellContext;
 pub use bash::Shells;
 
-use crate::model::ToolSpec;
+use crate::model::{Provider, ServerTool, ToolSpec};
 use crate::sandbox::{Command, Network, Output, Sandbox, Workspace};
 
 /// Caps on tool execution (the reference toolset's where it has them).
@@ -115,19 +115,26 @@ impl ToolOutput {
     }
 }
 
-/// The tools offered to the model: enabled built-ins, then custom tools.
-pub(crate) fn specs(tools: &[Tool]) -> Vec<ToolSpec> {
+/// The tools offered to the model: enabled built-ins, then custom tools. On the Anthropic API
+/// `web_search` is the provider's server-side search (with the agent's domain rule), unless its
+/// policy is `always_ask`: a search the provider runs cannot wait for a confirmation, so then
+/// it is offered as a function tool, whose calls wait and answer that no search ran.
+pub(crate) fn specs(tools: &[Tool], provider: Provider) -> Vec<ToolSpec> {
     let mut specs = Vec::new();
     for tool in BuiltinTool::ALL {
-        let enabled = managed_agents_core::agent::tools::builtin_setting(tools, tool)
-            .is_some_and(|s| s.enabled);
-        if enabled {
-            specs.push(ToolSpec {
-                name: tool.as_str().to_owned(),
-                description: schema::description(tool).to_owned(),
-                input_schema: schema::schema(tool),
-            });
-        }
+        let Some(setting) = builtin_setting(tools, tool).filter(|s| s.enabled) else {
+            continue;
+        };
+        let server = (tool == BuiltinTool::WebSearch
+            && provider == Provider::Anthropic
+            && setting.permission_policy != PermissionPolicy::AlwaysAsk)
+            .then(|| ServerTool::WebSearch(builtin_domains(tools, tool)));
+        specs.push(ToolSpec {
+            name: tool.as_str().to_owned(),
+            description: schema::description(tool).to_owned(),
+            input_schema: schema::schema(tool),
+            server,
+        });
     }
     for tool in tools {
         if let Tool::Custom(custom) = tool {
@@ -139,10 +146,44 @@ pub(crate) fn specs(tools: &[Tool]) -> Vec<ToolSpec> {
                 name: custom.name.clone(),
                 description: custom.description.clone(),
                 input_schema: Value::Object(schema),
+                server: None,
             });
         }
     }
     specs
+}
+
+/// The result of a call the provider ran itself (its `web_search_tool_result` block): one
+/// line per result (title, URL, age), or the provider's error code.
+pub(crate) fn server_result(block: Option<&Value>) -> ToolOutput {
+    let Some(block) = block else {
+        return ToolOutput::error("the provider returned no result for its web search");
+    };
+    let content = block.get("content");
+    if let Some(code) = content
+        .and_then(|c| c.get("error_code"))
+        .and_then(Value::as_str)
+    {
+        return ToolOutput::error(format!("web_search failed: {code}"));
+    }
+    let lines: Vec<String> = content
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|result| {
+            let field = |key| result.get(key).and_then(Value::as_str).unwrap_or("");
+            let mut line = format!("{} — {}", field("title"), field("url"));
+            if !field("page_age").is_empty() {
+                line.push_str(&format!(" ({})", field("page_age")));
+            }
+            line
+        })
+        .collect();
+    if lines.is_empty() {
+        ToolOutput::ok("no results")
+    } else {
+        ToolOutput::ok(lines.join("\n"))
+    }
 }
 
 fn string<'a>(input: &'a Map<String, Value>, key: &str) -> Result<&'a str, ToolOutput> {

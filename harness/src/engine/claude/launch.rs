@@ -197,6 +197,8 @@ mod tests {
     fn agent(tools: serde_json::Value, system: Option<&str>) -> TurnAgent {
         TurnAgent {
             model: "claude-sonnet-4-5".into(),
+            effort: managed_agents_core::agent::EffortLevel::High,
+            speed: managed_agents_core::agent::Speed::Standard,
             system: system.map(str::to_owned),
             tools: managed_agents_core::agent::tools::resolve(
                 "tools",

@@ -628,6 +628,8 @@ mod tests {
     fn codex_asks_unless_every_tool_it_uses_is_allowed() {
         let agent = |tools: serde_json::Value| TurnAgent {
             model: "m".into(),
+            effort: managed_agents_core::agent::EffortLevel::High,
+            speed: managed_agents_core::agent::Speed::Standard,
             system: None,
             tools: serde_json::from_value(tools).unwrap(),
             mcp_servers: Vec::new(),
