@@ -15,7 +15,11 @@ cache=${MANAGED_AGENTS_CACHE:-/var/cache/managed-agents}
 # (which sees the host's /usr) sessions use git (repository resources), curl (web_fetch), and
 # pip and npm (environment packages; apt's are fetched with apt-get and dpkg-deb, always there).
 ensure_packages libclang-dev clang g++ make bubblewrap python3-venv e2fsprogs util-linux mount openssl \
-    git curl ca-certificates python3-pip nodejs npm
+    git curl ca-certificates python3-pip
+# Debian's npm conflicts with NodeSource's nodejs, which brings its own npm.
+if ! command -v npm >/dev/null 2>&1; then
+    ensure_packages nodejs npm
+fi
 if command -v rustup >/dev/null 2>&1; then
     rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
