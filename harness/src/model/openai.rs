@@ -7,6 +7,20 @@ use serde_json::{json, Map, Value};
 
 use super::{blocks_text, Block, Error, Part, Progress, Request, Response, Role, Stop};
 
+/// An image block with a base64 source as a `data:` URL (the Responses API's `input_image`).
+fn base64_image(block: &Value) -> Option<String> {
+    if block.get("type").and_then(Value::as_str) != Some("image") {
+        return None;
+    }
+    let source = block.get("source")?;
+    if source.get("type").and_then(Value::as_str) != Some("base64") {
+        return None;
+    }
+    let media_type = source.get("media_type").and_then(Value::as_str)?;
+    let data = source.get("data").and_then(Value::as_str)?;
+    Some(format!("data:{media_type};base64,{data}"))
+}
+
 /// The JSON body of a streaming `POST /v1/responses`.
 pub(crate) fn body(request: &Request<'_>) -> Value {
     let mut input = Vec::new();
@@ -30,6 +44,11 @@ pub(crate) fn body(request: &Request<'_>) -> Value {
                         block.get("type").and_then(Value::as_str),
                         Some("thinking" | "redacted_thinking")
                     ) => {}
+                Part::Block(block) if role == "user" && base64_image(block).is_some() => {
+                    if let Some(url) = base64_image(block) {
+                        content.push(json!({"type": "input_image", "image_url": url}));
+                    }
+                }
                 Part::Block(block) => content.push(json!({
                     "type": text_type,
                     "text": format!("[{} content omitted]", block.get("type").and_then(Value::as_str).unwrap_or("unsupported")),

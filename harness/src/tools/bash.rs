@@ -23,8 +23,8 @@
 //! (its future dropped) or breaks the protocol (a line longer than the reader's cap) kills the
 //! shell's whole sandbox; the next call starts a new shell, as does `restart: true`. A shell
 //! that exited by itself (`exit`) is replaced on the next call. Shells end with their session
-//! ([`Shells::discard`]), after [`SHELL_LIFETIME`], or with the server: after a restart the next
-//! call gets a new shell.
+//! ([`Shells::discard`]), after [`SHELL_IDLE`] without a call, after [`SHELL_LIFETIME`], or
+//! with the server: after a restart the next call gets a new shell.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,6 +42,8 @@ use crate::sandbox::{Command, Killer, Lines, Network, Process, Sandbox, Workspac
 pub(crate) const OUTPUT_LIMIT: usize = 100 * 1024;
 /// The longest a shell lives.
 pub(crate) const SHELL_LIFETIME: Duration = Duration::from_secs(6 * 3600);
+/// How long a shell no call used is kept.
+pub(crate) const SHELL_IDLE: Duration = Duration::from_secs(3600);
 /// The longest stdout line read before the shell is given up (the protocol is line based).
 const LINE_LIMIT: usize = 16 << 20;
 
@@ -54,6 +56,8 @@ struct Shell {
     _process: Process,
     /// What the shell was started with; a turn with other mounts or network gets a new shell.
     started_with: String,
+    /// Calls made so far (the idle reaper's check that none came since).
+    calls: u64,
 }
 
 impl Drop for Shell {
@@ -155,6 +159,7 @@ pub(super) async fn bash<X: Sandbox>(
     if restart {
         shell.take();
         *shell = Some(start(cx).await?);
+        reap_when_idle(Arc::clone(&slot), 0);
         return Ok(ToolOutput::ok("bash session restarted"));
     }
     let Some(command) = command else {
@@ -185,7 +190,24 @@ pub(super) async fn bash<X: Sandbox>(
         }
     };
     guard.finished = true;
+    if let Some(shell) = guard.shell.as_mut() {
+        shell.calls += 1;
+        reap_when_idle(Arc::clone(&slot), shell.calls);
+    }
     result
+}
+
+/// Ends the slot's shell after [`SHELL_IDLE`] unless a call used it since (`calls` changed) or
+/// one is running.
+fn reap_when_idle(slot: Slot, calls: u64) {
+    tokio::spawn(async move {
+        tokio::time::sleep(SHELL_IDLE).await;
+        if let Ok(mut shell) = slot.try_lock() {
+            if shell.as_ref().is_some_and(|s| s.calls == calls) {
+                shell.take();
+            }
+        }
+    });
 }
 
 /// What a shell started for this call would be started with.
@@ -216,6 +238,7 @@ async fn start<X: Sandbox>(cx: &ShellContext<'_, X>) -> Result<Shell, ToolOutput
         killer: process.killer(),
         _process: process,
         started_with: fingerprint(cx),
+        calls: 0,
     })
 }
 
