@@ -10,7 +10,8 @@ session names it.
 - A repository cloned at a branch (default mount path) and at a commit (a mount path outside
   `/workspace`); the token is in no file of the workspace and not in `.git/config`; the token
   rotated through the resources endpoint is the one the agent's later `git pull` sends, and
-  that pull sees the agent's earlier work untouched (no re-clone).
+  that pull sees the agent's earlier work untouched (no re-clone), also after a server
+  restart (the origin gets no request).
 - A bad token: a `session.error` naming the resource (`repository_authentication_error`), and
   the session still runs its tools.
 """
@@ -132,6 +133,16 @@ def test_cloned_at_a_branch_and_a_commit_with_the_token_injected_and_rotated(
     assert set(origin.server.passwords()[seen:]) == {rotated}
     assert files_holding(workspace, rotated.encode()) == []
     assert files_holding(workspace, token.encode()) == []
+
+    # After a restart the clone is found: nothing is cloned again over the agent's work.
+    injecting.stop()
+    injecting.start()
+    seen = len(origin.server.passwords())
+    h = injecting.harness(mock)
+    events = h.turn(session.id, bash("cd /workspace/proj && cat feature.txt agent-note && git status --short"), timeout=120)
+    assert not [e for e in events if e.type == "session.error"]
+    assert result_of(events).splitlines() == ["feature 2", "agent-work", "?? agent-note"]
+    assert len(origin.server.passwords()) == seen
 
 
 def test_a_bad_token_is_a_session_error_naming_the_resource_and_the_session_works(
