@@ -8,6 +8,7 @@
 //! [`runner::Runner`] (see its example and `examples/embedded_agent.rs`).
 
 mod attach;
+pub mod blobs;
 pub mod door;
 mod engine;
 mod mcp;

@@ -5,8 +5,10 @@
 //! every turn) both depend on it and not on each other.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::blobs::BlobStore;
 use crate::door::credentials::Interception;
 use crate::door::Door;
 use crate::model::AllowList;
@@ -45,6 +47,11 @@ pub struct Options {
     /// Credential injection (the door's CA and upstream roots); `None`: no destination is
     /// intercepted and vault credentials never leave the server.
     pub interception: Option<Interception>,
+    /// Where file and skill bytes are read from and session outputs stored (the server's
+    /// blob store); `None`: file resources, custom skills and outputs are not attached.
+    pub blobs: Option<Arc<dyn BlobStore>>,
+    /// `serve --anthropic-skills-dir`: the operator's `{type: "anthropic"}` skills.
+    pub anthropic_skills: Option<PathBuf>,
 }
 
 impl Options {
@@ -70,6 +77,8 @@ impl Options {
             llm_endpoints: AllowList::default(),
             door: None,
             interception: None,
+            blobs: None,
+            anthropic_skills: None,
         }
     }
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
@@ -135,6 +136,44 @@ impl Blobs {
             Blobs::Memory(_) => Ok(()),
             Blobs::Dir(dir) => create_dir(dir).await,
         }
+    }
+}
+
+impl managed_agents_harness::blobs::BlobStore for Blobs {
+    fn read_into<'a>(
+        &'a self,
+        id: &'a str,
+        dest: &'a Path,
+        mode: u32,
+    ) -> BoxFuture<'a, std::io::Result<bool>> {
+        Box::pin(async move {
+            match self.open(id).await? {
+                Some(blob) => blob.copy_to(dest, mode).await.map(|_| true),
+                None => Ok(false),
+            }
+        })
+    }
+
+    fn write_from<'a>(
+        &'a self,
+        id: &'a str,
+        mut src: tokio::fs::File,
+    ) -> BoxFuture<'a, std::io::Result<u64>> {
+        Box::pin(async move {
+            use tokio::io::AsyncReadExt;
+            let mut writer = self.create(id).await?;
+            let mut buf = vec![0u8; READ_CHUNK];
+            loop {
+                let n = src.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                writer.write(&buf[..n]).await?;
+            }
+            let len = writer.len();
+            writer.commit().await?;
+            Ok(len)
+        })
     }
 }
 

@@ -203,6 +203,10 @@ pub struct ServeArgs {
     /// `<data-dir>/runtimes`); bound read-only into every sandbox.
     #[arg(long, env = "MANAGED_AGENTS_RUNTIMES_DIR")]
     pub runtimes_dir: Option<PathBuf>,
+    /// Let uploaded files be downloaded (`GET /v1/files/{id}/content`). Off by default, as
+    /// in the hosted API, where only session outputs are downloadable.
+    #[arg(long, env = "MANAGED_AGENTS_UPLOADS_DOWNLOADABLE")]
+    pub uploads_downloadable: bool,
     /// A directory of `{type: "anthropic"}` skills an operator provides (one directory per
     /// skill id holding its `SKILL.md`, e.g. `DIR/xlsx/SKILL.md`); without it agents cannot
     /// reference Anthropic skills (they are not available offline).
@@ -364,6 +368,8 @@ pub struct ServeConfig {
     pub egress_upstream_ca: Vec<PathBuf>,
     /// `--anthropic-skills-dir`, made absolute.
     pub anthropic_skills: Option<PathBuf>,
+    /// `--uploads-downloadable`.
+    pub uploads_downloadable: bool,
 }
 
 impl ServeArgs {
@@ -429,6 +435,7 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             anthropic_skills,
+            uploads_downloadable: self.uploads_downloadable,
             listen,
             data_dir: self.data_dir,
             storage: self.storage,

@@ -178,6 +178,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             options.runtimes = config.runtimes.clone();
             options.door = Some(door.clone());
             options.interception = Some(interception.0);
+            options.blobs = Some(std::sync::Arc::new(blobs.clone()));
+            options.anthropic_skills = config.anthropic_skills.clone();
             start_runner(&store, &sealer, &workspaces, sandbox_options, options).await?
         }
         _ => None,
@@ -185,6 +187,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let (mut state, shutdown) = AppState::new(store, sealer, blobs);
     state.ping_interval = config.ping_interval;
     state.anthropic_skills = config.anthropic_skills.clone();
+    state.uploads_downloadable = config.uploads_downloadable;
     if let Some(runner) = &runner {
         state.runner = managed_agents_server::state::RunnerHooks {
             notifier: runner.notifier(),

@@ -38,6 +38,8 @@ pub struct AppState {
     pub runner: RunnerHooks,
     /// `--anthropic-skills-dir`: the operator's `{type: "anthropic"}` skills, if any.
     pub anthropic_skills: Option<std::path::PathBuf>,
+    /// `--uploads-downloadable`: uploads get `downloadable: true`.
+    pub uploads_downloadable: bool,
 }
 
 /// What the routes need of the harness runner: wake it for new input, merge live previews into
@@ -81,6 +83,7 @@ impl AppState {
             shutdown: rx,
             runner: RunnerHooks::default(),
             anthropic_skills: None,
+            uploads_downloadable: false,
         };
         (state, tx)
     }

@@ -20,7 +20,7 @@ def uploaded(client: anthropic.Anthropic):
     return client.beta.files.upload(file=("data.csv", b"a,b\n1,2\n", "text/csv"))
 
 
-def test_upload_metadata_download(client: anthropic.Anthropic) -> None:
+def test_upload_metadata_and_no_download(client: anthropic.Anthropic) -> None:
     content = b"name,score\nada,10\n"
     meta = client.beta.files.upload(file=("scores.csv", content, "text/csv"))
     assert meta.type == "file"
@@ -30,21 +30,20 @@ def test_upload_metadata_download(client: anthropic.Anthropic) -> None:
     assert meta.size_bytes == len(content)
     assert meta.created_at is not None
     assert meta.expires_at is None
+    assert meta.downloadable is False and meta.scope is None
     got = client.beta.files.retrieve_metadata(meta.id)
     assert got.id == meta.id and got.filename == "scores.csv" and got.size_bytes == len(content)
-    downloaded = client.beta.files.download(meta.id)
-    assert downloaded.http_response.headers["content-type"] == "text/csv"
-    assert downloaded.read() == content
+    # As hosted: an upload's bytes go into sessions, not back out (outputs do: test_files_mounts.py).
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.beta.files.download(meta.id)
+    assert err.value.body["error"]["details"]["error_code"] == "file_not_downloadable"  # type: ignore[index]
 
 
-def test_binary_round_trip_exact_bytes_and_type(client: anthropic.Anthropic) -> None:
+def test_binary_metadata_keeps_the_content_type(client: anthropic.Anthropic) -> None:
     content = bytes(range(256)) + os.urandom(64 * 1024)
     meta = client.beta.files.upload(file=("blob.bin", content, "application/x-custom-binary"))
     assert meta.mime_type == "application/x-custom-binary"
     assert meta.size_bytes == len(content)
-    downloaded = client.beta.files.download(meta.id)
-    assert downloaded.http_response.headers["content-type"] == "application/x-custom-binary"
-    assert downloaded.read() == content
 
 
 def test_upload_keeps_last_path_component_and_expiry(client: anthropic.Anthropic) -> None:

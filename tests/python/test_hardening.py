@@ -34,7 +34,9 @@ MiB = 1024 * 1024
 
 
 def serve(tmp_path: Path, storage: str, runner: bool = False) -> ServerProcess:
-    return ServerProcess(storage, tmp_path / "data", new_key(), tmp_path / "server.log", runner=runner).start()
+    return ServerProcess(
+        storage, tmp_path / "data", new_key(), tmp_path / "server.log", runner=runner, args=["--uploads-downloadable"]
+    ).start()
 
 
 @pytest.fixture

@@ -57,6 +57,10 @@ def snapshot(c: anthropic.Anthropic, w: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Uploads are not downloadable by default (as hosted); this suite reads their bytes back.
+UPLOADS = ["--uploads-downloadable"]
+
+
 def build(c: anthropic.Anthropic) -> dict[str, Any]:
     agent = c.beta.agents.create(name=unique("agent"), model="claude-sonnet-4-6", system="v1", metadata={"k": "v"})
     c.beta.agents.update(agent.id, system="v2")
@@ -94,7 +98,7 @@ def test_restart_keeps_everything(tmp_path) -> None:
     data.mkdir()
     other_key = create_key(data, "tenant-b")
     key = new_key()
-    first = ServerProcess("rocksdb", data, key, tmp_path / "server.log").start()
+    first = ServerProcess("rocksdb", data, key, tmp_path / "server.log", args=UPLOADS).start()
     try:
         c = first.client()
         w = build(c)
@@ -105,7 +109,7 @@ def test_restart_keeps_everything(tmp_path) -> None:
         code = first.stop()
     assert code == 0, first.log_tail()
 
-    second = ServerProcess("rocksdb", data, key, tmp_path / "server.log").start()
+    second = ServerProcess("rocksdb", data, key, tmp_path / "server.log", args=UPLOADS).start()
     try:
         assert second.url  # a new process on a new port
         c = second.client()

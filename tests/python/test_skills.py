@@ -5,6 +5,7 @@ and agents' skill references."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from typing import Any
 
@@ -12,6 +13,7 @@ import anthropic
 import pytest
 
 from conftest import Server
+from harness_support import Harness, bash, harness, harness_server, mock, text, tool_results, types  # noqa: F401
 
 SKILL_MD = b"---\nname: csv-tools\ndescription: Summarise CSV files with the bundled script\n---\n\n# CSV tools\n"
 SCRIPT = b"import sys\nprint(sum(1 for _ in open(sys.argv[1])))\n"
@@ -150,3 +152,57 @@ def test_agents_reference_existing_skills(client: anthropic.Anthropic, make_agen
     assert "anthropic-skills-dir" in err.value.message
     with pytest.raises(anthropic.BadRequestError):
         client.beta.agents.update(agent.id, version=agent.version, skills=[{"type": "anthropic", "skill_id": "pdf"}])
+
+
+# ---------------------------------------------------------------------------------------------
+# Skills in a session: materialized read-only in the sandbox, named in the native engine's prompt.
+
+
+def test_session_sees_the_latest_skill_version_read_only(harness: Harness) -> None:
+    h = harness
+    skill = h.client.beta.skills.create(files=skill_files())
+    v2_md = SKILL_MD.replace(b"bundled script", b"bundled counting script")
+    v2 = h.client.beta.skills.versions.create(
+        skill.id, files=[*skill_files(v2_md), ("csv-tools/data/sample.csv", b"a,b\n1,2\n", "text/csv")]
+    )
+    session = h.session(agent=h.agent(skills=[{"type": "custom", "skill_id": skill.id}]))
+    listing = bash(
+        "cd /mnt/skills/csv-tools && find . -type f | sort && cat SKILL.md && "
+        "python3 scripts/count.py data/sample.csv; "
+        "touch /mnt/skills/csv-tools/new 2>/dev/null && echo writable || echo read-only; "
+        "test -f /workspace/.claude/skills/csv-tools/SKILL.md && echo claude-sees-it"
+    )
+    events = h.turn(session.id, listing, timeout=120)
+    results = tool_results(events)
+    assert len(results) == 1, types(events)
+    out = text(results[0])
+    assert not results[0].is_error, out
+    assert "./SKILL.md\n./data/sample.csv\n./scripts/count.py\n" in out
+    assert "bundled counting script" in out  # the latest version (v2)
+    assert "\n2\n" in out  # the skill's script ran on its data
+    assert "read-only" in out and "writable" not in out.replace("read-only", "")
+    assert "claude-sees-it" in out
+
+    system = json.dumps(h.model_requests()[0]["body"].get("system"))
+    assert "csv-tools" in system
+    assert "bundled counting script" in system
+    assert "/mnt/skills/csv-tools/SKILL.md" in system
+    assert v2.id  # pinned versions resolve too:
+
+    pinned = h.session(
+        agent=h.agent(skills=[{"type": "custom", "skill_id": skill.id, "version": skill.latest_version_id}])
+    )
+    first = h.turn(pinned.id, bash("cat /mnt/skills/csv-tools/SKILL.md; ls /mnt/skills/csv-tools"), timeout=120)
+    out = text(tool_results(first)[0])
+    assert "bundled script" in out and "counting" not in out and "data" not in out
+
+
+def test_a_deleted_skill_is_a_session_error_and_the_session_goes_on(harness: Harness) -> None:
+    h = harness
+    skill = h.client.beta.skills.create(files=skill_files())
+    session = h.session(agent=h.agent(skills=[{"type": "custom", "skill_id": skill.id}]))
+    h.client.beta.skills.delete(skill.id)
+    events = h.turn(session.id, bash("ls /mnt/skills 2>&1; echo done"), timeout=120)
+    errors = [e for e in events if e.type == "session.error"]
+    assert errors and skill.id in errors[0].error.message, types(events)
+    assert "done" in text(tool_results(events)[0])

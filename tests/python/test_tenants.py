@@ -125,7 +125,9 @@ def test_workspace_a_is_unchanged(tenants: Server, world_a: dict[str, Any], b: a
     assert a.beta.agents.retrieve(w["agent"].id).version == 1
     assert a.beta.agents.retrieve(w["agent"].id).archived_at is None
     assert a.beta.environments.retrieve(w["env"].id).archived_at is None
-    assert a.beta.files.download(w["file"].id).read() == b"tenant a"
+    # Still a's file: an upload's download is refused as not downloadable, not unknown.
+    with pytest.raises(anthropic.BadRequestError):
+        a.beta.files.download(w["file"].id)
     assert [e.type for e in a.beta.sessions.events.list(w["session"].id)] == ["user.message", "session.status_running"]
     assert a.beta.sessions.retrieve(w["session"].id).title is None
 

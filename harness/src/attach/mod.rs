@@ -63,6 +63,25 @@ impl Attached {
     }
 }
 
+/// The session's private host directory of attachments (`Workspaces::attachments`), created
+/// (0700, the server's) if missing.
+async fn attachments<S: Store, X: Sandbox>(
+    cx: &Context<'_, S, X>,
+) -> Result<std::path::PathBuf, String> {
+    let dir = cx
+        .options
+        .workspaces
+        .attachments(cx.session.as_str())
+        .map_err(|e| e.to_string())?;
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true).mode(0o700);
+    builder
+        .create(&dir)
+        .await
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
 /// Prepare the session's attachments on `workspace`. `Err` is a fatal problem, its message
 /// for the terminal `session.error`.
 pub(crate) async fn prepare<S: Store, X: Sandbox>(

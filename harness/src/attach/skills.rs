@@ -1,13 +1,216 @@
-//! The agent's skills materialized read-only in the sandbox and named in the system prompt.
-//! Not implemented yet (issue 11, item 2).
+//! The agent's skills, materialized read-only in the sandbox and named in the system prompt.
+//!
+//! A `custom` skill's version (`latest` resolved at each turn) is copied once per session from
+//! the blob store into `<attachments>/skills/<skill id>_<version>/<name>/` (directories 0755,
+//! files 0644; built in a temporary directory and renamed, so it is complete or absent) and
+//! bound read-only at `/mnt/skills/<name>` and at `/workspace/.claude/skills/<name>`, where
+//! Claude Code (HOME is `/workspace`) looks for personal skills. An `anthropic` skill is the
+//! operator's directory `<--anthropic-skills-dir>/<skill id>`, bound the same way. The resident
+//! engines get one paragraph listing each skill's name, description and `SKILL.md` path. A skill
+//! that no longer exists (deleted after the agent was made) is a non-fatal `session.error`.
 
-use managed_agents_core::storage::Store;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use managed_agents_core::agent::{Skill as SkillRef, SkillSource};
+use managed_agents_core::event::{ErrorKind, RetryStatus, SessionError};
+use managed_agents_core::skill::{frontmatter, upload, Skill, Version};
+use managed_agents_core::storage::{Store, StreamId};
+use managed_agents_core::stream;
 
 use super::{Attached, Context};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Bind, Sandbox};
 
-pub(super) async fn prepare<S: Store, X: Sandbox>(
-    _cx: &Context<'_, S, X>,
-    _attached: &mut Attached,
-) {
+/// Where skills appear in the sandbox.
+pub(super) const MOUNT: &str = "/mnt/skills";
+/// Where Claude Code looks for personal skills (HOME is the workspace).
+const CLAUDE_SKILLS: &str = "/workspace/.claude/skills";
+
+/// A skill ready to bind.
+struct Ready {
+    name: String,
+    description: String,
+    host: PathBuf,
+}
+
+pub(super) fn error(message: String) -> SessionError {
+    SessionError {
+        kind: ErrorKind::UnknownError,
+        message,
+        retry_status: RetryStatus::Terminal,
+    }
+}
+
+pub(super) async fn prepare<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, attached: &mut Attached) {
+    if cx.agent.skills.is_empty() {
+        return;
+    }
+    let attachments = match super::attachments(cx).await {
+        Ok(dir) => dir,
+        Err(message) => return attached.errors.push(error(message)),
+    };
+    let attachments = attachments.as_path();
+    let mut ready = Vec::new();
+    for reference in &cx.agent.skills {
+        let result = match reference.source {
+            SkillSource::Custom => custom(cx, reference, attachments).await,
+            SkillSource::Anthropic => anthropic(cx, reference),
+        };
+        match result {
+            Ok(skill) => ready.push(skill),
+            Err(message) => attached.errors.push(error(message)),
+        }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let mut paragraph = String::from(
+        "Skills are available in this environment. A skill is a directory of instructions, \
+         scripts and resources for a kind of task; when a task matches a skill's description, \
+         read its SKILL.md first and follow it. Skill directories are read-only.\n",
+    );
+    for skill in ready {
+        let target = format!("{MOUNT}/{}", skill.name);
+        for bind in [
+            Bind::read_only(&skill.host, &target),
+            Bind::read_only(&skill.host, format!("{CLAUDE_SKILLS}/{}", skill.name)),
+        ] {
+            if let Err(e) = bind.check() {
+                attached
+                    .errors
+                    .push(error(format!("skill {:?} cannot be mounted: {e}", skill.name)));
+                continue;
+            }
+            attached.workspace = attached.workspace.clone().with_bind(bind);
+        }
+        paragraph.push_str(&format!(
+            "- {}: {} ({target}/SKILL.md)\n",
+            skill.name,
+            skill.description.replace('\n', " ")
+        ));
+    }
+    attached.system.push(paragraph);
+}
+
+async fn custom<S: Store, X: Sandbox>(
+    cx: &Context<'_, S, X>,
+    reference: &SkillRef,
+    attachments: &Path,
+) -> Result<Ready, String> {
+    let missing = || format!("skill {} no longer exists", reference.skill_id);
+    let head = stream::load::<S, Option<Skill>>(cx.store, &StreamId::new(&reference.skill_id))
+        .await
+        .map_err(|e| format!("skill {}: {e}", reference.skill_id))?;
+    let skill = head
+        .state
+        .filter(|s| s.workspace == cx.created.workspace)
+        .ok_or_else(missing)?;
+    let version = skill.version(&reference.version).ok_or_else(|| {
+        format!(
+            "skill {} has no version {:?}",
+            reference.skill_id, reference.version
+        )
+    })?;
+    let host = materialize(cx, &skill, version, attachments)
+        .await
+        .map_err(|e| format!("skill {:?} cannot be prepared: {e}", skill.name))?;
+    Ok(Ready {
+        name: version.name.clone(),
+        description: version.description.clone(),
+        host,
+    })
+}
+
+/// Copies `version`'s files under `<attachments>/skills/` once; returns the directory to bind.
+async fn materialize<S: Store, X: Sandbox>(
+    cx: &Context<'_, S, X>,
+    skill: &Skill,
+    version: &Version,
+    attachments: &Path,
+) -> std::io::Result<PathBuf> {
+    let root = attachments.join("skills");
+    let done = root.join(format!("{}_{}", skill.id, version.id));
+    let host = done.join(&version.name);
+    if tokio::fs::try_exists(&host).await? {
+        return Ok(host);
+    }
+    let blobs = cx
+        .options
+        .blobs
+        .as_ref()
+        .ok_or_else(|| std::io::Error::other("this runner has no blob store"))?;
+    make_dir(&root).await?;
+    let tmp = root.join(format!(".tmp-{}-{}", skill.id, fastrand::u64(..)));
+    let result = async {
+        let top = tmp.join(&version.name);
+        make_dir(&tmp).await?;
+        make_dir(&top).await?;
+        for (index, file) in version.files.iter().enumerate() {
+            // Paths were checked at upload (relative, no `..`); join them segment by segment.
+            let mut dest = top.clone();
+            let segments: Vec<&str> = file.path.split('/').collect();
+            for dir in &segments[..segments.len().saturating_sub(1)] {
+                dest.push(dir);
+                make_dir(&dest).await?;
+            }
+            if let Some(last) = segments.last() {
+                dest.push(last);
+            }
+            if !blobs.read_into(&version.blob(index), &dest, 0o644).await? {
+                return Err(std::io::Error::other(format!(
+                    "the bytes of {} are missing",
+                    file.path
+                )));
+            }
+        }
+        match tokio::fs::rename(&tmp, &done).await {
+            Ok(()) => Ok(()),
+            // Another turn of the session finished first.
+            Err(_) if tokio::fs::try_exists(&host).await.unwrap_or(false) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    .await;
+    if tokio::fs::try_exists(&tmp).await.unwrap_or(false) {
+        let _ = tokio::fs::remove_dir_all(&tmp).await;
+    }
+    result.map(|()| host)
+}
+
+/// A directory the sandbox uid may read (mode 0755 whatever the umask).
+async fn make_dir(dir: &Path) -> std::io::Result<()> {
+    match tokio::fs::create_dir(dir).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).await
+}
+
+fn anthropic<S: Store, X: Sandbox>(
+    cx: &Context<'_, S, X>,
+    reference: &SkillRef,
+) -> Result<Ready, String> {
+    let dir = cx.options.anthropic_skills.as_ref().ok_or_else(|| {
+        format!(
+            "Anthropic skill {:?} is not available: the server has no --anthropic-skills-dir",
+            reference.skill_id
+        )
+    })?;
+    upload::check_directory_name(&reference.skill_id).map_err(|e| e.message)?;
+    let host = dir.join(&reference.skill_id);
+    let text = std::fs::read(host.join(upload::SKILL_MD)).map_err(|e| {
+        format!(
+            "Anthropic skill {:?}: {}: {e}",
+            reference.skill_id,
+            host.join(upload::SKILL_MD).display()
+        )
+    })?;
+    let front = frontmatter::parse(&text)
+        .map_err(|e| format!("Anthropic skill {:?}: {e}", reference.skill_id))?;
+    Ok(Ready {
+        name: reference.skill_id.clone(),
+        description: front.description.unwrap_or_default(),
+        host,
+    })
 }

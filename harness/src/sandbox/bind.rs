@@ -46,7 +46,7 @@ impl Bind {
 
     /// Refuse a bind whose target would cover the sandbox's own structure, or whose host path
     /// is not absolute or does not exist.
-    pub(super) fn check(&self) -> Result<(), Error> {
+    pub(crate) fn check(&self) -> Result<(), Error> {
         let refuse = |why: &str| {
             Err(Error::InvalidBind(format!(
                 "{} -> {}: {why}",

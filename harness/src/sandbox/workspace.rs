@@ -228,9 +228,11 @@ impl Workspaces {
             Tools::find()?.unmount(&ws.dir)?;
         }
         let image = self.image(session_id);
+        let attachments = self.attachments(session_id)?;
         for result in [
             tokio::fs::remove_file(&image).await,
             tokio::fs::remove_dir_all(&ws.dir).await,
+            tokio::fs::remove_dir_all(&attachments).await,
         ] {
             match result {
                 Ok(()) => {}
@@ -327,6 +329,14 @@ impl Workspaces {
         }
         let cleaned = probe.delete(ID).await;
         result.and(cleaned)
+    }
+
+    /// The host directory of what the session brings into its sandbox besides the workspace
+    /// (uploaded files, skills, the outputs directory: `crate::attach`), beside the workspace
+    /// and deleted with it. Never bound at `/workspace`, so the agent cannot replace it.
+    pub fn attachments(&self, session_id: &str) -> Result<PathBuf, Error> {
+        validate(session_id)?;
+        Ok(self.root.join(format!("{session_id}.attach")))
     }
 
     fn image(&self, session_id: &str) -> PathBuf {

@@ -1,7 +1,9 @@
 //! Files (API §14): multipart upload (part `file`, optional `expires_in_seconds`), metadata,
 //! download with the exact stored content type, list and delete. Metadata is core's file
-//! object in the store; bytes live in [`crate::blobs`]. Uploads are downloadable here (the
-//! hosted API allows downloading only session outputs; a self-hosted user owns the bytes).
+//! object in the store; bytes live in [`crate::blobs`]. As in the hosted API, uploads are
+//! `downloadable: false` (their download is a 400 `file_not_downloadable`) unless the operator
+//! runs `serve --uploads-downloadable`; session outputs (`harness::attach`, files the agent
+//! wrote to `/mnt/session/outputs`) are downloadable.
 //!
 //! Bytes stream both ways: an upload goes chunk by chunk into a blob writer, a download streams
 //! the blob, so memory per transfer is bounded whatever the file size. A download is always an
@@ -111,7 +113,7 @@ async fn upload(
         size_bytes: writer.len(),
         expires_in_seconds,
         scope: None,
-        downloadable: true,
+        downloadable: state.uploads_downloadable,
     };
     let records = file::create(new, id.clone(), workspace, now)?;
     writer.commit().await.map_err(io_error("storing"))?;

@@ -1,0 +1,96 @@
+"""Files in and out of a session's sandbox (issue 11, item 4): `file` resources mounted read-only
+at their `mount_path` (default `/mnt/session/uploads/<file_id>`), added and removed while the
+session lives, and whatever the agent writes to `/mnt/session/outputs/` stored after the turn as
+a downloadable file scoped to the session; uploads themselves stay not downloadable."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anthropic
+import pytest
+
+from harness_support import (  # noqa: F401
+    Harness,
+    bash,
+    harness,
+    harness_server,
+    mock,
+    text,
+    tool_results,
+    types,
+    wait_for,
+)
+
+
+def one_result(h: Harness, session: Any, command: str) -> str:
+    events = h.turn(session.id, bash(command), timeout=120)
+    results = tool_results(events)
+    assert len(results) == 1, types(events)
+    return text(results[0])
+
+
+def outputs(h: Harness, session: Any) -> list[Any]:
+    return list(h.client.beta.files.list(scope_id=session.id, limit=100))
+
+
+def test_file_resource_is_readable_at_its_mount_and_not_writable(harness: Harness) -> None:
+    h = harness
+    content = b"name,score\nada,10\n"
+    upload = h.client.beta.files.upload(file=("scores.csv", content, "text/csv"))
+    session = h.session(resources=[{"type": "file", "file_id": upload.id}])
+    mount = f"/mnt/session/uploads/{upload.id}"
+    out = one_result(
+        h,
+        session,
+        f"cat {mount}; echo x >> {mount} 2>/dev/null && echo appended || echo refused; "
+        f"rm -f {mount} 2>/dev/null && echo removed || echo kept",
+    )
+    assert out.startswith(content.decode()), out
+    assert "refused" in out and "appended" not in out
+    assert "kept" in out
+
+    # Added while the session lives: the next turn sees it at its own mount path.
+    other = h.client.beta.files.upload(file=("notes.txt", b"second file\n", "text/plain"))
+    added = h.client.beta.sessions.resources.add(session.id, type="file", file_id=other.id, mount_path="/data/notes.txt")
+    assert "second file" in one_result(h, session, "cat /data/notes.txt")
+    # Removed: gone from the next turn.
+    h.client.beta.sessions.resources.delete(added.id, session_id=session.id)
+    assert "missing" in one_result(h, session, "test -e /data/notes.txt && echo present || echo missing")
+    # The upload itself is still not downloadable.
+    with pytest.raises(anthropic.BadRequestError):
+        h.client.beta.files.download(upload.id)
+
+
+def test_outputs_become_downloadable_files_scoped_to_the_session(harness: Harness) -> None:
+    h = harness
+    blob = bytes(range(256)) + os.urandom(4096)
+    upload = h.client.beta.files.upload(file=("in.bin", blob, "application/octet-stream"))
+    session = h.session(resources=[{"type": "file", "file_id": upload.id, "mount_path": "/data/in.bin"}])
+    other = h.session()
+    out = one_result(
+        h,
+        session,
+        "cp /data/in.bin /mnt/session/outputs/copy.bin && mkdir -p /mnt/session/outputs/sub && "
+        "echo hello > /mnt/session/outputs/sub/report.txt && ln -s /etc/passwd /mnt/session/outputs/link && echo ok",
+    )
+    assert out.strip() == "ok", out
+    # Stored when the turn ends (just after the idle event): wait for both.
+    files = wait_for(lambda: (found := outputs(h, session)) and len(found) >= 2 and found)
+    by_name = {f.filename: f for f in files}
+    assert sorted(by_name) == ["copy.bin", "report.txt"], by_name  # the symlink is not followed
+    for f in files:
+        assert f.downloadable is True
+        assert f.scope is not None and f.scope.type == "session" and f.scope.id == session.id
+    assert h.client.beta.files.download(by_name["copy.bin"].id).read() == blob
+    assert h.client.beta.files.download(by_name["report.txt"].id).read() == b"hello\n"
+    assert by_name["report.txt"].mime_type == "text/plain"
+    assert outputs(h, other) == []
+
+    # A file left in place is not stored again; a changed one is, as a new file.
+    one_result(h, session, "echo again > /mnt/session/outputs/sub/report.txt")
+    files = wait_for(lambda: (found := outputs(h, session)) and len(found) >= 3 and found)
+    assert sorted(f.filename for f in files) == ["copy.bin", "report.txt", "report.txt"]
+    newest = [f for f in files if f.filename == "report.txt" and f.id != by_name["report.txt"].id][0]
+    assert h.client.beta.files.download(newest.id).read() == b"again\n"
