@@ -14,6 +14,9 @@ import pytest
 
 from conftest import Server
 from harness_support import Harness, bash, harness, harness_server, mock, text, tool_results, types  # noqa: F401
+from test_engine_claude import MODEL as CLAUDE_MODEL
+from test_engine_claude import TURN as CLAUDE_TURN
+from test_engine_claude import claude, h, runtimes  # noqa: F401  (fixtures)
 
 SKILL_MD = b"---\nname: csv-tools\ndescription: Summarise CSV files with the bundled script\n---\n\n# CSV tools\n"
 SCRIPT = b"import sys\nprint(sum(1 for _ in open(sys.argv[1])))\n"
@@ -170,7 +173,7 @@ def test_session_sees_the_latest_skill_version_read_only(harness: Harness) -> No
         "cd /mnt/skills/csv-tools && find . -type f | sort && cat SKILL.md && "
         "python3 scripts/count.py data/sample.csv; "
         "touch /mnt/skills/csv-tools/new 2>/dev/null && echo writable || echo read-only; "
-        "test -f /workspace/.claude/skills/csv-tools/SKILL.md && echo claude-sees-it"
+        "test -f /mnt/session/claude-plugin/skills/csv-tools/SKILL.md && echo in-the-claude-plugin"
     )
     events = h.turn(session.id, listing, timeout=120)
     results = tool_results(events)
@@ -181,7 +184,7 @@ def test_session_sees_the_latest_skill_version_read_only(harness: Harness) -> No
     assert "bundled counting script" in out  # the latest version (v2)
     assert "\n2\n" in out  # the skill's script ran on its data
     assert "read-only" in out and "writable" not in out.replace("read-only", "")
-    assert "claude-sees-it" in out
+    assert "in-the-claude-plugin" in out
 
     system = json.dumps(h.model_requests()[0]["body"].get("system"))
     assert "csv-tools" in system
@@ -206,3 +209,20 @@ def test_a_deleted_skill_is_a_session_error_and_the_session_goes_on(harness: Har
     errors = [e for e in events if e.type == "session.error"]
     assert errors and skill.id in errors[0].error.message, types(events)
     assert "done" in text(tool_results(events)[0])
+
+
+def test_claude_code_lists_the_skills(h: Harness) -> None:
+    """The `claude` engine loads the skills as a plugin (`--plugin-dir`): Claude Code's own
+    request to the model lists them for its `Skill` tool."""
+    skill = h.client.beta.skills.create(files=skill_files())
+    agent = h.agent(
+        model=CLAUDE_MODEL,
+        tools=[{"type": "agent_toolset_20260401"}],
+        skills=[{"type": "custom", "skill_id": skill.id}],
+    )
+    session = h.session(agent=agent)
+    events = h.turn(session.id, "[[mock:text hi]]", timeout=CLAUDE_TURN)
+    assert types(events)[-1] == "session.status_idle", types(events)
+    body = h.model_requests()[-1]["body"]
+    assert "Skill" in [t.get("name") for t in body.get("tools", [])]
+    assert "managed-agents:csv-tools: Summarise CSV files with the bundled script" in json.dumps(body)

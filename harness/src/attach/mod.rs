@@ -15,6 +15,8 @@ mod packages;
 mod repos;
 mod skills;
 
+pub(crate) use skills::claude_plugin_dir;
+
 use std::sync::Arc;
 
 use managed_agents_core::agent::AgentSnapshot;

@@ -3,11 +3,17 @@
 //! A `custom` skill's version (`latest` resolved at each turn) is copied once per session from
 //! the blob store into `<attachments>/skills/<skill id>_<version>/<name>/` (directories 0755,
 //! files 0644; built in a temporary directory and renamed, so it is complete or absent) and
-//! bound read-only at `/mnt/skills/<name>` and at `/workspace/.claude/skills/<name>`, where
-//! Claude Code (HOME is `/workspace`) looks for personal skills. An `anthropic` skill is the
-//! operator's directory `<--anthropic-skills-dir>/<skill id>`, bound the same way. The resident
-//! engines get one paragraph listing each skill's name, description and `SKILL.md` path. A skill
-//! that no longer exists (deleted after the agent was made) is a non-fatal `session.error`.
+//! bound read-only at `/mnt/skills/<name>`. An `anthropic` skill is the operator's directory
+//! `<--anthropic-skills-dir>/<skill id>`, bound the same way. The resident engines get one
+//! paragraph listing each skill's name, description and `SKILL.md` path. A skill that no longer
+//! exists (deleted after the agent was made) is a non-fatal `session.error`.
+//!
+//! Claude Code reads no settings sources (`--setting-sources ""`), so it would not look in
+//! `~/.claude/skills`; it loads skills from plugins given with `--plugin-dir`. The skills are
+//! therefore also a plugin: `<attachments>/claude-plugin/` (its `.claude-plugin/plugin.json` and
+//! an empty `skills/<name>/` per skill) bound read-only at [`CLAUDE_PLUGIN`], each skill bound
+//! over its empty directory, and the `claude` engine passes `--plugin-dir` when the workspace
+//! has that bind ([`claude_plugin_dir`]). Claude Code names them `managed-agents:<name>`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -23,8 +29,19 @@ use crate::sandbox::{Bind, Sandbox};
 
 /// Where skills appear in the sandbox.
 pub(super) const MOUNT: &str = "/mnt/skills";
-/// Where Claude Code looks for personal skills (HOME is the workspace).
-const CLAUDE_SKILLS: &str = "/workspace/.claude/skills";
+/// Where the skills appear to Claude Code as a plugin.
+pub(crate) const CLAUDE_PLUGIN: &str = "/mnt/session/claude-plugin";
+/// The plugin's manifest.
+const PLUGIN_JSON: &str = r#"{"name":"managed-agents","version":"1.0.0","description":"The skills of this session's agent"}"#;
+
+/// The plugin directory Claude Code should load for `workspace`, if its skills are bound.
+pub(crate) fn claude_plugin_dir(workspace: &crate::sandbox::Workspace) -> Option<&'static str> {
+    workspace
+        .binds()
+        .iter()
+        .any(|b| b.target == Path::new(CLAUDE_PLUGIN))
+        .then_some(CLAUDE_PLUGIN)
+}
 
 /// A skill ready to bind.
 struct Ready {
@@ -69,12 +86,27 @@ pub(super) async fn prepare<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, attach
          scripts and resources for a kind of task; when a task matches a skill's description, \
          read its SKILL.md first and follow it. Skill directories are read-only.\n",
     );
+    let names: Vec<&str> = ready.iter().map(|r| r.name.as_str()).collect();
+    match claude_plugin(attachments, &names).await {
+        Ok(host) => {
+            attached.workspace = attached
+                .workspace
+                .clone()
+                .with_bind(Bind::read_only(host, CLAUDE_PLUGIN));
+        }
+        Err(e) => attached.errors.push(error(format!(
+            "the skills cannot be offered to Claude Code: {e}"
+        ))),
+    }
+    let plugin = claude_plugin_dir(&attached.workspace).is_some();
     for skill in ready {
         let target = format!("{MOUNT}/{}", skill.name);
-        for bind in [
-            Bind::read_only(&skill.host, &target),
-            Bind::read_only(&skill.host, format!("{CLAUDE_SKILLS}/{}", skill.name)),
-        ] {
+        let mut binds = vec![Bind::read_only(&skill.host, &target)];
+        if plugin {
+            let inside = format!("{CLAUDE_PLUGIN}/skills/{}", skill.name);
+            binds.push(Bind::read_only(&skill.host, inside));
+        }
+        for bind in binds {
             if let Err(e) = bind.check() {
                 attached
                     .errors
@@ -175,6 +207,30 @@ async fn materialize<S: Store, X: Sandbox>(
         let _ = tokio::fs::remove_dir_all(&tmp).await;
     }
     result.map(|()| host)
+}
+
+/// The Claude Code plugin directory holding one empty mount point per skill; returns it.
+async fn claude_plugin(attachments: &Path, names: &[&str]) -> std::io::Result<PathBuf> {
+    let root = attachments.join("claude-plugin");
+    make_dir(&root).await?;
+    make_dir(&root.join(".claude-plugin")).await?;
+    let manifest = root.join(".claude-plugin").join("plugin.json");
+    tokio::fs::write(&manifest, PLUGIN_JSON).await?;
+    tokio::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o644)).await?;
+    let skills = root.join("skills");
+    make_dir(&skills).await?;
+    if let Ok(mut entries) = tokio::fs::read_dir(&skills).await {
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            if !names.iter().any(|n| entry.file_name().to_str() == Some(n)) {
+                // Mount points of skills the agent no longer has (empty: never recursive).
+                let _ = tokio::fs::remove_dir(entry.path()).await;
+            }
+        }
+    }
+    for name in names {
+        make_dir(&skills.join(name)).await?;
+    }
+    Ok(root)
 }
 
 /// A directory the sandbox uid may read (mode 0755 whatever the umask).

@@ -111,11 +111,19 @@ pub(crate) struct Launch<'a> {
     pub(crate) base_url: &'a str,
     /// The key it sends there (a placeholder the gateway replaces).
     pub(crate) api_key: &'a str,
+    /// A plugin directory to load (`--plugin-dir`): the session's skills (`attach::skills`).
+    pub(crate) plugin_dir: Option<&'a str>,
 }
 
 /// The sandbox command that starts Claude Code for `agent`.
 pub(crate) fn command(launch: &Launch<'_>, agent: &TurnAgent) -> Command {
-    let lists = tool_lists(&agent.tools);
+    let mut lists = tool_lists(&agent.tools);
+    if launch.plugin_dir.is_some() {
+        // The session's skills: Claude Code lists and loads them through its `Skill` tool,
+        // which only reads the read-only skill files.
+        lists.offered.push("Skill");
+        lists.allowed.push("Skill");
+    }
     let mut argv: Vec<String> = vec![
         launch.program.to_string_lossy().into_owned(),
         "--print".into(),
@@ -161,6 +169,9 @@ pub(crate) fn command(launch: &Launch<'_>, agent: &TurnAgent) -> Command {
         if !list.is_empty() {
             argv.extend([flag.to_owned(), list.join(",")]);
         }
+    }
+    if let Some(dir) = launch.plugin_dir {
+        argv.extend(["--plugin-dir".to_owned(), dir.to_owned()]);
     }
     if let Some(system) = agent.system.as_deref().filter(|s| !s.is_empty()) {
         argv.extend(["--system-prompt".to_owned(), system.to_owned()]);
@@ -260,6 +271,7 @@ mod tests {
             resume: false,
             base_url: crate::door::gateway::ANTHROPIC_BASE_URL,
             api_key: "placeholder",
+            plugin_dir: None,
         };
         let command = command(&launch, &agent);
         assert_eq!(
@@ -314,6 +326,7 @@ mod tests {
             resume: false,
             base_url: "http://127.0.0.1:3128/llm/anthropic",
             api_key: "placeholder",
+            plugin_dir: None,
         };
         let command = command(&launch, &agent);
         let argv = &command.argv;

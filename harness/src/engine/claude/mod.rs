@@ -506,6 +506,7 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
                 resume,
                 base_url: self.gateway.base_url,
                 api_key: self.gateway.api_key,
+                plugin_dir: crate::attach::claude_plugin_dir(self.workspace),
             },
             self.agent,
         );
