@@ -119,12 +119,16 @@ async fn files_upload_download_list_delete() {
     assert_eq!(file["filename"], "notes.txt");
     assert_eq!(file["size_bytes"], 11);
     let id = file["id"].as_str().expect("id").to_owned();
+    assert_eq!(file["downloadable"], false);
+    // As hosted, an upload is not downloadable (unless `serve --uploads-downloadable`).
     let content = h
         .call("GET", &format!("/v1/files/{id}/content"), None)
         .await;
-    assert_eq!(content.status, StatusCode::OK);
-    assert_eq!(content.header("content-type"), Some("text/x-custom"));
-    assert_eq!(content.bytes, b"hello bytes");
+    assert_eq!(content.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        content.json()["error"]["details"]["error_code"],
+        "file_not_downloadable"
+    );
     let listed = h.call("GET", "/v1/files", None).await.json();
     assert_eq!(listed["data"][0]["id"], id);
     assert_eq!(listed["has_more"], false);

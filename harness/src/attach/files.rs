@@ -78,7 +78,11 @@ async fn outputs_dir(dir: &Path, attached: &mut Attached) -> Result<(), String> 
     Ok(())
 }
 
-async fn uploads<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, dir: &Path, attached: &mut Attached) {
+async fn uploads<S: Store, X: Sandbox>(
+    cx: &Context<'_, S, X>,
+    dir: &Path,
+    attached: &mut Attached,
+) {
     let uploads = dir.join("uploads");
     let wanted: Vec<(&FileId, &String)> = cx
         .state
@@ -150,10 +154,10 @@ async fn copy_in<S: Store, X: Sandbox>(
     let head = stream::load::<S, Option<File>>(cx.store, &StreamId::new(file_id.as_str()))
         .await
         .map_err(|e| format!("file {file_id}: {e}"))?;
-    if !head
+    let ours = head
         .state
-        .is_some_and(|f| f.workspace == cx.created.workspace)
-    {
+        .is_some_and(|f| f.workspace == cx.created.workspace);
+    if !ours {
         return Err(format!("file {file_id} no longer exists"));
     }
     let blobs = cx
@@ -214,10 +218,9 @@ pub(super) async fn finish<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, _attach
     let mut changed = false;
     for (path, meta) in found {
         let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-        if seen
-            .get(&path)
-            .is_some_and(|s| s.size == meta.size() && s.mtime_ns == mtime_ns && s.inode == meta.ino())
-        {
+        if seen.get(&path).is_some_and(|s| {
+            s.size == meta.size() && s.mtime_ns == mtime_ns && s.inode == meta.ino()
+        }) {
             continue;
         }
         if stored >= MAX_OUTPUTS || meta.size() > MAX_OUTPUT_BYTES {

@@ -108,9 +108,10 @@ pub(super) async fn prepare<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, attach
         }
         for bind in binds {
             if let Err(e) = bind.check() {
-                attached
-                    .errors
-                    .push(error(format!("skill {:?} cannot be mounted: {e}", skill.name)));
+                attached.errors.push(error(format!(
+                    "skill {:?} cannot be mounted: {e}",
+                    skill.name
+                )));
                 continue;
             }
             attached.workspace = attached.workspace.clone().with_bind(bind);
