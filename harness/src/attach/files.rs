@@ -5,8 +5,9 @@
 //! `<attachments>/uploads/<file id>` (0644, written to a temporary name and renamed) and bound
 //! read-only at its `mount_path`; copies of removed resources are deleted.
 //!
-//! **Out.** `<attachments>/outputs/` (owned by the sandbox's uid) is bound writable at
-//! `/mnt/session/outputs` for every turn. When the turn ends, [`finish`] walks it (regular
+//! **Out.** `<attachments>/outputs/` (owned by the sandbox's uid; with a quota its own
+//! filesystem: `Workspaces::outputs`) is bound writable at `/mnt/session/outputs` for every
+//! turn. When the turn ends, [`finish`] walks it (regular
 //! files only, symbolic links skipped and never followed, opened with `O_NOFOLLOW`) and stores
 //! each file that is new or changed since it was last collected as a file object scoped to the
 //! session (`downloadable: true`), named by its base name. What was collected is remembered in
@@ -44,33 +45,23 @@ pub(super) async fn prepare<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, attach
         Ok(dir) => dir,
         Err(message) => return attached.errors.push(error(message)),
     };
-    if let Err(message) = outputs_dir(&dir, attached).await {
+    if let Err(message) = outputs_dir(cx, attached).await {
         attached.errors.push(error(message));
     }
     uploads(cx, &dir, attached).await;
 }
 
 /// The outputs directory, owned by the sandbox's uid, bound writable.
-async fn outputs_dir(dir: &Path, attached: &mut Attached) -> Result<(), String> {
-    let outputs = dir.join("outputs");
-    let fail = |e: std::io::Error| format!("{OUTPUTS} cannot be prepared: {e}");
-    match tokio::fs::create_dir(&outputs).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(fail(e)),
-    }
-    let meta = tokio::fs::symlink_metadata(&outputs).await.map_err(fail)?;
-    if !meta.is_dir() {
-        return Err(fail(std::io::Error::other("not a directory")));
-    }
-    if let Some(uid) = attached.workspace.owner_uid() {
-        if meta.uid() != uid {
-            std::os::unix::fs::lchown(&outputs, Some(uid), None).map_err(fail)?;
-        }
-    }
-    tokio::fs::set_permissions(&outputs, std::fs::Permissions::from_mode(0o755))
+async fn outputs_dir<S: Store, X: Sandbox>(
+    cx: &Context<'_, S, X>,
+    attached: &mut Attached,
+) -> Result<(), String> {
+    let outputs = cx
+        .options
+        .workspaces
+        .outputs(cx.session.as_str(), attached.workspace.owner_uid())
         .await
-        .map_err(fail)?;
+        .map_err(|e| format!("{OUTPUTS} cannot be prepared: {e}"))?;
     attached.workspace = attached
         .workspace
         .clone()

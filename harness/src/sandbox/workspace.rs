@@ -229,6 +229,9 @@ impl Workspaces {
         }
         let image = self.image(session_id);
         let attachments = self.attachments(session_id)?;
+        if image::is_mounted(&attachments.join("outputs")) {
+            Tools::find()?.unmount(&attachments.join("outputs"))?;
+        }
         for result in [
             tokio::fs::remove_file(&image).await,
             tokio::fs::remove_dir_all(&ws.dir).await,
@@ -259,7 +262,11 @@ impl Workspaces {
         };
         let mut count = 0;
         for entry in entries.flatten() {
-            let dir = entry.path();
+            let mut dir = entry.path();
+            if dir.extension().is_some_and(|e| e == "attach") {
+                // A session's outputs filesystem (`Workspaces::outputs`).
+                dir.push("outputs");
+            }
             if !image::is_mounted(&dir) {
                 continue;
             }
@@ -337,6 +344,38 @@ impl Workspaces {
     pub fn attachments(&self, session_id: &str) -> Result<PathBuf, Error> {
         validate(session_id)?;
         Ok(self.root.join(format!("{session_id}.attach")))
+    }
+
+    /// The session's outputs directory (`<attachments>/outputs`, bound at
+    /// `/mnt/session/outputs`), owned by `uid` when given. With a quota and root it is a
+    /// filesystem of its own like the workspace (`<attachments>/outputs.img`, the workspace's
+    /// quota in size), so what the agent writes there is bounded and the sandbox's mount table
+    /// shows no host path; it is mounted again on first use after a restart.
+    pub async fn outputs(&self, session_id: &str, uid: Option<u32>) -> Result<PathBuf, Error> {
+        let attachments = self.attachments(session_id)?;
+        let dir = attachments.join("outputs");
+        let _guard = self.lock.lock().await;
+        make_dir(&dir)?;
+        let fail = |source| Error::Workspace {
+            path: dir.clone(),
+            source,
+        };
+        if let (Some(quota), true) = (self.quota, super::privileged()) {
+            if !image::is_mounted(&dir) {
+                let image = attachments.join("outputs.img");
+                let tools = Tools::find()?;
+                if !image.exists() {
+                    tools.make(&image, quota, uid.unwrap_or(0)).await?;
+                }
+                tools.mount(&image, &dir).await?;
+                let _ = std::fs::remove_dir(dir.join("lost+found"));
+            }
+        }
+        if let Some(uid) = uid {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(uid)).map_err(fail)?;
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(fail)?;
+        Ok(dir)
     }
 
     fn image(&self, session_id: &str) -> PathBuf {
