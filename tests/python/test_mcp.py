@@ -1,7 +1,7 @@
 """MCP servers (issue 11, item 1): the agent's `mcp_servers` and `mcp_toolset`s, with vault
 credentials, on the resident engine (`native`: the harness is the MCP client, from the server
-process) and on `claude` (Claude Code is the client, through the egress proxy, which injects
-the credential).
+process) and on `claude` and `codex` (the CLI is the client, through the egress proxy, which
+injects the credential).
 
 The MCP server is `mcp_test_server.py` (the official Python MCP SDK, streamable HTTP) on HTTPS
 at 127.0.0.2 with a certificate of a test CA the managed-agents server trusts upstream
@@ -393,4 +393,34 @@ def test_claude_calls_mcp_tools_through_the_door(
     assert "42" in text(results[0])
     assert mcp_server.state()["calls"][-1] == {"name": "add", "arguments": {"a": 20, "b": 22}}
 
+    assert_secret_nowhere(h, claude_server, session.id, [token])
+
+
+# ---------------------------------------------------------------------------------------------
+# codex: Codex is the MCP client, through the egress proxy that injects the credential
+
+
+def test_codex_calls_an_mcp_tool_through_the_door(
+    claude_server: Injecting, mock: MockModel, mcp_server: McpServer
+) -> None:
+    h = claude_server.harness(mock)
+    h.vault = llm_vault(h.client, mock.url, h.token, engine="codex")
+    token = unique("mcp-token")
+    mcp_server.configure([token])
+    vault = bearer_vault(h, mcp_server.url, token)
+    session = h.session(agent=mcp_agent(h, mcp_server.url), vault_ids=[h.vault.id, vault.id])
+
+    # Codex offers each server's tools as a namespace `mcp__<server>` (the mock's
+    # `namespace.name` calls a function of one).
+    events = h.turn(session.id, tool_prompt("mcp__tests.echo", {"text": "from codex"}), timeout=120)
+    namespaces = [t for t in h.model_requests()[0]["body"]["tools"] if t.get("name") == "mcp__tests"]
+    assert [sorted(f["name"] for f in n["tools"]) for n in namespaces] == [["add", "echo"]]
+    uses = of_type(events, "agent.mcp_tool_use")
+    assert [(u.mcp_server_name, u.name, u.input) for u in uses] == [
+        (SERVER_NAME, "echo", {"text": "from codex"})
+    ], [e.type for e in events]
+    results = of_type(events, "agent.mcp_tool_result")
+    assert [r.mcp_tool_use_id for r in results] == [uses[0].id]
+    assert "echo: from codex" in text(results[0])
+    assert set(mcp_server.state()["authorizations"]) == {f"Bearer {token}"}
     assert_secret_nowhere(h, claude_server, session.id, [token])

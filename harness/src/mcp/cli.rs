@@ -5,10 +5,14 @@
 //!
 //! Claude Code names a server's tools `mcp__<server>__<tool>`, with every character of the
 //! server name outside `[A-Za-z0-9_-]` replaced by `_`; [`claude_call`] maps such a name back to
-//! the agent's server and the tool.
+//! the agent's server and the tool. Its permission prompts let every call's toolset decide.
+//!
+//! Codex asks nothing before an MCP call, so it is given only the tools that run without
+//! asking ([`codex_overrides`]: `enabled_tools` / `disabled_tools` from the toolset); an
+//! `always_ask` MCP tool is not available on the `codex` engine.
 
-use managed_agents_core::agent::tools::Tool;
-use managed_agents_core::agent::McpServer;
+use managed_agents_core::agent::tools::{McpToolset, Tool};
+use managed_agents_core::agent::{McpServer, PermissionPolicy};
 use serde_json::{json, Map, Value};
 
 /// The agent's servers whose toolset can offer a tool (the others are not configured).
@@ -55,6 +59,71 @@ pub(crate) fn claude_call(servers: &[McpServer], claude: &str) -> Option<(String
         .max_by_key(|(server, _)| server.len())
 }
 
+/// Whether a tool with this setting runs without asking.
+fn runs(enabled: bool, policy: PermissionPolicy) -> bool {
+    enabled && policy != PermissionPolicy::AlwaysAsk
+}
+
+/// Codex's `-c` overrides for the agent's servers: `mcp_servers.<name>.url`, and which tools
+/// it may call: all but the toolset's exceptions (`disabled_tools`) when its default runs
+/// without asking, else only the configured tools that do (`enabled_tools`). A server whose
+/// name is not a bare TOML key (`[A-Za-z0-9_-]`) is left out.
+pub(crate) fn codex_overrides(servers: &[McpServer], tools: &[Tool]) -> Vec<String> {
+    let quoted = |s: &str| Value::String(s.to_owned()).to_string();
+    let list = |names: Vec<&str>| {
+        format!(
+            "[{}]",
+            names
+                .iter()
+                .map(|n| quoted(n))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    let mut overrides = Vec::new();
+    for server in offered(servers, tools) {
+        let bare = !server.name.is_empty()
+            && server
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let Some(set) = toolset(tools, &server.name).filter(|_| bare) else {
+            continue;
+        };
+        let key = format!("mcp_servers.{}", server.name);
+        let default = runs(
+            set.default_config.enabled,
+            set.default_config.permission_policy,
+        );
+        let (name, names): (&str, Vec<&str>) = if default {
+            let off = set
+                .configs
+                .iter()
+                .filter(|c| !runs(c.enabled, c.permission_policy));
+            ("disabled_tools", off.map(|c| c.name.as_str()).collect())
+        } else {
+            let on = set
+                .configs
+                .iter()
+                .filter(|c| runs(c.enabled, c.permission_policy));
+            ("enabled_tools", on.map(|c| c.name.as_str()).collect())
+        };
+        if !default && names.is_empty() {
+            continue;
+        }
+        overrides.push(format!("{key}.url={}", quoted(&server.url)));
+        overrides.push(format!("{key}.{name}={}", list(names)));
+    }
+    overrides
+}
+
+fn toolset<'a>(tools: &'a [Tool], server: &str) -> Option<&'a McpToolset> {
+    tools.iter().find_map(|t| match t {
+        Tool::McpToolset(set) if set.mcp_server_name == server => Some(set),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +157,42 @@ mod tests {
         assert_eq!(call("mcp__custom__weather"), None);
         assert_eq!(call("Bash"), None);
         assert_eq!(call("mcp__docs__"), None);
+    }
+
+    #[test]
+    fn codex_gets_only_the_tools_that_run_without_asking() {
+        let servers: Vec<McpServer> = ["docs", "wiki", "asks", "odd name"]
+            .iter()
+            .map(|name| McpServer {
+                name: (*name).to_owned(),
+                url: format!("https://example.com/{}", name.replace(' ', "")),
+            })
+            .collect();
+        let tools: Vec<Tool> = managed_agents_core::agent::tools::resolve(
+            "tools",
+            serde_json::from_value(json!([
+                {"type": "mcp_toolset", "mcp_server_name": "docs",
+                 "default_config": {"permission_policy": {"type": "always_allow"}},
+                 "configs": [{"name": "delete", "enabled": false},
+                             {"name": "publish", "permission_policy": {"type": "always_ask"}}]},
+                {"type": "mcp_toolset", "mcp_server_name": "wiki",
+                 "configs": [{"name": "read", "permission_policy": {"type": "always_allow"}}]},
+                {"type": "mcp_toolset", "mcp_server_name": "asks"},
+                {"type": "mcp_toolset", "mcp_server_name": "odd name",
+                 "default_config": {"permission_policy": {"type": "always_allow"}}},
+            ]))
+            .expect("params"),
+        )
+        .expect("tools");
+        assert_eq!(
+            codex_overrides(&servers, &tools),
+            vec![
+                r#"mcp_servers.docs.url="https://example.com/docs""#,
+                r#"mcp_servers.docs.disabled_tools=["delete","publish"]"#,
+                r#"mcp_servers.wiki.url="https://example.com/wiki""#,
+                r#"mcp_servers.wiki.enabled_tools=["read"]"#,
+            ]
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@
 //! |---|---|
 //! | `[[mock:text hello world]]` | reply with the text `hello world` |
 //! | `[[mock:echo]]` | reply with the prompt text, directives removed |
-//! | `[[mock:tool bash {"command":"ls"}]]` | a tool call with that input (`{}` when omitted); repeat for parallel calls; with `text` the text comes first |
+//! | `[[mock:tool bash {"command":"ls"}]]` | a tool call with that input (`{}` when omitted); repeat for parallel calls; with `text` the text comes first; on the OpenAI wire `ns.name` calls function `name` of tool namespace `ns` (Codex's `mcp__<server>` namespaces) |
 //! | `[[mock:thinking let me see]]` | a thinking block, then the `text` (default `ok`) |
 //! | `[[mock:refusal]]`, `[[mock:refusal TEXT]]` | `stop_reason: refusal` |
 //! | `[[mock:error 529]]` | an HTTP error; options: `x3` (the first three requests of this conversation fail, then the other directives or the script apply; default `x1`), `always`, `retry-after=2` (seconds; default `0`, `none` for no header), and an error type word such as `rate_limit_error` (default derived from the status) |

@@ -85,10 +85,16 @@ fn items(turn: &Turn) -> Vec<Item> {
                     .collect();
                 frames.push(json!({"type": "response.function_call_arguments.done",
                                    "item_id": item_id, "arguments": arguments}));
-                let done = json!({
+                let mut done = json!({
                     "id": item_id, "type": "function_call", "status": "completed",
                     "call_id": id("call"), "name": name, "arguments": arguments,
                 });
+                // `namespace.name`: a function of a tool namespace (Codex offers each MCP
+                // server's tools as a namespace `mcp__<server>`).
+                if let Some((namespace, function)) = name.rsplit_once('.') {
+                    done["namespace"] = json!(namespace);
+                    done["name"] = json!(function);
+                }
                 Item { done, frames }
             }
         })

@@ -621,6 +621,7 @@ async fn engine_turn<S: Store, X: Sandbox>(
             &program,
             crate::door::gateway::OPENAI_BASE_URL,
             &crate::door::gateway::placeholder_key(&id),
+            crate::mcp::cli::codex_overrides(&agent.mcp_servers, &agent.tools),
         );
         return codex::Turn {
             writer,

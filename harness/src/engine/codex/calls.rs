@@ -10,8 +10,10 @@
 //! - `Refuse` (a disabled tool): recorded at once with `deny`; its approval request is
 //!   declined and its result carries the refusal.
 //!
-//! Other tools (MCP servers', Codex's own web search) run as Codex decides; their calls are
-//! recorded as they start. A call that ran without the approval its policy asks for (Codex
+//! A call of a tool of one of the agent's MCP servers is an `agent.mcp_tool_use` decided by
+//! its toolset ([`turn::mcp_call`]); Codex is only given the tools that run without asking
+//! (`crate::mcp::cli::codex_overrides`), so it never waits on one. Other tools (Codex's own
+//! web search) run as Codex decides; their calls are recorded as they start. A call that ran without the approval its policy asks for (Codex
 //! considered the command safe) is recorded with its result when it ends.
 
 use std::collections::HashMap;
@@ -19,7 +21,7 @@ use std::collections::HashMap;
 use managed_agents_core::agent::tools::Tool;
 use managed_agents_core::event::{Body, Permission, ToolUse};
 use managed_agents_core::ids::EventId;
-use managed_agents_core::session::turn::{self, Call};
+use managed_agents_core::session::turn::{self, Call, McpCall};
 use managed_agents_core::time::Timestamp;
 use serde_json::Value;
 
@@ -43,14 +45,15 @@ pub(crate) enum Asked {
     Wait(EventId, Body),
 }
 
-/// What to record when a call ends: the `agent.tool_result` of `id`, preceded by the call's
-/// `agent.tool_use` when it was never recorded.
+/// What to record when a call ends: the `agent.tool_result` (`agent.mcp_tool_result` when
+/// `mcp`) of `id`, preceded by the call's event when it was never recorded.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Finished {
     pub(crate) call: Option<(EventId, Body)>,
     pub(crate) id: EventId,
     pub(crate) text: String,
     pub(crate) is_error: bool,
+    pub(crate) mcp: bool,
 }
 
 #[derive(Debug)]
@@ -81,7 +84,15 @@ impl Calls {
     /// Codex started `item`.
     pub(crate) fn started(&mut self, tools: &[Tool], item: String, call: ToolCall) -> Started {
         let id = EventId::generate(Timestamp::now());
-        let (body, decision) = if call.governed {
+        let (body, decision) = if let Some(server) = call.server {
+            let (body, call) = turn::mcp_call(tools, server, call.name, call.input);
+            let decision = match call {
+                McpCall::Run => Decision::Allow,
+                McpCall::Wait => Decision::Ask,
+                McpCall::Refuse(why) => Decision::Refuse(why),
+            };
+            (body, decision)
+        } else if call.governed {
             let (body, call) = turn::call(tools, call.name, call.input);
             let decision = match call {
                 Call::Run(_) => Decision::Allow,
@@ -175,11 +186,13 @@ impl Calls {
             (ToolOutcome::Declined, Decision::Refuse(why)) => (why.clone(), true),
             (ToolOutcome::Declined, _) => ("The call was declined; it did not run.".into(), true),
         };
+        let mcp = matches!(open.body, Body::AgentMcpToolUse(_));
         Some(Finished {
             call: (!open.recorded).then(|| (open.id.clone(), open.body)),
             id: open.id,
             text,
             is_error,
+            mcp,
         })
     }
 }
@@ -207,6 +220,7 @@ mod tests {
             name: "bash".into(),
             input,
             governed: true,
+            server: None,
         }
     }
 
@@ -237,7 +251,8 @@ mod tests {
                 call: None,
                 id,
                 text: "a\n".into(),
-                is_error: false
+                is_error: false,
+                mcp: false
             })
         );
         assert!(!calls.running());
@@ -300,6 +315,40 @@ mod tests {
             panic!()
         };
         assert_eq!((got, is_error), (id, true));
+    }
+
+    #[test]
+    fn mcp_calls_are_mcp_events_under_their_toolset() {
+        let mut calls = Calls::default();
+        let tools: Vec<Tool> = managed_agents_core::agent::tools::resolve(
+            "tools",
+            serde_json::from_value(json!([{"type": "mcp_toolset", "mcp_server_name": "docs",
+                "default_config": {"permission_policy": {"type": "always_allow"}}}]))
+            .unwrap(),
+        )
+        .unwrap();
+        let call = ToolCall {
+            name: "search".into(),
+            input: Map::new(),
+            governed: false,
+            server: Some("docs".into()),
+        };
+        let Started::Record(id, Body::AgentMcpToolUse(used)) =
+            calls.started(&tools, "m1".into(), call)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (used.mcp_server_name.as_str(), used.name.as_str()),
+            ("docs", "search")
+        );
+        assert_eq!(used.evaluated_permission, Some(Permission::Allow));
+        let ran = ToolOutcome::Ran {
+            text: "found".into(),
+            is_error: false,
+        };
+        let finished = calls.finished("m1", ran).unwrap();
+        assert_eq!((finished.id, finished.mcp), (id, true));
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub(crate) struct ToolCall {
     /// Whether the agent's permission policy for a built-in tool of that name decides it
     /// (commands and file changes); other tools run as Codex decides.
     pub(crate) governed: bool,
+    /// The MCP server of an `mcpToolCall` (recorded as `agent.mcp_tool_use`).
+    pub(crate) server: Option<String>,
 }
 
 /// How a tool call ended.
@@ -157,6 +159,7 @@ fn command(item: &Value) -> String {
 }
 
 fn tool_call(item: &Value) -> Option<ToolCall> {
+    let server = (item["type"] == "mcpToolCall").then(|| text(&item["server"]));
     let (name, input, governed) = match item["type"].as_str()? {
         "commandExecution" => (
             "bash".to_owned(),
@@ -193,6 +196,7 @@ fn tool_call(item: &Value) -> Option<ToolCall> {
         name,
         input,
         governed,
+        server,
     })
 }
 
@@ -300,7 +304,7 @@ mod tests {
         assert_eq!(
             got,
             [
-                r#"ToolStarted { item: "call_1", call: ToolCall { name: "bash", input: {"command": String("echo hi > f.txt && cat f.txt")}, governed: true } }"#,
+                r#"ToolStarted { item: "call_1", call: ToolCall { name: "bash", input: {"command": String("echo hi > f.txt && cat f.txt")}, governed: true, server: None } }"#,
                 r#"ToolFinished { item: "call_1", outcome: Ran { text: "hi\n", is_error: false } }"#,
                 "Thinking",
                 r#"MessageStarted { item: "msg_3" }"#,
@@ -317,7 +321,7 @@ mod tests {
         assert_eq!(
             &got[..3],
             [
-                r#"ToolStarted { item: "call_1", call: ToolCall { name: "bash", input: {"command": String("ls")}, governed: true } }"#,
+                r#"ToolStarted { item: "call_1", call: ToolCall { name: "bash", input: {"command": String("ls")}, governed: true, server: None } }"#,
                 r#"Approval(Some("call_1"))"#,
                 r#"ToolFinished { item: "call_1", outcome: Declined }"#,
             ]
@@ -375,6 +379,7 @@ mod tests {
             panic!("{started:?}")
         };
         assert_eq!((call.name.as_str(), call.governed), ("lookup", false));
+        assert_eq!(call.server.as_deref(), Some("s"));
         assert_eq!(
             notification("item/completed", &serde_json::json!({"item": mcp})),
             Progress::ToolFinished {

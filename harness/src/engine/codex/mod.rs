@@ -44,6 +44,7 @@ use managed_agents_core::event::{
 };
 use managed_agents_core::ids::{EventId, SessionId};
 use managed_agents_core::session::turn::{self, Confirmed, End, Output, Step};
+use managed_agents_core::session::ToolKind;
 use managed_agents_core::storage::Store;
 use managed_agents_core::time::Timestamp;
 use serde_json::Value;
@@ -76,8 +77,14 @@ const LOST: &str = "The call did not run: the Codex process that asked for this 
                     ended (for example when the server restarted). Send a message to continue.";
 
 /// How Codex is launched for a session: the `codex` program inside the sandbox, the gateway's
-/// OpenAI Responses base URL and the session's placeholder key.
-pub(crate) fn launch(program: &str, base_url: &str, placeholder_key: &str) -> Launch {
+/// OpenAI Responses base URL, the session's placeholder key, and `mcp` (the agent's MCP
+/// servers as `-c` overrides, `crate::mcp::cli::codex_overrides`).
+pub(crate) fn launch(
+    program: &str,
+    base_url: &str,
+    placeholder_key: &str,
+    mcp: Vec<String>,
+) -> Launch {
     let quoted = |s: &str| Value::String(s.to_owned()).to_string();
     let provider = "model_providers.managed_agents";
     let overrides = [
@@ -87,7 +94,9 @@ pub(crate) fn launch(program: &str, base_url: &str, placeholder_key: &str) -> La
         format!("{provider}.env_key=\"{KEY_VARIABLE}\""),
         format!("{provider}.wire_api=\"responses\""),
         "check_for_update_on_startup=false".to_owned(),
-    ];
+    ]
+    .into_iter()
+    .chain(mcp);
     // `CODEX_HOME` must exist before Codex starts.
     let mut argv = vec![
         "sh".to_owned(),
@@ -312,6 +321,9 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     Step::ToolResult { tool_use_id, .. } => {
                         (tool_use_id.clone(), false, Some(step))
                     }
+                    Step::McpToolResult {
+                        mcp_tool_use_id, ..
+                    } => (mcp_tool_use_id.clone(), false, Some(step)),
                     _ => continue,
                 },
                 None => continue,
@@ -327,10 +339,19 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     }
                 }
                 _ if allow => {
-                    let lost = Step::ToolResult {
-                        tool_use_id: id,
-                        text: LOST.into(),
-                        is_error: true,
+                    let mcp = self.writer.state().open_tool_uses.get(&id) == Some(&ToolKind::Mcp);
+                    let lost = if mcp {
+                        Step::McpToolResult {
+                            mcp_tool_use_id: id,
+                            content: vec![ContentBlock::text(LOST)],
+                            is_error: true,
+                        }
+                    } else {
+                        Step::ToolResult {
+                            tool_use_id: id,
+                            text: LOST.into(),
+                            is_error: true,
+                        }
                     };
                     self.writer.record(lost).await?;
                 }
@@ -502,6 +523,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                         id,
                         text,
                         is_error,
+                        mcp,
                     }) = live.calls.finished(&item, outcome)
                     {
                         if let Some(call) = call {
@@ -511,13 +533,20 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                             })
                             .await?;
                         }
-                        self.writer
-                            .record(Step::ToolResult {
+                        let step = if mcp {
+                            Step::McpToolResult {
+                                mcp_tool_use_id: id,
+                                content: vec![ContentBlock::text(text)],
+                                is_error,
+                            }
+                        } else {
+                            Step::ToolResult {
                                 tool_use_id: id,
                                 text,
                                 is_error,
-                            })
-                            .await?;
+                            }
+                        };
+                        self.writer.record(step).await?;
                     }
                 }
                 Progress::Error {
@@ -576,6 +605,7 @@ mod tests {
             "/opt/codex/bin/codex",
             "http://127.0.0.1:3128/llm/openai/v1",
             "placeholder",
+            Vec::new(),
         );
         assert_eq!(launch.argv[3..5], ["/opt/codex/bin/codex", "app-server"]);
         assert!(launch.argv.contains(
