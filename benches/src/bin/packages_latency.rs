@@ -36,7 +36,9 @@ async fn main() -> Result<()> {
     };
     let builds: usize = flag("--builds").map_or(Ok(3), |v| v.parse())?;
     let reuse: usize = flag("--reuse").map_or(Ok(20), |v| v.parse())?;
-    let pip = flag("--pip").cloned().unwrap_or_else(|| "six==1.16.0".into());
+    let pip = flag("--pip")
+        .cloned()
+        .unwrap_or_else(|| "six==1.16.0".into());
     let npm = flag("--npm")
         .cloned()
         .unwrap_or_else(|| "semver@7.6.3".into());
