@@ -287,6 +287,36 @@ mod tests {
     }
 
     #[test]
+    fn the_session_skills_are_a_plugin_with_the_skill_tool() {
+        let agent = agent(json!([{"type": "agent_toolset_20260401"}]), None);
+        let launch = Launch {
+            program: Path::new("claude"),
+            conversation: "c0ffee00-0000-4000-8000-000000000000",
+            resume: false,
+            base_url: crate::door::gateway::ANTHROPIC_BASE_URL,
+            api_key: "placeholder",
+            plugin_dir: Some("/mnt/session/claude-plugin"),
+        };
+        let with = command(&launch, &agent);
+        assert_eq!(
+            flag(&with.argv, "--plugin-dir"),
+            Some("/mnt/session/claude-plugin")
+        );
+        let offered = flag(&with.argv, "--tools").unwrap_or_default();
+        assert!(offered.split(',').any(|t| t == "Skill"), "{offered}");
+        let without = command(
+            &Launch {
+                plugin_dir: None,
+                ..launch
+            },
+            &agent,
+        );
+        assert_eq!(flag(&without.argv, "--plugin-dir"), None);
+        let offered = flag(&without.argv, "--tools").unwrap_or_default();
+        assert!(!offered.split(',').any(|t| t == "Skill"), "{offered}");
+    }
+
+    #[test]
     fn the_agents_mcp_servers_are_in_the_mcp_config_and_ask() {
         let mut agent = agent(
             json!([{"type": "mcp_toolset", "mcp_server_name": "docs"}]),
@@ -302,6 +332,7 @@ mod tests {
             resume: false,
             base_url: crate::door::gateway::ANTHROPIC_BASE_URL,
             api_key: "placeholder",
+            plugin_dir: None,
         };
         let command = command(&launch, &agent);
         let config: serde_json::Value =
