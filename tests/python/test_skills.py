@@ -7,13 +7,26 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
 
-from conftest import Server
-from harness_support import Harness, bash, harness, harness_server, mock, text, tool_results, types  # noqa: F401
+from conftest import Server, ServerProcess, new_key, unique
+from harness_support import (  # noqa: F401  (fixtures)
+    Harness,
+    MockModel,
+    bash,
+    harness,
+    harness_server,
+    llm_vault,
+    mock,
+    searchable,
+    text,
+    tool_results,
+    types,
+)
 from test_engine_claude import MODEL as CLAUDE_MODEL
 from test_engine_claude import TURN as CLAUDE_TURN
 from test_engine_claude import claude, h, runtimes  # noqa: F401  (fixtures)
@@ -155,6 +168,18 @@ def test_agents_reference_existing_skills(client: anthropic.Anthropic, make_agen
     assert "anthropic-skills-dir" in err.value.message
     with pytest.raises(anthropic.BadRequestError):
         client.beta.agents.update(agent.id, version=agent.version, skills=[{"type": "anthropic", "skill_id": "pdf"}])
+    # A session's overrides are checked the same way.
+    env = client.beta.environments.create(name=f"env-{skill.id[-8:]}")
+    missing = {"type": "custom", "skill_id": "skill_01doesnotexist0000000000"}
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.sessions.create(
+            agent={"type": "agent_with_overrides", "id": agent.id, "skills": [missing]}, environment_id=env.id
+        )
+    session = client.beta.sessions.create(
+        agent={"type": "agent_with_overrides", "id": agent.id, "skills": [{"type": "custom", "skill_id": skill.id}]},
+        environment_id=env.id,
+    )
+    assert session.agent.skills[0].skill_id == skill.id
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,3 +251,38 @@ def test_claude_code_lists_the_skills(h: Harness) -> None:
     body = h.model_requests()[-1]["body"]
     assert "Skill" in [t.get("name") for t in body.get("tools", [])]
     assert "managed-agents:csv-tools: Summarise CSV files with the bundled script" in json.dumps(body)
+
+
+def test_operator_anthropic_skills_dir(tmp_path: Path, mock: MockModel) -> None:
+    """`serve --anthropic-skills-dir DIR`: agents may reference `{type: "anthropic"}` skills that
+    DIR holds (`DIR/<id>/SKILL.md`); they are bound read-only and named like custom ones."""
+    skills_dir = tmp_path / "anthropic-skills"
+    xlsx = skills_dir / "xlsx"
+    xlsx.mkdir(parents=True)
+    (xlsx / "SKILL.md").write_bytes(b"---\nname: xlsx\ndescription: Work with spreadsheets offline\n---\n# xlsx\n")
+    for path in (skills_dir, xlsx):
+        path.chmod(0o755)
+    (xlsx / "SKILL.md").chmod(0o644)
+    base = tmp_path / "server"
+    searchable(base)
+    key = new_key()
+    process = ServerProcess(
+        "memory", base / "data", key, base / "server.log", runner=True, args=["--anthropic-skills-dir", str(skills_dir)]
+    ).start()
+    try:
+        client = process.client()
+        token = "sk-mock-" + unique("secret")
+        h = Harness(client=client, server=None, mock=mock, vault=llm_vault(client, mock.url, token), token=token)  # type: ignore[arg-type]
+        with pytest.raises(anthropic.BadRequestError):
+            h.agent(skills=[{"type": "anthropic", "skill_id": "pptx"}])
+        with pytest.raises(anthropic.BadRequestError):
+            h.agent(skills=[{"type": "anthropic", "skill_id": "../xlsx"}])
+        agent = h.agent(skills=[{"type": "anthropic", "skill_id": "xlsx"}])
+        assert agent.skills[0].type == "anthropic"
+        session = h.session(agent=agent)
+        events = h.turn(session.id, bash("cat /mnt/skills/xlsx/SKILL.md"), timeout=120)
+        assert "Work with spreadsheets offline" in text(tool_results(events)[0])
+        system = json.dumps(h.model_requests()[0]["body"].get("system"))
+        assert "xlsx: Work with spreadsheets offline (/mnt/skills/xlsx/SKILL.md)" in system
+    finally:
+        assert process.stop() == 0

@@ -132,7 +132,11 @@ async fn resolve_agent(
     })?;
     let mut config: AgentConfig = chosen.config.clone();
     if let Some(overrides) = overrides {
+        let skills = overrides.contains_key("skills");
         config = config.overridden(Value::Object(overrides), "agent")?;
+        if skills {
+            super::skills::check_resolved(state, auth, &config.skills).await?;
+        }
     }
     // The session's agent (API §6.4): the agent version without its metadata and timestamps.
     let snapshot = AgentSnapshot::of(agent.id.clone(), number, &config);

@@ -460,3 +460,21 @@ pub async fn check_references(
     }
     Ok(())
 }
+
+/// [`check_references`] for stored references (`version` always set, `latest` included), as
+/// a session's `agent_with_overrides` resolves them.
+pub async fn check_resolved(
+    state: &AppState,
+    auth: &Auth,
+    skills: &[managed_agents_core::agent::Skill],
+) -> Result<()> {
+    let params: Vec<managed_agents_core::agent::SkillParams> = skills
+        .iter()
+        .map(|s| managed_agents_core::agent::SkillParams {
+            source: s.source,
+            skill_id: s.skill_id.clone(),
+            version: Some(s.version.clone()),
+        })
+        .collect();
+    check_references(state, auth, &params).await
+}
