@@ -424,3 +424,29 @@ def test_codex_calls_an_mcp_tool_through_the_door(
     assert "echo: from codex" in text(results[0])
     assert set(mcp_server.state()["authorizations"]) == {f"Bearer {token}"}
     assert_secret_nowhere(h, claude_server, session.id, [token])
+
+
+def test_claude_wrong_token_is_an_authentication_error_and_the_server_is_left_out(
+    claude_server: Injecting, mock: MockModel, mcp_server: McpServer
+) -> None:
+    h = claude_server.harness(mock)
+    h.vault = llm_vault(h.client, mock.url, h.token, engine="claude")
+    wrong = unique("wrong")
+    mcp_server.configure([unique("good")])
+    vault = bearer_vault(h, mcp_server.url, wrong)
+    agent = h.agent(
+        model="claude-sonnet-4-5",
+        tools=[TOOLSET, toolset("always_allow")],
+        mcp_servers=[{"type": "url", "name": SERVER_NAME, "url": mcp_server.url}],
+    )
+    session = h.session(agent=agent, vault_ids=[h.vault.id, vault.id])
+    events = h.turn(session.id, "[[mock:text fine without it]]", timeout=120)
+    errors = of_type(events, "session.error")
+    assert [(e.error.type, e.error.mcp_server_name) for e in errors] == [
+        ("mcp_authentication_failed_error", SERVER_NAME)
+    ], errors
+    assert events[-1].stop_reason.type == "end_turn"
+    assert "fine without it" in text(of_type(events, "agent.message")[-1])
+    # Claude Code was not given the server: only the harness's check reached it.
+    assert not any("mcp__tests" in json.dumps(r["body"].get("tools", [])) for r in h.model_requests())
+    assert_secret_nowhere(h, claude_server, session.id, [wrong])

@@ -19,6 +19,10 @@
 //!   bounded by [`CONNECT_TIMEOUT`]) and kept in the runner's [`Cache`] per server name and URL,
 //!   so later turns offer them without asking again; a server that failed is tried again at the
 //!   next turn. Connections live for one turn: later turns connect when a call needs it.
+//! - **Agent CLIs.** `claude` and `codex` are their own MCP clients (through the egress proxy,
+//!   see [`cli`]); the runner still opens the servers here first, so a missing or rejected
+//!   credential or an unreachable server gives the same `session.error` on every engine, and
+//!   such a server is left out of the CLI's configuration.
 //! - **Offer.** Each enabled tool (`mcp_toolset` per-tool `enabled`) is offered with its own
 //!   input schema under [`names::model_name`] (`mcp__<server>__<tool>`); a call of such a name
 //!   maps back through the listing and is recorded by `core::session::turn::mcp_call`.
@@ -178,7 +182,6 @@ impl<S: Store> Servers<S> {
             if !offers_any(tools, &server.name) {
                 continue;
             }
-            this.servers.push(server.clone());
             let listed = match cache.get(session, server) {
                 Some(listed) => listed,
                 None => match this.list(server).await {
@@ -194,6 +197,7 @@ impl<S: Store> Servers<S> {
                     }
                 },
             };
+            this.servers.push(server.clone());
             this.tools.extend(
                 listed
                     .iter()
@@ -231,6 +235,12 @@ impl<S: Store> Servers<S> {
                 input_schema: Value::Object((*tool.input_schema).clone()),
             })
             .collect())
+    }
+
+    /// The servers that answered (their tools listed now or earlier in the session): what an
+    /// agent CLI is configured with, so a server that failed here is left out there too.
+    pub(crate) fn usable(&self) -> Vec<McpServer> {
+        self.servers.clone()
     }
 
     /// The tools offered to the model.

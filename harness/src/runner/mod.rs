@@ -589,7 +589,25 @@ async fn engine_turn<S: Store, X: Sandbox>(
 ) -> Result<(), Halt> {
     let id = writer.id().clone();
     let workspace = &attached.workspace;
+    // The agent's MCP servers, opened by the harness itself (crate::mcp): the resident engines'
+    // client, and for the agent CLIs the check that leaves failed servers out of their
+    // configuration.
+    let reach = crate::mcp::Reach {
+        interception: inner.options.interception.clone(),
+        credentials,
+    };
+    let (mut mcp, errors) =
+        crate::mcp::Servers::open(&inner.mcp, &id, &agent.mcp_servers, &agent.tools, reach).await;
+    for error in errors {
+        writer.record(Step::Error(error)).await?;
+    }
+    let cli_agent = TurnAgent {
+        mcp_servers: mcp.usable(),
+        ..agent.clone()
+    };
     if engine == Engine::Claude {
+        drop(mcp);
+        let agent = &cli_agent;
         let program = match setup::claude_program(&inner.options) {
             Ok(program) => program,
             Err(message) => return writer.fail(message).await,
@@ -613,6 +631,8 @@ async fn engine_turn<S: Store, X: Sandbox>(
         .await;
     }
     if engine == Engine::Codex {
+        drop(mcp);
+        let agent = &cli_agent;
         let program = match setup::codex_program(&inner.options) {
             Ok(program) => program,
             Err(message) => return writer.fail(message).await,
@@ -639,16 +659,6 @@ async fn engine_turn<S: Store, X: Sandbox>(
     }
     // The resident engines learn of the session's attachments (skills) from the prompt.
     let agent = &agent.with_system_paragraphs(&attached.system);
-    // The agent's MCP servers, reached by the harness itself (crate::mcp).
-    let reach = crate::mcp::Reach {
-        interception: inner.options.interception.clone(),
-        credentials,
-    };
-    let (mut mcp, errors) =
-        crate::mcp::Servers::open(&inner.mcp, &id, &agent.mcp_servers, &agent.tools, reach).await;
-    for error in errors {
-        writer.record(Step::Error(error)).await?;
-    }
     Turn {
         writer,
         sandbox: &inner.sandbox,
