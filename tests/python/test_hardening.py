@@ -256,7 +256,10 @@ def test_the_data_dir_is_private(tmp_path: Path) -> None:
     try:
         assert stat.S_IMODE(data.stat().st_mode) == 0o700
         client = srv.client()
-        client.beta.files.upload(file=("secret.txt", b"top secret", "text/plain"))
+        secret = client.beta.files.upload(file=("secret.txt", b"top secret", "text/plain"))
+        # Attached material (a file resource, a skill, outputs) is private in the data dir too.
+        skill_md = b"---\nname: private-skill\ndescription: d\n---\n"
+        skill = client.beta.skills.create(files=[("private-skill/SKILL.md", skill_md, "text/markdown")])
         vault = llm_vault(client, mock.url)
         h = Harness(
             client=client,
@@ -265,11 +268,22 @@ def test_the_data_dir_is_private(tmp_path: Path) -> None:
             vault=vault,
             token="sk-mock-token",
         )
-        agent = client.beta.agents.create(name=unique("agent"), model="claude-sonnet-4-6", tools=[TOOLSET])
-        session = h.session(agent=agent)
+        agent = client.beta.agents.create(
+            name=unique("agent"),
+            model="claude-sonnet-4-6",
+            tools=[TOOLSET],
+            skills=[{"type": "custom", "skill_id": skill.id}],
+        )
+        session = h.session(agent=agent, resources=[{"type": "file", "file_id": secret.id}])
         if "sessions will not run" not in srv.log_tail(200):
             # A turn creates the session's workspace, and the tool writes into it.
-            events = h.turn(session.id, bash("echo secret > out.txt && mkdir -p sub && echo x > sub/f"))
+            events = h.turn(
+                session.id,
+                bash(
+                    "echo secret > out.txt && mkdir -p sub && echo x > sub/f && "
+                    f"cp /mnt/session/uploads/{secret.id} /mnt/skills/private-skill/SKILL.md /mnt/session/outputs/"
+                ),
+            )
             workspace = data / "workspaces" / session.id
             assert workspace.is_dir()
             assert [text(e) for e in tool_results(events)] == [""]  # no output, as the reference

@@ -2,7 +2,8 @@
 //!
 //! **In.** Every `file` resource the session has now (`state.resources`, so one added or
 //! removed between turns is seen by the next turn) is copied once from the blob store to
-//! `<attachments>/uploads/<file id>` (0644, written to a temporary name and renamed) and bound
+//! `<attachments>/uploads/<file id>` (0600, owned by the sandbox's uid like the workspace,
+//! written to a temporary name and renamed) and bound
 //! read-only at its `mount_path`; copies of removed resources are deleted.
 //!
 //! **Out.** `<attachments>/outputs/` (owned by the sandbox's uid; with a quota its own
@@ -16,7 +17,7 @@
 //! the rest is logged and left for a later turn.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use managed_agents_core::file::{self, File, NewFile};
@@ -27,7 +28,7 @@ use managed_agents_core::stream;
 use managed_agents_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::skills::error;
+use super::skills::{error, own, private_dir};
 use super::{Attached, Context};
 use crate::sandbox::{Bind, Sandbox};
 
@@ -92,14 +93,15 @@ async fn uploads<S: Store, X: Sandbox>(
     if wanted.is_empty() {
         return;
     }
-    if let Err(e) = make_public_dir(&uploads).await {
+    let uid = attached.workspace.owner_uid();
+    if let Err(e) = private_dir(&uploads, uid).await {
         attached
             .errors
             .push(error(format!("file resources cannot be prepared: {e}")));
         return;
     }
     for (file_id, mount_path) in wanted {
-        match copy_in(cx, &uploads, file_id).await {
+        match copy_in(cx, &uploads, file_id, uid).await {
             Ok(host) => {
                 let bind = Bind::read_only(host, mount_path);
                 match bind.check() {
@@ -137,6 +139,7 @@ async fn copy_in<S: Store, X: Sandbox>(
     cx: &Context<'_, S, X>,
     uploads: &Path,
     file_id: &FileId,
+    uid: Option<u32>,
 ) -> Result<PathBuf, String> {
     let host = uploads.join(file_id.as_str());
     if tokio::fs::try_exists(&host).await.unwrap_or(false) {
@@ -157,27 +160,22 @@ async fn copy_in<S: Store, X: Sandbox>(
         .as_ref()
         .ok_or_else(|| format!("file {file_id} cannot be mounted: no blob store"))?;
     let tmp = uploads.join(format!(".tmp-{file_id}-{}", fastrand::u64(..)));
-    let copied = blobs.read_into(file_id.as_str(), &tmp, 0o644).await;
-    let result = match copied {
-        Ok(true) => tokio::fs::rename(&tmp, &host)
+    let result = async {
+        match blobs.read_into(file_id.as_str(), &tmp, 0o600).await {
+            Ok(true) => {}
+            Ok(false) => return Err(format!("the bytes of file {file_id} are missing")),
+            Err(e) => return Err(format!("file {file_id}: {e}")),
+        }
+        own(&tmp, uid).map_err(|e| format!("file {file_id}: {e}"))?;
+        tokio::fs::rename(&tmp, &host)
             .await
-            .map_err(|e| format!("file {file_id}: {e}")),
-        Ok(false) => Err(format!("the bytes of file {file_id} are missing")),
-        Err(e) => Err(format!("file {file_id}: {e}")),
-    };
+            .map_err(|e| format!("file {file_id}: {e}"))
+    }
+    .await;
     if result.is_err() {
         let _ = tokio::fs::remove_file(&tmp).await;
     }
     result.map(|()| host)
-}
-
-async fn make_public_dir(dir: &Path) -> std::io::Result<()> {
-    match tokio::fs::create_dir(dir).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).await
 }
 
 /// What a collected output looked like.

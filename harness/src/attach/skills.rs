@@ -1,8 +1,9 @@
 //! The agent's skills, materialized read-only in the sandbox and named in the system prompt.
 //!
 //! A `custom` skill's version (`latest` resolved at each turn) is copied once per session from
-//! the blob store into `<attachments>/skills/<skill id>_<version>/<name>/` (directories 0755,
-//! files 0644; built in a temporary directory and renamed, so it is complete or absent) and
+//! the blob store into `<attachments>/skills/<skill id>_<version>/<name>/` (owned by the
+//! sandbox's uid, directories 0700 and files 0600 like the workspace: private in the data dir;
+//! built in a temporary directory and renamed, so it is complete or absent) and
 //! bound read-only at `/mnt/skills/<name>`. An `anthropic` skill is the operator's directory
 //! `<--anthropic-skills-dir>/<skill id>`, bound the same way. The resident engines get one
 //! paragraph listing each skill's name, description and `SKILL.md` path. A skill that no longer
@@ -67,10 +68,11 @@ pub(super) async fn prepare<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, attach
         Err(message) => return attached.errors.push(error(message)),
     };
     let attachments = attachments.as_path();
+    let uid = attached.workspace.owner_uid();
     let mut ready = Vec::new();
     for reference in &cx.agent.skills {
         let result = match reference.source {
-            SkillSource::Custom => custom(cx, reference, attachments).await,
+            SkillSource::Custom => custom(cx, reference, attachments, uid).await,
             SkillSource::Anthropic => anthropic(cx, reference),
         };
         match result {
@@ -87,7 +89,7 @@ pub(super) async fn prepare<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, attach
          read its SKILL.md first and follow it. Skill directories are read-only.\n",
     );
     let names: Vec<&str> = ready.iter().map(|r| r.name.as_str()).collect();
-    match claude_plugin(attachments, &names).await {
+    match claude_plugin(attachments, &names, uid).await {
         Ok(host) => {
             attached.workspace = attached
                 .workspace
@@ -129,6 +131,7 @@ async fn custom<S: Store, X: Sandbox>(
     cx: &Context<'_, S, X>,
     reference: &SkillRef,
     attachments: &Path,
+    uid: Option<u32>,
 ) -> Result<Ready, String> {
     let missing = || format!("skill {} no longer exists", reference.skill_id);
     let head = stream::load::<S, Option<Skill>>(cx.store, &StreamId::new(&reference.skill_id))
@@ -144,7 +147,7 @@ async fn custom<S: Store, X: Sandbox>(
             reference.skill_id, reference.version
         )
     })?;
-    let host = materialize(cx, &skill, version, attachments)
+    let host = materialize(cx, &skill, version, attachments, uid)
         .await
         .map_err(|e| format!("skill {:?} cannot be prepared: {e}", skill.name))?;
     Ok(Ready {
@@ -160,6 +163,7 @@ async fn materialize<S: Store, X: Sandbox>(
     skill: &Skill,
     version: &Version,
     attachments: &Path,
+    uid: Option<u32>,
 ) -> std::io::Result<PathBuf> {
     let root = attachments.join("skills");
     let done = root.join(format!("{}_{}", skill.id, version.id));
@@ -172,29 +176,30 @@ async fn materialize<S: Store, X: Sandbox>(
         .blobs
         .as_ref()
         .ok_or_else(|| std::io::Error::other("this runner has no blob store"))?;
-    make_dir(&root).await?;
+    private_dir(&root, uid).await?;
     let tmp = root.join(format!(".tmp-{}-{}", skill.id, fastrand::u64(..)));
     let result = async {
         let top = tmp.join(&version.name);
-        make_dir(&tmp).await?;
-        make_dir(&top).await?;
+        private_dir(&tmp, uid).await?;
+        private_dir(&top, uid).await?;
         for (index, file) in version.files.iter().enumerate() {
             // Paths were checked at upload (relative, no `..`); join them segment by segment.
             let mut dest = top.clone();
             let segments: Vec<&str> = file.path.split('/').collect();
             for dir in &segments[..segments.len().saturating_sub(1)] {
                 dest.push(dir);
-                make_dir(&dest).await?;
+                private_dir(&dest, uid).await?;
             }
             if let Some(last) = segments.last() {
                 dest.push(last);
             }
-            if !blobs.read_into(&version.blob(index), &dest, 0o644).await? {
+            if !blobs.read_into(&version.blob(index), &dest, 0o600).await? {
                 return Err(std::io::Error::other(format!(
                     "the bytes of {} are missing",
                     file.path
                 )));
             }
+            own(&dest, uid)?;
         }
         match tokio::fs::rename(&tmp, &done).await {
             Ok(()) => Ok(()),
@@ -211,15 +216,20 @@ async fn materialize<S: Store, X: Sandbox>(
 }
 
 /// The Claude Code plugin directory holding one empty mount point per skill; returns it.
-async fn claude_plugin(attachments: &Path, names: &[&str]) -> std::io::Result<PathBuf> {
+async fn claude_plugin(
+    attachments: &Path,
+    names: &[&str],
+    uid: Option<u32>,
+) -> std::io::Result<PathBuf> {
     let root = attachments.join("claude-plugin");
-    make_dir(&root).await?;
-    make_dir(&root.join(".claude-plugin")).await?;
+    private_dir(&root, uid).await?;
+    private_dir(&root.join(".claude-plugin"), uid).await?;
     let manifest = root.join(".claude-plugin").join("plugin.json");
     tokio::fs::write(&manifest, PLUGIN_JSON).await?;
-    tokio::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o644)).await?;
+    tokio::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o600)).await?;
+    own(&manifest, uid)?;
     let skills = root.join("skills");
-    make_dir(&skills).await?;
+    private_dir(&skills, uid).await?;
     if let Ok(mut entries) = tokio::fs::read_dir(&skills).await {
         while let Ok(Some(entry)) = entries.next_entry().await {
             if !names.iter().any(|n| entry.file_name().to_str() == Some(n)) {
@@ -229,19 +239,29 @@ async fn claude_plugin(attachments: &Path, names: &[&str]) -> std::io::Result<Pa
         }
     }
     for name in names {
-        make_dir(&skills.join(name)).await?;
+        private_dir(&skills.join(name), uid).await?;
     }
     Ok(root)
 }
 
-/// A directory the sandbox uid may read (mode 0755 whatever the umask).
-async fn make_dir(dir: &Path) -> std::io::Result<()> {
+/// A directory only the sandbox's uid (`uid`; the server's own without one) may use, like the
+/// workspace: mode 0700 whatever the umask.
+pub(super) async fn private_dir(dir: &Path, uid: Option<u32>) -> std::io::Result<()> {
     match tokio::fs::create_dir(dir).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
-    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).await
+    own(dir, uid)?;
+    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await
+}
+
+/// Gives `path` (never followed if a link) to `uid`.
+pub(super) fn own(path: &Path, uid: Option<u32>) -> std::io::Result<()> {
+    match uid {
+        Some(uid) => std::os::unix::fs::lchown(path, Some(uid), Some(uid)),
+        None => Ok(()),
+    }
 }
 
 fn anthropic<S: Store, X: Sandbox>(

@@ -374,7 +374,8 @@ impl Workspaces {
         if let Some(uid) = uid {
             std::os::unix::fs::chown(&dir, Some(uid), Some(uid)).map_err(fail)?;
         }
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(fail)?;
+        // Private like the workspace: only its owner, the sandbox's uid, uses it.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
         Ok(dir)
     }
 
