@@ -163,6 +163,9 @@ def test_a_bad_token_is_a_session_error_naming_the_resource_and_the_session_work
     error = errors[0].error
     assert error.type == "repository_authentication_error"
     assert resource.id in error.message and url in error.message
+    # As documented for repository errors: the clone is tried again at the next turn.
+    assert error.retry_status.type == "retrying"
+    assert error.repository_url == url
     out = result_of(events)
     assert out.splitlines()[-1] == "still-works" and "bad" not in out.split()
     assert events[-1].type == "session.status_idle"

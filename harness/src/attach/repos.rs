@@ -115,7 +115,9 @@ impl Repository<'_> {
                 "repository resource {} ({}) was not cloned to {}: {what}",
                 self.id, self.url, self.mount_path
             ),
-            retry_status: RetryStatus::Exhausted,
+            // As the API documents for repository errors: the clone is tried again at the
+            // session's next turn (until it is there).
+            retry_status: RetryStatus::Retrying,
         }
     }
 }
