@@ -27,6 +27,7 @@ from harness_support import (  # noqa: F401  (fixtures)
     tool_results,
     types,
 )
+from test_harness_engines import openai_harness
 from test_engine_claude import MODEL as CLAUDE_MODEL
 from test_engine_claude import TURN as CLAUDE_TURN
 from test_engine_claude import claude, h, runtimes  # noqa: F401  (fixtures)
@@ -223,6 +224,16 @@ def test_session_sees_the_latest_skill_version_read_only(harness: Harness) -> No
     first = h.turn(pinned.id, bash("cat /mnt/skills/csv-tools/SKILL.md; ls /mnt/skills/csv-tools"), timeout=120)
     out = text(tool_results(first)[0])
     assert "bundled script" in out and "counting" not in out and "data" not in out
+
+
+def test_openai_agents_engine_names_the_skill_too(harness: Harness) -> None:
+    h = openai_harness(harness)
+    skill = h.client.beta.skills.create(files=skill_files())
+    session = h.session(agent=h.agent(skills=[{"type": "custom", "skill_id": skill.id}]))
+    events = h.turn(session.id, bash("head -n 3 /mnt/skills/csv-tools/SKILL.md"), timeout=120)
+    assert "name: csv-tools" in text(tool_results(events)[0])
+    body = json.dumps(h.model_requests()[0]["body"])
+    assert "csv-tools: Summarise CSV files with the bundled script (/mnt/skills/csv-tools/SKILL.md)" in body
 
 
 def test_a_deleted_skill_is_a_session_error_and_the_session_goes_on(harness: Harness) -> None:
