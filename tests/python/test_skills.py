@@ -27,6 +27,8 @@ from harness_support import (  # noqa: F401  (fixtures)
     tool_results,
     types,
 )
+from test_engine_codex import codex_agent, codex_server  # noqa: F401  (fixture)
+from test_engine_codex import responses as codex_responses
 from test_harness_engines import openai_harness
 from test_engine_claude import MODEL as CLAUDE_MODEL
 from test_engine_claude import TURN as CLAUDE_TURN
@@ -297,3 +299,20 @@ def test_operator_anthropic_skills_dir(tmp_path: Path, mock: MockModel) -> None:
         assert "xlsx: Work with spreadsheets offline (/mnt/skills/xlsx/SKILL.md)" in system
     finally:
         assert process.stop() == 0
+
+
+@pytest.fixture
+def codex_h(codex_server: Any, mock: MockModel) -> Harness:
+    return codex_server.harness(mock)
+
+
+def test_codex_lists_the_skills(codex_h: Harness) -> None:
+    """Codex discovers skills under `$CODEX_HOME/skills` (`/workspace/.codex/skills`), where
+    they are bound read-only too: its request lists them with their SKILL.md."""
+    h = codex_h
+    skill = h.client.beta.skills.create(files=skill_files())
+    session = h.session(agent=codex_agent(h, skills=[{"type": "custom", "skill_id": skill.id}]))
+    events = h.turn(session.id, "[[mock:text hi]]", timeout=120)
+    assert types(events)[-1] == "session.status_idle", types(events)
+    body = json.dumps(codex_responses(h)[-1]["body"])
+    assert "- csv-tools: Summarise CSV files with the bundled script (file: " in body

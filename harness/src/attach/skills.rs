@@ -9,6 +9,9 @@
 //! paragraph listing each skill's name, description and `SKILL.md` path. A skill that no longer
 //! exists (deleted after the agent was made) is a non-fatal `session.error`.
 //!
+//! Codex finds them where it discovers skills, `$CODEX_HOME/skills` (the engine's
+//! `CODEX_HOME` is `/workspace/.codex`): each skill is bound read-only there too.
+//!
 //! Claude Code reads no settings sources (`--setting-sources ""`), so it would not look in
 //! `~/.claude/skills`; it loads skills from plugins given with `--plugin-dir`. The skills are
 //! therefore also a plugin: `<attachments>/claude-plugin/` (its `.claude-plugin/plugin.json` and
@@ -30,6 +33,8 @@ use crate::sandbox::{Bind, Sandbox};
 
 /// Where skills appear in the sandbox.
 pub(super) const MOUNT: &str = "/mnt/skills";
+/// Where Codex (`CODEX_HOME=/workspace/.codex`) discovers skills.
+const CODEX_SKILLS: &str = "/workspace/.codex/skills";
 /// Where the skills appear to Claude Code as a plugin.
 pub(crate) const CLAUDE_PLUGIN: &str = "/mnt/session/claude-plugin";
 /// The plugin's manifest.
@@ -103,7 +108,10 @@ pub(super) async fn prepare<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, attach
     let plugin = claude_plugin_dir(&attached.workspace).is_some();
     for skill in ready {
         let target = format!("{MOUNT}/{}", skill.name);
-        let mut binds = vec![Bind::read_only(&skill.host, &target)];
+        let mut binds = vec![
+            Bind::read_only(&skill.host, &target),
+            Bind::read_only(&skill.host, format!("{CODEX_SKILLS}/{}", skill.name)),
+        ];
         if plugin {
             let inside = format!("{CLAUDE_PLUGIN}/skills/{}", skill.name);
             binds.push(Bind::read_only(&skill.host, inside));
