@@ -132,6 +132,22 @@ def test_skill_md_is_required_and_checked(client: anthropic.Anthropic) -> None:
             client.beta.skills.create(files=[("csv-tools/SKILL.md", md, "text/markdown")])
 
 
+def test_size_and_count_limits(client: anthropic.Anthropic) -> None:
+    big = [("csv-tools/SKILL.md", SKILL_MD, "text/markdown"), ("csv-tools/big.bin", b"x" * (8 * 1024 * 1024), "b/b")]
+    with pytest.raises(anthropic.APIStatusError) as err:
+        client.beta.skills.create(files=big)
+    assert err.value.status_code == 413
+    many = [("csv-tools/SKILL.md", SKILL_MD, "text/markdown")]
+    many += [(f"csv-tools/f{i}.txt", b"x", "text/plain") for i in range(500)]
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.beta.skills.create(files=many)
+    assert "at most 500 files" in bad.value.message
+    # Exactly at the limits is fine.
+    fits = [("csv-tools/SKILL.md", SKILL_MD, "text/markdown")]
+    fits.append(("csv-tools/big.bin", b"x" * (8 * 1024 * 1024 - len(SKILL_MD)), "b/b"))
+    assert client.beta.skills.create(files=fits).id
+
+
 def test_unknown_skill_is_404(client: anthropic.Anthropic) -> None:
     missing = "skill_01doesnotexist0000000000"
     for call in (
