@@ -6,14 +6,19 @@ a downloadable file scoped to the session; uploads themselves stay not downloada
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
 
+from conftest import ServerProcess, new_key
 from harness_support import (  # noqa: F401
     Harness,
+    MockModel,
     bash,
+    llm_vault,
+    searchable,
     harness,
     harness_server,
     mock,
@@ -94,3 +99,33 @@ def test_outputs_become_downloadable_files_scoped_to_the_session(harness: Harnes
     assert sorted(f.filename for f in files) == ["copy.bin", "report.txt", "report.txt"]
     newest = [f for f in files if f.filename == "report.txt" and f.id != by_name["report.txt"].id][0]
     assert h.client.beta.files.download(newest.id).read() == b"again\n"
+
+
+def test_outputs_survive_a_restart_and_go_with_the_session(tmp_path: Path, mock: MockModel) -> None:
+    """Outputs already stored are not stored again after a restart (the outputs directory comes
+    back with its files), and deleting the session removes its attachments."""
+    key = new_key()
+    data_dir = tmp_path / "data"
+    searchable(data_dir)
+    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
+    try:
+        client = process.client()
+        h = Harness(client=client, server=None, mock=mock, vault=llm_vault(client, mock.url), token="")  # type: ignore[arg-type]
+        session = h.session()
+        assert "ok" in one_result(h, session, "echo first > /mnt/session/outputs/a.txt && echo ok")
+        wait_for(lambda: len(outputs(h, session)) == 1)
+    finally:
+        assert process.stop() == 0
+    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
+    try:
+        h.client = process.client()
+        out = one_result(h, session, "cat /mnt/session/outputs/a.txt && echo second > /mnt/session/outputs/b.txt")
+        assert out.strip() == "first", out
+        files = wait_for(lambda: (found := outputs(h, session)) and len(found) >= 2 and found)
+        assert sorted(f.filename for f in files) == ["a.txt", "b.txt"]
+        attachments = data_dir / "workspaces" / f"{session.id}.attach"
+        assert attachments.is_dir()
+        h.client.beta.sessions.delete(session.id)
+        assert not attachments.exists()
+    finally:
+        assert process.stop() == 0
