@@ -161,10 +161,13 @@ def assert_secret_nowhere(h: Harness, injecting: Injecting, session_id: str, sec
 # native: the harness is the MCP client
 
 
-def test_native_lists_tools_once_and_calls_one(
-    injecting: Injecting, mock: MockModel, mcp_server: McpServer
+@pytest.mark.parametrize("engine", ["native", "openai-agents"])
+def test_resident_engines_list_tools_once_and_call_one(
+    injecting: Injecting, mock: MockModel, mcp_server: McpServer, engine: str
 ) -> None:
     h = injecting.harness(mock)
+    if engine != "native":
+        h.vault = llm_vault(h.client, mock.url, h.token, engine=engine)
     token = unique("mcp-token")
     mcp_server.configure([token])
     vault = bearer_vault(h, mcp_server.url, token)
@@ -186,10 +189,11 @@ def test_native_lists_tools_once_and_calls_one(
 
     # Offered with the server's own input schema; the result went back to the model.
     offered = offered_tools(h)
-    assert offered["mcp__tests__echo"]["input_schema"]["properties"]["text"]["type"] == "string"
-    assert offered["mcp__tests__echo"]["input_schema"]["required"] == ["text"]
+    schema = offered["mcp__tests__echo"].get("input_schema") or offered["mcp__tests__echo"]["parameters"]
+    assert schema["properties"]["text"]["type"] == "string"
+    assert schema["required"] == ["text"]
     assert "mcp__tests__add" in offered
-    last = json.dumps(h.model_requests()[-1]["body"]["messages"][-2:])
+    last = json.dumps(h.model_requests()[-1]["body"])
     assert "echo: hi there" in last and "mcp__tests__echo" in last
 
     state = mcp_server.state()
