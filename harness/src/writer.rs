@@ -36,7 +36,13 @@ pub(crate) struct Writer<S> {
     store: S,
     id: SessionId,
     head: Head<Logged>,
+    before_end: Option<BeforeEnd>,
 }
+
+/// Work run once right before the turn's end is written (`attach`: the session's outputs
+/// stored as files), so what it produces exists when a client sees the idle event.
+pub(crate) type BeforeEnd =
+    Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// What stopped a write before anything was decided.
 enum Stop {
@@ -57,6 +63,19 @@ impl<S: Store> Writer<S> {
                 },
                 version,
             },
+            before_end: None,
+        }
+    }
+
+    /// Runs `hook` right before the turn's end ([`Writer::finish`], [`Writer::fail`],
+    /// [`Writer::interrupted`]) is written.
+    pub(crate) fn before_end(&mut self, hook: BeforeEnd) {
+        self.before_end = Some(hook);
+    }
+
+    async fn run_before_end(&mut self) {
+        if let Some(hook) = self.before_end.take() {
+            hook().await;
         }
     }
 
@@ -159,6 +178,7 @@ impl<S: Store> Writer<S> {
     /// Ends the turn ([`turn::finish`]) whatever arrived meanwhile: `steps`, an error result
     /// for every built-in call still open, pending interrupts consumed, idle.
     pub(crate) async fn finish(&mut self, steps: Vec<Step>, end: End) -> Result<(), Halt> {
+        self.run_before_end().await;
         self.write(false, |state, _, now, ids| {
             turn::finish(state, steps.clone(), end.clone(), now, ids)
         })
@@ -168,6 +188,7 @@ impl<S: Store> Writer<S> {
 
     /// Ends the turn with a terminal `unknown_error` carrying `message` ([`turn::fail`]).
     pub(crate) async fn fail(&mut self, message: String) -> Result<(), Halt> {
+        self.run_before_end().await;
         self.write(false, |state, _, now, ids| {
             turn::fail(state, message.clone(), now, ids)
         })
@@ -177,6 +198,7 @@ impl<S: Store> Writer<S> {
 
     /// Ends a turn an interrupt stopped ([`turn::interrupt`]).
     pub(crate) async fn interrupted(&mut self, open_span: Option<EventId>) -> Result<(), Halt> {
+        self.run_before_end().await;
         self.write(false, |state, _, now, ids| {
             turn::interrupt(state, open_span.clone(), now, ids)
         })

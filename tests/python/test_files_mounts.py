@@ -13,6 +13,9 @@ import anthropic
 import pytest
 
 from conftest import ServerProcess, new_key
+from test_engine_claude import MODEL as CLAUDE_MODEL
+from test_engine_claude import TURN as CLAUDE_TURN
+from test_engine_claude import claude, claude_prompt, h, runtimes  # noqa: F401  (fixtures)
 from harness_support import (  # noqa: F401
     Harness,
     MockModel,
@@ -25,7 +28,6 @@ from harness_support import (  # noqa: F401
     text,
     tool_results,
     types,
-    wait_for,
 )
 
 
@@ -81,8 +83,8 @@ def test_outputs_become_downloadable_files_scoped_to_the_session(harness: Harnes
         "echo hello > /mnt/session/outputs/sub/report.txt && ln -s /etc/passwd /mnt/session/outputs/link && echo ok",
     )
     assert out.strip() == "ok", out
-    # Stored when the turn ends (just after the idle event): wait for both.
-    files = wait_for(lambda: (found := outputs(h, session)) and len(found) >= 2 and found)
+    # Stored before the turn's idle event: listed as soon as the turn is over.
+    files = outputs(h, session)
     by_name = {f.filename: f for f in files}
     assert sorted(by_name) == ["copy.bin", "report.txt"], by_name  # the symlink is not followed
     for f in files:
@@ -95,7 +97,7 @@ def test_outputs_become_downloadable_files_scoped_to_the_session(harness: Harnes
 
     # A file left in place is not stored again; a changed one is, as a new file.
     one_result(h, session, "echo again > /mnt/session/outputs/sub/report.txt")
-    files = wait_for(lambda: (found := outputs(h, session)) and len(found) >= 3 and found)
+    files = outputs(h, session)
     assert sorted(f.filename for f in files) == ["copy.bin", "report.txt", "report.txt"]
     newest = [f for f in files if f.filename == "report.txt" and f.id != by_name["report.txt"].id][0]
     assert h.client.beta.files.download(newest.id).read() == b"again\n"
@@ -113,7 +115,7 @@ def test_outputs_survive_a_restart_and_go_with_the_session(tmp_path: Path, mock:
         h = Harness(client=client, server=None, mock=mock, vault=llm_vault(client, mock.url), token="")  # type: ignore[arg-type]
         session = h.session()
         assert "ok" in one_result(h, session, "echo first > /mnt/session/outputs/a.txt && echo ok")
-        wait_for(lambda: len(outputs(h, session)) == 1)
+        assert len(outputs(h, session)) == 1
     finally:
         assert process.stop() == 0
     process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
@@ -121,7 +123,7 @@ def test_outputs_survive_a_restart_and_go_with_the_session(tmp_path: Path, mock:
         h.client = process.client()
         out = one_result(h, session, "cat /mnt/session/outputs/a.txt && echo second > /mnt/session/outputs/b.txt")
         assert out.strip() == "first", out
-        files = wait_for(lambda: (found := outputs(h, session)) and len(found) >= 2 and found)
+        files = outputs(h, session)
         assert sorted(f.filename for f in files) == ["a.txt", "b.txt"]
         attachments = data_dir / "workspaces" / f"{session.id}.attach"
         assert attachments.is_dir()
@@ -129,3 +131,17 @@ def test_outputs_survive_a_restart_and_go_with_the_session(tmp_path: Path, mock:
         assert not attachments.exists()
     finally:
         assert process.stop() == 0
+
+
+def test_claude_code_reads_uploads_and_writes_outputs(h: Harness) -> None:
+    """The same mounts on the `claude` engine: Claude Code's Bash reads the upload and writes an
+    output, stored by the time the session is idle."""
+    upload = h.client.beta.files.upload(file=("in.txt", b"from the user\n", "text/plain"))
+    agent = h.agent(model=CLAUDE_MODEL, tools=[{"type": "agent_toolset_20260401"}])
+    session = h.session(agent=agent, resources=[{"type": "file", "file_id": upload.id}])
+    command = f"tr a-z A-Z < /mnt/session/uploads/{upload.id} > /mnt/session/outputs/shout.txt && echo done"
+    events = h.turn(session.id, claude_prompt("Bash", {"command": command}), timeout=CLAUDE_TURN)
+    assert [text(r).strip() for r in tool_results(events)] == ["done"], types(events)
+    files = outputs(h, session)
+    assert [f.filename for f in files] == ["shout.txt"]
+    assert h.client.beta.files.download(files[0].id).read() == b"FROM THE USER\n"

@@ -8,8 +8,10 @@
 //!
 //! **Out.** `<attachments>/outputs/` (owned by the sandbox's uid; with a quota its own
 //! filesystem: `Workspaces::outputs`) is bound writable at `/mnt/session/outputs` for every
-//! turn. When the turn ends, [`finish`] walks it (regular
-//! files only, symbolic links skipped and never followed, opened with `O_NOFOLLOW`) and stores
+//! turn. Right before the turn's end is written (the writer's `before_end` hook, so the files
+//! exist when the idle event does; [`finish`] looks again after the turn), a [`Collector`]
+//! walks it (regular files only, symbolic links skipped and never followed, opened with
+//! `O_NOFOLLOW`) and stores
 //! each file that is new or changed since it was last collected as a file object scoped to the
 //! session (`downloadable: true`), named by its base name. What was collected is remembered in
 //! `<attachments>/outputs.json` (path → size, mtime, inode), so a file left in place is not
@@ -19,9 +21,10 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use managed_agents_core::file::{self, File, NewFile};
-use managed_agents_core::ids::FileId;
+use managed_agents_core::ids::{FileId, SessionId, WorkspaceId};
 use managed_agents_core::resource::Resource;
 use managed_agents_core::storage::{Store, StreamId};
 use managed_agents_core::stream;
@@ -30,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::skills::{error, own, private_dir};
 use super::{Attached, Context};
+use crate::blobs::BlobStore;
 use crate::sandbox::{Bind, Sandbox};
 
 /// Where the agent writes files meant for the user.
@@ -187,61 +191,132 @@ struct Seen {
     file_id: String,
 }
 
-/// Stores the outputs written during the turn as session-scoped files.
+/// Stores the outputs written during the turn as session-scoped files (normally done already
+/// by the [`Collector`] the writer runs before the idle event; finding nothing new is cheap).
 pub(super) async fn finish<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, _attached: &Attached) {
-    let Some(blobs) = cx.options.blobs.as_ref() else {
-        return;
-    };
-    let Ok(dir) = cx.options.workspaces.attachments(cx.session.as_str()) else {
-        return;
-    };
-    let outputs = dir.join("outputs");
-    let record = dir.join("outputs.json");
-    let mut seen: BTreeMap<String, Seen> = match tokio::fs::read(&record).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        Err(_) => BTreeMap::new(),
-    };
-    let mut found = Vec::new();
-    walk(&outputs, String::new(), 0, &mut found);
-    let mut stored = 0usize;
-    let mut changed = false;
-    for (path, meta) in found {
-        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-        if seen.get(&path).is_some_and(|s| {
-            s.size == meta.size() && s.mtime_ns == mtime_ns && s.inode == meta.ino()
-        }) {
-            continue;
-        }
-        if stored >= MAX_OUTPUTS || meta.size() > MAX_OUTPUT_BYTES {
-            tracing::warn!(session = %cx.session, path, size = meta.size(), "output not stored (limits)");
-            continue;
-        }
-        match store_output(cx, blobs.as_ref(), &outputs, &path).await {
-            Ok(file_id) => {
-                stored += 1;
-                changed = true;
-                seen.insert(
-                    path,
-                    Seen {
-                        size: meta.size(),
-                        mtime_ns,
-                        inode: meta.ino(),
-                        file_id,
-                    },
-                );
-            }
-            Err(e) => tracing::warn!(session = %cx.session, path, error = %e, "storing an output"),
-        }
+    if let Some(collector) = collector(cx) {
+        collector.collect().await;
     }
-    if changed {
-        match serde_json::to_vec(&seen) {
-            Ok(bytes) => {
-                if let Err(e) = tokio::fs::write(&record, bytes).await {
-                    tracing::warn!(path = %record.display(), error = %e, "recording collected outputs");
+}
+
+/// What storing a session's outputs needs, owned, so it can run inside the writer.
+pub(crate) struct Collector<S> {
+    store: S,
+    blobs: Arc<dyn BlobStore>,
+    dir: PathBuf,
+    session: SessionId,
+    workspace: WorkspaceId,
+}
+
+/// The collector of the session's outputs (`None`: no blob store).
+pub(super) fn collector<S: Store, X: Sandbox>(cx: &Context<'_, S, X>) -> Option<Collector<S>> {
+    Some(Collector {
+        store: cx.store.clone(),
+        blobs: cx.options.blobs.clone()?,
+        dir: cx
+            .options
+            .workspaces
+            .attachments(cx.session.as_str())
+            .ok()?,
+        session: cx.session.clone(),
+        workspace: cx.created.workspace.clone(),
+    })
+}
+
+impl<S: Store> Collector<S> {
+    /// Stores each new or changed output; remembers what it stored in `outputs.json`.
+    pub(crate) async fn collect(self) {
+        let outputs = self.dir.join("outputs");
+        let record = self.dir.join("outputs.json");
+        let mut seen: BTreeMap<String, Seen> = match tokio::fs::read(&record).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Err(_) => BTreeMap::new(),
+        };
+        let mut found = Vec::new();
+        walk(&outputs, String::new(), 0, &mut found);
+        let mut stored = 0usize;
+        let mut changed = false;
+        for (path, meta) in found {
+            let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+            if seen.get(&path).is_some_and(|s| {
+                s.size == meta.size() && s.mtime_ns == mtime_ns && s.inode == meta.ino()
+            }) {
+                continue;
+            }
+            if stored >= MAX_OUTPUTS || meta.size() > MAX_OUTPUT_BYTES {
+                tracing::warn!(session = %self.session, path, size = meta.size(), "output not stored (limits)");
+                continue;
+            }
+            match self.store_output(&outputs, &path).await {
+                Ok(file_id) => {
+                    stored += 1;
+                    changed = true;
+                    seen.insert(
+                        path,
+                        Seen {
+                            size: meta.size(),
+                            mtime_ns,
+                            inode: meta.ino(),
+                            file_id,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(session = %self.session, path, error = %e, "storing an output")
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "encoding collected outputs"),
         }
+        if changed {
+            match serde_json::to_vec(&seen) {
+                Ok(bytes) => {
+                    if let Err(e) = tokio::fs::write(&record, bytes).await {
+                        tracing::warn!(path = %record.display(), error = %e, "recording collected outputs");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "encoding collected outputs"),
+            }
+        }
+    }
+
+    /// Stores `<outputs>/<path>` as a new session-scoped file; returns its id.
+    async fn store_output(&self, outputs: &Path, path: &str) -> Result<String, String> {
+        let mut options = std::fs::OpenOptions::new();
+        options
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        let src = tokio::fs::OpenOptions::from(options)
+            .open(outputs.join(path))
+            .await
+            .map_err(|e| e.to_string())?;
+        let meta = src.metadata().await.map_err(|e| e.to_string())?;
+        if !meta.is_file() {
+            return Err("not a regular file".into());
+        }
+        let now = Timestamp::now();
+        let id = FileId::generate(now);
+        let size = self
+            .blobs
+            .write_from(id.as_str(), src)
+            .await
+            .map_err(|e| e.to_string())?;
+        let records = file::create(
+            NewFile {
+                filename: path.to_owned(),
+                mime_type: None,
+                size_bytes: size,
+                expires_in_seconds: None,
+                scope: Some(self.session.clone()),
+                downloadable: true,
+            },
+            id.clone(),
+            self.workspace.clone(),
+            now,
+        )
+        .map_err(|e| e.to_string())?;
+        stream::create::<S, Option<File>>(&self.store, &StreamId::new(id.as_str()), records)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(id.to_string())
     }
 }
 
@@ -273,49 +348,4 @@ fn walk(dir: &Path, prefix: String, depth: usize, found: &mut Vec<(String, std::
             found.push((path, meta));
         }
     }
-}
-
-/// Stores `<outputs>/<path>` as a new session-scoped file; returns its id.
-async fn store_output<S: Store, X: Sandbox>(
-    cx: &Context<'_, S, X>,
-    blobs: &dyn crate::blobs::BlobStore,
-    outputs: &Path,
-    path: &str,
-) -> Result<String, String> {
-    let mut options = std::fs::OpenOptions::new();
-    options
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    let src = tokio::fs::OpenOptions::from(options)
-        .open(outputs.join(path))
-        .await
-        .map_err(|e| e.to_string())?;
-    let meta = src.metadata().await.map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let now = Timestamp::now();
-    let id = FileId::generate(now);
-    let size = blobs
-        .write_from(id.as_str(), src)
-        .await
-        .map_err(|e| e.to_string())?;
-    let records = file::create(
-        NewFile {
-            filename: path.to_owned(),
-            mime_type: None,
-            size_bytes: size,
-            expires_in_seconds: None,
-            scope: Some(cx.session.clone()),
-            downloadable: true,
-        },
-        id.clone(),
-        cx.created.workspace.clone(),
-        now,
-    )
-    .map_err(|e| e.to_string())?;
-    stream::create::<S, Option<File>>(cx.store, &StreamId::new(id.as_str()), records)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(id.to_string())
 }

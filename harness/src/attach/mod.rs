@@ -98,6 +98,16 @@ pub(crate) async fn prepare<S: Store, X: Sandbox>(
     Ok(attached)
 }
 
+/// What to run right before the turn's end is written (`Writer::before_end`): the outputs
+/// stored as files, so a client that sees the idle event finds them.
+pub(crate) fn before_end<S: Store, X: Sandbox>(
+    cx: &Context<'_, S, X>,
+) -> Option<crate::writer::BeforeEnd> {
+    files::collector(cx).map(|collector| -> crate::writer::BeforeEnd {
+        Box::new(move || Box::pin(collector.collect()))
+    })
+}
+
 /// After a turn: collect what the agent produced.
 pub(crate) async fn finish<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, attached: &Attached) {
     files::finish(cx, attached).await;

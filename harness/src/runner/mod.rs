@@ -556,6 +556,9 @@ async fn turn<S: Store, X: Sandbox>(
     for error in &attached.errors {
         writer.record(Step::Error(error.clone())).await?;
     }
+    if let Some(hook) = attach::before_end(&attach) {
+        writer.before_end(hook);
+    }
     let ended = engine_turn(
         inner,
         &mut writer,
