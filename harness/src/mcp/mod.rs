@@ -18,7 +18,7 @@
 //! - **Listing.** A session's tools are listed when its first turn opens ([`Servers::open`],
 //!   bounded by [`CONNECT_TIMEOUT`]) and kept in the runner's [`Cache`] per server name and URL,
 //!   so later turns offer them without asking again; a server that failed is tried again at the
-//!   next turn. Connections live for one turn: later turns connect when a call needs it.
+//!   next turn. At most [`MAX_TOOLS`] tools of a server are kept, from at most 50 pages. Connections live for one turn: later turns connect when a call needs it.
 //! - **Agent CLIs.** `claude` and `codex` are their own MCP clients (through the egress proxy,
 //!   see [`cli`]); the runner still opens the servers here first, so a missing or rejected
 //!   credential or an unreachable server gives the same `session.error` on every engine, and
@@ -40,7 +40,7 @@ use managed_agents_core::agent::McpServer;
 use managed_agents_core::event::{ContentBlock, ErrorKind, RetryStatus, SessionError};
 use managed_agents_core::ids::SessionId;
 use managed_agents_core::storage::Store;
-use rmcp::model::CallToolRequestParams;
+use rmcp::model::{CallToolRequestParams, PaginatedRequestParams};
 use rmcp::service::{RoleClient, RunningService, ServiceExt};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -57,6 +57,10 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(600);
 /// Sessions whose listings the cache keeps (then it starts over).
 const MAX_CACHED_SESSIONS: usize = 4096;
+/// Most tools kept of one server (the rest of its listing is not read).
+pub(crate) const MAX_TOOLS: usize = 500;
+/// Most pages of one server's listing read.
+const MAX_PAGES: usize = 50;
 
 /// One tool of one server, as listed.
 #[derive(Debug, Clone)]
@@ -211,14 +215,13 @@ impl<S: Store> Servers<S> {
     /// Connects to `server` and lists its tools; the connection is kept for this turn.
     async fn list(&mut self, server: &McpServer) -> Result<Vec<Listed>, Failure> {
         let client = connect(&self.reach, server).await?;
-        let tools = tokio::time::timeout(CONNECT_TIMEOUT, client.list_all_tools())
+        let tools = tokio::time::timeout(CONNECT_TIMEOUT, list_tools(&client, &server.name))
             .await
             .map_err(|_| {
                 Failure::Connection(format!(
                     "listing its tools took more than {CONNECT_TIMEOUT:?}"
                 ))
-            })?
-            .map_err(|e| Failure::Connection(format!("listing its tools failed: {e}")))?;
+            })??;
         self.clients.insert(server.name.clone(), client);
         Ok(tools
             .into_iter()
@@ -308,6 +311,39 @@ impl<S: Store> Servers<S> {
             }
         }
     }
+}
+
+/// `tools/list`, page by page, at most [`MAX_TOOLS`] tools from at most [`MAX_PAGES`] pages
+/// (each answer is bounded by rmcp's response limit), so a server cannot grow the runner's
+/// memory without bound.
+async fn list_tools(client: &Client, server: &str) -> Result<Vec<rmcp::model::Tool>, Failure> {
+    let mut tools = Vec::new();
+    let mut cursor = None;
+    for _ in 0..MAX_PAGES {
+        let params = cursor.map(|c| PaginatedRequestParams::default().with_cursor(Some(c)));
+        let page = client
+            .list_tools(params)
+            .await
+            .map_err(|e| Failure::Connection(format!("listing its tools failed: {e}")))?;
+        tools.extend(page.tools);
+        if tools.len() >= MAX_TOOLS {
+            tracing::warn!(
+                server,
+                "an MCP server lists more than {MAX_TOOLS} tools; the rest are not offered"
+            );
+            tools.truncate(MAX_TOOLS);
+            return Ok(tools);
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(tools),
+        }
+    }
+    tracing::warn!(
+        server,
+        "an MCP server's listing has more than {MAX_PAGES} pages; the rest are not offered"
+    );
+    Ok(tools)
 }
 
 /// Whether the agent's toolset for `server` can offer any tool (a toolset disabled by default
