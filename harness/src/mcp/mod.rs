@@ -16,7 +16,7 @@
 //!   uses no proxy and follows no redirect. The environment's networking does not apply: the
 //!   sandbox does not make these requests.
 //! - **Listing.** A session's tools are listed when its first turn opens ([`Servers::open`],
-//!   bounded by [`CONNECT_TIMEOUT`]) and kept in the runner's [`Cache`] per server name and URL,
+//!   every server at once, each bounded by [`CONNECT_TIMEOUT`]) and kept in the runner's [`Cache`] per server name and URL,
 //!   so later turns offer them without asking again; a server that failed is tried again at the
 //!   next turn. At most [`MAX_TOOLS`] tools of a server are kept, from at most 50 pages. Connections live for one turn: later turns connect when a call needs it.
 //! - **Agent CLIs.** `claude` and `codex` are their own MCP clients (through the egress proxy,
@@ -181,25 +181,40 @@ impl<S: Store> Servers<S> {
             tools: Vec::new(),
             clients: HashMap::new(),
         };
+        let wanted: Vec<&McpServer> = servers
+            .iter()
+            .filter(|s| offers_any(tools, &s.name))
+            .collect();
+        // The servers not listed yet in this session, all at once.
+        let listings = futures::future::join_all(
+            wanted
+                .iter()
+                .filter(|s| cache.get(session, s).is_none())
+                .map(|s| async { (s.name.clone(), list(&this.reach, s).await) }),
+        )
+        .await;
+        let mut fresh = HashMap::new();
+        for (name, listing) in listings {
+            fresh.insert(name, listing);
+        }
         let mut errors = Vec::new();
-        for server in servers {
-            if !offers_any(tools, &server.name) {
-                continue;
-            }
-            let listed = match cache.get(session, server) {
-                Some(listed) => listed,
-                None => match this.list(server).await {
-                    Ok(listed) => {
-                        let listed = Arc::new(listed);
-                        cache.put(session, server, listed.clone());
-                        listed
-                    }
-                    Err(failure) => {
-                        tracing::info!(%session, server = %server.name, error = failure.text(), "an MCP server failed");
-                        errors.push(failure.into_error(&server.name));
-                        continue;
-                    }
+        for server in wanted {
+            let listed = match fresh.remove(&server.name) {
+                None => match cache.get(session, server) {
+                    Some(listed) => listed,
+                    None => continue,
                 },
+                Some(Ok((client, listed))) => {
+                    this.clients.insert(server.name.clone(), client);
+                    let listed = Arc::new(listed);
+                    cache.put(session, server, listed.clone());
+                    listed
+                }
+                Some(Err(failure)) => {
+                    tracing::info!(%session, server = %server.name, error = failure.text(), "an MCP server failed");
+                    errors.push(failure.into_error(&server.name));
+                    continue;
+                }
             };
             this.servers.push(server.clone());
             this.tools.extend(
@@ -210,34 +225,6 @@ impl<S: Store> Servers<S> {
             );
         }
         (this, errors)
-    }
-
-    /// Connects to `server` and lists its tools; the connection is kept for this turn.
-    async fn list(&mut self, server: &McpServer) -> Result<Vec<Listed>, Failure> {
-        let client = connect(&self.reach, server).await?;
-        let tools = tokio::time::timeout(CONNECT_TIMEOUT, list_tools(&client, &server.name))
-            .await
-            .map_err(|_| {
-                Failure::Connection(format!(
-                    "listing its tools took more than {CONNECT_TIMEOUT:?}"
-                ))
-            })??;
-        self.clients.insert(server.name.clone(), client);
-        Ok(tools
-            .into_iter()
-            .map(|tool| Listed {
-                model_name: model_name(&server.name, &tool.name),
-                server: server.name.clone(),
-                tool: tool.name.to_string(),
-                description: tool
-                    .description
-                    .as_deref()
-                    .or(tool.title.as_deref())
-                    .unwrap_or_default()
-                    .to_owned(),
-                input_schema: Value::Object((*tool.input_schema).clone()),
-            })
-            .collect())
     }
 
     /// The servers that answered (their tools listed now or earlier in the session): what an
@@ -311,6 +298,37 @@ impl<S: Store> Servers<S> {
             }
         }
     }
+}
+
+/// Connects to `server` and lists its tools (the connection is returned for the turn).
+async fn list<S: Store>(
+    reach: &Reach<S>,
+    server: &McpServer,
+) -> Result<(Client, Vec<Listed>), Failure> {
+    let client = connect(reach, server).await?;
+    let tools = tokio::time::timeout(CONNECT_TIMEOUT, list_tools(&client, &server.name))
+        .await
+        .map_err(|_| {
+            Failure::Connection(format!(
+                "listing its tools took more than {CONNECT_TIMEOUT:?}"
+            ))
+        })??;
+    let listed = tools
+        .into_iter()
+        .map(|tool| Listed {
+            model_name: model_name(&server.name, &tool.name),
+            server: server.name.clone(),
+            tool: tool.name.to_string(),
+            description: tool
+                .description
+                .as_deref()
+                .or(tool.title.as_deref())
+                .unwrap_or_default()
+                .to_owned(),
+            input_schema: Value::Object((*tool.input_schema).clone()),
+        })
+        .collect();
+    Ok((client, listed))
 }
 
 /// `tools/list`, page by page, at most [`MAX_TOOLS`] tools from at most [`MAX_PAGES`] pages

@@ -599,8 +599,13 @@ async fn engine_turn<S: Store, X: Sandbox>(
         interception: inner.options.interception.clone(),
         credentials,
     };
-    let (mut mcp, errors) =
-        crate::mcp::Servers::open(&inner.mcp, &id, &agent.mcp_servers, &agent.tools, reach).await;
+    let opening =
+        crate::mcp::Servers::open(&inner.mcp, &id, &agent.mcp_servers, &agent.tools, reach);
+    let (mut mcp, errors) = match crate::engine::interruptible(&rx, opening).await {
+        Ok(opened) => opened,
+        Err(Halt::Interrupted) => return writer.interrupted(None).await,
+        Err(gone) => return Err(gone),
+    };
     for error in errors {
         writer.record(Step::Error(error)).await?;
     }
