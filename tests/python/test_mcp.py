@@ -404,7 +404,7 @@ def test_claude_calls_mcp_tools_through_the_door(
 # codex: Codex is the MCP client, through the egress proxy that injects the credential
 
 
-def test_codex_calls_an_mcp_tool_through_the_door(
+def test_codex_calls_mcp_tools_through_the_door(
     claude_server: Injecting, mock: MockModel, mcp_server: McpServer
 ) -> None:
     h = claude_server.harness(mock)
@@ -412,21 +412,39 @@ def test_codex_calls_an_mcp_tool_through_the_door(
     token = unique("mcp-token")
     mcp_server.configure([token])
     vault = bearer_vault(h, mcp_server.url, token)
-    session = h.session(agent=mcp_agent(h, mcp_server.url), vault_ids=[h.vault.id, vault.id])
+    agent = mcp_agent(
+        h, mcp_server.url, configs=[{"name": "add", "permission_policy": {"type": "always_ask"}}]
+    )
+    session = h.session(agent=agent, vault_ids=[h.vault.id, vault.id])
 
     # Codex offers each server's tools as a namespace `mcp__<server>` (the mock's
-    # `namespace.name` calls a function of one).
+    # `namespace.name` calls a function of one). It asks before each MCP call; `echo` is
+    # always_allow, so the engine accepts at once.
     events = h.turn(session.id, tool_prompt("mcp__tests.echo", {"text": "from codex"}), timeout=120)
     namespaces = [t for t in h.model_requests()[0]["body"]["tools"] if t.get("name") == "mcp__tests"]
     assert [sorted(f["name"] for f in n["tools"]) for n in namespaces] == [["add", "echo"]]
     uses = of_type(events, "agent.mcp_tool_use")
-    assert [(u.mcp_server_name, u.name, u.input) for u in uses] == [
-        (SERVER_NAME, "echo", {"text": "from codex"})
+    assert [(u.mcp_server_name, u.name, u.input, u.evaluated_permission) for u in uses] == [
+        (SERVER_NAME, "echo", {"text": "from codex"}, "allow")
     ], [e.type for e in events]
     results = of_type(events, "agent.mcp_tool_result")
     assert [r.mcp_tool_use_id for r in results] == [uses[0].id]
     assert "echo: from codex" in text(results[0])
     assert set(mcp_server.state()["authorizations"]) == {f"Bearer {token}"}
+
+    # always_ask: the session waits while Codex waits for our answer to its elicitation.
+    events = h.turn(session.id, tool_prompt("mcp__tests.add", {"a": 40, "b": 2}), timeout=120)
+    use = of_type(events, "agent.mcp_tool_use")[0]
+    assert (use.name, use.evaluated_permission) == ("add", "ask")
+    assert events[-1].stop_reason.type == "requires_action", [e.type for e in events]
+    assert events[-1].stop_reason.event_ids == [use.id]
+    assert len(mcp_server.state()["calls"]) == 1
+    sent = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
+    after = h.wait_idle(session.id, sent[0].id, timeout=120)
+    results = of_type(after, "agent.mcp_tool_result")
+    assert [r.mcp_tool_use_id for r in results] == [use.id], [e.type for e in after]
+    assert "42" in text(results[0])
+    assert mcp_server.state()["calls"][-1] == {"name": "add", "arguments": {"a": 40, "b": 2}}
     assert_secret_nowhere(h, claude_server, session.id, [token])
 
 

@@ -7,9 +7,11 @@
 //! server name outside `[A-Za-z0-9_-]` replaced by `_`; [`claude_call`] maps such a name back to
 //! the agent's server and the tool. Its permission prompts let every call's toolset decide.
 //!
-//! Codex asks nothing before an MCP call, so it is given only the tools that run without
-//! asking ([`codex_overrides`]: `enabled_tools` / `disabled_tools` from the toolset); an
-//! `always_ask` MCP tool is not available on the `codex` engine.
+//! Codex is told to ask before every MCP call (`default_tools_approval_mode = "prompt"`: an
+//! `mcpServer/elicitation/request` whose `_meta.codex_approval_kind` is `mcp_tool_call`), which
+//! the engine answers from the call's toolset, and is not given the disabled tools
+//! ([`codex_overrides`]: `enabled_tools` / `disabled_tools`). [`asks`] says whether any MCP
+//! tool needs a confirmation (Codex must then run with an approval policy that asks at all).
 
 use managed_agents_core::agent::tools::{McpToolset, Tool};
 use managed_agents_core::agent::{McpServer, PermissionPolicy};
@@ -59,26 +61,32 @@ pub(crate) fn claude_call(servers: &[McpServer], claude: &str) -> Option<(String
         .max_by_key(|(server, _)| server.len())
 }
 
-/// Whether a tool with this setting runs without asking.
-fn runs(enabled: bool, policy: PermissionPolicy) -> bool {
-    enabled && policy != PermissionPolicy::AlwaysAsk
+/// Whether any tool of the agent's MCP toolsets waits for a confirmation.
+pub(crate) fn asks(servers: &[McpServer], tools: &[Tool]) -> bool {
+    let asking = |enabled: bool, policy| enabled && policy == PermissionPolicy::AlwaysAsk;
+    offered(servers, tools)
+        .filter_map(|s| toolset(tools, &s.name))
+        .any(|set| {
+            asking(
+                set.default_config.enabled,
+                set.default_config.permission_policy,
+            ) || set
+                .configs
+                .iter()
+                .any(|c| asking(c.enabled, c.permission_policy))
+        })
 }
 
-/// Codex's `-c` overrides for the agent's servers: `mcp_servers.<name>.url`, and which tools
-/// it may call: all but the toolset's exceptions (`disabled_tools`) when its default runs
-/// without asking, else only the configured tools that do (`enabled_tools`). A server whose
-/// name is not a bare TOML key (`[A-Za-z0-9_-]`) is left out.
+/// Codex's `-c` overrides for the agent's servers: `mcp_servers.<name>.url`, an approval
+/// asked before every call, and which tools it may call: all but the disabled ones
+/// (`disabled_tools`) when the toolset's default is enabled, else only the enabled ones
+/// (`enabled_tools`). A server whose name is not a bare TOML key (`[A-Za-z0-9_-]`) is left
+/// out.
 pub(crate) fn codex_overrides(servers: &[McpServer], tools: &[Tool]) -> Vec<String> {
     let quoted = |s: &str| Value::String(s.to_owned()).to_string();
     let list = |names: Vec<&str>| {
-        format!(
-            "[{}]",
-            names
-                .iter()
-                .map(|n| quoted(n))
-                .collect::<Vec<_>>()
-                .join(",")
-        )
+        let quoted: Vec<String> = names.iter().map(|n| quoted(n)).collect();
+        format!("[{}]", quoted.join(","))
     };
     let mut overrides = Vec::new();
     for server in offered(servers, tools) {
@@ -91,27 +99,15 @@ pub(crate) fn codex_overrides(servers: &[McpServer], tools: &[Tool]) -> Vec<Stri
             continue;
         };
         let key = format!("mcp_servers.{}", server.name);
-        let default = runs(
-            set.default_config.enabled,
-            set.default_config.permission_policy,
-        );
-        let (name, names): (&str, Vec<&str>) = if default {
-            let off = set
-                .configs
-                .iter()
-                .filter(|c| !runs(c.enabled, c.permission_policy));
+        let (name, names): (&str, Vec<&str>) = if set.default_config.enabled {
+            let off = set.configs.iter().filter(|c| !c.enabled);
             ("disabled_tools", off.map(|c| c.name.as_str()).collect())
         } else {
-            let on = set
-                .configs
-                .iter()
-                .filter(|c| runs(c.enabled, c.permission_policy));
+            let on = set.configs.iter().filter(|c| c.enabled);
             ("enabled_tools", on.map(|c| c.name.as_str()).collect())
         };
-        if !default && names.is_empty() {
-            continue;
-        }
         overrides.push(format!("{key}.url={}", quoted(&server.url)));
+        overrides.push(format!("{key}.default_tools_approval_mode=\"prompt\""));
         overrides.push(format!("{key}.{name}={}", list(names)));
     }
     overrides
@@ -160,8 +156,8 @@ mod tests {
     }
 
     #[test]
-    fn codex_gets_only_the_tools_that_run_without_asking() {
-        let servers: Vec<McpServer> = ["docs", "wiki", "asks", "odd name"]
+    fn codex_asks_before_every_mcp_call_and_never_sees_disabled_tools() {
+        let servers: Vec<McpServer> = ["docs", "wiki", "odd name"]
             .iter()
             .map(|name| McpServer {
                 name: (*name).to_owned(),
@@ -173,11 +169,10 @@ mod tests {
             serde_json::from_value(json!([
                 {"type": "mcp_toolset", "mcp_server_name": "docs",
                  "default_config": {"permission_policy": {"type": "always_allow"}},
-                 "configs": [{"name": "delete", "enabled": false},
-                             {"name": "publish", "permission_policy": {"type": "always_ask"}}]},
+                 "configs": [{"name": "delete", "enabled": false}]},
                 {"type": "mcp_toolset", "mcp_server_name": "wiki",
-                 "configs": [{"name": "read", "permission_policy": {"type": "always_allow"}}]},
-                {"type": "mcp_toolset", "mcp_server_name": "asks"},
+                 "default_config": {"enabled": false},
+                 "configs": [{"name": "read", "enabled": true}]},
                 {"type": "mcp_toolset", "mcp_server_name": "odd name",
                  "default_config": {"permission_policy": {"type": "always_allow"}}},
             ]))
@@ -188,11 +183,16 @@ mod tests {
             codex_overrides(&servers, &tools),
             vec![
                 r#"mcp_servers.docs.url="https://example.com/docs""#,
-                r#"mcp_servers.docs.disabled_tools=["delete","publish"]"#,
+                r#"mcp_servers.docs.default_tools_approval_mode="prompt""#,
+                r#"mcp_servers.docs.disabled_tools=["delete"]"#,
                 r#"mcp_servers.wiki.url="https://example.com/wiki""#,
+                r#"mcp_servers.wiki.default_tools_approval_mode="prompt""#,
                 r#"mcp_servers.wiki.enabled_tools=["read"]"#,
             ]
         );
+        // wiki's `read` is always_ask (the MCP default).
+        assert!(asks(&servers, &tools));
+        assert!(!asks(&servers[..1], &tools));
     }
 
     #[test]

@@ -62,6 +62,9 @@ struct Open {
     body: Body,
     recorded: bool,
     decision: Decision,
+    /// Whether Codex asked to approve it already (MCP calls are matched to their approval
+    /// request by server and tool, the first not yet asked).
+    asked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,8 +79,9 @@ enum Decision {
 pub(crate) struct Calls {
     /// By Codex item id.
     open: HashMap<String, Open>,
-    /// Approval requests waiting for the client, by `agent.tool_use` id: (item, request id).
-    waiting: HashMap<EventId, (String, Value)>,
+    /// Approval requests waiting for the client, by `agent.tool_use` id: (item, request id,
+    /// whether it is an MCP call's elicitation).
+    waiting: HashMap<EventId, (String, Value, bool)>,
 }
 
 impl Calls {
@@ -123,17 +127,42 @@ impl Calls {
                 body,
                 recorded,
                 decision,
+                asked: false,
             },
         );
         started
     }
 
+    /// Codex asks (request `request`, an elicitation) before calling tool `tool` of MCP server
+    /// `server`: the first such call it started and did not ask about yet.
+    pub(crate) fn asked_mcp(&mut self, server: &str, tool: &str, request: Value) -> Asked {
+        let item = self
+            .open
+            .iter()
+            .filter(|(_, o)| {
+                !o.asked
+                    && matches!(&o.body, Body::AgentMcpToolUse(u)
+                        if u.mcp_server_name == server && u.name == tool)
+            })
+            .min_by(|a, b| a.1.id.cmp(&b.1.id))
+            .map(|(item, _)| item.clone());
+        match item {
+            Some(item) => self.ask(&item, request, true),
+            None => Asked::Answer(false),
+        }
+    }
+
     /// Codex asks (request `request`) before running `item`.
     pub(crate) fn asked(&mut self, item: &str, request: Value) -> Asked {
+        self.ask(item, request, false)
+    }
+
+    fn ask(&mut self, item: &str, request: Value, elicitation: bool) -> Asked {
         let Some(open) = self.open.get_mut(item) else {
             // An approval for nothing we saw start: nothing tells us what it would run.
             return Asked::Answer(false);
         };
+        open.asked = true;
         match open.decision {
             Decision::Allow => Asked::Answer(true),
             Decision::Refuse(_) => Asked::Answer(false),
@@ -141,16 +170,17 @@ impl Calls {
             Decision::Ask => {
                 open.recorded = true;
                 self.waiting
-                    .insert(open.id.clone(), (item.to_owned(), request));
+                    .insert(open.id.clone(), (item.to_owned(), request, elicitation));
                 Asked::Wait(open.id.clone(), open.body.clone())
             }
         }
     }
 
-    /// The client answered the call `id`: the approval request to answer, if Codex still
-    /// waits for it. A denied call's result is recorded by the caller, so its end is not.
-    pub(crate) fn confirmed(&mut self, id: &EventId, allow: bool) -> Option<Value> {
-        let (item, request) = self.waiting.remove(id)?;
+    /// The client answered the call `id`: the approval request to answer and whether it is
+    /// an MCP call's elicitation, if Codex still waits for it. A denied call's result is
+    /// recorded by the caller, so its end is not.
+    pub(crate) fn confirmed(&mut self, id: &EventId, allow: bool) -> Option<(Value, bool)> {
+        let (item, request, elicitation) = self.waiting.remove(id)?;
         if allow {
             // Codex may ask again for the same item (one command, several callbacks).
             if let Some(open) = self.open.get_mut(&item) {
@@ -159,7 +189,7 @@ impl Calls {
         } else {
             self.open.remove(&item);
         }
-        Some(request)
+        Some((request, elicitation))
     }
 
     /// The calls waiting for the client.
@@ -276,7 +306,7 @@ mod tests {
             !calls.running(),
             "a waiting call does not keep the turn busy"
         );
-        assert_eq!(calls.confirmed(&id, true), Some(json!(7)));
+        assert_eq!(calls.confirmed(&id, true), Some((json!(7), false)));
         assert!(calls.waiting().is_empty());
         assert!(calls.running());
         assert_eq!(calls.confirmed(&id, true), None, "answered once");
@@ -295,7 +325,7 @@ mod tests {
         let Asked::Wait(id, _) = calls.asked("c1", json!(1)) else {
             panic!()
         };
-        assert_eq!(calls.confirmed(&id, false), Some(json!(1)));
+        assert_eq!(calls.confirmed(&id, false), Some((json!(1), false)));
         assert_eq!(calls.finished("c1", ToolOutcome::Declined), None);
     }
 

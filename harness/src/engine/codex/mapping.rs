@@ -140,6 +140,14 @@ pub(crate) fn approval(method: &str, params: &Value) -> Option<String> {
     }
 }
 
+/// The MCP server and tool of a server request that asks to approve an MCP tool call (an
+/// elicitation Codex makes itself, `_meta.codex_approval_kind: "mcp_tool_call"`).
+pub(crate) fn mcp_approval(method: &str, params: &Value) -> Option<(String, String)> {
+    let meta = &params["_meta"];
+    (method == "mcpServer/elicitation/request" && meta["codex_approval_kind"] == "mcp_tool_call")
+        .then(|| (text(&params["serverName"]), text(&meta["tool_name"])))
+}
+
 fn error_message(error: &Value) -> String {
     let message = text(&error["message"]);
     match error["additionalDetails"].as_str() {
@@ -390,6 +398,18 @@ mod tests {
                 }
             }
         );
+    }
+
+    #[test]
+    fn mcp_tool_call_elicitations_are_approvals() {
+        let params = serde_json::json!({"serverName": "tests", "mode": "form",
+            "_meta": {"codex_approval_kind": "mcp_tool_call", "tool_name": "echo"}});
+        assert_eq!(
+            mcp_approval("mcpServer/elicitation/request", &params),
+            Some(("tests".into(), "echo".into()))
+        );
+        let other = serde_json::json!({"serverName": "tests", "_meta": null});
+        assert_eq!(mcp_approval("mcpServer/elicitation/request", &other), None);
     }
 
     #[test]

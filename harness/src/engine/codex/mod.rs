@@ -146,9 +146,11 @@ fn approvals(agent: &TurnAgent) -> Approvals {
         builtin_setting(&agent.tools, tool)
             .is_some_and(|s| s.enabled && s.permission_policy != PermissionPolicy::AlwaysAsk)
     };
+    // Codex asks before an MCP call only under an approval policy that asks at all.
     if [BuiltinTool::Bash, BuiltinTool::Edit, BuiltinTool::Write]
         .into_iter()
         .all(free)
+        && !crate::mcp::cli::asks(&agent.mcp_servers, &agent.tools)
     {
         Approvals::Never
     } else {
@@ -333,8 +335,13 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 self.writer.record(step).await?;
             }
             match (request, live.as_mut()) {
-                (Some(request), Some(l)) => {
-                    if let Err(e) = l.server.answer(&request, protocol::decision(allow)).await {
+                (Some((request, elicitation)), Some(l)) => {
+                    let answer = if elicitation {
+                        protocol::elicitation(allow)
+                    } else {
+                        protocol::decision(allow)
+                    };
+                    if let Err(e) = l.server.answer(&request, answer).await {
                         tracing::warn!(session = %self.writer.id(), error = %e, "cannot answer Codex");
                     }
                 }
@@ -435,10 +442,21 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             };
             let (method, params) = match message {
                 Incoming::Request { id, method, params } => {
-                    let answered = match mapping::approval(&method, &params) {
-                        Some(item) => match live.calls.asked(&item, id.clone()) {
+                    let asked = match mapping::approval(&method, &params) {
+                        Some(item) => Some((live.calls.asked(&item, id.clone()), false)),
+                        None => mapping::mcp_approval(&method, &params).map(|(server, tool)| {
+                            (live.calls.asked_mcp(&server, &tool, id.clone()), true)
+                        }),
+                    };
+                    let answered = match asked {
+                        Some((asked, elicitation)) => match asked {
                             Asked::Answer(allow) => {
-                                live.server.answer(&id, protocol::decision(allow)).await
+                                let answer = if elicitation {
+                                    protocol::elicitation(allow)
+                                } else {
+                                    protocol::decision(allow)
+                                };
+                                live.server.answer(&id, answer).await
                             }
                             Asked::Wait(event, body) => {
                                 self.output(Output {

@@ -191,6 +191,16 @@ pub(crate) fn decision(allow: bool) -> Value {
     json!({"decision": if allow { "accept" } else { "decline" }})
 }
 
+/// The answer to an MCP tool call's approval (an `mcpServer/elicitation/request` whose
+/// `_meta.codex_approval_kind` is `mcp_tool_call`).
+pub(crate) fn elicitation(allow: bool) -> Value {
+    if allow {
+        json!({"action": "accept", "content": {}, "_meta": null})
+    } else {
+        json!({"action": "decline", "content": null, "_meta": null})
+    }
+}
+
 /// A text item of `turn/start`'s input.
 pub(crate) fn text_input(text: &str) -> Value {
     json!({"type": "text", "text": text, "text_elements": []})
