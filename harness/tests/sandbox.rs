@@ -710,7 +710,7 @@ async fn tmp_is_a_bounded_tmpfs() {
     );
     assert!(
         out.stderr
-            .contains("/tmp is limited to 8.0 MiB and emptied after every command"),
+            .contains("/tmp is limited to 8.0 MiB and emptied when its sandbox ends"),
         "{out:?}"
     );
     if root() {

@@ -579,7 +579,8 @@ impl BubblewrapSandbox {
             .tmp_bytes
             .map(|b| {
                 format!(
-                    "; /tmp is limited to {} and emptied after every command",
+                    "; /tmp is limited to {} and emptied when its sandbox ends (after every \
+                     command; for bash, when its shell ends)",
                     image::human(b)
                 )
             })
@@ -655,6 +656,10 @@ impl BubblewrapSandbox {
 }
 
 impl Sandbox for BubblewrapSandbox {
+    fn space_note(&self, workspace: &Workspace, output: &str) -> Option<String> {
+        BubblewrapSandbox::space_note(self, workspace, output, "")
+    }
+
     async fn run(
         &self,
         workspace: &Workspace,

@@ -66,6 +66,14 @@ pub trait Sandbox: Send + Sync {
         network: Network,
         command: Command,
     ) -> impl Future<Output = Result<Process, Error>> + Send;
+
+    /// A line to add to a command's `output` that ran out of space, naming the limit it hit
+    /// (the workspace quota, `/tmp`'s size), for output read from a [`Process`] (whose own
+    /// notes come only at its exit). `None` when the output shows no such failure.
+    fn space_note(&self, workspace: &Workspace, output: &str) -> Option<String> {
+        let _ = (workspace, output);
+        None
+    }
 }
 
 /// Errors of the sandbox layer.

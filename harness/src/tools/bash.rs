@@ -179,7 +179,8 @@ pub(super) async fn bash<X: Sandbox>(
         shell: &mut shell,
         finished: false,
     };
-    let result = match tokio::time::timeout(timeout, exec(&mut guard, command)).await {
+    let note = |output: &str| cx.sandbox.space_note(cx.workspace, output);
+    let result = match tokio::time::timeout(timeout, exec(&mut guard, command, &note)).await {
         Ok(result) => result,
         Err(_) => {
             guard.shell.take();
@@ -251,8 +252,13 @@ pub(crate) fn wrap(command: &str, first: &str, second: &str) -> String {
     )
 }
 
-/// Runs one command in the guard's shell.
-async fn exec(guard: &mut CallGuard<'_>, command: &str) -> Result<ToolOutput, ToolOutput> {
+/// Runs one command in the guard's shell; `space_note` names the limit a failed command's
+/// output shows it ran into.
+async fn exec(
+    guard: &mut CallGuard<'_>,
+    command: &str,
+    space_note: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<ToolOutput, ToolOutput> {
     let Some(shell) = guard.shell.as_mut() else {
         return Err(ToolOutput::error("bash: no shell"));
     };
@@ -272,7 +278,13 @@ async fn exec(guard: &mut CallGuard<'_>, command: &str) -> Result<ToolOutput, To
             Ok(Some(line)) => {
                 if let Some(status) = line.strip_prefix(&sentinel) {
                     let status: i32 = status.trim().parse().unwrap_or(-1);
-                    let text = tail.finish();
+                    let mut text = tail.finish();
+                    if status != 0 {
+                        if let Some(note) = space_note(&text) {
+                            text.push('\n');
+                            text.push_str(&note);
+                        }
+                    }
                     return if status == 0 {
                         Ok(ToolOutput::ok(text))
                     } else {
