@@ -43,6 +43,8 @@ pub(crate) struct Context<'a, S: Store, X: Sandbox> {
     pub(crate) agent: &'a AgentSnapshot,
     /// The session's network (its door), for commands the parts run in the sandbox.
     pub(crate) network: &'a Network,
+    /// The engine the turn runs (where an agent CLI looks for things).
+    pub(crate) engine: &'a crate::runner::setup::Engine,
 }
 
 /// A session prepared for a turn.

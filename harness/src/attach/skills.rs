@@ -10,7 +10,8 @@
 //! exists (deleted after the agent was made) is a non-fatal `session.error`.
 //!
 //! Codex finds them where it discovers skills, `$CODEX_HOME/skills` (the engine's
-//! `CODEX_HOME` is `/workspace/.codex`): each skill is bound read-only there too.
+//! `CODEX_HOME` is `/workspace/.codex`): for the `codex` engine each skill is bound read-only
+//! there too (its mount point is made in the workspace, so only for that engine).
 //!
 //! Claude Code reads no settings sources (`--setting-sources ""`), so it would not look in
 //! `~/.claude/skills`; it loads skills from plugins given with `--plugin-dir`. The skills are
@@ -108,10 +109,14 @@ pub(super) async fn prepare<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, attach
     let plugin = claude_plugin_dir(&attached.workspace).is_some();
     for skill in ready {
         let target = format!("{MOUNT}/{}", skill.name);
-        let mut binds = vec![
-            Bind::read_only(&skill.host, &target),
-            Bind::read_only(&skill.host, format!("{CODEX_SKILLS}/{}", skill.name)),
-        ];
+        let mut binds = vec![Bind::read_only(&skill.host, &target)];
+        if *cx.engine == crate::runner::setup::Engine::Codex {
+            // Only for Codex: the mount point is made in the workspace.
+            binds.push(Bind::read_only(
+                &skill.host,
+                format!("{CODEX_SKILLS}/{}", skill.name),
+            ));
+        }
         if plugin {
             let inside = format!("{CLAUDE_PLUGIN}/skills/{}", skill.name);
             binds.push(Bind::read_only(&skill.host, inside));

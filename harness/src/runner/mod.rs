@@ -548,6 +548,7 @@ async fn turn<S: Store, X: Sandbox>(
         state: &state,
         agent: &snapshot,
         network: &network,
+        engine: &engine,
     };
     let attached = match attach::prepare(&attach, workspace).await {
         Ok(attached) => attached,
@@ -562,7 +563,7 @@ async fn turn<S: Store, X: Sandbox>(
     let ended = engine_turn(
         inner,
         &mut writer,
-        engine,
+        engine.clone(),
         endpoint,
         &agent,
         &attached,
