@@ -83,6 +83,11 @@ impl<S: Store> Writer<S> {
         &self.id
     }
 
+    /// The store it writes to.
+    pub(crate) fn store(&self) -> &S {
+        &self.store
+    }
+
     /// The folded session as of the last write or catch-up.
     pub(crate) fn state(&self) -> &SessionState {
         &self.head.state.state

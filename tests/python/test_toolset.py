@@ -250,3 +250,31 @@ def test_web_search_is_the_providers_server_tool(harness: Harness) -> None:
     assert offered["web_search"]["type"] == "web_search_20250305", offered["web_search"]
     assert "input_schema" not in offered["web_search"]
     assert "input_schema" in offered["bash"]
+
+
+def test_file_sourced_blocks_reach_the_model_as_bytes(harness: Harness) -> None:
+    image = harness.client.beta.files.upload(file=("dot.png", PNG, "image/png"))
+    notes = harness.client.beta.files.upload(file=("notes.txt", b"plain notes\n", "text/plain"))
+    session = harness.session()
+    content = [
+        {"type": "text", "text": "[[mock:text seen]] look"},
+        {"type": "image", "source": {"type": "file", "file_id": image.id}},
+        {"type": "document", "source": {"type": "file", "file_id": notes.id}, "title": "Notes"},
+        {"type": "image", "source": {"type": "file", "file_id": "file_01doesnotexist00000000000"}},
+    ]
+    sent = harness.send(session.id, {"type": "user.message", "content": content})
+    events = harness.wait_idle(session.id, sent[0].id)
+    assert text([e for e in events if e.type == "agent.message"][0]) == "seen"
+    # The event keeps the file reference; the model got the bytes.
+    assert harness.events(session.id)[0].content[1].source.type == "file"
+    blocks = harness.model_requests()[-1]["body"]["messages"][-1]["content"]
+    assert blocks[1] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": base64.b64encode(PNG).decode()},
+    }
+    assert blocks[2] == {
+        "type": "document",
+        "title": "Notes",
+        "source": {"type": "text", "media_type": "text/plain", "data": "plain notes\n"},
+    }
+    assert blocks[3]["type"] == "text" and "could not be given to the model: no such file" in blocks[3]["text"]

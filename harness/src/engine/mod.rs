@@ -32,6 +32,7 @@
 pub(crate) mod claude;
 pub(crate) mod codex;
 pub(crate) mod conversation;
+pub(crate) mod file_sources;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -180,6 +181,8 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         // The thinking blocks of this turn's responses by their first tool call's wire id: the
         // Messages API wants them back with the calls while thinking is on.
         let mut kept: HashMap<String, Vec<Value>> = HashMap::new();
+        // File-sourced blocks resolved to their bytes, once per turn.
+        let mut files = file_sources::Resolved::new();
         let mut requests = 0;
         loop {
             requests += 1;
@@ -198,6 +201,16 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             }
             let mut conversation = conversation::build(self.writer.records());
             let thinking_ok = conversation::replay_thinking(&mut conversation.messages, &kept);
+            if let Some(created) = self.writer.state().config.clone() {
+                file_sources::resolve(
+                    self.writer.store(),
+                    self.options.blobs.as_deref(),
+                    &created.workspace,
+                    &mut conversation.messages,
+                    &mut files,
+                )
+                .await;
+            }
             let mut system = self.agent.system.clone().unwrap_or_default();
             for addition in &conversation.system_additions {
                 if !system.is_empty() {
