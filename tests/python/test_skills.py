@@ -254,6 +254,18 @@ def test_openai_agents_engine_names_the_skill_too(harness: Harness) -> None:
     assert "csv-tools: Summarise CSV files with the bundled script (/mnt/skills/csv-tools/SKILL.md)" in body
 
 
+def test_two_skills_with_one_name_mount_the_first(harness: Harness) -> None:
+    h = harness
+    first = h.client.beta.skills.create(files=skill_files())
+    second = h.client.beta.skills.create(files=skill_files(SKILL_MD.replace(b"bundled script", b"other copy")))
+    skills = [{"type": "custom", "skill_id": first.id}, {"type": "custom", "skill_id": second.id}]
+    session = h.session(agent=h.agent(skills=skills))
+    events = h.turn(session.id, bash("cat /mnt/skills/csv-tools/SKILL.md"), timeout=120)
+    errors = [e for e in events if e.type == "session.error"]
+    assert len(errors) == 1 and second.id in errors[0].error.message, types(events)
+    assert "bundled script" in text(tool_results(events)[0])
+
+
 def test_a_deleted_skill_is_a_session_error_and_the_session_goes_on(harness: Harness) -> None:
     h = harness
     skill = h.client.beta.skills.create(files=skill_files())

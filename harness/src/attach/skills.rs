@@ -82,6 +82,13 @@ pub(super) async fn prepare<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, attach
             SkillSource::Anthropic => anthropic(cx, reference),
         };
         match result {
+            // Two skills may not share a directory: the first one named so wins.
+            Ok(skill) if ready.iter().any(|r: &Ready| r.name == skill.name) => {
+                attached.errors.push(error(format!(
+                    "skill {} is not mounted: another skill of the agent is named {:?}",
+                    reference.skill_id, skill.name
+                )))
+            }
             Ok(skill) => ready.push(skill),
             Err(message) => attached.errors.push(error(message)),
         }
