@@ -278,3 +278,33 @@ def test_file_sourced_blocks_reach_the_model_as_bytes(harness: Harness) -> None:
         "source": {"type": "text", "media_type": "text/plain", "data": "plain notes\n"},
     }
     assert blocks[3]["type"] == "text" and "could not be given to the model: no such file" in blocks[3]["text"]
+
+
+# The `claude` engine asks the same classifier when Claude Code wants to run an `auto` tool.
+from test_engine_claude import TURN, claude, claude_prompt, runtimes  # noqa: E402,F401
+
+
+def test_auto_policy_on_the_claude_engine(claude: Any, mock: Any) -> None:  # noqa: F811
+    h = claude.harness(mock, "sk-vault-auto")
+    tools = [{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "auto"}}}]
+    session = h.session(agent=h.agent(model="claude-sonnet-4-5", tools=tools))
+
+    events = h.turn(session.id, claude_prompt("Bash", {"command": "echo ran # [[mock:text allow]]"}), timeout=TURN)
+    use = next(e for e in events if e.type == "agent.tool_use")
+    assert use.name == "bash" and use.evaluated_permission == "allow"
+    assert evaluation(use) == {"type": "auto", "evaluated_permission": {"type": "allow"}}
+    result = tool_results(events)[0]
+    assert not result.is_error and text(result).strip() == "ran", text(result)
+
+    command = "touch /workspace/denied.txt # [[mock:text deny destructive_command]]"
+    events = h.turn(session.id, claude_prompt("Bash", {"command": command}), timeout=TURN)
+    use = next(e for e in events if e.type == "agent.tool_use")
+    assert use.evaluated_permission == "deny"
+    assert evaluation(use) == {
+        "type": "auto",
+        "evaluated_permission": {"type": "deny", "reason_code": "destructive_command"},
+    }
+    events = h.turn(session.id, claude_prompt("Bash", {"command": "ls /workspace/denied.txt # [[mock:text allow]]"}), timeout=TURN)
+    assert tool_results(events)[0].is_error, "the denied command ran"
+    asked = [r for r in h.model_requests() if "permission classifier" in str(r["body"].get("system", ""))]
+    assert len(asked) == 3 and all(r["path"].endswith("/v1/messages") for r in asked)

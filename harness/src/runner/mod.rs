@@ -634,6 +634,10 @@ async fn engine_turn<S: Store, X: Sandbox>(
             },
             network,
             workspace,
+            classifier: claude::Classifier {
+                http: &inner.http,
+                endpoint: &endpoint,
+            },
             interrupted: rx,
         }
         .run(confirmations)

@@ -5,9 +5,10 @@
 //!
 //! Tools: the enabled built-in tools of the agent's toolset are offered under Claude Code's
 //! names (`--tools`); disabled ones are not offered and denied (`--disallowedTools`);
-//! `always_allow` (and `auto`) ones run without asking (`--allowedTools`); `always_ask` ones
+//! `always_allow` ones run without asking (`--allowedTools`); `always_ask` and `auto` ones
 //! get an `ask` rule, so even a read-only command prompts, and the prompt comes to the harness
-//! (`--permission-prompt-tool stdio`). `--setting-sources ""` keeps settings files in the
+//! (`--permission-prompt-tool stdio`), which answers from the recorded call (for `auto`, the
+//! classifier's verdict). `--setting-sources ""` keeps settings files in the
 //! workspace (which the agent can write) from granting anything.
 //!
 //! The conversation: its id is derived from the session id ([`conversation_id`]), so the first
@@ -87,10 +88,9 @@ pub(crate) fn tool_lists(tools: &[Tool]) -> ToolLists {
             Some(s) if s.enabled => {
                 lists.offered.push(name);
                 match s.permission_policy {
-                    PermissionPolicy::AlwaysAllow | PermissionPolicy::Auto => {
-                        lists.allowed.push(name)
-                    }
-                    PermissionPolicy::AlwaysAsk => lists.ask.push(name),
+                    PermissionPolicy::AlwaysAllow => lists.allowed.push(name),
+                    // `auto` calls are judged by the classifier when Claude Code asks.
+                    PermissionPolicy::AlwaysAsk | PermissionPolicy::Auto => lists.ask.push(name),
                 }
             }
             _ => lists.disallowed.push(name),

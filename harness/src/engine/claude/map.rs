@@ -17,7 +17,7 @@ use managed_agents_core::event::{
     Body, ContentBlock, ErrorKind, RetryStatus, SessionError, StopDetails, StopReason,
 };
 use managed_agents_core::ids::EventId;
-use managed_agents_core::session::turn::{self, Call, End, McpCall, Output, Step};
+use managed_agents_core::session::turn::{self, Call, Classified, End, McpCall, Output, Step};
 
 use super::custom;
 use super::stream::{Block, Finish, ToolResult};
@@ -104,10 +104,12 @@ impl Mapper {
     }
 
     /// The step recording an `assistant` line's blocks (`None` when it has none we show).
+    /// `verdicts` are the `auto` policy's classifier answers by Claude Code's tool-use id.
     pub(crate) fn assistant(
         &mut self,
         tools: &[Tool],
         blocks: Vec<Block>,
+        verdicts: &HashMap<String, Classified>,
         new_id: &mut impl FnMut() -> EventId,
     ) -> Option<Step> {
         let mut output = Output::default();
@@ -130,7 +132,14 @@ impl Mapper {
                                 (body, fate, Kind::Mcp)
                             }
                             None => {
-                                let (body, call) = turn::call(tools, our_name(&name), input);
+                                let classified =
+                                    verdicts.get(&id).cloned().unwrap_or(Classified::NotAsked);
+                                let (body, call) = turn::call_classified(
+                                    tools,
+                                    our_name(&name),
+                                    input,
+                                    classified,
+                                );
                                 let kind = match body {
                                     Body::AgentToolUse(_) => Kind::Builtin,
                                     _ => Kind::Custom,
@@ -293,7 +302,7 @@ mod tests {
         for line in fixture.lines() {
             match Line::parse(line).expect("JSON") {
                 Line::Assistant(blocks) => {
-                    steps.extend(mapper.assistant(tools, blocks, &mut new_id))
+                    steps.extend(mapper.assistant(tools, blocks, &HashMap::new(), &mut new_id))
                 }
                 Line::ToolResults(results) => steps.extend(mapper.tool_results(results)),
                 Line::Permission {

@@ -168,7 +168,15 @@ pub(crate) struct ClaudeTurn<'a, S, X> {
     pub(crate) gateway: Gateway<'a>,
     pub(crate) network: Network,
     pub(crate) workspace: &'a Workspace,
+    /// Where the `auto` policy's classifier asks (the session's own model endpoint).
+    pub(crate) classifier: Classifier<'a>,
     pub(crate) interrupted: watch::Receiver<bool>,
+}
+
+/// The model endpoint the `auto` policy's classifier requests go to.
+pub(crate) struct Classifier<'a> {
+    pub(crate) http: &'a reqwest::Client,
+    pub(crate) endpoint: &'a crate::model::Endpoint,
 }
 
 /// How a turn ended (other than a halt).
@@ -206,6 +214,34 @@ fn new_id() -> EventId {
 }
 
 impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
+    /// The `auto` policy's classifier verdicts for the calls among `blocks` it decides, by
+    /// Claude Code's tool-use id (one separate model request each, before the calls are
+    /// recorded).
+    async fn classify(
+        &self,
+        blocks: &[stream::Block],
+    ) -> Result<HashMap<String, turn::Classified>, Halt> {
+        let mut verdicts = HashMap::new();
+        for block in blocks {
+            let stream::Block::ToolUse { id, name, input } = block else {
+                continue;
+            };
+            let name = map::our_name(name);
+            if !turn::needs_classifier(&self.agent.tools, &name) {
+                continue;
+            }
+            let ask = crate::model::classify::classify(
+                self.classifier.http,
+                self.classifier.endpoint,
+                &self.agent.model,
+                &name,
+                input,
+            );
+            verdicts.insert(id.clone(), interruptible(&self.interrupted, ask).await?);
+        }
+        Ok(verdicts)
+    }
+
     /// Runs the turn to its idle. `confirmations` are the `user.tool_confirmation` events the
     /// runner consumed for it.
     pub(crate) async fn run(mut self, confirmations: Vec<EventId>) -> Result<(), Halt> {
@@ -293,8 +329,12 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
             };
             match line {
                 Line::Assistant(blocks) => {
+                    let verdicts = self.classify(&blocks).await?;
                     let mut ids = new_id;
-                    if let Some(step) = l.mapper.assistant(&self.agent.tools, blocks, &mut ids) {
+                    if let Some(step) =
+                        l.mapper
+                            .assistant(&self.agent.tools, blocks, &verdicts, &mut ids)
+                    {
                         self.writer.record(step).await?;
                     }
                 }
