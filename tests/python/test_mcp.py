@@ -138,6 +138,11 @@ def of_type(events: list[Any], kind: str) -> list[Any]:
     return [e for e in events if e.type == kind]
 
 
+def idle(events: list[Any]) -> Any:
+    """The turn's `session.status_idle` (an agent CLI's last span may be recorded after it)."""
+    return [e for e in events if e.type == "session.status_idle"][-1]
+
+
 def offered_tools(h: Harness) -> dict[str, Any]:
     """The tools of the last model request, by name."""
     return {t["name"]: t for t in h.model_requests()[-1]["body"].get("tools", [])}
@@ -185,7 +190,7 @@ def test_resident_engines_list_tools_once_and_call_one(
     assert text(results[0]) == "echo: hi there"
     assert not results[0].is_error
     assert not of_type(events, "agent.tool_use") and not of_type(events, "session.error")
-    assert events[-1].stop_reason.type == "end_turn"
+    assert idle(events).stop_reason.type == "end_turn"
 
     # Offered with the server's own input schema; the result went back to the model.
     offered = offered_tools(h)
@@ -223,8 +228,8 @@ def test_native_always_ask_waits_for_a_confirmation(
     events = h.turn(session.id, tool_prompt("mcp__tests__echo", {"text": "may I"}), timeout=60)
     use = of_type(events, "agent.mcp_tool_use")[0]
     assert use.evaluated_permission == "ask"
-    assert events[-1].stop_reason.type == "requires_action"
-    assert events[-1].stop_reason.event_ids == [use.id]
+    assert idle(events).stop_reason.type == "requires_action"
+    assert idle(events).stop_reason.event_ids == [use.id]
     assert not of_type(events, "agent.mcp_tool_result")
     assert mcp_server.state()["calls"] == []
     assert "mcp__tests__add" not in offered_tools(h)
@@ -263,7 +268,7 @@ def test_native_wrong_token_is_an_authentication_error(
         ("mcp_authentication_failed_error", SERVER_NAME)
     ], errors
     # The session goes on without the server's tools.
-    assert events[-1].stop_reason.type == "end_turn"
+    assert idle(events).stop_reason.type == "end_turn"
     assert not any(name.startswith("mcp__") for name in offered_tools(h))
     assert set(mcp_server.state()["authorizations"]) == {f"Bearer {wrong}"}
     assert_secret_nowhere(h, injecting, session.id, [wrong])
@@ -278,7 +283,7 @@ def test_native_unreachable_server_is_a_connection_error(injecting: Injecting, m
     assert [(e.error.type, e.error.mcp_server_name) for e in errors] == [
         ("mcp_connection_failed_error", SERVER_NAME)
     ], errors
-    assert events[-1].stop_reason.type == "end_turn"
+    assert idle(events).stop_reason.type == "end_turn"
 
 
 def test_native_expired_oauth_token_is_refreshed_once_and_kept(
@@ -387,8 +392,8 @@ def test_claude_calls_mcp_tools_through_the_door(
     events = h.turn(session.id, tool_prompt("mcp__tests__add", {"a": 20, "b": 22}), timeout=120)
     use = of_type(events, "agent.mcp_tool_use")[0]
     assert (use.name, use.evaluated_permission) == ("add", "ask")
-    assert events[-1].stop_reason.type == "requires_action"
-    assert events[-1].stop_reason.event_ids == [use.id]
+    assert idle(events).stop_reason.type == "requires_action"
+    assert idle(events).stop_reason.event_ids == [use.id]
     assert len(mcp_server.state()["calls"]) == 1
     sent = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
     after = h.wait_idle(session.id, sent[0].id, timeout=120)
@@ -436,8 +441,8 @@ def test_codex_calls_mcp_tools_through_the_door(
     events = h.turn(session.id, tool_prompt("mcp__tests.add", {"a": 40, "b": 2}), timeout=120)
     use = of_type(events, "agent.mcp_tool_use")[0]
     assert (use.name, use.evaluated_permission) == ("add", "ask")
-    assert events[-1].stop_reason.type == "requires_action", [e.type for e in events]
-    assert events[-1].stop_reason.event_ids == [use.id]
+    assert idle(events).stop_reason.type == "requires_action", [e.type for e in events]
+    assert idle(events).stop_reason.event_ids == [use.id]
     assert len(mcp_server.state()["calls"]) == 1
     sent = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
     after = h.wait_idle(session.id, sent[0].id, timeout=120)
@@ -467,7 +472,7 @@ def test_claude_wrong_token_is_an_authentication_error_and_the_server_is_left_ou
     assert [(e.error.type, e.error.mcp_server_name) for e in errors] == [
         ("mcp_authentication_failed_error", SERVER_NAME)
     ], errors
-    assert events[-1].stop_reason.type == "end_turn"
+    assert idle(events).stop_reason.type == "end_turn"
     assert "fine without it" in text(of_type(events, "agent.message")[-1])
     # Claude Code was not given the server: only the harness's check reached it.
     assert not any("mcp__tests" in json.dumps(r["body"].get("tools", [])) for r in h.model_requests())
