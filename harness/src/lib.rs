@@ -9,6 +9,7 @@
 
 mod attach;
 pub mod blobs;
+mod conversation;
 pub mod door;
 mod engine;
 mod mcp;
@@ -21,3 +22,18 @@ pub mod runtimes;
 pub mod sandbox;
 pub mod tools;
 mod writer;
+
+/// What the harness derives from a session's log, for tests that compare it with what a runner
+/// sent (not a stable API).
+#[doc(hidden)]
+pub mod testing {
+    use managed_agents_core::session::SessionRecord;
+
+    /// The Messages API `messages` of the conversation folded from `records` from nothing (what
+    /// a runner that kept nothing would send).
+    pub fn anthropic_messages(records: &[SessionRecord]) -> serde_json::Value {
+        let conversation = crate::conversation::build(records);
+        let messages = conversation.messages.iter();
+        serde_json::Value::Array(messages.map(crate::model::anthropic::message).collect())
+    }
+}

@@ -52,6 +52,10 @@ pub struct Options {
     pub blobs: Option<Arc<dyn BlobStore>>,
     /// `serve --anthropic-skills-dir`: the operator's `{type: "anthropic"}` skills.
     pub anthropic_skills: Option<PathBuf>,
+    /// How many session records (decoded, with the model conversation folded from them) the
+    /// runner keeps between turns in all (`runner::kept`), so a turn reads only what is new;
+    /// 0 keeps nothing.
+    pub kept_records: usize,
 }
 
 impl Options {
@@ -79,6 +83,7 @@ impl Options {
             interception: None,
             blobs: None,
             anthropic_skills: None,
+            kept_records: 200_000,
         }
     }
 }

@@ -9,17 +9,85 @@
 //! ([`Halt::Interrupted`], nothing is written); ending a turn ([`Writer::finish`] and friends)
 //! writes whatever arrived meanwhile.
 
+use bytes::Bytes;
 use managed_agents_core::ids::{EventId, SessionId};
-use managed_agents_core::session::log::{self, Loaded, Logged};
+use managed_agents_core::session::log::{self, Logged};
 use managed_agents_core::session::turn::{self, End, Step};
 use managed_agents_core::session::{Fresh, Rejection, SessionRecord, SessionState, Status};
-use managed_agents_core::storage::{self, Store, Version};
-use managed_agents_core::stream::Head;
+use managed_agents_core::storage::{self, CatalogEntry, Store, StreamId, Version};
+use managed_agents_core::stream::{self, Fold, Head};
 use managed_agents_core::time::Timestamp;
+
+use crate::conversation;
 
 /// How many times [`log::write`] (which retries lost races itself) is called again after it
 /// gave up on races: a busy session's clients may keep appending while a turn writes.
 const ROUNDS: usize = 4;
+
+/// What the writer keeps of a session: the folded state with every record, and the model
+/// conversation folded from the same records. A [`Fold`], so every write (and every catch-up)
+/// keeps the three in step; the runner keeps it between turns ([`crate::runner`]), and it is
+/// only ever a cache of the log: a fold from nothing gives the same.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Transcript {
+    pub(crate) logged: Logged,
+    pub(crate) conversation: conversation::Builder,
+}
+
+impl Fold for Transcript {
+    type Record = SessionRecord;
+
+    fn decode(bytes: &[u8]) -> Result<SessionRecord, String> {
+        <Logged as Fold>::decode(bytes)
+    }
+
+    fn encode(record: &SessionRecord) -> Bytes {
+        record.encode()
+    }
+
+    fn apply(&mut self, record: &SessionRecord) {
+        self.conversation.apply(record);
+        self.logged.apply(record);
+    }
+
+    fn catalog_entry(&self) -> Option<CatalogEntry> {
+        self.logged.catalog_entry()
+    }
+}
+
+impl AsRef<SessionState> for Transcript {
+    fn as_ref(&self) -> &SessionState {
+        &self.logged.state
+    }
+}
+
+/// Brings `head` (kept from an earlier turn, or empty) up to the log of session `id`, reading
+/// only the records after it. A stream now shorter than the head (the session was deleted) is
+/// folded again from nothing, so a deleted session is [`log::Error::NotFound`].
+pub(crate) async fn catch_up<S: Store>(
+    store: &S,
+    id: &SessionId,
+    mut head: Head<Transcript>,
+) -> Result<Head<Transcript>, log::Error> {
+    let stream = StreamId::from(id);
+    if head.version > 0 && store.head(&stream).await? < head.version {
+        head = Head::default();
+    }
+    stream::catch_up(store, &stream, &mut head)
+        .await
+        .map_err(|e| match e {
+            stream::Error::Rejected(never) => match never {},
+            stream::Error::Decode { message, .. } => log::Error::Decode {
+                id: id.clone(),
+                message,
+            },
+            stream::Error::Store(e) => log::Error::Store(e),
+        })?;
+    if !head.state.logged.state.exists() {
+        return Err(log::Error::NotFound(id.clone()));
+    }
+    Ok(head)
+}
 
 /// Why a turn cannot go on writing.
 #[derive(Debug)]
@@ -35,8 +103,39 @@ pub(crate) enum Halt {
 pub(crate) struct Writer<S> {
     store: S,
     id: SessionId,
-    head: Head<Logged>,
+    head: Head<Transcript>,
     before_end: Option<BeforeEnd>,
+    /// Stage times of the turn's way to its first model response, when it was woken by
+    /// [`crate::runner::Runner::notify`] (logged once by [`Writer::report`]).
+    timeline: Option<Timeline>,
+}
+
+/// When a turn reached each stage, in µs since the runner was notified; logged at `info` on
+/// the target `managed_agents::timing` (off unless the log filter names it), which the
+/// benchmarks read (`benches/src/bin/harness_load.rs`).
+pub(crate) struct Timeline {
+    woken: std::time::Instant,
+    stages: Vec<(&'static str, u128)>,
+}
+
+impl Timeline {
+    /// A timeline that starts now (the runner was notified).
+    pub(crate) fn new() -> Self {
+        Self {
+            woken: std::time::Instant::now(),
+            stages: Vec::new(),
+        }
+    }
+
+    /// Records `stage` as reached now.
+    pub(crate) fn mark(&mut self, stage: &'static str) {
+        self.stages.push((stage, self.woken.elapsed().as_micros()));
+    }
+}
+
+/// Whether stage timelines are logged at all.
+pub(crate) fn timing() -> bool {
+    tracing::enabled!(target: "managed_agents::timing", tracing::Level::INFO)
 }
 
 /// Work run once right before the turn's end is written (`attach`: the session's outputs
@@ -51,20 +150,47 @@ enum Stop {
 }
 
 impl<S: Store> Writer<S> {
-    pub(crate) fn new(store: S, loaded: Loaded) -> Self {
-        let version = loaded.version();
+    /// A writer for session `id` from `head` (caught up by [`catch_up`]).
+    pub(crate) fn new(store: S, id: SessionId, head: Head<Transcript>) -> Self {
         Self {
             store,
-            id: loaded.id,
-            head: Head {
-                state: Logged {
-                    state: loaded.state,
-                    records: loaded.records,
-                },
-                version,
-            },
+            id,
+            head,
             before_end: None,
+            timeline: None,
         }
+    }
+
+    /// Times this turn's stages from `timeline` on ([`Writer::mark`]).
+    pub(crate) fn time(&mut self, timeline: Option<Timeline>) {
+        self.timeline = timeline;
+    }
+
+    /// Records `stage` as reached now, when the turn is timed.
+    pub(crate) fn mark(&mut self, stage: &'static str) {
+        if let Some(timeline) = &mut self.timeline {
+            timeline.mark(stage);
+        }
+    }
+
+    /// Marks `stage`, then logs the timeline and stops timing.
+    pub(crate) fn report(&mut self, stage: &'static str) {
+        self.mark(stage);
+        if let Some(timeline) = self.timeline.take() {
+            let stages: Vec<String> = timeline
+                .stages
+                .iter()
+                .map(|(stage, us)| format!("{stage}={us}"))
+                .collect();
+            tracing::info!(target: "managed_agents::timing", session = %self.id,
+                stages = %stages.join(" "), "turn");
+        }
+    }
+
+    /// What the writer folded, for the next turn (empty after a failed write: the next turn
+    /// folds the log again).
+    pub(crate) fn into_head(self) -> Head<Transcript> {
+        self.head
     }
 
     /// Runs `hook` right before the turn's end ([`Writer::finish`], [`Writer::fail`],
@@ -90,12 +216,17 @@ impl<S: Store> Writer<S> {
 
     /// The folded session as of the last write or catch-up.
     pub(crate) fn state(&self) -> &SessionState {
-        &self.head.state.state
+        &self.head.state.logged.state
     }
 
     /// Every record of the session as of the last write or catch-up.
     pub(crate) fn records(&self) -> &[SessionRecord] {
-        &self.head.state.records
+        &self.head.state.logged.records
+    }
+
+    /// The model conversation as of the last write or catch-up.
+    pub(crate) fn conversation(&self) -> conversation::Conversation {
+        self.head.state.conversation.conversation()
     }
 
     /// The stream version [`Writer::state`] reflects.
@@ -118,8 +249,9 @@ impl<S: Store> Writer<S> {
     ) -> Result<usize, Halt> {
         for _ in 0..ROUNDS {
             let mut stop = None;
-            let written = log::write(&self.store, &self.id, &mut self.head, |logged| {
+            let written = log::write(&self.store, &self.id, &mut self.head, |transcript| {
                 stop = None;
+                let logged = &transcript.logged;
                 let state = &logged.state;
                 if state.status == Status::Terminated {
                     stop = Some(Stop::Ended);

@@ -43,7 +43,22 @@ async fn setup() -> Setup {
     let store = MemoryStore::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mock = serve(listener, Script::new()).await.unwrap();
-    let mut options = Options::new(Workspaces::new(&workspaces));
+    let runner = new_runner(&store, &workspaces);
+    Setup {
+        _dir: dir,
+        workspaces,
+        store,
+        mock,
+        runner,
+    }
+}
+
+/// A runner over `store` (a second one over the same store is a restarted server: nothing kept).
+fn new_runner(
+    store: &MemoryStore,
+    workspaces: &std::path::Path,
+) -> Runner<MemoryStore, BubblewrapSandbox> {
+    let mut options = Options::new(Workspaces::new(workspaces));
     options.backoff = Backoff {
         initial: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
@@ -53,14 +68,7 @@ async fn setup() -> Setup {
     // The "sealed" form in tests is the token reversed; the runner must unseal it.
     let unseal = |s: &SealedSecret| Some(s.0.chars().rev().collect::<String>());
     let sandbox = BubblewrapSandbox::new(Default::default()).unwrap();
-    let runner = Runner::new(store.clone(), sandbox, unseal, options);
-    Setup {
-        _dir: dir,
-        workspaces,
-        store,
-        mock,
-        runner,
-    }
+    Runner::new(store.clone(), sandbox, unseal, options)
 }
 
 fn toolset(configs: Value) -> Value {
@@ -1037,6 +1045,102 @@ async fn processed_at_never_goes_backwards_in_log_order() {
         assert!(
             pair[0].1 <= pair[1].1,
             "processed_at goes backwards: {times:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_model_request_is_what_a_full_fold_of_the_log_gives() {
+    // The runner keeps each session's folded log and conversation between turns; every model
+    // request must carry what folding the log from nothing gives at that point, across text and
+    // tool turns, confirmations (allowed and denied), a custom tool result, an interrupt and a
+    // restart (a second runner that kept nothing).
+    let mut s = setup().await;
+    let vault = s.vault(None).await;
+    let tools = toolset(json!([{"name": "write", "permission_policy": {"type": "always_ask"}}]));
+    let weather = json!({"type": "custom", "name": "get_weather", "description": "Weather by city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}});
+    let id = s.session(agent(vec![tools, weather]), vec![vault]).await;
+    let waiting = |l: &Loaded| {
+        l.state.status == Status::Idle
+            && matches!(l.state.stop_reason, Some(StopReason::RequiresAction { .. }))
+    };
+
+    s.say(&id, "[[mock:text hello]]").await;
+    s.idle(&id).await;
+    s.say(&id, r#"[[mock:tool bash {"command":"echo one"}]]"#)
+        .await;
+    s.idle(&id).await;
+    for (i, answer) in [
+        json!({"result": "allow"}),
+        json!({"result": "deny", "deny_message": "no"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.say(
+            &id,
+            &format!(r#"[[mock:tool write {{"file_path":"/workspace/{i}.txt","content":"x"}}]]"#),
+        )
+        .await;
+        let loaded = s.wait(&id, "a confirmation", waiting).await;
+        let call = find(&loaded, "agent.tool_use").last().unwrap().id.clone();
+        let mut confirmation = json!({"type": "user.tool_confirmation", "tool_use_id": call});
+        confirmation
+            .as_object_mut()
+            .unwrap()
+            .extend(answer.as_object().unwrap().clone());
+        s.send(&id, json!([confirmation])).await;
+        s.idle(&id).await;
+    }
+    s.say(&id, r#"[[mock:tool get_weather {"city":"Paris"}]]"#)
+        .await;
+    let loaded = s.wait(&id, "the custom call", waiting).await;
+    let call = find(&loaded, "agent.custom_tool_use")[0].id.clone();
+    s.send(
+        &id,
+        json!([{"type": "user.custom_tool_result", "custom_tool_use_id": call,
+                "content": [{"type": "text", "text": "sunny"}]}]),
+    )
+    .await;
+    s.idle(&id).await;
+    s.say(&id, r#"[[mock:tool bash {"command":"sleep 30"}]]"#)
+        .await;
+    s.wait(&id, "the long call", |l| {
+        find(l, "agent.tool_use")
+            .last()
+            .is_some_and(|e| serde_json::to_string(e).unwrap().contains("sleep 30"))
+    })
+    .await;
+    s.send(&id, json!([{"type": "user.interrupt"}])).await;
+    s.idle(&id).await;
+
+    // A restart: the new runner kept nothing and folds the log from nothing.
+    s.runner = new_runner(&s.store, &s.workspaces);
+    s.say(&id, r#"[[mock:tool bash {"command":"echo two"}]]"#)
+        .await;
+    s.idle(&id).await;
+    s.say(&id, "[[mock:text bye]]").await;
+    let loaded = s.idle(&id).await;
+
+    let starts: Vec<usize> = loaded
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.event()
+                .is_some_and(|e| matches!(e.body, Body::SpanModelRequestStart))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let requests = s.mock.requests();
+    assert_eq!(requests.len(), starts.len());
+    assert!(requests.len() >= 12, "{} requests", requests.len());
+    for (request, start) in requests.iter().zip(starts) {
+        let folded = managed_agents_harness::testing::anthropic_messages(&loaded.records[..=start]);
+        assert_eq!(
+            request.body["messages"], folded,
+            "request at record {start}"
         );
     }
 }

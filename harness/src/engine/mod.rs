@@ -5,7 +5,7 @@
 //!
 //! 1. settle what the input answers: confirmed tool calls run, denied ones get an error result
 //!    carrying the `deny_message`;
-//! 2. loop: rebuild the conversation from the log; `span.model_request_start`; stream the model
+//! 2. loop: the conversation as folded from the log ([`crate::conversation`]); `span.model_request_start`; stream the model
 //!    (previews of `agent.message` / `agent.thinking` go to [`Previews`]); then in one append
 //!    `agent.thinking`, `agent.message`, `agent.tool_use` (with `evaluated_permission`) /
 //!    `agent.custom_tool_use`, `span.model_request_end` with `model_usage`; then run the allowed
@@ -31,7 +31,6 @@
 
 pub(crate) mod claude;
 pub(crate) mod codex;
-pub(crate) mod conversation;
 pub(crate) mod file_sources;
 
 use std::collections::HashMap;
@@ -53,6 +52,7 @@ use managed_agents_core::time::Timestamp;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+use crate::conversation;
 use crate::mcp;
 use crate::model::reasoning::Reasoning;
 use crate::model::{self, Block, Endpoint, Progress, Request, Stop};
@@ -199,7 +199,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     .await?;
                 return Ok(Ended::Idle(StopReason::EndTurn, None));
             }
-            let mut conversation = conversation::build(self.writer.records());
+            let mut conversation = self.writer.conversation();
             let thinking_ok = conversation::replay_thinking(&mut conversation.messages, &kept);
             if let Some(created) = self.writer.state().config.clone() {
                 file_sources::resolve(
@@ -230,9 +230,11 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     thinking: thinking_ok,
                 }),
             };
+            self.writer.mark("conversation");
             let Some((start, response)) = self.call(&request, open_span).await? else {
                 return Ok(Ended::Done);
             };
+            self.writer.mark("responded");
 
             // The response's events, in one append.
             let mut thinking = Vec::new();
@@ -317,6 +319,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     usage: response.response.usage,
                 }))
                 .await?;
+            self.writer.report("recorded");
             *open_span = None;
 
             let mut waiting = Vec::new();
@@ -466,6 +469,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             self.writer
                 .record(Step::ModelRequestStart(start.clone()))
                 .await?;
+            self.writer.mark("span_started");
             *open_span = Some(start.clone());
             let result = interruptible(&self.interrupted, self.stream(request)).await?;
             let failure = match result {

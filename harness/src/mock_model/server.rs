@@ -34,6 +34,7 @@ pub struct RecordedRequest {
     pub headers: HeaderMap,
     /// The JSON body; a JSON string with the raw text when the body was not JSON.
     pub body: Value,
+    /// When the request was fully received (its body read, before it was parsed).
     pub received_at: Instant,
 }
 
@@ -80,6 +81,32 @@ impl MockModel {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// How many requests were received so far.
+    pub fn count(&self) -> usize {
+        lock(&self.shared.requests).len()
+    }
+
+    /// When request `index` (0-based, in arrival order) was received, without copying the
+    /// recorded requests (benchmarks of long sessions send large conversations).
+    pub fn received_at(&self, index: usize) -> Option<Instant> {
+        lock(&self.shared.requests)
+            .get(index)
+            .map(|r| r.received_at)
+    }
+
+    /// Wait until at least `n` requests have arrived (nothing is copied).
+    pub async fn wait_for_count(&self, n: usize) {
+        let mut rx = self.shared.received.subscribe();
+        let _ = rx.wait_for(|count| *count >= n).await;
+    }
+
+    /// Drops the bodies recorded so far (they become `null`); times and headers stay.
+    pub fn forget_bodies(&self) {
+        for request in lock(&self.shared.requests).iter_mut() {
+            request.body = Value::Null;
+        }
     }
 
     /// Queue another reply after those already scripted.
@@ -213,6 +240,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let received_at = Instant::now();
     let json: Option<Value> = serde_json::from_slice(&body).ok();
     let recorded = RecordedRequest {
         method: method.clone(),
@@ -222,7 +250,7 @@ async fn handle(
         body: json
             .clone()
             .unwrap_or_else(|| Value::String(String::from_utf8_lossy(&body).into_owned())),
-        received_at: Instant::now(),
+        received_at,
     };
     let count = {
         let mut requests = lock(&shared.requests);

@@ -64,7 +64,7 @@ pub(crate) fn body(request: &Request<'_>) -> Value {
     body
 }
 
-fn message(message: &Message) -> Value {
+pub(crate) fn message(message: &Message) -> Value {
     let role = match message.role {
         Role::User => "user",
         Role::Assistant => "assistant",

@@ -12,7 +12,9 @@
 //!
 //! A notified session gets a task unless it already has one; a notification for a session
 //! whose task is busy is remembered and the task looks again when its turn ends. The task
-//! loads and folds the log and, while `SessionState::needs_turn` holds, runs a turn: it
+//! catches up the session's folded log (state, records and model conversation, kept between
+//! turns by [`kept`], so only records appended since the last turn are read; a session not
+//! kept is folded from nothing) and, while `SessionState::needs_turn` holds, runs a turn: it
 //! appends what [`managed_agents_core::session::turn::start`] decides (the `inputs_processed`
 //! fact consuming every pending input, and `session.status_running` if the session was idle),
 //! then hands the session to the engine ([`crate::engine`]). Input sent during a turn is queued
@@ -41,6 +43,7 @@
 //! agent runtime, an unreadable agent, a workspace that cannot be created) end the turn with a
 //! terminal `session.error` (`unknown_error`) and idle `end_turn`, never a hang.
 
+mod kept;
 pub(crate) mod setup;
 
 use std::collections::HashMap;
@@ -111,6 +114,8 @@ struct Inner<S, X> {
     active: Mutex<HashMap<SessionId, Arc<AtomicBool>>>,
     /// The MCP tools each session listed (resident engines).
     mcp: crate::mcp::Cache,
+    /// Sessions' folded logs between turns.
+    kept: kept::Kept,
 }
 
 /// The runner: a cheap-to-clone handle. Must be used inside a tokio runtime.
@@ -174,6 +179,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
             .connect_timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();
+        let kept = kept::Kept::new(options.kept_records);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -187,6 +193,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 shells: crate::tools::Shells::default(),
                 active: Mutex::new(HashMap::new()),
                 mcp: crate::mcp::Cache::default(),
+                kept,
             }),
         }
     }
@@ -229,10 +236,11 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
         };
         let inner = self.inner.clone();
         let id = session.clone();
+        let mut timeline = crate::writer::timing().then(crate::writer::Timeline::new);
         tokio::spawn(async move {
             loop {
                 again.store(false, Ordering::SeqCst);
-                let run = AssertUnwindSafe(process(&inner, &id)).catch_unwind();
+                let run = AssertUnwindSafe(process(&inner, &id, timeline.take())).catch_unwind();
                 if run.await.is_err() {
                     tracing::error!(session = %id, "the session task panicked");
                 }
@@ -364,10 +372,18 @@ async fn list_all<S: Store>(
 }
 
 /// Drives one session until it has nothing left to do.
-async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
+async fn process<S: Store, X: Sandbox>(
+    inner: &Inner<S, X>,
+    id: &SessionId,
+    mut timeline: Option<crate::writer::Timeline>,
+) {
+    if let Some(timeline) = &mut timeline {
+        timeline.mark("task");
+    }
+    let mut head = inner.kept.take(id);
     loop {
-        let loaded = match log::load(&inner.store, id).await {
-            Ok(loaded) => loaded,
+        head = match crate::writer::catch_up(&inner.store, id, head).await {
+            Ok(head) => head,
             Err(log::Error::NotFound(_)) => {
                 inner.claude.discard(id);
                 inner.codex.discard(id);
@@ -379,7 +395,7 @@ async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
                 return;
             }
         };
-        let state = &loaded.state;
+        let state = &head.state.logged.state;
         if state.archived_at.is_some() || state.status == Status::Terminated {
             // No turn will answer a prompt its kept agent process waits on.
             inner.claude.discard(id);
@@ -387,20 +403,27 @@ async fn process<S: Store, X: Sandbox>(inner: &Inner<S, X>, id: &SessionId) {
             inner.shells.discard(id);
             return;
         }
-        let mut writer = Writer::new(inner.store.clone(), loaded);
+        let mut writer = Writer::new(inner.store.clone(), id.clone(), head);
+        writer.time(timeline.take());
+        writer.mark("loaded");
         let ended = match writer.recover().await {
             Ok(true) => {
                 tracing::info!(session = %id, "settled a session no turn was running for");
                 Ok(())
             }
-            Ok(false) if writer.state().needs_turn() => turn(inner, writer).await,
-            Ok(false) => return,
+            Ok(false) if writer.state().needs_turn() => turn(inner, &mut writer).await,
+            Ok(false) => {
+                inner.kept.put(id, writer.into_head());
+                return;
+            }
             Err(halt) => Err(halt),
         };
+        head = writer.into_head();
         match ended {
             Ok(()) | Err(Halt::Interrupted) => {}
             Err(Halt::Gone(why)) => {
                 tracing::warn!(session = %id, why, "the session task stopped");
+                inner.kept.forget(id);
                 return;
             }
         }
@@ -432,7 +455,7 @@ impl Drop for AbortOnDrop {
 
 async fn turn<S: Store, X: Sandbox>(
     inner: &Inner<S, X>,
-    mut writer: Writer<S>,
+    writer: &mut Writer<S>,
 ) -> Result<(), Halt> {
     let id = writer.id().clone();
     let (tx, rx) = watch::channel(false);
@@ -444,7 +467,10 @@ async fn turn<S: Store, X: Sandbox>(
     )));
 
     let confirmations = match writer.start().await {
-        Ok(confirmations) => confirmations,
+        Ok(confirmations) => {
+            writer.mark("started");
+            confirmations
+        }
         Err(Halt::Interrupted) => {
             return writer
                 .finish(Vec::new(), End::end_turn(turn::ABANDONED))
@@ -554,6 +580,7 @@ async fn turn<S: Store, X: Sandbox>(
         Ok(attached) => attached,
         Err(message) => return writer.fail(message).await,
     };
+    writer.mark("prepared");
     for error in &attached.errors {
         writer.record(Step::Error(error.clone())).await?;
     }
@@ -562,7 +589,7 @@ async fn turn<S: Store, X: Sandbox>(
     }
     let ended = engine_turn(
         inner,
-        &mut writer,
+        writer,
         engine.clone(),
         endpoint,
         &agent,

@@ -83,6 +83,7 @@ async fn send(
     Id(id): Id<SessionId>,
     body::Json(body): body::Json<SendBody>,
 ) -> Result<Json<Sent>> {
+    let begun = std::time::Instant::now();
     let events = body.events;
     let data = session::commit_with(
         &state,
@@ -99,7 +100,12 @@ async fn send(
         },
     )
     .await?;
+    let appended = begun.elapsed();
     state.runner.notifier.notify(&id);
+    // Stage times (µs since the handler began) for the benchmarks; see harness::writer::Timeline.
+    tracing::info!(target: "managed_agents::timing", session = %id,
+        stages = %format_args!("appended={} notified={}", appended.as_micros(), begun.elapsed().as_micros()),
+        "events.send");
     Ok(Json(Sent { data }))
 }
 

@@ -346,9 +346,10 @@ pub fn start(
 
 /// The earliest `processed_at` of the events after event `id` in `log`.
 fn processed_bound(log: &[SessionRecord], id: &EventId) -> Option<Timestamp> {
+    // From the end: pending inputs are recent, and ids are unique.
     let position = log
         .iter()
-        .position(|r| r.event().is_some_and(|e| &e.id == id))?;
+        .rposition(|r| r.event().is_some_and(|e| &e.id == id))?;
     log[position + 1..]
         .iter()
         .filter_map(|r| r.event()?.processed_at)

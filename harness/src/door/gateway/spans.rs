@@ -6,7 +6,6 @@
 
 use managed_agents_core::event::ModelUsage;
 use managed_agents_core::ids::{EventId, SessionId};
-use managed_agents_core::session::log;
 use managed_agents_core::session::turn::Step;
 use managed_agents_core::storage::Store;
 use managed_agents_core::time::Timestamp;
@@ -75,10 +74,10 @@ impl<S: Store + Clone> Spans<S> {
     async fn writer(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Writer<S>>>, Refused> {
         let mut guard = self.writer.lock().await;
         if guard.is_none() {
-            let loaded = log::load(&self.store, &self.session)
+            let head = crate::writer::catch_up(&self.store, &self.session, Default::default())
                 .await
                 .map_err(|e| Refused(format!("the session cannot be loaded: {e}")))?;
-            *guard = Some(Writer::new(self.store.clone(), loaded));
+            *guard = Some(Writer::new(self.store.clone(), self.session.clone(), head));
         }
         Ok(guard)
     }

@@ -1,5 +1,7 @@
-//! Rebuilds the model conversation from a session's log, each turn, so nothing but the log
-//! holds it (a restart loses nothing).
+//! The model conversation as a fold over a session's log ([`Builder`]): nothing but the log
+//! holds it (a restart folds it again from the log and loses nothing). The harness's writer
+//! keeps it record by record with the session's folded state, so a model request in a long
+//! session costs the new records plus the placement of results, not a walk over the whole log.
 //!
 //! - `user.message` and `system.message` count from the moment the runner consumed them (their
 //!   `inputs_processed` fact), not from when they were posted, so input queued during a turn
@@ -123,51 +125,74 @@ pub(crate) fn replay_thinking(
     }
 }
 
-/// Builds the conversation from `records` (the whole stream, in order).
-pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
-    let mut posted: HashMap<&str, &Body> = HashMap::new();
-    for record in records {
-        if let SessionRecord::Event(event) = record {
-            if matches!(event.body, Body::UserMessage(_) | Body::SystemMessage(_)) {
-                posted.insert(event.id.as_str(), &event.body);
-            }
-        }
-    }
+/// What an `inputs_processed` fact adds for a posted input event.
+#[derive(Debug, Clone, PartialEq)]
+enum Posted {
+    User(Vec<Part>),
+    System(Vec<String>),
+}
 
-    // In log order; results sit where they were recorded for now (they mark the boundary
-    // between one model response and the next).
-    let mut messages: Vec<Message> = Vec::new();
-    let mut system_additions = Vec::new();
-    let mut searches: HashMap<String, String> = HashMap::new();
-    for record in records {
+/// The conversation as a fold over the session's records, kept record by record (the
+/// harness's writer applies every record it reads or appends), so a turn in a long session
+/// costs what is new rather than a walk over the whole log. [`Builder::conversation`] gives
+/// exactly what [`build`] gives for the same records: `build` is this fold from nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Builder {
+    /// The content of `user.message` and `system.message` events by id, for their
+    /// `inputs_processed` fact (which always comes after them in the log).
+    posted: HashMap<String, Posted>,
+    /// The messages in log order, tool results where they were recorded (they mark the
+    /// boundary between one model response and the next).
+    messages: Vec<Message>,
+    system_additions: Vec<String>,
+    /// The query of each `web_search` call by its event id.
+    searches: HashMap<String, String>,
+}
+
+impl Builder {
+    /// Folds one more record in.
+    pub(crate) fn apply(&mut self, record: &SessionRecord) {
+        let messages = &mut self.messages;
         let event = match record {
             SessionRecord::Fact(Fact::InputsProcessed { event_ids, .. }) => {
                 for id in event_ids {
-                    match posted.get(id.as_str()) {
-                        Some(Body::UserMessage(m)) => {
-                            for block in &m.content {
-                                push(&mut messages, Role::User, user_part(block));
+                    match self.posted.get(id.as_str()) {
+                        Some(Posted::User(parts)) => {
+                            for part in parts {
+                                push(messages, Role::User, part.clone());
                             }
                         }
-                        Some(Body::SystemMessage(m)) => {
-                            system_additions.extend(m.content.iter().map(|t| t.text().to_owned()));
+                        Some(Posted::System(texts)) => {
+                            self.system_additions.extend(texts.iter().cloned());
                         }
-                        _ => {}
+                        None => {}
                     }
                 }
-                continue;
+                return;
             }
-            SessionRecord::Fact(_) => continue,
+            SessionRecord::Fact(_) => return,
             SessionRecord::Event(event) => event,
         };
         let (id, content, is_error) = match &event.body {
+            Body::UserMessage(m) => {
+                let parts = m.content.iter().map(user_part).collect();
+                self.posted
+                    .insert(event.id.to_string(), Posted::User(parts));
+                return;
+            }
+            Body::SystemMessage(m) => {
+                let texts = m.content.iter().map(|t| t.text().to_owned()).collect();
+                self.posted
+                    .insert(event.id.to_string(), Posted::System(texts));
+                return;
+            }
             Body::AgentMessage(m) => {
                 for block in &m.content {
                     if let ContentBlock::Text { text } = block {
-                        push(&mut messages, Role::Assistant, Part::Text(text.clone()));
+                        push(messages, Role::Assistant, Part::Text(text.clone()));
                     }
                 }
-                continue;
+                return;
             }
             Body::AgentToolUse(t) if t.name == WEB_SEARCH => {
                 let query = t
@@ -175,15 +200,15 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
                     .get("query")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                searches.insert(event.id.to_string(), query.to_owned());
-                continue;
+                self.searches.insert(event.id.to_string(), query.to_owned());
+                return;
             }
-            Body::AgentToolResult(r) if searches.contains_key(r.tool_use_id.as_str()) => {
-                let query = &searches[r.tool_use_id.as_str()];
+            Body::AgentToolResult(r) if self.searches.contains_key(r.tool_use_id.as_str()) => {
+                let query = &self.searches[r.tool_use_id.as_str()];
                 let found = text_of(r.content.as_deref().unwrap_or_default());
                 let text = format!("[web_search {query:?}]\n{found}");
-                push(&mut messages, Role::Assistant, Part::Text(text));
-                continue;
+                push(messages, Role::Assistant, Part::Text(text));
+                return;
             }
             Body::AgentToolUse(t) => {
                 let part = Part::ToolUse {
@@ -191,8 +216,8 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
                     name: t.name.clone(),
                     input: t.input.clone(),
                 };
-                push(&mut messages, Role::Assistant, part);
-                continue;
+                push(messages, Role::Assistant, part);
+                return;
             }
             Body::AgentMcpToolUse(t) => {
                 let part = Part::ToolUse {
@@ -200,8 +225,8 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
                     name: crate::mcp::model_name(&t.mcp_server_name, &t.name),
                     input: t.input.clone(),
                 };
-                push(&mut messages, Role::Assistant, part);
-                continue;
+                push(messages, Role::Assistant, part);
+                return;
             }
             Body::AgentCustomToolUse(t) => {
                 let part = Part::ToolUse {
@@ -209,8 +234,8 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
                     name: t.name.clone(),
                     input: t.input.clone(),
                 };
-                push(&mut messages, Role::Assistant, part);
-                continue;
+                push(messages, Role::Assistant, part);
+                return;
             }
             Body::AgentToolResult(r) => (&r.tool_use_id, r.content.as_ref(), r.is_error),
             Body::AgentMcpToolResult(r) => (&r.mcp_tool_use_id, r.content.as_ref(), r.is_error),
@@ -218,18 +243,39 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
                 (&r.custom_tool_use_id, r.content.as_ref(), r.is_error)
             }
             Body::UserToolResult(r) => (&r.tool_use_id, r.content.as_ref(), r.is_error),
-            _ => continue,
+            _ => return,
         };
         let part = Part::ToolResult {
             id: id.to_string(),
             content: result_content(content),
             is_error: is_error.unwrap_or(false),
         };
-        push(&mut messages, Role::User, part);
+        push(messages, Role::User, part);
     }
 
-    // Take every result out, then put each at the start of the user message that follows its
-    // call (results without a call are dropped; calls without a result get an error result).
+    /// The conversation as of the records folded so far.
+    pub(crate) fn conversation(&self) -> Conversation {
+        Conversation {
+            messages: place_results(self.messages.clone()),
+            system_additions: self.system_additions.clone(),
+        }
+    }
+}
+
+/// Builds the conversation from `records` (the whole stream, in order).
+pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
+    let mut builder = Builder::default();
+    for record in records {
+        builder.apply(record);
+    }
+    builder.conversation()
+}
+
+/// Takes every result out of `messages` (in log order), then puts each at the start of the
+/// user message that follows its call (results without a call are dropped; calls without a
+/// result get an error result); drops what became empty and merges neighbours of the same
+/// role; a conversation ending with the assistant gets a user "Continue.".
+fn place_results(mut messages: Vec<Message>) -> Vec<Message> {
     let mut results: HashMap<String, Part> = HashMap::new();
     for message in &mut messages {
         message.parts.retain(|part| match part {
@@ -293,10 +339,7 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
             parts: vec![Part::Text("Continue.".into())],
         });
     }
-    Conversation {
-        messages: merged,
-        system_additions,
-    }
+    merged
 }
 
 #[cfg(test)]
