@@ -168,6 +168,11 @@ pub mod server {
         pub fn pid(&self) -> u32 {
             self.child.id()
         }
+
+        /// The server's log (its stderr).
+        pub fn log_path(&self) -> PathBuf {
+            self._dir.path().join("server.log")
+        }
     }
 
     impl Drop for Server {

@@ -6,6 +6,11 @@
 //!   One message at a time; reported from the start of the POST (`send→model`) and from the
 //!   moment its 200 response was read (`ack→model`, negative when the runner reached the model
 //!   before the response got back to us).
+//! - `length`: turn latency by session length: one warm session grown with text turns
+//!   (`[[mock:text ok]]`: six public events and one fact each) and, once it holds at least each
+//!   of `--lengths` (default 10,1000,10000) public events, `--samples` (default 30) turns timed
+//!   like `latency` (POST sent → first model request), and `GET .../events?limit=200` timed
+//!   from the client (an upper bound of its server time).
 //! - `load`: N sessions at once (default 100), each doing T tool turns (default 10: a bash tool
 //!   call in the sandbox, its result, a final text), each turn sent when the previous one's
 //!   `session.status_idle` arrived on the session's SSE stream. Wall time, turn latency and the
@@ -14,8 +19,8 @@
 //!
 //! ```sh
 //! cargo build --release -p managed-agents-server
-//! cargo run --release -p managed-agents-benches --bin harness_load -- [latency|load|all] \
-//!     [--samples 200] [--sessions 100] [--turns 10]
+//! cargo run --release -p managed-agents-benches --bin harness_load -- [latency|length|load|all] \
+//!     [--samples 200] [--sessions 100] [--turns 10] [--lengths 10,1000,10000]
 //! ```
 //!
 //! `HARNESS_LOAD_SERVER` overrides the server binary (default
@@ -53,6 +58,19 @@ async fn main() -> Result<()> {
     if mode == "latency" || mode == "all" {
         latency(samples).await?;
     }
+    if mode == "length" || mode == "all" {
+        let lengths = match args.iter().position(|a| a == "--lengths") {
+            Some(i) => args
+                .get(i + 1)
+                .context("flag value")?
+                .split(',')
+                .map(|n| n.parse::<usize>())
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec![10, 1_000, 10_000],
+        };
+        let samples = flag("--samples", 30)?;
+        length(&lengths, samples).await?;
+    }
     if mode == "load" || mode == "all" {
         load(sessions, turns).await?;
     }
@@ -70,7 +88,11 @@ fn message(text: &str) -> Value {
 
 async fn latency(samples: usize) -> Result<()> {
     let mock = mock().await?;
-    let server = Server::start("harness-load", &[])?;
+    let server = Server::start("harness-load", &[("MANAGED_AGENTS_LOG", TIMING_LOG)])?;
+    let stages = Stages {
+        log: server.log_path(),
+    };
+    let mut windows = Vec::new();
     let api = Api::new(&server.base);
     let objects = server::objects(&api, &mock.url(), None).await?;
     let per_session = 10;
@@ -88,6 +110,7 @@ async fn latency(samples: usize) -> Result<()> {
         .await?;
         mock.wait_for_requests(before + 2).await;
         server::wait_idle(&api, &s, Duration::from_secs(60)).await?;
+        let from = stages.offset();
         for _ in 0..per_session {
             let before = mock.requests().len();
             let sent = Instant::now();
@@ -107,6 +130,7 @@ async fn latency(samples: usize) -> Result<()> {
             });
             server::wait_idle(&api, &s, Duration::from_secs(60)).await?;
         }
+        windows.push((from, stages.offset()));
     }
     println!(
         "\n### POST /events to first model request ({} samples, {n_sessions} warm sessions)\n",
@@ -126,6 +150,264 @@ async fn latency(samples: usize) -> Result<()> {
             pct(v, 0.99),
             v[v.len() - 1]
         );
+    }
+    // The stages of the sampled turns only (each session's warm-up turn is left out).
+    stages.print(&windows)?;
+    Ok(())
+}
+
+/// The number of public events of `session` (paging the list).
+async fn count_events(api: &Api, session: &str) -> Result<usize> {
+    let mut count = 0;
+    let mut page: Option<String> = None;
+    loop {
+        let path = match &page {
+            Some(p) => format!("/v1/sessions/{session}/events?limit=1000&page={p}"),
+            None => format!("/v1/sessions/{session}/events?limit=1000"),
+        };
+        let v = api.get(&path).await?;
+        count += v["data"].as_array().map_or(0, Vec::len);
+        match v["next_page"].as_str() {
+            Some(next) => page = Some(next.to_owned()),
+            None => return Ok(count),
+        }
+    }
+}
+
+/// The server's stage timelines (`managed_agents::timing` log lines: `turn` from the runner,
+/// `events.send` from the route), read from its log between two offsets.
+struct Stages {
+    log: std::path::PathBuf,
+}
+
+/// The log filter that turns the stage timelines on.
+const TIMING_LOG: &str = "warn,managed_agents::timing=info";
+
+impl Stages {
+    fn offset(&self) -> u64 {
+        std::fs::metadata(&self.log).map_or(0, |m| m.len())
+    }
+
+    /// Per kind (`turn`, `events.send`), per stage, the ms of every line between the offsets
+    /// of each window.
+    #[allow(clippy::type_complexity)]
+    fn within(&self, windows: &[(u64, u64)]) -> Result<Vec<(String, Vec<(String, Vec<f64>)>)>> {
+        let bytes = std::fs::read(&self.log)?;
+        let mut text = String::new();
+        for &(from, to) in windows {
+            let to = (to as usize).min(bytes.len());
+            let from = (from as usize).min(to);
+            text.push_str(&String::from_utf8_lossy(&bytes[from..to]));
+        }
+        let mut kinds: Vec<(String, Vec<(String, Vec<f64>)>)> = Vec::new();
+        for line in text.lines() {
+            let Some((_, rest)) = line.split_once("managed_agents::timing: ") else {
+                continue;
+            };
+            let kind = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let Some((_, stages)) = rest.split_once("stages=") else {
+                continue;
+            };
+            let at = match kinds.iter().position(|(k, _)| *k == kind) {
+                Some(at) => at,
+                None => {
+                    kinds.push((kind, Vec::new()));
+                    kinds.len() - 1
+                }
+            };
+            for stage in stages.split_whitespace() {
+                let Some((name, us)) = stage.split_once('=') else {
+                    continue;
+                };
+                let Ok(us) = us.parse::<f64>() else { continue };
+                let list = &mut kinds[at].1;
+                match list.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, v)) => v.push(us / 1e3),
+                    None => list.push((name.to_owned(), vec![us / 1e3])),
+                }
+            }
+        }
+        Ok(kinds)
+    }
+
+    /// Prints the medians (and p99) of every stage within `windows`, as a Markdown table.
+    fn print(&self, windows: &[(u64, u64)]) -> Result<()> {
+        println!("\nServer-side stages (ms since the route began / the runner was notified):\n");
+        println!("| line | stage | n | p50 ms | p99 ms |");
+        println!("|---|---|---:|---:|---:|");
+        for (kind, stages) in self.within(windows)? {
+            for (name, mut v) in stages {
+                v.sort_by(f64::total_cmp);
+                println!(
+                    "| {kind} | {name} | {} | {:.3} | {:.3} |",
+                    v.len(),
+                    pct(&v, 0.5),
+                    pct(&v, 0.99)
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A session's SSE stream, read as text.
+struct Events {
+    body: futures::stream::BoxStream<'static, reqwest::Result<String>>,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(api: &Api, session: &str) -> Result<Self> {
+        let response = api
+            .http
+            .get(format!("{}/v1/sessions/{session}/events/stream", api.base))
+            .header("x-api-key", KEY)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(Self {
+            body: response
+                .bytes_stream()
+                .map(|chunk| chunk.map(|b| String::from_utf8_lossy(&b).into_owned()))
+                .boxed(),
+            buffer: String::new(),
+        })
+    }
+
+    /// Reads until an `event: {kind}` line arrives; everything up to it is consumed.
+    async fn until(&mut self, kind: &str) -> Result<Instant> {
+        let line = format!("event: {kind}\n");
+        loop {
+            if let Some(at) = self.buffer.find(&line) {
+                let now = Instant::now();
+                self.buffer.drain(..at + line.len());
+                return Ok(now);
+            }
+            match tokio::time::timeout(Duration::from_secs(60), self.body.next()).await {
+                Ok(Some(chunk)) => self.buffer.push_str(&chunk?),
+                Ok(None) => bail!("the stream ended"),
+                Err(_) => bail!("no {kind} in 60 s"),
+            }
+        }
+    }
+}
+
+/// One text turn: POST, the model request it causes, the `agent.message` on the stream, idle
+/// again. Returns (POST sent → model request, POST response read → model request, POST sent
+/// → `agent.message` read from the stream) in ms.
+async fn text_turn(
+    api: &Api,
+    mock: &MockModel,
+    events: &mut Events,
+    session: &str,
+) -> Result<(f64, f64, f64)> {
+    let before = mock.count();
+    let sent = Instant::now();
+    api.post(
+        &format!("/v1/sessions/{session}/events"),
+        message("[[mock:text ok]]"),
+    )
+    .await?;
+    let acked = Instant::now();
+    let answered = events.until("agent.message").await?;
+    events.until("session.status_idle").await?;
+    mock.wait_for_count(before + 1).await;
+    let at = mock.received_at(before).context("request recorded")?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let from_ack = if at >= acked {
+        ms(at.duration_since(acked))
+    } else {
+        -ms(acked.duration_since(at))
+    };
+    Ok((
+        ms(at.duration_since(sent)),
+        from_ack,
+        ms(answered.duration_since(sent)),
+    ))
+}
+
+async fn length(lengths: &[usize], samples: usize) -> Result<()> {
+    let mock = mock().await?;
+    let server = Server::start("harness-load", &[("MANAGED_AGENTS_LOG", TIMING_LOG)])?;
+    let stages = Stages {
+        log: server.log_path(),
+    };
+    let api = Api::new(&server.base);
+    let objects = server::objects(&api, &mock.url(), None).await?;
+    let s = server::session(&api, &objects).await?;
+    // Warm: the workspace exists and a sandbox has run in it.
+    let before = mock.count();
+    api.post(
+        &format!("/v1/sessions/{s}/events"),
+        message(r#"[[mock:tool bash {"command":"true"}]]"#),
+    )
+    .await?;
+    mock.wait_for_count(before + 2).await;
+    server::wait_idle(&api, &s, Duration::from_secs(60)).await?;
+    let mut stream = Events::open(&api, &s).await?;
+    // The stream replays the history first: skip to its end.
+    stream.until("session.status_idle").await?;
+    stream.until("session.status_idle").await?;
+    let mut events = count_events(&api, &s).await?;
+    let mut rows = Vec::new();
+    for &target in lengths {
+        let grow = Instant::now();
+        while events < target {
+            text_turn(&api, &mock, &mut stream, &s).await?;
+            // The mock keeps what it received: keep its memory flat.
+            mock.forget_bodies();
+            events += 6;
+        }
+        let grown = grow.elapsed();
+        let counted = count_events(&api, &s).await?;
+        let from = stages.offset();
+        let mut send = Vec::with_capacity(samples);
+        let mut ack = Vec::with_capacity(samples);
+        let mut answer = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let (a, b, c) = text_turn(&api, &mock, &mut stream, &s).await?;
+            send.push(a);
+            ack.push(b);
+            answer.push(c);
+            mock.forget_bodies();
+        }
+        println!("\nAt {counted} public events:");
+        stages.print(&[(from, stages.offset())])?;
+        events = counted + 6 * samples;
+        let mut list = Vec::with_capacity(samples);
+        let path = format!("/v1/sessions/{s}/events?limit=200&order=desc");
+        for _ in 0..samples {
+            let t = Instant::now();
+            let v = api.get(&path).await?;
+            list.push(t.elapsed().as_secs_f64() * 1e3);
+            if v["data"].as_array().map_or(0, Vec::len) < 200.min(counted) {
+                bail!("the list returned fewer events than asked");
+            }
+        }
+        for v in [&mut send, &mut ack, &mut answer, &mut list] {
+            v.sort_by(f64::total_cmp);
+        }
+        rows.push(format!(
+            "| {counted} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            grown.as_secs_f64(),
+            pct(&send, 0.5),
+            pct(&send, 0.9),
+            pct(&send, 0.99),
+            pct(&ack, 0.5),
+            pct(&answer, 0.5),
+            pct(&list, 0.5),
+            pct(&list, 0.99),
+        ));
+    }
+    println!("\n### Turn latency by session length ({samples} samples per row, one session)\n");
+    println!("| public events | grown in s | send→model p50 ms | p90 ms | p99 ms | ack→model p50 ms | send→agent.message p50 ms | list 200 p50 ms | list 200 p99 ms |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        println!("{row}");
     }
     Ok(())
 }
