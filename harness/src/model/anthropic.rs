@@ -40,28 +40,115 @@ fn tool(spec: &ToolSpec) -> Value {
     }
 }
 
-/// The JSON body of a streaming `POST /v1/messages`.
-pub(crate) fn body(request: &Request<'_>) -> Value {
-    let messages: Vec<Value> = request.messages.iter().map(message).collect();
-    let mut body = json!({
+/// The JSON body of a streaming `POST /v1/messages`, as text. The messages (the bulk of a long
+/// session's request) are written straight from the conversation ([`Messages`]), without a
+/// `serde_json::Value` tree in between; the rest is small.
+pub(crate) fn body(request: &Request<'_>) -> String {
+    let mut rest = json!({
         "model": request.model,
         "max_tokens": request.max_tokens,
         "stream": true,
-        "messages": messages,
     });
     if let Some(system) = request.system.filter(|s| !s.is_empty()) {
-        body["system"] = json!(system);
+        rest["system"] = json!(system);
     }
     if !request.tools.is_empty() {
-        body["tools"] = request.tools.iter().map(tool).collect();
+        rest["tools"] = request.tools.iter().map(tool).collect();
     }
     if let Some(reasoning) = &request.reasoning {
         let fields = reasoning::anthropic_fields(request.model, reasoning, request.max_tokens);
         for (key, value) in fields {
-            body[key] = value;
+            rest[key] = value;
         }
     }
-    body
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        messages: Messages<'a>,
+        #[serde(flatten)]
+        rest: Value,
+    }
+    let body = Body {
+        messages: Messages(request.messages),
+        rest,
+    };
+    // Serializing strings, numbers and `Value`s cannot fail.
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// Messages serialized exactly as [`message`] renders them (a test compares the two).
+struct Messages<'a>(&'a [Message]);
+
+impl serde::Serialize for Messages<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct Parts<'a>(&'a [Part]);
+        struct One<'a>(&'a Part);
+        impl serde::Serialize for One<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self.0 {
+                    Part::Block(block) => block.serialize(serializer),
+                    Part::Text(text) => {
+                        let mut map = serializer.serialize_map(Some(2))?;
+                        map.serialize_entry("type", "text")?;
+                        map.serialize_entry("text", text)?;
+                        map.end()
+                    }
+                    Part::ToolUse { id, name, input } => {
+                        let mut map = serializer.serialize_map(Some(4))?;
+                        map.serialize_entry("type", "tool_use")?;
+                        map.serialize_entry("id", id)?;
+                        map.serialize_entry("name", name)?;
+                        map.serialize_entry("input", input)?;
+                        map.end()
+                    }
+                    Part::ToolResult {
+                        id,
+                        content,
+                        is_error,
+                    } => {
+                        let mut map = serializer.serialize_map(None)?;
+                        map.serialize_entry("type", "tool_result")?;
+                        map.serialize_entry("tool_use_id", id)?;
+                        map.serialize_entry("content", content)?;
+                        if *is_error {
+                            map.serialize_entry("is_error", &true)?;
+                        }
+                        map.end()
+                    }
+                }
+            }
+        }
+        impl serde::Serialize for Parts<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                for part in self.0 {
+                    seq.serialize_element(&One(part))?;
+                }
+                seq.end()
+            }
+        }
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for message in self.0 {
+            let role = match message.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            struct Rendered<'a>(&'static str, Parts<'a>);
+            impl serde::Serialize for Rendered<'_> {
+                fn serialize<S: serde::Serializer>(
+                    &self,
+                    serializer: S,
+                ) -> Result<S::Ok, S::Error> {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("role", self.0)?;
+                    map.serialize_entry("content", &self.1)?;
+                    map.end()
+                }
+            }
+            seq.serialize_element(&Rendered(role, Parts(&message.parts)))?;
+        }
+        seq.end()
+    }
 }
 
 pub(crate) fn message(message: &Message) -> Value {
@@ -368,6 +455,62 @@ impl super::Accumulator for Accumulator {
 mod tests {
     use super::super::Accumulator as _;
     use super::*;
+
+    #[test]
+    fn the_body_writes_messages_as_message_renders_them() {
+        let messages = vec![
+            Message {
+                role: Role::User,
+                parts: vec![
+                    Part::Text("hi \"there\"\n".into()),
+                    Part::Block(
+                        json!({"type": "image", "source": {"type": "base64", "data": "AA"}}),
+                    ),
+                ],
+            },
+            Message {
+                role: Role::Assistant,
+                parts: vec![
+                    Part::Block(json!({"type": "thinking", "thinking": "t", "signature": "s"})),
+                    Part::Text("ok".into()),
+                    Part::ToolUse {
+                        id: "sevt_1".into(),
+                        name: "bash".into(),
+                        input: json!({"command": "ls"}).as_object().unwrap().clone(),
+                    },
+                ],
+            },
+            Message {
+                role: Role::User,
+                parts: vec![
+                    Part::ToolResult {
+                        id: "sevt_1".into(),
+                        content: vec![json!({"type": "text", "text": "a"})],
+                        is_error: true,
+                    },
+                    Part::ToolResult {
+                        id: "sevt_2".into(),
+                        content: vec![],
+                        is_error: false,
+                    },
+                ],
+            },
+        ];
+        let request = Request {
+            model: "claude-sonnet-4-5",
+            system: Some("be brief"),
+            max_tokens: 100,
+            tools: &[],
+            messages: &messages,
+            reasoning: None,
+        };
+        let body: Value = serde_json::from_str(&body(&request)).unwrap();
+        let rendered: Vec<Value> = messages.iter().map(message).collect();
+        assert_eq!(body["messages"], Value::Array(rendered));
+        assert_eq!(body["system"], "be brief");
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["max_tokens"], 100);
+    }
 
     fn fold(events: &[Value]) -> Response {
         let mut acc = Accumulator::default();

@@ -373,7 +373,10 @@ async fn send(
     let base = endpoint.base_url.trim_end_matches('/');
     let (url, body) = match endpoint.provider {
         Provider::Anthropic => (format!("{base}/v1/messages"), anthropic::body(request)),
-        Provider::OpenAi => (format!("{base}/v1/responses"), openai::body(request)),
+        Provider::OpenAi => (
+            format!("{base}/v1/responses"),
+            openai::body(request).to_string(),
+        ),
     };
     let mut builder = http
         .post(url)
@@ -393,7 +396,7 @@ async fn send(
         (Provider::OpenAi, None) => {}
     }
     let response = builder
-        .body(body.to_string())
+        .body(body)
         .send()
         .await
         .map_err(|e| Error::connection(&e))?;
