@@ -162,6 +162,39 @@ fn widen<R>(error: Error<std::convert::Infallible>) -> Error<R> {
     }
 }
 
+/// The records one write stages, each folded into the head's state as it is pushed, so that a
+/// decision sees what the earlier decisions of the same write did. [`write_staged`] hands it
+/// to its `stage` closure; [`crate::session::heads`] decides several writers' commands in turn
+/// on one and appends them together.
+pub struct Staged<'a, F: Fold> {
+    state: &'a mut F,
+    base: Version,
+    records: Vec<F::Record>,
+}
+
+impl<F: Fold> Staged<'_, F> {
+    /// The state with every record staged so far applied.
+    pub fn state(&self) -> &F {
+        self.state
+    }
+
+    /// The records staged so far, in order: record `i` gets version [`Staged::version_of`]`(i)`.
+    pub fn records(&self) -> &[F::Record] {
+        &self.records
+    }
+
+    /// The stream version record `index` of this write gets once appended.
+    pub fn version_of(&self, index: usize) -> Version {
+        self.base + 1 + index as Version
+    }
+
+    /// Stages `record` after the others and folds it into the state.
+    pub fn push(&mut self, record: F::Record) {
+        self.state.apply(&record);
+        self.records.push(record);
+    }
+}
+
 /// Catches `head` up, lets `decide` turn the current state into records (or refuse), and
 /// appends them at exactly the head's version with the catalog entry of the resulting state.
 /// A lost race catches up and decides again, at most [`RETRIES`] times. On success `head`
@@ -172,21 +205,50 @@ pub async fn write<S: Store, F: Fold + Default, R>(
     head: &mut Head<F>,
     mut decide: impl FnMut(&F) -> Result<Vec<F::Record>, R>,
 ) -> Result<Written<F::Record>, Error<R>> {
+    write_staged(store, stream, head, |staged| {
+        for record in decide(staged.state())? {
+            staged.push(record);
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// [`write`] with the decision made record by record: `stage` pushes records onto a
+/// [`Staged`] whose state follows them (no copy of the state is made). Everything staged is
+/// appended as one batch at the head's version; a lost race catches up and stages again from
+/// scratch, at most [`RETRIES`] times. A refusal after records were staged resets `head`.
+pub async fn write_staged<S: Store, F: Fold + Default, R>(
+    store: &S,
+    stream: &StreamId,
+    head: &mut Head<F>,
+    mut stage: impl FnMut(&mut Staged<'_, F>) -> Result<(), R>,
+) -> Result<Written<F::Record>, Error<R>> {
     let mut attempt = 0;
     loop {
         catch_up(store, stream, head).await.map_err(widen)?;
-        let records = decide(&head.state).map_err(Error::Rejected)?;
-        let first_version = head.version + 1;
+        let expected = head.version;
+        let first_version = expected + 1;
+        // Staged records are applied in place (no clone of the state); a refusal after some
+        // were staged, or a failed append, resets the head.
+        let mut staged = Staged {
+            state: &mut head.state,
+            base: expected,
+            records: Vec::new(),
+        };
+        let decided = stage(&mut staged);
+        let records = staged.records;
+        if let Err(rejection) = decided {
+            if !records.is_empty() {
+                *head = Head::default();
+            }
+            return Err(Error::Rejected(rejection));
+        }
         if records.is_empty() {
             return Ok(Written {
                 records,
                 first_version,
             });
-        }
-        let expected = head.version;
-        // Apply in place (no clone of the state); a failed append resets the head.
-        for record in &records {
-            head.state.apply(record);
         }
         let appended = store
             .append(Append {

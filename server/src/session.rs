@@ -54,42 +54,53 @@ pub async fn commit(
     state: &AppState,
     auth: &Auth,
     id: &SessionId,
-    command: impl Fn() -> Command,
+    command: impl Fn() -> Command + Send + 'static,
 ) -> Result<Committed> {
     commit_with(state, auth, id, command, |after, records, first_version| {
         Committed {
             state: after.clone(),
-            records,
+            records: records.to_vec(),
             first_version,
         }
     })
     .await
 }
 
-/// [`commit`], handing the state after the append and the appended records to `finish`
-/// instead of cloning the state.
-pub async fn commit_with<T>(
+/// [`commit`], handing the state right after this command's records and the records to
+/// `finish` instead of cloning the state. Concurrent writers of one session share one append
+/// (group commit, see [`managed_agents_core::session::heads`]); the write runs in a task of its
+/// own, so a request whose client goes away does not cancel a batch carrying other requests'
+/// writes.
+pub async fn commit_with<T: Send + 'static>(
     state: &AppState,
     auth: &Auth,
     id: &SessionId,
-    command: impl Fn() -> Command,
-    finish: impl FnOnce(&SessionState, Vec<SessionRecord>, Version) -> T,
+    command: impl Fn() -> Command + Send + 'static,
+    finish: impl Fn(&SessionState, &[SessionRecord], Version) -> T + Send + 'static,
 ) -> Result<T> {
     let workspace = auth.workspace().clone();
-    let metrics = state.metrics.clone();
-    let done = state
-        .heads
-        .commit_with(
-            &state.store,
-            id,
-            |s| s.config.as_ref().is_some_and(|c| c.workspace == workspace),
-            command,
-            |after, records, first_version| {
-                metrics.appended(records.len());
-                finish(after, records, first_version)
-            },
-        )
-        .await?;
+    let (state, id) = (state.clone(), id.clone());
+    let write = tokio::spawn(async move {
+        let written = state
+            .heads
+            .commit_with(
+                &state.store,
+                &id,
+                move |s| s.config.as_ref().is_some_and(|c| c.workspace == workspace),
+                command,
+                move |after, records, first_version| {
+                    (finish(after, records, first_version), records.len())
+                },
+            )
+            .await;
+        if let Ok((_, appended)) = &written {
+            state.metrics.appended(*appended);
+        }
+        written
+    });
+    let (done, _) = write
+        .await
+        .map_err(|e| Error::Internal(format!("session write task: {e}")))??;
     Ok(done)
 }
 

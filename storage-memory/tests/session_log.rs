@@ -178,7 +178,7 @@ fn heads_queue_writers_and_catch_up_with_other_writers() {
                         &store,
                         &id,
                         |_| true,
-                        || Command::Send(vec![message(&text)]),
+                        move || Command::Send(vec![message(&text)]),
                     ))
                     .expect("commit through heads");
                 }

@@ -311,7 +311,13 @@ impl Batch<'_> {
         }
         let last = head + records.len() as Version;
         self.events += records.len();
-        self.heads.insert(append.stream.clone(), last);
+        // `head` above cached the stream, so this only updates (no key clone per append).
+        match self.heads.get_mut(&append.stream) {
+            Some(cached) => *cached = last,
+            None => {
+                self.heads.insert(append.stream.clone(), last);
+            }
+        }
         Ok((append.stream, records, Appended { first, last }))
     }
 

@@ -12,13 +12,13 @@ use bytes::Bytes;
 
 use crate::ids::SessionId;
 use crate::storage::{self, Append, CatalogEntry, Expected, Kind, Store, StreamId, Version};
-use crate::stream::{self, Fold, Head};
+use crate::stream::{self, Fold, Head, Staged};
 use crate::time::Timestamp;
 
 use super::{decide, Command, Fresh, Rejection, SessionRecord, SessionState};
 
 /// Why loading or writing a session failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// No session with this id exists (or it was deleted).
     #[error("session {0} not found")]
@@ -184,13 +184,34 @@ pub async fn write<S: Store, F: Fold<Record = SessionRecord> + Default + AsRef<S
     head: &mut Head<F>,
     mut decide: impl FnMut(&F) -> Result<Vec<SessionRecord>, Rejection>,
 ) -> Result<stream::Written<SessionRecord>, Error> {
-    let mut missing = false;
-    let written = stream::write(store, &StreamId::from(id), head, |current| {
-        if !current.as_ref().exists() {
-            missing = true;
-            return Ok(Vec::new());
+    write_staged(store, id, head, |staged| {
+        for record in decide(staged.state())? {
+            staged.push(record);
         }
-        decide(current)
+        Ok(())
+    })
+    .await
+}
+
+/// [`write`] through [`stream::write_staged`]: `stage` pushes records one by one onto a
+/// state that follows them (what [`crate::session::heads`] uses to decide queued writers'
+/// commands in turn and append them as one). The session's not-found rule is checked first.
+pub async fn write_staged<
+    S: Store,
+    F: Fold<Record = SessionRecord> + Default + AsRef<SessionState>,
+>(
+    store: &S,
+    id: &SessionId,
+    head: &mut Head<F>,
+    mut stage: impl FnMut(&mut Staged<'_, F>) -> Result<(), Rejection>,
+) -> Result<stream::Written<SessionRecord>, Error> {
+    let mut missing = false;
+    let written = stream::write_staged(store, &StreamId::from(id), head, |staged| {
+        missing = !staged.state().as_ref().exists();
+        if missing {
+            return Ok(());
+        }
+        stage(staged)
     })
     .await
     .map_err(|e| Error::of_stream(id, e))?;

@@ -11,6 +11,7 @@
 mod decide;
 pub mod heads;
 mod ids;
+mod inputs;
 pub mod log;
 mod record;
 mod rejection;
@@ -21,6 +22,7 @@ mod update;
 
 pub use decide::{decide, Command};
 pub use ids::{Fresh, IdSource, Sequential};
+pub use inputs::Inputs;
 pub use record::{Created, DecodeError, Fact, SessionRecord};
 pub use rejection::Rejection;
 pub use state::{fold, Input, InputKind, Outcome, SessionState, Status, ToolKind};

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::inputs::Inputs;
 use super::record::{Created, Fact, SessionRecord};
 use crate::agent::AgentSnapshot;
 use crate::event::{
@@ -131,8 +132,9 @@ pub struct SessionState {
     pub pending_actions: Vec<EventId>,
     /// Tool-use events without a result yet.
     pub open_tool_uses: BTreeMap<EventId, ToolKind>,
-    /// Client events the runner has not consumed, in order.
-    pub inputs: Vec<Input>,
+    /// Client events the runner has not consumed, in order (a persistent list: cloning the
+    /// state or appending an input costs the same however many are pending).
+    pub inputs: Inputs,
     /// When queued client events were processed (from `inputs_processed`). Shared
     /// copy-on-write, like `config` and `agent`, so cloning a state (as `decide` does to
     /// simulate a batch) does not copy what only grows or is large.
@@ -208,7 +210,7 @@ impl SessionState {
     }
 
     /// The client events the runner has to take into its next turn, in order.
-    pub fn pending_input(&self) -> &[Input] {
+    pub fn pending_input(&self) -> &Inputs {
         &self.inputs
     }
 
@@ -220,7 +222,7 @@ impl SessionState {
             && self.status != Status::Terminated
             && self.pending_actions.is_empty()
             && !self.budget_paused()
-            && self.inputs.iter().any(|input| input.kind.starts_turn())
+            && self.inputs.has_turn_work()
     }
 
     /// Applies one record.
@@ -251,12 +253,9 @@ impl SessionState {
                 self.config = Some(Arc::new((**created).clone()));
             }
             Fact::InputsProcessed { event_ids, at } => {
-                for id in event_ids {
-                    if let Some(pos) = self.inputs.iter().position(|input| &input.id == id) {
-                        let input = self.inputs.remove(pos);
-                        if input.queued {
-                            Arc::make_mut(&mut self.processed).insert(input.id, *at);
-                        }
+                for input in self.inputs.remove(event_ids) {
+                    if input.queued {
+                        Arc::make_mut(&mut self.processed).insert(input.id, *at);
                     }
                 }
                 self.touch(Some(*at));

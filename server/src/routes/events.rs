@@ -89,7 +89,7 @@ async fn send(
         &state,
         &auth,
         &id,
-        || Command::Send(events.clone()),
+        move || Command::Send(events.clone()),
         |after, records, _| {
             records
                 .iter()

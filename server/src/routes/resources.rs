@@ -52,7 +52,7 @@ async fn add(
     let resolved = resolve_resource(&state, &auth, params, Timestamp::now(), "").await?;
     let rendered = resolved.render();
     let command = Command::AddResource(Box::new(resolved));
-    session::commit(&state, &auth, &session_id, || command.clone()).await?;
+    session::commit(&state, &auth, &session_id, move || command.clone()).await?;
     Ok(Json(rendered))
 }
 
@@ -108,9 +108,10 @@ async fn rotate(
     current.check_rotatable()?;
     resource::check_token(&params.authorization_token)?;
     let sealed = state.sealer.seal_text(&params.authorization_token.0);
-    let committed = session::commit(&state, &auth, &session_id, || {
+    let rotated = id.clone();
+    let committed = session::commit(&state, &auth, &session_id, move || {
         Command::RotateResourceToken {
-            id: id.clone(),
+            id: rotated.clone(),
             authorization_token: sealed.clone(),
         }
     })
@@ -124,8 +125,9 @@ async fn delete(
     Id(session_id): Id<SessionId>,
     Id(id): Id<ResourceId>,
 ) -> Result<Json<managed_agents_core::object::Deleted>> {
-    session::commit(&state, &auth, &session_id, || {
-        Command::RemoveResource(id.clone())
+    let removed = id.clone();
+    session::commit(&state, &auth, &session_id, move || {
+        Command::RemoveResource(removed.clone())
     })
     .await?;
     Ok(Json(resource::deleted(&id)))

@@ -334,7 +334,8 @@ async fn update(
         let loaded = session::load(&state, &auth, &id).await?;
         update.agent = Some(Box::new(patch_agent(loaded.state.agent.as_deref(), patch)?));
     }
-    let committed = session::commit(&state, &auth, &id, || Command::Update(update.clone())).await?;
+    let committed =
+        session::commit(&state, &auth, &id, move || Command::Update(update.clone())).await?;
     render(&committed.state)
 }
 
