@@ -15,6 +15,7 @@ use managed_agents_harness::sandbox::Workspaces;
 use crate::blobs::Blobs;
 use crate::metrics::Metrics;
 use crate::sealer::Sealer;
+use crate::sse::Frames;
 use crate::store::AnyStore;
 
 /// Shared handler state; cheap to clone.
@@ -30,6 +31,8 @@ pub struct AppState {
     pub blobs: Blobs,
     /// Process metrics.
     pub metrics: Metrics,
+    /// The SSE frames streams of one session share (each record encoded once).
+    pub frames: Arc<Frames>,
     /// How often an idle SSE stream sends `ping`.
     pub ping_interval: Duration,
     /// Becomes `true` when the server shuts down; open streams end.
@@ -79,6 +82,7 @@ impl AppState {
             sealer,
             blobs,
             metrics: Metrics::default(),
+            frames: Arc::default(),
             ping_interval: Duration::from_secs(15),
             shutdown: rx,
             runner: RunnerHooks::default(),

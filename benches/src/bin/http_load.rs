@@ -21,6 +21,7 @@
 //!   they are spread over [10000 / 1000]
 //! - `HTTP_LOAD_FANOUT_STREAMS` / `HTTP_LOAD_FANOUT_RATE` / `HTTP_LOAD_FANOUT_SECS`: streams on
 //!   one session, events per second, seconds of sending [1000 / 100 / 10]
+//! - `HTTP_LOAD_NOFILE`: the open-file limit asked for the tool and the server [65536]
 
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -92,18 +93,23 @@ fn nofile_hard(pid: &str) -> Option<u64> {
     line.split_whitespace().nth(4)?.parse().ok()
 }
 
-/// Raises the soft `RLIMIT_NOFILE` of `pid` to its hard limit with `prlimit(1)` (setrlimit
-/// through libc would need `unsafe`, which the workspace forbids).
+/// Raises the `RLIMIT_NOFILE` of `pid` with `prlimit(1)` (setrlimit through libc would need
+/// `unsafe`, which the workspace forbids): soft and hard to `HTTP_LOAD_NOFILE` [65536] when the
+/// caller may (root may raise a hard limit), else the soft limit to the hard one.
 fn raise_nofile(pid: &str) -> Result<u64> {
     let hard = nofile_hard(pid).context("reading /proc/<pid>/limits")?;
-    let status = Command::new("prlimit")
-        .args(["--pid", pid, &format!("--nofile={hard}:{hard}")])
-        .status()
-        .context("running prlimit")?;
-    if !status.success() {
-        bail!("prlimit --pid {pid} --nofile={hard}:{hard} failed");
+    let wanted: u64 = env_or("HTTP_LOAD_NOFILE", 65_536);
+    for limit in [wanted.max(hard), hard] {
+        let status = Command::new("prlimit")
+            .args(["--pid", pid, &format!("--nofile={limit}:{limit}")])
+            .stderr(Stdio::null())
+            .status()
+            .context("running prlimit")?;
+        if status.success() {
+            return Ok(limit);
+        }
     }
-    Ok(hard)
+    bail!("prlimit --pid {pid} --nofile={hard}:{hard} failed")
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -704,33 +710,50 @@ async fn sse_fanout(storage: &str) -> Result<()> {
     }
     let load = loadavg();
     let cpu_before = server.cpu();
+    let tool_cpu_before = cpu_seconds("self");
     let rss_before = rss_mib(server.pid());
     let path = format!("/v1/sessions/{session}/events");
-    let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let start = Instant::now();
-    let mut posts = Vec::with_capacity(total);
-    for seq in 0..total {
-        ticker.tick().await;
-        let api = api.clone();
-        let path = path.clone();
-        posts.push(tokio::spawn(async move {
-            let sent = now_ns();
-            let result = api
-                .post(&path, &message(&format!("lat@{sent}#{seq}")))
-                .await;
-            result.map(|_| now_ns() - sent)
-        }));
-    }
-    let mut acks = Vec::with_capacity(total);
-    let mut post_errors = 0;
-    for post in posts {
-        match post.await? {
-            Ok(ns) => acks.push(ns),
-            Err(_) => post_errors += 1,
-        }
-    }
-    let send_secs = start.elapsed().as_secs_f64();
+    // The sender runs on a runtime of its own (one thread), so the acknowledgements it times
+    // do not wait behind the receivers' work in this process.
+    let sender = {
+        let base = server.base.clone();
+        std::thread::spawn(move || -> Result<(Vec<u64>, usize, f64)> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let api = Api::new(&base)?;
+                let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let start = Instant::now();
+                let mut posts = Vec::with_capacity(total);
+                for seq in 0..total {
+                    ticker.tick().await;
+                    let api = api.clone();
+                    let path = path.clone();
+                    posts.push(tokio::spawn(async move {
+                        let sent = now_ns();
+                        let result = api
+                            .post(&path, &message(&format!("lat@{sent}#{seq}")))
+                            .await;
+                        result.map(|_| now_ns() - sent)
+                    }));
+                }
+                let mut acks = Vec::with_capacity(total);
+                let mut post_errors = 0;
+                for post in posts {
+                    match post.await? {
+                        Ok(ns) => acks.push(ns),
+                        Err(_) => post_errors += 1,
+                    }
+                }
+                Ok((acks, post_errors, start.elapsed().as_secs_f64()))
+            })
+        })
+    };
+    let (mut acks, post_errors, send_secs) = tokio::task::spawn_blocking(move || sender.join())
+        .await?
+        .map_err(|_| anyhow!("the sender panicked"))??;
     // Let deliveries finish (bounded), then stop every receiver.
     let wait = Instant::now();
     while complete.load(Ordering::Relaxed) < streams && wait.elapsed() < Duration::from_secs(10) {
@@ -742,6 +765,7 @@ async fn sse_fanout(storage: &str) -> Result<()> {
         all.extend(receiver.await?);
     }
     let server_cpu = server.cpu() - cpu_before;
+    let tool_cpu = cpu_seconds("self") - tool_cpu_before;
     let rss_after = rss_mib(server.pid());
     let delivered = all.len();
     let (p50, p99, max) = summary(&mut all);
@@ -749,13 +773,14 @@ async fn sse_fanout(storage: &str) -> Result<()> {
     println!(
         "\n### SSE fan-out, {storage}: {streams} streams on one session, {rate} events/s for {secs} s (load average {load})\n"
     );
-    println!("| streams | events sent | send rate /s | POST errors | deliveries | p50 ms | p99 ms | max ms | POST ack p50 ms | POST ack p99 ms | server CPU % | server RSS MiB |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| streams | events sent | send rate /s | POST errors | deliveries | p50 ms | p99 ms | max ms | POST ack p50 ms | POST ack p99 ms | server CPU % | tool CPU % | server RSS MiB |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {streams} | {total} | {:.0} | {post_errors} | {delivered} / {} | {p50:.2} | {p99:.2} | {max:.2} | {ack50:.2} | {ack99:.2} | {:.0} | {rss_before:.0} → {rss_after:.0} |",
+        "| {streams} | {total} | {:.0} | {post_errors} | {delivered} / {} | {p50:.2} | {p99:.2} | {max:.2} | {ack50:.2} | {ack99:.2} | {:.0} | {:.0} | {rss_before:.0} → {rss_after:.0} |",
         total as f64 / send_secs,
         total * streams,
         server_cpu / send_secs * 100.0,
+        tool_cpu / send_secs * 100.0,
     );
     Ok(())
 }

@@ -1,0 +1,301 @@
+//! `GET /v1/sessions/{id}/events/stream`: server-sent events.
+//!
+//! Every frame is `event: <type>`, `id: <cursor>`, `data: <json>`, where the cursor is the
+//! ascending event-list cursor after that event, so a client resumes with `Last-Event-ID` (or
+//! `?page=<cursor>`) and gets exactly the events after it: history first, then live, through
+//! the store's gap-free subscription. Without a cursor the stream starts at the session's head
+//! when it connects. Events are rendered as the event list renders them at that moment (core's
+//! `render_event`): a replayed `user.message` that was processed since it was stored carries
+//! its `processed_at`, exactly as listed. A comment frame goes out first so headers and the
+//! first bytes are flushed at once; `event: ping` follows every ping interval of silence. The
+//! stream ends after `session.deleted` or `session.status_terminated`, when the stream is
+//! deleted, or at shutdown. With `event_deltas[]`, the live previews (`event_start`,
+//! `event_delta`) of the requested event types are merged in as the runner publishes them:
+//! stream-only, never stored, and framed without an `id:` line (they are not resumable; the
+//! final event carries the whole content).
+//!
+//! Fan-out: a record the stream's opening view has not folded renders the same on every
+//! stream, so it is encoded once per session and shared ([`frame`]). A stream pulls records at
+//! its own pace from the store's subscription: nothing is queued per stream, the writer only
+//! publishes to the session's bounded live buffer, and a stream that falls behind it (a client
+//! that does not read) reads the missing records from the store when it resumes.
+
+mod frame;
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, Stream, StreamExt};
+use managed_agents_core::event::{Preview, Previewed};
+use managed_agents_core::ids::{EventId, SessionId};
+use managed_agents_core::session::SessionState;
+use managed_agents_core::storage::{
+    Error as StoreError, Order, Store, StreamId, Subscription, Version,
+};
+use tokio::sync::broadcast;
+use tokio::time::Sleep;
+
+use crate::auth::Auth;
+use crate::error::{Error, Result};
+use crate::extract::Id;
+use crate::metrics::StreamGuard;
+use crate::pagination;
+use crate::query::Query;
+use crate::session;
+use crate::state::AppState;
+
+pub use frame::{encode, Frames, Shared};
+
+/// Most `event_deltas[]` values.
+const MAX_DELTAS: usize = 100;
+
+/// An event type whose previews a stream may ask for (`event_deltas[]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Previewable {
+    AgentMessage,
+    AgentThinking,
+}
+
+impl Previewable {
+    /// The kind an `event_deltas[]` value (a wire type name) asks previews of, if any.
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "agent.message" => Some(Self::AgentMessage),
+            "agent.thinking" => Some(Self::AgentThinking),
+            _ => None,
+        }
+    }
+
+    /// The kind and id of the event a preview announces.
+    fn of(event: &Previewed) -> (Self, &EventId) {
+        match event {
+            Previewed::AgentMessage { id } => (Self::AgentMessage, id),
+            Previewed::AgentThinking { id } => (Self::AgentThinking, id),
+        }
+    }
+}
+
+/// The kinds of `event_deltas[]`; 400 for more than [`MAX_DELTAS`] values or another type.
+fn deltas(query: &Query) -> Result<HashSet<Previewable>> {
+    let deltas = query.all("event_deltas");
+    if deltas.len() > MAX_DELTAS {
+        return Err(Error::invalid(format!(
+            "event_deltas[]: at most {MAX_DELTAS} values (got {})",
+            deltas.len()
+        )));
+    }
+    deltas
+        .into_iter()
+        .map(|delta| {
+            Previewable::parse(delta).ok_or_else(|| {
+                Error::invalid(format!(
+                    "event_deltas[]: {delta:?} is not agent.message or agent.thinking"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The stream handler.
+pub async fn stream(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id<SessionId>,
+    headers: HeaderMap,
+    query: Query,
+) -> Result<Response> {
+    let wanted = deltas(&query)?;
+    let cursor = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query.one("page").ok().flatten().map(str::to_owned))
+        .filter(|c| !c.is_empty());
+    let loaded = session::load(&state, &auth, &id).await?;
+    let after = match cursor {
+        Some(cursor) => pagination::parse_event_cursor(&cursor, Order::Asc)?,
+        None => loaded.version,
+    };
+    // Subscribe to previews before the records, so a turn's first preview is not missed.
+    let previews = (!wanted.is_empty()).then(|| state.runner.previews.subscribe(&id));
+    let stream_id = StreamId::new(id.as_str());
+    // The session as the stream opened renders only the records it folded (a replay).
+    let replay = (after < loaded.version).then(|| {
+        Box::new(Replay {
+            through: loaded.version,
+            view: loaded.state,
+        })
+    });
+    let follow = Follow {
+        records: state.store.subscribe(&stream_id, after),
+        shared: state.frames.session(&stream_id),
+        replay,
+        done: false,
+    };
+    let frames = stream::unfold(follow, Follow::next);
+    let frames: BoxStream<'static, Bytes> = match previews {
+        Some(rx) => with_previews(frames, rx, wanted).boxed(),
+        None => frames.boxed(),
+    };
+    let mut shutdown = state.shutdown.clone();
+    let stopped = async move {
+        let _ = shutdown.wait_for(|down| *down).await;
+    };
+    let frames = stream::once(async { Bytes::from_static(frame::OPENING) })
+        .chain(frames)
+        .take_until(stopped)
+        .boxed();
+    let body = Body {
+        frames,
+        ping: Box::pin(tokio::time::sleep(state.ping_interval)),
+        interval: state.ping_interval,
+        _open: state.metrics.stream_opened(),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// The response body: the frames, `event: ping` after every ping interval of silence, and the
+/// open-streams gauge held while it lives.
+struct Body {
+    frames: BoxStream<'static, Bytes>,
+    ping: Pin<Box<Sleep>>,
+    interval: Duration,
+    _open: StreamGuard,
+}
+
+impl Stream for Body {
+    type Item = std::result::Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let frame = match self.frames.poll_next_unpin(cx) {
+            Poll::Ready(Some(frame)) => frame,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {
+                ready!(self.ping.as_mut().poll(cx));
+                Bytes::from_static(frame::PING)
+            }
+        };
+        let next = tokio::time::Instant::now() + self.interval;
+        self.ping.as_mut().reset(next);
+        Poll::Ready(Some(Ok(frame)))
+    }
+}
+
+/// The part of a stream opened with a cursor before the session's head: those records are
+/// rendered by the session as the stream opened (as the event list renders them).
+struct Replay {
+    through: Version,
+    view: SessionState,
+}
+
+/// One stream's walk over the session's records.
+struct Follow {
+    records: Subscription,
+    shared: Arc<frame::Session>,
+    /// Boxed: most streams start at the head and never replay.
+    replay: Option<Box<Replay>>,
+    done: bool,
+}
+
+impl Follow {
+    /// The next frame, after skipping internal facts; `None` after a terminal event, when the
+    /// stream is deleted, or after the `event: error` frame of a failed subscription.
+    async fn next(mut self) -> Option<(Bytes, Self)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let record = match self.records.next().await {
+                None | Some(Err(StoreError::Deleted(_))) => return None,
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "stream subscription failed");
+                    let envelope = Error::from(err).envelope();
+                    let frame = encode(Some("error"), None, &envelope.body("").to_string());
+                    self.done = true;
+                    return Some((frame, self));
+                }
+                Some(Ok(record)) => record,
+            };
+            let shown = match &self.replay {
+                Some(replay) if record.version <= replay.through => {
+                    frame::render(&record, Some(&replay.view))
+                }
+                _ => {
+                    self.replay = None;
+                    self.shared.live(&record)
+                }
+            };
+            if let Shared::Frame { bytes, last } = shown {
+                self.done = last;
+                return Some((bytes, self));
+            }
+        }
+    }
+}
+
+/// Merges the previews received on `rx` of the `wanted` event types into `frames`, ending
+/// when `frames` ends. An `event_delta` goes out only when its `event_start` did.
+fn with_previews(
+    frames: impl Stream<Item = Bytes> + Send + 'static,
+    rx: broadcast::Receiver<Preview>,
+    wanted: HashSet<Previewable>,
+) -> impl Stream<Item = Bytes> + Send {
+    enum Item {
+        Frame(Bytes),
+        Preview(Preview),
+        End,
+    }
+    let records = frames
+        .map(Item::Frame)
+        .chain(stream::once(async { Item::End }));
+    let previews = stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(preview) => return Some((Item::Preview(preview), rx)),
+                // Previews are best effort: a lagging stream skips some.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let mut started: HashSet<EventId> = HashSet::new();
+    // Records first when both are ready: a preview follows the record that precedes it (the
+    // `span.model_request_start` is committed before the model streams a delta).
+    stream::select_with_strategy(records, previews, |_: &mut ()| stream::PollNext::Left)
+        .take_while(|item| futures::future::ready(!matches!(item, Item::End)))
+        .filter_map(move |item| {
+            let frame = match item {
+                Item::Frame(frame) => Some(frame),
+                Item::End => None,
+                Item::Preview(preview) => {
+                    let pass = match &preview {
+                        Preview::Start { event } => {
+                            let (kind, id) = Previewable::of(event);
+                            wanted.contains(&kind) && started.insert(id.clone())
+                        }
+                        Preview::Delta { event_id, .. } => started.contains(event_id),
+                    };
+                    pass.then(|| serde_json::to_string(&preview).ok())
+                        .flatten()
+                        .map(|data| encode(Some(preview.type_name()), None, &data))
+                }
+            };
+            futures::future::ready(frame)
+        })
+}
