@@ -350,11 +350,29 @@ async fn text_turn_has_the_documented_event_order_and_usage() {
         json!([])
     );
 
-    // Previews: event_start with the id the agent.message carries, then deltas forming its text.
+    // Previews: event_start with the id the agent.message carries, then deltas forming its text,
+    // each placed after the model request started and before the message it previews.
+    let version_of = |kind: &str| {
+        loaded
+            .records
+            .iter()
+            .position(|r| r.event().is_some_and(|e| e.type_name() == kind))
+            .map(|i| i as u64 + 1)
+            .expect("the record is in the log")
+    };
+    let (request_started, message_at) = (
+        version_of("span.model_request_start"),
+        version_of("agent.message"),
+    );
     let mut started = None;
     let mut text = String::new();
-    while let Ok(preview) = previews.try_recv() {
-        match preview {
+    while let Ok(published) = previews.try_recv() {
+        assert!(
+            (request_started..message_at).contains(&published.after),
+            "preview after {} outside [{request_started}, {message_at})",
+            published.after
+        );
+        match published.preview {
             managed_agents_core::event::Preview::Start { event } => started = Some(event),
             managed_agents_core::event::Preview::Delta { event_id, delta } => {
                 assert_eq!(event_id, message.id);

@@ -97,12 +97,16 @@ fn occurs(code: &str, fragment: &str) -> bool {
     })
 }
 
-/// The rules `source` breaks, as `(line number, rule)`; comments are not code.
+/// The rules `source` breaks, as `(line number, rule)`; comments are not code, and neither is
+/// the unit-test module that closes a file (tests build events and states as fixtures).
 fn violations(source: &str) -> Vec<(usize, &'static Rule)> {
     let mut found = Vec::new();
     for (n, line) in source.lines().enumerate() {
         let code = line.split("//").next().unwrap_or("");
         let squeezed = code.split_whitespace().collect::<Vec<_>>().join(" ");
+        if squeezed == "#[cfg(test)]" {
+            break;
+        }
         for rule in RULES {
             let within = rule.within.is_none_or(|w| occurs(&squeezed, w));
             if within && occurs(&squeezed, rule.fragment) {
@@ -183,6 +187,11 @@ fn the_check_catches_session_logic() {
         ["decide"]
     );
     assert_eq!(flagged("state.apply(&record);"), [".apply("]);
+    // The unit tests that close a file are fixtures, not the server; code before them is checked.
+    assert_eq!(
+        flagged("let id = EventId::generate(now);\n#[cfg(test)]\nmod tests {\n    let e = EventId::generate(now);\n}"),
+        ["EventId::generate"]
+    );
     // Reading and rendering are fine, and so are longer names and comments.
     assert!(flagged("let record = SessionRecord::decode(&stored.payload)?;").is_empty());
     assert!(flagged("let shown = head.state.render_event(event);").is_empty());

@@ -525,11 +525,14 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         let mut thinking_ids = Vec::new();
         let mut started = false;
         let previews = self.previews;
+        // The model streams while nothing is written: every preview follows the same record.
+        let after = self.writer.version();
         let mut progress = |p: Progress| match p {
             Progress::Thinking => {
                 let id = EventId::generate(Timestamp::now());
                 previews.publish(
                     &session,
+                    after,
                     Preview::Start {
                         event: Previewed::AgentThinking { id: id.clone() },
                     },
@@ -541,6 +544,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     started = true;
                     previews.publish(
                         &session,
+                        after,
                         Preview::Start {
                             event: Previewed::AgentMessage {
                                 id: message_id.clone(),
@@ -551,6 +555,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 if !text.is_empty() {
                     previews.publish(
                         &session,
+                        after,
                         Preview::Delta {
                             event_id: message_id.clone(),
                             delta: managed_agents_core::event::Delta::ContentDelta {

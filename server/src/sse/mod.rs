@@ -21,8 +21,8 @@
 //! that does not read) reads the missing records from the store when it resumes.
 
 mod frame;
+mod previews;
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -35,15 +35,14 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
-use managed_agents_core::event::{Preview, Previewed};
-use managed_agents_core::ids::{EventId, SessionId};
+use managed_agents_core::ids::SessionId;
 use managed_agents_core::session::SessionState;
 use managed_agents_core::storage::{
     Error as StoreError, Order, Store, StreamId, Subscription, Version,
 };
-use tokio::sync::broadcast;
 use tokio::time::Sleep;
 
+use self::previews::Step;
 use crate::auth::Auth;
 use crate::error::{Error, Result};
 use crate::extract::Id;
@@ -55,56 +54,6 @@ use crate::state::AppState;
 
 pub use frame::{encode, Frames, Shared};
 
-/// Most `event_deltas[]` values.
-const MAX_DELTAS: usize = 100;
-
-/// An event type whose previews a stream may ask for (`event_deltas[]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Previewable {
-    AgentMessage,
-    AgentThinking,
-}
-
-impl Previewable {
-    /// The kind an `event_deltas[]` value (a wire type name) asks previews of, if any.
-    fn parse(name: &str) -> Option<Self> {
-        match name {
-            "agent.message" => Some(Self::AgentMessage),
-            "agent.thinking" => Some(Self::AgentThinking),
-            _ => None,
-        }
-    }
-
-    /// The kind and id of the event a preview announces.
-    fn of(event: &Previewed) -> (Self, &EventId) {
-        match event {
-            Previewed::AgentMessage { id } => (Self::AgentMessage, id),
-            Previewed::AgentThinking { id } => (Self::AgentThinking, id),
-        }
-    }
-}
-
-/// The kinds of `event_deltas[]`; 400 for more than [`MAX_DELTAS`] values or another type.
-fn deltas(query: &Query) -> Result<HashSet<Previewable>> {
-    let deltas = query.all("event_deltas");
-    if deltas.len() > MAX_DELTAS {
-        return Err(Error::invalid(format!(
-            "event_deltas[]: at most {MAX_DELTAS} values (got {})",
-            deltas.len()
-        )));
-    }
-    deltas
-        .into_iter()
-        .map(|delta| {
-            Previewable::parse(delta).ok_or_else(|| {
-                Error::invalid(format!(
-                    "event_deltas[]: {delta:?} is not agent.message or agent.thinking"
-                ))
-            })
-        })
-        .collect()
-}
-
 /// The stream handler.
 pub async fn stream(
     State(state): State<AppState>,
@@ -113,7 +62,7 @@ pub async fn stream(
     headers: HeaderMap,
     query: Query,
 ) -> Result<Response> {
-    let wanted = deltas(&query)?;
+    let wanted = previews::deltas(&query)?;
     let cursor = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -139,12 +88,15 @@ pub async fn stream(
         records: state.store.subscribe(&stream_id, after),
         shared: state.frames.session(&stream_id),
         replay,
+        at: after,
         done: false,
     };
-    let frames = stream::unfold(follow, Follow::next);
+    let steps = stream::unfold(follow, Follow::next);
     let frames: BoxStream<'static, Bytes> = match previews {
-        Some(rx) => with_previews(frames, rx, wanted).boxed(),
-        None => frames.boxed(),
+        Some(rx) => previews::merge(steps.boxed(), rx, wanted, after).boxed(),
+        None => steps
+            .filter_map(|step| futures::future::ready(step.frame))
+            .boxed(),
     };
     let mut shutdown = state.shutdown.clone();
     let stopped = async move {
@@ -210,92 +162,55 @@ struct Follow {
     shared: Arc<frame::Session>,
     /// Boxed: most streams start at the head and never replay.
     replay: Option<Box<Replay>>,
+    /// The version of the last record walked.
+    at: Version,
     done: bool,
 }
 
 impl Follow {
-    /// The next frame, after skipping internal facts; `None` after a terminal event, when the
-    /// stream is deleted, or after the `event: error` frame of a failed subscription.
-    async fn next(mut self) -> Option<(Bytes, Self)> {
+    /// The next record, with its frame unless it is an internal fact; `None` after a terminal
+    /// event, when the stream is deleted, or after the `event: error` frame of a failed
+    /// subscription.
+    async fn next(mut self) -> Option<(Step, Self)> {
         if self.done {
             return None;
         }
-        loop {
-            let record = match self.records.next().await {
-                None | Some(Err(StoreError::Deleted(_))) => return None,
-                Some(Err(err)) => {
-                    tracing::warn!(error = %err, "stream subscription failed");
-                    let envelope = Error::from(err).envelope();
-                    let frame = encode(Some("error"), None, &envelope.body("").to_string());
-                    self.done = true;
-                    return Some((frame, self));
-                }
-                Some(Ok(record)) => record,
-            };
-            let shown = match &self.replay {
-                Some(replay) if record.version <= replay.through => {
-                    frame::render(&record, Some(&replay.view))
-                }
-                _ => {
-                    self.replay = None;
-                    self.shared.live(&record)
-                }
-            };
-            if let Shared::Frame { bytes, last } = shown {
+        let record = match self.records.next().await {
+            None | Some(Err(StoreError::Deleted(_))) => return None,
+            Some(Err(err)) => {
+                tracing::warn!(error = %err, "stream subscription failed");
+                let envelope = Error::from(err).envelope();
+                let frame = encode(Some("error"), None, &envelope.body("").to_string());
+                self.done = true;
+                let step = Step {
+                    version: self.at,
+                    frame: Some(frame),
+                };
+                return Some((step, self));
+            }
+            Some(Ok(record)) => record,
+        };
+        let shown = match &self.replay {
+            Some(replay) if record.version <= replay.through => {
+                frame::render(&record, Some(&replay.view))
+            }
+            _ => {
+                self.replay = None;
+                self.shared.live(&record)
+            }
+        };
+        self.at = record.version;
+        let frame = match shown {
+            Shared::Frame { bytes, last } => {
                 self.done = last;
-                return Some((bytes, self));
+                Some(bytes)
             }
-        }
+            Shared::Hidden => None,
+        };
+        let step = Step {
+            version: record.version,
+            frame,
+        };
+        Some((step, self))
     }
-}
-
-/// Merges the previews received on `rx` of the `wanted` event types into `frames`, ending
-/// when `frames` ends. An `event_delta` goes out only when its `event_start` did.
-fn with_previews(
-    frames: impl Stream<Item = Bytes> + Send + 'static,
-    rx: broadcast::Receiver<Preview>,
-    wanted: HashSet<Previewable>,
-) -> impl Stream<Item = Bytes> + Send {
-    enum Item {
-        Frame(Bytes),
-        Preview(Preview),
-        End,
-    }
-    let records = frames
-        .map(Item::Frame)
-        .chain(stream::once(async { Item::End }));
-    let previews = stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(preview) => return Some((Item::Preview(preview), rx)),
-                // Previews are best effort: a lagging stream skips some.
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    });
-    let mut started: HashSet<EventId> = HashSet::new();
-    // Records first when both are ready: a preview follows the record that precedes it (the
-    // `span.model_request_start` is committed before the model streams a delta).
-    stream::select_with_strategy(records, previews, |_: &mut ()| stream::PollNext::Left)
-        .take_while(|item| futures::future::ready(!matches!(item, Item::End)))
-        .filter_map(move |item| {
-            let frame = match item {
-                Item::Frame(frame) => Some(frame),
-                Item::End => None,
-                Item::Preview(preview) => {
-                    let pass = match &preview {
-                        Preview::Start { event } => {
-                            let (kind, id) = Previewable::of(event);
-                            wanted.contains(&kind) && started.insert(id.clone())
-                        }
-                        Preview::Delta { event_id, .. } => started.contains(event_id),
-                    };
-                    pass.then(|| serde_json::to_string(&preview).ok())
-                        .flatten()
-                        .map(|data| encode(Some(preview.type_name()), None, &data))
-                }
-            };
-            futures::future::ready(frame)
-        })
 }

@@ -485,6 +485,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     let id = EventId::generate(Timestamp::now());
                     self.previews.publish(
                         &session,
+                        self.writer.version(),
                         Preview::Start {
                             event: Previewed::AgentMessage { id: id.clone() },
                         },
@@ -495,6 +496,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     if let Some(id) = messages.get(&item).filter(|_| !delta.is_empty()) {
                         self.previews.publish(
                             &session,
+                            self.writer.version(),
                             Preview::Delta {
                                 event_id: id.clone(),
                                 delta: Delta::ContentDelta {
