@@ -104,6 +104,13 @@ def text(event: Any) -> str:
     return "".join(getattr(block, "text", "") for block in (getattr(event, "content", None) or []))
 
 
+def settled(events: list[Any]) -> Any:
+    """The event a turn settled on: its last `session.status_idle` or terminated. An agent CLI's
+    side request (a title, a quota probe) may end its gateway span just after it, so the last
+    event of the list is not always the settling one."""
+    return [e for e in events if e.type in ("session.status_idle", "session.status_terminated")][-1]
+
+
 def stop_type(event: Any) -> Optional[str]:
     reason = getattr(event, "stop_reason", None)
     return getattr(reason, "type", None)

@@ -23,6 +23,7 @@ from harness_support import (  # noqa: F401  (fixtures)
     llm_vault,
     mock,
     searchable,
+    settled,
     stop_type,
     text,
     tool_results,
@@ -119,7 +120,7 @@ def messages_of(request: dict[str, Any]) -> list[dict[str, Any]]:
 def test_a_text_turn(h: Harness) -> None:
     session = h.session(agent=agent(h))
     events = turn(h, session.id, "[[mock:thinking let me see]] [[mock:text hello from claude code]]")
-    assert stop_type(events[-1]) == "end_turn"
+    assert stop_type(settled(events)) == "end_turn"
     kinds = types(events)
     assert "agent.thinking" in kinds
     messages = [e for e in events if e.type == "agent.message"]
@@ -141,7 +142,7 @@ def test_the_vault_token_reaches_the_model_only_through_the_gateway(h: Harness) 
         session.id,
         claude_prompt("Bash", {"command": "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; env; ls -a ~"}),
     )
-    assert stop_type(events[-1]) == "end_turn"
+    assert stop_type(settled(events)) == "end_turn"
     results = tool_results(events)
     assert len(results) == 1 and not results[0].is_error
     inside = text(results[0])
@@ -161,7 +162,7 @@ def test_the_vault_token_reaches_the_model_only_through_the_gateway(h: Harness) 
 def test_spans_and_usage_are_recorded(h: Harness) -> None:
     session = h.session(agent=agent(h))
     events = turn(h, session.id, claude_prompt("Bash", {"command": "echo spans"}))
-    assert stop_type(events[-1]) == "end_turn"
+    assert stop_type(settled(events)) == "end_turn"
     starts = [e for e in events if e.type == "span.model_request_start"]
     ends = [e for e in events if e.type == "span.model_request_end"]
     assert len(starts) == len(ends) == len(h.model_requests()) >= 2
@@ -177,7 +178,7 @@ def test_a_bash_turn_whose_file_outlives_turns_and_a_restart(
     h = claude.harness(mock, "sk-vault-" + unique("secret"))
     session = h.session(agent=agent(h))
     events = turn(h, session.id, claude_prompt("Bash", {"command": "echo persisted > note.txt && echo wrote"}))
-    assert stop_type(events[-1]) == "end_turn"
+    assert stop_type(settled(events)) == "end_turn"
     uses = [e for e in events if e.type == "agent.tool_use"]
     assert [(u.name, u.input["command"]) for u in uses] == [("bash", "echo persisted > note.txt && echo wrote")]
     assert uses[0].evaluated_permission == "allow"
@@ -196,7 +197,7 @@ def test_a_bash_turn_whose_file_outlives_turns_and_a_restart(
     h.client.beta.sessions.retrieve(session.id)
     events = turn(h, session.id, claude_prompt("Bash", {"command": "cat note.txt"}))
     assert [text(r).strip() for r in tool_results(events)] == ["persisted"]
-    assert stop_type(events[-1]) == "end_turn"
+    assert stop_type(settled(events)) == "end_turn"
     # Resumed after the restart: the conversation still holds the earlier turns.
     assert len(messages_of(h.model_requests()[-1])) > 6
 
@@ -209,7 +210,7 @@ def ask_agent(h: Harness) -> Any:
 def test_always_ask_pauses_until_the_confirmation(h: Harness, answer: str) -> None:
     session = h.session(agent=ask_agent(h))
     events = turn(h, session.id, claude_prompt("Bash", {"command": "echo asked > asked.txt && echo ran"}))
-    idle = events[-1]
+    idle = settled(events)
     assert stop_type(idle) == "requires_action"
     uses = [e for e in events if e.type == "agent.tool_use"]
     assert len(uses) == 1 and uses[0].name == "bash" and uses[0].evaluated_permission == "ask"
@@ -222,7 +223,7 @@ def test_always_ask_pauses_until_the_confirmation(h: Harness, answer: str) -> No
         confirmation["deny_message"] = "not today"
     sent = h.send(session.id, confirmation)
     events = h.wait_idle(session.id, sent[0].id, timeout=TURN)
-    assert stop_type(events[-1]) == "end_turn"
+    assert stop_type(settled(events)) == "end_turn"
     results = tool_results(events)
     assert [r.tool_use_id for r in results] == [uses[0].id]
     if answer == "allow":
@@ -231,7 +232,7 @@ def test_always_ask_pauses_until_the_confirmation(h: Harness, answer: str) -> No
         assert results[0].is_error and "not today" in text(results[0])
         # The file was never written: ask in a new turn.
         check = turn(h, session.id, "[[mock:text fine]]")
-        assert stop_type(check[-1]) == "end_turn"
+        assert stop_type(settled(check)) == "end_turn"
         events = turn(h, session.id, claude_prompt("Read", {"file_path": "/workspace/asked.txt"}))
         assert tool_results(events)[0].is_error
 
@@ -246,7 +247,7 @@ def test_interrupt_stops_a_running_command(h: Harness) -> None:
     h.send(session.id, {"type": "user.interrupt"})
     # Well before the command would have finished by itself.
     events = h.wait_idle(session.id, sent[0].id, timeout=20)
-    assert stop_type(events[-1]) == "end_turn"
+    assert stop_type(settled(events)) == "end_turn"
     results = tool_results(events)
     assert len(results) == 1 and results[0].is_error
     # The session goes on: the next message resumes the conversation.
@@ -265,7 +266,7 @@ def test_a_missing_runtime_is_a_clear_session_error(tmp_path: Path, mock: MockMo
         errors = [e for e in events if e.type == "session.error"]
         assert len(errors) == 1
         assert "runtimes install claude" in errors[0].error.message
-        assert stop_type(events[-1]) == "end_turn"
+        assert stop_type(settled(events)) == "end_turn"
         assert h.model_requests() == []
     finally:
         server.stop()
@@ -280,7 +281,7 @@ def test_a_custom_tool_call_waits_for_the_client_result(h: Harness) -> None:
     }
     session = h.session(agent=h.agent(model=MODEL, tools=[{"type": "agent_toolset_20260401"}, weather]))
     events = turn(h, session.id, claude_prompt("mcp__custom__get_weather", {"city": "Paris"}))
-    idle = events[-1]
+    idle = settled(events)
     assert stop_type(idle) == "requires_action"
     uses = [e for e in events if e.type == "agent.custom_tool_use"]
     assert [(u.name, u.input) for u in uses] == [("get_weather", {"city": "Paris"})]
@@ -295,7 +296,7 @@ def test_a_custom_tool_call_waits_for_the_client_result(h: Harness) -> None:
         },
     )
     events = h.wait_idle(session.id, sent[0].id, timeout=TURN)
-    assert stop_type(events[-1]) == "end_turn"
+    assert stop_type(settled(events)) == "end_turn"
     replies = [text(e) for e in events if e.type == "agent.message"]
     assert len(replies) == 1 and replies[0].startswith("Tool result: sunny and 21 degrees")
     assert tool_results(events) == []
@@ -335,7 +336,7 @@ def test_deleting_a_session_waiting_for_a_confirmation_ends_its_process(
     server_pid = claude.process.proc.pid
     session = h.session(agent=ask_agent(h))
     events = turn(h, session.id, claude_prompt("Bash", {"command": "echo waiting"}))
-    assert stop_type(events[-1]) == "requires_action"
+    assert stop_type(settled(events)) == "requires_action"
     # Claude Code is kept, blocked on the permission prompt, until the confirmation comes.
     assert agent_processes(server_pid)
     h.client.beta.sessions.delete(session.id)
@@ -345,12 +346,12 @@ def test_deleting_a_session_waiting_for_a_confirmation_ends_its_process(
 def test_a_message_sent_while_waiting_for_a_confirmation_is_answered_in_its_turn(h: Harness) -> None:
     session = h.session(agent=ask_agent(h))
     events = turn(h, session.id, claude_prompt("Bash", {"command": "echo first"}))
-    assert stop_type(events[-1]) == "requires_action"
+    assert stop_type(settled(events)) == "requires_action"
     use = [e for e in events if e.type == "agent.tool_use"][0]
     h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": "[[mock:text and the second]]"}]})
     sent = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
     events = h.wait_idle(session.id, sent[0].id, timeout=TURN)
-    assert stop_type(events[-1]) == "end_turn"
+    assert stop_type(settled(events)) == "end_turn"
     assert [text(r).strip() for r in tool_results(events)] == ["first"]
     # Claude Code hands the message to the model within the same turn (after the tool result).
     assert "[[mock:text and the second]]" in json.dumps(h.model_requests()[-1]["body"]["messages"])

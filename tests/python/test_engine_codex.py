@@ -26,6 +26,7 @@ from harness_support import (  # noqa: F401  (fixtures)
     llm_vault,
     mock,
     searchable,
+    settled,
     stop_type,
     text,
     tool_prompt,
@@ -160,7 +161,7 @@ def test_text_turn_with_spans_and_usage(h: Harness) -> None:
     kinds = types(events)
     seen = dump(events)
     assert kinds[:2] == ["user.message", "session.status_running"], seen
-    assert kinds[-1] == "session.status_idle" and stop_type(events[-1]) == "end_turn", seen
+    assert kinds[-1] == "session.status_idle" and stop_type(settled(events)) == "end_turn", seen
     messages = [e for e in events if e.type == "agent.message"]
     assert [text(m) for m in messages] == ["hello from codex"], seen
     assert "session.error" not in kinds, seen
@@ -262,7 +263,7 @@ def test_interrupt_stops_sleep_and_the_next_turn_continues(h: Harness) -> None:
     interrupt = h.send(session.id, {"type": "user.interrupt"})
     events = h.wait_idle(session.id, sent[0].id, TURN_WAIT)
     assert interrupt[0].id in [e.id for e in events]
-    assert stop_type(events[-1]) == "end_turn"
+    assert stop_type(settled(events)) == "end_turn"
     results = tool_results(events)
     assert len(results) == 1 and results[0].is_error, types(events)
     # The whole process tree is gone, not only Codex.
