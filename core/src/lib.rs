@@ -13,6 +13,7 @@ pub mod file;
 pub mod ids;
 pub mod object;
 pub mod patch;
+pub mod pricing;
 pub mod resource;
 pub mod session;
 pub mod skill;

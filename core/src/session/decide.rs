@@ -33,12 +33,13 @@ use super::ids::IdSource;
 use super::record::{Created, Fact, SessionRecord};
 use super::rejection::Rejection;
 use super::state::{SessionState, Status, ToolKind};
-use super::update::{changes, Update};
+use super::update::{self, changes, Update};
 use crate::event::{self, Body, Event, EventParams, StatusIdle, StopReason};
 use crate::ids::ResourceId;
+use crate::pricing;
 use crate::resource::{Resource, MAX_FILE_RESOURCES};
 use crate::time::Timestamp;
-use crate::validate;
+use crate::validate::{self, FieldError};
 use crate::vault::SealedSecret;
 
 /// What a client (or the server on its behalf) asks of a session.
@@ -242,6 +243,18 @@ fn create(
             "resources",
             format!("a session can have at most {MAX_FILE_RESOURCES} file resources"),
         ));
+    }
+    if let Some(budget) = &created.budget {
+        update::check_budget(budget)?;
+        let model = &created.agent.model.id;
+        if pricing::list_price(model).is_none() {
+            return Err(FieldError::new(
+                "budget",
+                format!("model {model} has no list price, so its spend cannot be capped"),
+            )
+            .with_code("model_not_budgetable")
+            .into());
+        }
     }
     event::validate_initial(&initial_events)?;
     let first: SessionRecord = Fact::Created(created).into();

@@ -16,6 +16,7 @@ use crate::event::{
     Body, Budget, Event, OutcomeResult, SessionError, StopDetails, StopReason, Usage,
 };
 use crate::ids::{self, EventId, OutcomeId, ResourceId};
+use crate::pricing;
 use crate::resource::Resource;
 use crate::time::Timestamp;
 
@@ -143,6 +144,13 @@ pub struct SessionState {
     pub interrupt: Option<EventId>,
     /// Cumulative usage.
     pub usage: Usage,
+    /// The list cost so far in nano-dollars ([`crate::pricing`]); `usage.list_cost` is its
+    /// whole cents. Zero, and `usage.list_cost` unknown, while the agent's model has no list
+    /// price.
+    pub list_cost_nanos: u128,
+    /// The budget was raised or removed while the session was paused at it: the runner
+    /// resumes the paused turn.
+    pub resume_after_budget: bool,
     /// Milliseconds spent running, excluding the current run.
     pub active_millis: i64,
     /// When the current run started.
@@ -194,9 +202,21 @@ impl SessionState {
         self.config.is_some() && !self.deleted
     }
 
-    /// Whether the session is idle at its budget cap.
+    /// Whether the session is idle at its budget cap (and the cap has not been raised or
+    /// removed since).
     pub fn budget_paused(&self) -> bool {
-        self.status == Status::Idle && self.stop_reason == Some(StopReason::BudgetReached)
+        self.status == Status::Idle
+            && self.stop_reason == Some(StopReason::BudgetReached)
+            && !self.resume_after_budget
+    }
+
+    /// Whether the session has a budget and its list cost has reached the cap: the agent may
+    /// not start another model request.
+    pub fn budget_exhausted(&self) -> bool {
+        self.budget
+            .as_ref()
+            .and_then(pricing::cap_nanos)
+            .is_some_and(|cap| self.list_cost_nanos >= cap)
     }
 
     /// The ids of the tool-use events the session waits on.
@@ -222,7 +242,7 @@ impl SessionState {
             && self.status != Status::Terminated
             && self.pending_actions.is_empty()
             && !self.budget_paused()
-            && self.inputs.has_turn_work()
+            && (self.inputs.has_turn_work() || self.resume_after_budget)
     }
 
     /// Applies one record.
@@ -250,6 +270,10 @@ impl SessionState {
                 self.created_at = created.created_at;
                 self.updated_at = created.created_at;
                 self.usage = Usage::zero();
+                self.list_cost_nanos = 0;
+                if pricing::list_price(&created.agent.model.id).is_some() {
+                    self.usage.list_cost = Some(pricing::amount(0));
+                }
                 self.config = Some(Arc::new((**created).clone()));
             }
             Fact::InputsProcessed { event_ids, at } => {
@@ -356,6 +380,7 @@ impl SessionState {
             Body::AgentMcpToolResult(r) => self.resolve(&r.mcp_tool_use_id, true),
             Body::SessionStatusRunning => {
                 self.status = Status::Running;
+                self.resume_after_budget = false;
                 if self.running_since.is_none() {
                     self.running_since = at;
                 }
@@ -375,6 +400,7 @@ impl SessionState {
                 self.stop_reason = Some(idle.stop_reason.clone());
                 self.stop_details = idle.stop_details.clone();
                 self.interrupt = None;
+                self.resume_after_budget = false;
             }
             Body::SessionStatusRescheduled => {
                 self.stop_running(at);
@@ -407,6 +433,9 @@ impl SessionState {
                     };
                 }
                 if let Some(budget) = &u.budget {
+                    if self.budget_paused() {
+                        self.resume_after_budget = true;
+                    }
                     self.budget = budget.clone();
                 }
             }
@@ -417,7 +446,17 @@ impl SessionState {
                 }
             }
             Body::SessionDeleted => self.deleted = true,
-            Body::SpanModelRequestEnd(end) => self.usage.add(&end.model_usage),
+            Body::SpanModelRequestEnd(end) => {
+                self.usage.add(&end.model_usage);
+                let price = self
+                    .agent
+                    .as_ref()
+                    .and_then(|agent| pricing::list_price(&agent.model.id));
+                if let Some(price) = price {
+                    self.list_cost_nanos += price.cost(&end.model_usage);
+                    self.usage.list_cost = Some(pricing::amount(self.list_cost_nanos));
+                }
+            }
             Body::SpanOutcomeEvaluationStart(s) => {
                 if let Some(outcome) = self.outcome(&s.outcome_id) {
                     outcome.iteration = s.iteration;

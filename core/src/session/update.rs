@@ -11,6 +11,7 @@ use super::state::{SessionState, Status};
 use crate::agent::AgentSnapshot;
 use crate::event::{Budget, SessionUpdated};
 use crate::patch::Patch;
+use crate::pricing;
 use crate::validate::{self, FieldError};
 
 /// An update body. `metadata: null` (the whole bag) changes nothing; a `null` value deletes
@@ -36,9 +37,24 @@ pub struct Update {
     pub vault_ids: Option<Value>,
 }
 
-fn minor_units(budget: &Budget) -> Option<u128> {
+/// Checks a budget's amount: a positive whole number of cents, written as digits.
+pub(crate) fn check_budget(budget: &Budget) -> Result<u128, Rejection> {
     let Budget::Limit { max_list_cost } = budget;
-    max_list_cost.amount.parse().ok()
+    let digits = &max_list_cost.amount;
+    let cap =
+        (!digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| pricing::cap_nanos(budget))
+            .flatten()
+            .filter(|cap| *cap > 0);
+    cap.ok_or_else(|| {
+        Rejection::invalid(
+            "budget.max_list_cost.amount",
+            format!(
+                "{digits:?} is not a budget: give a positive whole number of cents as a string \
+                 of digits (\"2500\" is $25.00)"
+            ),
+        )
+    })
 }
 
 /// Validates `update` against `state` and returns the changed fields, or `None` when nothing
@@ -100,20 +116,17 @@ pub(crate) fn changes(
                 .with_code("budget_create_only")
                 .into());
             }
-            let spent = state
-                .usage
-                .list_cost
-                .as_ref()
-                .and_then(|cost| cost.amount.parse::<u128>().ok());
-            if let (Some(spent), Some(cap)) = (spent, minor_units(&budget)) {
-                if cap <= spent {
-                    return Err(FieldError::new(
-                        "budget.max_list_cost.amount",
-                        format!("must exceed the list cost already consumed ({spent})"),
-                    )
-                    .with_code("budget_not_raised")
-                    .into());
-                }
+            let cap = check_budget(&budget)?;
+            if cap <= state.list_cost_nanos {
+                return Err(FieldError::new(
+                    "budget.max_list_cost.amount",
+                    format!(
+                        "must exceed the list cost already consumed ({} cents)",
+                        pricing::amount(state.list_cost_nanos).amount
+                    ),
+                )
+                .with_code("budget_not_raised")
+                .into());
             }
             if state.budget.as_ref() != Some(&budget) {
                 out.budget = Some(Some(budget));

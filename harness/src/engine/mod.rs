@@ -199,6 +199,11 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     .await?;
                 return Ok(Ended::Idle(StopReason::EndTurn, None));
             }
+            if self.writer.state().budget_exhausted() {
+                // The spend reached the session's cap: pause before the next model request
+                // (a raised or removed cap resumes the turn from here).
+                return Ok(Ended::Idle(StopReason::BudgetReached, None));
+            }
             let mut conversation = self.writer.conversation();
             let thinking_ok = conversation::replay_thinking(&mut conversation.messages, &kept);
             if let Some(created) = self.writer.state().config.clone() {

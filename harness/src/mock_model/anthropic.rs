@@ -16,9 +16,10 @@ fn stop_reason(stop: Stop) -> &'static str {
     }
 }
 
-fn usage(prompt: &Prompt, output_tokens: u64) -> Value {
+fn usage(prompt: &Prompt, turn: &Turn, output_tokens: u64) -> Value {
+    let input_tokens = turn.input_tokens(prompt.input_tokens);
     json!({
-        "input_tokens": prompt.input_tokens,
+        "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
@@ -52,7 +53,7 @@ pub(crate) fn message(prompt: &Prompt, turn: &Turn) -> Value {
         "content": content(turn),
         "stop_reason": stop_reason(turn.stop),
         "stop_sequence": null,
-        "usage": usage(prompt, turn.output_tokens()),
+        "usage": usage(prompt, turn, turn.output_tokens()),
     })
 }
 
@@ -68,7 +69,7 @@ pub(crate) fn stream(prompt: &Prompt, turn: &Turn) -> Vec<Frame> {
             "content": [],
             "stop_reason": null,
             "stop_sequence": null,
-            "usage": usage(prompt, 1),
+            "usage": usage(prompt, turn, 1),
         },
     }))];
     for (index, block) in content(turn).into_iter().enumerate() {

@@ -16,6 +16,8 @@ pub(crate) struct Directives {
     pub(crate) delay: Option<Duration>,
     /// `[[mock:slow D [N]]]`: per-chunk delay and optional chunk count.
     pub(crate) slow: Option<(Duration, Option<usize>)>,
+    /// `[[mock:usage IN OUT]]`: the token counts to report.
+    pub(crate) usage: Option<(u64, u64)>,
 }
 
 impl Directives {
@@ -23,6 +25,9 @@ impl Directives {
     pub(crate) fn shape(&self, mut reply: Reply) -> Reply {
         if let Some(d) = self.delay {
             reply = reply.delayed(d);
+        }
+        if let Some((input, output)) = self.usage {
+            reply = reply.with_usage(input, output);
         }
         if let Some((d, n)) = self.slow {
             reply.chunk_delay_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -60,6 +65,16 @@ pub(crate) fn parse(prompt: &str) -> Directives {
                 None => tracing::warn!(directive = body, "malformed mock error directive"),
             },
             "delay" => out.delay = duration(rest),
+            "usage" => {
+                let counts: Vec<u64> = rest
+                    .split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect();
+                match counts[..] {
+                    [input, output] => out.usage = Some((input, output)),
+                    _ => tracing::warn!(directive = body, "malformed mock usage directive"),
+                }
+            }
             "slow" => {
                 let mut words = rest.split_whitespace();
                 if let Some(d) = words.next().and_then(duration) {

@@ -33,6 +33,7 @@
 //! | `[[mock:error 529]]` | an HTTP error; options: `x3` (the first three requests of this conversation fail, then the other directives or the script apply; default `x1`), `always`, `retry-after=2` (seconds; default `0`, `none` for no header), and an error type word such as `rate_limit_error` (default derived from the status) |
 //! | `[[mock:slow 20ms]]`, `[[mock:slow 20ms 8]]` | wait 20 ms before each streamed delta; optionally split text into 8 chunks |
 //! | `[[mock:delay 1.5s]]` | wait before responding at all |
+//! | `[[mock:usage 400000 1000]]` | report these input and output token counts as the usage |
 //!
 //! An error directive's count is kept per conversation (the directive, the number of messages and
 //! the last message), so a client retrying the same request sees `x1` fail exactly once.

@@ -101,13 +101,14 @@ fn items(turn: &Turn) -> Vec<Item> {
         .collect()
 }
 
-fn usage(prompt: &Prompt, output_tokens: u64) -> Value {
+fn usage(prompt: &Prompt, turn: &Turn, output_tokens: u64) -> Value {
+    let input_tokens = turn.input_tokens(prompt.input_tokens);
     json!({
-        "input_tokens": prompt.input_tokens,
+        "input_tokens": input_tokens,
         "input_tokens_details": {"cached_tokens": 0},
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": prompt.input_tokens + output_tokens,
+        "total_tokens": input_tokens + output_tokens,
     })
 }
 
@@ -142,7 +143,7 @@ pub(crate) fn body(prompt: &Prompt, turn: &Turn) -> Value {
         &id("resp"),
         "completed",
         output,
-        usage(prompt, turn.output_tokens()),
+        usage(prompt, turn, turn.output_tokens()),
     )
 }
 
@@ -191,7 +192,7 @@ pub(crate) fn stream(prompt: &Prompt, turn: &Turn) -> Vec<Frame> {
     }
     data.push(json!({"type": "response.completed",
         "response": response(prompt, &resp_id, "completed", output,
-                             usage(prompt, turn.output_tokens()))}));
+                             usage(prompt, turn, turn.output_tokens()))}));
     slow.push(false);
     data.into_iter()
         .zip(slow)

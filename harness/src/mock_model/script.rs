@@ -33,6 +33,18 @@ pub struct Reply {
     /// Wait this long before each streamed delta (a slow token stream).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub chunk_delay_ms: u64,
+    /// The token counts to report instead of the estimates (a budget test's large request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TokenCounts>,
+}
+
+/// Token counts a reply reports as its usage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCounts {
+    /// `input_tokens`.
+    pub input_tokens: u64,
+    /// `output_tokens`.
+    pub output_tokens: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -193,6 +205,7 @@ impl Reply {
             delay_ms: 0,
             chunks: None,
             chunk_delay_ms: 0,
+            usage: None,
         }
     }
 
@@ -235,6 +248,15 @@ impl Reply {
     /// Wait `delay` before responding.
     pub fn delayed(mut self, delay: Duration) -> Self {
         self.delay_ms = millis(delay);
+        self
+    }
+
+    /// Report these token counts as the reply's usage.
+    pub fn with_usage(mut self, input_tokens: u64, output_tokens: u64) -> Self {
+        self.usage = Some(TokenCounts {
+            input_tokens,
+            output_tokens,
+        });
         self
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::script::{Reply, ReplyKind};
+use super::script::{Reply, ReplyKind, TokenCounts};
 
 /// One output block.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +31,8 @@ pub(crate) struct Turn {
     pub(crate) stop: Stop,
     pub(crate) chunks: Option<usize>,
     pub(crate) chunk_delay: Duration,
+    /// Token counts to report instead of the estimates.
+    pub(crate) usage: Option<TokenCounts>,
 }
 
 impl Turn {
@@ -64,11 +66,21 @@ impl Turn {
             stop,
             chunks: reply.chunks,
             chunk_delay: Duration::from_millis(reply.chunk_delay_ms),
+            usage: reply.usage,
         })
     }
 
-    /// A rough `output_tokens`: one per word of text, a few per tool call.
+    /// The `input_tokens` to report: the scripted count, or the request's estimate.
+    pub(crate) fn input_tokens(&self, estimate: u64) -> u64 {
+        self.usage.map_or(estimate, |u| u.input_tokens)
+    }
+
+    /// The `output_tokens` to report: the scripted count, or a rough one per word of text and
+    /// a few per tool call.
     pub(crate) fn output_tokens(&self) -> u64 {
+        if let Some(usage) = self.usage {
+            return usage.output_tokens;
+        }
         self.blocks
             .iter()
             .map(|b| match b {

@@ -336,6 +336,10 @@ async fn update(
     }
     let committed =
         session::commit(&state, &auth, &id, move || Command::Update(update.clone())).await?;
+    // A raised or removed budget resumes a session paused at its cap.
+    if committed.state.needs_turn() {
+        state.runner.notifier.notify(&id);
+    }
     render(&committed.state)
 }
 

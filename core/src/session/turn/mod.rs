@@ -34,7 +34,8 @@ use super::rejection::Rejection;
 use super::state::{InputKind, SessionState, Status, ToolKind};
 use crate::event::{
     AgentMessage, AgentToolResult, Body, ContentBlock, ErrorEvent, ErrorKind, Event, McpToolResult,
-    ModelRequestEnd, ModelUsage, RetryStatus, SessionError, StatusIdle, StopDetails, StopReason,
+    ModelRequestEnd, ModelUsage, RetryStatus, SessionError, SessionUsage, StatusIdle, StopDetails,
+    StopReason,
 };
 use crate::ids::EventId;
 use crate::time::Timestamp;
@@ -539,6 +540,23 @@ pub fn finish(
         {
             records.push(event(ids, now, closing_result(id.clone(), *kind, &end.why)));
         }
+    }
+    if end.stop_reason == StopReason::BudgetReached {
+        if !after.budget_exhausted() {
+            return Err(Rejection::invalid(
+                "stop_reason",
+                "budget_reached, but the session's list cost is below its budget",
+            ));
+        }
+        // The usage snapshot always immediately precedes a `budget_reached` idle.
+        records.push(event(
+            ids,
+            now,
+            Body::SessionUsage(SessionUsage {
+                usage: after.usage.clone(),
+                budget: after.budget.clone(),
+            }),
+        ));
     }
     let interrupts: Vec<EventId> = after
         .inputs

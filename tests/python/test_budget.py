@@ -1,0 +1,115 @@
+"""Session budgets (issue 13, item 4): list-priced spend folded from the model requests, the pause
+at the cap (`session.usage` then `session.status_idle{budget_reached}`), what a paused session
+accepts, and the resume when the cap is raised. Official SDK, real server, native engine, the
+mock model reporting scripted token counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import pytest
+
+from harness_support import (  # noqa: F401  (fixtures)
+    Harness,
+    harness,
+    harness_server,
+    mock,
+    stop_type,
+    tool_prompt,
+    tool_results,
+    types,
+)
+
+
+def budget(cents: str) -> dict[str, Any]:
+    return {"type": "limit", "max_list_cost": {"amount": cents, "currency": "USD"}}
+
+
+def requests_of(h: Harness, marker: str) -> list[dict[str, Any]]:
+    """The model requests whose conversation contains `marker`."""
+    return [r for r in h.model_requests() if marker in str(r["body"])]
+
+
+def test_a_session_pauses_at_its_cap_and_resumes_when_it_is_raised(harness: Harness) -> None:
+    session = harness.session(budget=budget("100"))
+    assert session.budget.max_list_cost.amount == "100"
+    assert session.usage.list_cost.amount == "0"
+
+    # 400,000 input tokens at $3/M and 1,000 output at $15/M: $1.215, over the $1.00 cap. The
+    # tool call the response asks for still runs; the next model request does not happen.
+    marker = "budget-marker-1"
+    prompt = tool_prompt("bash", {"command": f"echo {marker}"}, before="[[mock:usage 400000 1000]] ")
+    events = harness.turn(session.id, prompt)
+    assert types(events) == [
+        "user.message",
+        "session.status_running",
+        "span.model_request_start",
+        "agent.tool_use",
+        "span.model_request_end",
+        "agent.tool_result",
+        "session.usage",
+        "session.status_idle",
+    ]
+    assert stop_type(events[-1]) == "budget_reached"
+    usage = events[-2]
+    assert usage.usage.list_cost.amount == "121"
+    assert usage.budget.max_list_cost.amount == "100"
+    assert usage.usage.input_tokens == 400000 and usage.usage.output_tokens == 1000
+    assert marker in str(tool_results(events)[0].content)
+    assert len(requests_of(harness, marker)) == 1
+
+    paused = harness.client.beta.sessions.retrieve(session.id)
+    assert paused.status == "idle"
+    assert paused.usage.list_cost.amount == "121"
+
+    # Paused: new input is refused, nothing is appended.
+    before = len(harness.events(session.id))
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        harness.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": "more"}]})
+    assert "budget" in str(refused.value)
+    assert len(harness.events(session.id)) == before
+
+    # A cap at or below what was spent is not a raise.
+    with pytest.raises(anthropic.BadRequestError) as low:
+        harness.client.beta.sessions.update(session.id, budget=budget("121"))
+    assert "budget_not_raised" in str(low.value.body)
+
+    # Raised: the paused turn goes on by itself, from the tool result, to its end.
+    harness.client.beta.sessions.update(session.id, budget=budget("500"))
+    updated = [e for e in harness.events(session.id) if e.type == "session.updated"][-1]
+    resumed = harness.wait_idle(session.id, updated.id)
+    assert types(resumed) == [
+        "session.updated",
+        "session.status_running",
+        "span.model_request_start",
+        "agent.message",
+        "span.model_request_end",
+        "session.status_idle",
+    ]
+    assert stop_type(resumed[-1]) == "end_turn"
+    assert len(requests_of(harness, marker)) == 2
+    after = harness.client.beta.sessions.retrieve(session.id)
+    assert after.budget.max_list_cost.amount == "500"
+    assert int(after.usage.list_cost.amount) >= 121
+
+    # And it takes new input again.
+    assert stop_type(harness.turn(session.id, "[[mock:text done]]")[-1]) == "end_turn"
+
+
+def test_a_budget_needs_a_priced_model_and_whole_cents(harness: Harness) -> None:
+    unpriced = harness.agent(model="gpt-5-mini")
+    with pytest.raises(anthropic.BadRequestError) as not_budgetable:
+        harness.session(agent=unpriced, budget=budget("100"))
+    assert "model_not_budgetable" in str(not_budgetable.value.body)
+    for bad in ["1.50", "-5", "0", "ten"]:
+        with pytest.raises(anthropic.BadRequestError) as rejected:
+            harness.session(budget=budget(bad))
+        assert "budget.max_list_cost.amount" in str(rejected.value), bad
+    # A session without a budget cannot get one later; one with a budget can drop it.
+    plain = harness.session()
+    with pytest.raises(anthropic.BadRequestError) as create_only:
+        harness.client.beta.sessions.update(plain.id, budget=budget("100"))
+    assert "budget_create_only" in str(create_only.value.body)
+    capped = harness.session(budget=budget("100"))
+    assert harness.client.beta.sessions.update(capped.id, budget=None).budget is None
