@@ -2,6 +2,10 @@
 //! stored client events with their ids) and list them (`order`, `types[]`, `created_at` on
 //! `processed_at`, page cursor). The stream lives in [`crate::sse`].
 //!
+//! A send with an `Idempotency-Key` header (our extension) is core's `Command::SendKeyed`: the
+//! header is checked by core, and when core answers from the session's key table (nothing
+//! appended) the first response is read back from the log (`session::log::replay`).
+//!
 //! A list page holds at most `limit` events and at most [`PAGE_BYTES`] of serialized events:
 //! a page that would grow past it ends early with a `next_page` cursor after its last event
 //! (a single larger event still makes a page of its own), so paging clients see every event.
