@@ -104,6 +104,9 @@ def test_bad_key_is_400(client, session, bad) -> None:
     with pytest.raises(anthropic.BadRequestError) as err:
         send(client, session.id, [user_message("bad key")], bad)
     assert "Idempotency-Key" in err.value.message
+    body = err.value.body
+    assert isinstance(body, dict) and body["type"] == "error", body
+    assert body["error"]["type"] == "invalid_request_error"
     assert messages(client, session.id) == []
 
 
