@@ -56,6 +56,9 @@ pub struct Options {
     /// runner keeps between turns in all (`runner::kept`), so a turn reads only what is new;
     /// 0 keeps nothing.
     pub kept_records: usize,
+    /// `serve --requires-action-timeout`: how long a session may wait in `requires_action`
+    /// before the runner denies its pending calls (`None`: for ever).
+    pub requires_action_timeout: Option<Duration>,
 }
 
 impl Options {
@@ -84,6 +87,7 @@ impl Options {
             blobs: None,
             anthropic_skills: None,
             kept_records: 200_000,
+            requires_action_timeout: None,
         }
     }
 }

@@ -229,7 +229,19 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub egress_upstream_ca: Vec<PathBuf>,
+    /// Seconds a session may wait in `requires_action` (a tool confirmation or a custom tool
+    /// result) before each pending call is denied with "no response within N s" and the turn
+    /// goes on (1 to 31536000). Off by default: sessions wait for ever.
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_REQUIRES_ACTION_TIMEOUT",
+        value_name = "SECS"
+    )]
+    pub requires_action_timeout: Option<u64>,
 }
+
+/// The longest `--requires-action-timeout`: a year.
+pub const MAX_REQUIRES_ACTION_TIMEOUT: u64 = 365 * 24 * 60 * 60;
 
 /// Whether `serve` starts the harness runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -288,6 +300,9 @@ pub enum Error {
     /// `--ping-seconds` out of range.
     #[error("--ping-seconds {0}: must be between 1 and 3600")]
     Ping(u64),
+    /// `--requires-action-timeout` out of range.
+    #[error("--requires-action-timeout {0}: must be between 1 and 31536000 seconds")]
+    RequiresActionTimeout(u64),
     /// `--data-dir` unusable.
     #[error("--data-dir {0}: must not be empty")]
     DataDir(String),
@@ -370,6 +385,8 @@ pub struct ServeConfig {
     pub anthropic_skills: Option<PathBuf>,
     /// `--uploads-downloadable`.
     pub uploads_downloadable: bool,
+    /// `--requires-action-timeout` (`None`: off).
+    pub requires_action_timeout: Option<std::time::Duration>,
 }
 
 impl ServeArgs {
@@ -433,7 +450,15 @@ impl ServeArgs {
             ),
             _ => None,
         };
+        let requires_action_timeout = match self.requires_action_timeout {
+            None => None,
+            Some(secs) if (1..=MAX_REQUIRES_ACTION_TIMEOUT).contains(&secs) => {
+                Some(std::time::Duration::from_secs(secs))
+            }
+            Some(secs) => return Err(Error::RequiresActionTimeout(secs)),
+        };
         Ok(ServeConfig {
+            requires_action_timeout,
             anthropic_skills,
             uploads_downloadable: self.uploads_downloadable,
             listen,
@@ -593,5 +618,37 @@ mod tests {
         assert_eq!(parse_size("2 GB"), Some(2 << 30));
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("1P"), None);
+    }
+
+    #[test]
+    fn requires_action_timeout_is_off_by_default_and_validated() {
+        assert_eq!(
+            serve(&[])
+                .validate()
+                .expect("valid")
+                .requires_action_timeout,
+            None
+        );
+        let config = serve(&["--requires-action-timeout", "90"])
+            .validate()
+            .expect("valid");
+        assert_eq!(
+            config.requires_action_timeout,
+            Some(std::time::Duration::from_secs(90))
+        );
+        for bad in ["0", "31536001"] {
+            let got = serve(&["--requires-action-timeout", bad]).validate();
+            assert!(
+                matches!(got, Err(Error::RequiresActionTimeout(_))),
+                "{bad}: {got:?}"
+            );
+        }
+        assert!(Cli::try_parse_from([
+            "managed-agents",
+            "serve",
+            "--requires-action-timeout",
+            "soon"
+        ])
+        .is_err());
     }
 }

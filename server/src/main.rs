@@ -180,6 +180,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             options.interception = Some(interception.0);
             options.blobs = Some(std::sync::Arc::new(blobs.clone()));
             options.anthropic_skills = config.anthropic_skills.clone();
+            options.requires_action_timeout = config.requires_action_timeout;
             start_runner(&store, &sealer, &workspaces, sandbox_options, options).await?
         }
         _ => None,

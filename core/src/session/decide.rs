@@ -29,12 +29,18 @@
 //! `processed_at` = now), so the echoed id is a real event a client can find in the list; the
 //! hosted API drops such interrupts instead.
 
+use std::time::Duration;
+
+use super::idempotency::{self, IdempotencyKey};
 use super::ids::IdSource;
 use super::record::{Created, Fact, SessionRecord};
 use super::rejection::Rejection;
 use super::state::{SessionState, Status, ToolKind};
 use super::update::{self, changes, Update};
-use crate::event::{self, Body, Event, EventParams, StatusIdle, StopReason};
+use crate::event::{
+    self, Body, Confirmation, ContentBlock, CustomToolResultParams, Event, EventParams, StatusIdle,
+    StopReason, ToolConfirmationParams,
+};
 use crate::ids::ResourceId;
 use crate::pricing;
 use crate::resource::{Resource, MAX_FILE_RESOURCES};
@@ -54,6 +60,25 @@ pub enum Command {
     },
     /// `POST /v1/sessions/{id}/events`.
     Send(Vec<EventParams>),
+    /// `POST /v1/sessions/{id}/events` with an `Idempotency-Key` (see
+    /// [`super::idempotency`]): a send the key has already answered is an accepted no-op (the
+    /// caller answers from [`SessionState::idempotency`]), a different body under a live key
+    /// is a 409, anything else is a [`Command::Send`] preceded by the key's fact.
+    SendKeyed {
+        /// The key.
+        key: IdempotencyKey,
+        /// The events.
+        events: Vec<EventParams>,
+    },
+    /// The operator's pending-action timeout (`serve --requires-action-timeout`): once a
+    /// session has waited in `requires_action` for `timeout`, every pending call is answered
+    /// as a client would deny it (`user.tool_confirmation` `deny` with the deny message "no
+    /// response within N s"; `user.custom_tool_result` with that text and `is_error`), and
+    /// the turn goes on. A no-op before the deadline or when nothing is pending.
+    ExpireActions {
+        /// How long a session may wait.
+        timeout: Duration,
+    },
     /// `POST /v1/sessions/{id}`.
     Update(Update),
     /// `POST /v1/sessions/{id}/archive`.
@@ -101,6 +126,8 @@ pub fn decide(
             writable(state)?;
             send(state, batch, "events", now, ids)
         }
+        Command::SendKeyed { key, events } => send_keyed(state, key, events, now, ids),
+        Command::ExpireActions { timeout } => expire_actions(state, timeout, now, ids),
         Command::Update(update) => {
             if state.archived_at.is_some() {
                 return Err(Rejection::Conflict(
@@ -147,6 +174,82 @@ pub fn decide(
             Ok(vec![Fact::ResourceRemoved { id, at: now }.into()])
         }
     }
+}
+
+fn send_keyed(
+    state: &SessionState,
+    key: IdempotencyKey,
+    events: Vec<EventParams>,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    let request_hash = idempotency::request_hash(&events);
+    if let Some(entry) = state.idempotency.get(&key).filter(|e| e.live(now)) {
+        if entry.request_hash == request_hash {
+            return Ok(Vec::new());
+        }
+        return Err(Rejection::Conflict(format!(
+            "{} {:?} was used with a different request body",
+            idempotency::HEADER,
+            key.as_str()
+        )));
+    }
+    writable(state)?;
+    let sent = send(state, events, "events", now, ids)?;
+    let event_ids = sent
+        .iter()
+        .filter_map(|r| r.event())
+        .filter(|e| e.body.is_client())
+        .map(|e| e.id.clone())
+        .collect();
+    let mut records = Vec::with_capacity(sent.len() + 1);
+    records.push(
+        Fact::IdempotencyKey {
+            key,
+            request_hash,
+            event_ids,
+            at: now,
+        }
+        .into(),
+    );
+    records.extend(sent);
+    Ok(records)
+}
+
+/// The deny message of the pending-action timeout.
+pub fn timeout_message(timeout: Duration) -> String {
+    format!("no response within {} s", timeout.as_secs())
+}
+
+fn expire_actions(
+    state: &SessionState,
+    timeout: Duration,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    match state.action_deadline(timeout) {
+        Some(deadline) if deadline <= now => {}
+        _ => return Ok(Vec::new()),
+    }
+    let message = timeout_message(timeout);
+    let batch = state
+        .pending_actions
+        .iter()
+        .map(|id| match state.open_tool_uses.get(id) {
+            Some(ToolKind::Custom) => EventParams::UserCustomToolResult(CustomToolResultParams {
+                custom_tool_use_id: id.clone(),
+                content: Some(vec![ContentBlock::text(message.clone())]),
+                is_error: Some(true),
+            }),
+            _ => EventParams::UserToolConfirmation(ToolConfirmationParams {
+                tool_use_id: id.clone(),
+                result: Confirmation::Deny,
+                deny_message: Some(message.clone()),
+                session_thread_id: None,
+            }),
+        })
+        .collect();
+    send(state, batch, "events", now, ids)
 }
 
 /// Resources change only on sessions that are neither archived nor terminated.

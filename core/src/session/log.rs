@@ -10,11 +10,13 @@
 
 use bytes::Bytes;
 
+use crate::event::Event;
 use crate::ids::SessionId;
 use crate::storage::{self, Append, CatalogEntry, Expected, Kind, Store, StreamId, Version};
 use crate::stream::{self, Fold, Head, Staged};
 use crate::time::Timestamp;
 
+use super::idempotency::KeyEntry;
 use super::{decide, Command, Fresh, Rejection, SessionRecord, SessionState};
 
 /// Why loading or writing a session failed.
@@ -258,6 +260,48 @@ pub async fn append<S: Store>(
         records,
         first_version: expected + 1,
     })
+}
+
+/// The response a keyed send gave (see [`super::idempotency`]): the client events `entry`
+/// names, read back from the log as they were appended (what the first response showed:
+/// queued events with `processed_at: null`). A send's records are contiguous, starting at
+/// `entry.first_version`; at most two status events per client event follow them.
+pub async fn replay<S: Store>(
+    store: &S,
+    id: &SessionId,
+    entry: &KeyEntry,
+) -> Result<Vec<Event>, Error> {
+    let limit = entry.event_ids.len() * 2 + 1;
+    let stored = store
+        .read(
+            &StreamId::from(id),
+            entry.first_version,
+            storage::Direction::Forward,
+            limit,
+        )
+        .await?;
+    let mut found = Vec::with_capacity(entry.event_ids.len());
+    for record in &stored {
+        let record = SessionRecord::decode(&record.payload).map_err(|e| Error::Decode {
+            id: id.clone(),
+            message: e.to_string(),
+        })?;
+        if let SessionRecord::Event(event) = record {
+            if entry.event_ids.get(found.len()) == Some(&event.id) {
+                found.push(event);
+            }
+        }
+    }
+    if found.len() != entry.event_ids.len() {
+        return Err(Error::Decode {
+            id: id.clone(),
+            message: format!(
+                "the events of an idempotency key are not at version {}",
+                entry.first_version
+            ),
+        });
+    }
+    Ok(found)
 }
 
 /// Creates session `id` from a [`Command::Create`].

@@ -10,6 +10,7 @@
 
 mod decide;
 pub mod heads;
+pub mod idempotency;
 mod ids;
 mod inputs;
 pub mod log;
@@ -20,7 +21,7 @@ mod state;
 pub mod turn;
 mod update;
 
-pub use decide::{decide, Command};
+pub use decide::{decide, timeout_message, Command};
 pub use ids::{Fresh, IdSource, Sequential};
 pub use inputs::Inputs;
 pub use record::{Created, DecodeError, Fact, SessionRecord};

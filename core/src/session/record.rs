@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::idempotency::IdempotencyKey;
 use crate::agent::AgentSnapshot;
 use crate::event::{Budget, Event};
 use crate::ids::{EnvironmentId, EventId, ResourceId, SessionId, VaultId, WorkspaceId};
@@ -60,6 +61,20 @@ pub enum Fact {
     ResourceUpdated {
         /// The resource as it is now.
         resource: Resource,
+        /// When.
+        at: Timestamp,
+    },
+    /// A keyed send (`Idempotency-Key`) appended the events that follow this fact: the key,
+    /// the hash of the request body and the echoed client events (see
+    /// [`crate::session::idempotency`]).
+    #[serde(rename = "internal.idempotency_key")]
+    IdempotencyKey {
+        /// The key.
+        key: IdempotencyKey,
+        /// [`crate::session::idempotency::request_hash`] of the request.
+        request_hash: String,
+        /// The client events the request appended, in order.
+        event_ids: Vec<EventId>,
         /// When.
         at: Timestamp,
     },

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::idempotency::{IdempotencyKey, KeyEntry};
 use super::inputs::Inputs;
 use super::record::{Created, Fact, SessionRecord};
 use crate::agent::AgentSnapshot;
@@ -179,6 +180,14 @@ pub struct SessionState {
     pub updated_at: Timestamp,
     /// Whether `session.deleted` was recorded.
     pub deleted: bool,
+    /// How many records were folded: the stream version this state reflects.
+    pub folded: u64,
+    /// The idempotency keys of the last 24 hours (see [`super::idempotency`]); shared
+    /// copy-on-write.
+    pub idempotency: Arc<BTreeMap<IdempotencyKey, KeyEntry>>,
+    /// Since when the session waits in `requires_action` (the idle event that started the
+    /// wait; re-emitting it for the remaining calls after a partial answer keeps it).
+    pub requires_action_since: Option<Timestamp>,
 }
 
 /// Folds `records` into a state.
@@ -224,6 +233,23 @@ impl SessionState {
         &self.pending_actions
     }
 
+    /// When the pending-action timeout `timeout` answers the calls this session waits on:
+    /// `None` unless it is idle in `requires_action` (not archived, not deleted).
+    pub fn action_deadline(&self, timeout: std::time::Duration) -> Option<Timestamp> {
+        if !self.exists()
+            || self.archived_at.is_some()
+            || self.status != Status::Idle
+            || self.pending_actions.is_empty()
+        {
+            return None;
+        }
+        let since = self.requires_action_since?;
+        let millis = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        Some(Timestamp::from_millis(
+            since.millis().saturating_add(millis),
+        ))
+    }
+
     /// The current resource with id `id`.
     pub fn resource(&self, id: &ResourceId) -> Option<&Resource> {
         self.resources.iter().find(|r| r.id() == Some(id))
@@ -247,6 +273,7 @@ impl SessionState {
 
     /// Applies one record.
     pub fn apply(&mut self, record: &SessionRecord) {
+        self.folded += 1;
         match record {
             SessionRecord::Fact(fact) => self.apply_fact(fact),
             SessionRecord::Event(event) => self.apply_event(event),
@@ -300,6 +327,25 @@ impl SessionState {
                 {
                     *slot = resource.clone();
                 }
+                self.touch(Some(*at));
+            }
+            Fact::IdempotencyKey {
+                key,
+                request_hash,
+                event_ids,
+                at,
+            } => {
+                let table = Arc::make_mut(&mut self.idempotency);
+                table.retain(|_, entry| entry.live(*at));
+                table.insert(
+                    key.clone(),
+                    KeyEntry {
+                        request_hash: request_hash.clone(),
+                        event_ids: event_ids.clone(),
+                        first_version: self.folded + 1,
+                        at: *at,
+                    },
+                );
                 self.touch(Some(*at));
             }
             Fact::ResourceRemoved { id, at } => {
@@ -393,6 +439,13 @@ impl SessionState {
             Body::SessionStatusIdle(idle) => {
                 self.stop_running(at);
                 self.status = Status::Idle;
+                self.requires_action_since = match &idle.stop_reason {
+                    StopReason::RequiresAction { .. } if !self.pending_actions.is_empty() => {
+                        self.requires_action_since.or(at)
+                    }
+                    StopReason::RequiresAction { .. } => at,
+                    _ => None,
+                };
                 self.pending_actions = match &idle.stop_reason {
                     StopReason::RequiresAction { event_ids } => event_ids.clone(),
                     _ => Vec::new(),
@@ -410,6 +463,7 @@ impl SessionState {
                 self.stop_running(at);
                 self.status = Status::Terminated;
                 self.pending_actions.clear();
+                self.requires_action_since = None;
                 self.interrupt = None;
                 self.terminated_at = at;
             }

@@ -209,6 +209,7 @@ pub fn summarize_record(record: &SessionRecord) -> String {
         SessionRecord::Fact(Fact::ResourceAdded { .. }) => "internal.resource_added".into(),
         SessionRecord::Fact(Fact::ResourceUpdated { .. }) => "internal.resource_updated".into(),
         SessionRecord::Fact(Fact::ResourceRemoved { .. }) => "internal.resource_removed".into(),
+        SessionRecord::Fact(Fact::IdempotencyKey { key, .. }) => format!("key({key})"),
         SessionRecord::Event(event) => match &event.body {
             Body::SessionStatusRunning => "running".into(),
             Body::SessionStatusIdle(idle) => {

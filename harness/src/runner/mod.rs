@@ -25,6 +25,18 @@
 //! While a turn runs, the task subscribes to the session's stream; a `user.interrupt` stops
 //! the model request or the tool at once and the turn ends with `end_turn`.
 //!
+//! # Pending-action timeout
+//!
+//! With [`Options::requires_action_timeout`] set, a session task that finds its session idle
+//! in `requires_action` asks core for the deadline
+//! ([`managed_agents_core::session::SessionState::action_deadline`]): past it, it commits
+//! [`Command::ExpireActions`] (core denies every pending call with "no response within N s",
+//! as a client's deny would) and runs the turn that follows; before it, it arms one timer per
+//! session that notifies the session at the deadline. A client's answer in between makes
+//! the timer's wake a no-op (core decides on the state of the moment). The first
+//! [`Runner::start`] also notifies every idle session once, so a session whose deadline
+//! passed while the server was down is resolved at start-up, and the others get their timer.
+//!
 //! # Recovery (decision)
 //!
 //! A session found `running`/`rescheduling` whose current turn had already started (the
@@ -58,8 +70,9 @@ use managed_agents_core::ids::EventId;
 use managed_agents_core::ids::SessionId;
 use managed_agents_core::session::log;
 use managed_agents_core::session::turn::{self, End, Step};
-use managed_agents_core::session::{Command, SessionRecord, Status};
+use managed_agents_core::session::{Command, SessionRecord, SessionState, Status};
 use managed_agents_core::storage::{self, CatalogQuery, Kind, Order, Store, StreamId};
+use managed_agents_core::time::Timestamp;
 use managed_agents_core::vault::SealedSecret;
 use tokio::sync::watch;
 
@@ -116,6 +129,10 @@ struct Inner<S, X> {
     mcp: crate::mcp::Cache,
     /// Sessions' folded logs between turns.
     kept: kept::Kept,
+    /// The pending-action deadline each session's armed timer wakes it at.
+    timers: Mutex<HashMap<SessionId, Timestamp>>,
+    /// Whether [`Runner::start`] has looked for idle sessions waiting on an action.
+    scanned_waiting: AtomicBool,
 }
 
 /// The runner: a cheap-to-clone handle. Must be used inside a tokio runtime.
@@ -194,6 +211,8 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 active: Mutex::new(HashMap::new()),
                 mcp: crate::mcp::Cache::default(),
                 kept,
+                timers: Mutex::new(HashMap::new()),
+                scanned_waiting: AtomicBool::new(false),
             }),
         }
     }
@@ -204,15 +223,25 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
     }
 
     /// Start-up: notifies every session of every workspace that is `running` or
-    /// `rescheduling` (recovering those whose turn was cut short). Returns how many.
+    /// `rescheduling` (recovering those whose turn was cut short). Returns how many. The
+    /// first call with a pending-action timeout also notifies every idle session that is not
+    /// archived (see the module's "Pending-action timeout").
     pub async fn start(&self) -> Result<usize, storage::Error> {
         let store = &self.inner.store;
+        let waiting = self.inner.options.requires_action_timeout.is_some()
+            && !self.inner.scanned_waiting.swap(true, Ordering::SeqCst);
         let mut count = 0;
         for workspace in list_all(store, CatalogQuery::new(Kind::Workspace, "")).await? {
-            let mut query = CatalogQuery::new(Kind::Session, workspace);
+            let mut query = CatalogQuery::new(Kind::Session, workspace.clone());
             query.statuses = vec!["running".into(), "rescheduling".into()];
             query.include_archived = true;
-            for id in list_all(store, query).await? {
+            let mut ids = list_all(store, query).await?;
+            if waiting {
+                let mut idle = CatalogQuery::new(Kind::Session, workspace);
+                idle.statuses = vec!["idle".into()];
+                ids.extend(list_all(store, idle).await?);
+            }
+            for id in ids {
                 if let Ok(id) = SessionId::parse(&id) {
                     self.notify(&id);
                     count += 1;
@@ -220,6 +249,31 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
             }
         }
         Ok(count)
+    }
+
+    /// Arms the session's pending-action timer for `deadline` (once per deadline).
+    fn arm(&self, id: &SessionId, deadline: Timestamp) {
+        {
+            let mut timers = lock(&self.inner.timers);
+            if timers.get(id) == Some(&deadline) {
+                return;
+            }
+            timers.insert(id.clone(), deadline);
+        }
+        let runner = self.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            // One millisecond past the deadline, so the wake finds it passed.
+            let wait = deadline.millis() + 1 - Timestamp::now().millis();
+            tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
+            {
+                let mut timers = lock(&runner.inner.timers);
+                if timers.get(&id) == Some(&deadline) {
+                    timers.remove(&id);
+                }
+            }
+            runner.notify(&id);
+        });
     }
 
     /// Tells the runner that `session` may have new input. Cheap; never blocks.
@@ -234,15 +288,18 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
             active.insert(session.clone(), again.clone());
             again
         };
-        let inner = self.inner.clone();
+        let runner = self.clone();
         let id = session.clone();
         let mut timeline = crate::writer::timing().then(crate::writer::Timeline::new);
         tokio::spawn(async move {
+            let inner = &runner.inner;
             loop {
                 again.store(false, Ordering::SeqCst);
-                let run = AssertUnwindSafe(process(&inner, &id, timeline.take())).catch_unwind();
-                if run.await.is_err() {
-                    tracing::error!(session = %id, "the session task panicked");
+                let run = AssertUnwindSafe(process(inner, &id, timeline.take())).catch_unwind();
+                match run.await {
+                    Ok(Some(deadline)) => runner.arm(&id, deadline),
+                    Ok(None) => {}
+                    Err(_) => tracing::error!(session = %id, "the session task panicked"),
                 }
                 let mut active = lock(&inner.active);
                 if !again.load(Ordering::SeqCst) {
@@ -371,12 +428,13 @@ async fn list_all<S: Store>(
     }
 }
 
-/// Drives one session until it has nothing left to do.
+/// Drives one session until it has nothing left to do. Returns the pending-action deadline
+/// to wake the session at, if it waits on one.
 async fn process<S: Store, X: Sandbox>(
     inner: &Inner<S, X>,
     id: &SessionId,
     mut timeline: Option<crate::writer::Timeline>,
-) {
+) -> Option<Timestamp> {
     if let Some(timeline) = &mut timeline {
         timeline.mark("task");
     }
@@ -388,11 +446,11 @@ async fn process<S: Store, X: Sandbox>(
                 inner.claude.discard(id);
                 inner.codex.discard(id);
                 inner.shells.discard(id);
-                return;
+                return None;
             }
             Err(e) => {
                 tracing::warn!(session = %id, error = %e, "cannot load session");
-                return;
+                return None;
             }
         };
         let state = &head.state.logged.state;
@@ -401,7 +459,7 @@ async fn process<S: Store, X: Sandbox>(
             inner.claude.discard(id);
             inner.codex.discard(id);
             inner.shells.discard(id);
-            return;
+            return None;
         }
         let mut writer = Writer::new(inner.store.clone(), id.clone(), head);
         writer.time(timeline.take());
@@ -412,10 +470,13 @@ async fn process<S: Store, X: Sandbox>(
                 Ok(())
             }
             Ok(false) if writer.state().needs_turn() => turn(inner, &mut writer).await,
-            Ok(false) => {
-                inner.kept.put(id, writer.into_head());
-                return;
-            }
+            Ok(false) => match expire_actions(inner, id, writer.state()).await {
+                Expiry::Expired => Ok(()),
+                Expiry::Wait(deadline) => {
+                    inner.kept.put(id, writer.into_head());
+                    return deadline;
+                }
+            },
             Err(halt) => Err(halt),
         };
         head = writer.into_head();
@@ -424,8 +485,52 @@ async fn process<S: Store, X: Sandbox>(
             Err(Halt::Gone(why)) => {
                 tracing::warn!(session = %id, why, "the session task stopped");
                 inner.kept.forget(id);
-                return;
+                return None;
             }
+        }
+    }
+}
+
+/// What the pending-action timeout did for a session with no turn to run.
+enum Expiry {
+    /// Its pending calls were denied: a turn follows.
+    Expired,
+    /// Nothing yet: wake it at this deadline, if any.
+    Wait(Option<Timestamp>),
+}
+
+/// Denies the pending calls of a session past its pending-action deadline (core decides,
+/// on the session's state of the moment: a client's answer in between wins).
+async fn expire_actions<S: Store, X: Sandbox>(
+    inner: &Inner<S, X>,
+    id: &SessionId,
+    state: &SessionState,
+) -> Expiry {
+    let Some(timeout) = inner.options.requires_action_timeout else {
+        return Expiry::Wait(None);
+    };
+    let Some(deadline) = state.action_deadline(timeout) else {
+        return Expiry::Wait(None);
+    };
+    if deadline > Timestamp::now() {
+        return Expiry::Wait(Some(deadline));
+    }
+    let committed = log::commit(
+        &inner.store,
+        id,
+        |_| true,
+        || Command::ExpireActions { timeout },
+    )
+    .await;
+    match committed {
+        Ok(committed) if !committed.records.is_empty() => {
+            tracing::info!(session = %id, ?timeout, "denied the pending actions: no response in time");
+            Expiry::Expired
+        }
+        Ok(_) => Expiry::Wait(None),
+        Err(e) => {
+            tracing::warn!(session = %id, error = %e, "cannot deny the pending actions");
+            Expiry::Wait(None)
         }
     }
 }

@@ -2,16 +2,22 @@
 //! stored client events with their ids) and list them (`order`, `types[]`, `created_at` on
 //! `processed_at`, page cursor). The stream lives in [`crate::sse`].
 //!
+//! A send with an `Idempotency-Key` header (our extension) is core's `Command::SendKeyed`: the
+//! header is checked by core, and when core answers from the session's key table (nothing
+//! appended) the first response is read back from the log (`session::log::replay`).
+//!
 //! A list page holds at most `limit` events and at most [`PAGE_BYTES`] of serialized events:
 //! a page that would grow past it ends early with a `next_page` cursor after its last event
 //! (a single larger event still makes a page of its own), so paging clients see every event.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use managed_agents_core::event::{self, Body, Event, EventParams};
 use managed_agents_core::ids::{self, SessionId};
-use managed_agents_core::session::{Command, SessionRecord};
+use managed_agents_core::session::idempotency::{self, IdempotencyKey, KeyEntry};
+use managed_agents_core::session::{log, Command, SessionRecord, SessionState};
 use managed_agents_core::storage::{Direction, Order, Store, StreamId};
 use managed_agents_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -77,29 +83,80 @@ struct Sent {
     data: Vec<Event>,
 }
 
+/// The `Idempotency-Key` header, checked by core (absent: `None`).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>> {
+    headers
+        .get(idempotency::HEADER)
+        .map(|value| IdempotencyKey::parse(value.as_bytes()).map_err(Error::from))
+        .transpose()
+}
+
+/// What a keyed send's commit hands back: the events it appended, or the key's entry when
+/// the key had already answered this request (nothing appended).
+enum Keyed {
+    Sent(Vec<Event>),
+    Answered(Option<KeyEntry>),
+}
+
 async fn send(
     State(state): State<AppState>,
     auth: Auth,
     Id(id): Id<SessionId>,
+    headers: HeaderMap,
     body::Json(body): body::Json<SendBody>,
 ) -> Result<Json<Sent>> {
     let begun = std::time::Instant::now();
     let events = body.events;
-    let data = session::commit_with(
-        &state,
-        &auth,
-        &id,
-        move || Command::Send(events.clone()),
-        |after, records, _| {
-            records
-                .iter()
-                .filter_map(|r| r.event())
-                .filter(|e| e.body.is_client())
-                .map(|e| after.render_event(e))
-                .collect()
-        },
-    )
-    .await?;
+    let key = idempotency_key(&headers)?;
+    let client_events = |after: &SessionState, records: &[SessionRecord]| -> Vec<Event> {
+        records
+            .iter()
+            .filter_map(|r| r.event())
+            .filter(|e| e.body.is_client())
+            .map(|e| after.render_event(e))
+            .collect()
+    };
+    let data = match key {
+        None => {
+            session::commit_with(
+                &state,
+                &auth,
+                &id,
+                move || Command::Send(events.clone()),
+                move |after, records, _| client_events(after, records),
+            )
+            .await?
+        }
+        Some(key) => {
+            let answered = key.clone();
+            let keyed = session::commit_with(
+                &state,
+                &auth,
+                &id,
+                move || Command::SendKeyed {
+                    key: key.clone(),
+                    events: events.clone(),
+                },
+                move |after, records, _| {
+                    if records.is_empty() {
+                        Keyed::Answered(after.idempotency.get(&answered).cloned())
+                    } else {
+                        Keyed::Sent(client_events(after, records))
+                    }
+                },
+            )
+            .await?;
+            match keyed {
+                Keyed::Sent(data) => data,
+                Keyed::Answered(Some(entry)) => log::replay(&state.store, &id, &entry).await?,
+                Keyed::Answered(None) => {
+                    return Err(Error::Internal(format!(
+                        "session {id}: an answered idempotency key is not in the session's table"
+                    )))
+                }
+            }
+        }
+    };
     let appended = begun.elapsed();
     state.runner.notifier.notify(&id);
     // Stage times (µs since the handler began) for the benchmarks; see harness::writer::Timeline.
