@@ -2,10 +2,10 @@
 //! load / decide / append-with-expected-version / retry path the harness uses, plus the
 //! workspace check (other workspaces' sessions are 404) and the error mapping.
 
-use managed_agents_core::ids::SessionId;
+use managed_agents_core::ids::{EventId, SessionId};
 use managed_agents_core::session::heads::Head;
 use managed_agents_core::session::log::{self, Committed};
-use managed_agents_core::session::{Command, Rejection, SessionRecord, SessionState};
+use managed_agents_core::session::{fork, Command, Rejection, SessionRecord, SessionState};
 use managed_agents_core::storage::{Kind, Store, StreamId, Version};
 use managed_agents_core::time::Timestamp;
 
@@ -109,6 +109,50 @@ pub async fn create(state: &AppState, id: &SessionId, command: Command) -> Resul
     let committed = log::create(&state.store, id, command, Timestamp::now()).await?;
     state.metrics.appended(committed.records.len());
     Ok(committed)
+}
+
+/// Forks session `parent` of the caller's workspace at event `at` (its last event when `None`)
+/// into the new session `child` (see [`managed_agents_core::session::fork`]): the child's
+/// workspace is copied from the parent's first, and removed again if the log cannot be
+/// written.
+pub async fn fork(
+    state: &AppState,
+    auth: &Auth,
+    parent: &SessionId,
+    at: Option<&EventId>,
+    child: &SessionId,
+) -> Result<Committed> {
+    let loaded = log::load(&state.store, parent).await?;
+    let owned = loaded
+        .state
+        .config
+        .as_ref()
+        .is_some_and(|c| &c.workspace == auth.workspace());
+    if !owned {
+        return Err(Error::not_found("session", parent.as_str()));
+    }
+    let records = fork::records(&loaded.records, at, child.clone(), Timestamp::now())?;
+    if let Some(workspaces) = &state.runner.workspaces {
+        workspaces
+            .fork(parent.as_str(), child.as_str())
+            .await
+            .map_err(|e| Error::Internal(format!("cannot copy the session's workspace: {e}")))?;
+    }
+    let created = log::create_from(&state.store, child, records).await;
+    match created {
+        Ok(committed) => {
+            state.metrics.appended(committed.records.len());
+            Ok(committed)
+        }
+        Err(e) => {
+            if let Some(workspaces) = &state.runner.workspaces {
+                if let Err(cleanup) = workspaces.delete(child.as_str()).await {
+                    tracing::warn!(session_id = %child, error = %cleanup, "cannot remove a failed fork's workspace");
+                }
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// Deletes the session's stream (after `session.deleted` was appended).

@@ -322,6 +322,22 @@ pub async fn create<S: Store>(
     })
 }
 
+/// Creates session `id` from records decided elsewhere: a fork's ([`super::fork::records`]).
+pub async fn create_from<S: Store>(
+    store: &S,
+    id: &SessionId,
+    records: Vec<SessionRecord>,
+) -> Result<Committed, Error> {
+    let head: Head<SessionState> = stream::create(store, &StreamId::from(id), records.clone())
+        .await
+        .map_err(Error::Store)?;
+    Ok(Committed {
+        state: head.state,
+        records,
+        first_version: 1,
+    })
+}
+
 /// Decides `command` on the current state of session `id` and appends the result: one
 /// [`write`] from a freshly loaded head. `accept` may refuse the loaded session (e.g. one of
 /// another workspace) before anything is decided.

@@ -219,6 +219,42 @@ impl Workspaces {
         Ok(Workspace::plain(dir, Some(size)))
     }
 
+    /// Create session `child`'s workspace as a copy of session `parent`'s as it is now (a
+    /// fork): every file with its modes and times, owned by the child's own sandbox uid when
+    /// the server is root. A parent that never had a workspace gives an empty one.
+    pub async fn fork(&self, parent: &str, child: &str) -> Result<Workspace, Error> {
+        validate(parent)?;
+        validate(child)?;
+        let _guard = self.lock.lock().await;
+        let had_one = self.root.join(parent).exists() || self.image(parent).exists();
+        let target = self.create_locked(child).await?;
+        if !had_one {
+            return Ok(target);
+        }
+        let source = self.create_locked(parent).await?;
+        let mut from = source.dir.clone().into_os_string();
+        from.push("/.");
+        run(
+            "cp",
+            &["-a".as_ref(), from.as_os_str(), target.dir.as_os_str()],
+        )
+        .await?;
+        if let Some(uid) = target.owner_uid().filter(|_| super::privileged()) {
+            let owner = format!("{uid}:{uid}");
+            run(
+                "chown",
+                &[
+                    "-R".as_ref(),
+                    "--no-dereference".as_ref(),
+                    owner.as_ref(),
+                    target.dir.as_os_str(),
+                ],
+            )
+            .await?;
+        }
+        Ok(target)
+    }
+
     /// Delete the session's workspace and everything in it (unmounting and removing its
     /// image); a missing workspace is fine.
     pub async fn delete(&self, session_id: &str) -> Result<(), Error> {
@@ -465,6 +501,26 @@ fn validate(session_id: &str) -> Result<(), Error> {
     } else {
         Err(Error::InvalidSessionId(session_id.to_owned()))
     }
+}
+
+/// Runs `program` with `args` to completion; a failure names the program and its stderr.
+async fn run(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), Error> {
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .map_err(|source| Error::Spawn {
+            program: program.into(),
+            source,
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(Error::Io(std::io::Error::other(format!(
+        "{program} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    ))))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod agents;
 pub mod environments;
 pub mod events;
 pub mod files;
+pub mod fork;
 pub mod ops;
 pub mod resources;
 pub mod sessions;
@@ -20,6 +21,7 @@ pub fn v1() -> Router<AppState> {
         .merge(agents::router())
         .merge(environments::router())
         .merge(sessions::router())
+        .merge(fork::router())
         .merge(events::router())
         .merge(vaults::router())
         .merge(files::router())
