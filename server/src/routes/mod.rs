@@ -8,6 +8,7 @@ pub mod agents;
 pub mod environments;
 pub mod events;
 pub mod files;
+pub mod memory_stores;
 pub mod ops;
 pub mod resources;
 pub mod sessions;
@@ -25,4 +26,5 @@ pub fn v1() -> Router<AppState> {
         .merge(files::router())
         .merge(resources::router())
         .merge(skills::router())
+        .merge(memory_stores::router())
 }
