@@ -433,9 +433,4 @@ fn store_settings_validate_and_patch() {
             "{body}"
         );
     }
-    assert_eq!(
-        memory::mount_path("User Preferences"),
-        "/mnt/memory/user-preferences"
-    );
-    assert_eq!(memory::mount_path("a  B__c!"), "/mnt/memory/a-b-c-");
 }

@@ -520,3 +520,72 @@ def test_deleting_a_store_removes_its_memories(client: anthropic.Anthropic) -> N
         ms.memory_versions.retrieve(memory.memory_version_id, memory_store_id=store.id)
     with pytest.raises(anthropic.NotFoundError):
         ms.delete(store.id)
+
+
+# Sessions -----------------------------------------------------------------------------------
+
+
+def test_sessions_attach_memory_stores_at_creation(
+    client: anthropic.Anthropic, make_session: Any, store: Any
+) -> None:
+    named = client.beta.memory_stores.create(name="User Preferences!", description="likes and dislikes")
+    session = make_session(
+        resources=[
+            {"type": "memory_store", "memory_store_id": named.id, "access": "read_only", "instructions": "Read first."},
+            {"type": "memory_store", "memory_store_id": store.id},
+        ]
+    )
+    attached = [r for r in session.resources if r.type == "memory_store"]
+    assert len(attached) == 2
+    first, second = attached
+    assert first.memory_store_id == named.id
+    assert (first.access, first.instructions) == ("read_only", "Read first.")
+    assert (first.name, first.description) == ("User Preferences!", "likes and dislikes")
+    assert first.mount_path == "/mnt/memory/user-preferences"
+    assert second.memory_store_id == store.id and second.access == "read_write"
+    fetched = client.beta.sessions.retrieve(session.id)
+    assert [r.memory_store_id for r in fetched.resources if r.type == "memory_store"] == [named.id, store.id]
+    # Snapshotted at attach time: a later rename does not change the session's resource.
+    client.beta.memory_stores.update(named.id, name="Renamed")
+    again = client.beta.sessions.retrieve(session.id)
+    assert [r.name for r in again.resources if r.type == "memory_store"][0] == "User Preferences!"
+
+
+def test_sessions_refuse_unknown_archived_and_late_memory_stores(
+    client: anthropic.Anthropic, make_session: Any, session: Any, store: Any
+) -> None:
+    with pytest.raises(anthropic.NotFoundError) as err:
+        make_session(resources=[{"type": "memory_store", "memory_store_id": MISSING_STORE}])
+    assert "resources[0].memory_store_id" in error_of(err)["message"]
+    with pytest.raises(anthropic.BadRequestError):
+        make_session(
+            resources=[{"type": "memory_store", "memory_store_id": store.id, "instructions": "x" * 4097}]
+        )
+    with pytest.raises(anthropic.BadRequestError):
+        make_session(
+            resources=[{"type": "memory_store", "memory_store_id": store.id, "access": "write_only"}]
+        )
+    with pytest.raises(anthropic.BadRequestError):
+        client.post(
+            f"/v1/sessions/{session.id}/resources",
+            body={"type": "memory_store", "memory_store_id": store.id},
+            cast_to=httpx2.Response,
+        )
+    client.beta.memory_stores.archive(store.id)
+    with pytest.raises(anthropic.BadRequestError) as err:
+        make_session(resources=[{"type": "memory_store", "memory_store_id": store.id}])
+    assert err.value.body["error"]["details"]["error_code"] == "memory_store_archived"
+
+
+def test_other_workspaces_cannot_attach_a_store(server: Server, store: Any) -> None:
+    if server.other_key is None:
+        pytest.skip("a second workspace's key is made only on rocksdb")
+    b = server.client(key=server.other_key)
+    agent = b.beta.agents.create(name=unique("agent"), model="claude-sonnet-4-6")
+    env = b.beta.environments.create(name=unique("env"))
+    with pytest.raises(anthropic.NotFoundError):
+        b.beta.sessions.create(
+            agent=agent.id,
+            environment_id=env.id,
+            resources=[{"type": "memory_store", "memory_store_id": store.id}],
+        )

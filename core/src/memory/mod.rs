@@ -1076,21 +1076,6 @@ impl MemoryStore {
     }
 }
 
-/// The directory of a store in a session's sandbox: `/mnt/memory/<slug>`, the slug being the
-/// lowercased name with every run of characters other than ASCII letters and digits replaced
-/// by one `-`.
-pub fn mount_path(name: &str) -> String {
-    let mut slug = String::new();
-    for c in name.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            slug.push(c);
-        } else if !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    format!("/mnt/memory/{slug}")
-}
-
 /// The body of `DELETE /v1/memory_stores/{id}`.
 pub fn store_deleted(id: &MemoryStoreId) -> object::Deleted {
     object::Deleted::new(id.as_str(), "memory_store_deleted")
