@@ -434,3 +434,37 @@ fn store_settings_validate_and_patch() {
         );
     }
 }
+
+#[test]
+fn a_session_mounts_each_store_once_at_a_path_of_its_own() {
+    use managed_agents_core::ids::ResourceId;
+    use managed_agents_core::resource::{self, MemoryStoreInfo, Resource};
+    let attach = |id: &str, name: &str| -> Resource {
+        let params = serde_json::from_value(json!({"type": "memory_store", "memory_store_id": id}))
+            .expect("body");
+        let info = MemoryStoreInfo {
+            name: name.to_owned(),
+            description: String::new(),
+        };
+        resource::resolve(
+            params,
+            ResourceId::parse("sesrsc_01x").expect("id"),
+            at(0),
+            Some(&info),
+            |_| unreachable!("no token"),
+        )
+        .expect("resolved")
+    };
+    let a = attach("memstore_01a", "Notes");
+    let b = attach("memstore_01b", "Other");
+    assert!(resource::check_memory_stores(&[a.clone(), b.clone()]).is_ok());
+    let twice = resource::check_memory_stores(&[a.clone(), b, a.clone()]).expect_err("twice");
+    assert_eq!(twice.field, "resources[2].memory_store_id");
+    let same_slug = attach("memstore_01c", "notes!");
+    let clash = resource::check_memory_stores(&[a, same_slug]).expect_err("same mount path");
+    assert!(
+        clash.message.contains("/mnt/memory/notes"),
+        "{}",
+        clash.message
+    );
+}

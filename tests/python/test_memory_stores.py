@@ -571,6 +571,23 @@ def test_sessions_refuse_unknown_archived_and_late_memory_stores(
             body={"type": "memory_store", "memory_store_id": store.id},
             cast_to=httpx2.Response,
         )
+    with pytest.raises(anthropic.BadRequestError) as err:
+        make_session(
+            resources=[
+                {"type": "memory_store", "memory_store_id": store.id},
+                {"type": "memory_store", "memory_store_id": store.id, "access": "read_only"},
+            ]
+        )
+    assert "resources[1].memory_store_id" in error_of(err)["message"]
+    twin = client.beta.memory_stores.create(name=store.name.upper())  # the same slug
+    with pytest.raises(anthropic.BadRequestError) as err:
+        make_session(
+            resources=[
+                {"type": "memory_store", "memory_store_id": store.id},
+                {"type": "memory_store", "memory_store_id": twin.id},
+            ]
+        )
+    assert "/mnt/memory/" in error_of(err)["message"]
     client.beta.memory_stores.archive(store.id)
     with pytest.raises(anthropic.BadRequestError) as err:
         make_session(resources=[{"type": "memory_store", "memory_store_id": store.id}])

@@ -180,6 +180,7 @@ async fn resolve_resources(
         resolved
             .push(resolve_resource(state, auth, params, now, &format!("resources[{i}].")).await?);
     }
+    resource::check_memory_stores(&resolved)?;
     Ok(resolved)
 }
 
