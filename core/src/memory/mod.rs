@@ -401,6 +401,14 @@ impl MemoryStore {
         self.version_index.get(id).map(|&i| &self.versions[i])
     }
 
+    /// Every live memory's path and current content, in path order.
+    pub fn contents(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.paths.values().filter_map(|id| {
+            let memory = self.memories.get(id)?;
+            Some((memory.path.as_str(), self.current(memory).0))
+        })
+    }
+
     /// How many live memories the store holds.
     pub fn memory_count(&self) -> usize {
         self.memories.len()

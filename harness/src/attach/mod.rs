@@ -1,7 +1,8 @@
 //! What a session brings into its sandbox, prepared before every turn of every engine, after
 //! the workspace exists and the session's door is registered: the environment's packages
-//! (`packages.rs`), file resources (`files.rs`), skills (`skills.rs`) and repositories
-//! (`repos.rs`). Each part adds binds and variables to the [`Workspace`] the turn runs with,
+//! (`packages.rs`), file resources (`files.rs`), skills (`skills.rs`), repositories
+//! (`repos.rs`) and memory stores (`memory.rs`, read-only snapshots). Each part adds binds
+//! and variables to the [`Workspace`] the turn runs with,
 //! paragraphs for the resident engines' system prompt, or non-fatal problems the runner
 //! records as `session.error` before the turn; a fatal failure (an environment whose packages
 //! cannot be installed) ends the turn with a terminal `session.error`. After the turn
@@ -11,6 +12,7 @@
 //! each is idempotent: it runs again every turn and does only what is missing.
 
 mod files;
+mod memory;
 mod packages;
 mod repos;
 mod skills;
@@ -97,6 +99,7 @@ pub(crate) async fn prepare<S: Store, X: Sandbox>(
     files::prepare(cx, &mut attached).await;
     skills::prepare(cx, &mut attached).await;
     repos::prepare(cx, &mut attached).await;
+    memory::prepare(cx, &mut attached).await;
     Ok(attached)
 }
 
