@@ -159,6 +159,12 @@ typed_id!(/// A skill uploaded through the Skills API (`skill_…`).
     SkillId, "skill", "skill_");
 typed_id!(/// An uploaded file (`file_…`).
     FileId, "file", "file_");
+typed_id!(/// A memory store (`memstore_…`).
+    MemoryStoreId, "memory store", "memstore_");
+typed_id!(/// A memory inside a memory store (`mem_…`).
+    MemoryId, "memory", "mem_");
+typed_id!(/// One version of a memory (`memver_…`).
+    MemoryVersionId, "memory version", "memver_");
 typed_id!(/// A session resource (`sesrsc_…`).
     ResourceId, "session resource", "sesrsc_");
 typed_id!(/// An outcome defined by `user.define_outcome` (`outc_…`).

@@ -11,6 +11,7 @@ pub mod environment;
 pub mod event;
 pub mod file;
 pub mod ids;
+pub mod memory;
 pub mod object;
 pub mod patch;
 pub mod pricing;

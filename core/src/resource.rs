@@ -331,6 +331,42 @@ pub fn check_file_count(files: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// A session's memory stores are distinct and their mount paths too (two stores whose names
+/// make the same slug would share `/mnt/memory/<slug>`): the error names
+/// `resources[i].memory_store_id` of the later one.
+pub fn check_memory_stores(resources: &[Resource]) -> Result<(), FieldError> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for (i, resource) in resources.iter().enumerate() {
+        let Resource::MemoryStore {
+            memory_store_id,
+            mount_path,
+            ..
+        } = resource
+        else {
+            continue;
+        };
+        let field = || format!("resources[{i}].memory_store_id");
+        for (id, path) in &seen {
+            if id == memory_store_id {
+                return Err(FieldError::new(
+                    field(),
+                    format!("memory store {memory_store_id} is attached more than once"),
+                ));
+            }
+            if path == mount_path {
+                return Err(FieldError::new(
+                    field(),
+                    format!(
+                        "memory store {memory_store_id} would be mounted at {mount_path}, like memory store {id}; rename one of them"
+                    ),
+                ));
+            }
+        }
+        seen.push((memory_store_id, mount_path));
+    }
+    Ok(())
+}
+
 impl Resource {
     /// The id, for resources that have one (memory stores do not).
     pub fn id(&self) -> Option<&ResourceId> {

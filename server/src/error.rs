@@ -7,7 +7,7 @@
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use managed_agents_core::validate::FieldError;
-use managed_agents_core::{object, storage};
+use managed_agents_core::{memory, object, storage};
 use serde_json::{json, Value};
 
 /// Everything a request can fail with, each mapped to one HTTP status and `error.type`.
@@ -44,6 +44,18 @@ pub enum Error {
     /// 413 `request_too_large`.
     #[error("{0}")]
     TooLarge(String),
+    /// A 409 with its own `error.type` (the memory endpoints' `memory_path_conflict_error` and
+    /// `memory_precondition_failed_error`), deterministic (`x-should-retry: false`); `fields`
+    /// go into `error` and `error.details` alike.
+    #[error("{message}")]
+    TypedConflict {
+        /// `error.type`.
+        kind: &'static str,
+        /// What conflicts.
+        message: String,
+        /// Extra fields, e.g. `conflicting_memory_id`.
+        fields: serde_json::Map<String, Value>,
+    },
     /// 500 `api_error`. The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -90,7 +102,7 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::Conflict { .. } | Error::TypedConflict { .. } => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,6 +115,7 @@ impl Error {
             Error::Invalid { .. } | Error::MethodNotAllowed(_) | Error::Conflict { .. } => {
                 "invalid_request_error"
             }
+            Error::TypedConflict { kind, .. } => kind,
             Error::Unauthenticated(_) => "authentication_error",
             Error::Forbidden(_) => "permission_error",
             Error::NotFound(_) => "not_found_error",
@@ -126,13 +139,19 @@ impl Error {
             Error::Invalid {
                 code: Some(code), ..
             } => Some(json!({ "error_code": code })),
+            Error::TypedConflict { fields, .. } => Some(Value::Object(fields.clone())),
             _ => None,
+        };
+        let fields = match self {
+            Error::TypedConflict { fields, .. } => fields.clone(),
+            _ => serde_json::Map::new(),
         };
         Envelope {
             status: self.status(),
             kind: self.kind(),
             message: self.public_message(),
             details,
+            fields,
         }
     }
 }
@@ -149,6 +168,36 @@ impl From<object::Error> for Error {
                 message,
                 code: Some(code),
             },
+        }
+    }
+}
+
+impl From<memory::MemoryError> for Error {
+    fn from(err: memory::MemoryError) -> Self {
+        let message = err.to_string();
+        match err {
+            memory::MemoryError::Object(err) => err.into(),
+            memory::MemoryError::PathConflict {
+                conflicting_memory_id,
+                ..
+            } => {
+                let mut fields = serde_json::Map::new();
+                fields.insert(
+                    "conflicting_memory_id".to_owned(),
+                    Value::String(conflicting_memory_id.to_string()),
+                );
+                Error::TypedConflict {
+                    kind: "memory_path_conflict_error",
+                    message,
+                    fields,
+                }
+            }
+            memory::MemoryError::PreconditionFailed { .. } => Error::TypedConflict {
+                kind: "memory_precondition_failed_error",
+                message,
+                fields: serde_json::Map::new(),
+            },
+            memory::MemoryError::NotFound { .. } => Error::NotFound(message),
         }
     }
 }
@@ -193,12 +242,17 @@ pub struct Envelope {
     pub message: String,
     /// `error.details`, if any.
     pub details: Option<Value>,
+    /// Extra members of `error` (besides `type`, `message` and `details`).
+    pub fields: serde_json::Map<String, Value>,
 }
 
 impl Envelope {
     /// The JSON body with `request_id`.
     pub fn body(&self, request_id: &str) -> Value {
         let mut error = json!({ "type": self.kind, "message": self.message });
+        for (key, value) in &self.fields {
+            error[key] = value.clone();
+        }
         if let Some(details) = &self.details {
             error["details"] = details.clone();
         }
@@ -215,10 +269,13 @@ impl IntoResponse for Error {
         }
         let envelope = self.envelope();
         let mut response = envelope.status.into_response();
-        if let Error::Conflict {
-            retryable: false, ..
-        } = self
-        {
+        if matches!(
+            self,
+            Error::Conflict {
+                retryable: false,
+                ..
+            } | Error::TypedConflict { .. }
+        ) {
             response
                 .headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));

@@ -8,7 +8,8 @@
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use managed_agents_core::ids::{
-    AgentId, CredentialId, EnvironmentId, FileId, ResourceId, SessionId, SkillId, VaultId,
+    AgentId, CredentialId, EnvironmentId, FileId, MemoryId, MemoryStoreId, MemoryVersionId,
+    ResourceId, SessionId, SkillId, VaultId,
 };
 
 use crate::error::Error;
@@ -48,6 +49,9 @@ path_ids!(
     FileId => "file_id",
     ResourceId => "resource_id",
     SkillId => "skill_id",
+    MemoryStoreId => "memory_store_id",
+    MemoryId => "memory_id",
+    MemoryVersionId => "memory_version_id",
 );
 
 /// The path parameter [`PathId::PARAM`] of the matched route, parsed as a `T`.

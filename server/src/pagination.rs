@@ -196,6 +196,20 @@ pub fn parse_event_cursor(cursor: &str, order: Order) -> Result<Version, Error> 
     version.parse().map_err(|_| bad_cursor(cursor))
 }
 
+/// A cursor continuing a listing after `key` (listings kept in an object's fold rather than
+/// the catalog, e.g. memories by path); `tag` names the listing so cursors do not cross.
+pub fn key_cursor(tag: char, key: &str) -> String {
+    seal(&format!("k{tag}:{key}"))
+}
+
+/// Decodes a [`key_cursor`] of listing `tag`.
+pub fn parse_key_cursor(tag: char, cursor: &str) -> Result<String, Error> {
+    let text = unseal(cursor).ok_or_else(|| bad_cursor(cursor))?;
+    text.strip_prefix(&format!("k{tag}:"))
+        .map(str::to_owned)
+        .ok_or_else(|| bad_cursor(cursor))
+}
+
 /// `{data, next_page}`.
 #[derive(Debug, Serialize)]
 pub struct Page<T> {

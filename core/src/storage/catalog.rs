@@ -30,11 +30,13 @@ pub enum Kind {
     Workspace,
     /// A skill (its versions live in its own stream).
     Skill,
+    /// A memory store (its memories and versions live in its own stream).
+    MemoryStore,
 }
 
 impl Kind {
     /// Every kind, in code order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Agent,
         Kind::Environment,
         Kind::Session,
@@ -44,6 +46,7 @@ impl Kind {
         Kind::ApiKey,
         Kind::Workspace,
         Kind::Skill,
+        Kind::MemoryStore,
     ];
 
     /// The stable one-byte code used in storage keys.
@@ -58,6 +61,7 @@ impl Kind {
             Kind::ApiKey => 7,
             Kind::Workspace => 8,
             Kind::Skill => 9,
+            Kind::MemoryStore => 10,
         }
     }
 

@@ -1,16 +1,19 @@
 //! What a session brings into its sandbox, prepared before every turn of every engine, after
 //! the workspace exists and the session's door is registered: the environment's packages
-//! (`packages.rs`), file resources (`files.rs`), skills (`skills.rs`) and repositories
-//! (`repos.rs`). Each part adds binds and variables to the [`Workspace`] the turn runs with,
+//! (`packages.rs`), file resources (`files.rs`), skills (`skills.rs`), repositories
+//! (`repos.rs`) and memory stores (`memory.rs`, read-only snapshots). Each part adds binds
+//! and variables to the [`Workspace`] the turn runs with,
 //! paragraphs for the resident engines' system prompt, or non-fatal problems the runner
 //! records as `session.error` before the turn; a fatal failure (an environment whose packages
 //! cannot be installed) ends the turn with a terminal `session.error`. After the turn
-//! [`finish`] collects what the agent produced (`files.rs`: `/mnt/session/outputs`).
+//! [`finish`] collects what the agent produced (`files.rs`: `/mnt/session/outputs`;
+//! `memory.rs`: changes under `read_write` memory stores).
 //!
 //! The parts run in a fixed order (packages first: a repository's set-up may need them) and
 //! each is idempotent: it runs again every turn and does only what is missing.
 
 mod files;
+mod memory;
 mod packages;
 mod repos;
 mod skills;
@@ -97,6 +100,7 @@ pub(crate) async fn prepare<S: Store, X: Sandbox>(
     files::prepare(cx, &mut attached).await;
     skills::prepare(cx, &mut attached).await;
     repos::prepare(cx, &mut attached).await;
+    memory::prepare(cx, &mut attached).await;
     Ok(attached)
 }
 
@@ -105,12 +109,27 @@ pub(crate) async fn prepare<S: Store, X: Sandbox>(
 pub(crate) fn before_end<S: Store, X: Sandbox>(
     cx: &Context<'_, S, X>,
 ) -> Option<crate::writer::BeforeEnd> {
-    files::collector(cx).map(|collector| -> crate::writer::BeforeEnd {
-        Box::new(move || Box::pin(collector.collect()))
-    })
+    let collector = files::collector(cx);
+    let syncer = memory::syncer(cx);
+    if collector.is_none() && syncer.is_none() {
+        return None;
+    }
+    Some(Box::new(move || {
+        Box::pin(async move {
+            if let Some(collector) = collector {
+                collector.collect().await;
+            }
+            if let Some(syncer) = syncer {
+                syncer.sync().await;
+            }
+        })
+    }))
 }
 
-/// After a turn: collect what the agent produced.
+/// After a turn: collect what the agent produced and save its memory changes.
 pub(crate) async fn finish<S: Store, X: Sandbox>(cx: &Context<'_, S, X>, attached: &Attached) {
     files::finish(cx, attached).await;
+    if let Some(syncer) = memory::syncer(cx) {
+        syncer.sync().await;
+    }
 }

@@ -9,6 +9,7 @@ pub mod environments;
 pub mod events;
 pub mod files;
 pub mod fork;
+pub mod memory_stores;
 pub mod ops;
 pub mod resources;
 pub mod sessions;
@@ -27,4 +28,5 @@ pub fn v1() -> Router<AppState> {
         .merge(files::router())
         .merge(resources::router())
         .merge(skills::router())
+        .merge(memory_stores::router())
 }

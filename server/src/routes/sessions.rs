@@ -9,9 +9,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use managed_agents_core::agent::{Agent, AgentConfig, AgentSnapshot};
 use managed_agents_core::event::{Budget, EventParams};
-use managed_agents_core::ids::{AgentId, EnvironmentId, ResourceId, SessionId, VaultId};
+use managed_agents_core::ids::{
+    AgentId, EnvironmentId, MemoryStoreId, ResourceId, SessionId, VaultId,
+};
+use managed_agents_core::memory::MemoryStore;
 use managed_agents_core::patch::Patch;
-use managed_agents_core::resource::{self, Resource, ResourceParams};
+use managed_agents_core::resource::{self, MemoryStoreInfo, Resource, ResourceParams};
 use managed_agents_core::session::{Command, Created, SessionState, Update};
 use managed_agents_core::storage::{CatalogQuery, Kind, Order, Store};
 use managed_agents_core::time::Timestamp;
@@ -22,6 +25,7 @@ use crate::auth::Auth;
 use crate::body;
 use crate::error::{Error, Result};
 use crate::extract::Id;
+use crate::objects;
 use crate::pagination::{self, BidiPage};
 use crate::query::Query;
 use crate::routes::{agents, environments};
@@ -176,12 +180,44 @@ async fn resolve_resources(
         resolved
             .push(resolve_resource(state, auth, params, now, &format!("resources[{i}].")).await?);
     }
+    resource::check_memory_stores(&resolved)?;
     Ok(resolved)
 }
 
+/// The name and description of memory store `id` of the caller's workspace, for attaching it
+/// to a new session: 404 when unknown, 400 `memory_store_archived` when archived.
+async fn attachable_store(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    at: &str,
+) -> Result<MemoryStoreInfo> {
+    let not_found = || {
+        Error::NotFound(format!(
+            "{at}memory_store_id: memory store {id:?} not found"
+        ))
+    };
+    let parsed = MemoryStoreId::parse(id).map_err(|_| not_found())?;
+    let store: MemoryStore = objects::find(state, parsed.as_str())
+        .await?
+        .filter(|s: &MemoryStore| s.workspace == *auth.workspace())
+        .ok_or_else(not_found)?;
+    if store.is_archived() {
+        return Err(Error::invalid_code(
+            "memory_store_archived",
+            format!("{at}memory_store_id: memory store {id} is archived and cannot be attached"),
+        ));
+    }
+    Ok(MemoryStoreInfo {
+        name: store.settings.name.clone(),
+        description: store.settings.description.clone(),
+    })
+}
+
 /// Resolves one resource request: a file must exist in the caller's workspace; a GitHub token
-/// is sealed into the resource (never rendered); memory stores are not supported yet. `at`
-/// prefixes field names in errors (`resources[0].`, or empty for `POST …/resources`).
+/// is sealed into the resource (never rendered); a memory store must exist in the caller's
+/// workspace and not be archived (its name and description are snapshotted). `at` prefixes
+/// field names in errors (`resources[0].`, or empty for `POST …/resources`).
 pub(crate) async fn resolve_resource(
     state: &AppState,
     auth: &Auth,
@@ -203,17 +239,21 @@ pub(crate) async fn resolve_resource(
             ..
         } => resource::check_token(token)
             .map_err(|e| field_error(&format!("{at}{}", e.field), e.message))?,
-        ResourceParams::MemoryStore { .. } => {
-            return Err(field_error(
-                &format!("{at}type"),
-                "memory_store resources are not supported by this server yet",
-            ));
-        }
-        ResourceParams::GithubRepository { .. } => {}
+        ResourceParams::MemoryStore { .. } | ResourceParams::GithubRepository { .. } => {}
     }
-    resource::resolve(params, ResourceId::generate(now), now, None, |t| {
-        state.sealer.seal_text(t)
-    })
+    let memory_store = match &params {
+        ResourceParams::MemoryStore {
+            memory_store_id, ..
+        } => Some(attachable_store(state, auth, memory_store_id, at).await?),
+        _ => None,
+    };
+    resource::resolve(
+        params,
+        ResourceId::generate(now),
+        now,
+        memory_store.as_ref(),
+        |t| state.sealer.seal_text(t),
+    )
     .map_err(|e| match e {
         managed_agents_core::object::Error::Invalid(f) => {
             field_error(&format!("{at}{}", f.field), f.message)
