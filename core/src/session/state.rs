@@ -116,6 +116,8 @@ pub struct Outcome {
     pub explanation: Option<String>,
     /// When grading finished.
     pub completed_at: Option<Timestamp>,
+    /// The `span.outcome_evaluation_start` of the evaluation running now, if one is.
+    pub evaluation_start: Option<EventId>,
 }
 
 /// Everything known about a session, folded from its records. Mutate only through
@@ -407,6 +409,7 @@ impl SessionState {
                     result: OutcomeResult::Pending,
                     explanation: None,
                     completed_at: None,
+                    evaluation_start: None,
                 });
                 self.input(event, InputKind::DefineOutcome);
             }
@@ -515,6 +518,7 @@ impl SessionState {
                 if let Some(outcome) = self.outcome(&s.outcome_id) {
                     outcome.iteration = s.iteration;
                     outcome.result = OutcomeResult::Evaluating;
+                    outcome.evaluation_start = Some(event.id.clone());
                 }
             }
             Body::SpanOutcomeEvaluationEnd(end) => {
@@ -523,6 +527,7 @@ impl SessionState {
                     outcome.iteration = end.iteration;
                     outcome.result = end.result;
                     outcome.explanation = Some(end.explanation.clone());
+                    outcome.evaluation_start = None;
                     if end.result != OutcomeResult::NeedsRevision {
                         outcome.completed_at = at;
                     }
