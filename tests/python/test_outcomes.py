@@ -7,14 +7,17 @@ with the runner on, native engine, mock model."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
+from conftest import unique
 from harness_support import (  # noqa: F401  (fixtures)
     WAIT,
     Harness,
     harness,
     harness_server,
+    llm_vault,
     mock,
     stop_type,
     text,
@@ -211,3 +214,30 @@ def test_file_rubric_is_read_for_the_grader(harness: Harness) -> None:
     ends = evaluation_ends(events)
     assert [(e.result, e.explanation) for e in ends] == [("satisfied", "cited")]
     assert "Cites a source." in last_user_text(grader_requests(harness)[0])
+
+
+def test_openai_agents_engine_grades_too(harness: Harness) -> None:
+    token = "sk-openai-" + unique("secret")
+    vault = llm_vault(harness.client, harness.mock.url, token, engine="openai-agents")
+    h = Harness(client=harness.client, server=harness.server, mock=harness.mock, vault=vault, token=token)
+    session = h.session()
+    defined = define(
+        h,
+        session.id,
+        "Name a colour. [[mock:text blue]]",
+        "One word. [[mock:grade needs_revision: say it in capitals | satisfied: BLUE]]",
+    )
+    events = h.wait_idle(session.id, defined.id)
+    ends = evaluation_ends(events)
+    assert [(e.iteration, e.result, e.explanation) for e in ends] == [
+        (0, "needs_revision", "say it in capitals"),
+        (1, "satisfied", "BLUE"),
+    ]
+    assert stop_type(events[-1]) == "end_turn"
+    requests = h.model_requests()
+    assert [r["path"] for r in requests] == ["/v1/responses"] * 4
+    graders = [r for r in requests if "outcome grader" in str(r["body"].get("instructions", ""))]
+    assert len(graders) == 2
+    assert all(r["headers"].get("authorization") == f"Bearer {token}" for r in graders)
+    # The revision reached the agent as its next input.
+    assert "say it in capitals" in json.dumps(requests[2]["body"]["input"])
