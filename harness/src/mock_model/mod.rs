@@ -14,9 +14,11 @@
 //!
 //! For each request, in this order:
 //! 1. **Directives in the prompt** (the text of the last user message) override everything.
-//! 2. Otherwise a request of the **outcome grader** (its last user message starts with the
-//!    grader's marker line, `OUTCOME GRADING REQUEST`) is answered `satisfied` (with the
-//!    explanation `mock grader: satisfied`); the script is not consumed.
+//! 2. A request of the **outcome grader** (its last user message starts with the grader's
+//!    marker line, `OUTCOME GRADING REQUEST`) without a `grade` directive is answered
+//!    `satisfied` (explanation `mock grader: satisfied`): the agent's own reply directives
+//!    that its description carries into the grader's prompt do not apply there (`error`,
+//!    `delay`, `slow` and `usage` do), and the script is not consumed.
 //! 3. Otherwise the next reply of the **script** ([`Script`]) is consumed.
 //! 4. Otherwise the **default**: when the request ends with tool results (Anthropic
 //!    `tool_result`, OpenAI `function_call_output`) the text `Tool result: <content>`, so the
