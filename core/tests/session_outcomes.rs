@@ -204,6 +204,8 @@ fn an_evaluation_starts_beats_and_ends() {
         Some(state.usage.input_tokens.unwrap_or(0) + 7)
     );
     assert!(after.outcomes[0].completed_at.is_some());
+    // ...and its list cost, at the agent's model's price (the grader runs on that model).
+    assert!(after.list_cost_nanos > state.list_cost_nanos);
 }
 
 #[test]

@@ -241,3 +241,21 @@ def test_openai_agents_engine_grades_too(harness: Harness) -> None:
     assert all(r["headers"].get("authorization") == f"Bearer {token}" for r in graders)
     # The revision reached the agent as its next input.
     assert "say it in capitals" in json.dumps(requests[2]["body"]["input"])
+
+
+def test_interrupt_while_the_agent_works_ends_the_outcome(harness: Harness) -> None:
+    session = harness.session()
+    defined = define(harness, session.id, "Think hard. [[mock:delay 20s]]", "Anything. [[mock:grade satisfied]]")
+    wait_for(lambda: "span.model_request_start" in types(harness.events(session.id)))
+    harness.send(session.id, {"type": "user.interrupt"})
+    events = harness.wait_idle(session.id, defined.id, timeout=10)
+    # No grader ran: a start and an `interrupted` end of iteration 0 are written together.
+    starts = [e for e in events if e.type == "span.outcome_evaluation_start"]
+    ends = evaluation_ends(events)
+    assert len(starts) == 1 and len(ends) == 1
+    assert (ends[0].outcome_evaluation_start_id, ends[0].iteration, ends[0].result) == (starts[0].id, 0, "interrupted")
+    assert ends[0].usage.input_tokens == 0
+    assert grader_requests(harness) == []
+    assert stop_type(events[-1]) == "end_turn"
+    evaluation = harness.client.beta.sessions.retrieve(session.id).outcome_evaluations[0]
+    assert (evaluation.result, evaluation.completed_at) == ("interrupted", ends[0].processed_at)

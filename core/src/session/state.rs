@@ -14,7 +14,7 @@ use super::inputs::Inputs;
 use super::record::{Created, Fact, SessionRecord};
 use crate::agent::AgentSnapshot;
 use crate::event::{
-    Body, Budget, Event, OutcomeResult, SessionError, StopDetails, StopReason, Usage,
+    Body, Budget, Event, ModelUsage, OutcomeResult, SessionError, StopDetails, StopReason, Usage,
 };
 use crate::ids::{self, EventId, OutcomeId, ResourceId};
 use crate::pricing;
@@ -503,17 +503,7 @@ impl SessionState {
                 }
             }
             Body::SessionDeleted => self.deleted = true,
-            Body::SpanModelRequestEnd(end) => {
-                self.usage.add(&end.model_usage);
-                let price = self
-                    .agent
-                    .as_ref()
-                    .and_then(|agent| pricing::list_price(&agent.model.id));
-                if let Some(price) = price {
-                    self.list_cost_nanos += price.cost(&end.model_usage);
-                    self.usage.list_cost = Some(pricing::amount(self.list_cost_nanos));
-                }
-            }
+            Body::SpanModelRequestEnd(end) => self.spend(&end.model_usage),
             Body::SpanOutcomeEvaluationStart(s) => {
                 if let Some(outcome) = self.outcome(&s.outcome_id) {
                     outcome.iteration = s.iteration;
@@ -522,7 +512,8 @@ impl SessionState {
                 }
             }
             Body::SpanOutcomeEvaluationEnd(end) => {
-                self.usage.add(&end.usage);
+                // The grader runs on the agent's model: its tokens cost like the agent's.
+                self.spend(&end.usage);
                 if let Some(outcome) = self.outcome(&end.outcome_id) {
                     outcome.iteration = end.iteration;
                     outcome.result = end.result;
@@ -552,6 +543,19 @@ impl SessionState {
             | Body::WorkflowRunPhaseEnded(_)
             | Body::WorkflowRunStatusEnded(_)
             | Body::WorkflowRunError(_) => {}
+        }
+    }
+
+    /// Adds a model request's usage and its list cost at the agent's model's price.
+    fn spend(&mut self, usage: &ModelUsage) {
+        self.usage.add(usage);
+        let price = self
+            .agent
+            .as_ref()
+            .and_then(|agent| pricing::list_price(&agent.model.id));
+        if let Some(price) = price {
+            self.list_cost_nanos += price.cost(usage);
+            self.usage.list_cost = Some(pricing::amount(self.list_cost_nanos));
         }
     }
 
