@@ -3,6 +3,10 @@
 //! keeps it record by record with the session's folded state, so a model request in a long
 //! session costs the new records plus the placement of results, not a walk over the whole log.
 //!
+//! - `user.define_outcome` is a user message with its description
+//!   ([`crate::model::grade::assignment`]), and a `span.outcome_evaluation_end` with
+//!   `needs_revision` or `max_iterations_reached` is one with the grader's explanation ([`crate::model::grade::revision`]),
+//!   where it was recorded: the outcome loop's feedback is in the log like everything else;
 //! - `user.message` and `system.message` count from the moment the runner consumed them (their
 //!   `inputs_processed` fact), not from when they were posted, so input queued during a turn
 //!   lands after that turn's work;
@@ -21,7 +25,7 @@
 
 use std::collections::HashMap;
 
-use managed_agents_core::event::{Body, ContentBlock};
+use managed_agents_core::event::{Body, ContentBlock, OutcomeResult};
 use managed_agents_core::session::{Fact, SessionRecord};
 use serde_json::Value;
 
@@ -178,6 +182,23 @@ impl Builder {
                 let parts = m.content.iter().map(user_part).collect();
                 self.posted
                     .insert(event.id.to_string(), Posted::User(parts));
+                return;
+            }
+            Body::UserDefineOutcome(o) => {
+                let text = crate::model::grade::assignment(&o.description);
+                self.posted
+                    .insert(event.id.to_string(), Posted::User(vec![Part::Text(text)]));
+                return;
+            }
+            Body::SpanOutcomeEvaluationEnd(end)
+                if matches!(
+                    end.result,
+                    OutcomeResult::NeedsRevision | OutcomeResult::MaxIterationsReached
+                ) =>
+            {
+                let last = end.result == OutcomeResult::MaxIterationsReached;
+                let text = crate::model::grade::revision(end.iteration, &end.explanation, last);
+                push(messages, Role::User, Part::Text(text));
                 return;
             }
             Body::SystemMessage(m) => {

@@ -343,6 +343,49 @@ impl<S: Store> Writer<S> {
         .map(drop)
     }
 
+    /// The outcome the agent's finished work is graded against, if any ([`turn::to_grade`]).
+    pub(crate) fn grading(&self) -> Option<turn::Grading> {
+        turn::to_grade(self.state(), self.records())
+    }
+
+    /// Opens an outcome evaluation ([`turn::evaluation_start`]); stops when an interrupt is
+    /// pending.
+    pub(crate) async fn evaluation_start(&mut self, grading: &turn::Grading) -> Result<(), Halt> {
+        self.write(true, |state, _, now, ids| {
+            turn::evaluation_start(state, grading, now, ids).map(|(_, records)| records)
+        })
+        .await
+        .map(drop)
+    }
+
+    /// A heartbeat of the running evaluation ([`turn::evaluation_ongoing`]); stops when an
+    /// interrupt is pending.
+    pub(crate) async fn evaluation_ongoing(&mut self, grading: &turn::Grading) -> Result<(), Halt> {
+        self.write(true, |state, _, now, ids| {
+            turn::evaluation_ongoing(state, grading, now, ids)
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Closes the running evaluation with the grader's answer ([`turn::evaluation_end`]);
+    /// whether the agent revises. Stops when an interrupt is pending.
+    pub(crate) async fn evaluation_end(
+        &mut self,
+        grading: &turn::Grading,
+        graded: turn::Graded,
+    ) -> Result<turn::Next, Halt> {
+        let mut next = turn::Next::Done;
+        self.write(true, |state, _, now, ids| {
+            let (records, decided) =
+                turn::evaluation_end(state, grading, graded.clone(), now, ids)?;
+            next = decided;
+            Ok(records)
+        })
+        .await?;
+        Ok(next)
+    }
+
     /// Settles a session no turn runs for ([`turn::recover`]); whether anything was written.
     pub(crate) async fn recover(&mut self) -> Result<bool, Halt> {
         let written = self

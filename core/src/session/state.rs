@@ -14,7 +14,7 @@ use super::inputs::Inputs;
 use super::record::{Created, Fact, SessionRecord};
 use crate::agent::AgentSnapshot;
 use crate::event::{
-    Body, Budget, Event, OutcomeResult, SessionError, StopDetails, StopReason, Usage,
+    Body, Budget, Event, ModelUsage, OutcomeResult, SessionError, StopDetails, StopReason, Usage,
 };
 use crate::ids::{self, EventId, OutcomeId, ResourceId};
 use crate::pricing;
@@ -116,6 +116,8 @@ pub struct Outcome {
     pub explanation: Option<String>,
     /// When grading finished.
     pub completed_at: Option<Timestamp>,
+    /// The `span.outcome_evaluation_start` of the evaluation running now, if one is.
+    pub evaluation_start: Option<EventId>,
 }
 
 /// Everything known about a session, folded from its records. Mutate only through
@@ -407,6 +409,7 @@ impl SessionState {
                     result: OutcomeResult::Pending,
                     explanation: None,
                     completed_at: None,
+                    evaluation_start: None,
                 });
                 self.input(event, InputKind::DefineOutcome);
             }
@@ -500,29 +503,22 @@ impl SessionState {
                 }
             }
             Body::SessionDeleted => self.deleted = true,
-            Body::SpanModelRequestEnd(end) => {
-                self.usage.add(&end.model_usage);
-                let price = self
-                    .agent
-                    .as_ref()
-                    .and_then(|agent| pricing::list_price(&agent.model.id));
-                if let Some(price) = price {
-                    self.list_cost_nanos += price.cost(&end.model_usage);
-                    self.usage.list_cost = Some(pricing::amount(self.list_cost_nanos));
-                }
-            }
+            Body::SpanModelRequestEnd(end) => self.spend(&end.model_usage),
             Body::SpanOutcomeEvaluationStart(s) => {
                 if let Some(outcome) = self.outcome(&s.outcome_id) {
                     outcome.iteration = s.iteration;
                     outcome.result = OutcomeResult::Evaluating;
+                    outcome.evaluation_start = Some(event.id.clone());
                 }
             }
             Body::SpanOutcomeEvaluationEnd(end) => {
-                self.usage.add(&end.usage);
+                // The grader runs on the agent's model: its tokens cost like the agent's.
+                self.spend(&end.usage);
                 if let Some(outcome) = self.outcome(&end.outcome_id) {
                     outcome.iteration = end.iteration;
                     outcome.result = end.result;
                     outcome.explanation = Some(end.explanation.clone());
+                    outcome.evaluation_start = None;
                     if end.result != OutcomeResult::NeedsRevision {
                         outcome.completed_at = at;
                     }
@@ -547,6 +543,19 @@ impl SessionState {
             | Body::WorkflowRunPhaseEnded(_)
             | Body::WorkflowRunStatusEnded(_)
             | Body::WorkflowRunError(_) => {}
+        }
+    }
+
+    /// Adds a model request's usage and its list cost at the agent's model's price.
+    fn spend(&mut self, usage: &ModelUsage) {
+        self.usage.add(usage);
+        let price = self
+            .agent
+            .as_ref()
+            .and_then(|agent| pricing::list_price(&agent.model.id));
+        if let Some(price) = price {
+            self.list_cost_nanos += price.cost(usage);
+            self.usage.list_cost = Some(pricing::amount(self.list_cost_nanos));
         }
     }
 

@@ -11,6 +11,7 @@
 //! be resolved (no such file, another workspace's, too large, an unsupported type, no blob
 //! store) becomes a text block saying so, so the request still goes out. Resolved blocks are
 //! cached for the turn ([`Resolved`]), so a turn of many model requests reads each file once.
+//! [`text`] reads a `file` outcome rubric the same way, as text.
 
 use std::collections::HashMap;
 
@@ -86,6 +87,24 @@ pub(crate) async fn resolve<S: Store>(
                 };
             }
         }
+    }
+}
+
+/// The text of file `id` (a `file` outcome rubric): a `text/*` file of valid UTF-8 in the
+/// session's workspace, read like a document block's.
+pub(crate) async fn text<S: Store>(
+    store: &S,
+    blobs: Option<&dyn BlobStore>,
+    workspace: &WorkspaceId,
+    id: &str,
+) -> Result<String, String> {
+    let source = load(store, blobs, workspace, id, false).await?;
+    match (
+        source.get("type").and_then(Value::as_str),
+        source.get("data"),
+    ) {
+        (Some("text"), Some(Value::String(text))) => Ok(text.clone()),
+        _ => Err("it is not a text file".into()),
     }
 }
 

@@ -10,7 +10,11 @@
 //!    `agent.thinking`, `agent.message`, `agent.tool_use` (with `evaluated_permission`) /
 //!    `agent.custom_tool_use`, `span.model_request_end` with `model_usage`; then run the allowed
 //!    tools, each followed by its `agent.tool_result`;
-//! 3. stop with `session.status_idle`: `end_turn`, `requires_action` (tool calls waiting for a
+//! 3. when the agent ends its turn while working on an outcome (`user.define_outcome`), grade
+//!    it ([`model::grade`]; `core::session::turn::to_grade` says which and records the
+//!    `span.outcome_evaluation_*` events): on `needs_revision` the explanation is the agent's
+//!    next input and the loop goes on; `satisfied`, `failed` or the last iteration end it;
+//! 4. stop with `session.status_idle`: `end_turn`, `requires_action` (tool calls waiting for a
 //!    confirmation or a custom tool result), `refusal` (with `stop_details`) or
 //!    `retries_exhausted`.
 //!
@@ -40,7 +44,7 @@ use std::time::Instant;
 use managed_agents_core::agent::tools::{builtin_domains, Tool};
 use managed_agents_core::agent::{BuiltinTool, McpServer};
 use managed_agents_core::event::{
-    ContentBlock, ErrorKind, Preview, Previewed, RetryStatus, SessionError, StopDetails,
+    ContentBlock, ErrorKind, Preview, Previewed, RetryStatus, Rubric, SessionError, StopDetails,
     StopReason, TextBlock,
 };
 use managed_agents_core::ids::EventId;
@@ -154,7 +158,22 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
     /// runner consumed for it.
     pub(crate) async fn run(mut self, confirmations: Vec<EventId>) -> Result<(), Halt> {
         let mut open_span = None;
-        let result = self.drive(confirmations, &mut open_span).await;
+        let mut confirmations = confirmations;
+        let result = loop {
+            let ended = self
+                .drive(std::mem::take(&mut confirmations), &mut open_span)
+                .await;
+            // The agent ended its turn: an outcome it works on is graded, and a
+            // `needs_revision` sends it back to work.
+            if let Ok(Ended::Idle(StopReason::EndTurn, None)) = &ended {
+                match self.grade().await {
+                    Ok(turn::Next::Revise) => continue,
+                    Ok(turn::Next::Done) => {}
+                    Err(halt) => break Err(halt),
+                }
+            }
+            break ended;
+        };
         match result {
             Ok(Ended::Idle(stop_reason, stop_details)) => {
                 let end = End {
@@ -379,6 +398,58 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 }
             }
         }
+    }
+
+    /// Grades the outcome the agent works on, if any: `span.outcome_evaluation_start`, the
+    /// grader's request ([`model::grade`]) with a `span.outcome_evaluation_ongoing` every
+    /// [`model::grade::HEARTBEAT`] while it runs, `span.outcome_evaluation_end`.
+    async fn grade(&mut self) -> Result<turn::Next, Halt> {
+        let Some(grading) = self.writer.grading() else {
+            return Ok(turn::Next::Done);
+        };
+        self.writer.evaluation_start(&grading).await?;
+        let rubric = match &grading.rubric {
+            Rubric::Text { content } => Ok(content.clone()),
+            Rubric::File { file_id } => match self.writer.state().config.clone() {
+                Some(created) => file_sources::text(
+                    self.writer.store(),
+                    self.options.blobs.as_deref(),
+                    &created.workspace,
+                    file_id.as_str(),
+                )
+                .await
+                .map_err(|why| format!("The rubric file {file_id} cannot be read: {why}.")),
+                None => Err("The session has no configuration.".to_owned()),
+            },
+        };
+        let graded = match rubric {
+            Err(explanation) => turn::Graded {
+                verdict: turn::Verdict::Failed,
+                explanation,
+                usage: Default::default(),
+            },
+            Ok(rubric) => {
+                let work = model::grade::work(self.writer.records(), &grading.outcome_id);
+                let question = model::grade::question(&grading, &rubric, &work);
+                let ask =
+                    model::grade::grade(self.http, self.endpoint, &self.agent.model, question);
+                let rx = self.interrupted.clone();
+                let writer = &mut *self.writer;
+                let beating = async {
+                    tokio::pin!(ask);
+                    loop {
+                        tokio::select! {
+                            graded = &mut ask => break Ok(graded),
+                            () = tokio::time::sleep(model::grade::HEARTBEAT) => {
+                                writer.evaluation_ongoing(&grading).await?;
+                            }
+                        }
+                    }
+                };
+                interruptible(&rx, beating).await??
+            }
+        };
+        self.writer.evaluation_end(&grading, graded).await
     }
 
     /// Runs confirmed calls and answers denied ones.

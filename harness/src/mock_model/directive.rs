@@ -18,6 +18,8 @@ pub(crate) struct Directives {
     pub(crate) slow: Option<(Duration, Option<usize>)>,
     /// `[[mock:usage IN OUT]]`: the token counts to report.
     pub(crate) usage: Option<(u64, u64)>,
+    /// Whether a `[[mock:grade ...]]` gave the reply.
+    pub(crate) graded: bool,
 }
 
 impl Directives {
@@ -48,12 +50,14 @@ pub(crate) fn parse(prompt: &str) -> Directives {
     let mut refusal: Option<String> = None;
     let mut calls: Vec<ToolCall> = Vec::new();
     let mut echo = false;
+    let mut grade: Option<String> = None;
     for body in bodies(prompt) {
         let (verb, rest) = body.split_once(' ').unwrap_or((body, ""));
         let rest = rest.trim();
         match verb {
             "text" => text = Some(rest.to_owned()),
             "echo" => echo = true,
+            "grade" => grade = Some(grade_answer(rest, prompt)),
             "thinking" => thinking = Some(rest.to_owned()),
             "refusal" => refusal = Some(rest.to_owned()),
             "tool" => match tool(rest) {
@@ -87,7 +91,10 @@ pub(crate) fn parse(prompt: &str) -> Directives {
     if echo && text.is_none() {
         text = Some(strip(prompt));
     }
-    out.reply = if let Some(r) = refusal {
+    out.graded = grade.is_some();
+    out.reply = if let Some(answer) = grade {
+        Some(Reply::text(answer))
+    } else if let Some(r) = refusal {
         Some(if r.is_empty() {
             Reply::refusal("I can't help with that.")
         } else {
@@ -105,6 +112,24 @@ pub(crate) fn parse(prompt: &str) -> Directives {
         text.map(Reply::text)
     };
     out
+}
+
+/// The grader's answer a `grade` directive gives: the item for the `Iteration: N` line of the
+/// prompt (the last item for later iterations, the first without the line), as
+/// `VERDICT\nEXPLANATION`.
+fn grade_answer(rest: &str, prompt: &str) -> String {
+    let iteration = prompt
+        .lines()
+        .find_map(|line| line.strip_prefix("Iteration: "))
+        .and_then(|n| n.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    let items: Vec<&str> = rest.split('|').map(str::trim).collect();
+    let item = items[iteration.min(items.len() - 1)];
+    let (verdict, explanation) = match item.split_once(':') {
+        Some((verdict, explanation)) => (verdict.trim(), explanation.trim().to_owned()),
+        None => (item, format!("mock grader: {item}")),
+    };
+    format!("{verdict}\n{explanation}")
 }
 
 /// The bodies of the directives (`text hello` for `[[mock:text hello]]`), in order.
@@ -210,6 +235,27 @@ mod tests {
             reply("say [[mock:text hello world]] please"),
             Some(Reply::text("hello world"))
         );
+    }
+
+    #[test]
+    fn grader_answers_by_iteration() {
+        let rubric = "[[mock:grade needs_revision: add a title | satisfied]] [[mock:text no]]";
+        let answer = |iteration: u32| {
+            reply(&format!(
+                "OUTCOME GRADING REQUEST\nIteration: {iteration} (x)\n{rubric}"
+            ))
+        };
+        assert_eq!(answer(0), Some(Reply::text("needs_revision\nadd a title")));
+        assert_eq!(
+            answer(1),
+            Some(Reply::text("satisfied\nmock grader: satisfied"))
+        );
+        assert_eq!(
+            answer(7),
+            Some(Reply::text("satisfied\nmock grader: satisfied"))
+        );
+        assert!(parse(rubric).graded);
+        assert!(!parse("[[mock:text no]]").graded);
     }
 
     #[test]

@@ -14,8 +14,13 @@
 //!
 //! For each request, in this order:
 //! 1. **Directives in the prompt** (the text of the last user message) override everything.
-//! 2. Otherwise the next reply of the **script** ([`Script`]) is consumed.
-//! 3. Otherwise the **default**: when the request ends with tool results (Anthropic
+//! 2. A request of the **outcome grader** (its last user message starts with the grader's
+//!    marker line, `OUTCOME GRADING REQUEST`) without a `grade` directive is answered
+//!    `satisfied` (explanation `mock grader: satisfied`): the agent's own reply directives
+//!    that its description carries into the grader's prompt do not apply there (`error`,
+//!    `delay`, `slow` and `usage` do), and the script is not consumed.
+//! 3. Otherwise the next reply of the **script** ([`Script`]) is consumed.
+//! 4. Otherwise the **default**: when the request ends with tool results (Anthropic
 //!    `tool_result`, OpenAI `function_call_output`) the text `Tool result: <content>`, so the
 //!    round trip is visible; else the text `ok`.
 //!
@@ -34,6 +39,7 @@
 //! | `[[mock:slow 20ms]]`, `[[mock:slow 20ms 8]]` | wait 20 ms before each streamed delta; optionally split text into 8 chunks |
 //! | `[[mock:delay 1.5s]]` | wait before responding at all |
 //! | `[[mock:usage 400000 1000]]` | report these input and output token counts as the usage |
+//! | `[[mock:grade needs_revision: add a title \| satisfied]]` | answer as the outcome grader: the `\|`-separated item for the prompt's `Iteration: N` line (0-based; the last item repeats, the first without the line), each `VERDICT[: EXPLANATION]`, sent as `VERDICT\nEXPLANATION` (default explanation `mock grader: VERDICT`); wins over `text`/`tool`/`thinking`/`refusal`. Put it in the outcome's rubric: only the grader's prompt holds the rubric |
 //!
 //! An error directive's count is kept per conversation (the directive, the number of messages and
 //! the last message), so a client retrying the same request sees `x1` fail exactly once.

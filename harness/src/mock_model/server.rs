@@ -325,6 +325,13 @@ impl Shared {
                 return directives.shape(Reply::error(error.clone()));
             }
         }
+        let grader = matches!(&prompt.last,
+            Last::UserText(text) if text.starts_with(crate::model::grade::MARKER));
+        if grader && !directives.graded {
+            // An outcome grader's request without a `grade` directive: satisfied (the agent's
+            // own directives in the description do not apply, the script is left alone).
+            return directives.shape(Reply::text("satisfied\nmock grader: satisfied"));
+        }
         if let Some(reply) = &directives.reply {
             return directives.shape(reply.clone());
         }

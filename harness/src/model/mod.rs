@@ -14,6 +14,7 @@
 pub mod allow;
 pub(crate) mod anthropic;
 pub(crate) mod classify;
+pub(crate) mod grade;
 pub(crate) mod openai;
 pub(crate) mod reasoning;
 pub mod sse;

@@ -22,10 +22,15 @@
 //! follows it in the log (the `session.status_running` `decide` wrote when the input arrived).
 
 mod calls;
+mod outcome;
 
 pub use calls::{
     call, call_classified, confirmed, mcp_call, needs_classifier, Call, Classified, Confirmed,
     McpCall, CLASSIFIER_UNAVAILABLE,
+};
+pub use outcome::{
+    evaluation_end, evaluation_ongoing, evaluation_start, to_grade, Graded, Grading, Next, Verdict,
+    OUTCOME_INTERRUPTED,
 };
 
 use super::ids::IdSource;
@@ -596,15 +601,36 @@ pub fn fail(
 }
 
 /// Ends a turn a `user.interrupt` stopped: the open span (if any) ends with an error, open
-/// calls get [`INTERRUPTED`], the interrupt is consumed, idle with `end_turn`.
+/// calls get [`INTERRUPTED`], every active outcome ends `interrupted` ([`outcome`]), the
+/// interrupt is consumed, idle with `end_turn`.
 pub fn interrupt(
     state: &SessionState,
     open_span: Option<EventId>,
     now: Timestamp,
     ids: &mut impl IdSource,
 ) -> Result<Vec<SessionRecord>, Rejection> {
-    let steps = open_span.map(Step::SpanFailed).into_iter().collect();
-    finish(state, steps, End::end_turn(INTERRUPTED), now, ids)
+    in_turn(state, true)?;
+    let now = clock(state, now);
+    let mut after = state.clone();
+    let mut records = Vec::new();
+    if let Some(span) = open_span {
+        for record in self::record(&after, Step::SpanFailed(span), now, ids)? {
+            after.apply(&record);
+            records.push(record);
+        }
+    }
+    for record in outcome::interrupted(&after, now, ids) {
+        after.apply(&record);
+        records.push(record);
+    }
+    records.extend(finish(
+        &after,
+        Vec::new(),
+        End::end_turn(INTERRUPTED),
+        now,
+        ids,
+    )?);
+    Ok(records)
 }
 
 /// The records of the current turn: everything after the last `session.status_idle`.
