@@ -259,3 +259,23 @@ def test_interrupt_while_the_agent_works_ends_the_outcome(harness: Harness) -> N
     assert stop_type(events[-1]) == "end_turn"
     evaluation = harness.client.beta.sessions.retrieve(session.id).outcome_evaluations[0]
     assert (evaluation.result, evaluation.completed_at) == ("interrupted", ends[0].processed_at)
+
+
+def test_an_outcome_in_initial_events_starts_the_loop_at_create(harness: Harness) -> None:
+    session = harness.session(
+        initial_events=[
+            {
+                "type": "user.define_outcome",
+                "description": "Summarise the notes. [[mock:text summary v1]]",
+                "rubric": {"type": "text", "content": "Short. [[mock:grade satisfied: short enough]]"},
+                "max_iterations": 2,
+            }
+        ]
+    )
+    defined = wait_for(lambda: next((e for e in harness.events(session.id) if e.type == "user.define_outcome"), None))
+    events = harness.wait_idle(session.id, defined.id)
+    ends = evaluation_ends(events)
+    assert [(e.result, e.iteration) for e in ends] == [("satisfied", 0)]
+    assert stop_type(events[-1]) == "end_turn"
+    evaluations = harness.client.beta.sessions.retrieve(session.id).outcome_evaluations
+    assert [(o.outcome_id, o.result) for o in evaluations] == [(defined.outcome_id, "satisfied")]
