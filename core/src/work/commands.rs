@@ -205,9 +205,10 @@ pub async fn ack<S: Store>(
 pub fn decide_heartbeat(
     work: &Work,
     expected: &str,
-    ttl_seconds: u32,
+    ttl_seconds: Option<u32>,
     now: Timestamp,
 ) -> Result<Vec<Record>, Error> {
+    let ttl_seconds = ttl_seconds.unwrap_or(work.ttl_seconds);
     match work.state {
         State::Stopping | State::Stopped => Ok(Vec::new()),
         State::Queued => Err(Error::Precondition(Box::new(work.clone()))),
@@ -224,14 +225,15 @@ pub fn decide_heartbeat(
     }
 }
 
-/// Heartbeats item `id`; returns the item and whether the lease was extended.
+/// Heartbeats item `id` (`ttl_seconds`: the lease's new TTL, else the current one); returns
+/// the item and whether the lease was extended.
 pub async fn heartbeat<S: Store>(
     store: &S,
     workspace: &WorkspaceId,
     environment_id: &EnvironmentId,
     id: &WorkId,
     expected: Option<&str>,
-    ttl_seconds: u32,
+    ttl_seconds: Option<u32>,
     now: Timestamp,
 ) -> Result<(Work, bool), Error> {
     let expected = expected.unwrap_or(NO_HEARTBEAT);

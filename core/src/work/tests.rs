@@ -55,12 +55,12 @@ fn ack_starts_the_lease_and_the_first_heartbeat_claims_it_with_no_heartbeat() {
     let acked = fold(&work, decide_ack(&work, t(2)).expect("ack"));
     assert_eq!(acked.state, State::Starting);
     assert!(matches!(
-        decide_heartbeat(&acked, "2026-01-01T00:00:00.000Z", 30, t(3)),
+        decide_heartbeat(&acked, "2026-01-01T00:00:00.000Z", Some(30), t(3)),
         Err(Error::Precondition(_))
     ));
     let active = fold(
         &acked,
-        decide_heartbeat(&acked, NO_HEARTBEAT, 30, t(3)).expect("hb"),
+        decide_heartbeat(&acked, NO_HEARTBEAT, Some(30), t(3)).expect("hb"),
     );
     assert_eq!(active.state, State::Active);
     assert_eq!(active.ttl_seconds, 30);
@@ -79,13 +79,13 @@ fn two_heartbeats_with_the_same_expected_value_one_wins() {
     let expected = work.lease_version();
     let winner = fold(
         &work,
-        decide_heartbeat(&work, &expected, 30, t(2)).expect("first"),
+        decide_heartbeat(&work, &expected, Some(30), t(2)).expect("first"),
     );
     assert!(
         winner.latest_heartbeat_at > work.latest_heartbeat_at,
         "strictly later"
     );
-    match decide_heartbeat(&winner, &expected, 30, t(2)) {
+    match decide_heartbeat(&winner, &expected, Some(30), t(2)) {
         Err(Error::Precondition(current)) => {
             assert_eq!(current.lease_version(), winner.lease_version())
         }
@@ -112,7 +112,7 @@ fn a_lapsed_lease_is_requeued_by_the_next_poll_and_the_old_holder_loses_it() {
     assert_eq!(requeued.state, State::Queued);
     assert_eq!(requeued.latest_heartbeat_at, None);
     assert!(matches!(
-        decide_heartbeat(&requeued, &work.lease_version(), 30, t(1003)),
+        decide_heartbeat(&requeued, &work.lease_version(), Some(30), t(1003)),
         Err(Error::Precondition(_))
     ));
 }
@@ -123,7 +123,7 @@ fn graceful_stop_is_seen_by_the_heartbeat_and_force_stops_at_once() {
     let stopping = fold(&work, decide_stop(&work, false, t(2)).expect("stop"));
     assert_eq!(stopping.state, State::Stopping);
     assert_eq!(
-        decide_heartbeat(&stopping, "anything", 30, t(3)).expect("hb"),
+        decide_heartbeat(&stopping, "anything", Some(30), t(3)).expect("hb"),
         vec![]
     );
     let stopped = fold(

@@ -18,6 +18,7 @@ use managed_agents_core::resource::{self, MemoryStoreInfo, Resource, ResourcePar
 use managed_agents_core::session::{Command, Created, SessionState, Update};
 use managed_agents_core::storage::{CatalogQuery, Kind, Order, Store};
 use managed_agents_core::time::Timestamp;
+use managed_agents_core::work;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -310,9 +311,22 @@ async fn create(
         created: Box::new(created),
         initial_events: body.initial_events.unwrap_or_default(),
     };
+    let metadata = created_metadata(&command);
     let committed = session::create(&state, &id, command).await?;
+    // A session on a self-hosted environment gets its work item now (API §5.3): a worker
+    // serves its tools from the start.
+    if env.settings.config.kind() == "self_hosted" {
+        work::enqueue(&state.store, auth.workspace(), &env.id, &id, metadata, now).await?;
+    }
     state.runner.notifier.notify(&id);
     render(&committed.state)
+}
+
+fn created_metadata(command: &Command) -> std::collections::BTreeMap<String, String> {
+    match command {
+        Command::Create { created, .. } => created.metadata.clone(),
+        _ => Default::default(),
+    }
 }
 
 async fn retrieve(
