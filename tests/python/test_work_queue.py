@@ -340,3 +340,96 @@ def test_auth_split(q: Queue) -> None:
     cloud = api.beta.environments.create(name=unique("cloud"))
     api.beta.sessions.create(agent=agent.id, environment_id=cloud.id)
     assert api.beta.environments.work.stats(environment_id=cloud.id).depth == 0
+
+
+def test_the_sdk_worker_helper_unmodified_serves_a_session_to_end_turn(tmp_path: Path) -> None:
+    """`client.beta.environments.work.worker(...)` (the SDK's own self-hosted worker) against a
+    server whose runner drives the native engine with the mock model: the server leaves the
+    agent's built-in tool call open, the worker (environment key) claims the work item, runs
+    the tool in its own workdir and answers with `user.tool_result`, and the turn ends."""
+    import asyncio
+
+    from harness_support import MockModel, bash, llm_vault, searchable
+
+    searchable(tmp_path)
+    mock = MockModel(tmp_path / "mock.log").start()
+    data_dir = tmp_path / "data"
+    process = ServerProcess("rocksdb", data_dir, new_key(), tmp_path / "server.log", runner=True).start()
+    loop = asyncio.new_event_loop()
+    worker_task: Any = None
+    thread: Any = None
+    try:
+        api = process.client()
+        vault = llm_vault(api, mock.url)
+        agent = api.beta.agents.create(
+            name=unique("agent"), model="claude-sonnet-4-6", tools=[{"type": "agent_toolset_20260401"}]
+        )
+        env = api.beta.environments.create(name=unique("selfhosted"), config={"type": "self_hosted"})
+        assert process.stop() == 0
+        env_key = create_env_key(data_dir, env.id)
+        process.start()
+        api = process.client()
+        session = api.beta.sessions.create(agent=agent.id, environment_id=env.id, vault_ids=[vault.id])
+
+        workdir = tmp_path / "worker"
+        workdir.mkdir()
+        parent = anthropic.AsyncAnthropic(base_url=process.url, api_key="unused-by-the-worker")
+        worker = parent.beta.environments.work.worker(
+            environment_id=env.id,
+            environment_key=env_key,
+            workdir=str(workdir),
+            max_idle=2.0,
+            memory_sync_interval=None,
+        )
+        async def serve() -> None:
+            try:
+                await worker.run()
+            except asyncio.CancelledError:
+                pass
+
+        worker_task = loop.create_task(serve())
+        thread = threading.Thread(target=loop.run_until_complete, args=(worker_task,), daemon=True)
+        thread.start()
+
+        marker = unique("by-the-worker")
+        sent = api.beta.sessions.events.send(
+            session.id,
+            events=[{"type": "user.message", "content": [{"type": "text", "text": bash(f"echo {marker} > notes.txt && echo done")}]}],
+        ).data[0]
+        deadline = time.monotonic() + 60
+        while True:
+            events = list(api.beta.sessions.events.list(session.id, limit=1000))
+            ids = [e.id for e in events]
+            tail = events[ids.index(sent.id) :]
+            idle = [e for e in tail if e.type == "session.status_idle"]
+            if idle and idle[-1].stop_reason.type == "end_turn":
+                break
+            assert time.monotonic() < deadline, [e.type for e in tail]
+            time.sleep(0.1)
+        kinds = [e.type for e in tail]
+        use = next(e for e in tail if e.type == "agent.tool_use")
+        result = next(e for e in tail if e.type == "user.tool_result")
+        assert use.name == "bash" and result.tool_use_id == use.id and not result.is_error
+        assert "agent.tool_result" not in kinds, "the server ran the tool itself"
+        assert kinds.index("agent.tool_use") < kinds.index("user.tool_result") < kinds.index("agent.message")
+        assert [e for e in tail if e.type == "session.status_idle"][0].stop_reason.type == "requires_action"
+        message = next(e for e in tail if e.type == "agent.message")
+        assert "done" in "".join(b.text for b in message.content)
+        # The tool ran on the worker's side, in its per-session workdir.
+        written = list(workdir.rglob("notes.txt"))
+        assert written and written[0].read_text().strip() == marker
+        # The worker served the item and force-stopped it once the session stayed idle.
+        as_worker = anthropic.Anthropic(base_url=process.url, api_key=None, auth_token=env_key)
+        stopped_deadline = time.monotonic() + 30
+        while True:
+            states = [i.state for i in as_worker.beta.environments.work.list(environment_id=env.id)]
+            if states == ["stopped"]:
+                break
+            assert time.monotonic() < stopped_deadline, states
+            time.sleep(0.2)
+    finally:
+        if worker_task is not None:
+            loop.call_soon_threadsafe(worker_task.cancel)
+            thread.join(10)
+        process.stop()
+        mock.stop()
