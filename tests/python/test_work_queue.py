@@ -433,3 +433,31 @@ def test_the_sdk_worker_helper_unmodified_serves_a_session_to_end_turn(tmp_path:
             thread.join(10)
         process.stop()
         mock.stop()
+
+
+def test_a_user_message_after_the_worker_stopped_the_item_enqueues_a_new_one(q: Queue) -> None:
+    session = q.session()
+    w = q.worker.beta.environments.work
+    first = w.poll(environment_id=q.env_id)
+    assert first is not None
+    message = {"type": "user.message", "content": [{"type": "text", "text": "again"}]}
+    # While the item is live, input enqueues nothing more.
+    q.api.beta.sessions.events.send(session.id, events=[message])
+    assert q.api.beta.environments.work.stats(environment_id=q.env_id).depth == 0
+    w.ack(first.id, environment_id=q.env_id)
+    w.stop(first.id, environment_id=q.env_id, force=True)
+    q.api.beta.sessions.events.send(session.id, events=[message])
+    second = w.poll(environment_id=q.env_id)
+    assert second is not None and second.id != first.id and second.data.id == session.id
+    # Racing messages enqueue one item.
+    w.ack(second.id, environment_id=q.env_id)
+    w.stop(second.id, environment_id=q.env_id, force=True)
+    threads = [
+        threading.Thread(target=lambda: q.api.beta.sessions.events.send(session.id, events=[message]))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert q.api.beta.environments.work.stats(environment_id=q.env_id).depth == 1

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use super::{Error, Record, State, Work, NO_HEARTBEAT};
 use crate::ids::{EnvironmentId, SessionId, WorkId, WorkspaceId};
-use crate::storage::{CatalogQuery, Kind, Order, Store};
+use bytes::Bytes;
+
+use crate::storage::{Append, CatalogQuery, Direction, Expected, Kind, Order, Store, StreamId};
 use crate::stream::{self, Head};
 use crate::time::Timestamp;
 
@@ -27,16 +29,16 @@ impl From<std::convert::Infallible> for Error {
     }
 }
 
-/// Enqueues the work item of `session_id` on `environment_id`'s queue.
-pub async fn enqueue<S: Store>(
+/// Creates work item `id` for `session_id` on `environment_id`'s queue.
+async fn create<S: Store>(
     store: &S,
+    id: WorkId,
     workspace: &WorkspaceId,
     environment_id: &EnvironmentId,
     session_id: &SessionId,
     metadata: BTreeMap<String, String>,
     now: Timestamp,
 ) -> Result<Work, Error> {
-    let id = WorkId::generate(now);
     let record = Record::Created {
         id: id.clone(),
         workspace: workspace.clone(),
@@ -50,6 +52,77 @@ pub async fn enqueue<S: Store>(
         .map_err(|e| Error::Storage(e.to_string()))?;
     head.state
         .ok_or_else(|| Error::Storage("work item not created".to_owned()))
+}
+
+/// The stream listing the work items enqueued for `session_id`, in order (one work id per
+/// record): the last one is the session's current item.
+pub fn session_items(session_id: &SessionId) -> StreamId {
+    StreamId::new(format!("worksession:{session_id}"))
+}
+
+/// How long an item named in [`session_items`] but not created yet counts as being created.
+const CREATE_GRACE_MS: i64 = 10_000;
+
+/// Enqueues a work item for `session_id` unless its current one is still live (not
+/// `stopped`); returns the new item, if any. Sessions get one on creation and another when
+/// new input arrives after a worker stopped the last one. The new id is appended to
+/// [`session_items`] at the expected version before the item is created, so of two racing
+/// callers exactly one enqueues.
+pub async fn ensure_for_session<S: Store>(
+    store: &S,
+    workspace: &WorkspaceId,
+    environment_id: &EnvironmentId,
+    session_id: &SessionId,
+    metadata: BTreeMap<String, String>,
+    now: Timestamp,
+) -> Result<Option<Work>, Error> {
+    let pointer = session_items(session_id);
+    let last = store
+        .read(&pointer, u64::MAX, Direction::Backward, 1)
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))?;
+    let version = last.first().map_or(0, |r| r.version);
+    if let Some(record) = last.first() {
+        let current = std::str::from_utf8(&record.payload)
+            .ok()
+            .and_then(|text| WorkId::parse(text).ok())
+            .ok_or_else(|| Error::Storage(format!("{pointer}: undecodable work id")))?;
+        let live = match load(store, workspace, environment_id, &current).await {
+            Ok(head) => head.state.is_some_and(|work| work.state != State::Stopped),
+            // Claimed by a caller still creating it, unless that caller failed long ago.
+            Err(Error::NotFound(_)) => crate::ids::created_at(current.as_str())
+                .is_some_and(|at| now.millis() - at.millis() < CREATE_GRACE_MS),
+            Err(other) => return Err(other),
+        };
+        if live {
+            return Ok(None);
+        }
+    }
+    let id = WorkId::generate(now);
+    let claimed = store
+        .append(Append {
+            stream: pointer,
+            expected: Expected::Exactly(version),
+            events: vec![Bytes::from(id.as_str().to_owned())],
+            catalog: None,
+        })
+        .await;
+    match claimed {
+        Ok(_) => {}
+        Err(crate::storage::Error::WrongExpectedVersion { .. }) => return Ok(None),
+        Err(e) => return Err(Error::Storage(e.to_string())),
+    }
+    create(
+        store,
+        id,
+        workspace,
+        environment_id,
+        session_id,
+        metadata,
+        now,
+    )
+    .await
+    .map(Some)
 }
 
 /// Loads work item `id` of `environment_id` in `workspace` (404 for anything else).

@@ -1,5 +1,6 @@
-//! The self-hosted environments' work queue (API §5.3): one work item (`work_…`) per session
-//! on a `self_hosted` environment, enqueued when the session is created.
+//! The self-hosted environments' work queue (API §5.3): a work item (`work_…`) for each session
+//! on a `self_hosted` environment, enqueued when the session is created, and again when a
+//! `user.message` arrives after a worker stopped the previous one ([`ensure_for_session`]).
 //!
 //! Every work item is its own stream, folded to a [`Work`]; its catalog entry (kind
 //! [`Kind::Work`], parent = the environment, status = the lease state) is the queue. Every
@@ -19,8 +20,8 @@ mod commands;
 mod render;
 
 pub use commands::{
-    ack, decide_ack, decide_heartbeat, decide_poll, decide_stop, enqueue, heartbeat, load, poll,
-    stats, stop, update_metadata, Stats,
+    ack, decide_ack, decide_heartbeat, decide_poll, decide_stop, ensure_for_session, heartbeat,
+    load, poll, session_items, stats, stop, update_metadata, Stats,
 };
 pub use render::{render, render_heartbeat, render_lease_state};
 

@@ -316,7 +316,8 @@ async fn create(
     // A session on a self-hosted environment gets its work item now (API §5.3): a worker
     // serves its tools from the start.
     if env.settings.config.kind() == "self_hosted" {
-        work::enqueue(&state.store, auth.workspace(), &env.id, &id, metadata, now).await?;
+        work::ensure_for_session(&state.store, auth.workspace(), &env.id, &id, metadata, now)
+            .await?;
     }
     state.runner.notifier.notify(&id);
     render(&committed.state)
