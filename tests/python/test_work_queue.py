@@ -461,3 +461,21 @@ def test_a_user_message_after_the_worker_stopped_the_item_enqueues_a_new_one(q: 
     for t in threads:
         t.join()
     assert q.api.beta.environments.work.stats(environment_id=q.env_id).depth == 1
+
+
+def test_archiving_or_deleting_the_session_stops_its_work_item(q: Queue) -> None:
+    w = q.worker.beta.environments.work
+    held = q.session()
+    item = w.poll(environment_id=q.env_id)
+    assert item is not None and item.data.id == held.id
+    w.ack(item.id, environment_id=q.env_id)
+    beat = w.heartbeat(item.id, environment_id=q.env_id, expected_last_heartbeat="NO_HEARTBEAT")
+    q.api.beta.sessions.archive(held.id)
+    seen = w.heartbeat(item.id, environment_id=q.env_id, expected_last_heartbeat=beat.last_heartbeat)
+    assert (seen.state, seen.lease_extended) == ("stopping", False)
+
+    queued = q.session()
+    q.api.beta.sessions.delete(queued.id)
+    assert q.api.beta.environments.work.stats(environment_id=q.env_id).depth == 0
+    states = {i.data.id: i.state for i in w.list(environment_id=q.env_id)}
+    assert states[queued.id] == "stopped"

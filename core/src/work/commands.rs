@@ -125,6 +125,41 @@ pub async fn ensure_for_session<S: Store>(
     .map(Some)
 }
 
+/// Stops `session_id`'s current work item (forced, or gracefully: the worker sees `stopping`
+/// on its next heartbeat; a queued item stops at once), if it has a live one. For an archived
+/// or deleted session.
+pub async fn stop_for_session<S: Store>(
+    store: &S,
+    workspace: &WorkspaceId,
+    session_id: &SessionId,
+    force: bool,
+    now: Timestamp,
+) -> Result<Option<Work>, Error> {
+    let last = store
+        .read(&session_items(session_id), u64::MAX, Direction::Backward, 1)
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))?;
+    let Some(id) = last
+        .first()
+        .and_then(|r| std::str::from_utf8(&r.payload).ok())
+        .and_then(|text| WorkId::parse(text).ok())
+    else {
+        return Ok(None);
+    };
+    let head: Head<Item> = stream::load(store, &Work::stream(&id))
+        .await
+        .map_err(storage)?;
+    let Some(work) = head.state.filter(|w| &w.workspace == workspace) else {
+        return Ok(None);
+    };
+    if work.state == State::Stopped {
+        return Ok(None);
+    }
+    stop(store, workspace, &work.environment_id, &id, force, now)
+        .await
+        .map(Some)
+}
+
 /// Loads work item `id` of `environment_id` in `workspace` (404 for anything else).
 pub async fn load<S: Store>(
     store: &S,

@@ -21,7 +21,7 @@ mod render;
 
 pub use commands::{
     ack, decide_ack, decide_heartbeat, decide_poll, decide_stop, ensure_for_session, heartbeat,
-    load, poll, session_items, stats, stop, update_metadata, Stats,
+    load, poll, session_items, stats, stop, stop_for_session, update_metadata, Stats,
 };
 pub use render::{render, render_heartbeat, render_lease_state};
 

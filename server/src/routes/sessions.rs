@@ -404,9 +404,20 @@ async fn archive(
     Id(id): Id<SessionId>,
 ) -> Result<Json<Value>> {
     let committed = session::commit(&state, &auth, &id, || Command::Archive).await?;
+    stop_work(&state, &auth, &id, false).await;
     // The runner ends what it keeps for the session (an agent process waiting on a prompt).
     state.runner.notifier.notify(&id);
     render(&committed.state)
+}
+
+/// Stops the session's self-hosted work item, if it has a live one (API §5.3): gracefully on
+/// archive, forced on delete. The session change is stored: a failure is only logged.
+async fn stop_work(state: &AppState, auth: &Auth, id: &SessionId, force: bool) {
+    let stopped =
+        work::stop_for_session(&state.store, auth.workspace(), id, force, Timestamp::now()).await;
+    if let Err(error) = stopped {
+        tracing::warn!(session_id = %id, %error, "cannot stop the session's work item");
+    }
 }
 
 async fn delete(
@@ -415,6 +426,7 @@ async fn delete(
     Id(id): Id<SessionId>,
 ) -> Result<Json<Value>> {
     session::commit(&state, &auth, &id, || Command::Delete).await?;
+    stop_work(&state, &auth, &id, true).await;
     session::remove(&state, &id).await?;
     // The runner ends what it keeps for the session (an agent process waiting on a prompt).
     state.runner.notifier.notify(&id);
