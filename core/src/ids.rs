@@ -169,6 +169,8 @@ typed_id!(/// A session resource (`sesrsc_…`).
     ResourceId, "session resource", "sesrsc_");
 typed_id!(/// An outcome defined by `user.define_outcome` (`outc_…`).
     OutcomeId, "outcome", "outc_");
+typed_id!(/// A self-hosted environment's work item (`work_…`).
+    WorkId, "work item", "work_");
 typed_id!(/// A workspace, the tenant every object belongs to (`wrkspc_…`).
     WorkspaceId, "workspace", "wrkspc_");
 typed_id!(/// An API key (`apikey_…`).

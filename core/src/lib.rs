@@ -24,3 +24,4 @@ mod tagged;
 pub mod time;
 pub mod validate;
 pub mod vault;
+pub mod work;

@@ -1,11 +1,19 @@
 //! Authentication: the [`Auth`] extractor resolves `x-api-key` or `Authorization: Bearer` to
 //! the key's typed workspace, or rejects the request with 401 in the envelope.
+//!
+//! An **environment key** (API §5.3, `managed-agents keys create --environment`) reaches only
+//! its environment's work endpoints (poll, ack, heartbeat, stop, list, stats) and the sessions
+//! that environment serves (retrieve, which the SDK's worker needs, and the event endpoints:
+//! list, send, stream); [`environment_key_allows`] answers 403 for every other route, 404 for
+//! another environment's queue, and `session::load` answers 404 for a session of another
+//! environment.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 
-use managed_agents_core::ids::WorkspaceId;
+use axum::http::Method;
+use managed_agents_core::ids::{EnvironmentId, WorkspaceId};
 
 use crate::error::Error;
 use crate::keys;
@@ -17,12 +25,22 @@ pub struct Auth {
     /// The key used (`apikey_…`).
     pub key_id: String,
     workspace: WorkspaceId,
+    environment: Option<EnvironmentId>,
 }
 
 impl Auth {
     /// The caller of key `key_id` acting in `workspace`.
     pub fn new(key_id: String, workspace: WorkspaceId) -> Self {
-        Self { key_id, workspace }
+        Self {
+            key_id,
+            workspace,
+            environment: None,
+        }
+    }
+
+    /// For an environment key: the one environment it reaches.
+    pub fn environment(&self) -> Option<&EnvironmentId> {
+        self.environment.as_ref()
     }
 
     /// The workspace every object of this request belongs to.
@@ -68,8 +86,54 @@ impl FromRequestParts<AppState> for Auth {
             .map_err(|e| Error::Internal(e.to_string()))?
             .ok_or_else(|| Error::Unauthenticated("invalid x-api-key".to_owned()))?;
         tracing::Span::current().record("workspace", principal.workspace.as_str());
-        let auth = Self::new(principal.key_id, principal.workspace);
+        if let Some(environment) = &principal.environment {
+            environment_key_allows(&parts.method, parts.uri.path(), environment)?;
+        }
+        let auth = Self {
+            key_id: principal.key_id,
+            workspace: principal.workspace,
+            environment: principal.environment,
+        };
         parts.extensions.insert(auth.clone());
         Ok(auth)
+    }
+}
+
+/// Whether an environment key of `environment` may call `method path` (with or without the
+/// `/v1` prefix): its own queue's worker endpoints and session retrieve/events; 404 for
+/// another environment's queue, 403 for everything else.
+pub fn environment_key_allows(
+    method: &Method,
+    path: &str,
+    environment: &EnvironmentId,
+) -> Result<(), Error> {
+    let path = path.strip_prefix("/v1").unwrap_or(path);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    let allowed = match segments.as_slice() {
+        ["environments", env, "work", rest @ ..] => {
+            if *env != environment.as_str() {
+                return Err(Error::not_found("environment", env));
+            }
+            match rest {
+                [] | ["poll"] | ["stats"] => get,
+                [_, "ack" | "heartbeat" | "stop"] => post,
+                _ => false,
+            }
+        }
+        ["sessions", _] | ["sessions", _, "events", "stream"] => get,
+        ["sessions", _, "events"] => get || post,
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "an environment key can only reach its environment's work queue (poll, ack, \
+             heartbeat, stop, list, stats) and the events of the sessions it serves; use an \
+             API key"
+                .to_owned(),
+        ))
     }
 }

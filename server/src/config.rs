@@ -273,6 +273,11 @@ pub enum KeysCommand {
         /// A label for the key.
         #[arg(long)]
         name: Option<String>,
+        /// Create an environment key instead (API §5.3): it reaches only this self-hosted
+        /// environment's work queue and the sessions it serves (`--workspace` is ignored: the
+        /// environment's workspace is used).
+        #[arg(long, value_name = "ENV_ID")]
+        environment: Option<String>,
     },
     /// List keys (never their values).
     List {

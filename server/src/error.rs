@@ -7,7 +7,7 @@
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use managed_agents_core::validate::FieldError;
-use managed_agents_core::{memory, object, storage};
+use managed_agents_core::{memory, object, storage, work};
 use serde_json::{json, Value};
 
 /// Everything a request can fail with, each mapped to one HTTP status and `error.type`.
@@ -55,6 +55,15 @@ pub enum Error {
         message: String,
         /// Extra fields, e.g. `conflicting_memory_id`.
         fields: serde_json::Map<String, Value>,
+    },
+    /// 412 `invalid_request_error` with `error.details` (a work heartbeat's
+    /// `heartbeat_precondition_failed` with the lease's `current_state`).
+    #[error("{message}")]
+    PreconditionFailed {
+        /// What failed.
+        message: String,
+        /// `error.details`.
+        details: Value,
     },
     /// 500 `api_error`. The detail is logged, never sent.
     #[error("internal error: {0}")]
@@ -104,6 +113,7 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict { .. } | Error::TypedConflict { .. } => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -112,9 +122,10 @@ impl Error {
     /// The envelope's `error.type`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Invalid { .. } | Error::MethodNotAllowed(_) | Error::Conflict { .. } => {
-                "invalid_request_error"
-            }
+            Error::Invalid { .. }
+            | Error::MethodNotAllowed(_)
+            | Error::Conflict { .. }
+            | Error::PreconditionFailed { .. } => "invalid_request_error",
             Error::TypedConflict { kind, .. } => kind,
             Error::Unauthenticated(_) => "authentication_error",
             Error::Forbidden(_) => "permission_error",
@@ -140,6 +151,7 @@ impl Error {
                 code: Some(code), ..
             } => Some(json!({ "error_code": code })),
             Error::TypedConflict { fields, .. } => Some(Value::Object(fields.clone())),
+            Error::PreconditionFailed { details, .. } => Some(details.clone()),
             _ => None,
         };
         let fields = match self {
@@ -152,6 +164,26 @@ impl Error {
             message: self.public_message(),
             details,
             fields,
+        }
+    }
+}
+
+impl From<work::Error> for Error {
+    fn from(err: work::Error) -> Self {
+        match err {
+            work::Error::Invalid(message) => Error::invalid(message),
+            work::Error::NotFound(message) => Error::NotFound(message),
+            work::Error::Conflict(message) => Error::conflict(message),
+            work::Error::Precondition(current) => Error::PreconditionFailed {
+                message: "expected_last_heartbeat does not match the lease's last heartbeat: \
+                          another worker may hold it"
+                    .to_owned(),
+                details: json!({
+                    "error_code": "heartbeat_precondition_failed",
+                    "current_state": work::render_lease_state(&current),
+                }),
+            },
+            work::Error::Storage(message) => Error::Internal(message),
         }
     }
 }

@@ -19,7 +19,7 @@
 
 use base64::Engine;
 use bytes::Bytes;
-use managed_agents_core::ids::{ApiKeyId, WorkspaceId};
+use managed_agents_core::ids::{ApiKeyId, EnvironmentId, WorkspaceId};
 use managed_agents_core::storage::{
     Append, CatalogEntry, CatalogQuery, Direction, Error as StoreError, Expected, Kind, Order,
     Store, StreamId,
@@ -32,6 +32,8 @@ use sha2::{Digest, Sha256};
 pub const DEFAULT_WORKSPACE: &str = "default";
 /// Every key we issue starts with this.
 pub const KEY_PREFIX: &str = "sk-ma-api01-";
+/// Every environment key (API §5.3) we issue starts with this.
+pub const ENVIRONMENT_KEY_PREFIX: &str = "sk-ma-env01-";
 
 /// What can go wrong managing keys.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,8 @@ pub struct Principal {
     pub key_id: String,
     /// The workspace every object of the request belongs to.
     pub workspace: WorkspaceId,
+    /// For an environment key: the only environment it reaches.
+    pub environment: Option<EnvironmentId>,
 }
 
 /// One key as `keys list` shows it.
@@ -89,6 +93,9 @@ pub struct KeyInfo {
     pub created_at: Timestamp,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// For an environment key: its environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -101,6 +108,8 @@ enum KeyEvent {
         name: Option<String>,
         hint: String,
         sha256: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        environment: Option<String>,
     },
     #[serde(rename = "api_key.revoked")]
     Revoked,
@@ -110,6 +119,8 @@ enum KeyEvent {
 struct HashEntry {
     key_id: String,
     workspace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    environment: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -177,10 +188,14 @@ pub fn hash(key: &str) -> String {
 
 /// A fresh random key.
 pub fn generate() -> Result<String, Error> {
+    generate_with(KEY_PREFIX)
+}
+
+fn generate_with(prefix: &str) -> Result<String, Error> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
     Ok(format!(
-        "{KEY_PREFIX}{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     ))
 }
@@ -318,8 +333,21 @@ async fn store_new<S: Store>(
     workspace_name: &str,
     name: Option<&str>,
 ) -> Result<String, Error> {
-    let index = format!("keyhash:{digest}");
     let workspace = ensure_workspace(store, workspace_name).await?;
+    store_in(store, key, digest, (workspace, workspace_name), name, None).await
+}
+
+/// Stores a key known to be new for workspace `(id, name)`, scoped to `environment` if set.
+async fn store_in<S: Store>(
+    store: &S,
+    key: &str,
+    digest: String,
+    (workspace, workspace_name): (String, &str),
+    name: Option<&str>,
+    environment: Option<&EnvironmentId>,
+) -> Result<String, Error> {
+    let index = format!("keyhash:{digest}");
+    let environment = environment.map(|e| e.as_str().to_owned());
     let now = Timestamp::now();
     let id = ApiKeyId::generate(now).to_string();
     let hint: String = key
@@ -343,6 +371,7 @@ async fn store_new<S: Store>(
                 name: name.map(str::to_owned),
                 hint,
                 sha256: digest,
+                environment: environment.clone(),
             })],
             catalog: Some(entry),
         })
@@ -354,6 +383,7 @@ async fn store_new<S: Store>(
             events: vec![encode(&HashEntry {
                 key_id: id.clone(),
                 workspace,
+                environment,
             })],
             catalog: None,
         })
@@ -374,16 +404,71 @@ pub async fn create<S: Store>(
     Ok((id, key))
 }
 
+/// Creates a new random **environment key** for self-hosted environment `environment_id`
+/// (API §5.3): it authenticates only that environment's work endpoints and the sessions it
+/// serves (see `crate::auth`). Returns `(id, key)`; the key is not recoverable afterwards.
+pub async fn create_environment_key<S: Store>(
+    store: &S,
+    environment_id: &str,
+    name: Option<&str>,
+) -> Result<(String, String), Error> {
+    let id = EnvironmentId::parse(environment_id)
+        .map_err(|e| Error::Invalid(format!("--environment: {e}")))?;
+    let records = managed_agents_core::storage::read_all(store, &StreamId::from(&id)).await?;
+    let env = managed_agents_core::environment::load(&records)
+        .map_err(|_| Error::Corrupt(id.to_string()))?
+        .ok_or_else(|| Error::Invalid(format!("no environment {id}")))?;
+    if env.settings.config.kind() != "self_hosted" {
+        return Err(Error::Invalid(format!(
+            "environment {id} is not self_hosted: only self-hosted environments have a work queue"
+        )));
+    }
+    if env.is_archived() {
+        return Err(Error::Invalid(format!("environment {id} is archived")));
+    }
+    let workspace = env.workspace.to_string();
+    let workspace_name = workspace_name(store, &workspace).await?;
+    let key = generate_with(ENVIRONMENT_KEY_PREFIX)?;
+    let key_id = store_in(
+        store,
+        &key,
+        hash(&key),
+        (workspace, &workspace_name),
+        name,
+        Some(&id),
+    )
+    .await?;
+    Ok((key_id, key))
+}
+
+/// The name of workspace `id` (from its `workspace.created` record).
+async fn workspace_name<S: Store>(store: &S, id: &str) -> Result<String, Error> {
+    let created = first::<_, serde_json::Value>(store, id).await?;
+    Ok(created
+        .as_ref()
+        .and_then(|v| v.get("name"))
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned())
+}
+
 /// Resolves a presented key to its principal; `None` for unknown or revoked keys.
 pub async fn authenticate<S: Store>(store: &S, key: &str) -> Result<Option<Principal>, Error> {
     let index = format!("keyhash:{}", hash(key));
     let Some(entry) = first::<_, HashEntry>(store, &index).await? else {
         return Ok(None);
     };
-    let workspace = WorkspaceId::parse(&entry.workspace).map_err(|_| Error::Corrupt(index))?;
+    let workspace =
+        WorkspaceId::parse(&entry.workspace).map_err(|_| Error::Corrupt(index.clone()))?;
+    let environment = entry
+        .environment
+        .map(|e| EnvironmentId::parse(&e))
+        .transpose()
+        .map_err(|_| Error::Corrupt(index))?;
     Ok(Some(Principal {
         key_id: entry.key_id,
         workspace,
+        environment,
     }))
 }
 
@@ -404,6 +489,7 @@ async fn info<S: Store>(store: &S, entry: &CatalogEntry) -> Result<KeyInfo, Erro
         workspace_name,
         name,
         hint,
+        environment,
         ..
     } = created
     else {
@@ -417,6 +503,7 @@ async fn info<S: Store>(store: &S, entry: &CatalogEntry) -> Result<KeyInfo, Erro
         hint,
         created_at: entry.created_at,
         revoked: entry.archived,
+        environment,
     })
 }
 

@@ -29,6 +29,7 @@ pub mod skill_archive;
 pub mod sse;
 pub mod state;
 pub mod store;
+pub mod workers;
 
 pub use app::app;
 pub use error::Error;

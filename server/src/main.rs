@@ -387,8 +387,16 @@ async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
             store,
             workspace,
             name,
+            environment,
         } => {
             let store = open_store(StorageKind::Rocksdb, &store.data_dir)?;
+            if let Some(environment) = environment {
+                let (id, key) =
+                    keys::create_environment_key(&store, &environment, name.as_deref()).await?;
+                println!("{id}\t{environment}\t{key}");
+                eprintln!("store the key now: it cannot be shown again");
+                return Ok(());
+            }
             let (id, key) = keys::create(&store, &workspace, name.as_deref()).await?;
             println!("{id}\t{workspace}\t{key}");
             eprintln!("store the key now: it cannot be shown again");
@@ -397,13 +405,18 @@ async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
             let store = open_store(StorageKind::Rocksdb, &store.data_dir)?;
             for key in keys::list(&store).await? {
                 println!(
-                    "{}\t{}\t{}\t...{}\t{}\t{}",
+                    "{}\t{}\t{}\t...{}\t{}\t{}{}",
                     key.id,
                     key.workspace_name,
                     key.name.as_deref().unwrap_or("-"),
                     key.hint,
                     key.created_at,
-                    if key.revoked { "revoked" } else { "active" }
+                    if key.revoked { "revoked" } else { "active" },
+                    // Environment keys get a seventh column: their environment.
+                    key.environment
+                        .as_deref()
+                        .map(|e| format!("\t{e}"))
+                        .unwrap_or_default()
                 );
             }
         }

@@ -38,11 +38,12 @@ impl From<log::Error> for Error {
 /// otherwise, and for deleted sessions). Served from the in-memory heads, caught up with the log.
 pub async fn load(state: &AppState, auth: &Auth, id: &SessionId) -> Result<Head> {
     let head = state.heads.read(&state.store, id).await?;
-    let owned = head
-        .state
-        .config
-        .as_ref()
-        .is_some_and(|c| &c.workspace == auth.workspace());
+    let owned = head.state.config.as_ref().is_some_and(|c| {
+        &c.workspace == auth.workspace()
+            && auth
+                .environment()
+                .is_none_or(|env| &c.environment_id == env)
+    });
     if !owned {
         return Err(Error::not_found("session", id.as_str()));
     }
@@ -79,6 +80,7 @@ pub async fn commit_with<T: Send + 'static>(
     finish: impl Fn(&SessionState, &[SessionRecord], Version) -> T + Send + 'static,
 ) -> Result<T> {
     let workspace = auth.workspace().clone();
+    let environment = auth.environment().cloned();
     let (state, id) = (state.clone(), id.clone());
     let write = tokio::spawn(async move {
         let written = state
@@ -86,7 +88,12 @@ pub async fn commit_with<T: Send + 'static>(
             .commit_with(
                 &state.store,
                 &id,
-                move |s| s.config.as_ref().is_some_and(|c| c.workspace == workspace),
+                move |s| {
+                    s.config.as_ref().is_some_and(|c| {
+                        c.workspace == workspace
+                            && environment.as_ref().is_none_or(|e| &c.environment_id == e)
+                    })
+                },
                 command,
                 move |after, records, first_version| {
                     (finish(after, records, first_version), records.len())
@@ -123,11 +130,12 @@ pub async fn fork(
     child: &SessionId,
 ) -> Result<Committed> {
     let loaded = log::load(&state.store, parent).await?;
-    let owned = loaded
-        .state
-        .config
-        .as_ref()
-        .is_some_and(|c| &c.workspace == auth.workspace());
+    let owned = loaded.state.config.as_ref().is_some_and(|c| {
+        &c.workspace == auth.workspace()
+            && auth
+                .environment()
+                .is_none_or(|env| &c.environment_id == env)
+    });
     if !owned {
         return Err(Error::not_found("session", parent.as_str()));
     }

@@ -43,6 +43,8 @@ pub struct AppState {
     pub anthropic_skills: Option<std::path::PathBuf>,
     /// `--uploads-downloadable`: uploads get `downloadable: true`.
     pub uploads_downloadable: bool,
+    /// Self-hosted workers seen polling (the work queue's `workers_polling`).
+    pub workers: Arc<crate::workers::Workers>,
 }
 
 /// What the routes need of the harness runner: wake it for new input, merge live previews into
@@ -88,6 +90,7 @@ impl AppState {
             runner: RunnerHooks::default(),
             anthropic_skills: None,
             uploads_downloadable: false,
+            workers: Arc::default(),
         };
         (state, tx)
     }

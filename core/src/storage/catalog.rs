@@ -32,11 +32,14 @@ pub enum Kind {
     Skill,
     /// A memory store (its memories and versions live in its own stream).
     MemoryStore,
+    /// A self-hosted environment's work item (`parent` is the environment, `status` the lease
+    /// state).
+    Work,
 }
 
 impl Kind {
     /// Every kind, in code order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Agent,
         Kind::Environment,
         Kind::Session,
@@ -47,6 +50,7 @@ impl Kind {
         Kind::Workspace,
         Kind::Skill,
         Kind::MemoryStore,
+        Kind::Work,
     ];
 
     /// The stable one-byte code used in storage keys.
@@ -62,6 +66,7 @@ impl Kind {
             Kind::Workspace => 8,
             Kind::Skill => 9,
             Kind::MemoryStore => 10,
+            Kind::Work => 11,
         }
     }
 

@@ -109,6 +109,10 @@ pub(crate) struct Turn<'a, S, X> {
     pub(crate) workspace: &'a Workspace,
     pub(crate) shells: &'a tools::Shells,
     pub(crate) mcp: &'a mut mcp::Servers<S>,
+    /// The environment is self-hosted: allowed built-in tool calls are not run here but left
+    /// open for its worker (the turn idles with `requires_action` until each gets its
+    /// `user.tool_result`).
+    pub(crate) tools_on_worker: bool,
     pub(crate) interrupted: watch::Receiver<bool>,
 }
 
@@ -194,7 +198,16 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         confirmations: Vec<EventId>,
         open_span: &mut Option<EventId>,
     ) -> Result<Ended, Halt> {
-        self.settle(confirmations).await?;
+        let for_worker = self.settle(confirmations).await?;
+        if !for_worker.is_empty() {
+            // Confirmed calls of a self-hosted environment: its worker runs them now.
+            return Ok(Ended::Idle(
+                StopReason::RequiresAction {
+                    event_ids: for_worker,
+                },
+                None,
+            ));
+        }
         let mut specs = tools::specs(&self.agent.tools, self.endpoint.provider);
         specs.extend(self.mcp.specs());
         // The thinking blocks of this turn's responses by their first tool call's wire id: the
@@ -360,6 +373,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     continue;
                 }
                 match call {
+                    Pending::Tool(Call::Run(_)) if self.tools_on_worker => waiting.push(id),
                     Pending::Tool(Call::Run(tool)) => self.run_tool(&id, tool, &input).await?,
                     Pending::Tool(Call::Refuse(why)) => {
                         self.writer.record(tool_result(id, why, true)).await?
@@ -452,10 +466,15 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         self.writer.evaluation_end(&grading, graded).await
     }
 
-    /// Runs confirmed calls and answers denied ones.
-    async fn settle(&mut self, confirmations: Vec<EventId>) -> Result<(), Halt> {
+    /// Runs confirmed calls and answers denied ones; returns the confirmed built-in calls left
+    /// open for a self-hosted environment's worker.
+    async fn settle(&mut self, confirmations: Vec<EventId>) -> Result<Vec<EventId>, Halt> {
+        let mut for_worker = Vec::new();
         for confirmation in confirmations {
             match turn::confirmed(self.writer.records(), &confirmation) {
+                Some(Confirmed::Run { tool_use_id, .. }) if self.tools_on_worker => {
+                    for_worker.push(tool_use_id)
+                }
                 Some(Confirmed::Run {
                     tool_use_id,
                     tool,
@@ -474,7 +493,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 None => {}
             }
         }
-        Ok(())
+        Ok(for_worker)
     }
 
     async fn run_tool(

@@ -746,6 +746,18 @@ async fn engine_turn<S: Store, X: Sandbox>(
         mcp_servers: mcp.usable(),
         ..agent.clone()
     };
+    let tools_on_worker = match writer.state().config.clone() {
+        Some(created) => setup::self_hosted(&inner.store, &created).await,
+        None => false,
+    };
+    if tools_on_worker && matches!(engine, Engine::Claude | Engine::Codex) {
+        let message = "a self-hosted environment's tools run on its worker, which the claude \
+                       and codex engines (agent CLIs running their own tools in our sandbox) \
+                       cannot use: set the LLM vault's sandbox0.managed_agents.engine to native \
+                       or openai-agents"
+            .to_owned();
+        return writer.fail(message).await;
+    }
     if engine == Engine::Claude {
         drop(mcp);
         let agent = &cli_agent;
@@ -816,6 +828,7 @@ async fn engine_turn<S: Store, X: Sandbox>(
         workspace,
         shells: &inner.shells,
         mcp: &mut mcp,
+        tools_on_worker,
         interrupted: rx,
     }
     .run(confirmations)

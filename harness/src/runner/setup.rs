@@ -234,6 +234,18 @@ pub(crate) fn codex_program(options: &Options) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Whether the session's environment is `self_hosted` (API §5.3): its built-in tools run on
+/// the environment's worker, which answers each `agent.tool_use` with a `user.tool_result`.
+pub(crate) async fn self_hosted<S: Store>(store: &S, created: &Created) -> bool {
+    match read(store, created.environment_id.as_str()).await {
+        Ok(records) => matches!(
+            environment::load(&records),
+            Ok(Some(env)) if matches!(env.settings.config, Config::SelfHosted)
+        ),
+        Err(_) => false,
+    }
+}
+
 /// The door of the session's sandbox: the network policy of its environment (`limited` with no
 /// hosts when the environment cannot be read) with the hosts of the agent's MCP servers.
 pub(crate) async fn door<S: Store>(

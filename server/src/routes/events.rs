@@ -20,6 +20,7 @@ use managed_agents_core::session::idempotency::{self, IdempotencyKey, KeyEntry};
 use managed_agents_core::session::{log, Command, SessionRecord, SessionState};
 use managed_agents_core::storage::{Direction, Order, Store, StreamId};
 use managed_agents_core::time::Timestamp;
+use managed_agents_core::work;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
@@ -158,12 +159,41 @@ async fn send(
         }
     };
     let appended = begun.elapsed();
+    if data.iter().any(|e| e.body.type_name() == "user.message") {
+        // The events are stored: a failure here is logged, never the request's answer.
+        if let Err(error) = self_hosted_work(&state, &auth, &id).await {
+            tracing::warn!(session = %id, %error, "self-hosted work item not enqueued");
+        }
+    }
     state.runner.notifier.notify(&id);
     // Stage times (µs since the handler began) for the benchmarks; see harness::writer::Timeline.
     tracing::info!(target: "managed_agents::timing", session = %id,
         stages = %format_args!("appended={} notified={}", appended.as_micros(), begun.elapsed().as_micros()),
         "events.send");
     Ok(Json(Sent { data }))
+}
+
+/// A session on a self-hosted environment whose work item a worker already stopped gets a new
+/// one when a `user.message` arrives (API §5.3; `core::work::ensure_for_session`).
+async fn self_hosted_work(state: &AppState, auth: &Auth, id: &SessionId) -> Result<()> {
+    let head = session::load(state, auth, id).await?;
+    let Some(config) = head.state.config.as_ref() else {
+        return Ok(());
+    };
+    let env: managed_agents_core::environment::Environment =
+        crate::objects::load(state, auth, "environment", config.environment_id.as_str()).await?;
+    if env.settings.config.kind() == "self_hosted" {
+        work::ensure_for_session(
+            &state.store,
+            &config.workspace,
+            &env.id,
+            id,
+            config.metadata.clone(),
+            managed_agents_core::time::Timestamp::now(),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The `types[]` a list may filter on: every persisted type except `session.deleted`.

@@ -15,6 +15,7 @@ pub mod resources;
 pub mod sessions;
 pub mod skills;
 pub mod vaults;
+pub mod work;
 
 /// Every route under `/v1`.
 pub fn v1() -> Router<AppState> {
@@ -29,4 +30,5 @@ pub fn v1() -> Router<AppState> {
         .merge(resources::router())
         .merge(skills::router())
         .merge(memory_stores::router())
+        .merge(work::router())
 }

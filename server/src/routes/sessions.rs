@@ -18,6 +18,7 @@ use managed_agents_core::resource::{self, MemoryStoreInfo, Resource, ResourcePar
 use managed_agents_core::session::{Command, Created, SessionState, Update};
 use managed_agents_core::storage::{CatalogQuery, Kind, Order, Store};
 use managed_agents_core::time::Timestamp;
+use managed_agents_core::work;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -310,9 +311,23 @@ async fn create(
         created: Box::new(created),
         initial_events: body.initial_events.unwrap_or_default(),
     };
+    let metadata = created_metadata(&command);
     let committed = session::create(&state, &id, command).await?;
+    // A session on a self-hosted environment gets its work item now (API §5.3): a worker
+    // serves its tools from the start.
+    if env.settings.config.kind() == "self_hosted" {
+        work::ensure_for_session(&state.store, auth.workspace(), &env.id, &id, metadata, now)
+            .await?;
+    }
     state.runner.notifier.notify(&id);
     render(&committed.state)
+}
+
+fn created_metadata(command: &Command) -> std::collections::BTreeMap<String, String> {
+    match command {
+        Command::Create { created, .. } => created.metadata.clone(),
+        _ => Default::default(),
+    }
 }
 
 async fn retrieve(
@@ -389,9 +404,20 @@ async fn archive(
     Id(id): Id<SessionId>,
 ) -> Result<Json<Value>> {
     let committed = session::commit(&state, &auth, &id, || Command::Archive).await?;
+    stop_work(&state, &auth, &id, false).await;
     // The runner ends what it keeps for the session (an agent process waiting on a prompt).
     state.runner.notifier.notify(&id);
     render(&committed.state)
+}
+
+/// Stops the session's self-hosted work item, if it has a live one (API §5.3): gracefully on
+/// archive, forced on delete. The session change is stored: a failure is only logged.
+async fn stop_work(state: &AppState, auth: &Auth, id: &SessionId, force: bool) {
+    let stopped =
+        work::stop_for_session(&state.store, auth.workspace(), id, force, Timestamp::now()).await;
+    if let Err(error) = stopped {
+        tracing::warn!(session_id = %id, %error, "cannot stop the session's work item");
+    }
 }
 
 async fn delete(
@@ -400,6 +426,7 @@ async fn delete(
     Id(id): Id<SessionId>,
 ) -> Result<Json<Value>> {
     session::commit(&state, &auth, &id, || Command::Delete).await?;
+    stop_work(&state, &auth, &id, true).await;
     session::remove(&state, &id).await?;
     // The runner ends what it keeps for the session (an agent process waiting on a prompt).
     state.runner.notifier.notify(&id);
