@@ -17,6 +17,11 @@ shellcheck -x scripts/*.sh scripts/tests/*.sh .ci/run
 
 # shellcheck source=scripts/env.sh
 . "$repo/scripts/env.sh"
+# CI builds a fresh clone every time into the shared target dir: incremental compilation data
+# would only pile up there (several GB per run, never reused), so CI builds without it.
+if [ -n "${CI:-}" ]; then
+    export CARGO_INCREMENTAL=0
+fi
 
 # The agent CLIs the `claude` and `codex` engines run (pinned in harness/runtimes.pins), installed
 # once outside the clone; servers started by the suites find them through
