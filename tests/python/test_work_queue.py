@@ -479,3 +479,15 @@ def test_archiving_or_deleting_the_session_stops_its_work_item(q: Queue) -> None
     assert q.api.beta.environments.work.stats(environment_id=q.env_id).depth == 0
     states = {i.data.id: i.state for i in w.list(environment_id=q.env_id)}
     assert states[queued.id] == "stopped"
+
+
+def test_a_forked_self_hosted_session_gets_its_own_work_item(q: Queue) -> None:
+    parent = q.session()
+    w = q.worker.beta.environments.work
+    first = w.poll(environment_id=q.env_id, anthropic_worker_id="w1")
+    assert first is not None and first.data.id == parent.id
+    child = q.api.post(f"/v1/sessions/{parent.id}/fork", body={}, cast_to=object)
+    assert child["metadata"]["forked_from"] == parent.id
+    second = w.poll(environment_id=q.env_id, anthropic_worker_id="w1")
+    assert second is not None and second.data.id == child["id"]
+    assert w.poll(environment_id=q.env_id, anthropic_worker_id="w1") is None

@@ -174,8 +174,8 @@ async fn send(
 }
 
 /// A session on a self-hosted environment whose work item a worker already stopped gets a new
-/// one when a `user.message` arrives (API §5.3; `core::work::ensure_for_session`).
-async fn self_hosted_work(state: &AppState, auth: &Auth, id: &SessionId) -> Result<()> {
+/// one when a `user.message` arrives (and a fork gets its own at once) (API §5.3; `core::work::ensure_for_session`).
+pub(crate) async fn self_hosted_work(state: &AppState, auth: &Auth, id: &SessionId) -> Result<()> {
     let head = session::load(state, auth, id).await?;
     let Some(config) = head.state.config.as_ref() else {
         return Ok(());

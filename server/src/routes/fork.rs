@@ -47,6 +47,8 @@ async fn fork(
     let child = SessionId::generate(now);
     tracing::Span::current().record("session_id", child.as_str());
     let committed = session::fork(&state, &auth, &parent, at.as_ref(), &child).await?;
+    // On a self-hosted environment the child gets its own work item, as a created session does.
+    super::events::self_hosted_work(&state, &auth, &child).await?;
     // The child may have input to run, or a turn to settle.
     state.runner.notifier.notify(&child);
     committed
