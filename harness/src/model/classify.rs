@@ -15,7 +15,8 @@ use managed_agents_core::event::AutoPermission;
 use managed_agents_core::session::turn::Classified;
 use serde_json::{Map, Value};
 
-use super::{Block, Endpoint, Message, Part, Progress, Request, Role};
+use super::ask::{ask, Asked};
+use super::Endpoint;
 
 /// The classifier's instructions (documented in ARCHITECTURE.md, Decisions).
 pub(crate) const PROMPT: &str = "You are the permission classifier of an agent platform. An \
@@ -100,45 +101,29 @@ pub(crate) async fn classify(
     tool: &str,
     input: &Map<String, Value>,
 ) -> Classified {
-    let messages = [Message {
-        role: Role::User,
-        parts: vec![Part::Text(question(tool, input))],
-    }];
-    let request = Request {
+    match ask(
+        http,
+        endpoint,
         model,
-        system: Some(PROMPT),
-        max_tokens: MAX_TOKENS,
-        tools: &[],
-        messages: &messages,
-        reasoning: None,
-    };
-    let mut progress = |_: Progress| {};
-    let response = tokio::time::timeout(
+        PROMPT,
+        question(tool, input),
+        MAX_TOKENS,
         TIMEOUT,
-        super::stream(http, endpoint, &request, &mut progress),
     )
-    .await;
-    match response {
-        Ok(Ok(response)) => {
-            let text: String = response
-                .blocks
-                .iter()
-                .filter_map(|b| match b {
-                    Block::Text(text) => Some(text.as_str()),
-                    _ => None,
-                })
-                .collect();
+    .await
+    {
+        Asked::Answered { text, .. } => {
             let classified = verdict(&text);
             if classified == Classified::Failed {
                 tracing::warn!(tool, "the auto permission classifier gave no verdict");
             }
             classified
         }
-        Ok(Err(e)) => {
-            tracing::warn!(tool, error = %e.message, "the auto permission classifier failed");
+        Asked::Failed(message) => {
+            tracing::warn!(tool, error = %message, "the auto permission classifier failed");
             Classified::Failed
         }
-        Err(_) => {
+        Asked::TimedOut => {
             tracing::warn!(tool, "the auto permission classifier timed out");
             Classified::Failed
         }

@@ -24,7 +24,8 @@ use managed_agents_core::ids::OutcomeId;
 use managed_agents_core::session::turn::{Graded, Grading, Verdict};
 use managed_agents_core::session::SessionRecord;
 
-use super::{Block, Endpoint, Message, Part, Progress, Request, Role};
+use super::ask::{ask, Asked};
+use super::Endpoint;
 
 /// The grader's instructions (documented in ARCHITECTURE.md, Decisions).
 pub(crate) const PROMPT: &str = "You are the outcome grader of an agent platform. An \
@@ -233,54 +234,26 @@ pub(crate) async fn grade(
     model: &str,
     question: String,
 ) -> Graded {
-    let messages = [Message {
-        role: Role::User,
-        parts: vec![Part::Text(question)],
-    }];
-    let request = Request {
-        model,
-        system: Some(PROMPT),
-        max_tokens: MAX_TOKENS,
-        tools: &[],
-        messages: &messages,
-        reasoning: None,
-    };
-    let mut progress = |_: Progress| {};
-    let response = tokio::time::timeout(
-        TIMEOUT,
-        super::stream(http, endpoint, &request, &mut progress),
-    )
-    .await;
-    match response {
-        Ok(Ok(response)) => {
-            let text: String = response
-                .blocks
-                .iter()
-                .filter_map(|b| match b {
-                    Block::Text(text) => Some(text.as_str()),
-                    _ => None,
-                })
-                .collect();
-            match verdict(&text) {
-                Some((verdict, explanation)) => Graded {
-                    verdict,
-                    explanation,
-                    usage: response.usage,
-                },
-                None => failed(
-                    format!(
-                        "The grader's answer had no verdict: {}",
-                        super::excerpt(&text)
-                    ),
-                    response.usage,
+    match ask(http, endpoint, model, PROMPT, question, MAX_TOKENS, TIMEOUT).await {
+        Asked::Answered { text, usage } => match verdict(&text) {
+            Some((verdict, explanation)) => Graded {
+                verdict,
+                explanation,
+                usage,
+            },
+            None => failed(
+                format!(
+                    "The grader's answer had no verdict: {}",
+                    super::excerpt(&text)
                 ),
-            }
-        }
-        Ok(Err(e)) => failed(
-            format!("The grader request failed: {}", e.message),
+                usage,
+            ),
+        },
+        Asked::Failed(message) => failed(
+            format!("The grader request failed: {message}"),
             ModelUsage::default(),
         ),
-        Err(_) => failed(
+        Asked::TimedOut => failed(
             format!("The grader did not answer within {} s.", TIMEOUT.as_secs()),
             ModelUsage::default(),
         ),
