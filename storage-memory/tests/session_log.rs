@@ -230,3 +230,37 @@ fn heads_queue_writers_and_catch_up_with_other_writers() {
         Err(Error::NotFound(_))
     ));
 }
+
+#[test]
+fn the_catalog_entry_follows_the_state_when_appends_skip_an_unchanged_entry() {
+    use managed_agents_core::session::heads::Heads;
+    let store = MemoryStore::new();
+    let id = create(&store, &WorkspaceId::generate(Timestamp::now()));
+    let heads = Heads::new(4);
+    let entry = |store: &MemoryStore| {
+        block_on(store.entry(Kind::Session, id.as_str()))
+            .expect("entry")
+            .expect("present")
+    };
+    let state = |store: &MemoryStore| {
+        block_on(log::load(store, &id))
+            .expect("load")
+            .state
+            .catalog_entry()
+            .expect("entry of the state")
+    };
+    // A message changes nothing the catalog shows; the entry stays the state's.
+    block_on(heads.commit(
+        &store,
+        &id,
+        |_| true,
+        || Command::Send(vec![message("one")]),
+    ))
+    .expect("send");
+    assert_eq!(entry(&store), state(&store));
+    // Archiving changes the entry, and the append files it.
+    block_on(heads.commit(&store, &id, |_| true, || Command::Archive)).expect("archive");
+    let archived = entry(&store);
+    assert!(archived.archived, "archiving is filed in the catalog");
+    assert_eq!(archived, state(&store));
+}
