@@ -427,8 +427,10 @@ mod tests {
         };
         let (again, again_ack) = append("sesn_b", Expected::Exactly(0), "b1 again");
         let mut heads = HashMap::new();
+        let mut owners = Owners::new();
         let stop = writer.commit(
             &mut heads,
+            &mut owners,
             vec![first, stale, second, other, delete, again].into_iter(),
         );
         assert!(!stop);
@@ -464,5 +466,13 @@ mod tests {
         assert!(db::entry(&db, Kind::Session, "sesn_b")
             .expect("entry")
             .is_some());
+        // The owners cache holds what the database holds once the batch is durable.
+        for id in ["sesn_a", "sesn_b"] {
+            assert_eq!(
+                owners.get(&(Kind::Session, id.to_owned())),
+                Some(&db::owner(&db, Kind::Session, id).expect("owner")),
+                "{id}"
+            );
+        }
     }
 }
