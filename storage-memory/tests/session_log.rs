@@ -249,18 +249,28 @@ fn the_catalog_entry_follows_the_state_when_appends_skip_an_unchanged_entry() {
             .catalog_entry()
             .expect("entry of the state")
     };
-    // A message changes nothing the catalog shows; the entry stays the state's.
-    block_on(heads.commit(
-        &store,
-        &id,
-        |_| true,
-        || Command::Send(vec![message("one")]),
-    ))
-    .expect("send");
+    // The first message makes the session running: the entry changes and is filed.
+    let send = |text: &'static str| {
+        block_on(heads.commit(
+            &store,
+            &id,
+            |_| true,
+            move || Command::Send(vec![message(text)]),
+        ))
+        .expect("send")
+    };
+    send("one");
+    assert_eq!(entry(&store).status.as_deref(), Some("running"));
     assert_eq!(entry(&store), state(&store));
-    // Archiving changes the entry, and the append files it.
-    block_on(heads.commit(&store, &id, |_| true, || Command::Archive)).expect("archive");
-    let archived = entry(&store);
-    assert!(archived.archived, "archiving is filed in the catalog");
-    assert_eq!(archived, state(&store));
+    // A second one changes nothing the catalog shows: the entry is still the state's.
+    send("two");
+    assert_eq!(entry(&store), state(&store));
+    assert_eq!(
+        block_on(log::load(&store, &id))
+            .expect("load")
+            .state
+            .inputs
+            .len(),
+        2
+    );
 }
