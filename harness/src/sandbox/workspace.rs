@@ -595,6 +595,56 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn snapshots_are_restored_by_a_fork_and_deleted_with_the_session() {
+        let tmp = tempfile::tempdir().unwrap();
+        let workspaces = Workspaces::new(tmp.path().join("ws"));
+        let parent = workspaces.create("sesn_parent").await.unwrap();
+        std::fs::write(parent.dir().join("f"), "at idle").unwrap();
+        workspaces
+            .snapshot("sesn_parent", "sevt_idle1")
+            .await
+            .unwrap();
+        std::fs::write(parent.dir().join("f"), "later").unwrap();
+
+        let at_idle = workspaces
+            .fork_at("sesn_parent", "sesn_a", Some(ForkPoint::Idle("sevt_idle1")))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(at_idle.dir().join("f")).unwrap(),
+            "at idle"
+        );
+        let now = workspaces.fork("sesn_parent", "sesn_b").await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(now.dir().join("f")).unwrap(),
+            "later"
+        );
+        // An idle never snapshotted: the workspace as it is; before any idle: empty.
+        let unknown = workspaces
+            .fork_at("sesn_parent", "sesn_c", Some(ForkPoint::Idle("sevt_other")))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(unknown.dir().join("f")).unwrap(),
+            "later"
+        );
+        let empty = workspaces
+            .fork_at("sesn_parent", "sesn_d", None)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_dir(empty.dir()).unwrap().count(), 0);
+
+        let snapshots = tmp.path().join("ws/sesn_parent.snapshots");
+        assert!(snapshots.join("sevt_idle1").is_dir());
+        workspaces.delete("sesn_parent").await.unwrap();
+        assert!(!snapshots.exists());
+        assert!(
+            at_idle.dir().join("f").exists(),
+            "a child keeps its own copy"
+        );
+    }
+
+    #[tokio::test]
     async fn create_is_private_and_idempotent_delete_removes() {
         let tmp = tempfile::tempdir().unwrap();
         let ws = Workspaces::new(tmp.path().join("workspaces"));
