@@ -200,7 +200,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     println!("listening on http://{local}");
     std::io::stdout().flush()?;
     tracing::info!(%local, storage = ?config.storage, "serving");
-    axum::serve(listener, app(state))
+    // As a make-service, a `Router` clones and re-finalizes every route for each connection
+    // (~100 KiB per connection with our routes, held as long as the connection, so by every
+    // open SSE stream); `into_make_service` shares the finalized router behind its `Arc`.
+    axum::serve(listener, app(state).into_make_service())
         .with_graceful_shutdown(async move {
             signal().await;
             tracing::info!("shutting down: finishing in-flight requests");
