@@ -200,17 +200,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     println!("listening on http://{local}");
     std::io::stdout().flush()?;
     tracing::info!(%local, storage = ?config.storage, "serving");
-    // As a make-service, a `Router` clones and re-finalizes every route for each connection
-    // (~100 KiB per connection with our routes, held as long as the connection, so by every
-    // open SSE stream); `into_make_service` shares the finalized router behind its `Arc`.
-    axum::serve(listener, app(state).into_make_service())
-        .with_graceful_shutdown(async move {
-            signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = shutdown.send(true);
-        })
-        .await
-        .context("serving")?;
+    managed_agents_server::serve::serve(listener, app(state), async move {
+        signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = shutdown.send(true);
+    })
+    .await
+    .context("serving")?;
     if runner.is_some() {
         // Workspace images are mounted again on their next use.
         let unmounted = workspaces.unmount_all();
