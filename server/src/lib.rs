@@ -25,6 +25,7 @@ pub mod pagination;
 pub mod query;
 pub mod routes;
 pub mod sealer;
+pub mod serve;
 pub mod session;
 pub mod skill_archive;
 pub mod sse;

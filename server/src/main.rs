@@ -14,6 +14,13 @@ use managed_agents_server::{app, keys, AnyStore, AppState};
 use managed_agents_storage_memory::MemoryStore;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of glibc's malloc: an idle SSE stream holds hyper's two 8 KiB connection
+/// buffers, mostly never written, and jemalloc keeps their untouched pages out of the resident
+/// set (glibc's inline chunk headers and reuse touch them): 15.9 → 11.8 KiB RSS per idle stream
+/// at 10,000 streams (`benches/README.md`, "Issue 12: fan-out and stream memory").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     // The hidden `sandbox-relay` subcommand: the relay inside a sandbox (harness::door::relay),
     // started for every sandboxed command, so before anything else.
@@ -214,14 +221,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     println!("listening on http://{local}");
     std::io::stdout().flush()?;
     tracing::info!(%local, storage = ?config.storage, "serving");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = shutdown.send(true);
-        })
-        .await
-        .context("serving")?;
+    managed_agents_server::serve::serve(listener, app(state), async move {
+        signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = shutdown.send(true);
+    })
+    .await
+    .context("serving")?;
     if runner.is_some() {
         // Workspace images are mounted again on their next use.
         let unmounted = workspaces.unmount_all();

@@ -109,7 +109,9 @@ async fn a_stream_that_stops_reading_holds_nothing_back_and_later_gets_every_eve
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let app = h.app.clone();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // The binary's own accept loop, so the stream goes through the connection set-up it serves.
+    let never = std::future::pending::<()>();
+    tokio::spawn(managed_agents_server::serve::serve(listener, app, never));
     let before = listed_ids(&h, &id).await;
 
     let mut socket = TcpStream::connect(address).await.expect("connect");

@@ -1,0 +1,113 @@
+//! The accept loop of `managed-agents serve`: HTTP/1.1 over TCP, each connection a task that
+//! serves the shared router, and a graceful shutdown that stops accepting, lets in-flight
+//! requests and open streams finish, and returns when every connection is gone.
+//!
+//! It does what `axum::serve(listener, router.into_make_service())` does, minus two per
+//! connection costs that an open SSE stream holds for its whole life: hyper_util's protocol
+//! sniffing (`auto::Builder` reads the first 24 bytes itself and hands them back through a
+//! rewind buffer, after which hyper's first read grows its read buffer from 8 to 16 KiB) and
+//! the auto connection's larger task. The API speaks HTTP/1.1 only, as it did (axum's
+//! `http2` feature is off); the router is one `Arc` shared by every connection (axum's
+//! `serve(listener, router)` finalizes a clone of every route per connection, ~100 KiB with
+//! our routes). See `benches/README.md`, "Issue 12: fan-out and stream memory".
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Serves `app` on `listener` until `signal` resolves, then shuts down gracefully: no new
+/// connections, idle keep-alive connections close, in-flight responses finish (open streams
+/// end on the server's own shutdown signal), and this returns when the last connection is gone.
+pub async fn serve<F>(listener: TcpListener, app: Router, signal: F) -> io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    // `true` tells every connection to finish gracefully.
+    let (stop, stopping) = watch::channel(false);
+    // Every connection task holds a receiver: the sender sees it closed when all are gone.
+    let (open, connections) = watch::channel(());
+    let builder = http1::Builder::new();
+    tokio::pin!(signal);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(err) => {
+                    accept_failed(err).await;
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
+        tokio::spawn(connection(
+            builder.clone(),
+            tcp,
+            app.clone(),
+            stopping.clone(),
+            connections.clone(),
+        ));
+    }
+    drop(listener);
+    drop(connections);
+    let _ = stop.send(true);
+    tracing::debug!(
+        connections = open.receiver_count(),
+        "waiting for open connections to finish"
+    );
+    open.closed().await;
+    Ok(())
+}
+
+/// One connection, served until it ends; told to finish gracefully on shutdown.
+///
+/// The connection is built in place inside the task (`pin!` of the expression): a connection
+/// built outside and moved in would take its size twice in the task, once as the captured
+/// value and once pinned.
+async fn connection(
+    builder: http1::Builder,
+    tcp: TcpStream,
+    app: Router,
+    mut stopping: watch::Receiver<bool>,
+    _open: watch::Receiver<()>,
+) {
+    let mut conn = std::pin::pin!(builder
+        .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app))
+        .with_upgrades());
+    let mut stopped = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(err) = result {
+                    tracing::trace!(error = %err, "connection ended with an error");
+                }
+                break;
+            }
+            _ = stopping.wait_for(|stop| *stop), if !stopped => {
+                stopped = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// As hyper and axum do: a client's reset is nobody's problem; anything else (out of file
+/// descriptors, most likely) is logged and retried after a second, when some may be free.
+async fn accept_failed(err: io::Error) {
+    if matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %err, "accept failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}

@@ -1,0 +1,133 @@
+//! The accept loop (`managed_agents_server::serve`): keep-alive HTTP/1.1 on one connection,
+//! and a graceful shutdown that stops accepting, closes idle connections, lets an in-flight
+//! response finish, and returns only when every connection is gone.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+fn app() -> Router {
+    Router::new().route("/hi", get(|| async { "hello" })).route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            "done"
+        }),
+    )
+}
+
+async fn start() -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(managed_agents_server::serve::serve(
+        listener,
+        app(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop, server)
+}
+
+async fn request(conn: &mut TcpStream, path: &str) {
+    let head = format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n");
+    conn.write_all(head.as_bytes()).await.expect("writes");
+}
+
+/// Reads one response with a `content-length` body; returns the head and the body.
+async fn response(conn: &mut TcpStream) -> (String, String) {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .expect("content-length");
+            if body.len() >= length {
+                return (head.to_owned(), body[..length].to_owned());
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut chunk))
+            .await
+            .expect("in time")
+            .expect("reads");
+        assert!(n > 0, "connection closed mid-response: {text:?}");
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn one_connection_serves_requests_one_after_another() {
+    let (addr, _stop, _server) = start().await;
+    let mut conn = TcpStream::connect(addr).await.expect("connects");
+    for _ in 0..3 {
+        request(&mut conn, "/hi").await;
+        let (head, body) = response(&mut conn).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert_eq!(body, "hello");
+    }
+    request(&mut conn, "/nowhere").await;
+    let (head, _) = response(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_and_closes_idle_connections() {
+    let (addr, stop, server) = start().await;
+    let mut idle = TcpStream::connect(addr).await.expect("connects");
+    request(&mut idle, "/hi").await;
+    assert_eq!(response(&mut idle).await.1, "hello");
+    let mut busy = TcpStream::connect(addr).await.expect("connects");
+    request(&mut busy, "/slow").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    stop.send(()).expect("signals");
+    // The in-flight response completes after the signal.
+    let (head, body) = response(&mut busy).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(body, "done");
+    // The idle keep-alive connection is closed by the server.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {rest:?}");
+    // `serve` returns once every connection is gone, and accepts no more.
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serve returns")
+        .expect("joins")
+        .expect("serves");
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_a_response_still_being_computed() {
+    let (addr, stop, server) = start().await;
+    let mut busy = TcpStream::connect(addr).await.expect("connects");
+    request(&mut busy, "/slow").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.send(()).expect("signals");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !server.is_finished(),
+        "returned before the response finished"
+    );
+    assert_eq!(response(&mut busy).await.1, "done");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serve returns")
+        .expect("joins")
+        .expect("serves");
+}
