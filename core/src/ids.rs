@@ -178,6 +178,18 @@ typed_id!(/// An API key (`apikey_…`).
 typed_id!(/// A request, echoed in the `request-id` header (`req_…`).
     RequestId, "request", "req_");
 
+impl ThreadId {
+    /// The primary thread of session `session`: `sthr_` followed by the session id's body (a
+    /// plain token, so always a valid thread id).
+    pub fn primary_of(session: &SessionId) -> Self {
+        let body = session
+            .as_str()
+            .strip_prefix(SessionId::PREFIX)
+            .unwrap_or(session.as_str());
+        Self(format!("{}{body}", Self::PREFIX))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -208,7 +208,7 @@ pub fn check_types(types: &[&str]) -> Result<()> {
     Ok(())
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     auth: Auth,
     Id(id): Id<SessionId>,
