@@ -1,11 +1,11 @@
 //! Session threads (API §10): list (`statuses[]`, `limit`, `page`), retrieve, archive, and the
-//! per-thread events list and stream. The threads and their objects are core's projections of
-//! the session (`core::session::thread`); a thread's events list and stream are the session's
-//! list and stream handlers scoped to that thread.
+//! per-thread events list and stream. The threads and their objects are core's projections
+//! (`core::session::thread`): the primary thread is the session's own stream, a child thread
+//! its own stream; a thread's events list and stream are the session's list and stream
+//! handlers on that thread's stream.
 //!
-//! Only primary threads exist so far (a session has exactly one; its events are the session's
-//! log), so the per-thread list and stream are the session's own. Archiving the primary thread
-//! is refused: it is archived with its session.
+//! Archiving the primary thread is refused (it is archived with its session); a child thread
+//! is archived only when idle (`requires_action` counts as idle), else 409.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -63,29 +63,38 @@ async fn list(
             STATUSES.join(", ")
         )));
     }
-    // Every page after the first is empty: a session has fewer threads than the smallest
-    // page, so the only cursor is "past the end".
-    let past_end = match query.one("page")?.filter(|p| !p.is_empty()) {
-        None => false,
-        Some("end") => true,
-        Some(other) => return Err(Error::invalid(format!("page: unknown cursor {other:?}"))),
+    // A cursor is the number of threads already listed.
+    let skip = match query.one("page")?.filter(|p| !p.is_empty()) {
+        None => 0,
+        Some(cursor) => cursor
+            .strip_prefix("thr_")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| Error::invalid(format!("page: unknown cursor {cursor:?}")))?,
     };
     let head = session::load(&state, &auth, &id).await?;
     let now = Timestamp::now();
     let mut data = Vec::new();
-    if !past_end {
-        for thread in head.state.thread_ids() {
-            let status = head.state.thread_status(&thread).map(|s| s.as_str());
-            if !statuses.is_empty() && !status.is_some_and(|s| statuses.contains(&s)) {
-                continue;
-            }
-            if let Some(object) = head.state.render_thread(&thread, now) {
-                data.push(object);
-            }
+    let mut more = false;
+    let mut position = 0;
+    for thread in head.state.thread_ids() {
+        let (_, thread_head) = session::load_thread(&state, &auth, &id, &thread).await?;
+        let status = thread_head.state.status.as_str();
+        if !statuses.is_empty() && !statuses.contains(&status) {
+            continue;
+        }
+        position += 1;
+        if position <= skip {
+            continue;
+        }
+        if data.len() == limit {
+            more = true;
+            break;
+        }
+        if let Some(object) = thread_head.state.render_thread(&thread, now) {
+            data.push(object);
         }
     }
-    let next_page = (data.len() > limit).then(|| "end".to_owned());
-    data.truncate(limit);
+    let next_page = more.then(|| format!("thr_{}", skip + data.len()));
     Ok(Json(Page { data, next_page }))
 }
 
@@ -95,7 +104,7 @@ async fn retrieve(
     Id(id): Id<SessionId>,
     Id(thread): Id<ThreadId>,
 ) -> Result<Json<Value>> {
-    let head = session::load(&state, &auth, &id).await?;
+    let (_, head) = session::load_thread(&state, &auth, &id, &thread).await?;
     head.state
         .render_thread(&thread, Timestamp::now())
         .map(Json)
@@ -108,23 +117,18 @@ async fn archive(
     Id(id): Id<SessionId>,
     Id(thread): Id<ThreadId>,
 ) -> Result<Json<Value>> {
-    let head = session::load(&state, &auth, &id).await?;
-    if head.state.thread_status(&thread).is_none() {
-        return Err(not_found(&thread));
+    let (stream, _) = session::load_thread(&state, &auth, &id, &thread).await?;
+    if stream == id {
+        return Err(Error::invalid(format!(
+            "thread {thread} is the session's primary thread: it is archived with its session \
+             (POST /v1/sessions/{id}/archive)"
+        )));
     }
-    Err(Error::invalid(format!(
-        "thread {thread} is the session's primary thread: it is archived with its session \
-         (POST /v1/sessions/{id}/archive)"
-    )))
-}
-
-/// Checks that session `id` of the caller has thread `thread`.
-async fn check(state: &AppState, auth: &Auth, id: &SessionId, thread: &ThreadId) -> Result<()> {
-    let head = session::load(state, auth, id).await?;
-    match head.state.thread_status(thread) {
-        Some(_) => Ok(()),
-        None => Err(not_found(thread)),
-    }
+    let head = session::archive_thread(&state, &auth, &id, &thread).await?;
+    head.state
+        .render_thread(&thread, Timestamp::now())
+        .map(Json)
+        .ok_or_else(|| not_found(&thread))
 }
 
 async fn events(
@@ -134,9 +138,8 @@ async fn events(
     Id(thread): Id<ThreadId>,
     query: Query,
 ) -> Result<Json<Page<Event>>> {
-    check(&state, &auth, &id, &thread).await?;
-    // The primary thread's events are the session's log.
-    super::events::list(State(state), auth, Id(id), query).await
+    let (stream, head) = session::load_thread(&state, &auth, &id, &thread).await?;
+    super::events::list_of(&state, &stream, head, &query).await
 }
 
 async fn stream(
@@ -147,6 +150,6 @@ async fn stream(
     headers: HeaderMap,
     query: Query,
 ) -> Result<Response> {
-    check(&state, &auth, &id, &thread).await?;
-    crate::sse::stream(State(state), auth, Id(id), headers, query).await
+    let (stream, head) = session::load_thread(&state, &auth, &id, &thread).await?;
+    crate::sse::stream_of(state, stream, head, headers, query).await
 }
