@@ -217,6 +217,20 @@ def test_a_childs_confirmation_is_answered_on_the_session(harness: Harness) -> N
     h = harness
     coordinator, _, tester = ask_team(h)
     session = h.session(agent=coordinator)
+    streamed: list[Any] = []
+    opened = threading.Event()
+
+    def read() -> None:
+        with h.client.beta.sessions.events.stream(session.id) as stream:
+            opened.set()
+            for event in stream:
+                streamed.append(event)
+                if event.type == "session.status_idle":
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert opened.wait(10)
     sent = h.send(
         session.id,
         {
@@ -240,6 +254,22 @@ def test_a_childs_confirmation_is_answered_on_the_session(harness: Harness) -> N
     child = thread_events(h, session.id, use.session_thread_id)
     result = [e for e in child if e.type == "agent.tool_result"][0]
     assert result.tool_use_id == use.id and not result.is_error and text(result).strip() == "ran"
+    # The session's stream: the primary thread plus the condensed child activity.
+    reader.join(20)
+    assert not reader.is_alive()
+    kinds = types(streamed)
+    for kind in (
+        "session.thread_created",
+        "agent.thread_message_sent",
+        "session.thread_status_running",
+        "session.thread_status_idle",
+        "agent.thread_message_received",
+    ):
+        assert kind in kinds, kind
+    posted = [e for e in streamed if e.type == "agent.tool_use" and e.session_thread_id]
+    assert [e.id for e in posted] == [use.id]
+    assert [e.session_thread_id for e in streamed if e.type == "user.tool_confirmation"] == [use.session_thread_id]
+    assert not any(e.type == "agent.message" and text(e).strip() == "ran" for e in streamed)
 
 
 def test_interrupting_a_child_waiting_on_always_ask(harness: Harness) -> None:
@@ -300,3 +330,63 @@ def test_interrupting_the_session_stops_a_running_child(harness: Harness) -> Non
     assert h.client.beta.sessions.threads.retrieve(child.id, session_id=session.id).status == "idle"
     child_events = thread_events(h, session.id, child.id)
     assert stop_type(child_events[-1]) == "end_turn"
+
+
+def test_a_crash_mid_delegation_recovers_the_session_and_its_child(tmp_path: Any, mock: Any) -> None:
+    """A server killed while a child thread runs: on restart the coordinator's delegation call
+    and the child's tool call are closed as after any cut turn, both go idle, and the session
+    delegates again."""
+    from conftest import ServerProcess, new_key
+    from harness_support import llm_vault, searchable
+
+    key = new_key()
+    data_dir = tmp_path / "data"
+    searchable(data_dir)
+    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
+    try:
+        client = process.client()
+        h = Harness(client=client, server=None, mock=mock, vault=llm_vault(client, mock.url), token="")  # type: ignore[arg-type]
+        coordinator, reviewer, _ = team(h)
+        session = h.session(agent=coordinator)
+        h.send(
+            session.id,
+            {
+                "type": "user.message",
+                "content": [{"type": "text", "text": delegate(reviewer, '<<mock:tool bash {"command": "sleep 60"}>>')}],
+            },
+        )
+
+        def sleeping() -> Any:
+            children = threads_of(h, session.id)[1:]
+            if not children:
+                return None
+            events = thread_events(h, session.id, children[0].id)
+            return children[0] if "agent.tool_use" in types(events) else None
+
+        child = wait_for(sleeping)
+    finally:
+        assert process.proc is not None
+        process.proc.kill()
+        process.proc.wait()
+        process.proc = None
+    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
+    try:
+        h.client = process.client()
+
+        def settled() -> Any:
+            return h.client.beta.sessions.retrieve(session.id).status == "idle"
+
+        wait_for(settled)
+        events = h.events(session.id)
+        call = [e for e in events if e.type == "agent.tool_use" and e.name == "message_agent"][0]
+        closed = [e for e in events if e.type == "agent.tool_result" and e.tool_use_id == call.id]
+        assert len(closed) == 1 and closed[0].is_error
+        assert h.client.beta.sessions.threads.retrieve(child.id, session_id=session.id).status == "idle"
+        child_events = thread_events(h, session.id, child.id)
+        assert [e.is_error for e in child_events if e.type == "agent.tool_result"] == [True]
+        assert stop_type(child_events[-1]) == "end_turn"
+        # The thread goes on after the restart.
+        again = h.turn(session.id, delegate(reviewer, "<<mock:text back>>", thread=child.id))
+        assert [text(e) for e in again if e.type == "agent.thread_message_received"] == ["back"]
+    finally:
+        assert process.stop() == 0

@@ -274,6 +274,18 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             }
         };
         let child = SessionId::of_thread(&thread);
+        let owned = log::load(&store, &child)
+            .await
+            .ok()
+            .and_then(|loaded| loaded.state.thread_of)
+            .is_some_and(|(owner, _)| owner == session);
+        if !owned {
+            // A forked session lists its parent's threads but does not own their streams.
+            return Err(Failure::Tool(format!(
+                "{thread} belongs to another session; leave session_thread_id out to start a \
+                 new thread"
+            )));
+        }
         let agent_name = self
             .writer
             .state()
