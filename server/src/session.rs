@@ -70,11 +70,11 @@ pub async fn load_thread(
     let child = SessionId::of_thread(thread);
     let head = state.heads.read(&state.store, &child).await?;
     // A fork lists its parent's threads but does not own their streams.
-    if !head
+    if head
         .state
         .thread_of
         .as_ref()
-        .is_some_and(|(owner, _)| owner == id)
+        .is_none_or(|(owner, _)| owner != id)
     {
         return Err(Error::not_found("session thread", thread.as_str()));
     }
