@@ -2,7 +2,8 @@
 
 The primary thread (`sthr_…`, `parent_thread_id: null`) is the session's own agent loop: list
 (with `statuses[]`), retrieve, its events list and its stream are the session's; archiving it
-alone is refused (it is archived with its session). Child threads are not implemented yet.
+alone is refused (it is archived with its session). Child threads (a coordinator's
+delegations) are tested with the runner in `test_harness_threads.py`.
 """
 
 from __future__ import annotations
