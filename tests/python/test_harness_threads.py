@@ -332,6 +332,40 @@ def test_interrupting_the_session_stops_a_running_child(harness: Harness) -> Non
     assert stop_type(child_events[-1]) == "end_turn"
 
 
+def test_interrupting_a_running_child_only(harness: Harness) -> None:
+    h = harness
+    coordinator, reviewer, _ = team(h)
+    session = h.session(agent=coordinator)
+    sent = h.send(
+        session.id,
+        {
+            "type": "user.message",
+            "content": [{"type": "text", "text": delegate(reviewer, '<<mock:tool bash {"command": "sleep 30"}>>')}],
+        },
+    )
+
+    def sleeping() -> Any:
+        children = threads_of(h, session.id)[1:]
+        if not children:
+            return None
+        events = thread_events(h, session.id, children[0].id)
+        return children[0] if "agent.tool_use" in types(events) else None
+
+    child = wait_for(sleeping)
+    started = time.monotonic()
+    h.send(session.id, {"type": "user.interrupt", "session_thread_id": child.id})
+    events = h.wait_idle(session.id, sent[0].id)
+    assert time.monotonic() - started < 10
+    # The coordinator was not interrupted: its call got the child's (empty) reply and it went on.
+    call = [e for e in events if e.type == "agent.tool_use" and e.name == "message_agent"][0]
+    result = [e for e in events if e.type == "agent.tool_result" and e.tool_use_id == call.id][0]
+    assert not result.is_error and child.id in text(result)
+    assert [e for e in events if e.type == "agent.message"]
+    child_events = thread_events(h, session.id, child.id)
+    assert "user.interrupt" in types(child_events) and stop_type(child_events[-1]) == "end_turn"
+    assert [e.is_error for e in child_events if e.type == "agent.tool_result"] == [True]
+
+
 def test_a_crash_mid_delegation_recovers_the_session_and_its_child(tmp_path: Any, mock: Any) -> None:
     """A server killed while a child thread runs: on restart the coordinator's delegation call
     and the child's tool call are closed as after any cut turn, both go idle, and the session

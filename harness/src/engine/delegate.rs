@@ -104,7 +104,7 @@ pub(crate) async fn roster<S: Store>(store: &S, coordinator: &AgentSnapshot) -> 
 pub(crate) fn spec(members: &[Member]) -> ToolSpec {
     let mut listing = String::new();
     for member in members {
-        listing.push_str(&format!("\n- {}", member.name));
+        listing.push_str(&format!("\n- {} ({})", member.name, member.agent_id));
         if let Some(description) = member
             .snapshot
             .description
@@ -114,7 +114,9 @@ pub(crate) fn spec(members: &[Member]) -> ToolSpec {
             listing.push_str(&format!(": {description}"));
         }
     }
-    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    let mut names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
     ToolSpec {
         name: TOOL.to_owned(),
         description: format!(
@@ -127,7 +129,11 @@ pub(crate) fn spec(members: &[Member]) -> ToolSpec {
         input_schema: json!({
             "type": "object",
             "properties": {
-                "agent": {"type": "string", "enum": names, "description": "The agent to message."},
+                "agent": {
+                    "type": "string",
+                    "enum": names,
+                    "description": "The agent to message, by name."
+                },
                 "message": {"type": "string", "description": "What to ask or tell it."},
                 "session_thread_id": {
                     "type": "string",
@@ -331,6 +337,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 let run = threads.run(&child);
                 tokio::pin!(run);
                 let mut rx = self.interrupted.clone();
+                let aimed = aimed_at(&store, &session, self.writer.version(), &thread);
                 tokio::select! {
                     biased;
                     () = &mut run => {}
@@ -341,6 +348,14 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                                 session_thread_id: None,
                             })).await;
                         }
+                        run.await;
+                    }
+                    () = aimed => {
+                        // An interrupt of this child only: its turn ends, the coordinator's
+                        // goes on with what the child has said.
+                        relay(&store, &child, EventParams::UserInterrupt(InterruptParams {
+                            session_thread_id: None,
+                        })).await;
                         run.await;
                     }
                 }
@@ -472,6 +487,22 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             }
         }
     }
+}
+
+/// Resolves when the session's stream, after `after`, holds a `user.interrupt` naming
+/// `thread` (never, when the stream cannot be read).
+async fn aimed_at<S: Store>(store: &S, session: &SessionId, after: u64, thread: &ThreadId) {
+    let mut records = store.subscribe(&StreamId::from(session), after);
+    while let Some(Ok(record)) = records.next().await {
+        if let Ok(SessionRecord::Event(event)) = SessionRecord::decode(&record.payload) {
+            if let Body::UserInterrupt(i) = &event.body {
+                if i.session_thread_id.as_ref() == Some(thread) {
+                    return;
+                }
+            }
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// How the wait for a child's answers ended.
