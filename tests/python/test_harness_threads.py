@@ -157,6 +157,13 @@ def test_a_coordinator_delegates_to_two_roster_agents(harness: Harness) -> None:
     assert not any(s.replace("sesn_", "sthr_") in (first, second) for s in sessions)
     with pytest.raises(anthropic.NotFoundError):
         h.client.beta.sessions.retrieve(first.replace("sthr_", "sesn_"))
+    with pytest.raises(anthropic.NotFoundError):
+        h.client.beta.sessions.events.list(first.replace("sthr_", "sesn_"))
+
+    # Deleting the session deletes its threads.
+    h.client.beta.sessions.delete(session.id)
+    with pytest.raises(anthropic.NotFoundError):
+        h.client.beta.sessions.threads.list(session.id)
 
 
 def test_running_thread_cannot_be_archived_and_its_stream_is_its_own(harness: Harness) -> None:

@@ -126,3 +126,32 @@ def test_bad_rosters_are_400_and_change_nothing(client: anthropic.Anthropic, mak
         client.beta.agents.update(plain.id, multiagent={"type": "coordinator", "agents": [plain.id]})
     assert "self" in err.value.message
     assert client.beta.agents.retrieve(plain.id).version == 1
+
+
+def test_a_session_holds_its_rosters_full_definitions(
+    client: anthropic.Anthropic, make_agent: Callable[..., Any], environment: Any
+) -> None:
+    reviewer = make_agent(system="review carefully", description="reviews")
+    coordinator = make_agent(
+        system="coordinate",
+        multiagent={
+            "type": "coordinator",
+            "agents": [reviewer.id, {"type": "self"}, {"type": "advisor", "model": "claude-opus-4-6"}],
+        },
+    )
+    client.beta.agents.update(reviewer.id, system="changed later")
+    session = client.beta.sessions.create(
+        agent={"type": "agent_with_overrides", "id": coordinator.id, "system": "overridden"},
+        environment_id=environment.id,
+    )
+    agents = session.agent.multiagent.agents
+    assert session.agent.multiagent.type == "coordinator"
+    assert [a.type for a in agents] == ["agent", "agent", "advisor"]
+    assert agents[0].id == reviewer.id and agents[0].version == 1
+    assert agents[0].name == reviewer.name and agents[0].system == "review carefully"
+    assert agents[0].description == "reviews" and agents[0].model.id == "claude-sonnet-4-6"
+    # `self` is the coordinator as the session runs it, overrides included, without its roster.
+    assert agents[1].id == coordinator.id and agents[1].system == "overridden"
+    assert "multiagent" not in agents[1].to_dict()
+    assert agents[2].model == "claude-opus-4-6"
+    assert client.beta.sessions.retrieve(session.id).agent.multiagent.to_dict() == session.agent.multiagent.to_dict()

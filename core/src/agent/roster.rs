@@ -314,6 +314,73 @@ pub fn render(value: &Value, id: &str, version: u64) -> Value {
     value
 }
 
+/// The roster `value` as a session holds it (API §6.4, `BetaManagedAgentsSessionMultiagent`):
+/// every agent entry replaced by that agent's full definition, `self` by `own` (the
+/// coordinator's snapshot as the session runs it). `definitions` are the members'
+/// snapshots; a member without one keeps its reference. Definitions carry no roster.
+pub fn for_session(
+    value: &Value,
+    own: &super::AgentSnapshot,
+    definitions: &[super::AgentSnapshot],
+) -> Value {
+    let define = |snapshot: &super::AgentSnapshot| {
+        let mut snapshot = snapshot.clone();
+        snapshot.multiagent = None;
+        let mut value = serde_json::to_value(snapshot).unwrap_or(Value::Null);
+        if let Some(map) = value.as_object_mut() {
+            map.remove("multiagent");
+        }
+        value
+    };
+    let mut value = value.clone();
+    let replace = |list: Option<&mut Value>| {
+        for entry in list.and_then(Value::as_array_mut).into_iter().flatten() {
+            let found = match entry.get("type").and_then(Value::as_str) {
+                Some("self") => Some(define(own)),
+                Some("agent") => {
+                    let id = entry.get("id").and_then(Value::as_str);
+                    let version = entry.get("version").and_then(Value::as_u64);
+                    definitions
+                        .iter()
+                        .find(|d| Some(d.id.as_str()) == id && Some(d.version) == version)
+                        .map(define)
+                }
+                _ => None,
+            };
+            if let Some(found) = found {
+                *entry = found;
+            }
+        }
+    };
+    replace(value.get_mut("agents"));
+    for key in ["subagents", "workflows"] {
+        replace(
+            value
+                .get_mut(key)
+                .and_then(|member| member.get_mut("predefined_agents")),
+        );
+    }
+    value
+}
+
+/// The full definitions a session's roster holds ([`for_session`]), in roster order.
+pub fn definitions(value: &Value) -> Vec<super::AgentSnapshot> {
+    let list = match value.get("type").and_then(Value::as_str) {
+        Some("coordinator") => value.get("agents"),
+        Some("multiagent_20261001") => value
+            .get("subagents")
+            .filter(|s| s.get("type").and_then(Value::as_str) == Some("enabled"))
+            .and_then(|s| s.get("predefined_agents")),
+        _ => None,
+    };
+    list.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry.get("name").is_some())
+        .filter_map(|entry| serde_json::from_value(entry.clone()).ok())
+        .collect()
+}
+
 /// One delegable member of a stored roster: a saved agent at a version, or the agent itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Member {
@@ -506,5 +573,44 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.field, "multiagent.subagents.predefined_agents[0].type");
+    }
+
+    #[test]
+    fn a_session_roster_holds_full_definitions() {
+        let snapshot = |id: &str,
+                        name: &str,
+                        roster: Option<Value>|
+         -> crate::agent::AgentSnapshot {
+            let mut value = json!({
+                "type": "agent", "id": id, "version": 2, "name": name,
+                "model": {"id": "claude-sonnet-4-6", "speed": "standard", "effort": {"type": "high"}, "inference_geo": null},
+            });
+            if let Some(roster) = roster {
+                value["multiagent"] = roster;
+            }
+            serde_json::from_value(value).unwrap()
+        };
+        let stored = json!({"type": "coordinator", "agents": [
+            {"type": "agent", "id": "agent_a", "version": 2},
+            {"type": "self"},
+            {"type": "agent", "id": "agent_gone", "version": 1},
+            {"type": "advisor", "model": "m"},
+        ]});
+        let own = snapshot("agent_me", "lead", Some(stored.clone()));
+        let session = for_session(&stored, &own, &[snapshot("agent_a", "reviewer", None)]);
+        assert_eq!(session["agents"][0]["name"], "reviewer");
+        assert_eq!(session["agents"][1]["name"], "lead");
+        assert!(session["agents"][1].get("multiagent").is_none());
+        assert_eq!(
+            session["agents"][2],
+            json!({"type": "agent", "id": "agent_gone", "version": 1})
+        );
+        assert_eq!(
+            session["agents"][3],
+            json!({"type": "advisor", "model": "m"})
+        );
+        let names: Vec<_> = definitions(&session).into_iter().map(|d| d.name).collect();
+        assert_eq!(names, ["reviewer", "lead"]);
+        assert!(definitions(&stored).is_empty());
     }
 }

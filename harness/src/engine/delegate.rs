@@ -68,13 +68,26 @@ pub(crate) struct Member {
     pub(crate) snapshot: AgentSnapshot,
 }
 
-/// The delegable members of `coordinator`'s roster, each at its resolved version (`self`: the
-/// coordinator's own snapshot, session overrides included). Members that cannot be loaded
-/// are left out.
+/// The delegable members of `coordinator`'s roster: the definitions the session's roster
+/// holds (each member at its resolved version, `self` the coordinator as the session was
+/// created, overrides included); for a roster without them, each member loaded at its
+/// version. Members that cannot be loaded are left out.
 pub(crate) async fn roster<S: Store>(store: &S, coordinator: &AgentSnapshot) -> Vec<Member> {
     let Some(multiagent) = &coordinator.multiagent else {
         return Vec::new();
     };
+    // A session's roster holds its members' definitions, fixed when it was created.
+    let defined = roster::definitions(multiagent);
+    if !defined.is_empty() {
+        return defined
+            .into_iter()
+            .map(|snapshot| Member {
+                name: snapshot.name.clone(),
+                agent_id: snapshot.id.to_string(),
+                snapshot,
+            })
+            .collect();
+    }
     let mut members = Vec::new();
     for member in roster::members(multiagent) {
         let snapshot = match member {
