@@ -431,3 +431,18 @@ def test_a_crash_mid_delegation_recovers_the_session_and_its_child(tmp_path: Any
         assert [text(e) for e in again if e.type == "agent.thread_message_received"] == ["back"]
     finally:
         assert process.stop() == 0
+
+
+@pytest.mark.parametrize("engine", ["claude", "codex"])
+def test_agent_cli_engines_refuse_a_coordinator(harness: Harness, engine: str) -> None:
+    from harness_support import llm_vault
+
+    h = harness
+    coordinator, reviewer, _ = team(h)
+    vault = llm_vault(h.client, h.mock.url, engine=engine)
+    session = h.session(agent=coordinator, vault=vault)
+    events = h.turn(session.id, delegate(reviewer, "<<mock:text hi>>"))
+    errors = [e for e in events if e.type == "session.error"]
+    assert errors and "multiagent roster" in errors[0].error.message
+    assert "native" in errors[0].error.message
+    assert threads_of(h, session.id)[1:] == []
