@@ -444,6 +444,25 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         let primary = ThreadId::primary_of(&session);
         let mut records = store.subscribe(&StreamId::from(&session), self.writer.version());
         let mut rx = self.interrupted.clone();
+        // The operator's pending-action timeout applies to a child's calls as to a session's.
+        let timeout = self.options.requires_action_timeout;
+        let deadline = match (timeout, log::load(&store, child).await) {
+            (Some(timeout), Ok(loaded)) => loaded.state.action_deadline(timeout),
+            _ => None,
+        };
+        let expiry = async {
+            match deadline {
+                Some(deadline) => {
+                    let wait = deadline.millis() + 1 - Timestamp::now().millis();
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        u64::try_from(wait).unwrap_or(0),
+                    ))
+                    .await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::pin!(expiry);
         loop {
             let next = tokio::select! {
                 biased;
@@ -454,6 +473,21 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     }
                     // The watcher is gone: the turn is ending.
                     return Err(Halt::Interrupted);
+                }
+                () = &mut expiry => {
+                    if let Some(timeout) = timeout {
+                        let expired = log::commit(
+                            &store,
+                            child,
+                            |_| true,
+                            || Command::ExpireActions { timeout },
+                        )
+                        .await;
+                        if let Err(e) = expired {
+                            tracing::warn!(thread = %thread, error = %e, "cannot deny the thread's pending actions");
+                        }
+                    }
+                    return Ok(Answered::Resumed);
                 }
                 next = records.next() => next,
             };
