@@ -58,7 +58,9 @@ def test_a_coordinator_delegates_to_two_roster_agents(harness: Harness) -> None:
     h = harness
     coordinator, reviewer, tester = team(h)
     session = h.session(agent=coordinator)
-    prompt = delegate(reviewer, "<<mock:text looks good>>") + delegate(tester, "<<mock:text tests pass>>")
+    prompt = delegate(reviewer, "<<mock:delay 1s>><<mock:text looks good>>") + delegate(
+        tester, "<<mock:delay 1s>><<mock:text tests pass>>"
+    )
     events = h.turn(session.id, prompt)
     assert stop_type(events[-1]) == "end_turn"
 
@@ -83,9 +85,19 @@ def test_a_coordinator_delegates_to_two_roster_agents(harness: Harness) -> None:
         "agent.thread_message_received",
     ]
     assert lifecycle(first) == expected and lifecycle(second) == expected
-    assert types(events).index("agent.thread_message_received") < [
-        i for i, e in enumerate(events) if e.type == "session.thread_created"
-    ][1]
+    # The two delegations of one response run at once: both run before either replies.
+    running = [i for i, e in enumerate(events) if e.type == "session.thread_status_running"]
+    idles = [i for i, e in enumerate(events) if e.type == "session.thread_status_idle"]
+    assert max(running) < min(idles)
+    # Their model requests overlapped.
+    def span(thread: str) -> tuple[Any, Any]:
+        mine = thread_events(h, session.id, thread)
+        start = [e.processed_at for e in mine if e.type == "span.model_request_start"][0]
+        end = [e.processed_at for e in mine if e.type == "span.model_request_end"][0]
+        return start, end
+
+    (a_start, a_end), (b_start, b_end) = span(first), span(second)
+    assert a_start < b_end and b_start < a_end
     received = [e for e in events if e.type == "agent.thread_message_received"]
     assert [text(r) for r in received] == ["looks good", "tests pass"]
     assert received[0].from_agent_name == reviewer.name
@@ -337,6 +349,36 @@ def test_interrupting_the_session_stops_a_running_child(harness: Harness) -> Non
     assert h.client.beta.sessions.threads.retrieve(child.id, session_id=session.id).status == "idle"
     child_events = thread_events(h, session.id, child.id)
     assert stop_type(child_events[-1]) == "end_turn"
+
+
+def test_interrupting_the_session_stops_children_running_at_once(harness: Harness) -> None:
+    h = harness
+    coordinator, reviewer, tester = team(h)
+    session = h.session(agent=coordinator)
+    sleep = '<<mock:tool bash {"command": "sleep 30"}>>'
+    sent = h.send(
+        session.id,
+        {"type": "user.message", "content": [{"type": "text", "text": delegate(reviewer, sleep) + delegate(tester, sleep)}]},
+    )
+
+    def both_sleeping() -> Any:
+        children = threads_of(h, session.id)[1:]
+        if len(children) < 2:
+            return None
+        busy = all("agent.tool_use" in types(thread_events(h, session.id, c.id)) for c in children)
+        return children if busy else None
+
+    children = wait_for(both_sleeping)
+    started = time.monotonic()
+    h.send(session.id, {"type": "user.interrupt"})
+    events = h.wait_idle(session.id, sent[0].id)
+    assert time.monotonic() - started < 10
+    assert stop_type(events[-1]) == "end_turn"
+    idle = {e.session_thread_id for e in events if e.type == "session.thread_status_idle"}
+    assert idle == {c.id for c in children}
+    for child in children:
+        assert h.client.beta.sessions.threads.retrieve(child.id, session_id=session.id).status == "idle"
+        assert stop_type(thread_events(h, session.id, child.id)[-1]) == "end_turn"
 
 
 def test_interrupting_a_running_child_only(harness: Harness) -> None:

@@ -12,7 +12,8 @@
 //!
 //! The child's turns run right here, inside the coordinator's tool call, through the runner
 //! ([`Threads`]): the same set-up, engines, tools and recovery as any session, in the
-//! session's workspace. Delegations of one model response run one after another.
+//! session's workspace. Several delegations of one model response are prepared in order,
+//! then their children run at once ([`Turn::start_all`]), then each is concluded in order.
 //!
 //! A child that waits on the client (a tool confirmation, a custom tool result) has its calls
 //! cross-posted to the session's stream with `session_thread_id`; the client answers them on
@@ -21,6 +22,7 @@
 //! child: a running child ends its turn, a waiting one has its pending calls closed with an
 //! error result and goes idle `end_turn`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -159,8 +161,18 @@ pub(crate) fn spec(members: &[Member]) -> ToolSpec {
     }
 }
 
+/// A delegation whose child thread has its message.
+#[derive(Debug, Clone)]
+pub(super) struct Prepared {
+    thread: ThreadId,
+    child: SessionId,
+    agent_name: String,
+    /// The child's stream version holding the message: its reply follows.
+    after: usize,
+}
+
 /// Why a delegation did not give a reply.
-enum Failure {
+pub(super) enum Failure {
     /// The tool call fails with this text.
     Tool(String),
     /// The turn stops.
@@ -208,12 +220,25 @@ fn plain(content: &[ContentBlock]) -> String {
 
 impl<S: Store, X: Sandbox> Turn<'_, S, X> {
     /// Answers delegation call `id` with the child's reply (or why there is none).
+    /// `prepared`: what [`Turn::start_all`] did for this call already (its child ran along
+    /// with the other delegations of the response; `interrupted`: the session was interrupted
+    /// meanwhile).
     pub(super) async fn delegate(
         &mut self,
         id: EventId,
         input: &Map<String, Value>,
+        prepared: Option<Result<Prepared, Failure>>,
+        interrupted: bool,
     ) -> Result<(), Halt> {
-        let (text, is_error) = match self.delegation(input).await {
+        let outcome = match prepared {
+            Some(Ok(prepared)) => self.conclude(prepared, interrupted).await,
+            Some(Err(failure)) => Err(failure),
+            None => match self.prepare(input).await {
+                Ok(prepared) => self.conclude(prepared, false).await,
+                Err(failure) => Err(failure),
+            },
+        };
+        let (text, is_error) = match outcome {
             Ok(text) => (text, false),
             Err(Failure::Tool(why)) => (why, true),
             Err(Failure::Halt(halt)) => return Err(halt),
@@ -227,8 +252,96 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             .await
     }
 
-    async fn delegation(&mut self, input: &Map<String, Value>) -> Result<String, Failure> {
+    /// Several delegations of one response: each child thread is created and sent its
+    /// message in order, then every child runs at once; each call is concluded later by
+    /// [`Turn::delegate`], in order. Returns what was prepared by call, and whether the session
+    /// was interrupted while the children ran (each child then got the interrupt and its
+    /// idle is recorded here).
+    pub(super) async fn start_all(
+        &mut self,
+        calls: &[(EventId, Map<String, Value>)],
+    ) -> (HashMap<EventId, Result<Prepared, Failure>>, bool) {
+        let mut prepared = HashMap::new();
+        let mut children = Vec::new();
+        for (id, input) in calls {
+            let outcome = self.prepare(input).await;
+            let halted = matches!(outcome, Err(Failure::Halt(_)));
+            if let Ok(p) = &outcome {
+                children.push(p.clone());
+            }
+            prepared.insert(id.clone(), outcome);
+            if halted {
+                break;
+            }
+        }
         let Some(threads) = self.threads else {
+            return (prepared, false);
+        };
+        let store = self.writer.store().clone();
+        let session = self.writer.id().clone();
+        let after = self.writer.version();
+        let runs = futures::future::join_all(children.iter().map(|p| {
+            let store = store.clone();
+            let session = session.clone();
+            async move {
+                let run = threads.run(&p.child);
+                tokio::pin!(run);
+                tokio::select! {
+                    biased;
+                    () = &mut run => {}
+                    () = aimed_at(&store, &session, after, &p.thread) => {
+                        relay(&store, &p.child, EventParams::UserInterrupt(InterruptParams {
+                            session_thread_id: None,
+                        })).await;
+                        run.await;
+                    }
+                }
+            }
+        }));
+        tokio::pin!(runs);
+        let mut rx = self.interrupted.clone();
+        let interrupted = tokio::select! {
+            biased;
+            _ = &mut runs => false,
+            fired = async { rx.wait_for(|v| *v).await.is_ok() } => {
+                if fired {
+                    for p in &children {
+                        relay(&store, &p.child, EventParams::UserInterrupt(InterruptParams {
+                            session_thread_id: None,
+                        })).await;
+                    }
+                }
+                runs.await;
+                fired
+            }
+        };
+        if interrupted {
+            for p in &children {
+                close_waiting(&store, &p.child).await;
+                if let Ok(loaded) = log::load(&store, &p.child).await {
+                    let step = replied(
+                        &p.thread,
+                        &p.agent_name,
+                        &loaded.state,
+                        &loaded.records,
+                        p.after,
+                    );
+                    if self.writer.settle(Step::Thread(step)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            for outcome in prepared.values_mut() {
+                *outcome = Err(Failure::Halt(Halt::Interrupted));
+            }
+        }
+        (prepared, interrupted)
+    }
+
+    /// Creates the child thread (or finds the one to continue), delivers the message and
+    /// records that it runs.
+    async fn prepare(&mut self, input: &Map<String, Value>) -> Result<Prepared, Failure> {
+        let Some(_) = self.threads else {
             return Err(Failure::Tool(
                 "delegation is not available in this session".into(),
             ));
@@ -342,7 +455,31 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             }))
             .await?;
 
-        let mut interrupted = false;
+        Ok(Prepared {
+            thread,
+            child,
+            agent_name,
+            after,
+        })
+    }
+
+    /// Runs the prepared child until it replies (relaying the client's answers while it
+    /// waits on them) and records its reply.
+    async fn conclude(&mut self, prepared: Prepared, interrupted: bool) -> Result<String, Failure> {
+        let Some(threads) = self.threads else {
+            return Err(Failure::Tool(
+                "delegation is not available in this session".into(),
+            ));
+        };
+        let Prepared {
+            thread,
+            child,
+            agent_name,
+            after,
+        } = prepared;
+        let store = self.writer.store().clone();
+        let session = self.writer.id().clone();
+        let mut interrupted = interrupted;
         loop {
             // The child's turns, until it has nothing left to do; an interrupt of the session
             // reaches it through its own log.

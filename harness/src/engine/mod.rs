@@ -374,6 +374,17 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             self.writer.report("recorded");
             *open_span = None;
 
+            // Several delegations: their children run at once.
+            let delegations: Vec<(EventId, Map<String, Value>)> = calls
+                .iter()
+                .filter(|(_, call, _, ran)| matches!(call, Pending::Delegate) && ran.is_none())
+                .map(|(id, _, input, _)| (id.clone(), input.clone()))
+                .collect();
+            let (mut prepared, interrupted) = if delegations.len() > 1 {
+                self.start_all(&delegations).await
+            } else {
+                (HashMap::new(), false)
+            };
             let mut waiting = Vec::new();
             for (id, call, input, ran) in calls {
                 if let Some(output) = ran {
@@ -388,7 +399,10 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     continue;
                 }
                 match call {
-                    Pending::Delegate => self.delegate(id, &input).await?,
+                    Pending::Delegate => {
+                        let ready = prepared.remove(&id);
+                        self.delegate(id, &input, ready, interrupted).await?
+                    }
                     Pending::Tool(Call::Run(_)) if self.tools_on_worker => waiting.push(id),
                     Pending::Tool(Call::Run(tool)) => self.run_tool(&id, tool, &input).await?,
                     Pending::Tool(Call::Refuse(why)) => {
