@@ -87,3 +87,21 @@ fn what_cannot_be_forked() {
         404
     );
 }
+
+#[test]
+fn the_workspace_of_a_fork_point_is_the_last_idle_at_or_before_it() {
+    let parent = a_day();
+    let point = |at: Option<&str>| fork::workspace_point(&parent, at.map(eid).as_ref());
+    // Before the first idle: an empty workspace.
+    assert_eq!(point(Some("m1")), None);
+    // At an idle, and after it until the next turn starts: that idle's snapshot.
+    assert_eq!(point(Some("i1")), Some(eid("i1")));
+    assert_eq!(point(Some("m2")), Some(eid("i1")));
+    // Inside the next turn: still the workspace the turn found.
+    assert_eq!(point(Some("r2")), Some(eid("i1")));
+    assert_eq!(point(Some("i2")), Some(eid("i2")));
+    // By default the last event's.
+    assert_eq!(point(None), Some(eid("i2")));
+    // An event that is not the parent's has no point.
+    assert_eq!(point(Some("nope")), None);
+}

@@ -81,10 +81,18 @@ impl FromRequestParts<AppState> for Auth {
                 "missing API key: send it as x-api-key or Authorization: Bearer".to_owned(),
             ));
         };
-        let principal = keys::authenticate(&state.store, key)
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .ok_or_else(|| Error::Unauthenticated("invalid x-api-key".to_owned()))?;
+        let digest = keys::hash(key);
+        let principal = match state.principals.get(&digest) {
+            Some(principal) => principal,
+            None => {
+                let principal = keys::authenticate_digest(&state.store, &digest)
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?
+                    .ok_or_else(|| Error::Unauthenticated("invalid x-api-key".to_owned()))?;
+                state.principals.put(digest, principal.clone());
+                principal
+            }
+        };
         tracing::Span::current().record("workspace", principal.workspace.as_str());
         if let Some(environment) = &principal.environment {
             environment_key_allows(&parts.method, parts.uri.path(), environment)?;

@@ -454,7 +454,15 @@ async fn workspace_name<S: Store>(store: &S, id: &str) -> Result<String, Error> 
 
 /// Resolves a presented key to its principal; `None` for unknown or revoked keys.
 pub async fn authenticate<S: Store>(store: &S, key: &str) -> Result<Option<Principal>, Error> {
-    let index = format!("keyhash:{}", hash(key));
+    authenticate_digest(store, &hash(key)).await
+}
+
+/// [`authenticate`] for a key already hashed with [`hash`].
+pub async fn authenticate_digest<S: Store>(
+    store: &S,
+    digest: &str,
+) -> Result<Option<Principal>, Error> {
+    let index = format!("keyhash:{digest}");
     let Some(entry) = first::<_, HashEntry>(store, &index).await? else {
         return Ok(None);
     };

@@ -13,6 +13,7 @@ pub mod app;
 pub mod auth;
 pub mod blobs;
 pub mod body;
+pub mod caches;
 pub mod config;
 pub mod datadir;
 pub mod error;

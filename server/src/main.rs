@@ -24,12 +24,18 @@ fn main() {
     // Before any thread or file exists: everything the process creates is private (0600/0700).
     managed_agents_server::datadir::restrict_umask();
     let cli = Cli::parse();
+    // Log lines go through a buffer a thread of their own writes out (several lines per write
+    // under load, instead of a write to stderr per request). Nothing is dropped: a full buffer
+    // makes the thread that logs wait. Dropping the guard writes out what is left.
+    let (log_writer, log_flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("MANAGED_AGENTS_LOG")
                 .unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -37,11 +43,19 @@ fn main() {
         .build()
     {
         Ok(runtime) => runtime,
-        Err(err) => fail(&anyhow::Error::new(err).context("starting the async runtime")),
+        Err(err) => {
+            drop(log_flush);
+            fail(&anyhow::Error::new(err).context("starting the async runtime"))
+        }
     };
+    // Everything logged is written before the process ends, whichever way it ends (after the
+    // runtime's tasks stopped when it ends normally).
     if let Err(err) = runtime.block_on(run(cli)) {
+        drop(log_flush);
         fail(&err);
     }
+    drop(runtime);
+    drop(log_flush);
 }
 
 fn fail(err: &anyhow::Error) -> ! {

@@ -8,6 +8,7 @@ use managed_agents_core::session::log::{self, Committed};
 use managed_agents_core::session::{fork, Command, Rejection, SessionRecord, SessionState};
 use managed_agents_core::storage::{Kind, Store, StreamId, Version};
 use managed_agents_core::time::Timestamp;
+use managed_agents_harness::sandbox::ForkPoint;
 
 use crate::auth::Auth;
 use crate::error::{Error, Result};
@@ -200,8 +201,14 @@ pub async fn fork(
     }
     let records = fork::records(&loaded.records, at, child.clone(), Timestamp::now())?;
     if let Some(workspaces) = &state.runner.workspaces {
+        // The workspace as of the fork point: its last idle's snapshot (core decides which).
+        let point = fork::workspace_point(&loaded.records, at);
         workspaces
-            .fork(parent.as_str(), child.as_str())
+            .fork_at(
+                parent.as_str(),
+                child.as_str(),
+                point.as_ref().map(|idle| ForkPoint::Idle(idle.as_str())),
+            )
             .await
             .map_err(|e| Error::Internal(format!("cannot copy the session's workspace: {e}")))?;
     }

@@ -45,6 +45,10 @@ pub struct AppState {
     pub uploads_downloadable: bool,
     /// Self-hosted workers seen polling (the work queue's `workers_polling`).
     pub workers: Arc<crate::workers::Workers>,
+    /// Principals of recently presented API keys (see [`crate::caches`]).
+    pub principals: Arc<crate::caches::Principals>,
+    /// Which environments are self-hosted (see [`crate::caches`]).
+    pub environment_kinds: Arc<crate::caches::EnvironmentKinds>,
 }
 
 /// What the routes need of the harness runner: wake it for new input, merge live previews into
@@ -91,6 +95,8 @@ impl AppState {
             anthropic_skills: None,
             uploads_downloadable: false,
             workers: Arc::default(),
+            principals: Arc::default(),
+            environment_kinds: Arc::default(),
         };
         (state, tx)
     }

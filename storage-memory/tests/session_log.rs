@@ -230,3 +230,47 @@ fn heads_queue_writers_and_catch_up_with_other_writers() {
         Err(Error::NotFound(_))
     ));
 }
+
+#[test]
+fn the_catalog_entry_follows_the_state_when_appends_skip_an_unchanged_entry() {
+    use managed_agents_core::session::heads::Heads;
+    let store = MemoryStore::new();
+    let id = create(&store, &WorkspaceId::generate(Timestamp::now()));
+    let heads = Heads::new(4);
+    let entry = |store: &MemoryStore| {
+        block_on(store.entry(Kind::Session, id.as_str()))
+            .expect("entry")
+            .expect("present")
+    };
+    let state = |store: &MemoryStore| {
+        block_on(log::load(store, &id))
+            .expect("load")
+            .state
+            .catalog_entry()
+            .expect("entry of the state")
+    };
+    // The first message makes the session running: the entry changes and is filed.
+    let send = |text: &'static str| {
+        block_on(heads.commit(
+            &store,
+            &id,
+            |_| true,
+            move || Command::Send(vec![message(text)]),
+        ))
+        .expect("send")
+    };
+    send("one");
+    assert_eq!(entry(&store).status.as_deref(), Some("running"));
+    assert_eq!(entry(&store), state(&store));
+    // A second one changes nothing the catalog shows: the entry is still the state's.
+    send("two");
+    assert_eq!(entry(&store), state(&store));
+    assert_eq!(
+        block_on(log::load(&store, &id))
+            .expect("load")
+            .state
+            .inputs
+            .len(),
+        2
+    );
+}

@@ -5,6 +5,10 @@
 //! each request against its head cache, builds one `WriteBatch` of everything it accepted,
 //! writes it with one sync, then acknowledges every request and publishes the new records to the
 //! [`Hub`] in version order. A rejected request never affects the others in its batch.
+//!
+//! Besides stream heads the writer caches catalog owners (which workspace an object's entry is
+//! filed under), so re-filing an entry on each append costs no read. Both caches change only
+//! after a batch is durable; a failed write clears them.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -63,8 +67,11 @@ pub(crate) struct Writer {
     pub(crate) max_batch: usize,
 }
 
-/// Heads cached beyond this many streams are dropped and reloaded lazily.
+/// Heads (and catalog owners) cached beyond this many streams are dropped and reloaded lazily.
 const MAX_CACHED_HEADS: usize = 100_000;
+
+/// An object's catalog owner: its workspace, `None` once its entry is removed.
+type Owners = HashMap<(Kind, String), Option<String>>;
 
 /// What one batch is building: the write, the heads and catalog owners it changes.
 struct Batch<'a> {
@@ -73,8 +80,10 @@ struct Batch<'a> {
     catalog_family: &'a ColumnFamily,
     ids_family: &'a ColumnFamily,
     heads: &'a mut HashMap<StreamId, Version>,
+    /// Catalog owners as of the last durable batch (a cache of `CATALOG_IDS`).
+    owners: &'a Owners,
     /// Catalog owners changed by earlier requests of this batch (`None`: removed).
-    owners: HashMap<(Kind, String), Option<String>>,
+    staged_owners: Owners,
     write: WriteBatch,
     pending: Vec<Pending>,
     events: usize,
@@ -84,6 +93,7 @@ impl Writer {
     /// Runs until the store is dropped.
     pub(crate) fn run(self) {
         let mut heads = HashMap::new();
+        let mut owners = Owners::new();
         let mut queue = Vec::with_capacity(self.max_batch);
         loop {
             match self.requests.recv() {
@@ -104,7 +114,10 @@ impl Writer {
             if heads.len() > MAX_CACHED_HEADS {
                 heads.clear();
             }
-            stop |= self.commit(&mut heads, queue.drain(..));
+            if owners.len() > MAX_CACHED_HEADS {
+                owners.clear();
+            }
+            stop |= self.commit(&mut heads, &mut owners, queue.drain(..));
             if stop {
                 return;
             }
@@ -115,6 +128,7 @@ impl Writer {
     fn commit(
         &self,
         heads: &mut HashMap<StreamId, Version>,
+        owners: &mut Owners,
         requests: impl Iterator<Item = Request>,
     ) -> bool {
         let families = (
@@ -133,7 +147,8 @@ impl Writer {
             catalog_family,
             ids_family,
             heads,
-            owners: HashMap::new(),
+            owners,
+            staged_owners: Owners::new(),
             write: WriteBatch::default(),
             pending: Vec::new(),
             events: 0,
@@ -168,6 +183,7 @@ impl Writer {
             pending,
             events,
             heads,
+            staged_owners,
             ..
         } = batch;
         if pending.is_empty() {
@@ -182,14 +198,16 @@ impl Writer {
         };
         match written {
             Ok(()) => {
+                owners.extend(staged_owners);
                 self.counters.batch(pending.len(), events);
                 for done in pending {
                     self.acknowledge(done);
                 }
             }
             Err(error) => {
-                // Nothing of the batch was applied; reload heads from the database.
+                // Nothing of the batch was applied; reload heads and owners from the database.
                 heads.clear();
+                owners.clear();
                 let error = storage::Error::Backend(error.to_string());
                 for done in pending {
                     match done {
@@ -254,11 +272,19 @@ impl Batch<'_> {
         Ok(head)
     }
 
-    fn owner(&self, kind: Kind, id: &str) -> Result<Option<String>, storage::Error> {
-        match self.owners.get(&(kind, id.to_owned())) {
-            Some(owner) => Ok(owner.clone()),
-            None => Ok(db::owner(self.db, kind, id)?),
+    fn owner(&mut self, kind: Kind, id: &str) -> Result<Option<String>, storage::Error> {
+        let key = (kind, id.to_owned());
+        if let Some(owner) = self
+            .staged_owners
+            .get(&key)
+            .or_else(|| self.owners.get(&key))
+        {
+            return Ok(owner.clone());
         }
+        let owner = db::owner(self.db, kind, id)?;
+        // Read from the database, so true whatever this batch does: keep it.
+        self.staged_owners.insert(key, owner.clone());
+        Ok(owner)
     }
 
     /// Checks and stages one append; returns its stream, records and versions.
@@ -295,7 +321,7 @@ impl Batch<'_> {
                 keys::catalog_id(entry.kind, &entry.id),
                 entry.workspace.as_bytes(),
             );
-            self.owners.insert(
+            self.staged_owners.insert(
                 (entry.kind, entry.id.clone()),
                 Some(entry.workspace.clone()),
             );
@@ -333,7 +359,7 @@ impl Batch<'_> {
                 .delete_cf(catalog, keys::catalog(kind, &owner, id));
         }
         self.write.delete_cf(ids, keys::catalog_id(kind, id));
-        self.owners.insert((kind, id.to_owned()), None);
+        self.staged_owners.insert((kind, id.to_owned()), None);
         self.heads.insert(stream.clone(), 0);
         Ok(())
     }
@@ -401,8 +427,10 @@ mod tests {
         };
         let (again, again_ack) = append("sesn_b", Expected::Exactly(0), "b1 again");
         let mut heads = HashMap::new();
+        let mut owners = Owners::new();
         let stop = writer.commit(
             &mut heads,
+            &mut owners,
             vec![first, stale, second, other, delete, again].into_iter(),
         );
         assert!(!stop);
@@ -438,5 +466,13 @@ mod tests {
         assert!(db::entry(&db, Kind::Session, "sesn_b")
             .expect("entry")
             .is_some());
+        // The owners cache holds what the database holds once the batch is durable.
+        for id in ["sesn_a", "sesn_b"] {
+            assert_eq!(
+                owners.get(&(Kind::Session, id.to_owned())),
+                Some(&db::owner(&db, Kind::Session, id).expect("owner")),
+                "{id}"
+            );
+        }
     }
 }

@@ -1,6 +1,6 @@
 """Forking a session (our extension, `POST /v1/sessions/{id}/fork`, issue 13 item 6): the child's
-log is the parent's up to the fork point, its workspace a copy of the parent's, and both go on
-independently. Official SDK (`client.post` for the extension), real server, native engine,
+log is the parent's up to the fork point, its workspace a copy of the parent's as of the last idle
+at or before that point (snapshotted at every idle), and both go on independently. Official SDK (`client.post` for the extension), real server, native engine,
 real sandbox, mock model."""
 
 from __future__ import annotations
@@ -61,6 +61,26 @@ def test_fork_at_the_last_event_copies_log_and_workspace_and_both_go_on(harness:
     assert public(harness.events(parent.id))[: len(parent_events)] == public(parent_events)
     child_new = {e.id for e in harness.events(child["id"])[len(parent_events) :]}
     assert child_new and not child_new & {e.id for e in harness.events(parent.id)}
+
+
+def test_fork_at_an_idle_restores_the_workspace_of_that_idle(harness: Harness) -> None:
+    parent = harness.session()
+    first = harness.turn(parent.id, bash("echo v1 > f.txt"))
+    second = harness.turn(parent.id, bash("echo v2 > f.txt && echo two > g.txt"))
+    assert first[-1].type == second[-1].type == "session.status_idle"
+
+    # At the first idle: the workspace as that idle left it, although the parent changed it
+    # since. (A fork at a later point of the log gets the same workspace, as of its last idle:
+    # core's `fork::workspace_point`; a child forked at a queued message then runs it.)
+    child = fork(harness, parent.id, at_event_id=first[-1].id)
+    assert "v1" in read(harness, child["id"], "f.txt")
+    assert "No such file" in read(harness, child["id"], "g.txt")
+    # At the last idle (the default): the workspace as it is.
+    latest = fork(harness, parent.id)
+    assert "v2" in read(harness, latest["id"], "f.txt")
+    assert "two" in read(harness, latest["id"], "g.txt")
+    # The parent's workspace is untouched by the restores.
+    assert "v2" in read(harness, parent.id, "f.txt")
 
 
 def test_fork_mid_log_gives_the_prefix(harness: Harness) -> None:

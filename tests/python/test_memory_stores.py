@@ -565,6 +565,30 @@ def test_sessions_attach_memory_stores_at_creation(
     assert [r.name for r in again.resources if r.type == "memory_store"][0] == "User Preferences!"
 
 
+def test_sessions_list_filters_by_memory_store(client: anthropic.Anthropic, make_session: Any, store: Any) -> None:
+    other = client.beta.memory_stores.create(name="Other store")
+    with_store = [make_session(resources=[{"type": "memory_store", "memory_store_id": store.id}]) for _ in range(3)]
+    both = make_session(
+        resources=[
+            {"type": "memory_store", "memory_store_id": other.id},
+            {"type": "memory_store", "memory_store_id": store.id},
+        ]
+    )
+    only_other = make_session(resources=[{"type": "memory_store", "memory_store_id": other.id}])
+    # Sessions without a store sit between the matches, so pages must walk past them.
+    for _ in range(5):
+        make_session()
+    wanted = {s.id for s in with_store} | {both.id}
+    # Auto-pagination with a small page size sees every match once, and nothing else.
+    listed = [s.id for s in client.beta.sessions.list(memory_store_id=store.id, limit=2)]
+    assert sorted(listed) == sorted(wanted)
+    assert {s.id for s in client.beta.sessions.list(memory_store_id=other.id)} == {both.id, only_other.id}
+    assert list(client.beta.sessions.list(memory_store_id="memstore_01doesnotexist")) == []
+    # Without the filter every session is listed.
+    everything = {s.id for s in client.beta.sessions.list(limit=100)}
+    assert wanted | {only_other.id} <= everything
+
+
 def test_sessions_refuse_unknown_archived_and_late_memory_stores(
     client: anthropic.Anthropic, make_session: Any, session: Any, store: Any
 ) -> None:

@@ -89,3 +89,22 @@ pub fn records(
     }
     Ok(out)
 }
+
+/// The idle event whose workspace a fork of `parent` at `at` (its last event when `None`)
+/// starts from: the last `session.status_idle` at or before the fork point. At an idle
+/// boundary (between an idle and the next turn's start) that is exactly the workspace of the
+/// fork point; inside a turn it is the workspace as the turn found it. `None` before the first
+/// idle (an empty workspace) or when `at` is not an event of `parent` (which [`records`]
+/// refuses).
+pub fn workspace_point(parent: &[SessionRecord], at: Option<&EventId>) -> Option<EventId> {
+    let end = match at {
+        Some(id) => parent
+            .iter()
+            .position(|r| r.event().is_some_and(|e| &e.id == id))?,
+        None => parent.len().checked_sub(1)?,
+    };
+    parent[..=end].iter().rev().find_map(|record| {
+        let event = record.event()?;
+        (event.body.type_name() == "session.status_idle").then(|| event.id.clone())
+    })
+}

@@ -39,6 +39,7 @@ macro_rules! conformance_tests {
             catalog_pagination_edges,
             catalog_filters,
             catalog_entry_updates_with_append,
+            catalog_entry_moves_between_workspaces,
             delete_removes_stream_entry_and_ends_subscribers,
         );
     };
@@ -642,6 +643,58 @@ pub fn catalog_entry_updates_with_append<S: Store>(store: S) {
         ..CatalogQuery::new(Kind::Session, "ws")
     };
     assert_eq!(block_on(store.list(&query)).expect("list").entries.len(), 1);
+}
+
+/// An entry re-filed under another workspace leaves the old one's listing; an append without
+/// an entry leaves the entry as it was; a deleted and recreated object is filed only where it
+/// was recreated. (Each step is its own append, so a backend that caches where entries are
+/// filed must keep that cache true across batches and deletes.)
+pub fn catalog_entry_moves_between_workspaces<S: Store>(store: S) {
+    let stream = StreamId::new("sesn_moving");
+    let listed = |workspace: &str| {
+        let mut query = CatalogQuery::new(Kind::Session, workspace);
+        query.include_archived = true;
+        ids(&block_on(store.list(&query)).expect("list"))
+    };
+    let filed = |workspace: &str| {
+        CatalogEntry::new(
+            Kind::Session,
+            stream.as_str(),
+            workspace,
+            Timestamp::from_millis(1),
+        )
+    };
+    let file = |expected: Version, event: &str, catalog: Option<CatalogEntry>| {
+        block_on(store.append(Append {
+            stream: stream.clone(),
+            expected: Expected::Exactly(expected),
+            events: vec![payload(event)],
+            catalog,
+        }))
+        .expect("append");
+    };
+    file(0, "a", Some(filed("ws_a")));
+    file(1, "b", Some(filed("ws_b")));
+    assert_eq!(listed("ws_a"), Vec::<String>::new());
+    assert_eq!(listed("ws_b"), vec![stream.as_str().to_owned()]);
+    file(2, "c", None);
+    assert_eq!(
+        block_on(store.entry(Kind::Session, stream.as_str())).expect("entry"),
+        Some(filed("ws_b")),
+        "an append without an entry keeps the entry"
+    );
+    file(3, "d", Some(filed("ws_a")));
+    assert_eq!(listed("ws_a"), vec![stream.as_str().to_owned()]);
+    assert_eq!(listed("ws_b"), Vec::<String>::new());
+    block_on(store.delete(Kind::Session, &stream)).expect("delete");
+    assert_eq!(listed("ws_a"), Vec::<String>::new());
+    file(0, "e", Some(filed("ws_b")));
+    assert_eq!(listed("ws_a"), Vec::<String>::new());
+    assert_eq!(listed("ws_b"), vec![stream.as_str().to_owned()]);
+    assert_eq!(
+        block_on(store.entry(Kind::Session, stream.as_str())).expect("entry"),
+        Some(filed("ws_b"))
+    );
 }
 
 /// Delete removes the events and the entry, ends subscribers, and leaves other streams alone.

@@ -481,6 +481,9 @@ async fn process<S: Store, X: Sandbox>(
             },
             Err(halt) => Err(halt),
         };
+        if !matches!(ended, Err(Halt::Gone(_))) {
+            snapshot_idle(inner, &writer).await;
+        }
         head = writer.into_head();
         match ended {
             Ok(()) | Err(Halt::Interrupted) => {}
@@ -520,6 +523,45 @@ impl<S: Store, X: Sandbox> crate::engine::delegate::Threads for Inner<S, X> {
         Box::pin(async move {
             process(self, child, None).await;
         })
+    }
+}
+
+/// Snapshots the workspace of a session that is idle now, labelled with the id of its latest
+/// `session.status_idle` event, so a fork at that event restores this workspace (see
+/// `Workspaces::snapshot`). A failure is logged: the session goes on without that snapshot.
+async fn snapshot_idle<S: Store, X: Sandbox>(inner: &Inner<S, X>, writer: &Writer<S>) {
+    // A child thread works in its session's workspace, which the session's own idles
+    // snapshot.
+    if writer.state().status != Status::Idle || writer.state().is_child_thread() {
+        return;
+    }
+    let id = writer.id();
+    let tail = inner
+        .store
+        .read(
+            &StreamId::from(id),
+            u64::MAX,
+            storage::Direction::Backward,
+            16,
+        )
+        .await;
+    let idle = tail.ok().and_then(|records| {
+        records.iter().find_map(|record| {
+            let record = SessionRecord::decode(&record.payload).ok()?;
+            let event = record.event()?;
+            (event.body.type_name() == "session.status_idle").then(|| event.id.clone())
+        })
+    });
+    let Some(idle) = idle else {
+        return;
+    };
+    if let Err(e) = inner
+        .options
+        .workspaces
+        .snapshot(id.as_str(), idle.as_str())
+        .await
+    {
+        tracing::warn!(session = %id, error = %e, "workspace snapshot not taken");
     }
 }
 

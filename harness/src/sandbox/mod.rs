@@ -29,6 +29,7 @@ mod image;
 mod output;
 mod process;
 mod seccomp;
+mod snapshot;
 mod uids;
 mod workspace;
 
@@ -42,7 +43,7 @@ pub use command::{Command, DoorMount, Network, Output};
 pub use image::MIN_QUOTA;
 pub use process::{Exit, Killer, LineError, Lines, Process};
 pub use uids::UidRange;
-pub use workspace::{Workspace, Workspaces};
+pub use workspace::{ForkPoint, Workspace, Workspaces};
 
 /// Runs commands confined to a session's workspace.
 pub trait Sandbox: Send + Sync {

@@ -13,6 +13,11 @@
 //! Without root, or with no quota, it is a plain directory and the quota is not enforced. A
 //! plain workspace left from before quotas were on stays a plain directory.
 //!
+//! **Snapshots.** At each idle the runner snapshots the workspace (`snapshot.rs`, incremental:
+//! unchanged files are hard links to the previous snapshot's copy) into
+//! `<root>/<session>.snapshots/<idle event id>`, so [`Workspaces::fork_at`] an idle event
+//! restores the workspace exactly as it was then.
+//!
 //! Everything here is private: the root and the workspaces are mode 0700 and no ancestor needs
 //! to be searchable by the sandbox uid (the sandbox reaches the workspace through a bind in
 //! its launcher's own mount namespace; see `bubblewrap.rs`).
@@ -23,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::image::{self, Tools};
+use super::snapshot;
 use super::{Bind, Command, Error, Network, Sandbox, UidRange};
 
 /// The directory that holds every session's workspace (for example `<data dir>/workspaces`).
@@ -33,6 +39,15 @@ pub struct Workspaces {
     quota: Option<u64>,
     uids: UidRange,
     lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Which state of a parent's workspace a fork starts from ([`Workspaces::fork_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForkPoint<'a> {
+    /// As it was at this idle event (its snapshot's label: the event id).
+    Idle(&'a str),
+    /// As it is now.
+    Now,
 }
 
 /// One session's workspace directory on the host.
@@ -223,16 +238,36 @@ impl Workspaces {
     /// fork): every file with its modes and times, owned by the child's own sandbox uid when
     /// the server is root. A parent that never had a workspace gives an empty one.
     pub async fn fork(&self, parent: &str, child: &str) -> Result<Workspace, Error> {
+        self.fork_at(parent, child, Some(ForkPoint::Now)).await
+    }
+
+    /// Create session `child`'s workspace as a copy of session `parent`'s at `point`: the
+    /// snapshot of an idle event ([`Workspaces::snapshot`]; when it was never taken, the
+    /// workspace as it is now), the workspace as it is now, or (`None`: a point before the
+    /// parent's first idle) an empty workspace. Files keep their modes and times and are owned
+    /// by the child's own sandbox uid when the server is root.
+    pub async fn fork_at(
+        &self,
+        parent: &str,
+        child: &str,
+        point: Option<ForkPoint<'_>>,
+    ) -> Result<Workspace, Error> {
         validate(parent)?;
         validate(child)?;
         let _guard = self.lock.lock().await;
+        let snapshot = match point {
+            Some(ForkPoint::Idle(label)) => snapshot::find(&self.snapshots(parent)?, label),
+            _ => None,
+        };
         let had_one = self.root.join(parent).exists() || self.image(parent).exists();
         let target = self.create_locked(child).await?;
-        if !had_one {
-            return Ok(target);
-        }
-        let source = self.create_locked(parent).await?;
-        let mut from = source.dir.clone().into_os_string();
+        let source = match (point, snapshot) {
+            (None, _) => return Ok(target),
+            (Some(_), Some(snapshot)) => snapshot,
+            (Some(_), None) if had_one => self.create_locked(parent).await?.dir,
+            (Some(_), None) => return Ok(target),
+        };
+        let mut from = source.into_os_string();
         from.push("/.");
         run(
             "cp",
@@ -255,8 +290,38 @@ impl Workspaces {
         Ok(target)
     }
 
+    /// Snapshot session `session_id`'s workspace as it is at the idle event `label` (see
+    /// `snapshot.rs`); a session without a workspace has nothing to snapshot.
+    pub async fn snapshot(&self, session_id: &str, label: &str) -> Result<(), Error> {
+        let mut ws = self.get(session_id)?;
+        let snapshots = self.snapshots(session_id)?;
+        if !ws.dir.is_dir() {
+            return Ok(());
+        }
+        if self.image(session_id).exists() && !image::is_mounted(&ws.dir) {
+            // An image not mounted since a restart: its mount point is empty, the files are
+            // in the image.
+            ws = self.create(session_id).await?;
+        }
+        let label = label.to_owned();
+        let dir = ws.dir.clone();
+        tokio::task::spawn_blocking(move || snapshot::take(&dir, &snapshots, &label))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+            .map_err(|source| Error::Workspace {
+                path: ws.dir,
+                source,
+            })
+    }
+
+    /// Where session `session_id`'s workspace snapshots are kept.
+    fn snapshots(&self, session_id: &str) -> Result<PathBuf, Error> {
+        validate(session_id)?;
+        Ok(self.root.join(format!("{session_id}.snapshots")))
+    }
+
     /// Delete the session's workspace and everything in it (unmounting and removing its
-    /// image); a missing workspace is fine.
+    /// image, and its snapshots); a missing workspace is fine.
     pub async fn delete(&self, session_id: &str) -> Result<(), Error> {
         let ws = self.get(session_id)?;
         let _guard = self.lock.lock().await;
@@ -265,6 +330,7 @@ impl Workspaces {
         }
         let image = self.image(session_id);
         let attachments = self.attachments(session_id)?;
+        let snapshots = self.snapshots(session_id)?;
         if image::is_mounted(&attachments.join("outputs")) {
             Tools::find()?.unmount(&attachments.join("outputs"))?;
         }
@@ -272,6 +338,7 @@ impl Workspaces {
             tokio::fs::remove_file(&image).await,
             tokio::fs::remove_dir_all(&ws.dir).await,
             tokio::fs::remove_dir_all(&attachments).await,
+            tokio::fs::remove_dir_all(&snapshots).await,
         ] {
             match result {
                 Ok(()) => {}
@@ -526,6 +593,56 @@ async fn run(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn snapshots_are_restored_by_a_fork_and_deleted_with_the_session() {
+        let tmp = tempfile::tempdir().unwrap();
+        let workspaces = Workspaces::new(tmp.path().join("ws"));
+        let parent = workspaces.create("sesn_parent").await.unwrap();
+        std::fs::write(parent.dir().join("f"), "at idle").unwrap();
+        workspaces
+            .snapshot("sesn_parent", "sevt_idle1")
+            .await
+            .unwrap();
+        std::fs::write(parent.dir().join("f"), "later").unwrap();
+
+        let at_idle = workspaces
+            .fork_at("sesn_parent", "sesn_a", Some(ForkPoint::Idle("sevt_idle1")))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(at_idle.dir().join("f")).unwrap(),
+            "at idle"
+        );
+        let now = workspaces.fork("sesn_parent", "sesn_b").await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(now.dir().join("f")).unwrap(),
+            "later"
+        );
+        // An idle never snapshotted: the workspace as it is; before any idle: empty.
+        let unknown = workspaces
+            .fork_at("sesn_parent", "sesn_c", Some(ForkPoint::Idle("sevt_other")))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(unknown.dir().join("f")).unwrap(),
+            "later"
+        );
+        let empty = workspaces
+            .fork_at("sesn_parent", "sesn_d", None)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_dir(empty.dir()).unwrap().count(), 0);
+
+        let snapshots = tmp.path().join("ws/sesn_parent.snapshots");
+        assert!(snapshots.join("sevt_idle1").is_dir());
+        workspaces.delete("sesn_parent").await.unwrap();
+        assert!(!snapshots.exists());
+        assert!(
+            at_idle.dir().join("f").exists(),
+            "a child keeps its own copy"
+        );
+    }
 
     #[tokio::test]
     async fn create_is_private_and_idempotent_delete_removes() {

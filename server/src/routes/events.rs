@@ -15,7 +15,7 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use managed_agents_core::event::{self, Body, Event, EventParams};
-use managed_agents_core::ids::{self, SessionId};
+use managed_agents_core::ids::{self, EnvironmentId, SessionId};
 use managed_agents_core::session::idempotency::{self, IdempotencyKey, KeyEntry};
 use managed_agents_core::session::{log, Command, SessionRecord, SessionState};
 use managed_agents_core::storage::{Direction, Order, Store, StreamId};
@@ -117,14 +117,17 @@ async fn send(
             .map(|e| after.render_event(e))
             .collect()
     };
-    let data = match key {
+    // The session's environment, read from the state the send left (it never changes).
+    let environment =
+        |after: &SessionState| after.config.as_ref().map(|c| c.environment_id.clone());
+    let (data, environment) = match key {
         None => {
             session::commit_with(
                 &state,
                 &auth,
                 &id,
                 move || Command::Send(events.clone()),
-                move |after, records, _| client_events(after, records),
+                move |after, records, _| (client_events(after, records), environment(after)),
             )
             .await?
         }
@@ -139,18 +142,21 @@ async fn send(
                     events: events.clone(),
                 },
                 move |after, records, _| {
-                    if records.is_empty() {
+                    let keyed = if records.is_empty() {
                         Keyed::Answered(after.idempotency.get(&answered).cloned())
                     } else {
                         Keyed::Sent(client_events(after, records))
-                    }
+                    };
+                    (keyed, environment(after))
                 },
             )
             .await?;
             match keyed {
-                Keyed::Sent(data) => data,
-                Keyed::Answered(Some(entry)) => log::replay(&state.store, &id, &entry).await?,
-                Keyed::Answered(None) => {
+                (Keyed::Sent(data), environment) => (data, environment),
+                (Keyed::Answered(Some(entry)), environment) => {
+                    (log::replay(&state.store, &id, &entry).await?, environment)
+                }
+                (Keyed::Answered(None), _) => {
                     return Err(Error::Internal(format!(
                         "session {id}: an answered idempotency key is not in the session's table"
                     )))
@@ -159,10 +165,12 @@ async fn send(
         }
     };
     let appended = begun.elapsed();
-    if data.iter().any(|e| e.body.type_name() == "user.message") {
-        // The events are stored: a failure here is logged, never the request's answer.
-        if let Err(error) = self_hosted_work(&state, &auth, &id).await {
-            tracing::warn!(session = %id, %error, "self-hosted work item not enqueued");
+    if let Some(environment) = environment {
+        if data.iter().any(|e| e.body.type_name() == "user.message") {
+            // The events are stored: a failure here is logged, never the request's answer.
+            if let Err(error) = self_hosted_work(&state, &auth, &id, &environment).await {
+                tracing::warn!(session = %id, %error, "self-hosted work item not enqueued");
+            }
         }
     }
     state.runner.notifier.notify(&id);
@@ -174,25 +182,46 @@ async fn send(
 }
 
 /// A session on a self-hosted environment whose work item a worker already stopped gets a new
-/// one when a `user.message` arrives (and a fork gets its own at once) (API §5.3; `core::work::ensure_for_session`).
-pub(crate) async fn self_hosted_work(state: &AppState, auth: &Auth, id: &SessionId) -> Result<()> {
+/// one when a `user.message` arrives (and a fork gets its own at once) (API §5.3;
+/// `core::work::ensure_for_session`). `environment` is the session's; whether it is self-hosted
+/// is read once per environment ([`crate::caches::EnvironmentKinds`]), so a cloud session's
+/// send reads nothing more.
+pub(crate) async fn self_hosted_work(
+    state: &AppState,
+    auth: &Auth,
+    id: &SessionId,
+    environment: &EnvironmentId,
+) -> Result<()> {
+    let self_hosted = match state.environment_kinds.self_hosted(environment) {
+        Some(known) => known,
+        None => {
+            let env: managed_agents_core::environment::Environment =
+                crate::objects::load(state, auth, "environment", environment.as_str()).await?;
+            let self_hosted = env.settings.config.kind() == "self_hosted";
+            if !self_hosted {
+                // Only cloud is remembered: a self-hosted environment is loaded each time, so
+                // its deletion or archival is seen as before.
+                state.environment_kinds.put(environment.clone(), false);
+            }
+            self_hosted
+        }
+    };
+    if !self_hosted {
+        return Ok(());
+    }
     let head = session::load(state, auth, id).await?;
     let Some(config) = head.state.config.as_ref() else {
         return Ok(());
     };
-    let env: managed_agents_core::environment::Environment =
-        crate::objects::load(state, auth, "environment", config.environment_id.as_str()).await?;
-    if env.settings.config.kind() == "self_hosted" {
-        work::ensure_for_session(
-            &state.store,
-            &config.workspace,
-            &env.id,
-            id,
-            config.metadata.clone(),
-            managed_agents_core::time::Timestamp::now(),
-        )
-        .await?;
-    }
+    work::ensure_for_session(
+        &state.store,
+        &config.workspace,
+        environment,
+        id,
+        config.metadata.clone(),
+        managed_agents_core::time::Timestamp::now(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -48,7 +48,9 @@ async fn fork(
     tracing::Span::current().record("session_id", child.as_str());
     let committed = session::fork(&state, &auth, &parent, at.as_ref(), &child).await?;
     // On a self-hosted environment the child gets its own work item, as a created session does.
-    super::events::self_hosted_work(&state, &auth, &child).await?;
+    if let Some(config) = &committed.state.config {
+        super::events::self_hosted_work(&state, &auth, &child, &config.environment_id).await?;
+    }
     // The child may have input to run, or a turn to settle.
     state.runner.notifier.notify(&child);
     committed

@@ -498,27 +498,45 @@ async fn list(
         }
         catalog.statuses.push(status.to_owned());
     }
-    // Deployments and memory stores are not supported: no session matches these filters.
-    if query.one("deployment_id")?.is_some() || query.one("memory_store_id")?.is_some() {
+    // There are no deployments here: no session matches that filter.
+    if query.one("deployment_id")?.is_some() {
         return Ok(Json(BidiPage {
             data: Vec::new(),
             next_page: None,
             prev_page: None,
         }));
     }
-    let page = pagination::list_catalog(&state.store, catalog, query.one("page")?).await?;
-    let mut data = Vec::with_capacity(page.entries.len());
-    for entry in &page.entries {
-        let id = SessionId::parse(&entry.id).map_err(|e| Error::Internal(e.to_string()))?;
-        match session::load(&state, &auth, &id).await {
-            Ok(loaded) => data.push(render(&loaded.state)?.0),
-            Err(Error::NotFound(_)) => continue,
-            Err(other) => return Err(other),
+    let memory_store = query.one("memory_store_id")?.map(str::to_owned);
+    let attached = |state: &SessionState| {
+        memory_store.as_deref().is_none_or(|wanted| {
+            state.resources.iter().any(|resource| {
+                matches!(resource, Resource::MemoryStore { memory_store_id, .. } if memory_store_id == wanted)
+            })
+        })
+    };
+    // The catalog knows no resources, so the memory-store filter reads each listed session and
+    // walks on through the catalog until a page has a match or the catalog ends (a page of
+    // the SDK's paginator must not be empty unless it is the last).
+    let mut cursor = query.one("page")?.map(str::to_owned);
+    loop {
+        let page =
+            pagination::list_catalog(&state.store, catalog.clone(), cursor.as_deref()).await?;
+        let mut data = Vec::with_capacity(page.entries.len());
+        for entry in &page.entries {
+            let id = SessionId::parse(&entry.id).map_err(|e| Error::Internal(e.to_string()))?;
+            match session::load(&state, &auth, &id).await {
+                Ok(loaded) if attached(&loaded.state) => data.push(render(&loaded.state)?.0),
+                Ok(_) | Err(Error::NotFound(_)) => continue,
+                Err(other) => return Err(other),
+            }
         }
+        if !data.is_empty() || page.next.is_none() || memory_store.is_none() {
+            return Ok(Json(BidiPage {
+                data,
+                next_page: page.next,
+                prev_page: page.prev,
+            }));
+        }
+        cursor = page.next;
     }
-    Ok(Json(BidiPage {
-        data,
-        next_page: page.next,
-        prev_page: page.prev,
-    }))
 }
