@@ -178,6 +178,31 @@ typed_id!(/// An API key (`apikey_…`).
 typed_id!(/// A request, echoed in the `request-id` header (`req_…`).
     RequestId, "request", "req_");
 
+impl SessionId {
+    /// The stream of child thread `thread`: `sesn_` followed by the thread id's body (the
+    /// inverse of [`ThreadId::primary_of`], so a child stream's own primary thread id is the
+    /// child thread's id).
+    pub fn of_thread(thread: &ThreadId) -> Self {
+        let body = thread
+            .as_str()
+            .strip_prefix(ThreadId::PREFIX)
+            .unwrap_or(thread.as_str());
+        Self(format!("{}{body}", Self::PREFIX))
+    }
+}
+
+impl ThreadId {
+    /// The primary thread of session `session`: `sthr_` followed by the session id's body (a
+    /// plain token, so always a valid thread id).
+    pub fn primary_of(session: &SessionId) -> Self {
+        let body = session
+            .as_str()
+            .strip_prefix(SessionId::PREFIX)
+            .unwrap_or(session.as_str());
+        Self(format!("{}{body}", Self::PREFIX))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

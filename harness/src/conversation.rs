@@ -151,6 +151,9 @@ pub(crate) struct Builder {
     system_additions: Vec<String>,
     /// The query of each `web_search` call by its event id.
     searches: HashMap<String, String>,
+    /// The records are a child thread's (`internal.thread_of`): what the coordinator sends it
+    /// (`agent.thread_message_received`) is its user input.
+    child: bool,
 }
 
 impl Builder {
@@ -174,10 +177,20 @@ impl Builder {
                 }
                 return;
             }
+            SessionRecord::Fact(Fact::ThreadOf { .. }) => {
+                self.child = true;
+                return;
+            }
             SessionRecord::Fact(_) => return,
             SessionRecord::Event(event) => event,
         };
         let (id, content, is_error) = match &event.body {
+            Body::AgentThreadMessageReceived(m) if self.child => {
+                let parts = m.content.iter().map(user_part).collect();
+                self.posted
+                    .insert(event.id.to_string(), Posted::User(parts));
+                return;
+            }
             Body::UserMessage(m) => {
                 let parts = m.content.iter().map(user_part).collect();
                 self.posted
@@ -215,6 +228,12 @@ impl Builder {
                 }
                 return;
             }
+            // A child thread's calls cross-posted to its session, and the client's answers to
+            // them, are the child's conversation, not the coordinator's.
+            Body::AgentToolUse(t) if t.session_thread_id.is_some() => return,
+            Body::AgentMcpToolUse(t) if t.session_thread_id.is_some() => return,
+            Body::AgentCustomToolUse(t) if t.session_thread_id.is_some() => return,
+            Body::UserCustomToolResult(r) if r.session_thread_id.is_some() => return,
             Body::AgentToolUse(t) if t.name == WEB_SEARCH => {
                 let query = t
                     .input

@@ -9,7 +9,7 @@ use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use managed_agents_core::ids::{
     AgentId, CredentialId, EnvironmentId, FileId, MemoryId, MemoryStoreId, MemoryVersionId,
-    ResourceId, SessionId, SkillId, VaultId,
+    ResourceId, SessionId, SkillId, ThreadId, VaultId,
 };
 
 use crate::error::Error;
@@ -52,6 +52,7 @@ path_ids!(
     MemoryStoreId => "memory_store_id",
     MemoryId => "memory_id",
     MemoryVersionId => "memory_version_id",
+    ThreadId => "thread_id",
 );
 
 /// The path parameter [`PathId::PARAM`] of the matched route, parsed as a `T`.

@@ -2,7 +2,7 @@
 //! load / decide / append-with-expected-version / retry path the harness uses, plus the
 //! workspace check (other workspaces' sessions are 404) and the error mapping.
 
-use managed_agents_core::ids::{EventId, SessionId};
+use managed_agents_core::ids::{EventId, SessionId, ThreadId};
 use managed_agents_core::session::heads::Head;
 use managed_agents_core::session::log::{self, Committed};
 use managed_agents_core::session::{fork, Command, Rejection, SessionRecord, SessionState};
@@ -39,16 +39,74 @@ impl From<log::Error> for Error {
 /// otherwise, and for deleted sessions). Served from the in-memory heads, caught up with the log.
 pub async fn load(state: &AppState, auth: &Auth, id: &SessionId) -> Result<Head> {
     let head = state.heads.read(&state.store, id).await?;
-    let owned = head.state.config.as_ref().is_some_and(|c| {
-        &c.workspace == auth.workspace()
-            && auth
-                .environment()
-                .is_none_or(|env| &c.environment_id == env)
-    });
+    // A child thread's stream is reachable only as a thread of its session.
+    let owned = !head.state.is_child_thread()
+        && head.state.config.as_ref().is_some_and(|c| {
+            &c.workspace == auth.workspace()
+                && auth
+                    .environment()
+                    .is_none_or(|env| &c.environment_id == env)
+        });
     if !owned {
         return Err(Error::not_found("session", id.as_str()));
     }
     Ok(head)
+}
+
+/// The head of thread `thread` of session `id` of the caller's workspace: the session's own
+/// head for its primary thread, the child thread's stream for a child thread (404 otherwise).
+pub async fn load_thread(
+    state: &AppState,
+    auth: &Auth,
+    id: &SessionId,
+    thread: &ThreadId,
+) -> Result<(SessionId, Head)> {
+    let session = load(state, auth, id).await?;
+    if session.state.thread_status(thread).is_some() {
+        return Ok((id.clone(), session));
+    }
+    if !session.state.for_child(Some(thread)) {
+        return Err(Error::not_found("session thread", thread.as_str()));
+    }
+    let child = SessionId::of_thread(thread);
+    let head = state.heads.read(&state.store, &child).await?;
+    // A fork lists its parent's threads but does not own their streams.
+    if head
+        .state
+        .thread_of
+        .as_ref()
+        .is_none_or(|(owner, _)| owner != id)
+    {
+        return Err(Error::not_found("session thread", thread.as_str()));
+    }
+    Ok((child, head))
+}
+
+/// Archives child thread `thread` of session `id` of the caller's workspace (core refuses a
+/// running thread).
+pub async fn archive_thread(
+    state: &AppState,
+    auth: &Auth,
+    id: &SessionId,
+    thread: &ThreadId,
+) -> Result<Head> {
+    let (child, _) = load_thread(state, auth, id, thread).await?;
+    let session = id.clone();
+    state
+        .heads
+        .commit_with(
+            &state.store,
+            &child,
+            move |s| {
+                s.thread_of
+                    .as_ref()
+                    .is_some_and(|(owner, _)| *owner == session)
+            },
+            || Command::Archive,
+            |_, _, _| (),
+        )
+        .await?;
+    Ok(state.heads.read(&state.store, &child).await?)
 }
 
 /// Decides `command` on session `id` of the caller's workspace and appends the result.
@@ -90,10 +148,11 @@ pub async fn commit_with<T: Send + 'static>(
                 &state.store,
                 &id,
                 move |s| {
-                    s.config.as_ref().is_some_and(|c| {
-                        c.workspace == workspace
-                            && environment.as_ref().is_none_or(|e| &c.environment_id == e)
-                    })
+                    !s.is_child_thread()
+                        && s.config.as_ref().is_some_and(|c| {
+                            c.workspace == workspace
+                                && environment.as_ref().is_none_or(|e| &c.environment_id == e)
+                        })
                 },
                 command,
                 move |after, records, first_version| {

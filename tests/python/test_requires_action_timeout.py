@@ -6,6 +6,7 @@ deadline that passed while the server was down is resolved at start-up."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -143,3 +144,21 @@ def test_off_by_default_and_a_passed_deadline_is_resolved_at_start_up(tmp_path: 
         assert stop_type(after[-1]) == "end_turn"
     finally:
         assert process.stop() == 0, process.log_tail()
+
+
+def test_a_child_threads_unanswered_confirmation_is_denied_too(timed: ServerProcess, mock: MockModel) -> None:
+    h = harness_on(timed, mock)
+    tester = ask_agent(h)
+    coordinator = h.agent(multiagent={"type": "coordinator", "agents": [tester.id]})
+    session = h.session(agent=coordinator)
+    message = '<<mock:tool bash {"command": "touch never.txt"}>>'
+    prompt = "[[mock:tool message_agent " + json.dumps({"agent": tester.name, "message": message}) + "]]"
+    events = h.turn(session.id, prompt, timeout=TIMEOUT + 30)
+    assert stop_type(events[-1]) == "end_turn"
+    thread = [e for e in events if e.type == "session.thread_created"][0].session_thread_id
+    child = list(h.client.beta.sessions.threads.events.list(thread, session_id=session.id, limit=1000))
+    denial = [e for e in child if e.type == "user.tool_confirmation"][0]
+    assert denial.result == "deny" and denial.deny_message == MESSAGE
+    result = tool_results(child)[0]
+    assert result.is_error is True and MESSAGE in text(result)
+    assert not (timed.data_dir / "workspaces" / session.id / "never.txt").exists()

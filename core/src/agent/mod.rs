@@ -7,6 +7,7 @@
 
 mod config;
 mod model;
+pub mod roster;
 mod snapshot;
 pub mod tools;
 
@@ -284,10 +285,14 @@ impl Agent {
     }
 
     fn object(&self, version: &Version, latest: bool) -> AgentObject {
+        let mut config = version.config.clone();
+        if let Some(multiagent) = &mut config.multiagent {
+            *multiagent = roster::render(multiagent, self.id.as_str(), version.number);
+        }
         AgentObject {
             id: self.id.clone(),
             version: version.number,
-            config: version.config.clone(),
+            config,
             created_at: self.created_at,
             updated_at: if latest { self.updated_at } else { version.at },
             archived_at: self.archived_at,

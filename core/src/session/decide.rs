@@ -41,7 +41,7 @@ use crate::event::{
     self, Body, Confirmation, ContentBlock, CustomToolResultParams, Event, EventParams, StatusIdle,
     StopReason, ToolConfirmationParams,
 };
-use crate::ids::ResourceId;
+use crate::ids::{ResourceId, ThreadId};
 use crate::pricing;
 use crate::resource::{Resource, MAX_FILE_RESOURCES};
 use crate::time::Timestamp;
@@ -400,6 +400,20 @@ fn admit(
     }
     let pending = |id| sim.pending_actions.contains(id);
     match params {
+        EventParams::UserToolConfirmation(p) if sim.cross_posted.contains_key(&p.tool_use_id) => {}
+        EventParams::UserCustomToolResult(p)
+            if sim.cross_posted.contains_key(&p.custom_tool_use_id) => {}
+        EventParams::UserInterrupt(p) => {
+            if let Some(thread) = &p.session_thread_id {
+                let primary = sim.config.as_ref().map(|c| ThreadId::primary_of(&c.id));
+                if Some(thread) != primary.as_ref() && !sim.for_child(Some(thread)) {
+                    return Err(Rejection::invalid(
+                        format!("{at}session_thread_id"),
+                        format!("{thread} is not a thread of this session"),
+                    ));
+                }
+            }
+        }
         EventParams::UserToolConfirmation(p) => {
             let kind = sim.open_tool_uses.get(&p.tool_use_id);
             if !pending(&p.tool_use_id) || kind == Some(&ToolKind::Custom) {
@@ -445,11 +459,24 @@ fn admit(
                 ));
             }
         }
-        EventParams::UserMessage(_)
-        | EventParams::UserInterrupt(_)
-        | EventParams::UserDefineOutcome(_) => {}
+        EventParams::UserMessage(_) | EventParams::UserDefineOutcome(_) => {}
     }
     Ok(())
+}
+
+/// The child thread an event is for, when it is for one.
+fn routed(sim: &SessionState, params: &EventParams) -> Option<ThreadId> {
+    match params {
+        EventParams::UserToolConfirmation(p) => sim.cross_posted.get(&p.tool_use_id).cloned(),
+        EventParams::UserCustomToolResult(p) => {
+            sim.cross_posted.get(&p.custom_tool_use_id).cloned()
+        }
+        EventParams::UserInterrupt(p) => p
+            .session_thread_id
+            .clone()
+            .filter(|t| sim.for_child(Some(t))),
+        _ => None,
+    }
 }
 
 fn is_interrupt(params: &EventParams) -> bool {
@@ -499,15 +526,29 @@ fn send(
             &params,
             &format!("{field}[{i}]."),
         )?;
-        let cancels_wait =
-            is_interrupt(&params) && sim.status == Status::Idle && !sim.pending_actions.is_empty();
-        let processed_at = processed_at_once(&params).then_some(now);
-        work |= !matches!(
-            params,
-            EventParams::UserInterrupt(_) | EventParams::SystemMessage(_)
-        );
+        // An answer to a call cross-posted from a child thread, or an interrupt of a child
+        // thread, is the child's: echoed here with the thread, relayed by the coordinator's
+        // turn (see `crate::session::thread`).
+        let child = routed(&sim, &params);
+        let cancels_wait = child.is_none()
+            && is_interrupt(&params)
+            && sim.status == Status::Idle
+            && !sim.pending_actions.is_empty();
+        let processed_at = (processed_at_once(&params) || child.is_some()).then_some(now);
+        work |= child.is_none()
+            && !matches!(
+                params,
+                EventParams::UserInterrupt(_) | EventParams::SystemMessage(_)
+            );
         previous = Some(params.clone());
-        let body = params.into_body(|| ids.outcome());
+        let mut body = params.into_body(|| ids.outcome());
+        if let Some(thread) = child {
+            match &mut body {
+                Body::UserToolConfirmation(c) => c.session_thread_id = Some(thread),
+                Body::UserCustomToolResult(r) => r.session_thread_id = Some(thread),
+                _ => {}
+            }
+        }
         push(
             &mut sim,
             Event {

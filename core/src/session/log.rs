@@ -74,6 +74,10 @@ impl SessionState {
     /// The catalog entry of this session: workspace, creation time, archived, status and the
     /// agent id and version it runs. `None` before the session was created.
     pub fn catalog_entry(&self) -> Option<CatalogEntry> {
+        if self.is_child_thread() {
+            // A child thread's stream is no session: never listed, never scanned.
+            return None;
+        }
         let config = self.config.as_ref()?;
         let mut entry = CatalogEntry::new(
             Kind::Session,

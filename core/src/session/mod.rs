@@ -19,6 +19,7 @@ mod record;
 mod rejection;
 mod render;
 mod state;
+pub mod thread;
 pub mod turn;
 mod update;
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::idempotency::IdempotencyKey;
 use crate::agent::AgentSnapshot;
 use crate::event::{Budget, Event};
-use crate::ids::{EnvironmentId, EventId, ResourceId, SessionId, VaultId, WorkspaceId};
+use crate::ids::{EnvironmentId, EventId, ResourceId, SessionId, ThreadId, VaultId, WorkspaceId};
 use crate::resource::Resource;
 use crate::time::Timestamp;
 
@@ -83,6 +83,29 @@ pub enum Fact {
     ResourceRemoved {
         /// The removed resource.
         id: ResourceId,
+        /// When.
+        at: Timestamp,
+    },
+    /// This stream is a child thread of session `session` (right after the creation fact):
+    /// it is no session of its own (not listed, not reachable as a session), its agent is the
+    /// roster member `agent_name` (see [`crate::session::thread`]).
+    #[serde(rename = "internal.thread_of")]
+    ThreadOf {
+        /// The session the thread belongs to.
+        session: SessionId,
+        /// The roster member's name (its agent's name).
+        agent_name: String,
+    },
+    /// A child thread's cumulative usage and list cost as of its latest idle, recorded on the
+    /// session's stream: the session's usage adds what grew since the previous one.
+    #[serde(rename = "internal.thread_usage")]
+    ThreadUsage {
+        /// The child thread.
+        thread: ThreadId,
+        /// Its cumulative usage.
+        usage: crate::event::Usage,
+        /// Its cumulative list cost in nano-dollars (saturated at `u64::MAX`).
+        list_cost_nanos: u64,
         /// When.
         at: Timestamp,
     },

@@ -16,7 +16,7 @@ use crate::agent::AgentSnapshot;
 use crate::event::{
     Body, Budget, Event, ModelUsage, OutcomeResult, SessionError, StopDetails, StopReason, Usage,
 };
-use crate::ids::{self, EventId, OutcomeId, ResourceId};
+use crate::ids::{self, EventId, OutcomeId, ResourceId, SessionId, ThreadId};
 use crate::pricing;
 use crate::resource::Resource;
 use crate::time::Timestamp;
@@ -190,6 +190,46 @@ pub struct SessionState {
     /// Since when the session waits in `requires_action` (the idle event that started the
     /// wait; re-emitting it for the remaining calls after a partial answer keeps it).
     pub requires_action_since: Option<Timestamp>,
+    /// For a child thread's stream: the session it belongs to and its roster member's name.
+    pub thread_of: Option<(SessionId, String)>,
+    /// The session's child threads in creation order (from `session.thread_created`).
+    pub children: Vec<Child>,
+    /// Tool-use events of child threads cross-posted here while the child waits on the
+    /// client, by the child thread; removed when the client answers.
+    pub cross_posted: BTreeMap<EventId, ThreadId>,
+    /// Each child thread's usage and list cost as last recorded (`internal.thread_usage`).
+    pub thread_usage: BTreeMap<ThreadId, (Usage, u64)>,
+}
+
+/// A child thread as the session's own stream knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Child {
+    /// The thread.
+    pub id: ThreadId,
+    /// Its roster member's name.
+    pub agent_name: String,
+    /// Whether its latest status here is `running`.
+    pub running: bool,
+}
+
+/// What `after` counts beyond `before` (token counters only; a counter never shrinks).
+fn grown(before: &Usage, after: &Usage) -> ModelUsage {
+    let diff = |a: Option<u64>, b: Option<u64>| a.unwrap_or(0).saturating_sub(b.unwrap_or(0));
+    let cache = |u: &Usage| {
+        u.cache_creation.as_ref().map_or(0, |c| {
+            c.ephemeral_1h_input_tokens.unwrap_or(0) + c.ephemeral_5m_input_tokens.unwrap_or(0)
+        })
+    };
+    ModelUsage {
+        input_tokens: diff(after.input_tokens, before.input_tokens),
+        output_tokens: diff(after.output_tokens, before.output_tokens),
+        cache_read_input_tokens: diff(
+            after.cache_read_input_tokens,
+            before.cache_read_input_tokens,
+        ),
+        cache_creation_input_tokens: cache(after).saturating_sub(cache(before)),
+        speed: None,
+    }
 }
 
 /// Folds `records` into a state.
@@ -354,6 +394,29 @@ impl SessionState {
                 self.resources.retain(|r| r.id() != Some(id));
                 self.touch(Some(*at));
             }
+            Fact::ThreadOf {
+                session,
+                agent_name,
+            } => self.thread_of = Some((session.clone(), agent_name.clone())),
+            Fact::ThreadUsage {
+                thread,
+                usage,
+                list_cost_nanos,
+                at,
+            } => {
+                let (before, cost_before) = self
+                    .thread_usage
+                    .insert(thread.clone(), (usage.clone(), *list_cost_nanos))
+                    .unwrap_or_else(|| (Usage::zero(), 0));
+                self.usage.add(&grown(&before, usage));
+                if *list_cost_nanos > cost_before {
+                    self.list_cost_nanos += u128::from(list_cost_nanos - cost_before);
+                    if self.usage.list_cost.is_some() {
+                        self.usage.list_cost = Some(pricing::amount(self.list_cost_nanos));
+                    }
+                }
+                self.touch(Some(*at));
+            }
         }
     }
 
@@ -383,11 +446,20 @@ impl SessionState {
         self.touch(at);
         match &event.body {
             Body::UserMessage(_) => self.input(event, InputKind::Message),
+            Body::UserInterrupt(i) if self.for_child(i.session_thread_id.as_ref()) => {}
             Body::UserInterrupt(_) => {
                 if matches!(self.status, Status::Running | Status::Rescheduling) {
                     self.interrupt = Some(event.id.clone());
                     self.input(event, InputKind::Interrupt);
                 }
+            }
+            Body::UserToolConfirmation(c) if self.cross_posted.contains_key(&c.tool_use_id) => {
+                self.cross_posted.remove(&c.tool_use_id);
+            }
+            Body::UserCustomToolResult(r)
+                if self.cross_posted.contains_key(&r.custom_tool_use_id) =>
+            {
+                self.cross_posted.remove(&r.custom_tool_use_id);
             }
             Body::UserToolConfirmation(c) => {
                 self.resolve(&c.tool_use_id, false);
@@ -414,6 +486,15 @@ impl SessionState {
                 self.input(event, InputKind::DefineOutcome);
             }
             Body::SystemMessage(_) => self.input(event, InputKind::SystemMessage),
+            Body::AgentToolUse(u) if u.session_thread_id.is_some() => {
+                self.cross_post(event, u.session_thread_id.as_ref())
+            }
+            Body::AgentMcpToolUse(u) if u.session_thread_id.is_some() => {
+                self.cross_post(event, u.session_thread_id.as_ref())
+            }
+            Body::AgentCustomToolUse(u) if u.session_thread_id.is_some() => {
+                self.cross_post(event, u.session_thread_id.as_ref())
+            }
             Body::AgentToolUse(_) => {
                 self.open_tool_uses
                     .insert(event.id.clone(), ToolKind::Builtin);
@@ -524,16 +605,37 @@ impl SessionState {
                     }
                 }
             }
+            // A child thread's input: what the coordinator sent it.
+            Body::AgentThreadMessageReceived(_) if self.thread_of.is_some() => {
+                self.input(event, InputKind::Message)
+            }
+            Body::SessionThreadCreated(created) => self.children.push(Child {
+                id: created.session_thread_id.clone(),
+                agent_name: created.agent_name.clone(),
+                running: false,
+            }),
+            Body::SessionThreadStatusRunning(s) => {
+                self.child_running(&s.session_thread_id, true);
+                // The child runs again: what was cross-posted from it is answered.
+                self.cross_posted.retain(|_, t| *t != s.session_thread_id);
+            }
+            Body::SessionThreadStatusIdle(idle) => {
+                self.child_running(&idle.session_thread_id, false);
+                if !matches!(idle.stop_reason, StopReason::RequiresAction { .. }) {
+                    self.cross_posted
+                        .retain(|_, thread| *thread != idle.session_thread_id);
+                }
+            }
+            Body::SessionThreadStatusTerminated(s) => {
+                self.child_running(&s.session_thread_id, false);
+                self.cross_posted.retain(|_, t| *t != s.session_thread_id);
+            }
             Body::AgentMessage(_)
             | Body::AgentThinking
             | Body::AgentThreadMessageSent(_)
             | Body::AgentThreadMessageReceived(_)
             | Body::AgentThreadContextCompacted
-            | Body::SessionThreadCreated(_)
-            | Body::SessionThreadStatusRunning(_)
-            | Body::SessionThreadStatusIdle(_)
             | Body::SessionThreadStatusRescheduled(_)
-            | Body::SessionThreadStatusTerminated(_)
             | Body::SpanModelRequestStart
             | Body::SpanOutcomeEvaluationOngoing(_)
             | Body::WorkflowRunCreated(_)
@@ -543,6 +645,24 @@ impl SessionState {
             | Body::WorkflowRunPhaseEnded(_)
             | Body::WorkflowRunStatusEnded(_)
             | Body::WorkflowRunError(_) => {}
+        }
+    }
+
+    /// Whether an event naming thread `thread` is for one of this session's child threads
+    /// (not its primary thread).
+    pub fn for_child(&self, thread: Option<&ThreadId>) -> bool {
+        thread.is_some_and(|t| self.children.iter().any(|c| &c.id == t))
+    }
+
+    fn child_running(&mut self, thread: &ThreadId, running: bool) {
+        if let Some(child) = self.children.iter_mut().find(|c| &c.id == thread) {
+            child.running = running;
+        }
+    }
+
+    fn cross_post(&mut self, event: &Event, thread: Option<&ThreadId>) {
+        if let Some(thread) = thread {
+            self.cross_posted.insert(event.id.clone(), thread.clone());
         }
     }
 

@@ -210,6 +210,8 @@ pub fn summarize_record(record: &SessionRecord) -> String {
         SessionRecord::Fact(Fact::ResourceUpdated { .. }) => "internal.resource_updated".into(),
         SessionRecord::Fact(Fact::ResourceRemoved { .. }) => "internal.resource_removed".into(),
         SessionRecord::Fact(Fact::IdempotencyKey { key, .. }) => format!("key({key})"),
+        SessionRecord::Fact(Fact::ThreadOf { .. }) => "internal.thread_of".into(),
+        SessionRecord::Fact(Fact::ThreadUsage { thread, .. }) => format!("usage({thread})"),
         SessionRecord::Event(event) => match &event.body {
             Body::SessionStatusRunning => "running".into(),
             Body::SessionStatusIdle(idle) => {

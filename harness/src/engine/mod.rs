@@ -35,6 +35,7 @@
 
 pub(crate) mod claude;
 pub(crate) mod codex;
+pub(crate) mod delegate;
 pub(crate) mod file_sources;
 
 use std::collections::HashMap;
@@ -114,11 +115,16 @@ pub(crate) struct Turn<'a, S, X> {
     /// `user.tool_result`).
     pub(crate) tools_on_worker: bool,
     pub(crate) interrupted: watch::Receiver<bool>,
+    /// The roster members a coordinator delegates to ([`delegate`]); empty for other agents.
+    pub(crate) roster: &'a [delegate::Member],
+    /// Runs child threads' turns (the runner); `None` where delegation is not available.
+    pub(crate) threads: Option<&'a dyn delegate::Threads>,
 }
 
 /// How one call of a response is handled: a built-in or custom tool, or an MCP tool.
 enum Pending {
     Tool(Call),
+    Delegate,
     Mcp(McpCall, String, String),
 }
 
@@ -210,6 +216,9 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         }
         let mut specs = tools::specs(&self.agent.tools, self.endpoint.provider);
         specs.extend(self.mcp.specs());
+        if !self.roster.is_empty() {
+            specs.push(delegate::spec(self.roster));
+        }
         // The thinking blocks of this turn's responses by their first tool call's wire id: the
         // Messages API wants them back with the calls while thinking is on.
         let mut kept: HashMap<String, Vec<Value>> = HashMap::new();
@@ -306,6 +315,12 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     Block::Text(_) | Block::Thinking(_) => continue,
                 };
                 let id = EventId::generate(Timestamp::now());
+                if name == delegate::TOOL && !self.roster.is_empty() && ran.is_none() {
+                    let body = turn::delegation_call(name, input.clone());
+                    uses.push((id.clone(), body));
+                    calls.push((id, Pending::Delegate, input, ran));
+                    continue;
+                }
                 let (body, call) = match self.mcp.resolve(&name) {
                     Some((server, tool)) => {
                         let (body, call) = turn::mcp_call(
@@ -359,6 +374,17 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             self.writer.report("recorded");
             *open_span = None;
 
+            // Several delegations: their children run at once.
+            let delegations: Vec<(EventId, Map<String, Value>)> = calls
+                .iter()
+                .filter(|(_, call, _, ran)| matches!(call, Pending::Delegate) && ran.is_none())
+                .map(|(id, _, input, _)| (id.clone(), input.clone()))
+                .collect();
+            let (mut prepared, interrupted) = if delegations.len() > 1 {
+                self.start_all(&delegations).await
+            } else {
+                (HashMap::new(), false)
+            };
             let mut waiting = Vec::new();
             for (id, call, input, ran) in calls {
                 if let Some(output) = ran {
@@ -373,6 +399,10 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     continue;
                 }
                 match call {
+                    Pending::Delegate => {
+                        let ready = prepared.remove(&id);
+                        self.delegate(id, &input, ready, interrupted).await?
+                    }
                     Pending::Tool(Call::Run(_)) if self.tools_on_worker => waiting.push(id),
                     Pending::Tool(Call::Run(tool)) => self.run_tool(&id, tool, &input).await?,
                     Pending::Tool(Call::Refuse(why)) => {

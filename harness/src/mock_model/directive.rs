@@ -133,16 +133,37 @@ fn grade_answer(rest: &str, prompt: &str) -> String {
 }
 
 /// The bodies of the directives (`text hello` for `[[mock:text hello]]`), in order.
+/// A prompt without any `[[mock:...]]` uses the `<<mock:...>>` form: a message one agent passes
+/// to another (a coordinator's delegation inside its own `[[mock:tool ...]]`) carries the
+/// directives for the agent receiving it.
 fn bodies(prompt: &str) -> Vec<&str> {
-    const OPEN: &str = "[[mock:";
+    let square = bodies_within(prompt, "[[mock:", "]]");
+    if square.is_empty() {
+        bodies_within(prompt, "<<mock:", ">>")
+    } else {
+        square
+    }
+}
+
+/// The delimiters of the directives `prompt` uses.
+fn delimiters(prompt: &str) -> (&'static str, &'static str) {
+    if bodies_within(prompt, "[[mock:", "]]").is_empty() {
+        ("<<mock:", ">>")
+    } else {
+        ("[[mock:", "]]")
+    }
+}
+
+fn bodies_within<'a>(prompt: &'a str, open: &str, close: &str) -> Vec<&'a str> {
     let mut out = Vec::new();
     let mut rest = prompt;
-    while let Some(start) = rest.find(OPEN) {
-        let after = &rest[start + OPEN.len()..];
-        // A tool's JSON may itself contain `]]`: take the first close that leaves valid JSON.
+    while let Some(start) = rest.find(open) {
+        let after = &rest[start + open.len()..];
+        // A tool's JSON may itself contain the close: take the first close that leaves valid
+        // JSON.
         let mut end = None;
         let mut from = 0;
-        while let Some(i) = after[from..].find("]]") {
+        while let Some(i) = after[from..].find(close) {
             let cand = from + i;
             end = Some(cand);
             let body = after[..cand].trim();
@@ -153,7 +174,7 @@ fn bodies(prompt: &str) -> Vec<&str> {
         }
         let Some(end) = end else { break };
         out.push(after[..end].trim());
-        rest = &after[end + 2..];
+        rest = &after[end + close.len()..];
     }
     out
 }
@@ -161,8 +182,12 @@ fn bodies(prompt: &str) -> Vec<&str> {
 /// The prompt with its directives removed.
 fn strip(prompt: &str) -> String {
     let mut out = prompt.to_owned();
+    let (open, close) = delimiters(prompt);
     for body in bodies(prompt) {
-        for candidate in [format!("[[mock:{body}]]"), format!("[[mock: {body}]]")] {
+        for candidate in [
+            format!("{open}{body}{close}"),
+            format!("{open} {body}{close}"),
+        ] {
             out = out.replacen(&candidate, "", 1);
         }
     }
@@ -235,6 +260,24 @@ mod tests {
             reply("say [[mock:text hello world]] please"),
             Some(Reply::text("hello world"))
         );
+    }
+
+    #[test]
+    fn angle_directives_apply_only_without_square_ones() {
+        // A delegation carries a directive for the agent that receives the message.
+        let coordinator =
+            r#"[[mock:tool message_agent {"agent":"a","message":"<<mock:text hi>>"}]]"#;
+        let Some(Reply {
+            kind: ReplyKind::ToolUse { calls, .. },
+            ..
+        }) = reply(coordinator)
+        else {
+            panic!("a tool call");
+        };
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].input["message"], "<<mock:text hi>>");
+        assert_eq!(reply("<<mock:text hi>>"), Some(Reply::text("hi")));
+        assert_eq!(strip("say <<mock:text hi>> now"), "say  now");
     }
 
     #[test]

@@ -41,6 +41,11 @@
 //! | `[[mock:usage 400000 1000]]` | report these input and output token counts as the usage |
 //! | `[[mock:grade needs_revision: add a title \| satisfied]]` | answer as the outcome grader: the `\|`-separated item for the prompt's `Iteration: N` line (0-based; the last item repeats, the first without the line), each `VERDICT[: EXPLANATION]`, sent as `VERDICT\nEXPLANATION` (default explanation `mock grader: VERDICT`); wins over `text`/`tool`/`thinking`/`refusal`. Put it in the outcome's rubric: only the grader's prompt holds the rubric |
 //!
+//! A prompt without any `[[mock:...]]` directive may use the same directives as
+//! `<<mock:...>>`: a message one agent passes to another (a coordinator's delegation, written
+//! inside its own `[[mock:tool message_agent {...}]]`) carries the directives for the agent
+//! that receives it.
+//!
 //! An error directive's count is kept per conversation (the directive, the number of messages and
 //! the last message), so a client retrying the same request sees `x1` fail exactly once.
 //!

@@ -67,7 +67,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use managed_agents_core::event::{Body, Event, EventParams};
 use managed_agents_core::ids::EventId;
-use managed_agents_core::ids::SessionId;
+use managed_agents_core::ids::{SessionId, ThreadId};
 use managed_agents_core::session::log;
 use managed_agents_core::session::turn::{self, End, Step};
 use managed_agents_core::session::{Command, SessionRecord, SessionState, Status};
@@ -467,6 +467,8 @@ async fn process<S: Store, X: Sandbox>(
         let ended = match writer.recover().await {
             Ok(true) => {
                 tracing::info!(session = %id, "settled a session no turn was running for");
+                // Its child threads ran inside the cut turn: settle them too.
+                recover_children(inner, writer.state()).await;
                 Ok(())
             }
             Ok(false) if writer.state().needs_turn() => turn(inner, &mut writer).await,
@@ -494,11 +496,43 @@ async fn process<S: Store, X: Sandbox>(
     }
 }
 
+/// Settles the child threads of `session` left mid-turn (see `engine::delegate`: they run
+/// inside their coordinator's turn, so they are recovered with it).
+async fn recover_children<S: Store, X: Sandbox>(inner: &Inner<S, X>, session: &SessionState) {
+    for child in &session.children {
+        let id = SessionId::of_thread(&child.id);
+        let head = match crate::writer::catch_up(&inner.store, &id, Default::default()).await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::warn!(thread = %child.id, error = %e, "cannot load a child thread");
+                continue;
+            }
+        };
+        let mut writer = Writer::new(inner.store.clone(), id, head);
+        if let Err(e) = writer.recover().await {
+            tracing::warn!(thread = %child.id, ?e, "cannot settle a child thread");
+        }
+    }
+}
+
+impl<S: Store, X: Sandbox> crate::engine::delegate::Threads for Inner<S, X> {
+    fn run<'a>(
+        &'a self,
+        child: &'a SessionId,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            process(self, child, None).await;
+        })
+    }
+}
+
 /// Snapshots the workspace of a session that is idle now, labelled with the id of its latest
 /// `session.status_idle` event, so a fork at that event restores this workspace (see
 /// `Workspaces::snapshot`). A failure is logged: the session goes on without that snapshot.
 async fn snapshot_idle<S: Store, X: Sandbox>(inner: &Inner<S, X>, writer: &Writer<S>) {
-    if writer.state().status != Status::Idle {
+    // A child thread works in its session's workspace, which the session's own idles
+    // snapshot.
+    if writer.state().status != Status::Idle || writer.state().is_child_thread() {
         return;
     }
     let id = writer.id();
@@ -581,7 +615,17 @@ async fn watch_interrupts<S: Store>(store: S, id: SessionId, after: u64, tx: wat
     while let Some(record) = events.next().await {
         let Ok(record) = record else { return };
         if let Ok(SessionRecord::Event(event)) = SessionRecord::decode(&record.payload) {
-            if matches!(event.body, Body::UserInterrupt(_)) {
+            if let Body::UserInterrupt(interrupt) = &event.body {
+                // An interrupt of one of the session's child threads is the delegation's
+                // (engine::delegate), not this turn's.
+                let primary = ThreadId::primary_of(&id);
+                if interrupt
+                    .session_thread_id
+                    .as_ref()
+                    .is_some_and(|t| *t != primary)
+                {
+                    continue;
+                }
                 let _ = tx.send(true);
                 return;
             }
@@ -657,7 +701,13 @@ async fn turn<S: Store, X: Sandbox>(
         );
         return writer.fail(message).await;
     }
-    let workspace = match inner.options.workspaces.create(id.as_str()).await {
+    // A child thread works in its session's workspace.
+    let workspace_of = writer
+        .state()
+        .thread_of
+        .as_ref()
+        .map_or_else(|| id.clone(), |(session, _)| session.clone());
+    let workspace = match inner.options.workspaces.create(workspace_of.as_str()).await {
         Ok(workspace) => workspace,
         Err(e) => {
             let message = format!("the session workspace cannot be prepared: {e}");
@@ -798,6 +848,17 @@ async fn engine_turn<S: Store, X: Sandbox>(
             .to_owned();
         return writer.fail(message).await;
     }
+    let roster = match writer.state().agent.clone() {
+        Some(snapshot) => crate::engine::delegate::roster(&inner.store, &snapshot).await,
+        None => Vec::new(),
+    };
+    if !roster.is_empty() && matches!(engine, Engine::Claude | Engine::Codex) {
+        let message = "this agent coordinates a multiagent roster, which only the native and \
+                       openai-agents engines can run yet: set the LLM vault's \
+                       sandbox0.managed_agents.engine to native or openai-agents"
+            .to_owned();
+        return writer.fail(message).await;
+    }
     if engine == Engine::Claude {
         drop(mcp);
         let agent = &cli_agent;
@@ -870,6 +931,8 @@ async fn engine_turn<S: Store, X: Sandbox>(
         mcp: &mut mcp,
         tools_on_worker,
         interrupted: rx,
+        roster: &roster,
+        threads: Some(inner),
     }
     .run(confirmations)
     .await

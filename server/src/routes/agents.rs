@@ -2,10 +2,14 @@
 //! deterministic 409), list (newest first, `include_archived`, `created_at` range), archive and
 //! versions list. Every rule is core's (`managed_agents_core::agent`).
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use managed_agents_core::agent::{self, Agent, AgentCreateParams, AgentObject, AgentUpdateParams};
+use managed_agents_core::agent::{
+    self, roster, Agent, AgentCreateParams, AgentObject, AgentUpdateParams,
+};
 use managed_agents_core::ids::AgentId;
 use managed_agents_core::storage::{CatalogQuery, Kind, Order};
 use managed_agents_core::time::Timestamp;
@@ -33,6 +37,49 @@ pub async fn load(state: &AppState, auth: &Auth, id: &AgentId) -> Result<Agent> 
     objects::load(state, auth, "agent", id.as_str()).await
 }
 
+/// A roster as sent, resolved by core's rules against the agents it names in the caller's
+/// workspace (`own`: the agent being updated).
+async fn resolve_roster(
+    state: &AppState,
+    auth: &Auth,
+    multiagent: &serde_json::Value,
+    own: Option<&AgentId>,
+) -> Result<serde_json::Value> {
+    let mut lookup = BTreeMap::new();
+    for id in roster::named(multiagent) {
+        let Ok(agent_id) = AgentId::parse(&id) else {
+            continue;
+        };
+        if Some(&agent_id) == own {
+            continue;
+        }
+        let agent = match load(state, auth, &agent_id).await {
+            Ok(agent) => agent,
+            Err(Error::NotFound(_)) => continue,
+            Err(other) => return Err(other),
+        };
+        let coordinator_versions = agent
+            .versions
+            .iter()
+            .filter(|v| v.config.multiagent.is_some())
+            .map(|v| v.number)
+            .collect();
+        lookup.insert(
+            id,
+            roster::Named {
+                latest: agent.version(),
+                archived: agent.is_archived(),
+                coordinator_versions,
+            },
+        );
+    }
+    Ok(roster::resolve(
+        multiagent,
+        &lookup,
+        own.map(AgentId::as_str),
+    )?)
+}
+
 fn latest(agent: &Agent) -> Result<AgentObject> {
     agent
         .render(None)
@@ -42,10 +89,13 @@ fn latest(agent: &Agent) -> Result<AgentObject> {
 async fn create(
     State(state): State<AppState>,
     auth: Auth,
-    body::Json(params): body::Json<AgentCreateParams>,
+    body::Json(mut params): body::Json<AgentCreateParams>,
 ) -> Result<Json<AgentObject>> {
     super::skills::check_references(&state, &auth, params.skills.as_deref().unwrap_or_default())
         .await?;
+    if let Some(multiagent) = &params.multiagent {
+        params.multiagent = Some(resolve_roster(&state, &auth, multiagent, None).await?);
+    }
     let now = Timestamp::now();
     let id = AgentId::generate(now);
     let records = agent::create(params, id.clone(), auth.workspace().clone(), now)?;
@@ -77,10 +127,14 @@ async fn update(
     State(state): State<AppState>,
     auth: Auth,
     Id(agent_id): Id<AgentId>,
-    body::Json(params): body::Json<AgentUpdateParams>,
+    body::Json(mut params): body::Json<AgentUpdateParams>,
 ) -> Result<Json<AgentObject>> {
     if let managed_agents_core::patch::Patch::Value(skills) = &params.skills {
         super::skills::check_references(&state, &auth, skills).await?;
+    }
+    if let managed_agents_core::patch::Patch::Value(multiagent) = &params.multiagent {
+        let resolved = resolve_roster(&state, &auth, multiagent, Some(&agent_id)).await?;
+        params.multiagent = managed_agents_core::patch::Patch::Value(resolved);
     }
     let now = Timestamp::now();
     let agent = objects::write(&state, &auth, "agent", agent_id.as_str(), |agent| {

@@ -243,7 +243,18 @@ async fn list(
     Id(id): Id<SessionId>,
     query: Query,
 ) -> Result<Json<Page<Event>>> {
-    let order = pagination::order(&query, Order::Asc)?;
+    let head = session::load(&state, &auth, &id).await?;
+    list_of(&state, &id, head, &query).await
+}
+
+/// The events list of stream `id` (a session, or a child thread's stream) as of `head`.
+pub(crate) async fn list_of(
+    state: &AppState,
+    id: &SessionId,
+    head: managed_agents_core::session::heads::Head,
+    query: &Query,
+) -> Result<Json<Page<Event>>> {
+    let order = pagination::order(query, Order::Asc)?;
     let limit = query.limit(1000, 1000)?;
     let types = query.all("types");
     check_types(&types)?;
@@ -253,7 +264,6 @@ async fn list(
         .filter(|p| !p.is_empty())
         .map(|p| pagination::parse_event_cursor(p, order))
         .transpose()?;
-    let head = session::load(&state, &auth, &id).await?;
     let stream = StreamId::new(id.as_str());
     // Walk the log from the cursor in the requested order, one store page at a time, until one
     // match more than the limit (or the byte cap) is found (it only tells that another page

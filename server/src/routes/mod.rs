@@ -14,6 +14,7 @@ pub mod ops;
 pub mod resources;
 pub mod sessions;
 pub mod skills;
+pub mod threads;
 pub mod vaults;
 pub mod work;
 
@@ -25,6 +26,7 @@ pub fn v1() -> Router<AppState> {
         .merge(sessions::router())
         .merge(fork::router())
         .merge(events::router())
+        .merge(threads::router())
         .merge(vaults::router())
         .merge(files::router())
         .merge(resources::router())

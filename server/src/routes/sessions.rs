@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use managed_agents_core::agent::{Agent, AgentConfig, AgentSnapshot};
+use managed_agents_core::agent::{roster, Agent, AgentConfig, AgentSnapshot};
 use managed_agents_core::event::{Budget, EventParams};
 use managed_agents_core::ids::{
     AgentId, EnvironmentId, MemoryStoreId, ResourceId, SessionId, VaultId,
@@ -144,7 +144,24 @@ async fn resolve_agent(
         }
     }
     // The session's agent (API §6.4): the agent version without its metadata and timestamps.
-    let snapshot = AgentSnapshot::of(agent.id.clone(), number, &config);
+    let mut snapshot = AgentSnapshot::of(agent.id.clone(), number, &config);
+    if let Some(multiagent) = &snapshot.multiagent {
+        // The roster as the session holds it: each member's full definition.
+        let mut definitions = Vec::new();
+        for member in roster::members(multiagent) {
+            let roster::Member::Agent { id, version } = member else {
+                continue;
+            };
+            let Ok(member_id) = AgentId::parse(&id) else {
+                continue;
+            };
+            if let Ok(found) = agents::load(state, auth, &member_id).await {
+                definitions.extend(found.snapshot(version));
+            }
+        }
+        let resolved = roster::for_session(multiagent, &snapshot, &definitions);
+        snapshot.multiagent = Some(resolved);
+    }
     Ok((agent, snapshot))
 }
 
@@ -425,9 +442,24 @@ async fn delete(
     auth: Auth,
     Id(id): Id<SessionId>,
 ) -> Result<Json<Value>> {
-    session::commit(&state, &auth, &id, || Command::Delete).await?;
+    let committed = session::commit(&state, &auth, &id, || Command::Delete).await?;
     stop_work(&state, &auth, &id, true).await;
     session::remove(&state, &id).await?;
+    // Its child threads' streams and what the runner made for them go with it.
+    for child in &committed.state.children {
+        let child = SessionId::of_thread(&child.id);
+        if let Err(e) = session::remove(&state, &child).await {
+            tracing::warn!(thread = %child, error = %e, "cannot delete a child thread's log");
+        }
+        if let Some(workspaces) = &state.runner.workspaces {
+            if let Err(e) = workspaces.delete(child.as_str()).await {
+                tracing::warn!(thread = %child, error = %e, "cannot delete a child thread's files");
+            }
+        }
+        if let Some(door) = &state.runner.door {
+            door.unregister(&child);
+        }
+    }
     // The runner ends what it keeps for the session (an agent process waiting on a prompt).
     state.runner.notifier.notify(&id);
     if let Some(workspaces) = &state.runner.workspaces {

@@ -62,6 +62,18 @@ pub async fn stream(
     headers: HeaderMap,
     query: Query,
 ) -> Result<Response> {
+    let loaded = session::load(&state, &auth, &id).await?;
+    stream_of(state, id, loaded, headers, query).await
+}
+
+/// The stream of stream `id` (a session, or one of its child threads' streams) from `loaded`.
+pub async fn stream_of(
+    state: AppState,
+    id: SessionId,
+    loaded: managed_agents_core::session::heads::Head,
+    headers: HeaderMap,
+    query: Query,
+) -> Result<Response> {
     let wanted = previews::deltas(&query)?;
     let cursor = headers
         .get("last-event-id")
@@ -69,7 +81,6 @@ pub async fn stream(
         .map(str::to_owned)
         .or_else(|| query.one("page").ok().flatten().map(str::to_owned))
         .filter(|c| !c.is_empty());
-    let loaded = session::load(&state, &auth, &id).await?;
     let after = match cursor {
         Some(cursor) => pagination::parse_event_cursor(&cursor, Order::Asc)?,
         None => loaded.version,

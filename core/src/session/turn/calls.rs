@@ -113,6 +113,19 @@ pub fn call_classified(
     (body, call)
 }
 
+/// A coordinator's call of its delegation tool `name` (see [`crate::session::thread`]): an
+/// `agent.tool_use` allowed by the platform (`always_allow`), which the harness answers with
+/// the child thread's reply.
+pub fn delegation_call(name: String, input: Map<String, Value>) -> Body {
+    Body::AgentToolUse(ToolUse {
+        name,
+        input,
+        evaluated_permission: Some(Permission::Allow),
+        evaluation: Some(Evaluation::AlwaysAllow),
+        session_thread_id: None,
+    })
+}
+
 /// The `auto` policy's decision for `tool` from the classifier's answer.
 fn auto(
     tool: BuiltinTool,

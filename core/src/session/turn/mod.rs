@@ -25,8 +25,8 @@ mod calls;
 mod outcome;
 
 pub use calls::{
-    call, call_classified, confirmed, mcp_call, needs_classifier, Call, Classified, Confirmed,
-    McpCall, CLASSIFIER_UNAVAILABLE,
+    call, call_classified, confirmed, delegation_call, mcp_call, needs_classifier, Call,
+    Classified, Confirmed, McpCall, CLASSIFIER_UNAVAILABLE,
 };
 pub use outcome::{
     evaluation_end, evaluation_ongoing, evaluation_start, to_grade, Graded, Grading, Next, Verdict,
@@ -117,6 +117,8 @@ pub enum Step {
     Resume,
     /// `span.model_request_end` with an error and no usage (a request cut short).
     SpanFailed(EventId),
+    /// A coordinator's record about its child threads (see [`super::thread`]).
+    Thread(super::thread::Step),
     /// `span.model_request_end` with the usage measured on the wire, for a span whose output
     /// another step records: the LLM gateway's spans of an agent CLI in the sandbox. Recorded
     /// while the session is live even when the turn has ended (a stream an interrupt cut ends
@@ -228,6 +230,10 @@ fn tool_result(tool_use_id: EventId, content: Vec<ContentBlock>, is_error: bool)
 
 /// The error result closing open call `id` of `kind` with `text`: `agent.mcp_tool_result` for
 /// an MCP call, `agent.tool_result` otherwise.
+pub(crate) fn closing(id: EventId, kind: ToolKind, text: &str) -> Body {
+    closing_result(id, kind, text)
+}
+
 fn closing_result(id: EventId, kind: ToolKind, text: &str) -> Body {
     match kind {
         ToolKind::Mcp => Body::AgentMcpToolResult(McpToolResult {
@@ -385,6 +391,7 @@ pub fn record(
         Step::ModelRequestStart(id) => {
             vec![Event::new(id, now, Body::SpanModelRequestStart).into()]
         }
+        Step::Thread(step) => super::thread::records(state, step, now, ids)?,
         Step::ModelResponse(response) => {
             let output = Output {
                 thinking: response.thinking,

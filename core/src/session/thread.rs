@@ -1,0 +1,466 @@
+//! Session threads (API §10): the primary thread and a coordinator's child threads.
+//!
+//! Every session has one primary thread: the session's own agent loop, whose events are the
+//! session's log. Its id is derived from the session id (`sthr_` + the session id's body), so
+//! it needs no record and is the same in every process.
+//!
+//! A child thread (a coordinator's delegation to a roster member) is a stream of its own,
+//! folded with the same [`SessionState`]: `sesn_` + the thread id's body
+//! ([`SessionId::of_thread`]), starting with a creation fact copied from the session's (the
+//! member's agent snapshot, same environment, vaults and resources) and an
+//! `internal.thread_of` fact naming the session. It has no catalog entry, so it is never
+//! listed or scanned as a session. Its input is `agent.thread_message_received` (what the
+//! coordinator sent), and it runs turns like any session, in the session's workspace.
+//!
+//! The session's own stream records the condensed child activity: `session.thread_created`,
+//! `agent.thread_message_sent` / `_received`, `session.thread_status_running` / `_idle`, the
+//! child's calls waiting on the client cross-posted with `session_thread_id` (the client
+//! answers them on the session; the answers are echoed with the thread and relayed), and an
+//! `internal.thread_usage` fact after each child turn that rolls the child's usage into the
+//! session's. [`Step`] is what the coordinator's turn records for these.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::ids::IdSource;
+use super::record::{Created, Fact, SessionRecord};
+use super::rejection::Rejection;
+use super::state::{SessionState, Status};
+use crate::agent::AgentSnapshot;
+use crate::event::{
+    Body, ContentBlock, Event, StopReason, ThreadCreated, ThreadMessageReceived, ThreadMessageSent,
+    ThreadStatus, ThreadStatusIdle, Usage,
+};
+use crate::ids::{EventId, SessionId, ThreadId};
+use crate::time::Timestamp;
+
+/// At most this many child threads run at once in a session.
+pub const MAX_RUNNING: usize = 25;
+
+/// The statuses a thread can have, as `statuses[]` names them.
+pub const STATUSES: [&str; 4] = ["running", "idle", "rescheduling", "terminated"];
+
+/// The primary thread of session `session`.
+pub fn primary_id(session: &SessionId) -> ThreadId {
+    ThreadId::primary_of(session)
+}
+
+#[derive(Serialize)]
+struct Stats {
+    active_seconds: f64,
+    duration_seconds: f64,
+    startup_seconds: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Object<'a> {
+    id: ThreadId,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    session_id: &'a str,
+    status: &'static str,
+    agent: Option<&'a AgentSnapshot>,
+    parent_thread_id: Option<&'a str>,
+    workflow_run_id: Option<&'a str>,
+    stats: Option<Stats>,
+    usage: Option<Usage>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    archived_at: Option<Timestamp>,
+}
+
+fn millis_to_seconds(millis: i64) -> f64 {
+    millis as f64 / 1000.0
+}
+
+impl SessionState {
+    /// The session's threads in creation order: its primary thread, then its child threads.
+    pub fn thread_ids(&self) -> Vec<ThreadId> {
+        let Some(config) = &self.config else {
+            return Vec::new();
+        };
+        let mut ids = vec![primary_id(&config.id)];
+        ids.extend(self.children.iter().map(|c| c.id.clone()));
+        ids
+    }
+
+    /// Whether this stream is a child thread's (not a session of its own).
+    pub fn is_child_thread(&self) -> bool {
+        self.thread_of.is_some()
+    }
+
+    /// How many child threads run now (as the session's stream last recorded them).
+    pub fn running_children(&self) -> usize {
+        self.children.iter().filter(|c| c.running).count()
+    }
+
+    /// The `session_thread` object of thread `id` as of `now` (`None` when the session has no
+    /// such thread). `stats` stay `null` until the thread first changed status, `usage` until
+    /// it first went idle.
+    pub fn render_thread(&self, id: &ThreadId, now: Timestamp) -> Option<Value> {
+        let config = self.config.as_ref()?;
+        if *id != primary_id(&config.id) {
+            return None;
+        }
+        let parent = self
+            .thread_of
+            .as_ref()
+            .map(|(session, _)| primary_id(session).to_string());
+        let transitioned = self.stop_reason.is_some() || self.status != Status::Idle;
+        let end = self.terminated_at.unwrap_or(now);
+        let active = self.active_seconds(now);
+        let usage = self.stop_reason.is_some().then(|| {
+            let mut usage = self.usage.clone();
+            usage.active_seconds = Some(active);
+            usage
+        });
+        let object = Object {
+            id: id.clone(),
+            kind: "session_thread",
+            session_id: config.id.as_str(),
+            status: self.status.as_str(),
+            agent: self.agent.as_deref(),
+            parent_thread_id: parent.as_deref(),
+            workflow_run_id: None,
+            stats: transitioned.then(|| Stats {
+                active_seconds: active,
+                duration_seconds: millis_to_seconds(
+                    (end.millis() - self.created_at.millis()).max(0),
+                ),
+                startup_seconds: None,
+            }),
+            usage,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            archived_at: self.archived_at,
+        };
+        serde_json::to_value(object).ok()
+    }
+
+    /// The status of thread `id` when it is this stream's own thread (the primary thread of a
+    /// session, or the child thread a child stream is).
+    pub fn thread_status(&self, id: &ThreadId) -> Option<Status> {
+        let config = self.config.as_ref()?;
+        (*id == primary_id(&config.id)).then_some(self.status)
+    }
+}
+
+/// The records that create child thread `thread` of session `parent` running `agent` (the
+/// roster member's snapshot, its own roster removed: rosters are one level deep) as
+/// `agent_name`, at `now`. Refused when the session is not live or already runs
+/// [`MAX_RUNNING`] child threads.
+pub fn create_child(
+    parent: &SessionState,
+    thread: &ThreadId,
+    mut agent: AgentSnapshot,
+    agent_name: &str,
+    now: Timestamp,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    let Some(config) = parent.config.as_ref().filter(|_| parent.exists()) else {
+        return Err(Rejection::NotFound("session not found".into()));
+    };
+    if parent.is_child_thread() {
+        return Err(Rejection::Conflict(
+            "a child thread cannot start threads of its own".into(),
+        ));
+    }
+    if parent.running_children() >= MAX_RUNNING {
+        return Err(Rejection::Conflict(format!(
+            "the session already runs {MAX_RUNNING} threads, the most it may run at once; \
+             wait for one to finish"
+        )));
+    }
+    agent.multiagent = None;
+    let created = Created {
+        id: SessionId::of_thread(thread),
+        workspace: config.workspace.clone(),
+        created_at: now,
+        agent,
+        environment_id: config.environment_id.clone(),
+        title: None,
+        metadata: Default::default(),
+        resources: parent.resources.clone(),
+        vault_ids: config.vault_ids.clone(),
+        budget: None,
+    };
+    Ok(vec![
+        Fact::Created(Box::new(created)).into(),
+        Fact::ThreadOf {
+            session: config.id.clone(),
+            agent_name: agent_name.to_owned(),
+        }
+        .into(),
+    ])
+}
+
+/// The `agent.thread_message_received` that gives child thread `child` its next input:
+/// `content` from thread `from` (`from_agent_name`: the sender's agent name).
+pub fn deliver(
+    child: &SessionState,
+    from: ThreadId,
+    from_agent_name: Option<String>,
+    content: Vec<ContentBlock>,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    if !child.exists() || !child.is_child_thread() {
+        return Err(Rejection::NotFound("thread not found".into()));
+    }
+    if child.archived_at.is_some() {
+        return Err(Rejection::Conflict("the thread is archived".into()));
+    }
+    if child.status != Status::Idle || !child.pending_actions.is_empty() {
+        return Err(Rejection::Conflict(
+            "the thread is still working on its previous message".into(),
+        ));
+    }
+    let now = now.max(child.updated_at);
+    Ok(vec![Event::new(
+        ids.event(),
+        now,
+        Body::AgentThreadMessageReceived(ThreadMessageReceived {
+            from_session_thread_id: from,
+            from_agent_name,
+            content,
+        }),
+    )
+    .into()])
+}
+
+/// The records that interrupt child thread `child` while it waits on the client: each pending
+/// call closed with an error result, then `session.status_idle{end_turn}` (nothing when it
+/// waits on nothing).
+pub fn interrupt_waiting(
+    child: &SessionState,
+    why: &str,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Vec<SessionRecord> {
+    if child.status != Status::Idle || child.pending_actions.is_empty() {
+        return Vec::new();
+    }
+    let now = now.max(child.updated_at);
+    let mut records: Vec<SessionRecord> = child
+        .pending_actions
+        .iter()
+        .map(|id| {
+            let kind = child
+                .open_tool_uses
+                .get(id)
+                .copied()
+                .unwrap_or(super::state::ToolKind::Builtin);
+            Event::new(
+                ids.event(),
+                now,
+                super::turn::closing(id.clone(), kind, why),
+            )
+            .into()
+        })
+        .collect();
+    records.push(
+        Event::new(
+            ids.event(),
+            now,
+            Body::SessionStatusIdle(crate::event::StatusIdle {
+                stop_reason: StopReason::EndTurn,
+                stop_details: None,
+            }),
+        )
+        .into(),
+    );
+    records
+}
+
+/// What a coordinator's turn records on the session's stream about its child threads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// `session.thread_created`.
+    Created {
+        /// The new thread.
+        thread: ThreadId,
+        /// Its roster member's name.
+        agent_name: String,
+    },
+    /// `agent.thread_message_sent` (the coordinator delegated `content`).
+    MessageSent {
+        /// The child thread.
+        to: ThreadId,
+        /// Its agent's name.
+        to_agent_name: String,
+        /// The message.
+        content: Vec<ContentBlock>,
+    },
+    /// `session.thread_status_running`.
+    Running {
+        /// The child thread.
+        thread: ThreadId,
+        /// Its agent's name.
+        agent_name: String,
+    },
+    /// The child's calls waiting on the client, cross-posted (same ids, `session_thread_id`
+    /// set), then `session.thread_status_idle{requires_action}`.
+    Waiting {
+        /// The child thread.
+        thread: ThreadId,
+        /// Its agent's name.
+        agent_name: String,
+        /// The child's waiting tool-use events as its stream holds them.
+        calls: Vec<Event>,
+    },
+    /// `session.thread_status_idle` with the child's stop reason, its usage rolled up
+    /// (`internal.thread_usage`), and `agent.thread_message_received` with its reply.
+    Replied {
+        /// The child thread.
+        thread: ThreadId,
+        /// Its agent's name.
+        agent_name: String,
+        /// Why it went idle.
+        stop_reason: StopReason,
+        /// Its cumulative usage.
+        usage: Usage,
+        /// Its cumulative list cost in nano-dollars (saturated at `u64::MAX`).
+        list_cost_nanos: u64,
+        /// Its reply (its messages of the turn).
+        content: Vec<ContentBlock>,
+    },
+}
+
+/// The records of `step` on the session's stream at `now`.
+pub(crate) fn records(
+    state: &SessionState,
+    step: Step,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    let known = |thread: &ThreadId| {
+        if state.for_child(Some(thread)) {
+            Ok(())
+        } else {
+            Err(Rejection::invalid(
+                "session_thread_id",
+                format!("{thread} is not a child thread of this session"),
+            ))
+        }
+    };
+    let event = |ids: &mut dyn FnMut() -> EventId, body: Body| -> SessionRecord {
+        Event::new(ids(), now, body).into()
+    };
+    let mut next = || ids.event();
+    Ok(match step {
+        Step::Created { thread, agent_name } => {
+            if state.for_child(Some(&thread)) {
+                return Err(Rejection::Conflict(format!("{thread} exists already")));
+            }
+            vec![event(
+                &mut next,
+                Body::SessionThreadCreated(ThreadCreated {
+                    session_thread_id: thread,
+                    agent_name,
+                    workflow_run_id: None,
+                }),
+            )]
+        }
+        Step::MessageSent {
+            to,
+            to_agent_name,
+            content,
+        } => {
+            known(&to)?;
+            vec![event(
+                &mut next,
+                Body::AgentThreadMessageSent(ThreadMessageSent {
+                    to_session_thread_id: to,
+                    to_agent_name: Some(to_agent_name),
+                    content,
+                }),
+            )]
+        }
+        Step::Running { thread, agent_name } => {
+            known(&thread)?;
+            vec![event(
+                &mut next,
+                Body::SessionThreadStatusRunning(ThreadStatus {
+                    session_thread_id: thread,
+                    agent_name,
+                }),
+            )]
+        }
+        Step::Waiting {
+            thread,
+            agent_name,
+            calls,
+        } => {
+            known(&thread)?;
+            let mut records = Vec::with_capacity(calls.len() + 1);
+            let mut event_ids = Vec::with_capacity(calls.len());
+            for call in calls {
+                let mut body = call.body;
+                match &mut body {
+                    Body::AgentToolUse(u) => u.session_thread_id = Some(thread.clone()),
+                    Body::AgentMcpToolUse(u) => u.session_thread_id = Some(thread.clone()),
+                    Body::AgentCustomToolUse(u) => u.session_thread_id = Some(thread.clone()),
+                    _ => continue,
+                }
+                event_ids.push(call.id.clone());
+                records.push(Event::new(call.id, now, body).into());
+            }
+            records.push(event(
+                &mut next,
+                Body::SessionThreadStatusIdle(ThreadStatusIdle {
+                    session_thread_id: thread,
+                    agent_name,
+                    stop_reason: StopReason::RequiresAction { event_ids },
+                    stop_details: None,
+                }),
+            ));
+            records
+        }
+        Step::Replied {
+            thread,
+            agent_name,
+            stop_reason,
+            usage,
+            list_cost_nanos,
+            content,
+        } => {
+            known(&thread)?;
+            vec![
+                event(
+                    &mut next,
+                    Body::SessionThreadStatusIdle(ThreadStatusIdle {
+                        session_thread_id: thread.clone(),
+                        agent_name: agent_name.clone(),
+                        stop_reason,
+                        stop_details: None,
+                    }),
+                ),
+                Fact::ThreadUsage {
+                    thread: thread.clone(),
+                    usage,
+                    list_cost_nanos,
+                    at: now,
+                }
+                .into(),
+                event(
+                    &mut next,
+                    Body::AgentThreadMessageReceived(ThreadMessageReceived {
+                        from_session_thread_id: thread,
+                        from_agent_name: Some(agent_name),
+                        content,
+                    }),
+                ),
+            ]
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_primary_thread_id_follows_the_session_id() {
+        let session = SessionId::parse("sesn_01abcDEF").unwrap();
+        assert_eq!(primary_id(&session).as_str(), "sthr_01abcDEF");
+    }
+}

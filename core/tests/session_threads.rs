@@ -1,0 +1,254 @@
+//! Given-records / when-step / then-state tests of child threads (`core::session::thread`):
+//! the coordinator's records about its children, the routing of a client's answers and
+//! interrupts to a child, the usage roll-up, the concurrency cap and a child's own stream.
+
+mod support;
+
+use managed_agents_core::event::{Body, ContentBlock, StopReason, Usage};
+use managed_agents_core::ids::{SessionId, ThreadId};
+use managed_agents_core::session::thread::{self, Step as ThreadStep, MAX_RUNNING};
+use managed_agents_core::session::turn::{self, Step};
+use managed_agents_core::session::{decide, fold, Command, InputKind, Sequential, SessionRecord};
+use managed_agents_core::time::Timestamp;
+use serde_json::json;
+use support::*;
+
+fn child_id(n: usize) -> ThreadId {
+    ThreadId::parse(&format!("sthr_child{n}")).expect("thread id")
+}
+
+/// A running coordinator.
+fn coordinator() -> Vec<SessionRecord> {
+    vec![
+        created(),
+        msg("m1"),
+        processed(&["m1"], 1_000),
+        running_at("r1", 1_000),
+    ]
+}
+
+fn step(given: &mut Vec<SessionRecord>, step: ThreadStep) {
+    let state = fold(given.iter());
+    let records = turn::record(
+        &state,
+        Step::Thread(step),
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    )
+    .expect("recorded");
+    given.extend(records);
+}
+
+fn start(given: &mut Vec<SessionRecord>, n: usize) {
+    step(
+        given,
+        ThreadStep::Created {
+            thread: child_id(n),
+            agent_name: "reviewer".into(),
+        },
+    );
+    step(
+        given,
+        ThreadStep::Running {
+            thread: child_id(n),
+            agent_name: "reviewer".into(),
+        },
+    );
+}
+
+fn usage(output: u64) -> Usage {
+    let mut usage = Usage::zero();
+    usage.output_tokens = Some(output);
+    usage
+}
+
+#[test]
+fn a_childs_reply_rolls_its_usage_into_the_session() {
+    let mut given = coordinator();
+    start(&mut given, 1);
+    let state = fold(given.iter());
+    assert_eq!(state.thread_ids().len(), 2);
+    assert_eq!(state.running_children(), 1);
+    let before = state.usage.output_tokens.unwrap_or(0);
+    let replied = |output: u64| ThreadStep::Replied {
+        thread: child_id(1),
+        agent_name: "reviewer".into(),
+        stop_reason: StopReason::EndTurn,
+        usage: usage(output),
+        list_cost_nanos: 0,
+        content: vec![ContentBlock::text("done")],
+    };
+    step(&mut given, replied(40));
+    let state = fold(given.iter());
+    assert_eq!(state.running_children(), 0);
+    assert_eq!(state.usage.output_tokens, Some(before + 40));
+    // A later turn of the same child adds only what grew.
+    step(&mut given, replied(100));
+    assert_eq!(fold(given.iter()).usage.output_tokens, Some(before + 100));
+    // Steps about a thread the session does not have are refused.
+    let state = fold(given.iter());
+    let unknown = ThreadStep::Running {
+        thread: child_id(9),
+        agent_name: "x".into(),
+    };
+    assert!(turn::record(
+        &state,
+        Step::Thread(unknown),
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default()
+    )
+    .is_err());
+}
+
+#[test]
+fn answers_and_interrupts_for_a_child_are_routed_not_the_coordinators() {
+    let mut given = coordinator();
+    start(&mut given, 1);
+    let call = match tool_use("c1") {
+        SessionRecord::Event(event) => event,
+        SessionRecord::Fact(_) => unreachable!(),
+    };
+    step(
+        &mut given,
+        ThreadStep::Waiting {
+            thread: child_id(1),
+            agent_name: "reviewer".into(),
+            calls: vec![call],
+        },
+    );
+    let state = fold(given.iter());
+    assert!(state.cross_posted.contains_key(&eid("c1")));
+    assert!(state.open_tool_uses.is_empty() && state.pending_actions.is_empty());
+    assert_eq!(state.status.as_str(), "running");
+
+    // The client's confirmation is echoed with the child's thread; it is no input here.
+    let records = decide(
+        &state,
+        Command::Send(vec![p_confirm("c1", "allow")]),
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    )
+    .expect("accepted");
+    assert_eq!(records.len(), 1);
+    let SessionRecord::Event(echo) = &records[0] else {
+        panic!("an event")
+    };
+    let Body::UserToolConfirmation(c) = &echo.body else {
+        panic!("a confirmation")
+    };
+    assert_eq!(c.session_thread_id, Some(child_id(1)));
+    assert!(echo.processed_at.is_some());
+    let mut after = state.clone();
+    records.iter().for_each(|r| after.apply(r));
+    assert!(after.cross_posted.is_empty());
+    assert!(after.inputs.iter().next().is_none());
+
+    // An interrupt of the child does not interrupt the coordinator; one of another session's
+    // thread is refused.
+    let interrupt = params(json!({"type": "user.interrupt", "session_thread_id": "sthr_child1"}));
+    let records = decide(
+        &state,
+        Command::Send(vec![interrupt]),
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    )
+    .expect("accepted");
+    let mut after = state.clone();
+    records.iter().for_each(|r| after.apply(r));
+    assert!(after.interrupt.is_none());
+    let stranger = params(json!({"type": "user.interrupt", "session_thread_id": "sthr_other"}));
+    assert!(decide(
+        &state,
+        Command::Send(vec![stranger]),
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default()
+    )
+    .is_err());
+    // Without a thread (or with the primary's) it is the coordinator's.
+    let primary = ThreadId::primary_of(&SessionId::parse("sesn_01test").expect("id"));
+    let own = params(json!({"type": "user.interrupt", "session_thread_id": primary.as_str()}));
+    let records = decide(
+        &state,
+        Command::Send(vec![own]),
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    )
+    .expect("accepted");
+    let mut after = state.clone();
+    records.iter().for_each(|r| after.apply(r));
+    assert!(after.interrupt.is_some());
+}
+
+#[test]
+fn at_most_max_running_children_run_at_once() {
+    let mut given = coordinator();
+    for n in 0..MAX_RUNNING {
+        start(&mut given, n);
+    }
+    let state = fold(given.iter());
+    assert_eq!(state.running_children(), MAX_RUNNING);
+    let snapshot = state.agent.as_deref().cloned().expect("agent");
+    let refused = thread::create_child(&state, &child_id(99), snapshot.clone(), "x", at(2_000));
+    assert!(refused.is_err_and(|r| r.to_string().contains("25 threads")));
+    step(
+        &mut given,
+        ThreadStep::Replied {
+            thread: child_id(0),
+            agent_name: "reviewer".into(),
+            stop_reason: StopReason::EndTurn,
+            usage: Usage::zero(),
+            list_cost_nanos: 0,
+            content: Vec::new(),
+        },
+    );
+    let state = fold(given.iter());
+    assert!(thread::create_child(&state, &child_id(99), snapshot, "x", at(2_000)).is_ok());
+}
+
+#[test]
+fn a_child_stream_takes_messages_as_input_and_is_no_session() {
+    let parent = fold(coordinator().iter());
+    let mut agent = parent.agent.as_deref().cloned().expect("agent");
+    agent.multiagent = Some(json!({"type": "coordinator", "agents": [{"type": "self"}]}));
+    let records =
+        thread::create_child(&parent, &child_id(1), agent, "reviewer", at(2_000)).expect("created");
+    let mut child = fold(records.iter());
+    assert!(child.is_child_thread());
+    assert!(child.catalog_entry().is_none());
+    assert!(child.agent.as_ref().is_some_and(|a| a.multiagent.is_none()));
+    assert_eq!(
+        child.config.as_ref().map(|c| c.id.clone()),
+        Some(SessionId::of_thread(&child_id(1)))
+    );
+    assert_eq!(
+        ThreadId::primary_of(&SessionId::of_thread(&child_id(1))),
+        child_id(1)
+    );
+    let primary = ThreadId::primary_of(&SessionId::parse("sesn_01test").expect("id"));
+    let delivered = thread::deliver(
+        &child,
+        primary,
+        Some("lead".into()),
+        vec![ContentBlock::text("review this")],
+        at(3_000),
+        &mut Sequential::default(),
+    )
+    .expect("delivered");
+    delivered.iter().for_each(|r| child.apply(r));
+    assert!(child.needs_turn());
+    assert_eq!(
+        child.inputs.iter().next().map(|i| i.kind),
+        Some(InputKind::Message)
+    );
+    // Waiting on a call: an interrupt closes it with an error result and idles end_turn.
+    let mut waiting = child.clone();
+    for record in [running_at("r", 3_000), tool_use("c1"), requires(&["c1"])] {
+        waiting.apply(&record);
+    }
+    let closed = thread::interrupt_waiting(&waiting, "stop", at(4_000), &mut Sequential::default());
+    let tokens: Vec<_> = closed.iter().map(summarize_record).collect();
+    assert_eq!(tokens.len(), 2);
+    assert!(tokens[1].starts_with("idle(end_turn"), "{tokens:?}");
+    closed.iter().for_each(|r| waiting.apply(r));
+    assert!(waiting.pending_actions.is_empty() && waiting.open_tool_uses.is_empty());
+}

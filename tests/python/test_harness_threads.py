@@ -1,0 +1,490 @@
+"""Multiagent sessions on the native engine with the mock model (API §4.6, §7, §10).
+
+A coordinator (an agent with a roster) delegates with its `message_agent` tool; each delegation
+runs the roster member in a child thread of its own (`sthr_…`, its own stream and agent
+snapshot, the session's workspace). The mock's `<<mock:...>>` directives inside the delegated
+message script the child's model; the coordinator's own `[[mock:...]]` script the coordinator.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import anthropic
+import pytest
+
+from conftest import unique
+from harness_support import (  # noqa: F401  (fixtures)
+    TOOLSET,
+    Harness,
+    harness,
+    harness_server,
+    mock,
+    stop_type,
+    text,
+    types,
+    wait_for,
+)
+
+
+def delegate(agent: Any, message: str, thread: str | None = None) -> str:
+    body: dict[str, Any] = {"agent": agent.name, "message": message}
+    if thread is not None:
+        body["session_thread_id"] = thread
+    return f"[[mock:tool message_agent {json.dumps(body)}]]"
+
+
+def team(h: Harness, **member_tools: Any) -> tuple[Any, Any, Any]:
+    reviewer = h.agent(name=unique("reviewer"), description="reviews code")
+    tester = h.agent(name=unique("tester"), **member_tools)
+    coordinator = h.agent(
+        name=unique("lead"), multiagent={"type": "coordinator", "agents": [reviewer.id, tester.id]}
+    )
+    return coordinator, reviewer, tester
+
+
+def threads_of(h: Harness, session_id: str) -> list[Any]:
+    return list(h.client.beta.sessions.threads.list(session_id).data)
+
+
+def thread_events(h: Harness, session_id: str, thread_id: str) -> list[Any]:
+    return list(h.client.beta.sessions.threads.events.list(thread_id, session_id=session_id, limit=1000))
+
+
+def test_a_coordinator_delegates_to_two_roster_agents(harness: Harness) -> None:
+    h = harness
+    coordinator, reviewer, tester = team(h)
+    session = h.session(agent=coordinator)
+    prompt = delegate(reviewer, "<<mock:delay 1s>><<mock:text looks good>>") + delegate(
+        tester, "<<mock:delay 1s>><<mock:text tests pass>>"
+    )
+    events = h.turn(session.id, prompt)
+    assert stop_type(events[-1]) == "end_turn"
+
+    created = [e for e in events if e.type == "session.thread_created"]
+    assert [c.agent_name for c in created] == [reviewer.name, tester.name]
+    first, second = (c.session_thread_id for c in created)
+    # Each delegation, in order: created, message sent, running, idle, reply, tool result.
+    def lifecycle(thread: str) -> list[str]:
+        return [
+            e.type
+            for e in events
+            if getattr(e, "session_thread_id", None) == thread
+            or getattr(e, "to_session_thread_id", None) == thread
+            or getattr(e, "from_session_thread_id", None) == thread
+        ]
+
+    expected = [
+        "session.thread_created",
+        "agent.thread_message_sent",
+        "session.thread_status_running",
+        "session.thread_status_idle",
+        "agent.thread_message_received",
+    ]
+    assert lifecycle(first) == expected and lifecycle(second) == expected
+    # The two delegations of one response run at once: both run before either replies.
+    running = [i for i, e in enumerate(events) if e.type == "session.thread_status_running"]
+    idles = [i for i, e in enumerate(events) if e.type == "session.thread_status_idle"]
+    assert max(running) < min(idles)
+    # Their model requests overlapped.
+    def span(thread: str) -> tuple[Any, Any]:
+        mine = thread_events(h, session.id, thread)
+        start = [e.processed_at for e in mine if e.type == "span.model_request_start"][0]
+        end = [e.processed_at for e in mine if e.type == "span.model_request_end"][0]
+        return start, end
+
+    (a_start, a_end), (b_start, b_end) = span(first), span(second)
+    assert a_start < b_end and b_start < a_end
+    received = [e for e in events if e.type == "agent.thread_message_received"]
+    assert [text(r) for r in received] == ["looks good", "tests pass"]
+    assert received[0].from_agent_name == reviewer.name
+    results = [e for e in events if e.type == "agent.tool_result"]
+    assert len(results) == 2 and not any(r.is_error for r in results)
+    assert "looks good" in text(results[0]) and first in text(results[0])
+
+    # The threads: the primary and two children with their own agents.
+    listed = threads_of(h, session.id)
+    assert len(listed) == 3
+    primary = listed[0]
+    assert primary.parent_thread_id is None and primary.agent.id == coordinator.id
+    children = {t.id: t for t in listed[1:]}
+    assert set(children) == {first, second}
+    assert children[first].agent.id == reviewer.id and children[first].agent.version == 1
+    assert children[second].agent.id == tester.id
+    for child in children.values():
+        assert child.parent_thread_id == primary.id
+        assert child.status == "idle"
+        assert child.usage is not None and child.usage.output_tokens > 0
+        assert child.agent.multiagent is None
+    assert h.client.beta.sessions.threads.retrieve(first, session_id=session.id).id == first
+    assert [t.id for t in h.client.beta.sessions.threads.list(session.id, statuses=["running"]).data] == []
+    page = h.client.beta.sessions.threads.list(session.id, limit=2)
+    assert len(page.data) == 2 and page.next_page
+    rest = h.client.beta.sessions.threads.list(session.id, limit=2, page=page.next_page)
+    assert [t.id for t in rest.data] == [second]
+
+    # Each child thread's events are its own: its input, its turn, its reply.
+    mine = thread_events(h, session.id, first)
+    assert mine[0].type == "agent.thread_message_received" and mine[0].from_session_thread_id == primary.id
+    assert "session.status_running" in types(mine) and stop_type(mine[-1]) == "end_turn"
+    assert [text(e) for e in mine if e.type == "agent.message"] == ["looks good"]
+    assert all("tests pass" not in text(e) for e in mine)
+    # The session's list is the primary thread's plus the condensed child activity.
+    session_events = h.events(session.id)
+    assert "agent.message" in types(session_events)
+    assert not any(text(e) == "looks good" and e.type == "agent.message" for e in session_events)
+
+    # The session's usage includes the children's.
+    total = h.client.beta.sessions.retrieve(session.id).usage.output_tokens
+    children_out = sum(t.usage.output_tokens for t in children.values())
+    assert total > children_out
+
+    # A follow-up continues the same thread with its earlier turns.
+    before = len(h.model_requests())
+    follow = h.turn(session.id, delegate(reviewer, "<<mock:echo>> and again", thread=first))
+    assert not [e for e in follow if e.type == "session.thread_created"]
+    child_requests = [
+        r
+        for r in h.model_requests()[before:]
+        if '"<<mock:echo>> and again"' in json.dumps(r["body"]["messages"][-1])
+    ]
+    assert child_requests and len(child_requests[0]["body"]["messages"]) == 3
+    again = [e for e in follow if e.type == "agent.thread_message_received"]
+    assert [text(e) for e in again] == ["and again"]
+    assert len(threads_of(h, session.id)) == 3
+
+    # An idle child thread can be archived; the session goes on.
+    archived = h.client.beta.sessions.threads.archive(second, session_id=session.id)
+    assert archived.archived_at is not None and archived.id == second
+    late = h.turn(session.id, delegate(tester, "<<mock:text hello>>", thread=second))
+    result = [e for e in late if e.type == "agent.tool_result"][0]
+    assert result.is_error and "archived" in text(result)
+
+    # Child streams are no sessions of their own.
+    sessions = [s.id for s in h.client.beta.sessions.list(limit=100).data]
+    assert session.id in sessions
+    assert not any(s.replace("sesn_", "sthr_") in (first, second) for s in sessions)
+    with pytest.raises(anthropic.NotFoundError):
+        h.client.beta.sessions.retrieve(first.replace("sthr_", "sesn_"))
+    with pytest.raises(anthropic.NotFoundError):
+        h.client.beta.sessions.events.list(first.replace("sthr_", "sesn_"))
+
+    # Deleting the session deletes its threads.
+    h.client.beta.sessions.delete(session.id)
+    with pytest.raises(anthropic.NotFoundError):
+        h.client.beta.sessions.threads.list(session.id)
+
+
+def test_running_thread_cannot_be_archived_and_its_stream_is_its_own(harness: Harness) -> None:
+    h = harness
+    coordinator, reviewer, _ = team(h)
+    session = h.session(agent=coordinator)
+    sent = h.send(
+        session.id,
+        {
+            "type": "user.message",
+            "content": [{"type": "text", "text": delegate(reviewer, "<<mock:delay 2s>><<mock:text slow>>")}],
+        },
+    )
+
+    def running_child() -> Any:
+        found = [t for t in threads_of(h, session.id)[1:] if t.status == "running"]
+        return found[0] if found else None
+
+    child = wait_for(running_child)
+    assert h.client.beta.sessions.threads.list(session.id, statuses=["running"]).data[-1].id == child.id
+    with pytest.raises(anthropic.ConflictError) as err:
+        h.client.beta.sessions.threads.archive(child.id, session_id=session.id)
+    assert err.value.status_code == 409
+    assert h.client.beta.sessions.retrieve(session.id).status == "running"
+
+    seen: list[Any] = []
+
+    def read() -> None:
+        with h.client.beta.sessions.threads.events.stream(child.id, session_id=session.id) as stream:
+            for event in stream:
+                seen.append(event)
+                if event.type == "session.status_idle":
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    h.wait_idle(session.id, sent[0].id)
+    reader.join(20)
+    assert not reader.is_alive()
+    assert "agent.message" in types(seen)
+    assert not any(t.startswith("session.thread_") for t in types(seen))
+    assert h.client.beta.sessions.threads.archive(child.id, session_id=session.id).archived_at is not None
+
+
+def ask_team(h: Harness) -> tuple[Any, Any, Any]:
+    return team(h, tools=[{**TOOLSET, "configs": [{"name": "bash", "permission_policy": {"type": "always_ask"}}]}])
+
+
+def waiting_call(h: Harness, session_id: str) -> Any:
+    def cross_posted() -> Any:
+        uses = [e for e in h.events(session_id) if e.type == "agent.tool_use" and e.session_thread_id]
+        return uses[-1] if uses else None
+
+    return wait_for(cross_posted)
+
+
+def test_a_childs_confirmation_is_answered_on_the_session(harness: Harness) -> None:
+    h = harness
+    coordinator, _, tester = ask_team(h)
+    session = h.session(agent=coordinator)
+    streamed: list[Any] = []
+    opened = threading.Event()
+
+    def read() -> None:
+        with h.client.beta.sessions.events.stream(session.id) as stream:
+            opened.set()
+            for event in stream:
+                streamed.append(event)
+                if event.type == "session.status_idle":
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert opened.wait(10)
+    sent = h.send(
+        session.id,
+        {
+            "type": "user.message",
+            "content": [{"type": "text", "text": delegate(tester, '<<mock:tool bash {"command": "echo ran"}>>')}],
+        },
+    )
+    use = waiting_call(h, session.id)
+    assert use.name == "bash" and use.evaluated_permission == "ask"
+    idle = wait_for(
+        lambda: [e for e in h.events(session.id) if e.type == "session.thread_status_idle"]
+    )[-1]
+    assert idle.session_thread_id == use.session_thread_id
+    assert stop_type(idle) == "requires_action" and idle.stop_reason.event_ids == [use.id]
+    assert h.client.beta.sessions.retrieve(session.id).status == "running"
+
+    echo = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
+    assert echo[0].session_thread_id == use.session_thread_id
+    events = h.wait_idle(session.id, sent[0].id)
+    assert stop_type(events[-1]) == "end_turn"
+    child = thread_events(h, session.id, use.session_thread_id)
+    result = [e for e in child if e.type == "agent.tool_result"][0]
+    assert result.tool_use_id == use.id and not result.is_error and text(result).strip() == "ran"
+    # The session's stream: the primary thread plus the condensed child activity.
+    reader.join(20)
+    assert not reader.is_alive()
+    kinds = types(streamed)
+    for kind in (
+        "session.thread_created",
+        "agent.thread_message_sent",
+        "session.thread_status_running",
+        "session.thread_status_idle",
+        "agent.thread_message_received",
+    ):
+        assert kind in kinds, kind
+    posted = [e for e in streamed if e.type == "agent.tool_use" and e.session_thread_id]
+    assert [e.id for e in posted] == [use.id]
+    assert [e.session_thread_id for e in streamed if e.type == "user.tool_confirmation"] == [use.session_thread_id]
+    assert not any(e.type == "agent.message" and text(e).strip() == "ran" for e in streamed)
+
+
+def test_interrupting_a_child_waiting_on_always_ask(harness: Harness) -> None:
+    h = harness
+    coordinator, _, tester = ask_team(h)
+    session = h.session(agent=coordinator)
+    sent = h.send(
+        session.id,
+        {
+            "type": "user.message",
+            "content": [{"type": "text", "text": delegate(tester, '<<mock:tool bash {"command": "touch no"}>>')}],
+        },
+    )
+    use = waiting_call(h, session.id)
+    thread = use.session_thread_id
+    with pytest.raises(anthropic.BadRequestError):
+        h.send(session.id, {"type": "user.interrupt", "session_thread_id": "sthr_nosuchthread"})
+    h.send(session.id, {"type": "user.interrupt", "session_thread_id": thread})
+    events = h.wait_idle(session.id, sent[0].id)
+    assert stop_type(events[-1]) == "end_turn"
+    idles = [e for e in events if e.type == "session.thread_status_idle" and e.session_thread_id == thread]
+    assert [stop_type(e) for e in idles] == ["requires_action", "end_turn"]
+    child = thread_events(h, session.id, thread)
+    closed = [e for e in child if e.type == "agent.tool_result"]
+    assert len(closed) == 1 and closed[0].tool_use_id == use.id and closed[0].is_error
+    assert stop_type(child[-1]) == "end_turn"
+    assert h.client.beta.sessions.threads.retrieve(thread, session_id=session.id).status == "idle"
+    assert not (h.server.process.data_dir / "workspaces" / session.id / "no").exists()
+    # The coordinator went on: the interrupt was the child's, not the session's.
+    assert [e for e in events if e.type == "agent.tool_result" and e.tool_use_id != use.id]
+
+
+def test_interrupting_the_session_stops_a_running_child(harness: Harness) -> None:
+    h = harness
+    coordinator, reviewer, _ = team(h)
+    session = h.session(agent=coordinator)
+    sent = h.send(
+        session.id,
+        {
+            "type": "user.message",
+            "content": [{"type": "text", "text": delegate(reviewer, '<<mock:tool bash {"command": "sleep 30"}>>')}],
+        },
+    )
+
+    def sleeping() -> Any:
+        children = threads_of(h, session.id)[1:]
+        if not children:
+            return None
+        events = thread_events(h, session.id, children[0].id)
+        return children[0] if "agent.tool_use" in types(events) else None
+
+    child = wait_for(sleeping)
+    started = time.monotonic()
+    h.send(session.id, {"type": "user.interrupt"})
+    events = h.wait_idle(session.id, sent[0].id)
+    assert time.monotonic() - started < 10
+    assert stop_type(events[-1]) == "end_turn"
+    assert h.client.beta.sessions.threads.retrieve(child.id, session_id=session.id).status == "idle"
+    child_events = thread_events(h, session.id, child.id)
+    assert stop_type(child_events[-1]) == "end_turn"
+
+
+def test_interrupting_the_session_stops_children_running_at_once(harness: Harness) -> None:
+    h = harness
+    coordinator, reviewer, tester = team(h)
+    session = h.session(agent=coordinator)
+    sleep = '<<mock:tool bash {"command": "sleep 30"}>>'
+    sent = h.send(
+        session.id,
+        {"type": "user.message", "content": [{"type": "text", "text": delegate(reviewer, sleep) + delegate(tester, sleep)}]},
+    )
+
+    def both_sleeping() -> Any:
+        children = threads_of(h, session.id)[1:]
+        if len(children) < 2:
+            return None
+        busy = all("agent.tool_use" in types(thread_events(h, session.id, c.id)) for c in children)
+        return children if busy else None
+
+    children = wait_for(both_sleeping)
+    started = time.monotonic()
+    h.send(session.id, {"type": "user.interrupt"})
+    events = h.wait_idle(session.id, sent[0].id)
+    assert time.monotonic() - started < 10
+    assert stop_type(events[-1]) == "end_turn"
+    idle = {e.session_thread_id for e in events if e.type == "session.thread_status_idle"}
+    assert idle == {c.id for c in children}
+    for child in children:
+        assert h.client.beta.sessions.threads.retrieve(child.id, session_id=session.id).status == "idle"
+        assert stop_type(thread_events(h, session.id, child.id)[-1]) == "end_turn"
+
+
+def test_interrupting_a_running_child_only(harness: Harness) -> None:
+    h = harness
+    coordinator, reviewer, _ = team(h)
+    session = h.session(agent=coordinator)
+    sent = h.send(
+        session.id,
+        {
+            "type": "user.message",
+            "content": [{"type": "text", "text": delegate(reviewer, '<<mock:tool bash {"command": "sleep 30"}>>')}],
+        },
+    )
+
+    def sleeping() -> Any:
+        children = threads_of(h, session.id)[1:]
+        if not children:
+            return None
+        events = thread_events(h, session.id, children[0].id)
+        return children[0] if "agent.tool_use" in types(events) else None
+
+    child = wait_for(sleeping)
+    started = time.monotonic()
+    h.send(session.id, {"type": "user.interrupt", "session_thread_id": child.id})
+    events = h.wait_idle(session.id, sent[0].id)
+    assert time.monotonic() - started < 10
+    # The coordinator was not interrupted: its call got the child's (empty) reply and it went on.
+    call = [e for e in events if e.type == "agent.tool_use" and e.name == "message_agent"][0]
+    result = [e for e in events if e.type == "agent.tool_result" and e.tool_use_id == call.id][0]
+    assert not result.is_error and child.id in text(result)
+    assert [e for e in events if e.type == "agent.message"]
+    child_events = thread_events(h, session.id, child.id)
+    assert "user.interrupt" in types(child_events) and stop_type(child_events[-1]) == "end_turn"
+    assert [e.is_error for e in child_events if e.type == "agent.tool_result"] == [True]
+
+
+def test_a_crash_mid_delegation_recovers_the_session_and_its_child(tmp_path: Any, mock: Any) -> None:
+    """A server killed while a child thread runs: on restart the coordinator's delegation call
+    and the child's tool call are closed as after any cut turn, both go idle, and the session
+    delegates again."""
+    from conftest import ServerProcess, new_key
+    from harness_support import llm_vault, searchable
+
+    key = new_key()
+    data_dir = tmp_path / "data"
+    searchable(data_dir)
+    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
+    try:
+        client = process.client()
+        h = Harness(client=client, server=None, mock=mock, vault=llm_vault(client, mock.url), token="")  # type: ignore[arg-type]
+        coordinator, reviewer, _ = team(h)
+        session = h.session(agent=coordinator)
+        h.send(
+            session.id,
+            {
+                "type": "user.message",
+                "content": [{"type": "text", "text": delegate(reviewer, '<<mock:tool bash {"command": "sleep 60"}>>')}],
+            },
+        )
+
+        def sleeping() -> Any:
+            children = threads_of(h, session.id)[1:]
+            if not children:
+                return None
+            events = thread_events(h, session.id, children[0].id)
+            return children[0] if "agent.tool_use" in types(events) else None
+
+        child = wait_for(sleeping)
+    finally:
+        assert process.proc is not None
+        process.proc.kill()
+        process.proc.wait()
+        process.proc = None
+    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
+    try:
+        h.client = process.client()
+
+        def settled() -> Any:
+            return h.client.beta.sessions.retrieve(session.id).status == "idle"
+
+        wait_for(settled)
+        events = h.events(session.id)
+        call = [e for e in events if e.type == "agent.tool_use" and e.name == "message_agent"][0]
+        closed = [e for e in events if e.type == "agent.tool_result" and e.tool_use_id == call.id]
+        assert len(closed) == 1 and closed[0].is_error
+        assert h.client.beta.sessions.threads.retrieve(child.id, session_id=session.id).status == "idle"
+        child_events = thread_events(h, session.id, child.id)
+        assert [e.is_error for e in child_events if e.type == "agent.tool_result"] == [True]
+        assert stop_type(child_events[-1]) == "end_turn"
+        # The thread goes on after the restart.
+        again = h.turn(session.id, delegate(reviewer, "<<mock:text back>>", thread=child.id))
+        assert [text(e) for e in again if e.type == "agent.thread_message_received"] == ["back"]
+    finally:
+        assert process.stop() == 0
+
+
+@pytest.mark.parametrize("engine", ["claude", "codex"])
+def test_agent_cli_engines_refuse_a_coordinator(harness: Harness, engine: str) -> None:
+    from harness_support import llm_vault
+
+    h = harness
+    coordinator, reviewer, _ = team(h)
+    vault = llm_vault(h.client, h.mock.url, engine=engine)
+    session = h.session(agent=coordinator, vault=vault)
+    events = h.turn(session.id, delegate(reviewer, "<<mock:text hi>>"))
+    errors = [e for e in events if e.type == "session.error"]
+    assert errors and "multiagent roster" in errors[0].error.message
+    assert "native" in errors[0].error.message
+    assert threads_of(h, session.id)[1:] == []
