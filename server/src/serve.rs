@@ -38,7 +38,7 @@ where
     loop {
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok((tcp, _)) => without_delay(tcp),
                 Err(err) => {
                     accept_failed(err).await;
                     continue;
@@ -63,6 +63,15 @@ where
     );
     open.closed().await;
     Ok(())
+}
+
+/// `tcp` with Nagle's algorithm off: an SSE frame or a response's last bytes leave at once
+/// instead of waiting for the peer's (possibly delayed) acknowledgement of the previous ones.
+fn without_delay(tcp: TcpStream) -> TcpStream {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %err, "TCP_NODELAY not set");
+    }
+    tcp
 }
 
 /// One connection, served until it ends; told to finish gracefully on shutdown.
@@ -110,4 +119,21 @@ async fn accept_failed(err: io::Error) {
     }
     tracing::error!(error = %err, "accept failed");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::{TcpListener, TcpStream};
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_delay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (_client, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
+        let (tcp, _) = accepted.expect("accept");
+        assert!(!tcp.nodelay().expect("read the option"), "off by default");
+        assert!(super::without_delay(tcp)
+            .nodelay()
+            .expect("read the option"));
+    }
 }
