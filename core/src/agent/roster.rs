@@ -363,8 +363,10 @@ pub fn for_session(
     value
 }
 
-/// The full definitions a session's roster holds ([`for_session`]), in roster order.
-pub fn definitions(value: &Value) -> Vec<super::AgentSnapshot> {
+/// The entries of a stored roster a coordinator may delegate to, in roster order: the
+/// coordinator form's `agents`, or the `multiagent_20261001` form's enabled subagents'
+/// `predefined_agents`.
+fn delegable_entries(value: &Value) -> impl Iterator<Item = &Value> {
     let list = match value.get("type").and_then(Value::as_str) {
         Some("coordinator") => value.get("agents"),
         Some("multiagent_20261001") => value
@@ -373,9 +375,12 @@ pub fn definitions(value: &Value) -> Vec<super::AgentSnapshot> {
             .and_then(|s| s.get("predefined_agents")),
         _ => None,
     };
-    list.and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    list.and_then(Value::as_array).into_iter().flatten()
+}
+
+/// The full definitions a session's roster holds ([`for_session`]), in roster order.
+pub fn definitions(value: &Value) -> Vec<super::AgentSnapshot> {
+    delegable_entries(value)
         .filter(|entry| entry.get("name").is_some())
         .filter_map(|entry| serde_json::from_value(entry.clone()).ok())
         .collect()
@@ -399,17 +404,7 @@ pub enum Member {
 /// coordinator form's agent and `self` entries, or the `multiagent_20261001` form's enabled
 /// subagents' predefined agents. Advisors and workflows are not delegable members.
 pub fn members(value: &Value) -> Vec<Member> {
-    let list = match value.get("type").and_then(Value::as_str) {
-        Some("coordinator") => value.get("agents"),
-        Some("multiagent_20261001") => value
-            .get("subagents")
-            .filter(|s| s.get("type").and_then(Value::as_str) == Some("enabled"))
-            .and_then(|s| s.get("predefined_agents")),
-        _ => None,
-    };
-    list.and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    delegable_entries(value)
         .filter_map(|entry| match entry.get("type").and_then(Value::as_str) {
             Some("self") => Some(Member::SelfCopy),
             Some("agent") => Some(Member::Agent {
