@@ -321,26 +321,32 @@ def test_interrupting_a_child_waiting_on_always_ask(harness: Harness) -> None:
     assert [e for e in events if e.type == "agent.tool_result" and e.tool_use_id != use.id]
 
 
-def test_interrupting_the_session_stops_a_running_child(harness: Harness) -> None:
-    h = harness
-    coordinator, reviewer, _ = team(h)
-    session = h.session(agent=coordinator)
+def delegate_a_sleep(h: Harness, session_id: str, member: Any) -> tuple[Any, Any]:
+    """Sends a message delegating `sleep 30` to `member`; returns the sent events and the child
+    thread once its `sleep` runs."""
     sent = h.send(
-        session.id,
+        session_id,
         {
             "type": "user.message",
-            "content": [{"type": "text", "text": delegate(reviewer, '<<mock:tool bash {"command": "sleep 30"}>>')}],
+            "content": [{"type": "text", "text": delegate(member, '<<mock:tool bash {"command": "sleep 30"}>>')}],
         },
     )
 
     def sleeping() -> Any:
-        children = threads_of(h, session.id)[1:]
+        children = threads_of(h, session_id)[1:]
         if not children:
             return None
-        events = thread_events(h, session.id, children[0].id)
+        events = thread_events(h, session_id, children[0].id)
         return children[0] if "agent.tool_use" in types(events) else None
 
-    child = wait_for(sleeping)
+    return sent, wait_for(sleeping)
+
+
+def test_interrupting_the_session_stops_a_running_child(harness: Harness) -> None:
+    h = harness
+    coordinator, reviewer, _ = team(h)
+    session = h.session(agent=coordinator)
+    sent, child = delegate_a_sleep(h, session.id, reviewer)
     started = time.monotonic()
     h.send(session.id, {"type": "user.interrupt"})
     events = h.wait_idle(session.id, sent[0].id)
@@ -385,22 +391,7 @@ def test_interrupting_a_running_child_only(harness: Harness) -> None:
     h = harness
     coordinator, reviewer, _ = team(h)
     session = h.session(agent=coordinator)
-    sent = h.send(
-        session.id,
-        {
-            "type": "user.message",
-            "content": [{"type": "text", "text": delegate(reviewer, '<<mock:tool bash {"command": "sleep 30"}>>')}],
-        },
-    )
-
-    def sleeping() -> Any:
-        children = threads_of(h, session.id)[1:]
-        if not children:
-            return None
-        events = thread_events(h, session.id, children[0].id)
-        return children[0] if "agent.tool_use" in types(events) else None
-
-    child = wait_for(sleeping)
+    sent, child = delegate_a_sleep(h, session.id, reviewer)
     started = time.monotonic()
     h.send(session.id, {"type": "user.interrupt", "session_thread_id": child.id})
     events = h.wait_idle(session.id, sent[0].id)

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use managed_agents_core::event::Event;
 use managed_agents_core::ids::{SessionId, ThreadId};
 use managed_agents_core::session::thread::STATUSES;
+use managed_agents_core::session::SessionState;
 use managed_agents_core::time::Timestamp;
 use serde_json::Value;
 
@@ -98,6 +99,14 @@ async fn list(
     Ok(Json(Page { data, next_page }))
 }
 
+/// Thread `thread` as the session's state shows it now.
+fn rendered(state: &SessionState, thread: &ThreadId) -> Result<Json<Value>> {
+    state
+        .render_thread(thread, Timestamp::now())
+        .map(Json)
+        .ok_or_else(|| not_found(thread))
+}
+
 async fn retrieve(
     State(state): State<AppState>,
     auth: Auth,
@@ -105,10 +114,7 @@ async fn retrieve(
     Id(thread): Id<ThreadId>,
 ) -> Result<Json<Value>> {
     let (_, head) = session::load_thread(&state, &auth, &id, &thread).await?;
-    head.state
-        .render_thread(&thread, Timestamp::now())
-        .map(Json)
-        .ok_or_else(|| not_found(&thread))
+    rendered(&head.state, &thread)
 }
 
 async fn archive(
@@ -125,10 +131,7 @@ async fn archive(
         )));
     }
     let head = session::archive_thread(&state, &auth, &id, &thread).await?;
-    head.state
-        .render_thread(&thread, Timestamp::now())
-        .map(Json)
-        .ok_or_else(|| not_found(&thread))
+    rendered(&head.state, &thread)
 }
 
 async fn events(
