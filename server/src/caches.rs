@@ -1,10 +1,10 @@
 //! Small in-process caches of facts the hot request path would otherwise read from the store on
 //! every request: the principal of a presented API key (kept briefly, see [`PRINCIPAL_TTL`]) and
-//! whether an environment is self-hosted (an environment's `config.type` never changes).
+//! which environments are cloud ones (an environment's `config.type` never changes).
 //! Both are caches only: a miss reads the store, and nothing is decided from a stale entry
 //! that the store would decide differently for longer than the TTL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -54,25 +54,27 @@ impl Principals {
     }
 }
 
-/// Whether each environment seen is self-hosted (`config.type` cannot change after create).
+/// Environments seen to be cloud ones (`config.type` cannot change after create). Only cloud
+/// environments are remembered: a self-hosted one is loaded each time, so its deletion or
+/// archival is seen at once.
 #[derive(Debug, Default)]
-pub struct EnvironmentKinds {
-    self_hosted: Mutex<HashMap<EnvironmentId, bool>>,
+pub struct CloudEnvironments {
+    known: Mutex<HashSet<EnvironmentId>>,
 }
 
-impl EnvironmentKinds {
-    /// Whether `environment` is self-hosted, if known.
-    pub fn self_hosted(&self, environment: &EnvironmentId) -> Option<bool> {
-        locked(&self.self_hosted).get(environment).copied()
+impl CloudEnvironments {
+    /// Whether `environment` was seen to be a cloud environment.
+    pub fn contains(&self, environment: &EnvironmentId) -> bool {
+        locked(&self.known).contains(environment)
     }
 
-    /// Remembers whether `environment` is self-hosted.
-    pub fn put(&self, environment: EnvironmentId, self_hosted: bool) {
-        let mut kinds = locked(&self.self_hosted);
-        if kinds.len() >= CAPACITY {
-            kinds.clear();
+    /// Remembers that `environment` is a cloud environment.
+    pub fn insert(&self, environment: EnvironmentId) {
+        let mut known = locked(&self.known);
+        if known.len() >= CAPACITY {
+            known.clear();
         }
-        kinds.insert(environment, self_hosted);
+        known.insert(environment);
     }
 }
 
@@ -121,11 +123,11 @@ mod tests {
     }
 
     #[test]
-    fn environment_kinds_are_remembered() {
-        let kinds = EnvironmentKinds::default();
+    fn cloud_environments_are_remembered() {
+        let cloud = CloudEnvironments::default();
         let id = EnvironmentId::generate(managed_agents_core::time::Timestamp::now());
-        assert_eq!(kinds.self_hosted(&id), None);
-        kinds.put(id.clone(), true);
-        assert_eq!(kinds.self_hosted(&id), Some(true));
+        assert!(!cloud.contains(&id));
+        cloud.insert(id.clone());
+        assert!(cloud.contains(&id));
     }
 }

@@ -47,8 +47,8 @@ pub struct AppState {
     pub workers: Arc<crate::workers::Workers>,
     /// Principals of recently presented API keys (see [`crate::caches`]).
     pub principals: Arc<crate::caches::Principals>,
-    /// Which environments are self-hosted (see [`crate::caches`]).
-    pub environment_kinds: Arc<crate::caches::EnvironmentKinds>,
+    /// Environments known to be cloud ones (see [`crate::caches`]).
+    pub cloud_environments: Arc<crate::caches::CloudEnvironments>,
 }
 
 /// What the routes need of the harness runner: wake it for new input, merge live previews into
@@ -96,7 +96,7 @@ impl AppState {
             uploads_downloadable: false,
             workers: Arc::default(),
             principals: Arc::default(),
-            environment_kinds: Arc::default(),
+            cloud_environments: Arc::default(),
         };
         (state, tx)
     }

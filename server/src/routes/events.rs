@@ -184,7 +184,7 @@ async fn send(
 /// A session on a self-hosted environment whose work item a worker already stopped gets a new
 /// one when a `user.message` arrives (and a fork gets its own at once) (API §5.3;
 /// `core::work::ensure_for_session`). `environment` is the session's; whether it is self-hosted
-/// is read once per environment ([`crate::caches::EnvironmentKinds`]), so a cloud session's
+/// is read once per cloud environment ([`crate::caches::CloudEnvironments`]), so a cloud session's
 /// send reads nothing more.
 pub(crate) async fn self_hosted_work(
     state: &AppState,
@@ -192,21 +192,13 @@ pub(crate) async fn self_hosted_work(
     id: &SessionId,
     environment: &EnvironmentId,
 ) -> Result<()> {
-    let self_hosted = match state.environment_kinds.self_hosted(environment) {
-        Some(known) => known,
-        None => {
-            let env: managed_agents_core::environment::Environment =
-                crate::objects::load(state, auth, "environment", environment.as_str()).await?;
-            let self_hosted = env.settings.config.kind() == "self_hosted";
-            if !self_hosted {
-                // Only cloud is remembered: a self-hosted environment is loaded each time, so
-                // its deletion or archival is seen as before.
-                state.environment_kinds.put(environment.clone(), false);
-            }
-            self_hosted
-        }
-    };
-    if !self_hosted {
+    if state.cloud_environments.contains(environment) {
+        return Ok(());
+    }
+    let env: managed_agents_core::environment::Environment =
+        crate::objects::load(state, auth, "environment", environment.as_str()).await?;
+    if env.settings.config.kind() != "self_hosted" {
+        state.cloud_environments.insert(environment.clone());
         return Ok(());
     }
     let head = session::load(state, auth, id).await?;
