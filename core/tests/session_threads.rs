@@ -4,14 +4,26 @@
 
 mod support;
 
+use managed_agents_core::agent::AgentSnapshot;
 use managed_agents_core::event::{Body, ContentBlock, StopReason, Usage};
 use managed_agents_core::ids::{SessionId, ThreadId};
-use managed_agents_core::session::thread::{self, Step as ThreadStep, MAX_RUNNING};
+use managed_agents_core::session::thread::{
+    self, ChildSpec, Step as ThreadStep, ThreadRole, ADVISOR_NAME, MAX_RUNNING,
+};
 use managed_agents_core::session::turn::{self, Step};
 use managed_agents_core::session::{decide, fold, Command, InputKind, Sequential, SessionRecord};
 use managed_agents_core::time::Timestamp;
 use serde_json::json;
 use support::*;
+
+fn spec(agent: AgentSnapshot, name: &str, role: ThreadRole) -> ChildSpec {
+    ChildSpec {
+        agent,
+        agent_name: name.into(),
+        role,
+        workflow_run_id: None,
+    }
+}
 
 fn child_id(n: usize) -> ThreadId {
     ThreadId::parse(&format!("sthr_child{n}")).expect("thread id")
@@ -45,6 +57,7 @@ fn start(given: &mut Vec<SessionRecord>, n: usize) {
         ThreadStep::Created {
             thread: child_id(n),
             agent_name: "reviewer".into(),
+            workflow_run_id: None,
         },
     );
     step(
@@ -188,8 +201,12 @@ fn at_most_max_running_children_run_at_once() {
     let state = fold(given.iter());
     assert_eq!(state.running_children(), MAX_RUNNING);
     let snapshot = state.agent.as_deref().cloned().expect("agent");
-    let refused = thread::create_child(&state, &child_id(99), snapshot.clone(), "x", at(2_000));
+    let member = spec(snapshot.clone(), "x", ThreadRole::Member);
+    let refused = thread::create_child(&state, &child_id(99), member.clone(), at(2_000));
     assert!(refused.is_err_and(|r| r.to_string().contains("25 threads")));
+    // The advisor is exempt.
+    let advisor = spec(snapshot.clone(), ADVISOR_NAME, ThreadRole::Advisor);
+    assert!(thread::create_child(&state, &child_id(98), advisor, at(2_000)).is_ok());
     step(
         &mut given,
         ThreadStep::Replied {
@@ -202,7 +219,7 @@ fn at_most_max_running_children_run_at_once() {
         },
     );
     let state = fold(given.iter());
-    assert!(thread::create_child(&state, &child_id(99), snapshot, "x", at(2_000)).is_ok());
+    assert!(thread::create_child(&state, &child_id(99), member, at(2_000)).is_ok());
 }
 
 #[test]
@@ -210,8 +227,13 @@ fn a_child_stream_takes_messages_as_input_and_is_no_session() {
     let parent = fold(coordinator().iter());
     let mut agent = parent.agent.as_deref().cloned().expect("agent");
     agent.multiagent = Some(json!({"type": "coordinator", "agents": [{"type": "self"}]}));
-    let records =
-        thread::create_child(&parent, &child_id(1), agent, "reviewer", at(2_000)).expect("created");
+    let records = thread::create_child(
+        &parent,
+        &child_id(1),
+        spec(agent, "reviewer", ThreadRole::Member),
+        at(2_000),
+    )
+    .expect("created");
     let mut child = fold(records.iter());
     assert!(child.is_child_thread());
     assert!(child.catalog_entry().is_none());
@@ -251,4 +273,110 @@ fn a_child_stream_takes_messages_as_input_and_is_no_session() {
     assert!(tokens[1].starts_with("idle(end_turn"), "{tokens:?}");
     closed.iter().for_each(|r| waiting.apply(r));
     assert!(waiting.pending_actions.is_empty() && waiting.open_tool_uses.is_empty());
+}
+
+#[test]
+fn running_advisor_threads_do_not_count_toward_the_limit() {
+    let mut given = coordinator();
+    step(
+        &mut given,
+        ThreadStep::Created {
+            thread: child_id(0),
+            agent_name: ADVISOR_NAME.into(),
+            workflow_run_id: None,
+        },
+    );
+    step(
+        &mut given,
+        ThreadStep::Running {
+            thread: child_id(0),
+            agent_name: ADVISOR_NAME.into(),
+        },
+    );
+    assert_eq!(fold(given.iter()).running_children(), 0);
+}
+
+#[test]
+fn inline_and_advisor_threads_render_their_kind_of_agent() {
+    let parent = fold(coordinator().iter());
+    let agent = parent.agent.as_deref().cloned().expect("agent");
+    let now = at(3_000);
+    let mut inline = spec(agent.clone(), "checker", ThreadRole::Inline);
+    inline.agent.name = "checker".into();
+    inline.agent.system = Some("check things".into());
+    inline.workflow_run_id = Some("wfrn_01abc".into());
+    let records = thread::create_child(&parent, &child_id(1), inline, now).expect("created");
+    let child = fold(records.iter());
+    let rendered = child.render_thread(&child_id(1), now).expect("rendered");
+    assert_eq!(rendered["agent"]["type"], "inline");
+    assert_eq!(rendered["agent"]["name"], "checker");
+    assert_eq!(rendered["agent"]["system"], "check things");
+    assert!(rendered["agent"]["tools"].is_array());
+    assert!(rendered["agent"].get("id").is_none());
+    assert_eq!(rendered["workflow_run_id"], "wfrn_01abc");
+
+    let mut advisor = spec(agent, ADVISOR_NAME, ThreadRole::Advisor);
+    advisor.agent.model.id = "claude-opus-4-6".into();
+    let records = thread::create_child(&parent, &child_id(2), advisor, now).expect("created");
+    let child = fold(records.iter());
+    let rendered = child.render_thread(&child_id(2), now).expect("rendered");
+    assert_eq!(
+        rendered["agent"],
+        json!({"type": "advisor", "model": "claude-opus-4-6"})
+    );
+    assert!(rendered["workflow_run_id"].is_null());
+}
+
+#[test]
+fn a_thread_of_fact_without_a_role_is_a_member_thread() {
+    // Records written before roles existed decode as member threads.
+    let old = json!({"type": "internal.thread_of", "session": "sesn_01abc", "agent_name": "r"});
+    let record = SessionRecord::decode(old.to_string().as_bytes()).expect("decodes");
+    let mut state = managed_agents_core::session::SessionState::default();
+    state.apply(&record);
+    assert_eq!(state.thread_role, ThreadRole::Member);
+    assert!(state.workflow_run_id.is_none());
+}
+
+#[test]
+fn rescheduled_and_workflow_steps_record_their_events() {
+    let mut given = coordinator();
+    start(&mut given, 0);
+    step(
+        &mut given,
+        ThreadStep::Rescheduled {
+            thread: child_id(0),
+            agent_name: "reviewer".into(),
+        },
+    );
+    let last = given.last().and_then(|r| r.event()).expect("event");
+    assert_eq!(last.type_name(), "session.thread_status_rescheduled");
+    let state = fold(given.iter());
+    let id = managed_agents_core::ids::EventId::generate(at(4_000));
+    let body = Body::WorkflowRunStatusRunning(managed_agents_core::event::RunStatus {
+        workflow_run_id: "wfrn_01x".into(),
+    });
+    let records = thread::records(
+        &state,
+        ThreadStep::Workflow {
+            id: id.clone(),
+            body,
+        },
+        at(4_000),
+        &mut Sequential::default(),
+    )
+    .expect("recorded");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].event().map(|e| e.id.clone()), Some(id));
+    // Only workflow_run events go through the workflow step.
+    let refused = thread::records(
+        &state,
+        ThreadStep::Workflow {
+            id: managed_agents_core::ids::EventId::generate(at(4_000)),
+            body: Body::AgentThinking,
+        },
+        at(4_000),
+        &mut Sequential::default(),
+    );
+    assert!(refused.is_err());
 }

@@ -281,6 +281,13 @@ impl<S: Store> Writer<S> {
         )))
     }
 
+    /// Whether the session's budget is spent, as of the log now (what others appended since
+    /// the last write, such as the LLM gateway's spans, included).
+    pub(crate) async fn budget_spent(&mut self) -> bool {
+        let caught_up = self.write(false, |_, _, _, _| Ok(Vec::new())).await;
+        caught_up.is_ok() && self.state().budget_exhausted()
+    }
+
     /// Starts a turn ([`turn::start`]); returns the confirmations it consumed.
     pub(crate) async fn start(&mut self) -> Result<Vec<EventId>, Halt> {
         let mut confirmations = Vec::new();

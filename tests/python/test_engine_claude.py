@@ -355,3 +355,41 @@ def test_a_message_sent_while_waiting_for_a_confirmation_is_answered_in_its_turn
     assert [text(r).strip() for r in tool_results(events)] == ["first"]
     # Claude Code hands the message to the model within the same turn (after the tool result).
     assert "[[mock:text and the second]]" in json.dumps(h.model_requests()[-1]["body"]["messages"])
+
+
+def test_an_outcome_is_graded_and_claude_code_revises(h: Harness) -> None:
+    session = h.session(agent=agent(h))
+    defined = h.send(
+        session.id,
+        {
+            "type": "user.define_outcome",
+            "description": "Write a haiku about rust. [[mock:text rust haiku draft]]",
+            "rubric": {"type": "text", "content": "Has a title. [[mock:grade needs_revision: add a title | satisfied]]"},
+        },
+    )[0]
+    events = h.wait_idle(session.id, defined.id, timeout=2 * TURN)
+    assert stop_type(settled(events)) == "end_turn", types(events)
+    ends = [e for e in events if e.type == "span.outcome_evaluation_end"]
+    assert [e.result for e in ends] == ["needs_revision", "satisfied"], types(events)
+    assert ends[0].explanation == "add a title"
+    # Claude Code was given the outcome, then the grader's explanation as its next message.
+    agent_requests = [r for r in h.model_requests() if "outcome grader" not in json.dumps(r["body"].get("system"))]
+    prompts = [json.dumps(messages_of(r)) for r in agent_requests]
+    assert any("Write a haiku about rust." in p for p in prompts)
+    assert "add a title" in prompts[-1]
+    graded = h.client.beta.sessions.retrieve(session.id).outcome_evaluations
+    assert [o.result for o in graded] == ["satisfied"]
+
+
+def test_a_budget_stops_claude_code_at_its_cap(h: Harness) -> None:
+    cap = {"type": "limit", "max_list_cost": {"amount": "100", "currency": "USD"}}
+    session = h.session(agent=agent(h), budget=cap)
+    # 400,000 input and 1,000 output tokens of a $3/$15 model: $1.215, past the $1.00 cap. The
+    # Bash call of that response runs; Claude Code's next model request is refused at the door.
+    prompt = "[[mock:usage 400000 1000]] " + claude_prompt("Bash", {"command": "echo capped"})
+    events = turn(h, session.id, prompt)
+    assert stop_type(settled(events)) == "budget_reached", types(events)
+    assert "capped" in text(tool_results(events)[0])
+    assert len(h.model_requests()) == 1
+    spent = h.client.beta.sessions.retrieve(session.id)
+    assert spent.usage.list_cost.amount == "121"

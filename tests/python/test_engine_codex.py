@@ -311,3 +311,40 @@ def test_the_thread_survives_a_server_restart(
         assert f"echo {marker} > kept.txt" in json.dumps(responses(h)[-1]["body"]["input"])
     finally:
         server.stop()
+
+
+def test_an_outcome_is_graded_and_codex_revises(h: Harness) -> None:
+    session = h.session(agent=codex_agent(h))
+    defined = h.send(
+        session.id,
+        {
+            "type": "user.define_outcome",
+            "description": "Write a haiku about rust. [[mock:text rust haiku draft]]",
+            "rubric": {"type": "text", "content": "Has a title. [[mock:grade needs_revision: add a title | satisfied]]"},
+        },
+    )[0]
+    events = h.wait_idle(session.id, defined.id, timeout=2 * TURN_WAIT)
+    seen = dump(events)
+    assert stop_type(settled(events)) == "end_turn", seen
+    ends = [e for e in events if e.type == "span.outcome_evaluation_end"]
+    assert [e.result for e in ends] == ["needs_revision", "satisfied"], seen
+    # Codex was given the outcome, then the grader's explanation as its next input.
+    agent_requests = [r for r in responses(h) if "outcome grader" not in json.dumps(r["body"].get("instructions"))]
+    inputs = [json.dumps(r["body"]["input"]) for r in agent_requests]
+    assert any("Write a haiku about rust." in i for i in inputs), inputs
+    assert "add a title" in inputs[-1]
+    graded = h.client.beta.sessions.retrieve(session.id).outcome_evaluations
+    assert [o.result for o in graded] == ["satisfied"]
+
+
+def test_a_budget_stops_codex_at_its_cap(h: Harness) -> None:
+    cap = {"type": "limit", "max_list_cost": {"amount": "100", "currency": "USD"}}
+    session = h.session(agent=codex_agent(h, model="claude-sonnet-4-6"), budget=cap)
+    prompt = shell("echo capped", before="[[mock:usage 400000 1000]] ")
+    events = h.turn(session.id, prompt, TURN_WAIT)
+    seen = dump(events)
+    assert stop_type(settled(events)) == "budget_reached", seen
+    assert "capped" in text(tool_results(events)[0]), seen
+    assert "session.error" not in types(events), seen
+    assert len(responses(h)) == 1
+    assert h.client.beta.sessions.retrieve(session.id).usage.list_cost.amount == "121"

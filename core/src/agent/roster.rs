@@ -363,27 +363,99 @@ pub fn for_session(
     value
 }
 
-/// The entries of a stored roster a coordinator may delegate to, in roster order: the
-/// coordinator form's `agents`, or the `multiagent_20261001` form's enabled subagents'
-/// `predefined_agents`.
-fn delegable_entries(value: &Value) -> impl Iterator<Item = &Value> {
-    let list = match value.get("type").and_then(Value::as_str) {
-        Some("coordinator") => value.get("agents"),
-        Some("multiagent_20261001") => value
-            .get("subagents")
-            .filter(|s| s.get("type").and_then(Value::as_str) == Some("enabled"))
-            .and_then(|s| s.get("predefined_agents")),
-        _ => None,
-    };
-    list.and_then(Value::as_array).into_iter().flatten()
+fn enabled(value: Option<&Value>) -> Option<&Value> {
+    value.filter(|v| v.get("type").and_then(Value::as_str) == Some("enabled"))
 }
 
-/// The full definitions a session's roster holds ([`for_session`]), in roster order.
+/// The entries of a stored roster a coordinator may delegate to, in roster order: the
+/// coordinator form's `agents`, or the `multiagent_20261001` form's enabled subagents' and
+/// then enabled workflows' `predefined_agents`.
+fn delegable_entries(value: &Value) -> impl Iterator<Item = &Value> {
+    let lists: Vec<Option<&Value>> = match value.get("type").and_then(Value::as_str) {
+        Some("coordinator") => vec![value.get("agents")],
+        Some("multiagent_20261001") => ["subagents", "workflows"]
+            .into_iter()
+            .map(|key| enabled(value.get(key)).and_then(|s| s.get("predefined_agents")))
+            .collect(),
+        _ => Vec::new(),
+    };
+    lists
+        .into_iter()
+        .flat_map(|list| list.and_then(Value::as_array).into_iter().flatten())
+}
+
+/// What else than its members a stored roster gives the coordinator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Abilities {
+    /// The advisor's model, when the roster has an advisor.
+    pub advisor: Option<String>,
+    /// Whether the coordinator may delegate to agents it defines itself (subagents).
+    pub inline_agents: bool,
+    /// Whether the coordinator may run workflows, and with inline agents in them.
+    pub workflows: Option<WorkflowAbilities>,
+}
+
+/// What the enabled `workflows` of a `multiagent_20261001` roster allow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkflowAbilities {
+    /// Whether a workflow's tasks may run agents the coordinator defines itself.
+    pub inline_agents: bool,
+}
+
+/// The [`Abilities`] of stored roster `value`: the coordinator form's advisor entry; the
+/// `multiagent_20261001` form's enabled advisor, enabled subagents' inline agents and enabled
+/// workflows.
+pub fn abilities(value: &Value) -> Abilities {
+    let inline = |member: &Value| {
+        member
+            .get("inline_agents")
+            .and_then(|i| i.get("type"))
+            .and_then(Value::as_str)
+            .is_none_or(|t| t == "enabled")
+    };
+    match value.get("type").and_then(Value::as_str) {
+        Some("coordinator") => Abilities {
+            advisor: value
+                .get("agents")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|e| e.get("type").and_then(Value::as_str) == Some("advisor"))
+                .and_then(|e| e.get("model"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            inline_agents: false,
+            workflows: None,
+        },
+        Some("multiagent_20261001") => Abilities {
+            advisor: enabled(value.get("advisor"))
+                .and_then(|a| a.get("model"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            inline_agents: enabled(value.get("subagents")).is_some_and(inline),
+            workflows: enabled(value.get("workflows")).map(|w| WorkflowAbilities {
+                inline_agents: inline(w),
+            }),
+        },
+        _ => Abilities::default(),
+    }
+}
+
+/// The full definitions a session's roster holds ([`for_session`]), in roster order, each
+/// once.
 pub fn definitions(value: &Value) -> Vec<super::AgentSnapshot> {
-    delegable_entries(value)
-        .filter(|entry| entry.get("name").is_some())
-        .filter_map(|entry| serde_json::from_value(entry.clone()).ok())
-        .collect()
+    let mut found: Vec<super::AgentSnapshot> = Vec::new();
+    for entry in delegable_entries(value).filter(|entry| entry.get("name").is_some()) {
+        if let Ok(snapshot) = serde_json::from_value::<super::AgentSnapshot>(entry.clone()) {
+            if !found
+                .iter()
+                .any(|f| f.id == snapshot.id && f.version == snapshot.version)
+            {
+                found.push(snapshot);
+            }
+        }
+    }
+    found
 }
 
 /// One delegable member of a stored roster: a saved agent at a version, or the agent itself.
@@ -402,18 +474,25 @@ pub enum Member {
 
 /// The agents a stored roster lets the coordinator delegate to, in roster order: the
 /// coordinator form's agent and `self` entries, or the `multiagent_20261001` form's enabled
-/// subagents' predefined agents. Advisors and workflows are not delegable members.
+/// subagents' and enabled workflows' predefined agents, each once. The advisor is not a
+/// member ([`abilities`]).
 pub fn members(value: &Value) -> Vec<Member> {
-    delegable_entries(value)
-        .filter_map(|entry| match entry.get("type").and_then(Value::as_str) {
+    let mut found = Vec::new();
+    for member in delegable_entries(value).filter_map(|entry| {
+        match entry.get("type").and_then(Value::as_str) {
             Some("self") => Some(Member::SelfCopy),
             Some("agent") => Some(Member::Agent {
                 id: entry.get("id")?.as_str()?.to_owned(),
                 version: entry.get("version")?.as_u64()?,
             }),
             _ => None,
-        })
-        .collect()
+        }
+    }) {
+        if !found.contains(&member) {
+            found.push(member);
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -607,5 +686,68 @@ mod tests {
         let names: Vec<_> = definitions(&session).into_iter().map(|d| d.name).collect();
         assert_eq!(names, ["reviewer", "lead"]);
         assert!(definitions(&stored).is_empty());
+    }
+
+    #[test]
+    fn abilities_follow_each_form() {
+        let coordinator = json!({"type": "coordinator", "agents": [
+            {"type": "agent", "id": "agent_a", "version": 1},
+            {"type": "advisor", "model": "claude-opus-4-6"},
+        ]});
+        assert_eq!(
+            abilities(&coordinator),
+            Abilities {
+                advisor: Some("claude-opus-4-6".into()),
+                inline_agents: false,
+                workflows: None,
+            }
+        );
+        let defaults = resolve(&json!({"type": "multiagent_20261001"}), &lookup(), None).unwrap();
+        assert_eq!(
+            abilities(&defaults),
+            Abilities {
+                advisor: None,
+                inline_agents: true,
+                workflows: Some(WorkflowAbilities {
+                    inline_agents: true
+                }),
+            }
+        );
+        let narrowed = resolve(
+            &json!({"type": "multiagent_20261001",
+                "advisor": {"type": "enabled", "model": "m"},
+                "subagents": {"type": "enabled", "inline_agents": {"type": "disabled"}},
+                "workflows": {"type": "disabled"}}),
+            &lookup(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            abilities(&narrowed),
+            Abilities {
+                advisor: Some("m".into()),
+                inline_agents: false,
+                workflows: None,
+            }
+        );
+    }
+
+    #[test]
+    fn workflow_members_are_delegable_once() {
+        let stored = json!({"type": "multiagent_20261001",
+            "subagents": {"type": "enabled", "predefined_agents": [
+                {"type": "agent", "id": "agent_a", "version": 3}]},
+            "workflows": {"type": "enabled", "predefined_agents": [
+                {"type": "agent", "id": "agent_a", "version": 3}, {"type": "self"}]}});
+        assert_eq!(
+            members(&stored),
+            [
+                Member::Agent {
+                    id: "agent_a".into(),
+                    version: 3
+                },
+                Member::SelfCopy
+            ]
+        );
     }
 }

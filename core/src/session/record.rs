@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::idempotency::IdempotencyKey;
+use super::thread::ThreadRole;
 use crate::agent::AgentSnapshot;
 use crate::event::{Budget, Event};
 use crate::ids::{EnvironmentId, EventId, ResourceId, SessionId, ThreadId, VaultId, WorkspaceId};
@@ -95,6 +96,12 @@ pub enum Fact {
         session: SessionId,
         /// The roster member's name (its agent's name).
         agent_name: String,
+        /// What kind of agent the thread runs (a roster member when absent).
+        #[serde(default, skip_serializing_if = "ThreadRole::is_member")]
+        role: ThreadRole,
+        /// The workflow run that started the thread.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workflow_run_id: Option<String>,
     },
     /// A child thread's cumulative usage and list cost as of its latest idle, recorded on the
     /// session's stream: the session's usage adds what grew since the previous one.

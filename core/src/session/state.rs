@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::idempotency::{IdempotencyKey, KeyEntry};
 use super::inputs::Inputs;
 use super::record::{Created, Fact, SessionRecord};
+use super::thread::ThreadRole;
 use crate::agent::AgentSnapshot;
 use crate::event::{
     Body, Budget, Event, ModelUsage, OutcomeResult, SessionError, StopDetails, StopReason, Usage,
@@ -192,6 +193,12 @@ pub struct SessionState {
     pub requires_action_since: Option<Timestamp>,
     /// For a child thread's stream: the session it belongs to and its roster member's name.
     pub thread_of: Option<(SessionId, String)>,
+    /// For a child thread's stream: what kind of agent it runs.
+    pub thread_role: ThreadRole,
+    /// For a child thread's stream: the workflow run that started it.
+    pub workflow_run_id: Option<String>,
+    /// How many workflow runs the session started (`workflow_run.created`).
+    pub workflow_runs: u32,
     /// The session's child threads in creation order (from `session.thread_created`).
     pub children: Vec<Child>,
     /// Tool-use events of child threads cross-posted here while the child waits on the
@@ -397,7 +404,13 @@ impl SessionState {
             Fact::ThreadOf {
                 session,
                 agent_name,
-            } => self.thread_of = Some((session.clone(), agent_name.clone())),
+                role,
+                workflow_run_id,
+            } => {
+                self.thread_of = Some((session.clone(), agent_name.clone()));
+                self.thread_role = *role;
+                self.workflow_run_id.clone_from(workflow_run_id);
+            }
             Fact::ThreadUsage {
                 thread,
                 usage,
@@ -609,6 +622,7 @@ impl SessionState {
             Body::AgentThreadMessageReceived(_) if self.thread_of.is_some() => {
                 self.input(event, InputKind::Message)
             }
+            Body::WorkflowRunCreated(_) => self.workflow_runs += 1,
             Body::SessionThreadCreated(created) => self.children.push(Child {
                 id: created.session_thread_id.clone(),
                 agent_name: created.agent_name.clone(),
@@ -638,7 +652,6 @@ impl SessionState {
             | Body::SessionThreadStatusRescheduled(_)
             | Body::SpanModelRequestStart
             | Body::SpanOutcomeEvaluationOngoing(_)
-            | Body::WorkflowRunCreated(_)
             | Body::WorkflowRunStatusRunning(_)
             | Body::WorkflowRunStatusIdle(_)
             | Body::WorkflowRunPhaseStarted(_)

@@ -19,8 +19,8 @@
 //! `internal.thread_usage` fact after each child turn that rolls the child's usage into the
 //! session's. [`Step`] is what the coordinator's turn records for these.
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use super::ids::IdSource;
 use super::record::{Created, Fact, SessionRecord};
@@ -36,6 +36,30 @@ use crate::time::Timestamp;
 
 /// At most this many child threads run at once in a session.
 pub const MAX_RUNNING: usize = 25;
+
+/// The agent name of advisor threads.
+pub const ADVISOR_NAME: &str = "anthropic.advisor";
+
+/// What kind of agent a child thread runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadRole {
+    /// A roster member (a saved agent, or the coordinator itself).
+    #[default]
+    Member,
+    /// An agent the coordinator defined when it delegated.
+    Inline,
+    /// The advisor: a model the coordinator consults, without tools. Advisor threads do not
+    /// count toward [`MAX_RUNNING`].
+    Advisor,
+}
+
+impl ThreadRole {
+    /// Whether this is the default role (for serde's `skip_serializing_if`).
+    pub fn is_member(&self) -> bool {
+        *self == ThreadRole::Member
+    }
+}
 
 /// The statuses a thread can have, as `statuses[]` names them.
 pub const STATUSES: [&str; 4] = ["running", "idle", "rescheduling", "terminated"];
@@ -59,7 +83,7 @@ struct Object<'a> {
     kind: &'static str,
     session_id: &'a str,
     status: &'static str,
-    agent: Option<&'a AgentSnapshot>,
+    agent: Option<Value>,
     parent_thread_id: Option<&'a str>,
     workflow_run_id: Option<&'a str>,
     stats: Option<Stats>,
@@ -89,9 +113,35 @@ impl SessionState {
         self.thread_of.is_some()
     }
 
-    /// How many child threads run now (as the session's stream last recorded them).
+    /// How many child threads run now (as the session's stream last recorded them), advisor
+    /// threads not counted.
     pub fn running_children(&self) -> usize {
-        self.children.iter().filter(|c| c.running).count()
+        self.children
+            .iter()
+            .filter(|c| c.running && c.agent_name != ADVISOR_NAME)
+            .count()
+    }
+
+    /// This stream's agent as a `session_thread` object shows it: the full snapshot for a
+    /// roster member, `{type: "inline", ...}` for an inline agent, `{type: "advisor", model}`
+    /// for the advisor.
+    fn thread_agent(&self) -> Option<Value> {
+        let agent = self.agent.as_deref()?;
+        match self.thread_role {
+            ThreadRole::Member => serde_json::to_value(agent).ok(),
+            ThreadRole::Advisor => Some(json!({"type": "advisor", "model": agent.model.id})),
+            ThreadRole::Inline => Some(json!({
+                "type": "inline",
+                "name": agent.name,
+                "description": agent.description,
+                "system": agent.system,
+                "model": agent.model,
+                "tools": agent.tools,
+                "mcp_servers": agent.mcp_servers,
+                "skills": agent.skills,
+                "execution_identity": agent.execution_identity,
+            })),
+        }
     }
 
     /// The `session_thread` object of thread `id` as of `now` (`None` when the session has no
@@ -119,9 +169,9 @@ impl SessionState {
             kind: "session_thread",
             session_id: config.id.as_str(),
             status: self.status.as_str(),
-            agent: self.agent.as_deref(),
+            agent: self.thread_agent(),
             parent_thread_id: parent.as_deref(),
-            workflow_run_id: None,
+            workflow_run_id: self.workflow_run_id.as_deref(),
             stats: transitioned.then(|| Stats {
                 active_seconds: active,
                 duration_seconds: millis_to_seconds(
@@ -145,17 +195,35 @@ impl SessionState {
     }
 }
 
-/// The records that create child thread `thread` of session `parent` running `agent` (the
-/// roster member's snapshot, its own roster removed: rosters are one level deep) as
-/// `agent_name`, at `now`. Refused when the session is not live or already runs
-/// [`MAX_RUNNING`] child threads.
+/// Who a new child thread is: its agent, how it is named, what kind it is and the workflow run
+/// that starts it.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    /// Its agent's snapshot (its own roster is removed: rosters are one level deep).
+    pub agent: AgentSnapshot,
+    /// The name it goes by.
+    pub agent_name: String,
+    /// What kind of agent it is.
+    pub role: ThreadRole,
+    /// The workflow run that starts it.
+    pub workflow_run_id: Option<String>,
+}
+
+/// The records that create child thread `thread` of session `parent` as `spec` says, at
+/// `now`. Refused when the session is not live or already runs [`MAX_RUNNING`] child threads
+/// (advisor threads are exempt).
 pub fn create_child(
     parent: &SessionState,
     thread: &ThreadId,
-    mut agent: AgentSnapshot,
-    agent_name: &str,
+    spec: ChildSpec,
     now: Timestamp,
 ) -> Result<Vec<SessionRecord>, Rejection> {
+    let ChildSpec {
+        mut agent,
+        agent_name,
+        role,
+        workflow_run_id,
+    } = spec;
     let Some(config) = parent.config.as_ref().filter(|_| parent.exists()) else {
         return Err(Rejection::NotFound("session not found".into()));
     };
@@ -164,7 +232,7 @@ pub fn create_child(
             "a child thread cannot start threads of its own".into(),
         ));
     }
-    if parent.running_children() >= MAX_RUNNING {
+    if role != ThreadRole::Advisor && parent.running_children() >= MAX_RUNNING {
         return Err(Rejection::Conflict(format!(
             "the session already runs {MAX_RUNNING} threads, the most it may run at once; \
              wait for one to finish"
@@ -187,7 +255,9 @@ pub fn create_child(
         Fact::Created(Box::new(created)).into(),
         Fact::ThreadOf {
             session: config.id.clone(),
-            agent_name: agent_name.to_owned(),
+            agent_name,
+            role,
+            workflow_run_id,
         }
         .into(),
     ])
@@ -278,8 +348,10 @@ pub enum Step {
     Created {
         /// The new thread.
         thread: ThreadId,
-        /// Its roster member's name.
+        /// Its agent's name.
         agent_name: String,
+        /// The workflow run that started it.
+        workflow_run_id: Option<String>,
     },
     /// `agent.thread_message_sent` (the coordinator delegated `content`).
     MessageSent {
@@ -296,6 +368,21 @@ pub enum Step {
         thread: ThreadId,
         /// Its agent's name.
         agent_name: String,
+    },
+    /// `session.thread_status_rescheduled`: the child retries after a transient error.
+    Rescheduled {
+        /// The child thread.
+        thread: ThreadId,
+        /// Its agent's name.
+        agent_name: String,
+    },
+    /// A `workflow_run.*` event of a workflow run the coordinator started, with its id (a
+    /// phase's end names its start's).
+    Workflow {
+        /// The event's id.
+        id: EventId,
+        /// The event.
+        body: Body,
     },
     /// The child's calls waiting on the client, cross-posted (same ids, `session_thread_id`
     /// set), then `session.thread_status_idle{requires_action}`.
@@ -326,7 +413,7 @@ pub enum Step {
 }
 
 /// The records of `step` on the session's stream at `now`.
-pub(crate) fn records(
+pub fn records(
     state: &SessionState,
     step: Step,
     now: Timestamp,
@@ -347,7 +434,11 @@ pub(crate) fn records(
     };
     let mut next = || ids.event();
     Ok(match step {
-        Step::Created { thread, agent_name } => {
+        Step::Created {
+            thread,
+            agent_name,
+            workflow_run_id,
+        } => {
             if state.for_child(Some(&thread)) {
                 return Err(Rejection::Conflict(format!("{thread} exists already")));
             }
@@ -356,10 +447,35 @@ pub(crate) fn records(
                 Body::SessionThreadCreated(ThreadCreated {
                     session_thread_id: thread,
                     agent_name,
-                    workflow_run_id: None,
+                    workflow_run_id,
                 }),
             )]
         }
+        Step::Rescheduled { thread, agent_name } => {
+            known(&thread)?;
+            vec![event(
+                &mut next,
+                Body::SessionThreadStatusRescheduled(ThreadStatus {
+                    session_thread_id: thread,
+                    agent_name,
+                }),
+            )]
+        }
+        Step::Workflow { id, body } => match body {
+            Body::WorkflowRunCreated(_)
+            | Body::WorkflowRunStatusRunning(_)
+            | Body::WorkflowRunStatusIdle(_)
+            | Body::WorkflowRunPhaseStarted(_)
+            | Body::WorkflowRunPhaseEnded(_)
+            | Body::WorkflowRunStatusEnded(_)
+            | Body::WorkflowRunError(_) => vec![Event::new(id, now, body).into()],
+            other => {
+                return Err(Rejection::invalid(
+                    "type",
+                    format!("{} is not a workflow_run event", other.type_name()),
+                ))
+            }
+        },
         Step::MessageSent {
             to,
             to_agent_name,

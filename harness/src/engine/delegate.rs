@@ -1,9 +1,11 @@
-//! Delegation: a coordinator (an agent with a multiagent roster) gets one tool,
-//! [`TOOL`] (`{agent, message, session_thread_id?}`), that sends a message to a roster member
-//! in a child thread and answers with the member's reply.
+//! Delegation: a coordinator (an agent with a multiagent roster) sends a message to a member of
+//! its team ([`team`]: a roster member, an agent it defines inline, or its advisor) in a child
+//! thread and gets the child's reply as the tool's answer.
 //!
 //! Without `session_thread_id` a new child thread starts (`session.thread_created`); with one,
-//! the message continues that thread, whose conversation is kept (threads are persistent).
+//! the message continues that thread, whose conversation is kept (threads are persistent). The
+//! advisor has one thread per session; each consultation sends it the question and a
+//! transcript of the coordinator's work since the previous one ([`transcript`]).
 //! The coordinator's stream records `agent.thread_message_sent`,
 //! `session.thread_status_running`, then, when the child went idle,
 //! `session.thread_status_idle`, the child's usage (rolled into the session's) and
@@ -34,21 +36,18 @@ use managed_agents_core::event::{
     ToolConfirmationParams,
 };
 use managed_agents_core::ids::{EventId, SessionId, ThreadId};
-use managed_agents_core::session::thread::{self, Step as ThreadStep};
+use managed_agents_core::session::thread::{self, ChildSpec, Step as ThreadStep, ADVISOR_NAME};
 use managed_agents_core::session::turn::Step;
 use managed_agents_core::session::{log, Command, Fresh, SessionRecord, SessionState, Status};
 use managed_agents_core::storage::{Store, StreamId};
 use managed_agents_core::stream::{self, Head};
 use managed_agents_core::time::Timestamp;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+use super::team::{self, tail, text, Member, Team};
 use super::Turn;
-use crate::model::ToolSpec;
 use crate::sandbox::Sandbox;
 use crate::writer::Halt;
-
-/// The coordinator's delegation tool.
-pub(crate) const TOOL: &str = "message_agent";
 
 /// The text of the error result closing a waiting child's calls when it is interrupted.
 const INTERRUPTED: &str = "Interrupted before the client answered.";
@@ -59,106 +58,59 @@ pub(crate) trait Threads: Send + Sync {
     fn run<'a>(&'a self, child: &'a SessionId) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
 
-/// One agent the coordinator may delegate to.
-#[derive(Debug, Clone)]
-pub(crate) struct Member {
-    /// How the coordinator names it (its agent's name).
-    pub(crate) name: String,
-    /// Its agent id.
-    pub(crate) agent_id: String,
-    /// The snapshot its threads run.
-    pub(crate) snapshot: AgentSnapshot,
-}
-
-/// The delegable members of `coordinator`'s roster: the definitions the session's roster
+/// The team of `coordinator` ([`Team`]): the members are the definitions the session's roster
 /// holds (each member at its resolved version, `self` the coordinator as the session was
 /// created, overrides included); for a roster without them, each member loaded at its
-/// version. Members that cannot be loaded are left out.
-pub(crate) async fn roster<S: Store>(store: &S, coordinator: &AgentSnapshot) -> Vec<Member> {
+/// version. Members that cannot be loaded are left out. Empty for an agent without a roster.
+pub(crate) async fn team<S: Store>(store: &S, coordinator: &AgentSnapshot) -> Team {
     let Some(multiagent) = &coordinator.multiagent else {
-        return Vec::new();
+        return Team::default();
+    };
+    let abilities = roster::abilities(multiagent);
+    let member = |snapshot: AgentSnapshot| Member {
+        name: snapshot.name.clone(),
+        agent_id: snapshot.id.to_string(),
+        snapshot,
     };
     // A session's roster holds its members' definitions, fixed when it was created.
     let defined = roster::definitions(multiagent);
-    if !defined.is_empty() {
-        return defined
-            .into_iter()
-            .map(|snapshot| Member {
-                name: snapshot.name.clone(),
-                agent_id: snapshot.id.to_string(),
-                snapshot,
-            })
-            .collect();
-    }
-    let mut members = Vec::new();
-    for member in roster::members(multiagent) {
-        let snapshot = match member {
-            RosterMember::SelfCopy => Some(coordinator.clone()),
-            RosterMember::Agent { id, version } => {
-                match stream::load::<S, Option<Agent>>(store, &StreamId::new(&id)).await {
-                    Ok(head) => head.state.and_then(|agent| agent.snapshot(version)),
-                    Err(e) => {
-                        tracing::warn!(agent = id, error = %e, "cannot load a roster agent");
-                        None
+    let members = if !defined.is_empty() {
+        defined.into_iter().map(member).collect()
+    } else {
+        let mut members = Vec::new();
+        for entry in roster::members(multiagent) {
+            let snapshot = match entry {
+                RosterMember::SelfCopy => Some(coordinator.clone()),
+                RosterMember::Agent { id, version } => {
+                    match stream::load::<S, Option<Agent>>(store, &StreamId::new(&id)).await {
+                        Ok(head) => head.state.and_then(|agent| agent.snapshot(version)),
+                        Err(e) => {
+                            tracing::warn!(agent = id, error = %e, "cannot load a roster agent");
+                            None
+                        }
                     }
                 }
-            }
-        };
-        if let Some(snapshot) = snapshot {
-            members.push(Member {
-                name: snapshot.name.clone(),
-                agent_id: snapshot.id.to_string(),
-                snapshot,
-            });
+            };
+            members.extend(snapshot.map(member));
         }
+        members
+    };
+    Team {
+        members,
+        abilities,
+        coordinator: Some(coordinator.clone()),
     }
-    members
 }
 
-/// The delegation tool as the model sees it.
-pub(crate) fn spec(members: &[Member]) -> ToolSpec {
-    let mut listing = String::new();
-    for member in members {
-        listing.push_str(&format!("\n- {} ({})", member.name, member.agent_id));
-        if let Some(description) = member
-            .snapshot
-            .description
-            .as_deref()
-            .filter(|d| !d.is_empty())
-        {
-            listing.push_str(&format!(": {description}"));
-        }
-    }
-    let mut names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    ToolSpec {
-        name: TOOL.to_owned(),
-        description: format!(
-            "Send a message to another agent of your team and wait for its reply. Each agent \
-             works in a thread of its own, with its own context and tools, in the same \
-             workspace as you. Without session_thread_id a new thread starts; to follow up \
-             with an agent, give the session_thread_id its earlier reply named, and it \
-             continues with everything from its previous turns. Agents:{listing}"
-        ),
-        input_schema: json!({
-            "type": "object",
-            "properties": {
-                "agent": {
-                    "type": "string",
-                    "enum": names,
-                    "description": "The agent to message, by name."
-                },
-                "message": {"type": "string", "description": "What to ask or tell it."},
-                "session_thread_id": {
-                    "type": "string",
-                    "description": "An earlier thread with this agent to continue (optional)."
-                }
-            },
-            "required": ["agent", "message"]
-        }),
-        server: None,
-    }
+/// One call of a team tool that starts or continues a child thread.
+#[derive(Debug, Clone)]
+pub(super) struct Delegation {
+    /// The call (or, for a workflow's task, an id naming the task).
+    pub(super) id: EventId,
+    /// [`team::MESSAGE`] or [`team::ADVISOR`].
+    pub(super) tool: String,
+    /// Its input.
+    pub(super) input: Map<String, Value>,
 }
 
 /// A delegation whose child thread has its message.
@@ -183,15 +135,6 @@ impl From<Halt> for Failure {
     fn from(halt: Halt) -> Self {
         Failure::Halt(halt)
     }
-}
-
-fn text(input: &Map<String, Value>, key: &str) -> Option<String> {
-    input
-        .get(key)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
 
 /// The agent messages of `records` after version `after`, as one reply.
@@ -226,6 +169,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
     pub(super) async fn delegate(
         &mut self,
         id: EventId,
+        tool: &str,
         input: &Map<String, Value>,
         prepared: Option<Result<Prepared, Failure>>,
         interrupted: bool,
@@ -233,7 +177,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         let outcome = match prepared {
             Some(Ok(prepared)) => self.conclude(prepared, interrupted).await,
             Some(Err(failure)) => Err(failure),
-            None => match self.prepare(input).await {
+            None => match self.prepare(tool, input, None).await {
                 Ok(prepared) => self.conclude(prepared, false).await,
                 Err(failure) => Err(failure),
             },
@@ -259,12 +203,13 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
     /// idle is recorded here).
     pub(super) async fn start_all(
         &mut self,
-        calls: &[(EventId, Map<String, Value>)],
+        calls: &[Delegation],
+        workflow_run_id: Option<&str>,
     ) -> (HashMap<EventId, Result<Prepared, Failure>>, bool) {
         let mut prepared = HashMap::new();
         let mut children = Vec::new();
-        for (id, input) in calls {
-            let outcome = self.prepare(input).await;
+        for Delegation { id, tool, input } in calls {
+            let outcome = self.prepare(tool, input, workflow_run_id).await;
             let halted = matches!(outcome, Err(Failure::Halt(_)));
             if let Ok(p) = &outcome {
                 children.push(p.clone());
@@ -284,7 +229,14 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             let store = store.clone();
             let session = session.clone();
             async move {
-                let run = threads.run(&p.child);
+                let run = run_mirrored(
+                    threads,
+                    &store,
+                    &session,
+                    &p.child,
+                    &p.thread,
+                    &p.agent_name,
+                );
                 tokio::pin!(run);
                 tokio::select! {
                     biased;
@@ -339,71 +291,90 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
     }
 
     /// Creates the child thread (or finds the one to continue), delivers the message and
-    /// records that it runs.
-    async fn prepare(&mut self, input: &Map<String, Value>) -> Result<Prepared, Failure> {
+    /// records that it runs. `tool` is the team tool called ([`team::MESSAGE`] or
+    /// [`team::ADVISOR`]); `workflow_run_id` names the workflow run a task belongs to.
+    pub(super) async fn prepare(
+        &mut self,
+        tool: &str,
+        input: &Map<String, Value>,
+        workflow_run_id: Option<&str>,
+    ) -> Result<Prepared, Failure> {
         let Some(_) = self.threads else {
             return Err(Failure::Tool(
                 "delegation is not available in this session".into(),
             ));
         };
-        let names: Vec<&str> = self.roster.iter().map(|m| m.name.as_str()).collect();
-        let Some(wanted) = text(input, "agent") else {
-            return Err(Failure::Tool(format!(
-                "`agent` is required: one of {}",
-                names.join(", ")
-            )));
-        };
-        let Some(message) = text(input, "message") else {
-            return Err(Failure::Tool("`message` is required".into()));
-        };
-        let Some(member) = self
-            .roster
-            .iter()
-            .find(|m| m.name == wanted || m.agent_id == wanted)
-            .cloned()
-        else {
-            return Err(Failure::Tool(format!(
-                "no agent {wanted:?} on the team: one of {}",
-                names.join(", ")
-            )));
-        };
         let store = self.writer.store().clone();
         let session = self.writer.id().clone();
         let primary = ThreadId::primary_of(&session);
         let coordinator_name = self.writer.state().agent.as_ref().map(|a| a.name.clone());
-        let thread = match text(input, "session_thread_id") {
-            Some(given) => {
-                let thread = ThreadId::parse(&given).map_err(|e| Failure::Tool(e.to_string()))?;
-                if !self.writer.state().for_child(Some(&thread)) {
-                    return Err(Failure::Tool(format!(
-                        "{thread} is not a thread of this session; leave session_thread_id \
-                         out to start a new one"
-                    )));
+        let (thread, content) = if tool == team::ADVISOR {
+            let Some(question) = text(input, "question") else {
+                return Err(Failure::Tool("`question` is required".into()));
+            };
+            let Some(spec) = self.team.advisor() else {
+                return Err(Failure::Tool("this agent has no advisor".into()));
+            };
+            // One advisor thread per session: it keeps what it was told before.
+            let existing = self
+                .writer
+                .state()
+                .children
+                .iter()
+                .find(|c| c.agent_name == ADVISOR_NAME)
+                .map(|c| c.id.clone());
+            let thread = match existing {
+                Some(thread) => thread,
+                None => self.create_thread(spec).await?,
+            };
+            let transcript = transcript(&store, &session, &thread).await;
+            let content = vec![
+                ContentBlock::text(format!(
+                    "Transcript of my work since I last asked you:\n{transcript}"
+                )),
+                ContentBlock::text(format!("Question: {question}")),
+            ];
+            (thread, content)
+        } else {
+            let Some(message) = text(input, "message") else {
+                return Err(Failure::Tool("`message` is required".into()));
+            };
+            let thread = match text(input, "session_thread_id") {
+                Some(given) => {
+                    let thread =
+                        ThreadId::parse(&given).map_err(|e| Failure::Tool(e.to_string()))?;
+                    let child = self.writer.state().children.iter().find(|c| c.id == thread);
+                    match child {
+                        None => {
+                            return Err(Failure::Tool(format!(
+                                "{thread} is not a thread of this session; leave \
+                                 session_thread_id out to start a new one"
+                            )))
+                        }
+                        Some(c) if c.agent_name == ADVISOR_NAME => {
+                            return Err(Failure::Tool(format!(
+                                "{thread} is the advisor's thread: ask it with {}",
+                                team::ADVISOR
+                            )))
+                        }
+                        Some(_) => thread,
+                    }
                 }
-                thread
-            }
-            None => {
-                let now = Timestamp::now();
-                let thread = ThreadId::generate(now);
-                let records = thread::create_child(
-                    self.writer.state(),
-                    &thread,
-                    member.snapshot.clone(),
-                    &member.name,
-                    now,
-                )
-                .map_err(|r| Failure::Tool(r.to_string()))?;
-                log::create_from(&store, &SessionId::of_thread(&thread), records)
-                    .await
-                    .map_err(|e| Failure::Tool(format!("the thread cannot be created: {e}")))?;
-                self.writer
-                    .record(Step::Thread(ThreadStep::Created {
-                        thread: thread.clone(),
-                        agent_name: member.name.clone(),
-                    }))
-                    .await?;
-                thread
-            }
+                None => {
+                    let inline = match workflow_run_id {
+                        Some(_) => self
+                            .team
+                            .abilities
+                            .workflows
+                            .is_some_and(|w| w.inline_agents),
+                        None => self.team.abilities.inline_agents,
+                    };
+                    let mut spec = self.team.target(input, inline).map_err(Failure::Tool)?;
+                    spec.workflow_run_id = workflow_run_id.map(str::to_owned);
+                    self.create_thread(spec).await?
+                }
+            };
+            (thread, vec![ContentBlock::text(message)])
         };
         let child = SessionId::of_thread(&thread);
         let owned = log::load(&store, &child)
@@ -424,8 +395,8 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             .children
             .iter()
             .find(|c| c.id == thread)
-            .map_or_else(|| member.name.clone(), |c| c.agent_name.clone());
-        let content = vec![ContentBlock::text(message)];
+            .map(|c| c.agent_name.clone())
+            .unwrap_or_default();
         let mut head = Head::<SessionState>::default();
         let delivered = log::write(&store, &child, &mut head, |state| {
             let now = Timestamp::now();
@@ -463,9 +434,35 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         })
     }
 
+    /// Creates a child thread as `spec` says: its stream, then `session.thread_created`.
+    async fn create_thread(&mut self, spec: ChildSpec) -> Result<ThreadId, Failure> {
+        let store = self.writer.store().clone();
+        let now = Timestamp::now();
+        let thread = ThreadId::generate(now);
+        let agent_name = spec.agent_name.clone();
+        let workflow_run_id = spec.workflow_run_id.clone();
+        let records = thread::create_child(self.writer.state(), &thread, spec, now)
+            .map_err(|r| Failure::Tool(r.to_string()))?;
+        log::create_from(&store, &SessionId::of_thread(&thread), records)
+            .await
+            .map_err(|e| Failure::Tool(format!("the thread cannot be created: {e}")))?;
+        self.writer
+            .record(Step::Thread(ThreadStep::Created {
+                thread: thread.clone(),
+                agent_name,
+                workflow_run_id,
+            }))
+            .await?;
+        Ok(thread)
+    }
+
     /// Runs the prepared child until it replies (relaying the client's answers while it
     /// waits on them) and records its reply.
-    async fn conclude(&mut self, prepared: Prepared, interrupted: bool) -> Result<String, Failure> {
+    pub(super) async fn conclude(
+        &mut self,
+        prepared: Prepared,
+        interrupted: bool,
+    ) -> Result<String, Failure> {
         let Some(threads) = self.threads else {
             return Err(Failure::Tool(
                 "delegation is not available in this session".into(),
@@ -484,7 +481,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             // The child's turns, until it has nothing left to do; an interrupt of the session
             // reaches it through its own log.
             {
-                let run = threads.run(&child);
+                let run = run_mirrored(threads, &store, &session, &child, &thread, &agent_name);
                 tokio::pin!(run);
                 let mut rx = self.interrupted.clone();
                 let aimed = aimed_at(&store, &session, self.writer.version(), &thread);
@@ -748,5 +745,129 @@ fn replied(
         usage: state.usage.clone(),
         list_cost_nanos: u64::try_from(state.list_cost_nanos).unwrap_or(u64::MAX),
         content: reply(records, after),
+    }
+}
+
+/// At most this many bytes of transcript go to the advisor per consultation (the latest).
+const TRANSCRIPT_LIMIT: usize = 32 * 1024;
+/// Each tool input or result in a transcript is cut to this many characters.
+const TRANSCRIPT_ITEM: usize = 600;
+
+fn cut(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// The coordinator's work as plain text for its advisor `advisor`: the session's messages, tool
+/// calls and results, and replies of other threads since the last message sent to the
+/// advisor (the latest [`TRANSCRIPT_LIMIT`] bytes of it).
+async fn transcript<S: Store>(store: &S, session: &SessionId, advisor: &ThreadId) -> String {
+    let Ok(loaded) = log::load(store, session).await else {
+        return "(the transcript cannot be read)".into();
+    };
+    let events: Vec<&managed_agents_core::event::Event> =
+        loaded.records.iter().filter_map(|r| r.event()).collect();
+    let since = events
+        .iter()
+        .rposition(|e| {
+            matches!(&e.body, Body::AgentThreadMessageSent(m) if m.to_session_thread_id == *advisor)
+        })
+        .map_or(0, |at| at + 1);
+    let mut lines = Vec::new();
+    for event in &events[since..] {
+        let line = match &event.body {
+            Body::UserMessage(m) => format!("User: {}", plain(&m.content)),
+            Body::AgentMessage(m) => format!("Me: {}", plain(&m.content)),
+            Body::AgentToolUse(u) if u.session_thread_id.is_none() => format!(
+                "I called {}: {}",
+                u.name,
+                cut(&Value::Object(u.input.clone()).to_string(), TRANSCRIPT_ITEM)
+            ),
+            Body::AgentToolResult(r) => format!(
+                "Result{}: {}",
+                if r.is_error == Some(true) {
+                    " (error)"
+                } else {
+                    ""
+                },
+                cut(
+                    &plain(r.content.as_deref().unwrap_or_default()),
+                    TRANSCRIPT_ITEM
+                )
+            ),
+            Body::AgentThreadMessageReceived(m) => format!(
+                "{} replied: {}",
+                m.from_agent_name.as_deref().unwrap_or("an agent"),
+                cut(&plain(&m.content), TRANSCRIPT_ITEM)
+            ),
+            _ => continue,
+        };
+        lines.push(line);
+    }
+    let text = tail(&lines.join("\n"), TRANSCRIPT_LIMIT);
+    if text.is_empty() {
+        "(nothing new)".into()
+    } else {
+        text
+    }
+}
+
+/// Runs child `child` (thread `thread`, agent `agent_name`) through `threads`, mirroring its
+/// retries onto the session's stream while it runs: the child's `session.status_rescheduled`
+/// becomes `session.thread_status_rescheduled`, its `session.status_running` after that
+/// `session.thread_status_running`.
+async fn run_mirrored<S: Store>(
+    threads: &dyn Threads,
+    store: &S,
+    session: &SessionId,
+    child: &SessionId,
+    thread: &ThreadId,
+    agent_name: &str,
+) {
+    let from = store.head(&StreamId::from(child)).await.unwrap_or(0);
+    let run = threads.run(child);
+    tokio::pin!(run);
+    let mirror = async {
+        let mut records = store.subscribe(&StreamId::from(child), from);
+        let mut rescheduled = false;
+        while let Some(Ok(record)) = records.next().await {
+            let Ok(SessionRecord::Event(event)) = SessionRecord::decode(&record.payload) else {
+                continue;
+            };
+            let step = match event.body {
+                Body::SessionStatusRescheduled => {
+                    rescheduled = true;
+                    ThreadStep::Rescheduled {
+                        thread: thread.clone(),
+                        agent_name: agent_name.to_owned(),
+                    }
+                }
+                Body::SessionStatusRunning if rescheduled => {
+                    rescheduled = false;
+                    ThreadStep::Running {
+                        thread: thread.clone(),
+                        agent_name: agent_name.to_owned(),
+                    }
+                }
+                _ => continue,
+            };
+            let mut head = Head::<SessionState>::default();
+            let written = log::write(store, session, &mut head, |state| {
+                let now = Timestamp::now();
+                thread::records(state, step.clone(), now, &mut Fresh(now))
+            })
+            .await;
+            if let Err(e) = written {
+                tracing::warn!(thread = %thread, error = %e, "cannot mirror the thread's status");
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        biased;
+        () = &mut run => {}
+        () = mirror => {}
     }
 }

@@ -37,6 +37,9 @@ pub(crate) mod claude;
 pub(crate) mod codex;
 pub(crate) mod delegate;
 pub(crate) mod file_sources;
+pub(crate) mod grading;
+pub(crate) mod team;
+pub(crate) mod workflow;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,7 +48,7 @@ use std::time::Instant;
 use managed_agents_core::agent::tools::{builtin_domains, Tool};
 use managed_agents_core::agent::{BuiltinTool, McpServer};
 use managed_agents_core::event::{
-    ContentBlock, ErrorKind, Preview, Previewed, RetryStatus, Rubric, SessionError, StopDetails,
+    ContentBlock, ErrorKind, Preview, Previewed, RetryStatus, SessionError, StopDetails,
     StopReason, TextBlock,
 };
 use managed_agents_core::ids::EventId;
@@ -115,8 +118,8 @@ pub(crate) struct Turn<'a, S, X> {
     /// `user.tool_result`).
     pub(crate) tools_on_worker: bool,
     pub(crate) interrupted: watch::Receiver<bool>,
-    /// The roster members a coordinator delegates to ([`delegate`]); empty for other agents.
-    pub(crate) roster: &'a [delegate::Member],
+    /// What a coordinator delegates to ([`team`]); empty for other agents.
+    pub(crate) team: &'a team::Team,
     /// Runs child threads' turns (the runner); `None` where delegation is not available.
     pub(crate) threads: Option<&'a dyn delegate::Threads>,
 }
@@ -124,7 +127,10 @@ pub(crate) struct Turn<'a, S, X> {
 /// How one call of a response is handled: a built-in or custom tool, or an MCP tool.
 enum Pending {
     Tool(Call),
-    Delegate,
+    /// A call of a team tool that starts or continues a child thread (its tool's name).
+    Delegate(String),
+    /// A call of the workflow tool.
+    Workflow,
     Mcp(McpCall, String, String),
 }
 
@@ -216,9 +222,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         }
         let mut specs = tools::specs(&self.agent.tools, self.endpoint.provider);
         specs.extend(self.mcp.specs());
-        if !self.roster.is_empty() {
-            specs.push(delegate::spec(self.roster));
-        }
+        specs.extend(self.team.specs());
         // The thinking blocks of this turn's responses by their first tool call's wire id: the
         // Messages API wants them back with the calls while thinking is on.
         let mut kept: HashMap<String, Vec<Value>> = HashMap::new();
@@ -315,10 +319,15 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     Block::Text(_) | Block::Thinking(_) => continue,
                 };
                 let id = EventId::generate(Timestamp::now());
-                if name == delegate::TOOL && !self.roster.is_empty() && ran.is_none() {
+                if ran.is_none() && self.team.offers(&name) {
+                    let pending = if name == team::WORKFLOW {
+                        Pending::Workflow
+                    } else {
+                        Pending::Delegate(name.clone())
+                    };
                     let body = turn::delegation_call(name, input.clone());
                     uses.push((id.clone(), body));
-                    calls.push((id, Pending::Delegate, input, ran));
+                    calls.push((id, pending, input, ran));
                     continue;
                 }
                 let (body, call) = match self.mcp.resolve(&name) {
@@ -375,13 +384,20 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             *open_span = None;
 
             // Several delegations: their children run at once.
-            let delegations: Vec<(EventId, Map<String, Value>)> = calls
+            let delegations: Vec<delegate::Delegation> = calls
                 .iter()
-                .filter(|(_, call, _, ran)| matches!(call, Pending::Delegate) && ran.is_none())
-                .map(|(id, _, input, _)| (id.clone(), input.clone()))
+                .filter(|(.., ran)| ran.is_none())
+                .filter_map(|(id, call, input, _)| match call {
+                    Pending::Delegate(tool) => Some(delegate::Delegation {
+                        id: id.clone(),
+                        tool: tool.clone(),
+                        input: input.clone(),
+                    }),
+                    _ => None,
+                })
                 .collect();
             let (mut prepared, interrupted) = if delegations.len() > 1 {
-                self.start_all(&delegations).await
+                self.start_all(&delegations, None).await
             } else {
                 (HashMap::new(), false)
             };
@@ -399,10 +415,11 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     continue;
                 }
                 match call {
-                    Pending::Delegate => {
+                    Pending::Delegate(tool) => {
                         let ready = prepared.remove(&id);
-                        self.delegate(id, &input, ready, interrupted).await?
+                        self.delegate(id, &tool, &input, ready, interrupted).await?
                     }
+                    Pending::Workflow => self.workflow(id, &input).await?,
                     Pending::Tool(Call::Run(_)) if self.tools_on_worker => waiting.push(id),
                     Pending::Tool(Call::Run(tool)) => self.run_tool(&id, tool, &input).await?,
                     Pending::Tool(Call::Refuse(why)) => {
@@ -444,56 +461,16 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         }
     }
 
-    /// Grades the outcome the agent works on, if any: `span.outcome_evaluation_start`, the
-    /// grader's request ([`model::grade`]) with a `span.outcome_evaluation_ongoing` every
-    /// [`model::grade::HEARTBEAT`] while it runs, `span.outcome_evaluation_end`.
+    /// Grades the outcome the agent works on, if any ([`grading::grade`]).
     async fn grade(&mut self) -> Result<turn::Next, Halt> {
-        let Some(grading) = self.writer.grading() else {
-            return Ok(turn::Next::Done);
+        let grader = grading::Grader {
+            http: self.http,
+            endpoint: self.endpoint,
+            model: &self.agent.model,
+            blobs: self.options.blobs.as_deref(),
+            interrupted: &self.interrupted,
         };
-        self.writer.evaluation_start(&grading).await?;
-        let rubric = match &grading.rubric {
-            Rubric::Text { content } => Ok(content.clone()),
-            Rubric::File { file_id } => match self.writer.state().config.clone() {
-                Some(created) => file_sources::text(
-                    self.writer.store(),
-                    self.options.blobs.as_deref(),
-                    &created.workspace,
-                    file_id.as_str(),
-                )
-                .await
-                .map_err(|why| format!("The rubric file {file_id} cannot be read: {why}.")),
-                None => Err("The session has no configuration.".to_owned()),
-            },
-        };
-        let graded = match rubric {
-            Err(explanation) => turn::Graded {
-                verdict: turn::Verdict::Failed,
-                explanation,
-                usage: Default::default(),
-            },
-            Ok(rubric) => {
-                let work = model::grade::work(self.writer.records(), &grading.outcome_id);
-                let question = model::grade::question(&grading, &rubric, &work);
-                let ask =
-                    model::grade::grade(self.http, self.endpoint, &self.agent.model, question);
-                let rx = self.interrupted.clone();
-                let writer = &mut *self.writer;
-                let beating = async {
-                    tokio::pin!(ask);
-                    loop {
-                        tokio::select! {
-                            graded = &mut ask => break Ok(graded),
-                            () = tokio::time::sleep(model::grade::HEARTBEAT) => {
-                                writer.evaluation_ongoing(&grading).await?;
-                            }
-                        }
-                    }
-                };
-                interruptible(&rx, beating).await??
-            }
-        };
-        self.writer.evaluation_end(&grading, graded).await
+        grading::grade(self.writer, grader).await
     }
 
     /// Runs confirmed calls and answers denied ones; returns the confirmed built-in calls left

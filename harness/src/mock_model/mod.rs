@@ -26,7 +26,10 @@
 //!
 //! # Prompt directives
 //!
-//! Written anywhere in the last user message's text, several may be combined:
+//! Written anywhere in the last user message's text, several may be combined. When that
+//! message has several text blocks, the last block holding a directive is the prompt (a
+//! message that quotes earlier prompts, such as an advisor's transcript, is scripted by its own
+//! last block):
 //!
 //! | Directive | Effect |
 //! |---|---|

@@ -53,7 +53,7 @@ impl Prompt {
                         // or a denial) is new input: its directives apply.
                         let trailing_text = blocks.last().and_then(kind) == Some("text");
                         if results.is_empty() || trailing_text {
-                            Last::UserText(join_text(blocks, "text"))
+                            Last::UserText(prompt_text(blocks, "text"))
                         } else {
                             Last::ToolResults(results)
                         }
@@ -83,7 +83,7 @@ impl Prompt {
                         match item.get("content") {
                             Some(Value::String(s)) => Last::UserText(s.clone()),
                             Some(Value::Array(parts)) => {
-                                Last::UserText(join_text(parts, "input_text"))
+                                Last::UserText(prompt_text(parts, "input_text"))
                             }
                             _ => Last::Other,
                         }
@@ -112,6 +112,22 @@ impl Prompt {
 
 fn kind(v: &Value) -> Option<&str> {
     v.get("type").and_then(Value::as_str)
+}
+
+/// The prompt of a user message's blocks: the last text block holding a directive
+/// (`[[mock:` or `<<mock:`), so that a message quoting earlier prompts (an advisor's
+/// transcript) is scripted by its own last block; else every text block joined.
+fn prompt_text(blocks: &[Value], text_type: &str) -> String {
+    let scripted = blocks
+        .iter()
+        .rev()
+        .filter(|b| kind(b) == Some(text_type))
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .find(|t| t.contains("[[mock:") || t.contains("<<mock:"));
+    match scripted {
+        Some(text) => text.to_owned(),
+        None => join_text(blocks, text_type),
+    }
 }
 
 fn join_text(blocks: &[Value], text_type: &str) -> String {
@@ -162,6 +178,21 @@ mod tests {
             {"role":"user","content":[{"type":"text","text":"[[mock:text hi]]"}]},
             {"role":"system","content":"<system-reminder>be brief</system-reminder>"}]}));
         assert_eq!(p.last, Last::UserText("[[mock:text hi]]".into()));
+        // Several text blocks: the last one holding a directive is the prompt; without any,
+        // all of them joined.
+        let p = Prompt::anthropic(&json!({"messages":[{"role":"user","content":[
+            {"type":"text","text":"User: [[mock:tool ask_advisor {}]]"},
+            {"type":"text","text":"Question: <<mock:text advice>>"}]}]}));
+        assert_eq!(
+            p.last,
+            Last::UserText("Question: <<mock:text advice>>".into())
+        );
+        let p = Prompt::anthropic(&json!({"messages":[{"role":"user","content":[
+            {"type":"text","text":"[[mock:text first]]"}, {"type":"text","text":"plain"}]}]}));
+        assert_eq!(p.last, Last::UserText("[[mock:text first]]".into()));
+        let p = Prompt::anthropic(&json!({"messages":[{"role":"user","content":[
+            {"type":"text","text":"a"}, {"type":"text","text":"b"}]}]}));
+        assert_eq!(p.last, Last::UserText("a\nb".into()));
     }
 
     #[test]

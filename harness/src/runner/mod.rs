@@ -848,11 +848,11 @@ async fn engine_turn<S: Store, X: Sandbox>(
             .to_owned();
         return writer.fail(message).await;
     }
-    let roster = match writer.state().agent.clone() {
-        Some(snapshot) => crate::engine::delegate::roster(&inner.store, &snapshot).await,
-        None => Vec::new(),
+    let team = match writer.state().agent.clone() {
+        Some(snapshot) => crate::engine::delegate::team(&inner.store, &snapshot).await,
+        None => crate::engine::team::Team::default(),
     };
-    if !roster.is_empty() && matches!(engine, Engine::Claude | Engine::Codex) {
+    if !team.is_empty() && matches!(engine, Engine::Claude | Engine::Codex) {
         let message = "this agent coordinates a multiagent roster, which only the native and \
                        openai-agents engines can run yet: set the LLM vault's \
                        sandbox0.managed_agents.engine to native or openai-agents"
@@ -879,9 +879,10 @@ async fn engine_turn<S: Store, X: Sandbox>(
             },
             network,
             workspace,
-            classifier: claude::Classifier {
+            server_side: crate::engine::grading::ServerSide {
                 http: &inner.http,
                 endpoint: &endpoint,
+                blobs: inner.options.blobs.as_deref(),
             },
             interrupted: rx,
         }
@@ -910,6 +911,11 @@ async fn engine_turn<S: Store, X: Sandbox>(
             workspace,
             launch: &launch,
             servers: &inner.codex,
+            server_side: crate::engine::grading::ServerSide {
+                http: &inner.http,
+                endpoint: &endpoint,
+                blobs: inner.options.blobs.as_deref(),
+            },
             interrupted: rx,
         }
         .run(confirmations)
@@ -931,7 +937,7 @@ async fn engine_turn<S: Store, X: Sandbox>(
         mcp: &mut mcp,
         tools_on_worker,
         interrupted: rx,
-        roster: &roster,
+        team: &team,
         threads: Some(inner),
     }
     .run(confirmations)

@@ -45,6 +45,8 @@ use crate::event::{
 use crate::ids::EventId;
 use crate::time::Timestamp;
 
+/// Why no model request may start once the session's budget is spent.
+pub const BUDGET_SPENT: &str = "the session's budget is spent: no further model request is made";
 /// The text of the error result that closes a built-in tool call a dead process left open.
 pub const ABANDONED: &str =
     "The tool call did not run to completion: the server stopped during the turn.";
@@ -389,6 +391,9 @@ pub fn record(
     let now = clock(state, now);
     let records = match step {
         Step::ModelRequestStart(id) => {
+            if state.budget_exhausted() {
+                return Err(Rejection::Conflict(BUDGET_SPENT.into()));
+            }
             vec![Event::new(id, now, Body::SpanModelRequestStart).into()]
         }
         Step::Thread(step) => super::thread::records(state, step, now, ids)?,

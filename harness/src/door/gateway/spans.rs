@@ -6,7 +6,7 @@
 
 use managed_agents_core::event::ModelUsage;
 use managed_agents_core::ids::{EventId, SessionId};
-use managed_agents_core::session::turn::Step;
+use managed_agents_core::session::turn::{self, Step};
 use managed_agents_core::storage::Store;
 use managed_agents_core::time::Timestamp;
 use tokio::sync::Mutex;
@@ -46,6 +46,9 @@ impl<S: Store + Clone> Spans<S> {
             Err(Halt::Interrupted) => Err(Refused(
                 "the session was interrupted; no model request is made".into(),
             )),
+            Err(Halt::Gone(_)) if writer.state().budget_exhausted() => {
+                Err(Refused(turn::BUDGET_SPENT.into()))
+            }
             Err(Halt::Gone(why)) => Err(Refused(format!(
                 "the session is not running a turn, so no model request is made ({why})"
             ))),

@@ -13,6 +13,9 @@ pub(crate) fn consumed_messages(log: &[SessionRecord]) -> Vec<ContentBlock> {
         .into_iter()
         .filter_map(|e| match &e.body {
             Body::UserMessage(m) => Some(m.content.clone()),
+            Body::UserDefineOutcome(o) => Some(vec![ContentBlock::text(
+                crate::model::grade::assignment(&o.description),
+            )]),
             _ => None,
         })
         .flatten()

@@ -48,7 +48,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use managed_agents_core::event::{Body, ContentBlock, SessionError};
+use managed_agents_core::event::{Body, ContentBlock, SessionError, StopReason};
 use managed_agents_core::ids::{EventId, SessionId};
 use managed_agents_core::session::turn::{self, Confirmed, End, Step};
 use managed_agents_core::session::{SessionRecord, ToolKind};
@@ -59,7 +59,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
 use tokio::sync::watch;
 
-use super::{interruptible, TurnAgent};
+use super::{grading, interruptible, TurnAgent};
 use crate::sandbox::{Lines, Network, Process, Sandbox, Workspace};
 use crate::writer::{Halt, Writer};
 use map::{Mapper, Permission};
@@ -168,15 +168,10 @@ pub(crate) struct ClaudeTurn<'a, S, X> {
     pub(crate) gateway: Gateway<'a>,
     pub(crate) network: Network,
     pub(crate) workspace: &'a Workspace,
-    /// Where the `auto` policy's classifier asks (the session's own model endpoint).
-    pub(crate) classifier: Classifier<'a>,
+    /// The session's own model endpoint, where the `auto` policy's classifier and the outcome
+    /// grader ask, and where rubric files are.
+    pub(crate) server_side: grading::ServerSide<'a>,
     pub(crate) interrupted: watch::Receiver<bool>,
-}
-
-/// The model endpoint the `auto` policy's classifier requests go to.
-pub(crate) struct Classifier<'a> {
-    pub(crate) http: &'a reqwest::Client,
-    pub(crate) endpoint: &'a crate::model::Endpoint,
 }
 
 /// How a turn ended (other than a halt).
@@ -231,8 +226,8 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
                 continue;
             }
             let ask = crate::model::classify::classify(
-                self.classifier.http,
-                self.classifier.endpoint,
+                self.server_side.http,
+                self.server_side.endpoint,
                 &self.agent.model,
                 &name,
                 input,
@@ -247,7 +242,47 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
     pub(crate) async fn run(mut self, confirmations: Vec<EventId>) -> Result<(), Halt> {
         let id = self.writer.id().clone();
         let mut live = self.processes.take(&id);
-        let ended = self.drive(&mut live, confirmations).await;
+        let mut ended = self.drive(&mut live, confirmations, None).await;
+        // The agent ended its turn: an outcome it works on is graded, and a `needs_revision`
+        // sends the grader's explanation to Claude Code as its next message.
+        while let Ok(Ended::Done(steps, end)) = &mut ended {
+            if end.stop_reason != StopReason::EndTurn
+                || live.is_none()
+                || self.writer.grading().is_none()
+            {
+                break;
+            }
+            let mut recorded = Ok(());
+            for step in std::mem::take(steps) {
+                recorded = self.writer.record(step).await;
+                if recorded.is_err() {
+                    break;
+                }
+            }
+            if let Err(halt) = recorded {
+                ended = Err(halt);
+                break;
+            }
+            let grader = self
+                .server_side
+                .grader(&self.agent.model, &self.interrupted);
+            match grading::grade(self.writer, grader).await {
+                Ok(turn::Next::Revise) => {
+                    let revision = grading::revision(self.writer.records());
+                    ended = self.drive(&mut live, Vec::new(), revision).await;
+                }
+                Ok(turn::Next::Done) => break,
+                Err(halt) => ended = Err(halt),
+            }
+        }
+        // Past the session's budget the gateway lets no model request through: the turn
+        // ends `budget_reached`.
+        if let Ok(Ended::Done(_, end)) = &mut ended {
+            if self.writer.budget_spent().await {
+                end.stop_reason = StopReason::BudgetReached;
+                end.stop_details = None;
+            }
+        }
         match ended {
             Ok(Ended::Waiting(event_ids)) => {
                 if let Some(live) = live {
@@ -280,13 +315,19 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
         }
     }
 
+    /// Drives Claude Code to the end of its turn. `next`: a message of the harness's to send
+    /// instead of the consumed input (an outcome's revision request).
     async fn drive(
         &mut self,
         live: &mut Option<Live>,
         confirmations: Vec<EventId>,
+        next: Option<String>,
     ) -> Result<Ended, Halt> {
         self.settle(live, confirmations).await?;
-        let content = input::consumed_messages(self.writer.records());
+        let content = match next {
+            Some(text) => vec![ContentBlock::text(text)],
+            None => input::consumed_messages(self.writer.records()),
+        };
         if !content.is_empty() {
             if live.is_none() {
                 match self.start().await {

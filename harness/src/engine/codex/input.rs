@@ -1,5 +1,5 @@
-//! The input a Codex turn gets: the `user.message` and `system.message` events the current
-//! turn consumed, in order, as `turn/start` input items. Codex keeps the conversation itself
+//! The input a Codex turn gets: the `user.message`, `user.define_outcome` (its assignment)
+//! and `system.message` events the current turn consumed, in order, as `turn/start` input items. Codex keeps the conversation itself
 //! (its thread, persisted in its home in the workspace), so only what is new is sent.
 //!
 //! The current turn's input is [`turn::consumed`]. Text goes as text, images as image URLs (`data:` URLs for
@@ -20,6 +20,9 @@ pub(crate) fn consumed(log: &[SessionRecord]) -> Vec<Value> {
     for event in turn::consumed(log) {
         match &event.body {
             Body::UserMessage(message) => items.extend(message.content.iter().map(item)),
+            Body::UserDefineOutcome(outcome) => items.push(text_input(
+                &crate::model::grade::assignment(&outcome.description),
+            )),
             Body::SystemMessage(message) => {
                 let text: Vec<&str> = message.content.iter().map(|b| b.text()).collect();
                 items.push(text_input(&format!(

@@ -55,7 +55,7 @@ use self::mapping::{Progress, TurnEnd};
 use self::protocol::{Approvals, Incoming, ThreadSettings};
 use self::server::AppServer;
 pub(crate) use self::server::Launch;
-use super::{interruptible, TurnAgent};
+use super::{grading, interruptible, TurnAgent};
 use crate::model::excerpt;
 use crate::previews::Previews;
 use crate::runtimes::Located;
@@ -204,6 +204,8 @@ pub(crate) struct Turn<'a, S, X> {
     pub(crate) workspace: &'a Workspace,
     pub(crate) launch: &'a Launch,
     pub(crate) servers: &'a Servers,
+    /// The session's own model endpoint, where the outcome grader asks.
+    pub(crate) server_side: grading::ServerSide<'a>,
     pub(crate) interrupted: watch::Receiver<bool>,
 }
 
@@ -223,7 +225,49 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
     pub(crate) async fn run(mut self, confirmations: Vec<EventId>) -> Result<(), Halt> {
         let session = self.writer.id().clone();
         let mut live = self.servers.take(&session);
-        let ended = self.drive(&mut live, confirmations).await;
+        let mut ended = self.drive(&mut live, confirmations, None).await;
+        // Codex ended its turn: an outcome the agent works on is graded, and a
+        // `needs_revision` gives Codex the grader's explanation as its next input.
+        while let Ok(Ended::Done(done)) = &mut ended {
+            if done.is_none() || self.writer.grading().is_none() {
+                break;
+            }
+            let grader = self
+                .server_side
+                .grader(&self.agent.model, &self.interrupted);
+            match grading::grade(self.writer, grader).await {
+                Ok(turn::Next::Revise) => {
+                    live = done.take();
+                    let revision = grading::revision(self.writer.records());
+                    ended = self.drive(&mut live, Vec::new(), revision).await;
+                }
+                Ok(turn::Next::Done) => break,
+                Err(halt) => {
+                    live = done.take();
+                    ended = Err(halt);
+                }
+            }
+        }
+        // Past the session's budget the gateway lets no model request through (Codex then
+        // fails its turn): the turn ends `budget_reached`.
+        if let Ok(Ended::Done(live) | Ended::Failed(live, _)) = &mut ended {
+            if self.writer.budget_spent().await {
+                if let Some(live) = live.take() {
+                    if live.turn.is_some() {
+                        // Stopped mid-turn (retrying a refused request): end it now.
+                        live.server.kill().await;
+                    } else {
+                        live.server.close(CLOSE_GRACE).await;
+                    }
+                }
+                let end = End {
+                    stop_reason: StopReason::BudgetReached,
+                    stop_details: None,
+                    why: turn::ABANDONED.into(),
+                };
+                return self.writer.finish(Vec::new(), end).await;
+            }
+        }
         match ended {
             Ok(Ended::Done(live)) => {
                 self.writer
@@ -270,13 +314,19 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         }
     }
 
+    /// Drives Codex to the end of its turn. `next`: input of the harness's to give instead of
+    /// the consumed input (an outcome's revision request).
     async fn drive(
         &mut self,
         live: &mut Option<Live>,
         confirmations: Vec<EventId>,
+        next: Option<String>,
     ) -> Result<Ended, Halt> {
         self.settle(live, confirmations).await?;
-        let input = input::consumed(self.writer.records());
+        let input = match next {
+            Some(text) => vec![protocol::text_input(&text)],
+            None => input::consumed(self.writer.records()),
+        };
         if live.is_none() && input.is_empty() {
             return Ok(Ended::Done(None));
         }
@@ -573,6 +623,11 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     message,
                     will_retry,
                 } => {
+                    // Past the session's budget the gateway refuses every model request:
+                    // Codex's retries would only repeat the refusal.
+                    if self.writer.budget_spent().await {
+                        return Ok(Followed::Failed(message));
+                    }
                     failed |= !will_retry;
                     self.error(&message, will_retry).await?;
                 }
