@@ -193,3 +193,37 @@ fn a_raised_or_removed_cap_resumes_the_paused_turn() {
         assert!(!running.needs_turn());
     }
 }
+
+#[test]
+fn no_model_request_starts_once_the_budget_is_spent() {
+    // $1.215 spent against a $1.00 cap.
+    let given = vec![budgeted("100"), running(), span_end("e1", 400_000, 1_000)];
+    let state = fold(given.iter());
+    assert!(state.budget_exhausted());
+    let start = turn::Step::ModelRequestStart(eid("s2"));
+    let refused = turn::record(&state, start.clone(), now(), &mut Sequential::default());
+    assert!(refused.is_err_and(|r| r.to_string() == turn::BUDGET_SPENT));
+    // Under the cap it starts.
+    let state = fold([budgeted("500"), running(), span_end("e1", 400_000, 1_000)].iter());
+    assert!(turn::record(&state, start, now(), &mut Sequential::default()).is_ok());
+}
+
+#[test]
+fn a_compaction_records_its_event_and_resets_the_context_size() {
+    let given = vec![budgeted("500"), running(), span_end("e1", 200_000, 10)];
+    let state = fold(given.iter());
+    assert_eq!(state.context_tokens, 200_000);
+    let step = turn::Step::Compacted {
+        summary: "the story so far".into(),
+    };
+    let records = turn::record(&state, step, now(), &mut Sequential::default()).expect("ok");
+    let kinds: Vec<String> = records.iter().map(summarize_record).collect();
+    assert_eq!(
+        kinds,
+        [
+            "agent.thread_context_compacted",
+            "internal.context_compacted"
+        ]
+    );
+    assert_eq!(after(&given, &records).context_tokens, 0);
+}

@@ -20,6 +20,9 @@
 //! - `web_search` calls (run by the provider's server-side search, or refused) are assistant
 //!   text with their result, not tool calls: the provider's own blocks are not kept in the log,
 //!   and a function call of a server tool's name would not match the tools offered;
+//! - an `internal.context_compacted` fact (a compaction, with `agent.thread_context_compacted`)
+//!   replaces everything before it with one user message holding the model's summary
+//!   ([`crate::model::compact::resumed`]);
 //! - thinking blocks are not in the log (`agent.thinking` carries no text): the engine keeps
 //!   those of the running turn and [`replay_thinking`] puts them back before their calls.
 
@@ -179,6 +182,14 @@ impl Builder {
             }
             SessionRecord::Fact(Fact::ThreadOf { .. }) => {
                 self.child = true;
+                return;
+            }
+            SessionRecord::Fact(Fact::ContextCompacted { summary, .. }) => {
+                // The conversation goes on from the summary alone.
+                messages.clear();
+                self.searches.clear();
+                let text = crate::model::compact::resumed(summary);
+                push(messages, Role::User, Part::Text(text));
                 return;
             }
             SessionRecord::Fact(_) => return,
@@ -423,5 +434,36 @@ mod tests {
         // No calls at all: thinking is fine.
         let mut messages = vec![message(Role::User, vec![Part::Text("go".into())])];
         assert!(replay_thinking(&mut messages, &kept));
+    }
+
+    #[test]
+    fn a_compaction_restarts_the_conversation_from_its_summary() {
+        use managed_agents_core::event::{AgentMessage, Event};
+        use managed_agents_core::ids::EventId;
+        use managed_agents_core::time::Timestamp;
+        let at = Timestamp::from_millis(1_700_000_000_000);
+        let said = |text: &str| -> SessionRecord {
+            let body = Body::AgentMessage(AgentMessage {
+                content: vec![ContentBlock::text(text)],
+            });
+            Event::new(EventId::generate(at), at, body).into()
+        };
+        let records = vec![
+            said("before"),
+            Fact::ContextCompacted {
+                summary: "the gist".into(),
+                at,
+            }
+            .into(),
+            said("after"),
+        ];
+        let messages = build(&records).messages;
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert_eq!(messages[0].role, Role::User);
+        assert_eq!(
+            messages[0].parts,
+            vec![Part::Text(crate::model::compact::resumed("the gist"))]
+        );
+        assert_eq!(messages[1].parts, vec![Part::Text("after".into())]);
     }
 }

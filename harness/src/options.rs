@@ -16,6 +16,10 @@ use crate::runtimes::Runtimes;
 use crate::sandbox::Workspaces;
 use crate::tools;
 
+/// The default of [`Options::compact_at_tokens`]: three quarters of a 200,000-token context
+/// window, leaving room for the summary request and the reply.
+pub const DEFAULT_COMPACT_AT_TOKENS: u64 = 150_000;
+
 /// How the runner behaves.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -35,6 +39,9 @@ pub struct Options {
     pub request_timeout: Duration,
     /// Model requests one turn may make before it is stopped.
     pub max_model_requests_per_turn: u32,
+    /// The resident engines compact an agent's context before a model request once its
+    /// previous request's input reached this many tokens (`engine::compact`); 0 never does.
+    pub compact_at_tokens: u64,
     /// The model endpoints LLM vaults may point at (`serve --llm-endpoint-allow`); empty: any.
     pub llm_endpoints: AllowList,
     /// Where the agent CLIs of the `claude` and `codex` engines are (`<data dir>/runtimes`).
@@ -81,6 +88,7 @@ impl Options {
             openai_base_url: "https://api.openai.com".into(),
             request_timeout: Duration::from_secs(600),
             max_model_requests_per_turn: 200,
+            compact_at_tokens: DEFAULT_COMPACT_AT_TOKENS,
             llm_endpoints: AllowList::default(),
             door: None,
             interception: None,

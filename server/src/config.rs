@@ -238,6 +238,16 @@ pub struct ServeArgs {
         value_name = "SECS"
     )]
     pub requires_action_timeout: Option<u64>,
+    /// Compact an agent's context (summarize its conversation so far and go on from the
+    /// summary, `agent.thread_context_compacted`) before a model request once its previous
+    /// request's input reached this many tokens; 0 never compacts.
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_COMPACT_AT_TOKENS",
+        value_name = "TOKENS",
+        default_value_t = managed_agents_harness::options::DEFAULT_COMPACT_AT_TOKENS
+    )]
+    pub compact_at_tokens: u64,
 }
 
 /// The longest `--requires-action-timeout`: a year.
@@ -392,6 +402,8 @@ pub struct ServeConfig {
     pub uploads_downloadable: bool,
     /// `--requires-action-timeout` (`None`: off).
     pub requires_action_timeout: Option<std::time::Duration>,
+    /// `--compact-at-tokens` (0: never).
+    pub compact_at_tokens: u64,
 }
 
 impl ServeArgs {
@@ -464,6 +476,7 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             requires_action_timeout,
+            compact_at_tokens: self.compact_at_tokens,
             anthropic_skills,
             uploads_downloadable: self.uploads_downloadable,
             listen,

@@ -202,6 +202,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             options.blobs = Some(std::sync::Arc::new(blobs.clone()));
             options.anthropic_skills = config.anthropic_skills.clone();
             options.requires_action_timeout = config.requires_action_timeout;
+            options.compact_at_tokens = config.compact_at_tokens;
             start_runner(&store, &sealer, &workspaces, sandbox_options, options).await?
         }
         _ => None,

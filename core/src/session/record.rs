@@ -103,6 +103,15 @@ pub enum Fact {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         workflow_run_id: Option<String>,
     },
+    /// The agent's context was compacted (with `agent.thread_context_compacted`): from here
+    /// on its model conversation starts from `summary` instead of what came before.
+    #[serde(rename = "internal.context_compacted")]
+    ContextCompacted {
+        /// The model's summary of the conversation so far.
+        summary: String,
+        /// When.
+        at: Timestamp,
+    },
     /// A child thread's cumulative usage and list cost as of its latest idle, recorded on the
     /// session's stream: the session's usage adds what grew since the previous one.
     #[serde(rename = "internal.thread_usage")]

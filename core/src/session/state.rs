@@ -197,6 +197,9 @@ pub struct SessionState {
     pub thread_role: ThreadRole,
     /// For a child thread's stream: the workflow run that started it.
     pub workflow_run_id: Option<String>,
+    /// The input tokens (cached or not) of the agent's latest model request: how large its
+    /// context is; zero again after a compaction.
+    pub context_tokens: u64,
     /// How many workflow runs the session started (`workflow_run.created`).
     pub workflow_runs: u32,
     /// The session's child threads in creation order (from `session.thread_created`).
@@ -401,6 +404,10 @@ impl SessionState {
                 self.resources.retain(|r| r.id() != Some(id));
                 self.touch(Some(*at));
             }
+            Fact::ContextCompacted { at, .. } => {
+                self.context_tokens = 0;
+                self.touch(Some(*at));
+            }
             Fact::ThreadOf {
                 session,
                 agent_name,
@@ -597,7 +604,16 @@ impl SessionState {
                 }
             }
             Body::SessionDeleted => self.deleted = true,
-            Body::SpanModelRequestEnd(end) => self.spend(&end.model_usage),
+            Body::SpanModelRequestEnd(end) => {
+                self.spend(&end.model_usage);
+                let usage = &end.model_usage;
+                let context = usage.input_tokens
+                    + usage.cache_creation_input_tokens
+                    + usage.cache_read_input_tokens;
+                if context > 0 {
+                    self.context_tokens = context;
+                }
+            }
             Body::SpanOutcomeEvaluationStart(s) => {
                 if let Some(outcome) = self.outcome(&s.outcome_id) {
                     outcome.iteration = s.iteration;

@@ -212,6 +212,7 @@ pub fn summarize_record(record: &SessionRecord) -> String {
         SessionRecord::Fact(Fact::IdempotencyKey { key, .. }) => format!("key({key})"),
         SessionRecord::Fact(Fact::ThreadOf { .. }) => "internal.thread_of".into(),
         SessionRecord::Fact(Fact::ThreadUsage { thread, .. }) => format!("usage({thread})"),
+        SessionRecord::Fact(Fact::ContextCompacted { .. }) => "internal.context_compacted".into(),
         SessionRecord::Event(event) => match &event.body {
             Body::SessionStatusRunning => "running".into(),
             Body::SessionStatusIdle(idle) => {

@@ -35,6 +35,7 @@
 
 pub(crate) mod claude;
 pub(crate) mod codex;
+pub(crate) mod compact;
 pub(crate) mod delegate;
 pub(crate) mod file_sources;
 pub(crate) mod grading;
@@ -249,6 +250,10 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 // (a raised or removed cap resumes the turn from here).
                 return Ok(Ended::Idle(StopReason::BudgetReached, None));
             }
+            if self.compaction_due() {
+                let system = self.system(&self.writer.conversation().system_additions);
+                self.compact(&system, &specs, &mut files).await?;
+            }
             let mut conversation = self.writer.conversation();
             let thinking_ok = conversation::replay_thinking(&mut conversation.messages, &kept);
             if let Some(created) = self.writer.state().config.clone() {
@@ -261,13 +266,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 )
                 .await;
             }
-            let mut system = self.agent.system.clone().unwrap_or_default();
-            for addition in &conversation.system_additions {
-                if !system.is_empty() {
-                    system.push_str("\n\n");
-                }
-                system.push_str(addition);
-            }
+            let system = self.system(&conversation.system_additions);
             let request = Request {
                 model: &self.agent.model,
                 system: Some(system.as_str()),
@@ -459,6 +458,18 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 }
             }
         }
+    }
+
+    /// The agent's system prompt with the `system.message` texts added after it.
+    fn system(&self, additions: &[String]) -> String {
+        let mut system = self.agent.system.clone().unwrap_or_default();
+        for addition in additions {
+            if !system.is_empty() {
+                system.push_str("\n\n");
+            }
+            system.push_str(addition);
+        }
+        system
     }
 
     /// Grades the outcome the agent works on, if any ([`grading::grade`]).

@@ -19,8 +19,12 @@
 //!    `satisfied` (explanation `mock grader: satisfied`): the agent's own reply directives
 //!    that its description carries into the grader's prompt do not apply there (`error`,
 //!    `delay`, `slow` and `usage` do), and the script is not consumed.
-//! 3. Otherwise the next reply of the **script** ([`Script`]) is consumed.
-//! 4. Otherwise the **default**: when the request ends with tool results (Anthropic
+//! 3. A **context compaction**'s summary request (its prompt ends with the compaction
+//!    instruction, `crate::model::compact::INSTRUCTION`) is answered `mock summary of N
+//!    messages` (N: the request's messages), whatever other directives say; the script is
+//!    not consumed.
+//! 4. Otherwise the next reply of the **script** ([`Script`]) is consumed.
+//! 5. Otherwise the **default**: when the request ends with tool results (Anthropic
 //!    `tool_result`, OpenAI `function_call_output`) the text `Tool result: <content>`, so the
 //!    round trip is visible; else the text `ok`.
 //!

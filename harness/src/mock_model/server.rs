@@ -332,6 +332,17 @@ impl Shared {
             // own directives in the description do not apply, the script is left alone).
             return directives.shape(Reply::text("satisfied\nmock grader: satisfied"));
         }
+        let compaction = matches!(&prompt.last,
+            Last::UserText(text) if text.ends_with(crate::model::compact::INSTRUCTION));
+        if compaction {
+            // A context compaction's summary request: a summary naming how many messages it
+            // had (the agent's own directives do not apply, the script is left alone).
+            let messages = ["messages", "input"]
+                .iter()
+                .find_map(|k| body.get(k).and_then(Value::as_array))
+                .map_or(0, Vec::len);
+            return Reply::text(format!("mock summary of {messages} messages"));
+        }
         if let Some(reply) = &directives.reply {
             return directives.shape(reply.clone());
         }

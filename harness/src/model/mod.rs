@@ -15,6 +15,7 @@ pub mod allow;
 pub(crate) mod anthropic;
 pub(crate) mod ask;
 pub(crate) mod classify;
+pub(crate) mod compact;
 pub(crate) mod grade;
 pub(crate) mod openai;
 pub(crate) mod reasoning;

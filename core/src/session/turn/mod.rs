@@ -105,6 +105,12 @@ pub enum Step {
     },
     /// A `session.error`.
     Error(SessionError),
+    /// The agent's context was compacted into `summary`: `agent.thread_context_compacted`
+    /// and the `internal.context_compacted` fact the conversation restarts from.
+    Compacted {
+        /// The model's summary of the conversation so far.
+        summary: String,
+    },
     /// A transient model failure that will be retried: the span ends with an error, a
     /// `session.error` (`retrying`) and `session.status_rescheduled` follow.
     Reschedule {
@@ -474,6 +480,10 @@ pub fn record(
         Step::SpanFailed(span) => {
             vec![event(ids, now, span_end(span, ModelUsage::default(), true))]
         }
+        Step::Compacted { summary } => vec![
+            event(ids, now, Body::AgentThreadContextCompacted),
+            Fact::ContextCompacted { summary, at: now }.into(),
+        ],
         Step::ModelRequestEnd {
             span,
             usage,
