@@ -55,7 +55,7 @@ fn check_finish(given: &[SessionRecord], steps: Vec<Step>, end: End, expect: &st
 
 fn check_recover(given: &[SessionRecord], expect: &str) {
     let state = fold(given);
-    let result = turn::recover(&state, given, now(), &mut Sequential::default())
+    let result = turn::recover(&state, given, false, now(), &mut Sequential::default())
         .map(Option::unwrap_or_default);
     assert_is(render(&state, result), expect);
 }
@@ -644,9 +644,15 @@ fn recover_abandons_a_turn_a_dead_process_started() {
         "session.error, idle(end_turn) => idle",
     );
     let state = fold(&mid_turn());
-    let records = turn::recover(&state, &mid_turn(), now(), &mut Sequential::default())
-        .unwrap()
-        .unwrap();
+    let records = turn::recover(
+        &state,
+        &mid_turn(),
+        false,
+        now(),
+        &mut Sequential::default(),
+    )
+    .unwrap()
+    .unwrap();
     let message = records
         .iter()
         .filter_map(SessionRecord::event)
@@ -659,6 +665,7 @@ fn recover_abandons_a_turn_a_dead_process_started() {
         &turn::recover(
             &fold(&with(mid_turn(), vec![tool_use("t1")])),
             &with(mid_turn(), vec![tool_use("t1")]),
+            false,
             now(),
             &mut Sequential::default(),
         )
@@ -1024,5 +1031,67 @@ fn mcp_confirmations_call_the_server_or_answer_the_call() {
     assert_is(
         show(&with(asked.clone(), vec![deny("c1", "u1", Some("no"))])),
         "answer sevt_u1 error=true: \"The user denied this tool call: no\"",
+    );
+}
+
+fn read_use(short: &str) -> SessionRecord {
+    ev(
+        short,
+        3_000,
+        json!({"type": "agent.tool_use", "name": "read", "input": {"file_path": "a.txt"},
+               "evaluated_permission": "allow", "evaluation": null, "session_thread_id": null}),
+    )
+}
+
+fn span_start(short: &str) -> SessionRecord {
+    ev(short, 2_000, json!({"type": "span.model_request_start"}))
+}
+
+fn check_resume(given: &[SessionRecord], expect: &str) {
+    let state = fold(given);
+    let result = turn::recover(&state, given, true, now(), &mut Sequential::default())
+        .map(Option::unwrap_or_default);
+    assert_is(render(&state, result), expect);
+}
+
+#[test]
+fn a_restart_reschedules_a_turn_that_can_go_on() {
+    // A model request in flight: its span ends as an error, and the turn is rescheduled.
+    check_resume(
+        &with(mid_turn(), vec![span_start("s1")]),
+        "span.model_request_end, session.status_rescheduled, internal.turn_restarted \
+         => rescheduling turn",
+    );
+    // A running tool call gets the restart's error result; a read-only one is left open to
+    // be run again.
+    let given = with(mid_turn(), vec![tool_use("t1"), read_use("t2")]);
+    check_resume(
+        &given,
+        "agent.tool_result, session.status_rescheduled, internal.turn_restarted \
+         => rescheduling turn",
+    );
+    let state = fold(&given);
+    let records = turn::recover(&state, &given, true, now(), &mut Sequential::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(tool_text(&records).as_deref(), Some(turn::RESTARTED));
+    let mut after = state.clone();
+    records.iter().for_each(|r| after.apply(r));
+    let all = with(given, records);
+    let reruns = turn::idempotent_open_calls(&after, &all);
+    assert_eq!(reruns.len(), 1);
+    assert_eq!(reruns[0].0, &eid("t2"));
+    // The runner's next start runs it: rescheduled, then running.
+    check_start(&all, "running => running");
+    // Already rescheduled (a second restart before it ran): nothing more.
+    check_resume(&all, "none");
+    // An interrupt pending or a session that cannot go on: as before.
+    check_resume(
+        &with(mid_turn(), vec![interrupt("i1")]),
+        "session.error, internal.inputs_processed, idle(end_turn) => idle",
+    );
+    check_recover(
+        &with(mid_turn(), vec![span_start("s1")]),
+        "span.model_request_end, session.error, idle(end_turn) => idle",
     );
 }

@@ -103,6 +103,13 @@ pub enum Fact {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         workflow_run_id: Option<String>,
     },
+    /// The server restarted during the session's turn, which goes on (`recover` with
+    /// `resume`): the runner runs it again without new input.
+    #[serde(rename = "internal.turn_restarted")]
+    TurnRestarted {
+        /// When.
+        at: Timestamp,
+    },
     /// The agent's context was compacted (with `agent.thread_context_compacted`): from here
     /// on its model conversation starts from `summary` instead of what came before.
     #[serde(rename = "internal.context_compacted")]

@@ -155,6 +155,9 @@ pub struct SessionState {
     /// The budget was raised or removed while the session was paused at it: the runner
     /// resumes the paused turn.
     pub resume_after_budget: bool,
+    /// The server restarted mid-turn and the turn goes on (`internal.turn_restarted`): the
+    /// runner runs it again without new input; cleared when it runs or goes idle.
+    pub resume_after_restart: bool,
     /// Milliseconds spent running, excluding the current run.
     pub active_millis: i64,
     /// When the current run started.
@@ -320,7 +323,9 @@ impl SessionState {
             && self.status != Status::Terminated
             && self.pending_actions.is_empty()
             && !self.budget_paused()
-            && (self.inputs.has_turn_work() || self.resume_after_budget)
+            && (self.inputs.has_turn_work()
+                || self.resume_after_budget
+                || self.resume_after_restart)
     }
 
     /// Applies one record.
@@ -402,6 +407,10 @@ impl SessionState {
             }
             Fact::ResourceRemoved { id, at } => {
                 self.resources.retain(|r| r.id() != Some(id));
+                self.touch(Some(*at));
+            }
+            Fact::TurnRestarted { at } => {
+                self.resume_after_restart = true;
                 self.touch(Some(*at));
             }
             Fact::ContextCompacted { at, .. } => {
@@ -531,6 +540,7 @@ impl SessionState {
             Body::SessionStatusRunning => {
                 self.status = Status::Running;
                 self.resume_after_budget = false;
+                self.resume_after_restart = false;
                 if self.running_since.is_none() {
                     self.running_since = at;
                 }
@@ -558,6 +568,7 @@ impl SessionState {
                 self.stop_details = idle.stop_details.clone();
                 self.interrupt = None;
                 self.resume_after_budget = false;
+                self.resume_after_restart = false;
             }
             Body::SessionStatusRescheduled => {
                 self.stop_running(at);

@@ -212,6 +212,17 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         open_span: &mut Option<EventId>,
     ) -> Result<Ended, Halt> {
         let for_worker = self.settle(confirmations).await?;
+        if !self.tools_on_worker {
+            // A read-only call a restart cut short runs again (core's `recover`).
+            let reruns: Vec<(EventId, BuiltinTool, Map<String, Value>)> =
+                turn::idempotent_open_calls(self.writer.state(), self.writer.records())
+                    .into_iter()
+                    .map(|(id, tool, input)| (id.clone(), tool, input.clone()))
+                    .collect();
+            for (id, tool, input) in reruns {
+                self.run_tool(&id, tool, &input).await?;
+            }
+        }
         if !for_worker.is_empty() {
             // Confirmed calls of a self-hosted environment: its worker runs them now.
             return Ok(Ended::Idle(

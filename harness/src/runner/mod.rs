@@ -464,7 +464,8 @@ async fn process<S: Store, X: Sandbox>(
         let mut writer = Writer::new(inner.store.clone(), id.clone(), head);
         writer.time(timeline.take());
         writer.mark("loaded");
-        let ended = match writer.recover().await {
+        let resume = resumable(inner, writer.state()).await;
+        let ended = match writer.recover(resume).await {
             Ok(true) => {
                 tracing::info!(session = %id, "settled a session no turn was running for");
                 // Its child threads ran inside the cut turn: settle them too.
@@ -496,6 +497,31 @@ async fn process<S: Store, X: Sandbox>(
     }
 }
 
+/// Whether a turn of `session` cut short by a restart goes on from its log: only a session's
+/// own turn (not a child thread's) on a resident engine (`native`, `openai-agents`: the agent
+/// loop is ours and the conversation is the log; an agent CLI's process and its in-flight
+/// state died with the server).
+async fn resumable<S: Store, X: Sandbox>(inner: &Inner<S, X>, session: &SessionState) -> bool {
+    if !matches!(session.status, Status::Running | Status::Rescheduling)
+        || session.is_child_thread()
+    {
+        return false;
+    }
+    let Some(created) = &session.config else {
+        return false;
+    };
+    matches!(
+        setup::llm(
+            &inner.store,
+            inner.secrets.as_ref(),
+            &inner.options,
+            created
+        )
+        .await,
+        Ok(Some((Engine::Native | Engine::OpenAiAgents, _)))
+    )
+}
+
 /// Settles the child threads of `session` left mid-turn (see `engine::delegate`: they run
 /// inside their coordinator's turn, so they are recovered with it).
 async fn recover_children<S: Store, X: Sandbox>(inner: &Inner<S, X>, session: &SessionState) {
@@ -509,7 +535,8 @@ async fn recover_children<S: Store, X: Sandbox>(inner: &Inner<S, X>, session: &S
             }
         };
         let mut writer = Writer::new(inner.store.clone(), id, head);
-        if let Err(e) = writer.recover().await {
+        // A child's turn ran inside its coordinator's tool call, which the restart ended.
+        if let Err(e) = writer.recover(false).await {
             tracing::warn!(thread = %child.id, ?e, "cannot settle a child thread");
         }
     }

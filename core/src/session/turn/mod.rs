@@ -37,6 +37,7 @@ use super::ids::IdSource;
 use super::record::{Fact, SessionRecord};
 use super::rejection::Rejection;
 use super::state::{InputKind, SessionState, Status, ToolKind};
+use crate::agent::BuiltinTool;
 use crate::event::{
     AgentMessage, AgentToolResult, Body, ContentBlock, ErrorEvent, ErrorKind, Event, McpToolResult,
     ModelRequestEnd, ModelUsage, RetryStatus, SessionError, SessionUsage, StatusIdle, StopDetails,
@@ -44,6 +45,7 @@ use crate::event::{
 };
 use crate::ids::EventId;
 use crate::time::Timestamp;
+use serde_json::{Map, Value};
 
 /// Why no model request may start once the session's budget is spent.
 pub const BUDGET_SPENT: &str = "the session's budget is spent: no further model request is made";
@@ -715,11 +717,102 @@ pub fn turn_started(log: &[SessionRecord]) -> bool {
 pub const STOPPED: &str = "the server stopped while this turn was running; the turn was \
                            abandoned (send a new message to continue)";
 
+/// The error result of a tool call a restart cut short (it may or may not have had effects).
+pub const RESTARTED: &str = "The server restarted while this tool call was running; it may or \
+                             may not have completed. Check its effects before running it again.";
+
+/// Built-in tools that only read: a call a restart cut short is simply run again.
+pub const IDEMPOTENT_TOOLS: [BuiltinTool; 3] =
+    [BuiltinTool::Read, BuiltinTool::Glob, BuiltinTool::Grep];
+
+/// The open built-in calls of the current turn whose tool is one of [`IDEMPOTENT_TOOLS`] and
+/// that wait on nobody: what a turn resumed after a restart runs again first.
+pub fn idempotent_open_calls<'a>(
+    state: &SessionState,
+    log: &'a [SessionRecord],
+) -> Vec<(&'a EventId, BuiltinTool, &'a Map<String, Value>)> {
+    since_idle(log)
+        .iter()
+        .filter_map(SessionRecord::event)
+        .filter_map(|e| match &e.body {
+            Body::AgentToolUse(u) => Some((&e.id, u)),
+            _ => None,
+        })
+        .filter(|(id, _)| {
+            state.open_tool_uses.get(*id) == Some(&ToolKind::Builtin)
+                && !state.pending_actions.contains(id)
+        })
+        .filter_map(|(id, u)| {
+            let tool = BuiltinTool::parse(&u.name)?;
+            IDEMPOTENT_TOOLS
+                .contains(&tool)
+                .then_some((id, tool, &u.input))
+        })
+        .collect()
+}
+
+/// The current turn's model request spans that never ended (a process died during them).
+fn open_spans(log: &[SessionRecord]) -> Vec<EventId> {
+    let turn = since_idle(log);
+    let ended: std::collections::HashSet<&EventId> = turn
+        .iter()
+        .filter_map(SessionRecord::event)
+        .filter_map(|e| match &e.body {
+            Body::SpanModelRequestEnd(end) => Some(&end.model_request_start_id),
+            _ => None,
+        })
+        .collect();
+    turn.iter()
+        .filter_map(SessionRecord::event)
+        .filter(|e| matches!(e.body, Body::SpanModelRequestStart) && !ended.contains(&e.id))
+        .map(|e| e.id.clone())
+        .collect()
+}
+
+/// What a restart writes for a turn that goes on: each model request span left open ends as
+/// an error (the request is made again), each open built-in or MCP call gets a [`RESTARTED`]
+/// error result unless its tool is idempotent ([`idempotent_open_calls`]: left open, run
+/// again), then `session.status_rescheduled` and `internal.turn_restarted`.
+fn restarted(
+    state: &SessionState,
+    log: &[SessionRecord],
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Vec<SessionRecord> {
+    let now = clock(state, now);
+    let mut records: Vec<SessionRecord> = open_spans(log)
+        .into_iter()
+        .map(|span| self::event(ids, now, span_end(span, ModelUsage::default(), true)))
+        .collect();
+    let rerun: Vec<&EventId> = idempotent_open_calls(state, log)
+        .into_iter()
+        .map(|(id, ..)| id)
+        .collect();
+    for (id, kind) in &state.open_tool_uses {
+        if *kind != ToolKind::Custom && !state.pending_actions.contains(id) && !rerun.contains(&id)
+        {
+            records.push(self::event(
+                ids,
+                now,
+                closing_result(id.clone(), *kind, RESTARTED),
+            ));
+        }
+    }
+    if state.status != Status::Rescheduling {
+        records.push(self::event(ids, now, Body::SessionStatusRescheduled));
+    }
+    records.push(Fact::TurnRestarted { at: now }.into());
+    records
+}
+
 /// What a runner must write before it may start a turn on a session no turn is running for,
 /// or `None` when nothing needs settling:
-/// - `running`/`rescheduling` with a started turn (a process died mid-turn): a terminal
+/// - `running`/`rescheduling` with a started turn (a process died mid-turn) and `resume` (the
+///   session's engine can go on from the log): the turn is rescheduled ([`restarted`]) and the
+///   runner's next [`start`] continues it;
+/// - the same without `resume`: each open model request span ended as an error, a terminal
 ///   `unknown_error` ([`STOPPED`]), an error result ([`ABANDONED`]) for each built-in call left
-///   open, idle `end_turn`. The turn is not resumed;
+///   open, idle `end_turn`;
 /// - an interrupt pending: consume it and idle `end_turn`;
 /// - `running`/`rescheduling` with nothing to run: idle `end_turn`.
 ///
@@ -727,13 +820,23 @@ pub const STOPPED: &str = "the server stopped while this turn was running; the t
 pub fn recover(
     state: &SessionState,
     log: &[SessionRecord],
+    resume: bool,
     now: Timestamp,
     ids: &mut impl IdSource,
 ) -> Result<Option<Vec<SessionRecord>>, Rejection> {
     live(state)?;
     let busy = matches!(state.status, Status::Running | Status::Rescheduling);
+    if busy && resume && state.interrupt.is_none() && turn_started(log) {
+        if state.resume_after_restart {
+            // Already rescheduled: the runner's next start continues it.
+            return Ok(None);
+        }
+        return Ok(Some(restarted(state, log, now, ids)));
+    }
     let steps = if busy && turn_started(log) {
-        vec![Step::Error(unknown_error(STOPPED))]
+        let mut steps: Vec<Step> = open_spans(log).into_iter().map(Step::SpanFailed).collect();
+        steps.push(Step::Error(unknown_error(STOPPED)));
+        steps
     } else if state.interrupt.is_some() || (busy && !state.needs_turn()) {
         Vec::new()
     } else {
