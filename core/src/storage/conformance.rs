@@ -1,7 +1,8 @@
 //! The storage conformance suite: the behaviour every [`Store`] backend must have.
 //!
 //! Backends run it with [`conformance_tests!`](crate::conformance_tests), passing an expression
-//! that opens a fresh, empty store. The suite is runtime-agnostic: it drives futures with
+//! that opens a fresh, empty store; the macro also runs the property suite
+//! ([`super::properties`]), which evaluates the expression once per case. The suite is runtime-agnostic: it drives futures with
 //! `futures::executor::block_on` on plain threads, so backends must not need a tokio runtime.
 
 use std::collections::BTreeSet;
@@ -42,12 +43,24 @@ macro_rules! conformance_tests {
             catalog_entry_moves_between_workspaces,
             delete_removes_stream_entry_and_ends_subscribers,
         );
+        $crate::conformance_tests!(@properties $make;
+            commands_follow_the_model,
+            subscriptions_resume_exactly_once,
+        );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
                 $crate::storage::conformance::$case($make);
+            }
+        )*
+    };
+    (@properties $make:expr; $($property:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $property() {
+                $crate::storage::properties::$property(|| $make);
             }
         )*
     };
