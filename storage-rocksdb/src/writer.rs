@@ -50,7 +50,8 @@ pub(crate) enum Request {
 /// the store sends as it drops).
 pub(crate) struct Queued {
     pub(crate) request: Request,
-    pub(crate) place: Option<SemaphoreGuardArc>,
+    /// Given back when dropped.
+    pub(crate) _place: Option<SemaphoreGuardArc>,
 }
 
 /// An accepted request waiting for its batch to be written.
