@@ -2,14 +2,15 @@
 //! (`decide`) and agent steps (`turn`) folded into one log, with invariants checked after every
 //! record: the fold never panics, statuses move only along the allowed transitions, a rejected
 //! command appends nothing and answers 400/404/409, event ids are unique, times never go
-//! backwards, every record survives its storage encoding, and the state folded back from the
-//! stored log is the live state. The case count follows `managed_agents_core::cases`.
+//! backwards, every record survives its storage encoding, a keyed send that appended is a no-op
+//! when retried, and the state folded back from the stored log is the live state. The case count follows `managed_agents_core::cases`.
 
 mod support;
 
 use managed_agents_core::cases::property_cases;
 use managed_agents_core::event::{Body, EventParams, ModelUsage, StopReason};
 use managed_agents_core::ids::EventId;
+use managed_agents_core::session::idempotency::IdempotencyKey;
 use managed_agents_core::session::turn::{self, End, Response, Step};
 use managed_agents_core::session::{
     decide, fold, Command, IdSource, Rejection, Sequential, SessionRecord, SessionState, Status,
@@ -110,6 +111,8 @@ struct Session {
     state: SessionState,
     now: i64,
     ids: Sequential,
+    /// The last keyed send as decided (key and events), to retry it.
+    keyed: Option<(IdempotencyKey, Vec<EventParams>)>,
 }
 
 /// `pick`'s choice among `ids`, or an id no call has when there is none.
@@ -207,11 +210,10 @@ impl Session {
                 decide(&self.state, Command::Send(events), now, &mut self.ids)
             }
             Action::SendKeyed { key, events } => {
-                let events = events.iter().map(|p| self.event_params(*p)).collect();
-                let key = managed_agents_core::session::idempotency::IdempotencyKey::parse(
-                    format!("key-{key}").as_bytes(),
-                )
-                .expect("key");
+                let events: Vec<EventParams> =
+                    events.iter().map(|p| self.event_params(*p)).collect();
+                let key = IdempotencyKey::parse(format!("key-{key}").as_bytes()).expect("key");
+                self.keyed = Some((key.clone(), events.clone()));
                 decide(
                     &self.state,
                     Command::SendKeyed { key, events },
@@ -362,6 +364,7 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
         state: SessionState::default(),
         now: NOW,
         ids: Sequential::default(),
+        keyed: None,
     };
     let mut seen = std::collections::BTreeSet::new();
     let mut last_time: Option<Timestamp> = None;
@@ -379,6 +382,7 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                 continue;
             }
         };
+        let appended = !records.is_empty();
         for record in records {
             let before = session.state.status;
             session.state.apply(&record);
@@ -421,6 +425,24 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
             session.log.push(record);
         }
         let _ = session.state.render(session.now());
+        // A keyed send that appended is answered from the key table when retried: no-op.
+        if let (Action::SendKeyed { .. }, Some((key, events)), true) =
+            (action, session.keyed.take(), appended)
+        {
+            let retried = decide(
+                &session.state,
+                Command::SendKeyed { key, events },
+                session.now(),
+                &mut session.ids,
+            );
+            if !matches!(&retried, Ok(records) if records.is_empty()) {
+                return Err(fail(
+                    step,
+                    action,
+                    format!("its retry was not a no-op: {retried:?}"),
+                ));
+            }
+        }
     }
     let stored: Vec<SessionRecord> = session
         .log
