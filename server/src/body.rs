@@ -21,9 +21,7 @@ pub struct Json<T>(pub T);
 pub async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if timed_out(&rejection) {
-            Error::RequestTimeout(
-                "the request body stopped arriving before the body read timeout".to_owned(),
-            )
+            Error::body_timeout()
         } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error::TooLarge(format!(
                 "request body is larger than the limit of {} bytes",
@@ -39,8 +37,9 @@ pub async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
     })
 }
 
-/// Whether reading the body failed because it stalled (tower-http's body timeout).
-fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether reading the body failed because it stalled (tower-http's body timeout, anywhere in
+/// the error's source chain).
+pub(crate) fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(rejection);
     while let Some(error) = cause {
         if error.is::<tower_http::timeout::TimeoutError>() {

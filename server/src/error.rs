@@ -106,6 +106,13 @@ impl Error {
         Self::NotFound(format!("{kind} {id:?} not found"))
     }
 
+    /// The 408 of a request body that stopped arriving (see [`crate::limits`]).
+    pub fn body_timeout() -> Self {
+        Self::RequestTimeout(
+            "the request body stopped arriving for longer than the body read timeout".to_owned(),
+        )
+    }
+
     /// A deterministic 409 (a retry cannot succeed).
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::Conflict {
