@@ -5,7 +5,8 @@
 //! next to the fixed cases, each case on a fresh store:
 //! - [`commands_follow_the_model`]: appends with every kind of expected version (any, no
 //!   stream, exact, off by some), reads both ways with any bounds, heads, catalog entries and
-//!   listings with filters and cursors, and deletes. Versions stay dense, a rejected append
+//!   listings with filters (workspace, archived, status, creation time) and cursors, and
+//!   deletes. Versions stay dense, a rejected append
 //!   writes nothing, the catalog says what the appends said.
 //! - [`subscriptions_resume_exactly_once`]: subscribers opened at random cursors (fresh, or
 //!   resuming where a dropped one stopped) while appends and deletes go on; each sees every
@@ -26,7 +27,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::{
     Append, Appended, CatalogEntry, CatalogQuery, Direction, Error, Expected, Kind, Order, Record,
-    Store, StreamId, Subscription, Version,
+    Store, StreamId, Subscription, TimeRange, Version,
 };
 use crate::cases::property_cases;
 use crate::time::Timestamp;
@@ -89,6 +90,10 @@ enum Command {
         ascending: bool,
         after: Option<usize>,
         limit: usize,
+        /// Created at or after this second (of the entries' `created_second`s).
+        created_from: Option<u8>,
+        /// Created strictly before this second.
+        created_before: Option<u8>,
     },
     Delete {
         stream: usize,
@@ -141,9 +146,14 @@ fn command() -> impl Strategy<Value = Command> {
             any::<bool>(),
             proptest::option::of(0..CURSORS.len()),
             0usize..4,
+            proptest::option::of(0u8..5),
+            proptest::option::of(0u8..5),
         )
-            .prop_map(|(workspace, include_archived, status, ascending, after, limit)| {
-                Command::List { workspace, include_archived, status, ascending, after, limit }
+            .prop_map(|(workspace, include_archived, status, ascending, after, limit, created_from, created_before)| {
+                Command::List {
+                    workspace, include_archived, status, ascending, after, limit, created_from,
+                    created_before,
+                }
             }),
         1 => stream.prop_map(|stream| Command::Delete { stream }),
     ]
@@ -242,6 +252,8 @@ impl Model {
                         .as_ref()
                         .is_some_and(|s| query.statuses.contains(s))
             })
+            .filter(|e| query.created.gte.is_none_or(|from| e.created_at >= from))
+            .filter(|e| query.created.lt.is_none_or(|before| e.created_at < before))
             .filter(|e| match (&query.after, query.order) {
                 (None, _) => true,
                 (Some(cursor), Order::Asc) => e.id > *cursor,
@@ -262,12 +274,17 @@ impl Model {
     }
 }
 
+/// The creation time `n` seconds into the suite's epoch.
+fn second(n: u8) -> Timestamp {
+    Timestamp::from_millis(1_775_536_063_000 + i64::from(n) * 1000)
+}
+
 fn entry(stream: usize, facts: &Facts) -> CatalogEntry {
     let mut entry = CatalogEntry::new(
         Kind::Session,
         STREAMS[stream],
         WORKSPACES[facts.workspace],
-        Timestamp::from_millis(1_775_536_063_000 + i64::from(facts.created_second) * 1000),
+        second(facts.created_second),
     );
     entry.archived = facts.archived;
     entry.status = facts.status.map(|s| STATUSES[s].to_owned());
@@ -377,8 +394,15 @@ fn run_commands<S: Store>(store: S, commands: &[Command]) -> Result<(), TestCase
                 ascending,
                 after,
                 limit,
+                created_from,
+                created_before,
             } => {
                 let query = CatalogQuery {
+                    created: TimeRange {
+                        gte: created_from.map(second),
+                        lt: created_before.map(second),
+                        ..TimeRange::default()
+                    },
                     include_archived: *include_archived,
                     statuses: status.iter().map(|s| STATUSES[*s].to_owned()).collect(),
                     order: if *ascending { Order::Asc } else { Order::Desc },
