@@ -139,6 +139,9 @@ pub mod server {
             let log = std::fs::File::create(dir.path().join("server.log"))?;
             let mut child = Command::new(&binary)
                 .args(["serve", "--listen", "127.0.0.1:0", "--storage", "rocksdb"])
+                // One key drives the whole load: the per-key abuse limits would measure
+                // themselves.
+                .args(["--rate-limit", "0", "--max-streams-per-key", "0"])
                 .arg("--data-dir")
                 .arg(dir.path().join("data"))
                 .env("MANAGED_AGENTS_BOOTSTRAP_KEY", KEY)

@@ -6,6 +6,7 @@
 //! no IO and depends on no async runtime, storage engine or HTTP crate.
 
 pub mod agent;
+pub mod cases;
 pub mod claim;
 pub mod environment;
 pub mod event;

@@ -11,6 +11,7 @@ use axum::Router;
 use managed_agents_core::ids::RequestId;
 use managed_agents_core::time::Timestamp;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutBody;
 use tracing::Instrument;
 
 use crate::error::{Envelope, Error};
@@ -19,15 +20,30 @@ use crate::state::AppState;
 
 /// The whole HTTP API over `state`.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .merge(routes::ops::router())
         .nest("/v1", routes::v1())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(crate::BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(crate::BODY_LIMIT));
+    let router = match state.limits.settings().body_read_timeout {
+        Some(timeout) => router.layer(middleware::from_fn(move |request: Request, next: Next| {
+            body_timeout(timeout, request, next)
+        })),
+        None => router,
+    };
+    router
         .layer(CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
+}
+
+/// A request body that goes `timeout` without a byte fails to read, which the body reader
+/// answers 408 `timeout_error` ([`crate::body`]): a client cannot hold a request open by
+/// sending its body slowly.
+async fn body_timeout(timeout: std::time::Duration, request: Request, next: Next) -> Response {
+    let request = request.map(|body| axum::body::Body::new(TimeoutBody::new(timeout, body)));
+    next.run(request).await
 }
 
 async fn not_found(request: Request) -> Error {
@@ -91,6 +107,9 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
     }
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    if status == 408 {
+        state.metrics.body_read_timed_out();
+    }
     state.metrics.request(
         &method,
         matched.as_ref().map(MatchedPath::as_str),

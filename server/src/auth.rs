@@ -1,5 +1,6 @@
 //! Authentication: the [`Auth`] extractor resolves `x-api-key` or `Authorization: Bearer` to
-//! the key's typed workspace, or rejects the request with 401 in the envelope.
+//! the key's typed workspace, or rejects the request with 401 in the envelope. Each request of a
+//! key takes one token of its rate limit ([`crate::limits`]) here, once per request.
 //!
 //! An **environment key** (API §5.3, `managed-agents keys create --environment`) reaches only
 //! its environment's work endpoints (poll, ack, heartbeat, stop, list, stats) and the sessions
@@ -97,6 +98,7 @@ impl FromRequestParts<AppState> for Auth {
         if let Some(environment) = &principal.environment {
             environment_key_allows(&parts.method, parts.uri.path(), environment)?;
         }
+        state.limits.request(&principal.key_id)?;
         let auth = Self {
             key_id: principal.key_id,
             workspace: principal.workspace,

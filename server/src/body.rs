@@ -16,10 +16,13 @@ use crate::error::Error;
 #[derive(Debug)]
 pub struct Json<T>(pub T);
 
-/// Reads the raw body, mapping an over-limit body to 413.
+/// Reads the raw body, mapping an over-limit body to 413 and a body that stalled beyond the
+/// body read timeout to 408.
 pub async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if timed_out(&rejection) {
+            Error::body_timeout()
+        } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error::TooLarge(format!(
                 "request body is larger than the limit of {} bytes",
                 crate::BODY_LIMIT
@@ -32,6 +35,19 @@ pub async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
             ))
         }
     })
+}
+
+/// Whether reading the body failed because it stalled (tower-http's body timeout, anywhere in
+/// the error's source chain).
+pub(crate) fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Decodes `bytes` as JSON into `T`, naming the field that does not fit.

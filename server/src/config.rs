@@ -248,7 +248,54 @@ pub struct ServeArgs {
         default_value_t = managed_agents_harness::options::DEFAULT_COMPACT_AT_TOKENS
     )]
     pub compact_at_tokens: u64,
+    /// Requests per second each API key may make, sustained (0: no limit). Beyond it and the
+    /// burst a request is answered 429 `rate_limit_error` with `retry-after`.
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_RATE_LIMIT",
+        value_name = "PER_SEC",
+        default_value_t = 200
+    )]
+    pub rate_limit: u32,
+    /// Requests an API key may make at once on top of its rate (at least 1 with a rate).
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_RATE_LIMIT_BURST",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    pub rate_limit_burst: u32,
+    /// Event streams (SSE) one API key may hold open at once (0: no limit); one more is
+    /// answered 429 `rate_limit_error`.
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_MAX_STREAMS_PER_KEY",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    pub max_streams_per_key: u32,
+    /// Seconds a client may take to send a request's headers, or leave a keep-alive
+    /// connection idle, before the server closes the connection (0: no limit; at most 86400).
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_HEADER_READ_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 30
+    )]
+    pub header_read_timeout: u64,
+    /// Seconds a request body may go without a byte before it is answered 408 `timeout_error`
+    /// (0: no limit; at most 86400).
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_BODY_READ_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 30
+    )]
+    pub body_read_timeout: u64,
 }
+
+/// The longest `--header-read-timeout` and `--body-read-timeout`: a day.
+pub const MAX_READ_TIMEOUT: u64 = 24 * 60 * 60;
 
 /// The longest `--requires-action-timeout`: a year.
 pub const MAX_REQUIRES_ACTION_TIMEOUT: u64 = 365 * 24 * 60 * 60;
@@ -338,6 +385,12 @@ pub enum Error {
     /// `--anthropic-skills-dir` is not a directory.
     #[error("--anthropic-skills-dir {0:?}: not a directory")]
     AnthropicSkillsDir(String),
+    /// `--rate-limit` without a burst.
+    #[error("--rate-limit-burst 0: must be at least 1 when --rate-limit is set")]
+    RateLimitBurst,
+    /// A read timeout out of range.
+    #[error("--{0} {1}: must be between 0 (no limit) and 86400 seconds")]
+    ReadTimeout(&'static str, u64),
 }
 
 /// Parses `10GiB`, `512M`, `4096` (units are powers of 1024; `B`, `K`, `M`, `G`, `T`, with an
@@ -404,12 +457,39 @@ pub struct ServeConfig {
     pub requires_action_timeout: Option<std::time::Duration>,
     /// `--compact-at-tokens` (0: never).
     pub compact_at_tokens: u64,
+    /// The abuse limits: `--rate-limit`, `--rate-limit-burst`, `--max-streams-per-key`,
+    /// `--header-read-timeout`, `--body-read-timeout`.
+    pub limits: crate::limits::LimitSettings,
 }
 
 impl ServeArgs {
+    /// The abuse limits, validated (0 turns each off).
+    fn limits(&self) -> Result<crate::limits::LimitSettings, Error> {
+        use std::num::NonZeroU32;
+        let requests = match NonZeroU32::new(self.rate_limit) {
+            None => None,
+            Some(rate) => Some((
+                rate,
+                NonZeroU32::new(self.rate_limit_burst).ok_or(Error::RateLimitBurst)?,
+            )),
+        };
+        let timeout = |flag: &'static str, secs: u64| match secs {
+            0 => Ok(None),
+            secs if secs <= MAX_READ_TIMEOUT => Ok(Some(std::time::Duration::from_secs(secs))),
+            secs => Err(Error::ReadTimeout(flag, secs)),
+        };
+        Ok(crate::limits::LimitSettings {
+            requests,
+            streams_per_key: NonZeroU32::new(self.max_streams_per_key),
+            header_read_timeout: timeout("header-read-timeout", self.header_read_timeout)?,
+            body_read_timeout: timeout("body-read-timeout", self.body_read_timeout)?,
+        })
+    }
+
     /// Validates the flags.
     pub fn validate(self) -> Result<ServeConfig, Error> {
         let listen = parse_listen(&self.listen)?;
+        let limits = self.limits()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::DataDir(self.data_dir.display().to_string()));
         }
@@ -475,6 +555,7 @@ impl ServeArgs {
             Some(secs) => return Err(Error::RequiresActionTimeout(secs)),
         };
         Ok(ServeConfig {
+            limits,
             requires_action_timeout,
             compact_at_tokens: self.compact_at_tokens,
             anthropic_skills,
@@ -668,5 +749,45 @@ mod tests {
             "soon"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn abuse_limits_are_on_by_default_configurable_and_validated() {
+        use std::num::NonZeroU32;
+        use std::time::Duration;
+        let limits = serve(&[]).validate().expect("valid").limits;
+        let n = |v: u32| NonZeroU32::new(v).expect("non-zero");
+        assert_eq!(limits.requests, Some((n(200), n(1000))));
+        assert_eq!(limits.streams_per_key, Some(n(1000)));
+        assert_eq!(limits.header_read_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(limits.body_read_timeout, Some(Duration::from_secs(30)));
+        let limits = serve(&[
+            "--rate-limit",
+            "5",
+            "--rate-limit-burst",
+            "2",
+            "--max-streams-per-key",
+            "0",
+            "--header-read-timeout",
+            "0",
+            "--body-read-timeout",
+            "7",
+        ])
+        .validate()
+        .expect("valid")
+        .limits;
+        assert_eq!(limits.requests, Some((n(5), n(2))));
+        assert_eq!(limits.streams_per_key, None);
+        assert_eq!(limits.header_read_timeout, None);
+        assert_eq!(limits.body_read_timeout, Some(Duration::from_secs(7)));
+        let off = serve(&["--rate-limit", "0", "--rate-limit-burst", "0"]);
+        assert_eq!(off.validate().expect("valid").limits.requests, None);
+        let got = serve(&["--rate-limit-burst", "0"]).validate();
+        assert!(matches!(got, Err(Error::RateLimitBurst)), "{got:?}");
+        let got = serve(&["--body-read-timeout", "86401"]).validate();
+        assert!(
+            matches!(got, Err(Error::ReadTimeout("body-read-timeout", 86401))),
+            "{got:?}"
+        );
     }
 }

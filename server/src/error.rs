@@ -65,6 +65,17 @@ pub enum Error {
         /// `error.details`.
         details: Value,
     },
+    /// 408 `timeout_error`: the client stopped sending its request body.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// 429 `rate_limit_error` with `retry-after`: the key is over a limit of [`crate::limits`].
+    #[error("{message}")]
+    RateLimited {
+        /// Which limit.
+        message: String,
+        /// When a retry may succeed (sent in whole seconds, at least 1).
+        retry_after: std::time::Duration,
+    },
     /// 500 `api_error`. The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -95,6 +106,13 @@ impl Error {
         Self::NotFound(format!("{kind} {id:?} not found"))
     }
 
+    /// The 408 of a request body that stopped arriving (see [`crate::limits`]).
+    pub fn body_timeout() -> Self {
+        Self::RequestTimeout(
+            "the request body stopped arriving for longer than the body read timeout".to_owned(),
+        )
+    }
+
     /// A deterministic 409 (a retry cannot succeed).
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::Conflict {
@@ -114,6 +132,8 @@ impl Error {
             Error::Conflict { .. } | Error::TypedConflict { .. } => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -131,6 +151,8 @@ impl Error {
             Error::Forbidden(_) => "permission_error",
             Error::NotFound(_) => "not_found_error",
             Error::TooLarge(_) => "request_too_large",
+            Error::RequestTimeout(_) => "timeout_error",
+            Error::RateLimited { .. } => "rate_limit_error",
             Error::Internal(_) => "api_error",
             Error::Unavailable(_) => "overloaded_error",
         }
@@ -311,6 +333,12 @@ impl IntoResponse for Error {
             response
                 .headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        if let Error::RateLimited { retry_after, .. } = &self {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(seconds.max(1)));
         }
         response.extensions_mut().insert(envelope);
         response

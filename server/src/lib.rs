@@ -19,6 +19,7 @@ pub mod datadir;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod objects;
 pub mod pagination;

@@ -207,7 +207,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let (mut state, shutdown) = AppState::new(store, sealer, blobs);
+    let (state, shutdown) = AppState::new(store, sealer, blobs);
+    let mut state = state.with_limits(config.limits);
     state.ping_interval = config.ping_interval;
     state.anthropic_skills = config.anthropic_skills.clone();
     state.uploads_downloadable = config.uploads_downloadable;
@@ -222,7 +223,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     println!("listening on http://{local}");
     std::io::stdout().flush()?;
     tracing::info!(%local, storage = ?config.storage, "serving");
-    managed_agents_server::serve::serve(listener, app(state), async move {
+    let connections = managed_agents_server::serve::Connections {
+        header_read_timeout: config.limits.header_read_timeout,
+        metrics: state.metrics.clone(),
+    };
+    managed_agents_server::serve::serve(listener, app(state), connections, async move {
         signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = shutdown.send(true);

@@ -1,6 +1,7 @@
 //! Prometheus metrics in text exposition format, kept with plain atomics and one mutex-guarded
 //! map per labelled family: requests by method, route and status, request latency histograms by
-//! method and route, open SSE streams, and appended events.
+//! method and route, open SSE streams, appended events, and the abuse limits' refusals and read
+//! timeouts.
 //!
 //! Label values come from closed sets only, so no request can add a series of its choosing:
 //! the method is one of the standard methods or `other` ([`method_label`]), the route is the
@@ -57,6 +58,10 @@ struct Inner {
     open_streams: AtomicI64,
     appended_events: AtomicU64,
     append_batches: AtomicU64,
+    rate_limited: AtomicU64,
+    streams_refused: AtomicU64,
+    header_read_timeouts: AtomicU64,
+    body_read_timeouts: AtomicU64,
 }
 
 /// The process's metrics; cheap to clone.
@@ -113,6 +118,30 @@ impl Metrics {
         self.inner
             .appended_events
             .fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a request refused by the per-key rate limit.
+    pub fn rate_limited(&self) {
+        self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an SSE stream refused by the per-key stream limit.
+    pub fn stream_refused(&self) {
+        self.inner.streams_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection closed because its request headers did not arrive in time.
+    pub fn header_read_timed_out(&self) {
+        self.inner
+            .header_read_timeouts
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request answered 408 because its body stopped arriving.
+    pub fn body_read_timed_out(&self) {
+        self.inner
+            .body_read_timeouts
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// The number of open SSE streams.
@@ -202,6 +231,36 @@ impl Metrics {
                 "Append batches written through the API.",
                 self.inner
                     .append_batches
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            ),
+            (
+                "managed_agents_rate_limited_requests_total",
+                "counter",
+                "Requests refused 429 by the per-key request rate limit.",
+                self.inner.rate_limited.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "managed_agents_sse_streams_refused_total",
+                "counter",
+                "SSE streams refused 429 by the per-key open stream limit.",
+                self.inner.streams_refused.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "managed_agents_header_read_timeouts_total",
+                "counter",
+                "Connections closed because request headers did not arrive within the header read timeout.",
+                self.inner
+                    .header_read_timeouts
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            ),
+            (
+                "managed_agents_body_read_timeouts_total",
+                "counter",
+                "Requests answered 408 because the body stalled beyond the body read timeout.",
+                self.inner
+                    .body_read_timeouts
                     .load(Ordering::Relaxed)
                     .to_string(),
             ),

@@ -10,6 +10,11 @@
 //! `http2` feature is off); the router is one `Arc` shared by every connection (axum's
 //! `serve(listener, router)` finalizes a clone of every route per connection, ~100 KiB with
 //! our routes). See `benches/README.md`, "Issue 12: fan-out and stream memory".
+//!
+//! A client that sends its request headers slower than [`Connections::header_read_timeout`]
+//! (a slowloris), or leaves a keep-alive connection idle that long, is disconnected by hyper's
+//! header read timeout; each such close is counted in `/metrics`. (The body read timeout is
+//! the router's, see [`crate::app`].)
 
 use std::future::Future;
 use std::io;
@@ -17,15 +22,32 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::metrics::Metrics;
+
+/// What every connection is held to.
+#[derive(Clone, Default)]
+pub struct Connections {
+    /// How long a client may take to send a request's headers, or leave a keep-alive
+    /// connection idle (`None`: forever).
+    pub header_read_timeout: Option<Duration>,
+    /// Where header read timeouts are counted.
+    pub metrics: Metrics,
+}
+
 /// Serves `app` on `listener` until `signal` resolves, then shuts down gracefully: no new
 /// connections, idle keep-alive connections close, in-flight responses finish (open streams
 /// end on the server's own shutdown signal), and this returns when the last connection is gone.
-pub async fn serve<F>(listener: TcpListener, app: Router, signal: F) -> io::Result<()>
+pub async fn serve<F>(
+    listener: TcpListener,
+    app: Router,
+    connections_held_to: Connections,
+    signal: F,
+) -> io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
@@ -33,7 +55,10 @@ where
     let (stop, stopping) = watch::channel(false);
     // Every connection task holds a receiver: the sender sees it closed when all are gone.
     let (open, connections) = watch::channel(());
-    let builder = http1::Builder::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(connections_held_to.header_read_timeout);
     tokio::pin!(signal);
     loop {
         let tcp = tokio::select! {
@@ -52,6 +77,7 @@ where
             app.clone(),
             stopping.clone(),
             connections.clone(),
+            connections_held_to.metrics.clone(),
         ));
     }
     drop(listener);
@@ -85,6 +111,7 @@ async fn connection(
     app: Router,
     mut stopping: watch::Receiver<bool>,
     _open: watch::Receiver<()>,
+    metrics: Metrics,
 ) {
     let mut conn = std::pin::pin!(builder
         .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app))
@@ -94,6 +121,9 @@ async fn connection(
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(err) = result {
+                    if err.is_timeout() {
+                        metrics.header_read_timed_out();
+                    }
                     tracing::trace!(error = %err, "connection ended with an error");
                 }
                 break;

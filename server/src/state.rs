@@ -13,6 +13,7 @@ use managed_agents_harness::runner::Notifier;
 use managed_agents_harness::sandbox::Workspaces;
 
 use crate::blobs::Blobs;
+use crate::limits::{LimitSettings, Limits};
 use crate::metrics::Metrics;
 use crate::sealer::Sealer;
 use crate::sse::Frames;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub principals: Arc<crate::caches::Principals>,
     /// Environments known to be cloud ones (see [`crate::caches`]).
     pub cloud_environments: Arc<crate::caches::CloudEnvironments>,
+    /// Per-key request rate and open stream limits, and the read timeouts.
+    pub limits: Arc<Limits>,
 }
 
 /// What the routes need of the harness runner: wake it for new input, merge live previews into
@@ -79,15 +82,18 @@ impl Default for RunnerHooks {
 
 impl AppState {
     /// State over `store` with in-memory blobs, an ephemeral secret key and a 15 s ping; the
-    /// returned sender triggers shutdown. Meant for tests and embedding.
+    /// returned sender triggers shutdown; no abuse limits ([`Self::with_limits`]). Meant for tests
+    /// and embedding.
     pub fn new(store: AnyStore, sealer: Sealer, blobs: Blobs) -> (Self, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(false);
+        let metrics = Metrics::default();
         let state = Self {
             store,
             heads: Arc::new(Heads::default()),
             sealer,
             blobs,
-            metrics: Metrics::default(),
+            limits: Arc::new(Limits::new(LimitSettings::UNLIMITED, metrics.clone())),
+            metrics,
             frames: Arc::default(),
             ping_interval: Duration::from_secs(15),
             shutdown: rx,
@@ -99,5 +105,11 @@ impl AppState {
             cloud_environments: Arc::default(),
         };
         (state, tx)
+    }
+
+    /// This state enforcing `settings` (the state starts unlimited).
+    pub fn with_limits(mut self, settings: LimitSettings) -> Self {
+        self.limits = Arc::new(Limits::new(settings, self.metrics.clone()));
+        self
     }
 }

@@ -90,6 +90,24 @@ pub fn test_app_on(store: AnyStore) -> TestApp {
 }
 
 impl TestApp {
+    /// The app over `state` instead (e.g. the same state with limits), keeping the shutdown.
+    pub fn with_state(self, state: AppState) -> TestApp {
+        TestApp {
+            app: app(state.clone()),
+            state,
+            _shutdown: self._shutdown,
+        }
+    }
+
+    /// A GET whose response is returned unread (an open event stream).
+    pub async fn open(&self, uri: &str) -> axum::response::Response {
+        let request = Request::get(uri)
+            .header("authorization", format!("Bearer {KEY}"))
+            .body(Body::empty())
+            .expect("request");
+        self.app.clone().oneshot(request).await.expect("infallible")
+    }
+
     pub async fn send(&self, request: Request<Body>) -> Reply {
         let response = self.app.clone().oneshot(request).await.expect("infallible");
         let status = response.status();

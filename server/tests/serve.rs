@@ -32,6 +32,7 @@ async fn start() -> (
     let server = tokio::spawn(managed_agents_server::serve::serve(
         listener,
         app(),
+        managed_agents_server::serve::Connections::default(),
         async move {
             let _ = stopped.await;
         },

@@ -111,7 +111,12 @@ async fn a_stream_that_stops_reading_holds_nothing_back_and_later_gets_every_eve
     let app = h.app.clone();
     // The binary's own accept loop, so the stream goes through the connection set-up it serves.
     let never = std::future::pending::<()>();
-    tokio::spawn(managed_agents_server::serve::serve(listener, app, never));
+    tokio::spawn(managed_agents_server::serve::serve(
+        listener,
+        app,
+        managed_agents_server::serve::Connections::default(),
+        never,
+    ));
     let before = listed_ids(&h, &id).await;
 
     let mut socket = TcpStream::connect(address).await.expect("connect");

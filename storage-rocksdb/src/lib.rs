@@ -45,7 +45,8 @@ use managed_agents_core::storage::{
 
 pub use stats::{Stats, BUCKETS};
 
-use writer::{Request, Writer};
+use async_lock::Semaphore;
+use writer::{Queued, Request, Writer};
 
 /// Failures opening a store.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,11 @@ pub struct Options {
     pub sync: bool,
     /// The most requests one group commit takes (default 4096).
     pub max_batch: usize,
+    /// The most write requests (appends and deletes) waiting for the writer, queued or in the
+    /// batch it is building (default 16384). An appender beyond it waits, without blocking
+    /// its thread, until the writer takes a request off the queue: back-pressure instead of a
+    /// queue that grows with whatever the writers send while the disk is slow.
+    pub max_queue: usize,
     /// How SST files are compressed (default [`Compression::LogStore`]). Changing it on an
     /// existing store is safe: files are rewritten with the new setting as they compact.
     pub compression: Compression,
@@ -109,6 +115,7 @@ impl Options {
             path: path.into(),
             sync: true,
             max_batch: 4096,
+            max_queue: 16_384,
             compression: Compression::default(),
         }
     }
@@ -122,7 +129,9 @@ pub struct RocksStore {
 }
 
 struct Inner {
-    requests: Sender<Request>,
+    requests: Sender<Queued>,
+    /// Places in the writer's queue (`Options::max_queue`).
+    room: Arc<Semaphore>,
     writer: Mutex<Option<JoinHandle<()>>>,
     db: Arc<rocksdb::DB>,
     hub: Arc<Hub>,
@@ -133,7 +142,10 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let _ = self.requests.send(Request::Shutdown);
+        let _ = self.requests.send(Queued {
+            request: Request::Shutdown,
+            _place: None,
+        });
         let handle = self
             .writer
             .get_mut()
@@ -175,6 +187,7 @@ impl RocksStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 requests,
+                room: Arc::new(Semaphore::new(options.max_queue.max(1))),
                 writer: Mutex::new(Some(handle)),
                 db,
                 hub,
@@ -202,10 +215,15 @@ impl RocksStore {
         db::compact(&self.inner.db)
     }
 
-    fn send(&self, request: Request) -> Result<(), storage::Error> {
+    /// Queues `request` for the writer once the queue has room (see `Options::max_queue`).
+    async fn send(&self, request: Request) -> Result<(), storage::Error> {
+        let place = self.inner.room.acquire_arc().await;
         self.inner
             .requests
-            .send(request)
+            .send(Queued {
+                request,
+                _place: Some(place),
+            })
             .map_err(|_| storage::Error::Closed)
     }
 }
@@ -213,7 +231,7 @@ impl RocksStore {
 impl Store for RocksStore {
     async fn append(&self, append: Append) -> Result<Appended, storage::Error> {
         let (ack, acked) = oneshot::channel();
-        self.send(Request::Append { append, ack })?;
+        self.send(Request::Append { append, ack }).await?;
         acked.await.map_err(|_| storage::Error::Closed)?
     }
 
@@ -251,7 +269,8 @@ impl Store for RocksStore {
             kind,
             stream: stream.clone(),
             ack,
-        })?;
+        })
+        .await?;
         acked.await.map_err(|_| storage::Error::Closed)?
     }
 }

@@ -1,6 +1,8 @@
 //! The single writer thread and its group commit.
 //!
-//! Appenders and deleters send requests over a channel and await a oneshot ack. The writer
+//! Appenders and deleters send requests over a channel and await a oneshot ack; each request
+//! holds a place of the bounded queue (`Options::max_queue`) until the writer takes it into a
+//! batch, so appenders wait for room instead of queuing without bound. The writer
 //! blocks for one request, drains whatever else is queued (never waiting on a timer), checks
 //! each request against its head cache, builds one `WriteBatch` of everything it accepted,
 //! writes it with one sync, then acknowledges every request and publishes the new records to the
@@ -14,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
+use async_lock::SemaphoreGuardArc;
 use futures::channel::oneshot;
 use managed_agents_core::storage::live::Hub;
 use managed_agents_core::storage::{
@@ -43,6 +46,14 @@ pub(crate) enum Request {
     Shutdown,
 }
 
+/// A request on its way to the writer, holding its place in the queue (none for the shutdown
+/// the store sends as it drops).
+pub(crate) struct Queued {
+    pub(crate) request: Request,
+    /// Given back when dropped.
+    pub(crate) _place: Option<SemaphoreGuardArc>,
+}
+
 /// An accepted request waiting for its batch to be written.
 enum Pending {
     Appended {
@@ -62,7 +73,7 @@ pub(crate) struct Writer {
     pub(crate) db: Arc<DB>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) requests: Receiver<Request>,
+    pub(crate) requests: Receiver<Queued>,
     pub(crate) sync: bool,
     pub(crate) max_batch: usize,
 }
@@ -117,7 +128,8 @@ impl Writer {
             if owners.len() > MAX_CACHED_HEADS {
                 owners.clear();
             }
-            stop |= self.commit(&mut heads, &mut owners, queue.drain(..));
+            // The batch takes its requests off the queue: their places go to waiting appenders.
+            stop |= self.commit(&mut heads, &mut owners, queue.drain(..).map(|q| q.request));
             if stop {
                 return;
             }
@@ -255,8 +267,10 @@ impl Writer {
                 self.hub.publish(&stream, &records);
             }
             Pending::Deleted { stream, ack } => {
-                let _ = ack.send(Ok(()));
+                // Subscribers open now end before the deleter hears back: one that opens once
+                // the delete returned follows the stream created again, and is not ended.
                 self.hub.close(&stream);
+                let _ = ack.send(Ok(()));
             }
         }
     }

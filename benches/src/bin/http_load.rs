@@ -157,6 +157,8 @@ impl Server {
         let log = std::fs::File::create(dir.path().join("server.log"))?;
         let mut child = Command::new(&binary)
             .args(["serve", "--listen", "127.0.0.1:0", "--storage", storage])
+            // One key drives the whole load: the per-key abuse limits would measure themselves.
+            .args(["--rate-limit", "0", "--max-streams-per-key", "0"])
             .arg("--data-dir")
             .arg(dir.path())
             .env("MANAGED_AGENTS_BOOTSTRAP_KEY", KEY)

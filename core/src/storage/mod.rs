@@ -8,13 +8,16 @@
 //!
 //! Payloads are opaque bytes to the store (the domain encodes them as JSON). Backends implement
 //! [`Store`]; [`live::Hub`] gives every backend the same subscription semantics, and the
-//! `conformance` feature holds the suite every backend must pass.
+//! `conformance` feature holds the suite every backend must pass (fixed cases in `conformance`,
+//! random command sequences against a reference model in `properties`).
 
 mod catalog;
 pub mod live;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "conformance")]
+pub mod properties;
 
 use std::fmt;
 use std::future::Future;

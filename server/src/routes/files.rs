@@ -49,7 +49,9 @@ async fn load(state: &AppState, auth: &Auth, id: &FileId) -> Result<File> {
 }
 
 fn multipart_error(err: axum::extract::multipart::MultipartError) -> Error {
-    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if crate::body::timed_out(&err) {
+        Error::body_timeout()
+    } else if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Error::TooLarge(format!(
             "upload is larger than the limit of {} bytes",
             crate::UPLOAD_LIMIT

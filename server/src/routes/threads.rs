@@ -154,5 +154,5 @@ async fn stream(
     query: Query,
 ) -> Result<Response> {
     let (stream, head) = session::load_thread(&state, &auth, &id, &thread).await?;
-    crate::sse::stream_of(state, stream, head, headers, query).await
+    crate::sse::stream_of(state, &auth, stream, head, headers, query).await
 }

@@ -46,6 +46,7 @@ use self::previews::Step;
 use crate::auth::Auth;
 use crate::error::{Error, Result};
 use crate::extract::Id;
+use crate::limits::StreamPermit;
 use crate::metrics::StreamGuard;
 use crate::pagination;
 use crate::query::Query;
@@ -63,18 +64,21 @@ pub async fn stream(
     query: Query,
 ) -> Result<Response> {
     let loaded = session::load(&state, &auth, &id).await?;
-    stream_of(state, id, loaded, headers, query).await
+    stream_of(state, &auth, id, loaded, headers, query).await
 }
 
-/// The stream of stream `id` (a session, or one of its child threads' streams) from `loaded`.
+/// The stream of stream `id` (a session, or one of its child threads' streams) from `loaded`,
+/// counted against `auth`'s key's open stream limit while it lives (429 beyond it).
 pub async fn stream_of(
     state: AppState,
+    auth: &Auth,
     id: SessionId,
     loaded: managed_agents_core::session::heads::Head,
     headers: HeaderMap,
     query: Query,
 ) -> Result<Response> {
     let wanted = previews::deltas(&query)?;
+    let permit = state.limits.stream(&auth.key_id)?;
     let cursor = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -121,7 +125,7 @@ pub async fn stream_of(
         frames,
         ping: Box::pin(tokio::time::sleep(state.ping_interval)),
         interval: state.ping_interval,
-        _open: state.metrics.stream_opened(),
+        _open: (state.metrics.stream_opened(), permit),
     };
     Ok((
         [
@@ -134,12 +138,12 @@ pub async fn stream_of(
 }
 
 /// The response body: the frames, `event: ping` after every ping interval of silence, and the
-/// open-streams gauge held while it lives.
+/// open-streams gauge and the key's stream permit held while it lives.
 struct Body {
     frames: BoxStream<'static, Bytes>,
     ping: Pin<Box<Sleep>>,
     interval: Duration,
-    _open: StreamGuard,
+    _open: (StreamGuard, StreamPermit),
 }
 
 impl Stream for Body {
