@@ -1,0 +1,198 @@
+//! Streams and their events: expected-version appends in one transaction, range reads, heads
+//! and deletion.
+
+use bytes::Bytes;
+use deadpool_postgres::{Client, GenericClient};
+use managed_agents_core::storage::{
+    Append, Appended, Direction, Error, Expected, Kind, Record, StreamId, Version,
+};
+use tokio_postgres::error::SqlState;
+
+use crate::{backend, catalog, notify};
+
+/// Appends `append` in one transaction: advances the stream's head row if it is at the
+/// expected version (the row lock serialises appenders to one stream), inserts the events at
+/// the versions after it, writes the catalog entry and queues the wake-up notification, all
+/// delivered by one commit. A wrong expected version rolls everything back.
+pub(crate) async fn append(client: &mut Client, append: &Append) -> Result<Appended, Error> {
+    let count = to_i64(append.events.len() as u64)?;
+    let transaction = client.transaction().await.map_err(backend)?;
+    let stream = append.stream.as_str();
+    let advanced = match append.expected {
+        Expected::Any => {
+            let statement = transaction
+                .prepare_cached(
+                    "INSERT INTO streams (stream, head) VALUES ($1, $2)
+                     ON CONFLICT (stream) DO UPDATE SET head = streams.head + EXCLUDED.head
+                     RETURNING head",
+                )
+                .await
+                .map_err(backend)?;
+            transaction.query_opt(&statement, &[&stream, &count]).await
+        }
+        Expected::Exactly(0) => {
+            let statement = transaction
+                .prepare_cached(
+                    "INSERT INTO streams (stream, head) VALUES ($1, $2)
+                     ON CONFLICT (stream) DO UPDATE SET head = streams.head + EXCLUDED.head
+                     WHERE streams.head = 0
+                     RETURNING head",
+                )
+                .await
+                .map_err(backend)?;
+            transaction.query_opt(&statement, &[&stream, &count]).await
+        }
+        Expected::Exactly(expected) => {
+            let statement = transaction
+                .prepare_cached(
+                    "UPDATE streams SET head = head + $2 WHERE stream = $1 AND head = $3
+                     RETURNING head",
+                )
+                .await
+                .map_err(backend)?;
+            transaction
+                .query_opt(&statement, &[&stream, &count, &to_i64(expected)?])
+                .await
+        }
+    }
+    .map_err(backend)?;
+    let Some(row) = advanced else {
+        // The head row is locked by nobody now (the statement waited for any concurrent
+        // appender), so this reads the version that beat us.
+        let actual = head_in(&transaction, &append.stream).await?;
+        return Err(wrong_version(append, actual));
+    };
+    let last = to_version(row.try_get(0).map_err(backend)?)?;
+    let first = last + 1 - append.events.len() as Version;
+    if !append.events.is_empty() {
+        let payloads: Vec<&[u8]> = append.events.iter().map(|event| event.as_ref()).collect();
+        let statement = transaction
+            .prepare_cached(
+                "INSERT INTO events (stream, version, payload)
+                 SELECT $1, $2 + ordinality - 1, payload
+                 FROM unnest($3::bytea[]) WITH ORDINALITY AS batch(payload, ordinality)",
+            )
+            .await
+            .map_err(backend)?;
+        let inserted = transaction
+            .execute(&statement, &[&stream, &to_i64(first)?, &payloads])
+            .await;
+        if let Err(error) = inserted {
+            if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                return Err(wrong_version(append, last - append.events.len() as Version));
+            }
+            return Err(backend(error));
+        }
+    }
+    if let Some(entry) = &append.catalog {
+        catalog::upsert(&transaction, entry).await?;
+    }
+    if !append.events.is_empty() {
+        notify::queue(&transaction, &append.stream).await?;
+    }
+    transaction.commit().await.map_err(backend)?;
+    Ok(Appended { first, last })
+}
+
+fn wrong_version(append: &Append, actual: Version) -> Error {
+    let expected = match append.expected {
+        Expected::Exactly(expected) => expected,
+        Expected::Any => actual,
+    };
+    Error::WrongExpectedVersion {
+        stream: append.stream.clone(),
+        expected,
+        actual,
+    }
+}
+
+/// Up to `limit` records of `stream` from `from` in `direction`.
+pub(crate) async fn read(
+    client: &impl GenericClient,
+    stream: &StreamId,
+    from: Version,
+    direction: Direction,
+    limit: usize,
+) -> Result<Vec<Record>, Error> {
+    let sql = match direction {
+        Direction::Forward => {
+            "SELECT version, payload FROM events WHERE stream = $1 AND version >= $2
+             ORDER BY version ASC LIMIT $3"
+        }
+        Direction::Backward => {
+            "SELECT version, payload FROM events WHERE stream = $1 AND version <= $2
+             ORDER BY version DESC LIMIT $3"
+        }
+    };
+    let from = i64::try_from(from).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let statement = client.prepare_cached(sql).await.map_err(backend)?;
+    let rows = client
+        .query(&statement, &[&stream.as_str(), &from, &limit])
+        .await
+        .map_err(backend)?;
+    rows.iter()
+        .map(|row| {
+            let version = to_version(row.try_get(0).map_err(backend)?)?;
+            let payload: Vec<u8> = row.try_get(1).map_err(backend)?;
+            Ok(Record {
+                version,
+                payload: Bytes::from(payload),
+            })
+        })
+        .collect()
+}
+
+/// The head of `stream`: `None` when it has no head row (never written, or deleted).
+pub(crate) async fn head_row(
+    client: &impl GenericClient,
+    stream: &StreamId,
+) -> Result<Option<Version>, Error> {
+    let statement = client
+        .prepare_cached("SELECT head FROM streams WHERE stream = $1")
+        .await
+        .map_err(backend)?;
+    let row = client
+        .query_opt(&statement, &[&stream.as_str()])
+        .await
+        .map_err(backend)?;
+    match row {
+        Some(row) => to_version(row.try_get(0).map_err(backend)?).map(Some),
+        None => Ok(None),
+    }
+}
+
+async fn head_in(client: &impl GenericClient, stream: &StreamId) -> Result<Version, Error> {
+    Ok(head_row(client, stream).await?.unwrap_or(0))
+}
+
+/// Deletes the stream's head row, its events and its catalog entry in one transaction, and
+/// wakes its subscribers (which then find the head row gone).
+pub(crate) async fn delete(
+    client: &mut Client,
+    kind: Kind,
+    stream: &StreamId,
+) -> Result<(), Error> {
+    let transaction = client.transaction().await.map_err(backend)?;
+    for sql in [
+        "DELETE FROM streams WHERE stream = $1",
+        "DELETE FROM events WHERE stream = $1",
+    ] {
+        let statement = transaction.prepare_cached(sql).await.map_err(backend)?;
+        transaction
+            .execute(&statement, &[&stream.as_str()])
+            .await
+            .map_err(backend)?;
+    }
+    catalog::remove(&transaction, kind, stream.as_str()).await?;
+    notify::queue(&transaction, stream).await?;
+    transaction.commit().await.map_err(backend)
+}
+
+fn to_i64(value: u64) -> Result<i64, Error> {
+    i64::try_from(value).map_err(|_| Error::Backend(format!("version {value} is out of range")))
+}
+
+fn to_version(value: i64) -> Result<Version, Error> {
+    Version::try_from(value).map_err(|_| Error::Backend(format!("negative version {value}")))
+}
