@@ -1,8 +1,9 @@
 //! The schema: migrations embedded in the binary, applied in order at start-up.
 //!
-//! Each migration runs in its own transaction together with the row recording it in
-//! `schema_migrations`, under a transaction-level advisory lock, so processes starting at once
-//! apply each migration exactly once and re-applying to a migrated database changes nothing.
+//! The pending migrations run in one transaction together with the rows recording them in
+//! `schema_migrations`, under a transaction-level advisory lock taken first, so processes
+//! starting at once apply each migration exactly once and re-applying to a migrated database
+//! changes nothing.
 
 use tokio_postgres::Client;
 
@@ -26,10 +27,14 @@ const MIGRATION_LOCK: i64 = 0x6d61_5f73_6368_656d;
 /// The newest schema version this build knows.
 pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
-/// Brings the database's schema to [`LATEST`]; returns the versions it applied (empty when the
-/// schema was current).
+/// Brings the database's schema to [`LATEST`] in one transaction; returns the versions it
+/// applied (empty when the schema was current).
 pub(crate) async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
-    client
+    let transaction = client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    transaction
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version INTEGER PRIMARY KEY,
@@ -37,22 +42,16 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postg
                  applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
              )",
         )
-        .await
-        .or_else(ignore_concurrent_create)?;
+        .await?;
+    let done: Vec<i32> = transaction
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
     let mut applied = Vec::new();
     for migration in MIGRATIONS {
-        let transaction = client.transaction().await?;
-        transaction
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
-        let done = transaction
-            .query_opt(
-                "SELECT 1 FROM schema_migrations WHERE version = $1",
-                &[&migration.version],
-            )
-            .await?
-            .is_some();
-        if done {
+        if done.contains(&migration.version) {
             continue;
         }
         transaction.batch_execute(migration.sql).await?;
@@ -62,17 +61,8 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postg
                 &[&migration.version, &migration.name],
             )
             .await?;
-        transaction.commit().await?;
         applied.push(migration.version);
     }
+    transaction.commit().await?;
     Ok(applied)
-}
-
-/// `CREATE TABLE IF NOT EXISTS` can still fail with a unique violation on the catalog when two
-/// sessions create the same table at once; the table then exists, which is all we wanted.
-fn ignore_concurrent_create(error: tokio_postgres::Error) -> Result<(), tokio_postgres::Error> {
-    match error.code() {
-        Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => Ok(()),
-        _ => Err(error),
-    }
 }
