@@ -8,7 +8,10 @@ use std::thread;
 fn applied_versions(url: &str) -> Vec<i32> {
     support::admin(url, async |client| {
         let rows = client
-            .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+            .query(
+                "SELECT version FROM schema_migrations ORDER BY version",
+                &[],
+            )
             .await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     })
@@ -31,14 +34,20 @@ fn tables(url: &str) -> Vec<String> {
 fn applied_to_an_empty_database_then_reapplied_without_change() {
     let url = support::fresh_database();
     assert!(tables(&url).is_empty());
-    drop(support::open(&url, managed_agents_storage_postgres::Options::new));
+    drop(support::open(
+        &url,
+        managed_agents_storage_postgres::Options::new,
+    ));
     let every: Vec<i32> = (1..=managed_agents_storage_postgres::SCHEMA_VERSION).collect();
     assert_eq!(applied_versions(&url), every);
     assert_eq!(
         tables(&url),
         ["catalog", "events", "schema_migrations", "streams"]
     );
-    drop(support::open(&url, managed_agents_storage_postgres::Options::new));
+    drop(support::open(
+        &url,
+        managed_agents_storage_postgres::Options::new,
+    ));
     assert_eq!(applied_versions(&url), every);
 }
 
