@@ -11,6 +11,8 @@
 //! plain channels that any executor can drive, like the other backends'.
 
 mod catalog;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod events;
 mod notify;
 mod schema;
