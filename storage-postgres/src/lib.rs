@@ -58,7 +58,7 @@ pub struct Options {
     pub url: String,
     /// The most connections the pool opens (default 16), besides the one that listens.
     pub max_connections: usize,
-    /// How often an idle subscription reads the table even without a notification (default 2
+    /// How often an idle subscription reads the table even without a notification (default 5
     /// s): the bound on delivery delay should a notification be lost.
     pub safety_poll: Duration,
 }
@@ -69,7 +69,7 @@ impl Options {
         Self {
             url: url.into(),
             max_connections: 16,
-            safety_poll: Duration::from_secs(2),
+            safety_poll: Duration::from_secs(5),
         }
     }
 }

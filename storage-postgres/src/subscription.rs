@@ -4,8 +4,9 @@
 //!
 //! The cursor is the version of the last record handed over, and every read starts right
 //! after it, so delivery is gap-free, exactly-once and in order whatever the wake-ups do. A
-//! stream whose head row the task has seen and then finds missing (or behind the cursor) was
-//! deleted: the subscription ends with [`Error::Deleted`].
+//! stream whose head row the task has seen and then finds missing (or lower than it was) was
+//! deleted: the subscription ends with [`Error::Deleted`]. A cursor beyond the head just waits,
+//! as with the other backends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +37,9 @@ pub(crate) fn spawn(
         let wake = wakers.follow(&stream);
         drop(wakers);
         let mut cursor = after;
-        let mut seen = false;
+        // The highest head seen: a head row that disappears, or comes back lower, means the
+        // stream was deleted after this subscription saw it.
+        let mut seen: Option<Version> = None;
         loop {
             // Listen before reading, so a wake-up during the read is not lost.
             let woken = wake.listen();
@@ -48,9 +51,9 @@ pub(crate) fn spawn(
                 }
             };
             if !page.is_empty() {
-                seen = true;
                 for record in page {
                     cursor = record.version;
+                    seen = seen.max(Some(cursor));
                     if tx.send(Ok(record)).await.is_err() {
                         return;
                     }
@@ -58,10 +61,8 @@ pub(crate) fn spawn(
                 continue;
             }
             match head(&pool, &stream).await {
-                Ok(Some(head)) if head < cursor => break,
-                Ok(Some(_)) => seen = true,
-                Ok(None) if seen => break,
-                Ok(None) => {}
+                Ok(head) if head < seen => break,
+                Ok(head) => seen = seen.max(head),
                 Err(error) => {
                     let _ = tx.send(Err(error)).await;
                     return;
