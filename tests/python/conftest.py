@@ -127,10 +127,12 @@ class ServerProcess:
         runner: bool = False,
         args: Sequence[str] = (),
         cluster: Optional[PgCluster] = None,
+        own_cluster: bool = False,
     ):
-        #: The PostgreSQL cluster of a `postgres` server: given, or started by `start()`;
-        #: `stop()` stops it with the server.
+        #: The PostgreSQL cluster of a `postgres` server: given (kept across restarts), or
+        #: started by `start()`; `stop()` stops it with the server when the server owns it.
         self.cluster = cluster
+        self.own_cluster = own_cluster
         self.runner = runner
         self.args = list(args)
         self.storage = storage
@@ -145,6 +147,7 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.storage == "postgres" and self.cluster is None:
             self.cluster = PgCluster()
+            self.own_cluster = True
         database_url = self.cluster.url if self.cluster is not None else None
         env = dict(os.environ)
         for name in (
@@ -206,12 +209,12 @@ class ServerProcess:
             return ""
 
     def stop(self) -> int:
-        """SIGTERM (graceful shutdown), then wait; returns the exit code. Stops the server's
-        PostgreSQL cluster too."""
+        """SIGTERM (graceful shutdown), then wait; returns the exit code. Stops the PostgreSQL
+        cluster the server owns too."""
         try:
             return self.stop_server()
         finally:
-            if self.cluster is not None:
+            if self.cluster is not None and self.own_cluster:
                 self.cluster.stop()
                 self.cluster = None
 
@@ -260,7 +263,7 @@ def start_server(storage: str, base: Path, other_workspace: Optional[str] = None
         if other_workspace is not None:
             other_key = create_key(data_dir, other_workspace, storage, database_url)
         key = new_key()
-        process = ServerProcess(storage, data_dir, key, base / "server.log", cluster=cluster).start()
+        process = ServerProcess(storage, data_dir, key, base / "server.log", cluster=cluster, own_cluster=True).start()
     except BaseException:
         if cluster is not None:
             cluster.stop()
