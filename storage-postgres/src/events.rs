@@ -8,12 +8,13 @@ use managed_agents_core::storage::{
 };
 use tokio_postgres::error::SqlState;
 
-use crate::{backend, catalog, notify};
+use crate::{backend, catalog};
 
 /// Appends `append` in one transaction: advances the stream's head row if it is at the
 /// expected version (the row lock serialises appenders to one stream), inserts the events at
-/// the versions after it, writes the catalog entry and queues the wake-up notification, all
-/// delivered by one commit. A wrong expected version rolls everything back.
+/// the versions after it and writes the catalog entry, all made durable by one commit. A wrong
+/// expected version rolls everything back. (The wake-up `NOTIFY` is sent after the commit,
+/// by the caller: see [`crate::notify`].)
 pub(crate) async fn append(client: &mut Client, append: &Append) -> Result<Appended, Error> {
     let count = to_i64(append.events.len() as u64)?;
     let transaction = client.transaction().await.map_err(backend)?;
@@ -86,9 +87,6 @@ pub(crate) async fn append(client: &mut Client, append: &Append) -> Result<Appen
     }
     if let Some(entry) = &append.catalog {
         catalog::upsert(&transaction, entry).await?;
-    }
-    if !append.events.is_empty() {
-        notify::queue(&transaction, &append.stream).await?;
     }
     transaction.commit().await.map_err(backend)?;
     Ok(Appended { first, last })
@@ -166,8 +164,8 @@ async fn head_in(client: &impl GenericClient, stream: &StreamId) -> Result<Versi
     Ok(head_row(client, stream).await?.unwrap_or(0))
 }
 
-/// Deletes the stream's head row, its events and its catalog entry in one transaction, and
-/// wakes its subscribers (which then find the head row gone).
+/// Deletes the stream's head row, its events and its catalog entry in one transaction (its
+/// subscribers, once woken, find the head row gone).
 pub(crate) async fn delete(
     client: &mut Client,
     kind: Kind,
@@ -185,7 +183,6 @@ pub(crate) async fn delete(
             .map_err(backend)?;
     }
     catalog::remove(&transaction, kind, stream.as_str()).await?;
-    notify::queue(&transaction, stream).await?;
     transaction.commit().await.map_err(backend)
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Every append is one transaction that advances the stream's head row only if it is at the
 //! expected version (so the database, not a process, fences writers), inserts the events under
-//! the `(stream, version)` primary key, writes the catalog entry and queues a `NOTIFY`. The
+//! the `(stream, version)` primary key and writes the catalog entry; a `NOTIFY` follows the
+//! commit. The
 //! schema is migrated at start-up ([`schema`](crate::schema)). Subscriptions read the table
 //! from their cursor whenever a notification, a local commit or the safety poll wakes them
 //! ([`subscription`](crate::subscription), [`notify`](crate::notify)).
@@ -90,7 +91,19 @@ impl Drop for OwnedRuntime {
 struct Shared {
     pool: Pool,
     wakers: Arc<Wakers>,
+    /// Streams to notify other processes about (see [`notify::spawn_notifier`]).
+    notifier: tokio::sync::mpsc::UnboundedSender<StreamId>,
     safety_poll: Duration,
+}
+
+impl Shared {
+    /// After a commit that changed `stream`: wakes this process's subscribers now and queues the
+    /// notification for other processes.
+    fn changed(&self, stream: StreamId) {
+        self.wakers.wake(&stream);
+        // Fails only once the notifier is gone, i.e. the store is shutting down.
+        let _ = self.notifier.send(stream);
+    }
 }
 
 /// A [`Store`] on a PostgreSQL database. Cheap to clone.
@@ -127,9 +140,14 @@ impl PostgresStore {
             .build()
             .map_err(|error| Error::Pool(error.to_string()))?;
         let wakers = Arc::new(Wakers::default());
+        let notifier = {
+            let _entered = handle.enter();
+            notify::spawn_notifier(pool.clone())
+        };
         let shared = Arc::new(Shared {
             pool,
             wakers: wakers.clone(),
+            notifier,
             safety_poll: options.safety_poll,
         });
         let store = Self {
@@ -194,7 +212,7 @@ impl Store for PostgresStore {
             let mut client = shared.pool.get().await.map_err(pool_error)?;
             let appended = events::append(&mut client, &append).await?;
             if appended.last >= appended.first {
-                shared.wakers.wake(&append.stream);
+                shared.changed(append.stream);
             }
             Ok(appended)
         })
@@ -271,7 +289,7 @@ impl Store for PostgresStore {
         self.run(async move {
             let mut client = shared.pool.get().await.map_err(pool_error)?;
             events::delete(&mut client, kind, &stream).await?;
-            shared.wakers.wake(&stream);
+            shared.changed(stream);
             Ok(())
         })
         .await

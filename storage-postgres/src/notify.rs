@@ -1,6 +1,12 @@
-//! Wake-ups: `NOTIFY` queued by every committing append or delete, one `LISTEN` connection per
-//! store that wakes the subscribers of the named stream, and local wake-ups for this process's
-//! own commits.
+//! Wake-ups: a `NOTIFY` for every committed append or delete, one `LISTEN` connection per store
+//! that wakes the subscribers of the named stream, and local wake-ups for this process's own
+//! commits.
+//!
+//! Notifications are sent after the commit, batched by a notifier task, not inside the append's
+//! transaction: PostgreSQL serialises the commits of notifying transactions under one lock held
+//! across their WAL flush, which would cost one fsync per append (measured in
+//! `benches/README.md`). Should the process die between a commit and its notification, other
+//! processes' subscribers find the events at their next safety poll.
 //!
 //! A notification carries only the stream id; it means "read the table again". The table is
 //! the truth: a subscriber reads from its cursor after every wake-up, so a lost, duplicated or
@@ -8,15 +14,16 @@
 //! listening connection drops, the listener reconnects, listens again and then wakes every
 //! subscriber, which covers whatever was committed while nobody listened.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Pool};
 use event_listener::Event;
 use futures::StreamExt;
 use managed_agents_core::storage::{Error, StreamId};
+use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::backend;
@@ -27,14 +34,34 @@ pub(crate) const CHANNEL: &str = "managed_agents_streams";
 /// How long the listener waits before reconnecting after a failure.
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 
-/// Queues a notification for `stream`, sent when the surrounding transaction commits.
-pub(crate) async fn queue(client: &impl GenericClient, stream: &StreamId) -> Result<(), Error> {
+/// Starts the task that sends notifications for the streams sent to the returned channel,
+/// each batch of queued streams in one statement on a pooled connection. Ends when the
+/// channel's senders are gone.
+pub(crate) fn spawn_notifier(pool: Pool) -> mpsc::UnboundedSender<StreamId> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<StreamId>();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut streams = BTreeSet::from([first.as_str().to_owned()]);
+            while let Ok(more) = rx.try_recv() {
+                streams.insert(more.as_str().to_owned());
+            }
+            let streams: Vec<String> = streams.into_iter().collect();
+            if let Err(error) = send(&pool, &streams).await {
+                tracing::warn!(%error, "sending stream notifications failed; subscribers elsewhere wait for their safety poll");
+            }
+        }
+    });
+    tx
+}
+
+async fn send(pool: &Pool, streams: &[String]) -> Result<(), Error> {
+    let client = pool.get().await.map_err(crate::pool_error)?;
     let statement = client
-        .prepare_cached("SELECT pg_notify($1, $2)")
+        .prepare_cached("SELECT pg_notify($1, stream) FROM unnest($2::text[]) AS batch(stream)")
         .await
         .map_err(backend)?;
     client
-        .execute(&statement, &[&CHANNEL, &stream.as_str()])
+        .query(&statement, &[&CHANNEL, &streams])
         .await
         .map_err(backend)?;
     Ok(())
