@@ -59,7 +59,7 @@ sdk_venv=$("$repo/scripts/sdk-env.sh")
 sdk_status=0
 "$sdk_venv/bin/python" -m pytest "$repo/tests/python" -q || sdk_status=$?
 # The API files and real agent turns once more on `--storage postgres` (each server on a
-# throwaway cluster of its own, scripts/pg-cluster.sh; about 100 s).
+# throwaway cluster of its own, scripts/pg-cluster.sh; about 2 minutes).
 (cd "$repo/tests/python" && MANAGED_AGENTS_TEST_BACKENDS=postgres "$sdk_venv/bin/python" -m pytest -q \
     test_agents.py test_environments.py test_errors.py test_events.py test_files_resources.py \
     test_fork.py test_sessions.py test_stream.py test_threads.py test_vaults.py test_skills.py \
