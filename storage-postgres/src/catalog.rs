@@ -13,44 +13,63 @@ use crate::backend;
 const COLUMNS: &str =
     "kind, id, workspace, parent, created_at, archived, name, agent_id, agent_version, status";
 
-/// Writes `entry`, replacing the previous entry of the same kind and id.
-pub(crate) async fn upsert(client: &impl GenericClient, entry: &CatalogEntry) -> Result<(), Error> {
+/// A data-modifying statement (for a `WITH` clause) that writes the entry whose values are
+/// parameters `$first..$first+9` (in [`upsert_params`] order), replacing the previous entry of
+/// the same kind and id, once for each row of `source`.
+pub(crate) fn upsert_from(source: &str, first: usize) -> String {
+    let p = |offset: usize| first + offset;
+    format!(
+        "INSERT INTO catalog ({COLUMNS})
+         SELECT ${}::smallint, ${}::text, ${}::text, ${}::text, ${}::bigint, ${}::boolean,
+                ${}::text, ${}::text, ${}::bigint, ${}::text
+         FROM {source}
+         ON CONFLICT (kind, id) DO UPDATE SET
+             workspace = EXCLUDED.workspace, parent = EXCLUDED.parent,
+             created_at = EXCLUDED.created_at, archived = EXCLUDED.archived,
+             name = EXCLUDED.name, agent_id = EXCLUDED.agent_id,
+             agent_version = EXCLUDED.agent_version, status = EXCLUDED.status",
+        p(0),
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7),
+        p(8),
+        p(9)
+    )
+}
+
+/// The parameters of [`upsert_from`] for `entry`.
+pub(crate) fn upsert_params(entry: &CatalogEntry) -> Result<Vec<Param>, Error> {
     let (agent_id, agent_version) = match &entry.agent {
-        Some((id, version)) => (Some(id.as_str()), Some(to_i64(*version)?)),
+        Some((id, version)) => (Some(id.clone()), Some(to_i64(*version)?)),
         None => (None, None),
     };
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO catalog (kind, id, workspace, parent, created_at, archived, name,
-                                  agent_id, agent_version, status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (kind, id) DO UPDATE SET
-                 workspace = EXCLUDED.workspace, parent = EXCLUDED.parent,
-                 created_at = EXCLUDED.created_at, archived = EXCLUDED.archived,
-                 name = EXCLUDED.name, agent_id = EXCLUDED.agent_id,
-                 agent_version = EXCLUDED.agent_version, status = EXCLUDED.status",
-        )
-        .await
-        .map_err(backend)?;
-    client
-        .execute(
-            &statement,
-            &[
-                &kind_code(entry.kind),
-                &entry.id,
-                &entry.workspace,
-                &entry.parent,
-                &entry.created_at.millis(),
-                &entry.archived,
-                &entry.name,
-                &agent_id,
-                &agent_version,
-                &entry.status,
-            ],
-        )
-        .await
-        .map_err(backend)?;
-    Ok(())
+    Ok(vec![
+        Box::new(kind_code(entry.kind)),
+        Box::new(entry.id.clone()),
+        Box::new(entry.workspace.clone()),
+        Box::new(entry.parent.clone()),
+        Box::new(entry.created_at.millis()),
+        Box::new(entry.archived),
+        Box::new(entry.name.clone()),
+        Box::new(agent_id),
+        Box::new(agent_version),
+        Box::new(entry.status.clone()),
+    ])
+}
+
+/// An owned statement parameter.
+pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
+
+/// `params` as the slice a query takes.
+pub(crate) fn borrowed(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|param| param.as_ref() as &(dyn ToSql + Sync))
+        .collect()
 }
 
 /// The entry of `kind` with `id`, if any.
@@ -120,12 +139,10 @@ pub(crate) async fn list(
         filter.conditions.join(" AND "),
         filter.params.len()
     );
-    let params: Vec<&(dyn ToSql + Sync)> = filter
-        .params
-        .iter()
-        .map(|param| param.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    let rows = client.query(&sql, &params).await.map_err(backend)?;
+    let rows = client
+        .query(&sql, &borrowed(&filter.params))
+        .await
+        .map_err(backend)?;
     rows.iter().map(from_row).collect()
 }
 
@@ -146,7 +163,7 @@ pub(crate) async fn remove(client: &impl GenericClient, kind: Kind, id: &str) ->
 #[derive(Default)]
 struct Filter {
     conditions: Vec<String>,
-    params: Vec<Box<dyn ToSql + Sync + Send>>,
+    params: Vec<Param>,
 }
 
 impl Filter {

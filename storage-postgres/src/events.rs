@@ -1,4 +1,4 @@
-//! Streams and their events: expected-version appends in one transaction, range reads, heads
+//! Streams and their events: expected-version appends in one statement, range reads, heads
 //! and deletion.
 
 use bytes::Bytes;
@@ -10,86 +10,74 @@ use tokio_postgres::error::SqlState;
 
 use crate::{backend, catalog};
 
-/// Appends `append` in one transaction: advances the stream's head row if it is at the
-/// expected version (the row lock serialises appenders to one stream), inserts the events at
-/// the versions after it and writes the catalog entry, all made durable by one commit. A wrong
-/// expected version rolls everything back. (The wake-up `NOTIFY` is sent after the commit,
-/// by the caller: see [`crate::notify`].)
-pub(crate) async fn append(client: &mut Client, append: &Append) -> Result<Appended, Error> {
-    let count = to_i64(append.events.len() as u64)?;
-    let transaction = client.transaction().await.map_err(backend)?;
-    let stream = append.stream.as_str();
-    let advanced = match append.expected {
+/// Appends `append` in one statement, so one round trip and one implicit transaction: a `WITH`
+/// clause advances the stream's head row if it is at the expected version (the row lock
+/// serialises appenders to one stream), inserts the events at the versions after it and writes
+/// the catalog entry, each only for the head row it got; so a wrong expected version writes
+/// nothing. (The wake-up `NOTIFY` is sent after the commit, by the caller: see
+/// [`crate::notify`].)
+pub(crate) async fn append(client: &Client, append: &Append) -> Result<Appended, Error> {
+    let count = append.events.len() as Version;
+    let mut params: Vec<catalog::Param> = vec![
+        Box::new(append.stream.as_str().to_owned()),
+        Box::new(to_i64(count)?),
+    ];
+    let advance = match append.expected {
         Expected::Any => {
-            let statement = transaction
-                .prepare_cached(
-                    "INSERT INTO streams (stream, head) VALUES ($1, $2)
-                     ON CONFLICT (stream) DO UPDATE SET head = streams.head + EXCLUDED.head
-                     RETURNING head",
-                )
-                .await
-                .map_err(backend)?;
-            transaction.query_opt(&statement, &[&stream, &count]).await
+            "INSERT INTO streams (stream, head) VALUES ($1, $2)
+             ON CONFLICT (stream) DO UPDATE SET head = streams.head + EXCLUDED.head
+             RETURNING head"
         }
         Expected::Exactly(0) => {
-            let statement = transaction
-                .prepare_cached(
-                    "INSERT INTO streams (stream, head) VALUES ($1, $2)
-                     ON CONFLICT (stream) DO UPDATE SET head = streams.head + EXCLUDED.head
-                     WHERE streams.head = 0
-                     RETURNING head",
-                )
-                .await
-                .map_err(backend)?;
-            transaction.query_opt(&statement, &[&stream, &count]).await
+            "INSERT INTO streams (stream, head) VALUES ($1, $2)
+             ON CONFLICT (stream) DO UPDATE SET head = streams.head + EXCLUDED.head
+             WHERE streams.head = 0
+             RETURNING head"
         }
         Expected::Exactly(expected) => {
-            let statement = transaction
-                .prepare_cached(
-                    "UPDATE streams SET head = head + $2 WHERE stream = $1 AND head = $3
-                     RETURNING head",
-                )
-                .await
-                .map_err(backend)?;
-            transaction
-                .query_opt(&statement, &[&stream, &count, &to_i64(expected)?])
-                .await
+            params.push(Box::new(to_i64(expected)?));
+            "UPDATE streams SET head = head + $2 WHERE stream = $1 AND head = $3 RETURNING head"
         }
+    };
+    let mut sql = format!("WITH head AS ({advance})");
+    if !append.events.is_empty() {
+        let payloads: Vec<Vec<u8>> = append.events.iter().map(|event| event.to_vec()).collect();
+        params.push(Box::new(payloads));
+        sql += &format!(
+            ", inserted AS (
+                 INSERT INTO events (stream, version, payload)
+                 SELECT $1, head.head - $2 + batch.ordinality, batch.payload
+                 FROM head, unnest(${}::bytea[]) WITH ORDINALITY AS batch(payload, ordinality))",
+            params.len()
+        );
     }
-    .map_err(backend)?;
+    if let Some(entry) = &append.catalog {
+        sql += &format!(
+            ", entry AS ({})",
+            catalog::upsert_from("head", params.len() + 1)
+        );
+        params.extend(catalog::upsert_params(entry)?);
+    }
+    sql += " SELECT head FROM head";
+    let statement = client.prepare_cached(&sql).await.map_err(backend)?;
+    let advanced = match client
+        .query_opt(&statement, &catalog::borrowed(&params))
+        .await
+    {
+        Ok(advanced) => advanced,
+        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => None,
+        Err(error) => return Err(backend(error)),
+    };
     let Some(row) = advanced else {
-        // The head row is locked by nobody now (the statement waited for any concurrent
-        // appender), so this reads the version that beat us.
-        let actual = head_in(&transaction, &append.stream).await?;
+        // Nothing was written; the head that beat us is committed by now.
+        let actual = head_in(client, &append.stream).await?;
         return Err(wrong_version(append, actual));
     };
     let last = to_version(row.try_get(0).map_err(backend)?)?;
-    let first = last + 1 - append.events.len() as Version;
-    if !append.events.is_empty() {
-        let payloads: Vec<&[u8]> = append.events.iter().map(|event| event.as_ref()).collect();
-        let statement = transaction
-            .prepare_cached(
-                "INSERT INTO events (stream, version, payload)
-                 SELECT $1, $2 + ordinality - 1, payload
-                 FROM unnest($3::bytea[]) WITH ORDINALITY AS batch(payload, ordinality)",
-            )
-            .await
-            .map_err(backend)?;
-        let inserted = transaction
-            .execute(&statement, &[&stream, &to_i64(first)?, &payloads])
-            .await;
-        if let Err(error) = inserted {
-            if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                return Err(wrong_version(append, last - append.events.len() as Version));
-            }
-            return Err(backend(error));
-        }
-    }
-    if let Some(entry) = &append.catalog {
-        catalog::upsert(&transaction, entry).await?;
-    }
-    transaction.commit().await.map_err(backend)?;
-    Ok(Appended { first, last })
+    Ok(Appended {
+        first: last + 1 - count,
+        last,
+    })
 }
 
 fn wrong_version(append: &Append, actual: Version) -> Error {

@@ -1,6 +1,6 @@
 //! The managed-agents storage trait on PostgreSQL, for several processes sharing one database.
 //!
-//! Every append is one transaction that advances the stream's head row only if it is at the
+//! Every append is one statement (one transaction) that advances the stream's head row only if it is at the
 //! expected version (so the database, not a process, fences writers), inserts the events under
 //! the `(stream, version)` primary key and writes the catalog entry; a `NOTIFY` follows the
 //! commit. The
@@ -209,8 +209,8 @@ impl Store for PostgresStore {
     async fn append(&self, append: Append) -> Result<Appended, storage::Error> {
         let shared = self.shared.clone();
         self.run(async move {
-            let mut client = shared.pool.get().await.map_err(pool_error)?;
-            let appended = events::append(&mut client, &append).await?;
+            let client = shared.pool.get().await.map_err(pool_error)?;
+            let appended = events::append(&client, &append).await?;
             if appended.last >= appended.first {
                 shared.changed(append.stream);
             }
