@@ -48,14 +48,21 @@ cargo run -q -p managed-agents-examples --example embedded_agent >/dev/null
 # ---------------------------------------------------------------------------------------------
 # SDK suites: the official Python SDK (anthropic==2.14.0, pytest, tests/python) and the latest
 # TypeScript SDK (pinned in tests/typescript/package-lock.json, node --test) drive real
-# `managed-agents serve` processes on 127.0.0.1:0 (RocksDB and memory storage) started from this
-# build. scripts/sdk-env.sh prepares the venv and node_modules once and reuses them.
+# `managed-agents serve` processes on 127.0.0.1:0 (RocksDB and memory storage, PostgreSQL for
+# part of the Python suite) started from this build. scripts/sdk-env.sh prepares the venv and
+# node_modules once and reuses them.
 # ---------------------------------------------------------------------------------------------
 cargo build -p managed-agents-server --bin managed-agents
 export MANAGED_AGENTS_BIN="$CARGO_TARGET_DIR/debug/managed-agents"
 sdk_venv=$("$repo/scripts/sdk-env.sh")
-# Both suites run even when the first fails; the script fails if either did.
+# Every suite runs even when one fails; the script fails if any did.
 sdk_status=0
 "$sdk_venv/bin/python" -m pytest "$repo/tests/python" -q || sdk_status=$?
+# The API files and real agent turns once more on `--storage postgres` (each server on a
+# throwaway cluster of its own, scripts/pg-cluster.sh; about 2 minutes).
+(cd "$repo/tests/python" && MANAGED_AGENTS_TEST_BACKENDS=postgres "$sdk_venv/bin/python" -m pytest -q \
+    test_agents.py test_environments.py test_errors.py test_events.py test_files_resources.py \
+    test_fork.py test_sessions.py test_stream.py test_threads.py test_vaults.py test_skills.py \
+    test_outcomes.py test_toolset.py test_budget.py test_harness_turns.py) || sdk_status=$?
 (cd "$repo/tests/typescript" && node --test) || sdk_status=$?
 exit "$sdk_status"

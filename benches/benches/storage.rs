@@ -1,4 +1,4 @@
-//! Storage benchmarks of the RocksDB backend, run with
+//! Storage benchmarks of the RocksDB backend (and PostgreSQL beside it), run with
 //! `cargo bench -p managed-agents-benches --bench storage` (see `benches/README.md`).
 //!
 //! A plain program, not a timed test: it prints one table per benchmark.
@@ -8,10 +8,13 @@
 //!   RocksDB `WriteBatch` + sync on the same disk with the batch sizes our writer formed.
 //! - Append-to-subscriber delivery latency with 1, 100 and 1,000 subscribers on one stream.
 //! - Reading a 10,000-event session.
+//! - `postgres`: the same durable appends from 1, 8 and 64 appenders on PostgreSQL
+//!   (`synchronous_commit` and `fsync` on; a throwaway cluster from `scripts/pg-cluster.sh`
+//!   whose data directory is under `TMPDIR`) and on RocksDB, in alternating rounds of one run.
 //!
 //! Environment: `BENCH_DIR` (where databases go; default the system temp dir, which must be on
 //! the disk being measured), `BENCH_SECS` (seconds per throughput point, default 5), and an
-//! optional first argument naming one benchmark (`throughput`, `latency`, `read`).
+//! optional first argument naming one benchmark (`throughput`, `latency`, `read`, `postgres`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +25,8 @@ use bytes::Bytes;
 use futures::executor::block_on;
 use futures::StreamExt;
 use managed_agents_core::storage::{read_all, Append, Expected, Store, StreamId, Version};
+use managed_agents_storage_postgres::cluster::Cluster;
+use managed_agents_storage_postgres::PostgresStore;
 use managed_agents_storage_rocksdb::{Options, RocksStore};
 use tempfile::TempDir;
 
@@ -47,6 +52,9 @@ fn main() {
     if wanted("read") {
         read(&root);
     }
+    if wanted("postgres") {
+        postgres(&root, Duration::from_secs_f64(secs));
+    }
 }
 
 fn temp(root: &Path) -> TempDir {
@@ -59,7 +67,7 @@ fn payload(tag: u64) -> Bytes {
     Bytes::from(bytes)
 }
 
-fn append_one(store: &RocksStore, stream: &StreamId, expected: Version, tag: u64) -> Version {
+fn append_one<S: Store>(store: &S, stream: &StreamId, expected: Version, tag: u64) -> Version {
     block_on(store.append(Append {
         stream: stream.clone(),
         expected: Expected::Exactly(expected),
@@ -145,7 +153,7 @@ fn throughput(root: &Path, duration: Duration) {
 
 /// Runs one appender thread per entry of `heads` for `duration`; each appends single events to
 /// its own stream. Returns the events acknowledged and the seconds measured.
-fn run_appenders(store: &RocksStore, heads: &[AtomicU64], duration: Duration) -> (u64, f64) {
+fn run_appenders<S: Store>(store: &S, heads: &[AtomicU64], duration: Duration) -> (u64, f64) {
     let stop = AtomicBool::new(false);
     let acked = AtomicU64::new(0);
     let start = Instant::now();
@@ -167,6 +175,42 @@ fn run_appenders(store: &RocksStore, heads: &[AtomicU64], duration: Duration) ->
     });
     // In-flight appends finish after the stop flag; count them and the time they took.
     (acked.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
+}
+
+/// Durable append throughput on PostgreSQL and RocksDB from 1, 8 and 64 appenders (each on its
+/// own stream, `Expected::Exactly`), in alternating rounds so both see the same disk phases.
+fn postgres(root: &Path, duration: Duration) {
+    let slice = Duration::from_millis(250);
+    let rounds = ((duration.as_secs_f64() / slice.as_secs_f64()).round() as usize).max(1);
+    let cluster = Cluster::start().expect("a PostgreSQL cluster");
+    println!(
+        "\n## durable appends, PostgreSQL beside RocksDB (512-byte events, fsync and synchronous_commit on, {rounds} alternating rounds of {slice:?})"
+    );
+    println!("| appenders | PostgreSQL events/s | RocksDB events/s | PostgreSQL / RocksDB |");
+    println!("|---:|---:|---:|---:|");
+    for appenders in [1usize, 8, 64] {
+        let dir = temp(root);
+        let rocks = RocksStore::open(Options::new(dir.path())).expect("open");
+        let url = cluster.create_database().expect("a database");
+        let mut options = managed_agents_storage_postgres::Options::new(url);
+        options.max_connections = appenders;
+        let pg = block_on(PostgresStore::connect(options)).expect("connect");
+        let rocks_heads: Vec<AtomicU64> = (0..appenders).map(|_| AtomicU64::new(0)).collect();
+        let pg_heads: Vec<AtomicU64> = (0..appenders).map(|_| AtomicU64::new(0)).collect();
+        run_appenders(&rocks, &rocks_heads, Duration::from_millis(300));
+        run_appenders(&pg, &pg_heads, Duration::from_millis(300));
+        let (mut on_pg, mut on_rocks) = (Tally::default(), Tally::default());
+        for _ in 0..rounds {
+            on_pg.add(run_appenders(&pg, &pg_heads, slice));
+            on_rocks.add(run_appenders(&rocks, &rocks_heads, slice));
+        }
+        println!(
+            "| {appenders} | {:.0} | {:.0} | {:.2} |",
+            on_pg.rate(),
+            on_rocks.rate(),
+            on_pg.rate() / on_rocks.rate()
+        );
+    }
 }
 
 /// The raw ceiling: a plain RocksDB database written with `WriteBatch` + sync in a loop.

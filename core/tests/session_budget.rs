@@ -197,7 +197,7 @@ fn a_raised_or_removed_cap_resumes_the_paused_turn() {
 #[test]
 fn no_model_request_starts_once_the_budget_is_spent() {
     // $1.215 spent against a $1.00 cap.
-    let given = vec![budgeted("100"), running(), span_end("e1", 400_000, 1_000)];
+    let given = [budgeted("100"), running(), span_end("e1", 400_000, 1_000)];
     let state = fold(given.iter());
     assert!(state.budget_exhausted());
     let start = turn::Step::ModelRequestStart(eid("s2"));

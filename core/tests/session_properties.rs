@@ -59,7 +59,7 @@ enum Action {
     BuiltinResult { pick: u8 },
     Finish { requires_action: bool },
     Interrupt,
-    Recover,
+    Recover { resume: bool },
     Fail,
     Reschedule,
     Resume,
@@ -97,7 +97,7 @@ fn action() -> impl Strategy<Value = Action> {
         8 => any::<u8>().prop_map(|pick| Action::BuiltinResult { pick }),
         12 => any::<bool>().prop_map(|requires_action| Action::Finish { requires_action }),
         4 => Just(Action::Interrupt),
-        4 => Just(Action::Recover),
+        4 => any::<bool>().prop_map(|resume| Action::Recover { resume }),
         4 => Just(Action::Fail),
         4 => Just(Action::Reschedule),
         4 => Just(Action::Resume),
@@ -298,8 +298,10 @@ impl Session {
                 turn::finish(&self.state, Vec::new(), end, now, &mut self.ids)
             }
             Action::Interrupt => turn::interrupt(&self.state, None, now, &mut self.ids),
-            Action::Recover => turn::recover(&self.state, &self.log, now, &mut self.ids)
-                .map(Option::unwrap_or_default),
+            Action::Recover { resume } => {
+                turn::recover(&self.state, &self.log, *resume, now, &mut self.ids)
+                    .map(Option::unwrap_or_default)
+            }
             Action::Fail => turn::fail(&self.state, "failed", now, &mut self.ids),
             Action::Reschedule => {
                 let span = self.ids.event();

@@ -131,6 +131,47 @@ pub enum StorageKind {
     Rocksdb,
     /// In process memory; nothing survives a restart.
     Memory,
+    /// A PostgreSQL database (`--database-url`), which several processes may share.
+    Postgres,
+}
+
+/// The storage backend with what it needs to open, validated.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// RocksDB under the data dir.
+    Rocksdb,
+    /// In process memory.
+    Memory,
+    /// PostgreSQL at this URL.
+    Postgres {
+        /// The connection URL (may hold a password: never logged).
+        url: String,
+    },
+}
+
+impl Storage {
+    /// The backend `kind` with `database_url`, which PostgreSQL needs and the others ignore
+    /// (the variable may be set for other processes).
+    pub fn choose(kind: StorageKind, database_url: Option<String>) -> Result<Self, Error> {
+        let database_url = database_url.filter(|url| !url.trim().is_empty());
+        match kind {
+            StorageKind::Postgres => database_url
+                .map(|url| Storage::Postgres { url })
+                .ok_or(Error::DatabaseUrlMissing),
+            StorageKind::Rocksdb => Ok(Storage::Rocksdb),
+            StorageKind::Memory => Ok(Storage::Memory),
+        }
+    }
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Storage::Rocksdb => "rocksdb",
+            Storage::Memory => "memory",
+            Storage::Postgres { .. } => "postgres",
+        })
+    }
 }
 
 /// Flags of `serve`, as given.
@@ -150,6 +191,10 @@ pub struct ServeArgs {
         default_value = "rocksdb"
     )]
     pub storage: StorageKind,
+    /// The PostgreSQL database of `--storage postgres`
+    /// (`postgres://user:password@host:port/database`; schema migrations are applied at start).
+    #[arg(long, env = "MANAGED_AGENTS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Key that encrypts secrets at rest: 64 hex digits or base64 of 32 bytes. Default: a key
     /// generated into `<data-dir>/secret.key` (mode 0600).
     #[arg(long, env = "MANAGED_AGENTS_SECRET_KEY", hide_env_values = true)]
@@ -315,6 +360,27 @@ pub struct StoreArgs {
     /// Directory of the database.
     #[arg(long, env = "MANAGED_AGENTS_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Storage backend (`rocksdb` or `postgres`).
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_STORAGE",
+        value_enum,
+        default_value = "rocksdb"
+    )]
+    pub storage: StorageKind,
+    /// The PostgreSQL database of `--storage postgres`.
+    #[arg(long, env = "MANAGED_AGENTS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// The durable store these flags name (keys cannot live in memory).
+    pub fn storage(&self) -> Result<Storage, Error> {
+        match Storage::choose(self.storage, self.database_url.clone())? {
+            Storage::Memory => Err(Error::KeysInMemory),
+            storage => Ok(storage),
+        }
+    }
 }
 
 /// `keys` subcommands.
@@ -353,6 +419,12 @@ pub enum KeysCommand {
 /// A configuration value that is not acceptable.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// `--storage postgres` without a URL.
+    #[error("--storage postgres needs --database-url (MANAGED_AGENTS_DATABASE_URL)")]
+    DatabaseUrlMissing,
+    /// `keys` on memory storage.
+    #[error("keys live in a durable store: use --storage rocksdb or postgres")]
+    KeysInMemory,
     /// `--listen` is not an address.
     #[error("--listen {0:?}: expected host:port, e.g. 127.0.0.1:8080")]
     Listen(String),
@@ -426,7 +498,7 @@ pub struct ServeConfig {
     /// The data directory.
     pub data_dir: PathBuf,
     /// The backend.
-    pub storage: StorageKind,
+    pub storage: Storage,
     /// The explicit secret key, if given.
     pub sealer: Option<crate::sealer::Sealer>,
     /// The bootstrap key, if given.
@@ -490,6 +562,7 @@ impl ServeArgs {
     pub fn validate(self) -> Result<ServeConfig, Error> {
         let listen = parse_listen(&self.listen)?;
         let limits = self.limits()?;
+        let storage = Storage::choose(self.storage, self.database_url)?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::DataDir(self.data_dir.display().to_string()));
         }
@@ -562,7 +635,7 @@ impl ServeArgs {
             uploads_downloadable: self.uploads_downloadable,
             listen,
             data_dir: self.data_dir,
-            storage: self.storage,
+            storage,
             sealer,
             bootstrap_key: self.bootstrap_key.filter(|k| !k.is_empty()),
             ping_interval: std::time::Duration::from_secs(self.ping_seconds),
@@ -641,6 +714,37 @@ mod tests {
             PathBuf::from("/srv/data/runtimes")
         );
         assert!(Cli::try_parse_from(["managed-agents", "runtimes", "install", "gemini"]).is_err());
+    }
+
+    #[test]
+    fn postgres_storage_needs_a_database_url_and_never_shows_it() {
+        assert!(matches!(
+            Storage::choose(StorageKind::Postgres, None),
+            Err(Error::DatabaseUrlMissing)
+        ));
+        assert!(matches!(
+            Storage::choose(StorageKind::Postgres, Some(" ".into())),
+            Err(Error::DatabaseUrlMissing)
+        ));
+        let url = "postgres://agents:secret@db:5432/agents";
+        let config = serve(&["--storage", "postgres", "--database-url", url])
+            .validate()
+            .expect("valid");
+        assert_eq!(config.storage, Storage::Postgres { url: url.into() });
+        assert!(!format!("{config:?}").contains("secret"));
+        assert_eq!(
+            Storage::choose(StorageKind::Rocksdb, Some(url.into())).expect("ignored"),
+            Storage::Rocksdb
+        );
+        let cli = Cli::try_parse_from(["managed-agents", "keys", "list", "--storage", "memory"])
+            .expect("parses");
+        let Command::Keys {
+            command: KeysCommand::List { store },
+        } = cli.command
+        else {
+            panic!("not keys list");
+        };
+        assert!(matches!(store.storage(), Err(Error::KeysInMemory)));
     }
 
     #[test]

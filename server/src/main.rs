@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use managed_agents_server::blobs::Blobs;
 use managed_agents_server::config::{
-    Cli, Command, KeysCommand, RunnerMode, RuntimesCommand, ServeConfig, StorageKind,
+    Cli, Command, KeysCommand, RunnerMode, RuntimesCommand, ServeConfig, Storage, StoreArgs,
 };
 use managed_agents_server::sealer::Sealer;
 use managed_agents_server::{app, keys, AnyStore, AppState};
@@ -108,15 +108,23 @@ async fn runtimes_command(command: RuntimesCommand) -> anyhow::Result<()> {
     }
 }
 
-fn open_store(kind: StorageKind, data_dir: &std::path::Path) -> anyhow::Result<AnyStore> {
-    match kind {
-        StorageKind::Memory => Ok(AnyStore::Memory(MemoryStore::new())),
-        StorageKind::Rocksdb => {
+async fn open_store(storage: &Storage, data_dir: &std::path::Path) -> anyhow::Result<AnyStore> {
+    match storage {
+        Storage::Memory => Ok(AnyStore::Memory(MemoryStore::new())),
+        Storage::Rocksdb => {
             let path = data_dir.join("db");
             AnyStore::open_rocks(&path)
                 .with_context(|| format!("opening the RocksDB store at {}", path.display()))
         }
+        Storage::Postgres { url } => AnyStore::open_postgres(url)
+            .await
+            .context("opening the PostgreSQL store (--database-url)"),
     }
+}
+
+/// The store `keys` subcommands work on.
+async fn open_keys_store(args: &StoreArgs) -> anyhow::Result<AnyStore> {
+    open_store(&args.storage()?, &args.data_dir).await
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -133,13 +141,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "the data dir had mode {mode:o}; it is now 0700"
         ),
     }
-    let store = open_store(config.storage, &config.data_dir)?;
+    let store = open_store(&config.storage, &config.data_dir).await?;
     let (sealer, blobs) = match config.storage {
-        StorageKind::Memory => (
+        Storage::Memory => (
             config.sealer.map_or_else(Sealer::ephemeral, Ok)?,
             Blobs::memory(),
         ),
-        StorageKind::Rocksdb => (
+        // PostgreSQL keeps the sealing key and file bytes under the data dir too: one node.
+        Storage::Rocksdb | Storage::Postgres { .. } => (
             match config.sealer {
                 Some(sealer) => sealer,
                 None => Sealer::load_or_generate(&config.data_dir)?,
@@ -415,7 +424,7 @@ async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
             name,
             environment,
         } => {
-            let store = open_store(StorageKind::Rocksdb, &store.data_dir)?;
+            let store = open_keys_store(&store).await?;
             if let Some(environment) = environment {
                 let (id, key) =
                     keys::create_environment_key(&store, &environment, name.as_deref()).await?;
@@ -428,7 +437,7 @@ async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
             eprintln!("store the key now: it cannot be shown again");
         }
         KeysCommand::List { store } => {
-            let store = open_store(StorageKind::Rocksdb, &store.data_dir)?;
+            let store = open_keys_store(&store).await?;
             for key in keys::list(&store).await? {
                 println!(
                     "{}\t{}\t{}\t...{}\t{}\t{}{}",
@@ -447,7 +456,7 @@ async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { store, id } => {
-            let store = open_store(StorageKind::Rocksdb, &store.data_dir)?;
+            let store = open_keys_store(&store).await?;
             keys::revoke(&store, &id).await?;
             println!("revoked {id}");
         }

@@ -6,6 +6,7 @@ use managed_agents_core::storage::{
     Store, StreamId, Subscription, Version,
 };
 use managed_agents_storage_memory::MemoryStore;
+use managed_agents_storage_postgres::PostgresStore;
 use managed_agents_storage_rocksdb::{Options, RocksStore, Stats};
 
 /// One of the storage backends.
@@ -15,6 +16,8 @@ pub enum AnyStore {
     Memory(MemoryStore),
     /// Durable RocksDB with group commit.
     Rocks(RocksStore),
+    /// A PostgreSQL database several processes may share.
+    Postgres(PostgresStore),
 }
 
 impl AnyStore {
@@ -25,10 +28,17 @@ impl AnyStore {
         RocksStore::open(Options::new(dir)).map(AnyStore::Rocks)
     }
 
+    /// Connects to the PostgreSQL database at `url` and migrates its schema.
+    pub async fn open_postgres(url: &str) -> Result<Self, managed_agents_storage_postgres::Error> {
+        PostgresStore::connect(managed_agents_storage_postgres::Options::new(url))
+            .await
+            .map(AnyStore::Postgres)
+    }
+
     /// Group-commit counters, for RocksDB.
     pub fn stats(&self) -> Option<Stats> {
         match self {
-            AnyStore::Memory(_) => None,
+            AnyStore::Memory(_) | AnyStore::Postgres(_) => None,
             AnyStore::Rocks(store) => Some(store.stats()),
         }
     }
@@ -39,6 +49,7 @@ macro_rules! delegate {
         match $self {
             AnyStore::Memory($store) => $call,
             AnyStore::Rocks($store) => $call,
+            AnyStore::Postgres($store) => $call,
         }
     };
 }

@@ -3,6 +3,8 @@
 Every test that takes `server` (or `client`) runs twice, once against a server with
 `--storage rocksdb` and once against `--storage memory`: `backend` is a session-scoped,
 parametrized fixture, so each backend's server starts once for the whole run.
+`MANAGED_AGENTS_TEST_BACKENDS` (comma-separated) picks other backends, e.g. `postgres`: every
+`postgres` server runs on a throwaway PostgreSQL cluster of its own (scripts/pg-cluster.sh).
 
 The binary comes from `MANAGED_AGENTS_BIN`, else `$CARGO_TARGET_DIR/debug/managed-agents`
 (default target dir: /var/cache/managed-agents/target), else `target/debug/managed-agents`.
@@ -25,7 +27,9 @@ import httpx2
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BACKENDS = ["rocksdb", "memory"]
+BACKENDS = [b for b in os.environ.get("MANAGED_AGENTS_TEST_BACKENDS", "rocksdb,memory").split(",") if b]
+#: Backends whose keys the CLI can create (everything but memory).
+DURABLE = ("rocksdb", "postgres")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
@@ -55,10 +59,48 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(binary()), *args], check=True, capture_output=True, text=True, timeout=60)
 
 
-def create_key(data_dir: Path, workspace: str) -> str:
-    """`managed-agents keys create` (RocksDB only; the server must not be running on data_dir)."""
+class PgCluster:
+    """A throwaway PostgreSQL cluster (scripts/pg-cluster.sh): initdb in a temporary directory
+    as an unprivileged user, a server on a free loopback port; `stop()` (closing the script's
+    stdin) stops it and removes the directory."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(REPO / "scripts" / "pg-cluster.sh")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("postgres://"):
+            self.stop()
+            raise RuntimeError(f"PostgreSQL did not start (scripts/pg-cluster.sh printed {self.url!r})")
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(STOP_TIMEOUT)
+
+
+def storage_args(storage: str, database_url: Optional[str]) -> list[str]:
+    """The flags that select `storage` (and its database)."""
+    args = ["--storage", storage]
+    if database_url is not None:
+        args += ["--database-url", database_url]
+    return args
+
+
+def create_key(data_dir: Path, workspace: str, storage: str = "rocksdb", database_url: Optional[str] = None) -> str:
+    """`managed-agents keys create` (RocksDB: the server must not be running on data_dir)."""
     out = subprocess.run(
-        [str(binary()), "keys", "create", "--data-dir", str(data_dir), "--workspace", workspace],
+        [
+            str(binary()),
+            "keys",
+            "create",
+            "--data-dir",
+            str(data_dir),
+            *storage_args(storage, database_url),
+            "--workspace",
+            workspace,
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -84,7 +126,13 @@ class ServerProcess:
         log_path: Path,
         runner: bool = False,
         args: Sequence[str] = (),
+        cluster: Optional[PgCluster] = None,
+        own_cluster: bool = False,
     ):
+        #: The PostgreSQL cluster of a `postgres` server: given (kept across restarts), or
+        #: started by `start()`; `stop()` stops it with the server when the server owns it.
+        self.cluster = cluster
+        self.own_cluster = own_cluster
         self.runner = runner
         self.args = list(args)
         self.storage = storage
@@ -97,8 +145,17 @@ class ServerProcess:
 
     def start(self) -> "ServerProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.storage == "postgres" and self.cluster is None:
+            self.cluster = PgCluster()
+            self.own_cluster = True
+        database_url = self.cluster.url if self.cluster is not None else None
         env = dict(os.environ)
-        for name in ("MANAGED_AGENTS_LISTEN", "MANAGED_AGENTS_STORAGE", "MANAGED_AGENTS_DATA_DIR"):
+        for name in (
+            "MANAGED_AGENTS_LISTEN",
+            "MANAGED_AGENTS_STORAGE",
+            "MANAGED_AGENTS_DATA_DIR",
+            "MANAGED_AGENTS_DATABASE_URL",
+        ):
             env.pop(name, None)
         env.pop("MANAGED_AGENTS_BOOTSTRAP_KEY", None)
         if self.key is not None:
@@ -113,8 +170,7 @@ class ServerProcess:
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
-                "--storage",
-                self.storage,
+                *storage_args(self.storage, database_url),
                 "--data-dir",
                 str(self.data_dir),
                 *self.args,
@@ -153,7 +209,16 @@ class ServerProcess:
             return ""
 
     def stop(self) -> int:
-        """SIGTERM (graceful shutdown), then wait; returns the exit code."""
+        """SIGTERM (graceful shutdown), then wait; returns the exit code. Stops the PostgreSQL
+        cluster the server owns too."""
+        try:
+            return self.stop_server()
+        finally:
+            if self.cluster is not None and self.own_cluster:
+                self.cluster.stop()
+                self.cluster = None
+
+    def stop_server(self) -> int:
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
@@ -191,11 +256,18 @@ class Server:
 def start_server(storage: str, base: Path, other_workspace: Optional[str] = None) -> Server:
     data_dir = base / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    other_key = None
-    if other_workspace is not None:
-        other_key = create_key(data_dir, other_workspace)
-    key = new_key()
-    process = ServerProcess(storage, data_dir, key, base / "server.log").start()
+    cluster = PgCluster() if storage == "postgres" else None
+    database_url = cluster.url if cluster is not None else None
+    try:
+        other_key = None
+        if other_workspace is not None:
+            other_key = create_key(data_dir, other_workspace, storage, database_url)
+        key = new_key()
+        process = ServerProcess(storage, data_dir, key, base / "server.log", cluster=cluster, own_cluster=True).start()
+    except BaseException:
+        if cluster is not None:
+            cluster.stop()
+        raise
     return Server(storage=storage, url=process.url, key=key, other_key=other_key, process=process)
 
 
@@ -207,7 +279,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp(f"server-{backend}")
-    srv = start_server(backend, base, other_workspace="tenant-b" if backend == "rocksdb" else None)
+    srv = start_server(backend, base, other_workspace="tenant-b" if backend in DURABLE else None)
     yield srv
     code = srv.process.stop()
     assert code == 0, f"server exited with {code}; log tail:\n{srv.process.log_tail()}"

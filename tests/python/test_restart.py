@@ -1,16 +1,17 @@
-"""Restart on RocksDB: create objects and events, stop the server (SIGTERM), start a new
-process on the same data dir, and find everything again with the same ids, fields and order."""
+"""Restart on RocksDB (and on PostgreSQL): create objects and events, stop the server (SIGTERM),
+start a new process on the same data dir (and database), and find everything again with the same
+ids, fields and order."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterator, Optional
 
 import anthropic
 import httpx
 import pytest
 
-from conftest import ServerProcess, create_key, new_key, unique, user_message
+from conftest import PgCluster, ServerProcess, create_key, new_key, unique, user_message
 
 
 def differences(a: Any, b: Any, path: str = "") -> list[str]:
@@ -93,12 +94,27 @@ def build(c: anthropic.Anthropic) -> dict[str, Any]:
     return {"agent": agent, "vault": vault, "file": file, "sessions": sessions}
 
 
-def test_restart_keeps_everything(tmp_path) -> None:
+@pytest.fixture(params=["rocksdb", "postgres"])
+def storage(request: pytest.FixtureRequest) -> Iterator[tuple[str, Optional[PgCluster]]]:
+    """The backend restarted on, and for PostgreSQL the cluster both processes use."""
+    if request.param != "postgres":
+        yield request.param, None
+        return
+    cluster = PgCluster()
+    try:
+        yield request.param, cluster
+    finally:
+        cluster.stop()
+
+
+def test_restart_keeps_everything(tmp_path, storage: tuple[str, Optional[PgCluster]]) -> None:
+    backend, cluster = storage
+    database_url = cluster.url if cluster is not None else None
     data = tmp_path / "data"
     data.mkdir()
-    other_key = create_key(data, "tenant-b")
+    other_key = create_key(data, "tenant-b", backend, database_url)
     key = new_key()
-    first = ServerProcess("rocksdb", data, key, tmp_path / "server.log", args=UPLOADS).start()
+    first = ServerProcess(backend, data, key, tmp_path / "server.log", args=UPLOADS, cluster=cluster).start()
     try:
         c = first.client()
         w = build(c)
@@ -109,7 +125,7 @@ def test_restart_keeps_everything(tmp_path) -> None:
         code = first.stop()
     assert code == 0, first.log_tail()
 
-    second = ServerProcess("rocksdb", data, key, tmp_path / "server.log", args=UPLOADS).start()
+    second = ServerProcess(backend, data, key, tmp_path / "server.log", args=UPLOADS, cluster=cluster).start()
     try:
         assert second.url  # a new process on a new port
         c = second.client()

@@ -161,8 +161,8 @@ def test_unknown_skill_is_404(client: anthropic.Anthropic) -> None:
 
 
 def test_other_workspaces_do_not_see_skills(server: Server, client: anthropic.Anthropic) -> None:
-    # Only the RocksDB server of the suite has a second workspace (`tenant-b`).
-    if server.storage != "rocksdb":
+    # Only the durable servers of the suite have a second workspace (`tenant-b`).
+    if server.other_key is None:
         return
     assert server.other_key
     skill = client.beta.skills.create(files=skill_files())
