@@ -183,18 +183,9 @@ pub struct ServeArgs {
     /// Directory for the database, file bytes and the generated secret key.
     #[arg(long, env = "MANAGED_AGENTS_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Storage backend.
-    #[arg(
-        long,
-        env = "MANAGED_AGENTS_STORAGE",
-        value_enum,
-        default_value = "rocksdb"
-    )]
-    pub storage: StorageKind,
-    /// The PostgreSQL database of `--storage postgres`
-    /// (`postgres://user:password@host:port/database`; schema migrations are applied at start).
-    #[arg(long, env = "MANAGED_AGENTS_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    /// Storage backend and database.
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Key that encrypts secrets at rest: 64 hex digits or base64 of 32 bytes. Default: a key
     /// generated into `<data-dir>/secret.key` (mode 0600).
     #[arg(long, env = "MANAGED_AGENTS_SECRET_KEY", hide_env_values = true)]
@@ -360,7 +351,15 @@ pub struct StoreArgs {
     /// Directory of the database.
     #[arg(long, env = "MANAGED_AGENTS_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Storage backend (`rocksdb` or `postgres`).
+    /// Storage backend and database.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// `--storage` and `--database-url`, the same for `serve` and `keys`.
+#[derive(Debug, Args)]
+pub struct BackendArgs {
+    /// Storage backend.
     #[arg(
         long,
         env = "MANAGED_AGENTS_STORAGE",
@@ -368,15 +367,23 @@ pub struct StoreArgs {
         default_value = "rocksdb"
     )]
     pub storage: StorageKind,
-    /// The PostgreSQL database of `--storage postgres`.
+    /// The PostgreSQL database of `--storage postgres`
+    /// (`postgres://user:password@host:port/database`; schema migrations are applied at start).
     #[arg(long, env = "MANAGED_AGENTS_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+}
+
+impl BackendArgs {
+    /// The chosen backend, checked.
+    pub fn choose(&self) -> Result<Storage, Error> {
+        Storage::choose(self.storage, self.database_url.clone())
+    }
 }
 
 impl StoreArgs {
     /// The durable store these flags name (keys cannot live in memory).
     pub fn storage(&self) -> Result<Storage, Error> {
-        match Storage::choose(self.storage, self.database_url.clone())? {
+        match self.backend.choose()? {
             Storage::Memory => Err(Error::KeysInMemory),
             storage => Ok(storage),
         }
@@ -562,7 +569,7 @@ impl ServeArgs {
     pub fn validate(self) -> Result<ServeConfig, Error> {
         let listen = parse_listen(&self.listen)?;
         let limits = self.limits()?;
-        let storage = Storage::choose(self.storage, self.database_url)?;
+        let storage = self.backend.choose()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::DataDir(self.data_dir.display().to_string()));
         }

@@ -206,6 +206,23 @@ def harness(harness_server: Server, mock: MockModel) -> Harness:
     )
 
 
+#: An outcome the mock's grader first sends back once (`add a title`), then accepts.
+REVISED_ONCE = (
+    "Write a haiku about rust. [[mock:text rust haiku draft]]",
+    "Has a title. [[mock:grade needs_revision: add a title | satisfied]]",
+)
+
+
+def define_outcome(h: "Harness", session_id: str, description: str, rubric: str, **extra: Any) -> Any:
+    """Sends a `user.define_outcome` with a text rubric; returns the echoed event."""
+    event = {"type": "user.define_outcome", "description": description, "rubric": {"type": "text", "content": rubric}}
+    event.update(extra)
+    sent = h.send(session_id, event)
+    assert len(sent) == 1 and sent[0].type == "user.define_outcome"
+    assert sent[0].outcome_id.startswith("outc_")
+    return sent[0]
+
+
 def types(events: list[Any]) -> list[str]:
     return [e.type for e in events]
 

@@ -17,8 +17,10 @@ import pytest
 
 from conftest import REPO, ServerProcess, new_key, unique
 from harness_support import (  # noqa: F401  (fixtures)
+    REVISED_ONCE,
     WAIT,
     Harness,
+    define_outcome,
     MockModel,
     llm_vault,
     mock,
@@ -359,14 +361,7 @@ def test_a_message_sent_while_waiting_for_a_confirmation_is_answered_in_its_turn
 
 def test_an_outcome_is_graded_and_claude_code_revises(h: Harness) -> None:
     session = h.session(agent=agent(h))
-    defined = h.send(
-        session.id,
-        {
-            "type": "user.define_outcome",
-            "description": "Write a haiku about rust. [[mock:text rust haiku draft]]",
-            "rubric": {"type": "text", "content": "Has a title. [[mock:grade needs_revision: add a title | satisfied]]"},
-        },
-    )[0]
+    defined = define_outcome(h, session.id, *REVISED_ONCE)
     events = h.wait_idle(session.id, defined.id, timeout=2 * TURN)
     assert stop_type(settled(events)) == "end_turn", types(events)
     ends = [e for e in events if e.type == "span.outcome_evaluation_end"]

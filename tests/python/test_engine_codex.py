@@ -21,7 +21,9 @@ import pytest
 
 from conftest import REPO, ServerProcess, new_key, unique
 from harness_support import (  # noqa: F401  (fixtures)
+    REVISED_ONCE,
     Harness,
+    define_outcome,
     MockModel,
     llm_vault,
     mock,
@@ -315,14 +317,7 @@ def test_the_thread_survives_a_server_restart(
 
 def test_an_outcome_is_graded_and_codex_revises(h: Harness) -> None:
     session = h.session(agent=codex_agent(h))
-    defined = h.send(
-        session.id,
-        {
-            "type": "user.define_outcome",
-            "description": "Write a haiku about rust. [[mock:text rust haiku draft]]",
-            "rubric": {"type": "text", "content": "Has a title. [[mock:grade needs_revision: add a title | satisfied]]"},
-        },
-    )[0]
+    defined = define_outcome(h, session.id, *REVISED_ONCE)
     events = h.wait_idle(session.id, defined.id, timeout=2 * TURN_WAIT)
     seen = dump(events)
     assert stop_type(settled(events)) == "end_turn", seen

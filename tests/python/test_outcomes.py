@@ -15,6 +15,7 @@ from conftest import unique
 from harness_support import (  # noqa: F401  (fixtures)
     WAIT,
     Harness,
+    define_outcome,
     harness,
     harness_server,
     llm_vault,
@@ -24,15 +25,6 @@ from harness_support import (  # noqa: F401  (fixtures)
     types,
     wait_for,
 )
-
-
-def define(harness: Harness, session_id: str, description: str, rubric: str, **extra: Any) -> Any:
-    event = {"type": "user.define_outcome", "description": description, "rubric": {"type": "text", "content": rubric}}
-    event.update(extra)
-    sent = harness.send(session_id, event)
-    assert len(sent) == 1 and sent[0].type == "user.define_outcome"
-    assert sent[0].outcome_id.startswith("outc_")
-    return sent[0]
 
 
 def grader_requests(harness: Harness) -> list[dict[str, Any]]:
@@ -58,7 +50,7 @@ def test_one_revision_then_satisfied_order_usage_and_session(harness: Harness) -
         watchdog = threading.Timer(WAIT, stream.close)
         watchdog.start()
         try:
-            defined = define(
+            defined = define_outcome(
                 harness,
                 session.id,
                 "Write a haiku about rust. [[mock:text rust haiku draft]]",
@@ -136,7 +128,7 @@ def test_one_revision_then_satisfied_order_usage_and_session(harness: Harness) -
 
 def test_max_iterations_reached_then_final_turn(harness: Harness) -> None:
     session = harness.session()
-    defined = define(
+    defined = define_outcome(
         harness,
         session.id,
         "Make the tests pass.",
@@ -163,7 +155,7 @@ def test_max_iterations_reached_then_final_turn(harness: Harness) -> None:
 
 def test_interrupt_while_grading_ends_the_loop(harness: Harness) -> None:
     session = harness.session()
-    defined = define(
+    defined = define_outcome(
         harness,
         session.id,
         "Summarise the repository.",
@@ -221,7 +213,7 @@ def test_openai_agents_engine_grades_too(harness: Harness) -> None:
     vault = llm_vault(harness.client, harness.mock.url, token, engine="openai-agents")
     h = Harness(client=harness.client, server=harness.server, mock=harness.mock, vault=vault, token=token)
     session = h.session()
-    defined = define(
+    defined = define_outcome(
         h,
         session.id,
         "Name a colour. [[mock:text blue]]",
@@ -245,7 +237,7 @@ def test_openai_agents_engine_grades_too(harness: Harness) -> None:
 
 def test_interrupt_while_the_agent_works_ends_the_outcome(harness: Harness) -> None:
     session = harness.session()
-    defined = define(harness, session.id, "Think hard. [[mock:delay 20s]]", "Anything. [[mock:grade satisfied]]")
+    defined = define_outcome(harness, session.id, "Think hard. [[mock:delay 20s]]", "Anything. [[mock:grade satisfied]]")
     wait_for(lambda: "span.model_request_start" in types(harness.events(session.id)))
     harness.send(session.id, {"type": "user.interrupt"})
     events = harness.wait_idle(session.id, defined.id, timeout=10)

@@ -39,16 +39,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         if conversation.messages.len() < 2 {
             return Ok(());
         }
-        if let Some(created) = self.writer.state().config.clone() {
-            file_sources::resolve(
-                self.writer.store(),
-                self.options.blobs.as_deref(),
-                &created.workspace,
-                &mut conversation.messages,
-                files,
-            )
-            .await;
-        }
+        self.resolve_files(&mut conversation.messages, files).await;
         let messages = model::compact::request(conversation.messages);
         let request = Request {
             model: &self.agent.model,

@@ -182,6 +182,16 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 Err(failure) => Err(failure),
             },
         };
+        self.answer(id, outcome).await
+    }
+
+    /// Answers team tool call `id` with `outcome`: its text, or an error result saying why
+    /// it failed; a halt stops the turn instead.
+    pub(super) async fn answer(
+        &mut self,
+        id: EventId,
+        outcome: Result<String, Failure>,
+    ) -> Result<(), Halt> {
         let (text, is_error) = match outcome {
             Ok(text) => (text, false),
             Err(Failure::Tool(why)) => (why, true),

@@ -102,6 +102,19 @@ pub(crate) async fn grade<S: Store>(
     writer.evaluation_end(&grading, graded).await
 }
 
+/// Grades the outcome the session works on ([`grade`]) for an engine that hands the agent its
+/// next message itself: the revision request ([`revision`]) when the agent goes back to work,
+/// `None` when the loop is over.
+pub(crate) async fn revise<S: Store>(
+    writer: &mut Writer<S>,
+    grader: Grader<'_>,
+) -> Result<Option<String>, Halt> {
+    Ok(match grade(writer, grader).await? {
+        turn::Next::Revise => revision(writer.records()),
+        turn::Next::Done => None,
+    })
+}
+
 /// The agent's next input after a `needs_revision` (or `max_iterations_reached`) evaluation:
 /// the grader's explanation ([`model::grade::revision`]) of the latest evaluation in `records`.
 pub(crate) fn revision(records: &[SessionRecord]) -> Option<String> {

@@ -267,16 +267,8 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             }
             let mut conversation = self.writer.conversation();
             let thinking_ok = conversation::replay_thinking(&mut conversation.messages, &kept);
-            if let Some(created) = self.writer.state().config.clone() {
-                file_sources::resolve(
-                    self.writer.store(),
-                    self.options.blobs.as_deref(),
-                    &created.workspace,
-                    &mut conversation.messages,
-                    &mut files,
-                )
+            self.resolve_files(&mut conversation.messages, &mut files)
                 .await;
-            }
             let system = self.system(&conversation.system_additions);
             let request = Request {
                 model: &self.agent.model,
@@ -468,6 +460,24 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     ))
                 }
             }
+        }
+    }
+
+    /// Resolves the `file`-sourced blocks of `messages` to their bytes ([`file_sources`]).
+    async fn resolve_files(
+        &self,
+        messages: &mut [model::Message],
+        files: &mut file_sources::Resolved,
+    ) {
+        if let Some(created) = &self.writer.state().config {
+            file_sources::resolve(
+                self.writer.store(),
+                self.options.blobs.as_deref(),
+                &created.workspace,
+                messages,
+                files,
+            )
+            .await;
         }
     }
 

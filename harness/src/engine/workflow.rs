@@ -53,18 +53,8 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         id: EventId,
         input: &Map<String, Value>,
     ) -> Result<(), Halt> {
-        let (text, is_error) = match self.run_workflow(input).await {
-            Ok(text) => (text, false),
-            Err(Failure::Tool(why)) => (why, true),
-            Err(Failure::Halt(halt)) => return Err(halt),
-        };
-        self.writer
-            .record(Step::ToolResult {
-                tool_use_id: id,
-                text,
-                is_error,
-            })
-            .await
+        let outcome = self.run_workflow(input).await;
+        self.answer(id, outcome).await
     }
 
     async fn record_run(&mut self, body: Body) -> Result<EventId, Halt> {

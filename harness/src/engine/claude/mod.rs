@@ -266,12 +266,11 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
             let grader = self
                 .server_side
                 .grader(&self.agent.model, &self.interrupted);
-            match grading::grade(self.writer, grader).await {
-                Ok(turn::Next::Revise) => {
-                    let revision = grading::revision(self.writer.records());
-                    ended = self.drive(&mut live, Vec::new(), revision).await;
+            match grading::revise(self.writer, grader).await {
+                Ok(Some(revision)) => {
+                    ended = self.drive(&mut live, Vec::new(), Some(revision)).await;
                 }
-                Ok(turn::Next::Done) => break,
+                Ok(None) => break,
                 Err(halt) => ended = Err(halt),
             }
         }

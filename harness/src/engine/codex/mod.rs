@@ -235,13 +235,12 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             let grader = self
                 .server_side
                 .grader(&self.agent.model, &self.interrupted);
-            match grading::grade(self.writer, grader).await {
-                Ok(turn::Next::Revise) => {
+            match grading::revise(self.writer, grader).await {
+                Ok(Some(revision)) => {
                     live = done.take();
-                    let revision = grading::revision(self.writer.records());
-                    ended = self.drive(&mut live, Vec::new(), revision).await;
+                    ended = self.drive(&mut live, Vec::new(), Some(revision)).await;
                 }
-                Ok(turn::Next::Done) => break,
+                Ok(None) => break,
                 Err(halt) => {
                     live = done.take();
                     ended = Err(halt);
