@@ -828,7 +828,7 @@ async fn input_sent_during_a_turn_is_processed_afterwards_in_order() {
 }
 
 #[tokio::test]
-async fn start_recovers_a_turn_cut_short_by_a_dead_process() {
+async fn start_reschedules_a_turn_cut_short_by_a_dead_process() {
     let s = setup().await;
     let vault = s.vault(None).await;
     let id = s
@@ -862,6 +862,14 @@ async fn start_recovers_a_turn_cut_short_by_a_dead_process() {
         "evaluation": {"type": "always_allow"}, "session_thread_id": null,
     }))
     .unwrap();
+    // And a read-only call of the same response, also cut short.
+    let listing = EventId::generate(now);
+    let glob_use: Event = serde_json::from_value(json!({
+        "type": "agent.tool_use", "id": listing, "processed_at": now.to_string(),
+        "name": "glob", "input": {"pattern": "*"}, "evaluated_permission": "allow",
+        "evaluation": {"type": "always_allow"}, "session_thread_id": null,
+    }))
+    .unwrap();
     log::append(
         &s.store,
         &loaded,
@@ -872,6 +880,7 @@ async fn start_recovers_a_turn_cut_short_by_a_dead_process() {
             }
             .into(),
             tool_use.into(),
+            glob_use.into(),
         ],
     )
     .await
@@ -880,21 +889,52 @@ async fn start_recovers_a_turn_cut_short_by_a_dead_process() {
     assert_eq!(s.runner.start().await.unwrap(), 1);
     let loaded = s.idle(&id).await;
     assert_eq!(last_idle(&loaded), StopReason::EndTurn);
+    // The turn goes on: the running call gets the restart's error result, the read-only one is
+    // run again, and the model is asked again with both results.
     let types = types(&loaded);
+    let at = types
+        .iter()
+        .position(|t| *t == "session.status_rescheduled")
+        .expect("rescheduled");
     assert_eq!(
-        &types[types.len() - 3..],
-        ["session.error", "agent.tool_result", "session.status_idle"]
+        &types[at - 1..],
+        [
+            "agent.tool_result",
+            "session.status_rescheduled",
+            "session.status_running",
+            "agent.tool_result",
+            "span.model_request_start",
+            "agent.message",
+            "span.model_request_end",
+            "session.status_idle",
+        ]
     );
-    assert!(s.mock.requests().is_empty());
-
-    // The session continues normally; the abandoned call gets its error result in context.
-    s.say(&id, "[[mock:text back]]").await;
-    s.idle(&id).await;
+    assert!(!types.contains(&"session.error"));
+    let results = find(&loaded, "agent.tool_result");
+    let result_of = |id: &EventId| {
+        results
+            .iter()
+            .find_map(|e| match &e.body {
+                Body::AgentToolResult(r) if &r.tool_use_id == id => Some(r.clone()),
+                _ => None,
+            })
+            .expect("a result")
+    };
+    assert_eq!(result_of(&call).is_error, Some(true));
+    assert_eq!(result_of(&listing).is_error, Some(false));
     let request = last_request(&s.mock);
     let resumed = &request.body["messages"][2]["content"];
     assert_eq!(resumed[0]["type"], "tool_result");
     assert_eq!(resumed[0]["is_error"], true);
-    assert_eq!(resumed[1]["text"], "[[mock:text back]]");
+    assert!(resumed[0]["content"]
+        .to_string()
+        .contains("server restarted"));
+    assert_eq!(resumed[1]["type"], "tool_result");
+
+    // And the session takes new input.
+    s.say(&id, "[[mock:text back]]").await;
+    let loaded = s.idle(&id).await;
+    assert_eq!(last_idle(&loaded), StopReason::EndTurn);
 }
 
 #[tokio::test]
