@@ -289,6 +289,8 @@ impl Store for PostgresStore {
         self.run(async move {
             let mut client = shared.pool.get().await.map_err(pool_error)?;
             events::delete(&mut client, kind, &stream).await?;
+            // This store's subscribers of the stream end before the delete returns.
+            shared.wakers.deleted(&stream);
             shared.changed(stream);
             Ok(())
         })

@@ -15,7 +15,7 @@
 //! subscriber, which covers whatever was committed while nobody listened.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -67,46 +67,67 @@ async fn send(pool: &Pool, streams: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
+/// What the subscribers of one stream share: the event that wakes them, and how many times
+/// this store deleted the stream while they followed it.
+#[derive(Default)]
+pub(crate) struct Followed {
+    /// Notified on every wake-up of the stream.
+    pub(crate) event: Event,
+    /// Deletions of the stream by this store (a subscriber that saw a lower count when it
+    /// started was open when the stream was deleted: it ends with `Deleted`).
+    pub(crate) deletions: AtomicU64,
+}
+
 /// The followed streams of one store and the events their subscribers wait on.
 #[derive(Default)]
 pub(crate) struct Wakers {
-    streams: Mutex<HashMap<StreamId, Weak<Event>>>,
+    streams: Mutex<HashMap<StreamId, Weak<Followed>>>,
     /// The backend pid of the current listening connection (0 while disconnected).
     listener_pid: AtomicI32,
 }
 
 impl Wakers {
-    fn streams(&self) -> MutexGuard<'_, HashMap<StreamId, Weak<Event>>> {
+    fn streams(&self) -> MutexGuard<'_, HashMap<StreamId, Weak<Followed>>> {
         self.streams
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The event that wakes subscribers of `stream`; subscribers hold it while they follow.
-    pub(crate) fn follow(&self, stream: &StreamId) -> Arc<Event> {
+    /// What the subscribers of `stream` share; subscribers hold it while they follow.
+    pub(crate) fn follow(&self, stream: &StreamId) -> Arc<Followed> {
         let mut streams = self.streams();
-        if let Some(event) = streams.get(stream).and_then(Weak::upgrade) {
-            return event;
+        if let Some(followed) = streams.get(stream).and_then(Weak::upgrade) {
+            return followed;
         }
-        streams.retain(|_, event| event.strong_count() > 0);
-        let event = Arc::new(Event::new());
-        streams.insert(stream.clone(), Arc::downgrade(&event));
-        event
+        streams.retain(|_, followed| followed.strong_count() > 0);
+        let followed = Arc::new(Followed::default());
+        streams.insert(stream.clone(), Arc::downgrade(&followed));
+        followed
     }
 
     /// Wakes the subscribers of `stream`, if any.
     pub(crate) fn wake(&self, stream: &StreamId) {
-        let event = self.streams().get(stream).and_then(Weak::upgrade);
-        if let Some(event) = event {
-            event.notify(usize::MAX);
+        let followed = self.streams().get(stream).and_then(Weak::upgrade);
+        if let Some(followed) = followed {
+            followed.event.notify(usize::MAX);
+        }
+    }
+
+    /// Counts a deletion of `stream` by this store for its current subscribers, then wakes
+    /// them (they end with `Deleted`).
+    pub(crate) fn deleted(&self, stream: &StreamId) {
+        let followed = self.streams().get(stream).and_then(Weak::upgrade);
+        if let Some(followed) = followed {
+            followed.deletions.fetch_add(1, Ordering::AcqRel);
+            followed.event.notify(usize::MAX);
         }
     }
 
     /// Wakes every subscriber (after the listener reconnected).
     fn wake_all(&self) {
-        let events: Vec<_> = self.streams().values().filter_map(Weak::upgrade).collect();
-        for event in events {
-            event.notify(usize::MAX);
+        let all: Vec<_> = self.streams().values().filter_map(Weak::upgrade).collect();
+        for followed in all {
+            followed.event.notify(usize::MAX);
         }
     }
 

@@ -5,9 +5,11 @@
 //! The cursor is the version of the last record handed over, and every read starts right
 //! after it, so delivery is gap-free, exactly-once and in order whatever the wake-ups do. A
 //! stream whose head row the task has seen and then finds missing (or lower than it was) was
-//! deleted: the subscription ends with [`Error::Deleted`]. A cursor beyond the head just waits,
-//! as with the other backends.
+//! deleted: the subscription ends with [`Error::Deleted`]; so does one open when this store
+//! deleted the stream (whether or not it had seen the stream: `Wakers::deleted`, counted
+//! before the delete returns). A cursor beyond the head just waits, as with the other backends.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,16 +35,21 @@ pub(crate) fn spawn(
     poll: Duration,
 ) -> mpsc::Receiver<Result<Record, Error>> {
     let (tx, rx) = mpsc::channel(BUFFER);
+    // Taken before the subscription is handed out: a delete by this store after that ends it.
+    let followed = wakers.follow(&stream);
+    drop(wakers);
+    let deletions = followed.deletions.load(Ordering::Acquire);
     tokio::spawn(async move {
-        let wake = wakers.follow(&stream);
-        drop(wakers);
         let mut cursor = after;
         // The highest head seen: a head row that disappears, or comes back lower, means the
         // stream was deleted after this subscription saw it.
         let mut seen: Option<Version> = None;
         loop {
             // Listen before reading, so a wake-up during the read is not lost.
-            let woken = wake.listen();
+            let woken = followed.event.listen();
+            if followed.deletions.load(Ordering::Acquire) != deletions {
+                break;
+            }
             let page = match read_after(&pool, &stream, cursor).await {
                 Ok(page) => page,
                 Err(error) => {
