@@ -296,22 +296,30 @@ fn entries(
 /// reference to agent `id` at `version` (the version being rendered).
 pub fn render(value: &Value, id: &str, version: u64) -> Value {
     let mut value = value.clone();
-    let resolve = |list: Option<&mut Value>| {
-        for entry in list.and_then(Value::as_array_mut).into_iter().flatten() {
-            if entry.get("type").and_then(Value::as_str) == Some("self") {
-                *entry = json!({"type": "agent", "id": id, "version": version});
-            }
+    for_each_entry_mut(&mut value, |entry| {
+        if entry.get("type").and_then(Value::as_str) == Some("self") {
+            *entry = json!({"type": "agent", "id": id, "version": version});
         }
-    };
-    resolve(value.get_mut("agents"));
-    for key in ["subagents", "workflows"] {
-        resolve(
-            value
-                .get_mut(key)
-                .and_then(|member| member.get_mut("predefined_agents")),
-        );
-    }
+    });
     value
+}
+
+/// Calls `visit` on every entry of a stored roster's lists, of either form: the coordinator
+/// form's `agents`, the `multiagent_20261001` form's `predefined_agents`.
+fn for_each_entry_mut(value: &mut Value, mut visit: impl FnMut(&mut Value)) {
+    let Some(map) = value.as_object_mut() else {
+        return;
+    };
+    for (key, member) in map.iter_mut() {
+        let list = match key.as_str() {
+            "agents" => Some(member),
+            "subagents" | "workflows" => member.get_mut("predefined_agents"),
+            _ => None,
+        };
+        for entry in list.and_then(Value::as_array_mut).into_iter().flatten() {
+            visit(entry);
+        }
+    }
 }
 
 /// The roster `value` as a session holds it (API §6.4, `BetaManagedAgentsSessionMultiagent`):
@@ -333,33 +341,23 @@ pub fn for_session(
         value
     };
     let mut value = value.clone();
-    let replace = |list: Option<&mut Value>| {
-        for entry in list.and_then(Value::as_array_mut).into_iter().flatten() {
-            let found = match entry.get("type").and_then(Value::as_str) {
-                Some("self") => Some(define(own)),
-                Some("agent") => {
-                    let id = entry.get("id").and_then(Value::as_str);
-                    let version = entry.get("version").and_then(Value::as_u64);
-                    definitions
-                        .iter()
-                        .find(|d| Some(d.id.as_str()) == id && Some(d.version) == version)
-                        .map(define)
-                }
-                _ => None,
-            };
-            if let Some(found) = found {
-                *entry = found;
+    for_each_entry_mut(&mut value, |entry| {
+        let found = match entry.get("type").and_then(Value::as_str) {
+            Some("self") => Some(define(own)),
+            Some("agent") => {
+                let id = entry.get("id").and_then(Value::as_str);
+                let version = entry.get("version").and_then(Value::as_u64);
+                definitions
+                    .iter()
+                    .find(|d| Some(d.id.as_str()) == id && Some(d.version) == version)
+                    .map(define)
             }
+            _ => None,
+        };
+        if let Some(found) = found {
+            *entry = found;
         }
-    };
-    replace(value.get_mut("agents"));
-    for key in ["subagents", "workflows"] {
-        replace(
-            value
-                .get_mut(key)
-                .and_then(|member| member.get_mut("predefined_agents")),
-        );
-    }
+    });
     value
 }
 

@@ -337,7 +337,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 Some(thread) => thread,
                 None => self.create_thread(spec).await?,
             };
-            let transcript = transcript(&store, &session, &thread).await;
+            let transcript = transcript(self.writer.records(), &thread);
             let content = vec![
                 ContentBlock::text(format!(
                     "Transcript of my work since I last asked you:\n{transcript}"
@@ -770,15 +770,12 @@ fn cut(text: &str, limit: usize) -> String {
     }
 }
 
-/// The coordinator's work as plain text for its advisor `advisor`: the session's messages, tool
-/// calls and results, and replies of other threads since the last message sent to the
-/// advisor (the latest [`TRANSCRIPT_LIMIT`] bytes of it).
-async fn transcript<S: Store>(store: &S, session: &SessionId, advisor: &ThreadId) -> String {
-    let Ok(loaded) = log::load(store, session).await else {
-        return "(the transcript cannot be read)".into();
-    };
+/// The coordinator's work in `records` (its stream, as the writer holds it) as plain text for
+/// its advisor `advisor`: the session's messages, tool calls and results, and replies of other
+/// threads since the last message sent to the advisor (the latest [`TRANSCRIPT_LIMIT`] bytes).
+fn transcript(records: &[SessionRecord], advisor: &ThreadId) -> String {
     let events: Vec<&managed_agents_core::event::Event> =
-        loaded.records.iter().filter_map(|r| r.event()).collect();
+        records.iter().filter_map(|r| r.event()).collect();
     let since = events
         .iter()
         .rposition(|e| {

@@ -95,8 +95,12 @@ impl Team {
             .collect()
     }
 
-    fn listing(&self) -> String {
-        let mut listing = String::new();
+    /// ` Team members:` and one line per member (name, id, description), or nothing.
+    fn members_note(&self) -> String {
+        if self.members.is_empty() {
+            return String::new();
+        }
+        let mut listing = String::from(" Team members:");
         for member in &self.members {
             listing.push_str(&format!("\n- {} ({})", member.name, member.agent_id));
             if let Some(description) = member
@@ -158,12 +162,7 @@ impl Team {
                     inline_agent are not needed)."
             }),
         );
-        let listing = self.listing();
-        let agents = if listing.is_empty() {
-            String::new()
-        } else {
-            format!(" Team members:{listing}")
-        };
+        let agents = self.members_note();
         ToolSpec {
             name: MESSAGE.to_owned(),
             description: format!(
@@ -200,10 +199,7 @@ impl Team {
                 "Run a workflow: phases one after another, the tasks of a phase at once, each \
                  task in a new thread of its own. Every task of a later phase is given the \
                  results of the earlier phases. Answers with every task's result.{}",
-                self.listing()
-                    .is_empty()
-                    .then(String::new)
-                    .unwrap_or_else(|| format!(" Team members:{}", self.listing()))
+                self.members_note()
             ),
             input_schema: json!({
                 "type": "object",
