@@ -15,9 +15,10 @@ cache=${MANAGED_AGENTS_CACHE:-/var/cache/managed-agents}
 # (which sees the host's /usr) sessions use git (repository resources), curl (web_fetch), and
 # pip and npm (environment packages; apt's are fetched with apt-get and dpkg-deb, always there).
 # The PostgreSQL storage tests start throwaway clusters from the distribution's server
-# (scripts/pg-cluster.sh: initdb and pg_ctl under /usr/lib/postgresql/*/bin).
+# (scripts/pg-cluster.sh: initdb and pg_ctl under /usr/lib/postgresql/*/bin). The console tests
+# drive Debian's headless Chromium (with a font, so screenshots show text) through Playwright.
 ensure_packages libclang-dev clang g++ make bubblewrap python3-venv e2fsprogs util-linux mount openssl \
-    git curl ca-certificates python3-pip postgresql
+    git curl ca-certificates python3-pip postgresql chromium fonts-liberation
 # Debian's npm conflicts with NodeSource's nodejs, which brings its own npm.
 if ! command -v npm >/dev/null 2>&1; then
     ensure_packages nodejs npm

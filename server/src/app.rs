@@ -22,6 +22,7 @@ use crate::state::AppState;
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .merge(routes::ops::router())
+        .merge(crate::console::router())
         .nest("/v1", routes::v1())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -15,6 +15,7 @@ pub mod blobs;
 pub mod body;
 pub mod caches;
 pub mod config;
+pub mod console;
 pub mod datadir;
 pub mod error;
 pub mod extract;
