@@ -47,4 +47,4 @@ def test_a_two_minute_soak_fails_nothing_and_leaks_no_connection(tmp_path: Path)
     assert len(samples) >= MINUTES * 3 - 1, samples
     # The load ran: every window did work.
     assert all(sample["ops_per_s"] > 0 for sample in samples), samples
-    assert result["after"]["sockets_pipes"] <= result["before"]["sockets_pipes"] + 2
+    assert result["after"]["sockets_pipes"] <= result["before"]["sockets_pipes"] + 4
