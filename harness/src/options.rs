@@ -37,6 +37,9 @@ pub struct Options {
     pub openai_base_url: String,
     /// Longest time one model request (the whole stream) may take.
     pub request_timeout: Duration,
+    /// Longest silence of a model response (waiting for its headers or the next bytes of its
+    /// stream) before the request is abandoned as a transient failure and retried.
+    pub stream_idle_timeout: Duration,
     /// Model requests one turn may make before it is stopped.
     pub max_model_requests_per_turn: u32,
     /// The resident engines compact an agent's context before a model request once its
@@ -87,6 +90,7 @@ impl Options {
             anthropic_base_url: "https://api.anthropic.com".into(),
             openai_base_url: "https://api.openai.com".into(),
             request_timeout: Duration::from_secs(600),
+            stream_idle_timeout: Duration::from_secs(300),
             max_model_requests_per_turn: 200,
             compact_at_tokens: DEFAULT_COMPACT_AT_TOKENS,
             llm_endpoints: AllowList::default(),

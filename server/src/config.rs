@@ -284,6 +284,16 @@ pub struct ServeArgs {
         default_value_t = managed_agents_harness::options::DEFAULT_COMPACT_AT_TOKENS
     )]
     pub compact_at_tokens: u64,
+    /// Abandon a model response that sends nothing (no header, no byte of its stream) for this
+    /// long (1 to 3600 seconds); the request then takes the retry path like any other transient
+    /// model failure (`session.error` with `retry_status: retrying`, then a new request).
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_MODEL_STREAM_IDLE_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 300
+    )]
+    pub model_stream_idle_timeout: u64,
     /// Requests per second each API key may make, sustained (0: no limit). Beyond it and the
     /// burst a request is answered 429 `rate_limit_error` with `retry-after`.
     #[arg(
@@ -335,6 +345,9 @@ pub const MAX_READ_TIMEOUT: u64 = 24 * 60 * 60;
 
 /// The longest `--requires-action-timeout`: a year.
 pub const MAX_REQUIRES_ACTION_TIMEOUT: u64 = 365 * 24 * 60 * 60;
+
+/// The longest `--model-stream-idle-timeout`, in seconds (an hour).
+pub const MAX_MODEL_STREAM_IDLE_TIMEOUT: u64 = 60 * 60;
 
 /// Whether `serve` starts the harness runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -444,6 +457,9 @@ pub enum Error {
     /// `--requires-action-timeout` out of range.
     #[error("--requires-action-timeout {0}: must be between 1 and 31536000 seconds")]
     RequiresActionTimeout(u64),
+    /// `--model-stream-idle-timeout` out of range.
+    #[error("--model-stream-idle-timeout {0}: must be between 1 and 3600 seconds")]
+    ModelStreamIdleTimeout(u64),
     /// `--data-dir` unusable.
     #[error("--data-dir {0}: must not be empty")]
     DataDir(String),
@@ -536,6 +552,8 @@ pub struct ServeConfig {
     pub requires_action_timeout: Option<std::time::Duration>,
     /// `--compact-at-tokens` (0: never).
     pub compact_at_tokens: u64,
+    /// `--model-stream-idle-timeout`.
+    pub model_stream_idle_timeout: std::time::Duration,
     /// The abuse limits: `--rate-limit`, `--rate-limit-burst`, `--max-streams-per-key`,
     /// `--header-read-timeout`, `--body-read-timeout`.
     pub limits: crate::limits::LimitSettings,
@@ -634,9 +652,17 @@ impl ServeArgs {
             }
             Some(secs) => return Err(Error::RequiresActionTimeout(secs)),
         };
+        if !(1..=MAX_MODEL_STREAM_IDLE_TIMEOUT).contains(&self.model_stream_idle_timeout) {
+            return Err(Error::ModelStreamIdleTimeout(
+                self.model_stream_idle_timeout,
+            ));
+        }
         Ok(ServeConfig {
             limits,
             requires_action_timeout,
+            model_stream_idle_timeout: std::time::Duration::from_secs(
+                self.model_stream_idle_timeout,
+            ),
             compact_at_tokens: self.compact_at_tokens,
             anthropic_skills,
             uploads_downloadable: self.uploads_downloadable,

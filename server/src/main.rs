@@ -212,6 +212,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             options.anthropic_skills = config.anthropic_skills.clone();
             options.requires_action_timeout = config.requires_action_timeout;
             options.compact_at_tokens = config.compact_at_tokens;
+            options.stream_idle_timeout = config.model_stream_idle_timeout;
             start_runner(&store, &sealer, &workspaces, sandbox_options, options).await?
         }
         _ => None,

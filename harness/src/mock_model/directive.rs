@@ -20,6 +20,17 @@ pub(crate) struct Directives {
     pub(crate) usage: Option<(u64, u64)>,
     /// Whether a `[[mock:grade ...]]` gave the reply.
     pub(crate) graded: bool,
+    /// `[[mock:fault cut|hang ...]]`, with the directive's own text (its repeat count's key).
+    pub(crate) fault: Option<(String, Fault, Repeat)>,
+}
+
+/// A failure of a streamed response after it started (the status was 200).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The connection is dropped halfway through the stream.
+    Cut,
+    /// The stream stops sending halfway through and never ends.
+    Hang,
 }
 
 impl Directives {
@@ -69,6 +80,10 @@ pub(crate) fn parse(prompt: &str) -> Directives {
                 None => tracing::warn!(directive = body, "malformed mock error directive"),
             },
             "delay" => out.delay = duration(rest),
+            "fault" => match fault(rest) {
+                Some((kind, repeat)) => out.fault = Some((body.to_owned(), kind, repeat)),
+                None => tracing::warn!(directive = body, "malformed mock fault directive"),
+            },
             "usage" => {
                 let counts: Vec<u64> = rest
                     .split_whitespace()
@@ -230,6 +245,22 @@ fn error(rest: &str) -> Option<ErrorReply> {
     Some(e)
 }
 
+/// `cut` or `hang`, then `xN` (default `x1`) or `always`.
+fn fault(rest: &str) -> Option<(Fault, Repeat)> {
+    let mut words = rest.split_whitespace();
+    let kind = match words.next()? {
+        "cut" => Fault::Cut,
+        "hang" => Fault::Hang,
+        _ => return None,
+    };
+    let repeat = match words.next() {
+        None => Repeat::default(),
+        Some("always") => Repeat::Always,
+        Some(w) => Repeat::Times(w.strip_prefix('x')?.parse().ok()?),
+    };
+    Some((kind, repeat))
+}
+
 /// `20ms`, `1s`, `1.5s`, or a bare number of milliseconds.
 pub(crate) fn duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -316,6 +347,21 @@ mod tests {
                 },
             ]))
         );
+    }
+
+    #[test]
+    fn fault_forms() {
+        let (key, kind, repeat) = parse("[[mock:fault cut]] [[mock:text hi]]").fault.unwrap();
+        assert_eq!(
+            (key.as_str(), kind, repeat),
+            ("fault cut", Fault::Cut, Repeat::Times(1))
+        );
+        let (_, kind, repeat) = parse("[[mock:fault hang x2]]").fault.unwrap();
+        assert_eq!((kind, repeat), (Fault::Hang, Repeat::Times(2)));
+        let (_, _, repeat) = parse("[[mock:fault cut always]]").fault.unwrap();
+        assert_eq!(repeat, Repeat::Always);
+        assert!(parse("[[mock:fault melt]]").fault.is_none());
+        assert!(parse("[[mock:fault cut twice]]").fault.is_none());
     }
 
     #[test]

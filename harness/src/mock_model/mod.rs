@@ -45,6 +45,7 @@
 //! | `[[mock:error 529]]` | an HTTP error; options: `x3` (the first three requests of this conversation fail, then the other directives or the script apply; default `x1`), `always`, `retry-after=2` (seconds; default `0`, `none` for no header), and an error type word such as `rate_limit_error` (default derived from the status) |
 //! | `[[mock:slow 20ms]]`, `[[mock:slow 20ms 8]]` | wait 20 ms before each streamed delta; optionally split text into 8 chunks |
 //! | `[[mock:delay 1.5s]]` | wait before responding at all |
+//! | `[[mock:fault cut]]`, `[[mock:fault hang]]` | a streamed reply that fails after half its frames: `cut` drops the connection, `hang` stops sending and never ends; `x2`, `always` as for `error` (default `x1`, counted the same way), so a retry gets the reply |
 //! | `[[mock:usage 400000 1000]]` | report these input and output token counts as the usage |
 //! | `[[mock:grade needs_revision: add a title \| satisfied]]` | answer as the outcome grader: the `\|`-separated item for the prompt's `Iteration: N` line (0-based; the last item repeats, the first without the line), each `VERDICT[: EXPLANATION]`, sent as `VERDICT\nEXPLANATION` (default explanation `mock grader: VERDICT`); wins over `text`/`tool`/`thinking`/`refusal`. Put it in the outcome's rubric: only the grader's prompt holds the rubric |
 //!

@@ -2,7 +2,6 @@
 //! script, then the default) and renders it in the wire format of the endpoint that was called.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,8 +17,9 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
+use super::directive::Fault;
 use super::request::{Last, Prompt};
-use super::script::{ErrorReply, Reply, Script};
+use super::script::{ErrorReply, Repeat, Reply, Script};
 use super::turn::{id, Frame, Turn};
 use super::{anthropic, directive, openai, Error};
 
@@ -285,7 +285,7 @@ async fn handle(
         Api::Anthropic => Prompt::anthropic(&body),
         Api::OpenAi => Prompt::openai(&body),
     };
-    let reply = shared.choose(&prompt, &body);
+    let (reply, fault) = shared.choose(&prompt, &body);
     if reply.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(reply.delay_ms)).await;
     }
@@ -300,31 +300,57 @@ async fn handle(
             with_request_id(api, axum::Json(anthropic::message(&prompt, &turn)))
         }
         (Api::OpenAi, false) => with_request_id(api, axum::Json(openai::body(&prompt, &turn))),
-        (Api::Anthropic, true) => sse(api, anthropic::stream(&prompt, &turn), turn.chunk_delay),
-        (Api::OpenAi, true) => sse(api, openai::stream(&prompt, &turn), turn.chunk_delay),
+        (Api::Anthropic, true) => sse(
+            api,
+            anthropic::stream(&prompt, &turn),
+            turn.chunk_delay,
+            fault,
+        ),
+        (Api::OpenAi, true) => sse(api, openai::stream(&prompt, &turn), turn.chunk_delay, fault),
     }
 }
 
 impl Shared {
-    /// Directives in the prompt first, then the script, then the default reply.
-    fn choose(&self, prompt: &Prompt, body: &Value) -> Reply {
+    /// Directives in the prompt first, then the script, then the default reply; and the
+    /// fault its stream should suffer, if a `fault` directive still fires.
+    fn choose(&self, prompt: &Prompt, body: &Value) -> (Reply, Option<Fault>) {
         let directives = match &prompt.last {
             Last::UserText(text) => directive::parse(text),
             _ => directive::Directives::default(),
         };
         if let Some((key, error)) = &directives.error {
-            let depth = ["messages", "input"]
-                .iter()
-                .find_map(|k| body.get(k).and_then(Value::as_array))
-                .map_or(0, Vec::len);
-            let key = format!("{key}\0{depth}\0{:?}", prompt.last);
-            let mut fired = lock(&self.fired);
-            let n = fired.entry(key).or_insert(0);
-            if error.repeat.count().is_none_or(|limit| *n < limit) {
-                *n += 1;
-                return directives.shape(Reply::error(error.clone()));
+            if self.fires(key, error.repeat, prompt, body) {
+                return (directives.shape(Reply::error(error.clone())), None);
             }
         }
+        let fault = directives
+            .fault
+            .as_ref()
+            .filter(|(key, _, repeat)| self.fires(key, *repeat, prompt, body))
+            .map(|(_, fault, _)| *fault);
+        (self.reply(&directives, prompt, body), fault)
+    }
+
+    /// Whether a repeated directive (`error`, `fault`) fires for this request: its count is
+    /// kept per conversation (the directive, the number of messages and the last message), so
+    /// a client retrying the same request sees `x1` fire exactly once.
+    fn fires(&self, key: &str, repeat: Repeat, prompt: &Prompt, body: &Value) -> bool {
+        let depth = ["messages", "input"]
+            .iter()
+            .find_map(|k| body.get(k).and_then(Value::as_array))
+            .map_or(0, Vec::len);
+        let key = format!("{key}\0{depth}\0{:?}", prompt.last);
+        let mut fired = lock(&self.fired);
+        let n = fired.entry(key).or_insert(0);
+        let fires = repeat.count().is_none_or(|limit| *n < limit);
+        if fires {
+            *n += 1;
+        }
+        fires
+    }
+
+    /// The reply when no error fires.
+    fn reply(&self, directives: &directive::Directives, prompt: &Prompt, body: &Value) -> Reply {
         let grader = matches!(&prompt.last,
             Last::UserText(text) if text.starts_with(crate::model::grade::MARKER));
         if grader && !directives.graded {
@@ -404,13 +430,26 @@ fn error_response(api: Api, e: &ErrorReply) -> Response {
     response
 }
 
-fn sse(api: Api, frames: Vec<Frame>, delay: Duration) -> Response {
-    let stream = futures::stream::iter(frames).then(move |frame| async move {
-        if frame.slow && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        Ok::<_, Infallible>(frame.to_bytes())
-    });
+fn sse(api: Api, frames: Vec<Frame>, delay: Duration, fault: Option<Fault>) -> Response {
+    // A fault strikes halfway: after the first half of the frames (at least the opening one).
+    let sent = match fault {
+        Some(_) => (frames.len() / 2).max(1),
+        None => frames.len(),
+    };
+    let stream = futures::stream::iter(frames.into_iter().take(sent))
+        .then(move |frame| async move {
+            if frame.slow && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok::<_, std::io::Error>(frame.to_bytes())
+        })
+        .chain(futures::stream::iter(fault).then(|fault| async move {
+            match fault {
+                // A body that fails makes hyper drop the connection without ending the stream.
+                Fault::Cut => Err(std::io::Error::other("mock fault: connection cut")),
+                Fault::Hang => futures::future::pending().await,
+            }
+        }));
     let mut response = with_request_id(api, Body::from_stream(stream));
     let h = response.headers_mut();
     h.insert(

@@ -200,11 +200,16 @@ pub(crate) struct Error {
 impl Error {
     fn connection(e: &reqwest::Error) -> Self {
         // reqwest errors name the URL, never headers, so no credential can leak here.
+        let what = if e.is_timeout() {
+            "the model stopped sending (no data within the stream idle timeout)"
+        } else {
+            "the model request failed"
+        };
         Self {
             kind: ErrorKind::ModelRequestFailedError,
             retryable: true,
             retry_after: None,
-            message: format!("the model request failed: {}", without_url(e)),
+            message: format!("{what}: {}", without_url(e)),
         }
     }
 

@@ -192,8 +192,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
     /// A runner over `store`, running tools in `sandbox`.
     pub fn new(store: S, sandbox: X, secrets: impl SecretOpener, options: Options) -> Self {
+        // The read timeout resets with every read: it bounds a stalled model stream (no header,
+        // no byte) without bounding a long one that keeps sending.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
+            .read_timeout(options.stream_idle_timeout)
             .build()
             .unwrap_or_default();
         let kept = kept::Kept::new(options.kept_records);
