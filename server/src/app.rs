@@ -122,7 +122,7 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
         status,
         elapsed,
     );
-    span.record("http.response.status_code", status);
+    span.record("http.response.status_code", i64::from(status));
     span.in_scope(|| {
         tracing::info!(
             status,

@@ -680,7 +680,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             gen_ai.operation.name = "chat",
             gen_ai.system = telemetry_content::system(self.endpoint.provider),
             gen_ai.request.model = request.model,
-            gen_ai.request.max_tokens = request.max_tokens,
+            gen_ai.request.max_tokens = i64::from(request.max_tokens),
             gen_ai.request.retry_attempts = Empty,
             gen_ai.usage.input_tokens = Empty,
             gen_ai.usage.output_tokens = Empty,
@@ -702,16 +702,17 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             .attempts(request, open_span, &mut retries)
             .instrument(span.clone())
             .await;
-        span.record("gen_ai.request.retry_attempts", retries);
+        span.record("gen_ai.request.retry_attempts", i64::from(retries));
         let (outcome, usage) = match &result {
             Ok(Some((_, streamed))) => {
                 let response = &streamed.response;
                 let usage = &response.usage;
-                span.record("gen_ai.usage.input_tokens", usage.input_tokens);
-                span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+                // OTLP integers are signed: tracing-opentelemetry exports a `u64` as a string.
+                span.record("gen_ai.usage.input_tokens", signed(usage.input_tokens));
+                span.record("gen_ai.usage.output_tokens", signed(usage.output_tokens));
                 span.record(
                     "gen_ai.usage.cache_read_input_tokens",
-                    usage.cache_read_input_tokens,
+                    signed(usage.cache_read_input_tokens),
                 );
                 span.record(
                     "gen_ai.response.finish_reasons",
@@ -872,6 +873,11 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             thinking_ids,
         })
     }
+}
+
+/// `n` as a span attribute (OTLP integers are `i64`).
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A streamed response and the ids its previews announced.
