@@ -128,7 +128,10 @@ class ServerProcess:
         args: Sequence[str] = (),
         cluster: Optional[PgCluster] = None,
         own_cluster: bool = False,
+        listen: str = "127.0.0.1:0",
     ):
+        #: The address to listen on (a fixed port lets a restarted server keep its URL).
+        self.listen = listen
         #: The PostgreSQL cluster of a `postgres` server: given (kept across restarts), or
         #: started by `start()`; `stop()` stops it with the server when the server owns it.
         self.cluster = cluster
@@ -169,7 +172,7 @@ class ServerProcess:
                 str(binary()),
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                self.listen,
                 *storage_args(self.storage, database_url),
                 "--data-dir",
                 str(self.data_dir),
