@@ -343,45 +343,6 @@ pub fn render_store(stats: &managed_agents_storage_rocksdb::Stats) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
-        assert_eq!(escape("line\nbreak"), "line\\nbreak");
-        assert_eq!(escape("/v1/agents/{agent_id}"), "/v1/agents/{agent_id}");
-    }
-
-    #[test]
-    fn methods_and_routes_come_from_closed_sets() {
-        let metrics = Metrics::default();
-        for i in 0..100 {
-            let junk = Method::from_bytes(format!("JUNK{i}{}", "X".repeat(1000)).as_bytes())
-                .expect("a token is a method");
-            metrics.request(&junk, None, 404, Duration::from_millis(1));
-        }
-        metrics.request(&Method::GET, Some("/v1/agents"), 200, Duration::ZERO);
-        let text = metrics.render();
-        assert!(!text.contains("JUNK"), "{text}");
-        let series = text
-            .lines()
-            .filter(|l| l.starts_with("managed_agents_http_requests_total{"))
-            .collect::<Vec<_>>();
-        assert_eq!(
-            series,
-            [
-                r#"managed_agents_http_requests_total{method="GET",route="/v1/agents",status="200"} 1"#,
-                r#"managed_agents_http_requests_total{method="other",route="unmatched",status="404"} 100"#,
-            ]
-        );
-        assert!(text.contains(
-            r#"managed_agents_http_request_duration_seconds_count{method="other",route="unmatched"} 100"#
-        ));
-    }
-}
-
 /// Sessions by status (`idle`, `running`, `rescheduling`, `terminated`; archived sessions are
 /// left out), counted from the catalog of every workspace at each scrape: one catalog page per
 /// 500 sessions.
@@ -437,4 +398,43 @@ pub async fn render_sessions<S: managed_agents_core::storage::Store>(
         let _ = writeln!(out, "{name}{{status=\"{status}\"}} {n}");
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape("line\nbreak"), "line\\nbreak");
+        assert_eq!(escape("/v1/agents/{agent_id}"), "/v1/agents/{agent_id}");
+    }
+
+    #[test]
+    fn methods_and_routes_come_from_closed_sets() {
+        let metrics = Metrics::default();
+        for i in 0..100 {
+            let junk = Method::from_bytes(format!("JUNK{i}{}", "X".repeat(1000)).as_bytes())
+                .expect("a token is a method");
+            metrics.request(&junk, None, 404, Duration::from_millis(1));
+        }
+        metrics.request(&Method::GET, Some("/v1/agents"), 200, Duration::ZERO);
+        let text = metrics.render();
+        assert!(!text.contains("JUNK"), "{text}");
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("managed_agents_http_requests_total{"))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            series,
+            [
+                r#"managed_agents_http_requests_total{method="GET",route="/v1/agents",status="200"} 1"#,
+                r#"managed_agents_http_requests_total{method="other",route="unmatched",status="404"} 100"#,
+            ]
+        );
+        assert!(text.contains(
+            r#"managed_agents_http_request_duration_seconds_count{method="other",route="unmatched"} 100"#
+        ));
+    }
 }
