@@ -76,9 +76,16 @@ def receiver() -> Iterator[Receiver]:
     r.stop()
 
 
-def run_traced_turn(tmp_path: Path, mock: MockModel, receiver: Receiver, content: bool) -> dict[str, Any]:
-    """A server exporting to `receiver` runs one turn with a bash call; returns what was sent
-    and the spans of that session, once its turn span has arrived."""
+#: A private address the door refuses without `--egress-allow-private` (nothing is sent).
+PRIVATE = "10.255.255.1"
+
+
+def run_traced_turn(
+    tmp_path: Path, mock: MockModel, receiver: Receiver, content: bool, prompt: str = ""
+) -> dict[str, Any]:
+    """A server exporting to `receiver` runs one turn (by default a bash call that prints a
+    marker and tries a private address through the egress door); returns what was sent and
+    the spans of that session, once its turn span has arrived."""
     searchable(tmp_path)
     args = ["--otlp-endpoint", receiver.url] + (["--otlp-include-content"] if content else [])
     process = ServerProcess("rocksdb", tmp_path / "data", new_key(), tmp_path / "server.log", runner=True, args=args)
@@ -97,8 +104,10 @@ def run_traced_turn(tmp_path: Path, mock: MockModel, receiver: Receiver, content
         agent = h.agent()
         session = h.session(agent=agent)
         marker = unique("private-words")
-        events = h.turn(session.id, f"{marker} " + bash(f"echo {marker}-out"))
-        assert [e.type for e in events if e.type == "agent.tool_result"] == ["agent.tool_result"]
+        command = f"echo {marker}-out; curl -sS --max-time 10 http://{PRIVATE}/ || true"
+        events = h.turn(session.id, f"{marker} " + (prompt or bash(command)))
+        if not prompt:
+            assert [e.type for e in events if e.type == "agent.tool_result"] == ["agent.tool_result"]
 
         def turn_spans() -> list[Any]:
             return [
@@ -111,10 +120,8 @@ def run_traced_turn(tmp_path: Path, mock: MockModel, receiver: Receiver, content
         while not turn_spans():
             assert time.monotonic() < deadline, f"no turn span arrived; got {[s.name for s in receiver.spans]}"
             time.sleep(0.1)
-        # The HTTP request span of the send ends before the turn's: all are in by now, but
-        # give the exporter one more batch for the request spans that ended last.
-        time.sleep(0.5)
     finally:
+        # A graceful stop exports what is still queued before the process exits.
         assert process.stop() == 0
     return {
         "session": session,
@@ -169,6 +176,12 @@ def test_a_turn_exports_parented_spans_without_secrets_or_content(
     assert t["sandbox.start"] in ("cold", "warm") and t["tool.duration_ms"] > 0
     assert "gen_ai.tool.call.arguments" not in t and "gen_ai.tool.call.result" not in t
 
+    # The door's refusal of the private address: a decision span of the session.
+    egress = [attributes(s) for s in mine if s.name == "egress"]
+    assert {(e["egress.kind"], e["egress.decision"], e["server.address"]) for e in egress} == {
+        ("http", "private", PRIVATE)
+    }
+
     # The HTTP request that sent the message: its own span, with the request id.
     posts = [s for s in spans if s.name == "POST /v1/sessions/{session_id}/events"]
     assert posts, sorted({s.name for s in spans})
@@ -191,3 +204,16 @@ def test_include_content_exports_the_message_text(tmp_path: Path, mock: MockMode
     assert "echo" in attributes(tool)["gen_ai.tool.call.arguments"]
     # Content, but still no secret.
     assert got["token"].encode() not in got["raw"]
+
+
+def test_a_retried_model_request_is_one_span_counting_its_attempts(
+    tmp_path: Path, mock: MockModel, receiver: Receiver
+) -> None:
+    got = run_traced_turn(tmp_path, mock, receiver, content=False, prompt="[[mock:error 529 x1]] [[mock:text recovered]]")
+    mine = [s for s in got["spans"] if attributes(s).get("session.id") == got["session"].id]
+    (turn,) = [s for s in mine if s.name == "invoke_agent"]
+    (chat,) = [s for s in mine if s.name.startswith("chat ")]
+    assert chat.parent_span_id == turn.span_id
+    a = attributes(chat)
+    assert a["gen_ai.request.retry_attempts"] == 1
+    assert a["gen_ai.response.finish_reasons"] == "end_turn"
