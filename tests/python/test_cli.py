@@ -88,6 +88,20 @@ def test_list_send_and_tail_across_a_server_restart(tmp_path: Path, mock: MockMo
         h.turn(session.id, "second [[mock:text second-reply]]")
         wait_for(lambda: out.has("second-reply") and out.lines[-1].split()[1:2] == ["session.status_idle"])
         events = h.events(session.id)
+
+        # `--history` prints the session's past first, each event once, then follows it.
+        history = subprocess.Popen(
+            [str(binary()), "sessions", "tail", "--history", session.id],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        past = Lines(history.stdout)
+        wait_for(lambda: len(past.lines) >= len(events))
+        history.terminate()
+        history.wait(10)
+        assert [line.split()[1] for line in past.lines] == [e.type for e in events]
     finally:
         if tail is not None:
             tail.terminate()

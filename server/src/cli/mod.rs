@@ -5,8 +5,10 @@
 //! ([`lines`]). Every frame carries its event-list cursor (`id:`); when the connection drops
 //! (the server restarted, the network broke) the client connects again with `Last-Event-ID` set
 //! to the last cursor it printed, so the server sends exactly the events after it: none lost,
-//! none twice (event ids already printed are skipped as well, should a server resend one). It
-//! stops after `session.deleted` or `session.status_terminated`, or on Ctrl-C.
+//! none twice (event ids already printed are skipped as well, should a server resend one). With
+//! `--history` it first pages through the events list once the stream is open (the SDKs'
+//! consolidation pattern), so the session's whole past is printed, then what follows. It stops
+//! after `session.deleted` or `session.status_terminated`, or on Ctrl-C.
 //!
 //! The server and key come from `--url`/`--api-key`, else `MANAGED_AGENTS_URL` /
 //! `MANAGED_AGENTS_API_KEY`, else `ANTHROPIC_BASE_URL` / `ANTHROPIC_API_KEY`. Colours only when
@@ -64,6 +66,9 @@ pub enum SessionsCommand {
         connection: Connection,
         /// The session id.
         session: String,
+        /// Print the session's past events first (then follow it).
+        #[arg(long)]
+        history: bool,
     },
 }
 
@@ -157,7 +162,20 @@ pub async fn sessions(command: SessionsCommand) -> anyhow::Result<()> {
         SessionsCommand::Tail {
             connection,
             session,
-        } => tail(&Client::new(&connection)?, &session).await,
+            history,
+        } => {
+            let client = Client::new(&connection)?;
+            let mut tail = Tail {
+                client: &client,
+                session: &session,
+                history,
+                cursor: None,
+                seen: HashSet::new(),
+                connected_once: false,
+                delay: Duration::from_millis(200),
+            };
+            tail.run().await
+        }
     }
 }
 
@@ -218,98 +236,139 @@ enum Ended {
     Dropped(String),
 }
 
-async fn tail(client: &Client, session: &str) -> anyhow::Result<()> {
-    let mut cursor: Option<String> = None;
-    let mut seen = HashSet::new();
-    let mut delay = Duration::from_millis(200);
-    let mut connected_once = false;
-    loop {
-        let ended = tokio::select! {
-            ended = follow(client, session, &mut cursor, &mut seen, &mut connected_once, &mut delay) => ended?,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        };
-        match ended {
-            Ended::Session => return Ok(()),
-            Ended::Dropped(why) => {
-                eprintln!("tail: {why}; reconnecting in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+/// `sessions tail`: where it is in the session's events.
+struct Tail<'a> {
+    client: &'a Client,
+    session: &'a str,
+    /// `--history`: list past events on a connection without a cursor.
+    history: bool,
+    /// The cursor of the last event printed from the stream.
+    cursor: Option<String>,
+    /// Event ids printed.
+    seen: HashSet<String>,
+    connected_once: bool,
+    delay: Duration,
 }
 
-/// One connection of `tail`: prints events until the stream ends. Errors that reconnecting
-/// cannot fix (unknown session, bad key) end `tail`.
-async fn follow(
-    client: &Client,
-    session: &str,
-    cursor: &mut Option<String>,
-    seen: &mut HashSet<String>,
-    connected_once: &mut bool,
-    delay: &mut Duration,
-) -> anyhow::Result<Ended> {
-    let path = format!("/v1/sessions/{session}/events/stream");
-    let mut request = client
-        .request(reqwest::Method::GET, &path)
-        .header("accept", "text/event-stream");
-    if let Some(cursor) = cursor.as_deref() {
-        request = request.header("last-event-id", cursor);
-    }
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(e) => return Ok(Ended::Dropped(format!("cannot reach {}: {e}", client.base))),
-    };
-    let status = response.status();
-    if !status.is_success() {
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        let message = format!("{status}: {}", error_message(&body));
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Ok(Ended::Dropped(message));
-        }
-        bail!(message);
-    }
-    if *connected_once {
-        eprintln!("tail: reconnected to {session}");
-    } else {
-        eprintln!("tail: following {session} (Ctrl-C stops)");
-        *connected_once = true;
-    }
-    *delay = Duration::from_millis(200);
-    let mut frames = sse::Frames::default();
-    let mut body = response.bytes_stream();
-    let mut out = std::io::stdout();
-    while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(e) => return Ok(Ended::Dropped(format!("the stream broke: {e}"))),
-        };
-        for frame in frames.push(&chunk) {
-            let Ok(event) = serde_json::from_str::<Value>(&frame.data) else {
-                continue;
+impl Tail<'_> {
+    async fn run(&mut self) -> anyhow::Result<()> {
+        loop {
+            let ended = tokio::select! {
+                ended = self.follow() => ended?,
+                _ = tokio::signal::ctrl_c() => return Ok(()),
             };
-            if frame.event == "error" {
-                bail!("the server ended the stream: {}", error_message(&event));
-            }
-            if frame.event == "ping" || frame.data.is_empty() {
-                continue;
-            }
-            let id = event["id"].as_str().unwrap_or_default().to_owned();
-            if !id.is_empty() && !seen.insert(id) {
-                continue;
-            }
-            writeln!(out, "{}", lines::event(&event, client.colour))?;
-            out.flush()?;
-            if let Some(id) = frame.id {
-                *cursor = Some(id);
-            }
-            if matches!(
-                event["type"].as_str(),
-                Some("session.deleted" | "session.status_terminated")
-            ) {
-                return Ok(Ended::Session);
+            match ended {
+                Ended::Session => return Ok(()),
+                Ended::Dropped(why) => {
+                    eprintln!("tail: {why}; reconnecting in {:?}", self.delay);
+                    tokio::time::sleep(self.delay).await;
+                    self.delay = (self.delay * 2).min(Duration::from_secs(5));
+                }
             }
         }
     }
-    Ok(Ended::Dropped("the stream ended".to_owned()))
+
+    /// Prints `event` unless its id was printed; whether the session ended with it.
+    fn print(&mut self, event: &Value) -> anyhow::Result<bool> {
+        let id = event["id"].as_str().unwrap_or_default().to_owned();
+        if !id.is_empty() && !self.seen.insert(id) {
+            return Ok(false);
+        }
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", lines::event(event, self.client.colour))?;
+        out.flush()?;
+        Ok(matches!(
+            event["type"].as_str(),
+            Some("session.deleted" | "session.status_terminated")
+        ))
+    }
+
+    /// The past events (the SDKs' consolidation: the stream is open first, so whatever the
+    /// listing misses the stream brings, and ids printed are skipped).
+    async fn print_history(&mut self) -> anyhow::Result<bool> {
+        let client = self.client;
+        let path = format!("/v1/sessions/{}/events", self.session);
+        let mut page: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", "1000".to_owned()), ("order", "asc".to_owned())];
+            if let Some(page) = &page {
+                query.push(("page", page.clone()));
+            }
+            let body = client
+                .json(client.request(reqwest::Method::GET, &path).query(&query))
+                .await?;
+            for event in body["data"].as_array().into_iter().flatten() {
+                if self.print(event)? {
+                    return Ok(true);
+                }
+            }
+            match body["next_page"].as_str().filter(|p| !p.is_empty()) {
+                Some(next) => page = Some(next.to_owned()),
+                None => return Ok(false),
+            }
+        }
+    }
+
+    /// One connection: prints events until the stream ends. Errors that reconnecting cannot
+    /// fix (unknown session, bad key) end `tail`.
+    async fn follow(&mut self) -> anyhow::Result<Ended> {
+        let client = self.client;
+        let path = format!("/v1/sessions/{}/events/stream", self.session);
+        let mut request = client
+            .request(reqwest::Method::GET, &path)
+            .header("accept", "text/event-stream");
+        if let Some(cursor) = self.cursor.as_deref() {
+            request = request.header("last-event-id", cursor);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return Ok(Ended::Dropped(format!("cannot reach {}: {e}", client.base))),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let message = format!("{status}: {}", error_message(&body));
+            if status.is_server_error() || status.as_u16() == 429 {
+                return Ok(Ended::Dropped(message));
+            }
+            bail!(message);
+        }
+        if self.connected_once {
+            eprintln!("tail: reconnected to {}", self.session);
+        } else {
+            eprintln!("tail: following {} (Ctrl-C stops)", self.session);
+            self.connected_once = true;
+        }
+        self.delay = Duration::from_millis(200);
+        if self.history && self.cursor.is_none() && self.print_history().await? {
+            return Ok(Ended::Session);
+        }
+        let mut frames = sse::Frames::default();
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => return Ok(Ended::Dropped(format!("the stream broke: {e}"))),
+            };
+            for frame in frames.push(&chunk) {
+                if frame.event == "ping" || frame.data.is_empty() {
+                    continue;
+                }
+                let Ok(event) = serde_json::from_str::<Value>(&frame.data) else {
+                    continue;
+                };
+                if frame.event == "error" {
+                    bail!("the server ended the stream: {}", error_message(&event));
+                }
+                let ended = self.print(&event)?;
+                if let Some(id) = frame.id {
+                    self.cursor = Some(id);
+                }
+                if ended {
+                    return Ok(Ended::Session);
+                }
+            }
+        }
+        Ok(Ended::Dropped("the stream ended".to_owned()))
+    }
 }
