@@ -13,7 +13,7 @@
 //! | --- | --- | --- |
 //! | a turn (runner) | `invoke_agent` | `session.id`, `agent.id`, `gen_ai.operation.name`, `gen_ai.agent.id`, `gen_ai.conversation.id`, `turn.outcome` |
 //! | a model request (engine), retries included | `chat {model}` | `gen_ai.request.model`, `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, `gen_ai.response.finish_reasons`, `gen_ai.request.retry_attempts`, `error.type` |
-//! | a tool execution (engine) | `execute_tool {tool}` | `gen_ai.tool.name`, `gen_ai.tool.call.id`, `tool.is_error`, `tool.duration_ms`, `sandbox.start` (`cold`: a new shell; `warm`: a kept one; `command`: a process per call) |
+//! | a tool execution (engine) | `execute_tool {tool}` | `gen_ai.tool.name`, `gen_ai.tool.call.id`, `tool.is_error`, `tool.duration_ms`, `error.type` (`interrupted`), `process.exit.code` (bash), `sandbox.start` (`cold`: a new shell; `warm`: a kept one; `command`: a process per call) |
 //!
 //! Message text, tool input and tool output are attributes only when
 //! [`crate::options::Options::trace_content`] is on (`serve --otlp-include-content`); secrets
@@ -108,6 +108,27 @@ impl TurnOutcome {
     }
 }
 
+/// How a tool execution ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ToolOutcome {
+    /// It ran and succeeded.
+    Ok,
+    /// It ran and failed (`is_error`).
+    Error,
+    /// An interrupt stopped it.
+    Interrupted,
+}
+
+impl ToolOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            ToolOutcome::Ok => "ok",
+            ToolOutcome::Error => "error",
+            ToolOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
 #[derive(Default)]
 struct Models {
     /// Requests by (model, outcome).
@@ -139,7 +160,7 @@ pub struct Metrics {
     turns_running: AtomicI64,
     sessions_held: AtomicI64,
     models: Mutex<Models>,
-    tools: Mutex<BTreeMap<(&'static str, bool), u64>>,
+    tools: Mutex<BTreeMap<(&'static str, ToolOutcome), u64>>,
     tool_durations: Mutex<BTreeMap<&'static str, Histogram>>,
     sandbox_starts: AtomicU64,
 }
@@ -210,8 +231,13 @@ impl Metrics {
     }
 
     /// Counts one tool execution.
-    pub(crate) fn tool_executed(&self, tool: &'static str, is_error: bool, elapsed: Duration) {
-        *lock(&self.tools).entry((tool, is_error)).or_default() += 1;
+    pub(crate) fn tool_executed(
+        &self,
+        tool: &'static str,
+        outcome: ToolOutcome,
+        elapsed: Duration,
+    ) {
+        *lock(&self.tools).entry((tool, outcome)).or_default() += 1;
         lock(&self.tool_durations)
             .entry(tool)
             .or_default()
@@ -332,13 +358,13 @@ impl Metrics {
             &mut out,
             "managed_agents_tool_executions_total",
             "counter",
-            "Tool executions by tool and outcome (ok, error).",
+            "Tool executions by tool and outcome (ok, error, interrupted).",
         );
-        for ((tool, is_error), n) in lock(&self.tools).iter() {
-            let outcome = if *is_error { "error" } else { "ok" };
+        for ((tool, outcome), n) in lock(&self.tools).iter() {
             let _ = writeln!(
                 out,
-                "managed_agents_tool_executions_total{{tool=\"{tool}\",outcome=\"{outcome}\"}} {n}"
+                "managed_agents_tool_executions_total{{tool=\"{tool}\",outcome=\"{}\"}} {n}",
+                outcome.label()
             );
         }
         header(

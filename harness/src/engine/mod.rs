@@ -552,10 +552,13 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         let output = self
             .execute_tool(tool, input)
             .instrument(span.clone())
-            .await?;
-        self.tool_ended(&span, tool.as_str(), started, output.is_error, || {
-            telemetry_content::tool_output(&output.content)
-        });
+            .await;
+        let output = self.tool_ended(&span, tool.as_str(), started, output, |output| {
+            (
+                output.is_error,
+                telemetry_content::tool_output(&output.content),
+            )
+        })?;
         self.writer
             .record(Step::ToolContent {
                 tool_use_id: id.clone(),
@@ -579,6 +582,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             tool.duration_ms = Empty,
             process.exit.code = Empty,
             sandbox.start = Empty,
+            error.type = Empty,
             gen_ai.tool.call.arguments = Empty,
             gen_ai.tool.call.result = Empty,
         );
@@ -589,23 +593,40 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         span
     }
 
-    /// Records how a tool execution ended on its span and in the counters (`tool` is the
-    /// metrics label: a built-in tool's name or `mcp`).
-    fn tool_ended(
+    /// Records how a tool execution ended (`outcome`: its output, or the interrupt that cut it
+    /// short; `read` gives whether the output is an error, and its text) on its span and in the
+    /// counters (`tool` is the metrics label: a built-in tool's name or `mcp`).
+    fn tool_ended<T>(
         &self,
         span: &tracing::Span,
         tool: &'static str,
         started: Instant,
-        is_error: bool,
-        result: impl FnOnce() -> String,
-    ) {
+        outcome: Result<T, Halt>,
+        read: impl FnOnce(&T) -> (bool, String),
+    ) -> Result<T, Halt> {
+        use crate::telemetry::ToolOutcome;
         let elapsed = started.elapsed();
-        span.record("tool.is_error", is_error);
         span.record("tool.duration_ms", elapsed.as_secs_f64() * 1000.0);
-        if self.options.trace_content {
-            span.record("gen_ai.tool.call.result", result().as_str());
-        }
-        crate::telemetry::metrics().tool_executed(tool, is_error, elapsed);
+        let counted = match &outcome {
+            Ok(output) => {
+                let (is_error, text) = read(output);
+                span.record("tool.is_error", is_error);
+                if self.options.trace_content {
+                    span.record("gen_ai.tool.call.result", text.as_str());
+                }
+                if is_error {
+                    ToolOutcome::Error
+                } else {
+                    ToolOutcome::Ok
+                }
+            }
+            Err(_) => {
+                span.record("error.type", "interrupted");
+                ToolOutcome::Interrupted
+            }
+        };
+        crate::telemetry::metrics().tool_executed(tool, counted, elapsed);
+        outcome
     }
 
     /// Runs built-in `tool` in the session's sandbox (unless interrupted).
@@ -646,13 +667,12 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         let span = self.tool_span(&id, tool, input);
         span.record("sandbox.start", "none");
         let started = Instant::now();
-        let (content, is_error) =
-            interruptible(&self.interrupted, self.mcp.call(server, tool, input))
-                .instrument(span.clone())
-                .await?;
-        self.tool_ended(&span, "mcp", started, is_error, || {
-            telemetry_content::blocks(&content)
-        });
+        let called = interruptible(&self.interrupted, self.mcp.call(server, tool, input))
+            .instrument(span.clone())
+            .await;
+        let (content, is_error) = self.tool_ended(&span, "mcp", started, called, |called| {
+            (called.1, telemetry_content::blocks(&called.0))
+        })?;
         self.writer
             .record(Step::McpToolResult {
                 mcp_tool_use_id: id,
@@ -727,7 +747,10 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 (ModelOutcome::Ok, Some(usage))
             }
             Ok(None) => (ModelOutcome::Failed, None),
-            Err(_) => (ModelOutcome::Interrupted, None),
+            Err(_) => {
+                span.record("error.type", "interrupted");
+                (ModelOutcome::Interrupted, None)
+            }
         };
         metrics().model_request(request.model, outcome, retries, usage, started.elapsed());
         result
