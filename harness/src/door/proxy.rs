@@ -130,7 +130,6 @@ async fn handle(
     // or header) and what the door decided.
     let span = tracing::info_span!(
         "egress",
-        otel.name = "egress",
         session.id = %door.session_id,
         server.address = request.uri().host().unwrap_or(""),
         egress.kind = tracing::field::Empty,

@@ -685,7 +685,6 @@ async fn traced_turn<S: Store, X: Sandbox>(
         .unwrap_or_default();
     let span = tracing::info_span!(
         "invoke_agent",
-        otel.name = "invoke_agent",
         session.id = %writer.id(),
         agent.id = %agent,
         gen_ai.operation.name = "invoke_agent",

@@ -174,4 +174,18 @@ mod tests {
             "05:01:02 session.status_idle      idle (end_turn)",
         );
     }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let error = json!({"type": "session.error", "processed_at": "2026-12-07T05:01:02Z",
+                           "error": {"message": "boom", "retry_status": {"type": "terminal"}}});
+        assert_eq!(
+            event(&error, true),
+            format!(
+                "05:01:02 \x1b[31m{:<24}\x1b[0m boom (terminal)",
+                "session.error"
+            )
+        );
+        assert!(!event(&error, false).contains('\x1b'));
+    }
 }
