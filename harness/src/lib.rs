@@ -20,6 +20,7 @@ pub mod previews;
 pub mod runner;
 pub mod runtimes;
 pub mod sandbox;
+pub mod telemetry;
 pub mod tools;
 mod writer;
 

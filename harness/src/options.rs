@@ -69,6 +69,9 @@ pub struct Options {
     /// `serve --requires-action-timeout`: how long a session may wait in `requires_action`
     /// before the runner denies its pending calls (`None`: for ever).
     pub requires_action_timeout: Option<Duration>,
+    /// `serve --otlp-include-content`: message text, tool input and tool output become span
+    /// attributes ([`crate::telemetry`]); off, spans carry ids, names, counts and outcomes only.
+    pub trace_content: bool,
 }
 
 impl Options {
@@ -100,6 +103,7 @@ impl Options {
             anthropic_skills: None,
             kept_records: 200_000,
             requires_action_timeout: None,
+            trace_content: false,
         }
     }
 }

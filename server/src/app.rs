@@ -83,11 +83,17 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
     let route = matched
         .as_ref()
         .map_or(crate::metrics::UNMATCHED, MatchedPath::as_str);
+    // Also the request's OpenTelemetry span (`crate::telemetry`): named by the route template,
+    // with the HTTP semantic conventions' attributes.
     let span = tracing::info_span!(
         "request",
+        otel.name = %format_args!("{} {route}", crate::metrics::method_label(&method)),
+        otel.kind = "server",
         request_id = %request_id,
         method = crate::metrics::method_label(&method),
         path = %request.uri().path(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
         workspace = tracing::field::Empty,
         session_id = tracing::field::Empty,
     );
@@ -117,6 +123,7 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
         status,
         elapsed,
     );
+    span.record("http.response.status_code", i64::from(status));
     span.in_scope(|| {
         tracing::info!(
             status,

@@ -36,6 +36,14 @@ pub enum Command {
         #[command(subcommand)]
         command: RuntimesCommand,
     },
+    /// Watch a running server's sessions from a terminal.
+    Sessions {
+        /// The session operation.
+        #[command(subcommand)]
+        command: crate::cli::SessionsCommand,
+    },
+    /// Send a session a user message on a running server.
+    Send(crate::cli::SendArgs),
 }
 
 /// `runtimes` subcommands.
@@ -338,6 +346,9 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub body_read_timeout: u64,
+    /// Log format and OpenTelemetry export.
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetryArgs,
 }
 
 /// The longest `--header-read-timeout` and `--body-read-timeout`: a day.
@@ -554,6 +565,8 @@ pub struct ServeConfig {
     pub compact_at_tokens: u64,
     /// `--model-stream-idle-timeout`.
     pub model_stream_idle_timeout: std::time::Duration,
+    /// `--otlp-include-content`: message text and tool input and output in span attributes.
+    pub trace_content: bool,
     /// The abuse limits: `--rate-limit`, `--rate-limit-burst`, `--max-streams-per-key`,
     /// `--header-read-timeout`, `--body-read-timeout`.
     pub limits: crate::limits::LimitSettings,
@@ -664,6 +677,7 @@ impl ServeArgs {
                 self.model_stream_idle_timeout,
             ),
             compact_at_tokens: self.compact_at_tokens,
+            trace_content: self.telemetry.otlp_include_content,
             anthropic_skills,
             uploads_downloadable: self.uploads_downloadable,
             listen,

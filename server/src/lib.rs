@@ -14,6 +14,7 @@ pub mod auth;
 pub mod blobs;
 pub mod body;
 pub mod caches;
+pub mod cli;
 pub mod config;
 pub mod console;
 pub mod datadir;
@@ -33,6 +34,7 @@ pub mod skill_archive;
 pub mod sse;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod workers;
 
 pub use app::app;

@@ -12,7 +12,6 @@ use managed_agents_server::config::{
 use managed_agents_server::sealer::Sealer;
 use managed_agents_server::{app, keys, AnyStore, AppState};
 use managed_agents_storage_memory::MemoryStore;
-use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of glibc's malloc: an idle SSE stream holds hyper's two 8 KiB connection
 /// buffers, mostly never written, and jemalloc keeps their untouched pages out of the resident
@@ -31,38 +30,34 @@ fn main() {
     // Before any thread or file exists: everything the process creates is private (0600/0700).
     managed_agents_server::datadir::restrict_umask();
     let cli = Cli::parse();
-    // Log lines go through a buffer a thread of their own writes out (several lines per write
-    // under load, instead of a write to stderr per request). Nothing is dropped: a full buffer
-    // makes the thread that logs wait. Dropping the guard writes out what is left.
-    let (log_writer, log_flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::new(std::io::stderr()));
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("MANAGED_AGENTS_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(log_writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Logs (and traces with `serve --otlp-endpoint`) before the runtime: the exporter's client
+    // must not live in it. Dropping `telemetry` writes out what is left of both.
+    let telemetry = match &cli.command {
+        Command::Serve(args) => managed_agents_server::telemetry::init(&args.telemetry),
+        _ => managed_agents_server::telemetry::init(&Default::default()),
+    };
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(err) => fail(&anyhow::Error::new(err)),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            drop(log_flush);
+            drop(telemetry);
             fail(&anyhow::Error::new(err).context("starting the async runtime"))
         }
     };
     // Everything logged is written before the process ends, whichever way it ends (after the
     // runtime's tasks stopped when it ends normally).
     if let Err(err) = runtime.block_on(run(cli)) {
-        drop(log_flush);
+        drop(telemetry);
         fail(&err);
     }
     drop(runtime);
-    drop(log_flush);
+    drop(telemetry);
 }
 
 fn fail(err: &anyhow::Error) -> ! {
@@ -81,6 +76,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|err| anyhow::anyhow!("mock-model: {err}"))
         }
         Command::Runtimes { command } => runtimes_command(command).await,
+        Command::Sessions { command } => managed_agents_server::cli::sessions(command).await,
+        Command::Send(args) => managed_agents_server::cli::send(args).await,
     }
 }
 
@@ -213,6 +210,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             options.requires_action_timeout = config.requires_action_timeout;
             options.compact_at_tokens = config.compact_at_tokens;
             options.stream_idle_timeout = config.model_stream_idle_timeout;
+            options.trace_content = config.trace_content;
             start_runner(&store, &sealer, &workspaces, sandbox_options, options).await?
         }
         _ => None,

@@ -343,6 +343,63 @@ pub fn render_store(stats: &managed_agents_storage_rocksdb::Stats) -> String {
     out
 }
 
+/// Sessions by status (`idle`, `running`, `rescheduling`, `terminated`; archived sessions are
+/// left out), counted from the catalog of every workspace at each scrape: one catalog page per
+/// 500 sessions.
+pub async fn render_sessions<S: managed_agents_core::storage::Store>(
+    store: &S,
+) -> Result<String, managed_agents_core::storage::Error> {
+    use managed_agents_core::session::Status;
+    use managed_agents_core::storage::{CatalogQuery, Kind, Order};
+    let mut counts: BTreeMap<String, u64> = [
+        Status::Idle,
+        Status::Running,
+        Status::Rescheduling,
+        Status::Terminated,
+    ]
+    .iter()
+    .map(|s| (s.as_str().to_owned(), 0))
+    .collect();
+    let all = |mut query: CatalogQuery| {
+        query.order = Order::Asc;
+        query.limit = 500;
+        query
+    };
+    let mut workspaces = all(CatalogQuery::new(Kind::Workspace, ""));
+    loop {
+        let page = store.list(&workspaces).await?;
+        for workspace in &page.entries {
+            let mut sessions = all(CatalogQuery::new(Kind::Session, workspace.id.clone()));
+            loop {
+                let page = store.list(&sessions).await?;
+                for session in &page.entries {
+                    let status = session.status.as_deref().unwrap_or("idle");
+                    // Only the statuses core knows: the label set stays closed.
+                    if let Some(n) = counts.get_mut(status) {
+                        *n += 1;
+                    }
+                }
+                match page.entries.last() {
+                    Some(last) if page.has_more => sessions.after = Some(last.id.clone()),
+                    _ => break,
+                }
+            }
+        }
+        match page.entries.last() {
+            Some(last) if page.has_more => workspaces.after = Some(last.id.clone()),
+            _ => break,
+        }
+    }
+    let name = "managed_agents_sessions";
+    let mut out = format!(
+        "# HELP {name} Sessions by status (archived sessions left out).\n# TYPE {name} gauge\n"
+    );
+    for (status, n) in counts {
+        let _ = writeln!(out, "{name}{{status=\"{status}\"}} {n}");
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

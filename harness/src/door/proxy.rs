@@ -12,6 +12,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tracing::Instrument;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -125,17 +126,32 @@ async fn handle(
     door: Arc<SessionDoor>,
     inner: Arc<Inner>,
 ) -> Result<Response<Body>, Infallible> {
-    let (kind, response) = if request.method() == Method::CONNECT {
-        (Kind::Connect, connect(request, door, &inner).await)
-    } else if request.uri().authority().is_some() {
-        (Kind::Http, forward(request, door, &inner).await)
-    } else {
-        (Kind::Local, local(request, door).await)
-    };
+    // The decision's span (`egress`): the session, the destination host (never a path, query
+    // or header) and what the door decided.
+    let span = tracing::info_span!(
+        "egress",
+        session.id = %door.session_id,
+        server.address = request.uri().host().unwrap_or(""),
+        egress.kind = tracing::field::Empty,
+        egress.decision = tracing::field::Empty,
+    );
+    let (kind, response) = async {
+        if request.method() == Method::CONNECT {
+            (Kind::Connect, connect(request, door, &inner).await)
+        } else if request.uri().authority().is_some() {
+            (Kind::Http, forward(request, door, &inner).await)
+        } else {
+            (Kind::Local, local(request, door).await)
+        }
+    }
+    .instrument(span.clone())
+    .await;
     let (decision, response) = match response {
         Ok(response) => (Decision::Allowed, response),
         Err(Denial { decision, reason }) => (decision, refusal(decision, &reason)),
     };
+    span.record("egress.kind", kind.label());
+    span.record("egress.decision", decision.label());
     inner.counters.count(kind, decision);
     Ok(response)
 }

@@ -40,6 +40,7 @@ pub(crate) mod delegate;
 pub(crate) mod file_sources;
 pub(crate) mod grading;
 pub(crate) mod team;
+mod telemetry_content;
 pub(crate) mod workflow;
 
 use std::collections::HashMap;
@@ -60,6 +61,7 @@ use managed_agents_core::storage::Store;
 use managed_agents_core::time::Timestamp;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::conversation;
 use crate::mcp;
@@ -541,6 +543,98 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         tool: BuiltinTool,
         input: &Map<String, Value>,
     ) -> Result<(), Halt> {
+        let span = self.tool_span(id, tool.as_str(), input);
+        if tool != BuiltinTool::Bash {
+            // Every other tool starts its own sandbox process (bash says cold or warm).
+            span.record("sandbox.start", "command");
+        }
+        let started = Instant::now();
+        let output = self
+            .execute_tool(tool, input)
+            .instrument(span.clone())
+            .await;
+        let output = self.tool_ended(&span, tool.as_str(), started, output, |output| {
+            (
+                output.is_error,
+                telemetry_content::tool_output(&output.content),
+            )
+        })?;
+        self.writer
+            .record(Step::ToolContent {
+                tool_use_id: id.clone(),
+                content: output.content,
+                is_error: output.is_error,
+            })
+            .await
+    }
+
+    /// A tool execution's span (`execute_tool {tool}`, see [`crate::telemetry`]).
+    fn tool_span(&self, id: &EventId, tool: &str, input: &Map<String, Value>) -> tracing::Span {
+        use tracing::field::Empty;
+        let span = tracing::info_span!(
+            "execute_tool",
+            otel.name = %format_args!("execute_tool {tool}"),
+            session.id = %self.writer.id(),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = tool,
+            gen_ai.tool.call.id = %id,
+            tool.is_error = Empty,
+            tool.duration_ms = Empty,
+            process.exit.code = Empty,
+            sandbox.start = Empty,
+            error.type = Empty,
+            gen_ai.tool.call.arguments = Empty,
+            gen_ai.tool.call.result = Empty,
+        );
+        if self.options.trace_content {
+            let arguments = Value::Object(input.clone()).to_string();
+            span.record("gen_ai.tool.call.arguments", arguments.as_str());
+        }
+        span
+    }
+
+    /// Records how a tool execution ended (`outcome`: its output, or the interrupt that cut it
+    /// short; `read` gives whether the output is an error, and its text) on its span and in the
+    /// counters (`tool` is the metrics label: a built-in tool's name or `mcp`).
+    fn tool_ended<T>(
+        &self,
+        span: &tracing::Span,
+        tool: &'static str,
+        started: Instant,
+        outcome: Result<T, Halt>,
+        read: impl FnOnce(&T) -> (bool, String),
+    ) -> Result<T, Halt> {
+        use crate::telemetry::ToolOutcome;
+        let elapsed = started.elapsed();
+        span.record("tool.duration_ms", elapsed.as_secs_f64() * 1000.0);
+        let counted = match &outcome {
+            Ok(output) => {
+                let (is_error, text) = read(output);
+                span.record("tool.is_error", is_error);
+                if self.options.trace_content {
+                    span.record("gen_ai.tool.call.result", text.as_str());
+                }
+                if is_error {
+                    ToolOutcome::Error
+                } else {
+                    ToolOutcome::Ok
+                }
+            }
+            Err(_) => {
+                span.record("error.type", "interrupted");
+                ToolOutcome::Interrupted
+            }
+        };
+        crate::telemetry::metrics().tool_executed(tool, counted, elapsed);
+        outcome
+    }
+
+    /// Runs built-in `tool` in the session's sandbox (unless interrupted).
+    async fn execute_tool(
+        &mut self,
+        tool: BuiltinTool,
+        input: &Map<String, Value>,
+    ) -> Result<tools::ToolOutput, Halt> {
         let session = self.writer.id().clone();
         let cx = tools::ShellContext {
             shells: self.shells,
@@ -549,7 +643,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             workspace: self.workspace,
             network: self.network.clone(),
         };
-        let output = interruptible(
+        interruptible(
             &self.interrupted,
             tools::run(
                 &cx,
@@ -559,14 +653,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 &builtin_domains(&self.agent.tools, tool),
             ),
         )
-        .await?;
-        self.writer
-            .record(Step::ToolContent {
-                tool_use_id: id.clone(),
-                content: output.content,
-                is_error: output.is_error,
-            })
-            .await
+        .await
     }
 
     /// Calls MCP tool `tool` of `server` and records its `agent.mcp_tool_result`.
@@ -577,8 +664,15 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         tool: &str,
         input: &Map<String, Value>,
     ) -> Result<(), Halt> {
-        let (content, is_error) =
-            interruptible(&self.interrupted, self.mcp.call(server, tool, input)).await?;
+        let span = self.tool_span(&id, tool, input);
+        span.record("sandbox.start", "none");
+        let started = Instant::now();
+        let called = interruptible(&self.interrupted, self.mcp.call(server, tool, input))
+            .instrument(span.clone())
+            .await;
+        let (content, is_error) = self.tool_ended(&span, "mcp", started, called, |called| {
+            (called.1, telemetry_content::blocks(&called.0))
+        })?;
         self.writer
             .record(Step::McpToolResult {
                 mcp_tool_use_id: id,
@@ -588,17 +682,92 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             .await
     }
 
-    /// One model request with its retries. `None`: it failed for good (the error and the idle
+    /// One model request with its retries, in its span (`chat {model}`, see
+    /// [`crate::telemetry`]) and counted. `None`: it failed for good (the error and the idle
     /// are written).
     async fn call(
         &mut self,
         request: &Request<'_>,
         open_span: &mut Option<EventId>,
     ) -> Result<Option<(EventId, Streamed)>, Halt> {
+        use crate::telemetry::{metrics, ModelOutcome};
+        use tracing::field::Empty;
+        let span = tracing::info_span!(
+            "chat",
+            otel.name = %format_args!("chat {}", request.model),
+            otel.kind = "client",
+            session.id = %self.writer.id(),
+            gen_ai.operation.name = "chat",
+            gen_ai.system = telemetry_content::system(self.endpoint.provider),
+            gen_ai.request.model = request.model,
+            gen_ai.request.max_tokens = i64::from(request.max_tokens),
+            gen_ai.request.retry_attempts = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            gen_ai.usage.cache_read_input_tokens = Empty,
+            gen_ai.response.finish_reasons = Empty,
+            error.type = Empty,
+            gen_ai.input.messages = Empty,
+            gen_ai.output.messages = Empty,
+        );
+        if self.options.trace_content {
+            span.record(
+                "gen_ai.input.messages",
+                telemetry_content::messages(request.messages).as_str(),
+            );
+        }
+        let started = Instant::now();
+        let mut retries = 0;
+        let result = self
+            .attempts(request, open_span, &mut retries)
+            .instrument(span.clone())
+            .await;
+        span.record("gen_ai.request.retry_attempts", i64::from(retries));
+        let (outcome, usage) = match &result {
+            Ok(Some((_, streamed))) => {
+                let response = &streamed.response;
+                let usage = &response.usage;
+                // OTLP integers are signed: tracing-opentelemetry exports a `u64` as a string.
+                span.record("gen_ai.usage.input_tokens", signed(usage.input_tokens));
+                span.record("gen_ai.usage.output_tokens", signed(usage.output_tokens));
+                span.record(
+                    "gen_ai.usage.cache_read_input_tokens",
+                    signed(usage.cache_read_input_tokens),
+                );
+                span.record(
+                    "gen_ai.response.finish_reasons",
+                    telemetry_content::finish_reason(&response.stop),
+                );
+                if self.options.trace_content {
+                    span.record(
+                        "gen_ai.output.messages",
+                        telemetry_content::response(&response.blocks).as_str(),
+                    );
+                }
+                (ModelOutcome::Ok, Some(usage))
+            }
+            Ok(None) => (ModelOutcome::Failed, None),
+            Err(_) => {
+                span.record("error.type", "interrupted");
+                (ModelOutcome::Interrupted, None)
+            }
+        };
+        metrics().model_request(request.model, outcome, retries, usage, started.elapsed());
+        result
+    }
+
+    /// The attempts of one model request; `retries` counts the retried ones.
+    async fn attempts(
+        &mut self,
+        request: &Request<'_>,
+        open_span: &mut Option<EventId>,
+        retries: &mut u32,
+    ) -> Result<Option<(EventId, Streamed)>, Halt> {
         let backoff = self.options.backoff;
         let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
+            *retries = attempt;
             let start = EventId::generate(Timestamp::now());
             self.writer
                 .record(Step::ModelRequestStart(start.clone()))
@@ -635,6 +804,10 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 (RetryStatus::Terminal, StopReason::EndTurn)
             };
             tracing::warn!(session = %self.writer.id(), error = %failure.message, ?status, "model request failed");
+            tracing::Span::current().record(
+                "error.type",
+                telemetry_content::error_type(&failure.kind).as_str(),
+            );
             let error = SessionError {
                 kind: failure.kind,
                 message: failure.message,
@@ -723,6 +896,11 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             thinking_ids,
         })
     }
+}
+
+/// `n` as a span attribute (OTLP integers are `i64`).
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A streamed response and the ids its previews announced.

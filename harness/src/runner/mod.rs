@@ -295,6 +295,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
         let id = session.clone();
         let mut timeline = crate::writer::timing().then(crate::writer::Timeline::new);
         tokio::spawn(async move {
+            let _held = crate::telemetry::metrics().session_held();
             let inner = &runner.inner;
             loop {
                 again.store(false, Ordering::SeqCst);
@@ -475,7 +476,7 @@ async fn process<S: Store, X: Sandbox>(
                 recover_children(inner, writer.state()).await;
                 Ok(())
             }
-            Ok(false) if writer.state().needs_turn() => turn(inner, &mut writer).await,
+            Ok(false) if writer.state().needs_turn() => traced_turn(inner, &mut writer).await,
             Ok(false) => match expire_actions(inner, id, writer.state()).await {
                 Expiry::Expired => Ok(()),
                 Expiry::Wait(deadline) => {
@@ -670,6 +671,41 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// [`turn`] in its span (`invoke_agent`, see [`crate::telemetry`]), counted.
+async fn traced_turn<S: Store, X: Sandbox>(
+    inner: &Inner<S, X>,
+    writer: &mut Writer<S>,
+) -> Result<(), Halt> {
+    use crate::telemetry::{metrics, TurnOutcome};
+    use tracing::Instrument;
+    let agent = writer
+        .state()
+        .agent
+        .as_ref()
+        .map(|a| a.id.to_string())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "invoke_agent",
+        session.id = %writer.id(),
+        agent.id = %agent,
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.agent.id = %agent,
+        gen_ai.conversation.id = %writer.id(),
+        turn.outcome = tracing::field::Empty,
+    );
+    let _running = metrics().turn_started();
+    let started = std::time::Instant::now();
+    let ended = turn(inner, writer).instrument(span.clone()).await;
+    let outcome = match &ended {
+        Ok(()) => TurnOutcome::Idle,
+        Err(Halt::Interrupted) => TurnOutcome::Interrupted,
+        Err(Halt::Gone(_)) => TurnOutcome::Halted,
+    };
+    span.record("turn.outcome", outcome.label());
+    metrics().turn_ended(outcome, started.elapsed());
+    ended
 }
 
 async fn turn<S: Store, X: Sandbox>(

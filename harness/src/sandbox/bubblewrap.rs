@@ -651,6 +651,7 @@ impl BubblewrapSandbox {
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| Error::Spawn { program, source })?;
+        crate::telemetry::metrics().sandbox_started();
         Ok((child, group))
     }
 }

@@ -172,7 +172,10 @@ pub(super) async fn bash<X: Sandbox>(
     {
         shell.take();
     }
-    if shell.is_none() {
+    // The tool's span says whether this call paid for a new shell.
+    let warm = shell.is_some();
+    tracing::Span::current().record("sandbox.start", if warm { "warm" } else { "cold" });
+    if !warm {
         *shell = Some(start(cx).await?);
     }
     let mut guard = CallGuard {
@@ -278,6 +281,7 @@ async fn exec(
             Ok(Some(line)) => {
                 if let Some(status) = line.strip_prefix(&sentinel) {
                     let status: i32 = status.trim().parse().unwrap_or(-1);
+                    tracing::Span::current().record("process.exit.code", status);
                     let mut text = tail.finish();
                     if status != 0 {
                         if let Some(note) = space_note(&text) {

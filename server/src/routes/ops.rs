@@ -52,5 +52,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(door) = &state.runner.door {
         text.push_str(&door.counters().render());
     }
+    // The runner's work (turns, model requests, tools, sandboxes) and sessions by status.
+    text.push_str(&managed_agents_harness::telemetry::metrics().render());
+    match crate::metrics::render_sessions(&state.store).await {
+        Ok(sessions) => text.push_str(&sessions),
+        Err(e) => tracing::warn!(error = %e, "/metrics: sessions by status not counted"),
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
