@@ -333,7 +333,7 @@ async function sessionPage(sessionId, signal) {
     const selected = timeline ? timeline.threadId || '' : '';
     tabs.replaceChildren(
       el('button', { type: 'button', role: 'tab', dataset: { threadId: '' }, 'aria-selected': String(selected === ''), onclick: () => openThread(null) }, 'Primary'),
-      children.map((t) => el('button', { type: 'button', role: 'tab', dataset: { threadId: t.id }, 'aria-selected': String(selected === t.id), onclick: () => openThread(t) },
+      ...children.map((t) => el('button', { type: 'button', role: 'tab', dataset: { threadId: t.id }, 'aria-selected': String(selected === t.id), onclick: () => openThread(t) },
         (t.agent && t.agent.name) || (t.agent && t.agent.type) || t.id, ' ', statusBadge(t.status))));
   }
   const text = el('textarea', { id: 'message', 'aria-label': 'Message to the agent', placeholder: 'Message the agent…' });

@@ -6,6 +6,7 @@ type. Screenshots of the session page go to `$CARGO_TARGET_DIR/console-screensho
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -353,3 +354,28 @@ def test_environments_vaults_and_files_pages(harness: Harness, page: Page) -> No
         row.get_by_role("button", name="Download").click()
     assert Path(download.value.path()).read_bytes() == b"report-body\n"
     assert_key_only_in_headers(page, h.server.key)
+
+
+def test_threads_show_as_tabs_with_their_own_timelines(harness: Harness, page: Page) -> None:
+    h = harness
+    reviewer = h.agent(name=unique("reviewer"), description="reviews code")
+    coordinator = h.agent(name=unique("lead"), multiagent={"type": "coordinator", "agents": [reviewer.id]})
+    session = h.session(agent=coordinator)
+    open_session(page, h, session.id)
+    expect(page.get_by_role("tablist")).to_be_hidden()
+    delegation = json.dumps({"agent": reviewer.name, "message": "<<mock:text looks good to me>>"})
+    h.turn(session.id, f"[[mock:tool message_agent {delegation}]]")
+    # The child thread appears as a tab beside the primary one, while the page is open.
+    child_tab = page.get_by_role("tab", name=re.compile(reviewer.name))
+    expect(child_tab).to_be_visible(timeout=SHOWN)
+    expect(event_items(page, "session.thread_created")).to_contain_text(reviewer.name)
+    child_tab.click()
+    expect(child_tab).to_have_attribute("aria-selected", "true")
+    expect(event_items(page, "agent.message")).to_contain_text("looks good to me", timeout=SHOWN)
+    thread = [t for t in h.client.beta.sessions.threads.list(session.id).data if t.parent_thread_id][0]
+    listed = h.client.beta.sessions.threads.events.list(thread.id, session_id=session.id, limit=1000)
+    shown = page.locator("#timeline li").evaluate_all("items => items.map(i => i.dataset.eventId)")
+    assert shown == [e.id for e in listed.data]
+    page.get_by_role("tab", name="Primary").click()
+    expect(event_items(page, "session.thread_created")).to_be_visible()
+    screenshot(page, "session-threads")
