@@ -160,7 +160,7 @@ impl Drop for ClientGroup {
     }
 }
 
-/// One download: bytes per second, and `curl`'s CPU seconds.
+/// One download: bytes per second, and the CPU seconds of `curl`, the server and the door.
 struct Sample {
     speed: f64,
     curl_cpu: f64,
@@ -199,7 +199,7 @@ async fn host_curl(args: &[&str]) -> Result<String> {
 /// A timed `curl` on the host, in `group` when there is one.
 async fn host_timed(group: Option<&ClientGroup>, args: &str) -> Result<(f64, f64)> {
     let join = match group {
-        Some(g) => format!("echo $$ > {}/cgroup.procs && ", g.0.join("").display()),
+        Some(g) => format!("echo $$ > {} && ", g.0.join("cgroup.procs").display()),
         None => String::new(),
     };
     let out = tokio::process::Command::new("bash")
