@@ -5,8 +5,12 @@
 //!   (relay accept, unix socket, the proxy's policy and address checks, upstream TCP connect,
 //!   the `200`), over `--connects` requests; the direct baseline is `time_pretransfer` of a
 //!   plain request on the host (the TCP handshake).
-//! - Throughput: a 100 MiB body (`--mib`) through a CONNECT tunnel vs direct, best of
-//!   `--downloads` each, interleaved.
+//! - Throughput: a 100 MiB body (`--mib`) through a CONNECT tunnel vs direct, `--downloads`
+//!   each, interleaved; the median and the best of each, and the CPU each process spent per GiB
+//!   (`curl`'s user+system time from bash's `time`; the server's thread and the door's threads
+//!   from `/proc/self/task/*/schedstat`). The loopback server runs on its own thread, apart
+//!   from the door's runtime. Both clients get the same CPU limit: the sandbox's cgroup share
+//!   (`--sandbox-cpu-percent`), and a cgroup with the same quota for the host `curl`s.
 //!
 //! ```text
 //! cargo build --release -p managed-agents-benches --bin egress -p managed-agents-harness --bin sandbox-relay
@@ -38,45 +42,145 @@ fn arg(name: &str, default: u64) -> Result<u64> {
     }
 }
 
-/// A loopback server: `/big` answers `mib` MiB of zeros, anything else a few bytes. A fixture
-/// only (reads the request head up to the blank line, ignores it).
-async fn serve(mib: u64) -> Result<u16> {
-    let listener = tokio::net::TcpListener::bind((HOST, 0)).await?;
+/// A loopback server on its own thread (a current-thread runtime, so its CPU time is that
+/// thread's): `/big` answers `mib` MiB of zeros, anything else a few bytes. A fixture only
+/// (reads the request head up to the blank line, ignores it). Returns the port and the thread's
+/// task id.
+fn serve(mib: u64) -> Result<(u16, String)> {
+    let listener = std::net::TcpListener::bind((HOST, 0))?;
+    listener.set_nonblocking(true)?;
     let port = listener.local_addr()?.port();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = socket.set_nodelay(true);
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+    let (ready, tid) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("egress-server".into())
+        .spawn(move || {
+            let task = std::fs::read_link("/proc/thread-self")
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_default();
+            let _ = ready.send(task);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(accept(listener, mib));
+            }
+        })?;
+    Ok((port, tid.recv()?))
+}
+
+async fn accept(listener: std::net::TcpListener, mib: u64) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    while let Ok((mut socket, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let _ = socket.set_nodelay(true);
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
                 }
-                let big = head.starts_with(b"GET /big");
-                let len = if big { mib << 20 } else { 3 };
-                let header = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
-                );
-                if socket.write_all(header.as_bytes()).await.is_err() {
+            }
+            let big = head.starts_with(b"GET /big");
+            let len = if big { mib << 20 } else { 3 };
+            let header =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n");
+            if socket.write_all(header.as_bytes()).await.is_err() {
+                return;
+            }
+            if !big {
+                let _ = socket.write_all(b"ok\n").await;
+                return;
+            }
+            let chunk = vec![0u8; 1 << 20];
+            for _ in 0..mib {
+                if socket.write_all(&chunk).await.is_err() {
                     return;
                 }
-                if !big {
-                    let _ = socket.write_all(b"ok\n").await;
-                    return;
-                }
-                let chunk = vec![0u8; 1 << 20];
-                for _ in 0..mib {
-                    if socket.write_all(&chunk).await.is_err() {
-                        return;
-                    }
-                }
-            });
+            }
+        });
+    }
+}
+
+/// Nanoseconds on a CPU of this process's threads: (`tid`'s, all the others').
+fn thread_cpu(tid: &str) -> (u64, u64) {
+    let (mut one, mut rest) = (0, 0);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0, 0);
+    };
+    for task in tasks.flatten() {
+        let ns = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        if task.file_name().to_string_lossy() == tid {
+            one += ns;
+        } else {
+            rest += ns;
         }
-    });
-    Ok(port)
+    }
+    (one, rest)
+}
+
+/// A cgroup (v1 `cpu`) with the sandbox's CPU quota for the host `curl`s, so both clients run
+/// under the same limit; `None` without a limit or when cgroups are not writable (then the
+/// host `curl` runs unlimited, and the report says so).
+struct ClientGroup(std::path::PathBuf);
+
+impl ClientGroup {
+    fn create(cpus: u64) -> Option<Self> {
+        if cpus == 0 {
+            return None;
+        }
+        let base = std::path::Path::new("/sys/fs/cgroup/cpu");
+        let period: u64 = std::fs::read_to_string(base.join("cpu.cfs_period_us"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let dir = base.join(format!("egress-bench-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let group = Self(dir);
+        std::fs::write(group.0.join("cpu.cfs_period_us"), period.to_string()).ok()?;
+        std::fs::write(
+            group.0.join("cpu.cfs_quota_us"),
+            (cpus * period / 100).max(1000).to_string(),
+        )
+        .ok()?;
+        Some(group)
+    }
+}
+
+impl Drop for ClientGroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// One download: bytes per second, and the CPU seconds of `curl`, the server and the door.
+struct Sample {
+    speed: f64,
+    curl_cpu: f64,
+    server_cpu: f64,
+    door_cpu: f64,
+}
+
+/// Parses `SPEED\nUSER SYS` (curl's `-w`, then bash's `time`).
+fn parse_timed(out: &str) -> Result<(f64, f64)> {
+    let mut words = out.split_whitespace();
+    let mut next = || -> Result<f64> { Ok(words.next().context("short output")?.parse()?) };
+    let speed = next()?;
+    Ok((speed, next()? + next()?))
+}
+
+/// A `curl` command timed by bash: prints its speed, then its user and system seconds.
+fn timed_curl(args: &str) -> String {
+    format!(
+        "TIMEFORMAT='%3U %3S'; {{ time curl -sS -o /dev/null -w '%{{speed_download}}\\n' {args}; }} 2>&1"
+    )
 }
 
 /// Runs `curl` on the host and returns its `-w` output.
@@ -92,6 +196,42 @@ async fn host_curl(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A timed `curl` on the host, in `group` when there is one.
+async fn host_timed(group: Option<&ClientGroup>, args: &str) -> Result<(f64, f64)> {
+    let join = match group {
+        Some(g) => format!("echo $$ > {} && ", g.0.join("cgroup.procs").display()),
+        None => String::new(),
+    };
+    let out = tokio::process::Command::new("bash")
+        .args(["-c", &format!("{join}{}", timed_curl(args))])
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "curl failed: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    parse_timed(&text)
+}
+
+/// Runs one timed download and adds the server's and the door's CPU time to it.
+async fn measure(
+    server_tid: &str,
+    run: impl std::future::Future<Output = Result<(f64, f64)>>,
+) -> Result<Sample> {
+    let (server0, door0) = thread_cpu(server_tid);
+    let (speed, curl_cpu) = run.await?;
+    let (server1, door1) = thread_cpu(server_tid);
+    Ok(Sample {
+        speed,
+        curl_cpu,
+        server_cpu: server1.saturating_sub(server0) as f64 / 1e9,
+        door_cpu: door1.saturating_sub(door0) as f64 / 1e9,
+    })
+}
+
 fn summary(label: &str, mut samples: Vec<f64>) -> String {
     samples.sort_by(f64::total_cmp);
     format!(
@@ -105,7 +245,7 @@ fn summary(label: &str, mut samples: Vec<f64>) -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let connects = arg("--connects", 200)?;
-    let downloads = arg("--downloads", 3)?;
+    let downloads = arg("--downloads", 21)?.max(1);
     let mib = arg("--mib", 100)?;
     // The sandbox's CPU share in hundredths of a CPU (the server's default: 100); 0 for none.
     let cpus = arg("--sandbox-cpu-percent", 100)?;
@@ -132,7 +272,7 @@ async fn main() -> Result<()> {
         SessionDoor::new(SessionId::parse("sesn_egress_bench")?, Policy::Unrestricted),
         &workspace,
     )?;
-    let port = serve(mib).await?;
+    let (port, server_tid) = serve(mib)?;
     let small = format!("http://{HOST}:{port}/small");
     let big = format!("http://{HOST}:{port}/big");
     let in_sandbox = |script: String| {
@@ -191,40 +331,86 @@ async fn main() -> Result<()> {
         }
     });
 
-    // Throughput, interleaved.
-    let (mut best_door, mut best_direct, mut best_host_door) = (0f64, 0f64, 0f64);
+    // Throughput, interleaved; each sample with the CPU time of every process on its path.
+    let group = ClientGroup::create(cpus);
+    match (&group, cpus) {
+        (_, 0) => println!("clients: no CPU limit on either side"),
+        (Some(_), _) => println!("clients: both limited to {cpus}% of a CPU (cgroup quota)"),
+        (None, _) => println!("clients: the host curl is NOT limited (no writable cgroup)"),
+    };
+    let (mut door_samples, mut direct_samples, mut host_door_samples) =
+        (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..downloads {
-        let out = in_sandbox(format!(
-            "curl -sS -p -o /dev/null -w '%{{speed_download}}' {big}"
-        ))
-        .await?;
-        if !out.success() {
-            bail!("sandboxed download failed: {out:?}");
-        }
-        best_door = best_door.max(out.stdout.trim().parse()?);
-        best_direct = best_direct.max(
-            host_curl(&["--noproxy", "*", "-w", "%{speed_download}", &big])
-                .await?
-                .parse()?,
+        door_samples.push(
+            measure(&server_tid, async {
+                let out = in_sandbox(timed_curl(&format!("-p {big}"))).await?;
+                if !out.success() {
+                    bail!("sandboxed download failed: {out:?}");
+                }
+                parse_timed(&out.stdout)
+            })
+            .await?,
         );
-        best_host_door = best_host_door.max(
-            host_curl(&["-p", "-x", &host_proxy, "-w", "%{speed_download}", &big])
-                .await?
-                .parse()?,
+        direct_samples.push(
+            measure(
+                &server_tid,
+                host_timed(group.as_ref(), &format!("--noproxy '*' {big}")),
+            )
+            .await?,
+        );
+        host_door_samples.push(
+            measure(
+                &server_tid,
+                host_timed(group.as_ref(), &format!("-p -x {host_proxy} {big}")),
+            )
+            .await?,
         );
     }
     let mibs = |b: f64| b / f64::from(1 << 20);
-    println!(
-        "{mib} MiB download, best of {downloads}: through the door {:.0} MiB/s, direct {:.0} MiB/s, ratio {:.2}",
-        mibs(best_door),
-        mibs(best_direct),
-        best_door / best_direct
+    let gib = mib as f64 / 1024.0;
+    let median = |samples: &[Sample], f: fn(&Sample) -> f64| {
+        let mut v: Vec<f64> = samples.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let best = |samples: &[Sample]| samples.iter().map(|s| s.speed).fold(0f64, f64::max);
+    let (door_median, direct_median) = (
+        median(&door_samples, |s| s.speed),
+        median(&direct_samples, |s| s.speed),
     );
+    let (door_best, direct_best) = (best(&door_samples), best(&direct_samples));
     println!(
-        "the door without the sandbox (host curl, in-process relay): {:.0} MiB/s, ratio {:.2}",
-        mibs(best_host_door),
-        best_host_door / best_direct
+        "{mib} MiB download, {downloads} each: through the door median {:.0} MiB/s (best {:.0}), direct median {:.0} MiB/s (best {:.0}); ratio of medians {:.2}, of bests {:.2}",
+        mibs(door_median),
+        mibs(door_best),
+        mibs(direct_median),
+        mibs(direct_best),
+        door_median / direct_median,
+        door_best / direct_best,
     );
+    let host_door = median(&host_door_samples, |s| s.speed);
+    println!(
+        "the door without the sandbox (host curl, in-process relay): median {:.0} MiB/s, ratio {:.2}",
+        mibs(host_door),
+        host_door / direct_median
+    );
+    for (label, samples) in [
+        ("through the door", &door_samples),
+        ("direct", &direct_samples),
+        ("door, no sandbox", &host_door_samples),
+    ] {
+        println!(
+            "CPU seconds per GiB, median, {label}: curl {:.3}, server {:.3}, door {:.3}; speeds MiB/s: {}",
+            median(samples, |s| s.curl_cpu) / gib,
+            median(samples, |s| s.server_cpu) / gib,
+            median(samples, |s| s.door_cpu) / gib,
+            samples
+                .iter()
+                .map(|s| format!("{:.0}", mibs(s.speed)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     println!(
         "egress counters: {}",
         door.counters()

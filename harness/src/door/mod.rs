@@ -36,7 +36,7 @@ pub mod mitm;
 pub mod policy;
 mod proxy;
 pub mod relay;
-mod splice;
+mod tunnel;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

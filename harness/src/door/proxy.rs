@@ -33,8 +33,6 @@ use super::{
 
 /// Longest wait for an upstream TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Copy buffer per direction of a tunnel.
-const BUFFER: usize = 1024 * 1024;
 /// The header naming the decision (a closed set) on the door's own answers.
 const DECISION_HEADER: &str = "x-managed-agents-egress";
 
@@ -312,9 +310,9 @@ async fn connect(
     Ok(Response::new(full(Bytes::new())))
 }
 
-/// Moves a tunnel's bytes both ways until both directions ended: spliced in the kernel when the
-/// client's side is the TCP socket the relay handed over (always, in a served door), copied
-/// otherwise. Bytes the client sent right behind its `CONNECT` go first.
+/// Moves a tunnel's bytes both ways until both directions ended (`tunnel.rs`), on the TCP
+/// socket the relay handed over when hyper gives it back (always, in a served door; bytes the
+/// client sent right behind its `CONNECT` go first), on hyper's upgraded stream otherwise.
 async fn tunnel(upgraded: hyper::upgrade::Upgraded, mut upstream: TcpStream) {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
@@ -324,18 +322,9 @@ async fn tunnel(upgraded: hyper::upgrade::Upgraded, mut upstream: TcpStream) {
                     return;
                 }
             }
-            super::splice::tunnel(parts.io.into_inner(), upstream).await;
+            super::tunnel::tunnel(parts.io.into_inner(), upstream).await;
         }
-        Err(upgraded) => {
-            let mut upgraded = TokioIo::new(upgraded);
-            let _ = tokio::io::copy_bidirectional_with_sizes(
-                &mut upgraded,
-                &mut upstream,
-                BUFFER,
-                BUFFER,
-            )
-            .await;
-        }
+        Err(upgraded) => super::tunnel::tunnel(TokioIo::new(upgraded), upstream).await,
     }
 }
 
