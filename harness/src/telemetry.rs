@@ -12,7 +12,7 @@
 //! | span | name | attributes |
 //! | --- | --- | --- |
 //! | a turn (runner) | `invoke_agent` | `session.id`, `agent.id`, `gen_ai.operation.name`, `gen_ai.agent.id`, `gen_ai.conversation.id`, `turn.outcome` |
-//! | a model request (engine), retries included | `chat {model}` | `gen_ai.request.model`, `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, `gen_ai.response.finish_reasons`, `gen_ai.request.retry_attempts`, `error.type` |
+//! | a model request (resident engine, retries included; or one request of an agent CLI through the LLM gateway, `llm.gateway`: `door::gateway`) | `chat {model}` | `gen_ai.request.model`, `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, `gen_ai.response.finish_reasons`, `gen_ai.request.retry_attempts`, `error.type` |
 //! | a tool execution (engine) | `execute_tool {tool}` | `gen_ai.tool.name`, `gen_ai.tool.call.id`, `tool.is_error`, `tool.duration_ms`, `error.type` (`interrupted`), `process.exit.code` (bash), `sandbox.start` (`cold`: a new shell; `warm`: a kept one; `command`: a process per call) |
 //!
 //! Message text, tool input and tool output are attributes only when
@@ -32,6 +32,12 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
+
+/// `n` as a span attribute: OTLP integers are `i64`, and tracing-opentelemetry exports a `u64`
+/// as a string.
+pub(crate) fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
 
 /// Distinct model names that get their own series.
 pub const MAX_MODELS: usize = 64;

@@ -217,3 +217,55 @@ def test_a_retried_model_request_is_one_span_counting_its_attempts(
     a = attributes(chat)
     assert a["gen_ai.request.retry_attempts"] == 1
     assert a["gen_ai.response.finish_reasons"] == "end_turn"
+
+
+def test_a_claude_turn_traces_its_gateway_requests_under_the_turn(
+    tmp_path: Path, mock: MockModel, receiver: Receiver
+) -> None:
+    """On the `claude` engine the model requests go through the LLM gateway: each is a
+    `chat {model}` span under the turn's `invoke_agent`, with the usage the response reported,
+    and the vault token is not exported."""
+    from test_engine_claude import MODEL, TURN, runtimes_dir
+
+    searchable(tmp_path)
+    args = ["--otlp-endpoint", receiver.url, "--runtimes-dir", runtimes_dir()]
+    import os
+
+    os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "100"
+    try:
+        process = ServerProcess(
+            "rocksdb", tmp_path / "data", new_key(), tmp_path / "server.log", runner=True, args=args
+        ).start()
+    finally:
+        os.environ.pop("OTEL_BSP_SCHEDULE_DELAY", None)
+    try:
+        client = process.client()
+        token = "sk-otlp-" + unique("secret")
+        vault = llm_vault(client, mock.url, token, engine="claude")
+        h = Harness(client=client, server=None, mock=mock, vault=vault, token=token)  # type: ignore[arg-type]
+        session = h.session(agent=h.agent(model=MODEL))
+        events = h.turn(session.id, "[[mock:text traced through the gateway]]", timeout=TURN)
+        assert any(e.type == "agent.message" for e in events), [e.type for e in events]
+
+        def spans() -> tuple[list[Any], list[Any]]:
+            every = list(receiver.spans)
+            turns = [s for s in every if s.name == "invoke_agent" and attributes(s).get("session.id") == session.id]
+            chats = [s for s in every if s.name.startswith("chat ") and attributes(s).get("session.id") == session.id]
+            return turns, chats
+
+        deadline = time.monotonic() + 30
+        while not (spans()[0] and spans()[1]):
+            assert time.monotonic() < deadline, f"spans missing; got {[s.name for s in receiver.spans]}"
+            time.sleep(0.1)
+    finally:
+        assert process.stop() == 0
+    turns, chats = spans()
+    (turn,) = turns
+    main = [c for c in chats if c.name == f"chat {MODEL}"]
+    assert main, [c.name for c in chats]
+    for chat in main:
+        assert chat.parent_span_id == turn.span_id and chat.trace_id == turn.trace_id
+        attrs = attributes(chat)
+        assert attrs["gen_ai.request.model"] == MODEL and attrs["llm.gateway"] is True
+        assert attrs["gen_ai.usage.input_tokens"] > 0 and attrs["gen_ai.usage.output_tokens"] > 0
+    assert token.encode() not in b"".join(receiver.bodies)

@@ -728,11 +728,17 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 let response = &streamed.response;
                 let usage = &response.usage;
                 // OTLP integers are signed: tracing-opentelemetry exports a `u64` as a string.
-                span.record("gen_ai.usage.input_tokens", signed(usage.input_tokens));
-                span.record("gen_ai.usage.output_tokens", signed(usage.output_tokens));
+                span.record(
+                    "gen_ai.usage.input_tokens",
+                    crate::telemetry::signed(usage.input_tokens),
+                );
+                span.record(
+                    "gen_ai.usage.output_tokens",
+                    crate::telemetry::signed(usage.output_tokens),
+                );
                 span.record(
                     "gen_ai.usage.cache_read_input_tokens",
-                    signed(usage.cache_read_input_tokens),
+                    crate::telemetry::signed(usage.cache_read_input_tokens),
                 );
                 span.record(
                     "gen_ai.response.finish_reasons",
@@ -896,11 +902,6 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             thinking_ids,
         })
     }
-}
-
-/// `n` as a span attribute (OTLP integers are `i64`).
-fn signed(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A streamed response and the ids its previews announced.

@@ -781,6 +781,8 @@ async fn turn<S: Store, X: Sandbox>(
         }
     };
     let mut credentials = None;
+    // The agent CLI's model requests are traced under this turn while it runs.
+    let mut _gateway_trace = None;
     let network = match &inner.options.door {
         Some(door) => {
             let state = writer.state();
@@ -809,6 +811,7 @@ async fn turn<S: Store, X: Sandbox>(
                 // The agent CLI's only way to a model.
                 let gateway =
                     setup::gateway(&inner.store, &inner.secrets, &inner.options, &created);
+                _gateway_trace = Some(gateway.trace_under_current());
                 session = session.with_local(crate::door::gateway::PREFIX, Arc::new(gateway));
             }
             match door.register(session, &workspace) {

@@ -25,6 +25,8 @@ pub(crate) struct Meter {
     provider: Provider,
     wire: Wire,
     usage: ModelUsage,
+    /// The model the response names (Anthropic `message.model`, OpenAI `response.model`).
+    model: Option<String>,
     complete: bool,
     failed: bool,
     overflowed: bool,
@@ -45,6 +47,7 @@ impl Meter {
             provider,
             wire,
             usage: ModelUsage::default(),
+            model: None,
             complete: false,
             failed: false,
             overflowed: false,
@@ -83,6 +86,7 @@ impl Meter {
         }
         if let Wire::Json(buf) = &self.wire {
             if let Ok(body) = serde_json::from_slice::<Value>(buf) {
+                self.model = named_model(body.get("model"));
                 match self.provider {
                     Provider::Anthropic => {
                         if let Some(usage) = body.get("usage") {
@@ -116,6 +120,11 @@ impl Meter {
         self.usage.clone()
     }
 
+    /// The model the response named, once read.
+    pub(crate) fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
     fn overflow(&mut self) {
         self.overflowed = true;
         self.wire = Wire::Opaque;
@@ -133,6 +142,7 @@ impl Meter {
             .to_owned();
         match (self.provider, kind.as_str()) {
             (Provider::Anthropic, "message_start") => {
+                self.model = named_model(data.pointer("/message/model"));
                 if let Some(usage) = data.pointer("/message/usage") {
                     anthropic::apply_usage(&mut self.usage, usage);
                 }
@@ -143,8 +153,12 @@ impl Meter {
                 }
             }
             (Provider::Anthropic, "message_stop") => self.complete = true,
+            (Provider::OpenAi, "response.created") => {
+                self.model = named_model(data.pointer("/response/model"));
+            }
             (Provider::OpenAi, "response.completed") => {
                 if let Some(response) = data.get("response") {
+                    self.model = named_model(response.get("model")).or(self.model.take());
                     self.usage = openai::usage(response);
                 }
                 self.complete = true;
@@ -165,6 +179,14 @@ impl Meter {
     }
 }
 
+/// A model name from a response field: a short string, else none.
+fn named_model(value: Option<&Value>) -> Option<String> {
+    value
+        .and_then(Value::as_str)
+        .filter(|name| !name.is_empty() && name.len() <= 256)
+        .map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,7 +205,7 @@ mod tests {
     fn anthropic_stream_usage_is_the_start_overlaid_with_the_delta() {
         let body = concat!(
             "event: message_start\n",
-            "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":30,",
+            "data: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-test\",\"usage\":{\"input_tokens\":30,",
             "\"cache_creation_input_tokens\":4,\"cache_read_input_tokens\":9,\"output_tokens\":1}}}\n\n",
             "event: content_block_delta\n",
             "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n",
@@ -200,13 +222,14 @@ mod tests {
         }
         assert!(meter.complete() && !meter.failed());
         assert_eq!(meter.usage(), usage(30, 17, 4, 9));
+        assert_eq!(meter.model(), Some("claude-test"));
     }
 
     #[test]
     fn openai_stream_usage_comes_with_the_completed_response() {
         let body = concat!(
             "event: response.created\n",
-            "data: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\n",
+            "data: {\"type\":\"response.created\",\"response\":{\"model\":\"gpt-test\",\"usage\":null}}\n\n",
             "event: response.completed\n",
             "data: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":50,",
             "\"input_tokens_details\":{\"cached_tokens\":20},\"output_tokens\":8}}}\n\n",
@@ -215,6 +238,8 @@ mod tests {
         meter.push(body.as_bytes());
         assert!(meter.complete() && !meter.failed());
         assert_eq!(meter.usage(), usage(30, 8, 0, 20));
+        // Named by the created response; the completed one does not repeat it here.
+        assert_eq!(meter.model(), Some("gpt-test"));
     }
 
     #[test]

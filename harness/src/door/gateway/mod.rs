@@ -23,15 +23,21 @@
 //! bytes) through a small bounded channel, so a slow agent slows the upstream read instead of
 //! growing a buffer. A response cut short (upstream failure, the agent gone) ends its span as
 //! an error with whatever usage was read.
+//!
+//! Each model request is also a tracing span (`chat {model}`, the GenAI attributes of
+//! [`crate::telemetry`], the model named by the response), under the turn's `invoke_agent`
+//! while the runner's [`Gateway::trace_under_current`] scope lives (the gateway outlives turns,
+//! so it must not keep a turn's span open), and is counted in the harness's model metrics like
+//! a resident engine's request.
 
 mod meter;
 mod spans;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -97,10 +103,26 @@ impl<S> Clone for Gateway<S> {
 }
 
 struct Inner<S> {
+    session: SessionId,
     placeholder: String,
     resolve: Box<dyn Resolve>,
     timeout: Duration,
     spans: Spans<S>,
+    /// The tracing span model requests are traced under (the turn's), while it runs.
+    parent: Arc<Mutex<Option<tracing::Span>>>,
+}
+
+/// While it lives, the gateway traces model requests under the span that was current when it
+/// was made; dropped, that span is released (and can close).
+#[must_use = "the requests are traced under the span only while the scope lives"]
+pub struct TraceScope {
+    parent: Arc<Mutex<Option<tracing::Span>>>,
+}
+
+impl Drop for TraceScope {
+    fn drop(&mut self) {
+        *self.parent.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
 }
 
 impl<S: Store + Clone + Send + Sync + 'static> Local for Gateway<S> {
@@ -133,9 +155,50 @@ impl<S: Store + Clone + Send + Sync + 'static> Gateway<S> {
                 placeholder: placeholder_key(&session),
                 resolve: Box::new(resolve),
                 timeout,
-                spans: Spans::new(store, session),
+                spans: Spans::new(store, session.clone()),
+                session,
+                parent: Arc::default(),
             }),
         }
+    }
+
+    /// Traces model requests under the current span (a turn's) until the scope is dropped.
+    pub fn trace_under_current(&self) -> TraceScope {
+        let parent = Arc::clone(&self.inner.parent);
+        *parent.lock().unwrap_or_else(PoisonError::into_inner) = Some(tracing::Span::current());
+        TraceScope { parent }
+    }
+
+    /// The tracing span of one model request (see [`crate::telemetry`]); the model and the
+    /// usage are recorded when the response names them.
+    fn trace(&self, provider: Provider) -> tracing::Span {
+        use tracing::field::Empty;
+        let parent = self
+            .inner
+            .parent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(tracing::Span::id);
+        tracing::info_span!(
+            parent: parent,
+            "chat",
+            otel.name = "chat",
+            otel.kind = "client",
+            session.id = %self.inner.session,
+            gen_ai.operation.name = "chat",
+            gen_ai.system = match provider {
+                Provider::Anthropic => "anthropic",
+                Provider::OpenAi => "openai",
+            },
+            gen_ai.request.model = Empty,
+            gen_ai.response.model = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            gen_ai.request.retry_attempts = 0,
+            error.type = Empty,
+            llm.gateway = true,
+        )
     }
 
     /// Answers one request that arrived under [`PREFIX`].
@@ -203,6 +266,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Gateway<S> {
                 Ok(span) => OpenSpan {
                     gateway: self.clone(),
                     span: Some(span),
+                    trace: Some((self.trace(provider), Instant::now())),
                 },
                 Err(Refused(message)) => {
                     return error(
@@ -216,6 +280,7 @@ impl<S: Store + Clone + Send + Sync + 'static> Gateway<S> {
             Route::Plain => OpenSpan {
                 gateway: self.clone(),
                 span: None,
+                trace: None,
             },
         };
         let query = request
@@ -328,11 +393,14 @@ impl<S: Store + Clone + Send + Sync + 'static> Gateway<S> {
 struct OpenSpan<S: Store + Clone + Send + Sync + 'static> {
     gateway: Gateway<S>,
     span: Option<managed_agents_core::ids::EventId>,
+    /// The request's tracing span and when it started.
+    trace: Option<(tracing::Span, Instant)>,
 }
 
 impl<S: Store + Clone + Send + Sync + 'static> OpenSpan<S> {
     /// Ends the span once (later calls do nothing) with what `meter` read.
     async fn end(&mut self, meter: &Meter, is_error: bool) {
+        self.traced(meter.model(), Some(&meter.usage()), is_error);
         if let Some(span) = self.span.take() {
             if meter.overflowed() {
                 tracing::warn!(%span, "a model response frame was too large to meter; its usage may be incomplete");
@@ -346,8 +414,41 @@ impl<S: Store + Clone + Send + Sync + 'static> OpenSpan<S> {
     }
 }
 
+impl<S: Store + Clone + Send + Sync + 'static> OpenSpan<S> {
+    /// Closes the tracing span once, with the model and usage the response named, and counts
+    /// the request in the model metrics (an error is `failed`: the agent CLI retries on its own,
+    /// each attempt a request of its own).
+    fn traced(
+        &mut self,
+        model: Option<&str>,
+        usage: Option<&managed_agents_core::event::ModelUsage>,
+        is_error: bool,
+    ) {
+        use crate::telemetry::{metrics, signed, ModelOutcome};
+        let Some((trace, started)) = self.trace.take() else {
+            return;
+        };
+        let model = model.unwrap_or("unknown");
+        trace.record("otel.name", format!("chat {model}"));
+        trace.record("gen_ai.request.model", model);
+        trace.record("gen_ai.response.model", model);
+        if let Some(usage) = usage {
+            trace.record("gen_ai.usage.input_tokens", signed(usage.input_tokens));
+            trace.record("gen_ai.usage.output_tokens", signed(usage.output_tokens));
+        }
+        let outcome = if is_error {
+            trace.record("error.type", "model_request_failed_error");
+            ModelOutcome::Failed
+        } else {
+            ModelOutcome::Ok
+        };
+        metrics().model_request(model, outcome, 0, usage, started.elapsed());
+    }
+}
+
 impl<S: Store + Clone + Send + Sync + 'static> Drop for OpenSpan<S> {
     fn drop(&mut self) {
+        self.traced(None, None, true);
         if let Some(span) = self.span.take() {
             let gateway = self.gateway.clone();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
