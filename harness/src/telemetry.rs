@@ -419,8 +419,9 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     let _ = writeln!(out, "{name}_count{} {}", braces(labels), h.count);
 }
 
-/// A label value escaped as the text format requires.
-fn escape(label: &str) -> String {
+/// A label value as the Prometheus text exposition format requires: backslash, double quote
+/// and line feed escaped as `\\`, `\"` and `\n` (the server's `/metrics` renders with it too).
+pub fn escape(label: &str) -> String {
     let mut out = String::with_capacity(label.len());
     for c in label.chars() {
         match c {

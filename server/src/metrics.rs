@@ -275,20 +275,9 @@ impl Metrics {
     }
 }
 
-/// A label value as the text exposition format requires: backslash, double quote and line
-/// feed escaped as `\\`, `\"` and `\n`.
-pub fn escape(label: &str) -> String {
-    let mut out = String::with_capacity(label.len());
-    for c in label.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// A label value as the text exposition format requires (one escaping for every family the
+/// server renders, its own and the harness's).
+pub use managed_agents_harness::telemetry::escape;
 
 /// The RocksDB writer's group-commit counters: batches (fsyncs), events, rejected requests and
 /// the histogram of requests per batch (bucket `i`: `2^i ..= 2^(i+1) - 1`).
