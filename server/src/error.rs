@@ -82,6 +82,10 @@ pub enum Error {
     /// 503 `overloaded_error`: the store is shut down or unreachable.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 `overloaded_error` with `x-should-retry: true`: the data disk is full; nothing of
+    /// the request was written. The detail is logged, never sent.
+    #[error("storage full: {0}")]
+    StorageFull(String),
 }
 
 impl Error {
@@ -135,7 +139,7 @@ impl Error {
             Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::StorageFull(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -154,7 +158,7 @@ impl Error {
             Error::RequestTimeout(_) => "timeout_error",
             Error::RateLimited { .. } => "rate_limit_error",
             Error::Internal(_) => "api_error",
-            Error::Unavailable(_) => "overloaded_error",
+            Error::Unavailable(_) | Error::StorageFull(_) => "overloaded_error",
         }
     }
 
@@ -162,6 +166,9 @@ impl Error {
     fn public_message(&self) -> String {
         match self {
             Error::Internal(_) => "Internal server error".to_owned(),
+            Error::StorageFull(_) => "the server cannot store data: its disk is full; nothing of \
+                this request was written"
+                .to_owned(),
             other => other.to_string(),
         }
     }
@@ -281,6 +288,7 @@ impl From<storage::Error> for Error {
             storage::Error::Deleted(stream) => Error::NotFound(format!("{stream} was deleted")),
             storage::Error::Closed => Error::Unavailable("the store is shutting down".to_owned()),
             storage::Error::Backend(detail) => Error::Internal(detail),
+            storage::Error::Full(detail) => Error::StorageFull(detail),
         }
     }
 }
@@ -319,6 +327,9 @@ impl IntoResponse for Error {
         match &self {
             Error::Internal(detail) => tracing::error!(%detail, "internal error"),
             Error::Unavailable(detail) => tracing::warn!(%detail, "unavailable"),
+            Error::StorageFull(detail) => {
+                tracing::error!(%detail, "a write was refused: the data disk is full")
+            }
             _ => tracing::debug!(error = %self, "request rejected"),
         }
         let envelope = self.envelope();
@@ -333,6 +344,11 @@ impl IntoResponse for Error {
             response
                 .headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        if matches!(self, Error::StorageFull(_)) {
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("true"));
         }
         if let Error::RateLimited { retry_after, .. } = &self {
             let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);

@@ -197,7 +197,7 @@ impl PostgresStore {
 
 /// A database error as the store contract's backend failure.
 fn backend(error: impl std::fmt::Display) -> storage::Error {
-    storage::Error::Backend(error.to_string())
+    storage::Error::backend(error.to_string())
 }
 
 /// A pool failure (no connection to be had) as a backend failure.

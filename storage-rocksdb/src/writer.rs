@@ -220,7 +220,7 @@ impl Writer {
                 // Nothing of the batch was applied; reload heads and owners from the database.
                 heads.clear();
                 owners.clear();
-                let error = storage::Error::Backend(error.to_string());
+                let error = storage::Error::backend(error.to_string());
                 for done in pending {
                     match done {
                         Pending::Appended { ack, .. } => {

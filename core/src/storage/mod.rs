@@ -128,6 +128,22 @@ pub enum Error {
     /// The backend failed (disk, corruption, …).
     #[error("storage backend failure: {0}")]
     Backend(String),
+    /// The backend's disk is full: nothing of the request was written.
+    #[error("the store's disk is full: {0}")]
+    Full(String),
+}
+
+impl Error {
+    /// A backend failure from its message: [`Error::Full`] when the operating system said the
+    /// disk is full (`ENOSPC`, as RocksDB and PostgreSQL report it), else [`Error::Backend`].
+    pub fn backend(detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        if detail.contains("No space left on device") {
+            Error::Full(detail)
+        } else {
+            Error::Backend(detail)
+        }
+    }
 }
 
 /// A stream of records that first replays history and then follows live appends.
@@ -189,5 +205,20 @@ pub async fn read_all<S: Store>(store: &S, stream: &StreamId) -> Result<Vec<Reco
         if done {
             return Ok(all);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_backend_failures() {
+        let rocksdb = "IO error: No space left on device: While appending to file: db/000004.log: No space left on device";
+        assert!(matches!(Error::backend(rocksdb), Error::Full(d) if d == rocksdb));
+        let postgres = "could not extend file \"base/16384/2619\": No space left on device";
+        assert!(matches!(Error::backend(postgres), Error::Full(_)));
+        let other = "Corruption: block checksum mismatch";
+        assert!(matches!(Error::backend(other), Error::Backend(d) if d == other));
     }
 }
