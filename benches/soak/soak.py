@@ -98,6 +98,12 @@ def proc_status(pid: int) -> dict[str, int]:
     return fields
 
 
+def wal_mib(data_dir: Path) -> float:
+    """The size of RocksDB's write-ahead logs: what its memtables hold until the next flush
+    (RSS grows with it, up to the write buffer size, and drops back after a flush)."""
+    return round(sum(p.stat().st_size for p in (data_dir / "db").glob("*.log")) / (1 << 20), 1)
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -227,7 +233,7 @@ def main() -> int:
         )
         mock, mock_url = spawn([binary(), "mock-model", "--listen", "127.0.0.1:0"], "mock model listening on ", "stderr")
         try:
-            return soak(args, minutes, server, url, mock_url, key)
+            return soak(args, minutes, server, url, mock_url, key, base / "data")
         finally:
             for child in (server, mock):
                 child.terminate()
@@ -237,7 +243,15 @@ def main() -> int:
                     child.kill()
 
 
-def soak(args: argparse.Namespace, minutes: float, server: subprocess.Popen[str], url: str, mock_url: str, key: str) -> int:
+def soak(
+    args: argparse.Namespace,
+    minutes: float,
+    server: subprocess.Popen[str],
+    url: str,
+    mock_url: str,
+    key: str,
+    data_dir: Path,
+) -> int:
     client = anthropic.Anthropic(base_url=url, api_key=key, max_retries=2, timeout=60)
     agent = client.beta.agents.create(name="soak", model="claude-sonnet-4-6", tools=[{"type": "agent_toolset_20260401"}])
     environment = client.beta.environments.create(name="soak")
@@ -273,10 +287,11 @@ def soak(args: argparse.Namespace, minutes: float, server: subprocess.Popen[str]
         thread.start()
     samples = []
     started = time.monotonic()
-    print("| minute | RSS MiB | open files | threads | ops/s | p50 ms | p99 ms | slowest op p99 | errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    while time.monotonic() < deadline:
-        stop.wait(min(args.interval, max(0.0, deadline - time.monotonic())))
+    print("| minute | RSS MiB | WAL MiB | open files | threads | ops/s | p50 ms | p99 ms | slowest op p99 | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    # A window is sampled while at least a second of the run is left (no sliver at the end).
+    while deadline - time.monotonic() > 1.0:
+        stop.wait(min(args.interval, deadline - time.monotonic()))
         latencies, done, errors = state.window()
         status = proc_status(server.pid)
         every = [v for values in latencies.values() for v in values]
@@ -284,6 +299,7 @@ def soak(args: argparse.Namespace, minutes: float, server: subprocess.Popen[str]
         sample = {
             "minute": round((time.monotonic() - started) / 60, 2),
             "rss_mib": round(status["VmRSS"] / 1024, 1),
+            "wal_mib": wal_mib(data_dir),
             "fds": status["fds"],
             "threads": status["Threads"],
             "ops_per_s": round(done / args.interval, 1),
