@@ -217,6 +217,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--sessions", type=int, default=24, help="sessions kept open")
     parser.add_argument("--json", type=Path, help="also write the samples here")
+    parser.add_argument("--serve-arg", action="append", default=[], help="an extra flag for `serve` (repeatable)")
     args = parser.parse_args()
     minutes = min(args.minutes, MAX_MINUTES)
     key = "sk-soak-" + secrets.token_urlsafe(24)
@@ -229,7 +230,10 @@ def main() -> int:
         for name in ("MANAGED_AGENTS_LISTEN", "MANAGED_AGENTS_STORAGE", "MANAGED_AGENTS_DATA_DIR"):
             env.pop(name, None)
         server, url = spawn(
-            [binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(base / "data")], "listening on ", "stdout", env
+            [binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(base / "data"), *args.serve_arg],
+            "listening on ",
+            "stdout",
+            env,
         )
         mock, mock_url = spawn([binary(), "mock-model", "--listen", "127.0.0.1:0"], "mock model listening on ", "stderr")
         try:

@@ -395,12 +395,33 @@ pub struct BackendArgs {
     /// (`postgres://user:password@host:port/database`; schema migrations are applied at start).
     #[arg(long, env = "MANAGED_AGENTS_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Memory RocksDB's memtables may hold, all column families together, before they are
+    /// flushed to disk (a size, at least 1MiB, e.g. 64MiB); default: RocksDB's own, a flush per
+    /// column family at 64 MiB. The server's memory grows with unflushed writes up to it.
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_ROCKSDB_MEMTABLE_BUDGET",
+        value_name = "SIZE"
+    )]
+    pub rocksdb_memtable_budget: Option<String>,
 }
 
 impl BackendArgs {
     /// The chosen backend, checked.
     pub fn choose(&self) -> Result<Storage, Error> {
         Storage::choose(self.storage, self.database_url.clone())
+    }
+
+    /// `--rocksdb-memtable-budget` in bytes, checked (`None`: RocksDB's default).
+    pub fn memtable_budget(&self) -> Result<Option<usize>, Error> {
+        match self.rocksdb_memtable_budget.as_deref() {
+            None | Some("") => Ok(None),
+            Some(text) => parse_size(text)
+                .filter(|bytes| *bytes >= 1 << 20)
+                .and_then(|bytes| usize::try_from(bytes).ok())
+                .map(Some)
+                .ok_or_else(|| Error::MemtableBudget(text.to_owned())),
+        }
     }
 }
 
@@ -468,6 +489,9 @@ pub enum Error {
     /// `--requires-action-timeout` out of range.
     #[error("--requires-action-timeout {0}: must be between 1 and 31536000 seconds")]
     RequiresActionTimeout(u64),
+    /// `--rocksdb-memtable-budget` is not a size of at least 1 MiB.
+    #[error("--rocksdb-memtable-budget {0:?}: expected a size of at least 1MiB (e.g. 64MiB)")]
+    MemtableBudget(String),
     /// `--model-stream-idle-timeout` out of range.
     #[error("--model-stream-idle-timeout {0}: must be between 1 and 3600 seconds")]
     ModelStreamIdleTimeout(u64),
@@ -565,6 +589,8 @@ pub struct ServeConfig {
     pub compact_at_tokens: u64,
     /// `--model-stream-idle-timeout`.
     pub model_stream_idle_timeout: std::time::Duration,
+    /// `--rocksdb-memtable-budget` in bytes (`None`: RocksDB's default).
+    pub memtable_budget: Option<usize>,
     /// `--otlp-include-content`: message text and tool input and output in span attributes.
     pub trace_content: bool,
     /// The abuse limits: `--rate-limit`, `--rate-limit-burst`, `--max-streams-per-key`,
@@ -601,6 +627,7 @@ impl ServeArgs {
         let listen = parse_listen(&self.listen)?;
         let limits = self.limits()?;
         let storage = self.backend.choose()?;
+        let memtable_budget = self.backend.memtable_budget()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::DataDir(self.data_dir.display().to_string()));
         }
@@ -676,6 +703,7 @@ impl ServeArgs {
             model_stream_idle_timeout: std::time::Duration::from_secs(
                 self.model_stream_idle_timeout,
             ),
+            memtable_budget,
             compact_at_tokens: self.compact_at_tokens,
             trace_content: self.telemetry.otlp_include_content,
             anthropic_skills,
@@ -868,6 +896,32 @@ mod tests {
         assert_eq!(parse_size("2 GB"), Some(2 << 30));
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("1P"), None);
+    }
+
+    #[test]
+    fn storage_tuning_flags_default_to_rocksdb_and_are_validated() {
+        let config = serve(&[]).validate().expect("valid");
+        assert_eq!(config.memtable_budget, None);
+        assert_eq!(config.model_stream_idle_timeout.as_secs(), 300);
+        let config = serve(&[
+            "--rocksdb-memtable-budget",
+            "8MiB",
+            "--model-stream-idle-timeout",
+            "2",
+        ])
+        .validate()
+        .expect("valid");
+        assert_eq!(config.memtable_budget, Some(8 << 20));
+        assert_eq!(config.model_stream_idle_timeout.as_secs(), 2);
+        for (flag, value) in [
+            ("--rocksdb-memtable-budget", "512KiB"),
+            ("--rocksdb-memtable-budget", "lots"),
+            ("--model-stream-idle-timeout", "0"),
+            ("--model-stream-idle-timeout", "3601"),
+        ] {
+            let bad = serve(&[flag, value]).validate();
+            assert!(bad.is_err(), "{flag} {value}");
+        }
     }
 
     #[test]

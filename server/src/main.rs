@@ -105,12 +105,16 @@ async fn runtimes_command(command: RuntimesCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn open_store(storage: &Storage, data_dir: &std::path::Path) -> anyhow::Result<AnyStore> {
+async fn open_store(
+    storage: &Storage,
+    data_dir: &std::path::Path,
+    memtable_budget: Option<usize>,
+) -> anyhow::Result<AnyStore> {
     match storage {
         Storage::Memory => Ok(AnyStore::Memory(MemoryStore::new())),
         Storage::Rocksdb => {
             let path = data_dir.join("db");
-            AnyStore::open_rocks(&path)
+            AnyStore::open_rocks(&path, memtable_budget)
                 .with_context(|| format!("opening the RocksDB store at {}", path.display()))
         }
         Storage::Postgres { url } => AnyStore::open_postgres(url)
@@ -121,7 +125,12 @@ async fn open_store(storage: &Storage, data_dir: &std::path::Path) -> anyhow::Re
 
 /// The store `keys` subcommands work on.
 async fn open_keys_store(args: &StoreArgs) -> anyhow::Result<AnyStore> {
-    open_store(&args.storage()?, &args.data_dir).await
+    open_store(
+        &args.storage()?,
+        &args.data_dir,
+        args.backend.memtable_budget()?,
+    )
+    .await
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -138,7 +147,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "the data dir had mode {mode:o}; it is now 0700"
         ),
     }
-    let store = open_store(&config.storage, &config.data_dir).await?;
+    let store = open_store(&config.storage, &config.data_dir, config.memtable_budget).await?;
     let (sealer, blobs) = match config.storage {
         Storage::Memory => (
             config.sealer.map_or_else(Sealer::ephemeral, Ok)?,

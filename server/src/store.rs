@@ -22,10 +22,14 @@ pub enum AnyStore {
 
 impl AnyStore {
     /// Opens (or creates) a RocksDB store in `dir`.
+    /// `memtable_budget`: see `Options::memtable_budget` (`None`: RocksDB's default).
     pub fn open_rocks(
         dir: &std::path::Path,
+        memtable_budget: Option<usize>,
     ) -> Result<Self, managed_agents_storage_rocksdb::Error> {
-        RocksStore::open(Options::new(dir)).map(AnyStore::Rocks)
+        let mut options = Options::new(dir);
+        options.memtable_budget = memtable_budget;
+        RocksStore::open(options).map(AnyStore::Rocks)
     }
 
     /// Connects to the PostgreSQL database at `url` and migrates its schema.

@@ -17,9 +17,16 @@ use crate::keys;
 use crate::{Compression, Error};
 
 /// Opens (creating if needed) the database at `path` and checks its format version.
-pub(crate) fn open(path: &Path, compression: Compression) -> Result<DB, Error> {
+pub(crate) fn open(
+    path: &Path,
+    compression: Compression,
+    memtable_budget: Option<usize>,
+) -> Result<DB, Error> {
     let mut options = rocksdb::Options::default();
     options.create_if_missing(true);
+    if let Some(bytes) = memtable_budget {
+        options.set_db_write_buffer_size(bytes);
+    }
     options.create_missing_column_families(true);
     compress(&mut options, compression);
     options.set_keep_log_file_num(4);

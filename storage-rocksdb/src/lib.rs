@@ -89,6 +89,10 @@ pub struct Options {
     /// How SST files are compressed (default [`Compression::LogStore`]). Changing it on an
     /// existing store is safe: files are rewritten with the new setting as they compact.
     pub compression: Compression,
+    /// Bytes the memtables of all column families may hold together before they are flushed
+    /// (RocksDB's `db_write_buffer_size`); `None`: RocksDB's default, a flush per column family
+    /// at 64 MiB. The process's memory grows with unflushed writes up to this.
+    pub memtable_budget: Option<usize>,
 }
 
 /// How SST files are compressed. The write-ahead log is never compressed, so the choice costs
@@ -117,6 +121,7 @@ impl Options {
             max_batch: 4096,
             max_queue: 16_384,
             compression: Compression::default(),
+            memtable_budget: None,
         }
     }
 }
@@ -169,7 +174,11 @@ impl RocksStore {
         options: Options,
         guard: Option<Box<dyn Any + Send + Sync>>,
     ) -> Result<Self, Error> {
-        let db = Arc::new(db::open(&options.path, options.compression)?);
+        let db = Arc::new(db::open(
+            &options.path,
+            options.compression,
+            options.memtable_budget,
+        )?);
         let hub = Arc::new(Hub::new());
         let counters = Arc::new(stats::Counters::default());
         let (requests, receiver) = mpsc::channel();

@@ -419,7 +419,7 @@ mod tests {
     #[test]
     fn one_batch_judges_each_request_in_order() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let db = Arc::new(db::open(dir.path(), crate::Compression::default()).expect("open"));
+        let db = Arc::new(db::open(dir.path(), crate::Compression::default(), None).expect("open"));
         let (_tx, requests) = mpsc::channel();
         let writer = Writer {
             db: db.clone(),
