@@ -379,3 +379,29 @@ def test_threads_show_as_tabs_with_their_own_timelines(harness: Harness, page: P
     page.get_by_role("tab", name="Primary").click()
     expect(event_items(page, "session.thread_created")).to_be_visible()
     screenshot(page, "session-threads")
+
+
+def test_a_custom_tool_result_is_sent_from_the_form(harness: Harness, page: Page) -> None:
+    h = harness
+    lookup = {
+        "type": "custom",
+        "name": "lookup",
+        "description": "Look a key up in the caller's table.",
+        "input_schema": {"type": "object", "properties": {"key": {"type": "string"}}, "required": ["key"]},
+    }
+    session = h.session(agent=h.agent(tools=[TOOLSET, lookup]))
+    open_session(page, h, session.id)
+    h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": '[[mock:tool lookup {"key": "answer"}]]'}]})
+    form = page.get_by_label("Result of lookup")
+    expect(form).to_be_visible(timeout=SHOWN)
+    value = unique("forty-two")
+    form.fill(value)
+    page.get_by_role("button", name="Send result").click()
+    expect(event_items(page, "agent.custom_tool_use").locator(".result")).to_contain_text(value, timeout=SHOWN)
+    expect(page.locator("#session-status")).to_have_text("idle", timeout=SHOWN)
+    events = h.events(session.id)
+    answer = [e for e in events if e.type == "user.custom_tool_result"][0]
+    assert answer.custom_tool_use_id == [e for e in events if e.type == "agent.custom_tool_use"][0].id
+    assert answer.content[0].text == value and not answer.is_error
+    # The model got the result in its next request.
+    assert value in json.dumps(h.model_requests()[-1]["body"]["messages"][-1])
