@@ -45,30 +45,75 @@ pub const MAX_MODELS: usize = 64;
 /// The label of every model name past [`MAX_MODELS`].
 const OTHER_MODEL: &str = "other";
 
-/// Upper bounds of the duration buckets, in seconds (tools and model requests take from
-/// milliseconds to minutes).
-const BUCKETS: [f64; 12] = [
-    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-];
-
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// The upper bounds of a [`Histogram`]'s buckets, in seconds.
+pub trait Bounds {
+    /// Ascending upper bounds (the `+Inf` bucket is implied).
+    const SECONDS: &'static [f64];
 }
 
-impl Histogram {
-    fn observe(&mut self, elapsed: Duration) {
+/// A Prometheus histogram of durations over the buckets of `B` (cumulative counts, as the
+/// text format has them). The server's request latencies use it with bounds of their own.
+pub struct Histogram<B> {
+    counts: Vec<u64>,
+    count: u64,
+    sum: f64,
+    bounds: std::marker::PhantomData<B>,
+}
+
+impl<B: Bounds> Default for Histogram<B> {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; B::SECONDS.len()],
+            count: 0,
+            sum: 0.0,
+            bounds: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<B: Bounds> Histogram<B> {
+    /// Counts one duration.
+    pub fn observe(&mut self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
-        for (slot, bound) in self.counts.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
+        for (slot, bound) in self.counts.iter_mut().zip(B::SECONDS) {
+            if seconds <= *bound {
                 *slot += 1;
             }
         }
         self.count += 1;
         self.sum += seconds;
     }
+
+    /// Appends the `_bucket`, `_sum` and `_count` lines of family `name` with `labels`
+    /// (`key="value",…`, escaped; empty for none).
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (count, bound) in self.counts.iter().zip(B::SECONDS) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+/// The buckets of the harness's durations: tools and model requests take from milliseconds to
+/// minutes.
+pub struct Durations;
+
+impl Bounds for Durations {
+    const SECONDS: &'static [f64] = &[
+        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    ];
 }
 
 /// How a model request ended.
@@ -144,7 +189,7 @@ struct Models {
     /// Tokens by (model, kind).
     tokens: BTreeMap<(String, &'static str), u64>,
     /// Request durations (retries included) by model.
-    durations: BTreeMap<String, Histogram>,
+    durations: BTreeMap<String, Histogram<Durations>>,
 }
 
 impl Models {
@@ -162,12 +207,12 @@ impl Models {
 #[derive(Default)]
 pub struct Metrics {
     turns: Mutex<BTreeMap<TurnOutcome, u64>>,
-    turn_durations: Mutex<Histogram>,
+    turn_durations: Mutex<Histogram<Durations>>,
     turns_running: AtomicI64,
     sessions_held: AtomicI64,
     models: Mutex<Models>,
     tools: Mutex<BTreeMap<(&'static str, ToolOutcome), u64>>,
-    tool_durations: Mutex<BTreeMap<&'static str, Histogram>>,
+    tool_durations: Mutex<BTreeMap<&'static str, Histogram<Durations>>>,
     sandbox_starts: AtomicU64,
 }
 
@@ -282,12 +327,7 @@ impl Metrics {
             "histogram",
             "How long session turns took.",
         );
-        histogram(
-            &mut out,
-            "managed_agents_turn_duration_seconds",
-            "",
-            &lock(&self.turn_durations),
-        );
+        lock(&self.turn_durations).render(&mut out, "managed_agents_turn_duration_seconds", "");
         for (name, help, value) in [
             (
                 "managed_agents_turns_running",
@@ -352,11 +392,10 @@ impl Metrics {
         );
         for (model, h) in &models.durations {
             let labels = format!("model=\"{}\"", escape(model));
-            histogram(
+            h.render(
                 &mut out,
                 "managed_agents_model_request_duration_seconds",
                 &labels,
-                h,
             );
         }
         drop(models);
@@ -381,7 +420,7 @@ impl Metrics {
         );
         for (tool, h) in lock(&self.tool_durations).iter() {
             let labels = format!("tool=\"{tool}\"");
-            histogram(&mut out, "managed_agents_tool_duration_seconds", &labels, h);
+            h.render(&mut out, "managed_agents_tool_duration_seconds", &labels);
         }
         header(
             &mut out,
@@ -400,23 +439,6 @@ impl Metrics {
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
-    let sep = if labels.is_empty() { "" } else { "," };
-    for (count, bound) in h.counts.iter().zip(BUCKETS) {
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
-    }
-    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
-    let braces = |s: &str| {
-        if s.is_empty() {
-            String::new()
-        } else {
-            format!("{{{s}}}")
-        }
-    };
-    let _ = writeln!(out, "{name}_sum{} {}", braces(labels), h.sum);
-    let _ = writeln!(out, "{name}_count{} {}", braces(labels), h.count);
 }
 
 /// A label value as the Prometheus text exposition format requires: backslash, double quote

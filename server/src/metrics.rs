@@ -16,16 +16,13 @@ use std::time::Duration;
 
 use axum::http::Method;
 
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
+/// The request latency buckets: sub-millisecond to seconds.
+struct Latency;
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+impl Bounds for Latency {
+    const SECONDS: &'static [f64] = &[
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+    ];
 }
 
 /// The route label of a request no route matched (404 fallback, junk paths).
@@ -54,7 +51,7 @@ type RequestKey = (&'static str, String, u16);
 #[derive(Default)]
 struct Inner {
     requests: Mutex<BTreeMap<RequestKey, u64>>,
-    latency: Mutex<BTreeMap<(&'static str, String), Histogram>>,
+    latency: Mutex<BTreeMap<(&'static str, String), Histogram<Latency>>>,
     open_streams: AtomicI64,
     appended_events: AtomicU64,
     append_batches: AtomicU64,
@@ -94,16 +91,11 @@ impl Metrics {
             .entry((method, route.to_owned(), status))
             .or_default() += 1;
         drop(requests);
-        let seconds = elapsed.as_secs_f64();
         let mut latency = self.inner.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let histogram = latency.entry((method, route.to_owned())).or_default();
-        for (slot, bound) in histogram.counts.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *slot += 1;
-            }
-        }
-        histogram.count += 1;
-        histogram.sum += seconds;
+        latency
+            .entry((method, route.to_owned()))
+            .or_default()
+            .observe(elapsed);
     }
 
     /// Counts an open SSE stream until the guard drops.
@@ -187,26 +179,10 @@ impl Metrics {
             .iter()
         {
             let labels = format!("method=\"{}\",route=\"{}\"", escape(method), escape(route));
-            for (count, bound) in h.counts.iter().zip(BUCKETS) {
-                let _ = writeln!(
-                    out,
-                    "managed_agents_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "managed_agents_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "managed_agents_http_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "managed_agents_http_request_duration_seconds_count{{{labels}}} {}",
-                h.count
+            h.render(
+                &mut out,
+                "managed_agents_http_request_duration_seconds",
+                &labels,
             );
         }
         let gauges = [
@@ -278,6 +254,7 @@ impl Metrics {
 /// A label value as the text exposition format requires (one escaping for every family the
 /// server renders, its own and the harness's).
 pub use managed_agents_harness::telemetry::escape;
+use managed_agents_harness::telemetry::{Bounds, Histogram};
 
 /// The RocksDB writer's group-commit counters: batches (fsyncs), events, rejected requests and
 /// the histogram of requests per batch (bucket `i`: `2^i ..= 2^(i+1) - 1`).
