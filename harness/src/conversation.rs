@@ -92,7 +92,8 @@ fn push(messages: &mut Vec<Message>, role: Role, part: Part) {
 /// The name of the tool whose calls are replayed as text.
 const WEB_SEARCH: &str = "web_search";
 
-fn text_of(content: &[ContentBlock]) -> String {
+/// The texts of content blocks, one after another (other blocks left out).
+pub(crate) fn text_of(content: &[ContentBlock]) -> String {
     content
         .iter()
         .filter_map(|b| match b {

@@ -671,7 +671,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             .instrument(span.clone())
             .await;
         let (content, is_error) = self.tool_ended(&span, "mcp", started, called, |called| {
-            (called.1, telemetry_content::blocks(&called.0))
+            (called.1, telemetry_content::tool_output(&called.0))
         })?;
         self.writer
             .record(Step::McpToolResult {

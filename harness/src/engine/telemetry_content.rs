@@ -57,19 +57,7 @@ pub(super) fn response(blocks: &[Block]) -> String {
 
 /// `gen_ai.tool.call.result`: the texts of a tool's result blocks.
 pub(super) fn tool_output(content: &[ContentBlock]) -> String {
-    blocks(content)
-}
-
-/// The texts of content blocks, one after another.
-pub(super) fn blocks(content: &[ContentBlock]) -> String {
-    content
-        .iter()
-        .filter_map(|block| match block {
-            ContentBlock::Text { text } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    crate::conversation::text_of(content)
 }
 
 /// `gen_ai.response.finish_reasons`: why the model stopped, in the provider's words.
