@@ -59,7 +59,7 @@ enum Action {
     BuiltinResult { pick: u8 },
     Finish { requires_action: bool },
     Interrupt,
-    Recover { resume: bool },
+    Recover { resume: turn::Resume },
     Fail,
     Reschedule,
     Resume,
@@ -97,7 +97,12 @@ fn action() -> impl Strategy<Value = Action> {
         8 => any::<u8>().prop_map(|pick| Action::BuiltinResult { pick }),
         12 => any::<bool>().prop_map(|requires_action| Action::Finish { requires_action }),
         4 => Just(Action::Interrupt),
-        4 => any::<bool>().prop_map(|resume| Action::Recover { resume }),
+        4 => prop_oneof![
+            Just(turn::Resume::No),
+            Just(turn::Resume::FromLog),
+            Just(turn::Resume::InAgent)
+        ]
+        .prop_map(|resume| Action::Recover { resume }),
         4 => Just(Action::Fail),
         4 => Just(Action::Reschedule),
         4 => Just(Action::Resume),

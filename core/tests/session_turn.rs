@@ -55,8 +55,14 @@ fn check_finish(given: &[SessionRecord], steps: Vec<Step>, end: End, expect: &st
 
 fn check_recover(given: &[SessionRecord], expect: &str) {
     let state = fold(given);
-    let result = turn::recover(&state, given, false, now(), &mut Sequential::default())
-        .map(Option::unwrap_or_default);
+    let result = turn::recover(
+        &state,
+        given,
+        turn::Resume::No,
+        now(),
+        &mut Sequential::default(),
+    )
+    .map(Option::unwrap_or_default);
     assert_is(render(&state, result), expect);
 }
 
@@ -647,7 +653,7 @@ fn recover_abandons_a_turn_a_dead_process_started() {
     let records = turn::recover(
         &state,
         &mid_turn(),
-        false,
+        turn::Resume::No,
         now(),
         &mut Sequential::default(),
     )
@@ -665,7 +671,7 @@ fn recover_abandons_a_turn_a_dead_process_started() {
         &turn::recover(
             &fold(&with(mid_turn(), vec![tool_use("t1")])),
             &with(mid_turn(), vec![tool_use("t1")]),
-            false,
+            turn::Resume::No,
             now(),
             &mut Sequential::default(),
         )
@@ -1049,8 +1055,14 @@ fn span_start(short: &str) -> SessionRecord {
 
 fn check_resume(given: &[SessionRecord], expect: &str) {
     let state = fold(given);
-    let result = turn::recover(&state, given, true, now(), &mut Sequential::default())
-        .map(Option::unwrap_or_default);
+    let result = turn::recover(
+        &state,
+        given,
+        turn::Resume::FromLog,
+        now(),
+        &mut Sequential::default(),
+    )
+    .map(Option::unwrap_or_default);
     assert_is(render(&state, result), expect);
 }
 
@@ -1071,9 +1083,15 @@ fn a_restart_reschedules_a_turn_that_can_go_on() {
          => rescheduling turn",
     );
     let state = fold(&given);
-    let records = turn::recover(&state, &given, true, now(), &mut Sequential::default())
-        .unwrap()
-        .unwrap();
+    let records = turn::recover(
+        &state,
+        &given,
+        turn::Resume::FromLog,
+        now(),
+        &mut Sequential::default(),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(tool_text(&records).as_deref(), Some(turn::RESTARTED));
     let mut after = state.clone();
     records.iter().for_each(|r| after.apply(r));
@@ -1094,4 +1112,45 @@ fn a_restart_reschedules_a_turn_that_can_go_on() {
         &with(mid_turn(), vec![span_start("s1")]),
         "span.model_request_end, session.error, idle(end_turn) => idle",
     );
+}
+
+#[test]
+fn a_restart_reschedules_an_agent_cli_turn_closing_every_open_call() {
+    // An agent that keeps its own conversation cannot have our engine run a call again: the
+    // read-only call is closed too, and the turn is rescheduled.
+    let given = with(mid_turn(), vec![tool_use("t1"), read_use("t2")]);
+    let state = fold(&given);
+    let records = turn::recover(
+        &state,
+        &given,
+        turn::Resume::InAgent,
+        now(),
+        &mut Sequential::default(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_is(
+        render(&state, Ok(records.clone())),
+        "agent.tool_result, agent.tool_result, session.status_rescheduled, \
+         internal.turn_restarted => rescheduling turn",
+    );
+    let mut after = state.clone();
+    records.iter().for_each(|r| after.apply(r));
+    assert!(after.open_tool_uses.is_empty());
+    let all = with(given, records);
+    assert!(turn::idempotent_open_calls(&after, &all).is_empty());
+    // The agent saw m1 before the restart; what it gets after it is only what the resumed
+    // turn consumes: nothing, or a message queued while the server was down.
+    assert_eq!(turn::consumed(&all).len(), 1);
+    assert_eq!(turn::consumed_since_restart(&all), Some(Vec::new()));
+    let queued = with(all, vec![msg("m2"), processed(&["m2"], 4_000)]);
+    let after_restart: Vec<_> = turn::consumed_since_restart(&queued)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id.clone())
+        .collect();
+    assert_eq!(after_restart, vec![eid("m2")]);
+    assert_eq!(turn::consumed(&queued).len(), 2);
+    // A turn no restart cut: none.
+    assert_eq!(turn::consumed_since_restart(&mid_turn()), None);
 }

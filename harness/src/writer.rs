@@ -393,9 +393,9 @@ impl<S: Store> Writer<S> {
         Ok(next)
     }
 
-    /// Settles a session no turn runs for ([`turn::recover`]; `resume`: a turn cut short goes
-    /// on); whether anything was written.
-    pub(crate) async fn recover(&mut self, resume: bool) -> Result<bool, Halt> {
+    /// Settles a session no turn runs for ([`turn::recover`]; `resume`: how a turn cut short
+    /// goes on); whether anything was written.
+    pub(crate) async fn recover(&mut self, resume: turn::Resume) -> Result<bool, Halt> {
         let written = self
             .write(false, |state, log, now, ids| {
                 Ok(turn::recover(state, log, resume, now, ids)?.unwrap_or_default())

@@ -9,7 +9,9 @@ tool names (`[[mock:tool Bash {...}]]`)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -79,6 +81,15 @@ class ClaudeServer:
 
     def restart(self) -> None:
         self.stop()
+        self.start()
+
+    def crash(self) -> None:
+        """Kills the server (SIGKILL) and starts it again on the same data dir."""
+        assert self.process is not None and self.process.proc is not None
+        self.process.proc.kill()
+        self.process.proc.wait()
+        self.process.proc = None
+        self.process = None
         self.start()
 
     def harness(self, mock: MockModel, token: str) -> Harness:
@@ -241,17 +252,22 @@ def test_always_ask_pauses_until_the_confirmation(h: Harness, answer: str) -> No
 
 def test_interrupt_stops_a_running_command(h: Harness) -> None:
     session = h.session(agent=agent(h))
+    nap = f"timeout 30.{time.time_ns() % 1_000_000:06d}"
     sent = h.send(
         session.id,
-        {"type": "user.message", "content": [{"type": "text", "text": claude_prompt("Bash", {"command": "sleep 30"})}]},
+        {"type": "user.message", "content": [{"type": "text", "text": claude_prompt("Bash", {"command": f"{nap} tail -f /dev/null; echo woke"})}]},
     )
     wait_for(lambda: any(e.type == "agent.tool_use" for e in h.events(session.id)), timeout=TURN)
+    # The command runs (Claude Code refuses a long sleep, so it is not one).
+    wait_for(lambda: host_processes_with(nap), TURN)
     h.send(session.id, {"type": "user.interrupt"})
     # Well before the command would have finished by itself.
     events = h.wait_idle(session.id, sent[0].id, timeout=20)
     assert stop_type(settled(events)) == "end_turn"
     results = tool_results(events)
     assert len(results) == 1 and results[0].is_error
+    assert "Blocked" not in text(results[0])
+    assert host_processes_with(nap) == []
     # The session goes on: the next message resumes the conversation.
     events = turn(h, session.id, "[[mock:text after the interrupt]]")
     assert [text(e) for e in events if e.type == "agent.message"] == ["after the interrupt"]
@@ -388,3 +404,73 @@ def test_a_budget_stops_claude_code_at_its_cap(h: Harness) -> None:
     assert len(h.model_requests()) == 1
     spent = h.client.beta.sessions.retrieve(session.id)
     assert spent.usage.list_cost.amount == "121"
+
+
+#: The start of what the `claude` and `codex` engines tell the agent when a restart cut its turn.
+RESUMED = "The server running this session restarted while you were working on the current request"
+
+
+def host_processes_with(marker: str) -> list[str]:
+    """The command lines of host processes that hold `marker`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def last_user_text(request: dict[str, Any]) -> str:
+    users = [m for m in messages_of(request) if m["role"] == "user"]
+    content = users[-1]["content"] if users else ""
+    if isinstance(content, str):
+        return content
+    return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+
+
+def test_a_kill_mid_turn_reschedules_and_claude_code_goes_on(claude: ClaudeServer, mock: MockModel) -> None:
+    """Issue 16 item 3 on an agent CLI: a SIGKILL while Claude Code runs a command is a
+    reschedule: the call gets the restart's error result, Claude Code is started again on its
+    kept conversation, told its turn was cut, and finishes the turn; no `session.error`."""
+    h = claude.harness(mock, "sk-vault-" + unique("secret"))
+    session = h.session(agent=agent(h))
+    # Not a sleep, which Claude Code refuses to run for long.
+    nap = f"timeout 60.{time.time_ns() % 1_000_000:06d}"
+    prompt = claude_prompt("Bash", {"command": f"{nap} tail -f /dev/null; echo woke"})
+    h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": prompt}]})
+    wait_for(lambda: "agent.tool_use" in types(h.events(session.id)), TURN)
+    wait_for(lambda: host_processes_with(nap), TURN)
+    before = len(h.events(session.id))
+    claude.crash()
+    assert claude.process is not None
+    h.client = claude.process.client()
+    # The sandbox died with the server.
+    assert host_processes_with(nap) == []
+
+    def idle_again() -> Any:
+        events = h.events(session.id)
+        idles = [e for e in events[before:] if e.type == "session.status_idle"]
+        return events if idles else None
+
+    events = wait_for(idle_again, TURN)
+    after = types(events)[before:]
+    assert after.index("session.status_rescheduled") < after.index("session.status_running"), after
+    assert "session.error" not in types(events), after
+    results = tool_results(events)
+    assert len(results) == 1 and results[0].is_error, after
+    assert "server restarted" in text(results[0])
+    assert stop_type(settled(events)) == "end_turn"
+    assert [e for e in events[before:] if e.type == "agent.message"], after
+    # Claude Code went on in its own conversation: the request after the restart holds the cut
+    # turn's prompt and ends with the notice.
+    # (Claude Code's side requests, a title say, carry only the last message.)
+    resumed = [r for r in h.model_requests() if RESUMED in last_user_text(r)]
+    assert resumed, [last_user_text(r) for r in h.model_requests()]
+    assert any(nap in json.dumps(r["body"]["messages"]) for r in resumed)
+    # And the session takes new input.
+    again = turn(h, session.id, "[[mock:text still here]]")
+    assert [text(e) for e in again if e.type == "agent.message"] == ["still here"], types(again)
+

@@ -81,6 +81,15 @@ class CodexServer:
             self.process = None
             assert code == 0, f"server exited with {code}; log tail:\n{log}"
 
+    def crash(self) -> None:
+        """Kills the server (SIGKILL) and starts it again on the same data dir."""
+        assert self.process is not None and self.process.proc is not None
+        self.process.proc.kill()
+        self.process.proc.wait()
+        self.process.proc = None
+        self.process = None
+        self.start()
+
     def harness(self, mock: MockModel) -> Harness:
         """A client, the mock and an LLM vault selecting the `codex` engine."""
         assert self.process is not None
@@ -343,3 +352,54 @@ def test_a_budget_stops_codex_at_its_cap(h: Harness) -> None:
     assert "session.error" not in types(events), seen
     assert len(responses(h)) == 1
     assert h.client.beta.sessions.retrieve(session.id).usage.list_cost.amount == "121"
+
+
+#: The start of what the `claude` and `codex` engines tell the agent when a restart cut its turn.
+RESUMED = "The server running this session restarted while you were working on the current request"
+
+
+def test_a_kill_mid_turn_reschedules_and_codex_goes_on(
+    tmp_path_factory: pytest.TempPathFactory, runtimes: str, mock: MockModel
+) -> None:
+    """Issue 16 item 3 on an agent CLI: a SIGKILL while Codex runs a command is a reschedule:
+    the call gets the restart's error result, Codex resumes its thread, is told its turn was
+    cut, and finishes the turn; no `session.error`."""
+    server = CodexServer(tmp_path_factory.mktemp("cxk"), runtimes).start()
+    try:
+        h = server.harness(mock)
+        session = h.session(agent=codex_agent(h))
+        nap = f"sleep 60.{time.time_ns() % 1_000_000:06d}"
+        prompt = shell(nap)
+        h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": prompt}]})
+        wait_for(lambda: "agent.tool_use" in types(h.events(session.id)), TURN_WAIT)
+        wait_for(lambda: host_processes_with(nap), TURN_WAIT)
+        before = len(h.events(session.id))
+        server.crash()
+        assert server.process is not None
+        h.client = server.process.client()
+        # The sandbox died with the server.
+        assert host_processes_with(nap) == []
+
+        def idle_again() -> Any:
+            events = h.events(session.id)
+            idles = [e for e in events[before:] if e.type == "session.status_idle"]
+            return events if idles else None
+
+        events = wait_for(idle_again, TURN_WAIT)
+        after = types(events)[before:]
+        assert after.index("session.status_rescheduled") < after.index("session.status_running"), dump(events)
+        assert "session.error" not in types(events), dump(events)
+        results = tool_results(events)
+        assert len(results) == 1 and results[0].is_error, dump(events)
+        assert "server restarted" in text(results[0])
+        assert stop_type(settled(events)) == "end_turn"
+        # Codex went on in its resumed thread: the request after the restart holds the cut
+        # turn's command and the notice.
+        resumed = [r for r in responses(h) if RESUMED in json.dumps(r["body"]["input"])]
+        assert resumed, dump(events)
+        assert nap in json.dumps(resumed[0]["body"]["input"])
+        again = h.turn(session.id, "[[mock:text still here]]", TURN_WAIT)
+        assert [text(e) for e in again if e.type == "agent.message"] == ["still here"], types(again)
+    finally:
+        server.stop()
+

@@ -73,6 +73,14 @@ use crate::sandbox::{Network, Sandbox, Workspace};
 use crate::tools;
 use crate::writer::{Halt, Writer};
 
+/// What an agent CLI (`claude`, `codex`) is told when its turn goes on after a restart
+/// (`core::session::turn::Resume::InAgent`).
+pub(crate) const RESUMED: &str = "The server running this session restarted while you were \
+    working on the current request, and your process was stopped. Tool calls that were \
+    running when it stopped did not report a result: they may or may not have completed, so \
+    check their effects before running them again. Continue the request from where you left \
+    off.";
+
 /// The agent as a turn uses it: model, system prompt and tools (read from the session's agent
 /// snapshot by the runner).
 #[derive(Debug, Clone)]

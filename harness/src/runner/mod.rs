@@ -42,14 +42,20 @@
 //! A session found `running`/`rescheduling` whose current turn had already started (the
 //! runner consumed input, or wrote agent, span, error or rescheduling events since the last
 //! idle; [`managed_agents_core::session::turn::recover`] decides, matching on the event enum)
-//! belonged to a process that died. Its turn is **not resumed**: the runner appends a
-//! `session.error` (`unknown_error`, `retry_status: terminal`, "the server stopped while this
-//! turn was running"), an error `agent.tool_result` for every tool call left without one, and
-//! `session.status_idle` with `end_turn`. The conversation, the workspace and everything
-//! before the failure are intact, so the user can simply send another message; resuming a
-//! half-run tool (which may have side effects) silently would be worse. Input that was queued
-//! but not yet consumed is then processed normally. A session that is `running` but whose turn
-//! never started (the process died between the client's send and the runner) simply runs.
+//! belonged to a process that died. A restart is a reschedule, not a failure: the runner
+//! appends `session.status_rescheduled` (open model request spans ended as errors, running
+//! tool calls closed with an error result saying the server restarted) and runs the turn on
+//! ([`resumable`] says how). A resident engine goes on from its log: the model request that
+//! was in flight is made again, and read-only calls (`read`, `glob`, `grep`) are run again. An
+//! agent CLI (`claude`, `codex`) is started again on the conversation it keeps in the
+//! workspace and told that its turn was cut (every call it had running is closed). A turn
+//! paused on `requires_action` stays paused. A child thread's turn ran inside its
+//! coordinator's delegation call, so it is settled as before: an error result for each open
+//! call, a terminal `session.error` and idle `end_turn`, and the coordinator's call gets the
+//! restart's error result (its model decides whether to delegate again). Input that was
+//! queued but not yet consumed is processed by the resumed turn. A session that is `running`
+//! but whose turn never started (the process died between the client's send and the runner)
+//! simply runs.
 //!
 //! Failures that are not the model's (no LLM vault, an unknown or unavailable engine, a missing
 //! agent runtime, an unreadable agent, a workspace that cannot be created) end the turn with a
@@ -69,7 +75,7 @@ use managed_agents_core::event::{Body, Event, EventParams};
 use managed_agents_core::ids::EventId;
 use managed_agents_core::ids::{SessionId, ThreadId};
 use managed_agents_core::session::log;
-use managed_agents_core::session::turn::{self, End, Step};
+use managed_agents_core::session::turn::{self, End, Resume, Step};
 use managed_agents_core::session::{Command, SessionRecord, SessionState, Status};
 use managed_agents_core::storage::{self, CatalogQuery, Kind, Order, Store, StreamId};
 use managed_agents_core::time::Timestamp;
@@ -501,29 +507,32 @@ async fn process<S: Store, X: Sandbox>(
     }
 }
 
-/// Whether a turn of `session` cut short by a restart goes on from its log: only a session's
-/// own turn (not a child thread's) on a resident engine (`native`, `openai-agents`: the agent
-/// loop is ours and the conversation is the log; an agent CLI's process and its in-flight
-/// state died with the server).
-async fn resumable<S: Store, X: Sandbox>(inner: &Inner<S, X>, session: &SessionState) -> bool {
+/// How a turn of `session` cut short by a restart goes on: only a session's own turn (not a
+/// child thread's, which ran inside its coordinator's delegation call); on a resident engine
+/// (`native`, `openai-agents`: the agent loop is ours and the conversation is the log) from
+/// the log, on an agent CLI (`claude`, `codex`: its process died with the server, its
+/// conversation is kept in the workspace) in the agent, told that the turn was cut.
+async fn resumable<S: Store, X: Sandbox>(inner: &Inner<S, X>, session: &SessionState) -> Resume {
     if !matches!(session.status, Status::Running | Status::Rescheduling)
         || session.is_child_thread()
     {
-        return false;
+        return Resume::No;
     }
     let Some(created) = &session.config else {
-        return false;
+        return Resume::No;
     };
-    matches!(
-        setup::llm(
-            &inner.store,
-            inner.secrets.as_ref(),
-            &inner.options,
-            created
-        )
-        .await,
-        Ok(Some((Engine::Native | Engine::OpenAiAgents, _)))
+    match setup::llm(
+        &inner.store,
+        inner.secrets.as_ref(),
+        &inner.options,
+        created,
     )
+    .await
+    {
+        Ok(Some((Engine::Native | Engine::OpenAiAgents, _))) => Resume::FromLog,
+        Ok(Some((Engine::Claude | Engine::Codex, _))) => Resume::InAgent,
+        _ => Resume::No,
+    }
 }
 
 /// Settles the child threads of `session` left mid-turn (see `engine::delegate`: they run
@@ -540,7 +549,7 @@ async fn recover_children<S: Store, X: Sandbox>(inner: &Inner<S, X>, session: &S
         };
         let mut writer = Writer::new(inner.store.clone(), id, head);
         // A child's turn ran inside its coordinator's tool call, which the restart ended.
-        if let Err(e) = writer.recover(false).await {
+        if let Err(e) = writer.recover(Resume::No).await {
             tracing::warn!(thread = %child.id, ?e, "cannot settle a child thread");
         }
     }

@@ -670,7 +670,23 @@ fn since_idle(log: &[SessionRecord]) -> &[SessionRecord] {
 /// [`start`] writes after the last idle), in log order: what an agent that keeps its own
 /// conversation (an agent CLI in the sandbox) is handed for this turn.
 pub fn consumed(log: &[SessionRecord]) -> Vec<&Event> {
-    let ids: Vec<&EventId> = since_idle(log)
+    consumed_in(log, since_idle(log))
+}
+
+/// For a turn a restart cut short and that goes on in the agent ([`Resume::InAgent`]): the
+/// input events it consumed after its latest restart (what the agent has not seen yet), or
+/// `None` when the current turn was not restarted.
+pub fn consumed_since_restart(log: &[SessionRecord]) -> Option<Vec<&Event>> {
+    let turn = since_idle(log);
+    let restart = turn
+        .iter()
+        .rposition(|r| matches!(r, SessionRecord::Fact(Fact::TurnRestarted { .. })))?;
+    Some(consumed_in(log, &turn[restart + 1..]))
+}
+
+/// The input events of `log` that the `inputs_processed` facts of `part` name, in log order.
+fn consumed_in<'a>(log: &'a [SessionRecord], part: &[SessionRecord]) -> Vec<&'a Event> {
+    let ids: Vec<&EventId> = part
         .iter()
         .filter_map(|r| match r {
             SessionRecord::Fact(Fact::InputsProcessed { event_ids, .. }) => Some(event_ids),
@@ -771,11 +787,12 @@ fn open_spans(log: &[SessionRecord]) -> Vec<EventId> {
 
 /// What a restart writes for a turn that goes on: each model request span left open ends as
 /// an error (the request is made again), each open built-in or MCP call gets a [`RESTARTED`]
-/// error result unless its tool is idempotent ([`idempotent_open_calls`]: left open, run
-/// again), then `session.status_rescheduled` and `internal.turn_restarted`.
+/// error result unless `rerun` and its tool is idempotent ([`idempotent_open_calls`]: left
+/// open, run again), then `session.status_rescheduled` and `internal.turn_restarted`.
 fn restarted(
     state: &SessionState,
     log: &[SessionRecord],
+    rerun: bool,
     now: Timestamp,
     ids: &mut impl IdSource,
 ) -> Vec<SessionRecord> {
@@ -784,10 +801,14 @@ fn restarted(
         .into_iter()
         .map(|span| self::event(ids, now, span_end(span, ModelUsage::default(), true)))
         .collect();
-    let rerun: Vec<&EventId> = idempotent_open_calls(state, log)
-        .into_iter()
-        .map(|(id, ..)| id)
-        .collect();
+    let rerun: Vec<&EventId> = if rerun {
+        idempotent_open_calls(state, log)
+            .into_iter()
+            .map(|(id, ..)| id)
+            .collect()
+    } else {
+        Vec::new()
+    };
     for (id, kind) in &state.open_tool_uses {
         if *kind != ToolKind::Custom && !state.pending_actions.contains(id) && !rerun.contains(&id)
         {
@@ -805,12 +826,26 @@ fn restarted(
     records
 }
 
+/// How the engine of a session can go on with a turn a restart cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// It cannot: the turn ends with a terminal error.
+    No,
+    /// From the log (the resident engines: the conversation is the log): read-only calls left
+    /// open ([`IDEMPOTENT_TOOLS`]) are run again by the engine, the others closed.
+    FromLog,
+    /// In the agent, which keeps its own conversation (an agent CLI, whose process died with
+    /// the server): every open call is closed, and the agent is told the turn was cut and
+    /// continues it ([`consumed_since_restart`]).
+    InAgent,
+}
+
 /// What a runner must write before it may start a turn on a session no turn is running for,
 /// or `None` when nothing needs settling:
-/// - `running`/`rescheduling` with a started turn (a process died mid-turn) and `resume` (the
-///   session's engine can go on from the log): the turn is rescheduled ([`restarted`]) and the
-///   runner's next [`start`] continues it;
-/// - the same without `resume`: each open model request span ended as an error, a terminal
+/// - `running`/`rescheduling` with a started turn (a process died mid-turn) and an engine that
+///   can go on ([`Resume`]): the turn is rescheduled ([`restarted`]) and the runner's next
+///   [`start`] continues it;
+/// - the same with [`Resume::No`]: each open model request span ended as an error, a terminal
 ///   `unknown_error` ([`STOPPED`]), an error result ([`ABANDONED`]) for each built-in call left
 ///   open, idle `end_turn`;
 /// - an interrupt pending: consume it and idle `end_turn`;
@@ -820,18 +855,19 @@ fn restarted(
 pub fn recover(
     state: &SessionState,
     log: &[SessionRecord],
-    resume: bool,
+    resume: Resume,
     now: Timestamp,
     ids: &mut impl IdSource,
 ) -> Result<Option<Vec<SessionRecord>>, Rejection> {
     live(state)?;
     let busy = matches!(state.status, Status::Running | Status::Rescheduling);
-    if busy && resume && state.interrupt.is_none() && turn_started(log) {
+    if busy && resume != Resume::No && state.interrupt.is_none() && turn_started(log) {
         if state.resume_after_restart {
             // Already rescheduled: the runner's next start continues it.
             return Ok(None);
         }
-        return Ok(Some(restarted(state, log, now, ids)));
+        let rerun = resume == Resume::FromLog;
+        return Ok(Some(restarted(state, log, rerun, now, ids)));
     }
     let steps = if busy && turn_started(log) {
         let mut steps: Vec<Step> = open_spans(log).into_iter().map(Step::SpanFailed).collect();

@@ -1,15 +1,36 @@
 //! What the current turn hands Claude Code: the content of the `user.message` events it
 //! consumed (those named by `internal.inputs_processed` since the last idle), as one user
-//! message. Pure.
+//! message; for a turn a restart cut short, when Claude Code's conversation was kept, the
+//! notice that the turn was cut and only what the turn consumed since ([`turn_input`]). Pure.
 
 use managed_agents_core::event::{Body, ContentBlock};
 use managed_agents_core::session::turn;
 use managed_agents_core::session::SessionRecord;
 
+/// What the current turn hands the agent. `kept`: whether the agent's own conversation
+/// survived (it holds what the turn handed it before a restart). A turn a restart cut short
+/// ([`turn::consumed_since_restart`]) with its conversation kept gets [`RESUMED`] and what it
+/// consumed since the restart; any other turn every message it consumed.
+pub(crate) fn turn_input(log: &[SessionRecord], kept: bool) -> Vec<ContentBlock> {
+    match turn::consumed_since_restart(log) {
+        Some(since) if kept => {
+            let mut content = vec![ContentBlock::text(crate::engine::RESUMED)];
+            content.extend(contents(since));
+            content
+        }
+        _ => consumed_messages(log),
+    }
+}
+
 /// The content blocks of the messages the current turn consumed ([`turn::consumed`]), in
 /// order.
 pub(crate) fn consumed_messages(log: &[SessionRecord]) -> Vec<ContentBlock> {
-    turn::consumed(log)
+    contents(turn::consumed(log))
+}
+
+/// The content blocks `events` hand the agent, in order.
+fn contents(events: Vec<&managed_agents_core::event::Event>) -> Vec<ContentBlock> {
+    events
         .into_iter()
         .filter_map(|e| match &e.body {
             Body::UserMessage(m) => Some(m.content.clone()),
@@ -67,5 +88,39 @@ mod tests {
             vec![ContentBlock::text("first"), ContentBlock::text("second")]
         );
         assert!(consumed_messages(&log[..3]).is_empty());
+    }
+
+    #[test]
+    fn a_restarted_turn_hands_over_the_notice_and_what_came_since_when_the_conversation_was_kept() {
+        use managed_agents_core::session::Fact;
+        let (a, a_record) = message(1, "cut short");
+        let (b, b_record) = message(4, "sent while down");
+        let log = vec![
+            a_record,
+            SessionRecord::inputs_processed(vec![a], at(2)),
+            Fact::TurnRestarted { at: at(3) }.into(),
+            b_record,
+            SessionRecord::inputs_processed(vec![b], at(5)),
+        ];
+        assert_eq!(
+            turn_input(&log, true),
+            vec![
+                ContentBlock::text(crate::engine::RESUMED),
+                ContentBlock::text("sent while down")
+            ]
+        );
+        // Nothing kept (the CLI saved nothing before the restart): the whole turn again.
+        assert_eq!(
+            turn_input(&log, false),
+            vec![
+                ContentBlock::text("cut short"),
+                ContentBlock::text("sent while down")
+            ]
+        );
+        // A turn no restart cut: what it consumed, kept conversation or not.
+        assert_eq!(
+            turn_input(&log[..2], true),
+            vec![ContentBlock::text("cut short")]
+        );
     }
 }

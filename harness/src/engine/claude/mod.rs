@@ -23,6 +23,10 @@
 //! stdio control protocol ([`custom`]); a call becomes `agent.custom_tool_use`, the session
 //! idles with `requires_action`, and the turn the `user.custom_tool_result` starts answers it.
 //!
+//! A turn a server restart cut short goes on (`turn::Resume::InAgent`): Claude Code is started
+//! again with `--resume` and handed [`super::RESUMED`] and whatever input came since, instead
+//! of the turn's input it already holds ([`input::turn_input`]).
+//!
 //! A `user.interrupt` kills the sandbox's whole pid namespace at once (SIGKILL) and the turn
 //! idles with `end_turn`; the next message resumes the conversation in a new process. A
 //! confirmation whose process is gone (the server restarted while it waited) answers its call
@@ -325,7 +329,11 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
         self.settle(live, confirmations).await?;
         let content = match next {
             Some(text) => vec![ContentBlock::text(text)],
-            None => input::consumed_messages(self.writer.records()),
+            // A process still running holds the conversation; otherwise its transcript does.
+            None => {
+                let kept = live.is_some() || self.transcript().exists();
+                input::turn_input(self.writer.records(), kept)
+            }
         };
         if !content.is_empty() {
             if live.is_none() {
@@ -575,10 +583,17 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
         Ok(())
     }
 
+    /// Where Claude Code keeps the session's conversation (it exists once Claude Code saved
+    /// its first message).
+    fn transcript(&self) -> std::path::PathBuf {
+        let conversation = launch::conversation_id(self.writer.id().as_str());
+        launch::transcript(self.workspace.dir(), &conversation)
+    }
+
     /// Starts Claude Code for the session.
     async fn start(&self) -> Result<Live, String> {
         let conversation = launch::conversation_id(self.writer.id().as_str());
-        let resume = launch::transcript(self.workspace.dir(), &conversation).exists();
+        let resume = self.transcript().exists();
         let command = launch::command(
             &launch::Launch {
                 program: self.program,

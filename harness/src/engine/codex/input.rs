@@ -13,11 +13,32 @@ use serde_json::Value;
 
 use super::protocol::{image_input, text_input};
 
+/// The `turn/start` input items for the turn that is running in `log`. `kept`: whether Codex
+/// resumed the session's thread (it holds what the turn handed it before a restart). A turn a
+/// restart cut short ([`turn::consumed_since_restart`]) on a kept thread gets
+/// [`crate::engine::RESUMED`] and what it consumed since the restart; any other turn every
+/// input it consumed ([`consumed`]).
+pub(crate) fn turn_input(log: &[SessionRecord], kept: bool) -> Vec<Value> {
+    match turn::consumed_since_restart(log) {
+        Some(since) if kept => {
+            let mut items = vec![text_input(crate::engine::RESUMED)];
+            items.extend(items_of(since));
+            items
+        }
+        _ => consumed(log),
+    }
+}
+
 /// The `turn/start` input items for the turn that is running in `log` (empty when it consumed
 /// no message, e.g. only tool confirmations).
 pub(crate) fn consumed(log: &[SessionRecord]) -> Vec<Value> {
+    items_of(turn::consumed(log))
+}
+
+/// The input items of `events`, in order.
+fn items_of(events: Vec<&managed_agents_core::event::Event>) -> Vec<Value> {
     let mut items = Vec::new();
-    for event in turn::consumed(log) {
+    for event in events {
         match &event.body {
             Body::UserMessage(message) => items.extend(message.content.iter().map(item)),
             Body::UserDefineOutcome(outcome) => items.push(text_input(

@@ -10,7 +10,9 @@
 //!    answered (accept, or decline with the denial recorded as the call's result); one whose
 //!    Codex process is gone (a server restart) gets an error result;
 //! 2. hand the consumed messages ([`input`]) to Codex: `turn/start` on a fresh process (or on
-//!    the one that was waiting, once its turn is over);
+//!    the one that was waiting, once its turn is over); a turn a server restart cut short
+//!    (`turn::Resume::InAgent`) starts Codex first and, when it resumed the session's thread,
+//!    hands it [`super::RESUMED`] and whatever input came since instead;
 //! 3. follow Codex's messages ([`mapping`]) and record them through `core::session::turn`
 //!    steps (`Step::Output` for messages, thinking and calls, `Step::ToolResult`,
 //!    `Step::Error`); approval requests are answered from the agent's permission policies
@@ -322,9 +324,21 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         next: Option<String>,
     ) -> Result<Ended, Halt> {
         self.settle(live, confirmations).await?;
+        // A turn a restart cut short goes on in Codex's thread, when there is one to resume:
+        // start Codex first to know.
+        let restarted = turn::consumed_since_restart(self.writer.records()).is_some();
+        if live.is_none() && next.is_none() && restarted {
+            match self.open().await? {
+                Ok(opened) => *live = Some(opened),
+                Err(message) => return Ok(Ended::Failed(None, message)),
+            }
+        }
         let input = match next {
             Some(text) => vec![protocol::text_input(&text)],
-            None => input::consumed(self.writer.records()),
+            None => {
+                let kept = live.as_ref().is_some_and(|l| l.server.resumed);
+                input::turn_input(self.writer.records(), kept)
+            }
         };
         if live.is_none() && input.is_empty() {
             return Ok(Ended::Done(None));

@@ -59,6 +59,9 @@ pub(crate) struct AppServer {
     backlog: VecDeque<Incoming>,
     /// The session's thread.
     pub(crate) thread: String,
+    /// Whether the thread was resumed (it holds the session's conversation so far) rather
+    /// than started.
+    pub(crate) resumed: bool,
 }
 
 impl AppServer {
@@ -89,6 +92,7 @@ impl AppServer {
             next_id: 0,
             backlog: VecDeque::new(),
             thread: String::new(),
+            resumed: false,
         };
         server.call("initialize", protocol::initialize()).await?;
         server.write(&protocol::initialized()).await?;
@@ -113,6 +117,7 @@ impl AppServer {
             },
             None => None,
         };
+        server.resumed = resumed.is_some();
         let attached = match resumed {
             Some(result) => result,
             None => {
