@@ -396,12 +396,13 @@ pub struct BackendArgs {
     #[arg(long, env = "MANAGED_AGENTS_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Memory RocksDB's memtables may hold, all column families together, before they are
-    /// flushed to disk (a size, at least 1MiB, e.g. 64MiB); default: RocksDB's own, a flush per
-    /// column family at 64 MiB. The server's memory grows with unflushed writes up to it.
+    /// flushed to disk (a size, at least 1MiB). The server's memory grows with unflushed writes
+    /// up to it, then stays there. `0`: RocksDB's own limit, 64 MiB per column family.
     #[arg(
         long,
         env = "MANAGED_AGENTS_ROCKSDB_MEMTABLE_BUDGET",
-        value_name = "SIZE"
+        value_name = "SIZE",
+        default_value = "64MiB"
     )]
     pub rocksdb_memtable_budget: Option<String>,
 }
@@ -415,7 +416,7 @@ impl BackendArgs {
     /// `--rocksdb-memtable-budget` in bytes, checked (`None`: RocksDB's default).
     pub fn memtable_budget(&self) -> Result<Option<usize>, Error> {
         match self.rocksdb_memtable_budget.as_deref() {
-            None | Some("") => Ok(None),
+            None | Some("") | Some("0") => Ok(None),
             Some(text) => parse_size(text)
                 .filter(|bytes| *bytes >= 1 << 20)
                 .and_then(|bytes| usize::try_from(bytes).ok())
@@ -490,7 +491,10 @@ pub enum Error {
     #[error("--requires-action-timeout {0}: must be between 1 and 31536000 seconds")]
     RequiresActionTimeout(u64),
     /// `--rocksdb-memtable-budget` is not a size of at least 1 MiB.
-    #[error("--rocksdb-memtable-budget {0:?}: expected a size of at least 1MiB (e.g. 64MiB)")]
+    #[error(
+        "--rocksdb-memtable-budget {0:?}: expected a size of at least 1MiB (e.g. 64MiB), or 0 \
+         for RocksDB's own limit"
+    )]
     MemtableBudget(String),
     /// `--model-stream-idle-timeout` out of range.
     #[error("--model-stream-idle-timeout {0}: must be between 1 and 3600 seconds")]
@@ -901,6 +905,10 @@ mod tests {
     #[test]
     fn storage_tuning_flags_default_to_rocksdb_and_are_validated() {
         let config = serve(&[]).validate().expect("valid");
+        assert_eq!(config.memtable_budget, Some(64 << 20));
+        let config = serve(&["--rocksdb-memtable-budget", "0"])
+            .validate()
+            .expect("valid");
         assert_eq!(config.memtable_budget, None);
         assert_eq!(config.model_stream_idle_timeout.as_secs(), 300);
         let config = serve(&[
