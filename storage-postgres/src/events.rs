@@ -117,6 +117,11 @@ pub(crate) async fn read(
         .query(&statement, &[&stream.as_str(), &from, &limit])
         .await
         .map_err(backend)?;
+    records(&rows)
+}
+
+/// The records of `(version, payload)` rows.
+fn records(rows: &[tokio_postgres::Row]) -> Result<Vec<Record>, Error> {
     rows.iter()
         .map(|row| {
             let version = to_version(row.try_get(0).map_err(backend)?)?;
@@ -127,6 +132,26 @@ pub(crate) async fn read(
             })
         })
         .collect()
+}
+
+/// The kept events of deleted `stream` after version `after`, oldest first (see [`delete`]).
+pub(crate) async fn deleted_tail(
+    client: &impl GenericClient,
+    stream: &StreamId,
+    after: Version,
+) -> Result<Vec<Record>, Error> {
+    let statement = client
+        .prepare_cached(
+            "SELECT version, payload FROM deleted_tails WHERE stream = $1 AND version > $2
+             ORDER BY version",
+        )
+        .await
+        .map_err(backend)?;
+    let rows = client
+        .query(&statement, &[&stream.as_str(), &to_i64(after)?])
+        .await
+        .map_err(backend)?;
+    records(&rows)
 }
 
 /// The head of `stream`: `None` when it has no head row (never written, or deleted).
@@ -152,25 +177,43 @@ async fn head_in(client: &impl GenericClient, stream: &StreamId) -> Result<Versi
     Ok(head_row(client, stream).await?.unwrap_or(0))
 }
 
+/// How many of a deleted stream's last events are kept in `deleted_tails` for subscribers in
+/// other processes that had not read them yet ([`deleted_tail`]).
+pub(crate) const KEPT_TAIL: i64 = 64;
+
 /// Deletes the stream's head row, its events and its catalog entry in one transaction (its
-/// subscribers, once woken, find the head row gone).
+/// subscribers, once woken, find the head row gone), keeping its last [`KEPT_TAIL`] events in
+/// `deleted_tails` (replacing an earlier tail of the stream; tails older than ten minutes go).
 pub(crate) async fn delete(
     client: &mut Client,
     kind: Kind,
     stream: &StreamId,
 ) -> Result<(), Error> {
     let transaction = client.transaction().await.map_err(backend)?;
-    for sql in [
-        "DELETE FROM streams WHERE stream = $1",
-        "DELETE FROM events WHERE stream = $1",
-    ] {
+    let stream = stream.as_str();
+    let steps: [(&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]); 5] = [
+        (
+            "DELETE FROM deleted_tails WHERE deleted_at < now() - interval '10 minutes'",
+            &[],
+        ),
+        ("DELETE FROM deleted_tails WHERE stream = $1", &[&stream]),
+        (
+            "INSERT INTO deleted_tails (stream, version, payload)
+             SELECT stream, version, payload FROM events WHERE stream = $1
+             ORDER BY version DESC LIMIT $2",
+            &[&stream, &KEPT_TAIL],
+        ),
+        ("DELETE FROM streams WHERE stream = $1", &[&stream]),
+        ("DELETE FROM events WHERE stream = $1", &[&stream]),
+    ];
+    for (sql, params) in steps {
         let statement = transaction.prepare_cached(sql).await.map_err(backend)?;
         transaction
-            .execute(&statement, &[&stream.as_str()])
+            .execute(&statement, params)
             .await
             .map_err(backend)?;
     }
-    catalog::remove(&transaction, kind, stream.as_str()).await?;
+    catalog::remove(&transaction, kind, stream).await?;
     transaction.commit().await.map_err(backend)
 }
 

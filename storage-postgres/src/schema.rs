@@ -15,11 +15,18 @@ struct Migration {
 }
 
 /// Every migration, oldest first.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "streams_events_catalog",
-    sql: include_str!("../migrations/0001_streams_events_catalog.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "streams_events_catalog",
+        sql: include_str!("../migrations/0001_streams_events_catalog.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "deleted_tails",
+        sql: include_str!("../migrations/0002_deleted_tails.sql"),
+    },
+];
 
 /// The advisory lock key that serialises migrating processes (any constant, unique to us).
 const MIGRATION_LOCK: i64 = 0x6d61_5f73_6368_656d;

@@ -7,7 +7,11 @@
 //! stream whose head row the task has seen and then finds missing (or lower than it was) was
 //! deleted: the subscription ends with [`Error::Deleted`]; so does one open when this store
 //! deleted the stream (whether or not it had seen the stream: `Wakers::deleted`, counted
-//! before the delete returns). A cursor beyond the head just waits, as with the other backends.
+//! before the delete returns). Before it ends, it hands over the events after its cursor that
+//! the delete kept (`deleted_tails`: a stream's last events, such as the `session.deleted`
+//! appended just before a session's delete, which a subscriber in another process woken by
+//! the append may find already gone). A cursor beyond the head just waits, as with the other
+//! backends.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -80,6 +84,21 @@ pub(crate) fn spawn(
                 _ = tokio::time::sleep(poll) => {}
                 _ = tx.closed() => return,
             }
+        }
+        // The stream is gone: first what its delete kept that this subscriber had not read.
+        let tail = match pool.get().await {
+            Ok(client) => events::deleted_tail(&client, &stream, cursor).await,
+            Err(error) => Err(crate::pool_error(error)),
+        };
+        match tail {
+            Ok(tail) => {
+                for record in tail {
+                    if tx.send(Ok(record)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%stream, %error, "cannot read a deleted stream's tail"),
         }
         let _ = tx.send(Err(Error::Deleted(stream))).await;
     });

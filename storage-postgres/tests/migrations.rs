@@ -42,7 +42,13 @@ fn applied_to_an_empty_database_then_reapplied_without_change() {
     assert_eq!(applied_versions(&url), every);
     assert_eq!(
         tables(&url),
-        ["catalog", "events", "schema_migrations", "streams"]
+        [
+            "catalog",
+            "deleted_tails",
+            "events",
+            "schema_migrations",
+            "streams"
+        ]
     );
     drop(support::open(
         &url,

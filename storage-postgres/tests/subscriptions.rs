@@ -4,7 +4,7 @@ mod support;
 
 use futures::executor::block_on;
 use futures::StreamExt;
-use managed_agents_core::storage::{Append, Expected, Store, StreamId};
+use managed_agents_core::storage::{Append, Error, Expected, Kind, Store, StreamId};
 
 fn append(store: &impl Store, stream: &StreamId, events: usize) {
     block_on(store.append(Append {
@@ -48,5 +48,32 @@ fn a_subscriber_follows_appends_of_another_store() {
             .expect("an item")
             .expect("a record");
         assert_eq!(record.version, version);
+    }
+}
+
+/// A stream appended to and deleted at once through another store (a session's last events,
+/// `session.deleted`, then its delete): a subscriber that had not read them yet still receives
+/// every event, in order, before its subscription ends with `Deleted`.
+#[test]
+fn a_subscriber_gets_the_last_events_of_a_stream_another_store_deleted() {
+    let url = support::fresh_database();
+    let writer = support::open(&url, managed_agents_storage_postgres::Options::new);
+    let reader = support::open(&url, managed_agents_storage_postgres::Options::new);
+    for round in 0..10 {
+        let stream = StreamId::new(format!("sesn_gone_{round}"));
+        append(&writer, &stream, 2);
+        let mut subscription = reader.subscribe(&stream, 1);
+        append(&writer, &stream, 3);
+        block_on(writer.delete(Kind::Session, &stream)).expect("delete");
+        for version in 2..=5 {
+            let record = block_on(subscription.next())
+                .expect("an item")
+                .expect("a record");
+            assert_eq!(record.version, version, "round {round}");
+        }
+        match block_on(subscription.next()) {
+            Some(Err(Error::Deleted(gone))) => assert_eq!(gone, stream),
+            other => panic!("round {round}: expected the end of a deleted stream, got {other:?}"),
+        }
     }
 }

@@ -5,6 +5,10 @@ Every test that takes `server` (or `client`) runs twice, once against a server w
 parametrized fixture, so each backend's server starts once for the whole run.
 `MANAGED_AGENTS_TEST_BACKENDS` (comma-separated) picks other backends, e.g. `postgres`: every
 `postgres` server runs on a throwaway PostgreSQL cluster of its own (scripts/pg-cluster.sh).
+`postgres-2nodes` is two API nodes (`serve --storage postgres`) over one cluster and one shared
+data directory (file bytes, the secret key), and the SDK clients of `server.client()` send
+their requests to the nodes in turn ([`Alternating`]): a stream opened on one node sees the
+events sent through the other.
 
 The binary comes from `MANAGED_AGENTS_BIN`, else `$CARGO_TARGET_DIR/debug/managed-agents`
 (default target dir: /var/cache/managed-agents/target), else `target/debug/managed-agents`.
@@ -13,6 +17,7 @@ The binary comes from `MANAGED_AGENTS_BIN`, else `$CARGO_TARGET_DIR/debug/manage
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import secrets
 import signal
@@ -29,7 +34,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BACKENDS = [b for b in os.environ.get("MANAGED_AGENTS_TEST_BACKENDS", "rocksdb,memory").split(",") if b]
 #: Backends whose keys the CLI can create (everything but memory).
-DURABLE = ("rocksdb", "postgres")
+DURABLE = ("rocksdb", "postgres", "postgres-2nodes")
+#: Backends of several API nodes over one database: the storage each node runs and how many.
+MULTI_NODE = {"postgres-2nodes": ("postgres", 2)}
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
@@ -139,7 +146,8 @@ class ServerProcess:
         self.own_cluster = own_cluster
         self.runner = runner
         self.args = list(args)
-        self.storage = storage
+        # A test that starts a server of its own on a multi-node backend gets one node of it.
+        self.storage = MULTI_NODE.get(storage, (storage, 1))[0]
         self.data_dir = data_dir
         self.key = key
         self.log_path = log_path
@@ -241,9 +249,25 @@ class ServerProcess:
         return anthropic.Anthropic(base_url=self.url, api_key=key or self.key, **kwargs)
 
 
+class Alternating(httpx2.HTTPTransport):
+    """An HTTP transport that sends each request to the next of several nodes in turn: a
+    round-robin load balancer inside the client, so consecutive requests of one test (a stream
+    and the sends it waits for, a create and the retrieve after it) reach different nodes."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        super().__init__()
+        self.nodes = [httpx2.URL(url) for url in urls]
+        self.turn = itertools.count()
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        node = self.nodes[next(self.turn) % len(self.nodes)]
+        request.url = request.url.copy_with(host=node.host, port=node.port)
+        return super().handle_request(request)
+
+
 @dataclasses.dataclass
 class Server:
-    """What tests see of a running server."""
+    """What tests see of a running server (of several API nodes, the first one's address)."""
 
     storage: str
     url: str
@@ -252,27 +276,53 @@ class Server:
     #: created from the CLI (only the bootstrap key exists).
     other_key: Optional[str]
     process: ServerProcess
+    #: The other API nodes over the same database, if any.
+    more: list[ServerProcess] = dataclasses.field(default_factory=list)
 
     def client(self, key: Optional[str] = None, **kwargs: Any) -> anthropic.Anthropic:
+        if self.more and "http_client" not in kwargs:
+            urls = [self.url, *(node.url for node in self.more)]
+            kwargs["http_client"] = anthropic.DefaultHttpxClient(transport=Alternating(urls))
         return anthropic.Anthropic(base_url=self.url, api_key=key or self.key, **kwargs)
 
+    def stop(self) -> int:
+        """Stops every node (the first last: it owns the database cluster); the first nonzero
+        exit code, else 0."""
+        codes = [node.stop() for node in self.more]
+        codes.append(self.process.stop())
+        return next((code for code in codes if code != 0), 0)
 
-def start_server(storage: str, base: Path, other_workspace: Optional[str] = None) -> Server:
+    def log_tail(self) -> str:
+        return "\n".join(node.log_tail() for node in [self.process, *self.more])
+
+
+def start_server(backend: str, base: Path, other_workspace: Optional[str] = None) -> Server:
+    storage, nodes = MULTI_NODE.get(backend, (backend, 1))
     data_dir = base / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     cluster = PgCluster() if storage == "postgres" else None
     database_url = cluster.url if cluster is not None else None
+    more: list[ServerProcess] = []
     try:
         other_key = None
         if other_workspace is not None:
             other_key = create_key(data_dir, other_workspace, storage, database_url)
         key = new_key()
         process = ServerProcess(storage, data_dir, key, base / "server.log", cluster=cluster, own_cluster=True).start()
+        try:
+            for n in range(1, nodes):
+                node = ServerProcess(storage, data_dir, key, base / f"server-{n}.log", cluster=cluster)
+                more.append(node.start())
+        except BaseException:
+            for node in more:
+                node.stop()
+            process.stop()
+            raise
     except BaseException:
-        if cluster is not None:
+        if cluster is not None and cluster.proc.poll() is None:
             cluster.stop()
         raise
-    return Server(storage=storage, url=process.url, key=key, other_key=other_key, process=process)
+    return Server(storage=storage, url=process.url, key=key, other_key=other_key, process=process, more=more)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -285,8 +335,8 @@ def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     base = tmp_path_factory.mktemp(f"server-{backend}")
     srv = start_server(backend, base, other_workspace="tenant-b" if backend in DURABLE else None)
     yield srv
-    code = srv.process.stop()
-    assert code == 0, f"server exited with {code}; log tail:\n{srv.process.log_tail()}"
+    code = srv.stop()
+    assert code == 0, f"server exited with {code}; log tail:\n{srv.log_tail()}"
 
 
 @pytest.fixture
