@@ -291,6 +291,97 @@ def test_a_childs_confirmation_is_answered_on_the_session(harness: Harness) -> N
     assert not any(e.type == "agent.message" and text(e).strip() == "ran" for e in streamed)
 
 
+def test_several_waiting_children_are_posted_and_answered_at_once(harness: Harness) -> None:
+    h = harness
+    coordinator, _, tester = ask_team(h)
+    session = h.session(agent=coordinator)
+    prompt = delegate(tester, '<<mock:tool bash {"command": "echo one"}>>') + delegate(
+        tester, '<<mock:tool bash {"command": "echo two"}>>'
+    )
+    sent = h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": prompt}]})
+
+    def both_posted() -> Any:
+        events = h.events(session.id)
+        uses = [e for e in events if e.type == "agent.tool_use" and e.session_thread_id]
+        idles = [e for e in events if e.type == "session.thread_status_idle"]
+        return (uses, idles) if len(uses) == 2 and len(idles) == 2 else None
+
+    # Both children's calls are on the session's stream before any is answered, each with
+    # its thread, and each thread's idle names its own call.
+    uses, idles = wait_for(both_posted)
+    threads = [u.session_thread_id for u in uses]
+    assert len(set(threads)) == 2 and all(t.startswith("sthr_") for t in threads)
+    assert all(u.name == "bash" and u.evaluated_permission == "ask" for u in uses)
+    assert {(i.session_thread_id, tuple(i.stop_reason.event_ids)) for i in idles} == {
+        (u.session_thread_id, (u.id,)) for u in uses
+    }
+    assert all(stop_type(i) == "requires_action" for i in idles)
+    assert h.client.beta.sessions.retrieve(session.id).status == "running"
+
+    # The later child is answered first; each answer reaches its own thread.
+    second = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": uses[1].id, "result": "allow"})
+    first = h.send(
+        session.id,
+        {"type": "user.tool_confirmation", "tool_use_id": uses[0].id, "result": "deny", "deny_message": "not now"},
+    )
+    assert second[0].session_thread_id == threads[1] and first[0].session_thread_id == threads[0]
+    events = h.wait_idle(session.id, sent[0].id)
+    assert stop_type(events[-1]) == "end_turn"
+    for use, thread in zip(uses, threads):
+        mine = thread_events(h, session.id, thread)
+        results = [e for e in mine if e.type == "agent.tool_result"]
+        assert [r.tool_use_id for r in results] == [use.id]
+        assert stop_type(mine[-1]) == "end_turn"
+        statuses = [
+            stop_type(e) for e in events if e.type == "session.thread_status_idle" and e.session_thread_id == thread
+        ]
+        assert statuses == ["requires_action", "end_turn"]
+    denied = [e for e in thread_events(h, session.id, threads[0]) if e.type == "agent.tool_result"][0]
+    allowed = [e for e in thread_events(h, session.id, threads[1]) if e.type == "agent.tool_result"][0]
+    assert denied.is_error and "not now" in text(denied)
+    assert not allowed.is_error and text(allowed).strip() == "two"
+    replies = [e for e in events if e.type == "agent.thread_message_received"]
+    assert [r.from_session_thread_id for r in replies] == threads
+    assert "two" in text(replies[1])
+    # Each call was cross-posted once.
+    posted = [e.id for e in h.events(session.id) if e.type == "agent.tool_use" and e.session_thread_id]
+    assert posted == [u.id for u in uses]
+
+
+def test_a_session_interrupt_closes_every_waiting_child(harness: Harness) -> None:
+    h = harness
+    coordinator, _, tester = ask_team(h)
+    session = h.session(agent=coordinator)
+    prompt = delegate(tester, '<<mock:tool bash {"command": "touch one"}>>') + delegate(
+        tester, '<<mock:tool bash {"command": "touch two"}>>'
+    )
+    sent = h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": prompt}]})
+
+    def both_posted() -> Any:
+        uses = [e for e in h.events(session.id) if e.type == "agent.tool_use" and e.session_thread_id]
+        return uses if len(uses) == 2 else None
+
+    uses = wait_for(both_posted)
+    h.send(session.id, {"type": "user.interrupt"})
+    events = h.wait_idle(session.id, sent[0].id)
+    assert stop_type(events[-1]) == "end_turn"
+    for use in uses:
+        thread = use.session_thread_id
+        mine = thread_events(h, session.id, thread)
+        closed = [e for e in mine if e.type == "agent.tool_result"]
+        assert [(c.tool_use_id, c.is_error) for c in closed] == [(use.id, True)]
+        assert stop_type(mine[-1]) == "end_turn"
+        statuses = [
+            stop_type(e) for e in events if e.type == "session.thread_status_idle" and e.session_thread_id == thread
+        ]
+        assert statuses == ["requires_action", "end_turn"]
+    workspace = h.server.process.data_dir / "workspaces" / session.id
+    assert not (workspace / "one").exists() and not (workspace / "two").exists()
+    # Both threads take new messages.
+    again = h.turn(session.id, delegate(tester, "<<mock:text back>>", thread=uses[1].session_thread_id))
+    assert [text(e) for e in again if e.type == "agent.thread_message_received"] == ["back"]
+
+
 def test_interrupting_a_child_waiting_on_always_ask(harness: Harness) -> None:
     h = harness
     coordinator, _, tester = ask_team(h)
