@@ -600,3 +600,81 @@ fn a_child_stops_at_its_sessions_budget_and_takes_messages_after_it() {
     );
     assert!(refused.is_err());
 }
+
+#[test]
+fn a_restart_settles_a_child_waiting_on_the_client_on_both_streams() {
+    let mut given = coordinator();
+    given.push(tool_use("d1"));
+    start(&mut given, 1);
+    let call = match tool_use("c1") {
+        SessionRecord::Event(event) => event,
+        SessionRecord::Fact(_) => unreachable!(),
+    };
+    step(
+        &mut given,
+        ThreadStep::Waiting {
+            thread: child_id(1),
+            agent_name: "reviewer".into(),
+            calls: vec![call],
+        },
+    );
+    let state = fold(given.iter());
+    assert_eq!(state.running_children(), 0);
+    let records = turn::recover(
+        &state,
+        &given,
+        true,
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    )
+    .expect("recovered")
+    .expect("something to write");
+    assert_eq!(
+        records.iter().map(summarize_record).collect::<Vec<_>>(),
+        [
+            "session.thread_status_idle",
+            "agent.tool_result",
+            "session.status_rescheduled",
+            "internal.turn_restarted"
+        ]
+    );
+    let mut after = state.clone();
+    records.iter().for_each(|r| after.apply(r));
+    assert!(after.cross_posted.is_empty());
+
+    // The child's own stream: its waiting call closed with the restart's error result.
+    let parent = fold(coordinator().iter());
+    let agent = parent.agent.as_deref().cloned().expect("agent");
+    let mut child = fold(
+        thread::create_child(
+            &parent,
+            &child_id(1),
+            spec(agent, "reviewer", ThreadRole::Member),
+            at(2_000),
+        )
+        .expect("created")
+        .iter(),
+    );
+    for record in [running_at("r", 3_000), tool_use("c1"), requires(&["c1"])] {
+        child.apply(&record);
+    }
+    let closed = thread::restarted_child(&child, at(4_000), &mut Sequential::default());
+    assert_eq!(
+        closed.iter().map(summarize_record).collect::<Vec<_>>(),
+        ["agent.tool_result", "idle(end_turn)"]
+    );
+    let Some(Body::AgentToolResult(result)) = closed[0].event().map(|e| &e.body) else {
+        panic!("a tool result")
+    };
+    assert_eq!(result.is_error, Some(true));
+    assert!(format!("{:?}", result.content).contains("restarted"));
+    closed.iter().for_each(|r| child.apply(r));
+    assert!(child.pending_actions.is_empty());
+    // Nothing more for a child that waits on nothing, nor for a session's own stream.
+    assert!(thread::restarted_child(&child, at(5_000), &mut Sequential::default()).is_empty());
+    let mut session = parent.clone();
+    for record in [tool_use("c2"), requires(&["c2"])] {
+        session.apply(&record);
+    }
+    assert!(thread::restarted_child(&session, at(5_000), &mut Sequential::default()).is_empty());
+}

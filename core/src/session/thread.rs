@@ -367,8 +367,9 @@ pub const RUN_RESTARTED: &str = "The server restarted while this workflow run wa
                                  its tasks were stopped and the run did not complete.";
 
 /// What a restart writes on a coordinator's stream for the thread activity its cut turn left
-/// open: each child the stream still shows running goes idle (`session.thread_status_idle`
-/// with `end_turn`: its own stream is settled likewise), then each workflow run without an end
+/// open: each child the stream still shows running or waiting on the client (calls
+/// cross-posted, unanswered) goes idle (`session.thread_status_idle` with `end_turn`: its own
+/// stream is settled likewise, [`restarted_child`]), then each workflow run without an end
 /// ends (`workflow_run.status_ended` with an `unknown_error` result saying why, [`RUN_RESTARTED`])
 /// and goes idle (`workflow_run.status_idle`). Nothing for a stream without such activity.
 pub fn cut_short(
@@ -377,7 +378,8 @@ pub fn cut_short(
     ids: &mut impl IdSource,
 ) -> Vec<SessionRecord> {
     let mut records = Vec::new();
-    for child in state.children.iter().filter(|c| c.running) {
+    let waiting = |c: &&super::state::Child| state.cross_posted.values().any(|t| *t == c.id);
+    for child in state.children.iter().filter(|c| c.running || waiting(c)) {
         records.push(
             Event::new(
                 ids.event(),
@@ -421,6 +423,21 @@ pub fn cut_short(
         );
     }
     records
+}
+
+/// What a restart writes on a child thread's stream once the runner settled its cut turn
+/// (`turn::recover`): a child still waiting on the client has its calls closed with the
+/// restart's error result (`turn::RESTARTED`) and goes idle `end_turn`, as no coordinator
+/// relays answers to it any more. Nothing for a child that waits on nothing.
+pub fn restarted_child(
+    child: &SessionState,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Vec<SessionRecord> {
+    if !child.is_child_thread() {
+        return Vec::new();
+    }
+    interrupt_waiting(child, super::turn::RESTARTED, now, ids)
 }
 
 /// What a coordinator's turn records on the session's stream about its child threads.
