@@ -98,6 +98,17 @@ fn a_childs_reply_rolls_its_usage_into_the_session() {
     // A later turn of the same child adds only what grew.
     step(&mut given, replied(100));
     assert_eq!(fold(given.iter()).usage.output_tokens, Some(before + 100));
+    // A stale roll-up (below the one recorded) changes nothing, and the next one adds only
+    // what grew since the latest.
+    let roll = |output: u64| ThreadStep::Usage {
+        thread: child_id(1),
+        usage: usage(output),
+        list_cost_nanos: 0,
+    };
+    step(&mut given, roll(60));
+    assert_eq!(fold(given.iter()).usage.output_tokens, Some(before + 100));
+    step(&mut given, roll(130));
+    assert_eq!(fold(given.iter()).usage.output_tokens, Some(before + 130));
     // Steps about a thread the session does not have are refused.
     let state = fold(given.iter());
     let unknown = ThreadStep::Running {

@@ -438,6 +438,16 @@ impl SessionState {
                 list_cost_nanos,
                 at,
             } => {
+                // Cumulative figures only grow: a roll-up below the one recorded is stale (a
+                // roll-up written while the child ran, landing after a later one).
+                let stale = self.thread_usage.get(thread).is_some_and(|(before, cost)| {
+                    *list_cost_nanos < *cost
+                        || usage.input_tokens.unwrap_or(0) < before.input_tokens.unwrap_or(0)
+                        || usage.output_tokens.unwrap_or(0) < before.output_tokens.unwrap_or(0)
+                });
+                if stale {
+                    return;
+                }
                 let (before, cost_before) = self
                     .thread_usage
                     .insert(thread.clone(), (usage.clone(), *list_cost_nanos))
