@@ -18,8 +18,12 @@
 //! then their children run at once ([`Turn::start_all`]), then each is concluded in order.
 //!
 //! A child that waits on the client (a tool confirmation, a custom tool result) has its calls
-//! cross-posted to the session's stream with `session_thread_id`; the client answers them on
-//! the session, and the answers are relayed to the child, which then runs on. An interrupt of
+//! cross-posted to the session's stream with `session_thread_id` (the children of one response
+//! that wait are all posted at once, when they have run); the client answers them on the
+//! session, in any order, and the answers (read from the session's stream after the post) are
+//! relayed to the child when its call is concluded, and it runs on. A turn that halts settles
+//! the children it did not conclude ([`Turn::settle_rest`]). A child's model requests stop once
+//! its session's budget is spent ([`Turn::session_budget_spent`]). An interrupt of
 //! the session (or of the child: `user.interrupt` with its `session_thread_id`) reaches the
 //! child: a running child ends its turn, a waiting one has its pending calls closed with an
 //! error result and goes idle `end_turn`.
