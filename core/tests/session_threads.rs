@@ -98,6 +98,17 @@ fn a_childs_reply_rolls_its_usage_into_the_session() {
     // A later turn of the same child adds only what grew.
     step(&mut given, replied(100));
     assert_eq!(fold(given.iter()).usage.output_tokens, Some(before + 100));
+    // A stale roll-up (below the one recorded) changes nothing, and the next one adds only
+    // what grew since the latest.
+    let roll = |output: u64| ThreadStep::Usage {
+        thread: child_id(1),
+        usage: usage(output),
+        list_cost_nanos: 0,
+    };
+    step(&mut given, roll(60));
+    assert_eq!(fold(given.iter()).usage.output_tokens, Some(before + 100));
+    step(&mut given, roll(130));
+    assert_eq!(fold(given.iter()).usage.output_tokens, Some(before + 130));
     // Steps about a thread the session does not have are refused.
     let state = fold(given.iter());
     let unknown = ThreadStep::Running {
@@ -379,4 +390,302 @@ fn rescheduled_and_workflow_steps_record_their_events() {
         &mut Sequential::default(),
     );
     assert!(refused.is_err());
+}
+
+fn workflow_step(given: &mut Vec<SessionRecord>, body: Body) {
+    let id = managed_agents_core::ids::EventId::generate(at(2_000));
+    step(given, ThreadStep::Workflow { id, body });
+}
+
+/// A coordinator whose turn runs workflow run `wfrn_01cut` (call `wf`) with child 0 running
+/// in it, and an ended run `wfrn_01done` before it.
+fn mid_workflow() -> Vec<SessionRecord> {
+    use managed_agents_core::event::{RunCreated, RunEnded, RunResult, RunStatus};
+    let mut given = coordinator();
+    given.push(tool_use("wf"));
+    let created = |run: &str| {
+        Body::WorkflowRunCreated(RunCreated {
+            workflow_run_id: run.into(),
+            name: "w".into(),
+            description: None,
+            phases: Vec::new(),
+        })
+    };
+    workflow_step(&mut given, created("wfrn_01done"));
+    workflow_step(
+        &mut given,
+        Body::WorkflowRunStatusEnded(RunEnded {
+            workflow_run_id: "wfrn_01done".into(),
+            result: RunResult::Completed,
+        }),
+    );
+    workflow_step(&mut given, created("wfrn_01cut"));
+    workflow_step(
+        &mut given,
+        Body::WorkflowRunStatusRunning(RunStatus {
+            workflow_run_id: "wfrn_01cut".into(),
+        }),
+    );
+    start(&mut given, 0);
+    given
+}
+
+#[test]
+fn a_restart_ends_the_workflow_run_and_the_child_a_cut_turn_left_open() {
+    use managed_agents_core::event::RunResult;
+    let given = mid_workflow();
+    let state = fold(given.iter());
+    assert_eq!(state.open_runs, vec!["wfrn_01cut".to_owned()]);
+    assert_eq!(state.running_children(), 1);
+    for resume in [turn::Resume::FromLog, turn::Resume::No] {
+        let records = turn::recover(
+            &state,
+            &given,
+            resume,
+            Timestamp::from_millis(NOW),
+            &mut Sequential::default(),
+        )
+        .expect("recovered")
+        .expect("something to write");
+        let kinds: Vec<String> = records.iter().map(summarize_record).collect();
+        let tail: &[&str] = if resume == turn::Resume::FromLog {
+            &[
+                "agent.tool_result",
+                "session.status_rescheduled",
+                "internal.turn_restarted",
+            ]
+        } else {
+            &["session.error", "agent.tool_result", "idle(end_turn)"]
+        };
+        let mut expected = vec![
+            "session.thread_status_idle",
+            "workflow_run.status_ended",
+            "workflow_run.status_idle",
+        ];
+        expected.extend_from_slice(tail);
+        assert_eq!(kinds, expected, "resume: {resume:?}");
+        let ended = records
+            .iter()
+            .filter_map(|r| r.event())
+            .find_map(|e| match &e.body {
+                Body::WorkflowRunStatusEnded(end) => Some(end.clone()),
+                _ => None,
+            })
+            .expect("the run ends");
+        assert_eq!(ended.workflow_run_id, "wfrn_01cut");
+        let RunResult::Error { error } = ended.result else {
+            panic!("an error result")
+        };
+        assert_eq!(error.message, thread::RUN_RESTARTED);
+        let mut after = state.clone();
+        records.iter().for_each(|r| after.apply(r));
+        assert!(after.open_runs.is_empty());
+        assert_eq!(after.running_children(), 0);
+    }
+    // A coordinator with nothing of its team open gets only the usual recovery.
+    let mut plain = coordinator();
+    plain.push(tool_use("wf"));
+    let records = turn::recover(
+        &fold(plain.iter()),
+        &plain,
+        turn::Resume::FromLog,
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    )
+    .expect("recovered")
+    .expect("something to write");
+    assert_eq!(
+        records.iter().map(summarize_record).collect::<Vec<_>>(),
+        [
+            "agent.tool_result",
+            "session.status_rescheduled",
+            "internal.turn_restarted"
+        ]
+    );
+}
+
+fn model_request_end(short: &str, input_tokens: u64) -> SessionRecord {
+    ev(
+        short,
+        2_500,
+        json!({
+            "type": "span.model_request_end",
+            "model_request_start_id": "sevt_start",
+            "model_usage": {
+                "input_tokens": input_tokens, "output_tokens": 0,
+                "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0
+            }
+        }),
+    )
+}
+
+#[test]
+fn a_child_stops_at_its_sessions_budget_and_takes_messages_after_it() {
+    // A coordinator with a $1.00 cap and a child running on the same model ($3 per million
+    // input tokens).
+    let mut session_config = config();
+    session_config.budget = Some(
+        serde_json::from_value(
+            json!({"type": "limit", "max_list_cost": {"amount": "100", "currency": "USD"}}),
+        )
+        .expect("budget"),
+    );
+    let mut given = coordinator();
+    given[0] = managed_agents_core::session::Fact::Created(Box::new(session_config)).into();
+    start(&mut given, 1);
+    let parent = fold(given.iter());
+    let agent = parent.agent.as_deref().cloned().expect("agent");
+    let mut child_log = thread::create_child(
+        &parent,
+        &child_id(1),
+        spec(agent, "reviewer", ThreadRole::Member),
+        at(2_000),
+    )
+    .expect("created");
+    child_log.extend([running_at("cr", 2_000), model_request_end("e1", 200_000)]);
+    let child = fold(child_log.iter());
+    // $0.60 spent by the child, not rolled up yet: under the cap.
+    assert!(!thread::budget_spent(&parent, &child));
+    // Rolled up while the child runs, it counts once.
+    step(
+        &mut given,
+        ThreadStep::Usage {
+            thread: child_id(1),
+            usage: child.usage.clone(),
+            list_cost_nanos: u64::try_from(child.list_cost_nanos).expect("fits"),
+        },
+    );
+    let session = fold(given.iter());
+    assert_eq!(session.list_cost_nanos, child.list_cost_nanos);
+    assert!(!session.budget_exhausted() && !thread::budget_spent(&session, &child));
+    // Another $0.60 of the child's, not rolled up: the session's cap is reached for it.
+    child_log.push(model_request_end("e2", 200_000));
+    let child = fold(child_log.iter());
+    assert!(thread::budget_spent(&session, &child));
+    // A session's own state is never judged as a child's.
+    assert!(!thread::budget_spent(&session, &session));
+
+    // The child's turn ends at the cap: no `session.usage` on its stream.
+    let end = turn::finish(
+        &child,
+        Vec::new(),
+        turn::End {
+            stop_reason: StopReason::BudgetReached,
+            stop_details: None,
+            why: "budget".into(),
+        },
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    )
+    .expect("ended");
+    assert_eq!(
+        end.iter().map(summarize_record).collect::<Vec<_>>(),
+        ["idle(budget_reached)"]
+    );
+    let mut child = child.clone();
+    end.iter().for_each(|r| child.apply(r));
+    // It is not paused: the next message (after its session's cap was raised) starts a turn.
+    assert!(!child.budget_paused());
+    let delivered = thread::deliver(
+        &child,
+        ThreadId::primary_of(&SessionId::parse("sesn_01test").expect("id")),
+        Some("lead".into()),
+        vec![ContentBlock::text("go on")],
+        at(5_000),
+        &mut Sequential::default(),
+    )
+    .expect("delivered");
+    delivered.iter().for_each(|r| child.apply(r));
+    assert!(child.needs_turn());
+    // A session's own turn still ends at its cap only when its cap is reached.
+    let refused = turn::finish(
+        &fold(coordinator().iter()),
+        Vec::new(),
+        turn::End {
+            stop_reason: StopReason::BudgetReached,
+            stop_details: None,
+            why: "budget".into(),
+        },
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    );
+    assert!(refused.is_err());
+}
+
+#[test]
+fn a_restart_settles_a_child_waiting_on_the_client_on_both_streams() {
+    let mut given = coordinator();
+    given.push(tool_use("d1"));
+    start(&mut given, 1);
+    let call = match tool_use("c1") {
+        SessionRecord::Event(event) => event,
+        SessionRecord::Fact(_) => unreachable!(),
+    };
+    step(
+        &mut given,
+        ThreadStep::Waiting {
+            thread: child_id(1),
+            agent_name: "reviewer".into(),
+            calls: vec![call],
+        },
+    );
+    let state = fold(given.iter());
+    assert_eq!(state.running_children(), 0);
+    let records = turn::recover(
+        &state,
+        &given,
+        turn::Resume::FromLog,
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    )
+    .expect("recovered")
+    .expect("something to write");
+    assert_eq!(
+        records.iter().map(summarize_record).collect::<Vec<_>>(),
+        [
+            "session.thread_status_idle",
+            "agent.tool_result",
+            "session.status_rescheduled",
+            "internal.turn_restarted"
+        ]
+    );
+    let mut after = state.clone();
+    records.iter().for_each(|r| after.apply(r));
+    assert!(after.cross_posted.is_empty());
+
+    // The child's own stream: its waiting call closed with the restart's error result.
+    let parent = fold(coordinator().iter());
+    let agent = parent.agent.as_deref().cloned().expect("agent");
+    let mut child = fold(
+        thread::create_child(
+            &parent,
+            &child_id(1),
+            spec(agent, "reviewer", ThreadRole::Member),
+            at(2_000),
+        )
+        .expect("created")
+        .iter(),
+    );
+    for record in [running_at("r", 3_000), tool_use("c1"), requires(&["c1"])] {
+        child.apply(&record);
+    }
+    let closed = thread::restarted_child(&child, at(4_000), &mut Sequential::default());
+    assert_eq!(
+        closed.iter().map(summarize_record).collect::<Vec<_>>(),
+        ["agent.tool_result", "idle(end_turn)"]
+    );
+    let Some(Body::AgentToolResult(result)) = closed[0].event().map(|e| &e.body) else {
+        panic!("a tool result")
+    };
+    assert_eq!(result.is_error, Some(true));
+    assert!(format!("{:?}", result.content).contains("restarted"));
+    closed.iter().for_each(|r| child.apply(r));
+    assert!(child.pending_actions.is_empty());
+    // Nothing more for a child that waits on nothing, nor for a session's own stream.
+    assert!(thread::restarted_child(&child, at(5_000), &mut Sequential::default()).is_empty());
+    let mut session = parent.clone();
+    for record in [tool_use("c2"), requires(&["c2"])] {
+        session.apply(&record);
+    }
+    assert!(thread::restarted_child(&session, at(5_000), &mut Sequential::default()).is_empty());
 }

@@ -16,6 +16,7 @@ from harness_support import (  # noqa: F401  (fixtures)
     harness_server,
     mock,
     stop_type,
+    text,
     tool_prompt,
     tool_results,
     types,
@@ -118,3 +119,57 @@ def test_a_budget_needs_a_priced_model_and_whole_cents(harness: Harness) -> None
     assert "budget_create_only" in str(create_only.value.body)
     capped = harness.session(budget=budget("100"))
     assert harness.client.beta.sessions.update(capped.id, budget=None).budget is None
+
+
+def test_a_child_thread_stops_at_the_sessions_cap_and_takes_messages_after_it_is_raised(harness: Harness) -> None:
+    import json
+
+    from conftest import unique
+
+    h = harness
+    member = h.agent(name=unique("spender"))
+    lead = h.agent(name=unique("lead"), multiagent={"type": "coordinator", "agents": [member.id]})
+    session = h.session(agent=lead, budget=budget("10"))
+
+    def delegate(message: str, thread: str | None = None) -> str:
+        body: dict[str, Any] = {"agent": member.name, "message": message}
+        if thread is not None:
+            body["session_thread_id"] = thread
+        return f"[[mock:tool message_agent {json.dumps(body)}]]"
+
+    # The child's first response costs $0.135 (over the $0.10 cap) and asks for a tool call:
+    # the call runs, the child's next model request does not happen. (Few enough tokens that
+    # no compaction follows.)
+    marker = "child-budget-marker"
+    child_prompt = f'<<mock:usage 40000 1000>><<mock:tool bash {{"command": "echo {marker}"}}>>'
+    events = h.turn(session.id, delegate(child_prompt))
+    assert types(events)[-2:] == ["session.usage", "session.status_idle"]
+    assert stop_type(events[-1]) == "budget_reached"
+    assert int(events[-2].usage.list_cost.amount) >= 13
+    thread = next(e for e in events if e.type == "session.thread_created").session_thread_id
+    idles = [e for e in events if e.type == "session.thread_status_idle"]
+    assert [(e.session_thread_id, stop_type(e)) for e in idles] == [(thread, "budget_reached")]
+    mine = list(h.client.beta.sessions.threads.events.list(thread, session_id=session.id, limit=1000))
+    assert types(mine)[-3:] == ["span.model_request_end", "agent.tool_result", "session.status_idle"]
+    assert stop_type(mine[-1]) == "budget_reached" and marker in str(mine[-2].content)
+    assert "session.usage" not in types(mine)
+    assert types(mine).count("span.model_request_start") == 1
+    paused = h.client.beta.sessions.retrieve(session.id)
+    assert paused.status == "idle" and int(paused.usage.list_cost.amount) >= 13
+    # The session, not the child, is paused: only settling input is taken.
+    with pytest.raises(anthropic.BadRequestError):
+        h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": "more"}]})
+
+    # Raised: the coordinator's paused turn goes on to its end.
+    h.client.beta.sessions.update(session.id, budget=budget("100"))
+    updated = [e for e in h.events(session.id) if e.type == "session.updated"][-1]
+    resumed = h.wait_idle(session.id, updated.id)
+    assert stop_type(resumed[-1]) == "end_turn"
+
+    # A follow-up to the child that stopped at the cap runs it again.
+    again = h.turn(session.id, delegate("<<mock:text back to work>>", thread=thread))
+    assert stop_type(again[-1]) == "end_turn"
+    assert [text(e) for e in again if e.type == "agent.thread_message_received"] == ["back to work"]
+    idles = [stop_type(e) for e in again if e.type == "session.thread_status_idle"]
+    assert idles == ["end_turn"]
+    assert h.client.beta.sessions.threads.retrieve(thread, session_id=session.id).status == "idle"

@@ -20,6 +20,8 @@ from harness_support import (  # noqa: F401  (fixtures)
     mock,
     stop_type,
     text,
+    types,
+    wait_for,
 )
 
 ADVISOR_MODEL = "claude-opus-4-6"
@@ -252,3 +254,82 @@ def test_advisor_threads_render_through_the_sdk_types(harness: Harness) -> None:
     assert "fine" in text(tool_results(events)[0])
     kinds = {type(t.agent).__name__ for t in threads_of(h, session.id)}
     assert any("Advisor" in k for k in kinds), kinds
+
+
+def test_a_workflow_cut_by_a_crash_ends_at_restart(tmp_path: Any, mock: Any) -> None:
+    """A server killed while a workflow's task runs: on restart the run ends with an error
+    result saying the server restarted, then idles; its task's thread goes idle; the
+    coordinator's call gets the restart's error result and its turn goes on."""
+    from conftest import ServerProcess, new_key
+    from harness_support import llm_vault, searchable
+
+    key = new_key()
+    data_dir = tmp_path / "data"
+    searchable(data_dir)
+    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
+    try:
+        client = process.client()
+        h = Harness(client=client, server=None, mock=mock, vault=llm_vault(client, mock.url), token="")  # type: ignore[arg-type]
+        member = h.agent(name=unique("sleeper"))
+        lead = h.agent(
+            name=unique("lead"),
+            multiagent={
+                "type": "multiagent_20261001",
+                "subagents": {"type": "disabled"},
+                "workflows": {"type": "enabled", "predefined_agents": [member.id]},
+            },
+        )
+        session = h.session(agent=lead)
+        sleep = '<<mock:tool bash {"command": "sleep 60"}>>'
+        workflow = {"name": "slow", "phases": [{"name": "sleep", "tasks": [{"agent": member.name, "message": sleep}]}]}
+        h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": call("run_workflow", workflow)}]})
+
+        def sleeping() -> Any:
+            children = threads_of(h, session.id)[1:]
+            if not children:
+                return None
+            events = list(h.client.beta.sessions.threads.events.list(children[0].id, session_id=session.id))
+            return children[0] if "agent.tool_use" in types(events) else None
+
+        child = wait_for(sleeping)
+    finally:
+        assert process.proc is not None
+        process.proc.kill()
+        process.proc.wait()
+        process.proc = None
+    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
+    try:
+        h.client = process.client()
+
+        def settled() -> Any:
+            events = h.events(session.id)
+            done = events and events[-1].type == "session.status_idle"
+            return events if done and h.client.beta.sessions.retrieve(session.id).status == "idle" else None
+
+        events = wait_for(settled)
+        runs = [e for e in events if e.type.startswith("workflow_run.")]
+        assert [e.type for e in runs][-2:] == ["workflow_run.status_ended", "workflow_run.status_idle"]
+        ended = runs[-2]
+        assert ended.workflow_run_id == runs[0].workflow_run_id
+        assert ended.result.type == "error" and ended.result.error.type == "unknown_error"
+        assert "restarted" in ended.result.error.message
+        # The task's thread went idle on the session's stream and on its own.
+        idles = [e for e in events if e.type == "session.thread_status_idle" and e.session_thread_id == child.id]
+        assert [stop_type(e) for e in idles] == ["end_turn"]
+        assert h.client.beta.sessions.threads.retrieve(child.id, session_id=session.id).status == "idle"
+        # The coordinator's call got the restart's error result, and its turn went on to the end.
+        use = next(e for e in events if e.type == "agent.tool_use" and e.name == "run_workflow")
+        result = next(e for e in events if e.type == "agent.tool_result" and e.tool_use_id == use.id)
+        assert result.is_error and "restarted" in text(result)
+        index = {e.id: i for i, e in enumerate(events)}
+        assert index[ended.id] < index[result.id]
+        assert "session.status_rescheduled" in types(events) and stop_type(events[-1]) == "end_turn"
+        # Nothing is left running: a new workflow runs.
+        again = h.turn(
+            session.id,
+            call("run_workflow", {"name": "quick", "phases": [{"name": "p", "tasks": [{"agent": member.name, "message": "<<mock:text fine>>"}]}]}),
+        )
+        final = [e for e in again if e.type == "workflow_run.status_ended"]
+        assert [e.result.type for e in final] == ["completed"]
+    finally:
+        assert process.stop() == 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import anthropic
 import pytest
@@ -291,6 +291,97 @@ def test_a_childs_confirmation_is_answered_on_the_session(harness: Harness) -> N
     assert not any(e.type == "agent.message" and text(e).strip() == "ran" for e in streamed)
 
 
+def test_several_waiting_children_are_posted_and_answered_at_once(harness: Harness) -> None:
+    h = harness
+    coordinator, _, tester = ask_team(h)
+    session = h.session(agent=coordinator)
+    prompt = delegate(tester, '<<mock:tool bash {"command": "echo one"}>>') + delegate(
+        tester, '<<mock:tool bash {"command": "echo two"}>>'
+    )
+    sent = h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": prompt}]})
+
+    def both_posted() -> Any:
+        events = h.events(session.id)
+        uses = [e for e in events if e.type == "agent.tool_use" and e.session_thread_id]
+        idles = [e for e in events if e.type == "session.thread_status_idle"]
+        return (uses, idles) if len(uses) == 2 and len(idles) == 2 else None
+
+    # Both children's calls are on the session's stream before any is answered, each with
+    # its thread, and each thread's idle names its own call.
+    uses, idles = wait_for(both_posted)
+    threads = [u.session_thread_id for u in uses]
+    assert len(set(threads)) == 2 and all(t.startswith("sthr_") for t in threads)
+    assert all(u.name == "bash" and u.evaluated_permission == "ask" for u in uses)
+    assert {(i.session_thread_id, tuple(i.stop_reason.event_ids)) for i in idles} == {
+        (u.session_thread_id, (u.id,)) for u in uses
+    }
+    assert all(stop_type(i) == "requires_action" for i in idles)
+    assert h.client.beta.sessions.retrieve(session.id).status == "running"
+
+    # The later child is answered first; each answer reaches its own thread.
+    second = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": uses[1].id, "result": "allow"})
+    first = h.send(
+        session.id,
+        {"type": "user.tool_confirmation", "tool_use_id": uses[0].id, "result": "deny", "deny_message": "not now"},
+    )
+    assert second[0].session_thread_id == threads[1] and first[0].session_thread_id == threads[0]
+    events = h.wait_idle(session.id, sent[0].id)
+    assert stop_type(events[-1]) == "end_turn"
+    for use, thread in zip(uses, threads):
+        mine = thread_events(h, session.id, thread)
+        results = [e for e in mine if e.type == "agent.tool_result"]
+        assert [r.tool_use_id for r in results] == [use.id]
+        assert stop_type(mine[-1]) == "end_turn"
+        statuses = [
+            stop_type(e) for e in events if e.type == "session.thread_status_idle" and e.session_thread_id == thread
+        ]
+        assert statuses == ["requires_action", "end_turn"]
+    denied = [e for e in thread_events(h, session.id, threads[0]) if e.type == "agent.tool_result"][0]
+    allowed = [e for e in thread_events(h, session.id, threads[1]) if e.type == "agent.tool_result"][0]
+    assert denied.is_error and "not now" in text(denied)
+    assert not allowed.is_error and text(allowed).strip() == "two"
+    replies = [e for e in events if e.type == "agent.thread_message_received"]
+    assert [r.from_session_thread_id for r in replies] == threads
+    assert "two" in text(replies[1])
+    # Each call was cross-posted once.
+    posted = [e.id for e in h.events(session.id) if e.type == "agent.tool_use" and e.session_thread_id]
+    assert posted == [u.id for u in uses]
+
+
+def test_a_session_interrupt_closes_every_waiting_child(harness: Harness) -> None:
+    h = harness
+    coordinator, _, tester = ask_team(h)
+    session = h.session(agent=coordinator)
+    prompt = delegate(tester, '<<mock:tool bash {"command": "touch one"}>>') + delegate(
+        tester, '<<mock:tool bash {"command": "touch two"}>>'
+    )
+    sent = h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": prompt}]})
+
+    def both_posted() -> Any:
+        uses = [e for e in h.events(session.id) if e.type == "agent.tool_use" and e.session_thread_id]
+        return uses if len(uses) == 2 else None
+
+    uses = wait_for(both_posted)
+    h.send(session.id, {"type": "user.interrupt"})
+    events = h.wait_idle(session.id, sent[0].id)
+    assert stop_type(events[-1]) == "end_turn"
+    for use in uses:
+        thread = use.session_thread_id
+        mine = thread_events(h, session.id, thread)
+        closed = [e for e in mine if e.type == "agent.tool_result"]
+        assert [(c.tool_use_id, c.is_error) for c in closed] == [(use.id, True)]
+        assert stop_type(mine[-1]) == "end_turn"
+        statuses = [
+            stop_type(e) for e in events if e.type == "session.thread_status_idle" and e.session_thread_id == thread
+        ]
+        assert statuses == ["requires_action", "end_turn"]
+    workspace = h.server.process.data_dir / "workspaces" / session.id
+    assert not (workspace / "one").exists() and not (workspace / "two").exists()
+    # Both threads take new messages.
+    again = h.turn(session.id, delegate(tester, "<<mock:text back>>", thread=uses[1].session_thread_id))
+    assert [text(e) for e in again if e.type == "agent.thread_message_received"] == ["back"]
+
+
 def test_interrupting_a_child_waiting_on_always_ask(harness: Harness) -> None:
     h = harness
     coordinator, _, tester = ask_team(h)
@@ -406,10 +497,10 @@ def test_interrupting_a_running_child_only(harness: Harness) -> None:
     assert [e.is_error for e in child_events if e.type == "agent.tool_result"] == [True]
 
 
-def test_a_crash_mid_delegation_recovers_the_session_and_its_child(tmp_path: Any, mock: Any) -> None:
-    """A server killed while a child thread runs: on restart the coordinator's delegation call
-    and the child's tool call are closed as after any cut turn, both go idle, and the session
-    delegates again."""
+def across_a_crash(tmp_path: Any, mock: Any, before: Callable[[Harness], Any]) -> tuple[Harness, Any, Any]:
+    """Runs `before` against a RocksDB server, SIGKILLs the server, starts it again on the same
+    data; returns the harness (its client on the new server), the new server process and what
+    `before` returned."""
     from conftest import ServerProcess, new_key
     from harness_support import llm_vault, searchable
 
@@ -420,6 +511,23 @@ def test_a_crash_mid_delegation_recovers_the_session_and_its_child(tmp_path: Any
     try:
         client = process.client()
         h = Harness(client=client, server=None, mock=mock, vault=llm_vault(client, mock.url), token="")  # type: ignore[arg-type]
+        value = before(h)
+    finally:
+        assert process.proc is not None
+        process.proc.kill()
+        process.proc.wait()
+        process.proc = None
+    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
+    h.client = process.client()
+    return h, process, value
+
+
+def test_a_crash_mid_delegation_recovers_the_session_and_its_child(tmp_path: Any, mock: Any) -> None:
+    """A server killed while a child thread runs: on restart the coordinator's delegation call
+    and the child's tool call are closed as after any cut turn, both go idle, and the session
+    delegates again."""
+
+    def before(h: Harness) -> tuple[Any, Any, Any]:
         coordinator, reviewer, _ = team(h)
         session = h.session(agent=coordinator)
         h.send(
@@ -437,15 +545,10 @@ def test_a_crash_mid_delegation_recovers_the_session_and_its_child(tmp_path: Any
             events = thread_events(h, session.id, children[0].id)
             return children[0] if "agent.tool_use" in types(events) else None
 
-        child = wait_for(sleeping)
-    finally:
-        assert process.proc is not None
-        process.proc.kill()
-        process.proc.wait()
-        process.proc = None
-    process = ServerProcess("rocksdb", data_dir, key, tmp_path / "server.log", runner=True).start()
+        return session, reviewer, wait_for(sleeping)
+
+    h, process, (session, reviewer, child) = across_a_crash(tmp_path, mock, before)
     try:
-        h.client = process.client()
 
         def settled() -> Any:
             return h.client.beta.sessions.retrieve(session.id).status == "idle"
@@ -461,6 +564,51 @@ def test_a_crash_mid_delegation_recovers_the_session_and_its_child(tmp_path: Any
         assert stop_type(child_events[-1]) == "end_turn"
         # The thread goes on after the restart.
         again = h.turn(session.id, delegate(reviewer, "<<mock:text back>>", thread=child.id))
+        assert [text(e) for e in again if e.type == "agent.thread_message_received"] == ["back"]
+    finally:
+        assert process.stop() == 0
+
+
+def test_a_crash_while_a_child_waits_on_the_client_closes_its_calls(tmp_path: Any, mock: Any) -> None:
+    """A server killed while a child's call waits on the client's confirmation: on restart the
+    child's call is closed with the restart's error result, the child goes idle on both streams
+    (its cross-posted call no longer waits), and a follow-up message runs it again."""
+
+    def before(h: Harness) -> tuple[Any, Any, Any]:
+        coordinator, _, tester = ask_team(h)
+        session = h.session(agent=coordinator)
+        h.send(
+            session.id,
+            {
+                "type": "user.message",
+                "content": [{"type": "text", "text": delegate(tester, '<<mock:tool bash {"command": "touch late"}>>')}],
+            },
+        )
+        return session, tester, waiting_call(h, session.id)
+
+    h, process, (session, tester, use) = across_a_crash(tmp_path, mock, before)
+    try:
+        thread = use.session_thread_id
+
+        def settled() -> Any:
+            events = h.events(session.id)
+            done = events and stop_type(events[-1]) == "end_turn"
+            return events if done and h.client.beta.sessions.retrieve(session.id).status == "idle" else None
+
+        events = wait_for(settled)
+        statuses = [stop_type(e) for e in events if e.type == "session.thread_status_idle" and e.session_thread_id == thread]
+        assert statuses == ["requires_action", "end_turn"]
+        child_events = thread_events(h, session.id, thread)
+        closed = [e for e in child_events if e.type == "agent.tool_result"]
+        assert [(c.tool_use_id, c.is_error) for c in closed] == [(use.id, True)]
+        assert "restarted" in text(closed[0])
+        assert stop_type(child_events[-1]) == "end_turn"
+        assert h.client.beta.sessions.threads.retrieve(thread, session_id=session.id).status == "idle"
+        # A late answer to the closed call is no answer of anything waiting.
+        with pytest.raises(anthropic.BadRequestError):
+            h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
+        assert not (process.data_dir / "workspaces" / session.id / "late").exists()
+        again = h.turn(session.id, delegate(tester, "<<mock:text back>>", thread=thread))
         assert [text(e) for e in again if e.type == "agent.thread_message_received"] == ["back"]
     finally:
         assert process.stop() == 0

@@ -205,6 +205,9 @@ pub struct SessionState {
     pub context_tokens: u64,
     /// How many workflow runs the session started (`workflow_run.created`).
     pub workflow_runs: u32,
+    /// The workflow runs started and not ended yet (`workflow_run.created` without its
+    /// `workflow_run.status_ended`), in start order.
+    pub open_runs: Vec<String>,
     /// The session's child threads in creation order (from `session.thread_created`).
     pub children: Vec<Child>,
     /// Tool-use events of child threads cross-posted here while the child waits on the
@@ -267,9 +270,11 @@ impl SessionState {
     }
 
     /// Whether the session is idle at its budget cap (and the cap has not been raised or
-    /// removed since).
+    /// removed since). A child thread never is: its turn ended at its session's cap, which its
+    /// coordinator's session pauses at; its next message starts a turn like any other.
     pub fn budget_paused(&self) -> bool {
-        self.status == Status::Idle
+        !self.is_child_thread()
+            && self.status == Status::Idle
             && self.stop_reason == Some(StopReason::BudgetReached)
             && !self.resume_after_budget
     }
@@ -433,6 +438,16 @@ impl SessionState {
                 list_cost_nanos,
                 at,
             } => {
+                // Cumulative figures only grow: a roll-up below the one recorded is stale (a
+                // roll-up written while the child ran, landing after a later one).
+                let stale = self.thread_usage.get(thread).is_some_and(|(before, cost)| {
+                    *list_cost_nanos < *cost
+                        || usage.input_tokens.unwrap_or(0) < before.input_tokens.unwrap_or(0)
+                        || usage.output_tokens.unwrap_or(0) < before.output_tokens.unwrap_or(0)
+                });
+                if stale {
+                    return;
+                }
                 let (before, cost_before) = self
                     .thread_usage
                     .insert(thread.clone(), (usage.clone(), *list_cost_nanos))
@@ -649,7 +664,13 @@ impl SessionState {
             Body::AgentThreadMessageReceived(_) if self.thread_of.is_some() => {
                 self.input(event, InputKind::Message)
             }
-            Body::WorkflowRunCreated(_) => self.workflow_runs += 1,
+            Body::WorkflowRunCreated(run) => {
+                self.workflow_runs += 1;
+                self.open_runs.push(run.workflow_run_id.clone());
+            }
+            Body::WorkflowRunStatusEnded(run) => {
+                self.open_runs.retain(|r| *r != run.workflow_run_id);
+            }
             Body::SessionThreadCreated(created) => self.children.push(Child {
                 id: created.session_thread_id.clone(),
                 agent_name: created.agent_name.clone(),
@@ -683,7 +704,6 @@ impl SessionState {
             | Body::WorkflowRunStatusIdle(_)
             | Body::WorkflowRunPhaseStarted(_)
             | Body::WorkflowRunPhaseEnded(_)
-            | Body::WorkflowRunStatusEnded(_)
             | Body::WorkflowRunError(_) => {}
         }
     }

@@ -28,8 +28,8 @@ use super::rejection::Rejection;
 use super::state::{SessionState, Status};
 use crate::agent::AgentSnapshot;
 use crate::event::{
-    Body, ContentBlock, Event, StopReason, ThreadCreated, ThreadMessageReceived, ThreadMessageSent,
-    ThreadStatus, ThreadStatusIdle, Usage,
+    Body, ContentBlock, Event, RunEnded, RunError, RunErrorKind, RunResult, RunStatus, StopReason,
+    ThreadCreated, ThreadMessageReceived, ThreadMessageSent, ThreadStatus, ThreadStatusIdle, Usage,
 };
 use crate::ids::{EventId, SessionId, ThreadId};
 use crate::time::Timestamp;
@@ -195,6 +195,27 @@ impl SessionState {
     }
 }
 
+/// Whether child thread `child` may make no further model request because the budget of its
+/// session `session` is spent: the session's list cost (its own and its children's as last
+/// rolled up) plus what `child` spent since its last roll-up reaches the session's cap. The
+/// child's turn then ends `budget_reached` (`turn::finish`) and its coordinator's session
+/// pauses at the cap before its own next request.
+pub fn budget_spent(session: &SessionState, child: &SessionState) -> bool {
+    let Some(cap) = session.budget.as_ref().and_then(crate::pricing::cap_nanos) else {
+        return false;
+    };
+    let Some(config) = child.config.as_ref().filter(|_| child.is_child_thread()) else {
+        return false;
+    };
+    let thread = primary_id(&config.id);
+    let rolled = session
+        .thread_usage
+        .get(&thread)
+        .map_or(0, |(_, cost)| *cost);
+    let unrolled = child.list_cost_nanos.saturating_sub(u128::from(rolled));
+    session.list_cost_nanos.saturating_add(unrolled) >= cap
+}
+
 /// Who a new child thread is: its agent, how it is named, what kind it is and the workflow run
 /// that starts it.
 #[derive(Debug, Clone)]
@@ -341,6 +362,84 @@ pub fn interrupt_waiting(
     records
 }
 
+/// The message of the `workflow_run.status_ended` error result of a run a restart cut short.
+pub const RUN_RESTARTED: &str = "The server restarted while this workflow run was running; \
+                                 its tasks were stopped and the run did not complete.";
+
+/// What a restart writes on a coordinator's stream for the thread activity its cut turn left
+/// open: each child the stream still shows running or waiting on the client (calls
+/// cross-posted, unanswered) goes idle (`session.thread_status_idle` with `end_turn`: its own
+/// stream is settled likewise, [`restarted_child`]), then each workflow run without an end
+/// ends (`workflow_run.status_ended` with an `unknown_error` result saying why, [`RUN_RESTARTED`])
+/// and goes idle (`workflow_run.status_idle`). Nothing for a stream without such activity.
+pub fn cut_short(
+    state: &SessionState,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Vec<SessionRecord> {
+    let mut records = Vec::new();
+    let waiting = |c: &&super::state::Child| state.cross_posted.values().any(|t| *t == c.id);
+    for child in state.children.iter().filter(|c| c.running || waiting(c)) {
+        records.push(
+            Event::new(
+                ids.event(),
+                now,
+                Body::SessionThreadStatusIdle(ThreadStatusIdle {
+                    session_thread_id: child.id.clone(),
+                    agent_name: child.agent_name.clone(),
+                    stop_reason: StopReason::EndTurn,
+                    stop_details: None,
+                }),
+            )
+            .into(),
+        );
+    }
+    for run in &state.open_runs {
+        records.push(
+            Event::new(
+                ids.event(),
+                now,
+                Body::WorkflowRunStatusEnded(RunEnded {
+                    workflow_run_id: run.clone(),
+                    result: RunResult::Error {
+                        error: RunError {
+                            kind: RunErrorKind::UnknownError,
+                            message: RUN_RESTARTED.to_owned(),
+                        },
+                    },
+                }),
+            )
+            .into(),
+        );
+        records.push(
+            Event::new(
+                ids.event(),
+                now,
+                Body::WorkflowRunStatusIdle(RunStatus {
+                    workflow_run_id: run.clone(),
+                }),
+            )
+            .into(),
+        );
+    }
+    records
+}
+
+/// What a restart writes on a child thread's stream once the runner settled its cut turn
+/// (`turn::recover`): a child still waiting on the client has its calls closed with the
+/// restart's error result (`turn::RESTARTED`) and goes idle `end_turn`, as no coordinator
+/// relays answers to it any more. Nothing for a child that waits on nothing.
+pub fn restarted_child(
+    child: &SessionState,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Vec<SessionRecord> {
+    if !child.is_child_thread() {
+        return Vec::new();
+    }
+    interrupt_waiting(child, super::turn::RESTARTED, now, ids)
+}
+
 /// What a coordinator's turn records on the session's stream about its child threads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
@@ -393,6 +492,17 @@ pub enum Step {
         agent_name: String,
         /// The child's waiting tool-use events as its stream holds them.
         calls: Vec<Event>,
+    },
+    /// The child's cumulative usage rolled into the session's while it runs
+    /// (`internal.thread_usage`, after each of its model requests), so the session's budget
+    /// counts it at once.
+    Usage {
+        /// The child thread.
+        thread: ThreadId,
+        /// Its cumulative usage.
+        usage: Usage,
+        /// Its cumulative list cost in nano-dollars (saturated at `u64::MAX`).
+        list_cost_nanos: u64,
     },
     /// `session.thread_status_idle` with the child's stop reason, its usage rolled up
     /// (`internal.thread_usage`), and `agent.thread_message_received` with its reply.
@@ -530,6 +640,20 @@ pub fn records(
                 }),
             ));
             records
+        }
+        Step::Usage {
+            thread,
+            usage,
+            list_cost_nanos,
+        } => {
+            known(&thread)?;
+            vec![Fact::ThreadUsage {
+                thread,
+                usage,
+                list_cost_nanos,
+                at: now,
+            }
+            .into()]
         }
         Step::Replied {
             thread,

@@ -18,8 +18,12 @@
 //! then their children run at once ([`Turn::start_all`]), then each is concluded in order.
 //!
 //! A child that waits on the client (a tool confirmation, a custom tool result) has its calls
-//! cross-posted to the session's stream with `session_thread_id`; the client answers them on
-//! the session, and the answers are relayed to the child, which then runs on. An interrupt of
+//! cross-posted to the session's stream with `session_thread_id` (the children of one response
+//! that wait are all posted at once, when they have run); the client answers them on the
+//! session, in any order, and the answers (read from the session's stream after the post) are
+//! relayed to the child when its call is concluded, and it runs on. A turn that halts settles
+//! the children it did not conclude ([`Turn::settle_rest`]). A child's model requests stop once
+//! its session's budget is spent ([`Turn::session_budget_spent`]). An interrupt of
 //! the session (or of the child: `user.interrupt` with its `session_thread_id`) reaches the
 //! child: a running child ends its turn, a waiting one has its pending calls closed with an
 //! error result and goes idle `end_turn`.
@@ -39,7 +43,7 @@ use managed_agents_core::ids::{EventId, SessionId, ThreadId};
 use managed_agents_core::session::thread::{self, ChildSpec, Step as ThreadStep, ADVISOR_NAME};
 use managed_agents_core::session::turn::Step;
 use managed_agents_core::session::{log, Command, Fresh, SessionRecord, SessionState, Status};
-use managed_agents_core::storage::{Store, StreamId};
+use managed_agents_core::storage::{Store, StreamId, Version};
 use managed_agents_core::stream::{self, Head};
 use managed_agents_core::time::Timestamp;
 use serde_json::{Map, Value};
@@ -121,6 +125,9 @@ pub(super) struct Prepared {
     agent_name: String,
     /// The child's stream version holding the message: its reply follows.
     after: usize,
+    /// The child's waiting calls already cross-posted to the session's stream, and the
+    /// session's version before them (the client's answers follow it).
+    posted: Option<(Version, Vec<EventId>)>,
 }
 
 /// Why a delegation did not give a reply.
@@ -162,6 +169,23 @@ fn plain(content: &[ContentBlock]) -> String {
 }
 
 impl<S: Store, X: Sandbox> Turn<'_, S, X> {
+    /// For a child thread's turn: whether its session's budget is spent, counting what the
+    /// child spent since its usage was last rolled up (core's `thread::budget_spent` on the
+    /// session's log as it is now). Never for a session's own turn.
+    pub(super) async fn session_budget_spent(&self) -> bool {
+        let child = self.writer.state();
+        let Some((session, _)) = &child.thread_of else {
+            return false;
+        };
+        match log::load(self.writer.store(), session).await {
+            Ok(loaded) => thread::budget_spent(&loaded.state, child),
+            Err(e) => {
+                tracing::warn!(session = %session, error = %e, "cannot read the thread's session");
+                false
+            }
+        }
+    }
+
     /// Answers delegation call `id` with the child's reply (or why there is none).
     /// `prepared`: what [`Turn::start_all`] did for this call already (its child ran along
     /// with the other delegations of the response; `interrupted`: the session was interrupted
@@ -296,8 +320,85 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             for outcome in prepared.values_mut() {
                 *outcome = Err(Failure::Halt(Halt::Interrupted));
             }
+            return (prepared, interrupted);
+        }
+        // Every child now waiting on the client has its calls cross-posted at once, so the
+        // client sees (and may answer) all of them; each call is concluded in order later.
+        for Delegation { id, .. } in calls {
+            let Some(Ok(p)) = prepared.get_mut(id) else {
+                continue;
+            };
+            match self.post_waiting(&p.thread, &p.child, &p.agent_name).await {
+                Ok(posted) => p.posted = posted,
+                Err(halt) => {
+                    tracing::warn!(thread = %p.thread, ?halt, "cannot cross-post the thread's calls");
+                    break;
+                }
+            }
         }
         (prepared, interrupted)
+    }
+
+    /// Cross-posts the calls child `child` (thread `thread`) waits on, if it waits:
+    /// `session.thread_status_idle{requires_action}` after them. Returns the session's version
+    /// before them and the calls.
+    async fn post_waiting(
+        &mut self,
+        thread: &ThreadId,
+        child: &SessionId,
+        agent_name: &str,
+    ) -> Result<Option<(Version, Vec<EventId>)>, Halt> {
+        let Ok(loaded) = log::load(self.writer.store(), child).await else {
+            return Ok(None);
+        };
+        let state = &loaded.state;
+        if state.status != Status::Idle || state.pending_actions.is_empty() {
+            return Ok(None);
+        }
+        let calls = loaded
+            .records
+            .iter()
+            .filter_map(|r| r.event())
+            .filter(|e| state.pending_actions.contains(&e.id))
+            .cloned()
+            .collect();
+        let before = self.writer.version();
+        self.writer
+            .record(Step::Thread(ThreadStep::Waiting {
+                thread: thread.clone(),
+                agent_name: agent_name.to_owned(),
+                calls,
+            }))
+            .await?;
+        Ok(Some((before, state.pending_actions.clone())))
+    }
+
+    /// Settles the children of `rest` a halted turn will not conclude: a waiting one has its
+    /// calls closed ([`close_waiting`]), and each goes idle on the session's stream with its
+    /// usage and what it said (a cross-posted call no one will relay is no longer shown as
+    /// waiting).
+    pub(super) async fn settle_rest(
+        &mut self,
+        rest: impl IntoIterator<Item = Result<Prepared, Failure>>,
+    ) {
+        let store = self.writer.store().clone();
+        for p in rest.into_iter().flatten() {
+            close_waiting(&store, &p.child).await;
+            let Ok(loaded) = log::load(&store, &p.child).await else {
+                continue;
+            };
+            let step = replied(
+                &p.thread,
+                &p.agent_name,
+                &loaded.state,
+                &loaded.records,
+                p.after,
+            );
+            if let Err(halt) = self.writer.settle(Step::Thread(step)).await {
+                tracing::warn!(thread = %p.thread, ?halt, "cannot settle a thread");
+                return;
+            }
+        }
     }
 
     /// Creates the child thread (or finds the one to continue), delivers the message and
@@ -441,6 +542,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             child,
             agent_name,
             after,
+            posted: None,
         })
     }
 
@@ -483,6 +585,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             child,
             agent_name,
             after,
+            mut posted,
         } = prepared;
         let store = self.writer.store().clone();
         let session = self.writer.id().clone();
@@ -531,34 +634,31 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 return Err(Failure::Halt(Halt::Interrupted));
             }
             if state.status == Status::Idle && !state.pending_actions.is_empty() {
-                let calls = loaded
-                    .records
-                    .iter()
-                    .filter_map(|r| r.event())
-                    .filter(|e| state.pending_actions.contains(&e.id))
-                    .cloned()
-                    .collect();
-                self.writer
-                    .record(Step::Thread(ThreadStep::Waiting {
-                        thread: thread.clone(),
-                        agent_name: agent_name.clone(),
-                        calls,
-                    }))
-                    .await?;
-                match self.answers(&thread, &child).await? {
-                    Answered::Resumed => {
-                        self.writer
-                            .record(Step::Thread(ThreadStep::Running {
-                                thread: thread.clone(),
-                                agent_name: agent_name.clone(),
-                            }))
-                            .await?;
-                        continue;
-                    }
-                    Answered::ChildInterrupted => {}
-                    Answered::SessionInterrupted => {
-                        interrupted = true;
-                        continue;
+                // Calls cross-posted already (with the other waiting children of a response)
+                // are not posted again; the client's answers to them follow that post.
+                let from = match posted.take() {
+                    Some((from, calls)) if calls == state.pending_actions => Some(from),
+                    _ => self
+                        .post_waiting(&thread, &child, &agent_name)
+                        .await?
+                        .map(|(from, _)| from),
+                };
+                if let Some(from) = from {
+                    match self.answers(&thread, &child, from).await? {
+                        Answered::Resumed => {
+                            self.writer
+                                .record(Step::Thread(ThreadStep::Running {
+                                    thread: thread.clone(),
+                                    agent_name: agent_name.clone(),
+                                }))
+                                .await?;
+                            continue;
+                        }
+                        Answered::ChildInterrupted => {}
+                        Answered::SessionInterrupted => {
+                            interrupted = true;
+                            continue;
+                        }
                     }
                 }
             }
@@ -581,12 +681,17 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
     }
 
     /// Waits for the client's answers to the child's cross-posted calls on the session's
-    /// stream and relays each to the child.
-    async fn answers(&mut self, thread: &ThreadId, child: &SessionId) -> Result<Answered, Halt> {
+    /// stream after version `from` (where they were posted) and relays each to the child.
+    async fn answers(
+        &mut self,
+        thread: &ThreadId,
+        child: &SessionId,
+        from: Version,
+    ) -> Result<Answered, Halt> {
         let store = self.writer.store().clone();
         let session = self.writer.id().clone();
         let primary = ThreadId::primary_of(&session);
-        let mut records = store.subscribe(&StreamId::from(&session), self.writer.version());
+        let mut records = store.subscribe(&StreamId::from(&session), from);
         let mut rx = self.interrupted.clone();
         // The operator's pending-action timeout applies to a child's calls as to a session's.
         let timeout = self.options.requires_action_timeout;
@@ -824,7 +929,9 @@ fn transcript(records: &[SessionRecord], advisor: &ThreadId) -> String {
 /// Runs child `child` (thread `thread`, agent `agent_name`) through `threads`, mirroring its
 /// retries onto the session's stream while it runs: the child's `session.status_rescheduled`
 /// becomes `session.thread_status_rescheduled`, its `session.status_running` after that
-/// `session.thread_status_running`.
+/// `session.thread_status_running`; after each of its model requests its usage so far is
+/// rolled into the session's (`internal.thread_usage`), so the session's budget counts it at
+/// once.
 async fn run_mirrored<S: Store>(
     threads: &dyn Threads,
     store: &S,
@@ -844,6 +951,15 @@ async fn run_mirrored<S: Store>(
                 continue;
             };
             let step = match event.body {
+                Body::SpanModelRequestEnd(_) => match log::load(store, child).await {
+                    Ok(loaded) => ThreadStep::Usage {
+                        thread: thread.clone(),
+                        usage: loaded.state.usage.clone(),
+                        list_cost_nanos: u64::try_from(loaded.state.list_cost_nanos)
+                            .unwrap_or(u64::MAX),
+                    },
+                    Err(_) => continue,
+                },
                 Body::SessionStatusRescheduled => {
                     rescheduled = true;
                     ThreadStep::Rescheduled {

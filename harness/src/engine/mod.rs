@@ -266,9 +266,10 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     .await?;
                 return Ok(Ended::Idle(StopReason::EndTurn, None));
             }
-            if self.writer.state().budget_exhausted() {
+            if self.writer.state().budget_exhausted() || self.session_budget_spent().await {
                 // The spend reached the session's cap: pause before the next model request
-                // (a raised or removed cap resumes the turn from here).
+                // (a raised or removed cap resumes the turn from here; a child thread's turn
+                // ends, and its coordinator's session pauses).
                 return Ok(Ended::Idle(StopReason::BudgetReached, None));
             }
             if self.compaction_due() {
@@ -413,44 +414,59 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             } else {
                 (HashMap::new(), false)
             };
-            let mut waiting = Vec::new();
-            for (id, call, input, ran) in calls {
-                if let Some(output) = ran {
-                    // The provider ran it (server-side web search): record what it found.
-                    self.writer
-                        .record(Step::ToolContent {
-                            tool_use_id: id,
-                            content: output.content,
-                            is_error: output.is_error,
-                        })
-                        .await?;
-                    continue;
+            // The calls answered in order; a halt settles the children no call concluded.
+            let answered: Result<Vec<EventId>, Halt> = async {
+                let mut waiting = Vec::new();
+                for (id, call, input, ran) in calls {
+                    if let Some(output) = ran {
+                        // The provider ran it (server-side web search): record what it found.
+                        self.writer
+                            .record(Step::ToolContent {
+                                tool_use_id: id,
+                                content: output.content,
+                                is_error: output.is_error,
+                            })
+                            .await?;
+                        continue;
+                    }
+                    match call {
+                        Pending::Delegate(tool) => {
+                            let ready = prepared.remove(&id);
+                            self.delegate(id, &tool, &input, ready, interrupted).await?
+                        }
+                        Pending::Workflow => self.workflow(id, &input).await?,
+                        Pending::Tool(Call::Run(_)) if self.tools_on_worker => waiting.push(id),
+                        Pending::Tool(Call::Run(tool)) => self.run_tool(&id, tool, &input).await?,
+                        Pending::Tool(Call::Refuse(why)) => {
+                            self.writer.record(tool_result(id, why, true)).await?
+                        }
+                        Pending::Mcp(McpCall::Run, server, tool) => {
+                            self.run_mcp(id, &server, &tool, &input).await?
+                        }
+                        Pending::Mcp(McpCall::Refuse(why), ..) => {
+                            let step = Step::McpToolResult {
+                                mcp_tool_use_id: id,
+                                content: vec![ContentBlock::text(why)],
+                                is_error: true,
+                            };
+                            self.writer.record(step).await?
+                        }
+                        Pending::Tool(Call::Wait) | Pending::Mcp(McpCall::Wait, ..) => {
+                            waiting.push(id)
+                        }
+                    }
                 }
-                match call {
-                    Pending::Delegate(tool) => {
-                        let ready = prepared.remove(&id);
-                        self.delegate(id, &tool, &input, ready, interrupted).await?
-                    }
-                    Pending::Workflow => self.workflow(id, &input).await?,
-                    Pending::Tool(Call::Run(_)) if self.tools_on_worker => waiting.push(id),
-                    Pending::Tool(Call::Run(tool)) => self.run_tool(&id, tool, &input).await?,
-                    Pending::Tool(Call::Refuse(why)) => {
-                        self.writer.record(tool_result(id, why, true)).await?
-                    }
-                    Pending::Mcp(McpCall::Run, server, tool) => {
-                        self.run_mcp(id, &server, &tool, &input).await?
-                    }
-                    Pending::Mcp(McpCall::Refuse(why), ..) => {
-                        let step = Step::McpToolResult {
-                            mcp_tool_use_id: id,
-                            content: vec![ContentBlock::text(why)],
-                            is_error: true,
-                        };
-                        self.writer.record(step).await?
-                    }
-                    Pending::Tool(Call::Wait) | Pending::Mcp(McpCall::Wait, ..) => waiting.push(id),
-                }
+                Ok(waiting)
             }
+            .await;
+            let waiting = match answered {
+                Ok(waiting) => waiting,
+                Err(halt) => {
+                    let rest: Vec<_> = prepared.drain().map(|(_, p)| p).collect();
+                    self.settle_rest(rest).await;
+                    return Err(halt);
+                }
+            };
             if !waiting.is_empty() {
                 return Ok(Ended::Idle(
                     StopReason::RequiresAction { event_ids: waiting },

@@ -192,11 +192,16 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             let (mut prepared, interrupted) = self.start_all(&tasks, Some(&run)).await;
             results.push_str(&format!("## {}\n", phase.name));
             let mut halted = None;
+            let mut unconcluded = Vec::new();
             for (n, task) in tasks.iter().enumerate() {
                 let outcome = match prepared.remove(&task.id) {
                     Some(Ok(p)) if halted.is_none() => self.conclude(p, interrupted).await,
+                    Some(Ok(p)) => {
+                        unconcluded.push(Ok(p));
+                        Err(Failure::Tool("not run".into()))
+                    }
                     Some(Err(failure)) => Err(failure),
-                    _ => Err(Failure::Tool("not run".into())),
+                    None => Err(Failure::Tool("not run".into())),
                 };
                 let line = match outcome {
                     Ok(reply) => reply,
@@ -209,6 +214,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 results.push_str(&format!("### Task {}\n{line}\n\n", n + 1));
             }
             if let Some(halt) = halted {
+                self.settle_rest(unconcluded).await;
                 self.end_run(&run, RunResult::Stopped).await;
                 return Err(Failure::Halt(halt));
             }

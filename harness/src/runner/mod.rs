@@ -547,10 +547,24 @@ async fn recover_children<S: Store, X: Sandbox>(inner: &Inner<S, X>, session: &S
                 continue;
             }
         };
-        let mut writer = Writer::new(inner.store.clone(), id, head);
+        let mut writer = Writer::new(inner.store.clone(), id.clone(), head);
         // A child's turn ran inside its coordinator's tool call, which the restart ended.
         if let Err(e) = writer.recover(Resume::No).await {
             tracing::warn!(thread = %child.id, ?e, "cannot settle a child thread");
+        }
+        // No coordinator relays the client's answers to a child that waited on them.
+        let mut head = managed_agents_core::stream::Head::<SessionState>::default();
+        let closed = log::write(&inner.store, &id, &mut head, |state| {
+            let now = Timestamp::now();
+            Ok(managed_agents_core::session::thread::restarted_child(
+                state,
+                now,
+                &mut managed_agents_core::session::Fresh(now),
+            ))
+        })
+        .await;
+        if let Err(e) = closed {
+            tracing::warn!(thread = %child.id, error = %e, "cannot close a child thread's calls");
         }
     }
 }

@@ -570,7 +570,10 @@ pub fn finish(
             records.push(event(ids, now, closing_result(id.clone(), *kind, &end.why)));
         }
     }
-    if end.stop_reason == StopReason::BudgetReached {
+    if end.stop_reason == StopReason::BudgetReached && after.is_child_thread() {
+        // A child thread has no budget of its own: its session's cap stopped it
+        // (`thread::budget_spent`), and `session.usage` is on the session's stream only.
+    } else if end.stop_reason == StopReason::BudgetReached {
         if !after.budget_exhausted() {
             return Err(Rejection::invalid(
                 "stop_reason",
@@ -851,6 +854,10 @@ pub enum Resume {
 /// - an interrupt pending: consume it and idle `end_turn`;
 /// - `running`/`rescheduling` with nothing to run: idle `end_turn`.
 ///
+/// A coordinator's cut turn first ends what it left open of its team's activity
+/// ([`super::thread::cut_short`]: children still running go idle, workflow runs end with an
+/// error result saying the server restarted, then idle).
+///
 /// Queued input is left for the next [`start`].
 pub fn recover(
     state: &SessionState,
@@ -867,7 +874,9 @@ pub fn recover(
             return Ok(None);
         }
         let rerun = resume == Resume::FromLog;
-        return Ok(Some(restarted(state, log, rerun, now, ids)));
+        let (after, mut records) = threads_cut_short(state, now, ids);
+        records.extend(restarted(&after, log, rerun, now, ids));
+        return Ok(Some(records));
     }
     let steps = if busy && turn_started(log) {
         let mut steps: Vec<Step> = open_spans(log).into_iter().map(Step::SpanFailed).collect();
@@ -878,5 +887,26 @@ pub fn recover(
     } else {
         return Ok(None);
     };
-    finish(state, steps, End::end_turn(ABANDONED), now, ids).map(Some)
+    let (after, mut records) = if busy {
+        threads_cut_short(state, now, ids)
+    } else {
+        (state.clone(), Vec::new())
+    };
+    records.extend(finish(&after, steps, End::end_turn(ABANDONED), now, ids)?);
+    Ok(Some(records))
+}
+
+/// The records ending the child threads and workflow runs a cut turn left open
+/// ([`super::thread::cut_short`]), and the state after them.
+fn threads_cut_short(
+    state: &SessionState,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> (SessionState, Vec<SessionRecord>) {
+    let records = super::thread::cut_short(state, clock(state, now), ids);
+    let mut after = state.clone();
+    for record in &records {
+        after.apply(record);
+    }
+    (after, records)
 }
