@@ -84,7 +84,20 @@ impl Refusal {
 
 /// A workspace's turn, admitted: hold it until the admitted write is durable.
 #[must_use = "the turn must be held until the write is done"]
-pub struct Admitted(#[allow(dead_code)] Option<OwnedMutexGuard<()>>);
+pub struct Admitted {
+    /// The turn (`None` when no quota applies, and none was taken).
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl Admitted {
+    fn without_turn() -> Self {
+        Self { _turn: None }
+    }
+
+    fn holding(turn: OwnedMutexGuard<()>) -> Self {
+        Self { _turn: Some(turn) }
+    }
+}
 
 /// The quotas of one server; shared by every request.
 pub struct Quotas {
@@ -130,7 +143,7 @@ impl Quotas {
         workspace: &WorkspaceId,
     ) -> Result<Admitted, Error> {
         let Some(max) = self.settings.sessions else {
-            return Ok(Admitted(None));
+            return Ok(Admitted::without_turn());
         };
         let turn = self.turn(workspace).await;
         let held = count(state, Kind::Session, workspace, Some(max.get())).await?;
@@ -144,7 +157,7 @@ impl Quotas {
                 ),
             ));
         }
-        Ok(Admitted(Some(turn)))
+        Ok(Admitted::holding(turn))
     }
 
     /// Admits one more stored file of `bytes` bytes in `workspace`, or refuses it 400
@@ -179,7 +192,7 @@ impl Quotas {
         let max_files = self.settings.files.filter(|_| files > 0);
         let max_bytes = self.settings.stored_bytes;
         if max_files.is_none() && max_bytes.is_none() {
-            return Ok(Admitted(None));
+            return Ok(Admitted::without_turn());
         }
         let turn = self.turn(workspace).await;
         let usage = self.usage(state, workspace, max_bytes.is_some()).await?;
@@ -210,7 +223,7 @@ impl Quotas {
                 ));
             }
         }
-        Ok(Admitted(Some(turn)))
+        Ok(Admitted::holding(turn))
     }
 
     /// What `workspace` stores now: its files, and (with `bytes`) their bytes plus its skill
@@ -338,7 +351,28 @@ mod tests {
             .file(&state, &workspace, u64::MAX)
             .await
             .expect("admitted");
-        assert!(first.0.is_none() && second.0.is_none());
+        assert!(first._turn.is_none() && second._turn.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_second_create_in_a_workspace_waits_for_the_first_ones_turn() {
+        let state = state(QuotaSettings {
+            sessions: NonZeroU64::new(5),
+            ..QuotaSettings::UNLIMITED
+        });
+        let workspace = WorkspaceId::generate(Timestamp::now());
+        let first = state
+            .quotas
+            .session(&state, &workspace)
+            .await
+            .expect("admitted");
+        let mut second = Box::pin(state.quotas.session(&state, &workspace));
+        assert!(futures::poll!(&mut second).is_pending());
+        let other = WorkspaceId::generate(Timestamp::now());
+        let elsewhere = state.quotas.session(&state, &other).await;
+        assert!(elsewhere.is_ok(), "another workspace has a turn of its own");
+        drop(first);
+        second.await.expect("admitted once the first is done");
     }
 
     #[tokio::test]
