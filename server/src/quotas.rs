@@ -6,7 +6,7 @@
 //! The decision is taken on durable state, never on a counter that could drift: a create that
 //! a quota governs takes its workspace's *turn* (an async lock per workspace), counts the
 //! workspace's usage from the store's catalog (and the objects it lists), refuses or admits,
-//! and keeps the turn until its write is durable. So two creates at the limit are decided one
+//! and keeps the turn until its write is durable ([`Admitted::write`]). So two creates at the limit are decided one
 //! after the other on what the store holds (exactly one wins), a restart starts from what the
 //! store holds, and deletes, session outputs written by the runner and anything else that
 //! changes usage need no bookkeeping here. File sizes never change once stored, so each is read
@@ -20,6 +20,7 @@
 //! `storage_quota_exceeded` (API §3.3), counted in `/metrics` by kind.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -96,6 +97,25 @@ impl Admitted {
 
     fn holding(turn: OwnedMutexGuard<()>) -> Self {
         Self { _turn: Some(turn) }
+    }
+
+    /// Runs the admitted `write` keeping the turn until it is done: in a task of its own when
+    /// a turn is held, so a request dropped mid-write (the client went away) cannot let the
+    /// turn go while its append is still on its way to the store.
+    pub async fn write<T: Send + 'static>(
+        self,
+        write: impl Future<Output = Result<T, Error>> + Send + 'static,
+    ) -> Result<T, Error> {
+        if self._turn.is_none() {
+            return write.await;
+        }
+        tokio::spawn(async move {
+            let written = write.await;
+            drop(self);
+            written
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("quota-admitted write task: {e}")))?
     }
 }
 
@@ -372,7 +392,7 @@ mod tests {
         let elsewhere = state.quotas.session(&state, &other).await;
         assert!(elsewhere.is_ok(), "another workspace has a turn of its own");
         drop(first);
-        second.await.expect("admitted once the first is done");
+        drop(second.await.expect("admitted once the first is done"));
     }
 
     #[tokio::test]

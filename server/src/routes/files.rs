@@ -125,8 +125,12 @@ async fn upload(
         .file(&state, auth.workspace(), writer.len())
         .await?;
     writer.commit().await.map_err(io_error("storing"))?;
-    let created = objects::create::<File>(&state, id.as_str(), records).await;
-    drop(admitted);
+    let created = {
+        let (state, id) = (state.clone(), id.clone());
+        admitted
+            .write(async move { objects::create::<File>(&state, id.as_str(), records).await })
+            .await
+    };
     match created {
         Ok(created) => Ok(Json(created.render())),
         Err(err) => {

@@ -207,9 +207,12 @@ async fn create(
             .await
         {
             Ok(admitted) => {
-                let created = objects::create::<Skill>(&state, id.as_str(), records).await;
-                drop(admitted);
-                created
+                let (state, id) = (state.clone(), id.clone());
+                admitted
+                    .write(
+                        async move { objects::create::<Skill>(&state, id.as_str(), records).await },
+                    )
+                    .await
             }
             Err(refused) => Err(refused),
         },
@@ -304,12 +307,16 @@ async fn create_version(
         .await
     {
         Ok(admitted) => {
-            let written = objects::write::<Skill>(&state, &auth, "skill", id.as_str(), |skill| {
-                Ok(skill.add_version(received.manifest.clone(), prefix.clone(), now)?)
-            })
-            .await;
-            drop(admitted);
-            written
+            let (state, auth, id) = (state.clone(), auth.clone(), id.clone());
+            let (manifest, prefix) = (received.manifest, prefix.clone());
+            admitted
+                .write(async move {
+                    objects::write::<Skill>(&state, &auth, "skill", id.as_str(), |skill| {
+                        Ok(skill.add_version(manifest.clone(), prefix.clone(), now)?)
+                    })
+                    .await
+                })
+                .await
         }
         Err(refused) => Err(refused),
     };
