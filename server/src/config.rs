@@ -346,6 +346,34 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub body_read_timeout: u64,
+    /// Sessions each workspace (the tenant of an API key) may hold, archived ones included
+    /// (0: no limit); one more is answered 400 `session_quota_exceeded`. Not `--workspace-quota`,
+    /// which bounds each session's sandbox directory.
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_TENANT_MAX_SESSIONS",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub tenant_max_sessions: u64,
+    /// Files each workspace may store, uploads and session outputs (0: no limit); one more
+    /// upload is answered 400 `storage_quota_exceeded`.
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_TENANT_MAX_FILES",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub tenant_max_files: u64,
+    /// Bytes each workspace may store: its files' and its skill versions' (`10GiB`, `512MiB`, or
+    /// bytes; 0: no limit); an upload past it is answered 400 `storage_quota_exceeded`.
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_TENANT_MAX_STORED_BYTES",
+        value_name = "SIZE",
+        default_value = "0"
+    )]
+    pub tenant_max_stored_bytes: String,
     /// Log format and OpenTelemetry export.
     #[command(flatten)]
     pub telemetry: crate::telemetry::TelemetryArgs,
@@ -525,6 +553,9 @@ pub enum Error {
     /// A read timeout out of range.
     #[error("--{0} {1}: must be between 0 (no limit) and 86400 seconds")]
     ReadTimeout(&'static str, u64),
+    /// `--tenant-max-stored-bytes` is not a size.
+    #[error("--tenant-max-stored-bytes {0:?}: expected a size (e.g. 10GiB, 512MiB, bytes), or 0 for none")]
+    TenantMaxStoredBytes(String),
 }
 
 /// Parses `10GiB`, `512M`, `4096` (units are powers of 1024; `B`, `K`, `M`, `G`, `T`, with an
@@ -600,6 +631,9 @@ pub struct ServeConfig {
     /// The abuse limits: `--rate-limit`, `--rate-limit-burst`, `--max-streams-per-key`,
     /// `--header-read-timeout`, `--body-read-timeout`.
     pub limits: crate::limits::LimitSettings,
+    /// The per-workspace quotas: `--tenant-max-sessions`, `--tenant-max-files`,
+    /// `--tenant-max-stored-bytes`.
+    pub quotas: crate::quotas::QuotaSettings,
 }
 
 impl ServeArgs {
@@ -626,10 +660,23 @@ impl ServeArgs {
         })
     }
 
+    /// The per-workspace quotas, validated (0 turns each off).
+    fn quotas(&self) -> Result<crate::quotas::QuotaSettings, Error> {
+        use std::num::NonZeroU64;
+        let stored_bytes = parse_size(&self.tenant_max_stored_bytes)
+            .ok_or_else(|| Error::TenantMaxStoredBytes(self.tenant_max_stored_bytes.clone()))?;
+        Ok(crate::quotas::QuotaSettings {
+            sessions: NonZeroU64::new(self.tenant_max_sessions),
+            files: NonZeroU64::new(self.tenant_max_files),
+            stored_bytes: NonZeroU64::new(stored_bytes),
+        })
+    }
+
     /// Validates the flags.
     pub fn validate(self) -> Result<ServeConfig, Error> {
         let listen = parse_listen(&self.listen)?;
         let limits = self.limits()?;
+        let quotas = self.quotas()?;
         let storage = self.backend.choose()?;
         let memtable_budget = self.backend.memtable_budget()?;
         if self.data_dir.as_os_str().is_empty() {
@@ -703,6 +750,7 @@ impl ServeArgs {
         }
         Ok(ServeConfig {
             limits,
+            quotas,
             requires_action_timeout,
             model_stream_idle_timeout: std::time::Duration::from_secs(
                 self.model_stream_idle_timeout,
@@ -1002,5 +1050,55 @@ mod tests {
             matches!(got, Err(Error::ReadTimeout("body-read-timeout", 86401))),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn tenant_quotas_are_off_by_default_configurable_and_validated() {
+        use std::num::NonZeroU64;
+        let quotas = serve(&[]).validate().expect("valid").quotas;
+        assert_eq!(quotas, crate::quotas::QuotaSettings::UNLIMITED);
+        let quotas = serve(&[
+            "--tenant-max-sessions",
+            "100",
+            "--tenant-max-files",
+            "7",
+            "--tenant-max-stored-bytes",
+            "2GiB",
+        ])
+        .validate()
+        .expect("valid")
+        .quotas;
+        assert_eq!(quotas.sessions, NonZeroU64::new(100));
+        assert_eq!(quotas.files, NonZeroU64::new(7));
+        assert_eq!(quotas.stored_bytes, NonZeroU64::new(2 << 30));
+        let bytes = serve(&["--tenant-max-stored-bytes", "4096"]).validate();
+        assert_eq!(
+            bytes.expect("valid").quotas.stored_bytes,
+            NonZeroU64::new(4096)
+        );
+        let off = serve(&[
+            "--tenant-max-sessions",
+            "0",
+            "--tenant-max-stored-bytes",
+            "0",
+        ]);
+        assert_eq!(
+            off.validate().expect("valid").quotas,
+            crate::quotas::QuotaSettings::UNLIMITED
+        );
+        let got = serve(&["--tenant-max-stored-bytes", "lots"]).validate();
+        assert!(
+            matches!(&got, Err(Error::TenantMaxStoredBytes(text)) if text == "lots"),
+            "{got:?}"
+        );
+        assert!(
+            Cli::try_parse_from(["managed-agents", "serve", "--tenant-max-files", "-1"]).is_err()
+        );
+        // The sandbox's disk quota is a different flag and keeps its meaning.
+        let config = serve(&["--workspace-quota", "1GiB", "--tenant-max-files", "3"])
+            .validate()
+            .expect("valid");
+        assert_eq!(config.workspace_quota, Some(1 << 30));
+        assert_eq!(config.quotas.files, NonZeroU64::new(3));
     }
 }

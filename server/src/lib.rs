@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod objects;
 pub mod pagination;
 pub mod query;
+pub mod quotas;
 pub mod routes;
 pub mod sealer;
 pub mod serve;

@@ -225,7 +225,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         _ => None,
     };
     let (state, shutdown) = AppState::new(store, sealer, blobs);
-    let mut state = state.with_limits(config.limits);
+    let mut state = state.with_limits(config.limits).with_quotas(config.quotas);
     state.ping_interval = config.ping_interval;
     state.anthropic_skills = config.anthropic_skills.clone();
     state.uploads_downloadable = config.uploads_downloadable;

@@ -1,7 +1,7 @@
 //! Prometheus metrics in text exposition format, kept with plain atomics and one mutex-guarded
 //! map per labelled family: requests by method, route and status, request latency histograms by
-//! method and route, open SSE streams, appended events, and the abuse limits' refusals and read
-//! timeouts.
+//! method and route, open SSE streams, appended events, the abuse limits' refusals and read
+//! timeouts, and the per-workspace quotas' refusals by quota.
 //!
 //! Label values come from closed sets only, so no request can add a series of its choosing:
 //! the method is one of the standard methods or `other` ([`method_label`]), the route is the
@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::Method;
+
+use crate::quotas::Refusal;
 
 /// The request latency buckets: sub-millisecond to seconds.
 struct Latency;
@@ -59,6 +61,7 @@ struct Inner {
     streams_refused: AtomicU64,
     header_read_timeouts: AtomicU64,
     body_read_timeouts: AtomicU64,
+    quota_refusals: [AtomicU64; 3],
 }
 
 /// The process's metrics; cheap to clone.
@@ -134,6 +137,11 @@ impl Metrics {
         self.inner
             .body_read_timeouts
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a create refused by a per-workspace quota.
+    pub fn quota_refused(&self, refusal: Refusal) {
+        self.inner.quota_refusals[refusal as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The number of open SSE streams.
@@ -246,6 +254,15 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
+        }
+        let name = "managed_agents_quota_refusals_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Creates refused 400 by a per-workspace quota, by quota.\n# TYPE {name} counter"
+        );
+        for refusal in Refusal::ALL {
+            let n = self.inner.quota_refusals[refusal as usize].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{quota=\"{}\"}} {n}", refusal.label());
         }
         out
     }

@@ -15,6 +15,7 @@ use managed_agents_harness::sandbox::Workspaces;
 use crate::blobs::Blobs;
 use crate::limits::{LimitSettings, Limits};
 use crate::metrics::Metrics;
+use crate::quotas::{QuotaSettings, Quotas};
 use crate::sealer::Sealer;
 use crate::sse::Frames;
 use crate::store::AnyStore;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub cloud_environments: Arc<crate::caches::CloudEnvironments>,
     /// Per-key request rate and open stream limits, and the read timeouts.
     pub limits: Arc<Limits>,
+    /// The per-workspace quotas (sessions, files, stored bytes).
+    pub quotas: Arc<Quotas>,
 }
 
 /// What the routes need of the harness runner: wake it for new input, merge live previews into
@@ -93,6 +96,7 @@ impl AppState {
             sealer,
             blobs,
             limits: Arc::new(Limits::new(LimitSettings::UNLIMITED, metrics.clone())),
+            quotas: Arc::new(Quotas::new(QuotaSettings::UNLIMITED, metrics.clone())),
             metrics,
             frames: Arc::default(),
             ping_interval: Duration::from_secs(15),
@@ -110,6 +114,12 @@ impl AppState {
     /// This state enforcing `settings` (the state starts unlimited).
     pub fn with_limits(mut self, settings: LimitSettings) -> Self {
         self.limits = Arc::new(Limits::new(settings, self.metrics.clone()));
+        self
+    }
+
+    /// This state enforcing the per-workspace quotas `settings` (the state starts unlimited).
+    pub fn with_quotas(mut self, settings: QuotaSettings) -> Self {
+        self.quotas = Arc::new(Quotas::new(settings, self.metrics.clone()));
         self
     }
 }

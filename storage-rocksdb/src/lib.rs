@@ -26,6 +26,7 @@
 //! ```
 
 mod db;
+mod handle;
 mod keys;
 mod stats;
 mod writer;
@@ -65,6 +66,9 @@ pub enum Error {
     /// Stored data is not what this crate writes.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// The database is closed: reopening it after a full disk failed.
+    #[error("{0}")]
+    Unavailable(String),
     /// The writer thread could not be started.
     #[error("starting the writer thread: {0}")]
     Spawn(#[from] std::io::Error),
@@ -138,7 +142,7 @@ struct Inner {
     /// Places in the writer's queue (`Options::max_queue`).
     room: Arc<Semaphore>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    db: Arc<rocksdb::DB>,
+    db: Arc<handle::Handle>,
     hub: Arc<Hub>,
     counters: Arc<stats::Counters>,
     /// Dropped after the database closes (a test's temporary directory).
@@ -174,11 +178,11 @@ impl RocksStore {
         options: Options,
         guard: Option<Box<dyn Any + Send + Sync>>,
     ) -> Result<Self, Error> {
-        let db = Arc::new(db::open(
-            &options.path,
-            options.compression,
-            options.memtable_budget,
-        )?);
+        let db = Arc::new(handle::Handle::open(handle::Settings {
+            path: options.path.clone(),
+            compression: options.compression,
+            memtable_budget: options.memtable_budget,
+        })?);
         let hub = Arc::new(Hub::new());
         let counters = Arc::new(stats::Counters::default());
         let (requests, receiver) = mpsc::channel();
@@ -189,6 +193,7 @@ impl RocksStore {
             requests: receiver,
             sync: options.sync,
             max_batch: options.max_batch.max(1),
+            broken: std::cell::Cell::new(false),
         };
         let handle = std::thread::Builder::new()
             .name("rocksdb-writer".into())
@@ -214,14 +219,21 @@ impl RocksStore {
     /// Writes the memtables out as SST files (the WAL already made every acknowledged append
     /// durable; this only moves it). For maintenance and measurement.
     pub fn flush(&self) -> Result<(), Error> {
-        db::flush(&self.inner.db)
+        db::flush(&*self.db()?)
     }
 
     /// Flushes the memtables and compacts every column family down to the bottommost level,
     /// so that the files on disk hold every event once, in its final compression. For
     /// maintenance and measurement; the store compacts by itself in the background.
     pub fn compact(&self) -> Result<(), Error> {
-        db::compact(&self.inner.db)
+        db::compact(&*self.db()?)
+    }
+
+    fn db(&self) -> Result<Arc<rocksdb::DB>, Error> {
+        self.inner
+            .db
+            .get()
+            .map_err(|e| Error::Unavailable(e.to_string()))
     }
 
     /// Queues `request` for the writer once the queue has room (see `Options::max_queue`).
@@ -251,11 +263,17 @@ impl Store for RocksStore {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<Record>, storage::Error> {
-        Ok(db::read(&self.inner.db, stream, from, direction, limit)?)
+        Ok(db::read(
+            &*self.inner.db.get()?,
+            stream,
+            from,
+            direction,
+            limit,
+        )?)
     }
 
     async fn head(&self, stream: &StreamId) -> Result<Version, storage::Error> {
-        Ok(db::head(&self.inner.db, stream)?)
+        Ok(db::head(&*self.inner.db.get()?, stream)?)
     }
 
     fn subscribe(&self, stream: &StreamId, after: Version) -> Subscription {
@@ -265,11 +283,11 @@ impl Store for RocksStore {
     }
 
     async fn entry(&self, kind: Kind, id: &str) -> Result<Option<CatalogEntry>, storage::Error> {
-        Ok(db::entry(&self.inner.db, kind, id)?)
+        Ok(db::entry(&*self.inner.db.get()?, kind, id)?)
     }
 
     async fn list(&self, query: &CatalogQuery) -> Result<CatalogPage, storage::Error> {
-        Ok(db::list(&self.inner.db, query)?)
+        Ok(db::list(&*self.inner.db.get()?, query)?)
     }
 
     async fn delete(&self, kind: Kind, stream: &StreamId) -> Result<(), storage::Error> {

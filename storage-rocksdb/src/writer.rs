@@ -11,7 +11,12 @@
 //! Besides stream heads the writer caches catalog owners (which workspace an object's entry is
 //! filed under), so re-filing an entry on each append costs no read. Both caches change only
 //! after a batch is durable; a failed write clears them.
+//!
+//! A write that fails for a full disk leaves RocksDB refusing writes; the writer then reopens
+//! the database before its next batch, once the disk has room ([`crate::handle`]). Until then
+//! every batch is refused with [`storage::Error::Full`] without touching the database.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
@@ -24,6 +29,7 @@ use managed_agents_core::storage::{
 };
 use rocksdb::{ColumnFamily, WriteBatch, WriteOptions, DB};
 
+use crate::handle::Handle;
 use crate::stats::Counters;
 use crate::{db, keys, Error};
 
@@ -70,12 +76,14 @@ enum Pending {
 
 /// The writer thread's state.
 pub(crate) struct Writer {
-    pub(crate) db: Arc<DB>,
+    pub(crate) db: Arc<Handle>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) requests: Receiver<Queued>,
     pub(crate) sync: bool,
     pub(crate) max_batch: usize,
+    /// A write failed for a full disk: reopen before the next batch.
+    pub(crate) broken: Cell<bool>,
 }
 
 /// Heads (and catalog owners) cached beyond this many streams are dropped and reloaded lazily.
@@ -129,11 +137,26 @@ impl Writer {
                 owners.clear();
             }
             // The batch takes its requests off the queue: their places go to waiting appenders.
-            stop |= self.commit(&mut heads, &mut owners, queue.drain(..).map(|q| q.request));
+            let requests = queue.drain(..).map(|q| q.request);
+            stop |= match self.recover() {
+                Ok(()) => self.commit(&mut heads, &mut owners, requests),
+                Err(error) => self.fail_all(requests, &error),
+            };
             if stop {
                 return;
             }
         }
+    }
+
+    /// After a write failed for a full disk: reopens the database if the disk has room again.
+    /// `Err`: the batch is refused (still no room, or the reopen failed).
+    fn recover(&self) -> Result<(), storage::Error> {
+        if !self.broken.get() {
+            return Ok(());
+        }
+        self.db.reopen()?;
+        self.broken.set(false);
+        Ok(())
     }
 
     /// Writes one batch; returns whether a shutdown was requested.
@@ -143,10 +166,15 @@ impl Writer {
         owners: &mut Owners,
         requests: impl Iterator<Item = Request>,
     ) -> bool {
+        let db = match self.db.get() {
+            Ok(db) => db,
+            Err(error) => return self.fail_all(requests, &error),
+        };
+        let db = &*db;
         let families = (
-            db::family(&self.db, keys::EVENTS),
-            db::family(&self.db, keys::CATALOG),
-            db::family(&self.db, keys::CATALOG_IDS),
+            db::family(db, keys::EVENTS),
+            db::family(db, keys::CATALOG),
+            db::family(db, keys::CATALOG_IDS),
         );
         let (Ok(events_family), Ok(catalog_family), Ok(ids_family)) = families else {
             // Unreachable after a successful open, which creates every family.
@@ -154,7 +182,7 @@ impl Writer {
             return self.fail_all(requests, &error);
         };
         let mut batch = Batch {
-            db: &self.db,
+            db,
             events_family,
             catalog_family,
             ids_family,
@@ -206,7 +234,7 @@ impl Writer {
         } else {
             let mut options = WriteOptions::default();
             options.set_sync(self.sync);
-            self.db.write_opt(write, &options)
+            db.write_opt(write, &options)
         };
         match written {
             Ok(()) => {
@@ -221,6 +249,9 @@ impl Writer {
                 heads.clear();
                 owners.clear();
                 let error = storage::Error::backend(error.to_string());
+                if matches!(error, storage::Error::Full(_)) {
+                    self.broken.set(true);
+                }
                 for done in pending {
                     match done {
                         Pending::Appended { ack, .. } => {
@@ -419,15 +450,22 @@ mod tests {
     #[test]
     fn one_batch_judges_each_request_in_order() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let db = Arc::new(db::open(dir.path(), crate::Compression::default(), None).expect("open"));
+        let settings = crate::handle::Settings {
+            path: dir.path().to_owned(),
+            compression: crate::Compression::default(),
+            memtable_budget: None,
+        };
+        let handle = Arc::new(Handle::open(settings).expect("open"));
+        let db = handle.get().expect("open");
         let (_tx, requests) = mpsc::channel();
         let writer = Writer {
-            db: db.clone(),
+            db: handle.clone(),
             hub: Arc::new(Hub::new()),
             counters: Arc::new(Counters::default()),
             requests,
             sync: true,
             max_batch: 64,
+            broken: Cell::new(false),
         };
         let (first, first_ack) = append("sesn_a", Expected::Exactly(0), "a1");
         let (stale, stale_ack) = append("sesn_a", Expected::Exactly(0), "stale");

@@ -1,15 +1,19 @@
 """A full data disk (issue 16, item 2): the RocksDB data dir on a small tmpfs that a test file
 fills up. A write is refused with a clear 503 `overloaded_error` and `x-should-retry: true`,
-nothing of it is written, reads go on, and once space is freed and the server restarted every
-acknowledged event is there exactly once and writes work again. (RocksDB keeps refusing writes
-after a disk-full error until it is reopened: the restart is part of the recovery.)"""
+nothing of it is written, and reads go on. Once space is freed the same server takes writes
+again, without a restart (the RocksDB store reopens its database before its next write, see
+storage-rocksdb/src/handle.rs), every acknowledged event is there exactly once, and an event
+stream opened before the disk filled goes on; after a restart everything is there too."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any, Iterator
+
+import anthropic
 
 import httpx
 import pytest
@@ -99,5 +103,73 @@ def test_a_full_disk_refuses_writes_clearly_and_loses_nothing(small_disk: Path) 
         response = send(server.url, key, session.id, "after")
         assert response.status_code == 200, response.text
         assert texts(server.url, key, session.id) == acknowledged + ["after"]
+    finally:
+        server.stop()
+
+
+def test_writes_come_back_without_a_restart_when_space_returns(small_disk: Path) -> None:
+    key = new_key()
+    server = ServerProcess("rocksdb", small_disk / "data", key, small_disk.parent / "server.log").start()
+    try:
+        client = server.client()
+        agent = client.beta.agents.create(name="full", model="claude-sonnet-4-6")
+        environment = client.beta.environments.create(name="full")
+        session: Any = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+        acknowledged = []
+        for i in range(3):
+            response = send(server.url, key, session.id, f"before {i}")
+            assert response.status_code == 200, response.text
+            acknowledged.append(f"before {i}")
+
+        # A stream opened before the disk fills: it must go on after the recovery.
+        streamed: list[str] = []
+        opened = threading.Event()
+        done = threading.Event()
+
+        def follow(stream_client: anthropic.Anthropic) -> None:
+            with stream_client.beta.sessions.events.stream(session.id) as stream:
+                opened.set()
+                for event in stream:
+                    if event.type == "user.message":
+                        streamed.append(event.content[0].text)
+                        if streamed[-1] == "after 1":
+                            done.set()
+                            return
+
+        follower = threading.Thread(target=follow, args=(server.client(),), daemon=True)
+        follower.start()
+        assert opened.wait(30), "the event stream did not open"
+
+        filler = small_disk / "filler"
+        fill(filler)
+        for attempt in range(3):
+            refused = send(server.url, key, session.id, f"refused {attempt} " + "x" * 200_000)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers.get("x-should-retry") == "true"
+            assert refused.json()["error"]["type"] == "overloaded_error"
+            # Reads go on while the disk is full.
+            assert texts(server.url, key, session.id) == acknowledged
+
+        filler.unlink()
+        # The same process takes writes again: appends, and a new object.
+        for i in range(2):
+            response = send(server.url, key, session.id, f"after {i}")
+            assert response.status_code == 200, response.text
+            acknowledged.append(f"after {i}")
+        other: Any = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+        assert client.beta.sessions.retrieve(other.id).id == other.id
+        # Every acknowledged event exactly once, nothing of the refused ones.
+        assert texts(server.url, key, session.id) == acknowledged
+        assert done.wait(30), f"the stream opened before the disk filled stopped at {streamed}"
+        # It follows from where it opened: the events acknowledged after the recovery.
+        assert streamed == ["after 0", "after 1"]
+        follower.join(30)
+    finally:
+        assert server.stop() == 0, server.log_tail()
+
+    # And after a restart.
+    server = ServerProcess("rocksdb", small_disk / "data", key, small_disk.parent / "server.log").start()
+    try:
+        assert texts(server.url, key, session.id) == acknowledged
     finally:
         server.stop()

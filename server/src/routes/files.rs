@@ -118,8 +118,20 @@ async fn upload(
         downloadable: state.uploads_downloadable,
     };
     let records = file::create(new, id.clone(), workspace, now)?;
+    // Refused over a quota, the writer is dropped uncommitted: nothing of the upload stays. The
+    // workspace's turn is held until the file is durable (see `quotas`).
+    let admitted = state
+        .quotas
+        .file(&state, auth.workspace(), writer.len())
+        .await?;
     writer.commit().await.map_err(io_error("storing"))?;
-    match objects::create::<File>(&state, id.as_str(), records).await {
+    let created = {
+        let (state, id) = (state.clone(), id.clone());
+        admitted
+            .write(async move { objects::create::<File>(&state, id.as_str(), records).await })
+            .await
+    };
+    match created {
         Ok(created) => Ok(Json(created.render())),
         Err(err) => {
             if let Err(e) = state.blobs.delete(id.as_str()).await {
@@ -202,6 +214,7 @@ async fn delete(
 ) -> Result<Json<Deleted>> {
     let file = load(&state, &auth, &id).await?;
     objects::delete(&state, Kind::File, id.as_str()).await?;
+    state.quotas.forget_file(id.as_str());
     state
         .blobs
         .delete(id.as_str())

@@ -46,7 +46,14 @@ async fn fork(
     let now = Timestamp::now();
     let child = SessionId::generate(now);
     tracing::Span::current().record("session_id", child.as_str());
-    let committed = session::fork(&state, &auth, &parent, at.as_ref(), &child).await?;
+    let admitted = state.quotas.session(&state, auth.workspace()).await?;
+    let committed = {
+        let (state, auth, parent, child) =
+            (state.clone(), auth.clone(), parent.clone(), child.clone());
+        admitted
+            .write(async move { session::fork(&state, &auth, &parent, at.as_ref(), &child).await })
+            .await?
+    };
     // On a self-hosted environment the child gets its own work item, as a created session does.
     if let Some(config) = &committed.state.config {
         super::events::self_hosted_work(&state, &auth, &child, &config.environment_id).await?;

@@ -329,7 +329,14 @@ async fn create(
         initial_events: body.initial_events.unwrap_or_default(),
     };
     let metadata = created_metadata(&command);
-    let committed = session::create(&state, &id, command).await?;
+    // The workspace's turn is held until the session is durable (see `quotas`).
+    let admitted = state.quotas.session(&state, auth.workspace()).await?;
+    let committed = {
+        let (state, id) = (state.clone(), id.clone());
+        admitted
+            .write(async move { session::create(&state, &id, command).await })
+            .await?
+    };
     // A session on a self-hosted environment gets its work item now (API §5.3): a worker
     // serves its tools from the start.
     if env.settings.config.kind() == "self_hosted" {

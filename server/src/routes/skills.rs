@@ -82,6 +82,11 @@ fn too_large() -> Error {
     ))
 }
 
+/// The bytes of an upload's files together (what the stored-bytes quota counts).
+fn manifest_bytes(manifest: &Manifest) -> u64 {
+    manifest.files.iter().map(|f| f.size).sum()
+}
+
 fn io_error(e: std::io::Error) -> Error {
     Error::Internal(format!("storing skill file bytes: {e}"))
 }
@@ -187,6 +192,7 @@ async fn create(
     let id = SkillId::generate(now);
     let prefix = received.prefix.clone();
     let count = received.manifest.files.len();
+    let bytes = manifest_bytes(&received.manifest);
     let created = match skill::create(
         id.clone(),
         auth.workspace().clone(),
@@ -195,7 +201,21 @@ async fn create(
         received.prefix,
         now,
     ) {
-        Ok(records) => objects::create::<Skill>(&state, id.as_str(), records).await,
+        Ok(records) => match state
+            .quotas
+            .skill_version(&state, auth.workspace(), bytes)
+            .await
+        {
+            Ok(admitted) => {
+                let (state, id) = (state.clone(), id.clone());
+                admitted
+                    .write(
+                        async move { objects::create::<Skill>(&state, id.as_str(), records).await },
+                    )
+                    .await
+            }
+            Err(refused) => Err(refused),
+        },
         Err(e) => Err(e.into()),
     };
     match created {
@@ -281,10 +301,25 @@ async fn create_version(
     let received = receive(&state, &mut multipart, now).await?;
     let prefix = received.prefix.clone();
     let count = received.manifest.files.len();
-    let written = objects::write::<Skill>(&state, &auth, "skill", id.as_str(), |skill| {
-        Ok(skill.add_version(received.manifest.clone(), prefix.clone(), now)?)
-    })
-    .await;
+    let written = match state
+        .quotas
+        .skill_version(&state, auth.workspace(), manifest_bytes(&received.manifest))
+        .await
+    {
+        Ok(admitted) => {
+            let (state, auth, id) = (state.clone(), auth.clone(), id.clone());
+            let (manifest, prefix) = (received.manifest, prefix.clone());
+            admitted
+                .write(async move {
+                    objects::write::<Skill>(&state, &auth, "skill", id.as_str(), |skill| {
+                        Ok(skill.add_version(manifest.clone(), prefix.clone(), now)?)
+                    })
+                    .await
+                })
+                .await
+        }
+        Err(refused) => Err(refused),
+    };
     match written {
         Ok(skill) => {
             let version = skill
