@@ -215,6 +215,7 @@ fn a_compaction_records_its_event_and_resets_the_context_size() {
     assert_eq!(state.context_tokens, 200_000);
     let step = turn::Step::Compacted {
         summary: "the story so far".into(),
+        kept_parts: 0,
     };
     let records = turn::record(&state, step, now(), &mut Sequential::default()).expect("ok");
     let kinds: Vec<String> = records.iter().map(summarize_record).collect();

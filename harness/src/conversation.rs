@@ -22,7 +22,7 @@
 //!   and a function call of a server tool's name would not match the tools offered;
 //! - an `internal.context_compacted` fact (a compaction, with `agent.thread_context_compacted`)
 //!   replaces everything before it with one user message holding the model's summary
-//!   ([`crate::model::compact::resumed`]);
+//!   ([`crate::model::compact::resumed`]) followed by the new input it kept (`kept_parts`);
 //! - thinking blocks are not in the log (`agent.thinking` carries no text): the engine keeps
 //!   those of the running turn and [`replay_thinking`] puts them back before their calls.
 
@@ -86,6 +86,38 @@ fn push(messages: &mut Vec<Message>, role: Role, part: Part) {
             role,
             parts: vec![part],
         }),
+    }
+}
+
+/// The last `count` parts of the conversation's last message when it is the user's (the new
+/// input a compaction keeps; see [`uncovered_input`]).
+fn kept_input(messages: &[Message], count: u32) -> Vec<Part> {
+    match messages.last() {
+        Some(last) if last.role == Role::User && count > 0 => {
+            let count = usize::try_from(count)
+                .unwrap_or(usize::MAX)
+                .min(last.parts.len());
+            last.parts[last.parts.len() - count..].to_vec()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// How many parts at the end of `messages` are new user input no model response answered
+/// yet (a last user message without tool results: results must stay with their calls): what a
+/// compaction leaves out of its summary and keeps verbatim after it.
+pub(crate) fn uncovered_input(messages: &[Message]) -> usize {
+    match messages.last() {
+        Some(last)
+            if last.role == Role::User
+                && !last
+                    .parts
+                    .iter()
+                    .any(|p| matches!(p, Part::ToolResult { .. })) =>
+        {
+            last.parts.len()
+        }
+        _ => 0,
     }
 }
 
@@ -185,12 +217,21 @@ impl Builder {
                 self.child = true;
                 return;
             }
-            SessionRecord::Fact(Fact::ContextCompacted { summary, .. }) => {
-                // The conversation goes on from the summary alone.
+            SessionRecord::Fact(Fact::ContextCompacted {
+                summary,
+                kept_parts,
+                ..
+            }) => {
+                // The conversation goes on from the summary, followed by the new input the
+                // summary does not cover.
+                let kept = kept_input(messages, *kept_parts);
                 messages.clear();
                 self.searches.clear();
                 let text = crate::model::compact::resumed(summary);
                 push(messages, Role::User, Part::Text(text));
+                for part in kept {
+                    push(messages, Role::User, part);
+                }
                 return;
             }
             SessionRecord::Fact(_) => return,
@@ -438,6 +479,60 @@ mod tests {
     }
 
     #[test]
+    fn a_compaction_keeps_the_new_input_it_did_not_summarize() {
+        use managed_agents_core::event::{AgentMessage, Event, UserMessage};
+        use managed_agents_core::ids::EventId;
+        use managed_agents_core::time::Timestamp;
+        let at = Timestamp::from_millis(1_700_000_000_000);
+        let said = Event::new(
+            EventId::generate(at),
+            at,
+            Body::AgentMessage(AgentMessage {
+                content: vec![ContentBlock::text("earlier answer")],
+            }),
+        );
+        let asked = Event::new(
+            EventId::generate(at),
+            at,
+            Body::UserMessage(UserMessage {
+                content: vec![ContentBlock::text("new"), ContentBlock::text("input")],
+            }),
+        );
+        let mut records: Vec<SessionRecord> = vec![said.into(), asked.clone().into()];
+        records.push(SessionRecord::inputs_processed(vec![asked.id], at));
+        let before = build(&records).messages;
+        assert_eq!(uncovered_input(&before), 2);
+        records.push(
+            Fact::ContextCompacted {
+                summary: "the gist".into(),
+                at,
+                kept_parts: 2,
+            }
+            .into(),
+        );
+        let messages = build(&records).messages;
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert_eq!(
+            messages[0].parts,
+            vec![
+                Part::Text(crate::model::compact::resumed("the gist")),
+                Part::Text("new".into()),
+                Part::Text("input".into())
+            ]
+        );
+        // Tool results are not new input: they stay with their calls, in the summary.
+        let results = vec![message(
+            Role::User,
+            vec![Part::ToolResult {
+                id: "t1".into(),
+                content: Vec::new(),
+                is_error: false,
+            }],
+        )];
+        assert_eq!(uncovered_input(&results), 0);
+    }
+
+    #[test]
     fn a_compaction_restarts_the_conversation_from_its_summary() {
         use managed_agents_core::event::{AgentMessage, Event};
         use managed_agents_core::ids::EventId;
@@ -454,6 +549,7 @@ mod tests {
             Fact::ContextCompacted {
                 summary: "the gist".into(),
                 at,
+                kept_parts: 0,
             }
             .into(),
             said("after"),

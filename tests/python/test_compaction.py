@@ -65,3 +65,22 @@ def test_a_large_context_is_compacted_and_the_turn_goes_on_from_the_summary(harn
     messages = h.model_requests()[-1]["body"]["messages"]
     assert "mock summary of" in json.dumps(messages[0]) and "and on" in json.dumps(messages[-1])
     assert text([e for e in later if e.type == "agent.message"][0]) == "and on"
+
+
+def test_a_compaction_before_a_new_message_keeps_that_message_verbatim(harness: Harness) -> None:
+    """The turn's new input is not summarized away: the summary covers what came before it,
+    and the model gets the summary followed by the message itself."""
+    h = harness
+    session = h.session()
+    # 200,000 input tokens: the next turn's first model request compacts first.
+    first = h.turn(session.id, "[[mock:usage 200000 10]] [[mock:text noted: the secret word is kiwi]]")
+    assert stop_type(first[-1]) == "end_turn"
+
+    events = h.turn(session.id, "[[mock:text answered the new message]] what now?")
+    assert "agent.thread_context_compacted" in types(events)
+    requests = h.model_requests()
+    summary_request, after = requests[-2], requests[-1]
+    assert "kiwi" in prompt_of(summary_request) and "what now?" not in prompt_of(summary_request)
+    assert "mock summary of" in prompt_of(after) and "what now?" in prompt_of(after)
+    assert "kiwi" not in prompt_of(after)
+    assert text([e for e in events if e.type == "agent.message"][-1]) == "answered the new message"

@@ -118,6 +118,10 @@ pub enum Fact {
         summary: String,
         /// When.
         at: Timestamp,
+        /// How many parts of the conversation's last user message (the turn's new input, which
+        /// the summary does not cover) follow the summary unchanged.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        kept_parts: u32,
     },
     /// A child thread's cumulative usage and list cost as of its latest idle, recorded on the
     /// session's stream: the session's usage adds what grew since the previous one.
@@ -226,4 +230,9 @@ impl From<Fact> for SessionRecord {
     fn from(fact: Fact) -> Self {
         SessionRecord::Fact(fact)
     }
+}
+
+/// Whether a count is zero (a field left out of a record when it is).
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }

@@ -4,7 +4,9 @@
 //! agent's system prompt and tools offered as usual so the conversation stays valid, no
 //! thinking); its span and usage are recorded like any model request's (they count toward the
 //! session's usage and budget), and the summary is recorded as `agent.thread_context_compacted`
-//! with the `internal.context_compacted` fact the conversation then starts from. A failed or
+//! with the `internal.context_compacted` fact the conversation then starts from. The turn's
+//! new input that no response answered yet (the conversation's last user message, unless it
+//! carries tool results) is not summarized: it follows the summary verbatim. A failed or
 //! empty summary request leaves the conversation as it is (the turn goes on; a context that is
 //! really too large then fails the next request as it would have).
 
@@ -36,6 +38,11 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         files: &mut file_sources::Resolved,
     ) -> Result<(), Halt> {
         let mut conversation = self.writer.conversation();
+        // New input no response answered yet is kept as it is, after the summary.
+        let kept = crate::conversation::uncovered_input(&conversation.messages);
+        if kept > 0 {
+            conversation.messages.pop();
+        }
         if conversation.messages.len() < 2 {
             return Ok(());
         }
@@ -87,6 +94,12 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             tracing::warn!(session = %self.writer.id(), "the model gave no summary: context not compacted");
             return Ok(());
         }
-        self.writer.record(Step::Compacted { summary }).await
+        let kept_parts = u32::try_from(kept).unwrap_or(u32::MAX);
+        self.writer
+            .record(Step::Compacted {
+                summary,
+                kept_parts,
+            })
+            .await
     }
 }

@@ -112,6 +112,9 @@ pub enum Step {
     Compacted {
         /// The model's summary of the conversation so far.
         summary: String,
+        /// How many parts of the conversation's last user message (new input the summary does
+        /// not cover) follow the summary unchanged.
+        kept_parts: u32,
     },
     /// A transient model failure that will be retried: the span ends with an error, a
     /// `session.error` (`retrying`) and `session.status_rescheduled` follow.
@@ -482,9 +485,17 @@ pub fn record(
         Step::SpanFailed(span) => {
             vec![event(ids, now, span_end(span, ModelUsage::default(), true))]
         }
-        Step::Compacted { summary } => vec![
+        Step::Compacted {
+            summary,
+            kept_parts,
+        } => vec![
             event(ids, now, Body::AgentThreadContextCompacted),
-            Fact::ContextCompacted { summary, at: now }.into(),
+            Fact::ContextCompacted {
+                summary,
+                at: now,
+                kept_parts,
+            }
+            .into(),
         ],
         Step::ModelRequestEnd {
             span,
