@@ -64,5 +64,12 @@ sdk_status=0
     test_agents.py test_environments.py test_errors.py test_events.py test_files_resources.py \
     test_fork.py test_sessions.py test_stream.py test_threads.py test_vaults.py test_skills.py \
     test_outcomes.py test_toolset.py test_budget.py test_harness_turns.py) || sdk_status=$?
+# The API files once more against two API nodes over one cluster, each request of a client sent
+# to the next node in turn (conftest.py `postgres-2nodes`: streams on one node, sends on the
+# other; about 1.5 minutes).
+(cd "$repo/tests/python" && MANAGED_AGENTS_TEST_BACKENDS=postgres-2nodes "$sdk_venv/bin/python" -m pytest -q \
+    test_agents.py test_environments.py test_errors.py test_events.py test_files_resources.py \
+    test_sessions.py test_stream.py test_threads.py test_vaults.py test_keys.py test_tenants.py \
+    test_idempotency.py test_memory_stores.py) || sdk_status=$?
 (cd "$repo/tests/typescript" && node --test) || sdk_status=$?
 exit "$sdk_status"
