@@ -10,7 +10,11 @@
 //! Every loop is bounded in count and time. Environment knobs (defaults in brackets):
 //!
 //! - `HTTP_LOAD_SERVER`: server binary [`$CARGO_TARGET_DIR/release/managed-agents`]
-//! - `HTTP_LOAD_STORAGE`: `rocksdb` or `memory` [rocksdb]
+//! - `HTTP_LOAD_STORAGE`: `rocksdb`, `memory` or `postgres` (a throwaway cluster of
+//!   `scripts/pg-cluster.sh`, `synchronous_commit` on) [rocksdb]
+//! - `HTTP_LOAD_NODES`: API nodes over the one database and data dir (`postgres` only): the
+//!   throughput clients use them in turn, and `sse-fanout` opens its streams on the second node
+//!   while it posts to the first (cross-node delivery) [1]
 //! - `HTTP_LOAD_DIR`: parent of the temp data dir [system temp dir]
 //! - `HTTP_LOAD_SERVER_LOG`: `MANAGED_AGENTS_LOG` of the server; its stderr goes to a file in the
 //!   data dir [info]
@@ -131,9 +135,70 @@ fn summary(samples: &mut [u64]) -> (f64, f64, f64) {
 }
 
 /// The server process, killed on drop.
-struct Server {
+/// A throwaway PostgreSQL cluster (`scripts/pg-cluster.sh`): stopped when dropped (its stdin
+/// closes).
+struct PgCluster {
+    child: Child,
+    url: String,
+}
+
+impl PgCluster {
+    fn start() -> Result<Self> {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-cluster.sh");
+        let mut child = Command::new(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", script.display()))?;
+        let mut url = String::new();
+        let stdout = child.stdout.take().context("pg-cluster stdout")?;
+        std::io::BufRead::read_line(&mut BufReader::new(stdout), &mut url)?;
+        let url = url.trim().to_owned();
+        if !url.starts_with("postgres://") {
+            let _ = child.kill();
+            bail!("PostgreSQL did not start (pg-cluster.sh printed {url:?})");
+        }
+        Ok(Self { child, url })
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// One `managed-agents serve` process.
+struct Node {
     child: Child,
     _stdout: BufReader<ChildStdout>,
+    base: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server under load: one node, or several over one PostgreSQL database and data dir.
+/// Fields drop in order: the nodes, then the cluster, then the data dir.
+struct Server {
+    nodes: Vec<Node>,
+    _cluster: Option<PgCluster>,
+    /// The first node's address.
     base: String,
     _dir: TempDir,
 }
@@ -154,63 +219,80 @@ impl Server {
         let dir = tempfile::Builder::new()
             .prefix("http-load-")
             .tempdir_in(&parent)?;
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
-        let mut child = Command::new(&binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--storage", storage])
-            // One key drives the whole load: the per-key abuse limits would measure themselves.
-            .args(["--rate-limit", "0", "--max-streams-per-key", "0"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("MANAGED_AGENTS_BOOTSTRAP_KEY", KEY)
-            .env(
-                "MANAGED_AGENTS_LOG",
-                std::env::var("HTTP_LOAD_SERVER_LOG").unwrap_or_else(|_| "info".to_owned()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let log_path = dir.path().join("server.log").display().to_string();
-        let (base, stdout) = managed_agents_benches::await_listening(&mut child, &log_path)?;
-        let pid = child.id().to_string();
-        let nofile = raise_nofile(&pid)?;
-        println!(
-            "server: {} serve --storage {storage} (pid {pid}, nofile {nofile}) at {base}, data {}",
-            binary.display(),
-            dir.path().display()
-        );
+        let cluster = match storage {
+            "postgres" => Some(PgCluster::start()?),
+            _ => None,
+        };
+        let count: usize = env_or("HTTP_LOAD_NODES", 1);
+        if count > 1 && cluster.is_none() {
+            bail!("HTTP_LOAD_NODES={count} needs HTTP_LOAD_STORAGE=postgres");
+        }
+        let mut nodes = Vec::new();
+        for n in 0..count.max(1) {
+            let log_name = format!("server-{n}.log");
+            let log = std::fs::File::create(dir.path().join(&log_name))?;
+            let mut command = Command::new(&binary);
+            command
+                .args(["serve", "--listen", "127.0.0.1:0", "--storage", storage])
+                // One key drives the whole load: the per-key abuse limits would measure
+                // themselves.
+                .args(["--rate-limit", "0", "--max-streams-per-key", "0"])
+                .arg("--data-dir")
+                .arg(dir.path());
+            if let Some(cluster) = &cluster {
+                command.args(["--database-url", &cluster.url]);
+            }
+            let mut child = command
+                .env("MANAGED_AGENTS_BOOTSTRAP_KEY", KEY)
+                .env(
+                    "MANAGED_AGENTS_LOG",
+                    std::env::var("HTTP_LOAD_SERVER_LOG").unwrap_or_else(|_| "info".to_owned()),
+                )
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", binary.display()))?;
+            let log_path = dir.path().join(&log_name).display().to_string();
+            let (base, stdout) = managed_agents_benches::await_listening(&mut child, &log_path)?;
+            let pid = child.id().to_string();
+            let nofile = raise_nofile(&pid)?;
+            println!(
+                "server: {} serve --storage {storage} (node {n}, pid {pid}, nofile {nofile}) at {base}, data {}",
+                binary.display(),
+                dir.path().display()
+            );
+            nodes.push(Node {
+                child,
+                _stdout: stdout,
+                base,
+            });
+        }
+        let base = nodes[0].base.clone();
         Ok(Self {
-            child,
-            _stdout: stdout,
+            nodes,
+            _cluster: cluster,
             base,
             _dir: dir,
         })
     }
 
-    fn pid(&self) -> u32 {
-        self.child.id()
+    /// Node `n`'s address (in turn when `n` is past the last node).
+    fn base_of(&self, n: usize) -> &str {
+        &self.nodes[n % self.nodes.len()].base
     }
 
+    /// The servers' CPU seconds, all nodes together.
     fn cpu(&self) -> f64 {
-        cpu_seconds(&self.pid().to_string())
+        self.nodes
+            .iter()
+            .map(|node| cpu_seconds(&node.child.id().to_string()))
+            .sum()
     }
-}
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// The servers' resident memory, all nodes together.
+    fn rss_mib(&self) -> f64 {
+        self.nodes.iter().map(|node| rss_mib(node.child.id())).sum()
     }
 }
 
@@ -429,7 +511,11 @@ async fn throughput_row(
     let deadline = start + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let api = api.clone();
+        // Clients use the nodes in turn (one node: all of them use it).
+        let api = Api {
+            http: api.http.clone(),
+            base: server.base_of(c).to_owned(),
+        };
         let ids = ids.clone();
         let (ok, failed, first_error, per_second) = (
             ok.clone(),
@@ -506,7 +592,10 @@ async fn throughput_row(
 async fn throughput(storage: &str) -> Result<()> {
     let secs: f64 = env_or("HTTP_LOAD_SECS", 10.0);
     let clients: usize = env_or("HTTP_LOAD_CLIENTS", 64);
-    println!("\n### Durable POST /events throughput, {storage}, {secs} s per row\n");
+    let nodes: usize = env_or("HTTP_LOAD_NODES", 1);
+    println!(
+        "\n### Durable POST /events throughput, {storage}, {nodes} node(s), {secs} s per row\n"
+    );
     println!("| clients | sessions | events/s | errors | p50 ms | p99 ms | server CPU % | server CPU µs/event | load average |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for sessions in [clients, 1] {
@@ -555,7 +644,7 @@ async fn sse_idle(storage: &str) -> Result<()> {
     let create = api.setup().await?;
     let ids = Arc::new(api.sessions(&create, sessions).await?);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before = rss_mib(server.pid());
+    let rss_before = server.rss_mib();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let opened = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
@@ -607,7 +696,7 @@ async fn sse_idle(storage: &str) -> Result<()> {
     opener.await;
     let open_secs = start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss_after = rss_mib(server.pid());
+    let rss_after = server.rss_mib();
     let gauge = open_streams_gauge(&api.metrics().await?);
     let n = opened.load(Ordering::Relaxed);
     println!(
@@ -664,7 +753,8 @@ async fn sse_fanout(storage: &str) -> Result<()> {
     let total = (rate * secs) as usize;
     let server = Server::start(storage)?;
     let api = Api::new(&server.base)?;
-    let streaming = Api::streaming(&server.base)?;
+    // With several nodes the streams are on the second one: every delivery crosses nodes.
+    let streaming = Api::streaming(server.base_of(1))?;
     let create = api.setup().await?;
     let session = api.session(&create).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -713,7 +803,7 @@ async fn sse_fanout(storage: &str) -> Result<()> {
     let load = loadavg();
     let cpu_before = server.cpu();
     let tool_cpu_before = cpu_seconds("self");
-    let rss_before = rss_mib(server.pid());
+    let rss_before = server.rss_mib();
     let path = format!("/v1/sessions/{session}/events");
     // The sender runs on a runtime of its own (one thread), so the acknowledgements it times
     // do not wait behind the receivers' work in this process.
@@ -768,12 +858,13 @@ async fn sse_fanout(storage: &str) -> Result<()> {
     }
     let server_cpu = server.cpu() - cpu_before;
     let tool_cpu = cpu_seconds("self") - tool_cpu_before;
-    let rss_after = rss_mib(server.pid());
+    let rss_after = server.rss_mib();
     let delivered = all.len();
     let (p50, p99, max) = summary(&mut all);
     let (ack50, ack99, _) = summary(&mut acks);
     println!(
-        "\n### SSE fan-out, {storage}: {streams} streams on one session, {rate} events/s for {secs} s (load average {load})\n"
+        "\n### SSE fan-out, {storage}, {} node(s): {streams} streams on one session, {rate} events/s for {secs} s (load average {load})\n",
+        server.nodes.len()
     );
     println!("| streams | events sent | send rate /s | POST errors | deliveries | p50 ms | p99 ms | max ms | POST ack p50 ms | POST ack p99 ms | server CPU % | tool CPU % | server RSS MiB |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
