@@ -26,6 +26,22 @@ pub fn await_listening(child: &mut Child, log: &str) -> Result<(String, BufReade
     bail!("server did not print `listening on`; see {log}")
 }
 
+/// Stops a server process: SIGTERM (a graceful shutdown), then SIGKILL after 10 s.
+pub fn stop_server(child: &mut Child) {
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// The value at quantile `p` (0..1) of `sorted`, which must not be empty.
 pub fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
@@ -180,18 +196,7 @@ pub mod server {
 
     impl Drop for Server {
         fn drop(&mut self) {
-            let _ = Command::new("kill")
-                .arg(self.child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            crate::stop_server(&mut self.child);
         }
     }
 

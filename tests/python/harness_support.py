@@ -243,6 +243,17 @@ def result_text(event: Any) -> str:
     return text(event)
 
 
+def idle_after(h: "Harness", session_id: str, count: int, timeout: float = WAIT) -> list[Any]:
+    """Waits until a `session.status_idle` follows the session's first `count` events (a turn
+    that went on after a restart settled); returns all its events."""
+
+    def idle_again() -> Any:
+        events = h.events(session_id)
+        return events if any(e.type == "session.status_idle" for e in events[count:]) else None
+
+    return wait_for(idle_again, timeout)
+
+
 def wait_for(check: Callable[[], Any], timeout: float = WAIT, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -24,6 +24,7 @@ from harness_support import (  # noqa: F401  (fixtures)
     REVISED_ONCE,
     Harness,
     define_outcome,
+    idle_after,
     MockModel,
     llm_vault,
     mock,
@@ -380,12 +381,7 @@ def test_a_kill_mid_turn_reschedules_and_codex_goes_on(
         # The sandbox died with the server.
         assert host_processes_with(nap) == []
 
-        def idle_again() -> Any:
-            events = h.events(session.id)
-            idles = [e for e in events[before:] if e.type == "session.status_idle"]
-            return events if idles else None
-
-        events = wait_for(idle_again, TURN_WAIT)
+        events = idle_after(h, session.id, before, TURN_WAIT)
         after = types(events)[before:]
         assert after.index("session.status_rescheduled") < after.index("session.status_running"), dump(events)
         assert "session.error" not in types(events), dump(events)
