@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::store::RocksMemory;
+
 /// `managed-agents`: a self-hosted Claude Managed Agents API.
 #[derive(Debug, Parser)]
 #[command(name = "managed-agents", version, about)]
@@ -433,6 +435,15 @@ pub struct BackendArgs {
         default_value = "64MiB"
     )]
     pub rocksdb_memtable_budget: Option<String>,
+    /// Memory RocksDB may keep of the data it reads (SST blocks), in one LRU cache all column
+    /// families share (a size, at least 1MiB).
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_ROCKSDB_BLOCK_CACHE",
+        value_name = "SIZE",
+        default_value = "32MiB"
+    )]
+    pub rocksdb_block_cache: String,
 }
 
 impl BackendArgs {
@@ -451,6 +462,20 @@ impl BackendArgs {
                 .map(Some)
                 .ok_or_else(|| Error::MemtableBudget(text.to_owned())),
         }
+    }
+
+    /// What RocksDB's memory is bounded by: `--rocksdb-memtable-budget` and
+    /// `--rocksdb-block-cache`, checked.
+    pub fn rocks_memory(&self) -> Result<RocksMemory, Error> {
+        let text = &self.rocksdb_block_cache;
+        let block_cache = parse_size(text)
+            .filter(|bytes| *bytes >= 1 << 20)
+            .and_then(|bytes| usize::try_from(bytes).ok())
+            .ok_or_else(|| Error::BlockCache(text.to_owned()))?;
+        Ok(RocksMemory {
+            memtable_budget: self.memtable_budget()?,
+            block_cache,
+        })
     }
 }
 
@@ -524,6 +549,9 @@ pub enum Error {
          for RocksDB's own limit"
     )]
     MemtableBudget(String),
+    /// `--rocksdb-block-cache` is not a size of at least 1 MiB.
+    #[error("--rocksdb-block-cache {0:?}: expected a size of at least 1MiB (e.g. 32MiB)")]
+    BlockCache(String),
     /// `--model-stream-idle-timeout` out of range.
     #[error("--model-stream-idle-timeout {0}: must be between 1 and 3600 seconds")]
     ModelStreamIdleTimeout(u64),
@@ -624,8 +652,8 @@ pub struct ServeConfig {
     pub compact_at_tokens: u64,
     /// `--model-stream-idle-timeout`.
     pub model_stream_idle_timeout: std::time::Duration,
-    /// `--rocksdb-memtable-budget` in bytes (`None`: RocksDB's default).
-    pub memtable_budget: Option<usize>,
+    /// `--rocksdb-memtable-budget` and `--rocksdb-block-cache`.
+    pub rocks: RocksMemory,
     /// `--otlp-include-content`: message text and tool input and output in span attributes.
     pub trace_content: bool,
     /// The abuse limits: `--rate-limit`, `--rate-limit-burst`, `--max-streams-per-key`,
@@ -678,7 +706,7 @@ impl ServeArgs {
         let limits = self.limits()?;
         let quotas = self.quotas()?;
         let storage = self.backend.choose()?;
-        let memtable_budget = self.backend.memtable_budget()?;
+        let rocks = self.backend.rocks_memory()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::DataDir(self.data_dir.display().to_string()));
         }
@@ -755,7 +783,7 @@ impl ServeArgs {
             model_stream_idle_timeout: std::time::Duration::from_secs(
                 self.model_stream_idle_timeout,
             ),
-            memtable_budget,
+            rocks,
             compact_at_tokens: self.compact_at_tokens,
             trace_content: self.telemetry.otlp_include_content,
             anthropic_skills,
@@ -953,11 +981,12 @@ mod tests {
     #[test]
     fn storage_tuning_flags_default_to_rocksdb_and_are_validated() {
         let config = serve(&[]).validate().expect("valid");
-        assert_eq!(config.memtable_budget, Some(64 << 20));
+        assert_eq!(config.rocks.memtable_budget, Some(64 << 20));
+        assert_eq!(config.rocks.block_cache, 32 << 20);
         let config = serve(&["--rocksdb-memtable-budget", "0"])
             .validate()
             .expect("valid");
-        assert_eq!(config.memtable_budget, None);
+        assert_eq!(config.rocks.memtable_budget, None);
         assert_eq!(config.model_stream_idle_timeout.as_secs(), 300);
         let config = serve(&[
             "--rocksdb-memtable-budget",
@@ -967,10 +996,12 @@ mod tests {
         ])
         .validate()
         .expect("valid");
-        assert_eq!(config.memtable_budget, Some(8 << 20));
+        assert_eq!(config.rocks.memtable_budget, Some(8 << 20));
         assert_eq!(config.model_stream_idle_timeout.as_secs(), 2);
         for (flag, value) in [
             ("--rocksdb-memtable-budget", "512KiB"),
+            ("--rocksdb-block-cache", "0"),
+            ("--rocksdb-block-cache", "lots"),
             ("--rocksdb-memtable-budget", "lots"),
             ("--model-stream-idle-timeout", "0"),
             ("--model-stream-idle-timeout", "3601"),

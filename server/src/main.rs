@@ -108,13 +108,13 @@ async fn runtimes_command(command: RuntimesCommand) -> anyhow::Result<()> {
 async fn open_store(
     storage: &Storage,
     data_dir: &std::path::Path,
-    memtable_budget: Option<usize>,
+    memory: managed_agents_server::store::RocksMemory,
 ) -> anyhow::Result<AnyStore> {
     match storage {
         Storage::Memory => Ok(AnyStore::Memory(MemoryStore::new())),
         Storage::Rocksdb => {
             let path = data_dir.join("db");
-            AnyStore::open_rocks(&path, memtable_budget)
+            AnyStore::open_rocks(&path, memory)
                 .with_context(|| format!("opening the RocksDB store at {}", path.display()))
         }
         Storage::Postgres { url } => AnyStore::open_postgres(url)
@@ -128,7 +128,7 @@ async fn open_keys_store(args: &StoreArgs) -> anyhow::Result<AnyStore> {
     open_store(
         &args.storage()?,
         &args.data_dir,
-        args.backend.memtable_budget()?,
+        args.backend.rocks_memory()?,
     )
     .await
 }
@@ -147,7 +147,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "the data dir had mode {mode:o}; it is now 0700"
         ),
     }
-    let store = open_store(&config.storage, &config.data_dir, config.memtable_budget).await?;
+    let store = open_store(&config.storage, &config.data_dir, config.rocks).await?;
     let (sealer, blobs) = match config.storage {
         Storage::Memory => (
             config.sealer.map_or_else(Sealer::ephemeral, Ok)?,

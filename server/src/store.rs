@@ -20,15 +20,25 @@ pub enum AnyStore {
     Postgres(PostgresStore),
 }
 
+/// What bounds a RocksDB store's memory (`serve --rocksdb-memtable-budget`,
+/// `--rocksdb-block-cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RocksMemory {
+    /// See `Options::memtable_budget` (`None`: RocksDB's default).
+    pub memtable_budget: Option<usize>,
+    /// See `Options::block_cache`.
+    pub block_cache: usize,
+}
+
 impl AnyStore {
-    /// Opens (or creates) a RocksDB store in `dir`.
-    /// `memtable_budget`: see `Options::memtable_budget` (`None`: RocksDB's default).
+    /// Opens (or creates) a RocksDB store in `dir` whose memory `memory` bounds.
     pub fn open_rocks(
         dir: &std::path::Path,
-        memtable_budget: Option<usize>,
+        memory: RocksMemory,
     ) -> Result<Self, managed_agents_storage_rocksdb::Error> {
         let mut options = Options::new(dir);
-        options.memtable_budget = memtable_budget;
+        options.memtable_budget = memory.memtable_budget;
+        options.block_cache = memory.block_cache;
         RocksStore::open(options).map(AnyStore::Rocks)
     }
 

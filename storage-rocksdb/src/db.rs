@@ -5,37 +5,42 @@
 //! batch is durable: RocksDB makes a write visible only after its WAL write (and fsync, with
 //! sync on) returned.
 
-use std::path::Path;
-
 use bytes::Bytes;
 use managed_agents_core::storage::{
     CatalogEntry, CatalogPage, CatalogQuery, Direction, Kind, Order, Record, StreamId, Version,
 };
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, ReadOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, ReadOptions,
+    DB,
+};
 
+use crate::handle::Settings;
 use crate::keys;
 use crate::{Compression, Error};
 
-/// Opens (creating if needed) the database at `path` and checks its format version.
-pub(crate) fn open(
-    path: &Path,
-    compression: Compression,
-    memtable_budget: Option<usize>,
-) -> Result<DB, Error> {
+/// Opens (creating if needed) the database `settings` name and checks its format version.
+/// Every column family reads through one LRU block cache of `settings.block_cache` bytes.
+pub(crate) fn open(settings: &Settings) -> Result<DB, Error> {
+    let compression = settings.compression;
     let mut options = rocksdb::Options::default();
     options.create_if_missing(true);
-    if let Some(bytes) = memtable_budget {
+    if let Some(bytes) = settings.memtable_budget {
         options.set_db_write_buffer_size(bytes);
     }
     options.create_missing_column_families(true);
     compress(&mut options, compression);
     options.set_keep_log_file_num(4);
+    let cache = Cache::new_lru_cache(settings.block_cache);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    options.set_block_based_table_factory(&table);
     let families = keys::FAMILIES.map(|name| {
         let mut family = rocksdb::Options::default();
         compress(&mut family, compression);
+        family.set_block_based_table_factory(&table);
         ColumnFamilyDescriptor::new(name, family)
     });
-    let db = DB::open_cf_descriptors(&options, path, families)?;
+    let db = DB::open_cf_descriptors(&options, &settings.path, families)?;
     let meta = family(&db, keys::META)?;
     match db.get_pinned_cf(meta, keys::FORMAT_KEY)? {
         Some(found) => {

@@ -38,11 +38,12 @@ pub(crate) struct Settings {
     pub(crate) path: PathBuf,
     pub(crate) compression: Compression,
     pub(crate) memtable_budget: Option<usize>,
+    pub(crate) block_cache: usize,
 }
 
 impl Settings {
     pub(crate) fn open(&self) -> Result<DB, Error> {
-        db::open(&self.path, self.compression, self.memtable_budget)
+        db::open(self)
     }
 }
 
@@ -160,6 +161,7 @@ mod tests {
                 path: dir.path().to_owned(),
                 compression: Compression::default(),
                 memtable_budget: None,
+                block_cache: 1 << 20,
             })
             .expect("open"),
         );

@@ -97,6 +97,10 @@ pub struct Options {
     /// (RocksDB's `db_write_buffer_size`); `None`: RocksDB's default, a flush per column family
     /// at 64 MiB. The process's memory grows with unflushed writes up to this.
     pub memtable_budget: Option<usize>,
+    /// Bytes of the one LRU block cache every column family shares (default 32 MiB; RocksDB's
+    /// own default is a cache of 32 MiB per column family). The process's memory grows with
+    /// the SST blocks it reads up to this.
+    pub block_cache: usize,
 }
 
 /// How SST files are compressed. The write-ahead log is never compressed, so the choice costs
@@ -126,6 +130,7 @@ impl Options {
             max_queue: 16_384,
             compression: Compression::default(),
             memtable_budget: None,
+            block_cache: 32 << 20,
         }
     }
 }
@@ -182,6 +187,7 @@ impl RocksStore {
             path: options.path.clone(),
             compression: options.compression,
             memtable_budget: options.memtable_budget,
+            block_cache: options.block_cache,
         })?);
         let hub = Arc::new(Hub::new());
         let counters = Arc::new(stats::Counters::default());

@@ -454,6 +454,7 @@ mod tests {
             path: dir.path().to_owned(),
             compression: crate::Compression::default(),
             memtable_budget: None,
+            block_cache: 1 << 20,
         };
         let handle = Arc::new(Handle::open(settings).expect("open"));
         let db = handle.get().expect("open");
