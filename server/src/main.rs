@@ -242,7 +242,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     println!("listening on http://{local}");
     std::io::stdout().flush()?;
-    tracing::info!(%local, storage = ?config.storage, "serving");
+    tracing::info!(
+        %local,
+        storage = ?config.storage,
+        blobs = ?config.blob_store,
+        "serving"
+    );
     let connections = managed_agents_server::serve::Connections {
         header_read_timeout: config.limits.header_read_timeout,
         metrics: state.metrics.clone(),

@@ -212,7 +212,7 @@ def test_a_missing_bucket_makes_the_node_unready(tmp_path: Path, s3: S3) -> None
         assert process.stop() == 0
 
 
-def test_sessions_read_resources_from_and_store_outputs_in_the_bucket(
+def test_sessions_read_resources_and_skills_from_and_store_outputs_in_the_bucket(
     tmp_path: Path, s3: S3, mock: MockModel
 ) -> None:
     bucket = s3.bucket("agents-sessions")
@@ -226,11 +226,21 @@ def test_sessions_read_resources_from_and_store_outputs_in_the_bucket(
         h = Harness(client=client, server=None, mock=mock, vault=llm_vault(client, mock.url), token="")  # type: ignore[arg-type]
         content = os.urandom(6 * 1024 * 1024)
         upload = client.beta.files.upload(file=("in.bin", content, "application/octet-stream"))
-        session = h.session(resources=[{"type": "file", "file_id": upload.id, "mount_path": "/data/in.bin"}])
-        events = h.turn(session.id, bash("sha256sum /data/in.bin && cp /data/in.bin /mnt/session/outputs/copy.bin"), timeout=120)
+        skill = client.beta.skills.create(files=skill_files())
+        session = h.session(
+            agent=h.agent(skills=[{"type": "custom", "skill_id": skill.id}]),
+            resources=[{"type": "file", "file_id": upload.id, "mount_path": "/data/in.bin"}],
+        )
+        command = (
+            "sha256sum /data/in.bin && cat /mnt/skills/csv-tools/scripts/count.py && "
+            "cp /data/in.bin /mnt/session/outputs/copy.bin"
+        )
+        events = h.turn(session.id, bash(command), timeout=120)
         results = tool_results(events)
         assert len(results) == 1
-        assert hashlib.sha256(content).hexdigest() in text(results[0])
+        out = text(results[0])
+        assert hashlib.sha256(content).hexdigest() in out
+        assert SCRIPT.decode().strip() in out
         outputs = list(client.beta.files.list(scope_id=session.id, limit=100))
         assert [f.filename for f in outputs] == ["copy.bin"]
         assert s3.objects(bucket).get(outputs[0].id) == len(content)
