@@ -1,12 +1,16 @@
-//! File bytes. The store holds file *metadata* (catalog + object log); the bytes live here:
-//! under `<data-dir>/files/<file id>` for RocksDB, or in memory for `--storage memory`. A future
-//! shared backend replaces this enum.
+//! File and skill bytes. The store holds file *metadata* (catalog + object log); the bytes live
+//! here, chosen by `serve --blob-store`: in a directory (`--blob-dir`, default
+//! `<data-dir>/files`, one file per blob; several nodes may share it), in an S3-compatible bucket
+//! ([`s3`]), or in memory for `--storage memory`.
 //!
 //! Bytes stream both ways in bounded buffers: a [`BlobWriter`] takes an upload chunk by chunk
 //! (on disk into `<id>.tmp`, mode 0600, fsynced, renamed, directory fsynced; a writer dropped
 //! before [`BlobWriter::commit`] removes its temporary file), and a [`Blob`] is read back as a
 //! stream of at most [`READ_CHUNK`] bytes at a time. In memory a blob is a list of shared chunks
-//! that every download streams without copying.
+//! that every download streams without copying. In a bucket an upload is sent a part at a time
+//! and only a completed upload is visible (see [`s3`]).
+
+pub mod s3;
 
 use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -33,6 +37,8 @@ pub enum Blobs {
     Memory(MemoryMap),
     /// One file per blob in this directory.
     Dir(PathBuf),
+    /// One object per blob in a bucket.
+    S3(Arc<dyn object_store::ObjectStore>),
 }
 
 fn valid_name(id: &str) -> Result<(), std::io::Error> {
@@ -86,6 +92,7 @@ impl Blobs {
                     file,
                 }
             }
+            Blobs::S3(store) => Sink::S3(s3::Upload::new(store.clone(), s3::key(id))),
         };
         Ok(BlobWriter {
             id: id.to_owned(),
@@ -112,6 +119,17 @@ impl Blobs {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e),
             },
+            Blobs::S3(store) => {
+                use object_store::ObjectStoreExt;
+                match store.get(&s3::key(id)).await {
+                    Ok(found) => Ok(Some(Blob::Stream {
+                        len: found.meta.size,
+                        stream: found.into_stream().map(|r| r.map_err(Into::into)).boxed(),
+                    })),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
         }
     }
 
@@ -127,6 +145,13 @@ impl Blobs {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             },
+            Blobs::S3(store) => {
+                use object_store::ObjectStoreExt;
+                match store.delete(&s3::key(id)).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
         }
     }
 
@@ -135,6 +160,12 @@ impl Blobs {
         match self {
             Blobs::Memory(_) => Ok(()),
             Blobs::Dir(dir) => create_dir(dir).await,
+            // Listing an empty prefix fails when the bucket is missing or unreachable.
+            Blobs::S3(store) => store
+                .list_with_delimiter(Some(&s3::key("ready")))
+                .await
+                .map(drop)
+                .map_err(Into::into),
         }
     }
 }
@@ -189,6 +220,7 @@ enum Sink {
         tmp: Option<PathBuf>,
         file: tokio::fs::File,
     },
+    S3(s3::Upload),
 }
 
 /// A blob being written; see [`Blobs::create`].
@@ -221,6 +253,7 @@ impl BlobWriter {
                 Ok(())
             }
             Sink::Dir { file, .. } => file.write_all(chunk).await,
+            Sink::S3(upload) => upload.write(chunk).await,
         }
     }
 
@@ -263,6 +296,7 @@ impl BlobWriter {
                 // The rename is durable once the directory is.
                 tokio::fs::File::open(&*dir).await?.sync_all().await
             }
+            Sink::S3(upload) => upload.commit().await,
         }
     }
 }
@@ -278,7 +312,6 @@ impl Drop for BlobWriter {
 }
 
 /// A stored blob, ready to stream.
-#[derive(Debug)]
 pub enum Blob {
     /// Shared in-memory chunks.
     Memory(Arc<[Bytes]>),
@@ -289,6 +322,27 @@ pub enum Blob {
         /// Its length.
         len: u64,
     },
+    /// An object's body, as it arrives.
+    Stream {
+        /// Its length.
+        len: u64,
+        /// The bytes.
+        stream: BoxStream<'static, std::io::Result<Bytes>>,
+    },
+}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Blob::Memory(_) => "memory",
+            Blob::File { .. } => "file",
+            Blob::Stream { .. } => "stream",
+        };
+        f.debug_struct("Blob")
+            .field("kind", &kind)
+            .field("len", &self.len())
+            .finish()
+    }
 }
 
 impl Blob {
@@ -296,7 +350,7 @@ impl Blob {
     pub fn len(&self) -> u64 {
         match self {
             Blob::Memory(chunks) => chunks.iter().map(|c| c.len() as u64).sum(),
-            Blob::File { len, .. } => *len,
+            Blob::File { len, .. } | Blob::Stream { len, .. } => *len,
         }
     }
 
@@ -322,6 +376,7 @@ impl Blob {
             Blob::File { file, .. } => {
                 tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK).boxed()
             }
+            Blob::Stream { stream, .. } => stream,
         }
     }
 
@@ -352,10 +407,12 @@ mod tests {
     use http_body_util::BodyExt;
 
     async fn round_trip(blobs: &Blobs) {
+        round_trip_of(blobs, 3 * MEMORY_CHUNK + 17).await;
+    }
+
+    async fn round_trip_of(blobs: &Blobs, size: usize) {
         let mut writer = blobs.create("file_1").await.expect("create");
-        let data: Vec<u8> = (0..3 * MEMORY_CHUNK + 17)
-            .map(|i| (i % 251) as u8)
-            .collect();
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         for part in data.chunks(100_003) {
             writer.write(part).await.expect("write");
         }
@@ -386,5 +443,26 @@ mod tests {
         drop(writer);
         assert!(!dir.path().join("files/file_2.tmp").exists());
         assert!(blobs.open("file_2").await.expect("open").is_none());
+    }
+
+    #[tokio::test]
+    async fn bucket_blobs_round_trip_in_parts_and_abort_unfinished_uploads() {
+        use object_store::ObjectStore;
+        let bucket = Arc::new(object_store::memory::InMemory::new());
+        let blobs = Blobs::S3(bucket.clone());
+        // One PUT, then a multipart upload of two full parts and a short last one.
+        round_trip(&blobs).await;
+        round_trip_of(&blobs, 2 * s3::PART + 4321).await;
+        blobs.ready().await.expect("ready");
+        let mut writer = blobs.create("file_2").await.expect("create");
+        writer
+            .write(&vec![7u8; s3::PART + 1])
+            .await
+            .expect("write a part");
+        drop(writer);
+        assert!(blobs.open("file_2").await.expect("open").is_none());
+        let listed = bucket.list_with_delimiter(None).await.expect("list");
+        assert!(listed.objects.is_empty(), "{:?}", listed.objects);
+        blobs.delete("file_2").await.expect("deleting nothing");
     }
 }

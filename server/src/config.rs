@@ -196,6 +196,9 @@ pub struct ServeArgs {
     /// Storage backend and database.
     #[command(flatten)]
     pub backend: BackendArgs,
+    /// Where file and skill bytes live.
+    #[command(flatten)]
+    pub blobs: BlobArgs,
     /// Key that encrypts secrets at rest: 64 hex digits or base64 of 32 bytes. Default: a key
     /// generated into `<data-dir>/secret.key` (mode 0600).
     #[arg(long, env = "MANAGED_AGENTS_SECRET_KEY", hide_env_values = true)]
@@ -489,6 +492,97 @@ impl StoreArgs {
     }
 }
 
+/// Where `serve` keeps file and skill bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BlobStoreKind {
+    /// One file per blob in a directory (`--blob-dir`).
+    Dir,
+    /// One object per blob in an S3-compatible bucket (`--s3-*`).
+    S3,
+}
+
+/// `--blob-store`, `--blob-dir` and the `--s3-*` flags.
+#[derive(Debug, Args)]
+pub struct BlobArgs {
+    /// Where file and skill bytes live (default: `dir`; with `--storage memory`, in memory).
+    #[arg(long, env = "MANAGED_AGENTS_BLOB_STORE", value_enum)]
+    pub blob_store: Option<BlobStoreKind>,
+    /// The directory of `--blob-store dir` (default: `<data-dir>/files`); nodes sharing one
+    /// database share it (a network filesystem with atomic rename).
+    #[arg(long, env = "MANAGED_AGENTS_BLOB_DIR", value_name = "PATH")]
+    pub blob_dir: Option<PathBuf>,
+    /// The bucket of `--blob-store s3` (credentials: `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, optionally `AWS_SESSION_TOKEN`; else the instance's role).
+    #[arg(long, env = "MANAGED_AGENTS_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// An S3-compatible server's URL (`http://127.0.0.1:9000`); default: AWS.
+    #[arg(long, env = "MANAGED_AGENTS_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region.
+    #[arg(long, env = "MANAGED_AGENTS_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// Let `--s3-endpoint` be plain `http://` (a server on loopback or a private network).
+    #[arg(long, env = "MANAGED_AGENTS_S3_ALLOW_HTTP")]
+    pub s3_allow_http: bool,
+}
+
+/// Where file and skill bytes live, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlobStore {
+    /// In process memory (`--storage memory`).
+    Memory,
+    /// One file per blob in this directory.
+    Dir(PathBuf),
+    /// An S3-compatible bucket.
+    S3(crate::blobs::s3::S3Settings),
+}
+
+impl BlobArgs {
+    /// The blob store for `storage`, checked (the `--s3-*` flags are ignored unless
+    /// `--blob-store s3`: the variables may be set for other processes).
+    pub fn choose(
+        &self,
+        storage: &Storage,
+        data_dir: &std::path::Path,
+    ) -> Result<BlobStore, Error> {
+        let blob_dir = self.blob_dir.clone();
+        match (storage, self.blob_store) {
+            (Storage::Memory, None) if blob_dir.is_none() => Ok(BlobStore::Memory),
+            (Storage::Memory, _) => Err(Error::BlobStoreInMemory),
+            (_, None | Some(BlobStoreKind::Dir)) => Ok(BlobStore::Dir(
+                blob_dir.unwrap_or_else(|| data_dir.join("files")),
+            )),
+            (_, Some(BlobStoreKind::S3)) => {
+                let bucket = self
+                    .s3_bucket
+                    .clone()
+                    .filter(|b| !b.trim().is_empty())
+                    .ok_or(Error::S3BucketMissing)?;
+                let endpoint = self.s3_endpoint.clone().filter(|e| !e.trim().is_empty());
+                if let Some(endpoint) = &endpoint {
+                    let host = endpoint.strip_prefix("https://").or_else(|| {
+                        endpoint
+                            .strip_prefix("http://")
+                            .filter(|_| self.s3_allow_http)
+                    });
+                    if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
+                        return Err(Error::S3Endpoint(endpoint.clone()));
+                    }
+                }
+                if self.s3_region.trim().is_empty() {
+                    return Err(Error::S3Region);
+                }
+                Ok(BlobStore::S3(crate::blobs::s3::S3Settings {
+                    bucket,
+                    endpoint,
+                    region: self.s3_region.clone(),
+                    allow_http: self.s3_allow_http,
+                }))
+            }
+        }
+    }
+}
+
 /// `keys` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -581,6 +675,18 @@ pub enum Error {
     /// A read timeout out of range.
     #[error("--{0} {1}: must be between 0 (no limit) and 86400 seconds")]
     ReadTimeout(&'static str, u64),
+    /// `--blob-store` or `--blob-dir` with `--storage memory`.
+    #[error("--storage memory keeps file bytes in memory: --blob-store and --blob-dir need rocksdb or postgres")]
+    BlobStoreInMemory,
+    /// `--blob-store s3` without a bucket.
+    #[error("--blob-store s3 needs --s3-bucket (MANAGED_AGENTS_S3_BUCKET)")]
+    S3BucketMissing,
+    /// `--s3-endpoint` is not a URL the server may use.
+    #[error("--s3-endpoint {0:?}: expected https://host[:port] (http:// with --s3-allow-http)")]
+    S3Endpoint(String),
+    /// `--s3-region` is empty.
+    #[error("--s3-region: must not be empty")]
+    S3Region,
     /// `--tenant-max-stored-bytes` is not a size.
     #[error("--tenant-max-stored-bytes {0:?}: expected a size (e.g. 10GiB, 512MiB, bytes), or 0 for none")]
     TenantMaxStoredBytes(String),
@@ -620,6 +726,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// The backend.
     pub storage: Storage,
+    /// Where file and skill bytes live.
+    pub blob_store: BlobStore,
     /// The explicit secret key, if given.
     pub sealer: Option<crate::sealer::Sealer>,
     /// The bootstrap key, if given.
@@ -710,6 +818,7 @@ impl ServeArgs {
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::DataDir(self.data_dir.display().to_string()));
         }
+        let blob_store = self.blobs.choose(&storage, &self.data_dir)?;
         let sealer = self
             .secret_key
             .as_deref()
@@ -791,6 +900,7 @@ impl ServeArgs {
             listen,
             data_dir: self.data_dir,
             storage,
+            blob_store,
             sealer,
             bootstrap_key: self.bootstrap_key.filter(|k| !k.is_empty()),
             ping_interval: std::time::Duration::from_secs(self.ping_seconds),
@@ -1081,6 +1191,125 @@ mod tests {
             matches!(got, Err(Error::ReadTimeout("body-read-timeout", 86401))),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn blob_store_defaults_to_the_data_dir_and_takes_a_shared_dir() {
+        let config = serve(&["--data-dir", "/srv/a"]).validate().expect("valid");
+        assert_eq!(
+            config.blob_store,
+            BlobStore::Dir(PathBuf::from("/srv/a/files"))
+        );
+        let config = serve(&["--data-dir", "/srv/a", "--blob-dir", "/mnt/shared/blobs"])
+            .validate()
+            .expect("valid");
+        assert_eq!(
+            config.blob_store,
+            BlobStore::Dir(PathBuf::from("/mnt/shared/blobs"))
+        );
+        // The S3 flags mean nothing to a directory store.
+        let config = serve(&["--s3-bucket", "b", "--s3-endpoint", "nonsense"])
+            .validate()
+            .expect("valid");
+        assert_eq!(
+            config.blob_store,
+            BlobStore::Dir(PathBuf::from("./data/files"))
+        );
+        let config = serve(&["--storage", "memory"]).validate().expect("valid");
+        assert_eq!(config.blob_store, BlobStore::Memory);
+        for flags in [
+            &["--storage", "memory", "--blob-store", "dir"][..],
+            &["--storage", "memory", "--blob-dir", "/mnt/shared"],
+            &[
+                "--storage",
+                "memory",
+                "--blob-store",
+                "s3",
+                "--s3-bucket",
+                "b",
+            ],
+        ] {
+            let got = serve(flags).validate();
+            assert!(
+                matches!(got, Err(Error::BlobStoreInMemory)),
+                "{flags:?}: {got:?}"
+            );
+        }
+        assert!(Cli::try_parse_from(["managed-agents", "serve", "--blob-store", "gcs"]).is_err());
+    }
+
+    #[test]
+    fn s3_blob_store_needs_a_bucket_and_a_usable_endpoint() {
+        use crate::blobs::s3::S3Settings;
+        let config = serve(&["--blob-store", "s3", "--s3-bucket", "agents"])
+            .validate()
+            .expect("valid");
+        assert_eq!(
+            config.blob_store,
+            BlobStore::S3(S3Settings {
+                bucket: "agents".into(),
+                endpoint: None,
+                region: "us-east-1".into(),
+                allow_http: false,
+            })
+        );
+        let config = serve(&[
+            "--blob-store",
+            "s3",
+            "--s3-bucket",
+            "agents",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--s3-region",
+            "eu-west-3",
+            "--s3-allow-http",
+        ])
+        .validate()
+        .expect("valid");
+        assert_eq!(
+            config.blob_store,
+            BlobStore::S3(S3Settings {
+                bucket: "agents".into(),
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: "eu-west-3".into(),
+                allow_http: true,
+            })
+        );
+        let https = serve(&[
+            "--blob-store",
+            "s3",
+            "--s3-bucket",
+            "agents",
+            "--s3-endpoint",
+            "https://s3.internal:8443",
+        ]);
+        assert!(https.validate().is_ok());
+        let got = serve(&["--blob-store", "s3"]).validate();
+        assert!(matches!(got, Err(Error::S3BucketMissing)), "{got:?}");
+        let got = serve(&["--blob-store", "s3", "--s3-bucket", " "]).validate();
+        assert!(matches!(got, Err(Error::S3BucketMissing)), "{got:?}");
+        for endpoint in [
+            "http://127.0.0.1:9000",
+            "127.0.0.1:9000",
+            "https://",
+            "ftp://x",
+        ] {
+            let got = serve(&[
+                "--blob-store",
+                "s3",
+                "--s3-bucket",
+                "agents",
+                "--s3-endpoint",
+                endpoint,
+            ])
+            .validate();
+            assert!(
+                matches!(&got, Err(Error::S3Endpoint(e)) if e == endpoint),
+                "{endpoint}: {got:?}"
+            );
+        }
+        let got = serve(&["--blob-store", "s3", "--s3-bucket", "b", "--s3-region", ""]).validate();
+        assert!(matches!(got, Err(Error::S3Region)), "{got:?}");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Parser;
 use managed_agents_server::blobs::Blobs;
 use managed_agents_server::config::{
-    Cli, Command, KeysCommand, RunnerMode, RuntimesCommand, ServeConfig, Storage, StoreArgs,
+    BlobStore, Cli, Command, KeysCommand, RunnerMode, RuntimesCommand, ServeConfig, Storage,
+    StoreArgs,
 };
 use managed_agents_server::sealer::Sealer;
 use managed_agents_server::{app, keys, AnyStore, AppState};
@@ -148,19 +149,21 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ),
     }
     let store = open_store(&config.storage, &config.data_dir, config.rocks).await?;
-    let (sealer, blobs) = match config.storage {
-        Storage::Memory => (
-            config.sealer.map_or_else(Sealer::ephemeral, Ok)?,
-            Blobs::memory(),
-        ),
-        // PostgreSQL keeps the sealing key and file bytes under the data dir too: one node.
-        Storage::Rocksdb | Storage::Postgres { .. } => (
-            match config.sealer {
-                Some(sealer) => sealer,
-                None => Sealer::load_or_generate(&config.data_dir)?,
-            },
-            Blobs::Dir(config.data_dir.join("files")),
-        ),
+    let sealer = match (&config.storage, config.sealer) {
+        (_, Some(sealer)) => sealer,
+        (Storage::Memory, None) => Sealer::ephemeral()?,
+        // PostgreSQL keeps the sealing key under the data dir too: one node, or the same key
+        // given to every node.
+        (Storage::Rocksdb | Storage::Postgres { .. }, None) => {
+            Sealer::load_or_generate(&config.data_dir)?
+        }
+    };
+    let blobs = match &config.blob_store {
+        BlobStore::Memory => Blobs::memory(),
+        BlobStore::Dir(dir) => Blobs::Dir(dir.clone()),
+        BlobStore::S3(settings) => {
+            Blobs::S3(managed_agents_server::blobs::s3::open(settings).context("--blob-store s3")?)
+        }
     };
     if let Some(key) = &config.bootstrap_key {
         match keys::install(&store, key, keys::DEFAULT_WORKSPACE, Some("bootstrap")).await {
@@ -239,7 +242,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     println!("listening on http://{local}");
     std::io::stdout().flush()?;
-    tracing::info!(%local, storage = ?config.storage, "serving");
+    tracing::info!(
+        %local,
+        storage = ?config.storage,
+        blobs = ?config.blob_store,
+        "serving"
+    );
     let connections = managed_agents_server::serve::Connections {
         header_read_timeout: config.limits.header_read_timeout,
         metrics: state.metrics.clone(),
