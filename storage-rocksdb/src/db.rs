@@ -19,7 +19,8 @@ use crate::keys;
 use crate::{Compression, Error};
 
 /// Opens (creating if needed) the database `settings` name and checks its format version.
-/// Every column family reads through one LRU block cache of `settings.block_cache` bytes.
+/// Every column family reads through one LRU block cache of `settings.block_cache` bytes,
+/// which holds the SST files' index and filter blocks too.
 pub(crate) fn open(settings: &Settings) -> Result<DB, Error> {
     let compression = settings.compression;
     let mut options = rocksdb::Options::default();
@@ -33,6 +34,10 @@ pub(crate) fn open(settings: &Settings) -> Result<DB, Error> {
     let cache = Cache::new_lru_cache(settings.block_cache);
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(&cache);
+    // Index and filter blocks count against the cache too (otherwise every open SST file keeps
+    // its own outside any bound); level 0's stay pinned, as they are read on every lookup.
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     options.set_block_based_table_factory(&table);
     let families = keys::FAMILIES.map(|name| {
         let mut family = rocksdb::Options::default();
