@@ -18,8 +18,9 @@
 //! recorded before the request goes upstream (refused with `403` when the session is not in a
 //! turn or was interrupted: nothing unaccounted reaches a model) and `span.model_request_end`
 //! with the usage the response reported ([`meter`]: SSE events or a JSON body) when it ends,
-//! before its last bytes are passed on, so the span is in the log before the agent reports
-//! what it got. The response streams back unchanged (status, headers but hop-by-hop ones,
+//! before its last bytes are passed on, so the span is in the log before the agent can see
+//! the response end (and so before the turn's idle; an agent may report a message from an
+//! earlier part of the stream before it). The response streams back unchanged (status, headers but hop-by-hop ones,
 //! bytes) through a small bounded channel, so a slow agent slows the upstream read instead of
 //! growing a buffer. A response cut short (upstream failure, the agent gone) ends its span as
 //! an error with whatever usage was read.
