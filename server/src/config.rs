@@ -455,31 +455,29 @@ impl BackendArgs {
         Storage::choose(self.storage, self.database_url.clone())
     }
 
-    /// `--rocksdb-memtable-budget` in bytes, checked (`None`: RocksDB's default).
-    pub fn memtable_budget(&self) -> Result<Option<usize>, Error> {
-        match self.rocksdb_memtable_budget.as_deref() {
-            None | Some("") | Some("0") => Ok(None),
-            Some(text) => parse_size(text)
-                .filter(|bytes| *bytes >= 1 << 20)
-                .and_then(|bytes| usize::try_from(bytes).ok())
-                .map(Some)
-                .ok_or_else(|| Error::MemtableBudget(text.to_owned())),
-        }
-    }
-
-    /// What RocksDB's memory is bounded by: `--rocksdb-memtable-budget` and
-    /// `--rocksdb-block-cache`, checked.
+    /// What RocksDB's memory is bounded by: `--rocksdb-memtable-budget` (`0`: RocksDB's
+    /// default) and `--rocksdb-block-cache`, checked.
     pub fn rocks_memory(&self) -> Result<RocksMemory, Error> {
+        let memtable_budget = match self.rocksdb_memtable_budget.as_deref() {
+            None | Some("") | Some("0") => None,
+            Some(text) => {
+                Some(memory_size(text).ok_or_else(|| Error::MemtableBudget(text.to_owned()))?)
+            }
+        };
         let text = &self.rocksdb_block_cache;
-        let block_cache = parse_size(text)
-            .filter(|bytes| *bytes >= 1 << 20)
-            .and_then(|bytes| usize::try_from(bytes).ok())
-            .ok_or_else(|| Error::BlockCache(text.to_owned()))?;
+        let block_cache = memory_size(text).ok_or_else(|| Error::BlockCache(text.to_owned()))?;
         Ok(RocksMemory {
-            memtable_budget: self.memtable_budget()?,
+            memtable_budget,
             block_cache,
         })
     }
+}
+
+/// A size of memory given on the command line: at least 1 MiB, in bytes.
+fn memory_size(text: &str) -> Option<usize> {
+    parse_size(text)
+        .filter(|bytes| *bytes >= 1 << 20)
+        .and_then(|bytes| usize::try_from(bytes).ok())
 }
 
 impl StoreArgs {

@@ -21,6 +21,7 @@ import itertools
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import threading
 import uuid
@@ -55,6 +56,13 @@ def binary() -> Path:
         "managed-agents binary not found; build it with `cargo build -p managed-agents-server` "
         f"and/or set MANAGED_AGENTS_BIN (looked at {', '.join(map(str, candidates))})"
     )
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a server that must come back where it was)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def new_key() -> str:

@@ -21,7 +21,7 @@ import boto3
 import httpx
 import pytest
 
-from conftest import PgCluster, ServerProcess, new_key
+from conftest import PgCluster, ServerProcess, free_port, new_key
 from harness_support import (  # noqa: F401
     Harness,
     MockModel,
@@ -39,12 +39,6 @@ from test_skills import SCRIPT, skill_files
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret"}
 #: Bigger than two of the server's 5 MiB upload parts: a multipart upload with a short last part.
 LARGE = 11 * 1024 * 1024 + 12345
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclasses.dataclass

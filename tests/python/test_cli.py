@@ -7,20 +7,13 @@ none lost and none twice."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any
 
-from conftest import ServerProcess, binary, new_key
+from conftest import ServerProcess, binary, free_port, new_key
 from harness_support import Harness, MockModel, llm_vault, mock, searchable, wait_for  # noqa: F401
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Lines:

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,7 +17,7 @@ from typing import Any, Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from conftest import Server, ServerProcess, new_key
+from conftest import Server, ServerProcess, free_port, new_key
 from harness_support import (  # noqa: F401  (fixtures)
     TOOLSET,
     Harness,
@@ -239,12 +238,6 @@ def test_interrupt_stops_a_sleep(harness: Harness, page: Page) -> None:
     idle = [e for e in events if e.type == "session.status_idle"][-1]
     assert stop_type(idle) == "end_turn"
     screenshot(page, "session-interrupted")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_timeline_resumes_after_a_server_restart(browser: Browser, mock: MockModel, tmp_path: Path) -> None:
