@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Scale out on one machine, no containers: a throwaway PostgreSQL cluster (scripts/pg-cluster.sh)
-# and two `managed-agents serve` nodes over it, sharing one data directory (file bytes, the
-# secret key that seals vault credentials). Node A runs turns (`--runner on`); node B only
-# serves the API (`--runner off`): today at most one node may run turns. Put any HTTP load
-# balancer in front of both; an SDK client may talk to either, and a stream on one node sees
-# what is sent through the other.
+# and three `managed-agents serve` processes over it, sharing one data directory (workspaces,
+# file bytes, the secret key that seals vault credentials): node A serves the API and runs
+# turns (`--runner on`), node B only serves the API (`--runner off`), and the worker runs turns
+# (`--runner on`; its HTTP port answers too, e.g. `/metrics`). Runners lease each session they
+# drive, so A and the worker share the sessions, and when one dies the other takes its
+# sessions over once their leases lapse (`--runner-lease-seconds`, 15 by default). Put any HTTP
+# load balancer in front of A and B; an SDK client may talk to either, and a stream on one node
+# sees what is sent through the other.
 #
 # Usage: examples/scale-out.sh [BASE_DIR]
 #   MANAGED_AGENTS_BIN   the server binary [cargo's release build, built if missing]
-#   MANAGED_AGENTS_BOOTSTRAP_KEY   the API key both nodes accept [a random one, printed]
-# Prints `node-a URL`, `node-b URL` and `key KEY` lines, then runs until stdin closes or
-# Ctrl-C, and stops everything it started.
+#   MANAGED_AGENTS_BOOTSTRAP_KEY   the API key every node accepts [a random one, printed]
+# Prints `node-a URL`, `node-b URL`, `worker URL` and `key KEY` lines, then runs until stdin
+# closes or Ctrl-C, and stops everything it started.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 base=${1:-$(mktemp -d "${TMPDIR:-/tmp}/scale-out.XXXXXX")}
@@ -66,6 +69,7 @@ node() {
 }
 node node-a on
 node node-b off
+node worker on
 echo "key $key"
 # Keep running until our stdin closes (or a signal).
 cat > /dev/null || true

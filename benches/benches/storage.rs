@@ -11,10 +11,14 @@
 //! - `postgres`: the same durable appends from 1, 8 and 64 appenders on PostgreSQL
 //!   (`synchronous_commit` and `fsync` on; a throwaway cluster from `scripts/pg-cluster.sh`
 //!   whose data directory is under `TMPDIR`) and on RocksDB, in alternating rounds of one run.
+//! - `leases`: the lease table's cost on PostgreSQL (runners leasing sessions, issue 14):
+//!   renewals of held leases, and take-then-release cycles (a short turn's), from 1, 8 and 64
+//!   concurrent runners' tasks, each on its own session's lease.
 //!
 //! Environment: `BENCH_DIR` (where databases go; default the system temp dir, which must be on
 //! the disk being measured), `BENCH_SECS` (seconds per throughput point, default 5), and an
-//! optional first argument naming one benchmark (`throughput`, `latency`, `read`, `postgres`).
+//! optional first argument naming one benchmark (`throughput`, `latency`, `read`, `postgres`,
+//! `leases`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,6 +58,53 @@ fn main() {
     }
     if wanted("postgres") {
         postgres(&root, Duration::from_secs_f64(secs));
+    }
+    if wanted("leases") {
+        leases(Duration::from_secs_f64(secs));
+    }
+}
+
+/// Lease statements per second on PostgreSQL: renewals of a held lease, and take-then-release
+/// cycles, from `tasks` threads each leasing its own name.
+fn leases(duration: Duration) {
+    let cluster = Cluster::start().expect("a PostgreSQL cluster");
+    println!("\n## leases on PostgreSQL ({duration:?} per point; one lease name per task)");
+    println!("| tasks | renewals/s | take+release cycles/s |");
+    println!("|---:|---:|---:|");
+    for tasks in [1usize, 8, 64] {
+        let url = cluster.create_database().expect("a database");
+        let mut options = managed_agents_storage_postgres::Options::new(url);
+        options.max_connections = tasks;
+        let pg = block_on(PostgresStore::connect(options)).expect("connect");
+        let ttl = Duration::from_secs(15);
+        let run = |cycle: bool| -> f64 {
+            let done = AtomicU64::new(0);
+            let start = Instant::now();
+            thread::scope(|scope| {
+                for task in 0..tasks {
+                    let (pg, done) = (&pg, &done);
+                    scope.spawn(move || {
+                        let name = format!("runner/bench_{task}");
+                        let holder = format!("holder-{task}");
+                        while start.elapsed() < duration {
+                            let granted = block_on(pg.lease(&name, &holder, ttl)).expect("lease");
+                            assert!(granted.is_some(), "each task has its own lease");
+                            let mut statements = 1;
+                            if cycle {
+                                block_on(pg.release(&name, &holder)).expect("release");
+                                statements += 1;
+                            }
+                            done.fetch_add(statements, Ordering::Relaxed);
+                        }
+                    });
+                }
+            });
+            let cycles = if cycle { 2 } else { 1 };
+            done.load(Ordering::Relaxed) as f64 / cycles as f64 / start.elapsed().as_secs_f64()
+        };
+        let renewals = run(false);
+        let cycles = run(true);
+        println!("| {tasks} | {renewals:.0} | {cycles:.0} |");
     }
 }
 

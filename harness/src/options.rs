@@ -72,6 +72,9 @@ pub struct Options {
     /// `serve --otlp-include-content`: message text, tool input and tool output become span
     /// attributes ([`crate::telemetry`]); off, spans carry ids, names, counts and outcomes only.
     pub trace_content: bool,
+    /// Lease each session before driving it, so several runner processes can share one store
+    /// (`None`: this is the only runner; see [`Leasing`]).
+    pub leasing: Option<Leasing>,
 }
 
 impl Options {
@@ -104,7 +107,31 @@ impl Options {
             kept_records: 200_000,
             requires_action_timeout: None,
             trace_content: false,
+            leasing: None,
         }
+    }
+}
+
+/// How a runner that shares its store with other runner processes leases sessions
+/// (`storage::Store::lease`): it holds a session's lease while its task drives the session,
+/// renews it every third of `ttl`, and a session whose runner died is taken over once the lease
+/// lapsed (the runner's rescan finds it).
+#[derive(Debug, Clone)]
+pub struct Leasing {
+    /// This runner process, unique among the runners over the store (and across its restarts).
+    pub holder: String,
+    /// How long a lease lasts without renewal.
+    pub ttl: Duration,
+}
+
+impl Leasing {
+    /// A holder name unique to this process: the host, the pid and random bits.
+    pub fn unique(ttl: Duration) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        let holder = format!("{host}/{}/{:016x}", std::process::id(), fastrand::u64(..));
+        Self { holder, ttl }
     }
 }
 

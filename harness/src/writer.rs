@@ -11,6 +11,7 @@
 
 use bytes::Bytes;
 use managed_agents_core::ids::{EventId, SessionId};
+use managed_agents_core::session::fence::{self, Fence};
 use managed_agents_core::session::log::{self, Logged};
 use managed_agents_core::session::turn::{self, End, Step};
 use managed_agents_core::session::{Fresh, Rejection, SessionRecord, SessionState, Status};
@@ -108,6 +109,8 @@ pub(crate) struct Writer<S> {
     /// Stage times of the turn's way to its first model response, when it was woken by
     /// [`crate::runner::Runner::notify`] (logged once by [`Writer::report`]).
     timeline: Option<Timeline>,
+    /// The runner's lease on the session, when runners lease sessions.
+    leased: Option<Leased>,
 }
 
 /// When a turn reached each stage, in µs since the runner was notified; logged at `info` on
@@ -147,6 +150,82 @@ pub(crate) type BeforeEnd =
 enum Stop {
     Interrupted,
     Ended,
+    /// Another runner claimed the session with this greater token.
+    Fenced(u64),
+}
+
+/// The lease a runner holds on a session while it drives it (and its child threads): its
+/// holder and fencing token ([`managed_agents_core::session::fence`]). Every write of a
+/// [`Writer`] with a lease claims the stream first or is refused once another runner has.
+#[derive(Debug, Clone)]
+pub(crate) struct Leased {
+    pub(crate) holder: std::sync::Arc<str>,
+    pub(crate) token: u64,
+}
+
+impl Leased {
+    /// Decides with `decide` on `state` under this lease: refused with the successor's token
+    /// before anything is decided when another runner has claimed the stream, else the
+    /// decided records, with this runner's claim first when it has not claimed it yet.
+    fn decide<E>(
+        &self,
+        state: &SessionState,
+        now: Timestamp,
+        decide: impl FnOnce() -> Result<Vec<SessionRecord>, E>,
+    ) -> Result<Result<Vec<SessionRecord>, E>, u64> {
+        let claim = match fence::check(state, &self.holder, self.token, now) {
+            Fence::Held => None,
+            Fence::Claim(claim) => Some(*claim),
+            Fence::Lost { by } => return Err(by),
+        };
+        Ok(decide().map(|mut records| {
+            if let (Some(claim), false) = (claim, records.is_empty()) {
+                records.insert(0, claim);
+            }
+            records
+        }))
+    }
+}
+
+/// [`log::write`] under `leased` (when the runner holds a lease): the decided records begin
+/// with the runner's claim when it has not claimed the stream yet, and nothing is written once
+/// another runner has ([`Halt::Gone`]). For the runner's writes that do not go through a
+/// [`Writer`] (a coordinator's deliveries to its child threads).
+pub(crate) async fn write_leased<S: Store, F>(
+    store: &S,
+    id: &SessionId,
+    head: &mut Head<F>,
+    leased: Option<&Leased>,
+    mut decide: impl FnMut(&F) -> Result<Vec<SessionRecord>, Rejection>,
+) -> Result<stream::Written<SessionRecord>, log::Error>
+where
+    F: Fold<Record = SessionRecord> + Default + AsRef<SessionState>,
+{
+    let mut lost = None;
+    let written = log::write(store, id, head, |folded| {
+        lost = None;
+        let Some(leased) = leased else {
+            return decide(folded);
+        };
+        match leased.decide(folded.as_ref(), Timestamp::now(), || decide(folded)) {
+            Ok(decided) => decided,
+            Err(by) => {
+                lost = Some(by);
+                Ok(Vec::new())
+            }
+        }
+    })
+    .await?;
+    match lost {
+        Some(by) => Err(log::Error::Store(storage::Error::Backend(lost_message(
+            id, by,
+        )))),
+        None => Ok(written),
+    }
+}
+
+fn lost_message(id: &SessionId, by: u64) -> String {
+    format!("session {id}: its lease passed to another runner (token {by}); this runner stops")
 }
 
 impl<S: Store> Writer<S> {
@@ -158,7 +237,18 @@ impl<S: Store> Writer<S> {
             head,
             before_end: None,
             timeline: None,
+            leased: None,
         }
+    }
+
+    /// Writes under `leased` from now on (see [`Leased`]).
+    pub(crate) fn lease(&mut self, leased: Option<Leased>) {
+        self.leased = leased;
+    }
+
+    /// The lease it writes under.
+    pub(crate) fn leased(&self) -> Option<&Leased> {
+        self.leased.as_ref()
     }
 
     /// Times this turn's stages from `timeline` on ([`Writer::mark`]).
@@ -262,10 +352,21 @@ impl<S: Store> Writer<S> {
                     return Ok(Vec::new());
                 }
                 let now = Timestamp::now();
-                decide(state, &logged.records, now, &mut Fresh(now))
+                let mut decide_now = || decide(state, &logged.records, now, &mut Fresh(now));
+                let Some(leased) = &self.leased else {
+                    return decide_now();
+                };
+                match leased.decide(state, now, decide_now) {
+                    Ok(decided) => decided,
+                    Err(by) => {
+                        stop = Some(Stop::Fenced(by));
+                        Ok(Vec::new())
+                    }
+                }
             })
             .await;
             return match (written, stop) {
+                (Ok(_), Some(Stop::Fenced(by))) => Err(Halt::Gone(lost_message(&self.id, by))),
                 (Ok(_), Some(Stop::Interrupted)) => Err(Halt::Interrupted),
                 (Ok(_), Some(Stop::Ended)) => Err(Halt::Gone(format!("session {} ended", self.id))),
                 (Ok(written), None) => Ok(written.records.len()),

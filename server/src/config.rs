@@ -213,6 +213,16 @@ pub struct ServeArgs {
     /// benchmarks of the HTTP path).
     #[arg(long, env = "MANAGED_AGENTS_RUNNER", value_enum, default_value_t = RunnerMode::On)]
     pub runner: RunnerMode,
+    /// With `--storage postgres`, every node running turns leases each session it drives for
+    /// this many seconds (renewed every third of it while the turn runs): a session whose node
+    /// died is taken over by another node's runner once its lease lapses (2 to 3600).
+    #[arg(
+        long,
+        env = "MANAGED_AGENTS_RUNNER_LEASE_SECONDS",
+        value_name = "SECS",
+        default_value_t = 15
+    )]
+    pub runner_lease_seconds: u64,
     /// A model endpoint LLM vaults may point at: a host (`api.anthropic.com`, `10.0.0.5:9000`)
     /// or a URL prefix (`https://gateway.internal/anthropic`). Repeatable (the variable takes a
     /// comma-separated list); without it any endpoint is allowed.
@@ -632,6 +642,9 @@ pub enum Error {
     /// `--ping-seconds` out of range.
     #[error("--ping-seconds {0}: must be between 1 and 3600")]
     Ping(u64),
+    /// `--runner-lease-seconds` out of range.
+    #[error("--runner-lease-seconds {0}: must be between 2 and 3600")]
+    RunnerLease(u64),
     /// `--requires-action-timeout` out of range.
     #[error("--requires-action-timeout {0}: must be between 1 and 31536000 seconds")]
     RequiresActionTimeout(u64),
@@ -754,6 +767,9 @@ pub struct ServeConfig {
     pub uploads_downloadable: bool,
     /// `--requires-action-timeout` (`None`: off).
     pub requires_action_timeout: Option<std::time::Duration>,
+    /// How long a runner's session lease lasts when runners lease sessions
+    /// (`--runner-lease-seconds`; PostgreSQL only).
+    pub runner_lease: Option<std::time::Duration>,
     /// `--compact-at-tokens` (0: never).
     pub compact_at_tokens: u64,
     /// `--model-stream-idle-timeout`.
@@ -878,6 +894,12 @@ impl ServeArgs {
             }
             Some(secs) => return Err(Error::RequiresActionTimeout(secs)),
         };
+        if !(2..=3600).contains(&self.runner_lease_seconds) {
+            return Err(Error::RunnerLease(self.runner_lease_seconds));
+        }
+        // One process opens a RocksDB or in-memory store: its runner is the only one.
+        let runner_lease = matches!(storage, Storage::Postgres { .. })
+            .then(|| std::time::Duration::from_secs(self.runner_lease_seconds));
         if !(1..=MAX_MODEL_STREAM_IDLE_TIMEOUT).contains(&self.model_stream_idle_timeout) {
             return Err(Error::ModelStreamIdleTimeout(
                 self.model_stream_idle_timeout,
@@ -887,6 +909,7 @@ impl ServeArgs {
             limits,
             quotas,
             requires_action_timeout,
+            runner_lease,
             model_stream_idle_timeout: std::time::Duration::from_secs(
                 self.model_stream_idle_timeout,
             ),
@@ -1116,6 +1139,39 @@ mod tests {
         ] {
             let bad = serve(&[flag, value]).validate();
             assert!(bad.is_err(), "{flag} {value}");
+        }
+    }
+
+    #[test]
+    fn runners_lease_sessions_only_over_postgres() {
+        let url = "postgres://agents@db:5432/agents";
+        let shared = serve(&["--storage", "postgres", "--database-url", url])
+            .validate()
+            .expect("valid");
+        assert_eq!(
+            shared.runner_lease,
+            Some(std::time::Duration::from_secs(15))
+        );
+        let short = serve(&[
+            "--storage",
+            "postgres",
+            "--database-url",
+            url,
+            "--runner-lease-seconds",
+            "3",
+        ])
+        .validate()
+        .expect("valid");
+        assert_eq!(short.runner_lease, Some(std::time::Duration::from_secs(3)));
+        let alone = serve(&["--runner-lease-seconds", "3"])
+            .validate()
+            .expect("valid");
+        assert_eq!(alone.runner_lease, None, "RocksDB has one process");
+        for bad in ["0", "1", "3601"] {
+            assert!(matches!(
+                serve(&["--runner-lease-seconds", bad]).validate(),
+                Err(Error::RunnerLease(_))
+            ));
         }
     }
 

@@ -220,6 +220,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             options.blobs = Some(std::sync::Arc::new(blobs.clone()));
             options.anthropic_skills = config.anthropic_skills.clone();
             options.requires_action_timeout = config.requires_action_timeout;
+            options.leasing = config
+                .runner_lease
+                .map(managed_agents_harness::runner::Leasing::unique);
             options.compact_at_tokens = config.compact_at_tokens;
             options.stream_idle_timeout = config.model_stream_idle_timeout;
             options.trace_content = config.trace_content;

@@ -102,4 +102,17 @@ impl Store for AnyStore {
     async fn delete(&self, kind: Kind, stream: &StreamId) -> Result<(), Error> {
         delegate!(self, s => s.delete(kind, stream).await)
     }
+
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<managed_agents_core::storage::Grant>, Error> {
+        delegate!(self, s => s.lease(name, holder, ttl).await)
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), Error> {
+        delegate!(self, s => s.release(name, holder).await)
+    }
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use managed_agents_core::storage::live::Hub;
 use managed_agents_core::storage::{
-    Append, Appended, CatalogEntry, CatalogPage, CatalogQuery, Direction, Error, Expected, Kind,
-    Order, Record, Store, StreamId, Subscription, Version,
+    Append, Appended, CatalogEntry, CatalogPage, CatalogQuery, Direction, Error, Expected, Grant,
+    Kind, LocalLeases, Order, Record, Store, StreamId, Subscription, Version,
 };
 
 #[derive(Default)]
@@ -22,6 +22,7 @@ struct State {
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
     hub: Arc<Hub>,
+    leases: Arc<LocalLeases>,
 }
 
 impl MemoryStore {
@@ -158,6 +159,20 @@ impl Store for MemoryStore {
         state.streams.remove(stream);
         state.catalog.remove(&(kind, stream.as_str().to_owned()));
         self.hub.close(stream);
+        Ok(())
+    }
+
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Grant>, Error> {
+        Ok(self.leases.acquire(name, holder, ttl))
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), Error> {
+        self.leases.release(name, holder);
         Ok(())
     }
 }

@@ -122,6 +122,24 @@ impl Store for Gated {
     ) -> Result<(), managed_agents_core::storage::Error> {
         self.inner.delete(kind, stream).await
     }
+
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<managed_agents_core::storage::Grant>, managed_agents_core::storage::Error>
+    {
+        self.inner.lease(name, holder, ttl).await
+    }
+
+    async fn release(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> Result<(), managed_agents_core::storage::Error> {
+        self.inner.release(name, holder).await
+    }
 }
 
 fn params(value: serde_json::Value) -> EventParams {

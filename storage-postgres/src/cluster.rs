@@ -107,6 +107,11 @@ pub fn admin<T>(
     work: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
 ) -> Result<T, ClusterError> {
     let fail = |error: &dyn std::fmt::Display| ClusterError::Admin(error.to_string());
+    // The server's own message ("db error" alone says nothing).
+    let failed = |error: tokio_postgres::Error| match error.as_db_error() {
+        Some(db) => ClusterError::Admin(format!("{}: {}", db.code().code(), db.message())),
+        None => fail(&error),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -114,9 +119,9 @@ pub fn admin<T>(
     runtime.block_on(async {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
-            .map_err(|error| fail(&error))?;
+            .map_err(failed)?;
         let driver = tokio::spawn(connection);
-        let result = work(&client).await.map_err(|error| fail(&error));
+        let result = work(&client).await.map_err(failed);
         drop(client);
         let _ = driver.await;
         result

@@ -15,6 +15,7 @@ mod catalog;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 mod events;
+mod leases;
 mod notify;
 mod schema;
 mod subscription;
@@ -293,6 +294,31 @@ impl Store for PostgresStore {
             shared.wakers.deleted(&stream);
             shared.changed(stream);
             Ok(())
+        })
+        .await
+    }
+
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<storage::Grant>, storage::Error> {
+        let shared = self.shared.clone();
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.run(async move {
+            let client = shared.pool.get().await.map_err(pool_error)?;
+            leases::acquire(&client, &name, &holder, ttl).await
+        })
+        .await
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), storage::Error> {
+        let shared = self.shared.clone();
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.run(async move {
+            let client = shared.pool.get().await.map_err(pool_error)?;
+            leases::release(&client, &name, &holder).await
         })
         .await
     }

@@ -26,6 +26,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "deleted_tails",
         sql: include_str!("../migrations/0002_deleted_tails.sql"),
     },
+    Migration {
+        version: 3,
+        name: "leases",
+        sql: include_str!("../migrations/0003_leases.sql"),
+    },
 ];
 
 /// The advisory lock key that serialises migrating processes (any constant, unique to us).

@@ -46,6 +46,7 @@ fn applied_to_an_empty_database_then_reapplied_without_change() {
             "catalog",
             "deleted_tails",
             "events",
+            "leases",
             "schema_migrations",
             "streams"
         ]

@@ -150,6 +150,8 @@ struct Inner {
     db: Arc<handle::Handle>,
     hub: Arc<Hub>,
     counters: Arc<stats::Counters>,
+    /// Leases (one process opens the database, so they live in memory).
+    leases: storage::LocalLeases,
     /// Dropped after the database closes (a test's temporary directory).
     _guard: Option<Box<dyn Any + Send + Sync>>,
 }
@@ -212,6 +214,7 @@ impl RocksStore {
                 db,
                 hub,
                 counters,
+                leases: storage::LocalLeases::default(),
                 _guard: guard,
             }),
         })
@@ -305,6 +308,22 @@ impl Store for RocksStore {
         })
         .await?;
         acked.await.map_err(|_| storage::Error::Closed)?
+    }
+
+    // The database's lock file keeps every other process out, so this process's table is
+    // every lease there is.
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<storage::Grant>, storage::Error> {
+        Ok(self.inner.leases.acquire(name, holder, ttl))
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), storage::Error> {
+        self.inner.leases.release(name, holder);
+        Ok(())
     }
 }
 

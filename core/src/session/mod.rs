@@ -9,6 +9,7 @@
 //! Everything here is pure: time and ids are passed in.
 
 mod decide;
+pub mod fence;
 pub mod fork;
 pub mod heads;
 pub mod idempotency;

@@ -103,6 +103,18 @@ pub enum Fact {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         workflow_run_id: Option<String>,
     },
+    /// A runner took the session's lease with fencing token `token` (see
+    /// [`crate::session::fence`]): from here on only records written under that token or a
+    /// greater one are the runner's.
+    #[serde(rename = "internal.runner_claimed")]
+    RunnerClaimed {
+        /// The runner process (for operators).
+        holder: String,
+        /// The lease's fencing token.
+        token: u64,
+        /// When.
+        at: Timestamp,
+    },
     /// The server restarted during the session's turn, which goes on (`recover` with
     /// `resume`): the runner runs it again without new input.
     #[serde(rename = "internal.turn_restarted")]

@@ -215,6 +215,9 @@ pub struct SessionState {
     pub cross_posted: BTreeMap<EventId, ThreadId>,
     /// Each child thread's usage and list cost as last recorded (`internal.thread_usage`).
     pub thread_usage: BTreeMap<ThreadId, (Usage, u64)>,
+    /// The fencing token of the runner that last claimed the session (0: none yet; see
+    /// [`crate::session::fence`]).
+    pub runner_token: u64,
 }
 
 /// A child thread as the session's own stream knows it.
@@ -413,6 +416,9 @@ impl SessionState {
             Fact::ResourceRemoved { id, at } => {
                 self.resources.retain(|r| r.id() != Some(id));
                 self.touch(Some(*at));
+            }
+            Fact::RunnerClaimed { token, .. } => {
+                self.runner_token = self.runner_token.max(*token);
             }
             Fact::TurnRestarted { at } => {
                 self.resume_after_restart = true;

@@ -43,6 +43,8 @@ macro_rules! conformance_tests {
             catalog_entry_moves_between_workspaces,
             delete_removes_stream_entry_and_ends_subscribers,
             subscriber_after_a_delete_follows_the_stream_created_again,
+            leases_pass_on_only_when_lapsed_or_released,
+            one_of_many_racing_claimants_gets_a_lease,
         );
         $crate::conformance_tests!(@properties $make;
             commands_follow_the_model,
@@ -788,5 +790,54 @@ pub fn subscriber_after_a_delete_follows_the_stream_created_again<S: Store>(stor
             append(&store, &stream, Expected::Exactly(0), vec![payload("new")])
                 .expect("create again");
         });
+    }
+}
+
+/// A lease is held by one holder at a time: renewals keep its token; another holder gets it
+/// only once it lapsed or was released, always with a greater token.
+pub fn leases_pass_on_only_when_lapsed_or_released<S: Store>(store: S) {
+    let name = format!("runner/lease_{}", std::process::id());
+    let ttl = Duration::from_millis(400);
+    let lease =
+        |holder: &str, ttl: Duration| block_on(store.lease(&name, holder, ttl)).expect("lease");
+    let a = lease("a", ttl).expect("a free lease is granted");
+    assert_eq!(lease("b", ttl), None, "held by a");
+    assert_eq!(lease("a", ttl), Some(a), "a renewal keeps the token");
+    thread::sleep(ttl + Duration::from_millis(200));
+    let b = lease("b", Duration::from_secs(60)).expect("a lapsed lease is granted to another");
+    assert!(b.token > a.token, "{b:?} after {a:?}");
+    assert_eq!(lease("a", ttl), None, "b holds it now");
+    block_on(store.release(&name, "a")).expect("release by a non-holder");
+    assert_eq!(lease("a", ttl), None, "only the holder releases");
+    block_on(store.release(&name, "b")).expect("release");
+    let a2 = lease("a", Duration::from_secs(60)).expect("a released lease is free at once");
+    assert!(a2.token > b.token, "{a2:?} after {b:?}");
+    let other = format!("{name}_other");
+    let elsewhere = block_on(store.lease(&other, "b", ttl))
+        .expect("lease")
+        .expect("leases are per name");
+    assert!(elsewhere.token > a2.token, "tokens grow across names");
+}
+
+/// Claimants racing for one free lease from many threads: exactly one is granted.
+pub fn one_of_many_racing_claimants_gets_a_lease<S: Store>(store: S) {
+    for round in 0..20 {
+        let name = format!("runner/race_{}_{round}", std::process::id());
+        let claimants: Vec<_> = (0..8)
+            .map(|n| {
+                let store = store.clone();
+                let name = name.clone();
+                thread::spawn(move || {
+                    block_on(store.lease(&name, &format!("holder-{n}"), Duration::from_secs(60)))
+                        .expect("lease")
+                })
+            })
+            .collect();
+        let granted = claimants
+            .into_iter()
+            .map(|c| c.join().expect("claimant"))
+            .filter(Option::is_some)
+            .count();
+        assert_eq!(granted, 1, "round {round}");
     }
 }

@@ -12,6 +12,7 @@
 //! random command sequences against a reference model in `properties`).
 
 mod catalog;
+pub mod lease;
 pub mod live;
 
 #[cfg(feature = "conformance")]
@@ -21,10 +22,12 @@ pub mod properties;
 
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 pub use catalog::{CatalogEntry, CatalogPage, CatalogQuery, Kind, Order, TimeRange};
+pub use lease::{Grant, LocalLeases};
 
 /// A version within one stream: the first event is 1; an absent or empty stream is at 0.
 pub type Version = u64;
@@ -191,6 +194,20 @@ pub trait Store: Clone + Send + Sync + 'static {
         kind: Kind,
         stream: &StreamId,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Grants or renews the lease `name` to `holder` for `ttl`, by the store's clock: granted
+    /// when nobody holds it, when its holder let it lapse, or when `holder` holds it already.
+    /// `None` while another holder's lease runs. When the lease passes to another holder its
+    /// token is greater than every token granted before, for any name (see [`lease`]).
+    fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Grant>, Error>> + Send;
+
+    /// Ends `holder`'s lease `name` at once; nothing when another holds it.
+    fn release(&self, name: &str, holder: &str) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// Reads a whole stream forward in pages of `page` records.

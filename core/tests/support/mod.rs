@@ -214,6 +214,7 @@ pub fn summarize_record(record: &SessionRecord) -> String {
         SessionRecord::Fact(Fact::ThreadUsage { thread, .. }) => format!("usage({thread})"),
         SessionRecord::Fact(Fact::ContextCompacted { .. }) => "internal.context_compacted".into(),
         SessionRecord::Fact(Fact::TurnRestarted { .. }) => "internal.turn_restarted".into(),
+        SessionRecord::Fact(Fact::RunnerClaimed { .. }) => "internal.runner_claimed".into(),
         SessionRecord::Event(event) => match &event.body {
             Body::SessionStatusRunning => "running".into(),
             Body::SessionStatusIdle(idle) => {

@@ -51,7 +51,7 @@ use serde_json::{Map, Value};
 use super::team::{self, tail, text, Member, Team};
 use super::Turn;
 use crate::sandbox::Sandbox;
-use crate::writer::Halt;
+use crate::writer::{write_leased, Halt, Leased};
 
 /// The text of the error result closing a waiting child's calls when it is interrupted.
 const INTERRUPTED: &str = "Interrupted before the client answered.";
@@ -257,10 +257,12 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             return (prepared, false);
         };
         let store = self.writer.store().clone();
+        let leased = self.writer.leased().cloned();
         let session = self.writer.id().clone();
         let after = self.writer.version();
         let runs = futures::future::join_all(children.iter().map(|p| {
             let store = store.clone();
+            let leased = leased.clone();
             let session = session.clone();
             async move {
                 let run = run_mirrored(
@@ -270,6 +272,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     &p.child,
                     &p.thread,
                     &p.agent_name,
+                    leased.as_ref(),
                 );
                 tokio::pin!(run);
                 tokio::select! {
@@ -303,7 +306,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         };
         if interrupted {
             for p in &children {
-                close_waiting(&store, &p.child).await;
+                close_waiting(&store, &p.child, leased.as_ref()).await;
                 if let Ok(loaded) = log::load(&store, &p.child).await {
                     let step = replied(
                         &p.thread,
@@ -382,8 +385,9 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         rest: impl IntoIterator<Item = Result<Prepared, Failure>>,
     ) {
         let store = self.writer.store().clone();
+        let leased = self.writer.leased().cloned();
         for p in rest.into_iter().flatten() {
-            close_waiting(&store, &p.child).await;
+            close_waiting(&store, &p.child, leased.as_ref()).await;
             let Ok(loaded) = log::load(&store, &p.child).await else {
                 continue;
             };
@@ -416,6 +420,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             ));
         };
         let store = self.writer.store().clone();
+        let leased = self.writer.leased().cloned();
         let session = self.writer.id().clone();
         let primary = ThreadId::primary_of(&session);
         let coordinator_name = self.writer.state().agent.as_ref().map(|a| a.name.clone());
@@ -509,7 +514,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             .map(|c| c.agent_name.clone())
             .unwrap_or_default();
         let mut head = Head::<SessionState>::default();
-        let delivered = log::write(&store, &child, &mut head, |state| {
+        let delivered = write_leased(&store, &child, &mut head, leased.as_ref(), |state| {
             let now = Timestamp::now();
             thread::deliver(
                 state,
@@ -588,13 +593,22 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             mut posted,
         } = prepared;
         let store = self.writer.store().clone();
+        let leased = self.writer.leased().cloned();
         let session = self.writer.id().clone();
         let mut interrupted = interrupted;
         loop {
             // The child's turns, until it has nothing left to do; an interrupt of the session
             // reaches it through its own log.
             {
-                let run = run_mirrored(threads, &store, &session, &child, &thread, &agent_name);
+                let run = run_mirrored(
+                    threads,
+                    &store,
+                    &session,
+                    &child,
+                    &thread,
+                    &agent_name,
+                    leased.as_ref(),
+                );
                 tokio::pin!(run);
                 let mut rx = self.interrupted.clone();
                 let aimed = aimed_at(&store, &session, self.writer.version(), &thread);
@@ -625,7 +639,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 .map_err(|e| Failure::Tool(format!("{thread}: {e}")))?;
             let state = &loaded.state;
             if interrupted {
-                close_waiting(&store, &child).await;
+                close_waiting(&store, &child, leased.as_ref()).await;
                 let loaded = log::load(&store, &child)
                     .await
                     .map_err(|e| Failure::Tool(format!("{thread}: {e}")))?;
@@ -689,6 +703,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         from: Version,
     ) -> Result<Answered, Halt> {
         let store = self.writer.store().clone();
+        let leased = self.writer.leased().cloned();
         let session = self.writer.id().clone();
         let primary = ThreadId::primary_of(&session);
         let mut records = store.subscribe(&StreamId::from(&session), from);
@@ -717,7 +732,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 biased;
                 fired = async { rx.wait_for(|v| *v).await.is_ok() } => {
                     if fired {
-                        close_waiting(&store, child).await;
+                        close_waiting(&store, child, leased.as_ref()).await;
                         return Ok(Answered::SessionInterrupted);
                     }
                     // The watcher is gone: the turn is ending.
@@ -763,14 +778,14 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     })
                 }
                 Body::UserInterrupt(i) if i.session_thread_id.as_ref() == Some(thread) => {
-                    close_waiting(&store, child).await;
+                    close_waiting(&store, child, leased.as_ref()).await;
                     return Ok(Answered::ChildInterrupted);
                 }
                 Body::UserInterrupt(i)
                     if i.session_thread_id.is_none()
                         || i.session_thread_id.as_ref() == Some(&primary) =>
                 {
-                    close_waiting(&store, child).await;
+                    close_waiting(&store, child, leased.as_ref()).await;
                     return Ok(Answered::SessionInterrupted);
                 }
                 _ => continue,
@@ -828,9 +843,9 @@ async fn relay<S: Store>(store: &S, child: &SessionId, params: EventParams) {
 
 /// Closes the calls child stream `child` waits on, if it waits (core's
 /// `thread::interrupt_waiting`).
-async fn close_waiting<S: Store>(store: &S, child: &SessionId) {
+async fn close_waiting<S: Store>(store: &S, child: &SessionId, leased: Option<&Leased>) {
     let mut head = Head::<SessionState>::default();
-    let written = log::write(store, child, &mut head, |state| {
+    let written = write_leased(store, child, &mut head, leased, |state| {
         let now = Timestamp::now();
         Ok(thread::interrupt_waiting(
             state,
@@ -939,6 +954,7 @@ async fn run_mirrored<S: Store>(
     child: &SessionId,
     thread: &ThreadId,
     agent_name: &str,
+    leased: Option<&Leased>,
 ) {
     let from = store.head(&StreamId::from(child)).await.unwrap_or(0);
     let run = threads.run(child);
@@ -977,7 +993,7 @@ async fn run_mirrored<S: Store>(
                 _ => continue,
             };
             let mut head = Head::<SessionState>::default();
-            let written = log::write(store, session, &mut head, |state| {
+            let written = write_leased(store, session, &mut head, leased, |state| {
                 let now = Timestamp::now();
                 thread::records(state, step.clone(), now, &mut Fresh(now))
             })

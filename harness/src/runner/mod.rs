@@ -62,6 +62,7 @@
 //! terminal `session.error` (`unknown_error`) and idle `end_turn`, never a hang.
 
 mod kept;
+mod lease;
 pub(crate) mod setup;
 
 use std::collections::HashMap;
@@ -82,7 +83,7 @@ use managed_agents_core::time::Timestamp;
 use managed_agents_core::vault::SealedSecret;
 use tokio::sync::watch;
 
-pub use crate::options::{Backoff, Options};
+pub use crate::options::{Backoff, Leasing, Options};
 pub use setup::{BASE_URL_KEY, ENGINE_KEY, ROLE_KEY};
 
 use crate::attach;
@@ -90,7 +91,7 @@ use crate::engine::{claude, codex, Turn, TurnAgent};
 use crate::model::Endpoint;
 use crate::previews::Previews;
 use crate::sandbox::{Network, Sandbox};
-use crate::writer::{Halt, Writer};
+use crate::writer::{write_leased, Halt, Leased, Writer};
 use setup::Engine;
 
 /// Opens sealed vault secrets, and seals new ones (the server's sealing key lives in the
@@ -139,6 +140,25 @@ struct Inner<S, X> {
     timers: Mutex<HashMap<SessionId, Timestamp>>,
     /// Whether [`Runner::start`] has looked for idle sessions waiting on an action.
     scanned_waiting: AtomicBool,
+    /// With [`Options::leasing`]: the fencing token of each session whose lease this runner
+    /// holds (see the module's "Several runners").
+    leases: Mutex<HashMap<SessionId, u64>>,
+}
+
+impl<S, X> Inner<S, X> {
+    /// The lease this runner writes stream `stream` (in `state`) under: its session's.
+    fn leased(&self, stream: &SessionId, state: &SessionState) -> Option<Leased> {
+        let leasing = self.options.leasing.as_ref()?;
+        let session = state
+            .thread_of
+            .as_ref()
+            .map_or(stream, |(session, _)| session);
+        let token = *lock(&self.leases).get(session)?;
+        Some(Leased {
+            holder: Arc::from(leasing.holder.as_str()),
+            token,
+        })
+    }
 }
 
 /// The runner: a cheap-to-clone handle. Must be used inside a tokio runtime.
@@ -222,6 +242,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 kept,
                 timers: Mutex::new(HashMap::new()),
                 scanned_waiting: AtomicBool::new(false),
+                leases: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -304,17 +325,30 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
             let _held = crate::telemetry::metrics().session_held();
             let inner = &runner.inner;
             loop {
-                again.store(false, Ordering::SeqCst);
-                let run = AssertUnwindSafe(process(inner, &id, timeline.take())).catch_unwind();
-                match run.await {
-                    Ok(Some(deadline)) => runner.arm(&id, deadline),
-                    Ok(None) => {}
-                    Err(_) => tracing::error!(session = %id, "the session task panicked"),
+                let Ok(lease) = lease::take(inner, &id).await else {
+                    lock(&inner.active).remove(&id);
+                    return;
+                };
+                loop {
+                    again.store(false, Ordering::SeqCst);
+                    let run = AssertUnwindSafe(process(inner, &id, timeline.take())).catch_unwind();
+                    match run.await {
+                        Ok(Some(deadline)) => runner.arm(&id, deadline),
+                        Ok(None) => {}
+                        Err(_) => tracing::error!(session = %id, "the session task panicked"),
+                    }
+                    if !again.load(Ordering::SeqCst) {
+                        break;
+                    }
                 }
+                // Still registered as active, so a notification while the lease goes sets
+                // `again`; input sent through another runner's node while this one held the
+                // lease was left to this one (`give_up` looks once more).
+                let look_again = lease::give_up(inner, &id, lease).await;
                 let mut active = lock(&inner.active);
-                if !again.load(Ordering::SeqCst) {
+                if !look_again && !again.load(Ordering::SeqCst) {
                     active.remove(&id);
-                    break;
+                    return;
                 }
             }
         });
@@ -471,7 +505,9 @@ async fn process<S: Store, X: Sandbox>(
             inner.shells.discard(id);
             return None;
         }
+        let leased = inner.leased(id, state);
         let mut writer = Writer::new(inner.store.clone(), id.clone(), head);
+        writer.lease(leased);
         writer.time(timeline.take());
         writer.mark("loaded");
         let resume = resumable(inner, writer.state()).await;
@@ -547,14 +583,16 @@ async fn recover_children<S: Store, X: Sandbox>(inner: &Inner<S, X>, session: &S
                 continue;
             }
         };
+        let leased = inner.leased(&id, &head.state.logged.state);
         let mut writer = Writer::new(inner.store.clone(), id.clone(), head);
+        writer.lease(leased.clone());
         // A child's turn ran inside its coordinator's tool call, which the restart ended.
         if let Err(e) = writer.recover(Resume::No).await {
             tracing::warn!(thread = %child.id, ?e, "cannot settle a child thread");
         }
         // No coordinator relays the client's answers to a child that waited on them.
         let mut head = managed_agents_core::stream::Head::<SessionState>::default();
-        let closed = log::write(&inner.store, &id, &mut head, |state| {
+        let closed = write_leased(&inner.store, &id, &mut head, leased.as_ref(), |state| {
             let now = Timestamp::now();
             Ok(managed_agents_core::session::thread::restarted_child(
                 state,
@@ -832,8 +870,14 @@ async fn turn<S: Store, X: Sandbox>(
             }
             if matches!(engine, Engine::Claude | Engine::Codex) {
                 // The agent CLI's only way to a model.
-                let gateway =
-                    setup::gateway(&inner.store, &inner.secrets, &inner.options, &created);
+                let leased = writer.leased().cloned();
+                let gateway = setup::gateway(
+                    &inner.store,
+                    &inner.secrets,
+                    &inner.options,
+                    &created,
+                    leased,
+                );
                 _gateway_trace = Some(gateway.trace_under_current());
                 session = session.with_local(crate::door::gateway::PREFIX, Arc::new(gateway));
             }

@@ -287,6 +287,7 @@ pub(crate) fn gateway<S: Store + Clone + Send + Sync + 'static>(
     secrets: &Arc<dyn SecretOpener>,
     options: &Options,
     created: &Created,
+    leased: Option<crate::writer::Leased>,
 ) -> Gateway<S> {
     let resolve = {
         let (store, secrets, options, created) = (
@@ -310,10 +311,11 @@ pub(crate) fn gateway<S: Store + Clone + Send + Sync + 'static>(
             }
         }
     };
-    Gateway::new(
+    Gateway::under_lease(
         store.clone(),
         created.id.clone(),
         resolve,
         options.request_timeout,
+        leased,
     )
 }

@@ -151,12 +151,24 @@ impl<S: Store + Clone + Send + Sync + 'static> Gateway<S> {
     /// The gateway of `session`: spans are written to `store`, the endpoint comes from
     /// `resolve`, and a request (its whole response included) may take `timeout`.
     pub fn new(store: S, session: SessionId, resolve: impl Resolve, timeout: Duration) -> Self {
+        Self::under_lease(store, session, resolve, timeout, None)
+    }
+
+    /// [`Gateway::new`] for a runner that holds the session's lease: the spans are written
+    /// under it ([`crate::writer::Leased`]).
+    pub(crate) fn under_lease(
+        store: S,
+        session: SessionId,
+        resolve: impl Resolve,
+        timeout: Duration,
+        leased: Option<crate::writer::Leased>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 placeholder: placeholder_key(&session),
                 resolve: Box::new(resolve),
                 timeout,
-                spans: Spans::new(store, session.clone()),
+                spans: Spans::new(store, session.clone(), leased),
                 session,
                 parent: Arc::default(),
             }),

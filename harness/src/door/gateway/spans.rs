@@ -11,7 +11,7 @@ use managed_agents_core::storage::Store;
 use managed_agents_core::time::Timestamp;
 use tokio::sync::Mutex;
 
-use crate::writer::{Halt, Writer};
+use crate::writer::{Halt, Leased, Writer};
 
 /// Why a model request was not let through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,14 +22,17 @@ pub(crate) struct Spans<S> {
     store: S,
     session: SessionId,
     writer: Mutex<Option<Writer<S>>>,
+    /// The runner's lease on the session, which the spans are written under.
+    leased: Option<Leased>,
 }
 
 impl<S: Store + Clone> Spans<S> {
-    pub(crate) fn new(store: S, session: SessionId) -> Self {
+    pub(crate) fn new(store: S, session: SessionId, leased: Option<Leased>) -> Self {
         Self {
             store,
             session,
             writer: Mutex::new(None),
+            leased,
         }
     }
 
@@ -80,7 +83,9 @@ impl<S: Store + Clone> Spans<S> {
             let head = crate::writer::catch_up(&self.store, &self.session, Default::default())
                 .await
                 .map_err(|e| Refused(format!("the session cannot be loaded: {e}")))?;
-            *guard = Some(Writer::new(self.store.clone(), self.session.clone(), head));
+            let mut writer = Writer::new(self.store.clone(), self.session.clone(), head);
+            writer.lease(self.leased.clone());
+            *guard = Some(writer);
         }
         Ok(guard)
     }
