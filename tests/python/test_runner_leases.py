@@ -202,3 +202,30 @@ def test_a_paused_runner_s_late_append_is_refused_after_the_takeover(pair: Pair,
     assert "session.error" not in types(final)
     # Either node may run the next turn; the session goes on.
     assert stop_type(h.turn(session.id, "[[mock:text both well]]")[-1]) == "end_turn"
+
+
+def test_sessions_sent_through_both_nodes_run_each_turn_exactly_once(pair: Pair, mock: MockModel) -> None:
+    """Both nodes run turns; each send wakes its own node's runner, and the other node's rescan
+    sees every running session too, so without the lease a turn could run twice."""
+    clients = [node.client() for node in pair.nodes]
+    h = Harness(client=clients[0], server=None, mock=mock, vault=llm_vault(clients[0], mock.url), token="")  # type: ignore[arg-type]
+    sessions = [h.session() for _ in range(4)]
+    for turn in range(3):
+        for n, session in enumerate(sessions):
+            h.client = clients[(n + turn) % 2]
+            send(h, session.id, f"[[mock:text turn {turn} of {n}]]")
+        for n, session in enumerate(sessions):
+            wait_for(
+                lambda: sum(1 for e in h.events(session.id) if e.type == "session.status_idle") == turn + 1
+                and h.events(session.id)[-1].type == "session.status_idle",
+                timeout=120,
+            )
+    for n, session in enumerate(sessions):
+        events = h.events(session.id)
+        messages = [text(e) for e in events if e.type == "agent.message"]
+        assert messages == [f"turn {t} of {n}" for t in range(3)], messages
+        assert types(events).count("session.status_running") == 3, types(events)
+        assert "session.error" not in types(events)
+    # The model was asked once per turn.
+    asked = [r for r in h.model_requests() if "of " in str(r["body"])]
+    assert len(asked) == 12, len(asked)
