@@ -229,3 +229,22 @@ def test_sessions_sent_through_both_nodes_run_each_turn_exactly_once(pair: Pair,
     # The model was asked once per turn.
     asked = [r for r in h.model_requests() if "of " in str(r["body"])]
     assert len(asked) == 12, len(asked)
+
+
+def test_an_interrupt_sent_through_the_other_node_stops_the_turn(pair: Pair, mock: MockModel) -> None:
+    """The runner holding the session follows its log across nodes: an interrupt sent through
+    the node that does not run the turn stops it (that node's own runner leaves it alone)."""
+    h = harness_on(pair.nodes[0], mock)
+    session = h.session()
+    send(h, session.id, bash("sleep 62"))
+    wait_for(lambda: "agent.tool_use" in types(h.events(session.id)))
+    running = wait_for(lambda: pair.running("sleep 62"), timeout=60)
+    h.client = pair.other(running).client()
+    before = len(h.events(session.id))
+    h.send(session.id, {"type": "user.interrupt"})
+    events = settled_after(h, session.id, before, timeout=30)
+    assert stop_type(events[-1]) == "end_turn"
+    results = tool_results(events)
+    assert len(results) == 1 and results[0].is_error, types(events)
+    assert "session.status_rescheduled" not in types(events)
+    wait_for(lambda: pair.running("sleep 62") is None, timeout=30)
