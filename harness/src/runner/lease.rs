@@ -15,6 +15,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use managed_agents_core::ids::SessionId;
 use managed_agents_core::session::fence;
@@ -48,8 +49,14 @@ pub(super) async fn take<S: Store, X>(
     };
     let name = fence::lease_name(id);
     let grant = match inner.store.lease(&name, &leasing.holder, leasing.ttl).await {
-        Ok(Some(grant)) => grant,
-        Ok(None) => return Err(NotTaken),
+        Ok(Some(grant)) => {
+            lock(&inner.refused).remove(id);
+            grant
+        }
+        Ok(None) => {
+            lock(&inner.refused).insert(id.clone(), Instant::now());
+            return Err(NotTaken);
+        }
         Err(e) => {
             tracing::warn!(session = %id, error = %e, "cannot take the session's lease");
             return Err(NotTaken);
@@ -70,6 +77,34 @@ pub(super) async fn take<S: Store, X>(
         _renewal: AbortOnDrop(renewal),
         lost,
     })))
+}
+
+/// Whether the rescan should leave `id` alone: this runner failed to take its lease less than
+/// a third of the lease's time to live ago, so the holder was alive then and its lease cannot
+/// have lapsed much since. (A notification for the session, such as a send through this node,
+/// still tries at once.) Bounds the rescan's failed attempts to about three per running
+/// session and lease time instead of two per second.
+pub(super) fn refused_lately<S, X>(inner: &Inner<S, X>, id: &SessionId) -> bool {
+    let Some(leasing) = &inner.options.leasing else {
+        return false;
+    };
+    let mut refused = lock(&inner.refused);
+    match refused.get(id) {
+        Some(at) if at.elapsed() < leasing.ttl / 3 => true,
+        Some(_) => {
+            refused.remove(id);
+            false
+        }
+        None => false,
+    }
+}
+
+/// Forgets refusals too old to matter (sessions that stopped running are never asked about
+/// again).
+pub(super) fn forget_old_refusals<S, X>(inner: &Inner<S, X>) {
+    if let Some(leasing) = &inner.options.leasing {
+        lock(&inner.refused).retain(|_, at| at.elapsed() < leasing.ttl);
+    }
 }
 
 /// Renews the lease every third of its time to live until it is found another runner's.

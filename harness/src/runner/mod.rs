@@ -141,8 +141,10 @@ struct Inner<S, X> {
     /// Whether [`Runner::start`] has looked for idle sessions waiting on an action.
     scanned_waiting: AtomicBool,
     /// With [`Options::leasing`]: the fencing token of each session whose lease this runner
-    /// holds (see the module's "Several runners").
+    /// holds (see [`lease`]).
     leases: Mutex<HashMap<SessionId, u64>>,
+    /// With [`Options::leasing`]: when this runner last failed to take each session's lease.
+    refused: Mutex<HashMap<SessionId, std::time::Instant>>,
 }
 
 impl<S, X> Inner<S, X> {
@@ -243,6 +245,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 timers: Mutex::new(HashMap::new()),
                 scanned_waiting: AtomicBool::new(false),
                 leases: Mutex::new(HashMap::new()),
+                refused: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -261,6 +264,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
         let waiting = self.inner.options.requires_action_timeout.is_some()
             && !self.inner.scanned_waiting.swap(true, Ordering::SeqCst);
         let mut count = 0;
+        lease::forget_old_refusals(&self.inner);
         for workspace in list_all(store, CatalogQuery::new(Kind::Workspace, "")).await? {
             let mut query = CatalogQuery::new(Kind::Session, workspace.clone());
             query.statuses = vec!["running".into(), "rescheduling".into()];
@@ -273,6 +277,11 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
             }
             for id in ids {
                 if let Ok(id) = SessionId::parse(&id) {
+                    // A session another runner held a moment ago is left to it until its
+                    // lease could have lapsed (a failed attempt costs the database a commit).
+                    if lease::refused_lately(&self.inner, &id) {
+                        continue;
+                    }
                     self.notify(&id);
                     count += 1;
                 }
