@@ -470,3 +470,36 @@ def test_a_kill_mid_turn_reschedules_and_claude_code_goes_on(claude: ClaudeServe
     again = turn(h, session.id, "[[mock:text still here]]")
     assert [text(e) for e in again if e.type == "agent.message"] == ["still here"], types(again)
 
+
+
+def test_a_confirmation_sent_through_another_runner_node_reaches_the_waiting_process(
+    tmp_path: Path, runtimes: str, mock: MockModel
+) -> None:
+    """Two runner nodes over one PostgreSQL (issue 14): the runner whose Claude Code process waits
+    on a permission prompt keeps the session's lease while it waits, so a confirmation sent
+    through the other node is run by that process (not answered "the process is gone")."""
+    from test_runner_leases import Pair
+
+    pair = Pair(tmp_path / "pair", extra_args=["--runtimes-dir", runtimes])
+    try:
+        client = pair.nodes[0].client()
+        vault = llm_vault(client, mock.url, "sk-vault-" + unique("secret"), engine="claude")
+        h = Harness(client=client, server=None, mock=mock, vault=vault, token="")  # type: ignore[arg-type]
+        session = h.session(agent=ask_agent(h))
+        events = turn(h, session.id, claude_prompt("Bash", {"command": "echo across > across.txt && echo ran"}))
+        idle = settled(events)
+        assert stop_type(idle) == "requires_action", types(events)
+        use = [e for e in events if e.type == "agent.tool_use"][0]
+        waiting = wait_for(lambda: pair.running("claude"), timeout=30)
+        # Send the confirmation through the node whose runner holds no process.
+        h.client = pair.other(waiting).client()
+        # Past a lease time, so a lease that was not kept would have lapsed by now.
+        time.sleep(4)
+        sent = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
+        events = h.wait_idle(session.id, sent[0].id, timeout=TURN)
+        assert stop_type(settled(events)) == "end_turn"
+        results = tool_results(events)
+        assert [r.tool_use_id for r in results] == [use.id]
+        assert (text(results[0]).strip(), results[0].is_error) == ("ran", False), text(results[0])
+    finally:
+        pair.stop()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import pytest
 
@@ -40,7 +40,7 @@ LEASE_SECONDS = "3"
 class Pair:
     """Two runner nodes over one cluster and one data directory."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, extra_args: Sequence[str] = ()) -> None:
         searchable(base)
         self.base = base
         self.key = new_key()
@@ -54,7 +54,7 @@ class Pair:
                     self.key,
                     base / f"node-{name}.log",
                     runner=True,
-                    args=["--runner-lease-seconds", LEASE_SECONDS],
+                    args=["--runner-lease-seconds", LEASE_SECONDS, *extra_args],
                     cluster=self.cluster,
                 )
                 self.nodes.append(node.start())

@@ -9,6 +9,10 @@
 //! - A runner that died holds its leases until they lapse; the rescan of another runner
 //!   ([`super::Runner::rescan_every`]) then finds the session `running`, takes the lease and
 //!   settles or resumes the cut turn as a restarted runner would.
+//! - A session whose agent CLI process this runner keeps waiting on a confirmation (`claude`,
+//!   `codex`: the prompt lives in that process) keeps its lease while it waits ([`park`]), so
+//!   the confirmation, sent through any node, is run by this runner (its rescan finds the
+//!   session `running`), not answered by another runner that has no such process.
 //! - A runner that lost its lease without dying (paused, cut off from the store) is fenced:
 //!   its writes carry its token ([`crate::writer::Leased`]) and are refused once its successor
 //!   has written ([`managed_agents_core::session::fence`]).
@@ -34,7 +38,7 @@ pub(super) struct Lease(Option<Held>);
 struct Held {
     name: String,
     /// Renews the lease until dropped.
-    _renewal: AbortOnDrop,
+    renewal: AbortOnDrop,
     /// The renewal found the lease another runner's.
     lost: Arc<AtomicBool>,
 }
@@ -63,6 +67,8 @@ pub(super) async fn take<S: Store, X>(
         }
     };
     lock(&inner.leases).insert(id.clone(), grant.token);
+    // A parked lease (see `park`) is this task's now, renewed by the task's own renewal.
+    lock(&inner.parked).remove(id);
     let lost = Arc::new(AtomicBool::new(false));
     let renewal = tokio::spawn(renew(
         inner.store.clone(),
@@ -74,7 +80,7 @@ pub(super) async fn take<S: Store, X>(
     ));
     Ok(Lease(Some(Held {
         name,
-        _renewal: AbortOnDrop(renewal),
+        renewal: AbortOnDrop(renewal),
         lost,
     })))
 }
@@ -96,6 +102,45 @@ pub(super) fn refused_lately<S, X>(inner: &Inner<S, X>, id: &SessionId) -> bool 
             false
         }
         None => false,
+    }
+}
+
+/// A lease kept, and renewed, while no task drives its session: the session waits on a
+/// confirmation that only this runner's kept agent process can take.
+pub(super) struct Parked(Held);
+
+/// Lets go of the parked leases whose agent process is gone (the session ended, or its
+/// confirmation was answered by a turn elsewhere), and ends the kept process of a session
+/// whose parked lease another runner took (its confirmation will be answered there).
+pub(super) async fn sweep_parked<S: Store, X>(inner: &Inner<S, X>) {
+    let Some(leasing) = &inner.options.leasing else {
+        return;
+    };
+    let done: Vec<(SessionId, Parked)> = {
+        let mut parked = lock(&inner.parked);
+        let ids: Vec<SessionId> = parked
+            .iter()
+            .filter(|(id, Parked(held))| {
+                held.lost.load(Ordering::SeqCst)
+                    || !(inner.claude.holds(id) || inner.codex.holds(id))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| parked.remove(&id).map(|p| (id, p)))
+            .collect()
+    };
+    for (id, Parked(held)) in done {
+        lock(&inner.leases).remove(&id);
+        if held.lost.load(Ordering::SeqCst) {
+            inner.claude.discard(&id);
+            inner.codex.discard(&id);
+            continue;
+        }
+        drop(held.renewal);
+        if let Err(e) = inner.store.release(&held.name, &leasing.holder).await {
+            tracing::warn!(session = %id, error = %e, "cannot release the session's lease");
+        }
     }
 }
 
@@ -152,10 +197,15 @@ pub(super) async fn give_up<S: Store, X>(
     let (Some(held), Some(leasing)) = (lease.0, &inner.options.leasing) else {
         return false;
     };
-    lock(&inner.leases).remove(id);
     if held.lost.load(Ordering::SeqCst) {
+        lock(&inner.leases).remove(id);
         return false;
     }
+    if inner.claude.holds(id) || inner.codex.holds(id) {
+        lock(&inner.parked).insert(id.clone(), Parked(held));
+        return false;
+    }
+    lock(&inner.leases).remove(id);
     if let Err(e) = inner.store.release(&held.name, &leasing.holder).await {
         // It lapses by itself.
         tracing::warn!(session = %id, error = %e, "cannot release the session's lease");

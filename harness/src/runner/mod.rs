@@ -145,6 +145,9 @@ struct Inner<S, X> {
     leases: Mutex<HashMap<SessionId, u64>>,
     /// With [`Options::leasing`]: when this runner last failed to take each session's lease.
     refused: Mutex<HashMap<SessionId, std::time::Instant>>,
+    /// With [`Options::leasing`]: leases kept while the session's agent process waits on a
+    /// confirmation (see [`lease`]).
+    parked: Mutex<HashMap<SessionId, lease::Parked>>,
 }
 
 impl<S, X> Inner<S, X> {
@@ -246,6 +249,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 scanned_waiting: AtomicBool::new(false),
                 leases: Mutex::new(HashMap::new()),
                 refused: Mutex::new(HashMap::new()),
+                parked: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -265,6 +269,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
             && !self.inner.scanned_waiting.swap(true, Ordering::SeqCst);
         let mut count = 0;
         lease::forget_old_refusals(&self.inner);
+        lease::sweep_parked(&self.inner).await;
         for workspace in list_all(store, CatalogQuery::new(Kind::Workspace, "")).await? {
             let mut query = CatalogQuery::new(Kind::Session, workspace.clone());
             query.statuses = vec!["running".into(), "rescheduling".into()];

@@ -145,6 +145,11 @@ impl Processes {
         self.lock().insert(id, live);
     }
 
+    /// Whether a process is kept for session `id` (waiting on a confirmation).
+    pub(crate) fn holds(&self, id: &SessionId) -> bool {
+        self.lock().contains_key(id)
+    }
+
     /// Ends the process kept for session `id`, if any (the session was deleted, archived or
     /// terminated while it waited).
     pub(crate) fn discard(&self, id: &SessionId) {

@@ -187,6 +187,14 @@ impl Servers {
             .insert(session.clone(), live);
     }
 
+    /// Whether an app-server is kept for `session` (waiting on a confirmation).
+    pub(crate) fn holds(&self, session: &SessionId) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains_key(session)
+    }
+
     /// Ends the app-server kept for `session`, if any (the session was deleted, archived or
     /// terminated while a call waited): dropping its process kills its sandbox.
     pub(crate) fn discard(&self, session: &SessionId) {
