@@ -679,7 +679,10 @@ mod tests {
             builder.apply(record);
             held |= !builder.open.is_empty() && builder.messages.len() > 2;
         }
-        assert!(held, "the custom call answered late should hold messages unsettled");
+        assert!(
+            held,
+            "the custom call answered late should hold messages unsettled"
+        );
     }
 
     #[test]
