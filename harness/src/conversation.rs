@@ -1,7 +1,10 @@
 //! The model conversation as a fold over a session's log ([`Builder`]): nothing but the log
 //! holds it (a restart folds it again from the log and loses nothing). The harness's writer
 //! keeps it record by record with the session's folded state, so a model request in a long
-//! session costs the new records plus the placement of results, not a walk over the whole log.
+//! session costs the new records plus the placement of results, not a walk over the whole log:
+//! the messages no later record can change (every call in them answered, and a message of the
+//! other role begun after them) are kept with their results placed, shared ([`Arc`]) with every
+//! conversation handed out, and only the rest is placed again for each request.
 //!
 //! - `user.define_outcome` is a user message with its description
 //!   ([`crate::model::grade::assignment`]), and a `span.outcome_evaluation_end` with
@@ -26,7 +29,8 @@
 //! - thinking blocks are not in the log (`agent.thinking` carries no text): the engine keeps
 //!   those of the running turn and [`replay_thinking`] puts them back before their calls.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use managed_agents_core::event::{Body, ContentBlock, OutcomeResult};
 use managed_agents_core::session::{Fact, SessionRecord};
@@ -34,9 +38,10 @@ use serde_json::Value;
 
 use crate::model::{Message, Part, Role};
 
-/// The conversation and the system text added by `system.message` events.
+/// The conversation and the system text added by `system.message` events. The messages are
+/// shared with the [`Builder`] that made them: change one with [`Arc::make_mut`].
 pub(crate) struct Conversation {
-    pub(crate) messages: Vec<Message>,
+    pub(crate) messages: Vec<Arc<Message>>,
     pub(crate) system_additions: Vec<String>,
 }
 
@@ -79,16 +84,6 @@ fn result_content(content: Option<&Vec<ContentBlock>>) -> Vec<Value> {
     }
 }
 
-fn push(messages: &mut Vec<Message>, role: Role, part: Part) {
-    match messages.last_mut() {
-        Some(last) if last.role == role => last.parts.push(part),
-        _ => messages.push(Message {
-            role,
-            parts: vec![part],
-        }),
-    }
-}
-
 /// The last `count` parts of the conversation's last message when it is the user's (the new
 /// input a compaction keeps; see [`uncovered_input`]).
 fn kept_input(messages: &[Message], count: u32) -> Vec<Part> {
@@ -106,7 +101,7 @@ fn kept_input(messages: &[Message], count: u32) -> Vec<Part> {
 /// How many parts at the end of `messages` are new user input no model response answered
 /// yet (a last user message without tool results: results must stay with their calls): what a
 /// compaction leaves out of its summary and keeps verbatim after it.
-pub(crate) fn uncovered_input(messages: &[Message]) -> usize {
+pub(crate) fn uncovered_input(messages: &[Arc<Message>]) -> usize {
     match messages.last() {
         Some(last)
             if last.role == Role::User
@@ -142,7 +137,7 @@ pub(crate) fn text_of(content: &[ContentBlock]) -> String {
 /// with tool calls does not start with a thinking block (a turn that resumed after a
 /// confirmation or a restart no longer has them).
 pub(crate) fn replay_thinking(
-    messages: &mut [Message],
+    messages: &mut [Arc<Message>],
     kept: &HashMap<String, Vec<Value>>,
 ) -> bool {
     for message in messages.iter_mut().filter(|m| m.role == Role::Assistant) {
@@ -152,7 +147,7 @@ pub(crate) fn replay_thinking(
         });
         if let Some(blocks) = blocks {
             let thinking = blocks.iter().cloned().map(Part::Block);
-            message.parts.splice(0..0, thinking);
+            Arc::make_mut(message).parts.splice(0..0, thinking);
         }
     }
     let last_calls = messages.iter().rev().find(|m| {
@@ -181,28 +176,78 @@ pub(crate) struct Builder {
     /// The content of `user.message` and `system.message` events by id, for their
     /// `inputs_processed` fact (which always comes after them in the log).
     posted: HashMap<String, Posted>,
-    /// The messages in log order, tool results where they were recorded (they mark the
-    /// boundary between one model response and the next).
+    /// The settled start of the conversation, results placed ([`place_results`]): messages
+    /// no later record can change. Every call in them has its result among them (a result
+    /// comes after its call, and core accepts one only for an open call, so none can arrive
+    /// later), and a message of the other role was begun after them (no later part joins the
+    /// last). Placing results in them and then in the rest gives what placing them in all
+    /// the messages at once gives.
+    settled: Vec<Arc<Message>>,
+    /// The messages after `settled` in log order, tool results where they were recorded (they
+    /// mark the boundary between one model response and the next).
     messages: Vec<Message>,
+    /// The calls in `messages` without a result in them yet: while one is open nothing
+    /// settles.
+    open: HashSet<String>,
     system_additions: Vec<String>,
     /// The query of each `web_search` call by its event id.
     searches: HashMap<String, String>,
     /// The records are a child thread's (`internal.thread_of`): what the coordinator sends it
     /// (`agent.thread_message_received`) is its user input.
     child: bool,
+    /// Nothing settles: the tests' reference, results placed in all the messages at once.
+    #[cfg(test)]
+    unsettled: bool,
 }
 
 impl Builder {
+    /// Adds `part` to the conversation: to the last message when it is `role`'s, else to a new
+    /// message, before which everything settles when no call waits for its result.
+    fn push(&mut self, role: Role, part: Part) {
+        let joins = self.messages.last().is_some_and(|last| last.role == role);
+        if !joins {
+            self.settle();
+        }
+        match &part {
+            Part::ToolUse { id, .. } => {
+                self.open.insert(id.clone());
+            }
+            Part::ToolResult { id, .. } => {
+                self.open.remove(id);
+            }
+            Part::Text(_) | Part::Block(_) => {}
+        }
+        match self.messages.last_mut() {
+            Some(last) if joins => last.parts.push(part),
+            _ => self.messages.push(Message {
+                role,
+                parts: vec![part],
+            }),
+        }
+    }
+
+    /// Moves `messages` into `settled`, results placed, when none of their calls is open.
+    fn settle(&mut self) {
+        #[cfg(test)]
+        if self.unsettled {
+            return;
+        }
+        if !self.open.is_empty() || self.messages.is_empty() {
+            return;
+        }
+        let placed = place_results(std::mem::take(&mut self.messages));
+        join(&mut self.settled, placed);
+    }
+
     /// Folds one more record in.
     pub(crate) fn apply(&mut self, record: &SessionRecord) {
-        let messages = &mut self.messages;
         let event = match record {
             SessionRecord::Fact(Fact::InputsProcessed { event_ids, .. }) => {
                 for id in event_ids {
                     match self.posted.get(id.as_str()) {
                         Some(Posted::User(parts)) => {
-                            for part in parts {
-                                push(messages, Role::User, part.clone());
+                            for part in parts.clone() {
+                                self.push(Role::User, part);
                             }
                         }
                         Some(Posted::System(texts)) => {
@@ -224,13 +269,15 @@ impl Builder {
             }) => {
                 // The conversation goes on from the summary, followed by the new input the
                 // summary does not cover.
-                let kept = kept_input(messages, *kept_parts);
-                messages.clear();
+                let kept = kept_input(&self.messages, *kept_parts);
+                self.settled.clear();
+                self.messages.clear();
+                self.open.clear();
                 self.searches.clear();
                 let text = crate::model::compact::resumed(summary);
-                push(messages, Role::User, Part::Text(text));
+                self.push(Role::User, Part::Text(text));
                 for part in kept {
-                    push(messages, Role::User, part);
+                    self.push(Role::User, part);
                 }
                 return;
             }
@@ -264,7 +311,7 @@ impl Builder {
             {
                 let last = end.result == OutcomeResult::MaxIterationsReached;
                 let text = crate::model::grade::revision(end.iteration, &end.explanation, last);
-                push(messages, Role::User, Part::Text(text));
+                self.push(Role::User, Part::Text(text));
                 return;
             }
             Body::SystemMessage(m) => {
@@ -276,7 +323,7 @@ impl Builder {
             Body::AgentMessage(m) => {
                 for block in &m.content {
                     if let ContentBlock::Text { text } = block {
-                        push(messages, Role::Assistant, Part::Text(text.clone()));
+                        self.push(Role::Assistant, Part::Text(text.clone()));
                     }
                 }
                 return;
@@ -300,7 +347,7 @@ impl Builder {
                 let query = &self.searches[r.tool_use_id.as_str()];
                 let found = text_of(r.content.as_deref().unwrap_or_default());
                 let text = format!("[web_search {query:?}]\n{found}");
-                push(messages, Role::Assistant, Part::Text(text));
+                self.push(Role::Assistant, Part::Text(text));
                 return;
             }
             Body::AgentToolUse(t) => {
@@ -309,7 +356,7 @@ impl Builder {
                     name: t.name.clone(),
                     input: t.input.clone(),
                 };
-                push(messages, Role::Assistant, part);
+                self.push(Role::Assistant, part);
                 return;
             }
             Body::AgentMcpToolUse(t) => {
@@ -318,7 +365,7 @@ impl Builder {
                     name: crate::mcp::model_name(&t.mcp_server_name, &t.name),
                     input: t.input.clone(),
                 };
-                push(messages, Role::Assistant, part);
+                self.push(Role::Assistant, part);
                 return;
             }
             Body::AgentCustomToolUse(t) => {
@@ -327,7 +374,7 @@ impl Builder {
                     name: t.name.clone(),
                     input: t.input.clone(),
                 };
-                push(messages, Role::Assistant, part);
+                self.push(Role::Assistant, part);
                 return;
             }
             Body::AgentToolResult(r) => (&r.tool_use_id, r.content.as_ref(), r.is_error),
@@ -343,14 +390,36 @@ impl Builder {
             content: result_content(content),
             is_error: is_error.unwrap_or(false),
         };
-        push(messages, Role::User, part);
+        self.push(Role::User, part);
     }
 
-    /// The conversation as of the records folded so far.
+    /// The conversation as of the records folded so far: the settled messages shared, the
+    /// rest with its results placed; a conversation ending with the assistant gets a user
+    /// "Continue.".
     pub(crate) fn conversation(&self) -> Conversation {
+        let mut messages = self.settled.clone();
+        join(&mut messages, place_results(self.messages.clone()));
+        if messages.last().is_some_and(|m| m.role == Role::Assistant) {
+            messages.push(Arc::new(Message {
+                role: Role::User,
+                parts: vec![Part::Text("Continue.".into())],
+            }));
+        }
         Conversation {
-            messages: place_results(self.messages.clone()),
+            messages,
             system_additions: self.system_additions.clone(),
+        }
+    }
+}
+
+/// Appends `placed` to `messages`, merging neighbours of the same role.
+fn join(messages: &mut Vec<Arc<Message>>, placed: Vec<Message>) {
+    for message in placed {
+        match messages.last_mut() {
+            Some(last) if last.role == message.role => {
+                Arc::make_mut(last).parts.extend(message.parts);
+            }
+            _ => messages.push(Arc::new(message)),
         }
     }
 }
@@ -367,7 +436,7 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
 /// Takes every result out of `messages` (in log order), then puts each at the start of the
 /// user message that follows its call (results without a call are dropped; calls without a
 /// result get an error result); drops what became empty and merges neighbours of the same
-/// role; a conversation ending with the assistant gets a user "Continue.".
+/// role.
 fn place_results(mut messages: Vec<Message>) -> Vec<Message> {
     let mut results: HashMap<String, Part> = HashMap::new();
     for message in &mut messages {
@@ -426,12 +495,6 @@ fn place_results(mut messages: Vec<Message>) -> Vec<Message> {
             _ => merged.push(message),
         }
     }
-    if merged.last().is_some_and(|m| m.role == Role::Assistant) {
-        merged.push(Message {
-            role: Role::User,
-            parts: vec![Part::Text("Continue.".into())],
-        });
-    }
     merged
 }
 
@@ -448,8 +511,8 @@ mod tests {
         }
     }
 
-    fn message(role: Role, parts: Vec<Part>) -> Message {
-        Message { role, parts }
+    fn message(role: Role, parts: Vec<Part>) -> Arc<Message> {
+        Arc::new(Message { role, parts })
     }
 
     #[test]
@@ -476,6 +539,150 @@ mod tests {
         // No calls at all: thinking is fine.
         let mut messages = vec![message(Role::User, vec![Part::Text("go".into())])];
         assert!(replay_thinking(&mut messages, &kept));
+    }
+
+    /// A log with text turns, tool calls answered at once, a custom call answered after an
+    /// idle and other messages, a call never answered (an interrupted turn), a late duplicate
+    /// result and a compaction.
+    fn mixed_log() -> Vec<SessionRecord> {
+        use managed_agents_core::event::{
+            AgentMessage, AgentToolResult, CustomToolResult, CustomToolUse, Event, ToolUse,
+            UserMessage,
+        };
+        use managed_agents_core::ids::EventId;
+        use managed_agents_core::time::Timestamp;
+        let at = Timestamp::from_millis(1_700_000_000_000);
+        let mut records: Vec<SessionRecord> = Vec::new();
+        let mut event = |body: Body| -> EventId {
+            let event = Event::new(EventId::generate(at), at, body);
+            let id = event.id.clone();
+            records.push(event.into());
+            id
+        };
+        let mut ids = Vec::new();
+        let said = |text: &str| {
+            Body::AgentMessage(AgentMessage {
+                content: vec![ContentBlock::text(text)],
+            })
+        };
+        let asked = |text: &str| {
+            Body::UserMessage(UserMessage {
+                content: vec![ContentBlock::text(text)],
+            })
+        };
+        let call = |name: &str| {
+            Body::AgentToolUse(ToolUse {
+                name: name.into(),
+                input: serde_json::Map::new(),
+                evaluated_permission: None,
+                evaluation: None,
+                session_thread_id: None,
+            })
+        };
+        let result = |id: &EventId, text: &str| {
+            Body::AgentToolResult(AgentToolResult {
+                tool_use_id: id.clone(),
+                content: Some(vec![ContentBlock::text(text)]),
+                is_error: None,
+            })
+        };
+        let custom = Body::AgentCustomToolUse(CustomToolUse {
+            name: "lookup".into(),
+            input: serde_json::Map::new(),
+            session_thread_id: None,
+        });
+        ids.push(event(asked("first")));
+        ids.push(event(said("one")));
+        ids.push(event(asked("second")));
+        let a = event(call("bash"));
+        let b = event(call("read"));
+        ids.push(event(result(&a, "a done")));
+        ids.push(event(result(&b, "b done")));
+        ids.push(event(said("two")));
+        let late = event(custom);
+        ids.push(event(said("waiting")));
+        ids.push(event(asked("third")));
+        ids.push(event(Body::UserCustomToolResult(CustomToolResult {
+            custom_tool_use_id: late.clone(),
+            content: Some(vec![ContentBlock::text("found")]),
+            is_error: None,
+            session_thread_id: None,
+        })));
+        ids.push(event(said("three")));
+        let _never = event(call("bash"));
+        ids.push(event(asked("fourth")));
+        ids.push(event(result(&a, "a again")));
+        ids.push(event(said("four")));
+        let c = event(call("bash"));
+        ids.push(event(result(&c, "c done")));
+        ids.push(event(asked("fifth")));
+        // Each input counts from its `inputs_processed` fact: give every one right after it.
+        let mut with_facts = Vec::new();
+        for record in records {
+            let input = matches!(&record, SessionRecord::Event(e) if matches!(e.body, Body::UserMessage(_)));
+            let id = record.event().map(|e| e.id.clone());
+            with_facts.push(record);
+            if let (true, Some(id)) = (input, id) {
+                with_facts.push(SessionRecord::inputs_processed(vec![id], at));
+            }
+        }
+        let at_compaction = with_facts.len() - 4;
+        with_facts.insert(
+            at_compaction,
+            Fact::ContextCompacted {
+                summary: "the gist".into(),
+                at,
+                kept_parts: 0,
+            }
+            .into(),
+        );
+        with_facts
+    }
+
+    #[test]
+    fn settled_messages_give_what_placing_all_at_once_gives() {
+        let records = mixed_log();
+        let mut settling = Builder::default();
+        let mut reference = Builder {
+            unsettled: true,
+            ..Builder::default()
+        };
+        let mut settled_at_some_point = false;
+        for (i, record) in records.iter().enumerate() {
+            settling.apply(record);
+            reference.apply(record);
+            settled_at_some_point |= !settling.settled.is_empty();
+            let got: Vec<Message> = settling
+                .conversation()
+                .messages
+                .iter()
+                .map(|m| Message::clone(m))
+                .collect();
+            let want: Vec<Message> = reference
+                .conversation()
+                .messages
+                .iter()
+                .map(|m| Message::clone(m))
+                .collect();
+            assert_eq!(got, want, "after record {i}: {record:?}");
+        }
+        assert!(settled_at_some_point, "the log never settled anything");
+        assert!(reference.settled.is_empty());
+    }
+
+    #[test]
+    fn an_unanswered_call_holds_what_follows_unsettled_until_it_is_answered() {
+        let records = mixed_log();
+        let mut builder = Builder::default();
+        let mut held = false;
+        for record in &records {
+            builder.apply(record);
+            held |= !builder.open.is_empty() && builder.messages.len() > 2;
+        }
+        assert!(
+            held,
+            "the custom call answered late should hold messages unsettled"
+        );
     }
 
     #[test]

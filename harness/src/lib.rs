@@ -35,6 +35,7 @@ pub mod testing {
     pub fn anthropic_messages(records: &[SessionRecord]) -> serde_json::Value {
         let conversation = crate::conversation::build(records);
         let messages = conversation.messages.iter();
-        serde_json::Value::Array(messages.map(crate::model::anthropic::message).collect())
+        let rendered = messages.map(|m| crate::model::anthropic::message(m));
+        serde_json::Value::Array(rendered.collect())
     }
 }

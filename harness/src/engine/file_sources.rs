@@ -14,6 +14,7 @@
 //! [`text`] reads a `file` outcome rubric the same way, as text.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use managed_agents_core::file;
 use managed_agents_core::ids::WorkspaceId;
@@ -51,11 +52,16 @@ pub(crate) async fn resolve<S: Store>(
     store: &S,
     blobs: Option<&dyn BlobStore>,
     workspace: &WorkspaceId,
-    messages: &mut [Message],
+    messages: &mut [Arc<Message>],
     resolved: &mut Resolved,
 ) {
     for message in messages.iter_mut() {
-        for part in message.parts.iter_mut() {
+        // Shared messages are copied only when they hold a file-sourced block.
+        let sourced = |p: &Part| matches!(p, Part::Block(b) if file_source(b).is_some());
+        if !message.parts.iter().any(sourced) {
+            continue;
+        }
+        for part in Arc::make_mut(message).parts.iter_mut() {
             let Part::Block(block) = part else { continue };
             let Some((file_id, image)) = file_source(block) else {
                 continue;

@@ -45,6 +45,7 @@ pub(crate) mod workflow;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use managed_agents_core::agent::tools::{builtin_domains, Tool};
@@ -492,7 +493,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
     /// Resolves the `file`-sourced blocks of `messages` to their bytes ([`file_sources`]).
     async fn resolve_files(
         &self,
-        messages: &mut [model::Message],
+        messages: &mut [Arc<model::Message>],
         files: &mut file_sources::Resolved,
     ) {
         if let Some(created) = &self.writer.state().config {

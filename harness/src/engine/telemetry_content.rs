@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::model::{Block, Message, Part, Provider, Role, Stop};
 
 /// `gen_ai.input.messages`: the texts and tool calls of a request's messages.
-pub(super) fn messages(messages: &[Message]) -> String {
+pub(super) fn messages(messages: &[std::sync::Arc<Message>]) -> String {
     let messages: Vec<Value> = messages
         .iter()
         .map(|message| {

@@ -76,7 +76,7 @@ pub(crate) fn body(request: &Request<'_>) -> String {
 }
 
 /// Messages serialized exactly as [`message`] renders them (a test compares the two).
-struct Messages<'a>(&'a [Message]);
+struct Messages<'a>(&'a [std::sync::Arc<Message>]);
 
 impl serde::Serialize for Messages<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -458,7 +458,7 @@ mod tests {
 
     #[test]
     fn the_body_writes_messages_as_message_renders_them() {
-        let messages = vec![
+        let messages: Vec<std::sync::Arc<Message>> = [
             Message {
                 role: Role::User,
                 parts: vec![
@@ -495,7 +495,9 @@ mod tests {
                     },
                 ],
             },
-        ];
+        ]
+        .map(std::sync::Arc::new)
+        .into();
         let request = Request {
             model: "claude-sonnet-4-5",
             system: Some("be brief"),
@@ -505,7 +507,7 @@ mod tests {
             reasoning: None,
         };
         let body: Value = serde_json::from_str(&body(&request)).unwrap();
-        let rendered: Vec<Value> = messages.iter().map(message).collect();
+        let rendered: Vec<Value> = messages.iter().map(|m| message(m)).collect();
         assert_eq!(body["messages"], Value::Array(rendered));
         assert_eq!(body["system"], "be brief");
         assert_eq!(body["stream"], true);

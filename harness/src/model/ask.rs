@@ -30,10 +30,10 @@ pub(crate) async fn ask(
     max_tokens: u32,
     timeout: Duration,
 ) -> Asked {
-    let messages = [Message {
+    let messages = [std::sync::Arc::new(Message {
         role: Role::User,
         parts: vec![Part::Text(question)],
-    }];
+    })];
     let request = Request {
         model,
         system: Some(system),

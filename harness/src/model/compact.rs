@@ -2,6 +2,8 @@
 //! conversation so far ([`request`]), and the user message a compacted conversation starts
 //! from ([`resumed`]).
 
+use std::sync::Arc;
+
 use super::{Message, Part, Role};
 
 /// What the model is asked after its conversation so far.
@@ -17,14 +19,14 @@ pub(crate) const RESUMED: &str =
 
 /// The messages of the summary request: the conversation so far, then [`INSTRUCTION`] (in
 /// the last user message when the conversation ends with one).
-pub(crate) fn request(mut messages: Vec<Message>) -> Vec<Message> {
+pub(crate) fn request(mut messages: Vec<Arc<Message>>) -> Vec<Arc<Message>> {
     let instruction = Part::Text(INSTRUCTION.to_owned());
     match messages.last_mut() {
-        Some(last) if last.role == Role::User => last.parts.push(instruction),
-        _ => messages.push(Message {
+        Some(last) if last.role == Role::User => Arc::make_mut(last).parts.push(instruction),
+        _ => messages.push(Arc::new(Message {
             role: Role::User,
             parts: vec![instruction],
-        }),
+        })),
     }
     messages
 }
@@ -44,14 +46,14 @@ mod tests {
             role: Role::User,
             parts: vec![Part::Text(text.into())],
         };
-        let asked = request(vec![user("hi")]);
+        let asked = request(vec![Arc::new(user("hi"))]);
         assert_eq!(asked.len(), 1);
         assert_eq!(asked[0].parts.len(), 2);
         let assistant = Message {
             role: Role::Assistant,
             parts: vec![Part::Text("done".into())],
         };
-        let asked = request(vec![user("hi"), assistant]);
+        let asked = request(vec![Arc::new(user("hi")), Arc::new(assistant)]);
         assert_eq!(asked.len(), 3);
         assert_eq!(asked[2].parts, vec![Part::Text(INSTRUCTION.into())]);
     }

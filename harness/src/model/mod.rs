@@ -129,7 +129,7 @@ pub(crate) struct Request<'a> {
     pub(crate) system: Option<&'a str>,
     pub(crate) max_tokens: u32,
     pub(crate) tools: &'a [ToolSpec],
-    pub(crate) messages: &'a [Message],
+    pub(crate) messages: &'a [std::sync::Arc<Message>],
     /// Thinking, effort and speed from the agent's model config (`None`: none sent).
     pub(crate) reasoning: Option<reasoning::Reasoning>,
 }
