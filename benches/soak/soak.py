@@ -13,10 +13,11 @@ threads. Operations, in a fixed rotation at `--rate` per second in all:
 - `retire`: when more than `--sessions` are open, the oldest idle one is deleted.
 
 Each sample also reads the server's `/metrics` memory figures, to say where the resident set
-goes: jemalloc's `allocated` (the live heap of everything written in Rust) and `resident` (that
-plus pages the allocator keeps), the anonymous memory outside jemalloc (RocksDB's C++ heap in
-the C library's `malloc`, thread stacks), and RocksDB's memtables, block cache, table readers and
-SST files.
+goes: the file-backed part (mostly the binary's own code pages, which the kernel reads in as
+code first runs and drops under memory pressure) and the anonymous part (the heaps and stacks);
+jemalloc's `allocated` (the live heap of everything written in Rust) and `resident` (that plus
+pages the allocator keeps; an upper bound: it counts pages never touched); RocksDB's memtables,
+block cache, table readers and SST files (RocksDB's C++ heap is the C library's `malloc`).
 
 It stops by itself after `--minutes` (at most 30). The exit status is 1 when any operation
 failed; when, once the load is over and its sessions are deleted, the server holds more sockets
@@ -91,7 +92,7 @@ def proc_status(pid: int) -> dict[str, int]:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             name, _, value = line.partition(":")
-            if name in ("VmRSS", "RssAnon", "Threads"):
+            if name in ("VmRSS", "RssAnon", "RssFile", "Threads"):
                 fields[name] = int(value.split()[0])
     fds = os.listdir(f"/proc/{pid}/fd")
     fields["fds"] = len(fds)
@@ -331,7 +332,7 @@ def soak(
     samples = []
     started = time.monotonic()
     columns = [
-        "minute", "RSS MiB", "allocated MiB", "jemalloc resident MiB", "anon outside jemalloc MiB",
+        "minute", "RSS MiB", "RSS file MiB", "RSS anon MiB", "allocated MiB", "jemalloc resident MiB",
         "memtables MiB", "block cache MiB", "table readers MiB", "SST files", "WAL MiB",
         "open files", "threads", "ops/s", "p50 ms", "p99 ms", "slowest op p99", "errors",
     ]  # fmt: skip
@@ -348,9 +349,10 @@ def soak(
         sample = {
             "minute": round((time.monotonic() - started) / 60, 2),
             "rss_mib": round(status["VmRSS"] / 1024, 1),
+            "rss_file_mib": round(status["RssFile"] / 1024, 1),
+            "rss_anon_mib": round(status["RssAnon"] / 1024, 1),
             "allocated_mib": round(memory.get("je_allocated", 0.0), 2),
             "je_resident_mib": round(memory.get("je_resident", 0.0), 1),
-            "anon_outside_je_mib": round(status["RssAnon"] / 1024 - memory.get("je_resident", 0.0), 1),
             "memtables_mib": round(memory.get("rocks_memtable", 0.0), 1),
             "block_cache_mib": round(memory.get("rocks_block_cache_usage", 0.0), 1),
             "table_readers_mib": round(memory.get("rocks_table_readers", 0.0), 2),
