@@ -68,12 +68,15 @@ def binary() -> str:
     raise SystemExit("managed-agents binary not found: build it or set MANAGED_AGENTS_BIN")
 
 
-def spawn(args: list[str], marker: str, stream: str, env: Optional[dict[str, str]] = None) -> tuple[subprocess.Popen[str], str]:
-    """Starts a child and waits for the line starting with `marker` on `stream` (its URL)."""
+def spawn(
+    args: list[str], marker: str, stream: str, env: Optional[dict[str, str]] = None, log: Any = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[str], str]:
+    """Starts a child and waits for the line starting with `marker` on `stream` (its URL); its
+    other stream goes to `log`."""
     proc = subprocess.Popen(
         args,
-        stdout=subprocess.PIPE if stream == "stdout" else subprocess.DEVNULL,
-        stderr=subprocess.PIPE if stream == "stderr" else subprocess.DEVNULL,
+        stdout=subprocess.PIPE if stream == "stdout" else log,
+        stderr=subprocess.PIPE if stream == "stderr" else log,
         text=True,
         env=env,
     )
@@ -199,7 +202,7 @@ class Soak:
                     if event.type == "session.status_idle":
                         break
                     if event.type in ("session.error", "session.status_terminated"):
-                        raise RuntimeError(f"turn failed: {seen}")
+                        raise RuntimeError(f"turn failed: {seen}: {getattr(event, 'error', event)}")
             if expect not in seen:
                 raise RuntimeError(f"no {expect} in {seen}")
         finally:
@@ -257,6 +260,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--sessions", type=int, default=24, help="sessions kept open")
     parser.add_argument("--json", type=Path, help="also write the samples here")
+    parser.add_argument("--server-log", type=Path, help="write the server's log (warnings and errors) here")
     parser.add_argument("--serve-arg", action="append", default=[], help="an extra flag for `serve` (repeatable)")
     args = parser.parse_args()
     minutes = min(args.minutes, MAX_MINUTES)
@@ -269,11 +273,13 @@ def main() -> int:
         env = dict(os.environ, MANAGED_AGENTS_BOOTSTRAP_KEY=key, MANAGED_AGENTS_RUNNER="on", MANAGED_AGENTS_LOG="warn")
         for name in ("MANAGED_AGENTS_LISTEN", "MANAGED_AGENTS_STORAGE", "MANAGED_AGENTS_DATA_DIR"):
             env.pop(name, None)
+        log = args.server_log.open("w") if args.server_log else subprocess.DEVNULL
         server, url = spawn(
             [binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(base / "data"), *args.serve_arg],
             "listening on ",
             "stdout",
             env,
+            log,
         )
         mock, mock_url = spawn([binary(), "mock-model", "--listen", "127.0.0.1:0"], "mock model listening on ", "stderr")
         try:

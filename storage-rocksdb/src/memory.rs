@@ -57,7 +57,6 @@ pub(crate) fn read(db: &DB) -> Result<Memory, Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::{Options, RocksStore};
     use futures::executor::block_on;
     use managed_agents_core::storage::{Append, Expected, Store, StreamId};
