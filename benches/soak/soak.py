@@ -12,11 +12,20 @@ threads. Operations, in a fixed rotation at `--rate` per second in all:
 - `list`: the session's events (`limit=100`);
 - `retire`: when more than `--sessions` are open, the oldest idle one is deleted.
 
+Each sample also reads the server's `/metrics` memory figures, to say where the resident set
+goes: the file-backed part (mostly the binary's own code pages, which the kernel reads in as
+code first runs and drops under memory pressure) and the anonymous part (the heaps and stacks);
+jemalloc's `allocated` (the live heap of everything written in Rust) and `resident` (that plus
+pages the allocator keeps; an upper bound: it counts pages never touched); RocksDB's memtables,
+block cache, table readers and SST files (RocksDB's C++ heap is the C library's `malloc`).
+
 It stops by itself after `--minutes` (at most 30). The exit status is 1 when any operation
-failed, or when, once the load is over and its sessions are deleted, the server holds more
-sockets and pipes than before it (a leak of streams, sandboxes or connections); memory is
-reported, not judged (it is noisy), with the growth between the first sample after warm-up and
-the last.
+failed; when, once the load is over and its sessions are deleted, the server holds more sockets
+and pipes than before it (a leak of streams, sandboxes or connections); or when the live heap
+grew over the second half of the run by more than the noise bound ([`heap_growth`]: the least-
+squares trend of jemalloc's `allocated` across the second half's samples, projected over that
+half, against `max(2 MiB, 10 %)` of its level). The resident set is reported, not judged: it
+also holds RocksDB's memtables, which fill and flush, and pages the allocators keep.
 
     "$(scripts/sdk-env.sh)/bin/python" benches/soak/soak.py --minutes 30 --rate 20   # the README run
     "$(scripts/sdk-env.sh)/bin/python" benches/soak/soak.py --minutes 2 --interval 20 # CI's run
@@ -39,6 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import anthropic
+import httpx
 
 ROLE = "sandbox0.managed_agents.role"
 BASE_URL = "sandbox0.managed_agents.llm_base_url"
@@ -58,12 +68,15 @@ def binary() -> str:
     raise SystemExit("managed-agents binary not found: build it or set MANAGED_AGENTS_BIN")
 
 
-def spawn(args: list[str], marker: str, stream: str, env: Optional[dict[str, str]] = None) -> tuple[subprocess.Popen[str], str]:
-    """Starts a child and waits for the line starting with `marker` on `stream` (its URL)."""
+def spawn(
+    args: list[str], marker: str, stream: str, env: Optional[dict[str, str]] = None, log: Any = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[str], str]:
+    """Starts a child and waits for the line starting with `marker` on `stream` (its URL); its
+    other stream goes to `log`."""
     proc = subprocess.Popen(
         args,
-        stdout=subprocess.PIPE if stream == "stdout" else subprocess.DEVNULL,
-        stderr=subprocess.PIPE if stream == "stderr" else subprocess.DEVNULL,
+        stdout=subprocess.PIPE if stream == "stdout" else log,
+        stderr=subprocess.PIPE if stream == "stderr" else log,
         text=True,
         env=env,
     )
@@ -82,7 +95,7 @@ def proc_status(pid: int) -> dict[str, int]:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             name, _, value = line.partition(":")
-            if name in ("VmRSS", "Threads"):
+            if name in ("VmRSS", "RssAnon", "RssFile", "Threads"):
                 fields[name] = int(value.split()[0])
     fds = os.listdir(f"/proc/{pid}/fd")
     fields["fds"] = len(fds)
@@ -102,6 +115,36 @@ def wal_mib(data_dir: Path) -> float:
     """The size of RocksDB's write-ahead logs: what its memtables hold until the next flush
     (RSS grows with it, up to the write buffer size, and drops back after a flush)."""
     return round(sum(p.stat().st_size for p in (data_dir / "db").glob("*.log")) / (1 << 20), 1)
+
+
+def memory_figures(url: str) -> dict[str, float]:
+    """The `/metrics` memory gauges (`managed_agents_jemalloc_*`, `managed_agents_rocksdb_*`)
+    by their name without the prefix, in MiB (the SST file count as is)."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    figures = {}
+    for line in text.splitlines():
+        for prefix, short in (("managed_agents_jemalloc_", "je_"), ("managed_agents_rocksdb_", "rocks_")):
+            if line.startswith(prefix):
+                name, _, value = line.partition(" ")
+                key = short + name[len(prefix) :].removesuffix("_bytes")
+                figures[key] = float(value) if key == "rocks_sst_files" else float(value) / (1 << 20)
+    return figures
+
+
+def heap_growth(samples: list[dict[str, Any]]) -> tuple[float, float]:
+    """The live heap's growth over the second half of the run and the noise bound it is held to,
+    in MiB: the least-squares slope of jemalloc's `allocated` over the second half's samples
+    times that half's length (a steady leak shows in full; one busy sample moves it little), and
+    `max(2 MiB, 10 % of the half's mean)` (turns in flight, sessions opening and closing)."""
+    half = samples[len(samples) // 2 :]
+    if len(half) < 2:
+        return 0.0, float("inf")
+    xs = [s["minute"] for s in half]
+    ys = [s["allocated_mib"] for s in half]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / spread if spread else 0.0
+    return slope * (xs[-1] - xs[0]), max(2.0, 0.1 * my)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -159,7 +202,7 @@ class Soak:
                     if event.type == "session.status_idle":
                         break
                     if event.type in ("session.error", "session.status_terminated"):
-                        raise RuntimeError(f"turn failed: {seen}")
+                        raise RuntimeError(f"turn failed: {seen}: {getattr(event, 'error', event)}")
             if expect not in seen:
                 raise RuntimeError(f"no {expect} in {seen}")
         finally:
@@ -217,6 +260,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--sessions", type=int, default=24, help="sessions kept open")
     parser.add_argument("--json", type=Path, help="also write the samples here")
+    parser.add_argument("--server-log", type=Path, help="write the server's log (warnings and errors) here")
     parser.add_argument("--serve-arg", action="append", default=[], help="an extra flag for `serve` (repeatable)")
     args = parser.parse_args()
     minutes = min(args.minutes, MAX_MINUTES)
@@ -229,11 +273,13 @@ def main() -> int:
         env = dict(os.environ, MANAGED_AGENTS_BOOTSTRAP_KEY=key, MANAGED_AGENTS_RUNNER="on", MANAGED_AGENTS_LOG="warn")
         for name in ("MANAGED_AGENTS_LISTEN", "MANAGED_AGENTS_STORAGE", "MANAGED_AGENTS_DATA_DIR"):
             env.pop(name, None)
+        log = args.server_log.open("w") if args.server_log else subprocess.DEVNULL
         server, url = spawn(
             [binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(base / "data"), *args.serve_arg],
             "listening on ",
             "stdout",
             env,
+            log,
         )
         mock, mock_url = spawn([binary(), "mock-model", "--listen", "127.0.0.1:0"], "mock model listening on ", "stderr")
         try:
@@ -291,18 +337,32 @@ def soak(
         thread.start()
     samples = []
     started = time.monotonic()
-    print("| minute | RSS MiB | WAL MiB | open files | threads | ops/s | p50 ms | p99 ms | slowest op p99 | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    columns = [
+        "minute", "RSS MiB", "RSS file MiB", "RSS anon MiB", "allocated MiB", "jemalloc resident MiB",
+        "memtables MiB", "block cache MiB", "table readers MiB", "SST files", "WAL MiB",
+        "open files", "threads", "ops/s", "p50 ms", "p99 ms", "slowest op p99", "errors",
+    ]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
     # A window is sampled while at least a second of the run is left (no sliver at the end).
     while deadline - time.monotonic() > 1.0:
         stop.wait(min(args.interval, deadline - time.monotonic()))
         latencies, done, errors = state.window()
         status = proc_status(server.pid)
+        memory = memory_figures(url)
         every = [v for values in latencies.values() for v in values]
         slowest = max(latencies.items(), key=lambda kv: percentile(kv[1], 0.99), default=("-", []))
         sample = {
             "minute": round((time.monotonic() - started) / 60, 2),
             "rss_mib": round(status["VmRSS"] / 1024, 1),
+            "rss_file_mib": round(status["RssFile"] / 1024, 1),
+            "rss_anon_mib": round(status["RssAnon"] / 1024, 1),
+            "allocated_mib": round(memory.get("je_allocated", 0.0), 2),
+            "je_resident_mib": round(memory.get("je_resident", 0.0), 1),
+            "memtables_mib": round(memory.get("rocks_memtable", 0.0), 1),
+            "block_cache_mib": round(memory.get("rocks_block_cache_usage", 0.0), 1),
+            "table_readers_mib": round(memory.get("rocks_table_readers", 0.0), 2),
+            "sst_files": int(memory.get("rocks_sst_files", 0)),
             "wal_mib": wal_mib(data_dir),
             "fds": status["fds"],
             "threads": status["Threads"],
@@ -337,8 +397,24 @@ def soak(
     warm = samples[1] if len(samples) > 1 else samples[0]
     growth = (samples[-1]["rss_mib"] - warm["rss_mib"]) / warm["rss_mib"] * 100
     print(f"RSS after warm-up {warm['rss_mib']} MiB, at the end {samples[-1]['rss_mib']} MiB ({growth:+.1f} %)")
+    heap, bound = heap_growth(samples)
+    print(
+        f"live heap (jemalloc allocated) after warm-up {warm['allocated_mib']} MiB, at the end "
+        f"{samples[-1]['allocated_mib']} MiB; its trend over the second half {heap:+.2f} MiB (noise bound {bound:.1f} MiB)"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"samples": samples, "before": before, "after": after, "errors": state.errors}))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "samples": samples,
+                    "before": before,
+                    "after": after,
+                    "errors": state.errors,
+                    "heap_growth_mib": heap,
+                    "heap_noise_bound_mib": bound,
+                }
+            )
+        )
     failed = False
     if state.errors:
         print(f"{len(state.errors)} operations failed; the first ones:")
@@ -347,6 +423,9 @@ def soak(
         failed = True
     if after["sockets_pipes"] > before["sockets_pipes"] + 4:
         print(f"the server holds {after['sockets_pipes'] - before['sockets_pipes']} more sockets and pipes than before the load")
+        failed = True
+    if heap > bound:
+        print(f"the live heap grew {heap:.2f} MiB over the second half of the run, beyond the noise bound of {bound:.1f} MiB")
         failed = True
     print("soak: " + ("FAILED" if failed else "ok"))
     return 1 if failed else 0

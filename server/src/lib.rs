@@ -22,6 +22,7 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod objects;
 pub mod pagination;

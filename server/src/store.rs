@@ -7,7 +7,7 @@ use managed_agents_core::storage::{
 };
 use managed_agents_storage_memory::MemoryStore;
 use managed_agents_storage_postgres::PostgresStore;
-use managed_agents_storage_rocksdb::{Options, RocksStore, Stats};
+use managed_agents_storage_rocksdb::{Memory, Options, RocksStore, Stats};
 
 /// One of the storage backends.
 #[derive(Clone)]
@@ -54,6 +54,15 @@ impl AnyStore {
         match self {
             AnyStore::Memory(_) | AnyStore::Postgres(_) => None,
             AnyStore::Rocks(store) => Some(store.stats()),
+        }
+    }
+
+    /// RocksDB's own memory figures, for RocksDB (`None` otherwise, or when they cannot be
+    /// read: the database is closed).
+    pub fn rocks_memory(&self) -> Option<Memory> {
+        match self {
+            AnyStore::Memory(_) | AnyStore::Postgres(_) => None,
+            AnyStore::Rocks(store) => store.memory().ok(),
         }
     }
 }

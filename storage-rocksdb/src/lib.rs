@@ -28,6 +28,7 @@
 mod db;
 mod handle;
 mod keys;
+mod memory;
 mod stats;
 mod writer;
 
@@ -44,6 +45,7 @@ use managed_agents_core::storage::{
     Store, StreamId, Subscription, Version,
 };
 
+pub use memory::Memory;
 pub use stats::{Stats, BUCKETS};
 
 use async_lock::Semaphore;
@@ -223,6 +225,11 @@ impl RocksStore {
     /// The writer's group-commit counters since the store was opened.
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot()
+    }
+
+    /// RocksDB's own memory figures (memtables, block cache, table readers, SST files).
+    pub fn memory(&self) -> Result<Memory, Error> {
+        memory::read(&*self.db()?)
     }
 
     /// Writes the memtables out as SST files (the WAL already made every acknowledged append

@@ -93,6 +93,17 @@ def test_metrics_cover_requests_store_streams_sessions_turns_models_tools_and_sa
     assert "managed_agents_runner_queue_depth" in found
     # The door's decisions.
     assert "managed_agents_egress_requests_total" in found
+    # Memory: jemalloc's figures (the live heap holds at least the turn's state) in their
+    # order, and RocksDB's bounded caches with their bound (the server's default, 32 MiB).
+    allocated = value(found, "managed_agents_jemalloc_allocated_bytes")
+    assert 0 < allocated <= value(found, "managed_agents_jemalloc_active_bytes")
+    assert value(found, "managed_agents_jemalloc_active_bytes") <= value(found, "managed_agents_jemalloc_resident_bytes")
+    for name in ("metadata", "mapped", "retained"):
+        assert f"managed_agents_jemalloc_{name}_bytes" in found
+    assert value(found, "managed_agents_rocksdb_block_cache_capacity_bytes") == 32 << 20
+    assert value(found, "managed_agents_rocksdb_memtable_bytes") > 0
+    for name in ("block_cache_usage_bytes", "block_cache_pinned_bytes", "table_readers_bytes", "sst_files"):
+        assert f"managed_agents_rocksdb_{name}" in found
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:

@@ -49,6 +49,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(stats) = state.store.stats() {
         text.push_str(&crate::metrics::render_store(&stats));
     }
+    // Memory, to tell live heap from allocator retention and RocksDB's bounded caches.
+    text.push_str(&crate::memory::render_allocator());
+    if let Some(memory) = state.store.rocks_memory() {
+        text.push_str(&crate::memory::render_rocksdb(&memory));
+    }
     if let Some(door) = &state.runner.door {
         text.push_str(&door.counters().render());
     }
