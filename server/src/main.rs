@@ -262,7 +262,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     })
     .await
     .context("serving")?;
-    if runner.is_some() {
+    if let Some(runner) = &runner {
+        // Other runners over the same database take this one's sessions over now rather than
+        // when its leases lapse.
+        let released = runner.release_leases().await;
+        if released > 0 {
+            tracing::info!(released, "session leases released");
+        }
         // Workspace images are mounted again on their next use.
         let unmounted = workspaces.unmount_all();
         tracing::info!(unmounted, "workspace images unmounted");

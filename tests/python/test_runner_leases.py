@@ -8,6 +8,8 @@ lease lasting 3 s. Official SDK, real servers, real sandboxes, the mock model.
 - SIGSTOP the node running a turn until the other has taken the session over and finished its
   turn, then SIGCONT it: its tool call completes and its late append is refused (the log holds
   the successor's claim), so the log never shows the stale runner's result.
+- SIGTERM (an orderly stop, a rolling restart) releases the node's leases: with leases of ten
+  minutes, the other node still takes the cut turn over at once.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ LEASE_SECONDS = "3"
 class Pair:
     """Two runner nodes over one cluster and one data directory."""
 
-    def __init__(self, base: Path, extra_args: Sequence[str] = ()) -> None:
+    def __init__(self, base: Path, extra_args: Sequence[str] = (), lease_seconds: str = LEASE_SECONDS) -> None:
         searchable(base)
         self.base = base
         self.key = new_key()
@@ -54,7 +56,7 @@ class Pair:
                     self.key,
                     base / f"node-{name}.log",
                     runner=True,
-                    args=["--runner-lease-seconds", LEASE_SECONDS, *extra_args],
+                    args=["--runner-lease-seconds", lease_seconds, *extra_args],
                     cluster=self.cluster,
                 )
                 self.nodes.append(node.start())
@@ -248,3 +250,25 @@ def test_an_interrupt_sent_through_the_other_node_stops_the_turn(pair: Pair, moc
     assert len(results) == 1 and results[0].is_error, types(events)
     assert "session.status_rescheduled" not in types(events)
     wait_for(lambda: pair.running("sleep 62") is None, timeout=30)
+
+
+def test_an_orderly_stop_hands_its_sessions_over_at_once(tmp_path: Path, mock: MockModel) -> None:
+    pair = Pair(tmp_path / "pair", lease_seconds="600")
+    try:
+        h = harness_on(pair.nodes[0], mock)
+        session = h.session()
+        send(h, session.id, bash("sleep 63"))
+        wait_for(lambda: "agent.tool_use" in types(h.events(session.id)))
+        running = wait_for(lambda: pair.running("sleep 63"), timeout=60)
+        h.client = pair.other(running).client()
+        before = len(h.events(session.id))
+        assert running.stop_server() == 0
+        assert "session leases released" in running.log_path.read_text()
+        # Far sooner than the 600 s lease: the released lease is taken at once.
+        events = settled_after(h, session.id, before, timeout=60)
+        after = types(events)[before:]
+        assert after[:3] == ["agent.tool_result", "session.status_rescheduled", "session.status_running"], after
+        assert stop_type(events[-1]) == "end_turn"
+        assert "session.error" not in types(events)
+    finally:
+        pair.stop()

@@ -51,6 +51,9 @@ pub(super) async fn take<S: Store, X>(
     let Some(leasing) = &inner.options.leasing else {
         return Ok(Lease(None));
     };
+    if inner.stopping.load(Ordering::SeqCst) {
+        return Err(NotTaken);
+    }
     let name = fence::lease_name(id);
     let grant = match inner.store.lease(&name, &leasing.holder, leasing.ttl).await {
         Ok(Some(grant)) => {
@@ -77,6 +80,7 @@ pub(super) async fn take<S: Store, X>(
         id.clone(),
         grant.token,
         lost.clone(),
+        inner.stopping.clone(),
     ));
     Ok(Lease(Some(Held {
         name,
@@ -144,6 +148,31 @@ pub(super) async fn sweep_parked<S: Store, X>(inner: &Inner<S, X>) {
     }
 }
 
+/// Stops taking and renewing leases and releases every lease held (see
+/// [`super::Runner::release_leases`]); how many.
+pub(super) async fn release_all<S: Store, X>(inner: &Inner<S, X>) -> usize {
+    let Some(leasing) = &inner.options.leasing else {
+        return 0;
+    };
+    inner.stopping.store(true, Ordering::SeqCst);
+    lock(&inner.parked).clear();
+    let held: Vec<SessionId> = lock(&inner.leases).keys().cloned().collect();
+    let mut released = 0;
+    for id in held {
+        match inner
+            .store
+            .release(&fence::lease_name(&id), &leasing.holder)
+            .await
+        {
+            Ok(()) => released += 1,
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "cannot release the session's lease")
+            }
+        }
+    }
+    released
+}
+
 /// Forgets refusals too old to matter (sessions that stopped running are never asked about
 /// again).
 pub(super) fn forget_old_refusals<S, X>(inner: &Inner<S, X>) {
@@ -160,11 +189,15 @@ async fn renew<S: Store>(
     id: SessionId,
     token: u64,
     lost: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
 ) {
     let period = leasing.ttl / 3;
     let mut current = token;
     loop {
         tokio::time::sleep(period).await;
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
         match store.lease(&name, &leasing.holder, leasing.ttl).await {
             Ok(Some(grant)) if grant.token == current => {}
             Ok(Some(grant)) => {

@@ -148,6 +148,8 @@ struct Inner<S, X> {
     /// With [`Options::leasing`]: leases kept while the session's agent process waits on a
     /// confirmation (see [`lease`]).
     parked: Mutex<HashMap<SessionId, lease::Parked>>,
+    /// Shutting down: no lease is taken or renewed ([`Runner::release_leases`]).
+    stopping: Arc<AtomicBool>,
 }
 
 impl<S, X> Inner<S, X> {
@@ -250,6 +252,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 leases: Mutex::new(HashMap::new()),
                 refused: Mutex::new(HashMap::new()),
                 parked: Mutex::new(HashMap::new()),
+                stopping: Arc::new(AtomicBool::new(false)),
             }),
         }
     }
@@ -415,6 +418,14 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 }
             })
             .boxed()
+    }
+
+    /// Orderly shutdown with [`Options::leasing`]: takes no lease and renews none from now on,
+    /// and releases every lease this runner holds, so other runners take its sessions over at
+    /// once instead of when the leases lapse (a turn still running here is fenced from the
+    /// successor's first write on). Returns how many leases it released.
+    pub async fn release_leases(&self) -> usize {
+        lease::release_all(&self.inner).await
     }
 
     /// Whether any session task is running (for tests and orderly shutdown).
