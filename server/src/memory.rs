@@ -6,10 +6,10 @@
 //! allocation; RocksDB's C++ allocations go through the C library's `malloc` (tikv-jemallocator
 //! prefixes its symbols) and show only in RocksDB's own figures and in the resident set.
 
-use std::fmt::Write;
-
 use managed_agents_storage_rocksdb::Memory;
 use tikv_jemalloc_ctl::{epoch, stats};
+
+use crate::metrics::sample;
 
 /// jemalloc's statistics, in bytes, as of one refresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,8 @@ pub fn render_allocator() -> String {
             figures.retained,
         ),
     ] {
-        gauge(&mut out, &format!("managed_agents_jemalloc_{name}_bytes"), help, value as u64);
+        let name = format!("managed_agents_jemalloc_{name}_bytes");
+        sample(&mut out, &name, "gauge", help, value);
     }
     out
 }
@@ -129,16 +130,9 @@ pub fn render_rocksdb(memory: &Memory) -> String {
             memory.sst_files,
         ),
     ] {
-        gauge(&mut out, name, help, value);
+        sample(&mut out, name, "gauge", help, value);
     }
     out
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! Every label value is escaped as the text format requires ([`escape`]).
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt::{Display, Write};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -250,10 +250,7 @@ impl Metrics {
             ),
         ];
         for (name, kind, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+            sample(&mut out, name, kind, help, value);
         }
         let name = "managed_agents_quota_refusals_total";
         let _ = writeln!(
@@ -266,6 +263,15 @@ impl Metrics {
         }
         out
     }
+}
+
+/// One sample of an unlabelled metric `name` of `kind` (`counter`, `gauge`) with its `# HELP`
+/// and `# TYPE` lines, in the text exposition format.
+pub(crate) fn sample(out: &mut String, name: &str, kind: &str, help: &str, value: impl Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 /// A label value as the text exposition format requires (one escaping for every family the
@@ -299,10 +305,7 @@ pub fn render_store(stats: &managed_agents_storage_rocksdb::Stats) -> String {
             stats.events,
         ),
     ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
+        sample(&mut out, name, "counter", help, value);
     }
     let name = "managed_agents_store_batch_size";
     let _ = writeln!(
