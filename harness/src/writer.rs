@@ -163,28 +163,34 @@ pub(crate) struct Leased {
     pub(crate) token: u64,
 }
 
-impl Leased {
-    /// Decides with `decide` on `state` under this lease: refused with the successor's token
-    /// before anything is decided when another runner has claimed the stream, else the
-    /// decided records, with this runner's claim first when it has not claimed it yet.
-    fn decide<E>(
-        &self,
-        state: &SessionState,
-        now: Timestamp,
-        decide: impl FnOnce() -> Result<Vec<SessionRecord>, E>,
-    ) -> Result<Result<Vec<SessionRecord>, E>, u64> {
-        let claim = match fence::check(state, &self.holder, self.token, now) {
-            Fence::Held => None,
-            Fence::Claim(claim) => Some(*claim),
-            Fence::Lost { by } => return Err(by),
-        };
-        Ok(decide().map(|mut records| {
-            if let (Some(claim), false) = (claim, records.is_empty()) {
-                records.insert(0, claim);
-            }
-            records
-        }))
+/// Decides with `decide` on `state` under `leased` (when the runner holds a lease): when another
+/// runner has claimed the stream nothing is decided, `lost` gets the successor's token and no
+/// record is returned; else the decided records, with this runner's claim first when it has not
+/// claimed the stream yet. Without a lease, `decide` alone.
+fn decide_leased<E>(
+    leased: Option<&Leased>,
+    state: &SessionState,
+    now: Timestamp,
+    lost: &mut Option<u64>,
+    decide: impl FnOnce() -> Result<Vec<SessionRecord>, E>,
+) -> Result<Vec<SessionRecord>, E> {
+    *lost = None;
+    let Some(leased) = leased else {
+        return decide();
+    };
+    let claim = match fence::check(state, &leased.holder, leased.token, now) {
+        Fence::Held => None,
+        Fence::Claim(claim) => Some(*claim),
+        Fence::Lost { by } => {
+            *lost = Some(by);
+            return Ok(Vec::new());
+        }
+    };
+    let mut records = decide()?;
+    if let (Some(claim), false) = (claim, records.is_empty()) {
+        records.insert(0, claim);
     }
+    Ok(records)
 }
 
 /// [`log::write`] under `leased` (when the runner holds a lease): the decided records begin
@@ -203,17 +209,9 @@ where
 {
     let mut lost = None;
     let written = log::write(store, id, head, |folded| {
-        lost = None;
-        let Some(leased) = leased else {
-            return decide(folded);
-        };
-        match leased.decide(folded.as_ref(), Timestamp::now(), || decide(folded)) {
-            Ok(decided) => decided,
-            Err(by) => {
-                lost = Some(by);
-                Ok(Vec::new())
-            }
-        }
+        decide_leased(leased, folded.as_ref(), Timestamp::now(), &mut lost, || {
+            decide(folded)
+        })
     })
     .await?;
     match lost {
@@ -352,17 +350,12 @@ impl<S: Store> Writer<S> {
                     return Ok(Vec::new());
                 }
                 let now = Timestamp::now();
-                let mut decide_now = || decide(state, &logged.records, now, &mut Fresh(now));
-                let Some(leased) = &self.leased else {
-                    return decide_now();
-                };
-                match leased.decide(state, now, decide_now) {
-                    Ok(decided) => decided,
-                    Err(by) => {
-                        stop = Some(Stop::Fenced(by));
-                        Ok(Vec::new())
-                    }
-                }
+                let mut lost = None;
+                let decided = decide_leased(self.leased.as_ref(), state, now, &mut lost, || {
+                    decide(state, &logged.records, now, &mut Fresh(now))
+                });
+                stop = lost.map(Stop::Fenced);
+                decided
             })
             .await;
             return match (written, stop) {
