@@ -800,12 +800,27 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         loop {
             *retries = attempt;
             let start = EventId::generate(Timestamp::now());
-            self.writer
-                .record(Step::ModelRequestStart(start.clone()))
-                .await?;
+            // The request is sent while its span's start is appended (the append does not
+            // wait for the model, nor the model for the fsync); its answer is read only once
+            // the span is in the log, so every preview and record follows it. A request the
+            // append refuses (an interrupt, a lost lease) is dropped with its connection.
+            let deadline = tokio::time::Instant::now() + self.options.request_timeout;
+            let opening =
+                tokio::time::timeout_at(deadline, model::open(self.http, self.endpoint, request));
+            let (recorded, opened) = tokio::join!(
+                self.writer.record(Step::ModelRequestStart(start.clone())),
+                interruptible(&self.interrupted, opening),
+            );
+            recorded?;
             self.writer.mark("span_started");
             *open_span = Some(start.clone());
-            let result = interruptible(&self.interrupted, self.stream(request)).await?;
+            let result = match opened? {
+                Ok(Ok(opened)) => {
+                    interruptible(&self.interrupted, self.stream(opened, deadline)).await?
+                }
+                Ok(Err(failure)) => Err(failure),
+                Err(_) => Err(self.timed_out()),
+            };
             let failure = match result {
                 Ok(streamed) => return Ok(Some((start, streamed))),
                 Err(failure) => failure,
@@ -856,8 +871,25 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         }
     }
 
-    /// Streams one response, publishing previews.
-    async fn stream(&self, request: &Request<'_>) -> Result<Streamed, model::Error> {
+    /// The failure of a model request that took longer than the request timeout (retried).
+    fn timed_out(&self) -> model::Error {
+        model::Error {
+            kind: ErrorKind::ModelRequestFailedError,
+            retryable: true,
+            retry_after: None,
+            message: format!(
+                "the model request timed out after {:?}",
+                self.options.request_timeout
+            ),
+        }
+    }
+
+    /// Reads an opened response by `deadline`, publishing previews.
+    async fn stream(
+        &self,
+        opened: model::Opened,
+        deadline: tokio::time::Instant,
+    ) -> Result<Streamed, model::Error> {
         let session = self.writer.id().clone();
         let message_id = EventId::generate(Timestamp::now());
         let mut thinking_ids = Vec::new();
@@ -905,22 +937,10 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 }
             }
         };
-        let response = tokio::time::timeout(
-            self.options.request_timeout,
-            model::stream(self.http, self.endpoint, request, &mut progress),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(model::Error {
-                kind: ErrorKind::ModelRequestFailedError,
-                retryable: true,
-                retry_after: None,
-                message: format!(
-                    "the model request timed out after {:?}",
-                    self.options.request_timeout
-                ),
-            })
-        })?;
+        let response =
+            tokio::time::timeout_at(deadline, model::read(opened, self.endpoint, &mut progress))
+                .await
+                .unwrap_or_else(|_| Err(self.timed_out()))?;
         Ok(Streamed {
             response,
             message_id: message_id.clone(),

@@ -355,29 +355,59 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(3600.0)))
 }
 
-/// Sends `request` to `endpoint` and streams the answer, reporting progress as it arrives.
-/// Error messages are short single lines that never contain the endpoint's token (redacted
-/// before the message is cut, so no part of it survives a cut).
+/// Sends `request` to `endpoint` and streams the answer, reporting progress as it arrives
+/// ([`open`], then [`read`]).
 pub(crate) async fn stream(
     http: &reqwest::Client,
     endpoint: &Endpoint,
     request: &Request<'_>,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Response, Error> {
-    send(http, endpoint, request, progress)
+    let opened = open(http, endpoint, request).await?;
+    read(opened, endpoint, progress).await
+}
+
+/// A model request whose answer began: a 200 response whose stream is still to be read.
+pub(crate) struct Opened {
+    response: reqwest::Response,
+}
+
+/// Sends `request` to `endpoint` and waits for the answer's status: a failure status is an
+/// [`Error`] (with `retry-after`), a 200 an [`Opened`] stream for [`read`]. Error messages
+/// are short single lines that never contain the endpoint's token (redacted before the message
+/// is cut, so no part of it survives a cut).
+pub(crate) async fn open(
+    http: &reqwest::Client,
+    endpoint: &Endpoint,
+    request: &Request<'_>,
+) -> Result<Opened, Error> {
+    send(http, endpoint, request)
         .await
-        .map_err(|mut e| {
-            e.message = excerpt(&redact(e.message, endpoint.token.as_deref()));
-            e
-        })
+        .map_err(|e| clean(e, endpoint))
+}
+
+/// Reads an [`open`]ed answer to the end, reporting progress as it arrives (errors as
+/// [`open`]'s).
+pub(crate) async fn read(
+    opened: Opened,
+    endpoint: &Endpoint,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Response, Error> {
+    receive(opened.response, endpoint, progress)
+        .await
+        .map_err(|e| clean(e, endpoint))
+}
+
+fn clean(mut e: Error, endpoint: &Endpoint) -> Error {
+    e.message = excerpt(&redact(e.message, endpoint.token.as_deref()));
+    e
 }
 
 async fn send(
     http: &reqwest::Client,
     endpoint: &Endpoint,
     request: &Request<'_>,
-    progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<Response, Error> {
+) -> Result<Opened, Error> {
     let base = endpoint.base_url.trim_end_matches('/');
     let (url, body) = match endpoint.provider {
         Provider::Anthropic => (format!("{base}/v1/messages"), anthropic::body(request)),
@@ -414,6 +444,14 @@ async fn send(
         let body = read_capped(response, MAX_ERROR_BODY, ERROR_BODY_TIMEOUT).await;
         return Err(Error::status(status, after, &body));
     }
+    Ok(Opened { response })
+}
+
+async fn receive(
+    response: reqwest::Response,
+    endpoint: &Endpoint,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Response, Error> {
     let mut bytes = response.bytes_stream();
     let mut decoder = sse::Decoder::default();
     let mut state: Box<dyn Accumulator> = match endpoint.provider {

@@ -63,6 +63,7 @@
 
 mod kept;
 mod lease;
+mod prepare;
 pub(crate) mod setup;
 
 use std::collections::HashMap;
@@ -807,11 +808,18 @@ async fn turn<S: Store, X: Sandbox>(
         tx,
     )));
 
-    let confirmations = match writer.start().await {
-        Ok(confirmations) => {
-            writer.mark("started");
-            confirmations
-        }
+    // The turn's start is appended while the session is made ready for it (neither waits
+    // for the other); a failure to get ready is recorded after the start.
+    let state = writer.state().clone();
+    let leased = writer.leased().cloned();
+    let starting = async {
+        let started = writer.start().await;
+        writer.mark("started");
+        started
+    };
+    let (started, prepared) = tokio::join!(starting, prepare::prepare(inner, &id, &state, leased));
+    let confirmations = match started {
+        Ok(confirmations) => confirmations,
         Err(Halt::Interrupted) => {
             return writer
                 .finish(Vec::new(), End::end_turn(turn::ABANDONED))
@@ -819,124 +827,14 @@ async fn turn<S: Store, X: Sandbox>(
         }
         Err(gone) => return Err(gone),
     };
-
-    let created = writer.state().config.clone();
-    let Some(created) = created else {
-        return Err(Halt::Gone("session without configuration".into()));
-    };
-    let agent = match setup::agent(&writer.state().agent) {
-        Ok(agent) => agent,
-        Err(message) => return writer.fail(message).await,
-    };
-    let (engine, endpoint) = match setup::llm(
-        &inner.store,
-        inner.secrets.as_ref(),
-        &inner.options,
-        &created,
-    )
-    .await
-    {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            let message = "this session has no LLM vault: attach a vault whose metadata has \
-                               sandbox0.managed_agents.role = llm and a static_bearer credential \
-                               without mcp_server_url holding the model API key"
-                .to_owned();
-            return writer.fail(message).await;
-        }
-        Err(message) => return writer.fail(message).await,
-    };
-    if let Engine::Unavailable(name) = &engine {
-        let message = format!(
-            "the {name:?} engine is not available on this server yet; set the LLM vault's \
-             sandbox0.managed_agents.engine to native, openai-agents, claude or codex"
-        );
-        return writer.fail(message).await;
-    }
-    // A child thread works in its session's workspace.
-    let workspace_of = writer
-        .state()
-        .thread_of
-        .as_ref()
-        .map_or_else(|| id.clone(), |(session, _)| session.clone());
-    let workspace = match inner.options.workspaces.create(workspace_of.as_str()).await {
-        Ok(workspace) => workspace,
-        Err(e) => {
-            let message = format!("the session workspace cannot be prepared: {e}");
-            return writer.fail(message).await;
-        }
-    };
-    let mut credentials = None;
-    // The agent CLI's model requests are traced under this turn while it runs.
-    let mut _gateway_trace = None;
-    let network = match &inner.options.door {
-        Some(door) => {
-            let state = writer.state();
-            let mut session =
-                setup::door(&inner.store, &id, &created, &state.agent, &state.resources).await;
-            if let Some(interception) = &inner.options.interception {
-                // Vault credentials injected on the way out (door::credentials).
-                match crate::door::credentials::SessionCredentials::load(
-                    inner.store.clone(),
-                    inner.secrets.clone(),
-                    interception.clone(),
-                    &created.vault_ids,
-                )
-                .await
-                {
-                    Ok(loaded) => {
-                        // And the session's repository tokens (attach::repos clones with them).
-                        let loaded = loaded.with_repositories(&id, &writer.state().resources);
-                        credentials = Some(loaded.clone());
-                        session = session.with_inject(Arc::new(loaded));
-                    }
-                    Err(message) => return writer.fail(message).await,
-                }
-            }
-            if matches!(engine, Engine::Claude | Engine::Codex) {
-                // The agent CLI's only way to a model.
-                let leased = writer.leased().cloned();
-                let gateway = setup::gateway(
-                    &inner.store,
-                    &inner.secrets,
-                    &inner.options,
-                    &created,
-                    leased,
-                );
-                _gateway_trace = Some(gateway.trace_under_current());
-                session = session.with_local(crate::door::gateway::PREFIX, Arc::new(gateway));
-            }
-            match door.register(session, &workspace) {
-                Ok(network) => network,
-                Err(e) => {
-                    let message = format!("the session's network door cannot be opened: {e}");
-                    return writer.fail(message).await;
-                }
-            }
-        }
-        None => Network::Isolated,
-    };
-    let state = writer.state().clone();
-    let Some(snapshot) = state.agent.clone() else {
-        return Err(Halt::Gone("session without an agent".into()));
-    };
-    let attach = attach::Context {
-        store: &inner.store,
-        secrets: &inner.secrets,
-        options: &inner.options,
-        sandbox: &inner.sandbox,
-        session: &id,
-        created: &created,
-        state: &state,
-        agent: &snapshot,
-        network: &network,
-        engine: &engine,
-    };
-    let attached = match attach::prepare(&attach, workspace).await {
-        Ok(attached) => attached,
-        Err(message) => return writer.fail(message).await,
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(prepare::Unprepared::Failed(message)) => return writer.fail(message).await,
+        Err(prepare::Unprepared::Gone(why)) => return Err(Halt::Gone(why)),
     };
     writer.mark("prepared");
+    let attach = prepared.context(inner, &id, &state);
+    let attached = &prepared.attached;
     for error in &attached.errors {
         writer.record(Step::Error(error.clone())).await?;
     }
@@ -946,17 +844,17 @@ async fn turn<S: Store, X: Sandbox>(
     let ended = engine_turn(
         inner,
         writer,
-        engine.clone(),
-        endpoint,
-        &agent,
-        &attached,
-        network.clone(),
-        credentials,
+        prepared.engine.clone(),
+        prepared.endpoint.clone(),
+        &prepared.agent,
+        attached,
+        prepared.network.clone(),
+        prepared.credentials.clone(),
         rx,
         confirmations,
     )
     .await;
-    attach::finish(&attach, &attached).await;
+    attach::finish(&attach, attached).await;
     ended
 }
 
