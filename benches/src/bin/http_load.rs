@@ -472,6 +472,13 @@ async fn latency(storage: &str) -> Result<()> {
         "GET /events?limit=100 (session of 1,001 events)",
         &mut listed,
     );
+    // The page a client reads most: the latest 200 of a long session (issue 12, item 7).
+    let list = format!("/v1/sessions/{long}/events?limit=200&order=desc");
+    let mut listed = time_sequential(n, 20, |_| api.get(&list)).await?;
+    row(
+        "GET /events?limit=200&order=desc (session of 1,001 events)",
+        &mut listed,
+    );
     Ok(())
 }
 

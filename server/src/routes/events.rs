@@ -27,7 +27,7 @@ use crate::auth::Auth;
 use crate::body;
 use crate::error::{Error, Result};
 use crate::extract::Id;
-use crate::pagination::{self, Page};
+use crate::pagination::{self, RawPage};
 use crate::query::Query;
 use crate::session;
 use crate::state::AppState;
@@ -41,26 +41,9 @@ const FIRST_READ: usize = 16;
 /// The most bytes of serialized events one list page carries.
 pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Counts what is written to it.
-struct Counter(usize);
-
-impl std::io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The length of `event` as JSON.
-fn json_len(event: &Event) -> Result<usize> {
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, event)
-        .map_err(|e| Error::Internal(format!("rendering an event: {e}")))?;
-    Ok(counter.0)
+/// `event` as JSON.
+fn to_json(event: &Event) -> Result<Vec<u8>> {
+    serde_json::to_vec(event).map_err(|e| Error::Internal(format!("rendering an event: {e}")))
 }
 
 /// The event routes.
@@ -234,7 +217,7 @@ async fn list(
     auth: Auth,
     Id(id): Id<SessionId>,
     query: Query,
-) -> Result<Json<Page<Event>>> {
+) -> Result<RawPage> {
     let head = session::load(&state, &auth, &id).await?;
     list_of(&state, &id, head, &query).await
 }
@@ -245,7 +228,7 @@ pub(crate) async fn list_of(
     id: &SessionId,
     head: managed_agents_core::session::heads::Head,
     query: &Query,
-) -> Result<Json<Page<Event>>> {
+) -> Result<RawPage> {
     let order = pagination::order(query, Order::Asc)?;
     let limit = query.limit(1000, 1000)?;
     let types = query.all("types");
@@ -260,7 +243,7 @@ pub(crate) async fn list_of(
     // Walk the log from the cursor in the requested order, one store page at a time, until one
     // match more than the limit (or the byte cap) is found (it only tells that another page
     // exists).
-    let mut page: Vec<(u64, Event)> = Vec::with_capacity(limit.min(1000));
+    let mut page: Vec<(u64, Vec<u8>)> = Vec::with_capacity(limit.min(1000));
     let mut bytes = 0;
     let mut more = false;
     let mut read = FIRST_READ;
@@ -300,13 +283,17 @@ pub(crate) async fn list_of(
             if !at.is_some_and(|t| range.contains(t)) {
                 continue;
             }
-            let size = json_len(&event)?;
-            if page.len() == limit || (!page.is_empty() && bytes + size > PAGE_BYTES) {
+            if page.len() == limit {
                 more = true;
                 break 'walk;
             }
-            bytes += size;
-            page.push((stored.version, event));
+            let json = to_json(&event)?;
+            if !page.is_empty() && bytes + json.len() > PAGE_BYTES {
+                more = true;
+                break 'walk;
+            }
+            bytes += json.len();
+            page.push((stored.version, json));
         }
         next = match (order, batch.last()) {
             (Order::Asc, Some(last)) => last.version + 1,
@@ -320,8 +307,8 @@ pub(crate) async fn list_of(
                 .map(|(v, _)| pagination::event_cursor(order, *v))
         })
         .flatten();
-    Ok(Json(Page {
-        data: page.into_iter().map(|(_, e)| e).collect(),
+    Ok(RawPage {
+        items: page.into_iter().map(|(_, json)| json).collect(),
         next_page,
-    }))
+    })
 }

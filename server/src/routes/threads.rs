@@ -12,7 +12,6 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use managed_agents_core::event::Event;
 use managed_agents_core::ids::{SessionId, ThreadId};
 use managed_agents_core::session::thread::STATUSES;
 use managed_agents_core::session::SessionState;
@@ -22,7 +21,7 @@ use serde_json::Value;
 use crate::auth::Auth;
 use crate::error::{Error, Result};
 use crate::extract::Id;
-use crate::pagination::Page;
+use crate::pagination::{Page, RawPage};
 use crate::query::Query;
 use crate::session;
 use crate::state::AppState;
@@ -140,7 +139,7 @@ async fn events(
     Id(id): Id<SessionId>,
     Id(thread): Id<ThreadId>,
     query: Query,
-) -> Result<Json<Page<Event>>> {
+) -> Result<RawPage> {
     let (stream, head) = session::load_thread(&state, &auth, &id, &thread).await?;
     super::events::list_of(&state, &stream, head, &query).await
 }
