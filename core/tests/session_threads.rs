@@ -1058,3 +1058,42 @@ fn a_child_interrupted_alone_leaves_the_session_idle_on_the_others_or_running() 
     assert_eq!(state.shown_status().as_str(), "running");
     assert!(state.threads_idle.is_none());
 }
+
+#[test]
+fn a_childs_custom_tool_call_idles_the_session_and_its_result_runs_it_again() {
+    let mut given = coordinator();
+    given.push(tool_use("d1"));
+    start(&mut given, 1);
+    let custom = match custom_use("k1") {
+        SessionRecord::Event(event) => event,
+        SessionRecord::Fact(_) => unreachable!(),
+    };
+    assert_eq!(
+        stepped(
+            &mut given,
+            ThreadStep::Waiting {
+                thread: child_id(1),
+                agent_name: "reviewer".into(),
+                calls: vec![custom],
+            }
+        ),
+        [
+            "agent.custom_tool_use",
+            "session.thread_status_idle",
+            "idle(requires_action:k1)"
+        ]
+    );
+    assert_eq!(fold(given.iter()).shown_status().as_str(), "idle");
+    // The result is the child's: it runs again, and the session with it.
+    assert_eq!(
+        sent(&mut given, vec![p_custom("k1")]),
+        [
+            "user.custom_tool_result@now",
+            "running",
+            "session.thread_status_running"
+        ]
+    );
+    let state = fold(given.iter());
+    assert_eq!(state.shown_status().as_str(), "running");
+    assert!(state.inputs.is_empty() && state.cross_posted.is_empty());
+}

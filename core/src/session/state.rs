@@ -789,18 +789,6 @@ impl SessionState {
         }
     }
 
-    /// The child threads with calls cross-posted here and not answered yet, each once, in the
-    /// order of their calls.
-    pub fn waiting_children(&self) -> Vec<ThreadId> {
-        let mut threads: Vec<ThreadId> = Vec::new();
-        for thread in self.cross_posted.values() {
-            if !threads.contains(thread) {
-                threads.push(thread.clone());
-            }
-        }
-        threads
-    }
-
     fn cross_post(&mut self, event: &Event, thread: Option<&ThreadId>) {
         if let Some(thread) = thread {
             self.cross_posted.insert(event.id.clone(), thread.clone());
