@@ -1097,3 +1097,17 @@ fn a_childs_custom_tool_call_idles_the_session_and_its_result_runs_it_again() {
     assert_eq!(state.shown_status().as_str(), "running");
     assert!(state.inputs.is_empty() && state.cross_posted.is_empty());
 }
+
+#[test]
+fn answers_may_echo_the_childs_thread_as_the_docs_ask() {
+    for answer in [
+        json!({"type": "user.tool_confirmation", "tool_use_id": "sevt_c1", "result": "allow", "session_thread_id": "sthr_child1"}),
+        json!({"type": "user.custom_tool_result", "custom_tool_use_id": "sevt_c1", "content": [], "session_thread_id": "sthr_child1"}),
+    ] {
+        let parsed = params(answer);
+        // Not part of what the request is remembered by (idempotency keys).
+        assert!(!serde_json::to_string(&parsed)
+            .expect("json")
+            .contains("session_thread_id"));
+    }
+}

@@ -252,6 +252,7 @@ fn expire_actions(
                 custom_tool_use_id: id.clone(),
                 content: Some(vec![ContentBlock::text(message.clone())]),
                 is_error: Some(true),
+                session_thread_id: None,
             }),
             _ => EventParams::UserToolConfirmation(ToolConfirmationParams {
                 tool_use_id: id.clone(),

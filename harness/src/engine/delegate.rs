@@ -778,6 +778,7 @@ async fn answers<S: Store>(ctx: &Ctx<'_, S>, p: &Prepared, from: Version) -> Str
                     custom_tool_use_id: r.custom_tool_use_id,
                     content: r.content,
                     is_error: r.is_error,
+                    session_thread_id: None,
                 })
             }
             Body::UserInterrupt(i) if i.session_thread_id.as_ref() == Some(thread) => {
