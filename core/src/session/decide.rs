@@ -147,11 +147,10 @@ pub fn decide(
                 .unwrap_or_default())
         }
         Command::Archive | Command::Delete if state.threads_idle.is_some() => {
-            Err(Rejection::Conflict(
-                "the session waits on its threads' tool calls with its turn open; answer them \
-                 or interrupt it first"
-                    .into(),
-            ))
+            Err(Rejection::Conflict(format!(
+                "{}; answer the calls it waits on or interrupt it first",
+                state.turn_open().unwrap_or_default()
+            )))
         }
         Command::Archive if busy => Err(Rejection::Conflict(format!(
             "the session is {}; interrupt it before archiving",

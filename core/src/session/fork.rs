@@ -38,10 +38,10 @@ pub fn records(
             created.id
         )));
     }
-    if matches!(state.status, Status::Running | Status::Rescheduling) {
+    if let Some(why) = state.turn_open() {
         return Err(Rejection::Conflict(format!(
-            "session {} is {}; fork it once it is idle (or interrupt it first)",
-            created.id, state.status
+            "session {}: {why}; fork it once its turn is over (or interrupt it first)",
+            created.id
         )));
     }
     let end = match at {

@@ -312,6 +312,18 @@ impl SessionState {
         }
     }
 
+    /// Why a change that needs the session's turn to be over is refused now: it runs, or it is
+    /// idle on its threads with its turn open (`None` when no turn is open).
+    pub fn turn_open(&self) -> Option<String> {
+        if self.threads_idle.is_some() {
+            return Some(
+                "the session is idle on its threads' tool calls, with its turn still open".into(),
+            );
+        }
+        matches!(self.status, Status::Running | Status::Rescheduling)
+            .then(|| format!("the session is {}", self.status))
+    }
+
     /// Whether a `session.status_idle` with `stop_reason` is the session going idle on its
     /// threads: its turn is open and the idle names only calls cross-posted from its child
     /// threads.
