@@ -12,7 +12,7 @@
 
 use super::record::{Created, Fact, SessionRecord};
 use super::rejection::Rejection;
-use super::state::{fold, Status};
+use super::state::fold;
 use crate::ids::{EventId, SessionId};
 use crate::time::Timestamp;
 use crate::validate::{self, METADATA_MAX_PAIRS};
@@ -40,7 +40,7 @@ pub fn records(
     }
     if let Some(why) = state.turn_open() {
         return Err(Rejection::Conflict(format!(
-            "session {}: {why}; fork it once its turn is over (or interrupt it first)",
+            "session {}: {why}; fork it once its turn is over and it is idle (or interrupt it first)",
             created.id
         )));
     }
