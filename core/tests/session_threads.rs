@@ -153,7 +153,15 @@ fn answers_and_interrupts_for_a_child_are_routed_not_the_coordinators() {
         &mut Sequential::default(),
     )
     .expect("accepted");
-    assert_eq!(records.len(), 1);
+    // The child (and with it the session, idle on it) runs again.
+    assert_eq!(
+        records.iter().map(summarize_record).collect::<Vec<_>>(),
+        [
+            "user.tool_confirmation@now",
+            "running",
+            "session.thread_status_running"
+        ]
+    );
     let SessionRecord::Event(echo) = &records[0] else {
         panic!("an event")
     };
@@ -688,4 +696,418 @@ fn a_restart_settles_a_child_waiting_on_the_client_on_both_streams() {
         session.apply(&record);
     }
     assert!(thread::restarted_child(&session, at(5_000), &mut Sequential::default()).is_empty());
+}
+
+fn call(short: &str) -> managed_agents_core::event::Event {
+    match tool_use(short) {
+        SessionRecord::Event(event) => event,
+        SessionRecord::Fact(_) => unreachable!(),
+    }
+}
+
+fn waiting(n: usize, calls: &[&str]) -> ThreadStep {
+    ThreadStep::Waiting {
+        thread: child_id(n),
+        agent_name: "reviewer".into(),
+        calls: calls.iter().map(|c| call(c)).collect(),
+    }
+}
+
+fn replied(n: usize) -> ThreadStep {
+    ThreadStep::Replied {
+        thread: child_id(n),
+        agent_name: "reviewer".into(),
+        stop_reason: StopReason::EndTurn,
+        usage: usage(1),
+        list_cost_nanos: 0,
+        content: vec![ContentBlock::text("done")],
+    }
+}
+
+/// The records `step` appends (see [`step`]), summarized.
+fn stepped(given: &mut Vec<SessionRecord>, thread_step: ThreadStep) -> Vec<String> {
+    let before = given.len();
+    step(given, thread_step);
+    given[before..].iter().map(summarize_record).collect()
+}
+
+/// The client sends `events`: decided on `given`, appended; the records summarized.
+fn sent(
+    given: &mut Vec<SessionRecord>,
+    events: Vec<managed_agents_core::event::EventParams>,
+) -> Vec<String> {
+    let state = fold(given.iter());
+    let records = decide(
+        &state,
+        Command::Send(events),
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    )
+    .expect("accepted");
+    given.extend(records.iter().cloned());
+    records.iter().map(summarize_record).collect()
+}
+
+/// A coordinator whose two delegation calls run two children at once.
+fn two_children() -> Vec<SessionRecord> {
+    let mut given = coordinator();
+    given.push(tool_use("d1"));
+    given.push(tool_use("d2"));
+    start(&mut given, 1);
+    start(&mut given, 2);
+    given
+}
+
+#[test]
+fn a_session_whose_threads_all_wait_on_the_client_is_idle_until_one_is_answered() {
+    let mut given = two_children();
+    // One child waits, the other still works: the session runs.
+    assert_eq!(
+        stepped(&mut given, waiting(1, &["c1"])),
+        ["agent.tool_use", "session.thread_status_idle"]
+    );
+    let state = fold(given.iter());
+    assert_eq!(state.shown_status().as_str(), "running");
+    // Both wait: the session is idle, listing every waiting call; its turn stays open.
+    assert_eq!(
+        stepped(&mut given, waiting(2, &["c2"])),
+        [
+            "agent.tool_use",
+            "session.thread_status_idle",
+            "idle(requires_action:c1,c2)"
+        ]
+    );
+    let state = fold(given.iter());
+    assert_eq!(state.shown_status().as_str(), "idle");
+    assert_eq!(state.status.as_str(), "running");
+    assert_eq!(state.render(at(6_000)).expect("rendered")["status"], "idle");
+    let primary = ThreadId::primary_of(&SessionId::parse("sesn_01test").expect("id"));
+    assert_eq!(
+        state.render_thread(&primary, at(6_000)).expect("thread")["status"],
+        "idle"
+    );
+    assert_eq!(
+        state.catalog_entry().expect("entry").status.as_deref(),
+        Some(managed_agents_core::session::IDLE_ON_THREADS)
+    );
+    assert!(state.pending_actions.is_empty() && !state.needs_turn());
+    // No pending-action deadline of the session's own: each child's calls have theirs.
+    assert!(state
+        .action_deadline(std::time::Duration::from_secs(1))
+        .is_none());
+    // An idle on threads does not end the turn.
+    assert!(turn::turn_started(&given));
+    // Archiving or deleting it is refused while its turn is open.
+    for command in [Command::Archive, Command::Delete] {
+        assert!(decide(&state, command, at(6_000), &mut Sequential::default()).is_err());
+    }
+
+    // The second child's call is answered first: that child, and the session, run again.
+    assert_eq!(
+        sent(&mut given, vec![p_confirm("c2", "allow")]),
+        [
+            "user.tool_confirmation@now",
+            "running",
+            "session.thread_status_running"
+        ]
+    );
+    let state = fold(given.iter());
+    assert_eq!(state.shown_status().as_str(), "running");
+    assert_eq!(state.running_children(), 1);
+    // The coordinator sees it running already: its resume records nothing more.
+    assert!(stepped(
+        &mut given,
+        ThreadStep::Resumed {
+            thread: child_id(2),
+            agent_name: "reviewer".into()
+        }
+    )
+    .is_empty());
+    // The second child is done while the first still waits: idle again, on the first alone.
+    assert_eq!(
+        stepped(&mut given, replied(2)),
+        [
+            "session.thread_status_idle",
+            "usage(sthr_child2)",
+            "agent.thread_message_received",
+            "idle(requires_action:c1)"
+        ]
+    );
+    assert_eq!(fold(given.iter()).shown_status().as_str(), "idle");
+    assert_eq!(
+        sent(&mut given, vec![p_confirm("c1", "deny")]),
+        [
+            "user.tool_confirmation@now",
+            "running",
+            "session.thread_status_running"
+        ]
+    );
+    // The last child done, nothing waits: the coordinator's turn goes on, and ends.
+    assert_eq!(
+        stepped(&mut given, replied(1)),
+        [
+            "session.thread_status_idle",
+            "usage(sthr_child1)",
+            "agent.thread_message_received"
+        ]
+    );
+    let state = fold(given.iter());
+    assert_eq!(state.shown_status().as_str(), "running");
+    let end = turn::finish(
+        &state,
+        Vec::new(),
+        turn::End::end_turn("x"),
+        at(7_000),
+        &mut Sequential::default(),
+    )
+    .expect("finished");
+    assert_eq!(
+        end.last().map(summarize_record).as_deref(),
+        Some("idle(end_turn)")
+    );
+}
+
+#[test]
+fn answering_part_of_a_childs_calls_keeps_the_session_idle_on_the_rest() {
+    let mut given = coordinator();
+    given.push(tool_use("d1"));
+    start(&mut given, 1);
+    assert_eq!(
+        stepped(&mut given, waiting(1, &["c1", "c2"])),
+        [
+            "agent.tool_use",
+            "agent.tool_use",
+            "session.thread_status_idle",
+            "idle(requires_action:c1,c2)"
+        ]
+    );
+    assert_eq!(
+        sent(&mut given, vec![p_confirm("c1", "allow")]),
+        ["user.tool_confirmation@now", "idle(requires_action:c2)"]
+    );
+    let state = fold(given.iter());
+    assert_eq!(state.shown_status().as_str(), "idle");
+    assert_eq!(state.threads_idle, Some(vec![eid("c2")]));
+    assert_eq!(
+        sent(&mut given, vec![p_confirm("c2", "allow")]),
+        [
+            "user.tool_confirmation@now",
+            "running",
+            "session.thread_status_running"
+        ]
+    );
+}
+
+#[test]
+fn a_child_resumed_by_the_pending_action_timeout_runs_the_session_again() {
+    let mut given = coordinator();
+    given.push(tool_use("d1"));
+    start(&mut given, 1);
+    stepped(&mut given, waiting(1, &["c1"]));
+    // The timeout answered on the child's own stream: nothing came through the session.
+    assert_eq!(
+        stepped(
+            &mut given,
+            ThreadStep::Resumed {
+                thread: child_id(1),
+                agent_name: "reviewer".into()
+            }
+        ),
+        ["running", "session.thread_status_running"]
+    );
+    let state = fold(given.iter());
+    assert_eq!(state.shown_status().as_str(), "running");
+    assert!(state.cross_posted.is_empty() && state.threads_idle.is_none());
+}
+
+#[test]
+fn an_interrupt_of_a_session_idle_on_its_threads_reaches_its_open_turn() {
+    let mut given = two_children();
+    stepped(&mut given, waiting(1, &["c1"]));
+    stepped(&mut given, waiting(2, &["c2"]));
+    // Not a wait cancelled at once (as for a session's own calls): the turn ends it.
+    assert_eq!(
+        sent(&mut given, vec![p_interrupt()]),
+        ["user.interrupt@now"]
+    );
+    let state = fold(given.iter());
+    assert!(state.interrupt.is_some());
+    // The coordinator settles its children: no idle on threads in between.
+    assert_eq!(
+        stepped(&mut given, replied(1)),
+        [
+            "session.thread_status_idle",
+            "usage(sthr_child1)",
+            "agent.thread_message_received"
+        ]
+    );
+    stepped(&mut given, replied(2));
+    let state = fold(given.iter());
+    let ended = turn::interrupt(&state, None, at(7_000), &mut Sequential::default())
+        .expect("the turn ends");
+    assert_eq!(
+        ended.last().map(summarize_record).as_deref(),
+        Some("idle(end_turn)")
+    );
+    ended.iter().for_each(|r| given.push(r.clone()));
+    let state = fold(given.iter());
+    assert_eq!(state.shown_status().as_str(), "idle");
+    assert!(state.threads_idle.is_none() && state.interrupt.is_none());
+}
+
+#[test]
+fn a_restart_while_the_session_is_idle_on_its_threads_settles_its_turn() {
+    let mut given = two_children();
+    stepped(&mut given, waiting(1, &["c1"]));
+    stepped(&mut given, waiting(2, &["c2"]));
+    let state = fold(given.iter());
+    let records = turn::recover(
+        &state,
+        &given,
+        turn::Resume::FromLog,
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    )
+    .expect("recovered")
+    .expect("something to write");
+    assert_eq!(
+        records.iter().map(summarize_record).collect::<Vec<_>>(),
+        [
+            "session.thread_status_idle",
+            "session.thread_status_idle",
+            "agent.tool_result",
+            "agent.tool_result",
+            "session.status_rescheduled",
+            "internal.turn_restarted"
+        ]
+    );
+    records.iter().for_each(|r| given.push(r.clone()));
+    let state = fold(given.iter());
+    assert!(state.threads_idle.is_none() && state.cross_posted.is_empty());
+    assert_eq!(state.shown_status().as_str(), "rescheduling");
+    assert!(state.needs_turn());
+    // Without a way to go on, the turn ends.
+    let mut given = two_children();
+    stepped(&mut given, waiting(1, &["c1"]));
+    stepped(&mut given, waiting(2, &["c2"]));
+    let state = fold(given.iter());
+    let records = turn::recover(
+        &state,
+        &given,
+        turn::Resume::No,
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    )
+    .expect("recovered")
+    .expect("something to write");
+    assert_eq!(
+        records.last().map(summarize_record).as_deref(),
+        Some("idle(end_turn)")
+    );
+}
+
+#[test]
+fn an_open_workflow_run_keeps_the_session_running_while_its_threads_wait() {
+    let mut given = mid_workflow();
+    let state = fold(given.iter());
+    let running: Vec<ThreadId> = state
+        .children
+        .iter()
+        .filter(|c| c.running)
+        .map(|c| c.id.clone())
+        .collect();
+    for (n, thread) in running.iter().enumerate() {
+        let short = format!("w{n}");
+        let records = stepped(
+            &mut given,
+            ThreadStep::Waiting {
+                thread: thread.clone(),
+                agent_name: "reviewer".into(),
+                calls: vec![call(&short)],
+            },
+        );
+        assert!(
+            !records.iter().any(|r| r.starts_with("idle(")),
+            "{records:?}"
+        );
+    }
+    assert_eq!(fold(given.iter()).shown_status().as_str(), "running");
+}
+
+#[test]
+fn a_child_interrupted_alone_leaves_the_session_idle_on_the_others_or_running() {
+    let mut given = two_children();
+    stepped(&mut given, waiting(1, &["c1"]));
+    stepped(&mut given, waiting(2, &["c2"]));
+    let interrupt = params(json!({"type": "user.interrupt", "session_thread_id": "sthr_child1"}));
+    assert_eq!(sent(&mut given, vec![interrupt]), ["user.interrupt@now"]);
+    assert!(fold(given.iter()).interrupt.is_none());
+    // The child's calls closed, it replies: the session is idle on the other one alone.
+    assert_eq!(
+        stepped(&mut given, replied(1)).last().map(String::as_str),
+        Some("idle(requires_action:c2)")
+    );
+    let interrupt = params(json!({"type": "user.interrupt", "session_thread_id": "sthr_child2"}));
+    sent(&mut given, vec![interrupt]);
+    // None waits any more: the coordinator goes on, the session runs.
+    assert_eq!(
+        stepped(&mut given, replied(2)).last().map(String::as_str),
+        Some("running")
+    );
+    let state = fold(given.iter());
+    assert_eq!(state.shown_status().as_str(), "running");
+    assert!(state.threads_idle.is_none());
+}
+
+#[test]
+fn a_childs_custom_tool_call_idles_the_session_and_its_result_runs_it_again() {
+    let mut given = coordinator();
+    given.push(tool_use("d1"));
+    start(&mut given, 1);
+    let custom = match custom_use("k1") {
+        SessionRecord::Event(event) => event,
+        SessionRecord::Fact(_) => unreachable!(),
+    };
+    assert_eq!(
+        stepped(
+            &mut given,
+            ThreadStep::Waiting {
+                thread: child_id(1),
+                agent_name: "reviewer".into(),
+                calls: vec![custom],
+            }
+        ),
+        [
+            "agent.custom_tool_use",
+            "session.thread_status_idle",
+            "idle(requires_action:k1)"
+        ]
+    );
+    assert_eq!(fold(given.iter()).shown_status().as_str(), "idle");
+    // The result is the child's: it runs again, and the session with it.
+    assert_eq!(
+        sent(&mut given, vec![p_custom("k1")]),
+        [
+            "user.custom_tool_result@now",
+            "running",
+            "session.thread_status_running"
+        ]
+    );
+    let state = fold(given.iter());
+    assert_eq!(state.shown_status().as_str(), "running");
+    assert!(state.inputs.is_empty() && state.cross_posted.is_empty());
+}
+
+#[test]
+fn answers_may_echo_the_childs_thread_as_the_docs_ask() {
+    for answer in [
+        json!({"type": "user.tool_confirmation", "tool_use_id": "sevt_c1", "result": "allow", "session_thread_id": "sthr_child1"}),
+        json!({"type": "user.custom_tool_result", "custom_tool_use_id": "sevt_c1", "content": [], "session_thread_id": "sthr_child1"}),
+    ] {
+        let parsed = params(answer);
+        // Not part of what the request is remembered by (idempotency keys).
+        assert!(!serde_json::to_string(&parsed)
+            .expect("json")
+            .contains("session_thread_id"));
+    }
 }

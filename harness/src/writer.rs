@@ -111,6 +111,9 @@ pub(crate) struct Writer<S> {
     timeline: Option<Timeline>,
     /// The runner's lease on the session, when runners lease sessions.
     leased: Option<Leased>,
+    /// For a child thread's writer: its session's log folded so far
+    /// ([`Writer::thread_session`]).
+    thread_session: Option<Head<SessionState>>,
 }
 
 /// When a turn reached each stage, in µs since the runner was notified; logged at `info` on
@@ -236,6 +239,7 @@ impl<S: Store> Writer<S> {
             before_end: None,
             timeline: None,
             leased: None,
+            thread_session: None,
         }
     }
 
@@ -373,6 +377,23 @@ impl<S: Store> Writer<S> {
             "session {}: lost every append race for {ROUNDS} rounds",
             self.id
         )))
+    }
+
+    /// For a child thread's writer: the session the thread belongs to as its log is now,
+    /// caught up from where the previous call left it (a child's turn checks its session's
+    /// budget before each model request, and each check after the first reads only what was
+    /// appended since). `None` for a session's own writer, or when the log cannot be read.
+    pub(crate) async fn thread_session(&mut self) -> Option<&SessionState> {
+        let (session, _) = self.state().thread_of.clone()?;
+        let head = self.thread_session.get_or_insert_with(Head::default);
+        match stream::catch_up(&self.store, &StreamId::from(&session), head).await {
+            Ok(()) => self.thread_session.as_ref().map(|head| &head.state),
+            Err(e) => {
+                tracing::warn!(session = %session, error = %e, "cannot read the thread's session");
+                self.thread_session = None;
+                None
+            }
+        }
     }
 
     /// Whether the session's budget is spent, as of the log now (what others appended since

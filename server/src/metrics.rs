@@ -359,7 +359,11 @@ pub async fn render_sessions<S: managed_agents_core::storage::Store>(
             loop {
                 let page = store.list(&sessions).await?;
                 for session in &page.entries {
-                    let status = session.status.as_deref().unwrap_or("idle");
+                    let status = match session.status.as_deref() {
+                        // Idle on its threads: idle to clients.
+                        None | Some(managed_agents_core::session::IDLE_ON_THREADS) => "idle",
+                        Some(status) => status,
+                    };
                     // Only the statuses core knows: the label set stays closed.
                     if let Some(n) = counts.get_mut(status) {
                         *n += 1;

@@ -232,6 +232,28 @@ def waiting_call(h: Harness, session_id: str) -> Any:
     return wait_for(cross_posted)
 
 
+def since(h: Harness, session_id: str, first: str, last: str) -> list[Any]:
+    """Waits for the session's next idle after event `last`; returns its events from `first` on."""
+    h.wait_idle(session_id, last)
+    events = h.events(session_id)
+    return events[[e.id for e in events].index(first) :]
+
+
+def session_idle(h: Harness, session_id: str, after: str) -> Any:
+    """Waits until the session shows idle with a `session.status_idle` after event `after`;
+    returns that (latest) idle event."""
+
+    def idle() -> Any:
+        if h.client.beta.sessions.retrieve(session_id).status != "idle":
+            return None
+        events = h.events(session_id)
+        tail = events[[e.id for e in events].index(after) + 1 :]
+        idles = [e for e in tail if e.type == "session.status_idle"]
+        return idles[-1] if idles else None
+
+    return wait_for(idle)
+
+
 def test_a_childs_confirmation_is_answered_on_the_session(harness: Harness) -> None:
     h = harness
     coordinator, _, tester = ask_team(h)
@@ -244,7 +266,7 @@ def test_a_childs_confirmation_is_answered_on_the_session(harness: Harness) -> N
             opened.set()
             for event in stream:
                 streamed.append(event)
-                if event.type == "session.status_idle":
+                if event.type == "session.status_idle" and stop_type(event) == "end_turn":
                     return
 
     reader = threading.Thread(target=read, daemon=True)
@@ -264,11 +286,13 @@ def test_a_childs_confirmation_is_answered_on_the_session(harness: Harness) -> N
     )[-1]
     assert idle.session_thread_id == use.session_thread_id
     assert stop_type(idle) == "requires_action" and idle.stop_reason.event_ids == [use.id]
-    assert h.client.beta.sessions.retrieve(session.id).status == "running"
+    # No thread works and one waits on the client: the session is idle, listing the call.
+    waits = session_idle(h, session.id, sent[0].id)
+    assert stop_type(waits) == "requires_action" and waits.stop_reason.event_ids == [use.id]
 
     echo = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"})
     assert echo[0].session_thread_id == use.session_thread_id
-    events = h.wait_idle(session.id, sent[0].id)
+    events = since(h, session.id, sent[0].id, echo[0].id)
     assert stop_type(events[-1]) == "end_turn"
     child = thread_events(h, session.id, use.session_thread_id)
     result = [e for e in child if e.type == "agent.tool_result"][0]
@@ -285,6 +309,13 @@ def test_a_childs_confirmation_is_answered_on_the_session(harness: Harness) -> N
         "agent.thread_message_received",
     ):
         assert kind in kinds, kind
+    # The session's own statuses: idle on the child's call, running once it was answered.
+    statuses = [(e.type, stop_type(e)) for e in streamed if e.type.startswith("session.status_")]
+    assert statuses[-3:] == [
+        ("session.status_idle", "requires_action"),
+        ("session.status_running", None),
+        ("session.status_idle", "end_turn"),
+    ]
     posted = [e for e in streamed if e.type == "agent.tool_use" and e.session_thread_id]
     assert [e.id for e in posted] == [use.id]
     assert [e.session_thread_id for e in streamed if e.type == "user.tool_confirmation"] == [use.session_thread_id]
@@ -316,7 +347,7 @@ def test_several_waiting_children_are_posted_and_answered_at_once(harness: Harne
         (u.session_thread_id, (u.id,)) for u in uses
     }
     assert all(stop_type(i) == "requires_action" for i in idles)
-    assert h.client.beta.sessions.retrieve(session.id).status == "running"
+    session_idle(h, session.id, sent[0].id)
 
     # The later child is answered first; each answer reaches its own thread.
     second = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": uses[1].id, "result": "allow"})
@@ -325,7 +356,7 @@ def test_several_waiting_children_are_posted_and_answered_at_once(harness: Harne
         {"type": "user.tool_confirmation", "tool_use_id": uses[0].id, "result": "deny", "deny_message": "not now"},
     )
     assert second[0].session_thread_id == threads[1] and first[0].session_thread_id == threads[0]
-    events = h.wait_idle(session.id, sent[0].id)
+    events = since(h, session.id, sent[0].id, first[0].id)
     assert stop_type(events[-1]) == "end_turn"
     for use, thread in zip(uses, threads):
         mine = thread_events(h, session.id, thread)
@@ -340,12 +371,86 @@ def test_several_waiting_children_are_posted_and_answered_at_once(harness: Harne
     allowed = [e for e in thread_events(h, session.id, threads[1]) if e.type == "agent.tool_result"][0]
     assert denied.is_error and "not now" in text(denied)
     assert not allowed.is_error and text(allowed).strip() == "two"
-    replies = [e for e in events if e.type == "agent.thread_message_received"]
-    assert [r.from_session_thread_id for r in replies] == threads
-    assert "two" in text(replies[1])
+    replies = {e.from_session_thread_id: e for e in events if e.type == "agent.thread_message_received"}
+    assert set(replies) == set(threads)
+    assert "two" in text(replies[threads[1]])
     # Each call was cross-posted once.
     posted = [e.id for e in h.events(session.id) if e.type == "agent.tool_use" and e.session_thread_id]
     assert posted == [u.id for u in uses]
+
+
+def test_children_waiting_on_the_client_idle_the_session_and_resume_independently(harness: Harness) -> None:
+    """Two children wait on `always_ask`: the session goes idle once, listing both calls, and a
+    demanding client drives it like any `requires_action`: it answers the second call first,
+    that child runs and finishes (its delegation answered) while the first still waits, the
+    session is idle again on the first call alone, and answering it ends the turn."""
+    h = harness
+    coordinator, _, tester = ask_team(h)
+    session = h.session(agent=coordinator)
+    prompt = delegate(tester, '<<mock:tool bash {"command": "echo one"}>>') + delegate(
+        tester, '<<mock:tool bash {"command": "echo two"}>>'
+    )
+    sent = h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": prompt}]})
+
+    waits = session_idle(h, session.id, sent[0].id)
+    assert stop_type(waits) == "requires_action"
+    uses = [e for e in h.events(session.id) if e.type == "agent.tool_use" and e.session_thread_id]
+    assert len(uses) == 2 and sorted(waits.stop_reason.event_ids) == sorted(u.id for u in uses)
+    threads = [u.session_thread_id for u in uses]
+    # One session idle for both: none before the second call was posted.
+    events = h.events(session.id)
+    after = events[[e.id for e in events].index(sent[0].id) :]
+    assert [stop_type(e) for e in after if e.type == "session.status_idle"] == ["requires_action"]
+    for thread in threads:
+        assert h.client.beta.sessions.threads.retrieve(thread, session_id=session.id).status == "idle"
+    primary = h.client.beta.sessions.threads.list(session.id).data[0]
+    assert primary.parent_thread_id is None and primary.status == "idle"
+
+    # The second call first (echoing its thread, as the docs ask): the session runs at once.
+    second = h.send(
+        session.id,
+        {
+            "type": "user.tool_confirmation",
+            "tool_use_id": uses[1].id,
+            "result": "allow",
+            "session_thread_id": threads[1],
+        },
+    )
+    assert second[0].session_thread_id == threads[1]
+    assert h.client.beta.sessions.retrieve(session.id).status == "running"
+    # That child finishes while the first still waits: the session is idle on the first alone.
+    again = session_idle(h, session.id, second[0].id)
+    assert stop_type(again) == "requires_action" and again.stop_reason.event_ids == [uses[0].id]
+    mine = thread_events(h, session.id, threads[1])
+    assert stop_type(mine[-1]) == "end_turn"
+    assert [text(e).strip() for e in mine if e.type == "agent.tool_result"] == ["two"]
+    assert [e for e in thread_events(h, session.id, threads[0]) if e.type == "agent.tool_result"] == []
+    assert h.client.beta.sessions.threads.retrieve(threads[0], session_id=session.id).status == "idle"
+    # Its delegation call is answered already.
+    events = h.events(session.id)
+    answered = [e for e in events if e.type == "agent.tool_result" and threads[1] in text(e)]
+    assert len(answered) == 1 and not answered[0].is_error and "two" in text(answered[0])
+    assert not [e for e in events if e.type == "agent.tool_result" and threads[0] in text(e)]
+
+    first = h.send(session.id, {"type": "user.tool_confirmation", "tool_use_id": uses[0].id, "result": "allow"})
+    assert first[0].session_thread_id == threads[0]
+    events = since(h, session.id, sent[0].id, first[0].id)
+    assert stop_type(events[-1]) == "end_turn"
+    assert h.client.beta.sessions.retrieve(session.id).status == "idle"
+    statuses = [(e.type, stop_type(e)) for e in events if e.type.startswith("session.status_")]
+    assert statuses == [
+        ("session.status_running", None),
+        ("session.status_idle", "requires_action"),
+        ("session.status_running", None),
+        ("session.status_idle", "requires_action"),
+        ("session.status_running", None),
+        ("session.status_idle", "end_turn"),
+    ]
+    mine = thread_events(h, session.id, threads[0])
+    assert [text(e).strip() for e in mine if e.type == "agent.tool_result"] == ["one"]
+    results = [e for e in events if e.type == "agent.tool_result"]
+    # The second child's delegation was answered before the first's.
+    assert [threads[1] in text(r) for r in results] == [True, False]
 
 
 def test_a_session_interrupt_closes_every_waiting_child(harness: Harness) -> None:
@@ -362,9 +467,15 @@ def test_a_session_interrupt_closes_every_waiting_child(harness: Harness) -> Non
         return uses if len(uses) == 2 else None
 
     uses = wait_for(both_posted)
-    h.send(session.id, {"type": "user.interrupt"})
-    events = h.wait_idle(session.id, sent[0].id)
+    # Both wait: the session is idle on them, its turn open; the interrupt ends that turn.
+    waits = session_idle(h, session.id, sent[0].id)
+    assert set(waits.stop_reason.event_ids) == {u.id for u in uses}
+    interrupt = h.send(session.id, {"type": "user.interrupt"})
+    events = since(h, session.id, sent[0].id, interrupt[0].id)
     assert stop_type(events[-1]) == "end_turn"
+    assert h.client.beta.sessions.retrieve(session.id).status == "idle"
+    call_results = [e for e in events if e.type == "agent.tool_result" and not any(e.tool_use_id == u.id for u in uses)]
+    assert len(call_results) == 2 and all(r.is_error for r in call_results)
     for use in uses:
         thread = use.session_thread_id
         mine = thread_events(h, session.id, thread)
@@ -397,8 +508,9 @@ def test_interrupting_a_child_waiting_on_always_ask(harness: Harness) -> None:
     thread = use.session_thread_id
     with pytest.raises(anthropic.BadRequestError):
         h.send(session.id, {"type": "user.interrupt", "session_thread_id": "sthr_nosuchthread"})
-    h.send(session.id, {"type": "user.interrupt", "session_thread_id": thread})
-    events = h.wait_idle(session.id, sent[0].id)
+    session_idle(h, session.id, sent[0].id)
+    interrupt = h.send(session.id, {"type": "user.interrupt", "session_thread_id": thread})
+    events = since(h, session.id, sent[0].id, interrupt[0].id)
     assert stop_type(events[-1]) == "end_turn"
     idles = [e for e in events if e.type == "session.thread_status_idle" and e.session_thread_id == thread]
     assert [stop_type(e) for e in idles] == ["requires_action", "end_turn"]
@@ -584,7 +696,11 @@ def test_a_crash_while_a_child_waits_on_the_client_closes_its_calls(tmp_path: An
                 "content": [{"type": "text", "text": delegate(tester, '<<mock:tool bash {"command": "touch late"}>>')}],
             },
         )
-        return session, tester, waiting_call(h, session.id)
+        use = waiting_call(h, session.id)
+        # Killed while the session is idle on its thread, its turn open.
+        first = h.events(session.id)[0].id
+        assert session_idle(h, session.id, first).stop_reason.event_ids == [use.id]
+        return session, tester, use
 
     h, process, (session, tester, use) = across_a_crash(tmp_path, mock, before)
     try:
@@ -598,6 +714,10 @@ def test_a_crash_while_a_child_waits_on_the_client_closes_its_calls(tmp_path: An
         events = wait_for(settled)
         statuses = [stop_type(e) for e in events if e.type == "session.thread_status_idle" and e.session_thread_id == thread]
         assert statuses == ["requires_action", "end_turn"]
+        # The coordinator's delegation call was closed by the restart.
+        call = [e for e in events if e.type == "agent.tool_use" and e.name == "message_agent"][0]
+        closed = [e for e in events if e.type == "agent.tool_result" and e.tool_use_id == call.id]
+        assert len(closed) == 1 and closed[0].is_error
         child_events = thread_events(h, session.id, thread)
         closed = [e for e in child_events if e.type == "agent.tool_result"]
         assert [(c.tool_use_id, c.is_error) for c in closed] == [(use.id, True)]

@@ -26,6 +26,7 @@ from harness_support import (  # noqa: F401  (fixtures)
     text,
     tool_results,
     types,
+    wait_for,
 )
 
 TIMEOUT = 2
@@ -153,8 +154,18 @@ def test_a_child_threads_unanswered_confirmation_is_denied_too(timed: ServerProc
     session = h.session(agent=coordinator)
     message = '<<mock:tool bash {"command": "touch never.txt"}>>'
     prompt = "[[mock:tool message_agent " + json.dumps({"agent": tester.name, "message": message}) + "]]"
-    events = h.turn(session.id, prompt, timeout=TIMEOUT + 30)
-    assert stop_type(events[-1]) == "end_turn"
+    sent = h.send(session.id, {"type": "user.message", "content": [{"type": "text", "text": prompt}]})
+    # The child waits on the client: the session is idle on it until the timeout denies it.
+    waits = h.wait_idle(session.id, sent[0].id, timeout=TIMEOUT + 30)
+    assert stop_type(waits[-1]) == "requires_action"
+
+    def ended() -> Any:
+        events = h.events(session.id)
+        return events if stop_type(events[-1]) == "end_turn" else None
+
+    events = wait_for(ended, timeout=TIMEOUT + 30)
+    statuses = [e.type for e in events if e.type.startswith("session.status_")]
+    assert statuses[-3:] == ["session.status_idle", "session.status_running", "session.status_idle"]
     thread = [e for e in events if e.type == "session.thread_created"][0].session_thread_id
     child = list(h.client.beta.sessions.threads.events.list(thread, session_id=session.id, limit=1000))
     denial = [e for e in child if e.type == "user.tool_confirmation"][0]

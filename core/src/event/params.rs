@@ -152,6 +152,10 @@ pub struct CustomToolResultParams {
     /// Whether the tool failed.
     #[serde(default)]
     pub is_error: Option<bool>,
+    /// Accepted and ignored (the docs ask clients to echo it for a call cross-posted from a
+    /// child thread; SDK 2.14.0 does not send it).
+    #[serde(default, skip_serializing)]
+    pub session_thread_id: Option<ThreadId>,
 }
 
 /// `user.tool_result` params.

@@ -16,14 +16,19 @@
 //! queued (`null`) until the runner records `inputs_processed`. Then, on an idle session:
 //! resolving some but not all pending actions re-emits `session.status_idle` with the
 //! remaining ids; otherwise, if the batch brought work for a turn (anything but interrupts and
-//! system messages) and nothing is pending, `session.status_running` follows.
+//! system messages) and nothing is pending, `session.status_running` follows. Answers to calls
+//! cross-posted from child threads are the children's (echoed with the thread): a child whose
+//! calls are all answered gets `session.thread_status_running`, after `session.status_running`
+//! when the session was idle on its threads; answers that complete no child's calls re-emit
+//! that idle with the calls still waiting (see `crate::session::thread`).
 //!
 //! Resources (API section 9) change through internal facts, never public events: adding one
 //! (`file` or `github_repository`; at most 999 files; the id must be new), rotating a GitHub
 //! token (the sealed token replaces the old one and `updated_at` moves) and removing one (404
 //! for an unknown id) are refused on archived or terminated sessions.
 //!
-//! Interrupts: on a running or rescheduling session the interrupt is input the runner acts on.
+//! Interrupts: on a running or rescheduling session (or one idle on its threads, whose turn is
+//! open) the interrupt is input the runner acts on.
 //! On a session idle in `requires_action` it cancels the wait (`session.status_idle` with
 //! `end_turn` follows). On any other idle session it is a no-op that is still persisted (with
 //! `processed_at` = now), so the echoed id is a real event a client can find in the list; the
@@ -39,7 +44,7 @@ use super::state::{SessionState, Status, ToolKind};
 use super::update::{self, changes, Update};
 use crate::event::{
     self, Body, Confirmation, ContentBlock, CustomToolResultParams, Event, EventParams, StatusIdle,
-    StopReason, ToolConfirmationParams,
+    StopReason, ThreadStatus, ToolConfirmationParams,
 };
 use crate::ids::{ResourceId, ThreadId};
 use crate::pricing;
@@ -141,6 +146,12 @@ pub fn decide(
                 })
                 .unwrap_or_default())
         }
+        Command::Archive | Command::Delete if state.threads_idle.is_some() => {
+            Err(Rejection::Conflict(format!(
+                "{}; answer the calls it waits on or interrupt it first",
+                state.turn_open().unwrap_or_default()
+            )))
+        }
         Command::Archive if busy => Err(Rejection::Conflict(format!(
             "the session is {}; interrupt it before archiving",
             state.status
@@ -240,6 +251,7 @@ fn expire_actions(
                 custom_tool_use_id: id.clone(),
                 content: Some(vec![ContentBlock::text(message.clone())]),
                 is_error: Some(true),
+                session_thread_id: None,
             }),
             _ => EventParams::UserToolConfirmation(ToolConfirmationParams {
                 tool_use_id: id.clone(),
@@ -518,6 +530,8 @@ fn send(
     };
     let mut previous: Option<EventParams> = None;
     let mut work = false;
+    // Child threads whose cross-posted calls this batch answers.
+    let mut answered: Vec<ThreadId> = Vec::new();
     for (i, params) in batch.into_iter().enumerate() {
         admit(
             &sim,
@@ -530,6 +544,11 @@ fn send(
         // thread, is the child's: echoed here with the thread, relayed by the coordinator's
         // turn (see `crate::session::thread`).
         let child = routed(&sim, &params);
+        if let Some(thread) = &child {
+            if !is_interrupt(&params) && !answered.contains(thread) {
+                answered.push(thread.clone());
+            }
+        }
         let cancels_wait = child.is_none()
             && is_interrupt(&params)
             && sim.status == Status::Idle
@@ -559,6 +578,43 @@ fn send(
         );
         if cancels_wait {
             push(&mut sim, idle(ids.event(), now, StopReason::EndTurn));
+        }
+    }
+    if sim.interrupt.is_none() {
+        // A child thread whose cross-posted calls are all answered runs again: the coordinator
+        // relays the answers. The session, when it was idle on its threads, runs with it;
+        // answers that leave every child waiting re-list what still waits.
+        let resumed: Vec<&ThreadId> = answered
+            .iter()
+            .filter(|t| !sim.cross_posted.values().any(|w| w == *t))
+            .collect();
+        if !resumed.is_empty() && sim.threads_idle.is_some() {
+            push(
+                &mut sim,
+                Event::new(ids.event(), now, Body::SessionStatusRunning),
+            );
+        }
+        for thread in resumed {
+            let agent_name = sim
+                .children
+                .iter()
+                .find(|c| &c.id == thread)
+                .map(|c| c.agent_name.clone())
+                .unwrap_or_default();
+            let body = Body::SessionThreadStatusRunning(ThreadStatus {
+                session_thread_id: thread.clone(),
+                agent_name,
+            });
+            push(&mut sim, Event::new(ids.event(), now, body));
+        }
+        if let Some(waiting) = &sim.threads_idle {
+            if state.threads_idle.as_ref() != Some(waiting) {
+                let event_ids = waiting.clone();
+                push(
+                    &mut sim,
+                    idle(ids.event(), now, StopReason::RequiresAction { event_ids }),
+                );
+            }
         }
     }
     if sim.status == Status::Idle && !sim.budget_paused() {

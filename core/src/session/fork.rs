@@ -12,7 +12,7 @@
 
 use super::record::{Created, Fact, SessionRecord};
 use super::rejection::Rejection;
-use super::state::{fold, Status};
+use super::state::fold;
 use crate::ids::{EventId, SessionId};
 use crate::time::Timestamp;
 use crate::validate::{self, METADATA_MAX_PAIRS};
@@ -38,10 +38,10 @@ pub fn records(
             created.id
         )));
     }
-    if matches!(state.status, Status::Running | Status::Rescheduling) {
+    if let Some(why) = state.turn_open() {
         return Err(Rejection::Conflict(format!(
-            "session {} is {}; fork it once it is idle (or interrupt it first)",
-            created.id, state.status
+            "session {}: {why}; fork it once its turn is over and it is idle (or interrupt it first)",
+            created.id
         )));
     }
     let end = match at {

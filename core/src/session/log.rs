@@ -17,6 +17,7 @@ use crate::stream::{self, Fold, Head, Staged};
 use crate::time::Timestamp;
 
 use super::idempotency::KeyEntry;
+use super::state::IDLE_ON_THREADS;
 use super::{decide, Command, Fresh, Rejection, SessionRecord, SessionState};
 
 /// Why loading or writing a session failed.
@@ -86,7 +87,14 @@ impl SessionState {
             config.created_at,
         );
         entry.archived = self.archived_at.is_some();
-        entry.status = Some(self.status.as_str().to_owned());
+        // A session idle on its threads has a turn open: the runner's scans look for it (a
+        // restart settles it), and a `statuses[]=idle` filter includes it.
+        let status = if self.threads_idle.is_some() {
+            IDLE_ON_THREADS
+        } else {
+            self.status.as_str()
+        };
+        entry.status = Some(status.to_owned());
         entry.agent = Some((config.agent.id.to_string(), config.agent.version));
         Some(entry)
     }

@@ -29,5 +29,5 @@ pub use ids::{Fresh, IdSource, Sequential};
 pub use inputs::Inputs;
 pub use record::{Created, DecodeError, Fact, SessionRecord};
 pub use rejection::Rejection;
-pub use state::{fold, Input, InputKind, Outcome, SessionState, Status, ToolKind};
+pub use state::{fold, Input, InputKind, Outcome, SessionState, Status, ToolKind, IDLE_ON_THREADS};
 pub use update::Update;

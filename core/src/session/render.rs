@@ -88,7 +88,7 @@ impl SessionState {
         let object = Object {
             id: config.id.as_str(),
             kind: "session",
-            status: self.status.as_str(),
+            status: self.shown_status().as_str(),
             agent: self.agent.as_deref(),
             environment_id: config.environment_id.as_str(),
             title: self.title.as_deref(),

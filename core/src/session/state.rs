@@ -54,6 +54,10 @@ impl fmt::Display for Status {
     }
 }
 
+/// The catalog status of a session idle on its threads ([`SessionState::threads_idle`]): shown
+/// as `idle`, but its turn is open, so the runner's scans visit it like a running session.
+pub const IDLE_ON_THREADS: &str = "idle_on_threads";
+
 /// Which kind of tool call an open tool-use event is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolKind {
@@ -215,6 +219,13 @@ pub struct SessionState {
     pub cross_posted: BTreeMap<EventId, ThreadId>,
     /// Each child thread's usage and list cost as last recorded (`internal.thread_usage`).
     pub thread_usage: BTreeMap<ThreadId, (Usage, u64)>,
+    /// The session shows idle on its threads (API §10: no thread works and some wait on the
+    /// client): the calls cross-posted from its child threads that it lists as
+    /// `requires_action`, minus those answered since. Its own turn is still open (the
+    /// coordinator waits in its delegation calls), so `status` stays `running`;
+    /// [`SessionState::shown_status`] is what clients see. Set by a `session.status_idle`
+    /// whose `requires_action` names only cross-posted calls, cleared by the next status event.
+    pub threads_idle: Option<Vec<EventId>>,
     /// The fencing token of the runner that last claimed the session (0: none yet; see
     /// [`crate::session::fence`]).
     pub runner_token: u64,
@@ -289,6 +300,43 @@ impl SessionState {
             .as_ref()
             .and_then(pricing::cap_nanos)
             .is_some_and(|cap| self.list_cost_nanos >= cap)
+    }
+
+    /// The status clients see: `idle` while the session is idle on its threads
+    /// ([`SessionState::threads_idle`]), else [`SessionState::status`].
+    pub fn shown_status(&self) -> Status {
+        if self.threads_idle.is_some() {
+            Status::Idle
+        } else {
+            self.status
+        }
+    }
+
+    /// Why a change that needs the session's turn to be over is refused now: it runs, or it is
+    /// idle on its threads with its turn open (`None` when no turn is open).
+    pub fn turn_open(&self) -> Option<String> {
+        if self.threads_idle.is_some() {
+            return Some(
+                "the session is idle on its threads' tool calls, with its turn still open".into(),
+            );
+        }
+        matches!(self.status, Status::Running | Status::Rescheduling)
+            .then(|| format!("the session is {}", self.status))
+    }
+
+    /// Whether a `session.status_idle` with `stop_reason` is the session going idle on its
+    /// threads: its turn is open and the idle names only calls cross-posted from its child
+    /// threads.
+    fn idles_on_threads(&self, stop_reason: &StopReason) -> bool {
+        let StopReason::RequiresAction { event_ids } = stop_reason else {
+            return false;
+        };
+        !self.is_child_thread()
+            && matches!(self.status, Status::Running | Status::Rescheduling)
+            && !event_ids.is_empty()
+            && event_ids
+                .iter()
+                .all(|id| self.cross_posted.contains_key(id))
     }
 
     /// The ids of the tool-use events the session waits on.
@@ -504,12 +552,12 @@ impl SessionState {
                 }
             }
             Body::UserToolConfirmation(c) if self.cross_posted.contains_key(&c.tool_use_id) => {
-                self.cross_posted.remove(&c.tool_use_id);
+                self.answered_cross_post(&c.tool_use_id);
             }
             Body::UserCustomToolResult(r)
                 if self.cross_posted.contains_key(&r.custom_tool_use_id) =>
             {
-                self.cross_posted.remove(&r.custom_tool_use_id);
+                self.answered_cross_post(&r.custom_tool_use_id);
             }
             Body::UserToolConfirmation(c) => {
                 self.resolve(&c.tool_use_id, false);
@@ -559,6 +607,7 @@ impl SessionState {
             Body::AgentToolResult(r) => self.resolve(&r.tool_use_id, true),
             Body::AgentMcpToolResult(r) => self.resolve(&r.mcp_tool_use_id, true),
             Body::SessionStatusRunning => {
+                self.threads_idle = None;
                 self.status = Status::Running;
                 self.resume_after_budget = false;
                 self.resume_after_restart = false;
@@ -571,7 +620,15 @@ impl SessionState {
                     }
                 }
             }
+            Body::SessionStatusIdle(idle) if self.idles_on_threads(&idle.stop_reason) => {
+                // Idle on its threads: the turn stays open (see `threads_idle`).
+                self.stop_running(at);
+                if let StopReason::RequiresAction { event_ids } = &idle.stop_reason {
+                    self.threads_idle = Some(event_ids.clone());
+                }
+            }
             Body::SessionStatusIdle(idle) => {
+                self.threads_idle = None;
                 self.stop_running(at);
                 self.status = Status::Idle;
                 self.requires_action_since = match &idle.stop_reason {
@@ -592,10 +649,12 @@ impl SessionState {
                 self.resume_after_restart = false;
             }
             Body::SessionStatusRescheduled => {
+                self.threads_idle = None;
                 self.stop_running(at);
                 self.status = Status::Rescheduling;
             }
             Body::SessionStatusTerminated => {
+                self.threads_idle = None;
                 self.stop_running(at);
                 self.status = Status::Terminated;
                 self.pending_actions.clear();
@@ -685,18 +744,17 @@ impl SessionState {
             Body::SessionThreadStatusRunning(s) => {
                 self.child_running(&s.session_thread_id, true);
                 // The child runs again: what was cross-posted from it is answered.
-                self.cross_posted.retain(|_, t| *t != s.session_thread_id);
+                self.drop_cross_posted(&s.session_thread_id);
             }
             Body::SessionThreadStatusIdle(idle) => {
                 self.child_running(&idle.session_thread_id, false);
                 if !matches!(idle.stop_reason, StopReason::RequiresAction { .. }) {
-                    self.cross_posted
-                        .retain(|_, thread| *thread != idle.session_thread_id);
+                    self.drop_cross_posted(&idle.session_thread_id);
                 }
             }
             Body::SessionThreadStatusTerminated(s) => {
                 self.child_running(&s.session_thread_id, false);
-                self.cross_posted.retain(|_, t| *t != s.session_thread_id);
+                self.drop_cross_posted(&s.session_thread_id);
             }
             Body::AgentMessage(_)
             | Body::AgentThinking
@@ -723,6 +781,23 @@ impl SessionState {
     fn child_running(&mut self, thread: &ThreadId, running: bool) {
         if let Some(child) = self.children.iter_mut().find(|c| &c.id == thread) {
             child.running = running;
+        }
+    }
+
+    /// The client answered cross-posted call `id`.
+    fn answered_cross_post(&mut self, id: &EventId) {
+        self.cross_posted.remove(id);
+        if let Some(waiting) = &mut self.threads_idle {
+            waiting.retain(|w| w != id);
+        }
+    }
+
+    /// Child thread `thread` waits on the client no more.
+    fn drop_cross_posted(&mut self, thread: &ThreadId) {
+        self.cross_posted.retain(|_, t| t != thread);
+        if let Some(waiting) = &mut self.threads_idle {
+            let cross_posted = &self.cross_posted;
+            waiting.retain(|id| cross_posted.contains_key(id));
         }
     }
 

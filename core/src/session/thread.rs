@@ -168,7 +168,7 @@ impl SessionState {
             id: id.clone(),
             kind: "session_thread",
             session_id: config.id.as_str(),
-            status: self.status.as_str(),
+            status: self.shown_status().as_str(),
             agent: self.thread_agent(),
             parent_thread_id: parent.as_deref(),
             workflow_run_id: self.workflow_run_id.as_deref(),
@@ -191,7 +191,7 @@ impl SessionState {
     /// session, or the child thread a child stream is).
     pub fn thread_status(&self, id: &ThreadId) -> Option<Status> {
         let config = self.config.as_ref()?;
-        (*id == primary_id(&config.id)).then_some(self.status)
+        (*id == primary_id(&config.id)).then_some(self.shown_status())
     }
 }
 
@@ -468,6 +468,17 @@ pub enum Step {
         /// Its agent's name.
         agent_name: String,
     },
+    /// The child runs again once the client answered the calls it waited on:
+    /// `session.thread_status_running` unless the session's stream shows it running already
+    /// (`decide` records that with the answer), after `session.status_running` when the
+    /// session was idle on its threads (the answers came another way: the operator's
+    /// pending-action timeout).
+    Resumed {
+        /// The child thread.
+        thread: ThreadId,
+        /// Its agent's name.
+        agent_name: String,
+    },
     /// `session.thread_status_rescheduled`: the child retries after a transient error.
     Rescheduled {
         /// The child thread.
@@ -522,8 +533,72 @@ pub enum Step {
     },
 }
 
-/// The records of `step` on the session's stream at `now`.
+/// The records of `step` on the session's stream at `now`. After a child went idle (waiting
+/// on the client or done), when no child thread works any more, none is interrupted, no
+/// workflow run is open (a running workflow run keeps the session running) and some child
+/// waits on the client, the session goes idle on its threads: `session.status_idle` with
+/// `requires_action` listing every call cross-posted and not answered yet (its turn stays
+/// open: [`SessionState::threads_idle`]).
 pub fn records(
+    state: &SessionState,
+    step: Step,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Result<Vec<SessionRecord>, Rejection> {
+    let settles = matches!(step, Step::Waiting { .. } | Step::Replied { .. });
+    let mut records = step_records(state, step, now, ids)?;
+    if settles {
+        let mut after = state.clone();
+        for record in &records {
+            after.apply(record);
+        }
+        records.extend(idle_on_threads(state, &after, now, ids));
+    }
+    Ok(records)
+}
+
+/// What the session's status becomes once a child stopped (`before` and `after` the step),
+/// see [`records`]: idle on its threads when no thread works and some wait; when it was idle on
+/// its threads already, running again once none waits any more (a child interrupted alone:
+/// its coordinator goes on), or idle again on those still waiting.
+fn idle_on_threads(
+    before: &SessionState,
+    after: &SessionState,
+    now: Timestamp,
+    ids: &mut impl IdSource,
+) -> Option<SessionRecord> {
+    let idle = |ids: &mut dyn IdSource, event_ids: Vec<EventId>| -> SessionRecord {
+        Event::new(
+            ids.event(),
+            now,
+            Body::SessionStatusIdle(crate::event::StatusIdle {
+                stop_reason: StopReason::RequiresAction { event_ids },
+                stop_details: None,
+            }),
+        )
+        .into()
+    };
+    if after.interrupt.is_some() {
+        // The turn is ending: it settles its children, then goes idle itself.
+        return None;
+    }
+    let waiting: Vec<EventId> = after.cross_posted.keys().cloned().collect();
+    if let Some(listed) = &after.threads_idle {
+        if waiting.is_empty() {
+            return Some(Event::new(ids.event(), now, Body::SessionStatusRunning).into());
+        }
+        if before.threads_idle.as_ref() != Some(listed) {
+            return Some(idle(ids, waiting));
+        }
+        return None;
+    }
+    let quiet = after.status == Status::Running
+        && after.open_runs.is_empty()
+        && !after.children.iter().any(|c| c.running);
+    (quiet && !waiting.is_empty()).then(|| idle(ids, waiting))
+}
+
+fn step_records(
     state: &SessionState,
     step: Step,
     now: Timestamp,
@@ -560,6 +635,24 @@ pub fn records(
                     workflow_run_id,
                 }),
             )]
+        }
+        Step::Resumed { thread, agent_name } => {
+            known(&thread)?;
+            let mut records = Vec::new();
+            if state.threads_idle.is_some() {
+                records.push(event(&mut next, Body::SessionStatusRunning));
+            }
+            let running = state.children.iter().any(|c| c.id == thread && c.running);
+            if !running {
+                records.push(event(
+                    &mut next,
+                    Body::SessionThreadStatusRunning(ThreadStatus {
+                        session_thread_id: thread,
+                        agent_name,
+                    }),
+                ));
+            }
+            records
         }
         Step::Rescheduled { thread, agent_name } => {
             known(&thread)?;

@@ -85,6 +85,11 @@ pub(crate) fn changes(
         }
     }
     if let Some(agent) = update.agent {
+        if let Some(why) = state.turn_open() {
+            return Err(Rejection::Conflict(format!(
+                "agent: {why}; the agent can be updated only while it is idle"
+            )));
+        }
         if state.status != Status::Idle {
             return Err(Rejection::Conflict(format!(
                 "agent: the session is {}; the agent can be updated only while it is idle",

@@ -14,24 +14,28 @@
 //!
 //! The child's turns run right here, inside the coordinator's tool call, through the runner
 //! ([`Threads`]): the same set-up, engines, tools and recovery as any session, in the
-//! session's workspace. Several delegations of one model response are prepared in order,
-//! then their children run at once ([`Turn::start_all`]), then each is concluded in order.
+//! session's workspace. The delegations of one model response (or the tasks of a workflow
+//! phase) are prepared in order, then their children run at once, each on its own
+//! ([`Turn::delegate_all`]): a call is answered as soon as its child is done.
 //!
 //! A child that waits on the client (a tool confirmation, a custom tool result) has its calls
-//! cross-posted to the session's stream with `session_thread_id` (the children of one response
-//! that wait are all posted at once, when they have run); the client answers them on the
-//! session, in any order, and the answers (read from the session's stream after the post) are
-//! relayed to the child when its call is concluded, and it runs on. A turn that halts settles
-//! the children it did not conclude ([`Turn::settle_rest`]). A child's model requests stop once
-//! its session's budget is spent ([`Turn::session_budget_spent`]). An interrupt of
-//! the session (or of the child: `user.interrupt` with its `session_thread_id`) reaches the
-//! child: a running child ends its turn, a waiting one has its pending calls closed with an
-//! error result and goes idle `end_turn`.
+//! cross-posted to the session's stream with `session_thread_id` once it stopped; when no
+//! child works any more, the session goes idle on its threads (`session.status_idle` with
+//! `requires_action` listing every waiting call, its turn still open: core's
+//! `thread::records`). The client answers on the session, in any order; `decide` marks a
+//! child whose calls are all answered running again (and the session with it), and the
+//! answers, read from the session's stream after the post, are relayed to that child, which
+//! runs on at once, whatever the other children do. A child's model requests stop once its
+//! session's budget is spent ([`Turn::session_budget_spent`]). An interrupt of the session (or
+//! of the child: `user.interrupt` with its `session_thread_id`) reaches the child: a running
+//! child ends its turn, a waiting one has its pending calls closed with an error result and
+//! goes idle `end_turn`; a halted turn settles every child it started first.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use managed_agents_core::agent::roster::{self, Member as RosterMember};
 use managed_agents_core::agent::{Agent, AgentSnapshot};
@@ -47,6 +51,7 @@ use managed_agents_core::storage::{Store, StreamId, Version};
 use managed_agents_core::stream::{self, Head};
 use managed_agents_core::time::Timestamp;
 use serde_json::{Map, Value};
+use tokio::sync::watch;
 
 use super::team::{self, tail, text, Member, Team};
 use super::Turn;
@@ -125,9 +130,6 @@ pub(super) struct Prepared {
     agent_name: String,
     /// The child's stream version holding the message: its reply follows.
     after: usize,
-    /// The child's waiting calls already cross-posted to the session's stream, and the
-    /// session's version before them (the client's answers follow it).
-    posted: Option<(Version, Vec<EventId>)>,
 }
 
 /// Why a delegation did not give a reply.
@@ -171,42 +173,19 @@ fn plain(content: &[ContentBlock]) -> String {
 impl<S: Store, X: Sandbox> Turn<'_, S, X> {
     /// For a child thread's turn: whether its session's budget is spent, counting what the
     /// child spent since its usage was last rolled up (core's `thread::budget_spent` on the
-    /// session's log as it is now). Never for a session's own turn.
-    pub(super) async fn session_budget_spent(&self) -> bool {
-        let child = self.writer.state();
-        let Some((session, _)) = &child.thread_of else {
+    /// session's log as it is now, read incrementally: [`Writer::thread_session`]). Never for
+    /// a session's own turn.
+    ///
+    /// [`Writer::thread_session`]: crate::writer::Writer::thread_session
+    pub(super) async fn session_budget_spent(&mut self) -> bool {
+        if !self.writer.state().is_child_thread() {
             return false;
-        };
-        match log::load(self.writer.store(), session).await {
-            Ok(loaded) => thread::budget_spent(&loaded.state, child),
-            Err(e) => {
-                tracing::warn!(session = %session, error = %e, "cannot read the thread's session");
-                false
-            }
         }
-    }
-
-    /// Answers delegation call `id` with the child's reply (or why there is none).
-    /// `prepared`: what [`Turn::start_all`] did for this call already (its child ran along
-    /// with the other delegations of the response; `interrupted`: the session was interrupted
-    /// meanwhile).
-    pub(super) async fn delegate(
-        &mut self,
-        id: EventId,
-        tool: &str,
-        input: &Map<String, Value>,
-        prepared: Option<Result<Prepared, Failure>>,
-        interrupted: bool,
-    ) -> Result<(), Halt> {
-        let outcome = match prepared {
-            Some(Ok(prepared)) => self.conclude(prepared, interrupted).await,
-            Some(Err(failure)) => Err(failure),
-            None => match self.prepare(tool, input, None).await {
-                Ok(prepared) => self.conclude(prepared, false).await,
-                Err(failure) => Err(failure),
-            },
-        };
-        self.answer(id, outcome).await
+        let child = self.writer.state().clone();
+        match self.writer.thread_session().await {
+            Some(session) => thread::budget_spent(session, &child),
+            None => false,
+        }
     }
 
     /// Answers team tool call `id` with `outcome`: its text, or an error result saying why
@@ -230,133 +209,211 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             .await
     }
 
-    /// Several delegations of one response: each child thread is created and sent its
-    /// message in order, then every child runs at once; each call is concluded later by
-    /// [`Turn::delegate`], in order. Returns what was prepared by call, and whether the session
-    /// was interrupted while the children ran (each child then got the interrupt and its
-    /// idle is recorded here).
-    pub(super) async fn start_all(
+    /// Delegations of one model response (`answer`: each call's tool result is recorded as
+    /// soon as its child is done) or one workflow phase's tasks (`workflow_run_id`): each
+    /// child thread is created and sent its message in order, then every child runs at once,
+    /// each on its own. A child that waits on the client has its calls cross-posted when it
+    /// stops, and runs on as soon as the client answered them, whatever the other children
+    /// do; one that is done replies. Returns each call's outcome: the child's reply, or why
+    /// there is none. A halt (an interrupt of the session, a gone stream) stops the turn once
+    /// every child is settled: idle on the session's stream with what it said, the calls of a
+    /// waiting one closed.
+    pub(super) async fn delegate_all(
         &mut self,
         calls: &[Delegation],
         workflow_run_id: Option<&str>,
-    ) -> (HashMap<EventId, Result<Prepared, Failure>>, bool) {
-        let mut prepared = HashMap::new();
-        let mut children = Vec::new();
+        answer: bool,
+    ) -> Result<HashMap<EventId, Result<String, Failure>>, Halt> {
+        let mut outcomes = HashMap::new();
+        let mut children: Vec<(EventId, Prepared)> = Vec::new();
+        let mut halted = None;
         for Delegation { id, tool, input } in calls {
-            let outcome = self.prepare(tool, input, workflow_run_id).await;
-            let halted = matches!(outcome, Err(Failure::Halt(_)));
-            if let Ok(p) = &outcome {
-                children.push(p.clone());
+            match self.prepare(tool, input, workflow_run_id).await {
+                Ok(p) => children.push((id.clone(), p)),
+                Err(Failure::Halt(halt)) => {
+                    halted = Some(halt);
+                    break;
+                }
+                Err(Failure::Tool(why)) => {
+                    outcomes.insert(id.clone(), Err(Failure::Tool(why)));
+                }
             }
-            prepared.insert(id.clone(), outcome);
-            if halted {
-                break;
+        }
+        if let Some(halt) = halted {
+            for (_, p) in &children {
+                self.settle_child(p).await;
+            }
+            return Err(halt);
+        }
+        if answer {
+            for (id, outcome) in &outcomes {
+                if let Err(Failure::Tool(why)) = outcome {
+                    self.answer(id.clone(), Err(Failure::Tool(why.clone())))
+                        .await?;
+                }
             }
         }
         let Some(threads) = self.threads else {
-            return (prepared, false);
+            return Ok(outcomes);
         };
-        let store = self.writer.store().clone();
-        let leased = self.writer.leased().cloned();
-        let session = self.writer.id().clone();
-        let after = self.writer.version();
-        let runs = futures::future::join_all(children.iter().map(|p| {
-            let store = store.clone();
-            let leased = leased.clone();
-            let session = session.clone();
-            async move {
-                let run = run_mirrored(
-                    threads,
-                    &store,
-                    &session,
-                    &p.child,
-                    &p.thread,
-                    &p.agent_name,
-                    leased.as_ref(),
-                );
-                tokio::pin!(run);
-                tokio::select! {
-                    biased;
-                    () = &mut run => {}
-                    () = aimed_at(&store, &session, after, &p.thread) => {
-                        relay(&store, &p.child, EventParams::UserInterrupt(InterruptParams {
-                            session_thread_id: None,
-                        })).await;
-                        run.await;
-                    }
-                }
-            }
-        }));
-        tokio::pin!(runs);
-        let mut rx = self.interrupted.clone();
-        let interrupted = tokio::select! {
-            biased;
-            _ = &mut runs => false,
-            fired = async { rx.wait_for(|v| *v).await.is_ok() } => {
-                if fired {
-                    for p in &children {
-                        relay(&store, &p.child, EventParams::UserInterrupt(InterruptParams {
-                            session_thread_id: None,
-                        })).await;
-                    }
-                }
-                runs.await;
-                fired
-            }
+        let ctx = Ctx {
+            threads,
+            store: self.writer.store().clone(),
+            session: self.writer.id().clone(),
+            leased: self.writer.leased().cloned(),
+            interrupted: self.interrupted.clone(),
+            timeout: self.options.requires_action_timeout,
         };
-        if interrupted {
-            for p in &children {
-                close_waiting(&store, &p.child, leased.as_ref()).await;
-                if let Ok(loaded) = log::load(&store, &p.child).await {
-                    let step = replied(
-                        &p.thread,
-                        &p.agent_name,
-                        &loaded.state,
-                        &loaded.records,
-                        p.after,
-                    );
-                    if self.writer.settle(Step::Thread(step)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            for outcome in prepared.values_mut() {
-                *outcome = Err(Failure::Halt(Halt::Interrupted));
-            }
-            return (prepared, interrupted);
+        let mut stretches: FuturesUnordered<Stretching<'_>> = FuturesUnordered::new();
+        let from = self.writer.version();
+        for (at, (_, p)) in children.iter().enumerate() {
+            let ctx = &ctx;
+            stretches.push(Box::pin(async move { (at, run_child(ctx, p, from).await) }));
         }
-        // Every child now waiting on the client has its calls cross-posted at once, so the
-        // client sees (and may answer) all of them; each call is concluded in order later.
-        for Delegation { id, .. } in calls {
-            let Some(Ok(p)) = prepared.get_mut(id) else {
-                continue;
+        let mut halt: Option<Halt> = None;
+        while let Some((at, stretch)) = stretches.next().await {
+            let (id, p) = &children[at];
+            let interrupted = *ctx.interrupted.borrow();
+            let stretch = match stretch {
+                Stretch::Waits if interrupted || halt.is_some() => {
+                    close_waiting(&ctx.store, &p.child, ctx.leased.as_ref()).await;
+                    Stretch::Interrupted
+                }
+                Stretch::Waits => {
+                    // Answers follow the post, which follows this version.
+                    let from = self.writer.version();
+                    match self.post_waiting(&p.thread, &p.child, &p.agent_name).await {
+                        Ok(true) => {
+                            let ctx = &ctx;
+                            stretches
+                                .push(Box::pin(async move { (at, answers(ctx, p, from).await) }));
+                            continue;
+                        }
+                        Ok(false) => Stretch::Done,
+                        Err(Halt::Interrupted) => {
+                            close_waiting(&ctx.store, &p.child, ctx.leased.as_ref()).await;
+                            Stretch::Interrupted
+                        }
+                        Err(gone) => return Err(gone),
+                    }
+                }
+                Stretch::Answered => {
+                    let resumed = self
+                        .writer
+                        .record(Step::Thread(ThreadStep::Resumed {
+                            thread: p.thread.clone(),
+                            agent_name: p.agent_name.clone(),
+                        }))
+                        .await;
+                    match resumed {
+                        Ok(()) => {
+                            let from = self.writer.version();
+                            let ctx = &ctx;
+                            stretches
+                                .push(Box::pin(async move { (at, run_child(ctx, p, from).await) }));
+                            continue;
+                        }
+                        // The interrupt reaches the child through its own log.
+                        Err(Halt::Interrupted) => {
+                            let ctx = &ctx;
+                            stretches
+                                .push(Box::pin(async move { (at, run_child(ctx, p, from).await) }));
+                            continue;
+                        }
+                        Err(gone) => return Err(gone),
+                    }
+                }
+                other => other,
             };
-            match self.post_waiting(&p.thread, &p.child, &p.agent_name).await {
-                Ok(posted) => p.posted = posted,
-                Err(halt) => {
-                    tracing::warn!(thread = %p.thread, ?halt, "cannot cross-post the thread's calls");
-                    break;
+            match stretch {
+                Stretch::Done if halt.is_none() => {
+                    let outcome = self.reply(p).await;
+                    match outcome {
+                        Err(Failure::Halt(Halt::Interrupted)) => {
+                            self.settle_child(p).await;
+                            halt.get_or_insert(Halt::Interrupted);
+                        }
+                        Err(Failure::Halt(gone)) => return Err(gone),
+                        outcome if answer => match self.answer(id.clone(), outcome).await {
+                            Ok(()) => {}
+                            Err(Halt::Interrupted) => {
+                                halt.get_or_insert(Halt::Interrupted);
+                            }
+                            Err(gone) => return Err(gone),
+                        },
+                        outcome => {
+                            outcomes.insert(id.clone(), outcome);
+                        }
+                    }
+                }
+                Stretch::Failed(why) if halt.is_none() => {
+                    let outcome = Err(Failure::Tool(why));
+                    if answer {
+                        match self.answer(id.clone(), outcome).await {
+                            Ok(()) => {}
+                            Err(Halt::Interrupted) => {
+                                halt.get_or_insert(Halt::Interrupted);
+                            }
+                            Err(gone) => return Err(gone),
+                        }
+                    } else {
+                        outcomes.insert(id.clone(), outcome);
+                    }
+                }
+                _ => {
+                    self.settle_child(p).await;
+                    halt.get_or_insert(Halt::Interrupted);
                 }
             }
         }
-        (prepared, interrupted)
+        match halt {
+            Some(halt) => Err(halt),
+            None => Ok(outcomes),
+        }
+    }
+
+    /// Records the reply of prepared child `p`, done (`session.thread_status_idle`, its usage,
+    /// `agent.thread_message_received`), and returns the delegation's answer: its messages of
+    /// the turn and the thread id.
+    async fn reply(&mut self, p: &Prepared) -> Result<String, Failure> {
+        let loaded = log::load(self.writer.store(), &p.child)
+            .await
+            .map_err(|e| Failure::Tool(format!("{}: {e}", p.thread)))?;
+        let step = replied(
+            &p.thread,
+            &p.agent_name,
+            &loaded.state,
+            &loaded.records,
+            p.after,
+        );
+        let content = match &step {
+            ThreadStep::Replied { content, .. } => plain(content),
+            _ => String::new(),
+        };
+        self.writer.record(Step::Thread(step)).await?;
+        let body = if content.is_empty() {
+            "(the agent ended its turn without a message)".to_owned()
+        } else {
+            content
+        };
+        Ok(format!("{body}\n\n(session_thread_id: {})", p.thread))
     }
 
     /// Cross-posts the calls child `child` (thread `thread`) waits on, if it waits:
-    /// `session.thread_status_idle{requires_action}` after them. Returns the session's version
-    /// before them and the calls.
+    /// `session.thread_status_idle{requires_action}` after them (and the session's idle when no
+    /// thread works any more, `core::session::thread::records`). Whether it waits.
     async fn post_waiting(
         &mut self,
         thread: &ThreadId,
         child: &SessionId,
         agent_name: &str,
-    ) -> Result<Option<(Version, Vec<EventId>)>, Halt> {
+    ) -> Result<bool, Halt> {
         let Ok(loaded) = log::load(self.writer.store(), child).await else {
-            return Ok(None);
+            return Ok(false);
         };
         let state = &loaded.state;
         if state.status != Status::Idle || state.pending_actions.is_empty() {
-            return Ok(None);
+            return Ok(false);
         }
         let calls = loaded
             .records
@@ -365,7 +422,6 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             .filter(|e| state.pending_actions.contains(&e.id))
             .cloned()
             .collect();
-        let before = self.writer.version();
         self.writer
             .record(Step::Thread(ThreadStep::Waiting {
                 thread: thread.clone(),
@@ -373,35 +429,28 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 calls,
             }))
             .await?;
-        Ok(Some((before, state.pending_actions.clone())))
+        Ok(true)
     }
 
-    /// Settles the children of `rest` a halted turn will not conclude: a waiting one has its
-    /// calls closed ([`close_waiting`]), and each goes idle on the session's stream with its
-    /// usage and what it said (a cross-posted call no one will relay is no longer shown as
-    /// waiting).
-    pub(super) async fn settle_rest(
-        &mut self,
-        rest: impl IntoIterator<Item = Result<Prepared, Failure>>,
-    ) {
+    /// Settles prepared child `p`, which the turn will not conclude: its waiting calls closed
+    /// ([`close_waiting`]), idle on the session's stream with its usage and what it said (a
+    /// cross-posted call no one will relay is no longer shown as waiting).
+    async fn settle_child(&mut self, p: &Prepared) {
         let store = self.writer.store().clone();
         let leased = self.writer.leased().cloned();
-        for p in rest.into_iter().flatten() {
-            close_waiting(&store, &p.child, leased.as_ref()).await;
-            let Ok(loaded) = log::load(&store, &p.child).await else {
-                continue;
-            };
-            let step = replied(
-                &p.thread,
-                &p.agent_name,
-                &loaded.state,
-                &loaded.records,
-                p.after,
-            );
-            if let Err(halt) = self.writer.settle(Step::Thread(step)).await {
-                tracing::warn!(thread = %p.thread, ?halt, "cannot settle a thread");
-                return;
-            }
+        close_waiting(&store, &p.child, leased.as_ref()).await;
+        let Ok(loaded) = log::load(&store, &p.child).await else {
+            return;
+        };
+        let step = replied(
+            &p.thread,
+            &p.agent_name,
+            &loaded.state,
+            &loaded.records,
+            p.after,
+        );
+        if let Err(halt) = self.writer.settle(Step::Thread(step)).await {
+            tracing::warn!(thread = %p.thread, ?halt, "cannot settle a thread");
         }
     }
 
@@ -547,7 +596,6 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             child,
             agent_name,
             after,
-            posted: None,
         })
     }
 
@@ -572,229 +620,184 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             .await?;
         Ok(thread)
     }
+}
 
-    /// Runs the prepared child until it replies (relaying the client's answers while it
-    /// waits on them) and records its reply.
-    pub(super) async fn conclude(
-        &mut self,
-        prepared: Prepared,
-        interrupted: bool,
-    ) -> Result<String, Failure> {
-        let Some(threads) = self.threads else {
-            return Err(Failure::Tool(
-                "delegation is not available in this session".into(),
-            ));
-        };
-        let Prepared {
-            thread,
-            child,
-            agent_name,
-            after,
-            mut posted,
-        } = prepared;
-        let store = self.writer.store().clone();
-        let leased = self.writer.leased().cloned();
-        let session = self.writer.id().clone();
-        let mut interrupted = interrupted;
-        loop {
-            // The child's turns, until it has nothing left to do; an interrupt of the session
-            // reaches it through its own log.
-            {
-                let run = run_mirrored(
-                    threads,
-                    &store,
-                    &session,
-                    &child,
-                    &thread,
-                    &agent_name,
-                    leased.as_ref(),
-                );
-                tokio::pin!(run);
-                let mut rx = self.interrupted.clone();
-                let aimed = aimed_at(&store, &session, self.writer.version(), &thread);
-                tokio::select! {
-                    biased;
-                    () = &mut run => {}
-                    fired = async { rx.wait_for(|v| *v).await.is_ok() } => {
-                        if fired {
-                            interrupted = true;
-                            relay(&store, &child, EventParams::UserInterrupt(InterruptParams {
-                                session_thread_id: None,
-                            })).await;
-                        }
-                        run.await;
-                    }
-                    () = aimed => {
-                        // An interrupt of this child only: its turn ends, the coordinator's
-                        // goes on with what the child has said.
-                        relay(&store, &child, EventParams::UserInterrupt(InterruptParams {
-                            session_thread_id: None,
-                        })).await;
-                        run.await;
-                    }
-                }
+/// What a coordinator's children need while they run at once: the runner, the store, the
+/// session, its lease, the turn's interrupt and the pending-action timeout.
+struct Ctx<'t, S> {
+    threads: &'t dyn Threads,
+    store: S,
+    session: SessionId,
+    leased: Option<Leased>,
+    interrupted: watch::Receiver<bool>,
+    timeout: Option<std::time::Duration>,
+}
+
+/// One child's stretch of work under way, with the child's index.
+type Stretching<'f> = Pin<Box<dyn Future<Output = (usize, Stretch)> + Send + 'f>>;
+
+/// How one stretch of a child's work ended.
+enum Stretch {
+    /// It ran and waits on the client.
+    Waits,
+    /// The client answered every call it waited on (or the operator's timeout did): it runs
+    /// on.
+    Answered,
+    /// It is done: idle, waiting on nothing (an interrupt of the child alone ends here too).
+    Done,
+    /// The session was interrupted: the child stopped, its waiting calls closed.
+    Interrupted,
+    /// Its stream cannot be read.
+    Failed(String),
+}
+
+/// Runs prepared child `p` until it has nothing left to do; an interrupt of the session, or
+/// one naming the child on the session's stream after version `from`, reaches it through its
+/// own log.
+async fn run_child<S: Store>(ctx: &Ctx<'_, S>, p: &Prepared, from: Version) -> Stretch {
+    let run = run_mirrored(
+        ctx.threads,
+        &ctx.store,
+        &ctx.session,
+        &p.child,
+        &p.thread,
+        &p.agent_name,
+        ctx.leased.as_ref(),
+    );
+    tokio::pin!(run);
+    let mut rx = ctx.interrupted.clone();
+    let interrupt = || {
+        EventParams::UserInterrupt(InterruptParams {
+            session_thread_id: None,
+        })
+    };
+    let mut interrupted = false;
+    tokio::select! {
+        biased;
+        () = &mut run => {}
+        fired = async { rx.wait_for(|v| *v).await.is_ok() } => {
+            if fired {
+                interrupted = true;
+                relay(&ctx.store, &p.child, interrupt()).await;
             }
-            let loaded = log::load(&store, &child)
-                .await
-                .map_err(|e| Failure::Tool(format!("{thread}: {e}")))?;
-            let state = &loaded.state;
-            if interrupted {
-                close_waiting(&store, &child, leased.as_ref()).await;
-                let loaded = log::load(&store, &child)
-                    .await
-                    .map_err(|e| Failure::Tool(format!("{thread}: {e}")))?;
-                let step = replied(&thread, &agent_name, &loaded.state, &loaded.records, after);
-                self.writer.settle(Step::Thread(step)).await?;
-                return Err(Failure::Halt(Halt::Interrupted));
-            }
-            if state.status == Status::Idle && !state.pending_actions.is_empty() {
-                // Calls cross-posted already (with the other waiting children of a response)
-                // are not posted again; the client's answers to them follow that post.
-                let from = match posted.take() {
-                    Some((from, calls)) if calls == state.pending_actions => Some(from),
-                    _ => self
-                        .post_waiting(&thread, &child, &agent_name)
-                        .await?
-                        .map(|(from, _)| from),
-                };
-                if let Some(from) = from {
-                    match self.answers(&thread, &child, from).await? {
-                        Answered::Resumed => {
-                            self.writer
-                                .record(Step::Thread(ThreadStep::Running {
-                                    thread: thread.clone(),
-                                    agent_name: agent_name.clone(),
-                                }))
-                                .await?;
-                            continue;
-                        }
-                        Answered::ChildInterrupted => {}
-                        Answered::SessionInterrupted => {
-                            interrupted = true;
-                            continue;
-                        }
-                    }
-                }
-            }
-            let loaded = log::load(&store, &child)
-                .await
-                .map_err(|e| Failure::Tool(format!("{thread}: {e}")))?;
-            let step = replied(&thread, &agent_name, &loaded.state, &loaded.records, after);
-            let content = match &step {
-                ThreadStep::Replied { content, .. } => plain(content),
-                _ => String::new(),
-            };
-            self.writer.record(Step::Thread(step)).await?;
-            let body = if content.is_empty() {
-                "(the agent ended its turn without a message)".to_owned()
-            } else {
-                content
-            };
-            return Ok(format!("{body}\n\n(session_thread_id: {thread})"));
+            run.await;
+        }
+        () = aimed_at(&ctx.store, &ctx.session, from, &p.thread) => {
+            // An interrupt of this child only: its turn ends, the coordinator's goes on
+            // with what the child has said.
+            relay(&ctx.store, &p.child, interrupt()).await;
+            run.await;
         }
     }
+    if interrupted || *ctx.interrupted.borrow() {
+        close_waiting(&ctx.store, &p.child, ctx.leased.as_ref()).await;
+        return Stretch::Interrupted;
+    }
+    match log::load(&ctx.store, &p.child).await {
+        Ok(loaded)
+            if loaded.state.status == Status::Idle && !loaded.state.pending_actions.is_empty() =>
+        {
+            Stretch::Waits
+        }
+        Ok(_) => Stretch::Done,
+        Err(e) => Stretch::Failed(format!("{}: {e}", p.thread)),
+    }
+}
 
-    /// Waits for the client's answers to the child's cross-posted calls on the session's
-    /// stream after version `from` (where they were posted) and relays each to the child.
-    async fn answers(
-        &mut self,
-        thread: &ThreadId,
-        child: &SessionId,
-        from: Version,
-    ) -> Result<Answered, Halt> {
-        let store = self.writer.store().clone();
-        let leased = self.writer.leased().cloned();
-        let session = self.writer.id().clone();
-        let primary = ThreadId::primary_of(&session);
-        let mut records = store.subscribe(&StreamId::from(&session), from);
-        let mut rx = self.interrupted.clone();
-        // The operator's pending-action timeout applies to a child's calls as to a session's.
-        let timeout = self.options.requires_action_timeout;
-        let deadline = match (timeout, log::load(&store, child).await) {
-            (Some(timeout), Ok(loaded)) => loaded.state.action_deadline(timeout),
-            _ => None,
-        };
-        let expiry = async {
-            match deadline {
-                Some(deadline) => {
-                    let wait = deadline.millis() + 1 - Timestamp::now().millis();
-                    tokio::time::sleep(std::time::Duration::from_millis(
-                        u64::try_from(wait).unwrap_or(0),
-                    ))
-                    .await;
-                }
-                None => std::future::pending::<()>().await,
+/// Waits for the client's answers to the calls child `p` cross-posted to the session's stream
+/// after version `from` and relays each to the child, until it waits on nothing more. An
+/// interrupt of the child or of the session closes its calls instead; the operator's
+/// pending-action timeout denies them as on any session.
+async fn answers<S: Store>(ctx: &Ctx<'_, S>, p: &Prepared, from: Version) -> Stretch {
+    let store = &ctx.store;
+    let child = &p.child;
+    let thread = &p.thread;
+    let primary = ThreadId::primary_of(&ctx.session);
+    let mut records = store.subscribe(&StreamId::from(&ctx.session), from);
+    let mut rx = ctx.interrupted.clone();
+    let deadline = match (ctx.timeout, log::load(store, child).await) {
+        (Some(timeout), Ok(loaded)) => loaded.state.action_deadline(timeout),
+        _ => None,
+    };
+    let expiry = async {
+        match deadline {
+            Some(deadline) => {
+                let wait = deadline.millis() + 1 - Timestamp::now().millis();
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    u64::try_from(wait).unwrap_or(0),
+                ))
+                .await;
             }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(expiry);
+    loop {
+        let next = tokio::select! {
+            biased;
+            // Fired, or the watcher is gone (the turn is ending): either way the child's
+            // calls will not be answered.
+            _ = async { rx.wait_for(|v| *v).await.map(drop) } => {
+                close_waiting(store, child, ctx.leased.as_ref()).await;
+                return Stretch::Interrupted;
+            }
+            () = &mut expiry => {
+                if let Some(timeout) = ctx.timeout {
+                    let expired = log::commit(
+                        store,
+                        child,
+                        |_| true,
+                        || Command::ExpireActions { timeout },
+                    )
+                    .await;
+                    if let Err(e) = expired {
+                        tracing::warn!(thread = %thread, error = %e, "cannot deny the thread's pending actions");
+                    }
+                }
+                return Stretch::Answered;
+            }
+            next = records.next() => next,
         };
-        tokio::pin!(expiry);
-        loop {
-            let next = tokio::select! {
-                biased;
-                fired = async { rx.wait_for(|v| *v).await.is_ok() } => {
-                    if fired {
-                        close_waiting(&store, child, leased.as_ref()).await;
-                        return Ok(Answered::SessionInterrupted);
-                    }
-                    // The watcher is gone: the turn is ending.
-                    return Err(Halt::Interrupted);
-                }
-                () = &mut expiry => {
-                    if let Some(timeout) = timeout {
-                        let expired = log::commit(
-                            &store,
-                            child,
-                            |_| true,
-                            || Command::ExpireActions { timeout },
-                        )
-                        .await;
-                        if let Err(e) = expired {
-                            tracing::warn!(thread = %thread, error = %e, "cannot deny the thread's pending actions");
-                        }
-                    }
-                    return Ok(Answered::Resumed);
-                }
-                next = records.next() => next,
-            };
-            let Some(Ok(record)) = next else {
-                return Err(Halt::Gone("the session's stream ended".into()));
-            };
-            let Ok(SessionRecord::Event(event)) = SessionRecord::decode(&record.payload) else {
-                continue;
-            };
-            let params = match event.body {
-                Body::UserToolConfirmation(c) if c.session_thread_id.as_ref() == Some(thread) => {
-                    EventParams::UserToolConfirmation(ToolConfirmationParams {
-                        tool_use_id: c.tool_use_id,
-                        result: c.result,
-                        deny_message: c.deny_message,
-                        session_thread_id: None,
-                    })
-                }
-                Body::UserCustomToolResult(r) if r.session_thread_id.as_ref() == Some(thread) => {
-                    EventParams::UserCustomToolResult(CustomToolResultParams {
-                        custom_tool_use_id: r.custom_tool_use_id,
-                        content: r.content,
-                        is_error: r.is_error,
-                    })
-                }
-                Body::UserInterrupt(i) if i.session_thread_id.as_ref() == Some(thread) => {
-                    close_waiting(&store, child, leased.as_ref()).await;
-                    return Ok(Answered::ChildInterrupted);
-                }
-                Body::UserInterrupt(i)
-                    if i.session_thread_id.is_none()
-                        || i.session_thread_id.as_ref() == Some(&primary) =>
-                {
-                    close_waiting(&store, child, leased.as_ref()).await;
-                    return Ok(Answered::SessionInterrupted);
-                }
-                _ => continue,
-            };
-            relay(&store, child, params).await;
-            if let Ok(loaded) = log::load(&store, child).await {
-                if loaded.state.pending_actions.is_empty() {
-                    return Ok(Answered::Resumed);
-                }
+        let Some(Ok(record)) = next else {
+            return Stretch::Failed("the session's stream ended".into());
+        };
+        let Ok(SessionRecord::Event(event)) = SessionRecord::decode(&record.payload) else {
+            continue;
+        };
+        let params = match event.body {
+            Body::UserToolConfirmation(c) if c.session_thread_id.as_ref() == Some(thread) => {
+                EventParams::UserToolConfirmation(ToolConfirmationParams {
+                    tool_use_id: c.tool_use_id,
+                    result: c.result,
+                    deny_message: c.deny_message,
+                    session_thread_id: None,
+                })
+            }
+            Body::UserCustomToolResult(r) if r.session_thread_id.as_ref() == Some(thread) => {
+                EventParams::UserCustomToolResult(CustomToolResultParams {
+                    custom_tool_use_id: r.custom_tool_use_id,
+                    content: r.content,
+                    is_error: r.is_error,
+                    session_thread_id: None,
+                })
+            }
+            Body::UserInterrupt(i) if i.session_thread_id.as_ref() == Some(thread) => {
+                close_waiting(store, child, ctx.leased.as_ref()).await;
+                return Stretch::Done;
+            }
+            Body::UserInterrupt(i)
+                if i.session_thread_id.is_none()
+                    || i.session_thread_id.as_ref() == Some(&primary) =>
+            {
+                close_waiting(store, child, ctx.leased.as_ref()).await;
+                return Stretch::Interrupted;
+            }
+            _ => continue,
+        };
+        relay(store, child, params).await;
+        if let Ok(loaded) = log::load(store, child).await {
+            if loaded.state.pending_actions.is_empty() {
+                return Stretch::Answered;
             }
         }
     }
@@ -814,16 +817,6 @@ async fn aimed_at<S: Store>(store: &S, session: &SessionId, after: u64, thread: 
         }
     }
     std::future::pending::<()>().await;
-}
-
-/// How the wait for a child's answers ended.
-enum Answered {
-    /// Every call was answered: the child runs on.
-    Resumed,
-    /// The child was interrupted: its calls were closed.
-    ChildInterrupted,
-    /// The session was interrupted: the child's calls were closed.
-    SessionInterrupted,
 }
 
 /// Sends `params` to child stream `child` as a client would (core validates it; a refusal,

@@ -397,7 +397,8 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             self.writer.report("recorded");
             *open_span = None;
 
-            // Several delegations: their children run at once.
+            // The delegations: their children run at once, each call answered once its child
+            // is done (a halt settles every child first).
             let delegations: Vec<delegate::Delegation> = calls
                 .iter()
                 .filter(|(.., ran)| ran.is_none())
@@ -410,64 +411,45 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     _ => None,
                 })
                 .collect();
-            let (mut prepared, interrupted) = if delegations.len() > 1 {
-                self.start_all(&delegations, None).await
-            } else {
-                (HashMap::new(), false)
-            };
-            // The calls answered in order; a halt settles the children no call concluded.
-            let answered: Result<Vec<EventId>, Halt> = async {
-                let mut waiting = Vec::new();
-                for (id, call, input, ran) in calls {
-                    if let Some(output) = ran {
-                        // The provider ran it (server-side web search): record what it found.
-                        self.writer
-                            .record(Step::ToolContent {
-                                tool_use_id: id,
-                                content: output.content,
-                                is_error: output.is_error,
-                            })
-                            .await?;
-                        continue;
-                    }
-                    match call {
-                        Pending::Delegate(tool) => {
-                            let ready = prepared.remove(&id);
-                            self.delegate(id, &tool, &input, ready, interrupted).await?
-                        }
-                        Pending::Workflow => self.workflow(id, &input).await?,
-                        Pending::Tool(Call::Run(_)) if self.tools_on_worker => waiting.push(id),
-                        Pending::Tool(Call::Run(tool)) => self.run_tool(&id, tool, &input).await?,
-                        Pending::Tool(Call::Refuse(why)) => {
-                            self.writer.record(tool_result(id, why, true)).await?
-                        }
-                        Pending::Mcp(McpCall::Run, server, tool) => {
-                            self.run_mcp(id, &server, &tool, &input).await?
-                        }
-                        Pending::Mcp(McpCall::Refuse(why), ..) => {
-                            let step = Step::McpToolResult {
-                                mcp_tool_use_id: id,
-                                content: vec![ContentBlock::text(why)],
-                                is_error: true,
-                            };
-                            self.writer.record(step).await?
-                        }
-                        Pending::Tool(Call::Wait) | Pending::Mcp(McpCall::Wait, ..) => {
-                            waiting.push(id)
-                        }
-                    }
-                }
-                Ok(waiting)
+            if !delegations.is_empty() {
+                self.delegate_all(&delegations, None, true).await?;
             }
-            .await;
-            let waiting = match answered {
-                Ok(waiting) => waiting,
-                Err(halt) => {
-                    let rest: Vec<_> = prepared.drain().map(|(_, p)| p).collect();
-                    self.settle_rest(rest).await;
-                    return Err(halt);
+            // The other calls, in order.
+            let mut waiting = Vec::new();
+            for (id, call, input, ran) in calls {
+                if let Some(output) = ran {
+                    // The provider ran it (server-side web search): record what it found.
+                    self.writer
+                        .record(Step::ToolContent {
+                            tool_use_id: id,
+                            content: output.content,
+                            is_error: output.is_error,
+                        })
+                        .await?;
+                    continue;
                 }
-            };
+                match call {
+                    Pending::Delegate(_) => {}
+                    Pending::Workflow => self.workflow(id, &input).await?,
+                    Pending::Tool(Call::Run(_)) if self.tools_on_worker => waiting.push(id),
+                    Pending::Tool(Call::Run(tool)) => self.run_tool(&id, tool, &input).await?,
+                    Pending::Tool(Call::Refuse(why)) => {
+                        self.writer.record(tool_result(id, why, true)).await?
+                    }
+                    Pending::Mcp(McpCall::Run, server, tool) => {
+                        self.run_mcp(id, &server, &tool, &input).await?
+                    }
+                    Pending::Mcp(McpCall::Refuse(why), ..) => {
+                        let step = Step::McpToolResult {
+                            mcp_tool_use_id: id,
+                            content: vec![ContentBlock::text(why)],
+                            is_error: true,
+                        };
+                        self.writer.record(step).await?
+                    }
+                    Pending::Tool(Call::Wait) | Pending::Mcp(McpCall::Wait, ..) => waiting.push(id),
+                }
+            }
             if !waiting.is_empty() {
                 return Ok(Ended::Idle(
                     StopReason::RequiresAction { event_ids: waiting },

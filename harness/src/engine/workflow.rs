@@ -189,34 +189,21 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     }
                 })
                 .collect();
-            let (mut prepared, interrupted) = self.start_all(&tasks, Some(&run)).await;
+            let mut outcomes = match self.delegate_all(&tasks, Some(&run), false).await {
+                Ok(outcomes) => outcomes,
+                Err(halt) => {
+                    self.end_run(&run, RunResult::Stopped).await;
+                    return Err(Failure::Halt(halt));
+                }
+            };
             results.push_str(&format!("## {}\n", phase.name));
-            let mut halted = None;
-            let mut unconcluded = Vec::new();
             for (n, task) in tasks.iter().enumerate() {
-                let outcome = match prepared.remove(&task.id) {
-                    Some(Ok(p)) if halted.is_none() => self.conclude(p, interrupted).await,
-                    Some(Ok(p)) => {
-                        unconcluded.push(Ok(p));
-                        Err(Failure::Tool("not run".into()))
-                    }
-                    Some(Err(failure)) => Err(failure),
-                    None => Err(Failure::Tool("not run".into())),
-                };
-                let line = match outcome {
-                    Ok(reply) => reply,
-                    Err(Failure::Tool(why)) => format!("(failed: {why})"),
-                    Err(Failure::Halt(halt)) => {
-                        halted.get_or_insert(halt);
-                        "(stopped)".to_owned()
-                    }
+                let line = match outcomes.remove(&task.id) {
+                    Some(Ok(reply)) => reply,
+                    Some(Err(Failure::Tool(why))) => format!("(failed: {why})"),
+                    Some(Err(Failure::Halt(_))) | None => "(not run)".to_owned(),
                 };
                 results.push_str(&format!("### Task {}\n{line}\n\n", n + 1));
-            }
-            if let Some(halt) = halted {
-                self.settle_rest(unconcluded).await;
-                self.end_run(&run, RunResult::Stopped).await;
-                return Err(Failure::Halt(halt));
             }
             self.record_run(Body::WorkflowRunPhaseEnded(PhaseEnded {
                 workflow_run_id: run.clone(),

@@ -276,7 +276,12 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
         lease::sweep_parked(&self.inner).await;
         for workspace in list_all(store, CatalogQuery::new(Kind::Workspace, "")).await? {
             let mut query = CatalogQuery::new(Kind::Session, workspace.clone());
-            query.statuses = vec!["running".into(), "rescheduling".into()];
+            // Sessions idle on their threads have a turn open too.
+            query.statuses = vec![
+                "running".into(),
+                "rescheduling".into(),
+                managed_agents_core::session::IDLE_ON_THREADS.into(),
+            ];
             query.include_archived = true;
             let mut ids = list_all(store, query).await?;
             if waiting {

@@ -504,6 +504,12 @@ async fn list(
             )));
         }
         catalog.statuses.push(status.to_owned());
+        if status == "idle" {
+            // A session idle on its threads (its turn open) is idle to clients.
+            catalog
+                .statuses
+                .push(managed_agents_core::session::IDLE_ON_THREADS.to_owned());
+        }
     }
     // There are no deployments here: no session matches that filter.
     if query.one("deployment_id")?.is_some() {

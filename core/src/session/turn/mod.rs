@@ -671,13 +671,43 @@ pub fn interrupt(
     Ok(records)
 }
 
-/// The records of the current turn: everything after the last `session.status_idle`.
+/// The records of the current turn: everything after the last `session.status_idle` that
+/// ended a turn (an idle on the session's threads leaves its turn open, see
+/// [`SessionState::threads_idle`]).
 fn since_idle(log: &[SessionRecord]) -> &[SessionRecord] {
     let start = log
         .iter()
-        .rposition(|r| matches!(r.event().map(|e| &e.body), Some(Body::SessionStatusIdle(_))))
-        .map_or(0, |i| i + 1);
+        .enumerate()
+        .rev()
+        .find(|(at, r)| match r.event().map(|e| &e.body) {
+            Some(Body::SessionStatusIdle(idle)) => !idle_on_threads(&log[..*at], &idle.stop_reason),
+            _ => false,
+        })
+        .map_or(0, |(at, _)| at + 1);
     &log[start..]
+}
+
+/// Whether an idle with `stop_reason` after `before` is the session going idle on its threads:
+/// it waits on calls cross-posted from child threads (tool-use events with
+/// `session_thread_id`).
+fn idle_on_threads(before: &[SessionRecord], stop_reason: &StopReason) -> bool {
+    let StopReason::RequiresAction { event_ids } = stop_reason else {
+        return false;
+    };
+    let Some(first) = event_ids.first() else {
+        return false;
+    };
+    before
+        .iter()
+        .rev()
+        .filter_map(SessionRecord::event)
+        .find(|e| &e.id == first)
+        .is_some_and(|e| match &e.body {
+            Body::AgentToolUse(u) => u.session_thread_id.is_some(),
+            Body::AgentMcpToolUse(u) => u.session_thread_id.is_some(),
+            Body::AgentCustomToolUse(u) => u.session_thread_id.is_some(),
+            _ => false,
+        })
 }
 
 /// The input events the current turn consumed (named by its `inputs_processed` facts, which
