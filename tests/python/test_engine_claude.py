@@ -503,3 +503,72 @@ def test_a_confirmation_sent_through_another_runner_node_reaches_the_waiting_pro
         assert (text(results[0]).strip(), results[0].is_error) == ("ran", False), text(results[0])
     finally:
         pair.stop()
+
+
+def test_a_coordinator_delegates_through_claude_code(h: Harness) -> None:
+    """A coordinator on the `claude` engine: its team tool reaches Claude Code as a tool of the
+    harness's `team` MCP server; the call runs the roster member in a child thread (itself a
+    Claude Code process, with the session's engine) and its reply is the tool's result."""
+    reviewer = h.agent(name=unique("reviewer"), model=MODEL, description="reviews code")
+    coordinator = h.agent(
+        name=unique("lead"), model=MODEL, multiagent={"type": "coordinator", "agents": [reviewer.id]}
+    )
+    session = h.session(agent=coordinator)
+    call = {"agent": reviewer.name, "message": "<<mock:text looks good>>"}
+    events = turn(h, session.id, claude_prompt("mcp__team__message_agent", call))
+    assert "session.error" not in types(events), [e for e in events if e.type == "session.error"]
+    assert stop_type(settled(events)) == "end_turn"
+
+    uses = [e for e in events if e.type == "agent.tool_use"]
+    assert [(u.name, u.input) for u in uses] == [("message_agent", call)]
+    created = [e for e in events if e.type == "session.thread_created"]
+    assert [c.agent_name for c in created] == [reviewer.name]
+    child = created[0].session_thread_id
+    assert child.startswith("sthr_")
+    # The thread's lifecycle on the session's stream, in order, each naming the thread.
+    lifecycle = [
+        e.type
+        for e in events
+        if child in (
+            getattr(e, "session_thread_id", None),
+            getattr(e, "to_session_thread_id", None),
+            getattr(e, "from_session_thread_id", None),
+        )
+    ]
+    assert lifecycle == [
+        "session.thread_created",
+        "agent.thread_message_sent",
+        "session.thread_status_running",
+        "session.thread_status_idle",
+        "agent.thread_message_received",
+    ]
+    kinds = types(events)
+    assert kinds.index("agent.tool_use") < kinds.index("session.thread_created")
+    received = [e for e in events if e.type == "agent.thread_message_received"]
+    assert [text(r) for r in received] == ["looks good"] and received[0].from_agent_name == reviewer.name
+    # The reply is the call's result, and the coordinator's final message uses it.
+    results = tool_results(events)
+    assert [r.tool_use_id for r in results] == [uses[0].id] and not results[0].is_error
+    assert "looks good" in text(results[0]) and child in text(results[0])
+    assert kinds.index("agent.thread_message_received") < kinds.index("agent.tool_result")
+    messages = [text(e) for e in events if e.type == "agent.message"]
+    assert len(messages) == 1 and messages[0].startswith("Tool result: looks good"), messages
+    assert kinds.index("agent.tool_result") < kinds.index("agent.message")
+
+    # The threads: the primary (the coordinator) and the child (the member), both idle.
+    listed = list(h.client.beta.sessions.threads.list(session.id).data)
+    assert len(listed) == 2
+    primary, member = listed
+    assert primary.parent_thread_id is None and primary.agent.id == coordinator.id
+    assert member.id == child and member.parent_thread_id == primary.id
+    assert member.agent.id == reviewer.id and member.status == "idle"
+    assert member.usage is not None and member.usage.output_tokens > 0
+    # The child's own events: the message it got, its own Claude Code turn, its reply.
+    mine = list(h.client.beta.sessions.threads.events.list(child, session_id=session.id, limit=1000))
+    assert mine[0].type == "agent.thread_message_received" and mine[0].from_session_thread_id == primary.id
+    assert [text(e) for e in mine if e.type == "agent.message"] == ["looks good"]
+    assert "span.model_request_end" in types(mine) and stop_type(mine[-1]) == "end_turn"
+    # Each thread's model requests went through the gateway: the coordinator's two, the child's.
+    prompts = [json.dumps(messages_of(r)) for r in h.model_requests()]
+    assert sum("<<mock:text looks good>>" in p and "mcp__team__message_agent" not in p for p in prompts) >= 1
+    assert h.client.beta.sessions.retrieve(session.id).status == "idle"

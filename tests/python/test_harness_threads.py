@@ -614,7 +614,8 @@ def test_a_crash_while_a_child_waits_on_the_client_closes_its_calls(tmp_path: An
         assert process.stop() == 0
 
 
-@pytest.mark.parametrize("engine", ["claude", "codex"])
+# A `claude` coordinator delegates through Claude Code (test_engine_claude.py).
+@pytest.mark.parametrize("engine", ["codex"])
 def test_agent_cli_engines_refuse_a_coordinator(harness: Harness, engine: str) -> None:
     from harness_support import llm_vault
 

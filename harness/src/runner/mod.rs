@@ -1013,15 +1013,17 @@ async fn engine_turn<S: Store, X: Sandbox>(
         Some(snapshot) => crate::engine::delegate::team(&inner.store, &snapshot).await,
         None => crate::engine::team::Team::default(),
     };
-    if !team.is_empty() && matches!(engine, Engine::Claude | Engine::Codex) {
-        let message = "this agent coordinates a multiagent roster, which only the native and \
-                       openai-agents engines can run yet: set the LLM vault's \
-                       sandbox0.managed_agents.engine to native or openai-agents"
+    if !team.is_empty() && engine == Engine::Codex {
+        let message = "this agent coordinates a multiagent roster, which only the native, \
+                       openai-agents and claude engines can run yet: set the LLM vault's \
+                       sandbox0.managed_agents.engine to native, openai-agents or claude"
             .to_owned();
         return writer.fail(message).await;
     }
     if engine == Engine::Claude {
-        drop(mcp);
+        // Claude Code is its own MCP client; the harness's clients stay open only for a
+        // coordinator's resident turn the delegations build (engine::team_call).
+        let mut kept = (!team.is_empty()).then_some(mcp);
         let agent = &cli_agent;
         let program = match setup::claude_program(&inner.options) {
             Ok(program) => program,
@@ -1046,6 +1048,17 @@ async fn engine_turn<S: Store, X: Sandbox>(
                 blobs: inner.options.blobs.as_deref(),
             },
             interrupted: rx,
+            // A coordinator's team tools run the resident delegation (engine::team_call).
+            team: kept.as_mut().map(|mcp| crate::engine::team_call::TeamRun {
+                team: &team,
+                threads: inner,
+                http: &inner.http,
+                options: &inner.options,
+                previews: &inner.previews,
+                endpoint: &endpoint,
+                shells: &inner.shells,
+                mcp,
+            }),
         }
         .run(confirmations)
         .await;

@@ -68,6 +68,8 @@ enum Kind {
     Custom,
     /// `agent.mcp_tool_use`.
     Mcp,
+    /// An `agent.tool_use` of a coordinator's team tool, answered by the delegation itself.
+    Team,
 }
 
 /// What happens to a recorded call.
@@ -92,6 +94,8 @@ pub(crate) struct Mapper {
     calls: HashMap<String, Tracked>,
     /// The agent's MCP servers (their tools' calls are MCP calls).
     servers: Vec<McpServer>,
+    /// The coordinator's team tools (our names), served by [`super::team`].
+    team: Vec<String>,
 }
 
 impl Mapper {
@@ -100,7 +104,14 @@ impl Mapper {
         Self {
             calls: HashMap::new(),
             servers,
+            team: Vec::new(),
         }
+    }
+
+    /// This mapper for a coordinator whose team tools are `team` (our names).
+    pub(crate) fn with_team(mut self, team: Vec<String>) -> Self {
+        self.team = team;
+        self
     }
 
     /// The step recording an `assistant` line's blocks (`None` when it has none we show).
@@ -120,7 +131,12 @@ impl Mapper {
                 Block::Thinking => output.thinking.push(new_id()),
                 Block::ToolUse { id, name, input } => {
                     let event = new_id();
-                    let (body, fate, kind) =
+                    let team_tool = super::team::team_name(&name)
+                        .filter(|tool| self.team.iter().any(|t| t == tool));
+                    let (body, fate, kind) = if let Some(tool) = team_tool {
+                        let body = turn::delegation_call(tool.to_owned(), input);
+                        (body, Fate::Run, Kind::Team)
+                    } else {
                         match crate::mcp::cli::claude_call(&self.servers, &name) {
                             Some((server, tool)) => {
                                 let (body, call) = turn::mcp_call(tools, server, tool, input);
@@ -151,7 +167,8 @@ impl Mapper {
                                 };
                                 (body, fate, kind)
                             }
-                        };
+                        }
+                    };
                     self.calls.insert(
                         id,
                         Tracked {
@@ -189,7 +206,7 @@ impl Mapper {
                         content: vec![ContentBlock::text(result.text)],
                         is_error: result.is_error,
                     }),
-                    Kind::Custom => None,
+                    Kind::Custom | Kind::Team => None,
                 }
             })
             .collect()
@@ -201,6 +218,15 @@ impl Mapper {
         self.calls
             .get(tool_use_id)
             .filter(|t| t.kind == Kind::Custom && t.fate == Fate::Wait)
+            .map(|t| &t.id)
+    }
+
+    /// Our `agent.tool_use` id of Claude Code's call `tool_use_id`, if it is a
+    /// team tool's call this mapper recorded.
+    pub(crate) fn team_call(&self, tool_use_id: &str) -> Option<&EventId> {
+        self.calls
+            .get(tool_use_id)
+            .filter(|t| t.kind == Kind::Team)
             .map(|t| &t.id)
     }
 
