@@ -1,18 +1,20 @@
-//! A coordinator's team tool call made by an agent CLI (`claude`): run through the very
+//! A coordinator's team tool call made by an agent CLI (`claude`, `codex`): run through the very
 //! delegation the resident engines use ([`super::delegate`], [`super::workflow`]), so the
 //! child threads, their events on the session's stream and every record are the same.
 //!
 //! The agent CLI runs the coordinator's loop, and its call of a team tool reaches the harness
-//! (Claude Code: a `tools/call` of the team's MCP server, [`super::claude::team`]) after its
-//! `agent.tool_use` is recorded. [`TeamRun::call`] builds the resident [`Turn`] around the CLI
+//! (Claude Code: a `tools/call` of the team's MCP server, [`super::claude::team`]; Codex: an
+//! `item/tool/call` of one of its thread's dynamic tools) after its `agent.tool_use` is
+//! recorded. [`TeamRun::call`] builds the resident [`Turn`] around the CLI
 //! turn's writer for the length of the call, runs the delegation (which records the thread
 //! events and the call's `agent.tool_result`) and hands back that result for the CLI.
 //!
 //! Decision: the child threads run with the session's engine, through the runner's `process`
 //! like any child ([`super::delegate::Threads`]): a `claude` coordinator's roster members are
-//! Claude Code processes of their own, in the same workspace and sandbox, each with its own
-//! conversation (the child stream's id) and gateway key, so a team is one kind of agent and
-//! the operator's engine choice holds for every thread. Nothing about a child's run is
+//! Claude Code processes of their own (a `codex` one's, Codex app-servers), in the same
+//! workspace and sandbox, each with its own conversation (Claude Code's id derived from the
+//! child stream's id; Codex's own home, `codex::home`) and gateway key, so a team is one kind
+//! of agent and the operator's engine choice holds for every thread. Nothing about a child's run is
 //! specific to its coordinator's engine, so no second path exists to keep in step.
 
 use managed_agents_core::event::{Body, ContentBlock};

@@ -65,6 +65,8 @@ struct Open {
     /// Whether Codex asked to approve it already (MCP calls are matched to their approval
     /// request by server and tool, the first not yet asked).
     asked: bool,
+    /// A coordinator's team tool call (answered by the harness's delegation).
+    team: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,9 +130,44 @@ impl Calls {
                 recorded,
                 decision,
                 asked: false,
+                team: false,
             },
         );
         started
+    }
+
+    /// Codex started `item`, a call of a coordinator's team tool `name` (one of the thread's
+    /// dynamic tools): recorded at once as the delegation's `agent.tool_use`, answered by the
+    /// harness when Codex sends its `item/tool/call` ([`Calls::team_call`]).
+    pub(crate) fn started_team(
+        &mut self,
+        item: String,
+        name: String,
+        input: serde_json::Map<String, Value>,
+    ) -> Started {
+        let id = EventId::generate(Timestamp::now());
+        let body = turn::delegation_call(name, input);
+        self.open.insert(
+            item,
+            Open {
+                id: id.clone(),
+                body: body.clone(),
+                recorded: true,
+                decision: Decision::Allow,
+                asked: false,
+                team: true,
+            },
+        );
+        Started::Record(id, body)
+    }
+
+    /// Codex calls the team tool of `item` (`item/tool/call`): its `agent.tool_use` id. The
+    /// delegation records the call's result, so the item's end records nothing.
+    pub(crate) fn team_call(&mut self, item: &str) -> Option<EventId> {
+        if !self.open.get(item)?.team {
+            return None;
+        }
+        self.open.remove(item).map(|open| open.id)
     }
 
     /// Codex asks (request `request`, an elicitation) before calling tool `tool` of MCP server
