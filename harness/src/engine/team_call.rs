@@ -72,6 +72,10 @@ impl<S: Store> TeamRun<'_, S> {
     /// Runs team tool `tool`'s call `id` (its `agent.tool_use` recorded) with `input` to its
     /// `agent.tool_result`, and returns that result: its blocks and whether it is an error. A
     /// halt (an interrupt, a lost session) stops the CLI's turn as it stops a resident one.
+    ///
+    /// The delegation's future is boxed, and so are the CLI engines' calls of this one: a
+    /// child thread's turn is polled inside its coordinator's, and unboxed these nested
+    /// futures made a debug build's worker overflow its stack.
     pub(crate) async fn call<X: Sandbox>(
         &mut self,
         site: CallSite<'_, S, X>,
@@ -101,9 +105,9 @@ impl<S: Store> TeamRun<'_, S> {
             turn.answer(id.clone(), Err(super::delegate::Failure::Tool(why)))
                 .await?;
         } else if tool == WORKFLOW {
-            turn.workflow(id.clone(), input).await?;
+            Box::pin(turn.workflow(id.clone(), input)).await?;
         } else {
-            turn.delegate(id.clone(), tool, input, None, false).await?;
+            Box::pin(turn.delegate(id.clone(), tool, input, None, false)).await?;
         }
         Ok(result_of(turn.writer.records(), &id).unwrap_or_else(|| {
             let text = "the delegation recorded no result";

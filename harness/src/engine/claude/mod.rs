@@ -431,7 +431,7 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
                     message,
                 } => {
                     let answer = if server_name == team::SERVER && self.team.is_some() {
-                        self.team_message(l, &request_id, &message).await?
+                        Box::pin(self.team_message(l, &request_id, &message)).await?
                     } else if server_name != custom::SERVER {
                         stream::control_error(&request_id, "no such MCP server")
                     } else {

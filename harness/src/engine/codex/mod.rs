@@ -545,7 +545,7 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             };
             let (method, params) = match message {
                 Incoming::Request { id, method, params } if method == protocol::TOOL_CALL => {
-                    let answer = self.team_call(live, &params).await?;
+                    let answer = Box::pin(self.team_call(live, &params)).await?;
                     if let Err(e) = live.server.answer(&id, answer).await {
                         return Ok(Followed::Failed(e.to_string()));
                     }
