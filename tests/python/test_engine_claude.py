@@ -572,3 +572,20 @@ def test_a_coordinator_delegates_through_claude_code(h: Harness) -> None:
     prompts = [json.dumps(messages_of(r)) for r in h.model_requests()]
     assert sum("<<mock:text looks good>>" in p and "mcp__team__message_agent" not in p for p in prompts) >= 1
     assert h.client.beta.sessions.retrieve(session.id).status == "idle"
+
+    # The next turn (Claude Code resumed) follows up in the same child thread, whose Claude
+    # Code conversation goes on.
+    again = {"session_thread_id": child, "message": "<<mock:text still good>>"}
+    events = turn(h, session.id, claude_prompt("mcp__team__message_agent", again))
+    assert "session.error" not in types(events), [e for e in events if e.type == "session.error"]
+    assert stop_type(settled(events)) == "end_turn"
+    assert [e for e in events if e.type == "session.thread_created"] == []
+    received = [e for e in events if e.type == "agent.thread_message_received"]
+    assert [(text(r), r.from_session_thread_id) for r in received] == [("still good", child)]
+    assert [text(e) for e in events if e.type == "agent.message"][-1].startswith("Tool result: still good")
+    mine = list(h.client.beta.sessions.threads.events.list(child, session_id=session.id, limit=1000))
+    assert [text(e) for e in mine if e.type == "agent.message"] == ["looks good", "still good"]
+    prompts = [json.dumps(messages_of(r)) for r in h.model_requests()]
+    child_prompts = [p for p in prompts if "<<mock:text still good>>" in p and "mcp__team__" not in p]
+    assert child_prompts and "<<mock:text looks good>>" in child_prompts[-1]
+    assert len(list(h.client.beta.sessions.threads.list(session.id).data)) == 2

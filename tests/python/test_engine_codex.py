@@ -471,3 +471,24 @@ def test_a_coordinator_delegates_through_codex(h: Harness) -> None:
     assert any("message_agent" in names for names in offered), offered
     assert any("message_agent" not in names for names in offered), offered
     assert h.client.beta.sessions.retrieve(session.id).status == "idle"
+
+    # The next turn (Codex resumes its thread, which keeps its dynamic tools) follows up in the
+    # same child thread, whose own Codex thread goes on.
+    again = {"session_thread_id": child, "message": "<<mock:text still good>>"}
+    events = h.turn(session.id, tool_prompt("message_agent", again), TURN_WAIT)
+    seen = dump(events)
+    assert "session.error" not in types(events), seen
+    assert stop_type(settled(events)) == "end_turn", seen
+    assert [e for e in events if e.type == "session.thread_created"] == [], seen
+    received = [e for e in events if e.type == "agent.thread_message_received"]
+    assert [(text(r), r.from_session_thread_id) for r in received] == [("still good", child)], seen
+    results = tool_results(events)
+    assert len(results) == 1 and not results[0].is_error and "still good" in text(results[0]), seen
+    mine = list(h.client.beta.sessions.threads.events.list(child, session_id=session.id, limit=1000))
+    assert [text(e) for e in mine if e.type == "agent.message"] == ["looks good", "still good"], dump(mine)
+    child_inputs = [
+        json.dumps(r["body"].get("input"))
+        for r in responses(h)
+        if "message_agent" not in [t.get("name") for t in r["body"].get("tools", [])]
+    ]
+    assert any("still good" in i and "looks good" in i for i in child_inputs), child_inputs
