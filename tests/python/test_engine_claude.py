@@ -589,3 +589,61 @@ def test_a_coordinator_delegates_through_claude_code(h: Harness) -> None:
     child_prompts = [p for p in prompts if "<<mock:text still good>>" in p and "mcp__team__" not in p]
     assert child_prompts and "<<mock:text looks good>>" in child_prompts[-1]
     assert len(list(h.client.beta.sessions.threads.list(session.id).data)) == 2
+
+
+def test_a_coordinator_runs_a_workflow_through_claude_code(h: Harness) -> None:
+    """`run_workflow` from Claude Code: the phases' tasks run as child threads (Claude Code
+    processes, a member and an inline agent at once), and the call answers with every reply."""
+    member = h.agent(name=unique("drafter"), model=MODEL)
+    lead = h.agent(
+        name=unique("lead"),
+        model=MODEL,
+        multiagent={
+            "type": "multiagent_20261001",
+            "subagents": {"type": "disabled"},
+            "workflows": {"type": "enabled", "predefined_agents": [member.id]},
+        },
+    )
+    session = h.session(agent=lead)
+    workflow = {
+        "name": "review",
+        "phases": [
+            {
+                "name": "draft",
+                "tasks": [
+                    {"agent": member.name, "message": "<<mock:text draft one>>"},
+                    {"inline_agent": {"name": "second", "system": "s"}, "message": "<<mock:text draft two>>"},
+                ],
+            },
+            {"name": "judge", "tasks": [{"inline_agent": {"name": "judge", "system": "j"}, "message": "<<mock:text fine>>"}]},
+        ],
+    }
+    events = turn(h, session.id, claude_prompt("mcp__team__run_workflow", workflow))
+    assert "session.error" not in types(events), [e for e in events if e.type == "session.error"]
+    assert stop_type(settled(events)) == "end_turn"
+    uses = [e for e in events if e.type == "agent.tool_use"]
+    assert [u.name for u in uses] == ["run_workflow"]
+    kinds = [e.type for e in events if e.type.startswith("workflow_run.")]
+    assert kinds == [
+        "workflow_run.created",
+        "workflow_run.status_running",
+        "workflow_run.phase_started",
+        "workflow_run.phase_ended",
+        "workflow_run.phase_started",
+        "workflow_run.phase_ended",
+        "workflow_run.status_ended",
+        "workflow_run.status_idle",
+    ]
+    assert next(e for e in events if e.type == "workflow_run.status_ended").result.type == "completed"
+    threads = [e for e in events if e.type == "session.thread_created"]
+    assert [t.agent_name for t in threads] == [member.name, "second", "judge"]
+    received = [text(e) for e in events if e.type == "agent.thread_message_received"]
+    assert sorted(received) == ["draft one", "draft two", "fine"]
+    # The judge was sent the draft phase's results; the call answers with every reply.
+    sent = [text(e) for e in events if e.type == "agent.thread_message_sent"]
+    assert "draft one" in sent[-1] and "draft two" in sent[-1]
+    results = tool_results(events)
+    assert [r.tool_use_id for r in results] == [uses[0].id] and not results[0].is_error
+    assert all(word in text(results[0]) for word in ("draft one", "draft two", "fine"))
+    assert [text(e) for e in events if e.type == "agent.message"][-1].startswith("Tool result:")
+    assert len(list(h.client.beta.sessions.threads.list(session.id).data)) == 4
