@@ -441,6 +441,50 @@ mod tests {
     }
 
     #[test]
+    fn a_team_tool_call_is_the_delegations_call_answered_by_the_harness() {
+        let mut mapper = Mapper::default().with_team(vec!["message_agent".into()]);
+        let mut input = serde_json::Map::new();
+        input.insert("agent".into(), json!("reviewer"));
+        let blocks = vec![
+            Block::ToolUse {
+                id: "toolu_team".into(),
+                name: "mcp__team__message_agent".into(),
+                input: input.clone(),
+            },
+            Block::ToolUse {
+                id: "toolu_other".into(),
+                name: "mcp__team__ask_advisor".into(),
+                input: serde_json::Map::new(),
+            },
+        ];
+        let step = mapper.assistant(
+            &toolset("always_ask", &[]),
+            blocks,
+            &HashMap::new(),
+            &mut ids(),
+        );
+        let Some(Step::Output(output)) = step else {
+            panic!("{step:?}")
+        };
+        let (event, body) = &output.calls[0];
+        assert_eq!(body, &turn::delegation_call("message_agent".into(), input));
+        assert_eq!(mapper.team_call("toolu_team"), Some(event));
+        assert_eq!(
+            mapper.permission(Some("toolu_team"), "mcp__team__message_agent"),
+            Permission::Allow
+        );
+        // A tool the team does not have is no team call.
+        assert_eq!(mapper.team_call("toolu_other"), None);
+        // The delegation records the result: Claude Code's own result line adds none.
+        let results = mapper.tool_results(vec![ToolResult {
+            tool_use_id: "toolu_team".into(),
+            text: "looks good".into(),
+            is_error: false,
+        }]);
+        assert!(results.is_empty(), "{results:?}");
+    }
+
+    #[test]
     fn failures_and_refusals() {
         let failed = Finish {
             subtype: "error_during_execution".into(),

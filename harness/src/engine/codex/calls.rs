@@ -419,6 +419,30 @@ mod tests {
     }
 
     #[test]
+    fn a_team_tool_call_is_recorded_at_once_and_answered_by_the_harness() {
+        let mut calls = Calls::default();
+        let mut input = Map::new();
+        input.insert("agent".into(), json!("reviewer"));
+        let Started::Record(id, body) =
+            calls.started_team("d1".into(), "message_agent".into(), input.clone())
+        else {
+            panic!()
+        };
+        assert_eq!(body, turn::delegation_call("message_agent".into(), input));
+        assert!(calls.running());
+        // A Codex tool's item is no team call.
+        calls.started(&tools("always_allow", true), "c1".into(), bash("ls"));
+        assert_eq!(calls.team_call("c1"), None);
+        assert_eq!(calls.team_call("d1"), Some(id));
+        // Its result is the delegation's: the item's end records nothing.
+        let ran = ToolOutcome::Ran {
+            text: "looks good".into(),
+            is_error: false,
+        };
+        assert_eq!(calls.finished("d1", ran), None);
+    }
+
+    #[test]
     fn a_call_that_ran_without_asking_is_recorded_with_its_result() {
         let mut calls = Calls::default();
         let tools = tools("always_ask", true);
