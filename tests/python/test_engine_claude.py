@@ -647,3 +647,32 @@ def test_a_coordinator_runs_a_workflow_through_claude_code(h: Harness) -> None:
     assert all(word in text(results[0]) for word in ("draft one", "draft two", "fine"))
     assert [text(e) for e in events if e.type == "agent.message"][-1].startswith("Tool result:")
     assert len(list(h.client.beta.sessions.threads.list(session.id).data)) == 4
+
+
+def test_a_claude_coordinator_delegates_twice_in_one_response(h: Harness) -> None:
+    """Two delegations in one Claude Code response, to two roster agents: each runs in its
+    own child thread (one after the other: the harness serves each call as Claude Code makes
+    it) and answers its call."""
+    reviewer = h.agent(name=unique("reviewer"), model=MODEL)
+    tester = h.agent(name=unique("tester"), model=MODEL)
+    coordinator = h.agent(
+        name=unique("lead"), model=MODEL, multiagent={"type": "coordinator", "agents": [reviewer.id, tester.id]}
+    )
+    session = h.session(agent=coordinator)
+    prompt = claude_prompt(
+        "mcp__team__message_agent", {"agent": reviewer.name, "message": "<<mock:text looks good>>"}
+    ) + claude_prompt("mcp__team__message_agent", {"agent": tester.name, "message": "<<mock:text tests pass>>"})
+    events = turn(h, session.id, prompt)
+    assert "session.error" not in types(events), [e for e in events if e.type == "session.error"]
+    assert stop_type(settled(events)) == "end_turn"
+    uses = [e for e in events if e.type == "agent.tool_use"]
+    assert [u.input["agent"] for u in uses] == [reviewer.name, tester.name]
+    created = [e for e in events if e.type == "session.thread_created"]
+    assert sorted(c.agent_name for c in created) == sorted([reviewer.name, tester.name])
+    replies = {e.from_session_thread_id: text(e) for e in events if e.type == "agent.thread_message_received"}
+    by_name = {c.agent_name: c.session_thread_id for c in created}
+    assert replies == {by_name[reviewer.name]: "looks good", by_name[tester.name]: "tests pass"}
+    results = {r.tool_use_id: text(r) for r in tool_results(events)}
+    assert set(results) == {u.id for u in uses}
+    assert "looks good" in results[uses[0].id] and "tests pass" in results[uses[1].id]
+    assert len(list(h.client.beta.sessions.threads.list(session.id).data)) == 3
