@@ -503,3 +503,176 @@ def test_a_confirmation_sent_through_another_runner_node_reaches_the_waiting_pro
         assert (text(results[0]).strip(), results[0].is_error) == ("ran", False), text(results[0])
     finally:
         pair.stop()
+
+
+def test_a_coordinator_delegates_through_claude_code(h: Harness) -> None:
+    """A coordinator on the `claude` engine: its team tool reaches Claude Code as a tool of the
+    harness's `team` MCP server; the call runs the roster member in a child thread (itself a
+    Claude Code process, with the session's engine) and its reply is the tool's result."""
+    reviewer = h.agent(name=unique("reviewer"), model=MODEL, description="reviews code")
+    coordinator = h.agent(
+        name=unique("lead"), model=MODEL, multiagent={"type": "coordinator", "agents": [reviewer.id]}
+    )
+    session = h.session(agent=coordinator)
+    call = {"agent": reviewer.name, "message": "<<mock:text looks good>>"}
+    events = turn(h, session.id, claude_prompt("mcp__team__message_agent", call))
+    assert "session.error" not in types(events), [e for e in events if e.type == "session.error"]
+    assert stop_type(settled(events)) == "end_turn"
+
+    uses = [e for e in events if e.type == "agent.tool_use"]
+    assert [(u.name, u.input) for u in uses] == [("message_agent", call)]
+    created = [e for e in events if e.type == "session.thread_created"]
+    assert [c.agent_name for c in created] == [reviewer.name]
+    child = created[0].session_thread_id
+    assert child.startswith("sthr_")
+    # The thread's lifecycle on the session's stream, in order, each naming the thread.
+    lifecycle = [
+        e.type
+        for e in events
+        if child in (
+            getattr(e, "session_thread_id", None),
+            getattr(e, "to_session_thread_id", None),
+            getattr(e, "from_session_thread_id", None),
+        )
+    ]
+    assert lifecycle == [
+        "session.thread_created",
+        "agent.thread_message_sent",
+        "session.thread_status_running",
+        "session.thread_status_idle",
+        "agent.thread_message_received",
+    ]
+    kinds = types(events)
+    assert kinds.index("agent.tool_use") < kinds.index("session.thread_created")
+    received = [e for e in events if e.type == "agent.thread_message_received"]
+    assert [text(r) for r in received] == ["looks good"] and received[0].from_agent_name == reviewer.name
+    # The reply is the call's result, and the coordinator's final message uses it.
+    results = tool_results(events)
+    assert [r.tool_use_id for r in results] == [uses[0].id] and not results[0].is_error
+    assert "looks good" in text(results[0]) and child in text(results[0])
+    assert kinds.index("agent.thread_message_received") < kinds.index("agent.tool_result")
+    messages = [text(e) for e in events if e.type == "agent.message"]
+    assert len(messages) == 1 and messages[0].startswith("Tool result: looks good"), messages
+    assert kinds.index("agent.tool_result") < kinds.index("agent.message")
+
+    # The threads: the primary (the coordinator) and the child (the member), both idle.
+    listed = list(h.client.beta.sessions.threads.list(session.id).data)
+    assert len(listed) == 2
+    primary, member = listed
+    assert primary.parent_thread_id is None and primary.agent.id == coordinator.id
+    assert member.id == child and member.parent_thread_id == primary.id
+    assert member.agent.id == reviewer.id and member.status == "idle"
+    assert member.usage is not None and member.usage.output_tokens > 0
+    # The child's own events: the message it got, its own Claude Code turn, its reply.
+    mine = list(h.client.beta.sessions.threads.events.list(child, session_id=session.id, limit=1000))
+    assert mine[0].type == "agent.thread_message_received" and mine[0].from_session_thread_id == primary.id
+    assert [text(e) for e in mine if e.type == "agent.message"] == ["looks good"]
+    assert "span.model_request_end" in types(mine) and stop_type(mine[-1]) == "end_turn"
+    # Each thread's model requests went through the gateway: the coordinator's two, the child's.
+    prompts = [json.dumps(messages_of(r)) for r in h.model_requests()]
+    assert sum("<<mock:text looks good>>" in p and "mcp__team__message_agent" not in p for p in prompts) >= 1
+    assert h.client.beta.sessions.retrieve(session.id).status == "idle"
+
+    # The next turn (Claude Code resumed) follows up in the same child thread, whose Claude
+    # Code conversation goes on.
+    again = {"session_thread_id": child, "message": "<<mock:text still good>>"}
+    events = turn(h, session.id, claude_prompt("mcp__team__message_agent", again))
+    assert "session.error" not in types(events), [e for e in events if e.type == "session.error"]
+    assert stop_type(settled(events)) == "end_turn"
+    assert [e for e in events if e.type == "session.thread_created"] == []
+    received = [e for e in events if e.type == "agent.thread_message_received"]
+    assert [(text(r), r.from_session_thread_id) for r in received] == [("still good", child)]
+    assert [text(e) for e in events if e.type == "agent.message"][-1].startswith("Tool result: still good")
+    mine = list(h.client.beta.sessions.threads.events.list(child, session_id=session.id, limit=1000))
+    assert [text(e) for e in mine if e.type == "agent.message"] == ["looks good", "still good"]
+    prompts = [json.dumps(messages_of(r)) for r in h.model_requests()]
+    child_prompts = [p for p in prompts if "<<mock:text still good>>" in p and "mcp__team__" not in p]
+    assert child_prompts and "<<mock:text looks good>>" in child_prompts[-1]
+    assert len(list(h.client.beta.sessions.threads.list(session.id).data)) == 2
+
+
+def test_a_coordinator_runs_a_workflow_through_claude_code(h: Harness) -> None:
+    """`run_workflow` from Claude Code: the phases' tasks run as child threads (Claude Code
+    processes, a member and an inline agent at once), and the call answers with every reply."""
+    member = h.agent(name=unique("drafter"), model=MODEL)
+    lead = h.agent(
+        name=unique("lead"),
+        model=MODEL,
+        multiagent={
+            "type": "multiagent_20261001",
+            "subagents": {"type": "disabled"},
+            "workflows": {"type": "enabled", "predefined_agents": [member.id]},
+        },
+    )
+    session = h.session(agent=lead)
+    workflow = {
+        "name": "review",
+        "phases": [
+            {
+                "name": "draft",
+                "tasks": [
+                    {"agent": member.name, "message": "<<mock:text draft one>>"},
+                    {"inline_agent": {"name": "second", "system": "s"}, "message": "<<mock:text draft two>>"},
+                ],
+            },
+            {"name": "judge", "tasks": [{"inline_agent": {"name": "judge", "system": "j"}, "message": "<<mock:text fine>>"}]},
+        ],
+    }
+    events = turn(h, session.id, claude_prompt("mcp__team__run_workflow", workflow))
+    assert "session.error" not in types(events), [e for e in events if e.type == "session.error"]
+    assert stop_type(settled(events)) == "end_turn"
+    uses = [e for e in events if e.type == "agent.tool_use"]
+    assert [u.name for u in uses] == ["run_workflow"]
+    kinds = [e.type for e in events if e.type.startswith("workflow_run.")]
+    assert kinds == [
+        "workflow_run.created",
+        "workflow_run.status_running",
+        "workflow_run.phase_started",
+        "workflow_run.phase_ended",
+        "workflow_run.phase_started",
+        "workflow_run.phase_ended",
+        "workflow_run.status_ended",
+        "workflow_run.status_idle",
+    ]
+    assert next(e for e in events if e.type == "workflow_run.status_ended").result.type == "completed"
+    threads = [e for e in events if e.type == "session.thread_created"]
+    assert [t.agent_name for t in threads] == [member.name, "second", "judge"]
+    received = [text(e) for e in events if e.type == "agent.thread_message_received"]
+    assert sorted(received) == ["draft one", "draft two", "fine"]
+    # The judge was sent the draft phase's results; the call answers with every reply.
+    sent = [text(e) for e in events if e.type == "agent.thread_message_sent"]
+    assert "draft one" in sent[-1] and "draft two" in sent[-1]
+    results = tool_results(events)
+    assert [r.tool_use_id for r in results] == [uses[0].id] and not results[0].is_error
+    assert all(word in text(results[0]) for word in ("draft one", "draft two", "fine"))
+    assert [text(e) for e in events if e.type == "agent.message"][-1].startswith("Tool result:")
+    assert len(list(h.client.beta.sessions.threads.list(session.id).data)) == 4
+
+
+def test_a_claude_coordinator_delegates_twice_in_one_response(h: Harness) -> None:
+    """Two delegations in one Claude Code response, to two roster agents: each runs in its
+    own child thread (one after the other: the harness serves each call as Claude Code makes
+    it) and answers its call."""
+    reviewer = h.agent(name=unique("reviewer"), model=MODEL)
+    tester = h.agent(name=unique("tester"), model=MODEL)
+    coordinator = h.agent(
+        name=unique("lead"), model=MODEL, multiagent={"type": "coordinator", "agents": [reviewer.id, tester.id]}
+    )
+    session = h.session(agent=coordinator)
+    prompt = claude_prompt(
+        "mcp__team__message_agent", {"agent": reviewer.name, "message": "<<mock:text looks good>>"}
+    ) + claude_prompt("mcp__team__message_agent", {"agent": tester.name, "message": "<<mock:text tests pass>>"})
+    events = turn(h, session.id, prompt)
+    assert "session.error" not in types(events), [e for e in events if e.type == "session.error"]
+    assert stop_type(settled(events)) == "end_turn"
+    uses = [e for e in events if e.type == "agent.tool_use"]
+    assert [u.input["agent"] for u in uses] == [reviewer.name, tester.name]
+    created = [e for e in events if e.type == "session.thread_created"]
+    assert sorted(c.agent_name for c in created) == sorted([reviewer.name, tester.name])
+    replies = {e.from_session_thread_id: text(e) for e in events if e.type == "agent.thread_message_received"}
+    by_name = {c.agent_name: c.session_thread_id for c in created}
+    assert replies == {by_name[reviewer.name]: "looks good", by_name[tester.name]: "tests pass"}
+    results = {r.tool_use_id: text(r) for r in tool_results(events)}
+    assert set(results) == {u.id for u in uses}
+    assert "looks good" in results[uses[0].id] and "tests pass" in results[uses[1].id]
+    assert len(list(h.client.beta.sessions.threads.list(session.id).data)) == 3

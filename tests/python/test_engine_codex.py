@@ -402,3 +402,93 @@ def test_a_kill_mid_turn_reschedules_and_codex_goes_on(
     finally:
         server.stop()
 
+
+
+def test_a_coordinator_delegates_through_codex(h: Harness) -> None:
+    """A coordinator on the `codex` engine: its team tools are the Codex thread's dynamic
+    tools; Codex's `item/tool/call` runs the roster member in a child thread (itself a Codex
+    app-server, with a Codex home of its own in the session's workspace) and the child's reply
+    is the tool's result."""
+    reviewer = codex_agent(h, name=unique("reviewer"), description="reviews code")
+    coordinator = codex_agent(
+        h, name=unique("lead"), multiagent={"type": "coordinator", "agents": [reviewer.id]}
+    )
+    session = h.session(agent=coordinator)
+    call = {"agent": reviewer.name, "message": "<<mock:text looks good>>"}
+    events = h.turn(session.id, tool_prompt("message_agent", call), TURN_WAIT)
+    seen = dump(events)
+    assert "session.error" not in types(events), seen
+    assert stop_type(settled(events)) == "end_turn", seen
+
+    uses = [e for e in events if e.type == "agent.tool_use"]
+    assert [(u.name, u.input) for u in uses] == [("message_agent", call)], seen
+    created = [e for e in events if e.type == "session.thread_created"]
+    assert [c.agent_name for c in created] == [reviewer.name], seen
+    child = created[0].session_thread_id
+    lifecycle = [
+        e.type
+        for e in events
+        if child in (
+            getattr(e, "session_thread_id", None),
+            getattr(e, "to_session_thread_id", None),
+            getattr(e, "from_session_thread_id", None),
+        )
+    ]
+    assert lifecycle == [
+        "session.thread_created",
+        "agent.thread_message_sent",
+        "session.thread_status_running",
+        "session.thread_status_idle",
+        "agent.thread_message_received",
+    ], seen
+    kinds = types(events)
+    assert kinds.index("agent.tool_use") < kinds.index("session.thread_created"), seen
+    received = [e for e in events if e.type == "agent.thread_message_received"]
+    assert [text(r) for r in received] == ["looks good"] and received[0].from_agent_name == reviewer.name
+    # The reply is the call's only result, and the coordinator's final message uses it.
+    results = tool_results(events)
+    assert [r.tool_use_id for r in results] == [uses[0].id] and not results[0].is_error, seen
+    assert "looks good" in text(results[0]) and child in text(results[0]), seen
+    messages = [text(e) for e in events if e.type == "agent.message"]
+    assert len(messages) == 1 and "looks good" in messages[0], seen
+    assert kinds.index("agent.tool_result") < kinds.index("agent.message"), seen
+
+    listed = list(h.client.beta.sessions.threads.list(session.id).data)
+    assert len(listed) == 2
+    primary, member = listed
+    assert primary.parent_thread_id is None and primary.agent.id == coordinator.id
+    assert member.id == child and member.parent_thread_id == primary.id
+    assert member.agent.id == reviewer.id and member.status == "idle"
+    assert member.usage is not None and member.usage.output_tokens > 0
+    mine = list(h.client.beta.sessions.threads.events.list(child, session_id=session.id, limit=1000))
+    assert mine[0].type == "agent.thread_message_received" and mine[0].from_session_thread_id == primary.id
+    assert [text(e) for e in mine if e.type == "agent.message"] == ["looks good"], dump(mine)
+    assert "span.model_request_end" in types(mine) and stop_type(mine[-1]) == "end_turn"
+    # The coordinator's Codex was offered the team's tools; the child's was not.
+    offered = [
+        [t.get("name") for t in r["body"].get("tools", [])] for r in responses(h)
+    ]
+    assert any("message_agent" in names for names in offered), offered
+    assert any("message_agent" not in names for names in offered), offered
+    assert h.client.beta.sessions.retrieve(session.id).status == "idle"
+
+    # The next turn (Codex resumes its thread, which keeps its dynamic tools) follows up in the
+    # same child thread, whose own Codex thread goes on.
+    again = {"session_thread_id": child, "message": "<<mock:text still good>>"}
+    events = h.turn(session.id, tool_prompt("message_agent", again), TURN_WAIT)
+    seen = dump(events)
+    assert "session.error" not in types(events), seen
+    assert stop_type(settled(events)) == "end_turn", seen
+    assert [e for e in events if e.type == "session.thread_created"] == [], seen
+    received = [e for e in events if e.type == "agent.thread_message_received"]
+    assert [(text(r), r.from_session_thread_id) for r in received] == [("still good", child)], seen
+    results = tool_results(events)
+    assert len(results) == 1 and not results[0].is_error and "still good" in text(results[0]), seen
+    mine = list(h.client.beta.sessions.threads.events.list(child, session_id=session.id, limit=1000))
+    assert [text(e) for e in mine if e.type == "agent.message"] == ["looks good", "still good"], dump(mine)
+    child_inputs = [
+        json.dumps(r["body"].get("input"))
+        for r in responses(h)
+        if "message_agent" not in [t.get("name") for t in r["body"].get("tools", [])]
+    ]
+    assert any("still good" in i and "looks good" in i for i in child_inputs), child_inputs

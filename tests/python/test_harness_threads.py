@@ -4,6 +4,8 @@ A coordinator (an agent with a roster) delegates with its `message_agent` tool; 
 runs the roster member in a child thread of its own (`sthr_…`, its own stream and agent
 snapshot, the session's workspace). The mock's `<<mock:...>>` directives inside the delegated
 message script the child's model; the coordinator's own `[[mock:...]]` script the coordinator.
+Coordinators on the agent-CLI engines are tested in test_engine_claude.py and
+test_engine_codex.py.
 """
 
 from __future__ import annotations
@@ -732,18 +734,3 @@ def test_a_crash_while_a_child_waits_on_the_client_closes_its_calls(tmp_path: An
         assert [text(e) for e in again if e.type == "agent.thread_message_received"] == ["back"]
     finally:
         assert process.stop() == 0
-
-
-@pytest.mark.parametrize("engine", ["claude", "codex"])
-def test_agent_cli_engines_refuse_a_coordinator(harness: Harness, engine: str) -> None:
-    from harness_support import llm_vault
-
-    h = harness
-    coordinator, reviewer, _ = team(h)
-    vault = llm_vault(h.client, h.mock.url, engine=engine)
-    session = h.session(agent=coordinator, vault=vault)
-    events = h.turn(session.id, delegate(reviewer, "<<mock:text hi>>"))
-    errors = [e for e in events if e.type == "session.error"]
-    assert errors and "multiagent roster" in errors[0].error.message
-    assert "native" in errors[0].error.message
-    assert threads_of(h, session.id)[1:] == []

@@ -40,6 +40,7 @@ pub(crate) mod delegate;
 pub(crate) mod file_sources;
 pub(crate) mod grading;
 pub(crate) mod team;
+pub(crate) mod team_call;
 mod telemetry_content;
 pub(crate) mod workflow;
 

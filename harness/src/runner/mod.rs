@@ -863,6 +863,26 @@ async fn turn<S: Store, X: Sandbox>(
     ended
 }
 
+/// What an agent CLI's turn of a coordinator needs to run its team tools through the resident
+/// delegation (`engine::team_call`).
+fn team_run<'a, S: Store, X: Sandbox>(
+    inner: &'a Inner<S, X>,
+    team: &'a crate::engine::team::Team,
+    endpoint: &'a Endpoint,
+    mcp: &'a mut crate::mcp::Servers<S>,
+) -> crate::engine::team_call::TeamRun<'a, S> {
+    crate::engine::team_call::TeamRun {
+        team,
+        threads: inner,
+        http: &inner.http,
+        options: &inner.options,
+        previews: &inner.previews,
+        endpoint,
+        shells: &inner.shells,
+        mcp,
+    }
+}
+
 /// The turn in the session's engine, on the prepared workspace.
 #[allow(clippy::too_many_arguments)]
 async fn engine_turn<S: Store, X: Sandbox>(
@@ -916,15 +936,11 @@ async fn engine_turn<S: Store, X: Sandbox>(
         Some(snapshot) => crate::engine::delegate::team(&inner.store, &snapshot).await,
         None => crate::engine::team::Team::default(),
     };
-    if !team.is_empty() && matches!(engine, Engine::Claude | Engine::Codex) {
-        let message = "this agent coordinates a multiagent roster, which only the native and \
-                       openai-agents engines can run yet: set the LLM vault's \
-                       sandbox0.managed_agents.engine to native or openai-agents"
-            .to_owned();
-        return writer.fail(message).await;
-    }
+    // An agent CLI is its own MCP client; the harness's clients stay open only for the
+    // resident turn a coordinator's delegations build (engine::team_call).
+    let cli_mcp = |mcp| (!team.is_empty()).then_some(mcp);
     if engine == Engine::Claude {
-        drop(mcp);
+        let mut kept = cli_mcp(mcp);
         let agent = &cli_agent;
         let program = match setup::claude_program(&inner.options) {
             Ok(program) => program,
@@ -949,12 +965,16 @@ async fn engine_turn<S: Store, X: Sandbox>(
                 blobs: inner.options.blobs.as_deref(),
             },
             interrupted: rx,
+            // A coordinator's team tools run the resident delegation (engine::team_call).
+            team: kept
+                .as_mut()
+                .map(|mcp| team_run(inner, &team, &endpoint, mcp)),
         }
         .run(confirmations)
         .await;
     }
     if engine == Engine::Codex {
-        drop(mcp);
+        let mut kept = cli_mcp(mcp);
         let agent = &cli_agent;
         let program = match setup::codex_program(&inner.options) {
             Ok(program) => program,
@@ -965,6 +985,7 @@ async fn engine_turn<S: Store, X: Sandbox>(
             crate::door::gateway::OPENAI_BASE_URL,
             &crate::door::gateway::placeholder_key(&id),
             crate::mcp::cli::codex_overrides(&agent.mcp_servers, &agent.tools),
+            &codex::home(&id, writer.state().is_child_thread()),
         );
         return codex::Turn {
             writer,
@@ -981,6 +1002,9 @@ async fn engine_turn<S: Store, X: Sandbox>(
                 blobs: inner.options.blobs.as_deref(),
             },
             interrupted: rx,
+            team: kept
+                .as_mut()
+                .map(|mcp| team_run(inner, &team, &endpoint, mcp)),
         }
         .run(confirmations)
         .await;

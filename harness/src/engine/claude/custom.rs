@@ -65,6 +65,28 @@ fn result(id: &Value, result: Value) -> Option<Value> {
 
 /// Reads one MCP message sent to the server.
 pub(crate) fn handle(agent_tools: &[Tool], message: &Value) -> Message {
+    let listed = || {
+        tools(agent_tools)
+            .map(|t| {
+                // The stored schema keeps `required: null` when unset; MCP clients want it
+                // absent.
+                let schema: serde_json::Map<String, Value> = t
+                    .input_schema
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                json!({"name": t.name, "description": t.description, "inputSchema": schema})
+            })
+            .collect()
+    };
+    serve(SERVER, listed, message)
+}
+
+/// Reads one MCP message sent to the harness's server `server`, whose tools are `listed`
+/// (MCP `tools/list` entries): the custom tools' server and the coordinator's team's
+/// (`super::team`) answer alike.
+pub(crate) fn serve(server: &str, listed: impl FnOnce() -> Vec<Value>, message: &Value) -> Message {
     let id = message.get("id").cloned();
     let method = message.get("method").and_then(Value::as_str);
     let Some(id) = id else {
@@ -76,25 +98,10 @@ pub(crate) fn handle(agent_tools: &[Tool], message: &Value) -> Message {
             json!({
                 "protocolVersion": PROTOCOL,
                 "capabilities": {"tools": {}},
-                "serverInfo": {"name": SERVER, "version": env!("CARGO_PKG_VERSION")},
+                "serverInfo": {"name": server, "version": env!("CARGO_PKG_VERSION")},
             }),
         ),
-        Some("tools/list") => {
-            let listed: Vec<Value> = tools(agent_tools)
-                .map(|t| {
-                    // The stored schema keeps `required: null` when unset; MCP clients want
-                    // it absent.
-                    let schema: serde_json::Map<String, Value> = t
-                        .input_schema
-                        .iter()
-                        .filter(|(_, v)| !v.is_null())
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    json!({"name": t.name, "description": t.description, "inputSchema": schema})
-                })
-                .collect();
-            result(&id, json!({"tools": listed}))
-        }
+        Some("tools/list") => result(&id, json!({"tools": listed()})),
         Some("tools/call") => {
             let tool_use_id = message
                 .pointer("/params/_meta/claudecode~1toolUseId")

@@ -1,7 +1,8 @@
 //! What the current turn hands Claude Code: the content of the `user.message` events it
-//! consumed (those named by `internal.inputs_processed` since the last idle), as one user
-//! message; for a turn a restart cut short, when Claude Code's conversation was kept, the
-//! notice that the turn was cut and only what the turn consumed since ([`turn_input`]). Pure.
+//! consumed (those named by `internal.inputs_processed` since the last idle; a child thread's
+//! input is the `agent.thread_message_received` its coordinator sent), as one user message;
+//! for a turn a restart cut short, when Claude Code's conversation was kept, the notice that
+//! the turn was cut and only what the turn consumed since ([`turn_input`]). Pure.
 
 use managed_agents_core::event::{Body, ContentBlock};
 use managed_agents_core::session::turn;
@@ -34,6 +35,8 @@ fn contents(events: Vec<&managed_agents_core::event::Event>) -> Vec<ContentBlock
         .into_iter()
         .filter_map(|e| match &e.body {
             Body::UserMessage(m) => Some(m.content.clone()),
+            // A child thread's input: the message its coordinator sent it.
+            Body::AgentThreadMessageReceived(m) => Some(m.content.clone()),
             Body::UserDefineOutcome(o) => Some(vec![ContentBlock::text(
                 crate::model::grade::assignment(&o.description),
             )]),
@@ -88,6 +91,26 @@ mod tests {
             vec![ContentBlock::text("first"), ContentBlock::text("second")]
         );
         assert!(consumed_messages(&log[..3]).is_empty());
+    }
+
+    #[test]
+    fn a_child_threads_input_is_the_message_its_coordinator_sent() {
+        use managed_agents_core::event::ThreadMessageReceived;
+        use managed_agents_core::ids::ThreadId;
+        let id = EventId::generate(at(1));
+        let body = Body::AgentThreadMessageReceived(ThreadMessageReceived {
+            from_session_thread_id: ThreadId::generate(at(0)),
+            from_agent_name: Some("lead".into()),
+            content: vec![ContentBlock::text("review this")],
+        });
+        let log = vec![
+            Event::new(id.clone(), at(1), body).into(),
+            SessionRecord::inputs_processed(vec![id], at(2)),
+        ];
+        assert_eq!(
+            turn_input(&log, false),
+            vec![ContentBlock::text("review this")]
+        );
     }
 
     #[test]

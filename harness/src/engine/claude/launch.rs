@@ -22,8 +22,8 @@ use managed_agents_core::agent::tools::{builtin_setting, Tool};
 use managed_agents_core::agent::{BuiltinTool, PermissionPolicy};
 use serde_json::json;
 
-use super::custom;
 use super::map::claude_name;
+use super::{custom, team};
 use crate::engine::TurnAgent;
 use crate::sandbox::Command;
 
@@ -113,6 +113,9 @@ pub(crate) struct Launch<'a> {
     pub(crate) api_key: &'a str,
     /// A plugin directory to load (`--plugin-dir`): the session's skills (`attach::skills`).
     pub(crate) plugin_dir: Option<&'a str>,
+    /// A coordinator's team tools (our names), served by the harness ([`super::team`]) and
+    /// pre-allowed.
+    pub(crate) team: Vec<String>,
 }
 
 /// The sandbox command that starts Claude Code for `agent`.
@@ -156,6 +159,10 @@ pub(crate) fn command(launch: &Launch<'_>, agent: &TurnAgent) -> Command {
     if !customs.is_empty() {
         servers.insert(custom::SERVER.to_owned(), custom::sdk_server());
         allowed.extend(customs);
+    }
+    if !launch.team.is_empty() {
+        servers.insert(team::SERVER.to_owned(), team::sdk_server());
+        allowed.extend(launch.team.iter().map(|name| team::claude_name(name)));
     }
     if !servers.is_empty() {
         let config = json!({ "mcpServers": servers }).to_string();
@@ -272,6 +279,7 @@ mod tests {
             base_url: crate::door::gateway::ANTHROPIC_BASE_URL,
             api_key: "placeholder",
             plugin_dir: None,
+            team: Vec::new(),
         };
         let command = command(&launch, &agent);
         assert_eq!(
@@ -287,6 +295,37 @@ mod tests {
     }
 
     #[test]
+    fn a_coordinators_team_tools_come_from_the_harness_team_server() {
+        let agent = agent(
+            json!([{"type": "custom", "name": "get_weather", "description": "weather",
+                    "input_schema": {"type": "object"}}]),
+            None,
+        );
+        let launch = Launch {
+            program: Path::new("claude"),
+            conversation: "c0ffee00-0000-4000-8000-000000000000",
+            resume: false,
+            base_url: crate::door::gateway::ANTHROPIC_BASE_URL,
+            api_key: "placeholder",
+            plugin_dir: None,
+            team: vec!["message_agent".into(), "ask_advisor".into()],
+        };
+        let command = command(&launch, &agent);
+        let config: serde_json::Value =
+            serde_json::from_str(flag(&command.argv, "--mcp-config").expect("a config"))
+                .expect("JSON");
+        assert_eq!(
+            config,
+            json!({"mcpServers": {"custom": {"type": "sdk", "name": "custom"},
+                                  "team": {"type": "sdk", "name": "team"}}})
+        );
+        assert_eq!(
+            flag(&command.argv, "--allowedTools"),
+            Some("mcp__custom__get_weather,mcp__team__message_agent,mcp__team__ask_advisor")
+        );
+    }
+
+    #[test]
     fn the_session_skills_are_a_plugin_with_the_skill_tool() {
         let agent = agent(json!([{"type": "agent_toolset_20260401"}]), None);
         let launch = Launch {
@@ -296,6 +335,7 @@ mod tests {
             base_url: crate::door::gateway::ANTHROPIC_BASE_URL,
             api_key: "placeholder",
             plugin_dir: Some("/mnt/session/claude-plugin"),
+            team: Vec::new(),
         };
         let with = command(&launch, &agent);
         assert_eq!(
@@ -333,6 +373,7 @@ mod tests {
             base_url: crate::door::gateway::ANTHROPIC_BASE_URL,
             api_key: "placeholder",
             plugin_dir: None,
+            team: Vec::new(),
         };
         let command = command(&launch, &agent);
         let config: serde_json::Value =
@@ -358,6 +399,7 @@ mod tests {
             base_url: "http://127.0.0.1:3128/llm/anthropic",
             api_key: "placeholder",
             plugin_dir: None,
+            team: Vec::new(),
         };
         let command = command(&launch, &agent);
         let argv = &command.argv;

@@ -68,6 +68,8 @@ enum Kind {
     Custom,
     /// `agent.mcp_tool_use`.
     Mcp,
+    /// An `agent.tool_use` of a coordinator's team tool, answered by the delegation itself.
+    Team,
 }
 
 /// What happens to a recorded call.
@@ -92,6 +94,8 @@ pub(crate) struct Mapper {
     calls: HashMap<String, Tracked>,
     /// The agent's MCP servers (their tools' calls are MCP calls).
     servers: Vec<McpServer>,
+    /// The coordinator's team tools (our names), served by [`super::team`].
+    team: Vec<String>,
 }
 
 impl Mapper {
@@ -100,7 +104,14 @@ impl Mapper {
         Self {
             calls: HashMap::new(),
             servers,
+            team: Vec::new(),
         }
+    }
+
+    /// This mapper for a coordinator whose team tools are `team` (our names).
+    pub(crate) fn with_team(mut self, team: Vec<String>) -> Self {
+        self.team = team;
+        self
     }
 
     /// The step recording an `assistant` line's blocks (`None` when it has none we show).
@@ -120,7 +131,12 @@ impl Mapper {
                 Block::Thinking => output.thinking.push(new_id()),
                 Block::ToolUse { id, name, input } => {
                     let event = new_id();
-                    let (body, fate, kind) =
+                    let team_tool = super::team::team_name(&name)
+                        .filter(|tool| self.team.iter().any(|t| t == tool));
+                    let (body, fate, kind) = if let Some(tool) = team_tool {
+                        let body = turn::delegation_call(tool.to_owned(), input);
+                        (body, Fate::Run, Kind::Team)
+                    } else {
                         match crate::mcp::cli::claude_call(&self.servers, &name) {
                             Some((server, tool)) => {
                                 let (body, call) = turn::mcp_call(tools, server, tool, input);
@@ -151,7 +167,8 @@ impl Mapper {
                                 };
                                 (body, fate, kind)
                             }
-                        };
+                        }
+                    };
                     self.calls.insert(
                         id,
                         Tracked {
@@ -189,7 +206,7 @@ impl Mapper {
                         content: vec![ContentBlock::text(result.text)],
                         is_error: result.is_error,
                     }),
-                    Kind::Custom => None,
+                    Kind::Custom | Kind::Team => None,
                 }
             })
             .collect()
@@ -201,6 +218,15 @@ impl Mapper {
         self.calls
             .get(tool_use_id)
             .filter(|t| t.kind == Kind::Custom && t.fate == Fate::Wait)
+            .map(|t| &t.id)
+    }
+
+    /// Our `agent.tool_use` id of Claude Code's call `tool_use_id`, if it is a
+    /// team tool's call this mapper recorded.
+    pub(crate) fn team_call(&self, tool_use_id: &str) -> Option<&EventId> {
+        self.calls
+            .get(tool_use_id)
+            .filter(|t| t.kind == Kind::Team)
             .map(|t| &t.id)
     }
 
@@ -412,6 +438,50 @@ mod tests {
             mapper.permission(Some("toolu_unknown"), "Bash"),
             Permission::Deny(_)
         ));
+    }
+
+    #[test]
+    fn a_team_tool_call_is_the_delegations_call_answered_by_the_harness() {
+        let mut mapper = Mapper::default().with_team(vec!["message_agent".into()]);
+        let mut input = serde_json::Map::new();
+        input.insert("agent".into(), json!("reviewer"));
+        let blocks = vec![
+            Block::ToolUse {
+                id: "toolu_team".into(),
+                name: "mcp__team__message_agent".into(),
+                input: input.clone(),
+            },
+            Block::ToolUse {
+                id: "toolu_other".into(),
+                name: "mcp__team__ask_advisor".into(),
+                input: serde_json::Map::new(),
+            },
+        ];
+        let step = mapper.assistant(
+            &toolset("always_ask", &[]),
+            blocks,
+            &HashMap::new(),
+            &mut ids(),
+        );
+        let Some(Step::Output(output)) = step else {
+            panic!("{step:?}")
+        };
+        let (event, body) = &output.calls[0];
+        assert_eq!(body, &turn::delegation_call("message_agent".into(), input));
+        assert_eq!(mapper.team_call("toolu_team"), Some(event));
+        assert_eq!(
+            mapper.permission(Some("toolu_team"), "mcp__team__message_agent"),
+            Permission::Allow
+        );
+        // A tool the team does not have is no team call.
+        assert_eq!(mapper.team_call("toolu_other"), None);
+        // The delegation records the result: Claude Code's own result line adds none.
+        let results = mapper.tool_results(vec![ToolResult {
+            tool_use_id: "toolu_team".into(),
+            text: "looks good".into(),
+            is_error: false,
+        }]);
+        assert!(results.is_empty(), "{results:?}");
     }
 
     #[test]

@@ -23,6 +23,11 @@
 //! stdio control protocol ([`custom`]); a call becomes `agent.custom_tool_use`, the session
 //! idles with `requires_action`, and the turn the `user.custom_tool_result` starts answers it.
 //!
+//! A coordinator's team tools reach Claude Code the same way, as the tools of a second such
+//! server ([`team`]); a call runs the resident engine's delegation at once, inside the MCP
+//! call, with the thread events on the session's stream (`crate::engine::team_call`), and its
+//! result is the call's answer.
+//!
 //! A turn a server restart cut short goes on (`turn::Resume::InAgent`): Claude Code is started
 //! again with `--resume` and handed [`super::RESUMED`] and whatever input came since, instead
 //! of the turn's input it already holds ([`input::turn_input`]).
@@ -46,6 +51,7 @@ pub(crate) mod input;
 pub(crate) mod launch;
 pub(crate) mod map;
 pub(crate) mod stream;
+pub(crate) mod team;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -63,6 +69,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
 use tokio::sync::watch;
 
+use super::team_call::{CallSite, TeamRun};
 use super::{grading, interruptible, TurnAgent};
 use crate::sandbox::{Lines, Network, Process, Sandbox, Workspace};
 use crate::writer::{Halt, Writer};
@@ -181,6 +188,8 @@ pub(crate) struct ClaudeTurn<'a, S, X> {
     /// grader ask, and where rubric files are.
     pub(crate) server_side: grading::ServerSide<'a>,
     pub(crate) interrupted: watch::Receiver<bool>,
+    /// A coordinator's team, whose tools Claude Code calls through [`team`]'s server.
+    pub(crate) team: Option<TeamRun<'a, S>>,
 }
 
 /// How a turn ended (other than a halt).
@@ -421,7 +430,9 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
                     server_name,
                     message,
                 } => {
-                    let answer = if server_name != custom::SERVER {
+                    let answer = if server_name == team::SERVER && self.team.is_some() {
+                        Box::pin(self.team_message(l, &request_id, &message)).await?
+                    } else if server_name != custom::SERVER {
                         stream::control_error(&request_id, "no such MCP server")
                     } else {
                         match custom::handle(&self.agent.tools, &message) {
@@ -482,6 +493,56 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
                 Line::Init { .. } | Line::Other => {}
             }
         }
+    }
+
+    /// The answer to one MCP message for the team's server: a listing at once, a call once its
+    /// delegation ran.
+    async fn team_message(
+        &mut self,
+        live: &mut Live,
+        request_id: &str,
+        message: &Value,
+    ) -> Result<String, Halt> {
+        let Some(team_run) = self.team.as_mut() else {
+            return Ok(stream::control_error(request_id, "no such MCP server"));
+        };
+        let specs = team_run.specs();
+        let (rpc_id, tool_use_id) =
+            match custom::serve(team::SERVER, || team::listed(&specs), message) {
+                custom::Message::Answer(reply) => {
+                    return Ok(stream::mcp_response(request_id, reply))
+                }
+                custom::Message::Call {
+                    rpc_id,
+                    tool_use_id,
+                } => (rpc_id, tool_use_id),
+            };
+        let tool = message.pointer("/params/name").and_then(Value::as_str);
+        let call = tool_use_id
+            .as_deref()
+            .and_then(|id| live.mapper.team_call(id))
+            .cloned();
+        let (Some(event), Some(tool)) = (call, tool) else {
+            let reply =
+                custom::call_error(&rpc_id, "this call is not a team tool call of the agent");
+            return Ok(stream::mcp_response(request_id, Some(reply)));
+        };
+        let input = message
+            .pointer("/params/arguments")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let site = CallSite {
+            writer: &mut *self.writer,
+            sandbox: self.sandbox,
+            agent: self.agent,
+            network: self.network.clone(),
+            workspace: self.workspace,
+            interrupted: self.interrupted.clone(),
+        };
+        let (content, is_error) = team_run.call(site, event, tool, &input).await?;
+        let reply = custom::call_result(&rpc_id, &content, is_error);
+        Ok(stream::mcp_response(request_id, Some(reply)))
     }
 
     /// Whether `step` answers a built-in call that is still open (a call the turn's end
@@ -607,6 +668,7 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
                 base_url: self.gateway.base_url,
                 api_key: self.gateway.api_key,
                 plugin_dir: crate::attach::claude_plugin_dir(self.workspace),
+                team: self.team.as_ref().map(TeamRun::names).unwrap_or_default(),
             },
             self.agent,
         );
@@ -624,7 +686,8 @@ impl<S: Store, X: Sandbox> ClaudeTurn<'_, S, X> {
             process,
             stdin,
             lines,
-            mapper: Mapper::new(self.agent.mcp_servers.clone()),
+            mapper: Mapper::new(self.agent.mcp_servers.clone())
+                .with_team(self.team.as_ref().map(TeamRun::names).unwrap_or_default()),
             waiting: HashMap::new(),
             custom: HashMap::new(),
         })

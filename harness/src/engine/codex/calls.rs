@@ -65,6 +65,8 @@ struct Open {
     /// Whether Codex asked to approve it already (MCP calls are matched to their approval
     /// request by server and tool, the first not yet asked).
     asked: bool,
+    /// A coordinator's team tool call (answered by the harness's delegation).
+    team: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,9 +130,44 @@ impl Calls {
                 recorded,
                 decision,
                 asked: false,
+                team: false,
             },
         );
         started
+    }
+
+    /// Codex started `item`, a call of a coordinator's team tool `name` (one of the thread's
+    /// dynamic tools): recorded at once as the delegation's `agent.tool_use`, answered by the
+    /// harness when Codex sends its `item/tool/call` ([`Calls::team_call`]).
+    pub(crate) fn started_team(
+        &mut self,
+        item: String,
+        name: String,
+        input: serde_json::Map<String, Value>,
+    ) -> Started {
+        let id = EventId::generate(Timestamp::now());
+        let body = turn::delegation_call(name, input);
+        self.open.insert(
+            item,
+            Open {
+                id: id.clone(),
+                body: body.clone(),
+                recorded: true,
+                decision: Decision::Allow,
+                asked: false,
+                team: true,
+            },
+        );
+        Started::Record(id, body)
+    }
+
+    /// Codex calls the team tool of `item` (`item/tool/call`): its `agent.tool_use` id. The
+    /// delegation records the call's result, so the item's end records nothing.
+    pub(crate) fn team_call(&mut self, item: &str) -> Option<EventId> {
+        if !self.open.get(item)?.team {
+            return None;
+        }
+        self.open.remove(item).map(|open| open.id)
     }
 
     /// Codex asks (request `request`, an elicitation) before calling tool `tool` of MCP server
@@ -379,6 +416,30 @@ mod tests {
         };
         let finished = calls.finished("m1", ran).unwrap();
         assert_eq!((finished.id, finished.mcp), (id, true));
+    }
+
+    #[test]
+    fn a_team_tool_call_is_recorded_at_once_and_answered_by_the_harness() {
+        let mut calls = Calls::default();
+        let mut input = Map::new();
+        input.insert("agent".into(), json!("reviewer"));
+        let Started::Record(id, body) =
+            calls.started_team("d1".into(), "message_agent".into(), input.clone())
+        else {
+            panic!()
+        };
+        assert_eq!(body, turn::delegation_call("message_agent".into(), input));
+        assert!(calls.running());
+        // A Codex tool's item is no team call.
+        calls.started(&tools("always_allow", true), "c1".into(), bash("ls"));
+        assert_eq!(calls.team_call("c1"), None);
+        assert_eq!(calls.team_call("d1"), Some(id));
+        // Its result is the delegation's: the item's end records nothing.
+        let ran = ToolOutcome::Ran {
+            text: "looks good".into(),
+            is_error: false,
+        };
+        assert_eq!(calls.finished("d1", ran), None);
     }
 
     #[test]

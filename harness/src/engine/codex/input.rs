@@ -1,5 +1,5 @@
 //! The input a Codex turn gets: the `user.message`, `user.define_outcome` (its assignment)
-//! and `system.message` events the current turn consumed, in order, as `turn/start` input items. Codex keeps the conversation itself
+//! and `system.message` events (a child thread's `agent.thread_message_received`) the current turn consumed, in order, as `turn/start` input items. Codex keeps the conversation itself
 //! (its thread, persisted in its home in the workspace), so only what is new is sent.
 //!
 //! The current turn's input is [`turn::consumed`]. Text goes as text, images as image URLs (`data:` URLs for
@@ -41,6 +41,10 @@ fn items_of(events: Vec<&managed_agents_core::event::Event>) -> Vec<Value> {
     for event in events {
         match &event.body {
             Body::UserMessage(message) => items.extend(message.content.iter().map(item)),
+            // A child thread's input: the message its coordinator sent it.
+            Body::AgentThreadMessageReceived(message) => {
+                items.extend(message.content.iter().map(item))
+            }
             Body::UserDefineOutcome(outcome) => items.push(text_input(
                 &crate::model::grade::assignment(&outcome.description),
             )),

@@ -22,6 +22,12 @@
 //!    waiting for the client idles it with `requires_action`, and the process is kept in
 //!    [`Servers`] until the confirmation comes (bounded by the process lifetime).
 //!
+//! A coordinator's team tools are its thread's `dynamicTools` (Codex's experimental API, asked
+//! for at `initialize` only then): the call is recorded when Codex starts the item (as the
+//! delegation's `agent.tool_use`), and Codex's `item/tool/call` request runs the resident
+//! engine's delegation (`crate::engine::team_call`) and is answered with its result. A child
+//! thread's Codex has a home of its own ([`home`]) in the session's workspace.
+//!
 //! `user.interrupt` kills the process's whole sandbox (pid namespace) at once; the turn closes
 //! its open calls and idles with `end_turn`, and the next turn resumes the thread in a new
 //! process. A line of Codex's stdout longer than 16 MiB, a line that is not JSON-RPC, or Codex
@@ -57,6 +63,7 @@ use self::mapping::{Progress, TurnEnd};
 use self::protocol::{Approvals, Incoming, ThreadSettings};
 use self::server::AppServer;
 pub(crate) use self::server::Launch;
+use super::team_call::{CallSite, TeamRun};
 use super::{grading, interruptible, TurnAgent};
 use crate::model::excerpt;
 use crate::previews::Previews;
@@ -78,14 +85,26 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const LOST: &str = "The call did not run: the Codex process that asked for this confirmation \
                     ended (for example when the server restarted). Send a message to continue.";
 
+/// Codex's home for stream `id`: a session's is [`CODEX_HOME`]; a child thread, which works in
+/// its session's workspace, gets one of its own beside it, since Codex finds its thread again
+/// as the newest one of its home in the working directory.
+pub(crate) fn home(id: &SessionId, child: bool) -> String {
+    if child {
+        format!("{CODEX_HOME}-threads/{id}")
+    } else {
+        CODEX_HOME.to_owned()
+    }
+}
+
 /// How Codex is launched for a session: the `codex` program inside the sandbox, the gateway's
-/// OpenAI Responses base URL, the session's placeholder key, and `mcp` (the agent's MCP
-/// servers as `-c` overrides, `crate::mcp::cli::codex_overrides`).
+/// OpenAI Responses base URL, the session's placeholder key, `mcp` (the agent's MCP servers as
+/// `-c` overrides, `crate::mcp::cli::codex_overrides`) and Codex's home ([`home`]).
 pub(crate) fn launch(
     program: &str,
     base_url: &str,
     placeholder_key: &str,
     mcp: Vec<String>,
+    home: &str,
 ) -> Launch {
     let quoted = |s: &str| Value::String(s.to_owned()).to_string();
     let provider = "model_providers.managed_agents";
@@ -114,7 +133,7 @@ pub(crate) fn launch(
     Launch {
         argv,
         env: vec![
-            ("CODEX_HOME".to_owned(), CODEX_HOME.to_owned()),
+            ("CODEX_HOME".to_owned(), home.to_owned()),
             (KEY_VARIABLE.to_owned(), placeholder_key.to_owned()),
         ],
         lifetime: LIFETIME,
@@ -217,6 +236,8 @@ pub(crate) struct Turn<'a, S, X> {
     /// The session's own model endpoint, where the outcome grader asks.
     pub(crate) server_side: grading::ServerSide<'a>,
     pub(crate) interrupted: watch::Receiver<bool>,
+    /// A coordinator's team, whose tools are the thread's dynamic tools (`item/tool/call`).
+    pub(crate) team: Option<TeamRun<'a, S>>,
 }
 
 /// How the drive ended.
@@ -446,6 +467,17 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
             instructions: self.agent.system.clone().filter(|s| !s.is_empty()),
             approvals: approvals(self.agent),
             cwd: CWD.to_owned(),
+            dynamic_tools: self
+                .team
+                .as_ref()
+                .map(|team| {
+                    let specs = team.specs();
+                    specs
+                        .iter()
+                        .map(|s| protocol::dynamic_tool(&s.name, &s.description, &s.input_schema))
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         let opened = interruptible(
             &self.interrupted,
@@ -512,6 +544,13 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                 Err(e) => return Ok(Followed::Failed(e.to_string())),
             };
             let (method, params) = match message {
+                Incoming::Request { id, method, params } if method == protocol::TOOL_CALL => {
+                    let answer = Box::pin(self.team_call(live, &params)).await?;
+                    if let Err(e) = live.server.answer(&id, answer).await {
+                        return Ok(Followed::Failed(e.to_string()));
+                    }
+                    continue;
+                }
                 Incoming::Request { id, method, params } => {
                     let asked = match mapping::approval(&method, &params) {
                         Some(item) => Some((live.calls.asked(&item, id.clone()), false)),
@@ -598,9 +637,18 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
                     .await?;
                 }
                 Progress::ToolStarted { item, call } => {
-                    if let Started::Record(id, body) =
+                    let team_tool = call.server.is_none()
+                        && !call.governed
+                        && self
+                            .team
+                            .as_ref()
+                            .is_some_and(|t| t.team.offers(&call.name));
+                    let started = if team_tool {
+                        live.calls.started_team(item, call.name, call.input)
+                    } else {
                         live.calls.started(&self.agent.tools, item, call)
-                    {
+                    };
+                    if let Started::Record(id, body) = started {
                         self.output(Output {
                             calls: vec![(id, body)],
                             ..Output::default()
@@ -666,6 +714,35 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         }
     }
 
+    /// Runs a call of a team tool (Codex's `item/tool/call` `params`) through the delegation
+    /// (`crate::engine::team_call`) and gives Codex's answer: the result's text.
+    async fn team_call(&mut self, live: &mut Live, params: &Value) -> Result<Value, Halt> {
+        let item = params["callId"].as_str().unwrap_or_default();
+        let tool = params["tool"].as_str().unwrap_or_default().to_owned();
+        let input = params["arguments"].as_object().cloned().unwrap_or_default();
+        let (Some(team_run), Some(id)) = (self.team.as_mut(), live.calls.team_call(item)) else {
+            let why = format!("{tool} is not a tool of this agent");
+            return Ok(protocol::tool_output(&why, false));
+        };
+        let site = CallSite {
+            writer: &mut *self.writer,
+            sandbox: self.sandbox,
+            agent: self.agent,
+            network: self.network.clone(),
+            workspace: self.workspace,
+            interrupted: self.interrupted.clone(),
+        };
+        let (content, is_error) = team_run.call(site, id, &tool, &input).await?;
+        let text: Vec<&str> = content
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        Ok(protocol::tool_output(&text.join("\n\n"), !is_error))
+    }
+
     async fn output(&mut self, output: Output) -> Result<(), Halt> {
         self.writer.record(Step::Output(output)).await
     }
@@ -702,6 +779,7 @@ mod tests {
             "http://127.0.0.1:3128/llm/openai/v1",
             "placeholder",
             Vec::new(),
+            CODEX_HOME,
         );
         assert_eq!(launch.argv[3..5], ["/opt/codex/bin/codex", "app-server"]);
         assert!(launch.argv.contains(
@@ -712,6 +790,21 @@ mod tests {
             .env
             .contains(&(KEY_VARIABLE.to_owned(), "placeholder".to_owned())));
         assert!(!launch.argv.iter().any(|a| a.contains("placeholder")));
+    }
+
+    #[test]
+    fn a_child_thread_has_a_codex_home_of_its_own() {
+        let session = SessionId::parse("sesn_011CZkZAtmR3yMPDzynEDxu7").expect("an id");
+        assert_eq!(home(&session, false), CODEX_HOME);
+        let child = home(&session, true);
+        assert_eq!(
+            child,
+            "/workspace/.codex-threads/sesn_011CZkZAtmR3yMPDzynEDxu7"
+        );
+        let launch = launch("codex", "http://gw", "key", Vec::new(), &child);
+        assert!(launch
+            .env
+            .contains(&("CODEX_HOME".to_owned(), child.clone())));
     }
 
     #[test]

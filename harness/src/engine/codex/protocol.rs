@@ -12,6 +12,7 @@
 //! | → request | `thread/start` / `thread/resume` | model, instructions, approval policy, sandbox mode |
 //! | → request | `turn/start` | the user's input |
 //! | ← request | `item/commandExecution/requestApproval`, `item/fileChange/requestApproval` | ask before running; answered `{"decision": "accept" \| "decline"}` |
+//! | ← request | `item/tool/call` | a call of one of the thread's `dynamicTools` (experimental API: a coordinator's team tools); answered [`tool_output`] |
 //! | ← notification | `item/started`, `item/completed`, `item/agentMessage/delta`, `error`, `turn/completed`, … | progress (see `mapping.rs`) |
 
 use serde_json::{json, Value};
@@ -97,15 +98,16 @@ pub(crate) fn refuse(id: &Value, message: &str) -> String {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": message}}).to_string()
 }
 
-/// `initialize` params.
-pub(crate) fn initialize() -> Value {
+/// `initialize` params. `experimental`: opt in to Codex's experimental API (a thread's
+/// `dynamicTools`), only for a thread that has them.
+pub(crate) fn initialize(experimental: bool) -> Value {
     json!({
         "clientInfo": {
             "name": "managed_agents",
             "title": "managed-agents",
             "version": env!("CARGO_PKG_VERSION"),
         },
-        "capabilities": null,
+        "capabilities": experimental.then(|| json!({"experimentalApi": true})),
     })
 }
 
@@ -129,6 +131,9 @@ pub(crate) struct ThreadSettings {
     pub(crate) approvals: Approvals,
     /// Codex's working directory inside the sandbox.
     pub(crate) cwd: String,
+    /// Tools the harness serves (`item/tool/call`): a coordinator's team tools, as
+    /// `dynamicTools` function specs (`{type, name, description, inputSchema}`).
+    pub(crate) dynamic_tools: Vec<Value>,
 }
 
 impl ThreadSettings {
@@ -150,7 +155,25 @@ impl ThreadSettings {
 
 /// `thread/start` params.
 pub(crate) fn thread_start(settings: &ThreadSettings) -> Value {
-    settings.params()
+    let mut params = settings.params();
+    if !settings.dynamic_tools.is_empty() {
+        params["dynamicTools"] = Value::Array(settings.dynamic_tools.clone());
+    }
+    params
+}
+
+/// Codex's request to run a call of a dynamic tool.
+pub(crate) const TOOL_CALL: &str = "item/tool/call";
+
+/// A `dynamicTools` function spec.
+pub(crate) fn dynamic_tool(name: &str, description: &str, input_schema: &Value) -> Value {
+    json!({"type": "function", "name": name, "description": description,
+           "inputSchema": input_schema})
+}
+
+/// The answer to an `item/tool/call`: the result's text and whether the call succeeded.
+pub(crate) fn tool_output(text: &str, success: bool) -> Value {
+    json!({"contentItems": [{"type": "inputText", "text": text}], "success": success})
 }
 
 /// `thread/resume` params.
@@ -266,8 +289,10 @@ mod tests {
             instructions: Some("Be brief.".into()),
             approvals: Approvals::Always,
             cwd: "/workspace".into(),
+            dynamic_tools: Vec::new(),
         };
         let start = thread_start(&settings);
+        assert!(start.get("dynamicTools").is_none());
         assert_eq!(start["approvalPolicy"], "untrusted");
         assert_eq!(start["sandbox"], "danger-full-access");
         assert_eq!(start["developerInstructions"], "Be brief.");
@@ -280,6 +305,26 @@ mod tests {
             ..settings
         };
         assert_eq!(thread_start(&never)["approvalPolicy"], "never");
+    }
+
+    #[test]
+    fn a_coordinators_team_tools_are_the_threads_dynamic_tools() {
+        let tool = dynamic_tool("message_agent", "Send", &json!({"type": "object"}));
+        let settings = ThreadSettings {
+            model: "gpt-5".into(),
+            instructions: None,
+            approvals: Approvals::Never,
+            cwd: "/workspace".into(),
+            dynamic_tools: vec![tool.clone()],
+        };
+        assert_eq!(thread_start(&settings)["dynamicTools"], json!([tool]));
+        assert_eq!(tool["type"], "function");
+        assert_eq!(initialize(true)["capabilities"]["experimentalApi"], true);
+        assert_eq!(initialize(false)["capabilities"], Value::Null);
+        assert_eq!(
+            tool_output("done", true),
+            json!({"contentItems": [{"type": "inputText", "text": "done"}], "success": true})
+        );
     }
 
     #[test]

@@ -94,7 +94,10 @@ impl AppServer {
             thread: String::new(),
             resumed: false,
         };
-        server.call("initialize", protocol::initialize()).await?;
+        let experimental = !settings.dynamic_tools.is_empty();
+        server
+            .call("initialize", protocol::initialize(experimental))
+            .await?;
         server.write(&protocol::initialized()).await?;
         let listed = server
             .call("thread/list", protocol::thread_list(&settings.cwd))
@@ -268,6 +271,7 @@ mod tests {
             instructions: None,
             approvals: Approvals::Never,
             cwd: "/workspace".into(),
+            dynamic_tools: Vec::new(),
         };
         AppServer::open(&sandbox, &workspace, Network::Isolated, &launch, &settings).await
     }
