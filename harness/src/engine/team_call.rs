@@ -107,7 +107,12 @@ impl<S: Store> TeamRun<'_, S> {
         } else if tool == WORKFLOW {
             Box::pin(turn.workflow(id.clone(), input)).await?;
         } else {
-            Box::pin(turn.delegate(id.clone(), tool, input, None, false)).await?;
+            let call = super::delegate::Delegation {
+                id: id.clone(),
+                tool: tool.to_owned(),
+                input: input.clone(),
+            };
+            Box::pin(turn.delegate_all(&[call], None, true)).await?;
         }
         Ok(result_of(turn.writer.records(), &id).unwrap_or_else(|| {
             let text = "the delegation recorded no result";
