@@ -397,10 +397,33 @@ impl<S: Store> Writer<S> {
     }
 
     /// Whether the session's budget is spent, as of the log now (what others appended since
-    /// the last write, such as the LLM gateway's spans, included).
+    /// the last write, such as the LLM gateway's spans, included). For a child thread's
+    /// writer, the budget of the session the thread belongs to ([`Writer::child_budget_spent`]).
     pub(crate) async fn budget_spent(&mut self) -> bool {
         let caught_up = self.write(false, |_, _, _, _| Ok(Vec::new())).await;
-        caught_up.is_ok() && self.state().budget_exhausted()
+        if caught_up.is_err() {
+            return false;
+        }
+        if self.state().is_child_thread() {
+            self.child_budget_spent().await
+        } else {
+            self.state().budget_exhausted()
+        }
+    }
+
+    /// For a child thread's writer: whether its session's budget is spent, counting what the
+    /// child spent since its usage was last rolled up (core's `thread::budget_spent` on the
+    /// session's log as it is now, read incrementally: [`Writer::thread_session`]). Never for
+    /// a session's own writer.
+    pub(crate) async fn child_budget_spent(&mut self) -> bool {
+        if !self.state().is_child_thread() {
+            return false;
+        }
+        let child = self.state().clone();
+        match self.thread_session().await {
+            Some(session) => managed_agents_core::session::thread::budget_spent(session, &child),
+            None => false,
+        }
     }
 
     /// Starts a turn ([`turn::start`]); returns the confirmations it consumed.

@@ -649,6 +649,35 @@ def test_a_coordinator_runs_a_workflow_through_claude_code(h: Harness) -> None:
     assert len(list(h.client.beta.sessions.threads.list(session.id).data)) == 4
 
 
+def test_a_claude_child_thread_stops_at_the_sessions_cap(h: Harness) -> None:
+    """A `claude` coordinator's child (a Claude Code process of its own) spends against the
+    session's budget: once its response crossed the cap, its next model request is refused at
+    the door and it idles `budget_reached`; the coordinator's next request is refused too and
+    the session pauses at the cap."""
+    member = h.agent(name=unique("spender"), model=MODEL, description="spends")
+    lead = h.agent(
+        name=unique("lead"), model=MODEL, multiagent={"type": "coordinator", "agents": [member.id]}
+    )
+    cap = {"type": "limit", "max_list_cost": {"amount": "100", "currency": "USD"}}
+    session = h.session(agent=lead, budget=cap)
+    # The child's first response costs $1.215 (past the $1.00 cap) and asks for a Bash call,
+    # which runs; its next model request must not reach the model.
+    child = '<<mock:usage 400000 1000>><<mock:tool Bash {"command": "echo child-capped"}>>'
+    call = {"agent": member.name, "message": child}
+    events = turn(h, session.id, claude_prompt("mcp__team__message_agent", call))
+    assert stop_type(settled(events)) == "budget_reached", types(events)
+    thread = next(e for e in events if e.type == "session.thread_created").session_thread_id
+    idles = [e for e in events if e.type == "session.thread_status_idle"]
+    assert [(e.session_thread_id, stop_type(e)) for e in idles] == [(thread, "budget_reached")]
+    mine = list(h.client.beta.sessions.threads.events.list(thread, session_id=session.id, limit=1000))
+    assert types(mine).count("span.model_request_start") == 1, types(mine)
+    assert any("child-capped" in text(r) for r in tool_results(mine))
+    # The coordinator's request and the child's first: nothing after the cap was crossed.
+    assert len(h.model_requests()) == 2
+    paused = h.client.beta.sessions.retrieve(session.id)
+    assert paused.status == "idle" and int(paused.usage.list_cost.amount) >= 121
+
+
 def test_a_claude_coordinator_delegates_twice_in_one_response(h: Harness) -> None:
     """Two delegations in one Claude Code response, to two roster agents: each runs in its
     own child thread (one after the other: the harness serves each call as Claude Code makes

@@ -171,21 +171,12 @@ fn plain(content: &[ContentBlock]) -> String {
 }
 
 impl<S: Store, X: Sandbox> Turn<'_, S, X> {
-    /// For a child thread's turn: whether its session's budget is spent, counting what the
-    /// child spent since its usage was last rolled up (core's `thread::budget_spent` on the
-    /// session's log as it is now, read incrementally: [`Writer::thread_session`]). Never for
-    /// a session's own turn.
+    /// For a child thread's turn: whether its session's budget is spent
+    /// ([`Writer::child_budget_spent`]). Never for a session's own turn.
     ///
-    /// [`Writer::thread_session`]: crate::writer::Writer::thread_session
+    /// [`Writer::child_budget_spent`]: crate::writer::Writer::child_budget_spent
     pub(super) async fn session_budget_spent(&mut self) -> bool {
-        if !self.writer.state().is_child_thread() {
-            return false;
-        }
-        let child = self.writer.state().clone();
-        match self.writer.thread_session().await {
-            Some(session) => thread::budget_spent(session, &child),
-            None => false,
-        }
+        self.writer.child_budget_spent().await
     }
 
     /// Answers team tool call `id` with `outcome`: its text, or an error result saying why

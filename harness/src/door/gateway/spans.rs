@@ -44,6 +44,11 @@ impl<S: Store + Clone> Spans<S> {
         let Some(writer) = writer.as_mut() else {
             return Err(Refused("the session cannot be loaded".into()));
         };
+        // A child thread's spend counts against its session's budget, which core does not see
+        // on the child's stream.
+        if writer.state().is_child_thread() && writer.child_budget_spent().await {
+            return Err(Refused(turn::BUDGET_SPENT.into()));
+        }
         match writer.record(Step::ModelRequestStart(id.clone())).await {
             Ok(()) => Ok(id),
             Err(Halt::Interrupted) => Err(Refused(
