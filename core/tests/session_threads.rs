@@ -1111,3 +1111,52 @@ fn answers_may_echo_the_childs_thread_as_the_docs_ask() {
             .contains("session_thread_id"));
     }
 }
+
+#[test]
+fn an_answer_naming_another_thread_than_the_calls_is_refused() {
+    let mut given = coordinator();
+    start(&mut given, 1);
+    start(&mut given, 2);
+    let call = match tool_use("c1") {
+        SessionRecord::Event(event) => event,
+        SessionRecord::Fact(_) => unreachable!(),
+    };
+    step(
+        &mut given,
+        ThreadStep::Waiting {
+            thread: child_id(1),
+            agent_name: "reviewer".into(),
+            calls: vec![call],
+        },
+    );
+    let state = fold(given.iter());
+    let primary = ThreadId::primary_of(&SessionId::parse("sesn_01test").expect("id"));
+    for named in [child_id(2).as_str(), primary.as_str(), "sthr_other"] {
+        for answer in [
+            json!({"type": "user.tool_confirmation", "tool_use_id": "sevt_c1", "result": "allow", "session_thread_id": named}),
+            json!({"type": "user.custom_tool_result", "custom_tool_use_id": "sevt_c1", "content": [], "session_thread_id": named}),
+        ] {
+            let refused = decide(
+                &state,
+                Command::Send(vec![params(answer)]),
+                Timestamp::from_millis(NOW),
+                &mut Sequential::default(),
+            )
+            .expect_err("another thread's name is refused");
+            assert!(
+                refused.to_string().contains("session_thread_id")
+                    && refused.to_string().contains(named),
+                "{refused}"
+            );
+        }
+    }
+    // The thread that made the call is accepted.
+    let right = json!({"type": "user.tool_confirmation", "tool_use_id": "sevt_c1", "result": "allow", "session_thread_id": child_id(1).as_str()});
+    decide(
+        &state,
+        Command::Send(vec![params(right)]),
+        Timestamp::from_millis(NOW),
+        &mut Sequential::default(),
+    )
+    .expect("the call's own thread is accepted");
+}

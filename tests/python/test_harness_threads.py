@@ -351,6 +351,9 @@ def test_several_waiting_children_are_posted_and_answered_at_once(harness: Harne
     # Both children's calls are on the session's stream before any is answered, each with
     # its thread, and each thread's idle names its own call.
     uses, idles = wait_for(both_posted)
+    # The children post in whichever order they get there: take them in delegation order.
+    uses = sorted(uses, key=lambda u: u.input["command"])
+    assert [u.input["command"] for u in uses] == ["echo one", "echo two"]
     threads = [u.session_thread_id for u in uses]
     assert len(set(threads)) == 2 and all(t.startswith("sthr_") for t in threads)
     assert all(u.name == "bash" and u.evaluated_permission == "ask" for u in uses)
@@ -387,7 +390,7 @@ def test_several_waiting_children_are_posted_and_answered_at_once(harness: Harne
     assert "two" in text(replies[threads[1]])
     # Each call was cross-posted once.
     posted = [e.id for e in h.events(session.id) if e.type == "agent.tool_use" and e.session_thread_id]
-    assert posted == [u.id for u in uses]
+    assert sorted(posted) == sorted(u.id for u in uses)
 
 
 def test_children_waiting_on_the_client_idle_the_session_and_resume_independently(harness: Harness) -> None:
@@ -407,6 +410,8 @@ def test_children_waiting_on_the_client_idle_the_session_and_resume_independentl
     assert stop_type(waits) == "requires_action"
     uses = [e for e in h.events(session.id) if e.type == "agent.tool_use" and e.session_thread_id]
     assert len(uses) == 2 and sorted(waits.stop_reason.event_ids) == sorted(u.id for u in uses)
+    # In delegation order (the children post in whichever order they get there).
+    uses = sorted(uses, key=lambda u: u.input["command"])
     threads = [u.session_thread_id for u in uses]
     # One session idle for both: none before the second call was posted.
     events = h.events(session.id)
@@ -416,6 +421,19 @@ def test_children_waiting_on_the_client_idle_the_session_and_resume_independentl
         assert h.client.beta.sessions.threads.retrieve(thread, session_id=session.id).status == "idle"
     primary = h.client.beta.sessions.threads.list(session.id).data[0]
     assert primary.parent_thread_id is None and primary.status == "idle"
+
+    # An answer naming the other child's thread is refused, and changes nothing.
+    with pytest.raises(anthropic.BadRequestError, match="session_thread_id"):
+        h.send(
+            session.id,
+            {
+                "type": "user.tool_confirmation",
+                "tool_use_id": uses[1].id,
+                "result": "allow",
+                "session_thread_id": threads[0],
+            },
+        )
+    assert h.client.beta.sessions.retrieve(session.id).status == "idle"
 
     # The second call first (echoing its thread, as the docs ask): the session runs at once.
     second = h.send(

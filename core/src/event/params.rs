@@ -135,7 +135,8 @@ pub struct ToolConfirmationParams {
     /// Only with `deny`.
     #[serde(default)]
     pub deny_message: Option<String>,
-    /// Accepted and ignored (the docs ask clients to echo it; SDK 2.14.0 does not send it).
+    /// The thread that made the call, when the client names it (the docs ask clients to echo
+    /// it; SDK 2.14.0 does not send it): checked, then not stored (the echo carries the thread).
     #[serde(default, skip_serializing)]
     pub session_thread_id: Option<ThreadId>,
 }
@@ -152,8 +153,9 @@ pub struct CustomToolResultParams {
     /// Whether the tool failed.
     #[serde(default)]
     pub is_error: Option<bool>,
-    /// Accepted and ignored (the docs ask clients to echo it for a call cross-posted from a
-    /// child thread; SDK 2.14.0 does not send it).
+    /// The thread that made the call, when the client names it (the docs ask clients to echo
+    /// it for a call cross-posted from a child thread; SDK 2.14.0 does not send it): checked,
+    /// then not stored (the echo carries the thread).
     #[serde(default, skip_serializing)]
     pub session_thread_id: Option<ThreadId>,
 }

@@ -382,6 +382,32 @@ fn create(
     Ok(records)
 }
 
+/// An answer that names the thread of the call it answers (`session_thread_id`, which the docs
+/// ask clients to echo) must name the thread that made it: the child thread whose call was
+/// cross-posted, or the primary thread for one of the session's own calls.
+fn check_named_thread(sim: &SessionState, params: &EventParams, at: &str) -> Result<(), Rejection> {
+    let (call, named) = match params {
+        EventParams::UserToolConfirmation(p) => (&p.tool_use_id, &p.session_thread_id),
+        EventParams::UserCustomToolResult(p) => (&p.custom_tool_use_id, &p.session_thread_id),
+        _ => return Ok(()),
+    };
+    let Some(named) = named else {
+        return Ok(());
+    };
+    let made_by = sim
+        .cross_posted
+        .get(call)
+        .cloned()
+        .or_else(|| sim.config.as_ref().map(|c| ThreadId::primary_of(&c.id)));
+    if made_by.as_ref() == Some(named) {
+        return Ok(());
+    }
+    Err(Rejection::invalid(
+        format!("{at}session_thread_id"),
+        format!("{call} was not made by thread {named}; omit session_thread_id or name the thread that made the call"),
+    ))
+}
+
 fn settles(params: &EventParams) -> bool {
     matches!(
         params,
@@ -410,6 +436,7 @@ fn admit(
             ),
         ));
     }
+    check_named_thread(sim, params, at)?;
     let pending = |id| sim.pending_actions.contains(id);
     match params {
         EventParams::UserToolConfirmation(p) if sim.cross_posted.contains_key(&p.tool_use_id) => {}
