@@ -20,8 +20,9 @@ threads' stacks); jemalloc's `allocated` (the live heap of the whole process: je
 RocksDB's memtables, block cache, table readers and SST files, all inside `allocated`. Two
 figures are derived: the heap outside RocksDB (`allocated` less RocksDB's memtables, block
 cache and table readers, each bounded by configuration: the heap of the server's own code and
-RocksDB's unbounded rest) and the anonymous set outside jemalloc (`RssAnon` less jemalloc's
-`resident`: the threads' stacks and what the dynamic loader and the C library map).
+RocksDB's unbounded rest); and the anonymous resident set is split by what maps it
+([`anon_split`]): the heap (jemalloc's mappings), the threads' stacks, and the binary's and
+libraries' writable data, which add up to it.
 
 It stops by itself after `--minutes` (at most 30). The exit status is 1 when any operation
 failed; when, once the load is over and its sessions are deleted, the server holds more sockets
@@ -114,6 +115,40 @@ def proc_status(pid: int) -> dict[str, int]:
             pass
     fields["sockets_pipes"] = sum(1 for link in links if link.startswith(("socket:", "pipe:")))
     return fields
+
+
+def anon_split(pid: int) -> dict[str, int]:
+    """The anonymous resident set in KiB by what maps it, from `/proc/<pid>/smaps`: `stacks`
+    (the main stack, and every anonymous mapping right above a no-access guard mapping: thread
+    stacks and their signal stacks), `images` (the copied-on-write pages of the binary's and
+    libraries' mappings, and the anonymous mapping right after an image: its `.bss`), and
+    `heap`, the rest: the allocator's mappings (jemalloc is the process's `malloc`)."""
+    split = {"stacks": 0, "images": 0, "heap": 0}
+    previous_end, previous_kind = None, ""
+    kind = ""
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                low, high = (int(x, 16) for x in head[0].split("-"))
+                path = head[5] if len(head) > 5 else ""
+                adjacent = previous_end == low
+                if path == "[stack]":
+                    kind = "stacks"
+                elif path.startswith("/"):
+                    kind = "images"
+                elif adjacent and previous_kind == "guard":
+                    kind = "stacks"
+                elif adjacent and previous_kind == "images" and not path:
+                    kind = "images"
+                elif head[1] == "---p":
+                    kind = "guard"
+                else:
+                    kind = "heap"
+                previous_end, previous_kind = high, ("guard" if head[1] == "---p" else kind)
+            elif head[0] == "Anonymous:" and kind in split:
+                split[kind] += int(head[1])
+    return split
 
 
 def wal_mib(data_dir: Path) -> float:
@@ -345,7 +380,7 @@ def soak(
     columns = [
         "minute", "RSS MiB", "RSS file MiB", "RSS anon MiB", "allocated MiB", "jemalloc resident MiB",
         "memtables MiB", "block cache MiB", "table readers MiB", "heap outside RocksDB MiB",
-        "anon outside jemalloc MiB", "SST files", "WAL MiB",
+        "anon: heap MiB", "anon: stacks MiB", "anon: images MiB", "SST files", "WAL MiB",
         "open files", "threads", "ops/s", "p50 ms", "p99 ms", "slowest op p99", "errors",
     ]  # fmt: skip
     print("| " + " | ".join(columns) + " |")
@@ -356,6 +391,7 @@ def soak(
         latencies, done, errors = state.window()
         status = proc_status(server.pid)
         memory = memory_figures(url)
+        anon = anon_split(server.pid)
         every = [v for values in latencies.values() for v in values]
         slowest = max(latencies.items(), key=lambda kv: percentile(kv[1], 0.99), default=("-", []))
         rocks = sum(memory.get(k, 0.0) for k in ("rocks_memtable", "rocks_block_cache_usage", "rocks_table_readers"))
@@ -370,7 +406,9 @@ def soak(
             "block_cache_mib": round(memory.get("rocks_block_cache_usage", 0.0), 1),
             "table_readers_mib": round(memory.get("rocks_table_readers", 0.0), 2),
             "heap_other_mib": round(memory.get("je_allocated", 0.0) - rocks, 2),
-            "anon_outside_mib": round(status["RssAnon"] / 1024 - memory.get("je_resident", 0.0), 1),
+            "anon_heap_mib": round(anon["heap"] / 1024, 1),
+            "anon_stacks_mib": round(anon["stacks"] / 1024, 1),
+            "anon_images_mib": round(anon["images"] / 1024, 1),
             "sst_files": int(memory.get("rocks_sst_files", 0)),
             "wal_mib": wal_mib(data_dir),
             "fds": status["fds"],
