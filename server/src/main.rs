@@ -17,7 +17,9 @@ use managed_agents_storage_memory::MemoryStore;
 /// jemalloc instead of glibc's malloc: an idle SSE stream holds hyper's two 8 KiB connection
 /// buffers, mostly never written, and jemalloc keeps their untouched pages out of the resident
 /// set (glibc's inline chunk headers and reuse touch them): 15.9 → 11.8 KiB RSS per idle stream
-/// at 10,000 streams (`benches/README.md`, "Issue 12: fan-out and stream memory").
+/// at 10,000 streams (`benches/README.md`, "Issue 12: fan-out and stream memory"). Its symbols
+/// are unprefixed (the workspace's `Cargo.toml`): it is the process's `malloc` too, so RocksDB's
+/// C++ heap is jemalloc's and one set of figures covers the whole heap (`memory.rs`).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

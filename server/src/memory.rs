@@ -2,9 +2,10 @@
 //! (jemalloc's `allocated`), pages the allocator keeps without live data in them (`active`,
 //! `resident`, `retained` beyond `allocated`), and RocksDB's bounded caches and memtables.
 //!
-//! jemalloc is the binary's global allocator (`main.rs`), so its statistics cover every Rust
-//! allocation; RocksDB's C++ allocations go through the C library's `malloc` (tikv-jemallocator
-//! prefixes its symbols) and show only in RocksDB's own figures and in the resident set.
+//! jemalloc is the binary's global allocator (`main.rs`) and, its symbols unprefixed, the C
+//! library's `malloc` as well, so its statistics cover every allocation of the process: Rust's
+//! and RocksDB's C++ (whose memtables and block cache are therefore part of `allocated`;
+//! RocksDB's own figures say how much).
 
 use managed_agents_storage_rocksdb::Memory;
 use tikv_jemalloc_ctl::{epoch, stats};
@@ -160,6 +161,32 @@ mod tests {
                 "{name}: {text}"
             );
         }
+    }
+
+    #[test]
+    fn rocksdbs_heap_is_inside_jemallocs_figures() {
+        use futures::executor::block_on;
+        use managed_agents_core::storage::{Append, Expected, Store, StreamId};
+        use managed_agents_storage_rocksdb::{Options, RocksStore};
+
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = RocksStore::open(Options::new(dir.path())).expect("the store opens");
+        block_on(store.append(Append {
+            stream: StreamId::new("sesn_heap"),
+            expected: Expected::Exactly(0),
+            events: vec!["x".repeat(1 << 20).into()],
+            catalog: None,
+        }))
+        .expect("the append");
+        let rocks = store.memory().expect("RocksDB's figures");
+        let heap = Allocator::read().expect("jemalloc answers");
+        assert!(rocks.memtables >= 1 << 20, "{rocks:?}");
+        // RocksDB's memtables are live C++ allocations: jemalloc counts them only if it is the
+        // C library's `malloc` (a prefixed jemalloc would leave them to glibc's).
+        assert!(
+            heap.allocated as u64 >= rocks.memtables + rocks.block_cache_usage,
+            "{heap:?} {rocks:?}"
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! what the memtables hold, what the shared block cache holds (and its bound), what open SST
 //! files keep outside the cache, and how many SST files there are.
 //!
-//! These are RocksDB's figures, not the allocator's: RocksDB's C++ allocations go through the
-//! C library's `malloc`, outside the Rust global allocator's statistics.
+//! These are RocksDB's figures, not the allocator's: how much of the process's heap RocksDB
+//! holds in each of its bounded structures (the server's `malloc` is jemalloc, so its
+//! statistics count all of them too).
 
 use rocksdb::DB;
 

@@ -2,8 +2,9 @@
 fixed rate (creates, text and tool turns over SSE streams, lists, deletes) against its own real
 server and mock model. It must finish with no failed operation and, once its sessions are
 deleted, no more sockets and pipes held by the server than before the load, and no growth of the
-live heap (jemalloc's `allocated`, from `/metrics`) over the second half beyond the soak's noise
-bound. The resident set and latency are reported, not asserted (benchmarks stay benchmarks); the
+heap outside RocksDB (jemalloc's `allocated`, which covers RocksDB's C++ heap too, less RocksDB's
+memtables, block cache and table readers, from `/metrics`) over the second half beyond the soak's
+noise bound. The resident set and latency are reported, not asserted (benchmarks stay benchmarks); the
 30-minute runs are in the README."""
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def test_a_two_minute_soak_fails_nothing_and_leaks_no_connection(tmp_path: Path)
     # The load ran: every window did work.
     assert all(sample["ops_per_s"] > 0 for sample in samples), samples
     assert result["after"]["sockets_pipes"] <= result["before"]["sockets_pipes"] + 4
-    # The live heap was sampled, and held to its bound.
-    assert all(sample["allocated_mib"] > 0 for sample in samples), samples
+    # The heap was sampled (RocksDB's memtables and caches are inside jemalloc's `allocated`,
+    # the server's own heap is what is left) and held to its bound.
+    assert all(sample["heap_other_mib"] > 0 for sample in samples), samples
     assert result["heap_growth_mib"] <= result["heap_noise_bound_mib"], samples

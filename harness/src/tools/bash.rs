@@ -34,6 +34,8 @@ use managed_agents_core::ids::SessionId;
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 use super::{optional_bool, optional_string, optional_u64, Limits, ToolOutput};
 use crate::sandbox::{Command, Killer, Lines, Network, Process, Sandbox, Workspace};
@@ -56,13 +58,18 @@ struct Shell {
     _process: Process,
     /// What the shell was started with; a turn with other mounts or network gets a new shell.
     started_with: String,
-    /// Calls made so far (the idle reaper's check that none came since).
-    calls: u64,
+    /// When the last call ended (or the shell started): the idle reaper's clock.
+    last_used: Instant,
+    /// The shell's one idle reaper ([`reap_when_idle`]), ended with the shell.
+    reaper: Option<AbortHandle>,
 }
 
 impl Drop for Shell {
     fn drop(&mut self) {
         self.killer.kill();
+        if let Some(reaper) = self.reaper.take() {
+            reaper.abort();
+        }
     }
 }
 
@@ -158,8 +165,7 @@ pub(super) async fn bash<X: Sandbox>(
     let mut shell = slot.lock().await;
     if restart {
         shell.take();
-        *shell = Some(start(cx).await?);
-        reap_when_idle(Arc::clone(&slot), 0);
+        *shell = Some(start(cx, &slot).await?);
         return Ok(ToolOutput::ok("bash session restarted"));
     }
     let Some(command) = command else {
@@ -176,7 +182,7 @@ pub(super) async fn bash<X: Sandbox>(
     let warm = shell.is_some();
     tracing::Span::current().record("sandbox.start", if warm { "warm" } else { "cold" });
     if !warm {
-        *shell = Some(start(cx).await?);
+        *shell = Some(start(cx, &slot).await?);
     }
     let mut guard = CallGuard {
         shell: &mut shell,
@@ -195,23 +201,43 @@ pub(super) async fn bash<X: Sandbox>(
     };
     guard.finished = true;
     if let Some(shell) = guard.shell.as_mut() {
-        shell.calls += 1;
-        reap_when_idle(Arc::clone(&slot), shell.calls);
+        shell.last_used = Instant::now();
     }
     result
 }
 
-/// Ends the slot's shell after [`SHELL_IDLE`] unless a call used it since (`calls` changed) or
-/// one is running.
-fn reap_when_idle(slot: Slot, calls: u64) {
+/// The idle reaper of the shell just started in `slot`: it ends the shell once no call used it
+/// for [`SHELL_IDLE`], waking at most once per idle period. One task per shell, aborted when the
+/// shell is dropped (discarded, replaced, timed out), and holding the slot only weakly, so
+/// neither a deleted session's slot nor a task per call outlives the shell: a task per call,
+/// each sleeping the whole idle period, held about 0.6 KiB per bash call for an hour
+/// (`benches/README.md`, "Soak").
+fn reap_when_idle(slot: &Slot) -> AbortHandle {
+    let slot = Arc::downgrade(slot);
     tokio::spawn(async move {
-        tokio::time::sleep(SHELL_IDLE).await;
-        if let Ok(mut shell) = slot.try_lock() {
-            if shell.as_ref().is_some_and(|s| s.calls == calls) {
-                shell.take();
+        let mut deadline = Instant::now() + SHELL_IDLE;
+        loop {
+            tokio::time::sleep_until(deadline).await;
+            let Some(slot) = slot.upgrade() else { return };
+            let Ok(mut shell) = slot.try_lock() else {
+                // A call is running: it is not idle; look again an idle period from now.
+                deadline = Instant::now() + SHELL_IDLE;
+                continue;
+            };
+            match shell.as_ref() {
+                Some(used) if used.last_used + SHELL_IDLE > Instant::now() => {
+                    deadline = used.last_used + SHELL_IDLE;
+                }
+                // Dropping the shell aborts this task, which ends here anyway.
+                Some(_) => {
+                    shell.take();
+                    return;
+                }
+                None => return,
             }
         }
-    });
+    })
+    .abort_handle()
 }
 
 /// What a shell started for this call would be started with.
@@ -219,7 +245,7 @@ fn fingerprint<X>(cx: &ShellContext<'_, X>) -> String {
     format!("{:?} {:?}", cx.workspace, cx.network)
 }
 
-async fn start<X: Sandbox>(cx: &ShellContext<'_, X>) -> Result<Shell, ToolOutput> {
+async fn start<X: Sandbox>(cx: &ShellContext<'_, X>, slot: &Slot) -> Result<Shell, ToolOutput> {
     let command = Command::new(["bash", "--noprofile", "--norc"])
         .env("PS1", "")
         .env("PS2", "")
@@ -242,7 +268,8 @@ async fn start<X: Sandbox>(cx: &ShellContext<'_, X>) -> Result<Shell, ToolOutput
         killer: process.killer(),
         _process: process,
         started_with: fingerprint(cx),
-        calls: 0,
+        last_used: Instant::now(),
+        reaper: Some(reap_when_idle(slot)),
     })
 }
 
