@@ -132,6 +132,20 @@ pub(super) struct Prepared {
     after: usize,
 }
 
+impl Prepared {
+    /// The child's reply as its stream holds it now ([`replied`] on what followed its message).
+    async fn reply_step<S: Store>(&self, store: &S) -> Result<ThreadStep, log::Error> {
+        let loaded = log::load(store, &self.child).await?;
+        Ok(replied(
+            &self.thread,
+            &self.agent_name,
+            &loaded.state,
+            &loaded.records,
+            self.after,
+        ))
+    }
+}
+
 /// Why a delegation did not give a reply.
 pub(super) enum Failure {
     /// The tool call fails with this text.
@@ -367,16 +381,10 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
     /// `agent.thread_message_received`), and returns the delegation's answer: its messages of
     /// the turn and the thread id.
     async fn reply(&mut self, p: &Prepared) -> Result<String, Failure> {
-        let loaded = log::load(self.writer.store(), &p.child)
+        let step = p
+            .reply_step(self.writer.store())
             .await
             .map_err(|e| Failure::Tool(format!("{}: {e}", p.thread)))?;
-        let step = replied(
-            &p.thread,
-            &p.agent_name,
-            &loaded.state,
-            &loaded.records,
-            p.after,
-        );
         let content = match &step {
             ThreadStep::Replied { content, .. } => plain(content),
             _ => String::new(),
@@ -430,16 +438,9 @@ impl<S: Store, X: Sandbox> Turn<'_, S, X> {
         let store = self.writer.store().clone();
         let leased = self.writer.leased().cloned();
         close_waiting(&store, &p.child, leased.as_ref()).await;
-        let Ok(loaded) = log::load(&store, &p.child).await else {
+        let Ok(step) = p.reply_step(&store).await else {
             return;
         };
-        let step = replied(
-            &p.thread,
-            &p.agent_name,
-            &loaded.state,
-            &loaded.records,
-            p.after,
-        );
         if let Err(halt) = self.writer.settle(Step::Thread(step)).await {
             tracing::warn!(thread = %p.thread, ?halt, "cannot settle a thread");
         }
