@@ -140,7 +140,8 @@ pub(crate) fn replay_thinking(
     messages: &mut [Arc<Message>],
     kept: &HashMap<String, Vec<Value>>,
 ) -> bool {
-    for message in messages.iter_mut().filter(|m| m.role == Role::Assistant) {
+    let assistant = |m: &&mut Arc<Message>| !kept.is_empty() && m.role == Role::Assistant;
+    for message in messages.iter_mut().filter(assistant) {
         let blocks = message.parts().iter().find_map(|p| match p {
             Part::ToolUse { id, .. } => kept.get(id),
             _ => None,

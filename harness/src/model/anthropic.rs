@@ -67,12 +67,23 @@ pub(crate) fn body(request: &Request<'_>) -> String {
         #[serde(flatten)]
         rest: Value,
     }
+    // Sized for the messages sent before (their JSON is kept) so the buffer of a long
+    // session's request is not grown and copied again and again.
+    let kept: usize = request
+        .messages
+        .iter()
+        .map(|m| m.anthropic.0.get().map_or(256, |json| json.get().len() + 1))
+        .sum();
     let body = Body {
         messages: Messages(request.messages),
         rest,
     };
-    // Serializing strings, numbers and `Value`s cannot fail.
-    serde_json::to_string(&body).unwrap_or_default()
+    let mut out = Vec::with_capacity(kept + 4096);
+    // Serializing strings, numbers and `Value`s into a `Vec` cannot fail, and gives UTF-8.
+    match serde_json::to_writer(&mut out, &body) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 /// Messages serialized exactly as [`message`] renders them (a test compares the two), each
