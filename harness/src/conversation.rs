@@ -91,8 +91,8 @@ fn kept_input(messages: &[Message], count: u32) -> Vec<Part> {
         Some(last) if last.role == Role::User && count > 0 => {
             let count = usize::try_from(count)
                 .unwrap_or(usize::MAX)
-                .min(last.parts.len());
-            last.parts[last.parts.len() - count..].to_vec()
+                .min(last.parts().len());
+            last.parts()[last.parts().len() - count..].to_vec()
         }
         _ => Vec::new(),
     }
@@ -106,11 +106,11 @@ pub(crate) fn uncovered_input(messages: &[Arc<Message>]) -> usize {
         Some(last)
             if last.role == Role::User
                 && !last
-                    .parts
+                    .parts()
                     .iter()
                     .any(|p| matches!(p, Part::ToolResult { .. })) =>
         {
-            last.parts.len()
+            last.parts().len()
         }
         _ => 0,
     }
@@ -140,22 +140,23 @@ pub(crate) fn replay_thinking(
     messages: &mut [Arc<Message>],
     kept: &HashMap<String, Vec<Value>>,
 ) -> bool {
-    for message in messages.iter_mut().filter(|m| m.role == Role::Assistant) {
-        let blocks = message.parts.iter().find_map(|p| match p {
+    let assistant = |m: &&mut Arc<Message>| !kept.is_empty() && m.role == Role::Assistant;
+    for message in messages.iter_mut().filter(assistant) {
+        let blocks = message.parts().iter().find_map(|p| match p {
             Part::ToolUse { id, .. } => kept.get(id),
             _ => None,
         });
         if let Some(blocks) = blocks {
             let thinking = blocks.iter().cloned().map(Part::Block);
-            Arc::make_mut(message).parts.splice(0..0, thinking);
+            Arc::make_mut(message).parts_mut().splice(0..0, thinking);
         }
     }
     let last_calls = messages.iter().rev().find(|m| {
-        m.role == Role::Assistant && m.parts.iter().any(|p| matches!(p, Part::ToolUse { .. }))
+        m.role == Role::Assistant && m.parts().iter().any(|p| matches!(p, Part::ToolUse { .. }))
     });
     match last_calls {
         None => true,
-        Some(message) => matches!(message.parts.first(), Some(Part::Block(b))
+        Some(message) => matches!(message.parts().first(), Some(Part::Block(b))
             if matches!(b.get("type").and_then(Value::as_str), Some("thinking" | "redacted_thinking"))),
     }
 }
@@ -218,11 +219,8 @@ impl Builder {
             Part::Text(_) | Part::Block(_) => {}
         }
         match self.messages.last_mut() {
-            Some(last) if joins => last.parts.push(part),
-            _ => self.messages.push(Message {
-                role,
-                parts: vec![part],
-            }),
+            Some(last) if joins => last.parts_mut().push(part),
+            _ => self.messages.push(Message::new(role, vec![part])),
         }
     }
 
@@ -400,10 +398,10 @@ impl Builder {
         let mut messages = self.settled.clone();
         join(&mut messages, place_results(self.messages.clone()));
         if messages.last().is_some_and(|m| m.role == Role::Assistant) {
-            messages.push(Arc::new(Message {
-                role: Role::User,
-                parts: vec![Part::Text("Continue.".into())],
-            }));
+            messages.push(Arc::new(Message::new(
+                Role::User,
+                vec![Part::Text("Continue.".into())],
+            )));
         }
         Conversation {
             messages,
@@ -417,7 +415,7 @@ fn join(messages: &mut Vec<Arc<Message>>, placed: Vec<Message>) {
     for message in placed {
         match messages.last_mut() {
             Some(last) if last.role == message.role => {
-                Arc::make_mut(last).parts.extend(message.parts);
+                Arc::make_mut(last).parts_mut().extend(message.into_parts());
             }
             _ => messages.push(Arc::new(message)),
         }
@@ -440,7 +438,7 @@ pub(crate) fn build(records: &[SessionRecord]) -> Conversation {
 fn place_results(mut messages: Vec<Message>) -> Vec<Message> {
     let mut results: HashMap<String, Part> = HashMap::new();
     for message in &mut messages {
-        message.parts.retain(|part| match part {
+        message.parts_mut().retain(|part| match part {
             Part::ToolResult { id, .. } => {
                 results.entry(id.clone()).or_insert_with(|| part.clone());
                 false
@@ -452,7 +450,7 @@ fn place_results(mut messages: Vec<Message>) -> Vec<Message> {
     while i < messages.len() {
         let calls: Vec<String> = match messages[i].role {
             Role::Assistant => messages[i]
-                .parts
+                .parts()
                 .iter()
                 .filter_map(|p| match p {
                     Part::ToolUse { id, .. } => Some(id.clone()),
@@ -474,24 +472,20 @@ fn place_results(mut messages: Vec<Message>) -> Vec<Message> {
                 })
                 .collect();
             if messages.get(i + 1).is_none_or(|m| m.role != Role::User) {
-                messages.insert(
-                    i + 1,
-                    Message {
-                        role: Role::User,
-                        parts: Vec::new(),
-                    },
-                );
+                messages.insert(i + 1, Message::new(Role::User, Vec::new()));
             }
-            messages[i + 1].parts.splice(0..0, answers);
+            messages[i + 1].parts_mut().splice(0..0, answers);
         }
         i += 1;
     }
 
     // Drop what became empty and merge neighbours of the same role.
     let mut merged: Vec<Message> = Vec::new();
-    for message in messages.into_iter().filter(|m| !m.parts.is_empty()) {
+    for message in messages.into_iter().filter(|m| !m.parts().is_empty()) {
         match merged.last_mut() {
-            Some(last) if last.role == message.role => last.parts.extend(message.parts),
+            Some(last) if last.role == message.role => {
+                last.parts_mut().extend(message.into_parts())
+            }
             _ => merged.push(message),
         }
     }
@@ -512,7 +506,7 @@ mod tests {
     }
 
     fn message(role: Role, parts: Vec<Part>) -> Arc<Message> {
-        Arc::new(Message { role, parts })
+        Arc::new(Message::new(role, parts))
     }
 
     #[test]
@@ -527,8 +521,8 @@ mod tests {
             message(Role::User, vec![]),
         ];
         assert!(replay_thinking(&mut messages, &kept));
-        assert_eq!(messages[3].parts[0], Part::Block(thought));
-        assert_eq!(messages[1].parts[0], Part::Text("a".into()));
+        assert_eq!(messages[3].parts()[0], Part::Block(thought));
+        assert_eq!(messages[1].parts()[0], Part::Text("a".into()));
         // The last calls' thinking is unknown (a resumed turn): no thinking for this request.
         let mut messages = vec![
             message(Role::User, vec![Part::Text("go".into())]),
@@ -720,7 +714,7 @@ mod tests {
         let messages = build(&records).messages;
         assert_eq!(messages.len(), 1, "{messages:?}");
         assert_eq!(
-            messages[0].parts,
+            messages[0].parts(),
             vec![
                 Part::Text(crate::model::compact::resumed("the gist")),
                 Part::Text("new".into()),
@@ -765,9 +759,9 @@ mod tests {
         assert_eq!(messages.len(), 3, "{messages:?}");
         assert_eq!(messages[0].role, Role::User);
         assert_eq!(
-            messages[0].parts,
+            messages[0].parts(),
             vec![Part::Text(crate::model::compact::resumed("the gist"))]
         );
-        assert_eq!(messages[1].parts, vec![Part::Text("after".into())]);
+        assert_eq!(messages[1].parts(), vec![Part::Text("after".into())]);
     }
 }

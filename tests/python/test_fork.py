@@ -83,6 +83,20 @@ def test_fork_at_an_idle_restores_the_workspace_of_that_idle(harness: Harness) -
     assert "v2" in read(harness, parent.id, "f.txt")
 
 
+def test_fork_at_an_idle_that_changed_nothing_restores_the_workspace_it_had(harness: Harness) -> None:
+    # The second idle's workspace is the first's: its snapshot is recorded as naming the first
+    # (no tree of its own), and a fork there must still find it.
+    parent = harness.session()
+    harness.turn(parent.id, bash("echo v1 > f.txt"))
+    quiet = harness.turn(parent.id, "[[mock:text nothing changed]]")
+    harness.turn(parent.id, bash("echo v2 > f.txt"))
+    assert quiet[-1].type == "session.status_idle"
+
+    child = fork(harness, parent.id, at_event_id=quiet[-1].id)
+    assert "v1" in read(harness, child["id"], "f.txt")
+    assert "v2" in read(harness, parent.id, "f.txt")
+
+
 def test_fork_mid_log_gives_the_prefix(harness: Harness) -> None:
     parent = harness.session()
     first = harness.turn(parent.id, "[[mock:text first answer]]")

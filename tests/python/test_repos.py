@@ -161,7 +161,7 @@ def test_a_bad_token_is_a_session_error_naming_the_resource_and_the_session_work
     errors = [e for e in events if e.type == "session.error"]
     assert len(errors) == 1, [e.type for e in events]
     error = errors[0].error
-    assert error.type == "repository_authentication_error"
+    assert error.type == "repository_authentication_error", error.message
     assert resource.id in error.message and url in error.message
     # As documented for repository errors: the clone is tried again at the next turn.
     assert error.retry_status.type == "retrying"

@@ -58,10 +58,10 @@ pub(crate) async fn resolve<S: Store>(
     for message in messages.iter_mut() {
         // Shared messages are copied only when they hold a file-sourced block.
         let sourced = |p: &Part| matches!(p, Part::Block(b) if file_source(b).is_some());
-        if !message.parts.iter().any(sourced) {
+        if !message.parts().iter().any(sourced) {
             continue;
         }
-        for part in Arc::make_mut(message).parts.iter_mut() {
+        for part in Arc::make_mut(message).parts_mut().iter_mut() {
             let Part::Block(block) = part else { continue };
             let Some((file_id, image)) = file_source(block) else {
                 continue;

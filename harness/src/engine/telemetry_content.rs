@@ -19,7 +19,7 @@ pub(super) fn messages(messages: &[std::sync::Arc<Message>]) -> String {
                 Role::Assistant => "assistant",
             };
             let parts: Vec<Value> = message
-                .parts
+                .parts()
                 .iter()
                 .filter_map(|part| match part {
                     Part::Text(text) => Some(json!({"type": "text", "content": text})),

@@ -67,15 +67,27 @@ pub(crate) fn body(request: &Request<'_>) -> String {
         #[serde(flatten)]
         rest: Value,
     }
+    // Sized for the messages sent before (their JSON is kept) so the buffer of a long
+    // session's request is not grown and copied again and again.
+    let kept: usize = request
+        .messages
+        .iter()
+        .map(|m| m.anthropic.0.get().map_or(256, |json| json.get().len() + 1))
+        .sum();
     let body = Body {
         messages: Messages(request.messages),
         rest,
     };
-    // Serializing strings, numbers and `Value`s cannot fail.
-    serde_json::to_string(&body).unwrap_or_default()
+    let mut out = Vec::with_capacity(kept + 4096);
+    // Serializing strings, numbers and `Value`s into a `Vec` cannot fail, and gives UTF-8.
+    match serde_json::to_writer(&mut out, &body) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
-/// Messages serialized exactly as [`message`] renders them (a test compares the two).
+/// Messages serialized exactly as [`message`] renders them (a test compares the two), each
+/// message once: later requests reuse its JSON ([`super::Message`]'s `anthropic`).
 struct Messages<'a>(&'a [std::sync::Arc<Message>]);
 
 impl serde::Serialize for Messages<'_> {
@@ -127,25 +139,32 @@ impl serde::Serialize for Messages<'_> {
                 seq.end()
             }
         }
+        struct Whole<'a>(&'static str, Parts<'a>);
+        impl serde::Serialize for Whole<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("role", self.0)?;
+                map.serialize_entry("content", &self.1)?;
+                map.end()
+            }
+        }
         let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
         for message in self.0 {
-            let role = match message.role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            struct Rendered<'a>(&'static str, Parts<'a>);
-            impl serde::Serialize for Rendered<'_> {
-                fn serialize<S: serde::Serializer>(
-                    &self,
-                    serializer: S,
-                ) -> Result<S::Ok, S::Error> {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("role", self.0)?;
-                    map.serialize_entry("content", &self.1)?;
-                    map.end()
+            // A message sent before is written as it was serialized then.
+            let kept = &message.anthropic.0;
+            let json = match kept.get() {
+                Some(json) => json,
+                None => {
+                    let role = match message.role {
+                        Role::User => "user",
+                        Role::Assistant => "assistant",
+                    };
+                    let json = serde_json::value::to_raw_value(&Whole(role, Parts(&message.parts)))
+                        .map_err(serde::ser::Error::custom)?;
+                    kept.get_or_init(|| json)
                 }
-            }
-            seq.serialize_element(&Rendered(role, Parts(&message.parts)))?;
+            };
+            seq.serialize_element(json)?;
         }
         seq.end()
     }
@@ -459,18 +478,18 @@ mod tests {
     #[test]
     fn the_body_writes_messages_as_message_renders_them() {
         let messages: Vec<std::sync::Arc<Message>> = [
-            Message {
-                role: Role::User,
-                parts: vec![
+            Message::new(
+                Role::User,
+                vec![
                     Part::Text("hi \"there\"\n".into()),
                     Part::Block(
                         json!({"type": "image", "source": {"type": "base64", "data": "AA"}}),
                     ),
                 ],
-            },
-            Message {
-                role: Role::Assistant,
-                parts: vec![
+            ),
+            Message::new(
+                Role::Assistant,
+                vec![
                     Part::Block(json!({"type": "thinking", "thinking": "t", "signature": "s"})),
                     Part::Text("ok".into()),
                     Part::ToolUse {
@@ -479,10 +498,10 @@ mod tests {
                         input: json!({"command": "ls"}).as_object().unwrap().clone(),
                     },
                 ],
-            },
-            Message {
-                role: Role::User,
-                parts: vec![
+            ),
+            Message::new(
+                Role::User,
+                vec![
                     Part::ToolResult {
                         id: "sevt_1".into(),
                         content: vec![json!({"type": "text", "text": "a"})],
@@ -494,7 +513,7 @@ mod tests {
                         is_error: false,
                     },
                 ],
-            },
+            ),
         ]
         .map(std::sync::Arc::new)
         .into();
@@ -512,6 +531,46 @@ mod tests {
         assert_eq!(body["system"], "be brief");
         assert_eq!(body["stream"], true);
         assert_eq!(body["max_tokens"], 100);
+    }
+
+    #[test]
+    fn a_message_is_serialized_once_and_again_once_changed() {
+        let mut messages = vec![
+            std::sync::Arc::new(Message::new(Role::User, vec![Part::Text("one".into())])),
+            std::sync::Arc::new(Message::new(
+                Role::Assistant,
+                vec![Part::Text("two".into())],
+            )),
+        ];
+        let request = |messages: &[std::sync::Arc<Message>]| -> Value {
+            let request = Request {
+                model: "claude-sonnet-4-5",
+                system: None,
+                max_tokens: 100,
+                tools: &[],
+                messages,
+                reasoning: None,
+            };
+            serde_json::from_str(&body(&request)).unwrap()
+        };
+        let first = request(&messages);
+        assert!(messages.iter().all(|m| m.anthropic.0.get().is_some()));
+        // A later request sharing the messages writes the JSON kept by the first.
+        let shared = messages.clone();
+        assert_eq!(request(&shared), first);
+        // A change through `parts_mut`, in place or on a copy, is sent as changed.
+        std::sync::Arc::make_mut(&mut messages[1])
+            .parts_mut()
+            .push(Part::Text("three".into()));
+        drop(shared);
+        std::sync::Arc::make_mut(&mut messages[0])
+            .parts_mut()
+            .push(Part::Text("four".into()));
+        let changed = request(&messages);
+        let rendered: Vec<Value> = messages.iter().map(|m| message(m)).collect();
+        assert_eq!(changed["messages"], Value::Array(rendered));
+        assert_eq!(changed["messages"][0]["content"][1]["text"], "four");
+        assert_eq!(changed["messages"][1]["content"][1]["text"], "three");
     }
 
     fn fold(events: &[Value]) -> Response {

@@ -30,10 +30,10 @@ pub(crate) async fn ask(
     max_tokens: u32,
     timeout: Duration,
 ) -> Asked {
-    let messages = [std::sync::Arc::new(Message {
-        role: Role::User,
-        parts: vec![Part::Text(question)],
-    })];
+    let messages = [std::sync::Arc::new(Message::new(
+        Role::User,
+        vec![Part::Text(question)],
+    ))];
     let request = Request {
         model,
         system: Some(system),

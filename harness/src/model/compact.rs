@@ -22,11 +22,8 @@ pub(crate) const RESUMED: &str =
 pub(crate) fn request(mut messages: Vec<Arc<Message>>) -> Vec<Arc<Message>> {
     let instruction = Part::Text(INSTRUCTION.to_owned());
     match messages.last_mut() {
-        Some(last) if last.role == Role::User => Arc::make_mut(last).parts.push(instruction),
-        _ => messages.push(Arc::new(Message {
-            role: Role::User,
-            parts: vec![instruction],
-        })),
+        Some(last) if last.role == Role::User => Arc::make_mut(last).parts_mut().push(instruction),
+        _ => messages.push(Arc::new(Message::new(Role::User, vec![instruction]))),
     }
     messages
 }
@@ -42,19 +39,13 @@ mod tests {
 
     #[test]
     fn the_instruction_joins_a_last_user_message_or_follows_the_assistant() {
-        let user = |text: &str| Message {
-            role: Role::User,
-            parts: vec![Part::Text(text.into())],
-        };
+        let user = |text: &str| Message::new(Role::User, vec![Part::Text(text.into())]);
         let asked = request(vec![Arc::new(user("hi"))]);
         assert_eq!(asked.len(), 1);
-        assert_eq!(asked[0].parts.len(), 2);
-        let assistant = Message {
-            role: Role::Assistant,
-            parts: vec![Part::Text("done".into())],
-        };
+        assert_eq!(asked[0].parts().len(), 2);
+        let assistant = Message::new(Role::Assistant, vec![Part::Text("done".into())]);
         let asked = request(vec![Arc::new(user("hi")), Arc::new(assistant)]);
         assert_eq!(asked.len(), 3);
-        assert_eq!(asked[2].parts, vec![Part::Text(INSTRUCTION.into())]);
+        assert_eq!(asked[2].parts(), vec![Part::Text(INSTRUCTION.into())]);
     }
 }

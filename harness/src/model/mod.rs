@@ -97,11 +97,62 @@ pub(crate) enum Part {
     },
 }
 
-/// One conversation message.
+/// One conversation message. Its parts change only through [`Message::parts_mut`], which
+/// drops what was serialized of it ([`Rendered`]).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Message {
     pub(crate) role: Role,
-    pub(crate) parts: Vec<Part>,
+    parts: Vec<Part>,
+    /// The message as the Messages API takes it, kept by the first request that sends it.
+    anthropic: Rendered,
+}
+
+impl Message {
+    pub(crate) fn new(role: Role, parts: Vec<Part>) -> Self {
+        Self {
+            role,
+            parts,
+            anthropic: Rendered::default(),
+        }
+    }
+
+    pub(crate) fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// The parts to change; what was serialized of the message is dropped.
+    pub(crate) fn parts_mut(&mut self) -> &mut Vec<Part> {
+        self.anthropic = Rendered::default();
+        &mut self.parts
+    }
+
+    /// The parts, taken out of the message.
+    pub(crate) fn into_parts(self) -> Vec<Part> {
+        self.parts
+    }
+}
+
+/// A message's JSON for one provider, written once and then shared by every request that
+/// sends the message: a long session's settled messages ([`crate::conversation::Builder`]
+/// shares them between requests) are serialized once instead of once per request. Not part
+/// of the message's value: equal messages are equal whether or not one was serialized.
+#[derive(Clone, Default)]
+struct Rendered(std::sync::OnceLock<Box<serde_json::value::RawValue>>);
+
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Rendered"
+        } else {
+            "-"
+        })
+    }
 }
 
 /// A tool offered to the model.

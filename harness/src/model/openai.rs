@@ -35,7 +35,7 @@ pub(crate) fn body(request: &Request<'_>) -> Value {
                 input.push(json!({"role": role, "content": std::mem::take(content)}));
             }
         };
-        for part in &message.parts {
+        for part in message.parts() {
             match part {
                 Part::Text(text) => content.push(json!({"type": text_type, "text": text})),
                 // Anthropic thinking blocks are not for this provider.
