@@ -105,6 +105,8 @@ pub(crate) struct Message {
     parts: Vec<Part>,
     /// The message as the Messages API takes it, kept by the first request that sends it.
     anthropic: Rendered,
+    /// The message's Responses API input items (a JSON array), kept likewise.
+    openai: Rendered,
 }
 
 impl Message {
@@ -113,6 +115,7 @@ impl Message {
             role,
             parts,
             anthropic: Rendered::default(),
+            openai: Rendered::default(),
         }
     }
 
@@ -123,6 +126,7 @@ impl Message {
     /// The parts to change; what was serialized of the message is dropped.
     pub(crate) fn parts_mut(&mut self) -> &mut Vec<Part> {
         self.anthropic = Rendered::default();
+        self.openai = Rendered::default();
         &mut self.parts
     }
 
@@ -462,10 +466,7 @@ async fn send(
     let base = endpoint.base_url.trim_end_matches('/');
     let (url, body) = match endpoint.provider {
         Provider::Anthropic => (format!("{base}/v1/messages"), anthropic::body(request)),
-        Provider::OpenAi => (
-            format!("{base}/v1/responses"),
-            openai::body(request).to_string(),
-        ),
+        Provider::OpenAi => (format!("{base}/v1/responses"), openai::body(request)),
     };
     let mut builder = http
         .post(url)

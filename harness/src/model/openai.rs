@@ -21,80 +21,26 @@ fn base64_image(block: &Value) -> Option<String> {
     Some(format!("data:{media_type};base64,{data}"))
 }
 
-/// The JSON body of a streaming `POST /v1/responses`.
-pub(crate) fn body(request: &Request<'_>) -> Value {
-    let mut input = Vec::new();
-    for message in request.messages {
-        let mut content = Vec::new();
-        let (text_type, role) = match message.role {
-            Role::User => ("input_text", "user"),
-            Role::Assistant => ("output_text", "assistant"),
-        };
-        let flush = |content: &mut Vec<Value>, input: &mut Vec<Value>| {
-            if !content.is_empty() {
-                input.push(json!({"role": role, "content": std::mem::take(content)}));
-            }
-        };
-        for part in message.parts() {
-            match part {
-                Part::Text(text) => content.push(json!({"type": text_type, "text": text})),
-                // Anthropic thinking blocks are not for this provider.
-                Part::Block(block)
-                    if matches!(
-                        block.get("type").and_then(Value::as_str),
-                        Some("thinking" | "redacted_thinking")
-                    ) => {}
-                Part::Block(block) if role == "user" && base64_image(block).is_some() => {
-                    if let Some(url) = base64_image(block) {
-                        content.push(json!({"type": "input_image", "image_url": url}));
-                    }
-                }
-                Part::Block(block) => content.push(json!({
-                    "type": text_type,
-                    "text": format!("[{} content omitted]", block.get("type").and_then(Value::as_str).unwrap_or("unsupported")),
-                })),
-                Part::ToolUse { id, name, input: args } => {
-                    flush(&mut content, &mut input);
-                    input.push(json!({
-                        "type": "function_call",
-                        "call_id": id,
-                        "name": name,
-                        "arguments": Value::Object(args.clone()).to_string(),
-                    }));
-                }
-                Part::ToolResult {
-                    id,
-                    content: result,
-                    is_error,
-                } => {
-                    flush(&mut content, &mut input);
-                    let mut output = blocks_text(result);
-                    if *is_error {
-                        output = format!("Error: {output}");
-                    }
-                    input.push(json!({"type": "function_call_output", "call_id": id, "output": output}));
-                }
-            }
-        }
-        flush(&mut content, &mut input);
-    }
-    let mut body = json!({
+/// The JSON body of a streaming `POST /v1/responses`, as text. Each message's `input` items
+/// are written once and kept with the message (see [`super::Message`]), so a long session's
+/// request copies them rather than building and serializing them again.
+pub(crate) fn body(request: &Request<'_>) -> String {
+    let mut rest = json!({
         "model": request.model,
-        "input": input,
         "stream": true,
         "store": false,
         "max_output_tokens": request.max_tokens,
     });
     if let Some(system) = request.system.filter(|s| !s.is_empty()) {
-        body["instructions"] = json!(system);
+        rest["instructions"] = json!(system);
     }
     if let Some(reasoning) = &request.reasoning {
         for (key, value) in super::reasoning::openai_fields(request.model, reasoning) {
-            body[key] = value;
+            rest[key] = value;
         }
     }
     if !request.tools.is_empty() {
-        body["tools"] = request
+        rest["tools"] = request
             .tools
             .iter()
             .map(|t| {
@@ -103,7 +49,98 @@ pub(crate) fn body(request: &Request<'_>) -> Value {
             })
             .collect();
     }
-    body
+    let rest = rest.to_string();
+    let kept: usize = request
+        .messages
+        .iter()
+        .map(|m| m.openai.0.get().map_or(256, |json| json.get().len()))
+        .sum();
+    let mut out = String::with_capacity(kept + rest.len() + 16);
+    out.push_str("{\"input\":[");
+    let mut first = true;
+    for message in request.messages {
+        let json = message.openai.0.get_or_init(|| {
+            // Serializing `Value`s cannot fail.
+            serde_json::value::to_raw_value(&items(message))
+                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
+        });
+        // The array's items, without its brackets (none for a message with no items).
+        let inner = json
+            .get()
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .unwrap_or_default();
+        if inner.is_empty() {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        out.push_str(inner);
+        first = false;
+    }
+    out.push_str("],");
+    // `rest` is a JSON object with at least the model: its members follow `input`.
+    out.push_str(rest.strip_prefix('{').unwrap_or("}"));
+    out
+}
+
+/// The `input` items of one message.
+fn items(message: &super::Message) -> Vec<Value> {
+    let mut input = Vec::new();
+    let mut content = Vec::new();
+    let (text_type, role) = match message.role {
+        Role::User => ("input_text", "user"),
+        Role::Assistant => ("output_text", "assistant"),
+    };
+    let flush = |content: &mut Vec<Value>, input: &mut Vec<Value>| {
+        if !content.is_empty() {
+            input.push(json!({"role": role, "content": std::mem::take(content)}));
+        }
+    };
+    for part in message.parts() {
+        match part {
+            Part::Text(text) => content.push(json!({"type": text_type, "text": text})),
+            // Anthropic thinking blocks are not for this provider.
+            Part::Block(block)
+                if matches!(
+                    block.get("type").and_then(Value::as_str),
+                    Some("thinking" | "redacted_thinking")
+                ) => {}
+            Part::Block(block) if role == "user" && base64_image(block).is_some() => {
+                if let Some(url) = base64_image(block) {
+                    content.push(json!({"type": "input_image", "image_url": url}));
+                }
+            }
+            Part::Block(block) => content.push(json!({
+                "type": text_type,
+                "text": format!("[{} content omitted]", block.get("type").and_then(Value::as_str).unwrap_or("unsupported")),
+            })),
+            Part::ToolUse { id, name, input: args } => {
+                flush(&mut content, &mut input);
+                input.push(json!({
+                    "type": "function_call",
+                    "call_id": id,
+                    "name": name,
+                    "arguments": Value::Object(args.clone()).to_string(),
+                }));
+            }
+            Part::ToolResult {
+                id,
+                content: result,
+                is_error,
+            } => {
+                flush(&mut content, &mut input);
+                let mut output = blocks_text(result);
+                if *is_error {
+                    output = format!("Error: {output}");
+                }
+                input.push(json!({"type": "function_call_output", "call_id": id, "output": output}));
+            }
+        }
+    }
+    flush(&mut content, &mut input);
+    input
 }
 
 /// Folds the Responses stream.
@@ -258,5 +295,83 @@ impl super::Accumulator for Accumulator {
             _ => {}
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::Message;
+    use super::*;
+
+    fn request_body(messages: &[Arc<Message>]) -> Value {
+        let request = Request {
+            model: "gpt-5",
+            system: Some("be brief"),
+            max_tokens: 100,
+            tools: &[],
+            messages,
+            reasoning: None,
+        };
+        serde_json::from_str(&body(&request)).expect("the body is JSON")
+    }
+
+    #[test]
+    fn the_input_items_are_written_once_and_again_once_changed() {
+        let call = Part::ToolUse {
+            id: "sevt_1".into(),
+            name: "bash".into(),
+            input: json!({"command": "ls"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let result = Part::ToolResult {
+            id: "sevt_1".into(),
+            content: vec![json!({"type": "text", "text": "a"})],
+            is_error: true,
+        };
+        let thinking = Part::Block(json!({"type": "thinking", "thinking": "t", "signature": "s"}));
+        let mut messages = vec![
+            Arc::new(Message::new(Role::User, vec![Part::Text("hi".into())])),
+            Arc::new(Message::new(Role::Assistant, vec![thinking])),
+            Arc::new(Message::new(
+                Role::Assistant,
+                vec![Part::Text("ok".into()), call],
+            )),
+            Arc::new(Message::new(Role::User, vec![result])),
+        ];
+        let first = request_body(&messages);
+        assert_eq!(
+            first["input"],
+            json!([
+                {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+                {"role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
+                {"type": "function_call", "call_id": "sevt_1", "name": "bash",
+                 "arguments": "{\"command\":\"ls\"}"},
+                {"type": "function_call_output", "call_id": "sevt_1", "output": "Error: a"},
+            ])
+        );
+        assert_eq!(first["instructions"], "be brief");
+        assert_eq!(first["model"], "gpt-5");
+        assert_eq!(first["stream"], true);
+        assert_eq!(first["max_output_tokens"], 100);
+        assert!(messages.iter().all(|m| m.openai.0.get().is_some()));
+        // Kept: the next request writes the same.
+        assert_eq!(request_body(&messages), first);
+        // Changed through `parts_mut`: written again.
+        Arc::make_mut(&mut messages[0])
+            .parts_mut()
+            .push(Part::Text("there".into()));
+        let changed = request_body(&messages);
+        assert_eq!(
+            changed["input"][0]["content"][1],
+            json!({"type": "input_text", "text": "there"})
+        );
+        let rest = |body: &Value| body["input"].as_array().map(|items| items[1..].to_vec());
+        assert_eq!(rest(&changed), rest(&first));
+        // No messages: an empty input.
+        assert_eq!(request_body(&[])["input"], json!([]));
     }
 }
