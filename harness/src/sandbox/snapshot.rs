@@ -185,7 +185,8 @@ pub(super) fn take(source: &Path, snapshots: &Path, label: &str) -> io::Result<(
         None => (None, Manifest::new()),
     };
     if let Some(previous) = previous_dir.as_deref().and_then(Path::file_name) {
-        if listing(source)?.is_some_and(|now| now == previous_manifest) {
+        // A walk that fails (an entry removed under it) decides nothing: the copy below tries.
+        if listing(source).is_ok_and(|now| now.is_some_and(|now| now == previous_manifest)) {
             let mut aliases = fs::OpenOptions::new()
                 .create(true)
                 .append(true)
