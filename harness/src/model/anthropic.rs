@@ -69,11 +69,7 @@ pub(crate) fn body(request: &Request<'_>) -> String {
     }
     // Sized for the messages sent before (their JSON is kept) so the buffer of a long
     // session's request is not grown and copied again and again.
-    let kept: usize = request
-        .messages
-        .iter()
-        .map(|m| m.anthropic.0.get().map_or(256, |json| json.get().len() + 1))
-        .sum();
+    let kept: usize = request.messages.iter().map(|m| m.anthropic.reserve()).sum();
     let body = Body {
         messages: Messages(request.messages),
         rest,

@@ -143,6 +143,14 @@ impl Message {
 #[derive(Clone, Default)]
 struct Rendered(std::sync::OnceLock<Box<serde_json::value::RawValue>>);
 
+impl Rendered {
+    /// The kept JSON's length and a separator, or a guess for a message not written yet: what
+    /// a request body reserves for the message.
+    fn reserve(&self) -> usize {
+        self.0.get().map_or(256, |json| json.get().len() + 1)
+    }
+}
+
 impl PartialEq for Rendered {
     fn eq(&self, _: &Self) -> bool {
         true

@@ -50,11 +50,7 @@ pub(crate) fn body(request: &Request<'_>) -> String {
             .collect();
     }
     let rest = rest.to_string();
-    let kept: usize = request
-        .messages
-        .iter()
-        .map(|m| m.openai.0.get().map_or(256, |json| json.get().len()))
-        .sum();
+    let kept: usize = request.messages.iter().map(|m| m.openai.reserve()).sum();
     let mut out = String::with_capacity(kept + rest.len() + 16);
     out.push_str("{\"input\":[");
     let mut first = true;
