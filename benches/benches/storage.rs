@@ -121,14 +121,23 @@ fn payload(tag: u64) -> Bytes {
 }
 
 fn append_one<S: Store>(store: &S, stream: &StreamId, expected: Version, tag: u64) -> Version {
-    block_on(store.append(Append {
+    block_on(append_next(store, stream, expected, tag))
+}
+
+/// [`append_one`] as a future.
+async fn append_next<S: Store>(
+    store: &S,
+    stream: &StreamId,
+    expected: Version,
+    tag: u64,
+) -> Version {
+    let append = Append {
         stream: stream.clone(),
         expected: Expected::Exactly(expected),
         events: vec![payload(tag)],
         catalog: None,
-    }))
-    .expect("append")
-    .last
+    };
+    store.append(append).await.expect("append").last
 }
 
 /// Events and seconds accumulated over rounds.
@@ -254,13 +263,7 @@ fn run_appender_tasks<S: Store>(store: &S, heads: &[AtomicU64], duration: Durati
             let stream = StreamId::new(format!("sesn_bench{appender}"));
             let mut version = head.load(Ordering::Relaxed);
             while Instant::now() < deadline {
-                let append = Append {
-                    stream: stream.clone(),
-                    expected: Expected::Exactly(version),
-                    events: vec![payload(version)],
-                    catalog: None,
-                };
-                version = store.append(append).await.expect("append").last;
+                version = append_next(store, &stream, version, version).await;
                 acked.fetch_add(1, Ordering::Relaxed);
             }
             head.store(version, Ordering::Relaxed);
