@@ -1,4 +1,5 @@
-//! The accept loop (`managed_agents_server::serve`): keep-alive HTTP/1.1 on one connection,
+//! The accept loop (`managed_agents_server::serve`): keep-alive HTTP/1.1 on one connection (also
+//! after a stream served without hyper),
 //! and a graceful shutdown that stops accepting, closes idle connections, lets an in-flight
 //! response finish, and returns only when every connection is gone.
 
@@ -12,13 +13,23 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 fn app() -> Router {
-    Router::new().route("/hi", get(|| async { "hello" })).route(
-        "/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            "done"
-        }),
-    )
+    Router::new()
+        .route("/hi", get(|| async { "hello" }))
+        .route(
+            "/v1/sessions/{id}/events/stream",
+            get(|| async {
+                let frames = ["data: 1\n\n", "data: 2\n\n"]
+                    .map(|frame| Ok::<_, std::convert::Infallible>(frame.to_owned()));
+                axum::body::Body::from_stream(futures::stream::iter(frames))
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "done"
+            }),
+        )
 }
 
 async fn start() -> (
@@ -83,6 +94,50 @@ async fn one_connection_serves_requests_one_after_another() {
     request(&mut conn, "/nowhere").await;
     let (head, _) = response(&mut conn).await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+#[tokio::test]
+async fn a_connection_opened_by_a_stream_serves_more_requests_after_it() {
+    let (addr, _stop, _server) = start().await;
+    let mut conn = TcpStream::connect(addr).await.expect("connects");
+    for _ in 0..2 {
+        // The first on a new connection is served without hyper, the second by hyper.
+        request(&mut conn, "/v1/sessions/s/events/stream").await;
+        let mut read = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !read.ends_with(b"0\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut chunk))
+                .await
+                .expect("in time")
+                .expect("reads");
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&read));
+            read.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8(read).expect("text");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        let frames: String = body.split("\r\n").skip(1).step_by(2).collect();
+        assert_eq!(frames, "data: 1\n\ndata: 2\n\n", "{body:?}");
+        request(&mut conn, "/hi").await;
+        assert_eq!(response(&mut conn).await.1, "hello");
+    }
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_connection_that_has_sent_nothing() {
+    let (addr, stop, server) = start().await;
+    let mut silent = TcpStream::connect(addr).await.expect("connects");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.send(()).expect("signals");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {rest:?}");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serve returns")
+        .expect("joins")
+        .expect("serves");
 }
 
 #[tokio::test]

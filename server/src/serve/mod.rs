@@ -11,6 +11,9 @@
 //! `serve(listener, router)` finalizes a clone of every route per connection, ~100 KiB with
 //! our routes). See `benches/README.md`, "Issue 12: fan-out and stream memory".
 //!
+//! A new connection whose first request opens an event stream is served by [`direct`], without
+//! hyper's two 8 KiB per-connection buffers, and handed to hyper when that response ends.
+//!
 //! A client that sends its request headers slower than [`Connections::header_read_timeout`]
 //! (a slowloris), or leaves a keep-alive connection idle that long, is disconnected by hyper's
 //! header read timeout; each such close is counted in `/metrics`. (The body read timeout is
@@ -28,6 +31,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
+
+mod direct;
 
 /// What every connection is held to.
 #[derive(Clone, Default)]
@@ -77,7 +82,7 @@ where
             app.clone(),
             stopping.clone(),
             connections.clone(),
-            connections_held_to.metrics.clone(),
+            connections_held_to.clone(),
         ));
     }
     drop(listener);
@@ -100,29 +105,50 @@ fn without_delay(tcp: TcpStream) -> TcpStream {
     tcp
 }
 
-/// One connection, served until it ends; told to finish gracefully on shutdown.
+/// One connection, served until it ends; told to finish gracefully on shutdown. A first
+/// request that opens an event stream is served by [`direct`]; the rest, and every connection
+/// whose first request is anything else, by hyper.
 ///
-/// The connection is built in place inside the task (`pin!` of the expression): a connection
-/// built outside and moved in would take its size twice in the task, once as the captured
-/// value and once pinned.
+/// hyper's connection is boxed: a task serving a stream directly would otherwise be as large as
+/// a hyper connection for the stream's whole life.
 async fn connection(
     builder: http1::Builder,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     app: Router,
     mut stopping: watch::Receiver<bool>,
     _open: watch::Receiver<()>,
-    metrics: Metrics,
+    held_to: Connections,
 ) {
-    let mut conn = std::pin::pin!(builder
-        .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app))
-        .with_upgrades());
+    match direct::first_request(&tcp, held_to.header_read_timeout, &mut stopping).await {
+        direct::First::Stream { request, len } => {
+            match direct::serve(&mut tcp, *request, len, &app).await {
+                Ok(true) if !*stopping.borrow() => {}
+                Ok(_) => return,
+                Err(err) => {
+                    tracing::trace!(error = %err, "stream connection ended with an error");
+                    return;
+                }
+            }
+        }
+        direct::First::Other => {}
+        direct::First::TimedOut => {
+            held_to.metrics.header_read_timed_out();
+            return;
+        }
+        direct::First::Gone => return,
+    }
+    let mut conn = Box::pin(
+        builder
+            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app))
+            .with_upgrades(),
+    );
     let mut stopped = false;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(err) = result {
                     if err.is_timeout() {
-                        metrics.header_read_timed_out();
+                        held_to.metrics.header_read_timed_out();
                     }
                     tracing::trace!(error = %err, "connection ended with an error");
                 }
