@@ -180,10 +180,15 @@ pub fn check_operator_key(key: &str) -> Result<(), Error> {
 
 /// The hex SHA-256 of a key.
 pub fn hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(key.as_bytes());
+    // Written digit by digit: this runs for every authenticated request.
+    let mut hex = String::with_capacity(digest.len() * 2);
+    for byte in digest {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    hex
 }
 
 /// A fresh random key.
@@ -575,6 +580,15 @@ mod tests {
     use managed_agents_storage_memory::MemoryStore;
 
     const KEY: &str = "sk-test-operator-key-0123456789abcdefgh";
+
+    #[test]
+    fn a_key_hash_is_the_lowercase_hex_sha256_of_the_key() {
+        // FIPS 180-2's example: SHA-256 of "abc".
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 
     #[test]
     fn operator_keys_must_be_long_and_varied() {
