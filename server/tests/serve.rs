@@ -81,6 +81,21 @@ async fn response(conn: &mut TcpStream) -> (String, String) {
     }
 }
 
+/// Reads `conn` to its end: the server closed it (or reset it).
+async fn closed_by_the_server(conn: &mut TcpStream) {
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {rest:?}");
+}
+
+async fn serve_returns(server: tokio::task::JoinHandle<std::io::Result<()>>) {
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serve returns")
+        .expect("joins")
+        .expect("serves");
+}
+
 #[tokio::test]
 async fn one_connection_serves_requests_one_after_another() {
     let (addr, _stop, _server) = start().await;
@@ -130,14 +145,8 @@ async fn shutdown_closes_a_connection_that_has_sent_nothing() {
     let mut silent = TcpStream::connect(addr).await.expect("connects");
     tokio::time::sleep(Duration::from_millis(50)).await;
     stop.send(()).expect("signals");
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut rest)).await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {rest:?}");
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("serve returns")
-        .expect("joins")
-        .expect("serves");
+    closed_by_the_server(&mut silent).await;
+    serve_returns(server).await;
 }
 
 #[tokio::test]
@@ -156,15 +165,9 @@ async fn shutdown_finishes_in_flight_requests_and_closes_idle_connections() {
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert_eq!(body, "done");
     // The idle keep-alive connection is closed by the server.
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut rest)).await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {rest:?}");
+    closed_by_the_server(&mut idle).await;
     // `serve` returns once every connection is gone, and accepts no more.
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("serve returns")
-        .expect("joins")
-        .expect("serves");
+    serve_returns(server).await;
     assert!(TcpStream::connect(addr).await.is_err());
 }
 

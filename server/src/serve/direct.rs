@@ -501,15 +501,27 @@ mod tests {
 
         const STREAM: &[u8] = b"GET /v1/sessions/s/events/stream HTTP/1.1\r\nhost: t\r\n\r\n";
 
-        #[tokio::test]
-        async fn frames_go_out_as_they_come_and_the_next_request_stays_on_the_socket() {
+        /// A client that sent [`STREAM`] and read the response's head, and the server's task.
+        async fn opened(
+            app: Router,
+        ) -> (
+            TcpStream,
+            String,
+            tokio::task::JoinHandle<(io::Result<bool>, TcpStream)>,
+        ) {
             let (mut client, server) = connected().await;
-            let (app, frames, _dropped) = streaming();
             client.write_all(STREAM).await.expect("send");
             let served = serve_first(server, app).await;
+            let mut head = Vec::new();
+            read_until(&mut client, &mut head, b"\r\n\r\n").await;
+            (client, String::from_utf8(head).expect("text"), served)
+        }
+
+        #[tokio::test]
+        async fn frames_go_out_as_they_come_and_the_next_request_stays_on_the_socket() {
+            let (app, frames, _dropped) = streaming();
+            let (mut client, head, served) = opened(app).await;
             let mut read = Vec::new();
-            read_until(&mut client, &mut read, b"\r\n\r\n").await;
-            let head = String::from_utf8(std::mem::take(&mut read)).expect("text");
             assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
             assert!(
                 head.contains("\r\ntransfer-encoding: chunked\r\n"),
@@ -548,12 +560,8 @@ mod tests {
 
         #[tokio::test]
         async fn a_client_that_leaves_has_its_stream_dropped_at_once() {
-            let (mut client, server) = connected().await;
             let (app, frames, dropped) = streaming();
-            client.write_all(STREAM).await.expect("send");
-            let served = serve_first(server, app).await;
-            let mut read = Vec::new();
-            read_until(&mut client, &mut read, b"\r\n\r\n").await;
+            let (client, _head, served) = opened(app).await;
             drop(client);
             // No frame is ever sent: only the watch for end of file can notice.
             tokio::time::timeout(PATIENCE, dropped)
