@@ -9,7 +9,8 @@ lease lasting 3 s. Official SDK, real servers, real sandboxes, the mock model.
   turn, then SIGCONT it: its tool call completes and its late append is refused (the log holds
   the successor's claim), so the log never shows the stale runner's result.
 - SIGTERM (an orderly stop, a rolling restart) releases the node's leases: with leases of ten
-  minutes, the other node still takes the cut turn over at once.
+  minutes, the other node still takes the cut turn over within seconds (its rescan retries a
+  refused session after at most 5 s, whatever the lease's length).
 """
 
 from __future__ import annotations
@@ -264,7 +265,8 @@ def test_an_orderly_stop_hands_its_sessions_over_at_once(tmp_path: Path, mock: M
         before = len(h.events(session.id))
         assert running.stop_server() == 0
         assert "session leases released" in running.log_path.read_text()
-        # Far sooner than the 600 s lease: the released lease is taken at once.
+        # Far sooner than the 600 s lease: the released lease is taken by the other node's next
+        # rescan (at most 5 s after it was last refused the lease, whatever the lease's length).
         events = settled_after(h, session.id, before, timeout=60)
         after = types(events)[before:]
         assert after[:3] == ["agent.tool_result", "session.status_rescheduled", "session.status_running"], after

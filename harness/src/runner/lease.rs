@@ -19,7 +19,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use managed_agents_core::ids::SessionId;
 use managed_agents_core::session::fence;
@@ -89,18 +89,25 @@ pub(super) async fn take<S: Store, X>(
     })))
 }
 
+/// The longest the rescan leaves a refused session alone: a holder that stops in order
+/// releases its lease, and nothing tells the other runners, so with long leases (up to an
+/// hour) a refusal must not keep them away for a third of that.
+const REFUSAL_SKIP_CAP: Duration = Duration::from_secs(5);
+
 /// Whether the rescan should leave `id` alone: this runner failed to take its lease less than
-/// a third of the lease's time to live ago, so the holder was alive then and its lease cannot
-/// have lapsed much since. (A notification for the session, such as a send through this node,
-/// still tries at once.) Bounds the rescan's failed attempts to about three per running
-/// session and lease time instead of two per second.
+/// a third of the lease's time to live ago (at most [`REFUSAL_SKIP_CAP`]), so the holder was
+/// alive then and its lease cannot have lapsed much since; a lease released by an orderly stop
+/// is taken within that cap. (A notification for the session, such as a send through this
+/// node, still tries at once.) Bounds the rescan's failed attempts to about one per running
+/// session and cap (or third of the lease) instead of two per second.
 pub(super) fn refused_lately<S, X>(inner: &Inner<S, X>, id: &SessionId) -> bool {
     let Some(leasing) = &inner.options.leasing else {
         return false;
     };
+    let skip = (leasing.ttl / 3).min(REFUSAL_SKIP_CAP);
     let mut refused = lock(&inner.refused);
     match refused.get(id) {
-        Some(at) if at.elapsed() < leasing.ttl / 3 => true,
+        Some(at) if at.elapsed() < skip => true,
         Some(_) => {
             refused.remove(id);
             false
