@@ -21,7 +21,7 @@
 //! A stream requested on a connection that has already served a request (an SDK's pooled
 //! keep-alive connection) stays with hyper: hyper owns a connection once it serves it.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write as _};
 use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
@@ -319,13 +319,20 @@ async fn write_batch(
 ) -> io::Result<()> {
     let length: usize = batch.iter().map(Bytes::len).sum();
     let chunked = framing == Framing::Chunked;
-    let chunk_head = format!("{length:x}\r\n");
+    // The chunk's size line, on the stack: this runs for every write of every stream.
+    let mut size_line = [0u8; 18];
+    let size_line_len = {
+        let mut rest = &mut size_line[..];
+        // 16 hex digits and CRLF fit in 18 bytes: the write cannot fail.
+        let _ = write!(rest, "{length:x}\r\n");
+        18 - rest.len()
+    };
     let mut slices = Vec::with_capacity(batch.len() + 4);
     if let Some(head) = &head {
         slices.push(IoSlice::new(head));
     }
     if chunked && length > 0 {
-        slices.push(IoSlice::new(chunk_head.as_bytes()));
+        slices.push(IoSlice::new(&size_line[..size_line_len]));
     }
     slices.extend(batch.iter().map(|frame| IoSlice::new(frame)));
     if chunked && length > 0 {
