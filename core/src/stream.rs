@@ -111,12 +111,17 @@ pub struct Written<T> {
     pub first_version: Version,
 }
 
-/// Brings `head` up to the latest version of `stream` by reading only the records after it.
+/// Brings `head` up to the latest version of `stream` by reading only the records after it
+/// (nothing at all when the store knows the stream's head is the head's version:
+/// [`Store::known_head`]).
 pub async fn catch_up<S: Store, F: Fold>(
     store: &S,
     stream: &StreamId,
     head: &mut Head<F>,
 ) -> Result<(), Error<std::convert::Infallible>> {
+    if store.known_head(stream) == Some(head.version) {
+        return Ok(());
+    }
     loop {
         let batch = store
             .read(stream, head.version + 1, Direction::Forward, PAGE)

@@ -63,7 +63,7 @@ impl AsRef<SessionState> for Transcript {
 }
 
 /// Brings `head` (kept from an earlier turn, or empty) up to the log of session `id`, reading
-/// only the records after it. A stream now shorter than the head (the session was deleted) is
+/// only the records after it (nothing when the store knows the head is current). A stream now shorter than the head (the session was deleted) is
 /// folded again from nothing, so a deleted session is [`log::Error::NotFound`].
 pub(crate) async fn catch_up<S: Store>(
     store: &S,
@@ -71,8 +71,14 @@ pub(crate) async fn catch_up<S: Store>(
     mut head: Head<Transcript>,
 ) -> Result<Head<Transcript>, log::Error> {
     let stream = StreamId::from(id);
-    if head.version > 0 && store.head(&stream).await? < head.version {
-        head = Head::default();
+    if head.version > 0 {
+        let current = match store.known_head(&stream) {
+            Some(known) => known,
+            None => store.head(&stream).await?,
+        };
+        if current < head.version {
+            head = Head::default();
+        }
     }
     stream::catch_up(store, &stream, &mut head)
         .await

@@ -23,7 +23,7 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .merge(routes::ops::router())
         .merge(crate::console::router())
-        .nest("/v1", routes::v1())
+        .merge(routes::v1())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(crate::BODY_LIMIT));

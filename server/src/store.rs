@@ -96,6 +96,10 @@ impl Store for AnyStore {
         delegate!(self, s => s.head(stream).await)
     }
 
+    fn known_head(&self, stream: &StreamId) -> Option<Version> {
+        delegate!(self, s => s.known_head(stream))
+    }
+
     fn subscribe(&self, stream: &StreamId, after: Version) -> Subscription {
         delegate!(self, s => s.subscribe(stream, after))
     }

@@ -129,6 +129,16 @@ impl Store for MemoryStore {
             .map_or(0, |events| events.len() as Version))
     }
 
+    fn known_head(&self, stream: &StreamId) -> Option<Version> {
+        // Appends and deletes take effect under the state lock: the head is always known.
+        Some(
+            self.state()
+                .streams
+                .get(stream)
+                .map_or(0, |events| events.len() as Version),
+        )
+    }
+
     fn subscribe(&self, stream: &StreamId, after: Version) -> Subscription {
         self.hub.subscribe(self.clone(), stream.clone(), after)
     }

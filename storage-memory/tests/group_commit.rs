@@ -2,7 +2,8 @@
 //! an append in flight share the next append, each decided in queue order on the state the
 //! earlier ones leave, with dense versions, one expected version per batch, and a refusal that
 //! touches only its own writer. A store whose appends wait at a gate makes the queue form
-//! deterministically; nothing here depends on timing.
+//! deterministically; nothing here depends on timing. The same store counts reads, to show a
+//! write on a head the store knows is current reads nothing.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -33,6 +34,7 @@ struct GateState {
     closed: bool,
     appends: usize,
     waiting: usize,
+    reads: usize,
 }
 
 impl Gate {
@@ -86,7 +88,12 @@ impl Store for Gated {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<Record>, managed_agents_core::storage::Error> {
+        self.gate.lock().reads += 1;
         self.inner.read(stream, from, direction, limit).await
+    }
+
+    fn known_head(&self, stream: &StreamId) -> Option<Version> {
+        self.inner.known_head(stream)
     }
 
     async fn head(
@@ -370,4 +377,48 @@ fn many_writers_of_one_session_lose_nothing_and_keep_their_own_order() {
         head.state, loaded.state,
         "the cached head equals the fold of the log"
     );
+}
+
+#[test]
+fn a_write_on_a_current_head_reads_nothing_and_a_stale_head_catches_up_first() {
+    let store = Gated {
+        inner: MemoryStore::new(),
+        gate: Arc::new(Gate::default()),
+    };
+    let id = create(&store);
+    let (ours, elsewhere) = (Heads::new(16), Heads::new(16));
+    let send = |heads: &Heads, text: &'static str| {
+        block_on(heads.commit_with(
+            &store,
+            &id,
+            |_| true,
+            move || Command::Send(vec![message(text)]),
+            echo,
+        ))
+        .expect("commit")
+    };
+    let reads = || std::mem::take(&mut store.gate.lock().reads);
+    send(&ours, "first");
+    assert!(reads() > 0, "a head not cached yet is loaded");
+    let second = send(&ours, "second");
+    assert_eq!(
+        reads(),
+        0,
+        "the store knows the head is current: nothing to read"
+    );
+    // Another writer (the runner, another node's cache) appends behind our head.
+    send(&elsewhere, "elsewhere");
+    reads();
+    let third = send(&ours, "third");
+    assert!(reads() > 0, "a stale head catches up before deciding");
+    assert_eq!(
+        third[0].0,
+        second[0].0 + 2,
+        "dense versions after the other write"
+    );
+    let loaded = block_on(log::load(&store, &id)).expect("load");
+    let texts: Vec<String> = loaded.records.iter().filter_map(text_of).collect();
+    assert_eq!(texts, ["first", "second", "elsewhere", "third"]);
+    let head = block_on(ours.read(&store, &id)).expect("head");
+    assert_eq!(head.state, loaded.state, "the cached head equals the fold");
 }

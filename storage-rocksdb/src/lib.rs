@@ -28,6 +28,7 @@
 mod db;
 mod handle;
 mod keys;
+mod known;
 mod memory;
 mod stats;
 mod writer;
@@ -151,6 +152,8 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     db: Arc<handle::Handle>,
     hub: Arc<Hub>,
+    /// Heads as of the last acknowledged appends.
+    known: Arc<known::Known>,
     counters: Arc<stats::Counters>,
     /// Leases (one process opens the database, so they live in memory).
     leases: storage::LocalLeases,
@@ -195,10 +198,12 @@ impl RocksStore {
         })?);
         let hub = Arc::new(Hub::new());
         let counters = Arc::new(stats::Counters::default());
+        let known = Arc::new(known::Known::default());
         let (requests, receiver) = mpsc::channel();
         let writer = Writer {
             db: db.clone(),
             hub: hub.clone(),
+            known: known.clone(),
             counters: counters.clone(),
             requests: receiver,
             sync: options.sync,
@@ -215,6 +220,7 @@ impl RocksStore {
                 writer: Mutex::new(Some(handle)),
                 db,
                 hub,
+                known,
                 counters,
                 leases: storage::LocalLeases::default(),
                 _guard: guard,
@@ -290,6 +296,10 @@ impl Store for RocksStore {
 
     async fn head(&self, stream: &StreamId) -> Result<Version, storage::Error> {
         Ok(db::head(&*self.inner.db.get()?, stream)?)
+    }
+
+    fn known_head(&self, stream: &StreamId) -> Option<Version> {
+        self.inner.known.get(stream)
     }
 
     fn subscribe(&self, stream: &StreamId, after: Version) -> Subscription {

@@ -30,6 +30,7 @@ use managed_agents_core::storage::{
 use rocksdb::{ColumnFamily, WriteBatch, WriteOptions, DB};
 
 use crate::handle::Handle;
+use crate::known::Known;
 use crate::stats::Counters;
 use crate::{db, keys, Error};
 
@@ -78,6 +79,7 @@ enum Pending {
 pub(crate) struct Writer {
     pub(crate) db: Arc<Handle>,
     pub(crate) hub: Arc<Hub>,
+    pub(crate) known: Arc<Known>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) requests: Receiver<Queued>,
     pub(crate) sync: bool,
@@ -240,6 +242,17 @@ impl Writer {
             Ok(()) => {
                 owners.extend(staged_owners);
                 self.counters.batch(pending.len(), events);
+                // Known before anyone hears of the batch (`Store::known_head`).
+                let mut known = self.known.record();
+                for done in &pending {
+                    match done {
+                        Pending::Appended {
+                            stream, appended, ..
+                        } => known.appended(stream, appended.last),
+                        Pending::Deleted { stream, .. } => known.deleted(stream),
+                    }
+                }
+                drop(known);
                 for done in pending {
                     self.acknowledge(done);
                 }
@@ -462,6 +475,7 @@ mod tests {
         let writer = Writer {
             db: handle.clone(),
             hub: Arc::new(Hub::new()),
+            known: Arc::default(),
             counters: Arc::new(Counters::default()),
             requests,
             sync: true,

@@ -3,7 +3,9 @@
 //!
 //! A [`Head`] is a session's folded state at a stream version. It is a cache, never a second
 //! source of truth: before every use it catches up from the store by reading only the records
-//! after its version, and every write still goes through the store's expected-version check.
+//! after its version (none when the store knows the head is current,
+//! [`crate::storage::Store::known_head`]), and every write still goes through the store's
+//! expected-version check.
 //! Writes go through [`log::write_staged`] (the one write primitive, [`crate::stream`]) with the
 //! cached head. A writer elsewhere (the harness's own writer, another process) still races
 //! through expected versions, and a lost race reloads the head from the log. Deleting a

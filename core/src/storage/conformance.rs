@@ -34,6 +34,7 @@ macro_rules! conformance_tests {
             concurrent_appenders_to_one_stream,
             concurrent_appenders_to_many_streams,
             optimistic_writers_contend_without_loss,
+            a_known_head_never_lags_an_acknowledged_write,
             subscription_switches_from_history_to_live,
             slow_subscriber_catches_up_from_history,
             subscription_starts_after_its_cursor,
@@ -293,6 +294,55 @@ pub fn concurrent_appenders_to_many_streams<S: Store>(store: S) {
         let expected = (0..PER_APPENDER).map(|i| payload(format!("{i}"))).collect();
         assert_each_payload_once(&records, expected);
     }
+}
+
+/// [`Store::known_head`], where a store knows one, is a version that exists and is never below
+/// an append or delete acknowledged before it was asked, with appenders racing on one stream.
+pub fn a_known_head_never_lags_an_acknowledged_write<S: Store>(store: S) {
+    let stream = StreamId::new("sesn_known");
+    let unknown = store.known_head(&StreamId::new("sesn_never_written"));
+    assert!(matches!(unknown, None | Some(0)), "{unknown:?}");
+    thread::scope(|scope| {
+        for appender in 0..APPENDERS {
+            let (store, stream) = (store.clone(), stream.clone());
+            scope.spawn(move || {
+                for i in 0..PER_APPENDER {
+                    let event = payload(format!("{appender}-{i}"));
+                    let done = append(&store, &stream, Expected::Any, vec![event]).expect("append");
+                    if let Some(known) = store.known_head(&stream) {
+                        assert!(
+                            known >= done.last,
+                            "known {known} < acknowledged {}",
+                            done.last
+                        );
+                        let head = block_on(store.head(&stream)).expect("head");
+                        assert!(known <= head, "known {known} > head {head}");
+                    }
+                }
+            });
+        }
+    });
+    let total = (APPENDERS * PER_APPENDER) as Version;
+    let known = store.known_head(&stream);
+    assert!(
+        known.is_none() || known == Some(total),
+        "{known:?} after {total}"
+    );
+    block_on(store.delete(Kind::Session, &stream)).expect("delete");
+    let deleted = store.known_head(&stream);
+    assert!(
+        matches!(deleted, None | Some(0)),
+        "after delete: {deleted:?}"
+    );
+    append(
+        &store,
+        &stream,
+        Expected::Exactly(0),
+        vec![payload("again")],
+    )
+    .expect("append");
+    let again = store.known_head(&stream);
+    assert!(matches!(again, None | Some(1)), "created again: {again:?}");
 }
 
 /// Writers that read the head and append with `Exactly(head)` retry on conflict; every event

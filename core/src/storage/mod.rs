@@ -172,6 +172,14 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The stream's current version (0 when it does not exist).
     fn head(&self, stream: &StreamId) -> impl Future<Output = Result<Version, Error>> + Send;
 
+    /// The stream's head as this store already knows it, without IO: `Some(v)` only if no
+    /// record above `v` was acknowledged to anyone before the call (every append and delete
+    /// through this store included), so a reader holding a fold at `v` has nothing to read.
+    /// `None` when the store cannot tell (the default; a store other processes write to).
+    fn known_head(&self, _stream: &StreamId) -> Option<Version> {
+        None
+    }
+
     /// Every record after version `after`, exactly once and in order: history first, then live
     /// appends. A subscriber slower than the live buffer reads history instead of losing events.
     /// Ends with [`Error::Deleted`] when the stream is deleted.

@@ -26,10 +26,10 @@ use crate::state::AppState;
 /// The agent routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/agents", post(create).get(list))
-        .route("/agents/{agent_id}", get(retrieve).post(update))
-        .route("/agents/{agent_id}/archive", post(archive))
-        .route("/agents/{agent_id}/versions", get(versions))
+        .route("/v1/agents", post(create).get(list))
+        .route("/v1/agents/{agent_id}", get(retrieve).post(update))
+        .route("/v1/agents/{agent_id}/archive", post(archive))
+        .route("/v1/agents/{agent_id}/versions", get(versions))
 }
 
 /// Loads agent `id` of the caller's workspace (404 otherwise).

@@ -27,12 +27,12 @@ use crate::state::AppState;
 /// The environment routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/environments", post(create).get(list))
+        .route("/v1/environments", post(create).get(list))
         .route(
-            "/environments/{environment_id}",
+            "/v1/environments/{environment_id}",
             get(retrieve).post(update).delete(delete),
         )
-        .route("/environments/{environment_id}/archive", post(archive))
+        .route("/v1/environments/{environment_id}/archive", post(archive))
 }
 
 /// Loads environment `id` of the caller's workspace (404 otherwise).

@@ -49,9 +49,9 @@ fn to_json(event: &Event) -> Result<Vec<u8>> {
 /// The event routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/sessions/{session_id}/events", post(send).get(list))
+        .route("/v1/sessions/{session_id}/events", post(send).get(list))
         .route(
-            "/sessions/{session_id}/events/stream",
+            "/v1/sessions/{session_id}/events/stream",
             get(crate::sse::stream),
         )
 }

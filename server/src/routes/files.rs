@@ -35,13 +35,13 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
-            "/files",
+            "/v1/files",
             post(upload)
                 .layer(DefaultBodyLimit::max(crate::UPLOAD_LIMIT))
                 .get(list),
         )
-        .route("/files/{file_id}", get(retrieve).delete(delete))
-        .route("/files/{file_id}/content", get(download))
+        .route("/v1/files/{file_id}", get(retrieve).delete(delete))
+        .route("/v1/files/{file_id}/content", get(download))
 }
 
 async fn load(state: &AppState, auth: &Auth, id: &FileId) -> Result<File> {

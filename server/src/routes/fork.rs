@@ -20,7 +20,7 @@ use crate::state::AppState;
 
 /// The fork route.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/sessions/{session_id}/fork", post(fork))
+    Router::new().route("/v1/sessions/{session_id}/fork", post(fork))
 }
 
 #[derive(Debug, Deserialize)]

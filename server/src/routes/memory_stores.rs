@@ -31,33 +31,33 @@ const KIND: &str = "memory store";
 /// The memory store routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/memory_stores", post(create).get(list))
+        .route("/v1/memory_stores", post(create).get(list))
         .route(
-            "/memory_stores/{memory_store_id}",
+            "/v1/memory_stores/{memory_store_id}",
             get(retrieve).post(update).delete(delete),
         )
-        .route("/memory_stores/{memory_store_id}/archive", post(archive))
+        .route("/v1/memory_stores/{memory_store_id}/archive", post(archive))
         .route(
-            "/memory_stores/{memory_store_id}/memories",
+            "/v1/memory_stores/{memory_store_id}/memories",
             post(create_memory).get(list_memories),
         )
         .route(
-            "/memory_stores/{memory_store_id}/memories/{memory_id}",
+            "/v1/memory_stores/{memory_store_id}/memories/{memory_id}",
             get(retrieve_memory)
                 .post(update_memory)
                 .patch(update_memory)
                 .delete(delete_memory),
         )
         .route(
-            "/memory_stores/{memory_store_id}/memory_versions",
+            "/v1/memory_stores/{memory_store_id}/memory_versions",
             get(list_versions),
         )
         .route(
-            "/memory_stores/{memory_store_id}/memory_versions/{memory_version_id}",
+            "/v1/memory_stores/{memory_store_id}/memory_versions/{memory_version_id}",
             get(retrieve_version),
         )
         .route(
-            "/memory_stores/{memory_store_id}/memory_versions/{memory_version_id}/redact",
+            "/v1/memory_stores/{memory_store_id}/memory_versions/{memory_version_id}/redact",
             post(redact),
         )
 }

@@ -18,7 +18,9 @@ pub mod threads;
 pub mod vaults;
 pub mod work;
 
-/// Every route under `/v1`.
+/// Every route under `/v1`, each written with its full path: merged, not nested, so no
+/// request pays for a prefix stripped off its URI (axum's `nest` rebuilds the URI of every
+/// request it routes, ~3 % of the server's CPU under `POST /events` load).
 pub fn v1() -> Router<AppState> {
     Router::new()
         .merge(agents::router())

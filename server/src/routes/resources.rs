@@ -25,9 +25,9 @@ use crate::state::AppState;
 /// The resource routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/sessions/{session_id}/resources", post(add).get(list))
+        .route("/v1/sessions/{session_id}/resources", post(add).get(list))
         .route(
-            "/sessions/{session_id}/resources/{resource_id}",
+            "/v1/sessions/{session_id}/resources/{resource_id}",
             get(retrieve).post(rotate).delete(delete),
         )
 }

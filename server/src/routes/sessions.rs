@@ -36,12 +36,12 @@ use crate::state::AppState;
 /// The session routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/sessions", post(create).get(list))
+        .route("/v1/sessions", post(create).get(list))
         .route(
-            "/sessions/{session_id}",
+            "/v1/sessions/{session_id}",
             get(retrieve).post(update).delete(delete),
         )
-        .route("/sessions/{session_id}/archive", post(archive))
+        .route("/v1/sessions/{session_id}/archive", post(archive))
 }
 
 #[derive(Debug, Deserialize)]

@@ -37,24 +37,24 @@ const BODY_LIMIT: usize = upload::MAX_BYTES as usize + 1024 * 1024;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
-            "/skills",
+            "/v1/skills",
             post(create)
                 .layer(DefaultBodyLimit::max(BODY_LIMIT))
                 .get(list),
         )
-        .route("/skills/{skill_id}", get(retrieve).delete(delete))
+        .route("/v1/skills/{skill_id}", get(retrieve).delete(delete))
         .route(
-            "/skills/{skill_id}/versions",
+            "/v1/skills/{skill_id}/versions",
             post(create_version)
                 .layer(DefaultBodyLimit::max(BODY_LIMIT))
                 .get(list_versions),
         )
         .route(
-            "/skills/{skill_id}/versions/{version}",
+            "/v1/skills/{skill_id}/versions/{version}",
             get(retrieve_version).delete(delete_version),
         )
         .route(
-            "/skills/{skill_id}/versions/{version}/content",
+            "/v1/skills/{skill_id}/versions/{version}/content",
             get(download),
         )
 }

@@ -29,18 +29,21 @@ use crate::state::AppState;
 /// The thread routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/sessions/{session_id}/threads", get(list))
-        .route("/sessions/{session_id}/threads/{thread_id}", get(retrieve))
+        .route("/v1/sessions/{session_id}/threads", get(list))
         .route(
-            "/sessions/{session_id}/threads/{thread_id}/archive",
+            "/v1/sessions/{session_id}/threads/{thread_id}",
+            get(retrieve),
+        )
+        .route(
+            "/v1/sessions/{session_id}/threads/{thread_id}/archive",
             post(archive),
         )
         .route(
-            "/sessions/{session_id}/threads/{thread_id}/events",
+            "/v1/sessions/{session_id}/threads/{thread_id}/events",
             get(events),
         )
         .route(
-            "/sessions/{session_id}/threads/{thread_id}/stream",
+            "/v1/sessions/{session_id}/threads/{thread_id}/stream",
             get(stream),
         )
 }

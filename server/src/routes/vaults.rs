@@ -28,24 +28,24 @@ use crate::state::AppState;
 /// The vault routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/vaults", post(create).get(list))
+        .route("/v1/vaults", post(create).get(list))
         .route(
-            "/vaults/{vault_id}",
+            "/v1/vaults/{vault_id}",
             get(retrieve).post(update).delete(delete),
         )
-        .route("/vaults/{vault_id}/archive", post(archive))
+        .route("/v1/vaults/{vault_id}/archive", post(archive))
         .route(
-            "/vaults/{vault_id}/credentials",
+            "/v1/vaults/{vault_id}/credentials",
             post(create_credential).get(list_credentials),
         )
         .route(
-            "/vaults/{vault_id}/credentials/{credential_id}",
+            "/v1/vaults/{vault_id}/credentials/{credential_id}",
             get(retrieve_credential)
                 .post(update_credential)
                 .delete(delete_credential),
         )
         .route(
-            "/vaults/{vault_id}/credentials/{credential_id}/archive",
+            "/v1/vaults/{vault_id}/credentials/{credential_id}/archive",
             post(archive_credential),
         )
 }

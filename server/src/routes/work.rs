@@ -38,23 +38,23 @@ pub const BLOCK_STEP: Duration = Duration::from_millis(20);
 /// The work routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/environments/{environment_id}/work", get(list))
-        .route("/environments/{environment_id}/work/poll", get(poll))
-        .route("/environments/{environment_id}/work/stats", get(stats))
+        .route("/v1/environments/{environment_id}/work", get(list))
+        .route("/v1/environments/{environment_id}/work/poll", get(poll))
+        .route("/v1/environments/{environment_id}/work/stats", get(stats))
         .route(
-            "/environments/{environment_id}/work/{work_id}",
+            "/v1/environments/{environment_id}/work/{work_id}",
             get(retrieve).post(update),
         )
         .route(
-            "/environments/{environment_id}/work/{work_id}/ack",
+            "/v1/environments/{environment_id}/work/{work_id}/ack",
             post(ack),
         )
         .route(
-            "/environments/{environment_id}/work/{work_id}/heartbeat",
+            "/v1/environments/{environment_id}/work/{work_id}/heartbeat",
             post(heartbeat),
         )
         .route(
-            "/environments/{environment_id}/work/{work_id}/stop",
+            "/v1/environments/{environment_id}/work/{work_id}/stop",
             post(stop),
         )
 }

@@ -18,11 +18,12 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::level_filters::LevelFilter;
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+pub mod lines;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -65,6 +66,9 @@ pub enum Error {
     /// The roots the exporter trusts could not be loaded.
     #[error("--otlp-endpoint: the TLS roots: {0}")]
     Roots(String),
+    /// The thread writing log lines could not be started.
+    #[error("starting the log writer thread: {0}")]
+    LogThread(std::io::Error),
     /// The exporter could not be built.
     #[error("--otlp-endpoint: {0}")]
     Exporter(String),
@@ -73,7 +77,7 @@ pub enum Error {
 /// Keeps logs and traces flowing; dropping it flushes both (traces first).
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
-    _log_flush: WorkerGuard,
+    _log_flush: lines::Flush,
 }
 
 impl Drop for Telemetry {
@@ -108,14 +112,13 @@ pub fn traces_url(endpoint: &str) -> Result<String, Error> {
     }
 }
 
-/// Installs the process's subscriber: logs through a buffer a thread of its own writes out
-/// (nothing dropped: a full buffer makes the logging thread wait), filtered by
+/// Installs the process's subscriber: logs through a buffer a thread of its own writes out in
+/// batches ([`lines`]; nothing dropped: a full buffer makes the logging thread wait), filtered by
 /// `MANAGED_AGENTS_LOG` (default `info`), and the OTLP exporter when `args` names an endpoint.
 /// Call before the async runtime starts (the exporter's client must not live in it).
 pub fn init(args: &TelemetryArgs) -> Result<Telemetry, Error> {
-    let (log_writer, log_flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let (log_writer, log_flush) =
+        lines::spawn(Box::new(std::io::stderr()), "log-writer").map_err(Error::LogThread)?;
     let filter =
         EnvFilter::try_from_env("MANAGED_AGENTS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let log = match args.log_format {
