@@ -51,12 +51,19 @@ pub(crate) fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Decodes `bytes` as JSON into `T`, naming the field that does not fit.
+///
+/// A body that fits is decoded once, without tracking paths; only a body that does not is
+/// decoded again with `serde_path_to_error`, for the message (tracking every field's path was
+/// paid by every request).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         bytes
     };
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -109,5 +116,9 @@ mod tests {
         let err = decode::<Outer>(b"{").expect_err("bad");
         assert!(err.to_string().contains("not valid JSON"), "{err}");
         assert!(decode::<Object>(b"").is_ok());
+        let err = decode::<Outer>(br#"{"inner":[]} x"#).expect_err("trailing");
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
+        let fits = decode::<Outer>(br#" {"inner":[{"n":7}]} "#).expect("fits");
+        assert_eq!(fits.inner[0].n, 7);
     }
 }
