@@ -1202,3 +1202,37 @@ async fn every_model_request_is_what_a_full_fold_of_the_log_gives() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_halted_runner_finishes_what_its_tasks_have_and_starts_nothing() {
+    let s = setup().await;
+    let vault = s.vault(None).await;
+    let id = s.session(agent(vec![]), vec![vault]).await;
+    s.say(&id, "[[mock:delay 500ms]] [[mock:text first]]").await;
+    s.wait(&id, "the first request", |l| {
+        !find(l, "span.model_request_start").is_empty()
+    })
+    .await;
+    // Queued behind the running turn: the same task answers it.
+    s.say(&id, "[[mock:text second]]").await;
+    assert!(
+        !s.runner.halt(Duration::ZERO).await,
+        "a turn is running: not everything ended at once"
+    );
+    assert!(s.runner.halt(Duration::from_secs(30)).await);
+    assert!(!s.runner.is_busy());
+    let loaded = s.load(&id).await;
+    let messages: Vec<String> = find(&loaded, "agent.message")
+        .iter()
+        .map(|e| text_of(e))
+        .collect();
+    assert_eq!(messages, ["first", "second"]);
+    assert!(!loaded.state.needs_turn());
+    // Halted, new input starts no task: it is left to the next start's notification.
+    s.say(&id, "[[mock:text third]]").await;
+    assert!(
+        !s.runner.is_busy(),
+        "a halted runner started a session task"
+    );
+    assert!(s.load(&id).await.state.needs_turn());
+}

@@ -271,6 +271,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         if released > 0 {
             tracing::info!(released, "session leases released");
         }
+        // A session task still running could mount an image again after it was unmounted (the
+        // snapshot after a turn's idle does): let them end first, briefly.
+        if !runner.halt(RUNNER_PATIENCE).await {
+            tracing::warn!(
+                patience_ms = RUNNER_PATIENCE.as_millis() as u64,
+                "session tasks still running at shutdown; they are dropped"
+            );
+        }
         // Workspace images are mounted again on their next use.
         let unmounted = workspaces.unmount_all();
         tracing::info!(unmounted, "workspace images unmounted");
@@ -278,6 +286,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long shutdown waits for running session tasks to end before it unmounts the workspace
+/// images (a turn still running then is cut, and resumed by the next start).
+const RUNNER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Starts the harness runner: recovers sessions left running, then runs sessions as input
 /// arrives: the routes call `Runner::notify` on new input; a rescan every 500 ms is the safety

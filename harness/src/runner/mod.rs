@@ -151,6 +151,8 @@ struct Inner<S, X> {
     parked: Mutex<HashMap<SessionId, lease::Parked>>,
     /// Shutting down: no lease is taken or renewed ([`Runner::release_leases`]).
     stopping: Arc<AtomicBool>,
+    /// Halted: no session task starts or goes on to another turn ([`Runner::halt`]).
+    halted: AtomicBool,
 }
 
 impl<S, X> Inner<S, X> {
@@ -254,6 +256,7 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
                 refused: Mutex::new(HashMap::new()),
                 parked: Mutex::new(HashMap::new()),
                 stopping: Arc::new(AtomicBool::new(false)),
+                halted: AtomicBool::new(false),
             }),
         }
     }
@@ -329,8 +332,12 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
         });
     }
 
-    /// Tells the runner that `session` may have new input. Cheap; never blocks.
+    /// Tells the runner that `session` may have new input. Cheap; never blocks. Does nothing
+    /// once the runner is halted.
     pub fn notify(&self, session: &SessionId) {
+        if self.inner.halted.load(Ordering::SeqCst) {
+            return;
+        }
         let again = {
             let mut active = lock(&self.inner.active);
             if let Some(again) = active.get(session) {
@@ -432,6 +439,27 @@ impl<S: Store, X: Sandbox + 'static> Runner<S, X> {
     /// successor's first write on). Returns how many leases it released.
     pub async fn release_leases(&self) -> usize {
         lease::release_all(&self.inner).await
+    }
+
+    /// Orderly shutdown, once no request can reach the runner: no session task starts from
+    /// now on, and this waits up to `patience` for the running ones to finish what they have
+    /// (input queued behind a running turn included: an idle session with input waiting is
+    /// found by nothing but a notification, while a turn cut mid-way is resumed by the next
+    /// start). The server halts the runner before it unmounts the workspace images: a turn's
+    /// last step after its idle (the workspace snapshot) mounts an image that is not mounted,
+    /// so a task still running would mount again what was just unmounted, and the mount would
+    /// outlive the process. Returns whether none is left (those still running when `patience`
+    /// ends are dropped with the runtime, as before).
+    pub async fn halt(&self, patience: Duration) -> bool {
+        self.inner.halted.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + patience;
+        while self.is_busy() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Whether any session task is running (for tests and orderly shutdown).
