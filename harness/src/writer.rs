@@ -63,8 +63,9 @@ impl AsRef<SessionState> for Transcript {
 }
 
 /// Brings `head` (kept from an earlier turn, or empty) up to the log of session `id`, reading
-/// only the records after it (nothing when the store knows the head is current). A stream now shorter than the head (the session was deleted) is
-/// folded again from nothing, so a deleted session is [`log::Error::NotFound`].
+/// only the records after it (nothing when the store knows the head is current). A stream now
+/// shorter than the head (the session was deleted) is folded again from nothing, so a deleted
+/// session is [`log::Error::NotFound`].
 pub(crate) async fn catch_up<S: Store>(
     store: &S,
     id: &SessionId,

@@ -72,6 +72,16 @@ struct Gated {
     gate: Arc<Gate>,
 }
 
+impl Gated {
+    /// A fresh memory store behind an open gate.
+    fn new() -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            gate: Arc::new(Gate::default()),
+        }
+    }
+}
+
 impl Store for Gated {
     async fn append(
         &self,
@@ -211,10 +221,7 @@ fn text_of(record: &SessionRecord) -> Option<String> {
 
 #[test]
 fn writers_queued_behind_an_append_share_the_next_one_in_order() {
-    let store = Gated {
-        inner: MemoryStore::new(),
-        gate: Arc::new(Gate::default()),
-    };
+    let store = Gated::new();
     let id = create(&store);
     let created_appends = store.gate.lock().appends;
     let heads = Heads::new(16);
@@ -381,10 +388,7 @@ fn many_writers_of_one_session_lose_nothing_and_keep_their_own_order() {
 
 #[test]
 fn a_write_on_a_current_head_reads_nothing_and_a_stale_head_catches_up_first() {
-    let store = Gated {
-        inner: MemoryStore::new(),
-        gate: Arc::new(Gate::default()),
-    };
+    let store = Gated::new();
     let id = create(&store);
     let (ours, elsewhere) = (Heads::new(16), Heads::new(16));
     let send = |heads: &Heads, text: &'static str| {

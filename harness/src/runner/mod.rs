@@ -151,7 +151,7 @@ struct Inner<S, X> {
     parked: Mutex<HashMap<SessionId, lease::Parked>>,
     /// Shutting down: no lease is taken or renewed ([`Runner::release_leases`]).
     stopping: Arc<AtomicBool>,
-    /// Halted: no session task starts or goes on to another turn ([`Runner::halt`]).
+    /// Halted: no session task starts ([`Runner::halt`]).
     halted: AtomicBool,
 }
 
